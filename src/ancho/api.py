@@ -1,0 +1,106 @@
+"""The Python API: ``ancho.run(...) -> ancho.Results``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .engine import RunHandle, RunSpec, create_record, execute
+from .executors import Executor, make_executor
+from .loading import LoadedModel, load_model, loaded_from_class
+from .stores import Store, open_store
+from .stores.base import RunRecord
+
+
+class Results:
+    """A run's results: its id, summary, and every sequence's outputs (read lazily from the store)."""
+
+    def __init__(self, store: Store, record: RunRecord):
+        self.store = store
+        self.record = record
+
+    @property
+    def run_id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The summary object (same as ``ancho run --json`` and the REST ``…/summary``)."""
+        return self.record.summary or {}
+
+    @property
+    def frame(self):
+        """A pandas DataFrame: a ``sequence`` column, then one column per output, in sequence order."""
+        if not hasattr(self, "_frame"):
+            self._frame = self.store.read_frame(self.run_id)
+        return self._frame
+
+    def column(self, name: str):
+        """One output as a NumPy array, without loading the others."""
+        return self.store.read_column(self.run_id, name)
+
+    @property
+    def failures(self) -> list:
+        """Sequences that raised: sequence number, error and traceback."""
+        return self.store.failures(self.run_id)
+
+    def __repr__(self) -> str:
+        return f"<ancho.Results run={self.run_id} status={self.status} sequences={self.record.done}>"
+
+
+def resolve_model(model: Any) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, str):
+        return load_model(model)
+    return loaded_from_class(model)
+
+
+def run(
+    model: Any,
+    params: dict[str, Any] | None = None,
+    sequences: int | None = 1000,
+    seed: int | None = None,
+    workers: int | None = None,
+    executor: str | Executor = "local",
+    store: str | Store | None = None,
+    targets: Iterable[str] = (),
+    until: str | None = None,
+    max_sequences: int | None = None,
+    max_failures: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Results:
+    """Run ``sequences`` sequences of ``model`` and return its :class:`Results`.
+
+    ``model`` is a Model subclass or instance (an instance's parameter values
+    are the starting point that ``params`` overrides) or a ``PATH[:Class]``
+    string. With ``until`` (a precision goal such as ``'mean(x)+-0.01'``),
+    ``sequences`` is the first batch and ``max_sequences`` the cap.
+    ``progress(done, total)`` is called as chunks complete.
+    Raises :class:`ancho.AnchoError` subclasses for bad input and failed runs;
+    the run record stays in the store either way.
+    """
+    from .model import Model
+
+    loaded = resolve_model(model)
+    if isinstance(model, Model):
+        params = {**model.params, **(params or {})}
+    spec = RunSpec.build(loaded, params, sequences, seed, targets, until, max_sequences, max_failures)
+    ex = make_executor(executor, workers)
+    st = open_store(store)
+    owns_executor = not isinstance(executor, Executor)
+    try:
+        if hasattr(ex, "start"):
+            ex.start()  # type: ignore[attr-defined]
+        name = executor if isinstance(executor, str) else type(executor).__name__
+        record = create_record(loaded, spec, name, ex.workers)
+        st.create_run(record)
+        final = execute(loaded, spec, st, ex, record, progress, RunHandle())
+    finally:
+        if owns_executor:
+            ex.close()
+    return Results(st, final)

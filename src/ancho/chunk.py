@@ -1,0 +1,191 @@
+"""Running one chunk of sequences and packing the outputs into columns.
+
+This is the hot loop of every executor (local worker processes and Spark
+tasks alike), so it does as little as possible per sequence: rewind the
+stream, call ``sequence``, check the output names with one dict-view
+comparison, keep the dict. Types are checked and columns built once per
+chunk, with NumPy.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import OutputError
+from .streams import StreamFactory
+
+#: column kinds and the NumPy dtype each is stored as
+KIND_DTYPES = {"bool": np.dtype(bool), "int": np.dtype(np.int64), "float": np.dtype(np.float64)}
+
+
+@dataclass
+class Failure:
+    """A sequence that raised: kept so users can see and reproduce it."""
+
+    sequence: int
+    error: str  # "ExceptionType: message"
+    traceback: str = ""
+
+    def to_dict(self) -> dict:
+        return {"sequence": self.sequence, "error": self.error, "traceback": self.traceback}
+
+
+@dataclass
+class ChunkResult:
+    """What an executor returns for sequences ``start..stop-1``: columnar, never one object per sequence."""
+
+    start: int
+    stop: int
+    sequences: np.ndarray  # int64, the sequences that succeeded, ascending
+    columns: dict[str, np.ndarray]
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0  # time spent computing (not queueing or transferring)
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def kinds(self) -> dict[str, str]:
+        return {name: dtype_kind(col.dtype) for name, col in self.columns.items()}
+
+
+def dtype_kind(dtype: np.dtype) -> str:
+    if dtype == np.bool_:
+        return "bool"
+    if np.issubdtype(dtype, np.integer):
+        return "int"
+    return "float"
+
+
+def run_chunk(model, streams: StreamFactory, start: int, stop: int, name: str = "") -> ChunkResult:
+    """Run sequences ``start..stop-1`` of ``model`` and return their outputs as columns.
+
+    A sequence that raises is recorded as a :class:`Failure`; outputs that are
+    not a mapping of numbers/bools, or whose names change, raise
+    :class:`OutputError` naming the sequence and output, because that is a
+    bug in the model rather than bad luck in one replication.
+    """
+    name = name or type(model).__name__
+    seq = model.sequence
+    at = streams.at
+    rows: list[dict] = []
+    append = rows.append
+    ids: list[int] = []
+    failures: list[Failure] = []
+    keys = None
+    t0 = time.perf_counter()
+    for i in range(start, stop):
+        try:
+            out = seq(at(i))
+        except Exception as exc:  # a failing replication is data, not a crash
+            failures.append(
+                Failure(i, f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)[1:]))
+            )
+            continue
+        if keys is None:
+            keys = _first_keys(out, i, name)
+        elif out.keys() != keys:
+            _raise_changed_names(out, keys, i, name)
+        append(out)
+        ids.append(i)
+    seconds = time.perf_counter() - t0
+    columns = _columns(rows, ids, keys, name) if rows else {}
+    if ids and len(ids) == stop - start:
+        sequences = np.arange(start, stop, dtype=np.int64)
+    else:
+        sequences = np.array(ids, dtype=np.int64)
+    return ChunkResult(start, stop, sequences, columns, failures, seconds)
+
+
+def _first_keys(out, i: int, name: str):
+    if not isinstance(out, dict):
+        if hasattr(out, "keys") and hasattr(out, "__getitem__"):
+            raise OutputError(
+                f"sequence {i} of {name} returned a {type(out).__name__}; return a plain dict of output name → number or bool"
+            )
+        raise OutputError(
+            f"sequence {i} of {name} returned {type(out).__name__}, not a mapping; return a dict such as {{\"x\": 1.0}}"
+        )
+    if not out:
+        raise OutputError(f"sequence {i} of {name} returned an empty dict; return at least one output")
+    for k in out:
+        if not isinstance(k, str) or not k.isidentifier() or k == "sequence":
+            raise OutputError(
+                f"sequence {i} of {name} returned the output name {k!r}; output names must be identifiers and not 'sequence'"
+            )
+    return out.keys()
+
+
+def _raise_changed_names(out, keys, i: int, name: str):
+    if not isinstance(out, dict):
+        raise OutputError(f"sequence {i} of {name} returned {type(out).__name__}, not a dict like earlier sequences")
+    new = sorted(set(out) - set(keys))
+    missing = sorted(set(keys) - set(out))
+    what = "; ".join(
+        part
+        for part in (
+            f"output '{new[0]}' is new" if new else "",
+            f"output '{missing[0]}' is missing" if missing else "",
+        )
+        if part
+    )
+    raise OutputError(f"sequence {i} of {name} returned different outputs than earlier sequences: {what}")
+
+
+_BOOL_TYPES = (bool, np.bool_)
+
+
+def _columns(rows: list[dict], ids: list[int], keys, name: str) -> dict[str, np.ndarray]:
+    columns = {}
+    for key in keys:
+        values = [r[key] for r in rows]
+        columns[key] = _column(values, ids, key, name)
+    return columns
+
+
+def _column(values: list, ids: list[int], key: str, name: str) -> np.ndarray:
+    types = set(map(type, values))
+    if types <= {bool, np.bool_}:
+        return np.array(values, dtype=bool)
+    if any(issubclass(t, _BOOL_TYPES) for t in types):
+        # a bool mixed with numbers: name the first sequence where the type changed
+        first_is_bool = isinstance(values[0], _BOOL_TYPES)
+        for seq_id, v in zip(ids, values):
+            if isinstance(v, _BOOL_TYPES) != first_is_bool:
+                raise OutputError(
+                    f"output '{key}' of {name} changed type at sequence {seq_id}: "
+                    f"{type(v).__name__} after {type(values[0]).__name__}; return the same type every time"
+                )
+    for t in types:
+        if not (issubclass(t, (int, float, np.integer, np.floating))):
+            seq_id, v = next((s, v) for s, v in zip(ids, values) if type(v) is t)
+            raise OutputError(
+                f"output '{key}' of sequence {seq_id} of {name} is {t.__name__} ({v!r:.40}); outputs must be numbers or bools"
+            )
+    if all(issubclass(t, (int, np.integer)) for t in types):
+        try:
+            return np.array(values, dtype=np.int64)
+        except OverflowError:
+            seq_id, v = next((s, v) for s, v in zip(ids, values) if not -(2**63) <= v < 2**63)
+            raise OutputError(
+                f"output '{key}' of sequence {seq_id} of {name} is an integer too large for 64 bits ({v}); return a float"
+            ) from None
+    # ints and floats together are one numeric column: promoted to float (``max(x, 0)`` returns either)
+    return np.array(values, dtype=np.float64)
+
+
+class ChunkRunner:
+    """A model instance prepared in a worker (parameters set, ``setup`` called) plus its streams."""
+
+    def __init__(self, cls, params: dict, seed: int):
+        self.model = cls(**params)
+        self.model.setup()
+        self.streams = StreamFactory(seed)
+        self.name = cls.__name__
+
+    def run(self, start: int, stop: int) -> ChunkResult:
+        return run_chunk(self.model, self.streams, start, stop, self.name)

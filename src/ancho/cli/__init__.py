@@ -1,0 +1,40 @@
+"""The ``ancho`` command line (Typer + Rich).
+
+Every error that Ancho raises on purpose ends the command with a one-line
+reason on stderr and a non-zero exit; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import AnchoError
+
+app = typer.Typer(
+    name="ancho",
+    help="Run stochastic simulation models: on this machine or a Spark cluster, every result kept and summarised.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+from . import local  # noqa: E402,F401  (registers run, runs, show, export)
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    print(f"ancho: error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=True)
+    except AnchoError as exc:
+        print(f"ancho: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("ancho: interrupted", file=sys.stderr)
+        sys.exit(130)

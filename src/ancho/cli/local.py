@@ -1,0 +1,150 @@
+"""Commands that work on this machine: ``run``, ``runs``, ``show``, ``export``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import InputError
+from . import app
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """``--param k=v`` pairs to a dict of strings (the model's annotations convert them)."""
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--param '{pair}' is not NAME=VALUE; write for example --param stake=3")
+        params[key] = value
+    return params
+
+
+@app.command()
+def run(
+    model: str = typer.Argument(..., metavar="PATH[:Class]", help="A .py file or a folder with the model; add :Class when it holds several."),
+    sequences: Optional[int] = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
+    seed: Optional[int] = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
+    param: list[str] = typer.Option([], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: all cores)."),
+    executor: str = typer.Option("local", "--executor", "-x", metavar="URL", help="'local' or a Spark master URL."),
+    store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="A folder, or cassandra://user:pass@host:port (default: $ANCHO_HOME)."),
+    target: list[str] = typer.Option([], "--target", "-t", metavar="EXPR", help="A threshold such as 'rounds>=30'; repeat for several."),
+    until: Optional[str] = typer.Option(None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."),
+    max_sequences: Optional[int] = typer.Option(None, "--max-sequences", help="Cap for --until (default 1,000,000)."),
+    max_failures: int = typer.Option(0, "--max-failures", help="Sequences allowed to raise before the run fails."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly the summary object as JSON on stdout."),
+) -> None:
+    """Run a model and print its summary."""
+    from ..executors import make_executor
+
+    # Workers start first: their interpreter start-up overlaps the driver's imports and model loading.
+    ex = make_executor(executor, workers)
+    try:
+        if hasattr(ex, "start"):
+            ex.start()
+        from ..api import resolve_model
+        from ..engine import RunHandle, RunSpec, create_record, execute
+        from ..stores import open_store
+        from .render import RunProgress, print_summary
+
+        loaded = resolve_model(model)
+        spec = RunSpec.build(loaded, parse_params(param), sequences, seed, target, until, max_sequences, max_failures)
+        st = open_store(store)
+        record = create_record(loaded, spec, executor, ex.workers)
+        st.create_run(record)
+        with RunProgress(enabled=True) as bar:
+            final = execute(loaded, spec, st, ex, record, bar, RunHandle())
+    finally:
+        ex.close()
+    if as_json:
+        sys.stdout.write(json.dumps(final.summary) + "\n")
+    else:
+        print_summary(final.summary, final)
+
+
+@app.command()
+def runs(
+    store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="Where the runs are (default: $ANCHO_HOME)."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+    limit: int = typer.Option(50, "--limit", help="At most this many (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run records as JSON."),
+) -> None:
+    """List the runs in a store, newest first."""
+    from ..stores import STATUSES, open_store
+    from .render import out_console, runs_table
+
+    if status is not None and status not in STATUSES:
+        raise InputError(f"--status '{status}' is not one of {', '.join(STATUSES)}")
+    records = open_store(store).list_runs(status=status, limit=limit)
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in records]) + "\n")
+    elif not records:
+        out_console.print("no runs yet: try `ancho run examples/gambler.py`")
+    else:
+        out_console.print(runs_table(records))
+
+
+@app.command()
+def show(
+    run_id: str = typer.Argument(..., metavar="RUN"),
+    store: Optional[str] = typer.Option(None, "--store", metavar="URL"),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly the summary object."),
+    failures: bool = typer.Option(False, "--failures", help="List the sequences that failed, with tracebacks."),
+) -> None:
+    """Show a run's summary again (or why it failed)."""
+    from ..stores import open_store
+    from .render import out_console, print_summary
+
+    st = open_store(store)
+    record = st.get_run(run_id)
+    if failures:
+        for f in st.failures(run_id):
+            out_console.print(f"[bold]sequence {f.sequence}[/bold]: {f.error}")
+            out_console.print(f.traceback, markup=False, highlight=False)
+        return
+    if record.summary is None:
+        if as_json:
+            sys.stdout.write(json.dumps({"run": record.id, "status": record.status, "error": record.error}) + "\n")
+        else:
+            out_console.print(f"run {record.id}: {record.status}, {record.done:,}/{record.total:,} sequences"
+                              + (f"\nerror: {record.error}" if record.error else ""), markup=False)
+        if record.status == "failed":
+            raise typer.Exit(1)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(record.summary) + "\n")
+    else:
+        print_summary(record.summary, record)
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., metavar="RUN"),
+    format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
+    store: Optional[str] = typer.Option(None, "--store", metavar="URL"),
+) -> None:
+    """Write every sequence's outputs as CSV or Parquet."""
+    from ..exports import write_csv, write_parquet
+    from ..stores import open_store
+
+    if format not in ("csv", "parquet"):
+        raise InputError(f"--format '{format}' is not csv or parquet")
+    st = open_store(store)
+    st.get_run(run_id)
+    if format == "parquet" and output is None and sys.stdout.isatty():
+        raise InputError("Parquet is binary: give --output FILE (or redirect stdout)")
+    sink = open(output, "wb") if output else sys.stdout.buffer
+    try:
+        (write_csv if format == "csv" else write_parquet)(st, run_id, sink)
+    finally:
+        if output:
+            sink.close()
+        else:
+            sink.flush()

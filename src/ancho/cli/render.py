@@ -1,0 +1,131 @@
+"""How summaries, runs and progress look on a terminal (Rich)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def fmt(x, digits: int = 6) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x != 0 and (abs(x) >= 1e7 or abs(x) < 1e-4):
+            return f"{x:.{digits - 2}e}"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def ci(pair) -> str:
+    return "–" if not pair else f"[{fmt(pair[0])}, {fmt(pair[1])}]"
+
+
+def summary_tables(summary: dict, record=None) -> list:
+    """Rich renderables for a summary: a heading line, outputs, targets, custom summaries."""
+    parts: list = []
+    head = f"run {summary['run']}  ·  {summary['status']}  ·  {summary['sequences']:,} sequences  ·  seed {summary['seed']}"
+    if record is not None and record.started and record.finished:
+        head += f"  ·  {record.finished - record.started:.2f} s"
+    parts.append(head)
+    if summary.get("params"):
+        parts.append("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items()))
+    t = Table(title="outputs", title_justify="left")
+    for col in ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count"):
+        t.add_column(col, justify="left" if col == "output" else "right")
+    for name, s in summary["outputs"].items():
+        t.add_row(name, fmt(s["mean"]), ci(s["ci95"]), fmt(s["std"], 4), fmt(s["min"]), fmt(s["p5"]),
+                  fmt(s["p50"]), fmt(s["p95"]), fmt(s["max"]), fmt(s["count"]))
+    parts.append(t)
+    if summary.get("targets"):
+        tt = Table(title="targets", title_justify="left")
+        for col in ("target", "probability", "95% CI"):
+            tt.add_column(col, justify="left" if col == "target" else "right")
+        for row in summary["targets"]:
+            tt.add_row(row["expr"], fmt(row["probability"]), ci(row["ci95"]))
+        parts.append(tt)
+    if summary.get("until"):
+        u = summary["until"]
+        state = "met" if u["met"] else f"NOT met (stopped at max_sequences={u['max_sequences']:,})"
+        parts.append(f"precision goal {u['expr']}: half-width {fmt(u['half_width'])} (goal {fmt(u['goal'])}), {state}")
+    if summary.get("custom"):
+        ct = Table(title="custom summaries", title_justify="left")
+        ct.add_column("summary")
+        ct.add_column("value", justify="right")
+        for k, v in summary["custom"].items():
+            ct.add_row(k, fmt(v))
+        parts.append(ct)
+    if summary.get("failures"):
+        parts.append(f"[yellow]{summary['failures']:,} sequences failed[/yellow] (ancho show {summary['run']} --failures)")
+    return parts
+
+
+def print_summary(summary: dict, record=None) -> None:
+    for part in summary_tables(summary, record):
+        out_console.print(part)
+
+
+def when(ts: float | None) -> str:
+    return "–" if not ts else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(record) -> str:
+    if not record.started:
+        return "–"
+    end = record.finished or time.time()
+    return f"{end - record.started:.1f} s"
+
+
+def runs_table(records) -> Table:
+    t = Table()
+    for col in ("run", "model", "status", "sequences", "created", "duration"):
+        t.add_column(col, justify="right" if col in ("sequences", "duration") else "left")
+    for r in records:
+        t.add_row(r.id, r.model, r.status, f"{r.done:,}/{r.total:,}", when(r.created), duration(r))
+    return t
+
+
+class RunProgress:
+    """A progress bar on stderr with sequences/s and time left; silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and err_console.is_terminal
+        self._progress = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]running"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("run", total=None, rate="")
+            self._t0 = time.monotonic()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._progress is not None:
+            elapsed = max(time.monotonic() - self._t0, 1e-9)
+            self._progress.update(self._task, completed=done, total=total, rate=f"{done / elapsed:,.0f} seq/s")
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

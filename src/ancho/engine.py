@@ -1,0 +1,429 @@
+"""The engine: plans chunks, drives an executor, stores results, retries, stops.
+
+It is the only part that knows about chunks, seeds, retries, targets and
+precision goals. Executors run the chunks it hands out; stores persist what
+it gives them; the CLI, the Python API and the server call :func:`execute`.
+
+Chunk sizing (the heuristic, as in joblib's auto-batching): the first chunks
+are small (``INITIAL_CHUNK`` sequences) so that the time per sequence is
+measured within milliseconds; after that a chunk is sized to take about
+``TARGET_SECONDS`` (so per-chunk costs, a pickled batch and one Parquet
+file, stay far below 1% of the work and progress still updates several
+times a second), never more than ``MAX_CHUNK`` sequences (bounded worker
+memory), never growing more than ``GROWTH``-fold at once (one lucky fast
+chunk cannot produce a huge one), and no more than a ``1/(2·workers)`` share
+of what is left, so the last chunks spread over all workers instead of one
+worker finishing alone. benchmarks/bench_overhead.py and bench_parallel.py
+measure the result.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .chunk import ChunkResult
+from .errors import AnchoError, InputError, OutputError, RunCancelled, RunFailed
+from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from .expressions import Goal, Target, check_outputs
+from .loading import LoadedModel
+from .stores.base import RunRecord, Store
+from .streams import MAX_SEED, new_seed
+from .stats import Running, build_summary, clean
+
+INITIAL_CHUNK = 8
+TARGET_SECONDS = 0.2
+MAX_CHUNK = 262_144
+GROWTH = 16
+MAX_RETRIES = 3  # attempts after the first, per chunk, when a worker dies
+MAX_SEQUENCES = 10**12
+DEFAULT_GOAL_CAP = 1_000_000
+DEFAULT_FIRST_BATCH = 1000
+PROGRESS_EVERY = 0.2  # seconds between run-record progress writes
+
+
+@dataclass
+class RunSpec:
+    """What to run, validated: the engine's input from every front end."""
+
+    params: dict[str, Any]
+    sequences: int
+    seed: int
+    targets: list[Target] = field(default_factory=list)
+    until: Goal | None = None
+    max_sequences: int | None = None
+    max_failures: int = 0
+
+    @classmethod
+    def build(
+        cls,
+        model: LoadedModel,
+        params: dict | None = None,
+        sequences: int | None = None,
+        seed: int | None = None,
+        targets=(),
+        until: str | None = None,
+        max_sequences: int | None = None,
+        max_failures: int | None = 0,
+    ) -> "RunSpec":
+        """Validate every input and name the first bad one."""
+        resolved = model.cls.resolve_params(params)
+        goal = Goal.parse(until) if until else None
+        if sequences is None:
+            sequences = DEFAULT_FIRST_BATCH if goal else 1000
+        sequences = _whole("sequences", sequences, 1, MAX_SEQUENCES)
+        if seed is None:
+            seed = new_seed()
+        seed = _whole("seed", seed, 0, MAX_SEED)
+        if max_sequences is not None:
+            if goal is None:
+                raise InputError("--max-sequences goes with --until (a precision goal); without one, use --sequences")
+            max_sequences = _whole("max_sequences", max_sequences, 1, MAX_SEQUENCES)
+        elif goal is not None:
+            max_sequences = max(DEFAULT_GOAL_CAP, sequences)
+        if goal is not None and max_sequences < sequences:
+            raise InputError(f"max_sequences ({max_sequences}) is below sequences ({sequences}), the first batch")
+        if isinstance(targets, str):
+            targets = [targets]
+        parsed = [t if isinstance(t, Target) else Target.parse(t) for t in targets or ()]
+        max_failures = _whole("max_failures", max_failures or 0, 0, MAX_SEQUENCES)
+        return cls(resolved, sequences, seed, parsed, goal, max_sequences, max_failures)
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be a whole number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise InputError(f"{name} must be a whole number, got '{value}'") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise InputError(f"{name} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise InputError(f"{name} must be between {low:,} and {high:,}, got {value:,}")
+    return value
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Plan(ChunkSource):
+    """The sequences still to run, handed out as adaptively sized chunks."""
+
+    def __init__(self, todo: list[tuple[int, int]], workers: int):
+        self.todo: deque[tuple[int, int]] = deque(todo)
+        self.retry: deque[Chunk] = deque()
+        self.workers = max(1, workers)
+        self.per_sequence: float | None = None  # seconds, smoothed
+        self.last_size = INITIAL_CHUNK
+        self.inflight = 0
+
+    def extend(self, start: int, stop: int) -> None:
+        if stop > start:
+            self.todo.append((start, stop))
+
+    def requeue(self, chunk: Chunk) -> None:
+        self.retry.append(Chunk(chunk.start, chunk.stop, chunk.attempt + 1))
+
+    @property
+    def remaining(self) -> int:
+        return sum(b - a for a, b in self.todo) + sum(c.size for c in self.retry)
+
+    def measure(self, result: ChunkResult) -> None:
+        self.inflight -= 1
+        if result.size and result.seconds > 0:
+            t = result.seconds / result.size
+            self.per_sequence = t if self.per_sequence is None else 0.5 * self.per_sequence + 0.5 * t
+
+    def lost(self) -> None:
+        self.inflight -= 1
+
+    def size(self) -> int:
+        if self.per_sequence is None:
+            return INITIAL_CHUNK
+        ideal = TARGET_SECONDS / max(self.per_sequence, 1e-9)
+        share = math.ceil(self.remaining / (2 * self.workers))
+        return int(max(1, min(ideal, MAX_CHUNK, self.last_size * GROWTH, share)))
+
+    def next(self) -> Chunk | None:
+        if self.retry:
+            self.inflight += 1
+            return self.retry.popleft()
+        if not self.todo:
+            return None
+        size = self.size()
+        start, stop = self.todo.popleft()
+        n = min(size, stop - start)
+        if start + n < stop:
+            self.todo.appendleft((start + n, stop))
+        self.last_size = n
+        self.inflight += 1
+        return Chunk(start, start + n)
+
+    @property
+    def idle(self) -> bool:
+        return not self.todo and not self.retry and self.inflight == 0
+
+
+def gaps(done: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
+    """The ranges of ``0..total-1`` not covered by ``done`` (sorted ranges)."""
+    out, pos = [], 0
+    for a, b in sorted(done):
+        if a > pos:
+            out.append((pos, min(a, total)))
+        pos = max(pos, b)
+    if pos < total:
+        out.append((pos, total))
+    return [(a, b) for a, b in out if b > a]
+
+
+def merge_schema(schema: dict[str, str], result: ChunkResult) -> bool:
+    """Fold a chunk's column kinds into the run's schema; True if the schema changed.
+
+    Names must match exactly; an int column meeting a float one becomes
+    float (readers cast the stored int chunks); bool never mixes with numbers.
+    """
+    kinds = result.kinds()
+    if not kinds:
+        return False
+    if not schema:
+        schema.update(kinds)
+        return True
+    if kinds.keys() != schema.keys():
+        new = sorted(set(kinds) - set(schema))
+        missing = sorted(set(schema) - set(kinds))
+        what = f"output '{new[0]}' is new" if new else f"output '{missing[0]}' is missing"
+        raise OutputError(
+            f"sequences {result.start}..{result.stop - 1} returned different outputs than earlier sequences: {what}"
+        )
+    changed = False
+    for name, kind in kinds.items():
+        old = schema[name]
+        if kind == old:
+            continue
+        if {kind, old} == {"int", "float"}:
+            if old == "int":
+                schema[name] = "float"
+                changed = True
+            continue
+        raise OutputError(
+            f"output '{name}' changed type: {kind} in sequences {result.start}..{result.stop - 1}, {old} earlier; return the same type every time"
+        )
+    return changed
+
+
+class RunHandle:
+    """Lets another thread cancel a run that :func:`execute` is driving."""
+
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+        self.executor: Executor | None = None
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self.executor is not None:
+            self.executor.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+def create_record(model: LoadedModel, spec: RunSpec, executor_name: str, workers: int | None, owner: str = "local", run_id: str | None = None, status: str = "queued", extra: dict | None = None) -> RunRecord:
+    import numpy
+
+    return RunRecord(
+        id=run_id or new_run_id(),
+        model=model.name,
+        entry=model.ref.entry,
+        source=model.source,
+        source_hash=model.source_hash,
+        owner=owner,
+        params=clean(spec.params),
+        seed=spec.seed,
+        sequences=spec.sequences,
+        until=spec.until.expr if spec.until else None,
+        max_sequences=spec.max_sequences,
+        max_failures=spec.max_failures,
+        targets=[t.expr for t in spec.targets],
+        executor=executor_name,
+        workers=workers,
+        status=status,
+        total=spec.sequences,
+        spec=extra or {},
+        ancho_version=__version__,
+        numpy_version=numpy.__version__,
+    )
+
+
+def execute(
+    model: LoadedModel,
+    spec: RunSpec,
+    store: Store,
+    executor: Executor,
+    record: RunRecord,
+    progress: Callable[[int, int], None] | None = None,
+    handle: RunHandle | None = None,
+) -> RunRecord:
+    """Drive ``record``'s run to a final status and return the final record.
+
+    The record must exist in ``store``. Chunks already stored (a resumed run)
+    are kept and not recomputed. Raises the :class:`AnchoError` that failed
+    the run (after recording it), or :class:`RunCancelled`.
+    """
+    handle = handle or RunHandle()
+    handle.executor = executor
+    run_id = record.id
+    schema = dict(record.schema)
+    total = record.total or spec.sequences
+    done_ranges = store.completed_ranges(run_id)
+    done = sum(b - a for a, b in done_ranges if b <= total)
+    failures = record.failures
+    retries = record.retries
+    stats: dict[str, Running] = {}
+    tracked = spec.targets + ([spec.until.target] if spec.until and spec.until.target else [])
+
+    def track(name: str, column) -> None:
+        stats.setdefault(name, Running()).add(column, [t for t in tracked if t.output == name])
+
+    if done and spec.until:
+        for name in schema:
+            track(name, store.read_column(run_id, name))
+    plan = Plan(gaps(done_ranges, total), executor.workers)
+    store.update_run(run_id, status="running", started=record.started or time.time(), error=None, total=total)
+    task = Task(model.ref, spec.params, spec.seed, run_id)
+    last_write = 0.0
+    if progress:
+        progress(done, total)
+    try:
+        if spec.until and not plan.todo:
+            total = _next_total(spec, stats, total)  # resumed after a batch completed
+            plan.extend(record.total, total)
+        for item in executor.map_chunks(task, plan):
+            if handle.cancelled:
+                raise RunCancelled("the run was cancelled")
+            if isinstance(item, ChunkLost):
+                plan.lost()
+                retries += 1
+                if item.chunk.attempt >= MAX_RETRIES:
+                    raise RunFailed(
+                        f"sequences {item.chunk.start}..{item.chunk.stop - 1} were lost {item.chunk.attempt + 1} times: {item.reason}"
+                    )
+                plan.requeue(item.chunk)
+                continue
+            result: ChunkResult = item
+            plan.measure(result)
+            first_schema = not schema
+            if merge_schema(schema, result):
+                store.update_run(run_id, schema=schema)
+                if first_schema:
+                    check_outputs(schema, spec.targets, spec.until)
+            store.write_chunk(run_id, result)
+            done += result.size
+            if result.failures:
+                failures += len(result.failures)
+                if failures > spec.max_failures:
+                    raise RunFailed(_failure_message(result, failures, spec.max_failures))
+            if spec.until:
+                for name, col in result.columns.items():
+                    track(name, col)
+            if spec.until and plan.idle:
+                new_total = _next_total(spec, stats, total)
+                plan.extend(total, new_total)
+                total = new_total
+            now = time.monotonic()
+            if now - last_write >= PROGRESS_EVERY or plan.idle:
+                store.update_run(run_id, done=done, total=total, failures=failures, retries=retries)
+                last_write = now
+            if progress:
+                progress(done, total)
+    except RunCancelled:
+        store.update_run(run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="cancelled")
+        raise
+    except KeyboardInterrupt:
+        handle.cancel()
+        store.update_run(run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="interrupted")
+        raise
+    except AnchoError as exc:
+        store.update_run(run_id, status="failed", done=done, failures=failures, finished=time.time(), error=str(exc))
+        raise
+    except Exception as exc:
+        store.update_run(run_id, status="failed", done=done, failures=failures, finished=time.time(), error=f"{type(exc).__name__}: {exc}")
+        raise
+    store.update_run(run_id, done=done, total=total, failures=failures, retries=retries, schema=schema)
+    final = store.get_run(run_id)
+    goal_info = _goal_info(spec, stats) if spec.until else None
+    custom = custom_summaries(model, spec.params, store, run_id) if model.cls.__ancho_summaries__ else {}
+    final.status = "succeeded"
+    summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)
+    store.update_run(run_id, status="succeeded", finished=time.time(), summary=summary)
+    return store.get_run(run_id)
+
+
+def _failure_message(result: ChunkResult, failures: int, allowed: int) -> str:
+    first = result.failures[0]
+    allowance = f"--max-failures allows {allowed}" if allowed else "allow some with --max-failures N"
+    return f"sequence {first.sequence} failed: {first.error} ({failures} failure{'s' if failures != 1 else ''}; {allowance})"
+
+
+def _next_total(spec: RunSpec, stats: dict[str, Running], total: int) -> int:
+    """After a batch: the sequence count the precision goal needs next (== total when met or capped).
+
+    The needed count is extrapolated from the current half-width h(n)
+    (h shrinks as 1/sqrt(n)): n·(h/goal)², plus 10%, at least 25% more
+    than now and at most ten times as many (an early variance estimate can
+    be far off), capped by max_sequences.
+    """
+    goal = spec.until
+    assert goal is not None and spec.max_sequences is not None
+    running = stats.get(goal.output)
+    h = running.half_width(goal) if running else None
+    want = running.goal_width(goal) if running else None
+    if h is not None and want is not None and h <= want:
+        return total
+    if total >= spec.max_sequences:
+        return total
+    if h is None or not want:
+        needed = total * 10
+    else:
+        needed = math.ceil(total * (h / want) ** 2 * 1.1)
+    return int(min(spec.max_sequences, max(needed, math.ceil(total * 1.25)), total * 10))
+
+
+def _goal_info(spec: RunSpec, stats: dict[str, Running]) -> dict:
+    goal = spec.until
+    assert goal is not None
+    running = stats.get(goal.output, Running())
+    h = running.half_width(goal)
+    want = running.goal_width(goal)
+    return {
+        "expr": goal.expr,
+        "half_width": h,
+        "goal": want,
+        "met": bool(h is not None and want is not None and h <= want),
+        "max_sequences": spec.max_sequences,
+    }
+
+
+def custom_summaries(model: LoadedModel, params: dict, store: Store, run_id: str) -> dict:
+    """The model's ``@ancho.summary`` functions over the results DataFrame; an error becomes the value."""
+    frame = store.read_frame(run_id)
+    instance = model.cls(**params)
+    out: dict[str, Any] = {}
+    for name in model.cls.__ancho_summaries__:
+        try:
+            out[name] = clean(getattr(instance, name)(frame.copy()))
+        except Exception as exc:
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out

@@ -1,0 +1,91 @@
+"""What every executor does: run chunks of sequences of one model, return columns.
+
+An executor knows nothing of seeds beyond passing them on, nothing of
+chunk sizes, retries, stores or summaries: the engine owns those. This keeps
+each backend a short class (as joblib's backends are) and keeps results
+identical whichever backend ran them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..chunk import ChunkResult
+from ..loading import ModelRef
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs to run any chunk of one run."""
+
+    ref: ModelRef
+    params: dict[str, Any]
+    seed: int
+    run_id: str = ""
+    #: environment variables for worker processes (threads per worker, etc.)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int
+    stop: int
+    attempt: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class ChunkLost:
+    """A chunk that did not come back (its worker died, was killed, or timed out): the engine decides on a retry."""
+
+    chunk: Chunk
+    reason: str
+
+
+class ChunkSource:
+    """Where an executor pulls its next chunk from; the engine implements it.
+
+    ``next()`` returns a chunk, or None when there is nothing to do right now.
+    The executor asks again after each result it hands back, because handling
+    a result may add work (a retry, the next batch of a precision goal).
+    """
+
+    def next(self) -> Chunk | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Executor(ABC):
+    """Base class of execution backends."""
+
+    #: how many chunks run at the same time
+    workers: int = 1
+
+    @abstractmethod
+    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
+        """Run chunks pulled from ``source`` and yield each result as it completes.
+
+        Ends when ``source`` has nothing left and nothing is in flight. May
+        raise :class:`ancho.errors.AnchoError` for errors that concern the
+        whole run (for example the model cannot be loaded by workers).
+        """
+
+    def cancel(self) -> None:
+        """Stop work in flight as soon as possible (called from another thread)."""
+
+    def close(self) -> None:
+        """Release processes and connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+ProgressCallback = Callable[[int, int], None]

@@ -1,0 +1,246 @@
+"""The local executor: worker processes on this machine.
+
+Each worker is a child process (``python -m ancho.executors.worker``) talking
+over a socket pair with pickled messages, not a ``multiprocessing.Pool``:
+the same worker runs unchanged under another interpreter (a model's own
+environment) or wrapped in a sandbox command, which a Pool cannot do, and a
+worker that dies is seen at once (its socket closes) and replaced.
+
+Each worker gets two chunks at a time: one computing and one waiting in its
+pipe, so it never idles while the driver stores the previous result
+(measured in benchmarks/bench_parallel.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from ..chunk import ChunkResult
+from ..errors import AnchoError, ModelError, OutputError, ParameterError, RunCancelled, RunFailed
+from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
+
+#: chunks queued per worker: one running, one waiting in its pipe
+INFLIGHT_PER_WORKER = 2
+#: BLAS/OpenMP thread pools are sized to one thread per worker unless the user says otherwise,
+#: as joblib/loky do: N workers each starting N threads would oversubscribe the cores.
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_ERRORS: dict[str, type[AnchoError]] = {
+    "ModelError": ModelError,
+    "OutputError": OutputError,
+    "ParameterError": ParameterError,
+}
+_ANCHO_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def default_workers() -> int:
+    """All the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Worker:
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        parent, child = socket.socketpair()
+        self.proc = subprocess.Popen(
+            argv + [str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        child.close()
+        self.conn = Connection(parent.detach())
+        self.inflight: deque[Chunk] = deque()
+        self.task: Task | None = None
+
+    def send(self, msg) -> None:
+        self.conn.send(msg)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        self.conn.close()
+
+    def exit_reason(self) -> str:
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"worker process {self.proc.pid} was killed by {name}"
+        return f"worker process {self.proc.pid} exited with code {code}"
+
+
+class LocalExecutor(Executor):
+    """Runs chunks in ``workers`` child processes (default: one per core).
+
+    ``python`` runs the workers (a model environment's interpreter), and
+    ``wrap`` turns the worker command line into a sandboxed one.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        python: str | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+            raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
+        self.workers = workers or default_workers()
+        self.python = python or sys.executable
+        self.wrap = wrap
+        self.extra_env = dict(env or {})
+        self._pool: list[_Worker] = []
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- processes ----------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for var in _THREAD_VARS:
+            env.setdefault(var, "1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_ANCHO_PARENT, env.get("PYTHONPATH", "")) if p)
+        env["ANCHO_PARENT_PID"] = str(os.getpid())
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self) -> _Worker:
+        argv = [self.python, "-m", "ancho.executors.worker"]
+        if self.wrap is not None:
+            argv = self.wrap(argv)
+        return _Worker(argv, self._env())
+
+    def start(self) -> "LocalExecutor":
+        """Start the worker processes now, so their start-up overlaps the driver's own."""
+        with self._lock:
+            while len(self._pool) < self.workers:
+                self._pool.append(self._spawn())
+        return self
+
+    # -- work ---------------------------------------------------------------
+    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
+        self._cancelled.clear()
+        self.start()
+        try:
+            yield from self._loop(task, source)
+        except BaseException:
+            # anything unexpected (or the consumer stopping early): no chunk may keep running
+            self._kill_all()
+            raise
+
+    def _loop(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
+        exhausted = False
+        while True:
+            if self._cancelled.is_set():
+                raise RunCancelled("the run was cancelled")
+            exhausted = False
+            for w in list(self._pool):
+                while len(w.inflight) < INFLIGHT_PER_WORKER:
+                    chunk = source.next()
+                    if chunk is None:
+                        exhausted = True
+                        break
+                    if w.task is not task:
+                        w.send(("task", task))
+                        w.task = task
+                    w.inflight.append(chunk)
+                    w.send(("chunk", chunk.start, chunk.stop))
+                if exhausted:
+                    break
+            busy = [w for w in self._pool if w.inflight]
+            if not busy:
+                return
+            ready = wait([w.conn for w in busy], timeout=0.25)
+            for w in busy:
+                if w.conn not in ready:
+                    continue
+                try:
+                    msg = w.conn.recv()
+                except (EOFError, OSError):
+                    reason = w.exit_reason()
+                    lost = list(w.inflight)
+                    self._replace(w)
+                    if self._cancelled.is_set():
+                        raise RunCancelled("the run was cancelled") from None
+                    for chunk in lost:
+                        yield ChunkLost(chunk, reason)
+                    continue
+                if msg[0] == "result":
+                    w.inflight.popleft()
+                    yield msg[1]
+                else:
+                    _, kind, text = msg
+                    raise _ERRORS.get(kind, RunFailed)(
+                        f"model setup failed in a worker: {text}" if kind == "setup" else text
+                    )
+
+    def _replace(self, w: _Worker) -> None:
+        w.kill()
+        with self._lock:
+            if w in self._pool:
+                self._pool.remove(w)
+            if not self._cancelled.is_set():
+                self._pool.append(self._spawn())
+
+    def _kill_all(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, []
+        for w in pool:
+            w.kill()
+
+    def cancel(self) -> None:
+        # Only signal here: the thread running map_chunks sees the workers' sockets close,
+        # raises RunCancelled and cleans up, so no connection is closed under its feet.
+        self._cancelled.set()
+        with self._lock:
+            pool = list(self._pool)
+        for w in pool:
+            if w.proc.poll() is None:
+                try:
+                    w.proc.send_signal(signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, []
+        for w in pool:
+            try:
+                w.send(("exit",))
+            except OSError:
+                pass
+        for w in pool:
+            try:
+                w.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+            w.kill()
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self._kill_all()
+        except Exception:
+            pass

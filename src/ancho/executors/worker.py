@@ -1,0 +1,80 @@
+"""A worker process: ``python -m ancho.executors.worker FD``.
+
+It reads tasks and chunk requests from the connection on file descriptor FD
+and answers with :class:`~ancho.chunk.ChunkResult` batches. It imports only
+NumPy, the model and what the model imports, so it starts fast, and it can
+run under another Python (a model's own environment) or inside a sandbox:
+all it needs from the parent is that descriptor.
+
+Messages in: ``("task", Task)``, ``("chunk", start, stop)``, ``("exit",)``.
+Messages out: ``("result", ChunkResult)`` or ``("error", kind, message)``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL us when the parent dies, so no worker outlives a killed driver."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def serve(fd: int) -> None:
+    from multiprocessing.connection import Connection
+
+    from ..chunk import ChunkRunner
+    from ..errors import AnchoError
+
+    conn = Connection(fd)
+    runner = None
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        op = msg[0]
+        if op == "exit":
+            return
+        try:
+            if op == "task":
+                task = msg[1]
+                os.environ.update(task.env)
+                cls = task.ref.resolve()
+                runner = ChunkRunner(cls, task.params, task.seed)
+            elif op == "chunk":
+                if runner is None:
+                    raise RuntimeError("chunk before task")
+                conn.send(("result", runner.run(msg[1], msg[2])))
+        except AnchoError as exc:
+            conn.send(("error", type(exc).__name__, str(exc)))
+        except Exception as exc:
+            import traceback
+
+            where = "setup" if op == "task" else "worker"
+            tb = "".join(traceback.format_exception(exc)[-3:]).strip().splitlines()[-1]
+            conn.send(("error", where, f"{type(exc).__name__}: {exc}" if str(exc) else tb))
+
+
+def main() -> None:
+    parent = int(os.environ.get("ANCHO_PARENT_PID", os.getppid()))
+    _die_with_parent(parent)
+    # User code that prints must not corrupt the driver's stdout (for example `ancho run --json`).
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(int(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Finding and importing model classes, in the driver and in workers.
+
+A model reaches a worker process as a *reference* it can resolve by itself:
+:class:`FileRef` (a ``.py`` file inside a source folder, plus the class
+name) for models given by path, or :class:`PickledRef` (cloudpickle, by
+value) for classes defined in a notebook or script. Workers never receive
+the driver's live objects, so the same reference works for local processes,
+sandboxed processes running another Python environment, and Spark tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+from .model import Model, model_class
+
+_MODULE_PREFIX = "ancho_model_"
+_SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A model class defined in ``root/file`` (``root`` goes on ``sys.path`` so the model can import its siblings)."""
+
+    root: str
+    file: str
+    class_name: str
+
+    @property
+    def entry(self) -> str:
+        return f"{self.file}:{self.class_name}"
+
+    def resolve(self) -> type[Model]:
+        module = import_file(Path(self.root), self.file)
+        cls = getattr(module, self.class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Model)):
+            raise ModelError(f"{self.file} defines no ancho.Model subclass named {self.class_name}")
+        return cls
+
+
+@dataclass(frozen=True)
+class PickledRef:
+    """A model class serialised with cloudpickle (for classes that live in ``__main__`` or a notebook)."""
+
+    payload: bytes
+    class_name: str
+    sys_path: tuple[str, ...] = ()
+
+    @property
+    def entry(self) -> str:
+        return self.class_name
+
+    def resolve(self) -> type[Model]:
+        import cloudpickle
+
+        for p in self.sys_path:
+            if p not in sys.path:
+                sys.path.append(p)
+        return cloudpickle.loads(self.payload)
+
+
+ModelRef = FileRef | PickledRef
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model class in this process together with how workers find it again."""
+
+    cls: type[Model]
+    ref: ModelRef
+    source_hash: str
+    source: str  # what the user named: a path, later a URL or git repository
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+
+def split_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """Split ``PATH[:file.py][:Class]`` into (path, file inside a folder, class name)."""
+    parts = spec.split(":")
+    path, rest = parts[0], parts[1:]
+    file = cls = None
+    for part in rest:
+        if part.endswith(".py") or "/" in part:
+            file = part
+        elif part:
+            cls = part
+    if len(rest) > 2 or (len(rest) == 2 and file is None):
+        raise ModelError(f"cannot read the model '{spec}': write PATH, PATH:Class, or FOLDER:file.py:Class")
+    return path, file, cls
+
+
+def load_model(spec: str) -> LoadedModel:
+    """Load the model named by ``PATH[:Class]`` (PATH: a ``.py`` file or a folder)."""
+    path_s, file, class_name = split_spec(spec)
+    path = Path(path_s).expanduser()
+    if not path.exists():
+        raise ModelError(f"model path '{path_s}' does not exist; give a .py file or a folder containing one")
+    if path.is_file():
+        if path.suffix != ".py":
+            raise ModelError(f"model file '{path_s}' is not a .py file")
+        root, candidates = path.resolve().parent, [path.name]
+    else:
+        root = path.resolve()
+        if file:
+            if not (root / file).is_file():
+                raise ModelError(f"'{file}' not found in model folder '{path_s}'")
+            candidates = [file]
+        elif (root / "model.py").is_file():
+            candidates = ["model.py"]
+        else:
+            candidates = sorted(p.name for p in root.glob("*.py") if p.name != "setup.py")
+            if not candidates:
+                raise ModelError(f"model folder '{path_s}' has no .py file; put the model in model.py")
+    found: list[tuple[str, type[Model]]] = []
+    for rel in candidates:
+        module = import_file(root, rel)
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Model) and obj.__module__ == module.__name__:
+                if class_name is None or obj.__name__ == class_name:
+                    found.append((rel, obj))
+    where = candidates[0] if len(candidates) == 1 else f"{path_s} ({', '.join(candidates)})"
+    if not found:
+        if class_name:
+            raise ModelError(f"no ancho.Model subclass named '{class_name}' in {where}")
+        raise ModelError(f"no ancho.Model subclass found in {where}; define class MyModel(ancho.Model)")
+    if len(found) > 1:
+        names = ", ".join(c.__name__ for _, c in found)
+        raise ModelError(f"several models in {where} ({names}); choose one with {path_s}:ClassName")
+    rel, cls = found[0]
+    return LoadedModel(cls, FileRef(str(root), rel, cls.__name__), hash_source(root if path.is_dir() else path), str(path_s))
+
+
+def loaded_from_class(model: Any) -> LoadedModel:
+    """Wrap a class or instance given to :func:`ancho.run` so workers can load it too."""
+    cls = model_class(model)
+    module = sys.modules.get(cls.__module__)
+    ref = getattr(module, "__ancho_ref__", None)
+    if ref is not None:  # loaded by import_file: workers load the same file
+        root, rel = ref
+        return LoadedModel(cls, FileRef(root, rel, cls.__name__), hash_source(Path(root) / rel), rel)
+    import cloudpickle
+
+    # __main__ classes are pickled by value anyway; a module without a file cannot be imported by a worker
+    if module is not None and cls.__module__ != "__main__" and not getattr(module, "__file__", None):
+        cloudpickle.register_pickle_by_value(module)
+    payload = cloudpickle.dumps(cls)
+    try:
+        source_text = inspect.getsource(cls)
+    except (OSError, TypeError):
+        source_text = ""
+    digest = hashlib.sha256(source_text.encode() or payload).hexdigest()
+    return LoadedModel(cls, PickledRef(payload, cls.__name__, tuple(p for p in sys.path if p)), digest, cls.__qualname__)
+
+
+def import_file(root: Path, rel: str):
+    """Import ``root/rel`` as a fresh module; a syntax or import error becomes a one-line ModelError."""
+    full = (root / rel).resolve()
+    key = hashlib.sha1(str(full).encode()).hexdigest()[:12]
+    name = f"{_MODULE_PREFIX}{Path(rel).stem}_{key}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    spec = importlib.util.spec_from_file_location(name, full)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"cannot import model file '{rel}'")
+    module = importlib.util.module_from_spec(spec)
+    module.__ancho_ref__ = (str(root), rel)  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise ModelError(f"syntax error in model file '{rel}' line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:
+        del sys.modules[name]
+        line = _user_line(exc, str(full))
+        raise ModelError(f"model file '{rel}' failed to import{line}: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _user_line(exc: BaseException, filename: str) -> str:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == filename:
+            return f" (line {frame.lineno})"
+    return ""
+
+
+def hash_source(path: Path) -> str:
+    """SHA-256 over a file, or over a folder's files (names and contents, sorted), so a run records what it ran."""
+    h = hashlib.sha256()
+    if path.is_file():
+        h.update(path.read_bytes())
+        return h.hexdigest()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for fn in sorted(filenames):
+            if fn.endswith((".pyc", ".pyo")):
+                continue
+            fp = Path(dirpath) / fn
+            h.update(str(fp.relative_to(path)).encode() + b"\0")
+            h.update(fp.read_bytes() + b"\0")
+    return h.hexdigest()

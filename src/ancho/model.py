@@ -1,0 +1,306 @@
+"""The model API: what users subclass.
+
+A model is a plain class (in the spirit of Mesa): parameters are annotated
+class attributes with defaults, ``sequence(self, rng)`` returns one
+replication's outputs, and methods marked ``@ancho.summary`` add the model's
+own statistics. Nothing here runs anything; the engine does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from .errors import ModelError, ParameterError
+
+_MISSING = object()
+_SUMMARY_FLAG = "__ancho_summary__"
+
+
+def summary(func: Callable) -> Callable:
+    """Mark a model method as a summary function.
+
+    It is called once per run as ``func(self, results)`` with the results
+    DataFrame (a ``sequence`` column and one column per output) and returns a
+    JSON-serialisable value (number, string, list or dict) stored under
+    ``summary["custom"][func.__name__]``.
+    """
+    setattr(func, _SUMMARY_FLAG, True)
+    return func
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A declared model parameter: its name, annotation and default."""
+
+    name: str
+    annotation: Any
+    default: Any = _MISSING
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    @property
+    def type_name(self) -> str:
+        a = self.annotation
+        return a.__name__ if isinstance(a, type) else str(a).replace("typing.", "")
+
+    def describe(self) -> dict:
+        """JSON-friendly description (used by the CLI, the REST API and the web form)."""
+        return {
+            "name": self.name,
+            "type": self.type_name,
+            "default": None if self.required else _jsonable(self.default),
+            "required": self.required,
+        }
+
+    def convert(self, value: Any) -> Any:
+        """Convert ``value`` (a Python value, a JSON value or a command-line string) to the annotation.
+
+        Scalars (int, float, bool, str) are converted here because they are
+        nearly every parameter and must import nothing; other annotations
+        (``list[float]``, ``Literal[...]``, ``tuple[int, int]``…) go through
+        pydantic, after decoding a JSON string from the command line.
+        """
+        ann = self.annotation
+        try:
+            if ann is Any or ann is object:
+                return value
+            if ann in _SCALARS:
+                return _SCALARS[ann](value)
+            return _convert_with_pydantic(ann, value)
+        except (TypeError, ValueError) as exc:
+            shown = repr(value) if not isinstance(value, str) else f"'{value}'"
+            raise ParameterError(
+                f"parameter '{self.name}' expects {self.type_name}, got {shown}: {exc}"
+            ) from None
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, bool):
+        raise TypeError("a bool is not an integer")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if v.is_integer():
+            return int(v)
+        raise ValueError("not a whole number")
+    if isinstance(v, str):
+        s = v.strip().replace("_", "")
+        try:
+            return int(s)
+        except ValueError:
+            f = float(s)  # accepts "1e6"
+            if math.isfinite(f) and f.is_integer():
+                return int(f)
+            raise ValueError("not a whole number") from None
+    if hasattr(v, "__index__"):  # numpy integers
+        return int(v.__index__())
+    raise TypeError(f"{type(v).__name__} is not an integer")
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise TypeError("a bool is not a number")
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        return float(v.strip().replace("_", ""))
+    if hasattr(v, "__float__") and not isinstance(v, (bytes, bytearray)):
+        return float(v)
+    raise TypeError(f"{type(v).__name__} is not a number")
+
+
+_TRUE = {"true", "yes", "on", "1", "y", "t"}
+_FALSE = {"false", "no", "off", "0", "n", "f"}
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+        raise ValueError("use true or false")
+    if type(v).__name__ == "bool_":  # numpy.bool_
+        return bool(v)
+    raise TypeError(f"{type(v).__name__} is not a bool (use true or false)")
+
+
+def _to_str(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    raise TypeError(f"{type(v).__name__} is not a string")
+
+
+_SCALARS: dict[Any, Callable[[Any], Any]] = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
+
+
+def _convert_with_pydantic(annotation: Any, value: Any) -> Any:
+    from pydantic import TypeAdapter, ValidationError
+
+    if isinstance(value, str) and typing.get_origin(annotation) is not typing.Literal:
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(first.get("msg", str(exc))) from None
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+class Model:
+    """Base class of every Ancho model.
+
+    Subclass it, declare parameters as annotated class attributes with
+    defaults, and write ``sequence(self, rng)``. Instances hold one set of
+    parameter values; ``Model(stake=3)`` validates and converts them.
+    ``sequence`` must treat ``self`` as read-only: sequences run in any order,
+    on any worker, and must not depend on each other. Use ``setup(self)`` for
+    expensive preparation done once per worker process.
+    """
+
+    __ancho_parameters__: ClassVar[dict[str, Parameter]] = {}
+    __ancho_summaries__: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__ancho_parameters__ = _collect_parameters(cls)
+        cls.__ancho_summaries__ = tuple(
+            name
+            for klass in reversed(cls.__mro__)
+            for name, attr in vars(klass).items()
+            if getattr(attr, _SUMMARY_FLAG, False)
+        )
+        # keep order, drop duplicates from overriding
+        cls.__ancho_summaries__ = tuple(dict.fromkeys(cls.__ancho_summaries__))
+
+    def __init__(self, **params: Any) -> None:
+        for name, value in self.resolve_params(params).items():
+            setattr(self, name, value)
+
+    # -- parameters ---------------------------------------------------------
+    @classmethod
+    def parameters(cls) -> dict[str, Parameter]:
+        """The declared parameters, in declaration order."""
+        return dict(cls.__ancho_parameters__)
+
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Validate ``params`` against the declared parameters and fill in defaults.
+
+        Raises :class:`ParameterError` naming the first unknown, missing or
+        badly typed parameter.
+        """
+        params = dict(params or {})
+        declared = cls.__ancho_parameters__
+        unknown = [k for k in params if k not in declared]
+        if unknown:
+            name = unknown[0]
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            known = ", ".join(declared) or "(none)"
+            raise ParameterError(
+                f"unknown parameter '{name}' for model {cls.__name__}{hint} (known parameters: {known})"
+            )
+        resolved = {}
+        for name, p in declared.items():
+            if name in params:
+                resolved[name] = p.convert(params[name])
+            elif p.required:
+                raise ParameterError(
+                    f"parameter '{name}' of model {cls.__name__} has no default; give it a value (--param {name}=…)"
+                )
+            else:
+                resolved[name] = p.default
+        return resolved
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """This instance's parameter values."""
+        return {name: getattr(self, name) for name in self.__ancho_parameters__}
+
+    # -- the user's part ----------------------------------------------------
+    def setup(self) -> None:
+        """Called once per worker process before its first sequence; override for expensive preparation."""
+
+    def sequence(self, rng):  # pragma: no cover - the user writes this
+        """Run one replication with the private generator ``rng``; return ``{name: number or bool}``."""
+        raise NotImplementedError(f"{type(self).__name__} must define sequence(self, rng)")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def _collect_parameters(cls: type) -> dict[str, Parameter]:
+    """Parameters are the annotated, public class attributes along the MRO (base first)."""
+    found: dict[str, Parameter] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or klass is Model:
+            continue
+        raw = vars(klass).get("__annotations__", {})
+        if not raw:
+            continue
+        try:
+            hints = typing.get_type_hints(klass)
+        except Exception:  # unresolved forward references: fall back to the raw annotations
+            hints = raw
+        for name in raw:
+            if name.startswith("_"):
+                continue
+            ann = hints.get(name, raw[name])
+            if typing.get_origin(ann) is ClassVar or ann is ClassVar:
+                continue
+            default = vars(klass).get(name, _MISSING)
+            if callable(default) and not isinstance(default, type):
+                raise ModelError(f"{cls.__name__}.{name}: a parameter's default must be a value, not a function")
+            p = Parameter(name, ann, default)
+            if default is not _MISSING:
+                try:
+                    p = Parameter(name, ann, p.convert(default))
+                except ParameterError as exc:
+                    raise ModelError(f"{cls.__name__}: the default of {exc}") from None
+            found[name] = p
+    return found
+
+
+def model_class(model: Any) -> type[Model]:
+    """Accept a Model subclass or instance; return the class."""
+    if isinstance(model, type) and issubclass(model, Model):
+        return model
+    if isinstance(model, Model):
+        return type(model)
+    raise ModelError(
+        f"expected an ancho.Model subclass or instance, got {model!r}; define class MyModel(ancho.Model) with a sequence(self, rng) method"
+    )
+
+
+def describe_model(cls: type[Model]) -> dict:
+    """What the CLI, REST API and web form show about a model."""
+    import inspect
+
+    return {
+        "name": cls.__name__,
+        "doc": inspect.getdoc(cls) if cls.__doc__ else "",
+        "parameters": [p.describe() for p in cls.__ancho_parameters__.values()],
+        "summaries": list(cls.__ancho_summaries__),
+    }

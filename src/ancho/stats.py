@@ -1,0 +1,219 @@
+"""Statistics of a run's outputs, in the summary JSON shape of DESIGN.md §2 (``ancho.summary`` is the decorator, so this module is ``stats``).
+
+Computed one column at a time from the store, so memory holds one column,
+never the whole result set. NumPy only: SciPy and pandas cost more than a
+second to import on a small machine (measured), which is most of the budget
+of a 100-sequence ``ancho run``; SciPy is imported only for Student-t
+quantiles below 30 degrees of freedom.
+
+Definitions (the docs repeat them):
+
+* ``mean``, ``std`` (sample, ddof=1), ``sem = std/sqrt(count)``;
+  ``ci95 = mean ± t(0.975, count-1) * sem`` for numbers, the Wilson score
+  interval for bool outputs (their mean is a proportion);
+* percentiles use linear interpolation (NumPy's default);
+* NaN values are left out of every statistic and of ``count``;
+* numbers JSON cannot hold (inf, NaN) are written as ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .expressions import Goal, Target
+
+Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def t975(df: float) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom.
+
+    From 30 degrees of freedom on, the Cornish-Fisher expansion (Abramowitz &
+    Stegun 26.7.5) is within 4e-8 of the exact value (checked against SciPy
+    in the tests) and costs no import; below that, SciPy computes it.
+    """
+    if df >= 30:
+        z = Z95
+        g1 = (z**3 + z) / 4
+        g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+        g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+        g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+        return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, 0.975))
+
+
+def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval for a proportion: sensible at 0, 1 and small n, unlike the normal one."""
+    if n <= 0:
+        return None
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_ci(mean: float, std: float, n: int) -> tuple[float, float] | None:
+    if n < 2 or not math.isfinite(std):
+        return None
+    half = t975(n - 1) * std / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def clean(x):
+    """Make a value JSON-safe: NumPy scalars to Python, non-finite floats to None."""
+    if isinstance(x, dict):
+        return {str(k): clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return clean(x.tolist())
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+def describe(column: np.ndarray, kind: str) -> dict:
+    """count, mean, std, sem, ci95, min, p5…p95, max of one output column.
+
+    ``column`` may be modified (percentiles are taken in place to avoid a copy).
+    """
+    if kind == "bool":
+        values = column.view(np.uint8) if column.dtype == np.bool_ else column.astype(np.uint8)
+    elif column.dtype.kind == "f":
+        nan = np.isnan(column)
+        values = column[~nan] if nan.any() else column
+    else:
+        values = column
+    n = int(values.size)
+    out: dict = {"count": n}
+    if n == 0:
+        out.update(mean=None, std=None, sem=None, ci95=None, min=None, **{f"p{q}": None for q in PERCENTILES}, max=None)
+        return out
+    if kind == "bool":
+        hits = int(np.count_nonzero(values))
+        mean = hits / n
+        std = math.sqrt(n / (n - 1) * mean * (1 - mean)) if n > 1 else None
+        ci = wilson(hits, n)
+    else:
+        mean = float(np.mean(values, dtype=np.float64))
+        std = float(np.std(values, ddof=1, dtype=np.float64)) if n > 1 else None
+        ci = mean_ci(mean, std, n) if std is not None else None
+    out["mean"] = mean
+    out["std"] = std
+    out["sem"] = std / math.sqrt(n) if std is not None else None
+    out["ci95"] = list(ci) if ci else None
+    as_int = kind in ("int", "bool")
+    lo, hi = values.min(), values.max()
+    out["min"] = int(lo) if as_int else float(lo)
+    pct = np.percentile(values, PERCENTILES, overwrite_input=True)
+    for q, v in zip(PERCENTILES, pct):
+        out[f"p{q}"] = float(v)
+    out["max"] = int(hi) if as_int else float(hi)
+    return clean(out)
+
+
+def target_summary(target: Target, column: np.ndarray) -> dict:
+    hits, n = target.hits(column)
+    ci = wilson(hits, n)
+    return {"expr": target.expr, "probability": hits / n if n else None, "ci95": list(ci) if ci else None}
+
+
+@dataclass
+class Running:
+    """Streaming count, mean and variance of one output (Chan et al.'s parallel merge), plus target hits.
+
+    The engine keeps one per output so that precision goals and live
+    progress need no re-read of the store.
+    """
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    hits: dict[str, int] = field(default_factory=dict)
+    valid: int = 0
+
+    def add(self, column: np.ndarray, targets: list[Target]) -> None:
+        values = column
+        if values.dtype.kind == "f":
+            values = values[~np.isnan(values)]
+        nb = int(values.size)
+        if nb:
+            mb = float(np.mean(values, dtype=np.float64))
+            m2b = float(np.sum((values - mb) ** 2)) if nb > 1 else 0.0
+            delta = mb - self.mean
+            total = self.n + nb
+            self.mean += delta * nb / total
+            self.m2 += m2b + delta * delta * self.n * nb / total
+            self.n = total
+        for t in targets:
+            h, n = t.hits(column)
+            self.hits[t.expr] = self.hits.get(t.expr, 0) + h
+        self.valid += nb
+
+    def half_width(self, goal: Goal) -> float | None:
+        """The current 95% CI half-width of the goal's statistic (absolute), or None if unknown yet."""
+        if goal.statistic == "mean":
+            if self.n < 2:
+                return None
+            return t975(self.n - 1) * math.sqrt(self.m2 / (self.n - 1)) / math.sqrt(self.n)
+        ci = wilson(self.hits.get(goal.target.expr, 0), self.valid)  # type: ignore[union-attr]
+        return None if ci is None else (ci[1] - ci[0]) / 2
+
+    def estimate(self, goal: Goal) -> float | None:
+        if goal.statistic == "mean":
+            return self.mean if self.n else None
+        return self.hits.get(goal.target.expr, 0) / self.valid if self.valid else None  # type: ignore[union-attr]
+
+    def goal_width(self, goal: Goal) -> float | None:
+        """The absolute half-width the goal asks for (a relative goal scales with the estimate)."""
+        if not goal.relative:
+            return goal.width
+        est = self.estimate(goal)
+        return None if est is None else goal.width * abs(est)
+
+
+def build_summary(
+    record: dict,
+    kinds: dict[str, str],
+    read_column: Callable[[str], np.ndarray],
+    targets: list[Target],
+    custom: dict | None = None,
+    goal: dict | None = None,
+) -> dict:
+    """The summary object: one column in memory at a time."""
+    outputs = {}
+    target_rows: dict[str, dict] = {}
+    for name, kind in kinds.items():
+        column = read_column(name)
+        for t in targets:
+            if t.output == name:
+                target_rows[t.expr] = target_summary(t, column)
+        outputs[name] = describe(column, kind)
+        del column
+    summary = {
+        "run": record["id"],
+        "status": record["status"],
+        "sequences": int(record.get("done") or 0),
+        "seed": record["seed"],
+        "params": record["params"],
+        "outputs": outputs,
+        "targets": [target_rows.get(t.expr) or {"expr": t.expr, "probability": None, "ci95": None} for t in targets],
+        "custom": custom or {},
+        "failures": int(record.get("failures") or 0),
+    }
+    if goal is not None:
+        summary["until"] = goal
+    return clean(summary)

@@ -1,0 +1,142 @@
+"""What every store does: keep run records and every sequence's outputs.
+
+Stores only persist and read; they never compute. Chunk writes are atomic
+and idempotent (writing the same chunk twice keeps one copy), which is what
+lets the engine retry chunks and resume runs after a crash without
+duplicating or losing sequences. One contract suite (tests/stores) runs
+against every implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from ..chunk import KIND_DTYPES, ChunkResult, Failure
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class RunRecord:
+    """Everything known about a run except its per-sequence outputs."""
+
+    id: str
+    model: str = ""
+    entry: str = ""
+    source: str = ""
+    source_hash: str = ""
+    owner: str = "local"
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    sequences: int | None = None  # requested; with a precision goal, the first batch
+    until: str | None = None
+    max_sequences: int | None = None
+    max_failures: int = 0
+    targets: list[str] = field(default_factory=list)
+    executor: str = "local"
+    workers: int | None = None
+    status: str = "queued"
+    done: int = 0  # sequences executed (succeeded + failed)
+    total: int = 0  # sequences planned so far
+    failures: int = 0
+    retries: int = 0
+    error: str | None = None
+    schema: dict[str, str] = field(default_factory=dict)  # output name -> bool | int | float
+    spec: dict[str, Any] = field(default_factory=dict)  # anything else a front end wants kept (source details)
+    summary: dict[str, Any] | None = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    ancho_version: str = ""
+    numpy_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+class Store(ABC):
+    """Base class of result stores."""
+
+    #: how the store is named on the command line (``--store``)
+    url: str = ""
+
+    # -- run records ---------------------------------------------------------
+    @abstractmethod
+    def create_run(self, record: RunRecord) -> None: ...
+
+    @abstractmethod
+    def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
+        """The record, or :class:`ancho.errors.NotFound` (also when ``owner`` is given and differs)."""
+
+    @abstractmethod
+    def update_run(self, run_id: str, **changes: Any) -> None: ...
+
+    @abstractmethod
+    def list_runs(self, owner: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Newest first."""
+
+    @abstractmethod
+    def delete_run(self, run_id: str) -> None: ...
+
+    # -- results -------------------------------------------------------------
+    @abstractmethod
+    def write_chunk(self, run_id: str, result: ChunkResult) -> None:
+        """Store a chunk's outputs and failures atomically; writing the same chunk again replaces it."""
+
+    @abstractmethod
+    def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:
+        """The ``(start, stop)`` of every stored chunk, ascending."""
+
+    @abstractmethod
+    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator["pa.RecordBatch"]:  # noqa: F821
+        """Results in sequence order, one Arrow batch at a time, cast to the run's schema."""
+
+    @abstractmethod
+    def failures(self, run_id: str, limit: int | None = None) -> list[Failure]: ...
+
+    def read_column(self, run_id: str, name: str) -> np.ndarray:
+        """One output (or ``sequence``) as a NumPy array, in sequence order; one column in memory."""
+        parts = [b.column(0).to_numpy(zero_copy_only=False) for b in self.iter_batches(run_id, [name])]
+        if not parts:
+            kind = self.get_run(run_id).schema.get(name, "float")
+            return np.empty(0, dtype=np.int64 if name == "sequence" else KIND_DTYPES[kind])
+        return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
+
+    def read_table(self, run_id: str, columns: list[str] | None = None):
+        """All results as one Arrow table (``sequence`` first)."""
+        import pyarrow as pa
+
+        batches = list(self.iter_batches(run_id, columns))
+        return pa.Table.from_batches(batches, schema=self.arrow_schema(run_id, columns))
+
+    def read_frame(self, run_id: str, columns: list[str] | None = None):
+        """All results as a pandas DataFrame with a ``sequence`` column and one column per output."""
+        return self.read_table(run_id, columns).to_pandas()
+
+    def arrow_schema(self, run_id: str, columns: list[str] | None = None):
+        import pyarrow as pa
+
+        kinds = self.get_run(run_id).schema
+        fields_ = [pa.field("sequence", pa.int64())] + [pa.field(n, pa.from_numpy_dtype(KIND_DTYPES[k])) for n, k in kinds.items()]
+        if columns is not None:
+            fields_ = [f for f in fields_ if f.name in columns]
+        return pa.schema(fields_)
+
+    def close(self) -> None:
+        """Release connections."""
