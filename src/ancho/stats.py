@@ -90,6 +90,11 @@ def describe(column: np.ndarray, kind: str) -> dict:
 
     ``column`` may be modified (percentiles are taken in place to avoid a copy).
     """
+    with np.errstate(invalid="ignore", over="ignore"):  # inf outputs give inf/NaN statistics, reported as null
+        return _describe(column, kind)
+
+
+def _describe(column: np.ndarray, kind: str) -> dict:
     if kind == "bool":
         values = column.view(np.uint8) if column.dtype == np.bool_ else column.astype(np.uint8)
     elif column.dtype.kind == "f":

@@ -209,9 +209,11 @@ class EmbeddedStore(Store):
             if unknown:
                 raise InputError(f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(schema.names[1:])})")
         for _, _, path in self._chunk_files(run_id):
-            table = pq.read_table(path, columns=[c for c in schema.names])
-            if table.num_rows == 0:
+            pf = pq.ParquetFile(path)
+            if pf.metadata.num_rows == 0:
                 continue
+            present = set(pf.schema_arrow.names)
+            table = pf.read(columns=[c for c in schema.names if c in present])
             missing = [f for f in schema if f.name not in table.column_names]
             for f in missing:  # defensive: a chunk written before the schema grew
                 table = table.append_column(f, pa.nulls(table.num_rows, f.type))

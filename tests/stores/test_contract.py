@@ -1,0 +1,139 @@
+import time
+
+import numpy as np
+import pytest
+
+from ancho.chunk import ChunkResult, Failure
+from ancho.errors import InputError, NotFound
+from ancho.stores.base import RunRecord
+
+
+def record(run_id="r1", owner="alice", **kw):
+    return RunRecord(id=run_id, owner=owner, model="M", params={"a": 1}, seed=3, total=100, **kw)
+
+
+def chunk(start, stop, fail=(), kinds=("float", "int", "bool")):
+    seqs = np.array([i for i in range(start, stop) if i not in fail], dtype=np.int64)
+    cols = {}
+    if "float" in kinds:
+        cols["x"] = seqs * 0.5
+    if "int" in kinds:
+        cols["k"] = seqs * 2
+    if "bool" in kinds:
+        cols["b"] = seqs % 2 == 0
+    return ChunkResult(start, stop, seqs, cols, [Failure(i, "ValueError: no", "tb") for i in fail], 0.01)
+
+
+def test_create_get_update(any_store):
+    any_store.create_run(record())
+    r = any_store.get_run("r1")
+    assert (r.owner, r.model, r.params, r.seed, r.status) == ("alice", "M", {"a": 1}, 3, "queued")
+    any_store.update_run("r1", status="running", done=40, schema={"x": "float"})
+    r = any_store.get_run("r1")
+    assert (r.status, r.done, r.schema) == ("running", 40, {"x": "float"})
+
+
+def test_missing_and_foreign_runs_are_not_found(any_store):
+    any_store.create_run(record())
+    with pytest.raises(NotFound):
+        any_store.get_run("nope")
+    with pytest.raises(NotFound):
+        any_store.get_run("r1", owner="bob")
+    assert any_store.get_run("r1", owner="alice").id == "r1"
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "", "x" * 65, "a b", "..", "r1\x00"])
+def test_path_tricks_in_ids_are_not_found(any_store, bad):
+    with pytest.raises(NotFound):
+        any_store.get_run(bad)
+
+
+def test_list_newest_first_by_owner_and_status(any_store):
+    for i, owner in enumerate(["alice", "bob", "alice"]):
+        any_store.create_run(record(f"r{i}", owner, created=time.time() + i))
+    any_store.update_run("r2", status="succeeded")
+    assert [r.id for r in any_store.list_runs()] == ["r2", "r1", "r0"]
+    assert [r.id for r in any_store.list_runs(owner="alice")] == ["r2", "r0"]
+    assert [r.id for r in any_store.list_runs(owner="alice", status="queued")] == ["r0"]
+    assert [r.id for r in any_store.list_runs(limit=1)] == ["r2"]
+
+
+def test_chunks_round_trip_in_sequence_order(any_store):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float", "k": "int", "b": "bool"})
+    for a, b in [(50, 100), (0, 10), (10, 50)]:
+        any_store.write_chunk("r1", chunk(a, b))
+    assert any_store.completed_ranges("r1") == [(0, 10), (10, 50), (50, 100)]
+    frame = any_store.read_frame("r1")
+    assert list(frame.columns) == ["sequence", "x", "k", "b"]
+    assert frame.sequence.tolist() == list(range(100))
+    assert frame.k.tolist() == [2 * i for i in range(100)]
+    assert frame.b.dtype == bool
+    col = any_store.read_column("r1", "x")
+    assert col.dtype == np.float64 and col.tolist() == [i * 0.5 for i in range(100)]
+
+
+def test_rewriting_a_chunk_never_duplicates(any_store):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float", "k": "int", "b": "bool"})
+    for _ in range(3):
+        any_store.write_chunk("r1", chunk(0, 10, fail=(3,)))
+    assert len(any_store.read_column("r1", "sequence")) == 9
+    assert [f.sequence for f in any_store.failures("r1")] == [3]
+
+
+def test_failures_are_kept_with_tracebacks(any_store):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float", "k": "int", "b": "bool"})
+    any_store.write_chunk("r1", chunk(0, 10, fail=(2, 7)))
+    f = any_store.failures("r1")
+    assert [(x.sequence, x.error, x.traceback) for x in f] == [(2, "ValueError: no", "tb"), (7, "ValueError: no", "tb")]
+    assert len(any_store.failures("r1", limit=1)) == 1
+    assert 2 not in any_store.read_column("r1", "sequence").tolist()
+
+
+def test_a_chunk_where_every_sequence_failed(any_store):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float"})
+    any_store.write_chunk("r1", ChunkResult(0, 3, np.array([], dtype=np.int64), {}, [Failure(i, "E: e") for i in range(3)]))
+    any_store.write_chunk("r1", chunk(3, 5, kinds=("float",)))
+    assert any_store.completed_ranges("r1") == [(0, 3), (3, 5)]
+    assert any_store.read_column("r1", "x").tolist() == [1.5, 2.0]
+
+
+def test_int_chunks_read_as_float_when_the_schema_widened(any_store):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"k": "int"})
+    any_store.write_chunk("r1", ChunkResult(0, 2, np.array([0, 1]), {"k": np.array([1, 2])}))
+    any_store.write_chunk("r1", ChunkResult(2, 4, np.array([2, 3]), {"k": np.array([0.5, 1.5])}))
+    any_store.update_run("r1", schema={"k": "float"})
+    assert any_store.read_column("r1", "k").tolist() == [1.0, 2.0, 0.5, 1.5]
+    assert any_store.read_frame("r1").k.dtype == np.float64
+
+
+def test_columns_can_be_read_alone_and_unknown_ones_are_named(any_store):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float", "k": "int", "b": "bool"})
+    any_store.write_chunk("r1", chunk(0, 5))
+    t = any_store.read_table("r1", ["sequence", "k"])
+    assert t.column_names == ["sequence", "k"]
+    with pytest.raises(InputError, match="no output 'nope'"):
+        any_store.read_column("r1", "nope")
+
+
+def test_empty_run_reads_empty(any_store):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float"})
+    assert any_store.read_column("r1", "x").tolist() == []
+    assert len(any_store.read_frame("r1")) == 0
+    assert any_store.completed_ranges("r1") == []
+
+
+def test_delete(any_store):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float", "k": "int", "b": "bool"})
+    any_store.write_chunk("r1", chunk(0, 5, fail=(1,)))
+    any_store.delete_run("r1")
+    with pytest.raises(NotFound):
+        any_store.get_run("r1")
+    assert any_store.failures("r1") == []

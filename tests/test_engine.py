@@ -1,0 +1,229 @@
+"""The engine through ancho.run: reproducibility, retries, resume, failures, goals, cancel."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import ancho
+from ancho import engine
+from ancho.engine import Plan, RunHandle, RunSpec, create_record, execute, gaps
+from ancho.errors import ExpressionError, InputError, OutputError, RunCancelled, RunFailed
+from ancho.executors.local import LocalExecutor
+from ancho.loading import loaded_from_class
+
+from .models import Flaky, KillsWorkerOnce, Mixed, Slow, Trivial
+
+
+def frame_of(results):
+    return results.frame.drop(columns=[]).reset_index(drop=True)
+
+
+def test_same_outputs_for_any_workers_and_chunking(store, monkeypatch):
+    a = ancho.run(Mixed, sequences=3000, seed=11, workers=1, store=store)
+    b = ancho.run(Mixed, sequences=3000, seed=11, workers=2, store=store)
+    monkeypatch.setattr(engine, "INITIAL_CHUNK", 1)
+    monkeypatch.setattr(engine, "MAX_CHUNK", 37)
+    c = ancho.run(Mixed, sequences=3000, seed=11, workers=2, store=store)
+    fa, fb, fc = frame_of(a), frame_of(b), frame_of(c)
+    assert fa.equals(fb) and fa.equals(fc)
+    assert len(store.completed_ranges(c.run_id)) > len(store.completed_ranges(a.run_id))
+    assert a.summary["outputs"] == c.summary["outputs"]
+
+
+def test_outputs_equal_the_documented_streams(store):
+    from ancho.streams import reference_generator
+
+    r = ancho.run(Trivial, sequences=50, seed=5, workers=2, store=store)
+    assert r.frame.x.tolist() == [reference_generator(5, i).random() for i in range(50)]
+
+
+def test_a_run_without_seed_records_one(store):
+    r = ancho.run(Trivial, sequences=10, store=store)
+    again = ancho.run(Trivial, sequences=10, seed=r.summary["seed"], store=store)
+    assert r.frame.x.tolist() == again.frame.x.tolist()
+
+
+def test_summary_shape(store):
+    r = ancho.run("examples/gambler.py", params={"stake": 3, "goal": 10, "p": 0.45}, sequences=2000, seed=3,
+                  targets=["rounds>=30"], store=store)
+    s = r.summary
+    assert list(s) == ["run", "status", "sequences", "seed", "params", "outputs", "targets", "custom", "failures"]
+    assert (s["run"], s["status"], s["sequences"], s["seed"], s["failures"]) == (r.run_id, "succeeded", 2000, 3, 0)
+    assert s["params"] == {"stake": 3, "goal": 10, "p": 0.45}
+    assert list(s["outputs"]["rounds"]) == ["count", "mean", "std", "sem", "ci95", "min", "p5", "p25", "p50", "p75", "p95", "max"]
+    assert s["targets"][0]["expr"] == "rounds>=30"
+    assert s["targets"][0]["probability"] == pytest.approx((r.frame.rounds >= 30).mean())
+    assert set(s["custom"]) == {"median_rounds_when_won"}
+    rec = store.get_run(r.run_id)
+    assert rec.source_hash and rec.ancho_version == ancho.__version__ and rec.started <= rec.finished
+
+
+def test_instance_params_are_the_starting_point(store):
+    r = ancho.run(Mixed(n=2), sequences=100, seed=1, store=store)
+    assert r.summary["params"] == {"n": 2} and set(r.frame.k) <= {0, 1}
+
+
+def test_a_killed_worker_loses_nothing(store, tmp_path):
+    marker = tmp_path / "killed"
+    r = ancho.run(KillsWorkerOnce, params={"marker": str(marker), "at": 40}, sequences=2000, seed=2, workers=2, store=store)
+    assert marker.exists()
+    rec = store.get_run(r.run_id)
+    assert rec.retries >= 1 and rec.status == "succeeded"
+    assert r.frame.sequence.tolist() == list(range(2000))
+    clean = ancho.run(KillsWorkerOnce, params={"marker": str(marker), "at": 40}, sequences=2000, seed=2, store=store)
+    assert r.frame.equals(clean.frame)
+
+
+def test_failures_fail_the_run_unless_allowed(store):
+    with pytest.raises(RunFailed, match=r"sequence \d+ failed: ZeroDivisionError: unlucky draw .*--max-failures"):
+        ancho.run(Flaky, sequences=500, seed=1, store=store)
+    failed = store.list_runs()[0]
+    assert failed.status == "failed" and "ZeroDivisionError" in failed.error and failed.summary is None
+    r = ancho.run(Flaky, sequences=500, seed=1, max_failures=500, store=store)
+    n_failed = r.summary["failures"]
+    assert 0 < n_failed < 500 and r.summary["outputs"]["x"]["count"] == 500 - n_failed
+    assert len(r.failures) == n_failed and "unlucky draw" in r.failures[0].traceback
+
+
+def test_bad_outputs_fail_the_run_with_the_reason(store, write_model):
+    path = write_model("""
+        class M(ancho.Model):
+            def sequence(self, rng):
+                return {"x": "text"}
+    """)
+    with pytest.raises(OutputError, match="output 'x' of sequence 0 of M is str"):
+        ancho.run(str(path), sequences=10, store=store)
+    rec = store.list_runs()[0]
+    assert rec.status == "failed" and "output 'x'" in rec.error
+
+
+def test_target_naming_no_output_fails_at_once(store):
+    with pytest.raises(ExpressionError, match="target 'nope>=1' names output 'nope'"):
+        ancho.run(Trivial, sequences=10**6, targets=["nope>=1"], store=store)
+    assert store.list_runs()[0].done < 10**6
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"sequences": 0}, "sequences must be between 1"),
+        ({"sequences": -5}, "sequences must be between 1"),
+        ({"sequences": "many"}, "sequences must be a whole number"),
+        ({"sequences": 10**13}, "sequences must be between"),
+        ({"seed": -1}, "seed must be between 0"),
+        ({"max_sequences": 10}, "--max-sequences goes with --until"),
+        ({"until": "mean(x)+-0.1", "sequences": 100, "max_sequences": 10}, "below sequences"),
+        ({"workers": 0}, "workers must be a whole number"),
+        ({"executor": "mesos://x"}, "unknown executor"),
+        ({"params": {"nope": 1}}, "unknown parameter 'nope'"),
+    ],
+)
+def test_bad_input_is_rejected_before_anything_runs(store, kwargs, needle):
+    with pytest.raises(InputError, match=needle):
+        ancho.run(Trivial, store=store, **kwargs)
+    assert store.list_runs() == []
+
+
+def test_precision_goal_runs_until_met(store):
+    r = ancho.run(Trivial, sequences=1000, seed=4, until="mean(x)+-0.002", store=store)
+    u = r.summary["until"]
+    assert u["met"] and u["half_width"] <= 0.002
+    n = r.summary["sequences"]
+    # sd of U(0,1) is 0.2887: about (1.96*0.2887/0.002)^2 = 80,000 are needed; the engine must not overshoot wildly
+    assert 60_000 < n < 160_000
+    assert r.summary["outputs"]["x"]["ci95"][1] - r.summary["outputs"]["x"]["mean"] <= 0.002
+
+
+def test_precision_goal_on_a_probability_and_relative(store):
+    r = ancho.run(Trivial, sequences=500, seed=4, until="p(x>=0.9)+-0.01", store=store)
+    assert r.summary["until"]["met"]
+    lo, hi = r.summary["outputs"]["x"]["count"], None
+    r2 = ancho.run(Trivial, sequences=500, seed=4, until="mean(x)+-1%", store=store)
+    s = r2.summary
+    assert s["until"]["met"] and s["until"]["goal"] == pytest.approx(0.01 * s["outputs"]["x"]["mean"], rel=1e-6)
+
+
+def test_precision_goal_stops_at_the_cap(store):
+    r = ancho.run(Trivial, sequences=100, seed=4, until="mean(x)+-0.0001", max_sequences=5000, store=store)
+    assert r.summary["sequences"] == 5000 and r.summary["until"]["met"] is False
+
+
+def test_resume_keeps_completed_chunks_and_matches(store, monkeypatch):
+    loaded = loaded_from_class(Mixed)
+    spec = RunSpec.build(loaded, {}, 4000, 9)
+    rec = create_record(loaded, spec, "local", 2)
+    store.create_run(rec)
+    reference = ancho.run(Mixed, sequences=4000, seed=9, store=store)
+    # a first, interrupted attempt: only the first chunks
+    calls = {"n": 0}
+    original = store.write_chunk
+
+    def crash_after_three(run_id, result):
+        original(run_id, result)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "write_chunk", crash_after_three)
+    with LocalExecutor(2) as ex, pytest.raises(KeyboardInterrupt):
+        execute(loaded, spec, store, ex, rec)
+    monkeypatch.setattr(store, "write_chunk", original)
+    kept = store.completed_ranges(rec.id)
+    assert len(kept) == 3
+    computed = []
+    monkeypatch.setattr(store, "write_chunk", lambda run_id, r: (computed.append((r.start, r.stop)), original(run_id, r)))
+    with LocalExecutor(2) as ex:
+        final = execute(loaded, spec, store, ex, store.get_run(rec.id))
+    assert final.status == "succeeded"
+    assert not set(computed) & set(kept)
+    assert store.read_frame(rec.id).equals(reference.frame)
+
+
+def test_cancel_from_another_thread(store):
+    loaded = loaded_from_class(Slow)
+    spec = RunSpec.build(loaded, {"seconds": 0.01}, 100_000, 1)
+    rec = create_record(loaded, spec, "local", 2)
+    store.create_run(rec)
+    handle = RunHandle()
+
+    def cancel_once_started():
+        from ancho.stores.embedded import EmbeddedStore
+
+        watcher = EmbeddedStore(store.home)
+        while watcher.get_run(rec.id).done == 0:
+            time.sleep(0.05)
+        handle.cancel()
+
+    threading.Thread(target=cancel_once_started, daemon=True).start()
+    t0 = time.monotonic()
+    with LocalExecutor(2) as ex, pytest.raises(RunCancelled):
+        execute(loaded, spec, store, ex, rec, handle=handle)
+    assert time.monotonic() - t0 < 30
+    final = store.get_run(rec.id)
+    assert final.status == "cancelled" and 0 < final.done < 100_000
+
+
+def test_gaps():
+    assert gaps([], 10) == [(0, 10)]
+    assert gaps([(0, 3), (5, 7)], 10) == [(3, 5), (7, 10)]
+    assert gaps([(0, 10)], 10) == []
+    assert gaps([(2, 4)], 3) == [(0, 2)]
+
+
+def test_plan_sizes_grow_then_share_the_tail():
+    p = Plan([(0, 1_000_000)], workers=2)
+    from ancho.chunk import ChunkResult
+
+    sizes = []
+    while True:
+        c = p.next()
+        if c is None:
+            break
+        sizes.append(c.size)
+        p.measure(ChunkResult(c.start, c.stop, np.arange(c.start, c.stop), {}, [], c.size * 1e-6))
+    assert sizes[0] == engine.INITIAL_CHUNK
+    assert max(sizes) <= engine.MAX_CHUNK
+    assert sum(sizes) == 1_000_000
+    assert sizes[-1] < max(sizes)  # the tail is split

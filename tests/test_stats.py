@@ -1,0 +1,84 @@
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from ancho.expressions import Goal, Target
+from ancho.stats import Running, describe, t975, wilson
+
+
+@pytest.mark.parametrize("df", [1, 2, 5, 10, 29, 30, 31, 50, 99, 1000, 10**6])
+def test_t_quantile_matches_scipy(df):
+    assert t975(df) == pytest.approx(scipy.stats.t.ppf(0.975, df), rel=4e-8)
+
+
+def test_describe_numbers_matches_numpy_and_scipy():
+    rng = np.random.default_rng(0)
+    x = rng.exponential(2.0, size=5001)
+    s = describe(x.copy(), "float")
+    assert s["count"] == 5001
+    assert s["mean"] == pytest.approx(x.mean())
+    assert s["std"] == pytest.approx(x.std(ddof=1))
+    assert s["sem"] == pytest.approx(scipy.stats.sem(x))
+    lo, hi = scipy.stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=scipy.stats.sem(x))
+    assert s["ci95"] == pytest.approx([lo, hi])
+    for q in (5, 25, 50, 75, 95):
+        assert s[f"p{q}"] == pytest.approx(np.percentile(x, q))
+    assert s["min"] == x.min() and s["max"] == x.max()
+
+
+def test_describe_ints_keep_int_extremes():
+    s = describe(np.array([3, 1, 2], dtype=np.int64), "int")
+    assert s["min"] == 1 and isinstance(s["min"], int) and s["max"] == 3
+    assert s["p50"] == 2.0
+
+
+def test_bools_are_proportions_with_wilson_interval():
+    b = np.array([True] * 30 + [False] * 70)
+    s = describe(b.copy(), "bool")
+    assert s["mean"] == 0.3 and s["min"] == 0 and s["max"] == 1
+    assert s["std"] == pytest.approx(np.std(b.astype(float), ddof=1))
+    # Wilson interval, checked against its textbook formula via scipy's binomtest
+    ci = scipy.stats.binomtest(30, 100).proportion_ci(0.95, method="wilson")
+    assert s["ci95"] == pytest.approx([ci.low, ci.high])
+
+
+def test_wilson_at_the_edges():
+    lo, hi = wilson(0, 20)
+    assert lo == 0.0 and 0 < hi < 0.2
+    lo, hi = wilson(20, 20)
+    assert hi == 1.0 and 0.8 < lo < 1
+    assert wilson(0, 0) is None
+
+
+def test_nan_is_left_out_and_inf_becomes_null():
+    s = describe(np.array([1.0, np.nan, 3.0]), "float")
+    assert s["count"] == 2 and s["mean"] == 2.0
+    s = describe(np.array([1.0, np.inf]), "float")
+    assert s["mean"] is None and s["max"] is None and s["min"] == 1.0
+
+
+def test_tiny_columns():
+    s = describe(np.array([5.0]), "float")
+    assert s["count"] == 1 and s["mean"] == 5.0 and s["std"] is None and s["ci95"] is None
+    s = describe(np.array([], dtype=float), "float")
+    assert s["count"] == 0 and s["mean"] is None
+
+
+def test_running_merge_equals_batch():
+    rng = np.random.default_rng(1)
+    x = rng.normal(3, 2, size=10_000)
+    r = Running()
+    t = Target.parse("x>=4")
+    for part in np.array_split(x, 37):
+        r.add(part, [t])
+    assert r.n == 10_000
+    assert r.mean == pytest.approx(x.mean(), rel=1e-12)
+    assert r.m2 / (r.n - 1) == pytest.approx(x.var(ddof=1), rel=1e-10)
+    assert r.hits["x>=4"] == int((x >= 4).sum())
+    g = Goal.parse("mean(x)+-0.05")
+    assert r.half_width(g) == pytest.approx(t975(9999) * x.std(ddof=1) / math.sqrt(10_000))
+    gp = Goal.parse("p(x>=4)+-0.01")
+    lo, hi = wilson(int((x >= 4).sum()), 10_000)
+    assert r.half_width(gp) == pytest.approx((hi - lo) / 2)
