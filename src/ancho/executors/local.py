@@ -163,11 +163,15 @@ class LocalExecutor(Executor):
                     if chunk is None:
                         exhausted = True
                         break
-                    if w.task is not task:
-                        w.send(("task", task))
-                        w.task = task
                     w.inflight.append(chunk)
-                    w.send(("chunk", chunk.start, chunk.stop))
+                    try:
+                        if w.task is not task:
+                            w.send(("task", task))
+                            w.task = task
+                        w.send(("chunk", chunk.start, chunk.stop))
+                    except OSError:  # it died before we noticed
+                        yield from self._lost(w)
+                        break
                 if exhausted:
                     break
             busy = [w for w in self._pool if w.inflight]
@@ -180,13 +184,7 @@ class LocalExecutor(Executor):
                 try:
                     msg = w.conn.recv()
                 except (EOFError, OSError):
-                    reason = w.exit_reason()
-                    lost = list(w.inflight)
-                    self._replace(w)
-                    if self._cancelled.is_set():
-                        raise RunCancelled("the run was cancelled") from None
-                    for chunk in lost:
-                        yield ChunkLost(chunk, reason)
+                    yield from self._lost(w)
                     continue
                 if msg[0] == "result":
                     w.inflight.popleft()
@@ -196,6 +194,16 @@ class LocalExecutor(Executor):
                     raise _ERRORS.get(kind, RunFailed)(
                         f"model setup failed in a worker: {text}" if kind == "setup" else text
                     )
+
+    def _lost(self, w: _Worker) -> Iterator[ChunkLost]:
+        """A worker died: replace it and hand its chunks back to the engine, which decides on retries."""
+        reason = w.exit_reason()
+        lost = list(w.inflight)
+        self._replace(w)
+        if self._cancelled.is_set():
+            raise RunCancelled("the run was cancelled")
+        for chunk in lost:
+            yield ChunkLost(chunk, reason)
 
     def _replace(self, w: _Worker) -> None:
         w.kill()
