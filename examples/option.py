@@ -27,7 +27,7 @@ closed-form values next to the estimates; the target ``call>0`` estimates N(d2):
 
     ancho run examples/option.py --sequences 100000 --target 'call>0'
     ancho run examples/option.py --param sigma=0.4 --param K=120 --target 'call>0'
-    ancho run examples/option.py --until 'mean(call)+-0.02'
+    ancho run examples/option.py --until 'mean(call)+-0.05'
 """
 
 import math

@@ -82,9 +82,9 @@ def run_chunk(model, streams: StreamFactory, start: int, stop: int, name: str = 
         try:
             out = seq(at(i))
         except Exception as exc:  # a failing replication is data, not a crash
-            failures.append(
-                Failure(i, f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)[1:]))
-            )
+            # the traceback starts in the user's code: this loop's own frame is left out
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+            failures.append(Failure(i, f"{type(exc).__name__}: {exc}", tb))
             continue
         if keys is None:
             keys = _first_keys(out, i, name)
