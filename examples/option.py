@@ -97,4 +97,6 @@ class EuropeanOption(ancho.Model):
         if n < 2:
             return None
         sem = results.call.std() / math.sqrt(n)
-        return float((results.call.mean() - exact) / sem) if sem > 0 else None
+        if not sem > 1e-12 * max(1.0, abs(exact)):  # no randomness (sigma = 0): nothing to measure
+            return None
+        return float((results.call.mean() - exact) / sem)
