@@ -82,3 +82,9 @@ def test_running_merge_equals_batch():
     gp = Goal.parse("p(x>=4)+-0.01")
     lo, hi = wilson(int((x >= 4).sum()), 10_000)
     assert r.half_width(gp) == pytest.approx((hi - lo) / 2)
+
+
+def test_mean_of_a_constant_column_stays_within_min_and_max():
+    x = np.full(10, 4.877057549928611)
+    s = describe(x.copy(), "float")
+    assert s["min"] <= s["mean"] <= s["max"]

@@ -107,13 +107,15 @@ def _describe(column: np.ndarray, kind: str) -> dict:
     if n == 0:
         out.update(mean=None, std=None, sem=None, ci95=None, min=None, **{f"p{q}": None for q in PERCENTILES}, max=None)
         return out
+    lo, hi = values.min(), values.max()
     if kind == "bool":
         hits = int(np.count_nonzero(values))
         mean = hits / n
         std = math.sqrt(n / (n - 1) * mean * (1 - mean)) if n > 1 else None
         ci = wilson(hits, n)
     else:
-        mean = float(np.mean(values, dtype=np.float64))
+        # rounding in the sum can put the mean of a constant column a hair outside [min, max]
+        mean = min(max(float(np.mean(values, dtype=np.float64)), float(lo)), float(hi))
         std = float(np.std(values, ddof=1, dtype=np.float64)) if n > 1 else None
         ci = mean_ci(mean, std, n) if std is not None else None
     out["mean"] = mean
@@ -121,7 +123,6 @@ def _describe(column: np.ndarray, kind: str) -> dict:
     out["sem"] = std / math.sqrt(n) if std is not None else None
     out["ci95"] = list(ci) if ci else None
     as_int = kind in ("int", "bool")
-    lo, hi = values.min(), values.max()
     out["min"] = int(lo) if as_int else float(lo)
     pct = np.percentile(values, PERCENTILES, overwrite_input=True)
     for q, v in zip(PERCENTILES, pct):

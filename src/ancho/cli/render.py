@@ -14,6 +14,10 @@ out_console = Console()
 
 
 def fmt(x, digits: int = 6) -> str:
+    if isinstance(x, (dict, list)):  # custom summaries may return structures (or {"error": …})
+        import json
+
+        return json.dumps(x)
     if x is None:
         return "–"
     if isinstance(x, bool):
