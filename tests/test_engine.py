@@ -227,3 +227,20 @@ def test_plan_sizes_grow_then_share_the_tail():
     assert max(sizes) <= engine.MAX_CHUNK
     assert sum(sizes) == 1_000_000
     assert sizes[-1] < max(sizes)  # the tail is split
+
+
+def test_a_plain_run_imports_neither_pandas_nor_scipy(home):
+    """Start-up budget: pandas and SciPy cost over a second to import; a run without custom summaries needs neither."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ancho\n"
+        "from tests.models import Trivial\n"
+        "ancho.run(Trivial, sequences=100, seed=1)\n"
+        "print('pandas' in sys.modules, 'scipy' in sys.modules)\n"
+    )
+    from .conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr

@@ -112,7 +112,9 @@ class Store(ABC):
 
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """One output (or ``sequence``) as a NumPy array, in sequence order; one column in memory."""
-        parts = [b.column(0).to_numpy(zero_copy_only=False) for b in self.iter_batches(run_id, [name])]
+        from ..columns import to_numpy
+
+        parts = [to_numpy(b.column(0)) for b in self.iter_batches(run_id, [name])]
         if not parts:
             kind = self.get_run(run_id).schema.get(name, "float")
             return np.empty(0, dtype=np.int64 if name == "sequence" else KIND_DTYPES[kind])

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..chunk import KIND_DTYPES, ChunkResult, Failure
+from ..columns import to_arrow, to_numpy
 from ..errors import InputError, NotFound
 from .base import RunRecord, Store
 
@@ -162,7 +163,7 @@ class EmbeddedStore(Store):
                     "INSERT OR REPLACE INTO failures (run_id, sequence, error, traceback) VALUES (?, ?, ?, ?)",
                     [(run_id, f.sequence, f.error, f.traceback) for f in result.failures],
                 )
-        table = pa.table({"sequence": result.sequences, **result.columns})
+        table = pa.table({name: to_arrow(col) for name, col in {"sequence": result.sequences, **result.columns}.items()})
         final = folder / f"{result.start:012d}-{result.stop:012d}.parquet"
         tmp = folder / f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
@@ -213,7 +214,7 @@ class EmbeddedStore(Store):
             if pf.metadata.num_rows == 0:
                 continue
             present = set(pf.schema_arrow.names)
-            table = pf.read(columns=[c for c in schema.names if c in present])
+            table = pf.read(columns=[c for c in schema.names if c in present], use_pandas_metadata=False)
             missing = [f for f in schema if f.name not in table.column_names]
             for f in missing:  # defensive: a chunk written before the schema grew
                 table = table.append_column(f, pa.nulls(table.num_rows, f.type))
@@ -231,7 +232,7 @@ class EmbeddedStore(Store):
         out = np.empty(self.row_count(run_id), dtype=dtype)
         pos = 0
         for batch in self.iter_batches(run_id, [name]):
-            col = batch.column(0).to_numpy(zero_copy_only=False)
+            col = to_numpy(batch.column(0))
             out[pos : pos + len(col)] = col
             pos += len(col)
         return out[:pos]

@@ -1,0 +1,57 @@
+"""NumPy columns to Arrow arrays and back, through buffers.
+
+``pyarrow.array(ndarray)`` and ``Array.to_numpy()`` import pandas the first
+time they run (pyarrow checks whether the input is a pandas object), which
+costs more than a second on a small machine (measured; docs/benchmarks.md)
+and would double the wall time of a short ``ancho run``. Ancho's columns
+are only int64, float64 and bool, without nulls, so building arrays from
+their buffers with Arrow's public ``from_buffers``/``buffers`` API is exact,
+zero-copy for numbers, and never imports pandas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+_NUMPY = {pa.int64(): np.dtype(np.int64), pa.float64(): np.dtype(np.float64)}
+
+
+def to_arrow(values: np.ndarray) -> pa.Array:
+    """An Arrow array viewing (numbers) or packing (bools) a 1-d NumPy column."""
+    n = len(values)
+    if values.dtype == np.bool_:
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(bits)])
+    if values.dtype.kind in "iu":
+        values = values.astype(np.int64, copy=False)
+    elif values.dtype.kind == "f":
+        values = values.astype(np.float64, copy=False)
+    else:  # pragma: no cover - chunk.py only produces the three kinds
+        raise TypeError(f"unsupported column dtype {values.dtype}")
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), n, [None, pa.py_buffer(values)])
+
+
+def to_numpy(array: "pa.Array | pa.ChunkedArray") -> np.ndarray:
+    """A NumPy column from an Arrow int64, float64 or bool array without nulls."""
+    if isinstance(array, pa.ChunkedArray):
+        parts = [to_numpy(c) for c in array.chunks]
+        if not parts:
+            return np.empty(0, dtype=_NUMPY.get(array.type, np.dtype(bool)))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if array.null_count:
+        return array.to_numpy(zero_copy_only=False)
+    n, offset = len(array), array.offset
+    data = array.buffers()[1]
+    if array.type == pa.bool_():
+        if n == 0:
+            return np.empty(0, dtype=bool)
+        bits = np.frombuffer(data, dtype=np.uint8)
+        return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].astype(bool)
+    dtype = _NUMPY.get(array.type)
+    if dtype is None:
+        return array.to_numpy(zero_copy_only=False)
+    if n == 0:
+        return np.empty(0, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=n, offset=offset * dtype.itemsize)
