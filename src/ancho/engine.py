@@ -72,9 +72,19 @@ class RunSpec:
         until: str | None = None,
         max_sequences: int | None = None,
         max_failures: int | None = 0,
+        resolved: bool = False,
     ) -> "RunSpec":
-        """Validate every input and name the first bad one."""
-        resolved = model.cls.resolve_params(params)
+        """Validate every input and name the first bad one.
+
+        ``resolved=True``: ``params`` were already validated by the model (in
+        a worker, for a server that does not import user code).
+        """
+        if resolved:
+            resolved_params = dict(params or {})
+        elif model.cls is None:
+            raise InputError(f"model {model.name} is not loaded here; validate its parameters in a worker")
+        else:
+            resolved_params = model.cls.resolve_params(params)
         goal = Goal.parse(until) if until else None
         if sequences is None:
             sequences = DEFAULT_FIRST_BATCH if goal else 1000
@@ -94,7 +104,7 @@ class RunSpec:
             targets = [targets]
         parsed = [t if isinstance(t, Target) else Target.parse(t) for t in targets or ()]
         max_failures = _whole("max_failures", max_failures or 0, 0, MAX_SEQUENCES)
-        return cls(resolved, sequences, seed, parsed, goal, max_sequences, max_failures)
+        return cls(resolved_params, sequences, seed, parsed, goal, max_sequences, max_failures)
 
 
 def _whole(name: str, value: Any, low: int, high: int) -> int:
@@ -364,7 +374,7 @@ def execute(
     store.update_run(run_id, done=done, total=total, failures=failures, retries=retries, schema=schema)
     final = store.get_run(run_id)
     goal_info = _goal_info(spec, stats) if spec.until else None
-    custom = custom_summaries(model, spec.params, store, run_id) if model.cls.__ancho_summaries__ else {}
+    custom = executor.summaries(task, store.results_source(run_id), model.summaries) if model.summaries else {}
     final.status = "succeeded"
     summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)
     store.update_run(run_id, status="succeeded", finished=time.time(), summary=summary)
@@ -414,16 +424,3 @@ def _goal_info(spec: RunSpec, stats: dict[str, Running]) -> dict:
         "met": bool(h is not None and want is not None and h <= want),
         "max_sequences": spec.max_sequences,
     }
-
-
-def custom_summaries(model: LoadedModel, params: dict, store: Store, run_id: str) -> dict:
-    """The model's ``@ancho.summary`` functions over the results DataFrame; an error becomes the value."""
-    frame = store.read_frame(run_id)
-    instance = model.cls(**params)
-    out: dict[str, Any] = {}
-    for name in model.cls.__ancho_summaries__:
-        try:
-            out[name] = clean(getattr(instance, name)(frame.copy()))
-        except Exception as exc:
-            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
-    return out

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
-from .model import Model, model_class
+from .model import Model, describe_model, model_class
 
 _MODULE_PREFIX = "ancho_model_"
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
@@ -73,16 +73,30 @@ ModelRef = FileRef | PickledRef
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model class in this process together with how workers find it again."""
+    """A model as the engine needs it: how workers load it, what it is, and what it declares.
 
-    cls: type[Model]
+    ``cls`` is the class itself when it was imported in this process (the
+    CLI and the Python API); a server never imports user code, so there it is
+    None and ``info`` comes from a worker (see ``executors.local.inspect_model``).
+    """
+
     ref: ModelRef
     source_hash: str
-    source: str  # what the user named: a path, later a URL or git repository
+    source: str  # what the user named: a path, a URL, a git repository
+    info: dict  # describe_model(): name, doc, parameters, summaries
+    cls: type[Model] | None = None
+
+    @classmethod
+    def of(cls, model_cls: type[Model], ref: ModelRef, source_hash: str, source: str) -> "LoadedModel":
+        return cls(ref, source_hash, source, describe_model(model_cls), model_cls)
 
     @property
     def name(self) -> str:
-        return self.cls.__name__
+        return self.info["name"]
+
+    @property
+    def summaries(self) -> tuple[str, ...]:
+        return tuple(self.info.get("summaries", ()))
 
 
 def split_spec(spec: str) -> tuple[str, str | None, str | None]:
@@ -138,7 +152,7 @@ def load_model(spec: str) -> LoadedModel:
         names = ", ".join(c.__name__ for _, c in found)
         raise ModelError(f"several models in {where} ({names}); choose one with {path_s}:ClassName")
     rel, cls = found[0]
-    return LoadedModel(cls, FileRef(str(root), rel, cls.__name__), hash_source(root if path.is_dir() else path), str(path_s))
+    return LoadedModel.of(cls, FileRef(str(root), rel, cls.__name__), hash_source(root if path.is_dir() else path), str(path_s))
 
 
 def loaded_from_class(model: Any) -> LoadedModel:
@@ -148,7 +162,7 @@ def loaded_from_class(model: Any) -> LoadedModel:
     ref = getattr(module, "__ancho_ref__", None)
     if ref is not None:  # loaded by import_file: workers load the same file
         root, rel = ref
-        return LoadedModel(cls, FileRef(root, rel, cls.__name__), hash_source(Path(root) / rel), rel)
+        return LoadedModel.of(cls, FileRef(root, rel, cls.__name__), hash_source(Path(root) / rel), rel)
     import cloudpickle
 
     # __main__ classes are pickled by value anyway; a module without a file cannot be imported by a worker
@@ -160,7 +174,7 @@ def loaded_from_class(model: Any) -> LoadedModel:
     except (OSError, TypeError):
         source_text = ""
     digest = hashlib.sha256(source_text.encode() or payload).hexdigest()
-    return LoadedModel(cls, PickledRef(payload, cls.__name__, tuple(p for p in sys.path if p)), digest, cls.__qualname__)
+    return LoadedModel.of(cls, PickledRef(payload, cls.__name__, tuple(p for p in sys.path if p)), digest, cls.__qualname__)
 
 
 def import_file(root: Path, rel: str):

@@ -75,6 +75,16 @@ class Executor(ABC):
         whole run (for example the model cannot be loaded by workers).
         """
 
+    def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict[str, Any]:
+        """Run the model's summary functions over the results described by ``source``.
+
+        User code: backends that isolate user code override this to run it
+        where the sequences run. The default runs it in this process.
+        """
+        from ..custom import compute_summaries
+
+        return compute_summaries(task.ref.resolve(), task.params, source, names)
+
     def cancel(self) -> None:
         """Stop work in flight as soon as possible (called from another thread)."""
 

@@ -195,6 +195,29 @@ class LocalExecutor(Executor):
                         f"model setup failed in a worker: {text}" if kind == "setup" else text
                     )
 
+    def _request(self, msg, reply: str):
+        """Send one request to a worker and wait for its answer (user code, so never in this process)."""
+        self.start()
+        w = self._pool[0]
+        try:
+            w.send(msg)
+            answer = w.conn.recv()
+        except (EOFError, OSError):
+            reason = w.exit_reason()
+            self._replace(w)
+            raise RunFailed(f"the worker running the model's code died: {reason}") from None
+        if answer[0] == reply:
+            return answer[1]
+        _, kind, text = answer
+        raise _ERRORS.get(kind, RunFailed)(text)
+
+    def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict:
+        return self._request(("summaries", task, source, tuple(names)), "summaries")
+
+    def inspect(self, ref, params: dict | None = None) -> dict:
+        """The model's description and, given ``params``, their validated values or the error (see worker.inspect)."""
+        return self._request(("inspect", ref, params), "inspected")
+
     def _lost(self, w: _Worker) -> Iterator[ChunkLost]:
         """A worker died: replace it and hand its chunks back to the engine, which decides on retries."""
         reason = w.exit_reason()

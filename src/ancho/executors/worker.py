@@ -6,8 +6,10 @@ NumPy, the model and what the model imports, so it starts fast, and it can
 run under another Python (a model's own environment) or inside a sandbox:
 all it needs from the parent is that descriptor.
 
-Messages in: ``("task", Task)``, ``("chunk", start, stop)``, ``("exit",)``.
-Messages out: ``("result", ChunkResult)`` or ``("error", kind, message)``.
+Messages in: ``("task", Task)``, ``("chunk", start, stop)``,
+``("summaries", Task, results_source, names)``, ``("inspect", ref, params)``, ``("exit",)``.
+Messages out: ``("result", ChunkResult)``, ``("summaries", dict)``, ``("inspected", dict)``,
+or ``("error", kind, message)``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ def serve(fd: int) -> None:
                 if runner is None:
                     raise RuntimeError("chunk before task")
                 conn.send(("result", runner.run(msg[1], msg[2])))
+            elif op == "summaries":
+                from ..custom import compute_summaries
+
+                task, source, names = msg[1], msg[2], msg[3]
+                conn.send(("summaries", compute_summaries(task.ref.resolve(), task.params, source, names)))
+            elif op == "inspect":
+                conn.send(("inspected", inspect(msg[1], msg[2])))
         except AnchoError as exc:
             conn.send(("error", type(exc).__name__, str(exc)))
         except Exception as exc:
@@ -65,6 +74,22 @@ def serve(fd: int) -> None:
             where = "setup" if op == "task" else "worker"
             tb = "".join(traceback.format_exception(exc)[-3:]).strip().splitlines()[-1]
             conn.send(("error", where, f"{type(exc).__name__}: {exc}" if str(exc) else tb))
+
+
+def inspect(ref, params: dict | None) -> dict:
+    """What a server needs without importing user code itself: the model's description and validated parameters."""
+    from ..errors import ParameterError
+    from ..model import describe_model
+    from ..stats import clean
+
+    cls = ref.resolve()
+    out: dict = {"model": describe_model(cls)}
+    if params is not None:
+        try:
+            out["params"] = clean(cls.resolve_params(params))
+        except ParameterError as exc:
+            out["error"] = str(exc)
+    return out
 
 
 def main() -> None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from ..errors import InputError
 from .base import FINAL, STATUSES, RunRecord, Store
 
-__all__ = ["Store", "RunRecord", "STATUSES", "FINAL", "open_store"]
+__all__ = ["Store", "RunRecord", "STATUSES", "FINAL", "open_store", "read_results_source"]
+
+
+def read_results_source(source: dict):
+    """One run's results as an Arrow table, from what ``Store.results_source`` described (used in workers)."""
+    kind = source.get("kind")
+    if kind == "parquet-dir":
+        from .embedded import read_chunk_dir
+
+        return read_chunk_dir(source["path"], source["schema"])
+    raise InputError(f"unknown results source {kind!r}")
 
 
 def open_store(url: "str | Store | None" = None) -> Store:

@@ -110,6 +110,13 @@ class Store(ABC):
     @abstractmethod
     def failures(self, run_id: str, limit: int | None = None) -> list[Failure]: ...
 
+    @abstractmethod
+    def results_source(self, run_id: str) -> dict:
+        """What a worker needs to read this run's results and nothing else (for user summary code).
+
+        A JSON-able dict with a ``kind``; ``ancho.stores.read_results_source`` opens it.
+        """
+
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """One output (or ``sequence``) as a NumPy array, in sequence order; one column in memory."""
         from ..columns import to_numpy
@@ -132,13 +139,17 @@ class Store(ABC):
         return self.read_table(run_id, columns).to_pandas()
 
     def arrow_schema(self, run_id: str, columns: list[str] | None = None):
-        import pyarrow as pa
-
-        kinds = self.get_run(run_id).schema
-        fields_ = [pa.field("sequence", pa.int64())] + [pa.field(n, pa.from_numpy_dtype(KIND_DTYPES[k])) for n, k in kinds.items()]
-        if columns is not None:
-            fields_ = [f for f in fields_ if f.name in columns]
-        return pa.schema(fields_)
+        return arrow_schema(self.get_run(run_id).schema, columns)
 
     def close(self) -> None:
         """Release connections."""
+
+
+def arrow_schema(kinds: dict[str, str], columns: list[str] | None = None):
+    """The Arrow schema of a run's results: ``sequence`` then each output, by kind."""
+    import pyarrow as pa
+
+    fields_ = [pa.field("sequence", pa.int64())] + [pa.field(n, pa.from_numpy_dtype(KIND_DTYPES[k])) for n, k in kinds.items()]
+    if columns is not None:
+        fields_ = [f for f in fields_ if f.name in columns]
+    return pa.schema(fields_)

@@ -179,18 +179,10 @@ class EmbeddedStore(Store):
 
     def _chunk_files(self, run_id: str) -> list[tuple[int, int, Path]]:
         folder = self._chunks_dir(run_id)
-        found = []
-        try:
-            names = os.listdir(folder)
-        except FileNotFoundError:
+        if not folder.is_dir():
             self.get_run(run_id)  # NotFound for a run that does not exist
             return []
-        for name in names:
-            m = _CHUNK_NAME.match(name)
-            if m:
-                found.append((int(m.group(1)), int(m.group(2)), folder / name))
-        found.sort()
-        return found
+        return chunk_files(folder)
 
     def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:
         return [(a, b) for a, b, _ in self._chunk_files(run_id)]
@@ -201,27 +193,15 @@ class EmbeddedStore(Store):
         return sum(pq.ParquetFile(p).metadata.num_rows for _, _, p in self._chunk_files(run_id))
 
     def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         schema = self.arrow_schema(run_id, columns)
         if columns is not None:
             unknown = [c for c in columns if c not in schema.names]
             if unknown:
                 raise InputError(f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(schema.names[1:])})")
-        for _, _, path in self._chunk_files(run_id):
-            pf = pq.ParquetFile(path)
-            if pf.metadata.num_rows == 0:
-                continue
-            present = set(pf.schema_arrow.names)
-            table = pf.read(columns=[c for c in schema.names if c in present], use_pandas_metadata=False)
-            missing = [f for f in schema if f.name not in table.column_names]
-            for f in missing:  # defensive: a chunk written before the schema grew
-                table = table.append_column(f, pa.nulls(table.num_rows, f.type))
-            table = table.select(schema.names)
-            if table.schema != schema:
-                table = table.cast(schema)  # int chunks of a column that later became float
-            yield from table.to_batches()
+        return iter_chunk_batches([p for _, _, p in self._chunk_files(run_id)], schema)
+
+    def results_source(self, run_id: str) -> dict:
+        return {"kind": "parquet-dir", "path": str(self._chunks_dir(run_id)), "schema": self.get_run(run_id).schema}
 
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """Filled into one preallocated array, so peak memory is one column plus one chunk."""
@@ -265,3 +245,45 @@ class _Tx:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.db.in_transaction:
             self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def chunk_files(folder: Path) -> list[tuple[int, int, Path]]:
+    """The committed chunk files of a run folder, as (start, stop, path), ascending."""
+    found = []
+    for name in os.listdir(folder):
+        m = _CHUNK_NAME.match(name)
+        if m:
+            found.append((int(m.group(1)), int(m.group(2)), folder / name))
+    found.sort()
+    return found
+
+
+def iter_chunk_batches(paths: list[Path], schema) -> Iterator:
+    """Arrow batches of the chunk files in order, cast to the run's schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        pf = pq.ParquetFile(path)
+        if pf.metadata.num_rows == 0:
+            continue
+        present = set(pf.schema_arrow.names)
+        table = pf.read(columns=[c for c in schema.names if c in present], use_pandas_metadata=False)
+        for f in schema:
+            if f.name not in table.column_names:  # defensive: a chunk written before the schema grew
+                table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+        table = table.select(schema.names)
+        if table.schema != schema:
+            table = table.cast(schema)  # int chunks of a column that later became float
+        yield from table.to_batches()
+
+
+def read_chunk_dir(path: str, kinds: dict[str, str]):
+    """All results in one run's chunk folder as an Arrow table (what a worker reads for summary functions)."""
+    import pyarrow as pa
+
+    from .base import arrow_schema
+
+    schema = arrow_schema(kinds)
+    files = [p for _, _, p in chunk_files(Path(path))]
+    return pa.Table.from_batches(list(iter_chunk_batches(files, schema)), schema=schema)
