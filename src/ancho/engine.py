@@ -234,16 +234,26 @@ def merge_schema(schema: dict[str, str], result: ChunkResult) -> bool:
 
 
 class RunHandle:
-    """Lets another thread cancel a run that :func:`execute` is driving."""
+    """Lets another thread stop a run that :func:`execute` is driving.
+
+    ``cancel()`` ends it as ``cancelled``; ``interrupt()`` (a server shutting
+    down) puts it back to ``queued`` with its completed chunks kept, so the
+    next start resumes it.
+    """
 
     def __init__(self) -> None:
         self._cancelled = threading.Event()
+        self.interrupted = False
         self.executor: Executor | None = None
 
     def cancel(self) -> None:
         self._cancelled.set()
         if self.executor is not None:
             self.executor.cancel()
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -359,7 +369,10 @@ def execute(
             if progress:
                 progress(done, total)
     except RunCancelled:
-        store.update_run(run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="cancelled")
+        if handle.interrupted:
+            store.update_run(run_id, status="queued", done=done, failures=failures, retries=retries, error=None)
+        else:
+            store.update_run(run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="cancelled")
         raise
     except KeyboardInterrupt:
         handle.cancel()

@@ -21,7 +21,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from . import local  # noqa: E402,F401  (registers run, runs, show, export)
+from . import local, server  # noqa: E402,F401  (register their commands)
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":

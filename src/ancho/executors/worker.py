@@ -76,14 +76,26 @@ def serve(fd: int) -> None:
             conn.send(("error", where, f"{type(exc).__name__}: {exc}" if str(exc) else tb))
 
 
-def inspect(ref, params: dict | None) -> dict:
-    """What a server needs without importing user code itself: the model's description and validated parameters."""
+def inspect(target, params: dict | None) -> dict:
+    """What a server needs without importing user code itself.
+
+    ``target`` is a model reference or a ``PATH[:file][:Class]`` string (then
+    the model is found as ``ancho run`` finds it). Returns the entry found,
+    the source hash, the model's description and, given ``params``, their
+    validated values or the error.
+    """
     from ..errors import ParameterError
-    from ..model import describe_model
+    from ..loading import load_model
     from ..stats import clean
 
-    cls = ref.resolve()
-    out: dict = {"model": describe_model(cls)}
+    if isinstance(target, str):
+        loaded = load_model(target)
+    else:
+        from ..loading import LoadedModel
+
+        loaded = LoadedModel.of(target.resolve(), target, "", "")
+    cls = loaded.cls
+    out: dict = {"entry": loaded.ref.entry, "source_hash": loaded.source_hash, "model": loaded.info}
     if params is not None:
         try:
             out["params"] = clean(cls.resolve_params(params))

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from ..chunk import KIND_DTYPES, ChunkResult, Failure
 from ..columns import to_arrow, to_numpy
 from ..errors import InputError, NotFound
+from ..sqlite import Database
 from .base import RunRecord, Store
 
 _CHUNK_NAME = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
@@ -79,19 +79,7 @@ class EmbeddedStore(Store):
             raise InputError(f"cannot use '{self.home}' as the Ancho home: {exc.strerror}; set ANCHO_HOME to a writable folder") from None
         self.url = str(self.home)
         self.fsync = fsync
-        self._local = threading.local()
-        with self._db() as db:
-            db.executescript(_SCHEMA_SQL)
-
-    # -- plumbing --------------------------------------------------------------
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.home / "runs.db", timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return _Tx(db)  # type: ignore[return-value]
+        self.db = Database(self.home / "runs.db", _SCHEMA_SQL)
 
     def _chunks_dir(self, run_id: str) -> Path:
         return self.home / "runs" / check_run_id(run_id) / "chunks"
@@ -100,7 +88,7 @@ class EmbeddedStore(Store):
     def create_run(self, record: RunRecord) -> None:
         check_run_id(record.id)
         self._chunks_dir(record.id).mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
+        with self.db.write() as db:
             db.execute(
                 "INSERT INTO runs (id, owner, status, created, data) VALUES (?, ?, ?, ?, ?)",
                 (record.id, record.owner, record.status, record.created, json.dumps(record.to_dict())),
@@ -108,15 +96,13 @@ class EmbeddedStore(Store):
 
     def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
         check_run_id(run_id)
-        with self._db() as db:
-            row = db.execute("SELECT owner, data FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.db.conn().execute("SELECT owner, data FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or (owner is not None and row[0] != owner):
             raise NotFound(f"no run '{run_id}'; `ancho runs` lists the runs")
         return RunRecord.from_dict(json.loads(row[1]))
 
     def update_run(self, run_id: str, **changes: Any) -> None:
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self.db.write() as db:
             row = db.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no run '{run_id}'")
@@ -139,13 +125,12 @@ class EmbeddedStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._db() as db:
-            rows = db.execute(sql, args).fetchall()
+        rows = self.db.conn().execute(sql, args).fetchall()
         return [RunRecord.from_dict(json.loads(r[0])) for r in rows]
 
     def delete_run(self, run_id: str) -> None:
         check_run_id(run_id)
-        with self._db() as db:
+        with self.db.write() as db:
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             db.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))
         shutil.rmtree(self.home / "runs" / run_id, ignore_errors=True)
@@ -157,8 +142,7 @@ class EmbeddedStore(Store):
 
         folder = self._chunks_dir(run_id)
         if result.failures:
-            with self._db() as db:
-                db.execute("BEGIN")
+            with self.db.write() as db:
                 db.executemany(
                     "INSERT OR REPLACE INTO failures (run_id, sequence, error, traceback) VALUES (?, ?, ?, ?)",
                     [(run_id, f.sequence, f.error, f.traceback) for f in result.failures],
@@ -223,28 +207,10 @@ class EmbeddedStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._db() as db:
-            return [Failure(*row) for row in db.execute(sql, args).fetchall()]
+        return [Failure(*row) for row in self.db.conn().execute(sql, args).fetchall()]
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
-
-
-class _Tx:
-    """``with store._db() as db``: this thread's connection; an explicit BEGIN inside is committed or rolled back."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.db
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.db.in_transaction:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        self.db.close()
 
 
 def chunk_files(folder: Path) -> list[tuple[int, int, Path]]:

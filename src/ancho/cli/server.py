@@ -1,0 +1,78 @@
+"""Commands that run or administer a server: ``serve`` and ``users``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+
+users_app = typer.Typer(help="Manage the server's users and their API tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _users(config: Optional[Path]):
+    from ..server.settings import Settings
+    from ..server.users import Users
+
+    return Users(Settings.load(config).db_path)
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default 8642)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file with settings (also $ANCHO_CONFIG)."),
+    store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="Result store (default: the embedded store in $ANCHO_HOME)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Runs executing at the same time (default 2)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes per run (default: all cores)."),
+) -> None:
+    """Serve the REST API (and web site) and execute submitted runs."""
+    import logging
+
+    import uvicorn
+
+    from ..server.app import create_app
+    from ..server.settings import Settings
+
+    settings = Settings.load(config, host=host, port=port, store=store, concurrency=concurrency, workers=workers)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=10)
+
+
+@users_app.command("add")
+def users_add(name: str, config: Optional[Path] = typer.Option(None, "--config")) -> None:
+    """Create a user; prints the API token (shown once) as the last line."""
+    token = _users(config).add(name)
+    print(f"user '{name}' created; keep this token, it is shown only once:", file=sys.stderr)
+    print(token)
+
+
+@users_app.command("list")
+def users_list(config: Optional[Path] = typer.Option(None, "--config"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """List users (never their tokens)."""
+    rows = _users(config).list()
+    if as_json:
+        print(json.dumps(rows))
+        return
+    from .render import out_console, when
+    from rich.table import Table
+
+    t = Table()
+    for col in ("user", "created", "revoked"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], when(r["created"]), when(r["revoked"]) if r["revoked"] else "")
+    out_console.print(t)
+
+
+@users_app.command("revoke")
+def users_revoke(name: str, config: Optional[Path] = typer.Option(None, "--config")) -> None:
+    """Revoke a user's token at once (``users add`` gives them a new one)."""
+    _users(config).revoke(name)
+    print(f"user '{name}': token revoked", file=sys.stderr)

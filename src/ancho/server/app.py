@@ -1,0 +1,134 @@
+"""The ASGI application: routes, error mapping, request size limit, start-up and shutdown."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import AnchoError, InputError, NotFound, RunFailed
+from .routes import AuthError, router
+from .service import FieldError, Service
+from .settings import Settings
+
+log = logging.getLogger("ancho.server")
+
+DESCRIPTION = """
+Submit runs of stochastic simulation models, follow them, and fetch their results.
+
+Every endpoint but `/api/v1/health` needs `Authorization: Bearer TOKEN` (a token from
+`ancho users add NAME`). A user sees and touches only their own models, runs and
+results: anything else is 404. Errors are JSON: `{"detail": …}` saying what is wrong.
+"""
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over ``limit`` bytes, declared or streamed."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    return await _json(send, 400, "the Content-Length header is not a number")
+                if declared > self.limit:
+                    return await _json(send, 413, f"the request body is {declared:,} bytes; this server accepts at most {self.limit:,}")
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _json(send, 413, f"the request body is over {self.limit:,} bytes, the most this server accepts")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _json(send, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.load()
+    svc = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info("Ancho %s: home %s, store %s, %d runs at a time, %d workers each",
+                 __version__, settings.home, svc.store.url, settings.concurrency, settings.workers)
+        svc.start()
+        yield
+        log.info("shutting down: running runs go back to the queue and resume on the next start")
+        svc.shutdown()
+
+    app = FastAPI(
+        title="Ancho",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    app.include_router(router)
+
+    @app.exception_handler(AnchoError)
+    async def ancho_error(request: Request, exc: AnchoError):
+        if isinstance(exc, AuthError):
+            return JSONResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if isinstance(exc, NotFound):
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        if isinstance(exc, FieldError):
+            return JSONResponse({"detail": [{"loc": list(exc.loc), "msg": str(exc), "type": "value_error"}]}, status_code=422)
+        if isinstance(exc, InputError):
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        if isinstance(exc, RunFailed):
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,157 @@
+"""The dispatcher: executes queued runs, a configurable number at a time.
+
+Runs live in the store, not in memory: a run is queued by writing its
+record, and the dispatcher polls (and is woken by) the store. So nothing is
+lost when the server stops: on start, runs that were ``running`` when the
+server died go back to the queue and resume from their stored chunks, and
+queued runs stay queued.
+
+Fairness: the next run is taken from the user with the fewest runs
+executing, oldest first, so one user's long queue does not starve another's
+single run.
+
+Each run executes on its own thread with its own worker processes, created
+on that thread: Linux delivers the workers' parent-death signal when the
+thread that started them ends, and the server's death ends every thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+from ..engine import RunHandle, RunSpec, execute
+from ..errors import AnchoError, NotFound, RunCancelled
+from ..executors.local import LocalExecutor
+from ..loading import FileRef, LoadedModel
+from ..stores.base import RunRecord, Store
+
+log = logging.getLogger("ancho.server")
+
+
+def loaded_from_record(record: RunRecord) -> LoadedModel:
+    """The model of a queued run, as the server recorded it when the run was submitted."""
+    ref = record.spec["ref"]
+    return LoadedModel(FileRef(ref["root"], ref["file"], ref["class_name"]), record.source_hash, record.source, record.spec["info"])
+
+
+class Dispatcher:
+    def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, poll: float = 0.5):
+        self.store = store
+        self.concurrency = concurrency
+        self.workers = workers
+        self.poll = poll
+        self._running: dict[str, tuple[threading.Thread, RunHandle, str]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle -----------------------------------------------------------
+    def start(self) -> None:
+        for rec in self.store.list_runs(status="running"):
+            log.info("run %s was running when the server stopped: resuming it from its stored chunks", rec.id)
+            self.store.update_run(rec.id, status="queued")
+        self._thread = threading.Thread(target=self._loop, name="ancho-dispatcher", daemon=True)
+        self._thread.start()
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Stop taking runs; interrupt running ones (they go back to the queue and resume on the next start)."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            running = list(self._running.values())
+        for _, handle, _ in running:
+            handle.interrupt()
+        deadline = time.monotonic() + timeout
+        for thread, _, _ in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    # -- scheduling -----------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                while not self._stop.is_set() and self._launch_next():
+                    pass
+            except Exception:  # the loop must survive a store hiccup
+                log.exception("dispatcher error")
+            self._wake.wait(self.poll)
+            self._wake.clear()
+
+    def _launch_next(self) -> bool:
+        with self._lock:
+            if len(self._running) >= self.concurrency:
+                return False
+            queued = self.store.list_runs(status="queued")
+            if not queued:
+                return False
+            busy = Counter(owner for _, _, owner in self._running.values())
+            queued.sort(key=lambda r: (busy[r.owner], r.created))
+            record = queued[0]
+            handle = RunHandle()
+            thread = threading.Thread(target=self._execute, args=(record, handle), name=f"ancho-run-{record.id}", daemon=True)
+            self._running[record.id] = (thread, handle, record.owner)
+            self.store.update_run(record.id, status="running")
+        thread.start()
+        return True
+
+    def _execute(self, record: RunRecord, handle: RunHandle) -> None:
+        try:
+            model = loaded_from_record(record)
+            spec = RunSpec.build(
+                model, record.params, record.sequences, record.seed, record.targets, record.until,
+                record.max_sequences, record.max_failures, resolved=True,
+            )
+            log.info("run %s (%s, user %s) starting", record.id, record.model, record.owner)
+            with LocalExecutor(self.workers) as executor:
+                final = execute(model, spec, self.store, executor, record, None, handle)
+            log.info("run %s succeeded: %d sequences", record.id, final.done)
+        except RunCancelled:
+            log.info("run %s %s", record.id, "interrupted; it will resume" if handle.interrupted else "cancelled")
+        except AnchoError as exc:
+            log.info("run %s failed: %s", record.id, exc)
+        except Exception as exc:
+            log.exception("run %s failed unexpectedly", record.id)
+            try:
+                self.store.update_run(record.id, status="failed", error=f"{type(exc).__name__}: {exc}", finished=time.time())
+            except Exception:
+                pass
+        finally:
+            with self._lock:
+                self._running.pop(record.id, None)
+            self._wake.set()
+
+    # -- requests -------------------------------------------------------------
+    def cancel(self, run_id: str, owner: str) -> RunRecord:
+        """Cancel a queued or running run of ``owner``; a finished run is left as it is."""
+        with self._lock:
+            record = self.store.get_run(run_id, owner=owner)
+            if record.status == "queued":
+                self.store.update_run(run_id, status="cancelled", finished=time.time(), error="cancelled")
+            elif record.status == "running" and run_id in self._running:
+                self._running[run_id][1].cancel()
+        if record.status == "running":
+            self._wait_until_final(run_id, 30)
+        return self.store.get_run(run_id)
+
+    def _wait_until_final(self, run_id: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.store.get_run(run_id).final:
+                    return
+            except NotFound:
+                return
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._running)

@@ -1,0 +1,222 @@
+"""The REST API under /api/v1: thin handlers over :class:`~ancho.server.service.Service`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
+
+from .. import __version__
+from ..errors import AnchoError, NotFound
+from .schemas import (
+    Created,
+    Error,
+    FailureView,
+    Health,
+    InspectRequest,
+    ModelView,
+    ResultsPage,
+    RunRequest,
+    RunView,
+    UploadView,
+    run_view,
+)
+from .service import Service
+
+router = APIRouter(prefix="/api/v1")
+_bearer = HTTPBearer(auto_error=False, description="A token from `ancho users add NAME`.")
+
+ERRORS = {401: {"model": Error, "description": "No or invalid token"}, 404: {"model": Error, "description": "No such object for this user"}}
+
+
+class AuthError(AnchoError):
+    pass
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def current_user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    """The user owning the bearer token; 401 otherwise."""
+    if credentials is None:
+        raise AuthError("this endpoint needs a token: send 'Authorization: Bearer TOKEN' (ancho users add NAME prints one)")
+    user = service(request).users.authenticate(credentials.credentials)
+    if user is None:
+        raise AuthError("the token is not valid (revoked or mistyped)")
+    return user
+
+
+User = Annotated[str, Depends(current_user)]
+Svc = Annotated[Service, Depends(service)]
+
+
+@router.get("/health", response_model=Health, tags=["server"])
+def health() -> dict:
+    """Liveness: 200 without a token."""
+    return {"status": "ok", "version": __version__}
+
+
+# -- models -------------------------------------------------------------------
+@router.post("/models", status_code=201, response_model=UploadView, responses={**ERRORS, 413: {"model": Error}, 422: {"model": Error}}, tags=["models"])
+async def upload_model(user: User, svc: Svc, file: UploadFile = File(..., description="A .tar.gz, .tar or .zip of the model's source folder.")) -> dict:
+    """Upload a model's source. Content-addressed: the same bytes always get the same id."""
+    data = await file.read()
+    return await run_in_threadpool(svc.uploads.add, user, data, file.filename or "")
+
+
+@router.get("/models", response_model=list[UploadView], responses=ERRORS, tags=["models"])
+def list_models(user: User, svc: Svc) -> list[dict]:
+    """Your uploaded models, newest first."""
+    return svc.uploads.list(user)
+
+
+@router.get("/models/{model_id}", response_model=UploadView, responses=ERRORS, tags=["models"])
+def get_model(model_id: str, user: User, svc: Svc) -> dict:
+    return svc.uploads.get(user, model_id)
+
+
+@router.post("/inspect", response_model=ModelView, responses={**ERRORS, 422: {"model": Error}}, tags=["models"])
+def inspect_model(body: InspectRequest, user: User, svc: Svc) -> dict:
+    """The model's name, docstring and parameters (types, defaults), read by a worker; with ``params``, validates them."""
+    found = svc.inspect(user, body.model, body.params)
+    return {**found["model"], "entry": found["entry"]}
+
+
+# -- runs ---------------------------------------------------------------------
+@router.post("/runs", status_code=201, response_model=Created, responses={**ERRORS, 422: {"model": Error}}, tags=["runs"])
+def submit_run(body: RunRequest, user: User, svc: Svc) -> dict:
+    """Queue a run. The whole spec is validated against the model first (422 naming the bad field)."""
+    record = svc.submit(user, body)
+    return {"id": record.id, "status": record.status}
+
+
+@router.get("/runs", response_model=list[RunView], responses=ERRORS, tags=["runs"])
+def list_runs(
+    user: User,
+    svc: Svc,
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict]:
+    """Your runs, newest first."""
+    return [run_view(r) for r in svc.store.list_runs(owner=user, status=status, limit=limit)]
+
+
+@router.get("/runs/{run_id}", response_model=RunView, responses=ERRORS, tags=["runs"])
+def get_run(run_id: str, user: User, svc: Svc) -> dict:
+    return run_view(svc.store.get_run(run_id, owner=user))
+
+
+@router.get("/runs/{run_id}/summary", responses={**ERRORS, 409: {"model": Error, "description": "The run has not succeeded (yet)"}}, tags=["runs"])
+def get_summary(run_id: str, user: User, svc: Svc) -> dict:
+    """The summary object (same as `ancho run --json`)."""
+    record = svc.store.get_run(run_id, owner=user)
+    if record.summary is None:
+        return JSONResponse(
+            status_code=409,
+            content={"detail": f"run {run_id} is {record.status}; a summary exists once it has succeeded", "status": record.status,
+                     "error": record.error},
+        )
+    return record.summary
+
+
+@router.get("/runs/{run_id}/failures", response_model=list[FailureView], responses=ERRORS, tags=["runs"])
+def get_failures(run_id: str, user: User, svc: Svc, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[dict]:
+    """Sequences that raised, with tracebacks."""
+    svc.store.get_run(run_id, owner=user)
+    return [f.to_dict() for f in svc.store.failures(run_id, limit=limit)]
+
+
+@router.get(
+    "/runs/{run_id}/results",
+    responses={
+        **ERRORS,
+        200: {
+            "description": "JSON pages (format=json), CSV (a header line, then one line per sequence) or Parquet.",
+            "content": {"application/json": {"schema": ResultsPage.model_json_schema()}, "text/csv": {}, "application/vnd.apache.parquet": {}},
+        },
+    },
+    tags=["runs"],
+)
+def get_results(
+    run_id: str,
+    user: User,
+    svc: Svc,
+    format: Literal["json", "csv", "parquet"] = "json",
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+):
+    """Every sequence's outputs. CSV and Parquet stream the whole run; JSON comes in pages."""
+    record = svc.store.get_run(run_id, owner=user)
+    if format == "csv":
+        from ..exports import csv_chunks
+
+        return StreamingResponse(
+            csv_chunks(svc.store, run_id), media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{run_id}.csv"'},
+        )
+    if format == "parquet":
+        from ..exports import write_parquet
+
+        fd, path = tempfile.mkstemp(suffix=".parquet", dir=svc.settings.home)
+        with os.fdopen(fd, "wb") as fh:
+            write_parquet(svc.store, run_id, fh)
+        return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{run_id}.parquet",
+                            background=BackgroundTask(os.unlink, path))
+    return results_page(svc, record, offset, limit)
+
+
+def results_page(svc: Service, record, offset: int, limit: int) -> dict:
+    rows: list[dict] = []
+    seen = 0
+    for batch in svc.store.iter_batches(record.id):
+        n = batch.num_rows
+        if seen + n > offset and len(rows) < limit:
+            start = max(0, offset - seen)
+            rows.extend(batch.slice(start, limit - len(rows)).to_pylist())
+        seen += n
+    from ..stats import clean
+
+    nxt = offset + len(rows)
+    return {"run": record.id, "total": seen, "offset": offset, "limit": limit, "next": nxt if nxt < seen else None,
+            "results": clean(rows)}
+
+
+@router.get("/runs/{run_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `progress` while the run changes, then `end`."}}, tags=["runs"])
+async def run_events(run_id: str, user: User, svc: Svc):
+    """Live progress as server-sent events: `progress` events `{id, status, done, total, failures}`, then one `end`."""
+    await run_in_threadpool(svc.store.get_run, run_id, user)
+
+    async def stream():
+        last = None
+        while True:
+            try:
+                record = await run_in_threadpool(svc.store.get_run, run_id)
+            except NotFound:
+                return
+            state = {"id": record.id, "status": record.status, "done": record.done, "total": record.total, "failures": record.failures}
+            if state != last:
+                yield f"event: progress\ndata: {json.dumps(state)}\n\n"
+                last = state
+            if record.final:
+                yield f"event: end\ndata: {json.dumps({**state, 'error': record.error})}\n\n"
+                return
+            await asyncio.sleep(0.25)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunView, responses=ERRORS, tags=["runs"])
+def cancel_run(run_id: str, user: User, svc: Svc) -> dict:
+    """Cancel a queued or running run (its workers stop at once); a finished run is returned unchanged."""
+    return run_view(svc.dispatcher.cancel(run_id, user))

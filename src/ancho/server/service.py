@@ -1,0 +1,111 @@
+"""What the server does, independent of HTTP: the REST routes and the web site both call this.
+
+Submitting a run never imports user code in the server process: the model
+is found and its parameters validated in a worker process (the same kind
+that will run it), and what that worker reports is recorded with the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..engine import RunSpec, create_record
+from ..errors import ExpressionError, InputError, ModelError, NotFound, ParameterError
+from ..executors import is_spark_master
+from ..executors.local import LocalExecutor
+from ..loading import FileRef, LoadedModel
+from ..sources.upload import Uploads, entry_path
+from ..stores import open_store
+from ..stores.base import RunRecord
+from .dispatcher import Dispatcher
+from .schemas import ModelSource, RunRequest
+from .settings import Settings
+from .users import Users
+
+
+class FieldError(InputError):
+    """Bad input in one field of a request body; ``loc`` names it (as pydantic does)."""
+
+    def __init__(self, loc: tuple, message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
+class Service:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(settings.store or str(settings.home))
+        self.users = Users(settings.db_path)
+        self.uploads = Uploads(settings.home, settings.db_path)
+        self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers)
+
+    def start(self) -> None:
+        self.dispatcher.start()
+
+    def shutdown(self) -> None:
+        self.dispatcher.shutdown()
+
+    # -- models ---------------------------------------------------------------
+    def source_root(self, user: str, source: ModelSource) -> tuple[Path, str]:
+        """The unpacked source folder of a model source, and how the run records where it came from."""
+        if source.upload:
+            try:
+                return self.uploads.tree(user, source.upload), f"upload:{source.upload}"
+            except NotFound as exc:
+                raise FieldError(("body", "model", "upload"), str(exc)) from None
+        which = "url" if source.url else "git"
+        raise FieldError(
+            ("body", "model", which),
+            f"model.{which}: this server accepts uploaded models (POST /api/v1/models); URL and git sources are not enabled",
+        )
+
+    def inspect(self, user: str, source: ModelSource, params: dict | None) -> dict:
+        """Find the model in its source (in a worker) and validate ``params``; raise FieldError naming the culprit."""
+        root, origin = self.source_root(user, source)
+        try:
+            target = entry_path(root, source.entry)
+        except InputError as exc:
+            raise FieldError(("body", "model", "entry"), str(exc)) from None
+        try:
+            with LocalExecutor(1) as worker:
+                found = worker.inspect(target, params)
+        except ModelError as exc:
+            raise FieldError(("body", "model", "entry"), f"model: {exc}") from None
+        if "error" in found:
+            raise FieldError(("body", "params"), str(found["error"]))
+        found.update(root=str(root), origin=origin)
+        return found
+
+    def submit(self, user: str, request: RunRequest) -> RunRecord:
+        if request.executor != "local" and not is_spark_master(request.executor):
+            raise FieldError(("body", "executor"), f"unknown executor '{request.executor}': use 'local' or a Spark master URL")
+        if request.executor != "local":
+            raise FieldError(("body", "executor"), f"executor '{request.executor}': this server runs on the local executor")
+        found = self.inspect(user, request.model, request.params)
+        file, _, class_name = found["entry"].partition(":")
+        ref = FileRef(found["root"], file, class_name)
+        model = LoadedModel(ref, found["source_hash"], found["origin"], found["model"])
+        try:
+            spec = RunSpec.build(
+                model, found["params"], request.sequences, request.seed, request.targets, request.until,
+                request.max_sequences, request.max_failures, resolved=True,
+            )
+        except ParameterError as exc:
+            raise FieldError(("body", "params"), str(exc)) from None
+        except ExpressionError as exc:
+            raise FieldError(("body", "until" if "precision goal" in str(exc) else "targets"), str(exc)) from None
+        except InputError as exc:
+            raise FieldError(("body",), str(exc)) from None
+        limit = self.settings.max_sequences
+        if max(spec.sequences, spec.max_sequences or 0) > limit:
+            raise FieldError(("body", "sequences"), f"this server allows at most {limit:,} sequences per run")
+        extra = {
+            "ref": {"root": ref.root, "file": ref.file, "class_name": ref.class_name},
+            "info": found["model"],
+            "model": request.model.model_dump(exclude_none=True),
+        }
+        record = create_record(model, spec, request.executor, self.settings.workers, owner=user, extra=extra)
+        self.store.create_run(record)
+        self.dispatcher.notify()
+        return record

@@ -1,0 +1,64 @@
+"""Server settings: defaults, then a TOML config file, then ``ANCHO_*`` environment variables, then flags.
+
+    # ancho.toml
+    host = "127.0.0.1"
+    port = 8642
+    concurrency = 2
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from ..errors import InputError
+from ..executors.local import default_workers
+from ..stores.embedded import default_home
+
+
+class Settings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8642, ge=0, le=65535)
+    home: Path = Field(default_factory=default_home)
+    #: result store URL; default: the embedded store under ``home``
+    store: str | None = None
+    #: runs executing at the same time
+    concurrency: int = Field(2, ge=1, le=256)
+    #: worker processes per run
+    workers: int = Field(default_factory=default_workers, ge=1, le=1024)
+    #: largest request body accepted (bytes); larger ones get 413
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    #: largest number of sequences one run may ask for
+    max_sequences: int = Field(10**10, ge=1)
+    log_level: str = "info"
+
+    @classmethod
+    def load(cls, config: str | os.PathLike | None = None, **overrides: Any) -> "Settings":
+        data: dict[str, Any] = {}
+        path = config or os.environ.get("ANCHO_CONFIG")
+        if path:
+            try:
+                data.update(tomllib.loads(Path(path).read_text()))
+            except FileNotFoundError:
+                raise InputError(f"config file '{path}' does not exist") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise InputError(f"config file '{path}' is not valid TOML: {exc}") from None
+        for name in cls.model_fields:
+            value = os.environ.get(f"ANCHO_{name.upper()}")
+            if value is not None and value != "":
+                data[name] = value
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InputError(f"setting '{'.'.join(map(str, first['loc']))}': {first['msg']}") from None
+
+    @property
+    def db_path(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home / "server.db"

@@ -1,0 +1,80 @@
+"""Users and their API tokens.
+
+A token is 32 random bytes (URL-safe base64) shown once; only its SHA-256
+is stored. Tokens carry 256 bits of entropy, so a fast hash is enough (slow
+password hashes protect guessable secrets); lookups stay constant-time
+through the index on the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from pathlib import Path
+
+from ..errors import InputError, NotFound
+from ..sqlite import Database
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+TOKEN_PREFIX = "anc_"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    revoked REAL
+);
+"""
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InputError(
+            f"user name '{name}' is not allowed: use 1-32 lowercase letters, digits or '_', starting with a letter"
+        )
+    return name
+
+
+class Users:
+    def __init__(self, db: Path):
+        self.db = Database(db, _SCHEMA)
+
+    def add(self, name: str) -> str:
+        """Create a user (or give a revoked one a new token); return the token, which is not stored."""
+        check_name(name)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.db.write() as d:
+            row = d.execute("SELECT revoked FROM users WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] is None:
+                raise InputError(f"user '{name}' exists; revoke the old token first (ancho users revoke {name})")
+            d.execute(
+                "INSERT OR REPLACE INTO users (name, token_hash, created, revoked) VALUES (?, ?, ?, NULL)",
+                (name, _hash(token), time.time()),
+            )
+        return token
+
+    def revoke(self, name: str) -> None:
+        with self.db.write() as d:
+            cur = d.execute("UPDATE users SET revoked = ? WHERE name = ? AND revoked IS NULL", (time.time(), name))
+        if cur.rowcount == 0:
+            raise NotFound(f"no active user '{name}'")
+
+    def list(self) -> list[dict]:
+        rows = self.db.conn().execute("SELECT name, created, revoked FROM users ORDER BY name").fetchall()
+        return [{"name": r[0], "created": r[1], "revoked": r[2]} for r in rows]
+
+    def authenticate(self, token: str) -> str | None:
+        """The user name for a valid, unrevoked token; None otherwise."""
+        if not token or len(token) > 200:
+            return None
+        row = self.db.conn().execute(
+            "SELECT name FROM users WHERE token_hash = ? AND revoked IS NULL", (_hash(token),)
+        ).fetchone()
+        return row[0] if row else None

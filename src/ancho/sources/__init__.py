@@ -1,0 +1,1 @@
+"""Where model code comes from: uploads (and later URLs and git), safely unpacked."""

@@ -1,0 +1,146 @@
+"""Unpacking model archives without trusting them.
+
+Tar archives go through Python's ``data`` extraction filter (PEP 706), which
+refuses absolute paths, ``..`` traversal, links that point outside the
+destination and device files; zip archives are checked member by member
+here, as zipfile only silently rewrites such names. Before anything is
+written, the declared sizes and member count are checked against caps, and
+while writing, bytes are counted again so an archive that lies about its
+sizes (a zip bomb) is stopped at the cap. A refused archive raises
+:class:`ArchiveError` naming the member.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from ..errors import InputError
+
+MAX_TOTAL_BYTES = 200 * 1024 * 1024
+MAX_FILES = 10_000
+
+
+class ArchiveError(InputError):
+    """The archive is not one Ancho will unpack; the message names the member and the reason."""
+
+
+def archive_kind(data: bytes) -> str:
+    """``tar.gz``, ``tar`` or ``zip`` by content (not by file name), or ArchiveError."""
+    if data[:2] == b"\x1f\x8b":
+        return "tar.gz"
+    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
+        return "zip"
+    if len(data) > 262 and data[257:262] == b"ustar":
+        return "tar"
+    raise ArchiveError("the upload is not a .tar.gz, .tar or .zip archive")
+
+
+def _check_name(name: str) -> PurePosixPath:
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError(f"archive member '{name}' has an absolute path")
+    if ".." in p.parts:
+        raise ArchiveError(f"archive member '{name}' points outside the archive ('..')")
+    return p
+
+
+def extract(data: bytes, dest: Path, max_bytes: int = MAX_TOTAL_BYTES, max_files: int = MAX_FILES) -> Path:
+    """Unpack ``data`` into ``dest`` (created; must not exist) and return the source root.
+
+    The root is ``dest`` itself, or its single top-level folder when the
+    archive holds exactly one (as release tarballs do).
+    """
+    kind = archive_kind(data)
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if kind == "zip":
+            _extract_zip(data, tmp, max_bytes, max_files)
+        else:
+            _extract_tar(data, tmp, max_bytes, max_files)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return source_root(dest)
+
+
+def source_root(dest: Path) -> Path:
+    entries = [e for e in dest.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return dest
+
+
+def _extract_tar(data: bytes, dest: Path, max_bytes: int, max_files: int) -> None:
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+        members = tar.getmembers()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ArchiveError(f"the upload is not a readable tar archive: {exc}") from None
+    if len(members) > max_files:
+        raise ArchiveError(f"the archive has {len(members):,} members; at most {max_files:,} are allowed")
+    total = 0
+    for m in members:
+        _check_name(m.name)
+        if m.isdev() or m.isfifo() or m.ischr() or m.isblk():
+            raise ArchiveError(f"archive member '{m.name}' is a device or pipe; only files, folders and links are allowed")
+        total += m.size
+        if total > max_bytes:
+            raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB (at member '{m.name}')")
+    with tar:
+        for m in members:
+            try:
+                tar.extract(m, dest, filter="data")
+            except tarfile.FilterError as exc:
+                raise ArchiveError(f"archive member '{m.name}' refused: {exc}") from None
+            except (tarfile.TarError, OSError) as exc:
+                raise ArchiveError(f"archive member '{m.name}' could not be unpacked: {exc}") from None
+
+
+def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> None:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ArchiveError(f"the upload is not a readable zip archive: {exc}") from None
+    if len(infos) > max_files:
+        raise ArchiveError(f"the archive has {len(infos):,} members; at most {max_files:,} are allowed")
+    declared = 0
+    for info in infos:
+        _check_name(info.filename)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise ArchiveError(f"archive member '{info.filename}' is a symbolic link; zip uploads may hold only files and folders")
+        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise ArchiveError(f"archive member '{info.filename}' is not a file or folder")
+        declared += info.file_size
+        if declared > max_bytes:
+            raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB (at member '{info.filename}')")
+    written = 0
+    with zf:
+        for info in infos:
+            target = dest / _check_name(info.filename)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while True:
+                        block = src.read(1 << 16)
+                        if not block:
+                            break
+                        written += len(block)
+                        if written > max_bytes:
+                            raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB (at member '{info.filename}')")
+                        out.write(block)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise ArchiveError(f"archive member '{info.filename}' could not be unpacked: {exc}") from None
