@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
+from ..sources.prepare import prepare
 from . import app
 
 
@@ -42,26 +43,34 @@ def run(
 ) -> None:
     """Run a model and print its summary."""
     from ..executors import make_executor
+    from ..sources.prepare import source_folder
 
+    own_env = (source_folder(model) / "requirements.txt").is_file()
     # Workers start first: their interpreter start-up overlaps the driver's imports and model loading.
-    ex = make_executor(executor, workers)
+    # (A model with its own requirements.txt needs its environment first.)
+    ex = None if own_env else make_executor(executor, workers)
     try:
-        if hasattr(ex, "start"):
+        if ex is not None and hasattr(ex, "start"):
             ex.start()
-        from ..api import resolve_model
         from ..engine import RunHandle, RunSpec, create_record, execute
+        from ..sources.environments import Environments
         from ..stores import open_store
+        from ..stores.embedded import default_home
         from .render import RunProgress, print_summary
 
-        loaded = resolve_model(model)
-        spec = RunSpec.build(loaded, parse_params(param), sequences, seed, target, until, max_sequences, max_failures)
+        envs = Environments(default_home() / "envs", announce=lambda m: print(f"ancho: {m}", file=sys.stderr)) if own_env else None
+        prepared = prepare(model, parse_params(param), envs)
+        if ex is None:
+            ex = make_executor(executor, workers, **prepared.executor_options())
+        spec = RunSpec.build(prepared.model, prepared.params, sequences, seed, target, until, max_sequences, max_failures, resolved=True)
         st = open_store(store)
-        record = create_record(loaded, spec, executor, ex.workers)
+        record = create_record(prepared.model, spec, executor, ex.workers)
         st.create_run(record)
         with RunProgress(enabled=True) as bar:
-            final = execute(loaded, spec, st, ex, record, bar, RunHandle())
+            final = execute(prepared.model, spec, st, ex, record, bar, RunHandle())
     finally:
-        ex.close()
+        if ex is not None:
+            ex.close()
     if as_json:
         sys.stdout.write(json.dumps(final.summary) + "\n")
     else:

@@ -14,15 +14,18 @@ def is_spark_master(name: str) -> bool:
     return name.startswith(_SPARK_PREFIXES)
 
 
-def make_executor(executor: "str | Executor | None" = "local", workers: int | None = None) -> Executor:
-    """An executor from ``--executor``: ``local`` (processes here) or a Spark master URL."""
+def make_executor(executor: "str | Executor | None" = "local", workers: int | None = None, **options) -> Executor:
+    """An executor from ``--executor``: ``local`` (processes here) or a Spark master URL.
+
+    ``options`` go to the backend (for the local one: ``python``, ``env``, ``wrap``).
+    """
     if isinstance(executor, Executor):
         return executor
     name = executor or "local"
     if name == "local":
         from .local import LocalExecutor
 
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, **options)
     if is_spark_master(name):
         try:
             from .spark import SparkExecutor  # type: ignore[import-not-found]
@@ -30,7 +33,7 @@ def make_executor(executor: "str | Executor | None" = "local", workers: int | No
             raise InputError(
                 f"executor '{name}': the Spark executor is not available in this installation; install ancho[spark]"
             ) from None
-        return SparkExecutor(name, workers)
+        return SparkExecutor(name, workers, **options)
     raise InputError(
         f"unknown executor '{name}': use 'local' or a Spark master URL (spark://host:7077, k8s://…, yarn, local[N])"
     )
