@@ -244,3 +244,21 @@ def test_a_plain_run_imports_neither_pandas_nor_scipy(home):
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_inspect_in_a_worker(write_model):
+    path = write_model("""
+        class M(ancho.Model):
+            '''Doc.'''
+            n: int = 3
+
+            def sequence(self, rng):
+                return {"x": self.n}
+    """)
+    with LocalExecutor(1) as ex:
+        out = ex.inspect(str(path), {"n": "5"})
+        assert out["entry"] == "model.py:M" and out["params"] == {"n": 5} and len(out["source_hash"]) == 64
+        assert out["model"]["parameters"][0]["name"] == "n" and out["model"]["doc"] == "Doc."
+        assert "parameter 'n' expects int" in ex.inspect(str(path), {"n": "x"})["error"]
+        with pytest.raises(Exception, match="no ancho.Model subclass named 'Nope'"):
+            ex.inspect(f"{path}:Nope", None)
