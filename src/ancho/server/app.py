@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import AnchoError, InputError, NotFound, RunFailed
-from .routes import AuthError, router
+from .routes import AuthError, needs_token, router, token_user
 from .service import FieldError, Service
 from .settings import Settings
 
@@ -123,6 +123,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        # FastAPI parses the body before it resolves dependencies, so a malformed body would
+        # otherwise be judged (422) before the missing token (401): strangers learn nothing.
+        if needs_token(request.scope.get("route")) and token_user(request) is None:
+            return JSONResponse({"detail": "this endpoint needs a valid token: send 'Authorization: Bearer TOKEN'"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 

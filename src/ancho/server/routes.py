@@ -57,6 +57,24 @@ def current_user(
     return user
 
 
+def needs_token(route) -> bool:
+    """Whether a matched route authenticates its caller (everything but health and the API documents)."""
+
+    def walk(dependant) -> bool:
+        return any(d.call is current_user or walk(d) for d in dependant.dependencies)
+
+    dependant = getattr(route, "dependant", None)
+    return dependant is not None and walk(dependant)
+
+
+def token_user(request: Request) -> str | None:
+    """The user of the request's bearer token, or None (for checks made outside the dependency system)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return service(request).users.authenticate(token.strip())
+
+
 User = Annotated[str, Depends(current_user)]
 Svc = Annotated[Service, Depends(service)]
 
