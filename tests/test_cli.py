@@ -102,7 +102,7 @@ def test_bad_options_are_one_line_errors(home, args, needles):
         ("x = 1\n", ["no ancho.Model subclass found"]),
         ("class M(ancho.Model):\n    def sequence(self, rng)\n        return {}\n", ["syntax error in model file 'model.py' line"]),
         ("import not_a_module_xyz\n", ["failed to import (line", "ModuleNotFoundError"]),
-        ("class M(ancho.Model):\n    def sequence(self, rng):\n        return [1]\n", ["sequence 0 of M returned list, not a mapping"]),
+        ("class M(ancho.Model):\n    def sequence(self, rng):\n        return [1]\n", ["of M returned list, not a mapping"]),
         ("class M(ancho.Model):\n    def sequence(self, rng):\n        return {'x': 'a'}\n", ["output 'x' of sequence", "of M is str"]),
         ("class M(ancho.Model):\n    def sequence(self, rng):\n        return {'x': 1/0}\n", ["failed: ZeroDivisionError: division by zero", "--max-failures"]),
     ],

@@ -7,7 +7,7 @@ from typing import Any
 
 from .engine import RunHandle, RunSpec, create_record, execute
 from .executors import Executor, make_executor
-from .loading import LoadedModel, load_model, loaded_from_class
+from .loading import loaded_from_class
 from .stores import Store, open_store
 from .stores.base import RunRecord
 
@@ -52,14 +52,6 @@ class Results:
         return f"<ancho.Results run={self.run_id} status={self.status} sequences={self.record.done}>"
 
 
-def resolve_model(model: Any) -> LoadedModel:
-    if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, str):
-        return load_model(model)
-    return loaded_from_class(model)
-
-
 def run(
     model: Any,
     params: dict[str, Any] | None = None,
@@ -73,34 +65,52 @@ def run(
     max_sequences: int | None = None,
     max_failures: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> Results:
     """Run ``sequences`` sequences of ``model`` and return its :class:`Results`.
 
     ``model`` is a Model subclass or instance (an instance's parameter values
     are the starting point that ``params`` overrides) or a ``PATH[:Class]``
-    string. With ``until`` (a precision goal such as ``'mean(x)+-0.01'``),
-    ``sequences`` is the first batch and ``max_sequences`` the cap.
-    ``progress(done, total)`` is called as chunks complete.
-    Raises :class:`ancho.AnchoError` subclasses for bad input and failed runs;
-    the run record stays in the store either way.
+    string (a model folder with a ``requirements.txt`` runs in its own
+    environment). With ``until`` (a precision goal such as
+    ``'mean(x)+-0.01'``), ``sequences`` is the first batch and
+    ``max_sequences`` the cap. ``progress(done, total)`` is called as chunks
+    complete; ``announce(message)`` for slow preparations (building an
+    environment). Raises :class:`ancho.AnchoError` subclasses for bad input
+    and failed runs; the run record stays in the store either way.
     """
     from .model import Model
+    from .sources.prepare import Prepared, prepare, source_folder
 
-    loaded = resolve_model(model)
-    if isinstance(model, Model):
-        params = {**model.params, **(params or {})}
-    spec = RunSpec.build(loaded, params, sequences, seed, targets, until, max_sequences, max_failures)
-    ex = make_executor(executor, workers)
-    st = open_store(store)
+    own_env = isinstance(model, str) and (source_folder(model) / "requirements.txt").is_file()
     owns_executor = not isinstance(executor, Executor)
+    # Workers start first, so their start-up overlaps loading the model here
+    # (a model with its own requirements.txt needs its environment first).
+    ex = None if own_env else make_executor(executor, workers)
     try:
-        if hasattr(ex, "start"):
+        if ex is not None and hasattr(ex, "start"):
             ex.start()  # type: ignore[attr-defined]
+        if isinstance(model, str):
+            from .sources.environments import Environments
+            from .stores.embedded import default_home
+
+            envs = Environments(default_home() / "envs", announce=announce) if own_env else None
+            prepared = prepare(model, params, envs)
+        else:
+            loaded = loaded_from_class(model)
+            if isinstance(model, Model):
+                params = {**model.params, **(params or {})}
+            prepared = Prepared(loaded, loaded.cls.resolve_params(params))  # type: ignore[union-attr]
+        if ex is None:
+            ex = make_executor(executor, workers, **prepared.executor_options())
+        spec = RunSpec.build(prepared.model, prepared.params, sequences, seed, targets, until, max_sequences, max_failures,
+                             resolved=True)
+        st = open_store(store)
         name = executor if isinstance(executor, str) else type(executor).__name__
-        record = create_record(loaded, spec, name, ex.workers)
+        record = create_record(prepared.model, spec, name, ex.workers)
         st.create_run(record)
-        final = execute(loaded, spec, st, ex, record, progress, RunHandle())
+        final = execute(prepared.model, spec, st, ex, record, progress, RunHandle())
     finally:
-        if owns_executor:
+        if ex is not None and owns_executor:
             ex.close()
     return Results(st, final)

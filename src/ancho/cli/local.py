@@ -10,7 +10,6 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from ..sources.prepare import prepare
 from . import app
 
 
@@ -42,35 +41,15 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print exactly the summary object as JSON on stdout."),
 ) -> None:
     """Run a model and print its summary."""
-    from ..executors import make_executor
-    from ..sources.prepare import source_folder
+    from ..api import run as run_model
+    from .render import RunProgress, print_summary
 
-    own_env = (source_folder(model) / "requirements.txt").is_file()
-    # Workers start first: their interpreter start-up overlaps the driver's imports and model loading.
-    # (A model with its own requirements.txt needs its environment first.)
-    ex = None if own_env else make_executor(executor, workers)
-    try:
-        if ex is not None and hasattr(ex, "start"):
-            ex.start()
-        from ..engine import RunHandle, RunSpec, create_record, execute
-        from ..sources.environments import Environments
-        from ..stores import open_store
-        from ..stores.embedded import default_home
-        from .render import RunProgress, print_summary
-
-        envs = Environments(default_home() / "envs", announce=lambda m: print(f"ancho: {m}", file=sys.stderr)) if own_env else None
-        prepared = prepare(model, parse_params(param), envs)
-        if ex is None:
-            ex = make_executor(executor, workers, **prepared.executor_options())
-        spec = RunSpec.build(prepared.model, prepared.params, sequences, seed, target, until, max_sequences, max_failures, resolved=True)
-        st = open_store(store)
-        record = create_record(prepared.model, spec, executor, ex.workers)
-        st.create_run(record)
-        with RunProgress(enabled=True) as bar:
-            final = execute(prepared.model, spec, st, ex, record, bar, RunHandle())
-    finally:
-        if ex is not None:
-            ex.close()
+    with RunProgress(enabled=True) as bar:
+        results = run_model(
+            model, parse_params(param), sequences, seed, workers, executor, store, target, until, max_sequences,
+            max_failures, progress=bar, announce=lambda m: print(f"ancho: {m}", file=sys.stderr),
+        )
+    final = results.record
     if as_json:
         sys.stdout.write(json.dumps(final.summary) + "\n")
     else:
