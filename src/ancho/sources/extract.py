@@ -41,6 +41,10 @@ def archive_kind(data: bytes) -> str:
     raise ArchiveError("the upload is not a .tar.gz, .tar or .zip archive")
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
 def _check_name(name: str) -> PurePosixPath:
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
@@ -94,15 +98,30 @@ def _extract_tar(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
             raise ArchiveError(f"archive member '{m.name}' is a device or pipe; only files, folders and links are allowed")
         total += m.size
         if total > max_bytes:
-            raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB (at member '{m.name}')")
+            raise ArchiveError(f"the archive unpacks to more than {_size(max_bytes)} (at member '{m.name}')")
     with tar:
         for m in members:
             try:
                 tar.extract(m, dest, filter="data")
             except tarfile.FilterError as exc:
-                raise ArchiveError(f"archive member '{m.name}' refused: {exc}") from None
+                raise ArchiveError(f"archive member '{m.name}' refused: {_filter_reason(exc)}") from None
             except (tarfile.TarError, OSError) as exc:
                 raise ArchiveError(f"archive member '{m.name}' could not be unpacked: {exc}") from None
+
+
+def _filter_reason(exc: tarfile.FilterError) -> str:
+    """Why the ``data`` filter refused a member, in words that do not show the server's folders."""
+    if isinstance(exc, tarfile.AbsoluteLinkError):
+        return "it is a link to an absolute path"
+    if isinstance(exc, tarfile.LinkOutsideDestinationError):
+        return "it is a link pointing outside the archive"
+    if isinstance(exc, tarfile.OutsideDestinationError):
+        return "it would be written outside the archive's folder"
+    if isinstance(exc, tarfile.AbsolutePathError):
+        return "it has an absolute path"
+    if isinstance(exc, tarfile.SpecialFileError):
+        return "it is a device or pipe; only files, folders and links are allowed"
+    return "it is not a plain file, folder or link inside the archive"
 
 
 def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> None:
@@ -116,14 +135,16 @@ def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
     declared = 0
     for info in infos:
         _check_name(info.filename)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
+        # Unix zips keep st_mode in the high 16 bits; many writers (Python's writestr among them)
+        # store permission bits only, with no file type: that is a plain file, not something odd.
+        kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+        if kind == stat.S_IFLNK:
             raise ArchiveError(f"archive member '{info.filename}' is a symbolic link; zip uploads may hold only files and folders")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise ArchiveError(f"archive member '{info.filename}' is not a file or folder")
         declared += info.file_size
         if declared > max_bytes:
-            raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB (at member '{info.filename}')")
+            raise ArchiveError(f"the archive unpacks to more than {_size(max_bytes)} (at member '{info.filename}')")
     written = 0
     with zf:
         for info in infos:
@@ -140,7 +161,7 @@ def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
                             break
                         written += len(block)
                         if written > max_bytes:
-                            raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB (at member '{info.filename}')")
+                            raise ArchiveError(f"the archive unpacks to more than {_size(max_bytes)} (at member '{info.filename}')")
                         out.write(block)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise ArchiveError(f"archive member '{info.filename}' could not be unpacked: {exc}") from None
