@@ -37,7 +37,7 @@ class Service:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = open_store(settings.store or str(settings.home))
         self.users = Users(settings.db_path)
-        self.uploads = Uploads(settings.home, settings.db_path)
+        self.uploads = Uploads(settings.home, settings.db_path, settings.max_archive_bytes, settings.max_archive_files)
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers)
 
     def start(self) -> None:

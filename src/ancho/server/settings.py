@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import InputError
 from ..executors.local import default_workers
+from ..sources.extract import MAX_FILES, MAX_TOTAL_BYTES
 from ..stores.embedded import default_home
 
 
@@ -32,6 +33,10 @@ class Settings(BaseModel):
     workers: int = Field(default_factory=default_workers, ge=1, le=1024)
     #: largest request body accepted (bytes); larger ones get 413
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    #: most members an uploaded model archive may hold
+    max_archive_files: int = Field(MAX_FILES, ge=1)
+    #: most bytes an uploaded model archive may unpack to
+    max_archive_bytes: int = Field(MAX_TOTAL_BYTES, ge=1)
     #: largest number of sequences one run may ask for
     max_sequences: int = Field(10**10, ge=1)
     log_level: str = "info"
