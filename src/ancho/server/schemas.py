@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -63,12 +63,14 @@ class RunRequest(BaseModel):
 
     model: ModelSource
     params: dict[str, Any] = Field(default_factory=dict, description="Parameter values, converted by the model's annotations.")
-    sequences: int | None = Field(None, ge=1, le=10**12, description="How many sequences (with `until`: the first batch).")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="The run's seed; default: a fresh one, recorded.")
-    targets: list[str] = Field(default_factory=list, max_length=100, description="Thresholds such as 'rounds>=30'.")
+    # Counts are strict: JSON has numbers, so "10" or true for a count is a client bug worth a 422,
+    # not something to guess at.
+    sequences: int | None = Field(None, ge=1, le=10**12, strict=True, description="How many sequences (with `until`: the first batch).")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True, description="The run's seed; default: a fresh one, recorded.")
+    targets: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100, description="Thresholds such as 'rounds>=30'.")
     until: str | None = Field(None, max_length=200, description="Precision goal such as 'mean(payoff)+-0.01'.")
-    max_sequences: int | None = Field(None, ge=1, le=10**12, description="Cap for `until`.")
-    max_failures: int = Field(0, ge=0, le=10**12, description="Sequences allowed to raise before the run fails.")
+    max_sequences: int | None = Field(None, ge=1, le=10**12, strict=True, description="Cap for `until` (default 1,000,000).")
+    max_failures: int = Field(0, ge=0, le=10**12, strict=True, description="Sequences allowed to raise before the run fails.")
     executor: str = Field("local", max_length=256, description="'local' or a Spark master URL.")
 
 

@@ -7,10 +7,12 @@ that will run it), and what that worker reports is recorded with the run.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
-from ..engine import RunSpec, create_record
-from ..errors import ExpressionError, InputError, ModelError, NotFound, ParameterError
+from ..engine import DEFAULT_FIRST_BATCH, DEFAULT_GOAL_CAP, RunSpec, create_record
+from ..errors import ExpressionError, InputError, ModelError, NotFound, ParameterError, RunFailed
+from ..expressions import Goal, Target
 from ..executors import is_spark_master
 from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
@@ -29,6 +31,15 @@ class FieldError(InputError):
     def __init__(self, loc: tuple, message: str):
         super().__init__(message)
         self.loc = loc
+
+
+def _scrub(message: str, root: Path) -> str:
+    """A model error without the server's folders in it (they are no business of the client's)."""
+    for path in {str(root.resolve()), str(root)}:
+        message = message.replace(f"with {path}:ClassName", "with model.entry 'FILE.py:ClassName'")
+        message = message.replace(f"model folder '{path}'", "the upload").replace(f"'{path}'", "the upload")
+        message = message.replace(path, "the upload")
+    return message
 
 
 class Service:
@@ -67,21 +78,66 @@ class Service:
             target = entry_path(root, source.entry)
         except InputError as exc:
             raise FieldError(("body", "model", "entry"), str(exc)) from None
-        try:
-            with LocalExecutor(1) as worker:
+        timeout = self.settings.inspect_timeout
+        with LocalExecutor(1) as worker:
+            # User code runs at import: a model that hangs there must not hold a request thread
+            # (and a worker) forever, so a timer kills the worker and the request gets a 422.
+            timer = threading.Timer(timeout, worker.cancel)
+            timer.daemon = True
+            timer.start()
+            try:
                 found = worker.inspect(target, params)
-        except ModelError as exc:
-            raise FieldError(("body", "model", "entry"), f"model: {exc}") from None
+            except ModelError as exc:
+                raise FieldError(("body", "model", "entry"), f"model: {_scrub(str(exc), root)}") from None
+            except RunFailed as exc:  # the worker died: sys.exit, os._exit or a crash in the model's import
+                if not timer.is_alive():
+                    raise FieldError(("body", "model"), f"model: loading the model's code took longer than {timeout:g} s; "
+                                     "do less work at import time") from None
+                raise FieldError(("body", "model"), f"model: loading the model's code ended its process ({exc})") from None
+            finally:
+                timer.cancel()
         if "error" in found:
             raise FieldError(("body", "params"), str(found["error"]))
         found.update(root=str(root), origin=origin)
         return found
 
-    def submit(self, user: str, request: RunRequest) -> RunRecord:
+    def check_request(self, request: RunRequest) -> int | None:
+        """The checks that need no model, made before a worker is started; returns the precision goal's cap.
+
+        Each error names its field as REST clients know it (``max_sequences``, not the CLI's ``--max-sequences``).
+        """
         if request.executor != "local" and not is_spark_master(request.executor):
             raise FieldError(("body", "executor"), f"unknown executor '{request.executor}': use 'local' or a Spark master URL")
         if request.executor != "local":
             raise FieldError(("body", "executor"), f"executor '{request.executor}': this server runs on the local executor")
+        for i, text in enumerate(request.targets):
+            try:
+                Target.parse(text)
+            except ExpressionError as exc:
+                raise FieldError(("body", "targets", i), str(exc)) from None
+        if request.until is not None:
+            try:
+                Goal.parse(request.until)
+            except ExpressionError as exc:
+                raise FieldError(("body", "until"), str(exc)) from None
+        limit = self.settings.max_sequences
+        if request.sequences is not None and request.sequences > limit:
+            raise FieldError(("body", "sequences"), f"sequences: this server allows at most {limit:,} sequences per run")
+        if request.max_sequences is None:
+            if request.until is None:
+                return None
+            return max(min(DEFAULT_GOAL_CAP, limit), request.sequences or DEFAULT_FIRST_BATCH)
+        if request.until is None:
+            raise FieldError(("body", "max_sequences"), "max_sequences caps a precision goal: give it with until, or give only sequences")
+        if request.max_sequences > limit:
+            raise FieldError(("body", "max_sequences"), f"max_sequences: this server allows at most {limit:,} sequences per run")
+        first = request.sequences or DEFAULT_FIRST_BATCH
+        if request.max_sequences < first:
+            raise FieldError(("body", "max_sequences"), f"max_sequences ({request.max_sequences:,}) is below sequences ({first:,}), the first batch")
+        return request.max_sequences
+
+    def submit(self, user: str, request: RunRequest) -> RunRecord:
+        max_sequences = self.check_request(request)
         found = self.inspect(user, request.model, request.params)
         file, _, class_name = found["entry"].partition(":")
         ref = FileRef(found["root"], file, class_name)
@@ -89,17 +145,12 @@ class Service:
         try:
             spec = RunSpec.build(
                 model, found["params"], request.sequences, request.seed, request.targets, request.until,
-                request.max_sequences, request.max_failures, resolved=True,
+                max_sequences, request.max_failures, resolved=True,
             )
         except ParameterError as exc:
             raise FieldError(("body", "params"), str(exc)) from None
-        except ExpressionError as exc:
-            raise FieldError(("body", "until" if "precision goal" in str(exc) else "targets"), str(exc)) from None
-        except InputError as exc:
+        except InputError as exc:  # check_request has named the field of everything else it can
             raise FieldError(("body",), str(exc)) from None
-        limit = self.settings.max_sequences
-        if max(spec.sequences, spec.max_sequences or 0) > limit:
-            raise FieldError(("body", "sequences"), f"this server allows at most {limit:,} sequences per run")
         extra = {
             "ref": {"root": ref.root, "file": ref.file, "class_name": ref.class_name},
             "info": found["model"],

@@ -37,6 +37,8 @@ class Settings(BaseModel):
     max_archive_files: int = Field(MAX_FILES, ge=1)
     #: most bytes an uploaded model archive may unpack to
     max_archive_bytes: int = Field(MAX_TOTAL_BYTES, ge=1)
+    #: seconds a worker may take to load a model's code when a run is submitted
+    inspect_timeout: float = Field(60.0, gt=0)
     #: largest number of sequences one run may ask for
     max_sequences: int = Field(10**10, ge=1)
     log_level: str = "info"
