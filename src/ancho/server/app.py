@@ -28,7 +28,14 @@ results: anything else is 404. Errors are JSON: `{"detail": …}` saying what is
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a request body over ``limit`` bytes, declared or streamed."""
+    """ASGI middleware: 413 for a request body over ``limit`` bytes, declared or streamed.
+
+    A declared Content-Length is checked before the app runs. A body without
+    one (chunked) is read here first, up to the limit, and then handed to the
+    app: stopping it half-way through the app's own reading would surface as
+    the app's parse error (FastAPI turns any failure while reading a body into
+    400), not as 413.
+    """
 
     def __init__(self, app, limit: int):
         self.app = app
@@ -45,33 +52,31 @@ class BodyLimit:
                     return await _json(send, 400, "the Content-Length header is not a number")
                 if declared > self.limit:
                     return await _json(send, 413, f"the request body is {declared:,} bytes; this server accepts at most {self.limit:,}")
+                return await self.app(scope, receive, send)
+        parts: list[bytes] = []
         seen = 0
-        started = False
-
-        async def limited_receive():
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":  # the client went away
+                first = message
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                return await _json(send, 413, f"the request body is over {self.limit:,} bytes, the most this server accepts")
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                first = {"type": "http.request", "body": b"".join(parts), "more_body": False}
+                break
+        replayed = False
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _json(send, 413, f"the request body is over {self.limit:,} bytes, the most this server accepts")
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _json(send, status: int, detail: str) -> None:
