@@ -7,6 +7,7 @@ that will run it), and what that worker reports is recorded with the run.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -42,10 +43,42 @@ def _scrub(message: str, root: Path) -> str:
     return message
 
 
+class HomeLock:
+    """One server per home: the dispatcher treats every ``running`` run as its own to resume.
+
+    A second server on the same home would requeue and execute the first
+    one's runs a second time, so it stops at start-up instead. flock is
+    released by the kernel however the holder dies (kill -9 included), and
+    worker processes do not inherit it (Python opens files non-inheritable).
+    """
+
+    def __init__(self, home: Path):
+        import fcntl
+
+        self.path = home / "server.lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            raise InputError(
+                f"another Ancho server (pid {holder}) is using the home '{home}'; stop it, or give this one another ANCHO_HOME"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = -1
+
+
 class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
+        self.lock = HomeLock(settings.home)
         self.store = open_store(settings.store or str(settings.home))
         self.users = Users(settings.db_path)
         self.uploads = Uploads(settings.home, settings.db_path, settings.max_archive_bytes, settings.max_archive_files)
@@ -56,6 +89,7 @@ class Service:
 
     def shutdown(self) -> None:
         self.dispatcher.shutdown()
+        self.lock.release()
 
     # -- models ---------------------------------------------------------------
     def source_root(self, user: str, source: ModelSource) -> tuple[Path, str]:
