@@ -223,6 +223,12 @@ class Server:
             self.kill()
             raise
 
+    def shutdown(self, timeout: float = 60) -> None:
+        """SIGTERM and check it was a graceful stop (Uvicorn re-raises the signal once it has shut down)."""
+        code = self.stop(signal.SIGTERM, timeout)
+        assert code in (0, -signal.SIGTERM), f"{self.name} exited with {code}:\n{self.log()}"
+        assert "Application shutdown complete" in self.log(), self.log()
+
     def kill(self) -> None:
         """SIGKILL the server and everything in its session (clean-up; never fails)."""
         if self.proc is None:
