@@ -145,3 +145,26 @@ def test_model_prints_do_not_corrupt_json(home, write_model):
     p = run_cli("run", str(path), "-n", "5", "--json")
     assert p.returncode == 0 and json.loads(p.stdout)["outputs"]["x"]["count"] == 5
     assert "hello from the model" in p.stderr
+
+
+@pytest.mark.slow
+def test_run_from_a_git_repository(home, tmp_path):
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(GAMBLER, repo / "model.py")
+    git = ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], cwd=repo, check=True)
+    subprocess.run([*git, "tag", "v1"], cwd=repo, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    p = run_cli("run", f"git+file://{repo}@v1:model.py:Gambler", "-n", "300", "--seed", "2", "--json")
+    assert p.returncode == 0, p.stderr
+    local = json.loads(run_cli("run", GAMBLER, "-n", "300", "--seed", "2", "--json").stdout)
+    assert json.loads(p.stdout)["outputs"] == local["outputs"]
+    record = json.loads(run_cli("runs", "--json").stdout)[1]
+    assert record["source"] == f"git:file://{repo}@{commit}" and record["entry"] == "model.py:Gambler"
+    one_line_error(run_cli("run", f"git+file://{repo}@v9"), "ref 'v9' not found")

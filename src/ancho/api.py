@@ -82,6 +82,15 @@ def run(
     from .model import Model
     from .sources.prepare import Prepared, prepare, source_folder
 
+    origin = None
+    if isinstance(model, str) and ("://" in model or model.startswith("git+")):
+        from .sources.fetch import resolve_source_arg
+        from .stores.embedded import default_home
+
+        remote = resolve_source_arg(model, default_home() / "sources")  # a URL or git source: fetched and unpacked
+        if remote is not None:
+            model, fetched = remote
+            origin = fetched.record
     own_env = isinstance(model, str) and (source_folder(model) / "requirements.txt").is_file()
     owns_executor = not isinstance(executor, Executor)
     # Workers start first, so their start-up overlaps loading the model here
@@ -95,7 +104,7 @@ def run(
             from .stores.embedded import default_home
 
             envs = Environments(default_home() / "envs", announce=announce) if own_env else None
-            prepared = prepare(model, params, envs)
+            prepared = prepare(model, params, envs, origin=origin)
         else:
             loaded = loaded_from_class(model)
             if isinstance(model, Model):

@@ -27,7 +27,11 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 
 @app.command()
 def run(
-    model: str = typer.Argument(..., metavar="PATH[:Class]", help="A .py file or a folder with the model; add :Class when it holds several."),
+    model: str = typer.Argument(
+        ..., metavar="SOURCE[:Class]",
+        help="A .py file or folder; or https://…/model.tar.gz, s3://bucket/key.tar.gz, git+https://host/repo.git@REF "
+             "(add :path/file.py:Class when needed).",
+    ),
     sequences: Optional[int] = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
     seed: Optional[int] = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
     param: list[str] = typer.Option([], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."),
