@@ -87,6 +87,26 @@ async def _json(send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for ``path`` (HEAD too where GET is, as Starlette serves it)."""
+    import re
+
+    patterns = getattr(app.state, "path_patterns", None)
+    if patterns is None:
+        patterns = [
+            (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(p)) + "$"), {m.upper() for m in ops})
+            for p, ops in app.openapi().get("paths", {}).items()
+        ]
+        app.state.path_patterns = patterns
+    found: set[str] = set()
+    for regex, methods in patterns:
+        if regex.match(path):
+            found |= methods
+    if "GET" in found:
+        found.add("HEAD")
+    return sorted(found)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.load()
     svc = Service(settings)
@@ -138,7 +158,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route matching the path only;
+            # /runs has a GET and a POST route, so list what the API document says the path allows.
+            methods = _allowed_methods(request.app, request.scope.get("path", ""))
+            if methods:
+                headers["Allow"] = ", ".join(methods)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -26,6 +26,7 @@ from .schemas import (
     ResultsPage,
     RunRequest,
     RunView,
+    Summary,
     UploadView,
     run_view,
 )
@@ -35,6 +36,13 @@ router = APIRouter(prefix="/api/v1")
 _bearer = HTTPBearer(auto_error=False, description="A token from `ancho users add NAME`.")
 
 ERRORS = {401: {"model": Error, "description": "No or invalid token"}, 404: {"model": Error, "description": "No such object for this user"}}
+#: what a request with a body may also get: an unreadable body (400), one too large (413), a bad value (422)
+BODY_ERRORS = {
+    **ERRORS,
+    400: {"model": Error, "description": "The body could not be read (not UTF-8, a broken multipart form, a bad Content-Length)"},
+    413: {"model": Error, "description": "The body is larger than the server accepts (setting max_body_bytes)"},
+    422: {"model": Error, "description": "A value is wrong; `detail` names it"},
+}
 
 
 class AuthError(AnchoError):
@@ -86,7 +94,7 @@ def health() -> dict:
 
 
 # -- models -------------------------------------------------------------------
-@router.post("/models", status_code=201, response_model=UploadView, responses={**ERRORS, 413: {"model": Error}, 422: {"model": Error}}, tags=["models"])
+@router.post("/models", status_code=201, response_model=UploadView, responses=BODY_ERRORS, tags=["models"])
 async def upload_model(user: User, svc: Svc, file: UploadFile = File(..., description="A .tar.gz, .tar or .zip of the model's source folder.")) -> dict:
     """Upload a model's source. Content-addressed: the same bytes always get the same id."""
     data = await file.read()
@@ -104,7 +112,7 @@ def get_model(model_id: str, user: User, svc: Svc) -> dict:
     return svc.uploads.get(user, model_id)
 
 
-@router.post("/inspect", response_model=ModelView, responses={**ERRORS, 422: {"model": Error}}, tags=["models"])
+@router.post("/inspect", response_model=ModelView, responses=BODY_ERRORS, tags=["models"])
 def inspect_model(body: InspectRequest, user: User, svc: Svc) -> dict:
     """The model's name, docstring and parameters (types, defaults), read by a worker; with ``params``, validates them."""
     found = svc.inspect(user, body.model, body.params)
@@ -112,7 +120,7 @@ def inspect_model(body: InspectRequest, user: User, svc: Svc) -> dict:
 
 
 # -- runs ---------------------------------------------------------------------
-@router.post("/runs", status_code=201, response_model=Created, responses={**ERRORS, 422: {"model": Error}}, tags=["runs"])
+@router.post("/runs", status_code=201, response_model=Created, responses=BODY_ERRORS, tags=["runs"])
 def submit_run(body: RunRequest, user: User, svc: Svc) -> dict:
     """Queue a run. The whole spec is validated against the model first (422 naming the bad field)."""
     record = svc.submit(user, body)
@@ -135,7 +143,11 @@ def get_run(run_id: str, user: User, svc: Svc) -> dict:
     return run_view(svc.store.get_run(run_id, owner=user))
 
 
-@router.get("/runs/{run_id}/summary", responses={**ERRORS, 409: {"model": Error, "description": "The run has not succeeded (yet)"}}, tags=["runs"])
+@router.get(
+    "/runs/{run_id}/summary",
+    responses={**ERRORS, 200: {"model": Summary}, 409: {"model": Error, "description": "The run has not succeeded (yet)"}},
+    tags=["runs"],
+)
 def get_summary(run_id: str, user: User, svc: Svc) -> dict:
     """The summary object (same as `ancho run --json`)."""
     record = svc.store.get_run(run_id, owner=user)

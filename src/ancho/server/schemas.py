@@ -25,12 +25,13 @@ class ModelSource(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    upload: str | None = Field(None, description="An id returned by POST /api/v1/models.", max_length=64)
-    url: str | None = Field(None, description="A .tar.gz/.zip at https://, s3:// or file://.", max_length=2048)
-    git: str | None = Field(None, description="A git repository URL.", max_length=2048)
-    ref: str | None = Field(None, description="With git: a tag, branch or commit.", max_length=256)
+    upload: str | None = Field(None, min_length=1, description="An id returned by POST /api/v1/models.", max_length=64)
+    url: str | None = Field(None, min_length=1, description="A .tar.gz/.zip at https://, s3:// or file://.", max_length=2048)
+    git: str | None = Field(None, min_length=1, description="A git repository URL.", max_length=2048)
+    ref: str | None = Field(None, min_length=1, description="With git: a tag, branch or commit.", max_length=256)
     entry: str | None = Field(
         None,
+        min_length=1,
         description="path/in/source.py:Class; without it, model.py or the one file defining a model.",
         max_length=512,
     )
@@ -51,7 +52,7 @@ class RunRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "model": {"upload": "9f2c…(64 hex digits)", "entry": "model.py:Gambler"},
+                    "model": {"upload": "3eed222ad894ea5655a0922100b885c27ffd9d8ebca413041617e2db9fb44781", "entry": "model.py:Gambler"},
                     "params": {"stake": 4},
                     "sequences": 30000,
                     "seed": 9,
@@ -113,6 +114,57 @@ class UploadView(BaseModel):
     filename: str
     size: int
     created: float
+
+
+class OutputSummary(BaseModel):
+    """Statistics of one output (booleans count as 0/1; their ci95 is a Wilson interval)."""
+
+    count: int
+    mean: float | None
+    std: float | None
+    sem: float | None
+    ci95: list[float] | None = Field(..., min_length=2, max_length=2)
+    min: float | None
+    p5: float | None
+    p25: float | None
+    p50: float | None
+    p75: float | None
+    p95: float | None
+    max: float | None
+
+
+class TargetSummary(BaseModel):
+    expr: str
+    probability: float | None
+    ci95: list[float] | None = Field(..., min_length=2, max_length=2)
+
+
+class Summary(BaseModel):
+    """The summary object: the same as `ancho run --json` and `Results.summary`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"run": "3f9c2a1b7d4e", "status": "succeeded", "sequences": 20000, "seed": 3,
+                 "params": {"stake": 3, "goal": 10, "p": 0.45},
+                 "outputs": {"rounds": {"count": 20000, "mean": 17.2, "std": 14.1, "sem": 0.1, "ci95": [17.0, 17.4], "min": 3,
+                                        "p5": 3, "p25": 7, "p50": 13, "p75": 23, "p95": 45, "max": 150}},
+                 "targets": [{"expr": "rounds>=30", "probability": 0.17, "ci95": [0.16, 0.18]}],
+                 "custom": {"median_rounds_when_won": 12.0}, "failures": 0}
+            ]
+        }
+    )
+
+    run: str
+    status: Status
+    sequences: int
+    seed: int
+    params: dict[str, Any]
+    outputs: dict[str, OutputSummary]
+    targets: list[TargetSummary]
+    custom: dict[str, Any]
+    failures: int
+    until: dict[str, Any] | None = Field(None, description="With a precision goal: its expression, half-width reached, goal and whether it was met.")
 
 
 class FailureView(BaseModel):
