@@ -40,7 +40,7 @@ def emit_json(obj) -> None:
 
 @app.command()
 def submit(
-    model: str = typer.Argument(..., metavar="PATH[:Class]", help="A .py file or a folder with the model (as for `ancho run`)."),
+    model: str = typer.Argument(..., metavar="SOURCE[:Class]", help="A .py file or folder (packed and uploaded), or an https/s3/git source the server fetches (as for `ancho run`)."),
     sequences: Optional[int] = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
     seed: Optional[int] = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
     param: list[str] = typer.Option([], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."),
@@ -61,15 +61,26 @@ def submit(
     from ..client import Rejected, pack
     from .local import parse_params
 
+    from ..sources.fetch import parse_source_arg
+
     params = parse_params(param)
+    remote = parse_source_arg(model)  # an https/s3/git source: the server fetches it itself
     with connect(url, token) as server:
-        packed = pack(model)
-        upload = server.upload(packed.data, packed.filename)
+        if remote is not None:
+            spec, entry = remote
+            source = {**spec, **({"entry": entry} if entry else {})}
+            packed = None
+        else:
+            packed = pack(model)
+            upload = server.upload(packed.data, packed.filename)
+            source = {"upload": upload["id"], "entry": packed.entry}
         try:
-            created = server.submit({"upload": upload["id"], "entry": packed.entry}, params=params, sequences=sequences,
+            created = server.submit(source, params=params, sequences=sequences,
                                     seed=seed, targets=target, until=until, max_sequences=max_sequences,
                                     max_failures=max_failures)
         except Rejected as exc:
+            if packed is None:
+                raise
             raise Rejected(local_paths(str(exc), model, packed.top), exc.status, exc.detail) from None
         run_id = created["id"]
         if as_json and not watch_it:
