@@ -31,6 +31,16 @@ from ..stores.base import RunRecord, Store
 log = logging.getLogger("ancho.server")
 
 
+def submitted_here(record: RunRecord) -> bool:
+    """Whether a run was submitted to a server (which records where to load its model).
+
+    ``ancho run`` and ``ancho serve`` share the default home: a CLI run is
+    driven by its own process, so the dispatcher must neither resume it nor
+    start it, whatever its status says.
+    """
+    return isinstance(record.spec, dict) and "ref" in record.spec
+
+
 def loaded_from_record(record: RunRecord) -> LoadedModel:
     """The model of a queued run, as the server recorded it when the run was submitted."""
     ref = record.spec["ref"]
@@ -52,6 +62,8 @@ class Dispatcher:
     # -- life cycle -----------------------------------------------------------
     def start(self) -> None:
         for rec in self.store.list_runs(status="running"):
+            if not submitted_here(rec):
+                continue
             log.info("run %s was running when the server stopped: resuming it from its stored chunks", rec.id)
             self.store.update_run(rec.id, status="queued")
         self._thread = threading.Thread(target=self._loop, name="ancho-dispatcher", daemon=True)
@@ -89,7 +101,7 @@ class Dispatcher:
         with self._lock:
             if len(self._running) >= self.concurrency:
                 return False
-            queued = self.store.list_runs(status="queued")
+            queued = [r for r in self.store.list_runs(status="queued") if submitted_here(r)]
             if not queued:
                 return False
             busy = Counter(owner for _, _, owner in self._running.values())

@@ -34,11 +34,18 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: owners that are not server users: runs made by ``ancho run`` / ``ancho.run`` belong to "local",
+#: and a server user of that name would see (and cancel) them
+RESERVED = frozenset({"local"})
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InputError(
             f"user name '{name}' is not allowed: use 1-32 lowercase letters, digits or '_', starting with a letter"
         )
+    if name in RESERVED:
+        raise InputError(f"user name '{name}' is reserved (runs made on this machine without a server belong to it); choose another")
     return name
 
 
