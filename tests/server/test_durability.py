@@ -180,3 +180,38 @@ def test_restart_with_nothing_to_do_is_quick_and_clean(home, servers, token):
         assert {r["id"]: r["status"] for r in c.get("/runs", params={"limit": 1000}).json()} == statuses
     assert srv.workers() == []
     srv.shutdown()
+
+
+def test_runs_of_the_cli_on_the_same_home_are_left_alone(home, servers, token, tmp_path):
+    """`ancho run` and `ancho serve` share the default home: the server must neither resume nor fail a CLI run."""
+    import subprocess
+
+    from .conftest import ANCHO
+
+    model = tmp_path / "slow.py"
+    model.write_text(SLOW)
+    cli = subprocess.Popen(
+        [ANCHO, "run", str(model), "--sequences", "3000", "--seed", "5", "--param", "seconds=0.002", "--workers", "1", "--json"],
+        env={**os.environ, "ANCHO_HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        store = EmbeddedStore(home)
+        deadline = time.monotonic() + 120
+        while not [r for r in store.list_runs(owner="local", status="running")]:
+            assert cli.poll() is None and time.monotonic() < deadline, cli.stderr.read() if cli.poll() is not None else "CLI run never started"
+            time.sleep(0.1)
+        (cli_run,) = store.list_runs(owner="local", status="running")
+        srv = servers()
+        time.sleep(2)  # a few dispatcher polls
+        assert store.get_run(cli_run.id).status == "running"
+        with srv.client(token) as c:
+            assert cli_run.id not in [r["id"] for r in c.get("/runs").json()]
+        out, err = cli.communicate(timeout=300)
+        assert cli.returncode == 0, err
+        assert store.get_run(cli_run.id).status == "succeeded"
+        store.close()
+        srv.shutdown()
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()

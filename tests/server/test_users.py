@@ -60,7 +60,7 @@ def test_revoking_an_unknown_user_fails(home):
     assert done.returncode != 0 and "nobody" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["Alice", "1abc", "../x", "é", "a" * 33, "x;drop"])
+@pytest.mark.parametrize("name", ["Alice", "1abc", "../x", "é", "a" * 33, "x;drop", "local"])
 def test_bad_names_are_rejected(home, name):
     done = users_cli(home, "add", name)
     assert done.returncode != 0
