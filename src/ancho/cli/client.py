@@ -305,12 +305,9 @@ class WatchProgress:
 
 def print_tables(summary: dict, record) -> None:
     """render.print_summary, with the hint for failed sequences pointing at this server."""
-    from .render import out_console, summary_tables
+    from .render import print_summary
 
-    for part in summary_tables(summary, record):
-        if isinstance(part, str) and "(ancho show " in part:
-            part = part.split("(ancho show ")[0] + f"(ancho status {summary['run']} --failures)"
-        out_console.print(part)
+    print_summary(summary, record, failures_command="ancho status {run} --failures")
 
 
 def as_record(run: dict) -> SimpleNamespace:

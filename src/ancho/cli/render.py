@@ -35,8 +35,11 @@ def ci(pair) -> str:
     return "–" if not pair else f"[{fmt(pair[0])}, {fmt(pair[1])}]"
 
 
-def summary_tables(summary: dict, record=None) -> list:
-    """Rich renderables for a summary: a heading line, outputs, targets, custom summaries."""
+def summary_tables(summary: dict, record=None, failures_command: str = "ancho show {run} --failures") -> list:
+    """Rich renderables for a summary: a heading line, outputs, targets, custom summaries.
+
+    ``failures_command`` is the command that lists failed sequences (it differs for a server's runs).
+    """
     parts: list = []
     head = f"run {summary['run']}  ·  {summary['status']}  ·  {summary['sequences']:,} sequences  ·  seed {summary['seed']}"
     if record is not None and record.started and record.finished:
@@ -70,12 +73,12 @@ def summary_tables(summary: dict, record=None) -> list:
             ct.add_row(k, fmt(v))
         parts.append(ct)
     if summary.get("failures"):
-        parts.append(f"[yellow]{summary['failures']:,} sequences failed[/yellow] (ancho show {summary['run']} --failures)")
+        parts.append(f"[yellow]{summary['failures']:,} sequences failed[/yellow] ({failures_command.format(run=summary['run'])})")
     return parts
 
 
-def print_summary(summary: dict, record=None) -> None:
-    for part in summary_tables(summary, record):
+def print_summary(summary: dict, record=None, failures_command: str = "ancho show {run} --failures") -> None:
+    for part in summary_tables(summary, record, failures_command):
         out_console.print(part)
 
 
