@@ -202,3 +202,14 @@ def test_path_tricks_in_model_ids(server, trick):
         conn.close()
     assert resp.status == 404, body[:300]
     assert json.loads(body)["detail"]
+
+
+def test_parquet_downloads_leave_no_files_behind(server, alice, finished_run):
+    def leftovers():
+        return sorted(p.name for p in server.home.iterdir() if p.is_file() and not p.name.startswith(("runs.db", "server.")))
+
+    before = leftovers()
+    assert alice.get(f"/runs/{finished_run}/results", params={"format": "parquet"}).status_code == 200
+    with alice.stream("GET", f"/runs/{finished_run}/results", params={"format": "parquet"}) as r:
+        next(r.iter_raw(1024))  # the client goes away mid-download
+    assert leftovers() == before

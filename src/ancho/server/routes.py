@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tempfile
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.background import BackgroundTask
 
 from .. import __version__
 from ..errors import AnchoError, NotFound
@@ -198,11 +196,26 @@ def get_results(
     if format == "parquet":
         from ..exports import write_parquet
 
-        fd, path = tempfile.mkstemp(suffix=".parquet", dir=svc.settings.home)
-        with os.fdopen(fd, "wb") as fh:
+        # Parquet's footer comes last, so the file is written whole first: to an anonymous
+        # temporary file, which leaves nothing behind however the download ends.
+        fh = tempfile.TemporaryFile(dir=svc.settings.home)
+        try:
             write_parquet(svc.store, run_id, fh)
-        return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{run_id}.parquet",
-                            background=BackgroundTask(os.unlink, path))
+        except BaseException:
+            fh.close()
+            raise
+        size = fh.tell()
+        fh.seek(0)
+
+        def blocks():
+            with fh:
+                while block := fh.read(1 << 20):
+                    yield block
+
+        return StreamingResponse(
+            blocks(), media_type="application/vnd.apache.parquet",
+            headers={"Content-Disposition": f'attachment; filename="{run_id}.parquet"', "Content-Length": str(size)},
+        )
     return results_page(svc, record, offset, limit)
 
 
