@@ -167,5 +167,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 headers["Allow"] = ", ".join(methods)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # A bug, never the client's input: logged with its traceback, answered in JSON like every other error.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log has the details"}, status_code=500)
+
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
