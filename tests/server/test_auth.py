@@ -73,3 +73,8 @@ def test_401_comes_before_body_validation(anonymous, content):
 
 def test_valid_token_is_accepted(alice):
     assert alice.get("/runs").status_code == 200
+
+
+def test_bearer_scheme_is_case_insensitive(server):
+    with server.client(headers={"Authorization": f"bearer {server.tokens['alice']}"}) as c:
+        assert c.get("/runs").status_code == 200

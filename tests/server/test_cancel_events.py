@@ -97,3 +97,23 @@ def test_events_end_when_the_run_is_cancelled(alice, bob, slow_upload):
     cancel.join(60)
     assert events[-1][0] == "end" and events[-1][1]["status"] == "cancelled"
     assert events[-1][1]["error"] == "cancelled"
+
+
+def test_fair_scheduling_between_users(server, alice, bob, slow_upload, tmp_path):
+    """Concurrency 2, alice runs two and queues a third; bob's run, queued later, goes first when a slot frees."""
+    from .conftest import SLOW, tar_gz, upload_id
+
+    bob_upload = upload_id(bob, tar_gz({"model.py": SLOW}))
+    a1, a2 = long_run(alice, slow_upload, seed=11), long_run(alice, slow_upload, seed=12)
+    for run_id in (a1, a2):
+        wait_run(alice, run_id, until=lambda v: v["status"] == "running", timeout=120)
+    a3 = long_run(alice, slow_upload, seed=13)
+    b1 = long_run(bob, bob_upload, seed=14)
+    try:
+        assert alice.post(f"/runs/{a1}/cancel").json()["status"] == "cancelled"
+        wait_run(bob, b1, until=lambda v: v["status"] == "running", timeout=120)
+        assert alice.get(f"/runs/{a3}").json()["status"] == "queued"
+    finally:
+        for client, run_id in ((alice, a3), (alice, a2), (bob, b1)):
+            client.post(f"/runs/{run_id}/cancel")
+    assert wait_gone(server.workers()) == []
