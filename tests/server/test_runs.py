@@ -213,3 +213,31 @@ def test_parquet_downloads_leave_no_files_behind(server, alice, finished_run):
     with alice.stream("GET", f"/runs/{finished_run}/results", params={"format": "parquet"}) as r:
         next(r.iter_raw(1024))  # the client goes away mid-download
     assert leftovers() == before
+
+
+INFINITE = '''
+import ancho
+
+
+class Capped(ancho.Model):
+    """An infinite default: JSON has no infinity, so the run must not lose it on the way to its workers."""
+
+    cap: float = float("inf")
+
+    def sequence(self, rng):
+        x = float(rng.random())
+        return {"x": min(x, self.cap)}
+'''
+
+
+@pytest.mark.parametrize("params", [{}, {"cap": "inf"}, {"cap": "0.5"}, {"cap": 0.25}], ids=["default-inf", "string-inf", "string", "number"])
+def test_non_finite_parameters_reach_the_workers(alice, params):
+    from .conftest import tar_gz, upload_id
+
+    u = upload_id(alice, tar_gz({"model.py": INFINITE}))
+    run_id = submit(alice, {"model": {"upload": u}, "params": params, "sequences": 200, "seed": 2})
+    view = wait_run(alice, run_id)
+    assert view["status"] == "succeeded", view["error"]
+    top = alice.get(f"/runs/{run_id}/summary").json()["outputs"]["x"]["max"]
+    cap = float(params.get("cap", "inf"))
+    assert top <= cap and (cap < 1 or top > 0.9)

@@ -118,7 +118,7 @@ class Dispatcher:
         try:
             model = loaded_from_record(record)
             spec = RunSpec.build(
-                model, record.params, record.sequences, record.seed, record.targets, record.until,
+                model, record.spec.get("params", record.params), record.sequences, record.seed, record.targets, record.until,
                 record.max_sequences, record.max_failures, resolved=True,
             )
             log.info("run %s (%s, user %s) starting", record.id, record.model, record.owner)

@@ -186,6 +186,9 @@ class Service:
         except InputError as exc:  # check_request has named the field of everything else it can
             raise FieldError(("body",), str(exc)) from None
         extra = {
+            # the values as given: the record's params are JSON-cleaned (an infinite float becomes null),
+            # so the workers convert these again, exactly as the inspecting worker did
+            "params": request.params,
             "ref": {"root": ref.root, "file": ref.file, "class_name": ref.class_name},
             "info": found["model"],
             "model": request.model.model_dump(exclude_none=True),
