@@ -215,3 +215,38 @@ def test_runs_of_the_cli_on_the_same_home_are_left_alone(home, servers, token, t
         if cli.poll() is None:
             cli.kill()
             cli.wait()
+
+
+def test_sigterm_with_an_open_event_stream(tmp_path):
+    """A client watching a running run must not hold up a graceful stop: its stream ends, the run is requeued."""
+    import threading
+
+    home = tmp_path / "home"
+    tok = add_user(home, "alice")
+    srv = Server(home, name="sse-stop").start()
+    try:
+        with srv.client(tok) as c:
+            u = upload_id(c, tar_gz({"model.py": SLOW}))
+            run_id = submit(c, {"model": {"upload": u}, "params": {"seconds": 0.01}, "sequences": 100_000, "seed": 1})
+            wait_run(c, run_id, until=lambda v: v["status"] == "running", timeout=120)
+            lines, errors, opened = [], [], threading.Event()
+
+            def watch():
+                try:
+                    with srv.client(tok) as c2, c2.stream("GET", f"/runs/{run_id}/events", timeout=120) as r:
+                        opened.set()
+                        lines.extend(r.iter_lines())
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            assert opened.wait(60)
+            srv.shutdown()
+            watcher.join(60)
+        assert not errors, errors  # the stream was closed properly, not cut off
+        assert any(line.startswith("event: progress") for line in lines)
+        assert "graceful shutdown exceeded" not in srv.log(200)
+        assert stored_status(home, run_id) == "queued"
+    finally:
+        srv.kill()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -87,6 +89,29 @@ async def _json(send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _watch_for_shutdown(svc: Service) -> None:
+    """Set ``svc.stopping`` as soon as Uvicorn is told to stop, before it waits for open requests.
+
+    Uvicorn waits (up to its graceful timeout) for responses in progress
+    before the lifespan shutdown runs, and an event stream of a running run
+    never ends by itself: so streams watch this flag and close, and a SIGTERM
+    takes a moment instead of the whole timeout. Uvicorn's own signal
+    handlers are installed by now; ours runs first and then calls them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals can only be handled on the main thread (an embedding test client, say)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum, frame, previous=previous):
+            svc.stopping.set()
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     """The methods the OpenAPI document lists for ``path`` (HEAD too where GET is, as Starlette serves it)."""
     import re
@@ -116,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("Ancho %s: home %s, store %s, %d runs at a time, %d workers each",
                  __version__, settings.home, svc.store.url, settings.concurrency, settings.workers)
         svc.start()
+        _watch_for_shutdown(svc)
         yield
         log.info("shutting down: running runs go back to the queue and resume on the next start")
         svc.shutdown()

@@ -242,7 +242,7 @@ async def run_events(run_id: str, user: User, svc: Svc):
 
     async def stream():
         last = None
-        while True:
+        while not svc.stopping.is_set():  # a stopping server closes the stream; clients reconnect
             try:
                 record = await run_in_threadpool(svc.store.get_run, run_id)
             except NotFound:

@@ -83,11 +83,14 @@ class Service:
         self.users = Users(settings.db_path)
         self.uploads = Uploads(settings.home, settings.db_path, settings.max_archive_bytes, settings.max_archive_files)
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers)
+        #: set when the server is told to stop: long-lived responses (event streams) end early
+        self.stopping = threading.Event()
 
     def start(self) -> None:
         self.dispatcher.start()
 
     def shutdown(self) -> None:
+        self.stopping.set()
         self.dispatcher.shutdown()
         self.lock.release()
 
