@@ -118,9 +118,9 @@ def test_archive_unpacking_too_large(small, client, kind):
 
 # -- model code that misbehaves at import ------------------------------------------------
 @pytest.mark.parametrize("code,words", [
-    ("import time\ntime.sleep(3600)\n", "longer than 3 s"),
-    ("import os\nos._exit(7)\n", "ended its process"),
-    ("raise SystemExit(3)\n", "ended its process"),
+    pytest.param("import time\ntime.sleep(3600)\n", "longer than 3 s", marks=pytest.mark.slow, id="hangs"),
+    pytest.param("import os\nos._exit(7)\n", "ended its process", id="os-exit"),
+    pytest.param("raise SystemExit(3)\n", "ended its process", id="system-exit"),
 ])
 def test_model_that_hangs_or_exits_at_import(small, client, code, words):
     u = upload_id(client, tar_gz({"model.py": code}))

@@ -31,6 +31,7 @@ def test_tokens_are_stored_hashed(home):
     assert rows and all(token not in r[0] for r in rows)
 
 
+@pytest.mark.slow
 def test_list_shows_users_but_never_tokens(home):
     tokens = [add_user(home, n) for n in ("dora", "eve")]
     users_cli(home, "revoke", "eve")
@@ -45,6 +46,7 @@ def test_list_shows_users_but_never_tokens(home):
     assert table.returncode == 0 and "dora" in table.stdout
 
 
+@pytest.mark.slow
 def test_adding_an_existing_user_fails_until_revoked(home):
     first = add_user(home, "dora")
     again = users_cli(home, "add", "dora")
