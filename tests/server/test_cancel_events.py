@@ -117,3 +117,55 @@ def test_fair_scheduling_between_users(server, alice, bob, slow_upload, tmp_path
         for client, run_id in ((alice, a3), (alice, a2), (bob, b1)):
             client.post(f"/runs/{run_id}/cancel")
     assert wait_gone(server.workers()) == []
+
+
+SUMMARY_MODELS = '''
+import os
+import time
+
+import ancho
+
+
+class SlowSummary(ancho.Model):
+    """Its summary function takes ten minutes: the run sits in its summary phase."""
+
+    def sequence(self, rng):
+        return {"x": float(rng.random())}
+
+    @ancho.summary
+    def slow(self, results):
+        time.sleep(600)
+        return 1.0
+
+
+class DeadlySummary(ancho.Model):
+    """Its summary function ends the worker process."""
+
+    def sequence(self, rng):
+        return {"x": float(rng.random())}
+
+    @ancho.summary
+    def deadly(self, results):
+        os._exit(9)
+'''
+
+
+def test_cancel_during_the_summary_phase(server, alice):
+    """The chunks are all done and a user summary function is running: cancel still ends the run."""
+    from .conftest import tar_gz, upload_id
+
+    u = upload_id(alice, tar_gz({"model.py": SUMMARY_MODELS}))
+    run_id = submit(alice, {"model": {"upload": u, "entry": "model.py:SlowSummary"}, "sequences": 100, "seed": 1})
+    wait_run(alice, run_id, until=lambda v: v["progress"]["done"] == 100, timeout=120)
+    r = alice.post(f"/runs/{run_id}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    assert wait_gone(server.workers()) == []
+
+
+def test_a_summary_that_kills_its_worker_fails_the_run(alice):
+    from .conftest import tar_gz, upload_id
+
+    u = upload_id(alice, tar_gz({"model.py": SUMMARY_MODELS}))
+    run_id = submit(alice, {"model": {"upload": u, "entry": "model.py:DeadlySummary"}, "sequences": 100, "seed": 1})
+    view = wait_run(alice, run_id, timeout=120)
+    assert view["status"] == "failed" and "worker" in view["error"]

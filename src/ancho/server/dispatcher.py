@@ -115,6 +115,7 @@ class Dispatcher:
         return True
 
     def _execute(self, record: RunRecord, handle: RunHandle) -> None:
+        error: str | None = None
         try:
             model = loaded_from_record(record)
             spec = RunSpec.build(
@@ -129,16 +130,34 @@ class Dispatcher:
             log.info("run %s %s", record.id, "interrupted; it will resume" if handle.interrupted else "cancelled")
         except AnchoError as exc:
             log.info("run %s failed: %s", record.id, exc)
+            error = str(exc)
         except Exception as exc:
             log.exception("run %s failed unexpectedly", record.id)
-            try:
-                self.store.update_run(record.id, status="failed", error=f"{type(exc).__name__}: {exc}", finished=time.time())
-            except Exception:
-                pass
+            error = f"{type(exc).__name__}: {exc}"
         finally:
+            self._settle(record.id, handle, error)
             with self._lock:
                 self._running.pop(record.id, None)
             self._wake.set()
+
+    def _settle(self, run_id: str, handle: RunHandle, error: str | None) -> None:
+        """Give a run that stopped while still ``running`` in the store the status it ended with.
+
+        The engine records the outcome of the chunk loop, but not of what
+        comes after it (user summary functions run in a worker too): a run
+        cancelled or broken there would otherwise stay ``running`` for ever.
+        """
+        try:
+            if self.store.get_run(run_id).status != "running":
+                return
+            if handle.interrupted:
+                self.store.update_run(run_id, status="queued", error=None)
+            elif handle.cancelled:
+                self.store.update_run(run_id, status="cancelled", error="cancelled", finished=time.time())
+            else:
+                self.store.update_run(run_id, status="failed", error=error or "the run stopped unexpectedly", finished=time.time())
+        except Exception:  # the store itself failing: the next start requeues the run
+            log.exception("run %s: could not record how it ended", run_id)
 
     # -- requests -------------------------------------------------------------
     def cancel(self, run_id: str, owner: str) -> RunRecord:
