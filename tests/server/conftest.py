@@ -13,6 +13,7 @@ revoked before any test runs.
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import signal
@@ -151,6 +152,16 @@ def wait_gone(procs, timeout: float = 20) -> list[psutil.Process]:
     return left
 
 
+_STARTED: list["Server"] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Whatever a fixture could not tear down (an interrupted session) dies with the test process."""
+    for srv in _STARTED:
+        srv.kill()
+
+
 class Server:
     """``ancho serve`` as a subprocess on a free port (its own session, so it can be killed whole)."""
 
@@ -160,6 +171,7 @@ class Server:
         self.name = name
         self.port = 0
         self.proc: subprocess.Popen | None = None
+        self.killed = False
         self.log_path = self.home.parent / f"{name}.log"
 
     @property
@@ -171,12 +183,14 @@ class Server:
         env = {**os.environ, "ANCHO_HOME": str(self.home), "ANCHO_WORKERS": "2", **self.env}
         env.pop("ANCHO_CONFIG", None)
         self.port = free_port()
+        self.killed = False
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [ANCHO, "serve", "--port", str(self.port)],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         log.close()
+        _STARTED.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -231,8 +245,9 @@ class Server:
 
     def kill(self) -> None:
         """SIGKILL the server and everything in its session (clean-up; never fails)."""
-        if self.proc is None:
+        if self.proc is None or self.killed:
             return
+        self.killed = True
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
