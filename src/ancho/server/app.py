@@ -89,6 +89,11 @@ async def _json(send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _short(text: str, limit: int = 1000) -> str:
+    """Error messages quote the input at fault; a 60 KB run id need not come back whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _watch_for_shutdown(svc: Service) -> None:
     """Set ``svc.stopping`` as soon as Uvicorn is told to stop, before it waits for open requests.
 
@@ -160,17 +165,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(AnchoError)
     async def ancho_error(request: Request, exc: AnchoError):
+        text = _short(str(exc))
         if isinstance(exc, AuthError):
-            return JSONResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return JSONResponse({"detail": text}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         if isinstance(exc, NotFound):
-            return JSONResponse({"detail": str(exc)}, status_code=404)
+            return JSONResponse({"detail": text}, status_code=404)
         if isinstance(exc, FieldError):
-            return JSONResponse({"detail": [{"loc": list(exc.loc), "msg": str(exc), "type": "value_error"}]}, status_code=422)
+            return JSONResponse({"detail": [{"loc": list(exc.loc), "msg": text, "type": "value_error"}]}, status_code=422)
         if isinstance(exc, InputError):
-            return JSONResponse({"detail": str(exc)}, status_code=422)
+            return JSONResponse({"detail": text}, status_code=422)
         if isinstance(exc, RunFailed):
-            return JSONResponse({"detail": str(exc)}, status_code=409)
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+            return JSONResponse({"detail": text}, status_code=409)
+        return JSONResponse({"detail": text}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
