@@ -188,3 +188,14 @@ def test_archive_with_links_inside_is_fine(alice):
     m, d = _file("pkg/model.py", GAMBLER.encode())
     r = upload(alice, _tar([m, _link("pkg/alias.py", "model.py")], {m.name: d}), "ok.tar.gz")
     assert r.status_code == 201, r.text
+
+
+def test_uploads_keep_the_archive_bytes(server, alice):
+    """The archive is kept next to its unpacked tree, even when an earlier attempt died between the two."""
+    data = tar_gz({"model.py": GAMBLER + "\n# kept\n"})
+    digest = upload(alice, data).json()["id"]
+    archive = server.home / "sources" / "archives" / f"{digest}.tar.gz"
+    assert archive.read_bytes() == data
+    archive.unlink()  # as if the server had died right after unpacking
+    assert upload(alice, data).json()["id"] == digest
+    assert archive.read_bytes() == data

@@ -54,7 +54,8 @@ class Uploads:
             tree = self.root / "trees" / digest
             if not tree.exists():
                 extract(data, tree, self.max_bytes, self.max_files)
-                archive = self.root / "archives" / f"{digest}.{kind}"
+            archive = self.root / "archives" / f"{digest}.{kind}"
+            if not archive.exists():  # also after a crash between unpacking and keeping the bytes
                 tmp = archive.with_suffix(".tmp")
                 tmp.write_bytes(data)
                 os.replace(tmp, archive)
