@@ -55,6 +55,7 @@ def serve(fd: int) -> None:
                 os.environ.update(task.env)
                 cls = task.ref.resolve()
                 runner = ChunkRunner(cls, task.params, task.seed)
+                limit_sequence_time(runner.model)
             elif op == "chunk":
                 if runner is None:
                     raise RuntimeError("chunk before task")
@@ -104,13 +105,166 @@ def inspect(target, params: dict | None) -> dict:
     return out
 
 
+# -- limits from the sandbox (ancho.sources.sandbox), applied before any user code runs ------------
+
+#: seconds a sequence may run (wall clock); None: no limit
+_SEQUENCE_TIMEOUT: float | None = None
+#: after the TimeoutError, seconds a sequence that swallowed it may go on before the worker is stopped
+_TIMEOUT_GRACE = 5.0
+
+
+def apply_limits() -> None:
+    """Apply ``ANCHO_LIMITS`` (JSON: ``as``, ``cpu``, ``nofile``, ``fsize`` as rlimits; ``timeout`` and ``grace`` per sequence).
+
+    Soft and hard limits are equal (user code cannot raise them again), but
+    for CPU time: SIGXCPU at the limit, SIGKILL 5 s later. No core files.
+    """
+    global _SEQUENCE_TIMEOUT, _TIMEOUT_GRACE
+    spec = os.environ.get("ANCHO_LIMITS")
+    if not spec:
+        return
+    import json
+    import resource
+
+    limits = json.loads(spec)
+
+    def cap(which: int, soft: int, hard: int | None = None) -> None:
+        hard = soft if hard is None else hard
+        old_hard = resource.getrlimit(which)[1]
+        if old_hard != resource.RLIM_INFINITY:
+            hard = min(hard, old_hard)
+        resource.setrlimit(which, (min(soft, hard), hard))
+
+    for key, which in (("as", resource.RLIMIT_AS), ("nofile", resource.RLIMIT_NOFILE), ("fsize", resource.RLIMIT_FSIZE)):
+        if limits.get(key):
+            cap(which, int(limits[key]))  # past RLIMIT_FSIZE a write raises OSError(EFBIG): Python ignores SIGXFSZ
+    if limits.get("cpu"):
+        cap(resource.RLIMIT_CPU, int(limits["cpu"]), int(limits["cpu"]) + 5)
+    cap(resource.RLIMIT_CORE, 0)
+    _SEQUENCE_TIMEOUT = float(limits["timeout"]) if limits.get("timeout") else None
+    _TIMEOUT_GRACE = float(limits.get("grace") or _TIMEOUT_GRACE)
+
+
+#: [sequences started, sequences finished, the sequence a TimeoutError is due in, escalation step]
+_SEQUENCES = [0, 0, -1, 0]
+_watchdog_started = False
+
+
+def limit_sequence_time(model) -> None:
+    """Make a ``model.sequence`` call that runs past the per-sequence limit raise TimeoutError inside it.
+
+    The wrapper only counts sequences (~0.05 µs a call; a timer set and
+    cleared per sequence costs ~1.3 µs); a watchdog thread sees a sequence
+    that has run too long and sends SIGALRM to the main thread, whose
+    handler raises TimeoutError in that sequence. A sequence that swallows
+    it and goes on for ``grace`` seconds gets a second SIGALRM that kills
+    the worker (SIGALRM), and another ``grace`` later the watchdog kills it
+    outright (SIGKILL: the handler never ran). The engine then retries or
+    fails the chunk. Code stuck in C holding the GIL is beyond signals and
+    threads alike: the CPU-time limit stops that.
+    """
+    seconds, grace = _SEQUENCE_TIMEOUT, _TIMEOUT_GRACE
+    if not seconds:
+        return
+    sequence = model.sequence
+    state = _SEQUENCES
+
+    def on_alarm(signum, frame):
+        started, finished, due, step = state
+        if due != started or finished == started:
+            return  # that sequence ended meanwhile
+        if step == 1:
+            raise TimeoutError(f"timed out after {seconds:g} s (the per-sequence time limit)")
+        os.write(2, f"ancho worker: a sequence went on {grace:g} s after its time limit of {seconds:g} s; "
+                    f"stopping worker {os.getpid()}\n".encode())
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGALRM)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+
+    def timed(rng):
+        state[0] = n = state[0] + 1
+        try:
+            return sequence(rng)
+        finally:
+            state[1] = n
+
+    model.sequence = timed
+    _start_watchdog(seconds, grace)
+
+
+def _start_watchdog(seconds: float, grace: float) -> None:
+    global _watchdog_started
+    if _watchdog_started:
+        return
+    _watchdog_started = True
+    import threading
+    import time
+
+    # bound now: user code that patches the time, os or signal modules does not reach the watchdog
+    sleep, now, kill, pthread_kill, write, getpid = time.sleep, time.monotonic, os.kill, signal.pthread_kill, os.write, os.getpid
+    alarm, sigkill = signal.SIGALRM, signal.SIGKILL
+    main = threading.main_thread().ident
+    tick = min(max(seconds / 20, 0.005), 0.5)
+    state = _SEQUENCES
+
+    def watch() -> None:
+        seen, since = -1, 0.0
+        while True:
+            sleep(tick)
+            started, finished = state[0], state[1]
+            if started == finished:
+                continue
+            t = now()
+            if started != seen:
+                seen, since = started, t
+                continue
+            over = t - since - seconds
+            step = 1 if over >= 0 else 0
+            step += over >= grace
+            step += over >= 2 * grace
+            if step > (state[3] if state[2] == started else 0):
+                state[2], state[3] = started, step
+                if step < 3:
+                    pthread_kill(main, alarm)
+                else:
+                    write(2, f"ancho worker: a sequence ignored its time limit of {seconds:g} s; killing worker {getpid()}\n".encode())
+                    kill(getpid(), sigkill)
+
+    threading.Thread(target=watch, name="ancho-sequence-timeout", daemon=True).start()
+
+
+def _guard_forks(fd: int) -> None:
+    """A process that user code forks must never talk on the worker's connection (it would corrupt it).
+
+    In a forked child the connection's descriptor becomes /dev/null: a child
+    that falls back into the serve loop sends into nothing, reads EOF, and exits.
+    """
+
+    def in_child() -> None:
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, fd)
+            os.close(null)
+        except OSError:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    os.register_at_fork(after_in_child=in_child)
+
+
 def main() -> None:
     parent = int(os.environ.get("ANCHO_PARENT_PID", os.getppid()))
     _die_with_parent(parent)
     # User code that prints must not corrupt the driver's stdout (for example `ancho run --json`).
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    serve(int(sys.argv[1]))
+    fd = int(sys.argv[1])
+    apply_limits()
+    _guard_forks(fd)
+    serve(fd)
 
 
 if __name__ == "__main__":
