@@ -153,6 +153,7 @@ def test_clean_environment_and_identity(env, monkeypatch):
                     "secret_seen": "s3cr3t" in "".join(os.environ.values()) or "s3cr3t" in open("/proc/self/environ").read(),
                     "n_env": len(os.environ),
                     "uid": os.getuid(),
+                    "named_ancho": __import__("pwd").getpwuid(os.getuid()).pw_name == "ancho",
                     "home_is_scratch": os.environ["HOME"] == "/scratch",
                     "ancho_from_sandbox": a.__file__.startswith("/opt/ancho/"),
                     "pid1_is_sandbox": "bwrap" in open("/proc/1/cmdline").read(),
@@ -162,7 +163,7 @@ def test_clean_environment_and_identity(env, monkeypatch):
     res = env.run(path, sequences=3, seed=1)
     f = res.frame
     assert not f.secret_seen.any()
-    assert (f.uid == 65534).all()
+    assert (f.uid == 65534).all() and f.named_ancho.all()
     assert f.home_is_scratch.all() and f.ancho_from_sandbox.all() and f.pid1_is_sandbox.all()
     assert (f.processes_visible <= 3).all()  # bwrap's init, the worker (and maybe a reader): no host process
     assert (f.n_env < 25).all()

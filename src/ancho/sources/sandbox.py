@@ -530,6 +530,37 @@ def wrap_command(
 
 # -- the object an executor uses -------------------------------------------------------------
 
+_ETC = {
+    "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\nancho:x:{SANDBOX_UID}:{SANDBOX_UID}:ancho:{INSIDE_SCRATCH}:/usr/sbin/nologin\n",
+    "group": f"root:x:0:\nancho:x:{SANDBOX_UID}:\n",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _etc_dir() -> str:
+    """The sandbox's own /etc/passwd and /etc/group: one folder per user, made once and reused.
+
+    ``$TMPDIR/ancho-sandbox-etc-<uid>``, used only if it is a real folder owned
+    by us and closed to others; otherwise a fresh private one.
+    """
+    path = Path(tempfile.gettempdir()) / f"ancho-sandbox-etc-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+        if not (path.is_dir() and not path.is_symlink() and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0):
+            raise PermissionError(f"{path} is not a private folder of ours")
+    except OSError:
+        path = Path(tempfile.mkdtemp(prefix="ancho-sandbox-etc-"))
+    for name, text in _ETC.items():
+        f = path / name
+        if not (f.is_file() and not f.is_symlink() and f.read_text() == text):
+            tmp = path / f".{name}.{os.getpid()}"
+            tmp.write_text(text)
+            os.replace(tmp, f)
+    return str(path)
+
+
+
 def _cleanup(cgroups: list[str], temp_dirs: list[str]) -> None:
     _remove_cgroups(cgroups, all_empty=True)
     for d in temp_dirs:
@@ -540,8 +571,7 @@ class Sandbox:
     """A policy, ready to wrap worker command lines: ``LocalExecutor(wrap=Sandbox(policy).wrap)``.
 
     Holds what outlives one command line: the scratch folder (a private
-    temporary one when the policy names none), the sandbox's ``/etc/passwd``,
-    and the per-worker pids cgroups, which it removes once their worker has
+    temporary one when the policy names none) and the per-worker pids cgroups, which it removes once their worker has
     ended (at the next ``wrap``, at :meth:`close`, or when it is garbage
     collected or the interpreter exits).
     """
@@ -561,13 +591,7 @@ class Sandbox:
         else:
             self.scratch = os.fspath(self.policy.scratch)
             Path(self.scratch).mkdir(parents=True, exist_ok=True)
-        etc = tempfile.mkdtemp(prefix="ancho-sandbox-etc-")
-        self._temp.append(etc)
-        Path(etc, "passwd").write_text(
-            f"root:x:0:0:root:/root:/usr/sbin/nologin\nancho:x:{SANDBOX_UID}:{SANDBOX_UID}:ancho:{INSIDE_SCRATCH}:/usr/sbin/nologin\n"
-        )
-        Path(etc, "group").write_text(f"root:x:0:\nancho:x:{SANDBOX_UID}:\n")
-        self.etc_dir = etc
+        self.etc_dir = _etc_dir()
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _cleanup, self._cgroups, self._temp)
         # validate the policy's paths now, not when the first worker fails to start
