@@ -262,3 +262,26 @@ def test_inspect_in_a_worker(write_model):
         assert "parameter 'n' expects int" in ex.inspect(str(path), {"n": "x"})["error"]
         with pytest.raises(Exception, match="no ancho.Model subclass named 'Nope'"):
             ex.inspect(f"{path}:Nope", None)
+
+
+def test_a_summary_phase_that_kills_its_worker_fails_the_run(store, write_model):
+    path = write_model("""
+        import os
+
+        class M(ancho.Model):
+            def sequence(self, rng):
+                return {"x": rng.random()}
+
+            @ancho.summary
+            def dies(self, results):
+                os._exit(9)
+    """)
+    with pytest.raises(RunFailed, match="died"):
+        ancho.run(str(path), sequences=50, store=store)
+    rec = store.list_runs()[0]
+    assert rec.status == "failed" and rec.finished and "died" in rec.error
+
+
+def test_an_absurd_precision_goal_stops_at_the_cap(store):
+    r = ancho.run(Trivial, sequences=10, seed=1, until="mean(x)+-1e-300%", max_sequences=2000, store=store)
+    assert r.summary["sequences"] == 2000 and r.summary["until"]["met"] is False

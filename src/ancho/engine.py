@@ -368,6 +368,15 @@ def execute(
                 last_write = now
             if progress:
                 progress(done, total)
+        # the summary phase is part of the run: if it fails or is cancelled, so is the run
+        store.update_run(run_id, done=done, total=total, failures=failures, retries=retries, schema=schema)
+        final = store.get_run(run_id)
+        goal_info = _goal_info(spec, stats) if spec.until else None
+        custom = executor.summaries(task, store.results_source(run_id), model.summaries) if model.summaries else {}
+        if handle.cancelled:
+            raise RunCancelled("the run was cancelled")
+        final.status = "succeeded"
+        summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)
     except RunCancelled:
         if handle.interrupted:
             store.update_run(run_id, status="queued", done=done, failures=failures, retries=retries, error=None)
@@ -384,12 +393,6 @@ def execute(
     except Exception as exc:
         store.update_run(run_id, status="failed", done=done, failures=failures, finished=time.time(), error=f"{type(exc).__name__}: {exc}")
         raise
-    store.update_run(run_id, done=done, total=total, failures=failures, retries=retries, schema=schema)
-    final = store.get_run(run_id)
-    goal_info = _goal_info(spec, stats) if spec.until else None
-    custom = executor.summaries(task, store.results_source(run_id), model.summaries) if model.summaries else {}
-    final.status = "succeeded"
-    summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)
     store.update_run(run_id, status="succeeded", finished=time.time(), summary=summary)
     return store.get_run(run_id)
 
@@ -420,7 +423,7 @@ def _next_total(spec: RunSpec, stats: dict[str, Running], total: int) -> int:
     if h is None or not want:
         needed = total * 10
     else:
-        needed = math.ceil(total * (h / want) ** 2 * 1.1)
+        needed = math.ceil(total * min(h / want, 10.0) ** 2 * 1.1)  # (growth is capped at 10x below anyway)
     return int(min(spec.max_sequences, max(needed, math.ceil(total * 1.25)), total * 10))
 
 
