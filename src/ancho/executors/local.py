@@ -205,6 +205,8 @@ class LocalExecutor(Executor):
         except (EOFError, OSError):
             reason = w.exit_reason()
             self._replace(w)
+            if self._cancelled.is_set():
+                raise RunCancelled("the run was cancelled") from None
             raise RunFailed(f"the worker running the model's code died: {reason}") from None
         if answer[0] == reply:
             return answer[1]

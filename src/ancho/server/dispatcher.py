@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from collections import Counter
 
 from ..engine import RunHandle, RunSpec, execute
@@ -48,8 +49,10 @@ def loaded_from_record(record: RunRecord) -> LoadedModel:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, poll: float = 0.5):
+    def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5):
+        """``worker_setup(root, run_id=, read_only=)`` gives LocalExecutor options and a sandbox (see Service.worker_setup)."""
         self.store = store
+        self.worker_setup = worker_setup
         self.concurrency = concurrency
         self.workers = workers
         self.poll = poll
@@ -123,8 +126,21 @@ class Dispatcher:
                 record.max_sequences, record.max_failures, resolved=True,
             )
             log.info("run %s (%s, user %s) starting", record.id, record.model, record.owner)
-            with LocalExecutor(self.workers) as executor:
-                final = execute(model, spec, self.store, executor, record, None, handle)
+            options, sandbox = {}, None
+            if self.worker_setup is not None:
+                # the workers see the model's source, its environment and this run's results (for summary
+                # functions), and write only to the run's scratch folder
+                results = self.store.results_source(record.id)
+                options, sandbox = self.worker_setup(
+                    Path(model.ref.root), run_id=record.id,
+                    read_only=(results["path"],) if results.get("kind") == "parquet-dir" else (),
+                )
+            try:
+                with LocalExecutor(self.workers, **options) as executor:
+                    final = execute(model, spec, self.store, executor, record, None, handle)
+            finally:
+                if sandbox is not None:
+                    sandbox.close()
             log.info("run %s succeeded: %d sequences", record.id, final.done)
         except RunCancelled:
             log.info("run %s %s", record.id, "interrupted; it will resume" if handle.interrupted else "cancelled")

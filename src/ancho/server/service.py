@@ -7,16 +7,22 @@ that will run it), and what that worker reports is recorded with the run.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..engine import DEFAULT_FIRST_BATCH, DEFAULT_GOAL_CAP, RunSpec, create_record
-from ..errors import ExpressionError, InputError, ModelError, NotFound, ParameterError, RunFailed
+from ..errors import ExpressionError, InputError, ModelError, NotFound, ParameterError, RunCancelled, RunFailed
 from ..expressions import Goal, Target
 from ..executors import is_spark_master
 from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
+from ..sources.environments import EnvironmentFailed, Environments, ancho_pythonpath
+from ..sources.fetch import FetchError, FetchPolicy, fetch_source
+from ..sources.prepare import worker_options
+from ..sources.sandbox import Sandbox, SandboxPolicy, limits_env, sandbox_problem
 from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
 from ..stores.base import RunRecord
@@ -24,6 +30,18 @@ from .dispatcher import Dispatcher
 from .schemas import ModelSource, RunRequest
 from .settings import Settings
 from .users import Users
+
+
+log = logging.getLogger("ancho.server")
+
+
+@contextmanager
+def _closing(sandbox):
+    try:
+        yield sandbox
+    finally:
+        if sandbox is not None:
+            sandbox.close()
 
 
 class FieldError(InputError):
@@ -82,7 +100,13 @@ class Service:
         self.store = open_store(settings.store or str(settings.home))
         self.users = Users(settings.db_path)
         self.uploads = Uploads(settings.home, settings.db_path, settings.max_archive_bytes, settings.max_archive_files)
-        self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers)
+        self.environments = Environments(settings.home / "envs")
+        self.fetch_policy = FetchPolicy.for_server(
+            file_roots=tuple(settings.source_file_roots), loopback_http=settings.allow_loopback_http,
+            max_bytes=settings.max_archive_bytes, max_files=settings.max_archive_files, timeout=settings.fetch_timeout,
+        )
+        self.sandboxed = self._check_sandbox()
+        self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup)
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 
@@ -102,11 +126,11 @@ class Service:
                 return self.uploads.tree(user, source.upload), f"upload:{source.upload}"
             except NotFound as exc:
                 raise FieldError(("body", "model", "upload"), str(exc)) from None
-        which = "url" if source.url else "git"
-        raise FieldError(
-            ("body", "model", which),
-            f"model.{which}: this server accepts uploaded models (POST /api/v1/models); URL and git sources are not enabled",
-        )
+        try:
+            fetched = fetch_source(source.model_dump(exclude_none=True), self.settings.home / "sources", policy=self.fetch_policy)
+        except FetchError as exc:
+            raise FieldError(("body", "model", exc.field or ("url" if source.url else "git")), str(exc)) from None
+        return fetched.root, fetched.record
 
     def inspect(self, user: str, source: ModelSource, params: dict | None) -> dict:
         """Find the model in its source (in a worker) and validate ``params``; raise FieldError naming the culprit."""
@@ -116,7 +140,11 @@ class Service:
         except InputError as exc:
             raise FieldError(("body", "model", "entry"), str(exc)) from None
         timeout = self.settings.inspect_timeout
-        with LocalExecutor(1) as worker:
+        try:
+            options, sandbox = self.worker_setup(root)
+        except EnvironmentFailed as exc:
+            raise FieldError(("body", "model"), f"model: {_scrub(str(exc), root)}") from None
+        with _closing(sandbox), LocalExecutor(1, **options) as worker:
             # User code runs at import: a model that hangs there must not hold a request thread
             # (and a worker) forever, so a timer kills the worker and the request gets a 422.
             timer = threading.Timer(timeout, worker.cancel)
@@ -126,7 +154,7 @@ class Service:
                 found = worker.inspect(target, params)
             except ModelError as exc:
                 raise FieldError(("body", "model", "entry"), f"model: {_scrub(str(exc), root)}") from None
-            except RunFailed as exc:  # the worker died: sys.exit, os._exit or a crash in the model's import
+            except (RunFailed, RunCancelled) as exc:  # the worker died (sys.exit, os._exit, a crash) or the timer killed it
                 if not timer.is_alive():
                     raise FieldError(("body", "model"), f"model: loading the model's code took longer than {timeout:g} s; "
                                      "do less work at import time") from None
@@ -137,6 +165,47 @@ class Service:
             raise FieldError(("body", "params"), str(found["error"]))
         found.update(root=str(root), origin=origin)
         return found
+
+    # -- where model code runs -------------------------------------------------
+    def _check_sandbox(self) -> bool:
+        """Model code runs in bubblewrap; without it the server starts only if the operator allowed that."""
+        problem = sandbox_problem()
+        if problem is None:
+            return True
+        if not self.settings.allow_unsandboxed:
+            self.lock.release()
+            raise InputError(
+                f"model code must run sandboxed, but {problem}; install the Debian package 'bubblewrap', "
+                "or start with ANCHO_ALLOW_UNSANDBOXED=true to run it unsandboxed"
+            )
+        log.warning("running model code WITHOUT a sandbox (allow_unsandboxed is set): %s", problem)
+        return False
+
+    def policy(self, read_only: tuple[str, ...], scratch: Path | None) -> SandboxPolicy:
+        st = self.settings
+        return SandboxPolicy(
+            scratch=scratch, read_only=read_only, address_space=st.sandbox_memory_bytes, cpu_seconds=st.sandbox_cpu_seconds,
+            open_files=st.sandbox_open_files, max_processes=st.sandbox_max_processes, sequence_timeout=st.sequence_timeout,
+        )
+
+    def worker_setup(self, root: Path, run_id: str | None = None, read_only: tuple[str, ...] = ()):
+        """LocalExecutor options for workers of the model in ``root``: its environment, its sandbox.
+
+        A run's workers write only to ``home/scratch/RUN`` (a private temporary
+        folder otherwise, removed with the sandbox). Returns (options, sandbox
+        or None); close the sandbox after the executor.
+        """
+        scratch = self.settings.home / "scratch" / run_id if run_id else None
+        env = self.environments.for_source(root)
+        python = env.python if env else None
+        paths = (str(root), *((str(env.path),) if env else ()), *read_only)
+        policy = self.policy(paths, scratch)
+        if self.sandboxed:
+            sandbox = Sandbox(policy)
+            return {"python": python, "wrap": sandbox.wrap}, sandbox
+        options = worker_options(python, ancho_pythonpath(self.environments.root) if env else None)
+        options.setdefault("env", {}).update(limits_env(policy))
+        return options, None
 
     def check_request(self, request: RunRequest) -> int | None:
         """The checks that need no model, made before a worker is started; returns the precision goal's cap.

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -41,6 +42,25 @@ class Settings(BaseModel):
     inspect_timeout: float = Field(60.0, gt=0)
     #: largest number of sequences one run may ask for
     max_sequences: int = Field(10**10, ge=1)
+    # -- the sandbox model code runs in (docs/sandbox.md) --
+    #: run model code without bubblewrap where it is missing (a warning is logged); otherwise the server refuses to start
+    allow_unsandboxed: bool = False
+    #: address space of a worker process (bytes); larger allocations raise MemoryError
+    sandbox_memory_bytes: int | None = Field(4 * 1024**3, ge=64 * 1024**2)
+    #: CPU seconds a worker process may use in its life (off by default: workers live for a whole run)
+    sandbox_cpu_seconds: int | None = Field(None, ge=1)
+    sandbox_open_files: int = Field(1024, ge=16)
+    #: processes and threads per worker (a pids cgroup)
+    sandbox_max_processes: int = Field(128, ge=8)
+    #: wall-clock seconds one sequence may take before it fails with TimeoutError
+    sequence_timeout: float | None = Field(600.0, gt=0)
+    # -- where model code may come from --
+    #: folders a file:// model URL may point into (none: file:// is refused)
+    source_file_roots: list[Path] = Field(default_factory=list)
+    #: allow http:// (not https) model URLs on 127.0.0.1 (for tests and local mirrors)
+    allow_loopback_http: bool = False
+    #: seconds a URL or git fetch may take
+    fetch_timeout: float = Field(300.0, gt=0)
     log_level: str = "info"
 
     @classmethod
@@ -57,6 +77,11 @@ class Settings(BaseModel):
         for name in cls.model_fields:
             value = os.environ.get(f"ANCHO_{name.upper()}")
             if value is not None and value != "":
+                if value.lstrip().startswith("["):  # a list, as JSON: ANCHO_SOURCE_FILE_ROOTS='["/srv/models"]'
+                    try:
+                        value = json.loads(value)
+                    except json.JSONDecodeError:
+                        raise InputError(f"ANCHO_{name.upper()} is not a JSON list: {value}") from None
                 data[name] = value
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
