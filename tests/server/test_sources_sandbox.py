@@ -153,3 +153,11 @@ def test_hostile_models_fail_and_the_server_keeps_serving(srv, dora):
     assert dora.get("/health").status_code == 200
     later = submit(dora, {"model": {"upload": u, "entry": "model.py:Scratch"}, "sequences": 20, "seed": 2})
     assert wait_run(dora, later)["status"] == "succeeded"
+
+
+def test_serve_on_a_busy_port_fails_at_once(srv, tmp_path):
+    from .conftest import ANCHO
+
+    p = subprocess.run([ANCHO, "serve", "--port", str(srv.port)], env={**__import__("os").environ, "ANCHO_HOME": str(tmp_path)},
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "cannot listen on 127.0.0.1" in p.stderr and "Address already in use" in p.stderr

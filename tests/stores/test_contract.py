@@ -137,3 +137,20 @@ def test_delete(any_store):
     with pytest.raises(NotFound):
         any_store.get_run("r1")
     assert any_store.failures("r1") == []
+
+
+def test_leftovers_of_a_dead_writer_are_cleared(any_store):
+    import os
+
+    from ancho.stores.embedded import EmbeddedStore
+
+    if not isinstance(any_store, EmbeddedStore):
+        pytest.skip("temporary files are the embedded store's")
+    any_store.create_run(record())
+    folder = any_store._chunks_dir("r1")
+    dead = folder / ".000000000000-000000000010.parquet.999999999.1.tmp"
+    live = folder / f".000000000010-000000000020.parquet.{os.getpid()}.1.tmp"
+    dead.write_bytes(b"x")
+    live.write_bytes(b"x")
+    assert any_store.completed_ranges("r1") == []
+    assert not dead.exists() and live.exists()

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import InputError
 from . import app
 
 users_app = typer.Typer(help="Manage the server's users and their API tokens.", no_args_is_help=True)
@@ -41,8 +42,21 @@ def serve(
 
     settings = Settings.load(config, host=host, port=port, store=store, concurrency=concurrency, workers=workers)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=10)
+    # Bind first: a busy port must stop us before the app starts (and its dispatcher takes queued runs).
+    import socket
+
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; choose another --port") from None
+    sock.set_inheritable(True)
+    logging.getLogger("ancho.server").info("listening on http://%s:%d (REST API under /api/v1)", settings.host, sock.getsockname()[1])
+    config = uvicorn.Config(create_app(settings), log_level=settings.log_level, timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @users_app.command("add")

@@ -161,8 +161,15 @@ def get_summary(run_id: str, user: User, svc: Svc) -> dict:
 @router.get("/runs/{run_id}/failures", response_model=list[FailureView], responses=ERRORS, tags=["runs"])
 def get_failures(run_id: str, user: User, svc: Svc, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[dict]:
     """Sequences that raised, with tracebacks."""
-    svc.store.get_run(run_id, owner=user)
-    return [f.to_dict() for f in svc.store.failures(run_id, limit=limit)]
+    record = svc.store.get_run(run_id, owner=user)
+    root = (record.spec.get("ref") or {}).get("root")
+    out = []
+    for f in svc.store.failures(run_id, limit=limit):
+        item = f.to_dict()
+        if root:  # paths relative to the model's source, not the server's folders
+            item["traceback"] = item["traceback"].replace(root.rstrip("/") + "/", "")
+        out.append(item)
+    return out
 
 
 @router.get(

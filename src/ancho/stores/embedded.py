@@ -98,7 +98,7 @@ class EmbeddedStore(Store):
         check_run_id(run_id)
         row = self.db.conn().execute("SELECT owner, data FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or (owner is not None and row[0] != owner):
-            raise NotFound(f"no run '{run_id}'; `ancho runs` lists the runs")
+            raise NotFound(f"no run '{run_id}'")
         return RunRecord.from_dict(json.loads(row[1]))
 
     def update_run(self, run_id: str, **changes: Any) -> None:
@@ -169,7 +169,14 @@ class EmbeddedStore(Store):
         return chunk_files(folder)
 
     def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:
-        return [(a, b) for a, b, _ in self._chunk_files(run_id)]
+        """Also clears temporary files left by a writer that died mid-chunk (the engine asks this before it (re)starts a run)."""
+        ranges = [(a, b) for a, b, _ in self._chunk_files(run_id)]
+        folder = self._chunks_dir(run_id)
+        for tmp in folder.glob(".*.tmp"):
+            pid = tmp.name.rsplit(".", 3)[-3] if tmp.name.count(".") >= 4 else ""
+            if not (pid.isdigit() and _alive(int(pid))):
+                tmp.unlink(missing_ok=True)
+        return ranges
 
     def row_count(self, run_id: str) -> int:
         import pyarrow.parquet as pq
@@ -253,3 +260,13 @@ def read_chunk_dir(path: str, kinds: dict[str, str]):
     schema = arrow_schema(kinds)
     files = [p for _, _, p in chunk_files(Path(path))]
     return pa.Table.from_batches(list(iter_chunk_batches(files, schema)), schema=schema)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
