@@ -14,7 +14,9 @@ memory), never growing more than ``GROWTH``-fold at once (one lucky fast
 chunk cannot produce a huge one), and no more than a ``1/(2·workers)`` share
 of what is left, so the last chunks spread over all workers instead of one
 worker finishing alone. benchmarks/bench_overhead.py and bench_parallel.py
-measure the result.
+measure the result. An executor that schedules a fixed set of tasks (Spark)
+overrides this through its ``chunk_size`` hint: each batch is then cut into
+equal chunks of the size it asks for (still at most ``MAX_CHUNK``).
 """
 
 from __future__ import annotations
@@ -129,19 +131,32 @@ def new_run_id() -> str:
 
 
 class Plan(ChunkSource):
-    """The sequences still to run, handed out as adaptively sized chunks."""
+    """The sequences still to run, handed out as adaptively sized chunks.
 
-    def __init__(self, todo: list[tuple[int, int]], workers: int):
+    ``chunk_size`` is the executor's hint (:meth:`Executor.chunk_size`): when
+    it returns a size for a batch, that batch is cut into chunks of that size
+    instead (a backend that wants a fixed set of tasks, such as Spark).
+    """
+
+    def __init__(self, todo: list[tuple[int, int]], workers: int,
+                 chunk_size: Callable[[int, int], int | None] | None = None):
         self.todo: deque[tuple[int, int]] = deque(todo)
         self.retry: deque[Chunk] = deque()
         self.workers = max(1, workers)
         self.per_sequence: float | None = None  # seconds, smoothed
         self.last_size = INITIAL_CHUNK
         self.inflight = 0
+        self.chunk_size = chunk_size
+        self.fixed = self._fixed()
+
+    def _fixed(self) -> int | None:
+        size = self.chunk_size(self.remaining, self.workers) if self.chunk_size and self.todo else None
+        return None if size is None else max(1, min(int(size), MAX_CHUNK))
 
     def extend(self, start: int, stop: int) -> None:
         if stop > start:
             self.todo.append((start, stop))
+            self.fixed = self._fixed()
 
     def requeue(self, chunk: Chunk) -> None:
         self.retry.append(Chunk(chunk.start, chunk.stop, chunk.attempt + 1))
@@ -160,6 +175,8 @@ class Plan(ChunkSource):
         self.inflight -= 1
 
     def size(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
         if self.per_sequence is None:
             return INITIAL_CHUNK
         ideal = TARGET_SECONDS / max(self.per_sequence, 1e-9)
@@ -320,7 +337,7 @@ def execute(
     if done and spec.until:
         for name in schema:
             track(name, store.read_column(run_id, name))
-    plan = Plan(gaps(done_ranges, total), executor.workers)
+    plan = Plan(gaps(done_ranges, total), executor.workers, getattr(executor, "chunk_size", None))
     store.update_run(run_id, status="running", started=record.started or time.time(), error=None, total=total)
     task = Task(model.ref, spec.params, spec.seed, run_id)
     last_write = 0.0

@@ -66,6 +66,14 @@ class Executor(ABC):
     #: how many chunks run at the same time
     workers: int = 1
 
+    def chunk_size(self, total: int, workers: int) -> int | None:
+        """A hint to the engine's chunk planning: None (the default) lets it size chunks adaptively.
+
+        A backend that schedules a fixed set of tasks up front (Spark) returns
+        the size to cut a batch of ``total`` sequences into instead.
+        """
+        return None
+
     @abstractmethod
     def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
         """Run chunks pulled from ``source`` and yield each result as it completes.

@@ -1,0 +1,398 @@
+"""The Spark executor: chunks run as Spark tasks on a cluster (standalone, Kubernetes, YARN, ``local[N]``).
+
+The engine still owns chunks, seeds and retries. It asks this backend for a
+fixed chunk size (:meth:`SparkExecutor.chunk_size`: about
+``TASKS_PER_CORE`` tasks per core, since Spark schedules a fixed set of
+tasks rather than pulling work as it goes), and each chunk becomes one
+single-partition Spark job, all submitted at once from a thread pool, so
+results reach the engine (store, progress) as each chunk finishes.
+
+A task resolves the model reference (a :class:`FileRef` folder is also
+shipped as a zip through ``sc.addArchive``, so workers elsewhere need only
+Python and Ancho), runs :class:`ChunkRunner` and returns the outputs as one
+Arrow IPC record batch; the run's bookkeeping (range, failures, or an error)
+travels as JSON in the batch's schema metadata. Because a chunk's outputs
+depend only on (seed, sequence), a task that Spark retries after losing an
+executor returns the same bytes, and a job yields one result per partition:
+nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import math
+import os
+import queue
+import sys
+import tempfile
+import threading
+import uuid
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..chunk import ChunkResult, Failure
+from ..errors import AnchoError, InputError, ModelError, OutputError, ParameterError, RunCancelled, RunFailed
+from ..loading import _SKIP_DIRS, FileRef, hash_source
+from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
+
+#: chunks per core in a batch: enough for the last wave to spread (and a lost task to cost little)
+TASKS_PER_CORE = 4
+#: seconds to wait, when a session starts, for a first executor to register (to read the cluster's cores)
+WAIT_EXECUTORS = 30.0
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_ERRORS: dict[str, type[AnchoError]] = {
+    "ModelError": ModelError,
+    "OutputError": OutputError,
+    "ParameterError": ParameterError,
+}
+_META = b"ancho"
+
+_session_lock = threading.Lock()
+_session = None  # the process's one SparkSession (Spark allows one SparkContext per process)
+
+
+def spark_session(master: str, conf: dict[str, str] | None = None):
+    """The process's SparkSession for ``master``, created on first use and reused by every run."""
+    global _session
+    with _session_lock:
+        if _session is not None:
+            sc = _session.sparkContext
+            if sc._jsc is not None and sc.master == master:
+                return _session
+            if sc._jsc is not None:
+                raise InputError(
+                    f"this process already runs on the Spark master {sc.master}; one process uses one master, so start another process for {master}"
+                )
+        if master.startswith(("spark://127.", "spark://localhost", "local")):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a cluster on this machine: stay on loopback
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.master(master).appName("ancho")
+        settings = {
+            "spark.python.worker.reuse": "true",
+            "spark.task.maxFailures": "8",
+            "spark.pyspark.python": sys.executable,
+            "spark.ui.showConsoleProgress": "false",
+            "spark.scheduler.mode": "FIFO",
+        }
+        for var in _THREAD_VARS:  # one BLAS thread per task, as the local executor does
+            settings[f"spark.executorEnv.{var}"] = os.environ.get(var, "1")
+        settings.update(conf or {})
+        for k, v in settings.items():
+            builder = builder.config(k, v)
+        _session = builder.getOrCreate()
+        _session.sparkContext.setLogLevel("ERROR")
+        return _session
+
+
+_warmed: set[str] = set()
+
+
+def _warm_up(sc) -> None:
+    """Once per session: start the executors' Python workers and import what a task needs.
+
+    This moves a fixed cost (a few seconds: Python start-up, NumPy, PyArrow)
+    from the first run into the session start-up, which ``ancho.run`` overlaps
+    with loading the model.
+    """
+    if sc.applicationId in _warmed:
+        return
+    _warmed.add(sc.applicationId)
+    n = max(1, sc.defaultParallelism)
+    sc.parallelize(range(n), n).foreachPartition(_import_task_modules)
+
+
+def _import_task_modules(_rows) -> None:
+    import pyarrow  # noqa: F401
+
+    from .. import chunk  # noqa: F401
+
+
+def stop_session() -> None:
+    """Stop the process's SparkSession (at exit, or to switch masters)."""
+    global _session
+    with _session_lock:
+        if _session is not None:
+            try:
+                _session.stop()
+            finally:
+                _session = None
+
+
+atexit.register(stop_session)
+
+
+class SparkExecutor(Executor):
+    """Runs chunks as Spark tasks on the cluster at ``master``.
+
+    ``workers`` (default: the cluster's default parallelism) is the number of
+    cores the chunk plan assumes. ``conf`` adds Spark properties for the
+    session. ``python``/``env``/``wrap`` are the local executor's options for
+    models with their own environment or a sandbox: not supported here yet.
+    """
+
+    def __init__(self, master: str, workers: int | None = None, conf: dict[str, str] | None = None,
+                 python: str | None = None, env: dict[str, str] | None = None, wrap=None):
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+            raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
+        if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
+            raise InputError(
+                "models with their own requirements.txt environment cannot run on Spark yet; "
+                "install their requirements on the cluster's Python, or use --executor local"
+            )
+        self.master = master
+        self.conf = dict(conf or {})
+        self.extra_env = dict(env or {})
+        self._workers = workers
+        self._cancelled = threading.Event()
+        self._group: str | None = None
+        self.last_group: str | None = None  # the job group of the latest run (Spark's UI and status tracker list its jobs)
+        self._shipped: dict[str, str] = {}  # source hash -> archive name
+
+    # -- session --------------------------------------------------------------
+    @property
+    def session(self):
+        return spark_session(self.master, self.conf)
+
+    @property
+    def context(self):
+        return self.session.sparkContext
+
+    def start(self) -> "SparkExecutor":
+        """Start (or join) the Spark session now and wait for a first executor."""
+        sc = self.context
+        import time
+
+        deadline = time.monotonic() + WAIT_EXECUTORS
+        # the driver counts as one entry; executors register a moment after the session starts
+        while sc._jsc.sc().getExecutorMemoryStatus().size() < 2 and time.monotonic() < deadline:
+            if self.master.startswith("local"):
+                break
+            time.sleep(0.1)
+        _warm_up(sc)
+        return self
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        if self._workers is None:
+            self._workers = max(1, self.start().context.defaultParallelism)
+        return self._workers
+
+    def chunk_size(self, total: int, workers: int) -> int | None:
+        """About ``TASKS_PER_CORE`` chunks per core for a batch (the engine caps them at MAX_CHUNK)."""
+        return max(1, math.ceil(total / (TASKS_PER_CORE * max(1, workers))))
+
+    # -- shipping the model ---------------------------------------------------
+    def _ship(self, task: Task) -> tuple[Task, str | None]:
+        """Zip a FileRef's folder and add it to the session as an archive; returns the archive's name."""
+        ref = task.ref
+        if not isinstance(ref, FileRef):
+            return task, None
+        root = Path(ref.root)
+        digest = hash_source(root)[:16]
+        name = self._shipped.get(digest)
+        if name is None:
+            name = f"ancho-src-{digest}.zip"
+            folder = Path(tempfile.mkdtemp(prefix="ancho-spark-"))
+            path = folder / name
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+                for dirpath, dirnames, filenames in os.walk(root):
+                    dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+                    for fn in sorted(filenames):
+                        if fn.endswith((".pyc", ".pyo")):
+                            continue
+                        fp = Path(dirpath) / fn
+                        zf.write(fp, str(fp.relative_to(root)))
+            self.context.addArchive(str(path))
+            self._shipped[digest] = name
+        return task, name
+
+    # -- work -----------------------------------------------------------------
+    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
+        self._cancelled.clear()
+        sc = self.start().context
+        task = Task(task.ref, task.params, task.seed, task.run_id, {**self.extra_env, **task.env})
+        task, archive = self._ship(task)
+        group = f"ancho-{task.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
+        self._group = self.last_group = group
+        one = sc.parallelize([0], 1)  # every job runs one task; the chunk's range travels in its function
+        done: queue.Queue = queue.Queue()
+        inflight: dict[int, Chunk] = {}
+        pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.workers + 2), thread_name_prefix="ancho-spark")
+        next_id = 0
+
+        def job(key: int, chunk: Chunk) -> None:
+            try:
+                if self._cancelled.is_set():
+                    raise RunCancelled("the run was cancelled")
+                sc.setJobGroup(group, f"ancho run {task.run_id}: sequences {chunk.start}..{chunk.stop - 1}",
+                               interruptOnCancel=True)
+                fn = functools.partial(_run_partition, group, task, archive, chunk.start, chunk.stop)
+                out = sc.runJob(one, fn, [0])
+                done.put((key, "ok", out[0]))
+            except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the driver loop
+                done.put((key, "error", exc))
+
+        try:
+            while True:
+                if self._cancelled.is_set():
+                    raise RunCancelled("the run was cancelled")
+                while (chunk := source.next()) is not None:
+                    inflight[next_id] = chunk
+                    pool.submit(job, next_id, chunk)
+                    next_id += 1
+                if not inflight:
+                    return
+                try:
+                    key, kind, value = done.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                chunk = inflight.pop(key)
+                if self._cancelled.is_set():
+                    raise RunCancelled("the run was cancelled")
+                if kind == "ok":
+                    yield decode(value)
+                elif isinstance(value, AnchoError):
+                    raise value
+                else:
+                    # the job failed after Spark's own task retries (spark.task.maxFailures): the engine decides
+                    yield ChunkLost(chunk, _reason(value))
+        finally:
+            if inflight:
+                self._cancel_group(group)
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._group = None
+
+    def _cancel_group(self, group: str) -> None:
+        try:
+            self.context.cancelJobGroup(group)
+        except Exception:  # pragma: no cover - the session is gone
+            pass
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        group = self._group
+        if group is not None:
+            self._cancel_group(group)
+
+    def close(self) -> None:
+        """Cancel what runs; the session stays up for the next run in this process (see :func:`stop_session`)."""
+        if self._group is not None:
+            self._cancel_group(self._group)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line from a Py4J/Spark error: the task failure, not the Java stack trace."""
+    text = str(getattr(exc, "java_exception", None) or exc)
+    for line in text.splitlines():
+        line = line.strip()
+        if "Job aborted" in line or "Exception" in line or "Error" in line:
+            return f"Spark job failed: {line[:500]}"
+    return f"Spark job failed: {type(exc).__name__}"
+
+
+# -- in the Spark task --------------------------------------------------------
+
+_RUNNERS: dict[str, object] = {}
+
+
+def _runner(group: str, task: Task, archive: str | None):
+    """The prepared model for this run, kept in the (reused) Python worker across its tasks."""
+    runner = _RUNNERS.get(group)
+    if runner is None:
+        from ..chunk import ChunkRunner
+
+        ref = task.ref
+        if archive is not None:
+            from pyspark import SparkFiles
+
+            shipped = SparkFiles.get(archive)
+            if os.path.isdir(shipped):
+                ref = FileRef(shipped, ref.file, ref.class_name)
+        os.environ.update(task.env)
+        runner = ChunkRunner(ref.resolve(), task.params, task.seed)
+        _RUNNERS.clear()
+        _RUNNERS[group] = runner
+    return runner
+
+
+def _run_partition(group: str, task: Task, archive: str | None, start: int, stop: int, _rows):
+    """The Spark task: sequences ``start..stop-1`` as Arrow bytes, or an error record (never a raised exception,
+    so a bug in the model reaches the user as one line instead of a Java stack trace after Spark's retries)."""
+    try:
+        runner = _runner(group, task, archive)
+    except AnchoError as exc:
+        yield encode_error(type(exc).__name__, str(exc))
+        return
+    except Exception as exc:
+        yield encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}")
+        return
+    try:
+        out = encode(runner.run(start, stop))
+    except AnchoError as exc:
+        out = encode_error(type(exc).__name__, str(exc))
+    except Exception as exc:
+        out = encode_error("worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}")
+    yield out
+
+
+def encode(result: ChunkResult) -> bytes:
+    """A ChunkResult as one Arrow IPC record batch: ``sequence`` plus the outputs; the rest as JSON metadata."""
+    import pyarrow as pa
+
+    meta = {
+        "start": result.start,
+        "stop": result.stop,
+        "seconds": result.seconds,
+        "failures": [f.to_dict() for f in result.failures],
+    }
+    names = ["sequence", *result.columns]
+    arrays = [pa.array(result.sequences), *(pa.array(c) for c in result.columns.values())]
+    batch = pa.RecordBatch.from_arrays(arrays, names=names)
+    return _ipc(batch.schema.with_metadata({_META: json.dumps(meta)}), batch)
+
+
+def encode_error(kind: str, message: str) -> bytes:
+    import pyarrow as pa
+
+    return _ipc(pa.schema([], metadata={_META: json.dumps({"error": kind, "message": message})}), None)
+
+
+def _ipc(schema, batch) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        if batch is not None:
+            writer.write_batch(batch.replace_schema_metadata(schema.metadata))
+    return sink.getvalue().to_pybytes()
+
+
+def decode(data: bytes) -> ChunkResult:
+    """The driver's side of :func:`encode`; an error record raises its AnchoError."""
+    import pyarrow as pa
+
+    reader = pa.ipc.open_stream(data)
+    meta = json.loads(reader.schema.metadata[_META])
+    if "error" in meta:
+        kind, message = meta["error"], meta["message"]
+        raise _ERRORS.get(kind, RunFailed)(message)
+    table = reader.read_all()
+    columns: dict[str, np.ndarray] = {}
+    sequences = np.empty(0, dtype=np.int64)
+    for name in table.column_names:
+        col = table.column(name).to_numpy()
+        if name == "sequence":
+            sequences = np.ascontiguousarray(col, dtype=np.int64)
+        else:
+            columns[name] = np.ascontiguousarray(col)
+    failures = [Failure(f["sequence"], f["error"], f.get("traceback", "")) for f in meta["failures"]]
+    return ChunkResult(meta["start"], meta["stop"], sequences, columns, failures, meta["seconds"])
