@@ -55,3 +55,22 @@ def to_numpy(array: "pa.Array | pa.ChunkedArray") -> np.ndarray:
     if n == 0:
         return np.empty(0, dtype=dtype)
     return np.frombuffer(data, dtype=dtype, count=n, offset=offset * dtype.itemsize)
+
+
+def release_memory() -> None:
+    """Hand memory that Arrow's allocator and glibc keep for reuse back to the system.
+
+    After a run has streamed millions of results through Parquet, ~50 MB of
+    freed buffers stay mapped (measured: driver RSS 134 MB → 80 MB with
+    this call), which a summary would otherwise add its column to.
+    """
+    try:
+        pa.default_memory_pool().release_unused()
+    except Exception:  # pragma: no cover - allocators without the call
+        pass
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except Exception:  # pragma: no cover - not glibc
+        pass

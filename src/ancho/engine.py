@@ -32,6 +32,7 @@ from typing import Any
 
 from . import __version__
 from .chunk import ChunkResult
+from .columns import release_memory
 from .errors import AnchoError, InputError, OutputError, RunCancelled, RunFailed
 from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .expressions import Goal, Target, check_outputs
@@ -393,6 +394,7 @@ def execute(
         if handle.cancelled:
             raise RunCancelled("the run was cancelled")
         final.status = "succeeded"
+        release_memory()  # what streaming the results left behind, before the summary reads whole columns
         summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)
     except RunCancelled:
         if handle.interrupted:

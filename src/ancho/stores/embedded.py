@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..chunk import KIND_DTYPES, ChunkResult, Failure
-from ..columns import to_arrow, to_numpy
+from ..columns import release_memory, to_arrow, to_numpy
 from ..errors import InputError, NotFound
 from ..sqlite import Database
 from .base import RunRecord, Store
@@ -206,6 +206,7 @@ class EmbeddedStore(Store):
             col = to_numpy(batch.column(0))
             out[pos : pos + len(col)] = col
             pos += len(col)
+        release_memory()
         return out[:pos]
 
     def failures(self, run_id: str, limit: int | None = None) -> list[Failure]:
