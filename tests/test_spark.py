@@ -74,6 +74,24 @@ def test_identical_to_local(spark, store, model, params, sequences, max_failures
     assert calls[0] == 0 and calls[-1] == sequences and len(calls) >= 1 + 2 * spark.workers
 
 
+def test_model_folder_is_shipped(spark, store, write_model):
+    """A model given by path runs from the zipped copy Spark unpacked on the executors, not from our folder."""
+    path = write_model(
+        """
+        import helper
+
+        class Shipped(ancho.Model):
+            def sequence(self, rng):
+                return {"x": helper.draw(rng), "from_archive": ".zip" in __file__}
+        """
+    )
+    (path.parent / "helper.py").write_text("def draw(rng):\n    return float(rng.random())\n")
+    r = ancho.run(str(path), sequences=200, seed=3, executor=spark, store=store)
+    assert r.frame.from_archive.all()
+    local = ancho.run(str(path), sequences=200, seed=3, workers=2, store=store)
+    assert r.frame.x.equals(local.frame.x) and not local.frame.from_archive.any()
+
+
 def test_precision_goal_batches(spark, store):
     kw = dict(sequences=500, seed=8, until="mean(u)+-0.004", max_sequences=40_000, store=store)
     r = ancho.run(Mixed, executor=spark, **kw)

@@ -229,6 +229,7 @@ class SparkExecutor(Executor):
         one = sc.parallelize([0], 1)  # every job runs one task; the chunk's range travels in its function
         done: queue.Queue = queue.Queue()
         inflight: dict[int, Chunk] = {}
+        futures = []
         pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.workers + 2), thread_name_prefix="ancho-spark")
         next_id = 0
 
@@ -250,7 +251,7 @@ class SparkExecutor(Executor):
                     raise RunCancelled("the run was cancelled")
                 while (chunk := source.next()) is not None:
                     inflight[next_id] = chunk
-                    pool.submit(job, next_id, chunk)
+                    futures.append(pool.submit(job, next_id, chunk))
                     next_id += 1
                 if not inflight:
                     return
@@ -269,10 +270,20 @@ class SparkExecutor(Executor):
                     # the job failed after Spark's own task retries (spark.task.maxFailures): the engine decides
                     yield ChunkLost(chunk, _reason(value))
         finally:
-            if inflight:
-                self._cancel_group(group)
             pool.shutdown(wait=False, cancel_futures=True)
+            if inflight:
+                # a pool thread may be submitting its job just as the group is cancelled: cancel until all are back
+                self._cancel_group(group)
+                threading.Thread(target=self._reap, args=(group, futures), daemon=True).start()
             self._group = None
+
+    def _reap(self, group: str, futures: list, timeout: float = 120.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not all(f.done() for f in futures) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            self._cancel_group(group)
 
     def _cancel_group(self, group: str) -> None:
         try:
