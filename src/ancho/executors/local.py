@@ -106,6 +106,7 @@ class LocalExecutor(Executor):
         python: str | None = None,
         wrap: Callable[[list[str]], list[str]] | None = None,
         env: dict[str, str] | None = None,
+        nice: int = 0,
     ):
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
@@ -113,6 +114,9 @@ class LocalExecutor(Executor):
         self.python = python or sys.executable
         self.wrap = wrap
         self.extra_env = dict(env or {})
+        #: scheduling niceness of the workers: a server gives them 10 so its API stays responsive
+        #: while runs use every core (measured in benchmarks/bench_server.py)
+        self.nice = nice
         self._pool: list[_Worker] = []
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
@@ -131,6 +135,8 @@ class LocalExecutor(Executor):
         argv = [self.python, "-m", "ancho.executors.worker"]
         if self.wrap is not None:
             argv = self.wrap(argv)
+        if self.nice:
+            argv = ["nice", "-n", str(self.nice), *argv]
         return _Worker(argv, self._env())
 
     def start(self) -> "LocalExecutor":

@@ -49,10 +49,11 @@ def loaded_from_record(record: RunRecord) -> LoadedModel:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5):
+    def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5, nice: int = 0):
         """``worker_setup(root, run_id=, read_only=)`` gives LocalExecutor options and a sandbox (see Service.worker_setup)."""
         self.store = store
         self.worker_setup = worker_setup
+        self.nice = nice
         self.concurrency = concurrency
         self.workers = workers
         self.poll = poll
@@ -136,7 +137,7 @@ class Dispatcher:
                     read_only=(results["path"],) if results.get("kind") == "parquet-dir" else (),
                 )
             try:
-                with LocalExecutor(self.workers, **options) as executor:
+                with LocalExecutor(self.workers, nice=self.nice, **options) as executor:
                     final = execute(model, spec, self.store, executor, record, None, handle)
             finally:
                 if sandbox is not None:

@@ -32,6 +32,8 @@ class Settings(BaseModel):
     concurrency: int = Field(2, ge=1, le=256)
     #: worker processes per run
     workers: int = Field(default_factory=default_workers, ge=1, le=1024)
+    #: niceness of run workers: the API and the web site stay responsive while runs use every core
+    worker_nice: int = Field(10, ge=0, le=19)
     #: largest request body accepted (bytes); larger ones get 413
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     #: most members an uploaded model archive may hold

@@ -1,0 +1,154 @@
+"""Status reads under load while a run executes, and submission latency.
+
+Starts a real ``ancho serve`` on 127.0.0.1 (a temporary home, one user),
+starts a long run (2 workers), then drives ``GET /api/v1/runs/{id}`` from
+32 concurrent clients (httpx, asyncio, keep-alive) for a fixed time and
+reports reads/s and latency percentiles. Baseline in the same run: the same
+load on ``GET /api/v1/health`` (no token check, no store), so the ratio shows
+what authentication and the store read cost. Also: ``POST /api/v1/runs``
+latency (the model is inspected in a sandboxed worker each time).
+
+    python benchmarks/bench_server.py [--seconds 10] [--clients 32]
+
+Goal (issue 3): ≥ 1,000 status reads/s with p99 ≤ 50 ms while a run executes.
+The load generator shares the 2 cores with the server and the run's workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ANCHO = str(Path(sys.executable).parent / "ancho")
+MODEL = b'''
+import time
+import ancho
+
+
+class Busy(ancho.Model):
+    ms: float = 1.0
+
+    def sequence(self, rng):
+        end = time.perf_counter() + self.ms / 1000
+        x = 0.0
+        while time.perf_counter() < end:
+            x += rng.random()
+        return {"x": x}
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tarball() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("model.py")
+        info.size = len(MODEL)
+        tar.addfile(info, io.BytesIO(MODEL))
+    return buf.getvalue()
+
+
+async def hammer(url: str, headers: dict, clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
+
+        async def one():
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                t = time.perf_counter()
+                r = await client.get(url)
+                latencies.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    latencies.sort()
+    q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000  # noqa: E731
+    return {"requests": len(latencies), "per_s": len(latencies) / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99), "errors": errors}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="ancho-bench-server-"))
+    env = {**os.environ, "ANCHO_HOME": str(home), "ANCHO_WORKERS": "2", "ANCHO_LOG_LEVEL": "warning"}
+    token = subprocess.run([ANCHO, "users", "add", "bench"], env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
+    port = free_port()
+    server = subprocess.Popen([ANCHO, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
+            upload = c.post("/models", files={"file": ("m.tar.gz", tarball())}).json()["id"]
+            submit_ms = []
+            for i in range(5):
+                t = time.perf_counter()
+                r = c.post("/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 2_000_000 if i == 0 else 10, "seed": i})
+                submit_ms.append((time.perf_counter() - t) * 1000)
+                if i == 0:
+                    run_id = r.json()["id"]
+            for _ in range(600):
+                if c.get(f"/runs/{run_id}").json()["status"] == "running":
+                    break
+                time.sleep(0.1)
+        health = asyncio.run(hammer(base + "/health", {}, args.clients, args.seconds))
+        status = asyncio.run(hammer(f"{base}/runs/{run_id}", headers, args.clients, args.seconds))
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
+            view = c.get(f"/runs/{run_id}").json()
+            still_running = view["status"] == "running"
+            c.post(f"/runs/{run_id}/cancel")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    rows = [("GET /health (baseline)", health), ("GET /runs/{id} while the run executes", status)]
+    print(f"{args.clients} concurrent clients, {args.seconds:g} s each, on {os.cpu_count()} cores shared with the server and 2 run workers")
+    print(f"{'endpoint':40s} {'reads/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'× baseline':>10s}")
+    for name, r in rows:
+        print(f"{name:40s} {r['per_s']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {r['per_s'] / health['per_s']:10.2f}")
+    print(f"run still executing during the status load: {still_running} (done {view['progress']['done']:,})")
+    print(f"POST /runs latency (inspects the model in a sandboxed worker): median {statistics.median(submit_ms):.0f} ms, "
+          f"min {min(submit_ms):.0f} ms over {len(submit_ms)}")
+    met = status["per_s"] >= 1000 and status["p99_ms"] <= 50
+    print(f"goal ≥ 1,000 status reads/s with p99 ≤ 50 ms: measured {status['per_s']:.0f}/s, p99 {status['p99_ms']:.1f} ms → {'MET' if met else 'NOT MET'}")
+    if args.json:
+        args.json.write_text(json.dumps({"health": health, "status": status, "submit_ms": submit_ms, "still_running": still_running}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
