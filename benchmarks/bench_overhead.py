@@ -143,6 +143,7 @@ def ladder(n: int, reps: int) -> dict:
         # one untimed round first: lazy imports (pyarrow, and whatever it imports) are not per-sequence costs
         warm = run_chunk(m, streams, 0, 1000)
         store.write_chunk("ladder", warm)
+        describe(warm.columns["x"].copy(), "float")
         for _ in range(reps):
             rng = np.random.default_rng(1)
             t = time.perf_counter()
@@ -182,6 +183,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--ladder-size", type=int, default=200_000)
     p.add_argument("--no-pyc", action="store_true", help="no bytecode cache (as this dev venv is configured)")
+    p.add_argument("--ladder-only", action="store_true", help="only the in-process ladder (seconds, no processes)")
     p.add_argument("--child", type=int, help=argparse_hidden())
     p.add_argument("--seed", type=int, default=1, help=argparse_hidden())
     p.add_argument("--home", help=argparse_hidden())
@@ -191,6 +193,13 @@ def main() -> None:
         return
 
     pyc = not a.no_pyc
+    if a.ladder_only:
+        C.header("bench_overhead --ladder-only: in-process per-sequence ladder", f"N={a.ladder_size:,}, {a.reps} repetitions")
+        lad = ladder(a.ladder_size, a.reps)
+        base = C.med(lad["1 bare: sequence(shared rng)"])
+        print(C.table([[k, C.med(v), min(v), C.med(v) / base] for k, v in lad.items()], ["step", "median", "min", "× bare"]))
+        C.write_json(a.json, {"benchmark": "overhead-ladder", "results": {k: C.stat(v) for k, v in lad.items()}})
+        return
     C.header("bench_overhead: per-sequence overhead, trivial model, workers=1",
              f"bytecode cache: {'scratch PYTHONPYCACHEPREFIX' if pyc else 'none (PYTHONDONTWRITEBYTECODE=1)'}; "
              f"{a.reps} repetitions per size, each in a fresh process")
