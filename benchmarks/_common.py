@@ -202,3 +202,24 @@ def goal_line(name: str, value: float, goal: float, unit: str = "", lower_is_bet
     met = value <= goal if lower_is_better else value >= goal
     cmp = "≤" if lower_is_better else "≥"
     return f"goal {name} {cmp} {fmt(goal)}{unit}: measured {fmt(value)}{unit} → {'MET' if met else 'NOT MET'}"
+
+
+def calibrate_spin(ms: float) -> tuple[int, float]:
+    """``loops`` such that ``models/busy.spin(loops)`` takes about ``ms`` milliseconds here, and the ms it takes.
+
+    Median of 15 timings of a 20,000-loop probe (shared by the parallel, sandbox and Spark benchmarks).
+    """
+    if str(MODELS) not in sys.path:
+        sys.path.insert(0, str(MODELS))
+    from busy import spin
+
+    probe = 20_000
+    spin(probe)
+    times = []
+    for _ in range(15):
+        t = time.perf_counter()
+        spin(probe)
+        times.append(time.perf_counter() - t)
+    per_loop = med(times) / probe
+    loops = max(1000, int(ms / 1000 / per_loop))
+    return loops, per_loop * loops * 1000

@@ -64,18 +64,7 @@ def _one_shared(i: int) -> dict:
     return _model.sequence(_rng)  # type: ignore[union-attr]
 
 
-def calibrate(ms: float) -> tuple[int, float]:
-    """``loops`` such that spin(loops) takes about ``ms`` milliseconds here (median of several timings)."""
-    probe = 20_000
-    spin(probe)
-    times = []
-    for _ in range(15):
-        t = time.perf_counter()
-        spin(probe)
-        times.append(time.perf_counter() - t)
-    per_loop = C.med(times) / probe
-    loops = max(1000, int(ms / 1000 / per_loop))
-    return loops, per_loop * loops * 1000
+calibrate = C.calibrate_spin
 
 
 def pool_run(n: int, loops: int, seed: int, chunksize: int | None, shared: bool, method: str = "fork") -> float:

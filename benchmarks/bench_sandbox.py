@@ -68,14 +68,7 @@ class TimedStore(EmbeddedStore):
 
 
 def calibrate(ms: float) -> int:
-    probe = 20_000
-    spin(probe)
-    times = []
-    for _ in range(15):
-        t = time.perf_counter()
-        spin(probe)
-        times.append(time.perf_counter() - t)
-    return max(1000, int(ms / 1000 / (C.med(times) / probe)))
+    return C.calibrate_spin(ms)[0]
 
 
 def policy(pyc: bool, **changes) -> sb.SandboxPolicy:

@@ -37,17 +37,7 @@ sys.path.insert(0, str(C.MODELS))
 from busy import spin  # noqa: E402
 
 
-def calibrate(ms: float) -> tuple[int, float]:
-    probe = 20_000
-    spin(probe)
-    times = []
-    for _ in range(15):
-        t = time.perf_counter()
-        spin(probe)
-        times.append(time.perf_counter() - t)
-    per_loop = C.med(times) / probe
-    loops = max(1000, int(ms / 1000 / per_loop))
-    return loops, per_loop * loops * 1000
+calibrate = C.calibrate_spin
 
 
 def main() -> None:
