@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 sys.path.insert(0, str(C.MODELS))
-from busy import Busy, spin  # noqa: E402
+from busy import Busy  # noqa: E402
 
 _model: Busy | None = None
 _rng = None

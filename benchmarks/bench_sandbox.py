@@ -46,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 sys.path.insert(0, str(C.MODELS))
-from busy import spin  # noqa: E402
 
 import ancho  # noqa: E402
 from ancho.executors.local import LocalExecutor  # noqa: E402

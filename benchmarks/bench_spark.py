@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 sys.path.insert(0, str(C.MODELS))
-from busy import spin  # noqa: E402
 
 
 calibrate = C.calibrate_spin
