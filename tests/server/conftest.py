@@ -34,28 +34,7 @@ ANCHO = str(Path(sys.executable).parent / "ancho")
 API = "/api/v1"
 
 # -- models used by the tests (source text; uploaded as archives) ----------------------
-GAMBLER = '''
-import ancho
-
-
-class Gambler(ancho.Model):
-    """Gambler's ruin: bet 1 per round until broke or at the goal."""
-
-    stake: int = 10
-    goal: int = 20
-    p: float = 0.5
-
-    def sequence(self, rng):
-        x, rounds = self.stake, 0
-        while 0 < x < self.goal:
-            x += 1 if rng.random() < self.p else -1
-            rounds += 1
-        return {"won": x >= self.goal, "rounds": rounds}
-
-    @ancho.summary
-    def median_rounds_when_won(self, results):
-        return float(results.loc[results.won, "rounds"].median())
-'''
+GAMBLER = (Path(__file__).resolve().parents[2] / "examples" / "gambler.py").read_text()  # the example itself
 
 SLOW = '''
 import time
