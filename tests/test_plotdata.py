@@ -1,0 +1,46 @@
+import math
+
+import numpy as np
+import pytest
+
+from ancho.plotdata import convergence, histogram
+from ancho.stats import describe
+
+
+def test_histogram_counts_every_finite_value_and_sets_nonfinite_apart():
+    x = np.array([0.1, 0.2, 0.2, 0.9, np.nan, np.inf])
+    h = histogram(x, "float", bins=4)
+    assert sum(h["counts"]) == 4 and h["nonfinite"] == 2
+    assert h["edges"][0] == pytest.approx(0.1) and h["edges"][-1] == pytest.approx(0.9)
+
+
+def test_histogram_of_narrow_integers_has_one_bar_per_value():
+    h = histogram(np.array([3, 3, 4, 7]), "int")
+    assert h["edges"] == [2.5, 3.5, 4.5, 5.5, 6.5, 7.5]
+    assert h["counts"] == [2, 1, 0, 0, 1]
+
+
+def test_histogram_of_bools_and_constants():
+    assert histogram(np.array([True, False, True]), "bool")["counts"] == [1, 2]
+    assert histogram(np.array([2.0, 2.0]), "float")["counts"] == [2]
+    assert histogram(np.array([], dtype=float), "float")["counts"] == []
+
+
+@pytest.mark.parametrize("kind", ["float", "int", "bool"])
+def test_convergence_ends_at_the_summary(kind):
+    rng = np.random.default_rng(1)
+    x = {"float": rng.normal(1e6, 0.5, 5000), "int": rng.integers(0, 50, 5000), "bool": rng.random(5000) < 0.3}[kind]
+    c = convergence(x, kind)
+    s = describe(x.copy(), kind)
+    assert c["n"][0] == 1 and c["n"][-1] == 5000 and len(c["n"]) <= 200
+    assert c["n"] == sorted(set(c["n"]))
+    assert c["mean"][-1] == pytest.approx(s["mean"], rel=1e-9)
+    assert c["low"][-1] == pytest.approx(s["ci95"][0], rel=1e-6)
+    assert c["high"][-1] == pytest.approx(s["ci95"][1], rel=1e-6)
+
+
+def test_convergence_skips_nan_and_has_no_band_for_one_value():
+    c = convergence(np.array([np.nan, 2.0, 4.0]), "float")
+    assert c["n"] == [1, 2, 3]
+    assert c["mean"][0] is None and c["mean"][1] == 2.0 and c["mean"][2] == 3.0
+    assert c["low"][1] is None and math.isfinite(c["low"][2])
