@@ -15,6 +15,10 @@ def read_results_source(source: dict):
         from .embedded import read_chunk_dir
 
         return read_chunk_dir(source["path"], source["schema"])
+    if kind == "cassandra":
+        from .cassandra_results import read_source
+
+        return read_source(source)
     raise InputError(f"unknown results source {kind!r}")
 
 

@@ -1,0 +1,301 @@
+"""The Cassandra store: run records in a catalog keyspace, each owner's results in a keyspace of their own.
+
+``cassandra://USER:PASSWORD@HOST[,HOST…]:PORT[/KEYSPACE][?replication_factor=N&datacenter=DC&retry_seconds=S]``
+
+The store logs in with the URL's (administrator) role. It keeps:
+
+* ``KEYSPACE.runs`` — one row per run: ``id`` (partition key), ``owner``,
+  ``status``, ``created`` and every other record field as JSON in a map, so an
+  update writes only the fields it changes (no read-modify-write, no lost
+  update when the dispatcher and the engine both write). Storage-attached
+  indexes on ``owner`` and ``status`` serve ``list_runs``.
+* ``KEYSPACE.owners`` — per owner: keyspace, role, that role's password.
+* ``KEYSPACE_u_OWNER`` — the owner's results (:mod:`.cassandra_results`),
+  readable and writable by the role of the same name and by nobody else
+  but the administrator.
+
+User code (summary functions, and Spark tasks writing results) gets a
+*results source* holding only the owner's role and password, never the
+administrator's; Cassandra's authorizer then keeps it inside that keyspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ..chunk import ChunkResult, Failure
+from ..errors import InputError, NotFound
+from .base import RunRecord, Store, arrow_schema
+from .cassandra_conn import StoreURL, connect, redact, retrying
+from .cassandra_results import TABLES, RunResults
+from .embedded import check_run_id
+
+_COLUMNS = ("id", "owner", "status", "created")
+_MAX_KEYSPACE = 48  # Cassandra's limit on keyspace (and table) names
+
+CATALOG = (
+    """CREATE TABLE IF NOT EXISTS {ks}.runs (
+        id text PRIMARY KEY, owner text, status text, created double, fields map<text, text>)""",
+    "CREATE INDEX IF NOT EXISTS runs_owner ON {ks}.runs (owner) USING 'sai'",
+    "CREATE INDEX IF NOT EXISTS runs_status ON {ks}.runs (status) USING 'sai'",
+    """CREATE TABLE IF NOT EXISTS {ks}.owners (
+        owner text PRIMARY KEY, ks text, role text, password text, ready boolean)""",
+)
+
+
+def owner_keyspace(catalog: str, owner: str) -> str:
+    """``CATALOG_u_OWNER``; owners whose names are not plain lowercase identifiers (or too long) get a hash suffix."""
+    prefix = f"{catalog}_u_"
+    plain = re.sub(r"[^a-z0-9_]", "_", owner.lower())
+    if plain == owner and len(prefix) + len(plain) <= _MAX_KEYSPACE:
+        return prefix + plain
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:10]
+    return f"{prefix}{plain[: _MAX_KEYSPACE - len(prefix) - 11]}_{digest}"
+
+
+class CassandraStore(Store):
+    """See the module docstring; open with :meth:`from_url` (``open_store`` does)."""
+
+    def __init__(self, url: StoreURL, shown: str = ""):
+        self.config = url
+        self.endpoint = url.endpoint
+        self.catalog = url.keyspace
+        self.url = shown or f"cassandra://{self.endpoint.username}:***@{self.endpoint.where}/{self.catalog}"
+        self.session = connect(self.endpoint)
+        self._lock = threading.Lock()
+        self._owners: dict[str, tuple[str, str, str]] = {}  # owner -> (keyspace, role, password)
+        self._results: dict[str, RunResults] = {}  # keyspace -> its prepared statements
+        self._run_owner: dict[str, str] = {}
+        self._ensure_catalog()
+        ks = self.catalog
+        p = self.session.prepare
+        self._insert = p(f"INSERT INTO {ks}.runs (id, owner, status, created, fields) VALUES (?, ?, ?, ?, ?)")
+        self._get = p(f"SELECT id, owner, status, created, fields FROM {ks}.runs WHERE id = ?")
+        self._owner_of = p(f"SELECT owner FROM {ks}.runs WHERE id = ?")
+        self._delete = p(f"DELETE FROM {ks}.runs WHERE id = ?")
+        self._owner_row = p(f"SELECT ks, role, password, ready FROM {ks}.owners WHERE owner = ?")
+        self._claim_owner = p(f"INSERT INTO {ks}.owners (owner, ks, role, password, ready) VALUES (?, ?, ?, ?, false) IF NOT EXISTS")
+        self._owner_ready = p(f"UPDATE {ks}.owners SET ready = true WHERE owner = ?")
+        for stmt in (self._insert, self._delete, self._owner_ready):
+            stmt.is_idempotent = True
+
+    @classmethod
+    def from_url(cls, url: str) -> "CassandraStore":
+        return cls(StoreURL.parse(url), redact(url))
+
+    def _retry(self, what: str, call):
+        return retrying(what, self.endpoint, call)
+
+    def _ddl(self, statement: str) -> None:
+        from cassandra import Unauthorized
+
+        try:
+            self._retry("changing the schema", lambda: self.session.execute(statement, timeout=120))
+        except Unauthorized:
+            raise InputError(
+                f"the Cassandra role '{self.endpoint.username}' in the store URL may not create keyspaces and roles; "
+                "give the store a role with superuser rights (or CREATE/AUTHORIZE permissions on all keyspaces and roles)"
+            ) from None
+
+    def _ensure_catalog(self) -> None:
+        rf = self.config.replication_factor
+        self._ddl(
+            f"CREATE KEYSPACE IF NOT EXISTS {self.catalog} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}"
+        )
+        for statement in CATALOG:
+            self._ddl(statement.format(ks=self.catalog))
+
+    # -- owners: keyspaces and roles --------------------------------------------
+    def add_owner(self, owner: str) -> str:
+        """Create ``owner``'s keyspace and role (if missing) and return the keyspace; safe to call again, from any process."""
+        return self._owner(owner)[0]
+
+    def _owner(self, owner: str) -> tuple[str, str, str]:
+        found = self._owners.get(owner)
+        if found:
+            return found
+        with self._lock:
+            if owner in self._owners:
+                return self._owners[owner]
+            row = self._retry("reading the owners", lambda: self.session.execute(self._owner_row, (owner,)).one())
+            if row is None:
+                keyspace = owner_keyspace(self.catalog, owner)
+                claim = (owner, keyspace, keyspace, secrets.token_urlsafe(24))
+                # a lightweight transaction: two processes adding the same owner agree on one password
+                self._retry("adding an owner", lambda: self.session.execute(self._claim_owner, claim))
+                row = self._retry("reading the owners", lambda: self.session.execute(self._owner_row, (owner,)).one())
+            if not row.ready:
+                self._create_owner(row.ks, row.role, row.password)
+                self._retry("adding an owner", lambda: self.session.execute(self._owner_ready, (owner,)))
+            self._owners[owner] = (row.ks, row.role, row.password)
+            return self._owners[owner]
+
+    def _create_owner(self, keyspace: str, role: str, password: str) -> None:
+        rf = self.config.replication_factor
+        self._ddl(f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
+        for statement in TABLES:
+            self._ddl(statement.format(ks=keyspace))
+        quoted = password.replace("'", "''")
+        self._ddl(f"CREATE ROLE IF NOT EXISTS {role} WITH PASSWORD = '{quoted}' AND LOGIN = true")
+        self._ddl(f"ALTER ROLE {role} WITH PASSWORD = '{quoted}'")  # a role left by an earlier catalog
+        self._ddl(f"GRANT SELECT ON KEYSPACE {keyspace} TO {role}")
+        self._ddl(f"GRANT MODIFY ON KEYSPACE {keyspace} TO {role}")
+
+    def drop_owner(self, owner: str) -> None:
+        """Delete ``owner``'s keyspace (every result in it), role and catalog entry; their run records stay."""
+        row = self._retry("reading the owners", lambda: self.session.execute(self._owner_row, (owner,)).one())
+        if row is None:
+            return
+        self._ddl(f"DROP KEYSPACE IF EXISTS {row.ks}")
+        self._ddl(f"DROP ROLE IF EXISTS {row.role}")
+        self._retry("removing an owner", lambda: self.session.execute(f"DELETE FROM {self.catalog}.owners WHERE owner = %s", (owner,)))
+        with self._lock:
+            self._owners.pop(owner, None)
+            self._results.pop(row.ks, None)
+
+    def owners(self) -> list[str]:
+        rows = self._retry("reading the owners", lambda: list(self.session.execute(f"SELECT owner FROM {self.catalog}.owners")))
+        return sorted(r.owner for r in rows)
+
+    def _results_of(self, owner: str) -> RunResults:
+        keyspace = self._owner(owner)[0]
+        results = self._results.get(keyspace)
+        if results is None:
+            results = RunResults(self.session, keyspace, self.endpoint)
+            self._results[keyspace] = results
+        return results
+
+    def _results_for_run(self, run_id: str) -> RunResults:
+        owner = self._run_owner.get(run_id)
+        if owner is None:
+            check_run_id(run_id)
+            row = self._retry("reading a run", lambda: self.session.execute(self._owner_of, (run_id,)).one())
+            if row is None:
+                raise NotFound(f"no run '{run_id}'")
+            owner = self._run_owner[run_id] = row.owner
+        return self._results_of(owner)
+
+    # -- run records ---------------------------------------------------------------
+    def create_run(self, record: RunRecord) -> None:
+        check_run_id(record.id)
+        self._owner(record.owner)
+        data = record.to_dict()
+        fields = {k: json.dumps(v) for k, v in data.items() if k not in _COLUMNS}
+        row = (record.id, record.owner, record.status, float(record.created), fields)
+        self._retry("creating a run", lambda: self.session.execute(self._insert, row))
+        self._run_owner[record.id] = record.owner
+
+    def _record(self, row) -> RunRecord:
+        data: dict[str, Any] = {k: json.loads(v) for k, v in (row.fields or {}).items()}
+        data.update(id=row.id, owner=row.owner, status=row.status, created=row.created)
+        return RunRecord.from_dict(data)
+
+    def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
+        check_run_id(run_id)
+        row = self._retry("reading a run", lambda: self.session.execute(self._get, (run_id,)).one())
+        if row is None or (owner is not None and row.owner != owner):
+            raise NotFound(f"no run '{run_id}'")
+        return self._record(row)
+
+    def update_run(self, run_id: str, **changes: Any) -> None:
+        """Writes only the changed fields (each a map entry): concurrent updates of different fields never undo each other."""
+        check_run_id(run_id)
+        if self._retry("reading a run", lambda: self.session.execute(self._owner_of, (run_id,)).one()) is None:
+            raise NotFound(f"no run '{run_id}'")
+        sets, args = [], []
+        for name in ("status", "owner", "created"):
+            if name in changes:
+                sets.append(f"{name} = %s")
+                args.append(changes[name])
+        fields = {k: json.dumps(v) for k, v in changes.items() if k not in _COLUMNS}
+        if fields:
+            sets.append("fields = fields + %s")
+            args.append(fields)
+        if not sets:
+            return
+        cql = f"UPDATE {self.catalog}.runs SET {', '.join(sets)} WHERE id = %s"
+        self._retry("updating a run", lambda: self.session.execute(cql, (*args, run_id)))
+
+    def list_runs(self, owner: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        where, args = [], []
+        if owner is not None:
+            where.append("owner = %s")
+            args.append(owner)
+        if status is not None:
+            where.append("status = %s")
+            args.append(status)
+        cql = f"SELECT id, owner, status, created, fields FROM {self.catalog}.runs"
+        if where:
+            cql += " WHERE " + " AND ".join(where)
+        rows = self._retry("listing runs", lambda: list(self.session.execute(cql, args)))
+        records = sorted((self._record(r) for r in rows), key=lambda r: r.created, reverse=True)
+        return records[: int(limit)] if limit is not None else records
+
+    def delete_run(self, run_id: str) -> None:
+        try:
+            results = self._results_for_run(run_id)
+        except NotFound:
+            return
+        results.delete(run_id)
+        self._retry("deleting a run", lambda: self.session.execute(self._delete, (run_id,)))
+        self._run_owner.pop(run_id, None)
+
+    # -- results -----------------------------------------------------------------
+    def write_chunk(self, run_id: str, result: ChunkResult) -> None:
+        self._results_for_run(run_id).write_chunk(run_id, result)
+
+    def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:
+        return self._results_for_run(run_id).completed_ranges(run_id)
+
+    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator:
+        results = self._results_for_run(run_id)
+        kinds = self.get_run(run_id).schema
+        schema = arrow_schema(kinds, columns)
+        if columns is not None:
+            unknown = [c for c in columns if c not in schema.names]
+            if unknown:
+                raise InputError(f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(['sequence', *kinds])})")
+        return results.iter_batches(run_id, schema)
+
+    def failures(self, run_id: str, limit: int | None = None) -> list[Failure]:
+        try:
+            results = self._results_for_run(run_id)
+        except NotFound:
+            return []
+        return results.failures(run_id, limit)
+
+    def results_source(self, run_id: str) -> dict:
+        """The owner's role and password (never the store's), the keyspace and the run: all user code gets."""
+        record = self.get_run(run_id)
+        keyspace, role, password = self._owner(record.owner)
+        return {
+            "kind": "cassandra",
+            "endpoint": self.endpoint.as_role(role, password).to_dict(),
+            "keyspace": keyspace,
+            "run_id": run_id,
+            "schema": record.schema,
+        }
+
+    def close(self) -> None:
+        self.session.cluster.shutdown()
+
+
+def wait_until_up(store: CassandraStore, seconds: float = 120.0) -> None:
+    """Block until a query answers (after a node restart); for scripts and tests."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            store.session.execute("SELECT release_version FROM system.local")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

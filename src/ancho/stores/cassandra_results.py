@@ -1,0 +1,273 @@
+"""One owner's results in Cassandra: the tables of an owner keyspace, and writing and reading chunks there.
+
+Data model (per owner keyspace; see docs/cassandra.md for the figures behind it)::
+
+    chunks   ((run_id), chunk_start)            chunk_stop, rows, dense, done, kinds map<name, kind>
+    blocks   ((run_id, chunk_start, name), block)   data blob   -- ≤ BLOCK values of one column
+    failures ((run_id), sequence)               error, traceback
+
+A column of a chunk is cut into blocks of ``BLOCK`` values stored as raw
+little-endian int64/float64 (bools packed 8 per byte), so a cell is at most
+256 KiB and a ``blocks`` partition (one column of one chunk, ≤ 262,144
+values) at most 2 MiB, whatever the number of sequences or outputs.
+One CQL row per *sequence* would cost a round of CQL encoding and a storage
+row per sequence: ~100× slower to write (docs/cassandra.md).
+
+Atomicity and idempotence: a chunk's failures and blocks are written
+first, and its ``chunks`` row is marked ``done`` last, only when every
+block is acknowledged; readers and ``completed_ranges`` see done chunks
+only. A crash or node restart mid-chunk leaves blocks that nothing reads
+(the engine recomputes the chunk). Every write is keyed by its full primary
+key, so writing a chunk again overwrites the same cells: it never
+duplicates. Readers take ``rows`` from the done row and ignore blocks past
+it (left by an earlier, unfinished attempt).
+
+Nothing here needs the store's admin login: the same code runs in a
+summary worker or a Spark task with only the owner's role
+(:func:`read_source`, :func:`open_writer`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..chunk import KIND_DTYPES, ChunkResult, Failure, dtype_kind
+from ..columns import to_arrow
+from ..errors import AnchoError
+from .cassandra_conn import Endpoint, connect, retrying, run_concurrent
+
+#: values per block: 256 KiB for a number column (Cassandra's guidance: cells well under 1 MB)
+BLOCK = 32_768
+#: chunks whose blocks are fetched ahead while the current one is decoded
+READ_AHEAD = 4
+WRITE_CONCURRENCY = 32
+
+TABLES = (
+    """CREATE TABLE IF NOT EXISTS {ks}.chunks (
+        run_id text, chunk_start bigint, chunk_stop bigint, rows bigint, dense boolean, done boolean,
+        kinds map<text, text>,
+        PRIMARY KEY ((run_id), chunk_start))""",
+    """CREATE TABLE IF NOT EXISTS {ks}.blocks (
+        run_id text, chunk_start bigint, name text, block int, data blob,
+        PRIMARY KEY ((run_id, chunk_start, name), block))""",
+    """CREATE TABLE IF NOT EXISTS {ks}.failures (
+        run_id text, sequence bigint, error text, traceback text,
+        PRIMARY KEY ((run_id), sequence))""",
+)
+
+_LE = {"int": np.dtype("<i8"), "float": np.dtype("<f8")}
+
+
+def encode(values: np.ndarray, kind: str) -> list[bytes]:
+    """A column as blocks of ``BLOCK`` values: little-endian numbers, or bools packed 8 per byte."""
+    if kind == "bool":
+        return [np.packbits(values[i : i + BLOCK], bitorder="little").tobytes() for i in range(0, len(values), BLOCK)]
+    raw = np.ascontiguousarray(values, dtype=_LE[kind])
+    return [raw[i : i + BLOCK].tobytes() for i in range(0, len(raw), BLOCK)]
+
+
+def decode(blocks: list[bytes], kind: str, rows: int) -> np.ndarray:
+    if kind == "bool":
+        out = np.empty(rows, dtype=bool)
+        for i, data in enumerate(blocks):
+            part = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=min(BLOCK, rows - i * BLOCK), bitorder="little")
+            out[i * BLOCK : i * BLOCK + len(part)] = part
+        return out
+    data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
+    return np.frombuffer(data, dtype=_LE[kind], count=rows).astype(KIND_DTYPES[kind], copy=False)
+
+
+class ChunkMarker:
+    __slots__ = ("start", "stop", "rows", "dense", "kinds")
+
+    def __init__(self, start: int, stop: int, rows: int, dense: bool, kinds: dict[str, str]):
+        self.start, self.stop, self.rows, self.dense, self.kinds = start, stop, rows, dense, kinds
+
+
+class RunResults:
+    """Reads and writes results in one owner keyspace through an open session."""
+
+    def __init__(self, session, keyspace: str, endpoint: Endpoint):
+        self.session = session
+        self.ks = keyspace
+        self.endpoint = endpoint
+        p = session.prepare
+        self._pre_mark = p(f"UPDATE {keyspace}.chunks SET kinds = kinds + ? WHERE run_id = ? AND chunk_start = ?")
+        self._mark = p(
+            f"UPDATE {keyspace}.chunks SET chunk_stop = ?, rows = ?, dense = ?, done = true, kinds = ? WHERE run_id = ? AND chunk_start = ?"
+        )
+        self._block = p(f"INSERT INTO {keyspace}.blocks (run_id, chunk_start, name, block, data) VALUES (?, ?, ?, ?, ?)")
+        self._failure = p(f"INSERT INTO {keyspace}.failures (run_id, sequence, error, traceback) VALUES (?, ?, ?, ?)")
+        self._markers = p(f"SELECT chunk_start, chunk_stop, rows, dense, done, kinds FROM {keyspace}.chunks WHERE run_id = ?")
+        self._blocks = p(f"SELECT block, data FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ? AND block < ?")
+        self._failures = p(f"SELECT sequence, error, traceback FROM {keyspace}.failures WHERE run_id = ?")
+        self._failures_limit = p(f"SELECT sequence, error, traceback FROM {keyspace}.failures WHERE run_id = ? LIMIT ?")
+        self._drop_blocks = p(f"DELETE FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ?")
+        self._drop_chunks = p(f"DELETE FROM {keyspace}.chunks WHERE run_id = ?")
+        self._drop_failures = p(f"DELETE FROM {keyspace}.failures WHERE run_id = ?")
+        for stmt in (self._pre_mark, self._mark, self._block, self._failure, self._drop_blocks, self._drop_chunks, self._drop_failures):
+            stmt.is_idempotent = True
+
+    def _retry(self, what: str, call):
+        return retrying(what, self.endpoint, call)
+
+    # -- writing ---------------------------------------------------------------
+    def block_rows(self, run_id: str, result: ChunkResult) -> tuple[list[tuple], dict[str, str], bool]:
+        """The ``blocks`` rows of a chunk (what the write sends), its column kinds, and whether its sequences are dense."""
+        kinds = {name: dtype_kind(col.dtype) for name, col in result.columns.items()}
+        dense = len(result.sequences) == result.size
+        columns = dict(result.columns) if dense else {"sequence": result.sequences, **result.columns}
+        rows = []
+        for name, values in columns.items():
+            kind = "int" if name == "sequence" else kinds[name]
+            for i, data in enumerate(encode(values, kind)):
+                rows.append((run_id, result.start, name, i, data))
+        return rows, kinds, dense
+
+    def write_chunk(self, run_id: str, result: ChunkResult) -> None:
+        """Failures and blocks first, concurrently; the ``done`` marker last (see the module docstring)."""
+        rows, kinds, dense = self.block_rows(run_id, result)
+        names = {r[2]: "int" if r[2] == "sequence" else kinds[r[2]] for r in rows}
+        what = f"writing sequences {result.start}..{result.stop - 1} of run '{run_id}'"
+        failures = [(run_id, f.sequence, f.error, f.traceback) for f in result.failures]
+        if names:  # recorded before any block, so deleting the run finds every partition written
+            self._retry(what, lambda: self.session.execute(self._pre_mark, (names, run_id, result.start)))
+        self._retry(what, lambda: run_concurrent(self.session, self._failure, failures, WRITE_CONCURRENCY))
+        self._retry(what, lambda: run_concurrent(self.session, self._block, rows, WRITE_CONCURRENCY))
+        marker = (result.stop, len(result.sequences), dense, kinds, run_id, result.start)
+        self._retry(what, lambda: self.session.execute(self._mark, marker))
+
+    # -- reading ---------------------------------------------------------------
+    def markers(self, run_id: str, done_only: bool = True) -> list[ChunkMarker]:
+        rows = self._retry(f"reading the chunks of run '{run_id}'", lambda: list(self.session.execute(self._markers, (run_id,))))
+        return [
+            ChunkMarker(r.chunk_start, r.chunk_stop if r.chunk_stop is not None else r.chunk_start, r.rows or 0,
+                        bool(r.dense), dict(r.kinds or {}))
+            for r in rows
+            if r.done or not done_only
+        ]
+
+    def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:
+        return [(m.start, m.stop) for m in self.markers(run_id)]
+
+    def _fetch(self, run_id: str, marker: ChunkMarker, names: list[str]):
+        """Futures for the blocks of ``names`` in one chunk (sent now, read later)."""
+        n = math.ceil(marker.rows / BLOCK)
+        return {name: self.session.execute_async(self._blocks, (run_id, marker.start, name, n)) for name in names}
+
+    def _column(self, run_id: str, marker: ChunkMarker, name: str, kind: str, future) -> np.ndarray:
+        n = math.ceil(marker.rows / BLOCK)
+
+        def again():
+            return list(self.session.execute(self._blocks, (run_id, marker.start, name, n)))
+
+        try:
+            rows = list(future.result())
+        except Exception:  # a transient failure of the prefetched request: ask again, with retries
+            rows = self._retry(f"reading run '{run_id}'", again)
+        blocks = [r.data for r in sorted(rows, key=lambda r: r.block)]
+        if len(blocks) != n:
+            raise AnchoError(
+                f"run '{run_id}': output '{name}' of sequences {marker.start}..{marker.stop - 1} has {len(blocks)} of {n} blocks "
+                "in Cassandra (the replicas disagree, or data was deleted); repair the keyspace or run again"
+            )
+        return decode(blocks, kind, marker.rows)
+
+    def iter_batches(self, run_id: str, schema) -> Iterator:
+        """Arrow batches of the done chunks in sequence order, with ``schema``'s columns and types."""
+        import pyarrow as pa
+
+        markers = [m for m in self.markers(run_id) if m.rows]
+        wanted = [f.name for f in schema]
+        pending: deque = deque()
+
+        def names_of(m: ChunkMarker) -> list[str]:
+            return [n for n in wanted if (n == "sequence" and not m.dense) or n in m.kinds]
+
+        it = iter(markers)
+        for m in it:
+            pending.append((m, self._fetch(run_id, m, names_of(m))))
+            if len(pending) >= READ_AHEAD:
+                break
+        while pending:
+            marker, futures = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, self._fetch(run_id, nxt, names_of(nxt))))
+            arrays = []
+            for f in schema:
+                if f.name == "sequence" and marker.dense:
+                    arr = to_arrow(np.arange(marker.start, marker.stop, dtype=np.int64))
+                elif f.name in futures:
+                    kind = "int" if f.name == "sequence" else marker.kinds[f.name]
+                    arr = to_arrow(self._column(run_id, marker, f.name, kind, futures[f.name]))
+                else:  # defensive: a chunk written before the schema grew
+                    arr = pa.nulls(marker.rows, f.type)
+                arrays.append(arr if arr.type == f.type else arr.cast(f.type))  # int chunks of a column that became float
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def read_table(self, run_id: str, kinds: dict[str, str], columns: list[str] | None = None):
+        import pyarrow as pa
+
+        from .base import arrow_schema
+
+        schema = arrow_schema(kinds, columns)
+        return pa.Table.from_batches(list(self.iter_batches(run_id, schema)), schema=schema)
+
+    def failures(self, run_id: str, limit: int | None = None) -> list[Failure]:
+        if limit is None:
+            stmt, args = self._failures, (run_id,)
+        else:
+            stmt, args = self._failures_limit, (run_id, int(limit))
+        rows = self._retry(f"reading the failures of run '{run_id}'", lambda: list(self.session.execute(stmt, args)))
+        return [Failure(r.sequence, r.error, r.traceback or "") for r in rows]
+
+    # -- deleting --------------------------------------------------------------
+    def delete(self, run_id: str) -> None:
+        """Every block partition the chunk rows name (also of unfinished chunks), then the chunk rows and failures."""
+        parts = [(run_id, m.start, name) for m in self.markers(run_id, done_only=False) for name in (*m.kinds, "sequence")]
+        what = f"deleting run '{run_id}'"
+        self._retry(what, lambda: run_concurrent(self.session, self._drop_blocks, parts, WRITE_CONCURRENCY))
+        self._retry(what, lambda: self.session.execute(self._drop_failures, (run_id,)))
+        self._retry(what, lambda: self.session.execute(self._drop_chunks, (run_id,)))
+
+
+# -- from another process -------------------------------------------------------
+class RemoteResults:
+    """A session of its own (the owner's role) plus :class:`RunResults`; a context manager."""
+
+    def __init__(self, source: dict):
+        self.source = source
+        self.endpoint = Endpoint.from_dict(source["endpoint"])
+        self.session = connect(self.endpoint)
+        self.results = RunResults(self.session, source["keyspace"], self.endpoint)
+
+    def write(self, result: ChunkResult) -> None:
+        self.results.write_chunk(self.source["run_id"], result)
+
+    def read_table(self, columns: list[str] | None = None):
+        return self.results.read_table(self.source["run_id"], self.source["schema"], columns)
+
+    def close(self) -> None:
+        self.session.cluster.shutdown()
+
+    def __enter__(self) -> "RemoteResults":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_source(source: dict):
+    """One run's results as an Arrow table, from a ``kind: cassandra`` results source (the owner's role only)."""
+    with RemoteResults(source) as remote:
+        return remote.read_table()
+
+
+def open_writer(source: dict) -> RemoteResults:
+    """A writer for one run's chunks in any process (a Spark task): ``w.write(chunk_result)``; ``w.close()``."""
+    return RemoteResults(source)
