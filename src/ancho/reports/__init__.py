@@ -1,0 +1,16 @@
+"""Reports of a run for people: a PDF (ReportLab + Matplotlib) and a notebook with the results preloaded.
+
+:mod:`.facts` gathers what both show (the run record, its summary, failures,
+the model's docstring); :mod:`.figures` draws :mod:`ancho.plotdata`'s numbers
+with Matplotlib, so the PDF and the web site show the same histograms and
+convergence bands; :mod:`.pdf` and :mod:`.notebook` lay them out. The CLI
+(``ancho report``) and the REST API (``…/report.pdf``, ``…/notebook.ipynb``)
+call :func:`write_pdf` and :func:`build_notebook`.
+"""
+
+from __future__ import annotations
+
+from .notebook import build_notebook, write_notebook
+from .pdf import write_pdf
+
+__all__ = ["build_notebook", "write_notebook", "write_pdf"]

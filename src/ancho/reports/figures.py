@@ -1,0 +1,99 @@
+"""Matplotlib drawings of :mod:`ancho.plotdata`'s numbers: one histogram and one convergence plot per output.
+
+The numbers come from plotdata (as on the web site); this module only
+draws them. Figures are built with ``matplotlib.figure.Figure`` and the Agg
+canvas, never pyplot: pyplot keeps global state, and the server draws
+reports for several requests at once in its thread pool. Matplotlib is
+imported on first use, so nothing pays the import who does not draw.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+#: figure size in inches (width, height): two panels side by side across an A4 page
+SIZE = (7.0, 2.5)
+DPI = 150
+BAR = "#4c72b0"
+LINE = "#c44e52"
+#: the convergence plot's y axis is scaled to the curve from this many sequences on
+SETTLE = 20
+
+
+def new_figure(dpi: int = DPI):
+    """A figure for :func:`output_figure`; reusing one for many outputs avoids Matplotlib's per-figure set-up."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=SIZE, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _num(values) -> list[float]:
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def draw_histogram(ax, hist: dict, name: str) -> None:
+    """Bars over plotdata's edges; bools labelled false/true; NaN/inf counted in the title."""
+    edges, counts = _num(hist["edges"]), hist["counts"]
+    title = f"{name}: distribution"
+    if hist.get("nonfinite"):
+        title += f" ({hist['nonfinite']:,} NaN/inf not shown)"
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_ylabel("sequences", fontsize=8)
+    if not counts:
+        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        return
+    if hist["kind"] == "bool" or (hist["kind"] == "int" and all(b - a == 1.0 for a, b in zip(edges, edges[1:]))):
+        # one bar per value, with gaps, so counts read as counts of values rather than of ranges
+        ax.bar([a + 0.5 for a in edges[:-1]], counts, width=0.8, color=BAR, alpha=0.85)
+        if hist["kind"] == "bool":
+            ax.set_xticks([0, 1], ["false", "true"])
+    else:
+        ax.stairs(counts, edges, fill=True, color=BAR, alpha=0.85)
+    ax.set_ylim(bottom=0)
+
+
+def draw_convergence(ax, conv: dict, name: str) -> None:
+    """The running mean against the number of sequences (log scale), with its 95% band."""
+    ax.set_title(f"{name}: running mean and 95% band", fontsize=9, loc="left")
+    ax.set_xlabel("sequences", fontsize=8)
+    n = conv["n"]
+    if not n:
+        ax.text(0.5, 0.5, "no sequences", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        return
+    mean, low, high = _num(conv["mean"]), _num(conv["low"]), _num(conv["high"])
+    ax.fill_between(n, low, high, color=LINE, alpha=0.2, linewidth=0, label="95% CI")
+    ax.plot(n, mean, color=LINE, linewidth=1.2, label="mean")
+    if n[-1] > 10:
+        ax.set_xscale("log")
+    finite = [v for v in mean if not math.isnan(v)]
+    if finite:
+        ax.axhline(finite[-1], color="0.4", linewidth=0.6, linestyle=":")
+    # The first few sequences give a band many times wider than the rest: scale the axis to the
+    # curve from SETTLE sequences on, so the part worth reading fills the plot.
+    start = min(SETTLE, n[-1])
+    shown = [v for k, a, b, c in zip(n, mean, low, high) if k >= start for v in (a, b, c) if not math.isnan(v)]
+    if shown:
+        lo, hi = min(shown), max(shown)
+        pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 0.5
+        ax.set_ylim(lo - pad, hi + pad)
+
+
+def output_figure(name: str, plots: dict, dpi: int = DPI, fig=None) -> bytes:
+    """PNG bytes of one output's histogram and convergence plot side by side (on ``fig``, cleared first, if given)."""
+    fig = fig if fig is not None else new_figure(dpi)
+    fig.clear()
+    left, right = fig.subplots(1, 2)
+    draw_histogram(left, plots["histogram"], name)
+    draw_convergence(right, plots["convergence"], name)
+    for ax in (left, right):
+        ax.tick_params(labelsize=7)
+        ax.grid(True, linewidth=0.3, alpha=0.5)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout(pad=0.6)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

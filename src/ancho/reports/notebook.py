@@ -1,0 +1,264 @@
+"""A ready-to-run Jupyter notebook (nbformat) with a run's results loaded into a pandas DataFrame.
+
+Its first cells describe the run and load every sequence's outputs into
+``frame``; the next ones show the run's summary (as Ancho computed it, next
+to the same means recomputed from ``frame``), a histogram and the running
+mean with its 95% band per output, and the failures; the last cell is the
+reader's. The code uses only pandas, NumPy and Matplotlib (not Ancho), so
+the notebook runs wherever it is opened and every step can be changed.
+
+Where the data come from (``data``):
+
+* ``"embed"`` — the rows are in the notebook itself, as CSV text: runs of at
+  most :data:`EMBED_MAX_VALUES` values (sequences × columns), a few MB of
+  notebook at most;
+* ``"parquet"`` — read from a Parquet file beside the notebook (``ancho report
+  RUN --notebook FILE`` writes ``FILE`` and ``FILE-stem.parquet``);
+* ``"api"`` — fetched from the server's REST API (``…/results?format=parquet``)
+  with the token in the ``ANCHO_TOKEN`` environment variable when the
+  notebook runs. A token never goes into the file: notebooks get shared.
+"""
+
+from __future__ import annotations
+
+import json
+import pprint
+from pathlib import Path
+
+from ..stores.base import RunRecord, Store
+from .facts import ReportData, gather, run_rows
+
+#: runs with at most this many values (sequences × (outputs + 1)) are embedded in the notebook
+EMBED_MAX_VALUES = 200_000
+#: outputs plotted by the notebook's loop (the reader can change the list)
+PLOTTED_OUTPUTS = 24
+DTYPES = {"bool": "bool", "int": "int64", "float": "float64"}
+
+
+def data_mode(record: RunRecord, large: str) -> str:
+    """``"embed"`` for a small run, else ``large`` (``"parquet"`` or ``"api"``)."""
+    return "embed" if record.done * (len(record.schema) + 1) <= EMBED_MAX_VALUES else large
+
+
+def build_notebook(store: Store, run_id: str, data: str = "embed", *, owner: str | None = None,
+                   parquet_name: str | None = None, api_url: str | None = None):
+    """The notebook (an ``nbformat`` node) of ``run_id``; ``data`` says where its results are loaded from."""
+    import nbformat.v4 as nbf
+
+    if data not in ("embed", "parquet", "api"):
+        raise ValueError(f"data must be embed, parquet or api, not {data!r}")
+    report = gather(store, run_id, owner)
+    r = report.record
+    cells = [nbf.new_markdown_cell(_intro(report, data, parquet_name, api_url)), nbf.new_code_cell(_setup(report))]
+    cells.append(nbf.new_code_cell(_load(store, r, data, parquet_name, api_url)))
+    cells.append(nbf.new_markdown_cell("## Summary\n\nThe statistics as Ancho computed them"
+                                       + (" (over the sequences stored before the run ended; the run has no summary)" if report.partial else "")
+                                       + ": the mean with its 95% confidence interval (Student t; Wilson for true/false outputs), "
+                                       "standard deviation and percentiles. The second table recomputes count, mean and standard "
+                                       "deviation from `frame`."))
+    cells.append(nbf.new_code_cell(SUMMARY_CODE))
+    cells.append(nbf.new_code_cell(CHECK_CODE))
+    if report.summary and (report.summary.get("targets") or report.summary.get("custom") or report.summary.get("until")):
+        cells.append(nbf.new_code_cell(EXTRAS_CODE))
+    cells.append(nbf.new_markdown_cell("## Plots\n\nPer output: its distribution, and the running mean in sequence order with a "
+                                       "95% band (mean ± 1.96 standard errors; Ancho's own plots use Student t and Wilson "
+                                       "intervals, which agree with it beyond a few dozen sequences)."))
+    cells.append(nbf.new_code_cell(PLOT_CODE.replace("PLOTTED_OUTPUTS", str(PLOTTED_OUTPUTS))))
+    if r.failures:
+        cells.append(nbf.new_markdown_cell(f"## Failures\n\n{r.failures:,} sequences raised an exception"
+                                           + (f"; the first {len(report.failures)} are listed." if len(report.failures) < r.failures else ".")))
+        cells.append(nbf.new_code_cell(_failures(report)))
+    cells.append(nbf.new_markdown_cell("## Your analysis\n\n`frame` holds one row per sequence: `sequence`, then one column per output."))
+    cells.append(nbf.new_code_cell("frame.describe()"))
+    nb = nbf.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["ancho"] = {"run": r.id, "data": data}
+    return nb
+
+
+def write_notebook(store: Store, run_id: str, path: Path) -> list[Path]:
+    """Write the notebook of a local run to ``path`` (and, for a large run, its results beside it); returns the files.
+
+    A small run is embedded; a large one is written to ``<stem>.parquet`` in
+    the same folder, which the notebook reads by that name (keep them together).
+    """
+    import nbformat
+
+    from ..exports import write_parquet
+
+    path = Path(path)
+    record = store.get_run(run_id)
+    mode = data_mode(record, "parquet")
+    written = []
+    parquet = path.with_suffix(".parquet") if path.suffix == ".ipynb" else path.with_name(path.name + ".parquet")
+    if mode == "parquet":
+        _atomic(parquet, lambda fh: write_parquet(store, run_id, fh))
+        written.append(parquet)
+    nb = build_notebook(store, run_id, mode, parquet_name=parquet.name)
+    _atomic(path, lambda fh: fh.write(nbformat.writes(nb).encode()))
+    return [path, *written]
+
+
+def notebook_bytes(nb) -> bytes:
+    import nbformat
+
+    return nbformat.writes(nb).encode()
+
+
+def _atomic(path: Path, write) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+# -- cells ----------------------------------------------------------------------
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _intro(report: ReportData, data: str, parquet_name: str | None, api_url: str | None) -> str:
+    r = report.record
+    lines = [f"# {r.model}: run {r.id}", ""]
+    if report.doc:
+        lines += [report.doc, ""]
+    if r.status != "succeeded":
+        lines += [f"**The run {r.status}**" + (f": {r.error}" if r.error and r.status != "cancelled" else ".")
+                  + (" The cells below look at the sequences stored before it ended." if report.summary else ""), ""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {_md_escape(v)} |" for k, v in run_rows(r)]
+    if r.params:
+        lines += ["", "Parameters: " + ", ".join(f"`{k}={v!r}`" for k, v in r.params.items())]
+    where = {
+        "embed": "The results are embedded in this notebook.",
+        "parquet": f"The results are read from `{parquet_name}`, which must be in the same folder as this notebook.",
+        "api": f"The results are fetched from the Ancho server at `{api_url}` (or `$ANCHO_URL`) with your API token: "
+               "set the environment variable `ANCHO_TOKEN` before starting Jupyter.",
+    }[data]
+    lines += ["", where, "Run all cells (Kernel → Restart & Run All) to load them into the pandas DataFrame `frame`."]
+    return "\n".join(lines)
+
+
+def _setup(report: ReportData) -> str:
+    r = report.record
+    summary = pprint.pformat(report.summary, sort_dicts=False, width=110) if report.summary else "None"
+    return "\n".join([
+        "import io",
+        "import os",
+        "",
+        "import matplotlib.pyplot as plt",
+        "import numpy as np",
+        "import pandas as pd",
+        "",
+        f"RUN = {r.id!r}",
+        f"OUTPUTS = {list(r.schema)!r}",
+        f"DTYPES = {{'sequence': 'int64', {', '.join(f'{n!r}: {DTYPES[k]!r}' for n, k in r.schema.items())}}}",
+        f"summary = {summary}",
+    ]).replace("{'sequence': 'int64', }", "{'sequence': 'int64'}")
+
+
+def _load(store: Store, record: RunRecord, data: str, parquet_name: str | None, api_url: str | None) -> str:
+    if data == "embed":
+        from ..exports import csv_chunks
+
+        text = b"".join(csv_chunks(store, record.id)).decode()
+        return ("# every sequence's outputs, as Ancho stored them (CSV)\n"
+                f'CSV = """\\\n{text}"""\n'
+                "frame = pd.read_csv(io.StringIO(CSV), dtype=DTYPES, float_precision='round_trip')\n"
+                "frame")
+    if data == "parquet":
+        return (f"# every sequence's outputs, as Ancho stored them: {parquet_name} sits beside this notebook\n"
+                f"frame = pd.read_parquet({parquet_name!r})\n"
+                "frame")
+    return "\n".join([
+        "# every sequence's outputs, fetched from the server's REST API as Parquet",
+        "import urllib.request",
+        "",
+        f"ANCHO_URL = os.environ.get('ANCHO_URL', {api_url!r}).rstrip('/')",
+        "token = os.environ.get('ANCHO_TOKEN')",
+        "if not token:",
+        "    raise RuntimeError('set ANCHO_TOKEN to your API token (`ancho users add NAME` on the server prints one), then run again')",
+        "request = urllib.request.Request(f'{ANCHO_URL}/api/v1/runs/{RUN}/results?format=parquet',",
+        "                                 headers={'Authorization': f'Bearer {token}'})",
+        "with urllib.request.urlopen(request) as response:",
+        "    frame = pd.read_parquet(io.BytesIO(response.read()))",
+        "frame",
+    ])
+
+
+def _failures(report: ReportData) -> str:
+    rows = [{"sequence": f.sequence, "error": f.error, "traceback": f.traceback} for f in report.failures]
+    return (f"failures = pd.DataFrame({pprint.pformat(rows, sort_dicts=False, width=110)}, columns=['sequence', 'error', 'traceback'])\n"
+            "print(failures.traceback.iloc[0] if len(failures) else 'no failures listed')\n"
+            "failures[['sequence', 'error']]")
+
+
+SUMMARY_CODE = """\
+if summary is None:
+    print('no sequence results were stored, so there is nothing to summarise')
+    table = pd.DataFrame()
+else:
+    table = pd.DataFrame(summary['outputs']).T
+    table[['ci95_low', 'ci95_high']] = pd.DataFrame(
+        [ci if ci else [None, None] for ci in table.pop('ci95')], index=table.index)
+    table = table[['count', 'mean', 'ci95_low', 'ci95_high', 'std', 'sem', 'min', 'p5', 'p25', 'p50', 'p75', 'p95', 'max']]
+table"""
+
+CHECK_CODE = """\
+values = frame[OUTPUTS].astype(float).replace([np.inf, -np.inf], np.nan)
+recomputed = pd.DataFrame({'count': values.count(), 'mean': values.mean(), 'std': values.std()})
+if len(table):
+    recomputed['summary mean'] = table['mean'].astype(float)
+recomputed"""
+
+EXTRAS_CODE = """\
+if summary.get('targets'):
+    display(pd.DataFrame(summary['targets']))
+if summary.get('until'):
+    print('precision goal:', summary['until'])
+if summary.get('custom'):
+    display(pd.Series(summary['custom'], name='custom summaries', dtype=object).to_frame())"""
+
+PLOT_CODE = """\
+def plot_output(name):
+    x = frame[name].to_numpy(dtype=float)
+    ok = np.isfinite(x)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.2))
+    if frame[name].dtype == bool:
+        counts = [int((~frame[name]).sum()), int(frame[name].sum())]
+        left.bar([0, 1], counts, width=0.8)
+        left.set_xticks([0, 1], ['false', 'true'])
+    else:
+        left.hist(x[ok], bins=40)
+    left.set_title(f'{name}: distribution', loc='left')
+    left.set_ylabel('sequences')
+    n = np.arange(1, len(x) + 1)
+    count = np.cumsum(ok)
+    total = np.cumsum(np.where(ok, x, 0.0))
+    squares = np.cumsum(np.where(ok, x * x, 0.0))
+    with np.errstate(invalid='ignore', divide='ignore'):
+        mean = total / count
+        sem = np.sqrt(np.maximum(squares - count * mean * mean, 0) / (count - 1) / count)
+    right.fill_between(n, mean - 1.96 * sem, mean + 1.96 * sem, alpha=0.2, linewidth=0, label='95% band')
+    right.plot(n, mean, label='running mean')
+    right.set_xscale('log')
+    settled = n >= min(20, len(n))
+    lo, hi = np.nanmin((mean - 1.96 * sem)[settled]), np.nanmax((mean + 1.96 * sem)[settled])
+    if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+        right.set_ylim(lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo))
+    right.set_title(f'{name}: running mean and 95% band', loc='left')
+    right.set_xlabel('sequences')
+    fig.tight_layout()
+    plt.show()
+
+
+for name in OUTPUTS[:PLOTTED_OUTPUTS]:  # the first PLOTTED_OUTPUTS outputs; list others to see them
+    if len(frame):
+        plot_output(name)"""

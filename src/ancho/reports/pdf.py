@@ -1,0 +1,295 @@
+"""A run's PDF report (ReportLab): what ran, the summary, targets, custom summaries, plots per output, failures.
+
+Laid out with ReportLab's flowables so long content flows over pages:
+tables are ``LongTable``s that repeat their header row on every page they
+split over (a model with hundreds of outputs), names wrap inside their
+cell, each output's figure stays whole on one page, and every page has
+"page X of Y" in its footer. Text is set in DejaVu Sans (shipped with
+Matplotlib), so docstrings, parameters and expressions in any script
+(≥, ±, accents, Greek) print as written, which ReportLab's built-in fonts
+do not.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import BinaryIO
+from xml.sax.saxutils import escape
+
+from ..cli.render import ci, fmt
+from ..stores.base import Store
+from .facts import ReportData, gather, run_rows
+
+SUMMARY_COLUMNS = ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count")
+#: traceback lines kept per listed failure (the last ones: where it raised)
+TRACEBACK_LINES = 12
+
+_fonts_lock = threading.Lock()
+_fonts_ready = False
+
+
+def write_pdf(store: Store, run_id: str, sink: BinaryIO, owner: str | None = None) -> None:
+    """Write the report of ``run_id`` to ``sink`` (NotFound if ``owner`` is given and is not the run's)."""
+    from ..plotdata import run_plots
+
+    data = gather(store, run_id, owner)
+    plots = run_plots(store, run_id) if data.stored else {}
+    render(data, plots, sink)
+
+
+def _register_fonts() -> None:
+    global _fonts_ready
+    with _fonts_lock:
+        if _fonts_ready:
+            return
+        from pathlib import Path
+
+        import matplotlib
+        from reportlab.lib.fonts import addMapping
+        from reportlab.pdfbase import pdfmetrics
+        from reportlab.pdfbase.ttfonts import TTFont
+
+        folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        for name, file in (("DejaVu", "DejaVuSans.ttf"), ("DejaVu-Bold", "DejaVuSans-Bold.ttf"),
+                           ("DejaVu-Oblique", "DejaVuSans-Oblique.ttf"), ("DejaVuMono", "DejaVuSansMono.ttf")):
+            pdfmetrics.registerFont(TTFont(name, str(folder / file)))
+        addMapping("DejaVu", 0, 0, "DejaVu")
+        addMapping("DejaVu", 1, 0, "DejaVu-Bold")
+        addMapping("DejaVu", 0, 1, "DejaVu-Oblique")
+        addMapping("DejaVu", 1, 1, "DejaVu-Bold")
+        _fonts_ready = True
+
+
+def _styles():
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+
+    base = getSampleStyleSheet()
+    s = {
+        "title": ParagraphStyle("title", parent=base["Title"], fontName="DejaVu-Bold", fontSize=18, leading=22, alignment=0, spaceAfter=2),
+        "subtitle": ParagraphStyle("subtitle", parent=base["Normal"], fontName="DejaVu", fontSize=10, textColor="#555555", spaceAfter=8),
+        "h2": ParagraphStyle("h2", parent=base["Heading2"], fontName="DejaVu-Bold", fontSize=13, leading=16, spaceBefore=10, spaceAfter=4),
+        "h3": ParagraphStyle("h3", parent=base["Heading3"], fontName="DejaVu-Bold", fontSize=10, leading=13, spaceBefore=6, spaceAfter=2),
+        "body": ParagraphStyle("body", parent=base["Normal"], fontName="DejaVu", fontSize=9, leading=12),
+        "doc": ParagraphStyle("doc", parent=base["Normal"], fontName="DejaVu-Oblique", fontSize=9.5, leading=13, spaceAfter=6),
+        "cell": ParagraphStyle("cell", parent=base["Normal"], fontName="DejaVu", fontSize=7.5, leading=9.5),
+        "cellr": ParagraphStyle("cellr", parent=base["Normal"], fontName="DejaVu", fontSize=7.5, leading=9.5, alignment=2),
+        "head": ParagraphStyle("head", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=7.5, leading=9.5),
+        "headr": ParagraphStyle("headr", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=7.5, leading=9.5, alignment=2),
+        "code": ParagraphStyle("code", parent=base["Code"], fontName="DejaVuMono", fontSize=6.5, leading=8, leftIndent=6),
+        "warn": ParagraphStyle("warn", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=9, leading=12, textColor="#a33a00"),
+    }
+    return s
+
+
+def _p(text, style) -> "Paragraph":  # noqa: F821
+    from reportlab.platypus import Paragraph
+
+    return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
+
+
+def _table(rows: list[list], widths: list[float], numeric_from: int = 1, header: bool = True):
+    """A LongTable of text cells (wrapped in Paragraphs) that repeats its header row on every page."""
+    from reportlab.lib import colors
+    from reportlab.platypus import LongTable, TableStyle
+
+    st = _styles()
+    cells = []
+    for i, row in enumerate(rows):
+        head = header and i == 0
+        cells.append([_p(v, st["head" if j < numeric_from else "headr"] if head else st["cell" if j < numeric_from else "cellr"])
+                      for j, v in enumerate(row)])
+    t = LongTable(cells, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
+    style = [
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+        ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.HexColor("#999999")),
+    ]
+    if header:
+        style += [("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor("#333333")),
+                  ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5"))]
+    style += [("BACKGROUND", (0, r), (-1, r), colors.HexColor("#f7f7f7")) for r in range(2 if header else 1, len(rows), 2)]
+    t.setStyle(TableStyle(style))
+    return t
+
+
+def fit_widths(rows: list[list], width: float, first_min: float = 60.0) -> list[float]:
+    """Column widths for a table whose first column is a name: every other column as wide as its widest
+    text (numbers never wrap), the name column the rest, but at least ``first_min`` points; if the
+    numbers need more than that leaves, they share what is left in proportion (and wrap at spaces)."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    pad = 7.0
+    need = [max(stringWidth(str(row[j]), "DejaVu-Bold" if i == 0 else "DejaVu", 7.5) for i, row in enumerate(rows)) + pad
+            for j in range(1, len(rows[0]))]
+    room = width - first_min
+    if sum(need) > room:
+        need = [w * room / sum(need) for w in need]
+    return [width - sum(need)] + need
+
+
+def _numbered_canvas(run_id: str):
+    """A canvas class that writes "page X of Y" once the page count is known (ReportLab's two-pass idiom)."""
+    from reportlab.lib.units import mm
+    from reportlab.pdfgen.canvas import Canvas
+
+    class NumberedCanvas(Canvas):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._pages = []
+
+        def showPage(self):
+            self._pages.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self):
+            total = len(self._pages)
+            for state in self._pages:
+                self.__dict__.update(state)
+                self.setFont("DejaVu", 7.5)
+                self.setFillColorRGB(0.4, 0.4, 0.4)
+                width = self._pagesize[0]
+                self.drawString(18 * mm, 10 * mm, f"Ancho report · run {run_id}")
+                self.drawRightString(width - 18 * mm, 10 * mm, f"page {self._pageNumber} of {total}")
+                super().showPage()
+            super().save()
+
+    return NumberedCanvas
+
+
+def render(data: ReportData, plots: dict, sink: BinaryIO) -> None:
+    """Lay out ``data`` and the plot numbers of each output into a PDF written to ``sink``."""
+    _register_fonts()
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import SimpleDocTemplate
+
+    r = data.record
+    doc = SimpleDocTemplate(
+        sink, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm, bottomMargin=18 * mm,
+        title=f"Ancho report: {r.model} run {r.id}", author="Ancho", subject=f"run {r.id} of {r.model}", creator=f"Ancho {r.ancho_version}",
+    )
+    story = _story(data, plots, doc.width)
+    doc.build(story, canvasmaker=_numbered_canvas(r.id))
+
+
+def _story(data: ReportData, plots: dict, width: float) -> list:
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Spacer
+
+    st = _styles()
+    r, summary = data.record, data.summary
+    story: list = [_p(f"{r.model or 'Model'}", st["title"]), _p(f"Ancho report · run {r.id} · {r.status}", st["subtitle"])]
+    if data.doc:
+        story.append(_p(data.doc, st["doc"]))
+    if r.status != "succeeded":
+        reason = f"The run {r.status}" + (f": {r.error}" if r.error and r.status != "cancelled" else ".")
+        story.append(_p(reason, st["warn"]))
+        if data.partial:
+            story.append(_p(f"The tables and plots below describe the {data.stored:,} sequences stored before it ended; "
+                            "they are not the run's summary.", st["body"]))
+        story.append(Spacer(1, 2 * mm))
+
+    story.append(_p("Run", st["h2"]))
+    story.append(_table([[k, v] for k, v in run_rows(r)], [32 * mm, width - 32 * mm], numeric_from=2, header=False))
+    story.append(_p("Parameters", st["h2"]))
+    if r.params:
+        story.append(_table([["parameter", "value"]] + [[k, fmt(v)] for k, v in r.params.items()],
+                            [60 * mm, width - 60 * mm], numeric_from=2))
+    else:
+        story.append(_p("This model has no parameters.", st["body"]))
+
+    story += _summary_section(data, width)
+    story += _figures_section(data, plots, width)
+    story += _failures_section(data, width)
+    return story
+
+
+def _summary_section(data: ReportData, width: float) -> list:
+    from reportlab.lib.units import mm
+
+    st = _styles()
+    summary = data.summary
+    out: list = [_p("Summary" + (" of the stored sequences" if data.partial else ""), st["h2"])]
+    if summary is None:
+        out.append(_p("No sequence results were stored, so there is nothing to summarise.", st["body"]))
+        return out
+    out.append(_p(f"{summary['sequences']:,} sequences, seed {summary['seed']}, {summary.get('failures') or 0:,} failed. "
+                  "Means with their 95% confidence interval (Student t; Wilson for true/false outputs), "
+                  "standard deviation and percentiles.", st["body"]))
+    out.append(_space(2))
+    rows = [list(SUMMARY_COLUMNS)]
+    for name, s in summary["outputs"].items():
+        rows.append([name, fmt(s["mean"]), ci(s["ci95"]), fmt(s["std"], 4), fmt(s["min"]), fmt(s["p5"]), fmt(s["p50"]),
+                     fmt(s["p95"]), fmt(s["max"]), fmt(s["count"])])
+    out.append(_table(rows, fit_widths(rows, width)))
+    if summary.get("targets"):
+        out.append(_p("Targets", st["h3"]))
+        out.append(_p("The probability that a sequence's output meets each threshold, with its 95% (Wilson) interval.", st["body"]))
+        out.append(_space(2))
+        rows = [["target", "probability", "95% CI"]] + [[t["expr"], fmt(t["probability"]), ci(t["ci95"])] for t in summary["targets"]]
+        out.append(_table(rows, fit_widths(rows, width)))
+    if summary.get("until"):
+        u = summary["until"]
+        state = "met" if u["met"] else f"NOT met: the run stopped at its cap of {u['max_sequences']:,} sequences"
+        out.append(_p("Precision goal", st["h3"]))
+        out.append(_p(f"{u['expr']}: 95% CI half-width {fmt(u['half_width'])} for a goal of {fmt(u['goal'])}: {state}.", st["body"]))
+    if summary.get("custom"):
+        out.append(_p("Custom summaries", st["h3"]))
+        out.append(_table([["summary", "value"]] + [[k, fmt(v)] for k, v in summary["custom"].items()],
+                          [60 * mm, width - 60 * mm], numeric_from=2))
+    return out
+
+
+def _space(height_mm: float):
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Spacer
+
+    return Spacer(1, height_mm * mm)
+
+
+def _figures_section(data: ReportData, plots: dict, width: float) -> list:
+    """One block per output: a heading and its two plots, kept together on one page."""
+    import io
+
+    from reportlab.platypus import Image, KeepTogether
+
+    from . import figures
+
+    if not plots:
+        return []
+    st = _styles()
+    heading = [_p("Outputs", st["h2"]),
+               _p("Per output: the distribution of its values over all sequences, and the running mean in sequence "
+                  "order with its 95% confidence band: a band that has settled shows enough sequences were run.", st["body"])]
+    height = width * figures.SIZE[1] / figures.SIZE[0]
+    fig = figures.new_figure()
+    out: list = []
+    for name, p in plots.items():
+        png = figures.output_figure(name, p, fig=fig)
+        block = [_space(2), Image(io.BytesIO(png), width=width, height=height)]
+        out.append(KeepTogether(heading + block if not out else block))  # the heading never ends a page alone
+    return out
+
+
+def _failures_section(data: ReportData, width: float) -> list:
+    from reportlab.platypus import KeepTogether, Preformatted
+
+    r = data.record
+    if not r.failures:
+        return []
+    st = _styles()
+    out: list = [_p("Failures", st["h2"]),
+                 _p(f"{r.failures:,} sequences raised an exception (the run allowed {r.max_failures:,})."
+                    + (f" The first {len(data.failures)} are listed." if len(data.failures) < r.failures else ""), st["body"])]
+    for f in data.failures:
+        lines = f.traceback.rstrip().splitlines()
+        if len(lines) > TRACEBACK_LINES:
+            lines = ["…"] + lines[-TRACEBACK_LINES:]
+        block = [_p(f"sequence {f.sequence}: {f.error}", st["h3"])]
+        if lines:
+            block.append(Preformatted("\n".join(lines), st["code"], maxLineLength=130, newLineChars=""))
+        out.append(KeepTogether(block))
+    return out
