@@ -111,7 +111,13 @@ class RunProgress:
         self._task = None
 
     def __enter__(self):
-        if self.enabled:
+        self._t0 = time.monotonic()
+        return self
+
+    def _start(self) -> None:
+        """Show the bar at the first progress report, not before: Rich refreshes it from a thread, and
+        local workers are forked only while the driver has no other thread (executors/local.py)."""
+        if self.enabled and self._progress is None:
             self._progress = Progress(
                 TextColumn("[bold]running"),
                 BarColumn(),
@@ -125,10 +131,9 @@ class RunProgress:
             )
             self._progress.__enter__()
             self._task = self._progress.add_task("run", total=None, rate="")
-            self._t0 = time.monotonic()
-        return self
 
     def __call__(self, done: int, total: int) -> None:
+        self._start()
         if self._progress is not None:
             elapsed = max(time.monotonic() - self._t0, 1e-9)
             self._progress.update(self._task, completed=done, total=total, rate=f"{done / elapsed:,.0f} seq/s")

@@ -9,6 +9,21 @@ worker that dies is seen at once (its socket closes) and replaced.
 Each worker gets two chunks at a time: one computing and one waiting in its
 pipe, so it never idles while the driver stores the previous result
 (measured in benchmarks/bench_parallel.py).
+
+How a worker starts. A fresh interpreter importing NumPy costs ~0.15 s
+before its first result; forking the driver, which has NumPy imported
+already, costs ~0.01 s. On a 4,000 × 1 ms run that difference was the whole
+gap to a forked ``multiprocessing.Pool`` (1.07× → see docs/benchmarks.md,
+"parallel"). So workers are forked when forking is safe and means the same
+thing as starting the worker command: Linux, the driver's own interpreter,
+no sandbox wrapper, and no other Python thread alive in the driver (a fork
+copies locks that another thread may hold, the printing lock of a progress
+bar for one; ``multiprocessing`` has the same caveat, which is why Python
+3.14 stopped forking by default). Otherwise, and whenever
+``ANCHO_WORKER_START=exec``, they are fresh interpreters. Either way the
+worker runs the same loop (``ancho.executors.worker.run``) with the same
+environment variables, and a forked worker closes the driver's other
+workers' sockets, so a dead worker is still seen at once.
 """
 
 from __future__ import annotations
@@ -49,15 +64,78 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class _Worker:
-    def __init__(self, argv: list[str], env: dict[str, str]):
-        parent, child = socket.socketpair()
-        self.proc = subprocess.Popen(
-            argv + [str(child.fileno())],
-            pass_fds=(child.fileno(),),
-            env=env,
-            stdin=subprocess.DEVNULL,
+def _fork_allowed(python: str, wrap) -> bool:
+    """Whether a worker may be forked from this process instead of started afresh (see the module's docstring)."""
+    how = os.environ.get("ANCHO_WORKER_START", "auto")
+    if how == "exec" or wrap is not None or python != sys.executable or not sys.platform.startswith("linux"):
+        return False
+    return threading.active_count() == 1
+
+
+def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None) -> None:
+    """The body of a forked worker: become what ``python -m ancho.executors.worker FD`` would be."""
+    for other in close:  # the driver's ends of the other workers' sockets
+        try:
+            os.close(other)
+        except OSError:
+            pass
+    os.environ.clear()
+    os.environ.update(env)
+    if nice:
+        os.nice(nice)
+    if blas_threads is not None:
+        # BLAS pools were sized in the driver before the fork; an exec'd worker reads the variables instead
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(blas_threads)
+    from .worker import run
+
+    run(fd)
+
+
+class _ForkedProcess:
+    """A forked worker with the part of ``subprocess.Popen``'s interface that ``_Worker`` uses."""
+
+    def __init__(self, fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None):
+        import multiprocessing
+
+        self._process = multiprocessing.get_context("fork").Process(
+            target=_forked_worker, args=(fd, env, close, nice, blas_threads), daemon=True, name="ancho-worker"
         )
+        self._process.start()
+        self.pid = self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired("ancho-worker", timeout or 0)
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self._process.exitcode is None:
+            os.kill(self.pid, sig)
+
+
+class _Worker:
+    def __init__(self, argv: list[str], env: dict[str, str], fork: dict | None = None):
+        parent, child = socket.socketpair()
+        if fork is None:
+            self.proc = subprocess.Popen(
+                argv + [str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        else:
+            self.proc = _ForkedProcess(child.fileno(), env, close=[parent.fileno(), *fork["close"]],
+                                       nice=fork["nice"], blas_threads=fork["blas_threads"])
         child.close()
         self.conn = Connection(parent.detach())
         self.inflight: deque[Chunk] = deque()
@@ -132,6 +210,15 @@ class LocalExecutor(Executor):
         return env
 
     def _spawn(self) -> _Worker:
+        if _fork_allowed(self.python, self.wrap):
+            # what the forked workers share with the driver is what they need: import it once, here
+            import numpy  # noqa: F401
+
+            from .. import chunk, streams  # noqa: F401
+
+            blas = None if any(v in os.environ or v in self.extra_env for v in _THREAD_VARS) else 1
+            others = [w.conn.fileno() for w in self._pool if not w.conn.closed]  # the caller holds self._lock
+            return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "blas_threads": blas})
         argv = [self.python, "-m", "ancho.executors.worker"]
         if self.wrap is not None:
             argv = self.wrap(argv)

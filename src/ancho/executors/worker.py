@@ -255,16 +255,20 @@ def _guard_forks(fd: int) -> None:
     os.register_at_fork(after_in_child=in_child)
 
 
-def main() -> None:
+def run(fd: int) -> None:
+    """Everything a worker does, whether it was started as a fresh interpreter or forked from the driver."""
     parent = int(os.environ.get("ANCHO_PARENT_PID", os.getppid()))
     _die_with_parent(parent)
     # User code that prints must not corrupt the driver's stdout (for example `ancho run --json`).
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    fd = int(sys.argv[1])
     apply_limits()
     _guard_forks(fd)
     serve(fd)
+
+
+def main() -> None:
+    run(int(sys.argv[1]))
 
 
 if __name__ == "__main__":
