@@ -154,3 +154,34 @@ def test_leftovers_of_a_dead_writer_are_cleared(any_store):
     live.write_bytes(b"x")
     assert any_store.completed_ranges("r1") == []
     assert not dead.exists() and live.exists()
+
+
+def test_large_chunks_with_failures_round_trip(any_store):
+    """Chunks bigger than any internal block size, with gaps, keep every value and the order."""
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float", "k": "int", "b": "bool"})
+    fail = set(range(70_001, 150_000, 997))
+    any_store.write_chunk("r1", chunk(70_000, 150_000, fail=fail))
+    any_store.write_chunk("r1", chunk(0, 70_000))
+    seqs = [i for i in range(150_000) if i not in fail]
+    t = any_store.read_table("r1")
+    assert t.column("sequence").to_pylist() == seqs
+    assert t.column("k").to_pylist() == [2 * i for i in seqs]
+    assert t.column("b").to_pylist() == [i % 2 == 0 for i in seqs]
+    assert any_store.read_column("r1", "x").tolist() == [i * 0.5 for i in seqs]
+    assert [f.sequence for f in any_store.failures("r1")] == sorted(fail)
+
+
+def test_results_source_reads_the_run_and_nothing_else(any_store):
+    from ancho.stores import read_results_source
+
+    for run_id in ("r1", "r2"):
+        any_store.create_run(record(run_id))
+        any_store.update_run(run_id, schema={"x": "float", "k": "int", "b": "bool"})
+    any_store.write_chunk("r1", chunk(0, 20, fail=(4,)))
+    any_store.write_chunk("r2", chunk(20, 30))
+    source = any_store.results_source("r1")
+    assert source["kind"]
+    table = read_results_source(source)
+    assert table.equals(any_store.read_table("r1"))
+    assert table.column("sequence").to_pylist() == [i for i in range(20) if i != 4]

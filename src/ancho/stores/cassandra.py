@@ -144,8 +144,11 @@ class CassandraStore(Store):
         for statement in TABLES:
             self._ddl(statement.format(ks=keyspace))
         quoted = password.replace("'", "''")
-        self._ddl(f"CREATE ROLE IF NOT EXISTS {role} WITH PASSWORD = '{quoted}' AND LOGIN = true")
-        self._ddl(f"ALTER ROLE {role} WITH PASSWORD = '{quoted}'")  # a role left by an earlier catalog
+        exists = self._retry("reading roles", lambda: self.session.execute("SELECT role FROM system_auth.roles WHERE role = %s", (role,)).one())
+        if exists:  # left by an earlier catalog of the same name: it gets the password recorded now
+            self._ddl(f"ALTER ROLE {role} WITH PASSWORD = '{quoted}' AND LOGIN = true")
+        else:
+            self._ddl(f"CREATE ROLE IF NOT EXISTS {role} WITH PASSWORD = '{quoted}' AND LOGIN = true")
         self._ddl(f"GRANT SELECT ON KEYSPACE {keyspace} TO {role}")
         self._ddl(f"GRANT MODIFY ON KEYSPACE {keyspace} TO {role}")
 
