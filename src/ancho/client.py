@@ -333,6 +333,24 @@ class Client:
             n += len(block)
         return n
 
+    def report(self, run_id: str, kind: str, sink: BinaryIO) -> int:
+        """GET /runs/{id}/report.pdf (``kind="pdf"``) or …/notebook.ipynb (``"notebook"``), written to ``sink``; returns the bytes.
+
+        The server renders it on request (seconds for a model with many outputs), hence the long read timeout.
+        """
+        name = {"pdf": "report.pdf", "notebook": "notebook.ipynb"}.get(kind)
+        if name is None:
+            raise InputError(f"report kind '{kind}' is not pdf or notebook")
+        n = 0
+        with self._stream("GET", f"/runs/{_q(run_id)}/{name}", run=run_id, timeout=httpx.Timeout(600.0, connect=10.0)) as response:
+            try:
+                for block in response.iter_bytes(1 << 16):
+                    sink.write(block)
+                    n += len(block)
+            except httpx.TransportError as exc:
+                raise Unreachable(f"the server at {self.url} broke off sending the {name} of run '{run_id}': {_reason(exc)}") from None
+        return n
+
     def events(self, run_id: str, *, give_up_after: float = 60.0, idle: float = 30.0) -> Iterator[dict]:
         """Follow a run: yields ``{"id", "status", "done", "total", "failures"}`` as it changes, ending with the
         final state, which has ``"end": True`` (and ``"error"``).

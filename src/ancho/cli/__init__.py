@@ -21,7 +21,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from . import local, server, client  # noqa: E402,F401,I001  (register their commands; this order is --help's order)
+from . import local, server, client, report  # noqa: E402,F401,I001  (register their commands; this order is --help's order)
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":

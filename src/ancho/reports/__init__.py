@@ -10,7 +10,22 @@ call :func:`write_pdf` and :func:`build_notebook`.
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 from .notebook import build_notebook, write_notebook
 from .pdf import write_pdf
 
-__all__ = ["build_notebook", "write_notebook", "write_pdf"]
+__all__ = ["build_notebook", "rendering", "write_notebook", "write_pdf"]
+
+#: reports rendered at once in one process: each takes a core, and a server's
+#: thread pool would otherwise let a burst of report requests take them all
+MAX_CONCURRENT = 2
+_slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+
+
+@contextmanager
+def rendering():
+    """Hold one of the :data:`MAX_CONCURRENT` rendering slots (waiting for one if need be)."""
+    with _slots:
+        yield

@@ -10,7 +10,7 @@ the reader needs to see.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,7 +44,11 @@ def gather(store: Store, run_id: str, owner: str | None = None, failures: int = 
     summary, partial = record.summary, False
     if summary is None and record.schema and store.completed_ranges(run_id):
         summary, partial = partial_summary(store, record), True
-    return ReportData(record, summary, partial, model_doc(record), store.failures(run_id, limit=failures) if record.failures else [])
+    listed = store.failures(run_id, limit=failures) if record.failures else []
+    root = ((record.spec.get("ref") or {}).get("root") or "").rstrip("/") if isinstance(record.spec, dict) else ""
+    if root:  # a server's run: tracebacks relative to the model's source, not the server's folders (as GET …/failures)
+        listed = [replace(f, traceback=f.traceback.replace(root + "/", "")) for f in listed]
+    return ReportData(record, summary, partial, model_doc(record), listed)
 
 
 def partial_summary(store: Store, record: RunRecord) -> dict:

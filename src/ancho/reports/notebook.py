@@ -80,44 +80,35 @@ def build_notebook(store: Store, run_id: str, data: str = "embed", *, owner: str
 def write_notebook(store: Store, run_id: str, path: Path) -> list[Path]:
     """Write the notebook of a local run to ``path`` (and, for a large run, its results beside it); returns the files.
 
-    A small run is embedded; a large one is written to ``<stem>.parquet`` in
-    the same folder, which the notebook reads by that name (keep them together).
+    A small run is embedded; a large one is written to :func:`parquet_path`
+    (``<stem>.parquet`` in the same folder), which the notebook reads by that
+    name: keep the two together. Each file appears whole or not at all.
     """
-    import nbformat
-
+    from ..cli.client import write_output
     from ..exports import write_parquet
 
-    path = Path(path)
+    path = Path(path).expanduser()
     record = store.get_run(run_id)
     mode = data_mode(record, "parquet")
-    written = []
-    parquet = path.with_suffix(".parquet") if path.suffix == ".ipynb" else path.with_name(path.name + ".parquet")
+    parquet = parquet_path(path)
+    written = [path]
     if mode == "parquet":
-        _atomic(parquet, lambda fh: write_parquet(store, run_id, fh))
+        write_output(parquet, lambda sink: write_parquet(store, run_id, sink))
         written.append(parquet)
     nb = build_notebook(store, run_id, mode, parquet_name=parquet.name)
-    _atomic(path, lambda fh: fh.write(nbformat.writes(nb).encode()))
-    return [path, *written]
+    write_output(path, lambda sink: sink.write(notebook_bytes(nb)))
+    return written
+
+
+def parquet_path(notebook: Path) -> Path:
+    """Where a local notebook's results go: ``run.ipynb`` → ``run.parquet`` beside it."""
+    return notebook.with_suffix(".parquet") if notebook.suffix == ".ipynb" else notebook.with_name(notebook.name + ".parquet")
 
 
 def notebook_bytes(nb) -> bytes:
     import nbformat
 
     return nbformat.writes(nb).encode()
-
-
-def _atomic(path: Path, write) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # -- cells ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .. import __version__
@@ -47,17 +47,29 @@ class AuthError(AnchoError):
     pass
 
 
-def service(request: Request) -> Service:
+# The dependencies below and the status read are ``async def`` on purpose: they do a few
+# microseconds of work (an in-memory token lookup, one indexed SQLite read), and a sync
+# dependency costs a hop to the thread pool and back per request, which was most of the
+# status read's cost under load (benchmarks/bench_server.py, docs/benchmarks.md).
+async def service(request: Request) -> Service:
     return request.app.state.service
 
 
-def current_user(
+async def current_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
     """The user owning the bearer token; 401 otherwise."""
+    if credentials is None and request.method in ("GET", "HEAD"):
+        # the web site's session cookie, for reading only (its links: downloads, the event stream);
+        # changing things from the site goes through its own CSRF-checked handlers
+        from ..web.sessions import cookie_user
+
+        user = cookie_user(request)
+        if user is not None:
+            return user
     if credentials is None:
         raise AuthError("this endpoint needs a token: send 'Authorization: Bearer TOKEN' (ancho users add NAME prints one)")
-    user = service(request).users.authenticate(credentials.credentials)
+    user = request.app.state.service.users.authenticate(credentials.credentials)
     if user is None:
         raise AuthError("the token is not valid (revoked or mistyped)")
     return user
@@ -78,7 +90,7 @@ def token_user(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return service(request).users.authenticate(token.strip())
+    return request.app.state.service.users.authenticate(token.strip())
 
 
 User = Annotated[str, Depends(current_user)]
@@ -137,7 +149,7 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunView, responses=ERRORS, tags=["runs"])
-def get_run(run_id: str, user: User, svc: Svc):
+async def get_run(run_id: str, user: User, svc: Svc):
     # The hottest endpoint (clients poll it): the view is built from a validated record, so it is
     # sent as it is rather than validated again against RunView (which still documents it).
     return JSONResponse(run_view(svc.store.get_run(run_id, owner=user)))
@@ -242,6 +254,37 @@ def results_page(svc: Service, record, offset: int, limit: int) -> dict:
     nxt = offset + len(rows)
     return {"run": record.id, "total": seen, "offset": offset, "limit": limit, "next": nxt if nxt < seen else None,
             "results": clean(rows)}
+
+
+@router.get(
+    "/runs/{run_id}/report.pdf",
+    responses={**ERRORS, 200: {"content": {"application/pdf": {}}, "description": "The run's report as a PDF."}},
+    response_class=Response, tags=["runs"],
+)
+def get_report_pdf(run_id: str, user: User, svc: Svc) -> Response:
+    """A PDF report: the run, its summary, targets, custom summaries, a histogram and convergence plot per output, failures.
+
+    Works for every run: one that has not succeeded is described with the sequences stored so far.
+    """
+    pdf = svc.report_pdf(user, run_id)  # a sync handler: rendering runs in the thread pool, off the event loop
+    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="ancho-{run_id}.pdf"'})
+
+
+@router.get(
+    "/runs/{run_id}/notebook.ipynb",
+    responses={**ERRORS, 200: {"content": {"application/x-ipynb+json": {}}, "description": "A Jupyter notebook (nbformat 4)."}},
+    response_class=Response, tags=["runs"],
+)
+def get_notebook(run_id: str, request: Request, user: User, svc: Svc) -> Response:
+    """A Jupyter notebook that loads the run's results into a pandas DataFrame and reproduces its summary and plots.
+
+    Small runs are embedded; larger ones are fetched from this server's
+    `…/results?format=parquet` with the token in `ANCHO_TOKEN` when the notebook runs (no token is written in it).
+    """
+    api_url = str(request.base_url).rstrip("/")
+    notebook = svc.report_notebook(user, run_id, api_url)
+    return Response(notebook, media_type="application/x-ipynb+json",
+                    headers={"Content-Disposition": f'attachment; filename="ancho-{run_id}.ipynb"'})
 
 
 @router.get("/runs/{run_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `progress` while the run changes, then `end`."}}, tags=["runs"])
