@@ -205,5 +205,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log has the details"}, status_code=500)
 
+    # the web site at / (after the handlers above: its pages get their errors as HTML, the API keeps JSON)
+    from ..web import mount_site
+
+    mount_site(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

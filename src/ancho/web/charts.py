@@ -1,0 +1,223 @@
+"""The run page's plots as inline SVG, drawn on the server from :mod:`ancho.plotdata`.
+
+Why SVG from the server rather than a JavaScript chart library: the plots
+are static pictures of a finished run, so drawing them once here needs no
+script, nothing to vendor or keep up to date, and works offline, in print
+and with JavaScript off; the SVG scales to any width (a phone's included)
+through its viewBox, carries a text title and description for screen
+readers, and every bar or point has a native tooltip (``<title>``). Colours
+come from the page's stylesheet (classes, not fill attributes), so the
+plots follow its light and dark themes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from markupsafe import Markup, escape
+
+W, H = 560, 280
+#: plot area margins: left (y labels), right, top, bottom (x labels)
+ML, MR, MT, MB = 64, 16, 16, 44
+
+
+def fmt(v: float | None) -> str:
+    """A number as people read it on an axis or in a table: 4 significant digits, thousands separated."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–" if v is None else str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
+        return f"{int(v):,}"
+    a = abs(v)
+    if a >= 1e6 or a < 1e-3:
+        return f"{v:.3e}"
+    return f"{v:,.4g}" if a >= 1 else f"{v:.4g}"
+
+
+def ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round-numbered ticks covering [lo, hi] (1, 2 or 5 times a power of ten apart)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(count, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    out = []
+    v = first
+    while v <= hi + step * 1e-9:
+        out.append(0.0 if abs(v) < step * 1e-9 else v)
+        v += step
+    return out
+
+
+class _Scale:
+    def __init__(self, lo: float, hi: float, a: float, b: float, log: bool = False):
+        self.log = log
+        if log:
+            lo, hi = math.log10(lo), math.log10(hi)
+        if hi == lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        self.lo, self.hi, self.a, self.b = lo, hi, a, b
+
+    def __call__(self, v: float) -> float:
+        if self.log:
+            v = math.log10(v)
+        return round(self.a + (v - self.lo) / (self.hi - self.lo) * (self.b - self.a), 2)
+
+
+def _frame(title: str, desc: str, body: list[str], xlabel: str, ylabel: str) -> Markup:
+    label = f"{title}. {desc}"
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet">',
+        f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>",
+        *body,
+        f'<text class="axis-label" x="{(ML + W - MR) / 2}" y="{H - 6}" text-anchor="middle">{escape(xlabel)}</text>',
+        f'<text class="axis-label" x="14" y="{(MT + H - MB) / 2}" text-anchor="middle" transform="rotate(-90 14 {(MT + H - MB) / 2})">{escape(ylabel)}</text>',
+        "</svg>",
+    ]
+    return Markup("".join(parts))
+
+
+def _axes(x: _Scale, y: _Scale, xt: list[tuple[float, str]], yt: list[tuple[float, str]]) -> list[str]:
+    out = []
+    for v, text in yt:
+        py = y(v)
+        out.append(f'<line class="grid" x1="{ML}" x2="{W - MR}" y1="{py}" y2="{py}"/>')
+        out.append(f'<text class="tick" x="{ML - 6}" y="{py + 4}" text-anchor="end">{escape(text)}</text>')
+    for v, text in xt:
+        px = x(v)
+        out.append(f'<line class="tick-mark" x1="{px}" x2="{px}" y1="{H - MB}" y2="{H - MB + 5}"/>')
+        out.append(f'<text class="tick" x="{px}" y="{H - MB + 18}" text-anchor="middle">{escape(text)}</text>')
+    out.append(f'<line class="axis" x1="{ML}" x2="{W - MR}" y1="{H - MB}" y2="{H - MB}"/>')
+    out.append(f'<line class="axis" x1="{ML}" x2="{ML}" y1="{MT}" y2="{H - MB}"/>')
+    return out
+
+
+def histogram_svg(name: str, hist: dict) -> Markup | None:
+    """Bars of one output's histogram (``plotdata.histogram``); None when it has no finite value."""
+    edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    if not counts:
+        return None
+    total = sum(counts)
+    top = max(counts) or 1
+    x = _Scale(edges[0], edges[-1], ML, W - MR)
+    y = _Scale(0, top * 1.05, H - MB, MT)
+    body: list[str] = []
+    boolean = hist.get("kind") == "bool"
+    integer = hist.get("kind") == "int" and all(float(e + 0.5).is_integer() for e in edges)
+    if boolean:
+        xt = [(0.0, "false"), (1.0, "true")]
+    elif integer and len(counts) <= 25:
+        xt = [(e + 0.5, fmt(int(e + 0.5))) for e in edges[:-1]]
+        step = max(1, math.ceil(len(xt) / 10))
+        xt = xt[::step]
+    else:
+        xt = [(v, fmt(v)) for v in ticks(edges[0], edges[-1], 6)]
+    yt = [(v, fmt(v)) for v in ticks(0, top, 4)]
+    body += _axes(x, y, xt, yt)
+    for i, c in enumerate(counts):
+        x0, x1 = x(edges[i]), x(edges[i + 1])
+        y0 = y(c)
+        if boolean:
+            where = "false" if i == 0 else "true"
+        elif integer:
+            where = fmt(int(edges[i] + 0.5))
+        else:
+            where = f"{fmt(edges[i])} to {fmt(edges[i + 1])}"
+        share = c / total if total else 0
+        body.append(
+            f'<rect class="bar" x="{x0 + 0.5}" y="{y0}" width="{max(x1 - x0 - 1, 0.5)}" height="{round(H - MB - y0, 2)}">'
+            f"<title>{escape(where)}: {c:,} sequences ({share:.1%})</title></rect>"
+        )
+    extra = f"; {hist['nonfinite']:,} NaN or infinite values not shown" if hist.get("nonfinite") else ""
+    desc = f"Histogram of {total:,} sequences from {fmt(edges[0])} to {fmt(edges[-1])}; tallest bar {top:,}{extra}."
+    return _frame(f"Distribution of {name}", desc, body, name, "sequences")
+
+
+def convergence_svg(name: str, conv: dict) -> Markup | None:
+    """The running mean of one output with its 95% band against the number of sequences (log scale)."""
+    pts = [(n, m, lo, hi) for n, m, lo, hi in zip(conv.get("n", []), conv.get("mean", []), conv.get("low", []), conv.get("high", []))
+           if m is not None]
+    if len(pts) < 2:
+        return None
+    band = [(n, lo, hi) for n, _, lo, hi in pts if lo is not None and hi is not None]
+    ys = [m for _, m, _, _ in pts] + [v for _, lo, hi in band for v in (lo, hi)]
+    # the first few sequences' band is very wide: clip the view to where the mean itself has been
+    means = [m for _, m, _, _ in pts]
+    span = max(means) - min(means)
+    ylo, yhi = min(ys), max(ys)
+    last_half = (band[-1][2] - band[-1][1]) / 2 if band else 0
+    pad = max(span, last_half * 8, abs(means[-1]) * 1e-9, 1e-12)
+    ylo, yhi = max(ylo, min(means) - pad), min(yhi, max(means) + pad)
+    n_last = pts[-1][0]
+    x = _Scale(1, max(n_last, 2), ML, W - MR, log=True)
+    y = _Scale(ylo, yhi, H - MB, MT)
+    clamp = lambda v: min(max(v, ylo), yhi)  # noqa: E731
+    xt = [(10.0**k, fmt(10**k)) for k in range(0, int(math.log10(max(n_last, 1))) + 1)]
+    yt = [(v, fmt(v)) for v in ticks(ylo, yhi, 4)]
+    body = _axes(x, y, xt, yt)
+    if band:
+        upper = " ".join(f"{x(n)},{y(clamp(hi))}" for n, _, hi in band)
+        lower = " ".join(f"{x(n)},{y(clamp(lo))}" for n, lo, _ in reversed(band))
+        body.append(f'<polygon class="band" points="{upper} {lower}"><title>95% confidence band of the mean</title></polygon>')
+    line = " ".join(f"{x(n)},{y(clamp(m))}" for n, m, _, _ in pts)
+    body.append(f'<polyline class="line" points="{line}"/>')
+    final = pts[-1][1]
+    body.append(f'<line class="final" x1="{ML}" x2="{W - MR}" y1="{y(final)}" y2="{y(final)}"/>')
+    for n, m, lo, hi in pts[:: max(1, len(pts) // 40)] + [pts[-1]]:
+        ci = f", 95% CI {fmt(lo)} to {fmt(hi)}" if lo is not None and hi is not None else ""
+        body.append(f'<circle class="point" cx="{x(n)}" cy="{y(clamp(m))}" r="3"><title>after {n:,} sequences: mean {fmt(m)}{ci}</title></circle>')
+    last = pts[-1]
+    ci = f" (95% CI {fmt(last[2])} to {fmt(last[3])})" if last[2] is not None and last[3] is not None else ""
+    desc = f"Running mean of {name} over {n_last:,} sequences, ending at {fmt(final)}{ci}; the shaded band is the 95% interval."
+    return _frame(f"Running mean of {name}", desc, body, "sequences (log scale)", f"mean of {name}")
+
+
+def targets_svg(targets: list[dict]) -> Markup | None:
+    """Each target's probability as a bar with its 95% interval as a whisker."""
+    rows = [t for t in targets if t.get("probability") is not None]
+    if not rows:
+        return None
+    row_h = 34
+    height = MT + row_h * len(rows) + MB
+    left = min(max(len(t["expr"]) for t in rows) * 7 + 16, 220)
+    x = _Scale(0, 1, left, W - MR)
+    body = []
+    for v in (0, 0.25, 0.5, 0.75, 1):
+        px = x(v)
+        body.append(f'<line class="grid" x1="{px}" x2="{px}" y1="{MT}" y2="{height - MB}"/>')
+        body.append(f'<text class="tick" x="{px}" y="{height - MB + 18}" text-anchor="middle">{v:.0%}</text>')
+    for i, t in enumerate(rows):
+        top = MT + i * row_h + 6
+        p = t["probability"]
+        lo, hi = (t.get("ci95") or [None, None])[:2]
+        ci = f", 95% CI {lo:.2%} to {hi:.2%}" if lo is not None and hi is not None else ""
+        body.append(f'<text class="tick" x="{left - 8}" y="{top + 15}" text-anchor="end">{escape(t["expr"])}</text>')
+        body.append(f'<rect class="bar" x="{x(0)}" y="{top}" width="{round(x(p) - x(0), 2)}" height="{row_h - 12}">'
+                    f'<title>P({escape(t["expr"])}) = {p:.2%}{ci}</title></rect>')
+        if lo is not None and hi is not None:
+            cy = top + (row_h - 12) / 2
+            body.append(f'<line class="whisker" x1="{x(lo)}" x2="{x(hi)}" y1="{cy}" y2="{cy}"/>')
+            for v in (lo, hi):
+                body.append(f'<line class="whisker" x1="{x(v)}" x2="{x(v)}" y1="{cy - 6}" y2="{cy + 6}"/>')
+    names = "; ".join(f"{t['expr']}: {t['probability']:.2%}" for t in rows)
+    svg = [
+        f'<svg class="chart" viewBox="0 0 {W} {height}" role="img" aria-label="Target probabilities. {escape(names)}" preserveAspectRatio="xMidYMid meet">',
+        f"<title>Target probabilities</title><desc>{escape(names)}; whiskers show 95% intervals.</desc>",
+        *body,
+        f'<text class="axis-label" x="{(left + W - MR) / 2}" y="{height - 6}" text-anchor="middle">probability</text>',
+        "</svg>",
+    ]
+    return Markup("".join(svg))
+
+
+def run_charts(plots: dict) -> list[dict]:
+    """Per output: its name, histogram and convergence SVG (from ``plotdata.run_plots``)."""
+    return [
+        {"name": name, "histogram": histogram_svg(name, p["histogram"]), "convergence": convergence_svg(name, p["convergence"]),
+         "nonfinite": p["histogram"].get("nonfinite", 0)}
+        for name, p in plots.items()
+    ]

@@ -1,0 +1,293 @@
+"""The web site's pages and actions: thin handlers over the same :class:`~ancho.server.service.Service` as the REST API.
+
+Pages (``/``, ``/signin``, ``/runs``, ``/runs/new``, ``/runs/{id}``) are HTML
+rendered here; a visitor without a session is sent to the sign-in page.
+Actions that change something (``/site/…``, sign-in and sign-out) need the
+session's CSRF token, in a form field or an ``X-CSRF-Token`` header, and a
+same-origin ``Origin`` when the browser sends one. Reading (downloads, the
+event stream, the run list's refresh) uses the REST API itself, which
+accepts the session cookie for GET.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from pathlib import Path
+from threading import Lock
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from .. import __version__
+from ..errors import AnchoError
+from ..server.routes import AuthError, get_failures
+from ..server.schemas import InspectRequest, RunRequest, run_view
+from ..server.service import Service
+from ..stores.base import STATUSES
+from .charts import fmt, run_charts, targets_svg
+from .sessions import COOKIE, SIGNIN_COOKIE, Session, Sessions, same
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["num"] = fmt
+templates.env.filters["utc"] = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts else "–"
+
+router = APIRouter(include_in_schema=False)
+
+
+class Forbidden(AnchoError):
+    """A state-changing request without a valid CSRF token or from another origin (403)."""
+
+
+# -- helpers ------------------------------------------------------------------------
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def sessions(request: Request) -> Sessions:
+    return request.app.state.web_sessions
+
+
+def current_session(request: Request) -> Session | None:
+    return sessions(request).get(request.cookies.get(COOKIE))
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser names the page a form or fetch came from; it must be this site (missing: not a browser request)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme == request.url.scheme and parts.netloc == request.headers.get("host", request.url.netloc)
+
+
+def check_csrf(request: Request, session: Session, given: str | None) -> None:
+    if not _same_origin(request):
+        raise Forbidden("this request came from another site; use the form on this site")
+    if not same(given or request.headers.get("x-csrf-token"), session.csrf):
+        raise Forbidden("the form has expired or did not come from this site (missing CSRF token); reload the page and try again")
+
+
+def action_session(request: Request) -> Session:
+    """The session behind a /site action, with its CSRF header checked (forms check their field themselves)."""
+    session = current_session(request)
+    if session is None:
+        raise AuthError("you are signed out (the session expired or its token was revoked); sign in again")
+    if request.headers.get("x-csrf-token") is not None or request.headers.get("content-type", "").startswith("application/json"):
+        check_csrf(request, session, None)
+    return session
+
+
+def _local_path(target: str | None) -> str:
+    """Where to go after signing in: a path on this site only (never another host)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/runs"
+
+
+def _to_signin(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
+
+
+def render(request: Request, name: str, context: dict, status: int = 200, session: Session | None = None) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, name, {"session": session, "version": __version__, **context}, status_code=status,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def _row(record) -> dict:
+    """What the run list (and the run page's header) shows of a run."""
+    view = run_view(record)
+    now = time.time()
+    end = record.finished or (now if record.status == "running" else None)
+    view["duration"] = _duration(end - record.started) if record.started and end else "–"
+    view["percent"] = (100.0 * record.done / record.total) if record.total else (100.0 if record.status == "succeeded" else 0.0)
+    return view
+
+
+# -- sign in and out ----------------------------------------------------------------
+@router.get("/")
+def home(request: Request):
+    return RedirectResponse("/runs" if current_session(request) else "/signin", status_code=303)
+
+
+def _signin_page(request: Request, next_: str, error: str | None = None, status: int = 200) -> HTMLResponse:
+    nonce = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(24)
+    response = render(request, "signin.html", {"csrf": nonce, "next": _local_path(next_), "error": error}, status)
+    response.set_cookie(SIGNIN_COOKIE, nonce, max_age=3600, path="/signin", httponly=True, samesite="strict", secure=_secure(request))
+    return response
+
+
+@router.get("/signin")
+def signin_form(request: Request, next: str = "/runs"):
+    if current_session(request):
+        return RedirectResponse(_local_path(next), status_code=303)
+    return _signin_page(request, next)
+
+
+@router.post("/signin")
+def signin(request: Request, token: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "",
+           next: Annotated[str, Form()] = "/runs"):
+    if not _same_origin(request) or not same(csrf, request.cookies.get(SIGNIN_COOKIE)):
+        return _signin_page(request, next, "The sign-in form expired or came from another site. Please try again.", 403)
+    token = token.strip()
+    if not token:
+        return _signin_page(request, next, "Enter your API token (ancho users add NAME prints it).", 422)
+    user = service(request).users.authenticate(token)
+    if user is None:
+        return _signin_page(request, next, "That token is not valid: it may be mistyped or revoked. "
+                            "Ask your administrator for a new one (ancho users add NAME).", 401)
+    sid, _ = sessions(request).open(user, token)
+    response = RedirectResponse(_local_path(next), status_code=303)
+    response.set_cookie(COOKIE, sid, max_age=int(sessions(request).lifetime), path="/", httponly=True, samesite="lax",
+                        secure=_secure(request))
+    response.delete_cookie(SIGNIN_COOKIE, path="/signin")
+    return response
+
+
+@router.post("/signout")
+def signout(request: Request, csrf: Annotated[str, Form()] = ""):
+    session = current_session(request)
+    if session is not None:
+        check_csrf(request, session, csrf)
+        sessions(request).close(request.cookies.get(COOKIE))
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+# -- pages --------------------------------------------------------------------------
+@router.get("/runs")
+def runs_page(request: Request, status: str = "", limit: int = 100):
+    session = current_session(request)
+    if session is None:
+        return _to_signin(request)
+    if status and status not in STATUSES:
+        return render(request, "error.html", {"status": 422, "message": f"There is no run status '{status}': use one of {', '.join(STATUSES)}."},
+                      422, session)
+    limit = min(max(limit, 1), 1000)
+    records = service(request).store.list_runs(owner=session.user, status=status or None, limit=limit)
+    rows = [_row(r) for r in records]
+    return render(request, "runs.html", {"runs": rows, "status": status, "statuses": STATUSES, "limit": limit,
+                                         "more": len(rows) == limit}, session=session)
+
+
+@router.get("/runs/new")
+def new_run_page(request: Request):
+    session = current_session(request)
+    if session is None:
+        return _to_signin(request)
+    uploads = service(request).uploads.list(session.user)[:50]
+    return render(request, "new.html", {"uploads": uploads}, session=session)
+
+
+class _PlotCache:
+    """Rendered plots of finished runs (they never change), so reloading a big run's page does not reread it."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self.items: OrderedDict[str, list] = OrderedDict()
+        self.lock = Lock()
+
+    def get(self, svc: Service, run_id: str) -> list[dict]:
+        with self.lock:
+            if run_id in self.items:
+                self.items.move_to_end(run_id)
+                return self.items[run_id]
+        from ..plotdata import run_plots
+
+        charts = run_charts(run_plots(svc.store, run_id))
+        with self.lock:
+            self.items[run_id] = charts
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return charts
+
+
+plot_cache = _PlotCache()
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, run_id: str):
+    session = current_session(request)
+    if session is None:
+        return _to_signin(request)
+    svc = service(request)
+    record = svc.store.get_run(run_id, owner=session.user)  # NotFound: the error page says so
+    run = _row(record)
+    summary = record.summary
+    charts, targets_chart, chart_error = [], None, None
+    if summary is not None:
+        try:
+            charts = plot_cache.get(svc, run_id)
+        except Exception as exc:  # noqa: BLE001 - the page still shows the summary; the log has the traceback
+            import logging
+
+            logging.getLogger("ancho.server").exception("plots of run %s", run_id)
+            chart_error = f"The plots could not be drawn ({type(exc).__name__})."
+        targets_chart = targets_svg(summary.get("targets") or [])
+    failures = get_failures(run_id, session.user, svc, limit=20) if record.failures else []
+    rate = eta = None
+    if record.status == "running" and record.started and record.done:
+        elapsed = max(time.time() - record.started, 1e-6)
+        rate = record.done / elapsed
+        eta = (record.total - record.done) / rate if record.total > record.done else 0
+    return render(request, "run.html", {
+        "run": run, "summary": summary, "charts": charts, "targets_chart": targets_chart, "chart_error": chart_error,
+        "failures": failures, "rate": rate, "eta": _duration(eta) if eta is not None else None,
+        "live": not record.final, "has_results": record.done > record.failures,
+    }, session=session)
+
+
+# -- actions (JSON, CSRF-checked) ---------------------------------------------------
+Action = Annotated[Session, Depends(action_session)]
+
+
+@router.post("/site/models", status_code=201)
+async def upload_model(request: Request, session: Action, file: UploadFile = File(...)):
+    check_csrf(request, session, None)
+    data = await file.read()
+    return await run_in_threadpool(service(request).uploads.add, session.user, data, file.filename or "")
+
+
+@router.post("/site/inspect")
+def inspect_model(body: InspectRequest, request: Request, session: Action):
+    found = service(request).inspect(session.user, body.model, body.params)
+    return {**found["model"], "entry": found["entry"]}
+
+
+@router.post("/site/runs", status_code=201)
+def submit_run(body: RunRequest, request: Request, session: Action):
+    record = service(request).submit(session.user, body)
+    return {"id": record.id, "status": record.status, "url": f"/runs/{record.id}"}
+
+
+@router.post("/site/runs/{run_id}/cancel")
+def cancel_run(request: Request, run_id: str, session: Action, csrf: Annotated[str | None, Form()] = None) -> Response:
+    check_csrf(request, session, csrf)
+    record = service(request).dispatcher.cancel(run_id, session.user)
+    if csrf is not None:  # the page's form (works without JavaScript): back to the run
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+    return JSONResponse(run_view(record))
