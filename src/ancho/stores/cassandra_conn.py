@@ -152,27 +152,29 @@ def connect(endpoint: Endpoint, keyspace: str | None = None):
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
         request_timeout=endpoint.request_timeout,
     )
-    cluster = Cluster(
-        list(endpoint.hosts), port=endpoint.port,
-        auth_provider=PlainTextAuthProvider(endpoint.username, endpoint.password),
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        # a restarted node is found again within seconds (the default backs off to 10 minutes)
-        reconnection_policy=ExponentialReconnectionPolicy(0.5, 4.0),
-        connect_timeout=10,
-        protocol_version=5,  # Cassandra 4.0 and newer; saves the driver's noisy downgrade from its newest version
-    )
+    def cluster():
+        return Cluster(
+            list(endpoint.hosts), port=endpoint.port,
+            auth_provider=PlainTextAuthProvider(endpoint.username, endpoint.password),
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            # a restarted node is found again within seconds (the default backs off to 10 minutes)
+            reconnection_policy=ExponentialReconnectionPolicy(0.5, 4.0),
+            connect_timeout=10,
+            protocol_version=5,  # Cassandra 4.0 and newer; saves the driver's noisy downgrade from its newest version
+        )
+
     deadline = time.monotonic() + endpoint.retry_seconds
     while True:
+        attempt = cluster()  # a cluster that failed to connect is shut down for good: a new one per attempt
         try:
-            return cluster.connect(keyspace)
+            return attempt.connect(keyspace)
         except NoHostAvailable as exc:
+            attempt.shutdown()
             if any(isinstance(e, AuthenticationFailed) for e in exc.errors.values()):
-                cluster.shutdown()
                 raise InputError(
                     f"Cassandra at {endpoint.where} refused the login of '{endpoint.username}': check the user and password in the store URL"
                 ) from None
             if time.monotonic() >= deadline:
-                cluster.shutdown()
                 raise StoreUnavailable(
                     f"cannot reach Cassandra at {endpoint.where}: {_reason(exc)}; start it (scripts/services start cassandra) "
                     "or check the hosts and port in the store URL"
