@@ -83,3 +83,20 @@ def test_revoke_takes_effect_at_once(server):
         assert c.get("/runs").status_code == 200
     with server.client(token) as c:
         assert c.get("/runs").status_code == 401
+
+
+def test_a_revoked_token_is_refused_at_once_despite_the_cache(tmp_path):
+    """Tokens are cached per thread; a revocation by another process (another connection) or by this one clears it."""
+    from ancho.server.users import Users
+
+    server_side, cli_side = Users(tmp_path / "users.db"), Users(tmp_path / "users.db")
+    alice, bob = cli_side.add("alice"), cli_side.add("bob")
+    assert server_side.authenticate(alice) == "alice" and server_side.authenticate(alice) == "alice"
+    assert server_side.authenticate("anc_wrong") is None
+    cli_side.revoke("alice")  # as `ancho users revoke alice` in another process
+    assert server_side.authenticate(alice) is None
+    assert server_side.authenticate(bob) == "bob"
+    server_side.revoke("bob")
+    assert server_side.authenticate(bob) is None
+    carol = cli_side.add("carol")
+    assert server_side.authenticate(carol) == "carol"

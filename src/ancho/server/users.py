@@ -4,6 +4,13 @@ A token is 32 random bytes (URL-safe base64) shown once; only its SHA-256
 is stored. Tokens carry 256 bits of entropy, so a fast hash is enough (slow
 password hashes protect guessable secrets); lookups stay constant-time
 through the index on the hash.
+
+Every API request authenticates, so answers are cached in memory, per
+thread, and thrown away as soon as the users table may have changed:
+SQLite's ``PRAGMA data_version`` changes when another connection (``ancho
+users revoke`` in another process, for one) commits, and this process's own
+writes clear the caches directly. A revoked token is refused by the next
+request, as without a cache.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +60,8 @@ def check_name(name: str) -> str:
 class Users:
     def __init__(self, db: Path):
         self.db = Database(db, _SCHEMA)
+        self._cache = threading.local()  # .version (data_version when filled) and .users (token hash -> name)
+        self._generation = 0  # bumped by this object's own writes, which data_version does not report
 
     def add(self, name: str) -> str:
         """Create a user (or give a revoked one a new token); return the token, which is not stored."""
@@ -65,11 +75,13 @@ class Users:
                 "INSERT OR REPLACE INTO users (name, token_hash, created, revoked) VALUES (?, ?, ?, NULL)",
                 (name, _hash(token), time.time()),
             )
+        self._generation += 1
         return token
 
     def revoke(self, name: str) -> None:
         with self.db.write() as d:
             cur = d.execute("UPDATE users SET revoked = ? WHERE name = ? AND revoked IS NULL", (time.time(), name))
+        self._generation += 1
         if cur.rowcount == 0:
             raise NotFound(f"no active user '{name}'")
 
@@ -81,7 +93,16 @@ class Users:
         """The user name for a valid, unrevoked token; None otherwise."""
         if not token or len(token) > 200:
             return None
-        row = self.db.conn().execute(
-            "SELECT name FROM users WHERE token_hash = ? AND revoked IS NULL", (_hash(token),)
-        ).fetchone()
-        return row[0] if row else None
+        conn = self.db.conn()
+        version = (conn.execute("PRAGMA data_version").fetchone()[0], self._generation)
+        cache = self._cache
+        if getattr(cache, "version", None) != version:
+            cache.version, cache.users = version, {}
+        key = _hash(token)
+        if key in cache.users:
+            return cache.users[key]
+        row = conn.execute("SELECT name FROM users WHERE token_hash = ? AND revoked IS NULL", (key,)).fetchone()
+        if len(cache.users) >= 10_000:  # a flood of wrong tokens must not grow the cache without bound
+            cache.users.clear()
+        cache.users[key] = row[0] if row else None
+        return cache.users[key]
