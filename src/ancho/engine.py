@@ -394,8 +394,11 @@ def execute(
         if handle.cancelled:
             raise RunCancelled("the run was cancelled")
         final.status = "succeeded"
-        release_memory()  # what streaming the results left behind, before the summary reads whole columns
-        summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)
+        # a cluster backend may summarise where the results are (None: here, one column at a time)
+        summary = executor.summarize(task, store.results_source(run_id), final.to_dict(), schema, spec.targets, custom, goal_info)
+        if summary is None:
+            release_memory()  # what streaming the results left behind, before the summary reads whole columns
+            summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)
     except RunCancelled:
         if handle.interrupted:
             store.update_run(run_id, status="queued", done=done, failures=failures, retries=retries, error=None)

@@ -93,6 +93,16 @@ class Executor(ABC):
 
         return compute_summaries(task.ref.resolve(), task.params, source, names)
 
+    def summarize(self, task: Task, source: dict, record: dict, kinds: dict[str, str], targets: list,
+                  custom: dict, goal: dict | None) -> dict | None:
+        """The run's summary object computed by this backend, or None (the default): the engine computes it.
+
+        A cluster backend computes it where the results are (Spark SQL over
+        the stored chunks) instead of reading every column into the driver;
+        it must give the object :func:`ancho.stats.build_summary` gives.
+        """
+        return None
+
     def cancel(self) -> None:
         """Stop work in flight as soon as possible (called from another thread)."""
 

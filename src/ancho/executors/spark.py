@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import logging
 import math
 import os
 import queue
@@ -43,6 +44,8 @@ from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
 
 #: chunks per core in a batch: enough for the last wave to spread (and a lost task to cost little)
 TASKS_PER_CORE = 4
+#: runs of at least this many sequences are summarised by Spark (summary="auto"); smaller ones faster by the driver
+SPARK_SUMMARY_MIN = 1_000_000
 #: seconds to wait, when a session starts, for a first executor to register (to read the cluster's cores)
 WAIT_EXECUTORS = 30.0
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -52,7 +55,10 @@ _ERRORS: dict[str, type[AnchoError]] = {
     "ParameterError": ParameterError,
 }
 _META = b"ancho"
+_LOG = logging.getLogger("ancho.spark")
+_SUMMARY_MODES = ("auto", "spark", "driver")
 
+_LOOPBACK = ("spark://127.", "spark://localhost", "local")  # masters whose executors run on this machine
 _session_lock = threading.Lock()
 _session = None  # the process's one SparkSession (Spark allows one SparkContext per process)
 
@@ -69,7 +75,7 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
                 raise InputError(
                     f"this process already runs on the Spark master {sc.master}; one process uses one master, so start another process for {master}"
                 )
-        if master.startswith(("spark://127.", "spark://localhost", "local")):
+        if master.startswith(_LOOPBACK):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a cluster on this machine: stay on loopback
         os.environ["PYSPARK_PYTHON"] = sys.executable
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -138,12 +144,21 @@ class SparkExecutor(Executor):
 
     ``workers`` (default: the cluster's default parallelism) is the number of
     cores the chunk plan assumes. ``conf`` adds Spark properties for the
-    session. ``python``/``env``/``wrap`` are the local executor's options for
+    session. ``summary``: where the run's summary is computed — ``"spark"``
+    (Spark SQL, and user summary functions in a pandas UDF), ``"driver"``
+    (as for a local run), or ``"auto"`` (Spark from ``SPARK_SUMMARY_MIN``
+    sequences on). Spark needs to read the stored results:
+    ``shared_storage`` says whether the executors see the driver's store
+    folder at the same path (default: only when the master runs on this
+    machine); when they cannot, the driver summarises and the log says so. ``python``/``env``/``wrap`` are the local executor's options for
     models with their own environment or a sandbox: not supported here yet.
     """
 
     def __init__(self, master: str, workers: int | None = None, conf: dict[str, str] | None = None,
-                 python: str | None = None, env: dict[str, str] | None = None, wrap=None):
+                 python: str | None = None, env: dict[str, str] | None = None, wrap=None,
+                 summary: str = "auto", shared_storage: bool | None = None):
+        if summary not in _SUMMARY_MODES:
+            raise InputError(f"summary must be one of {', '.join(_SUMMARY_MODES)}, got {summary!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
         if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
@@ -159,6 +174,9 @@ class SparkExecutor(Executor):
         self._group: str | None = None
         self.last_group: str | None = None  # the job group of the latest run (Spark's UI and status tracker list its jobs)
         self._shipped: dict[str, str] = {}  # source hash -> archive name
+        self.summary_mode = summary
+        self.shared_storage = master.startswith(_LOOPBACK) if shared_storage is None else bool(shared_storage)
+        self.last_summary: str | None = None  # how the latest run was summarised: "spark" or "driver: why"
 
     # -- session --------------------------------------------------------------
     @property
@@ -277,6 +295,62 @@ class SparkExecutor(Executor):
                 threading.Thread(target=self._reap, args=(group, futures), daemon=True).start()
             self._group = None
 
+    # -- summaries --------------------------------------------------------------
+    def _summary_frame(self, source: dict, record: dict, kinds: dict[str, str]):
+        """The results as a Spark DataFrame when this run is to be summarised by Spark, else None (and why)."""
+        if self.summary_mode == "driver" or not kinds:
+            return None, "driver: asked for" if kinds else "driver: no outputs"
+        if self.summary_mode == "auto" and int(record.get("done") or 0) < SPARK_SUMMARY_MIN:
+            return None, f"driver: fewer than {SPARK_SUMMARY_MIN:,} sequences"
+        if source.get("kind") != "parquet-dir":
+            why = f"driver: Spark cannot read a {source.get('kind')} results source"
+        elif not self.shared_storage:
+            why = f"driver: the executors do not share the store's folder {source.get('path')} (shared_storage=False)"
+        else:
+            from .spark_summary import results_frame
+
+            frame = results_frame(self.session, source, kinds)
+            if frame is not None:
+                return frame, "spark"
+            why = "driver: no stored results"
+        _LOG.warning("the summary of this Spark run is computed in the driver (%s)", why.partition(": ")[2])
+        return None, why
+
+    def _in_group(self, run_id: str, what: str, fn):
+        """Run ``fn`` (Spark jobs) under a job group of its own, so cancel() stops it."""
+        group = f"ancho-{run_id or 'run'}-{what}-{uuid.uuid4().hex[:8]}"
+        self._group = group
+        try:
+            self.context.setJobGroup(group, f"ancho run {run_id}: {what}", interruptOnCancel=True)
+            return fn()
+        except Exception:
+            if self._cancelled.is_set():
+                raise RunCancelled("the run was cancelled") from None
+            raise
+        finally:
+            self._group = None
+
+    def summarize(self, task: Task, source: dict, record: dict, kinds: dict[str, str], targets: list,
+                  custom: dict, goal: dict | None) -> dict | None:
+        frame, self.last_summary = self._summary_frame(source, record, kinds)
+        if frame is None:
+            return None
+        from .spark_summary import summarize
+
+        return self._in_group(task.run_id, "summary", lambda: summarize(frame, record, kinds, targets, custom, goal))
+
+    def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict:
+        """The model's ``@ancho.summary`` functions in a Spark task (pandas UDF), when Spark summarises this run."""
+        frame, _ = self._summary_frame(source, {"done": _stored_sequences(source)}, source.get("schema") or {})
+        if frame is None:
+            return super().summaries(task, source, names)
+        from .spark_summary import custom_summaries
+
+        task, archive = self._ship(task)
+        resolve = functools.partial(_model_class, task, archive)
+        return self._in_group(task.run_id, "summary functions",
+                              lambda: custom_summaries(frame, source["schema"], names, resolve, task.params))
+
     def _reap(self, group: str, futures: list, timeout: float = 120.0) -> None:
         import time
 
@@ -303,6 +377,15 @@ class SparkExecutor(Executor):
             self._cancel_group(self._group)
 
 
+def _stored_sequences(source: dict) -> int:
+    """How many sequences an embedded store's chunk folder holds (from the chunk file names: no file is read)."""
+    if source.get("kind") != "parquet-dir" or not os.path.isdir(source["path"]):
+        return 0
+    from ..stores.embedded import chunk_files
+
+    return sum(stop - start for start, stop, _ in chunk_files(Path(source["path"])))
+
+
 def _reason(exc: BaseException) -> str:
     """One line from a Py4J/Spark error: the task failure, not the Java stack trace."""
     text = str(getattr(exc, "java_exception", None) or exc)
@@ -318,21 +401,26 @@ def _reason(exc: BaseException) -> str:
 _RUNNERS: dict[str, object] = {}
 
 
+def _model_class(task: Task, archive: str | None):
+    """The model class in a Spark task: from the shipped copy of its folder when there is one."""
+    ref = task.ref
+    if archive is not None:
+        from pyspark import SparkFiles
+
+        shipped = SparkFiles.get(archive)
+        if os.path.isdir(shipped):
+            ref = FileRef(shipped, ref.file, ref.class_name)
+    return ref.resolve()
+
+
 def _runner(group: str, task: Task, archive: str | None):
     """The prepared model for this run, kept in the (reused) Python worker across its tasks."""
     runner = _RUNNERS.get(group)
     if runner is None:
         from ..chunk import ChunkRunner
 
-        ref = task.ref
-        if archive is not None:
-            from pyspark import SparkFiles
-
-            shipped = SparkFiles.get(archive)
-            if os.path.isdir(shipped):
-                ref = FileRef(shipped, ref.file, ref.class_name)
         os.environ.update(task.env)
-        runner = ChunkRunner(ref.resolve(), task.params, task.seed)
+        runner = ChunkRunner(_model_class(task, archive), task.params, task.seed)
         _RUNNERS.clear()
         _RUNNERS[group] = runner
     return runner
