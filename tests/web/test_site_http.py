@@ -1,0 +1,152 @@
+"""The site over plain HTTP: sessions, CSRF, who sees what, error pages; the REST API keeps its contract."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ..server.conftest import GAMBLER, add_user, submit, tar_gz, upload_id, users_cli, wait_run
+
+pytestmark = pytest.mark.slow  # a server per session
+
+
+def test_pages_need_a_session(page):
+    for path in ("/runs", "/runs/new", "/runs/abc123"):
+        r = page.http.get(path)
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/signin?next=")
+    assert page.http.get("/").headers["location"] == "/signin"
+
+
+def test_sign_in_sets_a_protected_cookie(site, page):
+    r = page.sign_in(site.tokens["alice"])
+    assert r.status_code == 303 and r.headers["location"] == "/runs"
+    cookie = next(v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith("ancho_session="))
+    flags = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite", "path"} <= flags
+    assert "samesite=lax" in cookie.lower()
+    assert site.tokens["alice"] not in cookie  # the token never goes to the browser
+    runs = page.http.get("/runs")
+    assert runs.status_code == 200 and "alice" in runs.text
+    assert page.http.get("/").headers["location"] == "/runs"
+
+
+def test_wrong_token_is_a_page_with_a_message(page):
+    r = page.sign_in("anc_not-a-real-token")
+    assert r.status_code == 401
+    assert "text/html" in r.headers["content-type"]
+    assert 'id="token-error"' in r.text and "not valid" in r.text
+    assert "ancho_session" not in r.headers.get("set-cookie", "")
+    empty = page.sign_in("")
+    assert empty.status_code == 422 and "Enter your API token" in empty.text
+
+
+def test_sign_in_needs_the_forms_csrf_token(site, page):
+    page.http.get("/signin")
+    r = page.http.post("/signin", data={"token": site.tokens["alice"], "csrf": "forged", "next": "/runs"})
+    assert r.status_code == 403 and "expired" in r.text
+    assert "ancho_session" not in r.headers.get("set-cookie", "")
+    form = page.http.get("/signin")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    other = page.http.post("/signin", data={"token": site.tokens["alice"], "csrf": csrf}, headers={"Origin": "https://evil.example"})
+    assert other.status_code == 403
+
+
+def test_next_never_leaves_the_site(site, page):
+    form = page.http.get("/signin", params={"next": "//evil.example/x"})
+    assert 'name="next" value="/runs"' in form.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    r = page.http.post("/signin", data={"token": site.tokens["alice"], "csrf": csrf, "next": "https://evil.example/"})
+    assert r.headers["location"] == "/runs"
+
+
+def test_actions_need_csrf_and_the_api_takes_the_cookie_for_reading_only(site, page):
+    page.sign_in(site.tokens["alice"])
+    csrf = page.csrf
+    body = {"model": {"upload": "0" * 64}}
+    assert page.http.post("/site/inspect", json=body).status_code == 403
+    assert page.http.post("/site/inspect", json=body, headers={"X-CSRF-Token": "wrong"}).status_code == 403
+    r = page.http.post("/site/inspect", json=body, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "model", "upload"]
+    upload = page.http.post("/site/models", files={"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))})
+    assert upload.status_code == 403
+    # the REST API: reading with the cookie works, changing does not (no CSRF token there)
+    assert page.http.get("/api/v1/runs").status_code == 200
+    assert page.http.post("/api/v1/runs", json=body).status_code == 401
+    assert page.http.post("/api/v1/models", files={"file": ("g.tar.gz", b"x")}).status_code == 401
+
+
+def test_submit_and_cancel_through_the_site(site, page):
+    page.sign_in(site.tokens["alice"])
+    csrf = page.csrf
+    headers = {"X-CSRF-Token": csrf}
+    up = page.http.post("/site/models", files={"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))}, headers=headers)
+    assert up.status_code == 201, up.text
+    found = page.http.post("/site/inspect", json={"model": {"upload": up.json()["id"]}}, headers=headers).json()
+    assert [p["name"] for p in found["parameters"]] == ["stake", "goal", "p"]
+    bad = page.http.post("/site/runs", json={"model": {"upload": up.json()["id"]}, "params": {"stake": "abc"}}, headers=headers)
+    assert bad.status_code == 422 and "stake" in str(bad.json()["detail"])
+    r = page.http.post("/site/runs", json={"model": {"upload": up.json()["id"]}, "sequences": 10**9}, headers=headers)
+    assert r.status_code == 201 and r.json()["url"] == f"/runs/{r.json()['id']}"
+    run_id = r.json()["id"]
+    assert page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": "nope"}).status_code == 403
+    done = page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": csrf})
+    assert done.status_code == 303 and done.headers["location"] == f"/runs/{run_id}"
+    assert page.http.get(f"/api/v1/runs/{run_id}").json()["status"] == "cancelled"
+    assert "cancelled" in page.http.get(f"/runs/{run_id}").text
+
+
+def test_sign_out_ends_the_session(site, page):
+    page.sign_in(site.tokens["alice"])
+    csrf = page.csrf
+    cookie = page.http.cookies.get("ancho_session")
+    r = page.http.post("/signout", data={"csrf": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/signin"
+    page.http.cookies.set("ancho_session", cookie)  # a copy of the old cookie is worth nothing now
+    assert page.http.get("/runs").status_code == 303
+    assert page.http.get("/api/v1/runs").status_code == 401
+
+
+def test_revoking_the_token_ends_its_sessions(site, page):
+    token = add_user(site.home, "dave")
+    page.sign_in(token)
+    assert page.http.get("/runs").status_code == 200
+    assert users_cli(site.home, "revoke", "dave").returncode == 0
+    assert page.http.get("/runs").status_code == 303
+    assert page.http.get("/api/v1/runs").status_code == 401
+
+
+def test_one_user_never_sees_anothers_runs(site, page):
+    with site.client(site.tokens["alice"]) as alice:
+        run_id = submit(alice, {"model": {"upload": upload_id(alice, tar_gz({"model.py": GAMBLER}))}, "sequences": 50, "seed": 1})
+        wait_run(alice, run_id)
+    page.sign_in(site.tokens["bob"])
+    assert run_id not in page.http.get("/runs").text
+    other = page.http.get(f"/runs/{run_id}")
+    assert other.status_code == 404 and "text/html" in other.headers["content-type"]
+    assert run_id not in other.text.split("<main", 1)[1]
+    for path in (f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/results?format=csv", f"/api/v1/runs/{run_id}/events"):
+        assert page.http.get(path).status_code == 404
+    csrf = page.csrf
+    assert page.http.post(f"/site/runs/{run_id}/cancel", headers={"X-CSRF-Token": csrf}).status_code == 404
+
+
+def test_errors_are_pages_on_the_site_and_json_on_the_api(site, page):
+    r = page.http.get("/no/such/page")
+    assert r.status_code == 404 and "text/html" in r.headers["content-type"] and "There is nothing here" in r.text
+    api = page.http.get("/api/v1/no/such")
+    assert api.status_code == 404 and api.json()["detail"]
+    page.sign_in(site.tokens["alice"])
+    bad = page.http.get("/runs", params={"status": "bogus"})
+    assert bad.status_code == 422 and "There is no run status" in bad.text and "bogus" in bad.text
+    assert page.http.put("/runs").status_code == 405
+
+
+def test_assets_are_served_by_ancho(site, page):
+    page.sign_in(site.tokens["alice"])
+    html = page.http.get("/runs/new").text + page.http.get("/signin").text
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert refs and all(ref.startswith(("/", "#")) for ref in refs), refs  # nothing from another host
+    for ref in {r.split("?")[0] for r in refs if r.startswith("/static/")}:
+        assert page.http.get(ref).status_code == 200, ref
