@@ -28,13 +28,6 @@ def cassandra_url(keyspace: str) -> str:
     return f"{base}/{keyspace}"
 
 
-def drop_store(store) -> None:
-    """Drop every owner keyspace and role of a test store, then its catalog."""
-    for owner in store.owners():
-        store.drop_owner(owner)
-    store.session.execute(f"DROP KEYSPACE IF EXISTS {store.catalog}", timeout=120)
-
-
 @pytest.fixture(scope="session")
 def cassandra_catalog():
     """One Cassandra store (catalog keyspace) for the session: creating keyspaces takes seconds each."""
@@ -42,7 +35,7 @@ def cassandra_catalog():
 
     store = CassandraStore.from_url(cassandra_url(f"t{uuid.uuid4().hex[:10]}"))
     yield store
-    drop_store(store)
+    store.drop_catalog()
     store.close()
 
 

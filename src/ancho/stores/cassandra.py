@@ -164,6 +164,12 @@ class CassandraStore(Store):
             self._owners.pop(owner, None)
             self._results.pop(row.ks, None)
 
+    def drop_catalog(self) -> None:
+        """Delete everything this store made: every owner's keyspace and role, then the catalog keyspace."""
+        for owner in self.owners():
+            self.drop_owner(owner)
+        self._ddl(f"DROP KEYSPACE IF EXISTS {self.catalog}")
+
     def owners(self) -> list[str]:
         rows = self._retry("reading the owners", lambda: list(self.session.execute(f"SELECT owner FROM {self.catalog}.owners")))
         return sorted(r.owner for r in rows)

@@ -222,7 +222,12 @@ def retrying(what: str, endpoint: Endpoint, call: Callable[[], T]) -> T:
 
 def run_concurrent(session, statement, rows: list[tuple[Any, ...]], concurrency: int = 32) -> None:
     """Execute one prepared statement for every row, ``concurrency`` requests in flight; raise the first failure."""
-    from cassandra.concurrent import execute_concurrent_with_args
+    run_all(session, [(statement, row) for row in rows], concurrency)
 
-    if rows:
-        execute_concurrent_with_args(session, statement, rows, concurrency=concurrency, raise_on_first_error=True)
+
+def run_all(session, work: list[tuple[Any, tuple[Any, ...]]], concurrency: int = 32) -> None:
+    """Execute ``(statement, parameters)`` pairs, ``concurrency`` requests in flight; raise the first failure."""
+    from cassandra.concurrent import execute_concurrent
+
+    if work:
+        execute_concurrent(session, work, concurrency=concurrency, raise_on_first_error=True)

@@ -38,7 +38,7 @@ import numpy as np
 from ..chunk import KIND_DTYPES, ChunkResult, Failure, dtype_kind
 from ..columns import to_arrow
 from ..errors import AnchoError
-from .cassandra_conn import Endpoint, connect, retrying, run_concurrent
+from .cassandra_conn import Endpoint, connect, retrying, run_all, run_concurrent
 
 #: values per block: 256 KiB for a number column (Cassandra's guidance: cells well under 1 MB)
 BLOCK = 32_768
@@ -129,15 +129,19 @@ class RunResults:
         return rows, kinds, dense
 
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
-        """Failures and blocks first, concurrently; the ``done`` marker last (see the module docstring)."""
+        """Failures and blocks first, concurrently; the ``done`` marker last (see the module docstring).
+
+        The chunk row's list of written columns (how deleting a run finds the
+        blocks of an unfinished chunk) goes with the blocks: one round trip
+        fewer per chunk than sending it first.
+        """
         rows, kinds, dense = self.block_rows(run_id, result)
         names = {r[2]: "int" if r[2] == "sequence" else kinds[r[2]] for r in rows}
+        work = [(self._pre_mark, (names, run_id, result.start))] if names else []
+        work += [(self._failure, (run_id, f.sequence, f.error, f.traceback)) for f in result.failures]
+        work += [(self._block, row) for row in rows]
         what = f"writing sequences {result.start}..{result.stop - 1} of run '{run_id}'"
-        failures = [(run_id, f.sequence, f.error, f.traceback) for f in result.failures]
-        if names:  # recorded before any block, so deleting the run finds every partition written
-            self._retry(what, lambda: self.session.execute(self._pre_mark, (names, run_id, result.start)))
-        self._retry(what, lambda: run_concurrent(self.session, self._failure, failures, WRITE_CONCURRENCY))
-        self._retry(what, lambda: run_concurrent(self.session, self._block, rows, WRITE_CONCURRENCY))
+        self._retry(what, lambda: run_all(self.session, work, WRITE_CONCURRENCY))
         marker = (result.stop, len(result.sequences), dense, kinds, run_id, result.start)
         self._retry(what, lambda: self.session.execute(self._mark, marker))
 
