@@ -150,3 +150,23 @@ def test_assets_are_served_by_ancho(site, page):
     assert refs and all(ref.startswith(("/", "#")) for ref in refs), refs  # nothing from another host
     for ref in {r.split("?")[0] for r in refs if r.startswith("/static/")}:
         assert page.http.get(ref).status_code == 200, ref
+
+
+def test_run_page_shows_failures_with_tracebacks(site, page):
+    from ..server.conftest import FLAKY, zip_bytes
+
+    with site.client(site.tokens["alice"]) as alice:
+        model = upload_id(alice, zip_bytes({"flaky/model.py": FLAKY}), "flaky.zip")
+        run_id = submit(alice, {"model": {"upload": model}, "params": {"rate": 0.3}, "sequences": 200, "seed": 4, "max_failures": 200})
+        ok = wait_run(alice, run_id)
+        failed = submit(alice, {"model": {"upload": model}, "params": {"rate": 0.3}, "sequences": 200, "seed": 4})
+        assert wait_run(alice, failed)["status"] == "failed"
+    assert ok["status"] == "succeeded" and ok["failures"] > 20
+    page.sign_in(site.tokens["alice"])
+    html = page.http.get(f"/runs/{run_id}").text
+    assert 'id="failures-h"' in html and "ZeroDivisionError" in html and "unlucky draw" in html
+    assert "Traceback" in html and str(site.home) not in html  # paths relative to the model, not the server's folders
+    assert html.count('class="failure"') == 20  # the first 20, and a link to all of them
+    assert f"/api/v1/runs/{run_id}/failures?limit=10000" in html
+    html = page.http.get(f"/runs/{failed}").text
+    assert "The run failed" in html and 'class="alert"' in html and 'id="summary-h"' not in html

@@ -183,7 +183,7 @@ def targets_svg(targets: list[dict]) -> Markup | None:
         return None
     row_h = 34
     height = MT + row_h * len(rows) + MB
-    left = min(max(len(t["expr"]) for t in rows) * 7 + 16, 220)
+    left = min(max(len(t["expr"]) for t in rows) * 9 + 16, 240)  # room for the labels at phone text sizes too
     x = _Scale(0, 1, left, W - MR)
     body = []
     for v in (0, 0.25, 0.5, 0.75, 1):
