@@ -207,3 +207,17 @@ def test_cli_run_with_a_cassandra_store(cassandra_catalog, home):  # noqa: F811
     assert isinstance(summary["custom"]["median_rounds_when_won"], float)
     assert cassandra_catalog.get_run(summary["run"]).owner == "local"
     assert len(cassandra_catalog.read_column(summary["run"], "rounds")) == 500
+
+
+@pytest.mark.cassandra
+def test_adding_a_server_user_creates_their_keyspace_and_role(cassandra_catalog, tmp_path):  # noqa: F811
+    from ancho.server.settings import Settings
+    from ancho.server.users import users_for
+
+    settings = Settings(home=tmp_path / "server", store=cassandra_url(cassandra_catalog.catalog))
+    token = users_for(settings).add("carol")
+    assert token and "carol" in cassandra_catalog.owners()
+    keyspace = cassandra_catalog.add_owner("carol")  # already there: nothing new is made
+    tables = {r.table_name for r in cassandra_catalog.session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,))}
+    assert tables == {"chunks", "blocks", "failures"}

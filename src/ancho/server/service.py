@@ -98,7 +98,7 @@ class Service:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.lock = HomeLock(settings.home)
         self.store = open_store(settings.store or str(settings.home))
-        self.users = Users(settings.db_path)
+        self.users = Users(settings.db_path, on_add=getattr(self.store, "add_owner", None))
         self.uploads = Uploads(settings.home, settings.db_path, settings.max_archive_bytes, settings.max_archive_files)
         self.environments = Environments(settings.home / "envs")
         self.fetch_policy = FetchPolicy.for_server(

@@ -57,15 +57,34 @@ def check_name(name: str) -> str:
     return name
 
 
+def users_for(settings) -> "Users":
+    """The users of the server ``settings`` describe; with a Cassandra store, adding one also creates their keyspace and role."""
+    on_add = None
+    if settings.store and settings.store.startswith("cassandra://"):
+        def on_add(name: str) -> None:
+            from ..stores import open_store
+
+            store = open_store(settings.store)
+            try:
+                store.add_owner(name)
+            finally:
+                store.close()
+    return Users(settings.db_path, on_add=on_add)
+
+
 class Users:
-    def __init__(self, db: Path):
+    def __init__(self, db: Path, on_add=None):
+        """``on_add(name)`` prepares what a new user needs in the store (a Cassandra keyspace and role) before the user exists."""
         self.db = Database(db, _SCHEMA)
+        self.on_add = on_add
         self._cache = threading.local()  # .version (data_version when filled) and .users (token hash -> name)
         self._generation = 0  # bumped by this object's own writes, which data_version does not report
 
     def add(self, name: str) -> str:
         """Create a user (or give a revoked one a new token); return the token, which is not stored."""
         check_name(name)
+        if self.on_add is not None:  # idempotent: a user whose store part exists already is fine
+            self.on_add(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.write() as d:
             row = d.execute("SELECT revoked FROM users WHERE name = ?", (name,)).fetchone()
