@@ -127,6 +127,8 @@ def screenshot(driver, folder: Path, name: str) -> Path:
     """A PNG of the whole page (beyond the window), named ``name``."""
     import base64
 
+    driver.execute_script("window.scrollTo(0, 0)")  # a page captured while scrolled misses the parts painted late
+    time.sleep(0.1)
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
     width = driver.execute_script("return window.innerWidth")
