@@ -221,3 +221,19 @@ def test_adding_a_server_user_creates_their_keyspace_and_role(cassandra_catalog,
     tables = {r.table_name for r in cassandra_catalog.session.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,))}
     assert tables == {"chunks", "blocks", "failures"}
+
+
+@pytest.mark.cassandra
+def test_chunks_can_be_read_in_parts_as_spark_tasks_would(store):
+    import pyarrow as pa
+
+    from ancho.stores.cassandra_results import chunk_starts, read_chunks
+
+    new_run(store, "r1", "alice")
+    for a, b in [(0, 10), (10, 25), (25, 40)]:
+        store.write_chunk("r1", floats(a, b))
+    source = store.results_source("r1")
+    starts = chunk_starts(source)
+    assert starts == [0, 10, 25]
+    parts = [pa.Table.from_batches(list(read_chunks(source, [s]))) for s in starts]
+    assert pa.concat_tables(parts).equals(store.read_table("r1"))

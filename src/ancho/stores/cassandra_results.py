@@ -181,11 +181,12 @@ class RunResults:
             )
         return decode(blocks, kind, marker.rows)
 
-    def iter_batches(self, run_id: str, schema) -> Iterator:
-        """Arrow batches of the done chunks in sequence order, with ``schema``'s columns and types."""
+    def iter_batches(self, run_id: str, schema, starts=None) -> Iterator:
+        """Arrow batches of the done chunks in sequence order (only those beginning at ``starts``, if given), with ``schema``'s columns and types."""
         import pyarrow as pa
 
-        markers = [m for m in self.markers(run_id) if m.rows]
+        only = None if starts is None else set(starts)
+        markers = [m for m in self.markers(run_id) if m.rows and (only is None or m.start in only)]
         wanted = [f.name for f in schema]
         pending: deque = deque()
 
@@ -270,6 +271,20 @@ def read_source(source: dict):
     """One run's results as an Arrow table, from a ``kind: cassandra`` results source (the owner's role only)."""
     with RemoteResults(source) as remote:
         return remote.read_table()
+
+
+def chunk_starts(source: dict) -> list[int]:
+    """Where each done chunk of the run begins: what a Spark job splits into tasks for :func:`read_chunks`."""
+    with RemoteResults(source) as remote:
+        return [m.start for m in remote.results.markers(source["run_id"]) if m.rows]
+
+
+def read_chunks(source: dict, starts) -> Iterator:
+    """In a Spark task (``mapInArrow``): the Arrow batches of the chunks beginning at ``starts``, read directly."""
+    from .base import arrow_schema
+
+    with RemoteResults(source) as remote:
+        yield from remote.results.iter_batches(source["run_id"], arrow_schema(source["schema"]), list(starts))
 
 
 def open_writer(source: dict) -> RemoteResults:
