@@ -54,6 +54,9 @@ def draw_histogram(ax, hist: dict, name: str) -> None:
     else:
         ax.stairs(counts, edges, fill=True, color=BAR, alpha=0.85)
     ax.set_ylim(bottom=0)
+    from matplotlib.ticker import EngFormatter
+
+    ax.yaxis.set_major_formatter(EngFormatter(sep=""))  # 25k, not 25000: the margin stays fixed
 
 
 def draw_convergence(ax, conv: dict, name: str) -> None:
@@ -93,7 +96,8 @@ def output_figure(name: str, plots: dict, dpi: int = DPI, fig=None) -> bytes:
         ax.tick_params(labelsize=7)
         ax.grid(True, linewidth=0.3, alpha=0.5)
         ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout(pad=0.6)
+    # fixed margins rather than tight_layout, which measured every tick label again and took half the time
+    fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9, wspace=0.22)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
