@@ -146,6 +146,18 @@ def test_entry_that_does_not_exist(site, browser, models_dir):
     browser.find_element(By.ID, "entry").send_keys("nothere.py:Model")
     browser.find_element(By.ID, "inspect").click()
     assert "nothere.py" in wait_for(browser, lambda d: visible_error(d, "entry"), message="the entry error")
+    browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=url]").click()
+    assert not browser.find_element(By.ID, "file").is_displayed()
+    url = browser.find_element(By.ID, "url")
+    url.send_keys("ftp://example.org/model.tar.gz")
+    browser.find_element(By.ID, "inspect").click()
+    assert "ftp" in wait_for(browser, lambda d: visible_error(d, "url"), message="the URL error")
+    # an earlier upload can be picked again
+    browser.get(site.url + "/runs/new")
+    browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=previous]").click()
+    Select(browser.find_element(By.ID, "upload")).select_by_index(0)
+    browser.find_element(By.ID, "inspect").click()
+    assert wait_for(browser, lambda d: d.find_elements(By.ID, "param-goal"))
 
 
 def test_live_progress_and_cancel(site, browser, artifacts):
@@ -154,6 +166,10 @@ def test_live_progress_and_cancel(site, browser, artifacts):
         run_id = submit(api, {"model": {"upload": model}, "params": {"seconds": 0.02}, "sequences": 100_000, "seed": 1})
         wait_run(api, run_id, until=lambda v: v["status"] == "running" and v["progress"]["done"] > 0)
     sign_in(browser, site, site.tokens["alice"])
+    # the list refreshes the rows of runs still running
+    row = f"tr[data-run='{run_id}'] [data-count]"
+    listed = wait_for(browser, lambda d: text(d, row))
+    wait_for(browser, lambda d: text(d, row) != listed, message="the run list to refresh")
     browser.get(f"{site.url}/runs/{run_id}")
     rate = wait_for(browser, lambda d: text(d, "[data-rate]"), message="sequences/s")
     assert rate.endswith("sequences/s")
@@ -224,6 +240,16 @@ def test_phone_width(site, browser, artifacts):
         assert wide == [], (path, wide)
         assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), path
         screenshot(browser, artifacts, name)
+    # dark mode follows the system's setting
+    browser.set_window_size(1280, 900)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    try:
+        browser.get(f"{site.url}/runs/{run_id}")
+        background = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert background != "rgb(246, 247, 249)", background
+        screenshot(browser, artifacts, "16-dark-run")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
 
 def test_every_request_stays_on_the_server(site, browser):
