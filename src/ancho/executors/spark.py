@@ -41,6 +41,7 @@ from ..chunk import ChunkResult, Failure
 from ..errors import AnchoError, InputError, ModelError, OutputError, ParameterError, RunCancelled, RunFailed
 from ..loading import _SKIP_DIRS, FileRef, hash_source
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from .spark_isolation import Isolation, WorkerLost
 
 #: chunks per core in a batch: enough for the last wave to spread (and a lost task to cost little)
 TASKS_PER_CORE = 4
@@ -102,6 +103,7 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
 
 
 _warmed: set[str] = set()
+_SHIPPED: dict[tuple[str, str], str] = {}  # (application, source hash) -> archive name
 
 
 def _warm_up(sc) -> None:
@@ -150,32 +152,42 @@ class SparkExecutor(Executor):
     sequences on). Spark needs to read the stored results:
     ``shared_storage`` says whether the executors see the driver's store
     folder at the same path (default: only when the master runs on this
-    machine); when they cannot, the driver summarises and the log says so. ``python``/``env``/``wrap`` are the local executor's options for
+    machine); when they cannot, the driver summarises and the log says so.
+
+    A model with its own ``requirements.txt`` environment (``python``/``env``
+    from :meth:`ancho.sources.prepare.Prepared.executor_options`) runs, in
+    each task, in a local worker of that environment, which each executor
+    builds once (see :mod:`ancho.executors.spark_isolation`) under
+    ``environments`` (default: the driver's folder when storage is shared,
+    else ``$ANCHO_HOME/envs`` on the executor). ``python``/``env``/``wrap`` are the local executor's options for
     models with their own environment or a sandbox: not supported here yet.
     """
 
     def __init__(self, master: str, workers: int | None = None, conf: dict[str, str] | None = None,
                  python: str | None = None, env: dict[str, str] | None = None, wrap=None,
-                 summary: str = "auto", shared_storage: bool | None = None):
+                 summary: str = "auto", shared_storage: bool | None = None, environments: str | None = None):
         if summary not in _SUMMARY_MODES:
             raise InputError(f"summary must be one of {', '.join(_SUMMARY_MODES)}, got {summary!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
-        if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
-            raise InputError(
-                "models with their own requirements.txt environment cannot run on Spark yet; "
-                "install their requirements on the cluster's Python, or use --executor local"
-            )
         self.master = master
         self.conf = dict(conf or {})
         self.extra_env = dict(env or {})
+        self.shared_storage = master.startswith(_LOOPBACK) if shared_storage is None else bool(shared_storage)
+        self.isolation = Isolation()
+        self._local_options: dict = {}  # how the driver runs this model's user code itself (summary functions)
+        if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):  # (a venv's python links to the base one)
+            # a model environment (built on the driver by ancho.sources.environments as ROOT/KEY/bin/python):
+            # executors build the same one, or use the driver's folder when they share its storage
+            self._local_options = {"python": python, "env": dict(env or {})}
+            self.extra_env.pop("PYTHONPATH", None)  # the driver's path to Ancho: executors have their own
+            driver_envs = str(Path(python).parents[2]) if self.shared_storage else None
+            self.isolation = Isolation(environment=True, envs=environments or driver_envs)
         self._workers = workers
         self._cancelled = threading.Event()
         self._group: str | None = None
         self.last_group: str | None = None  # the job group of the latest run (Spark's UI and status tracker list its jobs)
-        self._shipped: dict[str, str] = {}  # source hash -> archive name
         self.summary_mode = summary
-        self.shared_storage = master.startswith(_LOOPBACK) if shared_storage is None else bool(shared_storage)
         self.last_summary: str | None = None  # how the latest run was summarised: "spark" or "driver: why"
 
     # -- session --------------------------------------------------------------
@@ -219,22 +231,29 @@ class SparkExecutor(Executor):
             return task, None
         root = Path(ref.root)
         digest = hash_source(root)[:16]
-        name = self._shipped.get(digest)
-        if name is None:
-            name = f"ancho-src-{digest}.zip"
-            folder = Path(tempfile.mkdtemp(prefix="ancho-spark-"))
-            path = folder / name
-            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-                for dirpath, dirnames, filenames in os.walk(root):
-                    dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-                    for fn in sorted(filenames):
-                        if fn.endswith((".pyc", ".pyo")):
-                            continue
-                        fp = Path(dirpath) / fn
-                        zf.write(fp, str(fp.relative_to(root)))
-            self.context.addArchive(str(path))
-            self._shipped[digest] = name
+        sc = self.context
+        key = (sc.applicationId, digest)  # per session, not per executor object: Spark refuses a name added twice
+        with _session_lock:
+            name = _SHIPPED.get(key)
+            if name is None:
+                name = _SHIPPED[key] = self._zip_and_add(sc, root, digest)
         return task, name
+
+    @staticmethod
+    def _zip_and_add(sc, root: Path, digest: str) -> str:
+        """The model folder as a zip added to the session (tasks find it unpacked with ``SparkFiles.get``)."""
+        name = f"ancho-src-{digest}.zip"
+        path = Path(tempfile.mkdtemp(prefix="ancho-spark-")) / name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+                for fn in sorted(filenames):
+                    if fn.endswith((".pyc", ".pyo")):
+                        continue
+                    fp = Path(dirpath) / fn
+                    zf.write(fp, str(fp.relative_to(root)))
+        sc.addArchive(str(path))
+        return name
 
     # -- work -----------------------------------------------------------------
     def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
@@ -257,7 +276,7 @@ class SparkExecutor(Executor):
                     raise RunCancelled("the run was cancelled")
                 sc.setJobGroup(group, f"ancho run {task.run_id}: sequences {chunk.start}..{chunk.stop - 1}",
                                interruptOnCancel=True)
-                fn = functools.partial(_run_partition, group, task, archive, chunk.start, chunk.stop)
+                fn = functools.partial(_run_partition, group, task, archive, self.isolation, chunk.start, chunk.stop)
                 out = sc.runJob(one, fn, [0])
                 done.put((key, "ok", out[0]))
             except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the driver loop
@@ -341,6 +360,11 @@ class SparkExecutor(Executor):
 
     def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict:
         """The model's ``@ancho.summary`` functions in a Spark task (pandas UDF), when Spark summarises this run."""
+        if self.isolation.nested:  # the model's code needs its environment: a local worker of it, as locally
+            from .local import LocalExecutor
+
+            with LocalExecutor(1, **self._local_options) as worker:
+                return worker.summaries(task, source, names)
         frame, _ = self._summary_frame(source, {"done": _stored_sequences(source)}, source.get("schema") or {})
         if frame is None:
             return super().summaries(task, source, names)
@@ -401,8 +425,8 @@ def _reason(exc: BaseException) -> str:
 _RUNNERS: dict[str, object] = {}
 
 
-def _model_class(task: Task, archive: str | None):
-    """The model class in a Spark task: from the shipped copy of its folder when there is one."""
+def _shipped_ref(task: Task, archive: str | None):
+    """The model reference in a Spark task: the shipped copy of its folder when there is one."""
     ref = task.ref
     if archive is not None:
         from pyspark import SparkFiles
@@ -410,27 +434,45 @@ def _model_class(task: Task, archive: str | None):
         shipped = SparkFiles.get(archive)
         if os.path.isdir(shipped):
             ref = FileRef(shipped, ref.file, ref.class_name)
-    return ref.resolve()
+    return ref
 
 
-def _runner(group: str, task: Task, archive: str | None):
+def _model_class(task: Task, archive: str | None):
+    return _shipped_ref(task, archive).resolve()
+
+
+def _runner(group: str, task: Task, archive: str | None, isolation: Isolation):
     """The prepared model for this run, kept in the (reused) Python worker across its tasks."""
     runner = _RUNNERS.get(group)
     if runner is None:
-        from ..chunk import ChunkRunner
-
         os.environ.update(task.env)
-        runner = ChunkRunner(_model_class(task, archive), task.params, task.seed)
-        _RUNNERS.clear()
+        ref = _shipped_ref(task, archive)
+        if isolation.nested:
+            from .spark_isolation import NestedRunner
+
+            runner = NestedRunner(Task(ref, task.params, task.seed, task.run_id, task.env), ref.root, isolation)
+        else:
+            from ..chunk import ChunkRunner
+
+            runner = ChunkRunner(ref.resolve(), task.params, task.seed)
+        _drop_runners()  # an earlier run's local worker ends with it
         _RUNNERS[group] = runner
     return runner
 
 
-def _run_partition(group: str, task: Task, archive: str | None, start: int, stop: int, _rows):
+def _drop_runners() -> None:
+    for runner in _RUNNERS.values():
+        if hasattr(runner, "close"):
+            runner.close()
+    _RUNNERS.clear()
+
+
+def _run_partition(group: str, task: Task, archive: str | None, isolation: Isolation, start: int, stop: int, _rows):
     """The Spark task: sequences ``start..stop-1`` as Arrow bytes, or an error record (never a raised exception,
-    so a bug in the model reaches the user as one line instead of a Java stack trace after Spark's retries)."""
+    so a bug in the model reaches the user as one line instead of a Java stack trace after Spark's retries).
+    Only a lost local worker (:class:`WorkerLost`) fails the task, so that Spark retries it."""
     try:
-        runner = _runner(group, task, archive)
+        runner = _runner(group, task, archive, isolation)
     except AnchoError as exc:
         yield encode_error(type(exc).__name__, str(exc))
         return
@@ -439,6 +481,9 @@ def _run_partition(group: str, task: Task, archive: str | None, start: int, stop
         return
     try:
         out = encode(runner.run(start, stop))
+    except WorkerLost:
+        _drop_runners()
+        raise
     except AnchoError as exc:
         out = encode_error(type(exc).__name__, str(exc))
     except Exception as exc:
