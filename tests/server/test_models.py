@@ -144,6 +144,9 @@ def hostile(outside) -> dict[str, tuple[bytes, str]]:
     sym.create_system = 3
     sym.external_attr = (stat.S_IFLNK | 0o777) << 16
     cases["zip-symlink"] = (_zip_raw([(sym, str(outside).encode())]), "link")
+    # found by Hypothesis (tests/test_properties.py): these raised plain OSError/KeyError, a 500
+    cases["tar-hardlink-to-nothing"] = (_tar([_link("hard2", "missing.py", tarfile.LNKTYPE)]), "hard2")
+    cases["zip-file-and-folder-clash"] = (_zip_raw([(zipfile.ZipInfo("pkg"), b"x = 1\n"), (zipfile.ZipInfo("pkg/"), b"")]), "pkg")
     del model
     return cases
 

@@ -105,8 +105,8 @@ def _extract_tar(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
                 tar.extract(m, dest, filter="data")
             except tarfile.FilterError as exc:
                 raise ArchiveError(f"archive member '{m.name}' refused: {_filter_reason(exc)}") from None
-            except (tarfile.TarError, OSError) as exc:
-                raise ArchiveError(f"archive member '{m.name}' could not be unpacked: {exc}") from None
+            except (tarfile.TarError, OSError, KeyError) as exc:  # KeyError: a hard link to a member that is not there
+                raise ArchiveError(f"archive member '{m.name}' could not be unpacked: {_reason(exc)}") from None
 
 
 def _filter_reason(exc: tarfile.FilterError) -> str:
@@ -149,11 +149,11 @@ def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
     with zf:
         for info in infos:
             target = dest / _check_name(info.filename)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
                     while True:
                         block = src.read(1 << 16)
@@ -163,5 +163,20 @@ def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
                         if written > max_bytes:
                             raise ArchiveError(f"the archive unpacks to more than {_size(max_bytes)} (at member '{info.filename}')")
                         out.write(block)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ArchiveError(f"archive member '{info.filename}' could not be unpacked: {exc}") from None
+            # OSError: a member whose folder is a file of the archive, or the reverse; NotImplementedError
+            # and RuntimeError: compression methods or encryption zipfile cannot read
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise ArchiveError(f"archive member '{info.filename}' could not be unpacked: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """An unpacking error in words that do not show the server's folders."""
+    if isinstance(exc, FileExistsError):
+        return "a file and a folder of the archive have the same name"
+    if isinstance(exc, (NotADirectoryError, IsADirectoryError)):
+        return "it is inside a path that the archive also holds as a file, or the reverse"
+    if isinstance(exc, KeyError):
+        return "it is a hard link to a member the archive does not hold"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc) or type(exc).__name__
