@@ -410,13 +410,21 @@ def execute(
         store.update_run(run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="interrupted")
         raise
     except AnchoError as exc:
-        store.update_run(run_id, status="failed", done=done, failures=failures, finished=time.time(), error=str(exc))
+        _record_failure(store, run_id, done, failures, str(exc))
         raise
     except Exception as exc:
-        store.update_run(run_id, status="failed", done=done, failures=failures, finished=time.time(), error=f"{type(exc).__name__}: {exc}")
+        _record_failure(store, run_id, done, failures, f"{type(exc).__name__}: {exc}")
         raise
     store.update_run(run_id, status="succeeded", finished=time.time(), summary=summary)
     return store.get_run(run_id)
+
+
+def _record_failure(store: Store, run_id: str, done: int, failures: int, error: str) -> None:
+    """Mark the run failed; if the store cannot even take that (its disk is full), the run's own error still reaches the user."""
+    try:
+        store.update_run(run_id, status="failed", done=done, failures=failures, finished=time.time(), error=error)
+    except Exception:  # the record stays "running" with its stored chunks intact: a later run of it resumes them
+        pass
 
 
 def _failure_message(result: ChunkResult, failures: int, allowed: int) -> str:

@@ -43,6 +43,12 @@ class RunFailed(AnchoError):
     exit_code = 1
 
 
+class StoreError(AnchoError):
+    """The store could not keep what it was given (a full disk, a lost connection); nothing half-written counts as stored."""
+
+    exit_code = 1
+
+
 class RunCancelled(AnchoError):
     exit_code = 1
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..chunk import KIND_DTYPES, ChunkResult, Failure
 from ..columns import release_memory, to_arrow, to_numpy
-from ..errors import InputError, NotFound
+from ..errors import InputError, NotFound, StoreError
 from ..sqlite import Database
 from .base import RunRecord, Store
 
@@ -157,6 +157,12 @@ class EmbeddedStore(Store):
                     fh.flush()
                     os.fsync(fh.fileno())
             os.replace(tmp, final)
+        except OSError as exc:  # a full disk, a quota, a read-only home: the run fails with this, not a traceback
+            tmp.unlink(missing_ok=True)
+            raise StoreError(
+                f"could not store the results of sequences {result.start}..{result.stop - 1} under {self.home}: "
+                f"{exc.strerror or exc}; free some space there (or use another --store) and run again"
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -1,0 +1,47 @@
+"""A full disk while a run writes its results: the run fails with a one-line reason, the store stays readable,
+and the chunks already stored are intact. The home is a small tmpfs (mounting one needs root, as CI runs)."""
+
+import os
+import subprocess
+
+import pytest
+
+from .conftest import CI, ROOT, run_cli
+
+
+@pytest.fixture
+def tiny_home(tmp_path):
+    home = tmp_path / "tiny"
+    home.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(home)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if CI:
+            pytest.fail(f"CI runs as root and must be able to mount a tmpfs: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield home
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_run_cleanly(tiny_home):
+    env = {"ANCHO_HOME": str(tiny_home)}
+    out = run_cli("run", str(ROOT / "benchmarks/models/trivial.py"), "-n", "3000000", "--seed", "1", "--json", env=env)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("ancho: error: could not store the results of sequences") and "No space left on device" in line, out.stderr
+    assert out.stdout == ""
+
+    from ancho.stores.embedded import EmbeddedStore
+
+    store = EmbeddedStore(tiny_home)
+    (record,) = store.list_runs()
+    assert record.status == "failed" and "No space left" in record.error
+    frame = store.read_frame(record.id)  # what was stored reads back whole, in order, without gaps
+    assert 0 < len(frame) < 3_000_000
+    ranges = store.completed_ranges(record.id)
+    assert ranges[0][0] == 0 and sum(b - a for a, b in ranges) == len(frame)
+    assert sorted(frame.sequence.tolist()) == frame.sequence.tolist()
+    assert not [f for f in os.listdir(tiny_home / "runs" / record.id / "chunks") if f.endswith(".tmp")]
