@@ -170,3 +170,28 @@ def test_run_page_shows_failures_with_tracebacks(site, page):
     assert f"/api/v1/runs/{run_id}/failures?limit=10000" in html
     html = page.http.get(f"/runs/{failed}").text
     assert "The run failed" in html and 'class="alert"' in html and 'id="summary-h"' not in html
+
+
+def test_pages_carry_a_content_security_policy(site, page):
+    for r in (page.http.get("/signin"), page.http.get("/no/such/page")):
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_cross_site_form_posts_are_refused(site, page):
+    """What a hostile page could send without JavaScript's CORS checks: simple forms, with the victim's cookie."""
+    page.sign_in(site.tokens["alice"])
+    with site.client(site.tokens["alice"]) as alice:
+        model = upload_id(alice, tar_gz({"model.py": GAMBLER}))
+        run_id = submit(alice, {"model": {"upload": model}, "sequences": 10**9})
+    r = page.http.post(f"/site/runs/{run_id}/cancel", data={"x": "1"})
+    assert r.status_code == 403
+    r = page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": page.csrf}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    r = page.http.post("/site/runs", content=b'{"model": {"upload": "%s"}}' % model.encode(), headers={"Content-Type": "text/plain"})
+    assert r.status_code in (403, 422)
+    assert page.http.get(f"/api/v1/runs/{run_id}").json()["status"] in ("queued", "running")
+    assert page.http.post("/signout", data={"csrf": "forged"}).status_code == 403
+    with site.client(site.tokens["alice"]) as alice:
+        assert alice.post(f"/runs/{run_id}/cancel").json()["status"] == "cancelled"

@@ -41,6 +41,16 @@ templates.env.filters["utc"] = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S UTC",
 router = APIRouter(include_in_schema=False)
 
 
+#: every page: its own scripts only, no framing by other sites, forms post only here (style attributes
+#: stay allowed: progress bars set their width)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                               "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
 class Forbidden(AnchoError):
     """A state-changing request without a valid CSRF token or from another origin (403)."""
 
@@ -78,13 +88,15 @@ def check_csrf(request: Request, session: Session, given: str | None) -> None:
         raise Forbidden("the form has expired or did not come from this site (missing CSRF token); reload the page and try again")
 
 
-def action_session(request: Request) -> Session:
-    """The session behind a /site action, with its CSRF header checked (forms check their field themselves)."""
+async def action_session(request: Request) -> Session:
+    """The session behind a /site action, its CSRF token checked: an ``X-CSRF-Token`` header, or a form's ``csrf`` field."""
     session = current_session(request)
     if session is None:
         raise AuthError("you are signed out (the session expired or its token was revoked); sign in again")
-    if request.headers.get("x-csrf-token") is not None or request.headers.get("content-type", "").startswith("application/json"):
-        check_csrf(request, session, None)
+    given = request.headers.get("x-csrf-token")
+    if given is None and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        given = (await request.form()).get("csrf")  # FastAPI has read the form already; this is its cached copy
+    check_csrf(request, session, given if isinstance(given, str) else None)
     return session
 
 
@@ -105,6 +117,7 @@ def render(request: Request, name: str, context: dict, status: int = 200, sessio
         request, name, {"session": session, "version": __version__, **context}, status_code=status,
     )
     response.headers["Cache-Control"] = "no-store"
+    response.headers.update(SECURITY_HEADERS)
     return response
 
 
@@ -159,6 +172,7 @@ def signin(request: Request, token: Annotated[str, Form()] = "", csrf: Annotated
     if user is None:
         return _signin_page(request, next, "That token is not valid: it may be mistyped or revoked. "
                             "Ask your administrator for a new one (ancho users add NAME).", 401)
+    sessions(request).close(request.cookies.get(COOKIE))  # signing in again (as anyone) replaces the old session
     sid, _ = sessions(request).open(user, token)
     response = RedirectResponse(_local_path(next), status_code=303)
     response.set_cookie(COOKIE, sid, max_age=int(sessions(request).lifetime), path="/", httponly=True, samesite="lax",
@@ -267,7 +281,6 @@ Action = Annotated[Session, Depends(action_session)]
 
 @router.post("/site/models", status_code=201)
 async def upload_model(request: Request, session: Action, file: UploadFile = File(...)):
-    check_csrf(request, session, None)
     data = await file.read()
     return await run_in_threadpool(service(request).uploads.add, session.user, data, file.filename or "")
 
@@ -286,7 +299,6 @@ def submit_run(body: RunRequest, request: Request, session: Action):
 
 @router.post("/site/runs/{run_id}/cancel")
 def cancel_run(request: Request, run_id: str, session: Action, csrf: Annotated[str | None, Form()] = None) -> Response:
-    check_csrf(request, session, csrf)
     record = service(request).dispatcher.cancel(run_id, session.user)
     if csrf is not None:  # the page's form (works without JavaScript): back to the run
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
