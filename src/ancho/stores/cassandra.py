@@ -283,6 +283,7 @@ class CassandraStore(Store):
 
     def results_source(self, run_id: str) -> dict:
         """The owner's role and password (never the store's), the keyspace and the run: all user code gets."""
+        self._results_for_run(run_id).flush()  # the reader is another process: everything written must be there
         record = self.get_run(run_id)
         keyspace, role, password = self._owner(record.owner)
         return {
@@ -294,7 +295,12 @@ class CassandraStore(Store):
         }
 
     def close(self) -> None:
-        self.session.cluster.shutdown()
+        """Waits for chunk writes still in flight, then disconnects."""
+        try:
+            for results in list(self._results.values()):
+                results.flush()
+        finally:
+            self.session.cluster.shutdown()
 
 
 def wait_until_up(store: CassandraStore, seconds: float = 120.0) -> None:

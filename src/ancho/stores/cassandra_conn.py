@@ -190,7 +190,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
-def _transient() -> tuple[type[BaseException], ...]:
+def transient_errors() -> tuple[type[BaseException], ...]:
     from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
     from cassandra.cluster import NoHostAvailable
     from cassandra.connection import ConnectionException
@@ -198,12 +198,19 @@ def _transient() -> tuple[type[BaseException], ...]:
     return (NoHostAvailable, OperationTimedOut, Unavailable, ReadTimeout, WriteTimeout, ConnectionException)
 
 
+def unavailable(endpoint: Endpoint, what: str, exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"Cassandra at {endpoint.where} did not answer for {endpoint.retry_seconds:g} s while {what} ({_reason(exc)}); "
+        "check that the cluster is up, or raise retry_seconds in the store URL"
+    )
+
+
 def retrying(what: str, endpoint: Endpoint, call: Callable[[], T]) -> T:
     """``call()`` again while the cluster is unreachable, up to ``retry_seconds``; then StoreUnavailable naming ``what``.
 
     Only for idempotent work (everything Ancho sends is).
     """
-    transient = _transient()
+    transient = transient_errors()
     deadline = time.monotonic() + endpoint.retry_seconds
     delay = 0.25
     while True:
@@ -211,23 +218,15 @@ def retrying(what: str, endpoint: Endpoint, call: Callable[[], T]) -> T:
             return call()
         except transient as exc:
             if time.monotonic() >= deadline:
-                raise StoreUnavailable(
-                    f"Cassandra at {endpoint.where} did not answer for {endpoint.retry_seconds:g} s while {what} ({_reason(exc)}); "
-                    "check that the cluster is up, or raise retry_seconds in the store URL"
-                ) from None
+                raise unavailable(endpoint, what, exc) from None
             log.warning("Cassandra unavailable while %s (%s); retrying", what, _reason(exc))
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
 
-def run_concurrent(session, statement, rows: list[tuple[Any, ...]], concurrency: int = 32) -> None:
+def run_concurrent(session, statement, rows: list[tuple[Any, ...]], concurrency: int = 16) -> None:
     """Execute one prepared statement for every row, ``concurrency`` requests in flight; raise the first failure."""
-    run_all(session, [(statement, row) for row in rows], concurrency)
+    from cassandra.concurrent import execute_concurrent_with_args
 
-
-def run_all(session, work: list[tuple[Any, tuple[Any, ...]]], concurrency: int = 32) -> None:
-    """Execute ``(statement, parameters)`` pairs, ``concurrency`` requests in flight; raise the first failure."""
-    from cassandra.concurrent import execute_concurrent
-
-    if work:
-        execute_concurrent(session, work, concurrency=concurrency, raise_on_first_error=True)
+    if rows:
+        execute_concurrent_with_args(session, statement, rows, concurrency=concurrency, raise_on_first_error=True)

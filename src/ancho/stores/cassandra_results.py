@@ -8,7 +8,7 @@ Data model (per owner keyspace; see docs/cassandra.md for the figures behind it)
 
 A column of a chunk is cut into blocks of ``BLOCK`` values stored as raw
 little-endian int64/float64 (bools packed 8 per byte), so a cell is at most
-256 KiB and a ``blocks`` partition (one column of one chunk, ≤ 262,144
+128 KiB and a ``blocks`` partition (one column of one chunk, ≤ 262,144
 values) at most 2 MiB, whatever the number of sequences or outputs.
 One CQL row per *sequence* would cost a round of CQL encoding and a storage
 row per sequence: ~100× slower to write (docs/cassandra.md).
@@ -38,13 +38,16 @@ import numpy as np
 from ..chunk import KIND_DTYPES, ChunkResult, Failure, dtype_kind
 from ..columns import to_arrow
 from ..errors import AnchoError
-from .cassandra_conn import Endpoint, connect, retrying, run_all, run_concurrent
+from .cassandra_conn import Endpoint, connect, retrying, run_concurrent
+from .cassandra_pipeline import Pipeline
 
-#: values per block: 256 KiB for a number column (Cassandra's guidance: cells well under 1 MB)
-BLOCK = 32_768
+#: values per block: 128 KiB for a number column (Cassandra's guidance: cells well under 1 MB)
+BLOCK = 16_384
 #: chunks whose blocks are fetched ahead while the current one is decoded
 READ_AHEAD = 4
-WRITE_CONCURRENCY = 32
+#: requests in flight per write: 16 × 128 KiB = 2 MiB, within a socket's send buffer (at 32 × 256 KiB the
+#: driver failed writes with ConnectionBusy when the node fell behind; docs/cassandra.md)
+WRITE_CONCURRENCY = 16
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS {ks}.chunks (
@@ -95,6 +98,7 @@ class RunResults:
         self.session = session
         self.ks = keyspace
         self.endpoint = endpoint
+        self.pipeline = Pipeline(session, endpoint, WRITE_CONCURRENCY)
         p = session.prepare
         self._pre_mark = p(f"UPDATE {keyspace}.chunks SET kinds = kinds + ? WHERE run_id = ? AND chunk_start = ?")
         self._mark = p(
@@ -129,24 +133,28 @@ class RunResults:
         return rows, kinds, dense
 
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
-        """Failures and blocks first, concurrently; the ``done`` marker last (see the module docstring).
+        """Send a chunk's failures and blocks; its ``done`` marker follows once they are all acknowledged.
 
-        The chunk row's list of written columns (how deleting a run finds the
-        blocks of an unfinished chunk) goes with the blocks: one round trip
-        fewer per chunk than sending it first.
+        Returns when the requests are sent (:mod:`.cassandra_pipeline`);
+        every read here flushes first. The chunk row's list of written
+        columns (how deleting a run finds the blocks of an unfinished chunk)
+        goes with the blocks.
         """
         rows, kinds, dense = self.block_rows(run_id, result)
         names = {r[2]: "int" if r[2] == "sequence" else kinds[r[2]] for r in rows}
         work = [(self._pre_mark, (names, run_id, result.start))] if names else []
         work += [(self._failure, (run_id, f.sequence, f.error, f.traceback)) for f in result.failures]
         work += [(self._block, row) for row in rows]
-        what = f"writing sequences {result.start}..{result.stop - 1} of run '{run_id}'"
-        self._retry(what, lambda: run_all(self.session, work, WRITE_CONCURRENCY))
-        marker = (result.stop, len(result.sequences), dense, kinds, run_id, result.start)
-        self._retry(what, lambda: self.session.execute(self._mark, marker))
+        marker = (self._mark, (result.stop, len(result.sequences), dense, kinds, run_id, result.start))
+        self.pipeline.submit(work, marker, f"writing sequences {result.start}..{result.stop - 1} of run '{run_id}'")
+
+    def flush(self) -> None:
+        """Wait for every chunk handed to :meth:`write_chunk`; raise the first write that failed."""
+        self.pipeline.flush()
 
     # -- reading ---------------------------------------------------------------
     def markers(self, run_id: str, done_only: bool = True) -> list[ChunkMarker]:
+        self.flush()
         rows = self._retry(f"reading the chunks of run '{run_id}'", lambda: list(self.session.execute(self._markers, (run_id,))))
         return [
             ChunkMarker(r.chunk_start, r.chunk_stop if r.chunk_stop is not None else r.chunk_start, r.rows or 0,
@@ -224,6 +232,7 @@ class RunResults:
         return pa.Table.from_batches(list(self.iter_batches(run_id, schema)), schema=schema)
 
     def failures(self, run_id: str, limit: int | None = None) -> list[Failure]:
+        self.flush()
         if limit is None:
             stmt, args = self._failures, (run_id,)
         else:
@@ -258,7 +267,11 @@ class RemoteResults:
         return self.results.read_table(self.source["run_id"], self.source["schema"], columns)
 
     def close(self) -> None:
-        self.session.cluster.shutdown()
+        """Flushes the writes first (raising the first that failed), then disconnects."""
+        try:
+            self.results.flush()
+        finally:
+            self.session.cluster.shutdown()
 
     def __enter__(self) -> "RemoteResults":
         return self
