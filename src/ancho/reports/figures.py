@@ -54,8 +54,9 @@ def draw_histogram(ax, hist: dict, name: str) -> None:
     else:
         ax.stairs(counts, edges, fill=True, color=BAR, alpha=0.85)
     ax.set_ylim(bottom=0)
-    from matplotlib.ticker import EngFormatter
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks for small runs
     ax.yaxis.set_major_formatter(EngFormatter(sep=""))  # 25k, not 25000: the margin stays fixed
 
 

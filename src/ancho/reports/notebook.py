@@ -21,7 +21,6 @@ Where the data come from (``data``):
 
 from __future__ import annotations
 
-import json
 import pprint
 from pathlib import Path
 

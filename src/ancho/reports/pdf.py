@@ -20,9 +20,13 @@ from ..cli.render import ci, fmt
 from ..stores.base import Store
 from .facts import ReportData, gather, run_rows
 
+#: a millimetre in PDF points (what reportlab.lib.units.mm holds)
+mm = 72 / 25.4
 SUMMARY_COLUMNS = ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count")
-#: traceback lines kept per listed failure (the last ones: where it raised)
+#: traceback lines kept per traceback shown (the last ones: where it raised)
 TRACEBACK_LINES = 12
+#: tracebacks shown: the first failure of each distinct exception type, up to this many
+DISTINCT_TRACEBACKS = 3
 
 _fonts_lock = threading.Lock()
 _fonts_ready = False
@@ -132,7 +136,6 @@ def fit_widths(rows: list[list], width: float, first_min: float = 60.0) -> list[
 
 def _numbered_canvas(run_id: str):
     """A canvas class that writes "page X of Y" once the page count is known (ReportLab's two-pass idiom)."""
-    from reportlab.lib.units import mm
     from reportlab.pdfgen.canvas import Canvas
 
     class NumberedCanvas(Canvas):
@@ -163,7 +166,6 @@ def render(data: ReportData, plots: dict, sink: BinaryIO) -> None:
     """Lay out ``data`` and the plot numbers of each output into a PDF written to ``sink``."""
     _register_fonts()
     from reportlab.lib.pagesizes import A4
-    from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
 
     r = data.record
@@ -176,7 +178,6 @@ def render(data: ReportData, plots: dict, sink: BinaryIO) -> None:
 
 
 def _story(data: ReportData, plots: dict, width: float) -> list:
-    from reportlab.lib.units import mm
     from reportlab.platypus import Spacer
 
     st = _styles()
@@ -208,7 +209,6 @@ def _story(data: ReportData, plots: dict, width: float) -> list:
 
 
 def _summary_section(data: ReportData, width: float) -> list:
-    from reportlab.lib.units import mm
 
     st = _styles()
     summary = data.summary
@@ -244,7 +244,6 @@ def _summary_section(data: ReportData, width: float) -> list:
 
 
 def _space(height_mm: float):
-    from reportlab.lib.units import mm
     from reportlab.platypus import Spacer
 
     return Spacer(1, height_mm * mm)
@@ -275,21 +274,32 @@ def _figures_section(data: ReportData, plots: dict, width: float) -> list:
 
 
 def _failures_section(data: ReportData, width: float) -> list:
+    """A table of the first failed sequences and their errors, then one traceback per distinct exception type."""
     from reportlab.platypus import KeepTogether, Preformatted
 
     r = data.record
     if not r.failures:
         return []
     st = _styles()
+    listed = data.failures
     out: list = [_p("Failures", st["h2"]),
-                 _p(f"{r.failures:,} sequences raised an exception (the run allowed {r.max_failures:,})."
-                    + (f" The first {len(data.failures)} are listed." if len(data.failures) < r.failures else ""), st["body"])]
-    for f in data.failures:
+                 _p(f"{r.failures:,} {'sequence' if r.failures == 1 else 'sequences'} raised an exception "
+                    f"(the run allowed {r.max_failures:,})." + (f" The first {len(listed)} are listed." if len(listed) < r.failures else ""),
+                    st["body"])]
+    if not listed:
+        return out
+    rows = [["sequence", "error"]] + [[f"{f.sequence}", f.error] for f in listed]
+    out += [_space(2), _table(rows, [22 * mm, width - 22 * mm], numeric_from=2)]
+    seen: set[str] = set()
+    for f in listed:
+        kind = f.error.partition(":")[0]
+        if kind in seen or not f.traceback.strip() or len(seen) >= DISTINCT_TRACEBACKS:
+            continue
+        seen.add(kind)
         lines = f.traceback.rstrip().splitlines()
         if len(lines) > TRACEBACK_LINES:
             lines = ["…"] + lines[-TRACEBACK_LINES:]
-        block = [_p(f"sequence {f.sequence}: {f.error}", st["h3"])]
-        if lines:
-            block.append(Preformatted("\n".join(lines), st["code"], maxLineLength=130, newLineChars=""))
-        out.append(KeepTogether(block))
+        out.append(KeepTogether([_p(f"Traceback of sequence {f.sequence} ({kind})", st["h3"]),
+                                 Preformatted("\n".join(lines), st["code"], maxLineLength=130, newLineChars="")]))
     return out
+
