@@ -137,6 +137,15 @@ def test_bad_input_shows_messages_next_to_the_fields(site, browser, models_dir, 
     assert "max_sequences" in wait_for(browser, lambda d: visible_error(d, "max_sequences"), message="the max_sequences error")
     assert "/runs/new" in browser.current_url  # nothing was submitted
     screenshot(browser, artifacts, "08-bad-run-settings")
+    # a different model than the one whose parameters are shown: its own parameters come up first
+    browser.find_element(By.ID, "max_sequences").clear()
+    browser.find_element(By.ID, "entry").send_keys("model.py:Gambler")
+    browser.find_element(By.ID, "submit").click()
+    assert "model changed" in wait_for(browser, lambda d: visible_error(d, "form"), message="the changed-model note")
+    assert browser.find_element(By.ID, "param-stake").get_attribute("value") == "10"  # the form was rebuilt
+    assert "/runs/new" in browser.current_url
+    browser.find_element(By.ID, "submit").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "progress-h"), message="the run page")
 
 
 def test_entry_that_does_not_exist(site, browser, models_dir):

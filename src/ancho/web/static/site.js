@@ -95,8 +95,15 @@
     let first = null; // {t, done}: rates are measured from this page's first event
     let ended = false;
     const source = new EventSource(`/api/v1/runs/${encodeURIComponent(id)}/events`);
+    const note = section.querySelector("[data-live-note]");
+    const noteText = note ? note.textContent : "";
+    const announce = document.getElementById("status-announce");
+    let lastStatus = null;
     source.addEventListener("progress", (ev) => {
       const s = JSON.parse(ev.data);
+      if (note) note.textContent = noteText; // connected (again)
+      if (announce && lastStatus !== null && s.status !== lastStatus) announce.textContent = `The run is ${s.status}.`;
+      lastStatus = s.status;
       const now = performance.now() / 1000;
       setProgress(section, s.done, s.total, s.status);
       setBadge(document.querySelector(".heading"), s.status);
@@ -111,15 +118,15 @@
         eta.textContent = s.total > s.done ? `about ${fmtDuration((s.total - s.done) / r)} left` : "";
       }
     });
-    source.addEventListener("end", () => {
+    source.addEventListener("end", (ev) => {
       ended = true;
+      if (announce) announce.textContent = `The run is ${JSON.parse(ev.data).status}; loading its results.`;
       source.close();
       // the results (summary, plots, downloads) are drawn by the server: show the finished page
       setTimeout(() => window.location.reload(), 300);
     });
     source.onerror = () => {
       if (ended) return;
-      const note = section.querySelector("[data-live-note]");
       if (note) note.textContent = "Lost the connection to the server; retrying…";
     };
   }
@@ -328,7 +335,11 @@
       try {
         const model = await source();
         if (!model) return;
-        if (inspected !== null && inspected !== JSON.stringify(model)) $("params-set").hidden = true; // a different model now
+        if (!$("params-set").hidden && inspected !== JSON.stringify(model)) {
+          // another model than the one whose parameters are shown: show its own, let the person check them
+          if (await inspect()) showError("form", "The model changed since its parameters were read: check them, then start the run again.", false);
+          return;
+        }
         const body = { model, params: {} };
         if (!$("params-set").hidden) {
           $("params").querySelectorAll("[data-param]").forEach((input) => {
