@@ -178,8 +178,10 @@ class CassandraStore(Store):
         keyspace = self._owner(owner)[0]
         results = self._results.get(keyspace)
         if results is None:
-            results = RunResults(self.session, keyspace, self.endpoint)
-            self._results[keyspace] = results
+            with self._lock:  # one per keyspace: its write pipeline is what reads flush
+                results = self._results.get(keyspace)
+                if results is None:
+                    results = self._results[keyspace] = RunResults(self.session, keyspace, self.endpoint)
         return results
 
     def _results_for_run(self, run_id: str) -> RunResults:
