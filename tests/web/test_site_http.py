@@ -195,3 +195,17 @@ def test_cross_site_form_posts_are_refused(site, page):
     assert page.http.post("/signout", data={"csrf": "forged"}).status_code == 403
     with site.client(site.tokens["alice"]) as alice:
         assert alice.post(f"/runs/{run_id}/cancel").json()["status"] == "cancelled"
+
+
+def test_run_page_of_a_precision_goal(site, page):
+    with site.client(site.tokens["alice"]) as alice:
+        model = upload_id(alice, tar_gz({"model.py": GAMBLER}))
+        run_id = submit(alice, {"model": {"upload": model}, "params": {"stake": 3, "goal": 10}, "sequences": 200, "seed": 8,
+                                "until": "mean(rounds)+-1", "max_sequences": 50_000})
+        assert wait_run(alice, run_id)["status"] == "succeeded"
+        summary = alice.get(f"/runs/{run_id}/summary").json()
+    page.sign_in(site.tokens["alice"])
+    html = page.http.get(f"/runs/{run_id}").text
+    assert "until <code>mean(rounds)+-1</code>, at most 50,000" in html
+    assert "Precision goal <code>mean(rounds)+-1</code>: met" in html
+    assert f"{summary['sequences']:,} sequences" in html
