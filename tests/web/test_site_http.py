@@ -209,3 +209,23 @@ def test_run_page_of_a_precision_goal(site, page):
     assert "until <code>mean(rounds)+-1</code>, at most 50,000" in html
     assert "Precision goal <code>mean(rounds)+-1</code>: met" in html
     assert f"{summary['sequences']:,} sequences" in html
+
+
+def test_download_links_work_with_the_session(site, page):
+    """The run page's plain links: results, summary, report and notebook, with the session cookie only."""
+    with site.client(site.tokens["alice"]) as alice:
+        run_id = submit(alice, {"model": {"upload": upload_id(alice, tar_gz({"model.py": GAMBLER}))}, "sequences": 300, "seed": 6})
+        wait_run(alice, run_id)
+        expected_csv = alice.get(f"/runs/{run_id}/results", params={"format": "csv"}).text
+    page.sign_in(site.tokens["alice"])
+    html = page.http.get(f"/runs/{run_id}").text
+    links = re.findall(r'<a href="(/api/v1/runs/[^"]+)" download', html)
+    assert len(links) == 5, links
+    got = {link: page.http.get(link.replace("&amp;", "&")) for link in links}
+    assert all(r.status_code == 200 for r in got.values()), {k: (r.status_code, r.text[:200]) for k, r in got.items()}
+    by_end = {k.rsplit("/", 1)[1]: r for k, r in got.items()}
+    assert by_end["results?format=csv"].text == expected_csv
+    assert by_end["results?format=parquet"].content[:4] == b"PAR1"
+    assert by_end["summary"].json()["run"] == run_id
+    assert by_end["report.pdf"].content[:5] == b"%PDF-"
+    assert by_end["notebook.ipynb"].json()["nbformat"] == 4
