@@ -11,6 +11,7 @@ accepts the session cookie for GET.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -39,6 +40,7 @@ templates.env.filters["num"] = fmt
 templates.env.filters["utc"] = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts else "–"
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger("ancho.server")
 
 
 #: every page: its own scripts only, no framing by other sites, forms post only here (style attributes
@@ -73,12 +75,15 @@ def _secure(request: Request) -> bool:
 
 
 def _same_origin(request: Request) -> bool:
-    """A browser names the page a form or fetch came from; it must be this site (missing: not a browser request)."""
+    """A browser names the site a form or fetch came from; it must be this host (missing: not a browser request).
+
+    Hosts are compared, not schemes: behind a proxy that ends TLS the server
+    may see http while the browser says https (the proxy must pass ``Host`` on).
+    """
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    parts = urlsplit(origin)
-    return parts.scheme == request.url.scheme and parts.netloc == request.headers.get("host", request.url.netloc)
+    return urlsplit(origin).netloc == request.headers.get("host", request.url.netloc)
 
 
 def check_csrf(request: Request, session: Session, given: str | None) -> None:
@@ -257,9 +262,7 @@ def run_page(request: Request, run_id: str):
         try:
             charts = plot_cache.get(svc, run_id)
         except Exception as exc:  # noqa: BLE001 - the page still shows the summary; the log has the traceback
-            import logging
-
-            logging.getLogger("ancho.server").exception("plots of run %s", run_id)
+            log.exception("plots of run %s", run_id)
             chart_error = f"The plots could not be drawn ({type(exc).__name__})."
         targets_chart = targets_svg(summary.get("targets") or [])
     failures = get_failures(run_id, session.user, svc, limit=20) if record.failures else []
