@@ -33,7 +33,7 @@ from typing import Any
 from ..chunk import ChunkResult, Failure
 from ..errors import InputError, NotFound
 from .base import RunRecord, Store, arrow_schema
-from .cassandra_conn import StoreURL, connect, redact, retrying
+from .cassandra_conn import OPEN_PATIENCE, StoreURL, connect, redact, retrying
 from .cassandra_results import TABLES, RunResults
 from .embedded import check_run_id
 
@@ -68,7 +68,7 @@ class CassandraStore(Store):
         self.endpoint = url.endpoint
         self.catalog = url.keyspace
         self.url = shown or f"cassandra://{self.endpoint.username}:***@{self.endpoint.where}/{self.catalog}"
-        self.session = connect(self.endpoint)
+        self.session = connect(self.endpoint, patience=OPEN_PATIENCE)
         self._lock = threading.Lock()
         self._owners: dict[str, tuple[str, str, str]] = {}  # owner -> (keyspace, role, password)
         self._results: dict[str, RunResults] = {}  # keyspace -> its prepared statements

@@ -138,8 +138,29 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def connect(endpoint: Endpoint, keyspace: str | None = None):
-    """A driver ``Session`` (its ``.cluster`` to shut down) with Ancho's policies; StoreUnavailable/InputError if refused."""
+class _QuietConnectErrors(logging.Filter):
+    """Drop the driver's own tracebacks for failed connection attempts: Ancho retries and then says what failed, once."""
+
+    PHRASES = ("Control connection failed to connect", "[control connection] Error connecting", "Error attempting to reconnect")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not any(p in message for p in self.PHRASES)
+
+
+logging.getLogger("cassandra.cluster").addFilter(_QuietConnectErrors())
+logging.getLogger("cassandra.pool").addFilter(_QuietConnectErrors())
+
+#: seconds opening a store keeps trying to reach the cluster: a wrong host or port fails soon
+OPEN_PATIENCE = 10.0
+
+
+def connect(endpoint: Endpoint, keyspace: str | None = None, patience: float | None = None):
+    """A driver ``Session`` (its ``.cluster`` to shut down) with Ancho's policies; StoreUnavailable/InputError if refused.
+
+    Keeps trying for ``patience`` seconds (default ``retry_seconds``: a worker
+    connecting while a node restarts waits for it).
+    """
     from cassandra import AuthenticationFailed
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
@@ -163,7 +184,7 @@ def connect(endpoint: Endpoint, keyspace: str | None = None):
             protocol_version=5,  # Cassandra 4.0 and newer; saves the driver's noisy downgrade from its newest version
         )
 
-    deadline = time.monotonic() + endpoint.retry_seconds
+    deadline = time.monotonic() + (endpoint.retry_seconds if patience is None else min(patience, endpoint.retry_seconds))
     while True:
         attempt = cluster()  # a cluster that failed to connect is shut down for good: a new one per attempt
         try:
