@@ -273,20 +273,33 @@ class Service:
     # -- reports ----------------------------------------------------------------
     def report_pdf(self, user: str, run_id: str) -> bytes:
         """The run's PDF report (NotFound for another user's run). CPU-bound: call it off the event loop."""
-        import io
-
         from ..reports import rendering, write_pdf
+        from ..reports.cache import reports, run_key
 
-        with rendering():
-            buf = io.BytesIO()
-            write_pdf(self.store, run_id, buf, owner=user)
-            return buf.getvalue()
+        record = self.store.get_run(run_id, owner=user)
+
+        def render() -> bytes:
+            import io
+
+            with rendering():
+                buf = io.BytesIO()
+                write_pdf(self.store, run_id, buf, owner=user)
+                return buf.getvalue()
+
+        key = run_key(record, "pdf")
+        return render() if key is None else reports.get(key, render)
 
     def report_notebook(self, user: str, run_id: str, api_url: str) -> bytes:
         """The run's notebook: small runs embedded, larger ones fetched from ``api_url`` with the reader's ANCHO_TOKEN."""
         from ..reports import rendering
+        from ..reports.cache import reports, run_key
         from ..reports.notebook import build_notebook, data_mode, notebook_bytes
 
         record = self.store.get_run(run_id, owner=user)
-        with rendering():
-            return notebook_bytes(build_notebook(self.store, run_id, data_mode(record, "api"), owner=user, api_url=api_url))
+
+        def render() -> bytes:
+            with rendering():
+                return notebook_bytes(build_notebook(self.store, run_id, data_mode(record, "api"), owner=user, api_url=api_url))
+
+        key = run_key(record, "notebook", api_url)
+        return render() if key is None else reports.get(key, render)
