@@ -269,3 +269,28 @@ def test_cli_report_errors_name_what_to_fix(home, tmp_path):
     assert done.returncode != 0 and "--pdf FILE" in done.stderr
     done = run_cli("report", "nosuchrun", "--pdf", str(tmp_path / "missing" / "x.pdf"), env={"ANCHO_URL": ""})
     assert done.returncode != 0 and "ancho: error:" in done.stderr
+
+
+def test_rendered_reports_are_kept_and_rendered_once_for_concurrent_requests():
+    import threading
+    import time
+
+    from ancho.reports.cache import RenderedCache
+
+    cache, calls = RenderedCache(max_bytes=10), []
+
+    def render():
+        calls.append(1)
+        time.sleep(0.2)
+        return b"12345"
+
+    threads = [threading.Thread(target=cache.get, args=("a", render)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and cache.get("a", render) == b"12345" and len(calls) == 1
+    cache.get("b", lambda: b"67890")
+    cache.get("c", lambda: b"abcde")  # over 10 bytes: the least recently used ("a") goes
+    assert cache.get("a", lambda: b"fresh") == b"fresh"
+    assert cache.get("big", lambda: b"x" * 11) == b"x" * 11 and "big" not in cache._items

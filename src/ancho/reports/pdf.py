@@ -165,7 +165,11 @@ def _numbered_canvas(run_id: str):
 def render(data: ReportData, plots: dict, sink: BinaryIO) -> None:
     """Lay out ``data`` and the plot numbers of each output into a PDF written to ``sink``."""
     _register_fonts()
+    from reportlab import rl_config
     from reportlab.lib.pagesizes import A4
+
+    # images as binary streams, not ASCII85 text: smaller files, and ReportLab encodes A85 in pure Python
+    rl_config.useA85 = 0
     from reportlab.platypus import SimpleDocTemplate
 
     r = data.record
