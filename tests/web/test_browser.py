@@ -272,3 +272,55 @@ def test_every_request_stays_on_the_server(site, browser):
         browser.get(site.url + path)
         urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert urls and all(u.startswith(site.url + "/") for u in urls), urls
+
+
+OPTION = '''
+from typing import Literal
+
+import ancho
+
+
+class Choices(ancho.Model):
+    """Parameters of several kinds, to see the form offer each its own way."""
+
+    kind: Literal["call", "put"] = "call"
+    strikes: list[float] = [90.0, 110.0]
+    antithetic: bool = False
+    label: str = "base"
+
+    def sequence(self, rng):
+        x = rng.random()
+        return {"x": x if self.kind == "call" else -x, "n": len(self.strikes), "anti": self.antithetic}
+'''
+
+
+def test_parameters_of_every_kind(site, browser, tmp_path, artifacts):
+    archive = tmp_path / "choices.tar.gz"
+    archive.write_bytes(tar_gz({"model.py": OPTION}))
+    sign_in(browser, site, site.tokens["alice"])
+    browser.get(site.url + "/runs/new")
+    browser.find_element(By.ID, "file").send_keys(str(archive))
+    browser.find_element(By.ID, "inspect").click()
+    kind = Select(wait_for(browser, lambda d: d.find_elements(By.ID, "param-kind"))[0])
+    assert [o.text for o in kind.options] == ["call", "put"] and kind.first_selected_option.text == "call"
+    anti = Select(browser.find_element(By.ID, "param-antithetic"))
+    assert anti.first_selected_option.text == "false"
+    strikes = browser.find_element(By.ID, "param-strikes")
+    assert strikes.get_attribute("value") == "[90,110]"
+    assert "list[float]" in browser.find_element(By.CSS_SELECTOR, "label[for=param-strikes]").text
+    assert browser.find_element(By.ID, "param-label").get_attribute("value") == "base"
+    kind.select_by_visible_text("put")
+    anti.select_by_visible_text("true")
+    strikes.clear()
+    strikes.send_keys("[80, 100, 120]")
+    seq = browser.find_element(By.ID, "sequences")
+    seq.clear()
+    seq.send_keys("200")
+    screenshot(browser, artifacts, "17-parameters-of-every-kind")
+    browser.find_element(By.ID, "submit").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "summary-h"), timeout=180, message="the summary")
+    run_id = browser.current_url.rstrip("/").rsplit("/", 1)[1]
+    with site.client(site.tokens["alice"]) as api:
+        summary = api.get(f"/runs/{run_id}/summary").json()
+    assert summary["params"] == {"kind": "put", "strikes": [80.0, 100.0, 120.0], "antithetic": True, "label": "base"}
+    assert summary["outputs"]["n"]["mean"] == 3 and summary["outputs"]["x"]["max"] <= 0

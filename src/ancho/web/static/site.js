@@ -252,7 +252,17 @@
       type.textContent = p.type + (p.required ? ", required" : "");
       label.append(type);
       let input;
-      if (p.type === "bool") {
+      const literal = /^Literal\[(.*)\]$/.exec(p.type);
+      const choices = literal ? [...literal[1].matchAll(/'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([^,\s][^,]*)/g)].map((m) => (m[1] ?? m[2] ?? m[3]).trim()) : [];
+      if (choices.length) { // a fixed set of values: a menu of them
+        input = document.createElement("select");
+        for (const v of choices) {
+          const o = document.createElement("option");
+          o.value = o.textContent = v;
+          input.appendChild(o);
+        }
+        input.value = p.default === null || p.default === undefined ? choices[0] : String(p.default);
+      } else if (p.type === "bool") {
         input = document.createElement("select");
         for (const v of ["true", "false"]) {
           const o = document.createElement("option");
