@@ -18,15 +18,17 @@ thread that started them ends, and the server's death ends every thread.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
 from ..engine import RunHandle, RunSpec, execute
 from ..errors import AnchoError, NotFound, RunCancelled
 from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
+from ..stores import export_results
 from ..stores.base import RunRecord, Store
 
 log = logging.getLogger("ancho.server")
@@ -49,9 +51,15 @@ def loaded_from_record(record: RunRecord) -> LoadedModel:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5, nice: int = 0):
-        """``worker_setup(root, run_id=, read_only=)`` gives LocalExecutor options and a sandbox (see Service.worker_setup)."""
+    def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5, nice: int = 0,
+                 exports: Path | None = None):
+        """``worker_setup(root, run_id=, read_only=)`` gives LocalExecutor options and a sandbox (see Service.worker_setup).
+
+        ``exports``: where a run's results are copied for its summary functions when its workers cannot
+        read the store themselves (a Cassandra store seen from a sandbox without network).
+        """
         self.store = store
+        self.exports = exports
         self.worker_setup = worker_setup
         self.nice = nice
         self.concurrency = concurrency
@@ -127,21 +135,30 @@ class Dispatcher:
                 record.max_sequences, record.max_failures, resolved=True,
             )
             log.info("run %s (%s, user %s) starting", record.id, record.model, record.owner)
-            options, sandbox = {}, None
+            options, sandbox, export = {}, None, None
             if self.worker_setup is not None:
                 # the workers see the model's source, its environment and this run's results (for summary
                 # functions), and write only to the run's scratch folder
                 results = self.store.results_source(record.id)
-                options, sandbox = self.worker_setup(
-                    Path(model.ref.root), run_id=record.id,
-                    read_only=(results["path"],) if results.get("kind") == "parquet-dir" else (),
-                )
+                read_only: tuple[str, ...] = ()
+                if results.get("kind") == "parquet-dir":
+                    read_only = (results["path"],)
+                elif self.exports is not None and model.summaries:
+                    export = self.exports / record.id  # filled after the last chunk, read-only for the workers
+                    shutil.rmtree(export, ignore_errors=True)
+                    export.mkdir(parents=True)
+                    read_only = (str(export),)
+                options, sandbox = self.worker_setup(Path(model.ref.root), run_id=record.id, read_only=read_only)
+                if export is not None:
+                    options["results"] = lambda source, run=record.id, folder=export: export_results(self.store, run, folder)
             try:
                 with LocalExecutor(self.workers, nice=self.nice, **options) as executor:
                     final = execute(model, spec, self.store, executor, record, None, handle)
             finally:
                 if sandbox is not None:
                     sandbox.close()
+                if export is not None:
+                    shutil.rmtree(export, ignore_errors=True)
             log.info("run %s succeeded: %d sequences", record.id, final.done)
         except RunCancelled:
             log.info("run %s %s", record.id, "interrupted; it will resume" if handle.interrupted else "cancelled")

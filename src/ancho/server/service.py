@@ -106,7 +106,8 @@ class Service:
             max_bytes=settings.max_archive_bytes, max_files=settings.max_archive_files, timeout=settings.fetch_timeout,
         )
         self.sandboxed = self._check_sandbox()
-        self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice)
+        self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
+                                     exports=settings.home / "exports")
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import InputError
 from .base import FINAL, STATUSES, RunRecord, Store
 
-__all__ = ["Store", "RunRecord", "STATUSES", "FINAL", "open_store", "read_results_source"]
+__all__ = ["Store", "RunRecord", "STATUSES", "FINAL", "open_store", "read_results_source", "export_results"]
 
 
 def read_results_source(source: dict):
@@ -20,6 +20,30 @@ def read_results_source(source: dict):
 
         return read_source(source)
     raise InputError(f"unknown results source {kind!r}")
+
+
+def export_results(store: Store, run_id: str, folder) -> dict:
+    """Copy one run's results into ``folder`` as chunk files, and describe them as a results source.
+
+    For workers that cannot reach the store: a server's sandboxed workers have
+    no network, so a summary function could not read a Cassandra store; the
+    (trusted) driver copies the run here, batch by batch (memory stays at one
+    chunk), and the workers read the copy, which is this run and nothing else.
+    """
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for batch in store.iter_batches(run_id):
+        if batch.num_rows == 0:
+            continue
+        seqs = batch.column(0)
+        start, stop = seqs[0].as_py(), seqs[batch.num_rows - 1].as_py() + 1
+        pq.write_table(pa.Table.from_batches([batch]), folder / f"{start:012d}-{stop:012d}.parquet", compression="zstd")
+    return {"kind": "parquet-dir", "path": str(folder), "schema": store.get_run(run_id).schema}
 
 
 def open_store(url: "str | Store | None" = None) -> Store:
