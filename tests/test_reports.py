@@ -294,3 +294,24 @@ def test_rendered_reports_are_kept_and_rendered_once_for_concurrent_requests():
     cache.get("c", lambda: b"abcde")  # over 10 bytes: the least recently used ("a") goes
     assert cache.get("a", lambda: b"fresh") == b"fresh"
     assert cache.get("big", lambda: b"x" * 11) == b"x" * 11 and "big" not in cache._items
+
+
+def test_outputs_with_nan_and_infinities(store, write_model, tmp_path):
+    odd = write_model('''
+class Odd(ancho.Model):
+    """NaN, infinities and a constant."""
+
+    def sequence(self, rng):
+        x = rng.random()
+        return {"x": float("nan") if x < 0.1 else (float("inf") if x > 0.95 else x), "one": 1.0}
+''', "odd.py")
+    record = ancho.run(str(odd), sequences=500, seed=1, workers=1, store=store).record
+    path = tmp_path / "odd.pdf"
+    with open(path, "wb") as fh:
+        write_pdf(store, record.id, fh)
+    text = pdf_text(path)
+    assert record.summary["outputs"]["x"]["mean"] is None  # an infinite mean is null in the summary…
+    assert re.search(r"^\s*x\s+–", text, re.M)  # …and a dash in the table
+    assert render_pages(path, tmp_path)
+    nb = build_notebook(store, record.id)
+    assert "nan" in json.dumps(nb) and "inf" in json.dumps(nb)

@@ -149,9 +149,9 @@ def _setup(report: ReportData) -> str:
         "",
         f"RUN = {r.id!r}",
         f"OUTPUTS = {list(r.schema)!r}",
-        f"DTYPES = {{'sequence': 'int64', {', '.join(f'{n!r}: {DTYPES[k]!r}' for n, k in r.schema.items())}}}",
+        f"DTYPES = {({'sequence': 'int64'} | {n: DTYPES[k] for n, k in r.schema.items()})!r}",
         f"summary = {summary}",
-    ]).replace("{'sequence': 'int64', }", "{'sequence': 'int64'}")
+    ])
 
 
 def _load(store: Store, record: RunRecord, data: str, parquet_name: str | None, api_url: str | None) -> str:

@@ -12,6 +12,7 @@ do not.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import BinaryIO
 from xml.sax.saxutils import escape
@@ -64,6 +65,7 @@ def _register_fonts() -> None:
         _fonts_ready = True
 
 
+@functools.lru_cache(maxsize=1)
 def _styles():
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 
@@ -185,7 +187,7 @@ def _story(data: ReportData, plots: dict, width: float) -> list:
     from reportlab.platypus import Spacer
 
     st = _styles()
-    r, summary = data.record, data.summary
+    r = data.record
     story: list = [_p(f"{r.model or 'Model'}", st["title"]), _p(f"Ancho report · run {r.id} · {r.status}", st["subtitle"])]
     if data.doc:
         story.append(_p(data.doc, st["doc"]))
