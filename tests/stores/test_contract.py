@@ -185,3 +185,16 @@ def test_results_source_reads_the_run_and_nothing_else(any_store):
     table = read_results_source(source)
     assert table.equals(any_store.read_table("r1"))
     assert table.column("sequence").to_pylist() == [i for i in range(20) if i != 4]
+
+
+@pytest.mark.parametrize("offset,limit", [(0, 5), (0, 1000), (7, 10), (9, 2), (10, 40), (45, 30), (94, 10), (95, 1), (200, 10)])
+def test_results_pages_match_the_whole_frame(any_store, offset, limit):
+    any_store.create_run(record())
+    any_store.update_run("r1", schema={"x": "float", "k": "int", "b": "bool"})
+    for a, b, fail in [(50, 100, (60,)), (0, 10, (3, 4)), (10, 50, ())]:
+        any_store.write_chunk("r1", chunk(a, b, fail=fail))
+    whole = any_store.read_frame("r1").to_dict("records")
+    rows, total = any_store.results_page("r1", offset, limit)
+    assert total == len(whole) == 97
+    assert [r["sequence"] for r in rows] == [r["sequence"] for r in whole[offset : offset + limit]]
+    assert rows == [{k: (bool(v) if k == "b" else v) for k, v in r.items()} for r in whole[offset : offset + limit]]

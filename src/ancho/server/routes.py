@@ -241,14 +241,7 @@ def get_results(
 
 
 def results_page(svc: Service, record, offset: int, limit: int) -> dict:
-    rows: list[dict] = []
-    seen = 0
-    for batch in svc.store.iter_batches(record.id):
-        n = batch.num_rows
-        if seen + n > offset and len(rows) < limit:
-            start = max(0, offset - seen)
-            rows.extend(batch.slice(start, limit - len(rows)).to_pylist())
-        seen += n
+    rows, seen = svc.store.results_page(record.id, offset, limit)
     from ..stats import clean
 
     nxt = offset + len(rows)

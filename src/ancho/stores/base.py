@@ -127,6 +127,21 @@ class Store(ABC):
             return np.empty(0, dtype=np.int64 if name == "sequence" else KIND_DTYPES[kind])
         return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
 
+    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
+        """Rows ``offset`` to ``offset + limit - 1`` in sequence order (one dict each), and how many rows there are.
+
+        This default reads every batch to count them; a store that knows its
+        chunks' row counts overrides it to read only the chunks of the page.
+        """
+        rows: list[dict] = []
+        seen = 0
+        for batch in self.iter_batches(run_id):
+            n = batch.num_rows
+            if seen + n > offset and len(rows) < limit:
+                rows.extend(batch.slice(max(0, offset - seen), limit - len(rows)).to_pylist())
+            seen += n
+        return rows, seen
+
     def read_table(self, run_id: str, columns: list[str] | None = None):
         """All results as one Arrow table (``sequence`` first)."""
         import pyarrow as pa

@@ -197,6 +197,29 @@ class EmbeddedStore(Store):
                 raise InputError(f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(schema.names[1:])})")
         return iter_chunk_batches([p for _, _, p in self._chunk_files(run_id)], schema)
 
+    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
+        """Reads only the chunk files the page falls in: the row counts come from each file's footer,
+        so page N costs the same as page 1 (reading from the start made deep pages quadratic)."""
+        import pyarrow.parquet as pq
+
+        files = [p for _, _, p in self._chunk_files(run_id)]
+        counts = [pq.ParquetFile(p).metadata.num_rows for p in files]
+        wanted, skip, seen = [], 0, 0
+        for path, n in zip(files, counts):
+            if seen + n > offset and seen < offset + limit:
+                if not wanted:
+                    skip = offset - seen
+                wanted.append(path)
+            seen += n
+        rows: list[dict] = []
+        for batch in iter_chunk_batches(wanted, self.arrow_schema(run_id)):
+            if len(rows) >= limit:
+                break
+            take = batch.slice(skip, limit - len(rows))
+            skip = max(0, skip - batch.num_rows)
+            rows.extend(take.to_pylist())
+        return rows, seen
+
     def results_source(self, run_id: str) -> dict:
         return {"kind": "parquet-dir", "path": str(self._chunks_dir(run_id)), "schema": self.get_run(run_id).schema}
 
