@@ -36,10 +36,17 @@ def _die_with_parent(parent: int) -> None:
 def serve(fd: int) -> None:
     from multiprocessing.connection import Connection
 
+    conn = Connection(fd)
+    try:
+        _loop(conn)
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the driver stopped listening (it cancelled or failed the run, or died): nothing left to say
+
+
+def _loop(conn) -> None:
     from ..chunk import ChunkRunner
     from ..errors import AnchoError
 
-    conn = Connection(fd)
     runner = None
     while True:
         try:
