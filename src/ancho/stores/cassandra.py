@@ -276,6 +276,10 @@ class CassandraStore(Store):
                 raise InputError(f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(['sequence', *kinds])})")
         return results.iter_batches(run_id, schema)
 
+    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
+        """Reads only the chunks the page falls in (page N costs what page 1 does)."""
+        return self._results_for_run(run_id).page(run_id, self.arrow_schema(run_id), offset, limit)
+
     def failures(self, run_id: str, limit: int | None = None) -> list[Failure]:
         try:
             results = self._results_for_run(run_id)

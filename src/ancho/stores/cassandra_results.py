@@ -223,6 +223,28 @@ class RunResults:
                 arrays.append(arr if arr.type == f.type else arr.cast(f.type))  # int chunks of a column that became float
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
+    def page(self, run_id: str, schema, offset: int, limit: int) -> tuple[list[dict], int]:
+        """Rows ``offset..offset+limit-1`` and the row count, reading only the chunks the page falls in
+        (the done markers carry each chunk's row count)."""
+        markers = [m for m in self.markers(run_id) if m.rows]
+        wanted, skip, seen = [], 0, 0
+        for m in markers:
+            if seen + m.rows > offset and seen < offset + limit:
+                if not wanted:
+                    skip = offset - seen
+                wanted.append(m.start)
+            seen += m.rows
+        if not wanted:
+            return [], seen
+        from types import SimpleNamespace
+
+        from .base import Store
+
+        # the base class's slicing, over the page's chunks only
+        only = SimpleNamespace(iter_batches=lambda _run_id: self.iter_batches(run_id, schema, wanted))
+        rows, _ = Store.results_page(only, run_id, skip, limit)  # type: ignore[arg-type]
+        return rows, seen
+
     def read_table(self, run_id: str, kinds: dict[str, str], columns: list[str] | None = None):
         import pyarrow as pa
 
