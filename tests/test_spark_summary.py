@@ -183,3 +183,14 @@ def test_bad_summary_mode_is_named():
 
     with pytest.raises(InputError, match="summary must be one of auto, spark, driver, got 'cluster'"):
         SparkExecutor("spark://127.0.0.1:7077", summary="cluster")
+
+
+def test_cheap_sequences_go_in_fewer_bigger_tasks():
+    pytest.importorskip("pyspark")
+    from ancho.executors.spark import TASK_SECONDS, tasks_chunks
+
+    assert tasks_chunks(None, 1000, 8, 2) == 1  # cost unknown: one chunk per task
+    assert tasks_chunks(1e-6, 125_000, 6, 2) == 3  # 0.125 s chunks: as many as leave one task per core
+    assert tasks_chunks(1e-6, 125_000, 40, 2) == int(TASK_SECONDS // 0.125)  # capped at TASK_SECONDS of work
+    assert tasks_chunks(1e-3, 12_500, 8, 2) == 1  # 12.5 s chunks: one per task, for balance
+    assert tasks_chunks(1e-6, 100, 1, 2) == 1 and tasks_chunks(1e-6, 100, 0, 2) == 0

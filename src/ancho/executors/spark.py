@@ -2,10 +2,12 @@
 
 The engine still owns chunks, seeds and retries. It asks this backend for a
 fixed chunk size (:meth:`SparkExecutor.chunk_size`: about
-``TASKS_PER_CORE`` tasks per core, since Spark schedules a fixed set of
-tasks rather than pulling work as it goes), and each chunk becomes one
-single-partition Spark job, all submitted at once from a thread pool, so
-results reach the engine (store, progress) as each chunk finishes.
+``TASKS_PER_CORE`` chunks per core, since Spark schedules a fixed set of
+tasks rather than pulling work as it goes). Each Spark task is a
+single-partition Spark job submitted from a thread pool and runs one chunk,
+or several when the model's sequences are cheap (:func:`tasks_chunks`: a
+task's fixed cost is then larger than its work), so results reach the
+engine (store, progress) chunk by chunk as tasks finish.
 
 A task resolves the model reference (a :class:`FileRef` folder is also
 shipped as a zip through ``sc.addArchive``, so workers elsewhere need only
@@ -31,6 +33,7 @@ import tempfile
 import threading
 import uuid
 import zipfile
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,8 +48,12 @@ from .spark_isolation import Isolation, WorkerLost
 
 #: chunks per core in a batch: enough for the last wave to spread (and a lost task to cost little)
 TASKS_PER_CORE = 4
-#: runs of at least this many sequences are summarised by Spark (summary="auto"); smaller ones faster by the driver
-SPARK_SUMMARY_MIN = 1_000_000
+#: seconds of work a Spark task is filled with when sequences are cheap (see tasks_chunks)
+TASK_SECONDS = 2.0
+#: runs of at least this many sequences are summarised by Spark (summary="auto"): below, the driver's one-column-at-a-time
+#: summary of the embedded store is quicker (1M sequences: ~1 s in the driver, 12-30 s in Spark on the 2-core test
+#: cluster, docs/spark.md)
+SPARK_SUMMARY_MIN = 20_000_000
 #: seconds to wait, when a session starts, for a first executor to register (to read the cluster's cores)
 WAIT_EXECUTORS = 30.0
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -103,6 +110,8 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
 
 
 _warmed: set[str] = set()
+_TEMP_DIRS: list[str] = []  # zipped model folders added to the session
+_COSTS: dict[str, float] = {}  # model and parameters -> measured seconds per sequence (sizes Spark tasks)
 _SHIPPED: dict[tuple[str, str], str] = {}  # (application, source hash) -> archive name
 
 
@@ -136,6 +145,10 @@ def stop_session() -> None:
                 _session.stop()
             finally:
                 _session = None
+                import shutil
+
+                while _TEMP_DIRS:
+                    shutil.rmtree(_TEMP_DIRS.pop(), ignore_errors=True)
 
 
 atexit.register(stop_session)
@@ -165,7 +178,8 @@ class SparkExecutor(Executor):
 
     def __init__(self, master: str, workers: int | None = None, conf: dict[str, str] | None = None,
                  python: str | None = None, env: dict[str, str] | None = None, wrap=None,
-                 summary: str = "auto", shared_storage: bool | None = None, environments: str | None = None):
+                 summary: str = "auto", shared_storage: bool | None = None, environments: str | None = None,
+                 sandbox=None):
         if summary not in _SUMMARY_MODES:
             raise InputError(f"summary must be one of {', '.join(_SUMMARY_MODES)}, got {summary!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
@@ -174,15 +188,16 @@ class SparkExecutor(Executor):
         self.conf = dict(conf or {})
         self.extra_env = dict(env or {})
         self.shared_storage = master.startswith(_LOOPBACK) if shared_storage is None else bool(shared_storage)
-        self.isolation = Isolation()
-        self._local_options: dict = {}  # how the driver runs this model's user code itself (summary functions)
+        sandbox = _sandbox_policy(sandbox, wrap)
+        self.isolation = Isolation(sandbox=sandbox)
+        self._local_options: dict = {"wrap": wrap} if wrap is not None else {}  # how the driver runs user code itself
         if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):  # (a venv's python links to the base one)
             # a model environment (built on the driver by ancho.sources.environments as ROOT/KEY/bin/python):
             # executors build the same one, or use the driver's folder when they share its storage
-            self._local_options = {"python": python, "env": dict(env or {})}
+            self._local_options.update(python=python, env=dict(env or {}))
             self.extra_env.pop("PYTHONPATH", None)  # the driver's path to Ancho: executors have their own
             driver_envs = str(Path(python).parents[2]) if self.shared_storage else None
-            self.isolation = Isolation(environment=True, envs=environments or driver_envs)
+            self.isolation = Isolation(environment=True, envs=environments or driver_envs, sandbox=sandbox)
         self._workers = workers
         self._cancelled = threading.Event()
         self._group: str | None = None
@@ -243,7 +258,9 @@ class SparkExecutor(Executor):
     def _zip_and_add(sc, root: Path, digest: str) -> str:
         """The model folder as a zip added to the session (tasks find it unpacked with ``SparkFiles.get``)."""
         name = f"ancho-src-{digest}.zip"
-        path = Path(tempfile.mkdtemp(prefix="ancho-spark-")) / name
+        folder = tempfile.mkdtemp(prefix="ancho-spark-")
+        _TEMP_DIRS.append(folder)  # Spark reads it when an executor first needs it: removed with the session
+        path = Path(folder) / name
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
@@ -263,22 +280,24 @@ class SparkExecutor(Executor):
         task, archive = self._ship(task)
         group = f"ancho-{task.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
         self._group = self.last_group = group
-        one = sc.parallelize([0], 1)  # every job runs one task; the chunk's range travels in its function
+        one = sc.parallelize([0], 1)  # every job runs one task; the chunks' ranges travel in its function
         done: queue.Queue = queue.Queue()
-        inflight: dict[int, Chunk] = {}
+        pending: deque[Chunk] = deque()  # handed out by the engine, not yet in a Spark task
+        inflight: dict[int, list[Chunk]] = {}
         futures = []
         pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.workers + 2), thread_name_prefix="ancho-spark")
         next_id = 0
+        cost_key = _cost_key(task)
 
-        def job(key: int, chunk: Chunk) -> None:
+        def job(key: int, chunks: list[Chunk]) -> None:
             try:
                 if self._cancelled.is_set():
                     raise RunCancelled("the run was cancelled")
-                sc.setJobGroup(group, f"ancho run {task.run_id}: sequences {chunk.start}..{chunk.stop - 1}",
+                sc.setJobGroup(group, f"ancho run {task.run_id}: sequences {chunks[0].start}..{chunks[-1].stop - 1}",
                                interruptOnCancel=True)
-                fn = functools.partial(_run_partition, group, task, archive, self.isolation, chunk.start, chunk.stop)
-                out = sc.runJob(one, fn, [0])
-                done.put((key, "ok", out[0]))
+                ranges = [(c.start, c.stop) for c in chunks]
+                fn = functools.partial(_run_partition, group, task, archive, self.isolation, ranges)
+                done.put((key, "ok", sc.runJob(one, fn, [0])))
             except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the driver loop
                 done.put((key, "error", exc))
 
@@ -287,8 +306,13 @@ class SparkExecutor(Executor):
                 if self._cancelled.is_set():
                     raise RunCancelled("the run was cancelled")
                 while (chunk := source.next()) is not None:
-                    inflight[next_id] = chunk
-                    futures.append(pool.submit(job, next_id, chunk))
+                    pending.append(chunk)
+                # until a first chunk has measured the model's cost, one chunk per task and one task per core
+                per_sequence = _COSTS.get(cost_key)
+                while pending and (per_sequence is not None or len(inflight) < self.workers):
+                    n = tasks_chunks(per_sequence, pending[0].size, len(pending), self.workers)
+                    inflight[next_id] = chunks = [pending.popleft() for _ in range(n)]
+                    futures.append(pool.submit(job, next_id, chunks))
                     next_id += 1
                 if not inflight:
                     return
@@ -296,16 +320,20 @@ class SparkExecutor(Executor):
                     key, kind, value = done.get(timeout=0.25)
                 except queue.Empty:
                     continue
-                chunk = inflight.pop(key)
+                chunks = inflight.pop(key)
                 if self._cancelled.is_set():
                     raise RunCancelled("the run was cancelled")
                 if kind == "ok":
-                    yield decode(value)
+                    for data in value:
+                        result = decode(data)
+                        _learn(cost_key, result)
+                        yield result
                 elif isinstance(value, AnchoError):
                     raise value
                 else:
                     # the job failed after Spark's own task retries (spark.task.maxFailures): the engine decides
-                    yield ChunkLost(chunk, _reason(value))
+                    for chunk in chunks:
+                        yield ChunkLost(chunk, _reason(value))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             if inflight:
@@ -360,11 +388,8 @@ class SparkExecutor(Executor):
 
     def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict:
         """The model's ``@ancho.summary`` functions in a Spark task (pandas UDF), when Spark summarises this run."""
-        if self.isolation.nested:  # the model's code needs its environment: a local worker of it, as locally
-            from .local import LocalExecutor
-
-            with LocalExecutor(1, **self._local_options) as worker:
-                return worker.summaries(task, source, names)
+        if self.isolation.nested:  # the model's code needs its environment or a sandbox: a local worker, as locally
+            return self._local_summaries(task, source, names)
         frame, _ = self._summary_frame(source, {"done": _stored_sequences(source)}, source.get("schema") or {})
         if frame is None:
             return super().summaries(task, source, names)
@@ -374,6 +399,26 @@ class SparkExecutor(Executor):
         resolve = functools.partial(_model_class, task, archive)
         return self._in_group(task.run_id, "summary functions",
                               lambda: custom_summaries(frame, source["schema"], names, resolve, task.params))
+
+    def _local_summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict:
+        import dataclasses
+
+        from ..sources.sandbox import Sandbox
+        from .local import LocalExecutor
+
+        options = dict(self._local_options)
+        sandbox = None
+        if self.isolation.sandbox is not None and "wrap" not in options:
+            paths = [p for p in (source.get("path"), getattr(task.ref, "root", None)) if p]
+            policy = self.isolation.sandbox
+            sandbox = Sandbox(dataclasses.replace(policy, read_only=(*policy.read_only, *paths)))
+            options["wrap"] = sandbox.wrap
+        try:
+            with LocalExecutor(1, **options) as worker:
+                return worker.summaries(task, source, names)
+        finally:
+            if sandbox is not None:
+                sandbox.close()
 
     def _reap(self, group: str, futures: list, timeout: float = 120.0) -> None:
         import time
@@ -399,6 +444,54 @@ class SparkExecutor(Executor):
         """Cancel what runs; the session stays up for the next run in this process (see :func:`stop_session`)."""
         if self._group is not None:
             self._cancel_group(self._group)
+
+
+def _sandbox_policy(sandbox, wrap):
+    """The sandbox policy tasks apply on the executors: given as ``sandbox=`` (a SandboxPolicy, or True for the
+    default one), or taken from a ``wrap=`` that is a :class:`~ancho.sources.sandbox.Sandbox`'s (the local
+    executor's option): the policy travels, the executor builds its own sandbox from it with its own paths."""
+    from ..sources.sandbox import Sandbox, SandboxPolicy
+
+    if sandbox is True:
+        return SandboxPolicy()
+    if isinstance(sandbox, SandboxPolicy):
+        return sandbox
+    if sandbox not in (None, False):
+        raise InputError(f"sandbox must be a SandboxPolicy, True or None, got {sandbox!r}")
+    if wrap is None:
+        return None
+    owner = getattr(wrap, "__self__", None)
+    if isinstance(owner, Sandbox):
+        return owner.policy
+    raise InputError("wrap: Spark tasks rebuild the sandbox on each executor, so give it as sandbox=SandboxPolicy(...) "
+                     "(or a Sandbox's wrap), not another command wrapper")
+
+
+def tasks_chunks(per_sequence: float | None, chunk_size: int, pending: int, workers: int) -> int:
+    """How many of the ``pending`` chunks the next Spark task runs.
+
+    One while the model's cost is unknown. Then as many as fill about
+    ``TASK_SECONDS`` of work (each Spark task costs a fixed 0.3-1 s of
+    scheduling and a job of its own, so cheap sequences go in fewer, bigger
+    tasks), but never so many that fewer tasks than cores are left to run
+    what remains (expensive sequences keep one chunk per task, for balance).
+    """
+    if per_sequence is None or pending <= 0:
+        return min(1, pending)
+    fill = int(TASK_SECONDS // max(per_sequence * chunk_size, 1e-9))
+    return max(1, min(fill, math.ceil(pending / max(1, workers)), pending))
+
+
+def _cost_key(task: Task) -> str:
+    return f"{task.ref!r}|{sorted(task.params.items())!r}"
+
+
+def _learn(key: str, result: ChunkResult) -> None:
+    """Fold a chunk's measured seconds per sequence into the model's running estimate."""
+    if result.size and result.seconds > 0:
+        t = result.seconds / result.size
+        old = _COSTS.get(key)
+        _COSTS[key] = t if old is None else 0.5 * old + 0.5 * t
 
 
 def _stored_sequences(source: dict) -> int:
@@ -450,7 +543,8 @@ def _runner(group: str, task: Task, archive: str | None, isolation: Isolation):
         if isolation.nested:
             from .spark_isolation import NestedRunner
 
-            runner = NestedRunner(Task(ref, task.params, task.seed, task.run_id, task.env), ref.root, isolation)
+            runner = NestedRunner(Task(ref, task.params, task.seed, task.run_id, task.env), getattr(ref, "root", None),
+                                  isolation)
         else:
             from ..chunk import ChunkRunner
 
@@ -467,10 +561,11 @@ def _drop_runners() -> None:
     _RUNNERS.clear()
 
 
-def _run_partition(group: str, task: Task, archive: str | None, isolation: Isolation, start: int, stop: int, _rows):
-    """The Spark task: sequences ``start..stop-1`` as Arrow bytes, or an error record (never a raised exception,
-    so a bug in the model reaches the user as one line instead of a Java stack trace after Spark's retries).
-    Only a lost local worker (:class:`WorkerLost`) fails the task, so that Spark retries it."""
+def _run_partition(group: str, task: Task, archive: str | None, isolation: Isolation, ranges: list[tuple[int, int]],
+                   _rows):
+    """The Spark task: each chunk ``start..stop-1`` of ``ranges`` as Arrow bytes, or an error record (never a raised
+    exception, so a bug in the model reaches the user as one line instead of a Java stack trace after Spark's
+    retries). Only a lost local worker (:class:`WorkerLost`) fails the task, so that Spark retries it."""
     try:
         runner = _runner(group, task, archive, isolation)
     except AnchoError as exc:
@@ -479,16 +574,19 @@ def _run_partition(group: str, task: Task, archive: str | None, isolation: Isola
     except Exception as exc:
         yield encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}")
         return
-    try:
-        out = encode(runner.run(start, stop))
-    except WorkerLost:
-        _drop_runners()
-        raise
-    except AnchoError as exc:
-        out = encode_error(type(exc).__name__, str(exc))
-    except Exception as exc:
-        out = encode_error("worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}")
-    yield out
+    for start, stop in ranges:
+        try:
+            out = encode(runner.run(start, stop))
+        except WorkerLost:
+            _drop_runners()
+            raise
+        except AnchoError as exc:
+            yield encode_error(type(exc).__name__, str(exc))
+            return
+        except Exception as exc:
+            yield encode_error("worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}")
+            return
+        yield out
 
 
 def encode(result: ChunkResult) -> bytes:

@@ -65,18 +65,18 @@ class NestedRunner:
     Has :class:`~ancho.chunk.ChunkRunner`'s ``run(start, stop)``, so the Spark task does not care which it got.
     """
 
-    def __init__(self, task: Task, root: str, isolation: Isolation):
+    def __init__(self, task: Task, root: str | None, isolation: Isolation):
         from ..sources.prepare import worker_options
         from .local import LocalExecutor
 
         python = pythonpath = None
-        read_only = [root]
+        read_only = [root] if root else []
         if isolation.environment:
             from ..sources.environments import Environments, ancho_pythonpath
             from ..stores.embedded import default_home
 
             envs = Environments(Path(isolation.envs) if isolation.envs else default_home() / "envs")
-            env = envs.for_source(Path(root))
+            env = envs.for_source(Path(root)) if root else None
             if env is not None:
                 python, pythonpath = env.python, ancho_pythonpath(envs.root)
                 read_only.append(str(env.path))
