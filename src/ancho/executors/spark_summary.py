@@ -48,7 +48,7 @@ from ..expressions import Target
 from ..stats import PERCENTILES, build_summary, clean, mean_ci, wilson
 
 #: up to this many values per output, percentiles are exact; above, approximate
-EXACT_PERCENTILES = 1_000_000
+EXACT_PERCENTILES = 100_000
 #: percentile_approx's accuracy: the returned value's rank is within count/APPROX_ACCURACY of the exact rank
 APPROX_ACCURACY = 100_000
 _SPARK_TYPES = {"bool": "boolean", "int": "bigint", "float": "double"}
