@@ -116,7 +116,8 @@ def run(
                              resolved=True)
         st = open_store(store)
         name = executor if isinstance(executor, str) else type(executor).__name__
-        record = create_record(prepared.model, spec, name, ex.workers)
+        # the model's description (docstring, parameters) is kept, as a server keeps it, for reports
+        record = create_record(prepared.model, spec, name, ex.workers, extra={"info": prepared.model.info})
         st.create_run(record)
         final = execute(prepared.model, spec, st, ex, record, progress, RunHandle())
     finally:
