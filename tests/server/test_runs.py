@@ -155,7 +155,8 @@ def test_a_failed_run_says_why_and_has_no_summary(alice, flaky_upload):
 
 # -- isolation ------------------------------------------------------------------------
 RUN_ENDPOINTS = [("GET", ""), ("GET", "/summary"), ("GET", "/results"), ("GET", "/results?format=csv"),
-                 ("GET", "/results?format=parquet"), ("GET", "/failures"), ("GET", "/events"), ("POST", "/cancel")]
+                 ("GET", "/results?format=parquet"), ("GET", "/failures"), ("GET", "/events"), ("POST", "/cancel"),
+                 ("GET", "/report.pdf"), ("GET", "/notebook.ipynb")]
 
 
 @pytest.mark.parametrize("method,suffix", RUN_ENDPOINTS)
