@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import ancho
-from ancho.chunk import ChunkResult
+from ancho.chunk import ChunkResult, Failure
 from ancho.errors import InputError
 from ancho.stores.base import RunRecord
 
@@ -125,7 +125,7 @@ def test_an_owners_role_reads_its_own_keyspace_only(store):
             f"SELECT * FROM {bob_ks}.blocks",
             f"SELECT * FROM {store.catalog}.runs",
             f"SELECT * FROM {store.catalog}.owners",  # the other roles' passwords
-            f"INSERT INTO {bob_ks}.failures (run_id, sequence, error) VALUES ('rb', 1, 'x')",
+            f"INSERT INTO {bob_ks}.failures (run_id, bucket, sequence, error) VALUES ('rb', 0, 1, 'x')",
             f"DROP KEYSPACE {alice_ks}",
             f"CREATE KEYSPACE evil WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
             f"GRANT SELECT ON KEYSPACE {bob_ks} TO {endpoint.username}",
@@ -138,24 +138,35 @@ def test_an_owners_role_reads_its_own_keyspace_only(store):
 
 @pytest.mark.cassandra
 def test_a_half_written_chunk_is_never_done_and_a_rewrite_replaces_it(store):
+    from cassandra.concurrent import execute_concurrent
+
     new_run(store, "r1", "alice")
     results = store._results_for_run("r1")
-    # an attempt that died after writing its blocks (a node restart, a killed driver): no done marker
+    # an attempt that died after writing its data (a node restart, a killed driver): no done marker
     big = floats(0, 100_000)
-    rows, _, _ = results.block_rows("r1", big)
-    from ancho.stores.cassandra_conn import run_concurrent
-
-    run_concurrent(results.session, results._block, rows)
+    big.failures = [Failure(50_000, "E: e"), Failure(99_999, "E: e")]
+    work, _marker = results.chunk_writes("r1", big)
+    execute_concurrent(results.session, work, raise_on_first_error=True)
     assert store.completed_ranges("r1") == []
     assert store.read_column("r1", "x").tolist() == []
+    assert store.failures("r1") == []
     # the engine recomputes the range, cut differently: the stale blocks past the new chunk are never read
     store.write_chunk("r1", floats(0, 40))
     store.write_chunk("r1", floats(40, 100_000))
     assert store.completed_ranges("r1") == [(0, 40), (40, 100_000)]
     x = store.read_column("r1", "x")
     assert len(x) == 100_000 and np.array_equal(x, np.arange(100_000) * 0.25)
+    ks = results.ks
+
+    def left():
+        blocks = store.session.execute(f"SELECT count(*) FROM {ks}.blocks WHERE run_id = 'r1' AND chunk_start = 0 AND name = 'x'")
+        failures = store.session.execute(f"SELECT count(*) FROM {ks}.failures WHERE run_id = 'r1' AND bucket = 97")
+        return blocks.one()[0], failures.one()[0]
+
+    assert left() == (7, 1)  # the unfinished attempt's 7 blocks at chunk 0 (the rewrite's one among them) and failure
     store.delete_run("r1")  # also finds the partitions of the unfinished attempt
     assert results.markers("r1", done_only=False) == []
+    assert left() == (0, 0)
 
 
 def _write_in_child(source: dict, start: int, stop: int) -> None:

@@ -2,16 +2,18 @@
 
 Data model (per owner keyspace; see docs/cassandra.md for the figures behind it)::
 
-    chunks   ((run_id), chunk_start)            chunk_stop, rows, dense, done, kinds map<name, kind>
+    chunks   ((run_id), chunk_start)            chunk_stop, rows, failed, dense, done, kinds map<name, kind>, planned_stop
     blocks   ((run_id, chunk_start, name), block)   data blob   -- ≤ BLOCK values of one column
-    failures ((run_id), sequence)               error, traceback
+    failures ((run_id, bucket), sequence)       error, traceback   -- bucket = sequence // FAILURE_BUCKET
 
 A column of a chunk is cut into blocks of ``BLOCK`` values stored as raw
 little-endian int64/float64 (bools packed 8 per byte), so a cell is at most
 128 KiB and a ``blocks`` partition (one column of one chunk, ≤ 262,144
-values) at most 2 MiB, whatever the number of sequences or outputs.
-One CQL row per *sequence* would cost a round of CQL encoding and a storage
-row per sequence: ~100× slower to write (docs/cassandra.md).
+values) at most 2 MiB, whatever the number of sequences or outputs. A
+``failures`` partition holds the failures of at most ``FAILURE_BUCKET``
+sequences, however many failures a run allows. One CQL row per *sequence*
+would cost a request, a mutation and a storage row per sequence: measured
+~1000× slower to write (docs/cassandra.md).
 
 Atomicity and idempotence: a chunk's failures and blocks are written
 first, and its ``chunks`` row is marked ``done`` last, only when every
@@ -48,18 +50,20 @@ READ_AHEAD = 4
 #: requests in flight per write: 16 × 128 KiB = 2 MiB, within a socket's send buffer (at 32 × 256 KiB the
 #: driver failed writes with ConnectionBusy when the node fell behind; docs/cassandra.md)
 WRITE_CONCURRENCY = 16
+#: sequences per ``failures`` partition: a run allowed millions of failures still has bounded partitions
+FAILURE_BUCKET = 1024
 
 TABLES = (
     """CREATE TABLE IF NOT EXISTS {ks}.chunks (
-        run_id text, chunk_start bigint, chunk_stop bigint, rows bigint, dense boolean, done boolean,
-        kinds map<text, text>,
+        run_id text, chunk_start bigint, chunk_stop bigint, rows bigint, failed bigint, dense boolean, done boolean,
+        kinds map<text, text>, planned_stop bigint,
         PRIMARY KEY ((run_id), chunk_start))""",
     """CREATE TABLE IF NOT EXISTS {ks}.blocks (
         run_id text, chunk_start bigint, name text, block int, data blob,
         PRIMARY KEY ((run_id, chunk_start, name), block))""",
     """CREATE TABLE IF NOT EXISTS {ks}.failures (
-        run_id text, sequence bigint, error text, traceback text,
-        PRIMARY KEY ((run_id), sequence))""",
+        run_id text, bucket bigint, sequence bigint, error text, traceback text,
+        PRIMARY KEY ((run_id, bucket), sequence))""",
 )
 
 _LE = {"int": np.dtype("<i8"), "float": np.dtype("<f8")}
@@ -85,10 +89,14 @@ def decode(blocks: list[bytes], kind: str, rows: int) -> np.ndarray:
 
 
 class ChunkMarker:
-    __slots__ = ("start", "stop", "rows", "dense", "kinds")
+    __slots__ = ("start", "stop", "rows", "failed", "dense", "kinds")
 
-    def __init__(self, start: int, stop: int, rows: int, dense: bool, kinds: dict[str, str]):
-        self.start, self.stop, self.rows, self.dense, self.kinds = start, stop, rows, dense, kinds
+    def __init__(self, start: int, stop: int, rows: int, failed: int, dense: bool, kinds: dict[str, str]):
+        self.start, self.stop, self.rows, self.failed, self.dense, self.kinds = start, stop, rows, failed, dense, kinds
+
+    def buckets(self) -> range:
+        """The ``failures`` partitions this chunk's sequences fall in."""
+        return range(self.start // FAILURE_BUCKET, (max(self.stop, self.start + 1) - 1) // FAILURE_BUCKET + 1)
 
 
 class RunResults:
@@ -100,19 +108,23 @@ class RunResults:
         self.endpoint = endpoint
         self.pipeline = Pipeline(session, endpoint, WRITE_CONCURRENCY)
         p = session.prepare
-        self._pre_mark = p(f"UPDATE {keyspace}.chunks SET kinds = kinds + ? WHERE run_id = ? AND chunk_start = ?")
+        self._pre_mark = p(f"UPDATE {keyspace}.chunks SET planned_stop = ?, kinds = kinds + ? WHERE run_id = ? AND chunk_start = ?")
         self._mark = p(
-            f"UPDATE {keyspace}.chunks SET chunk_stop = ?, rows = ?, dense = ?, done = true, kinds = ? WHERE run_id = ? AND chunk_start = ?"
+            f"UPDATE {keyspace}.chunks SET chunk_stop = ?, rows = ?, failed = ?, dense = ?, done = true, kinds = ? "
+            "WHERE run_id = ? AND chunk_start = ?"
         )
         self._block = p(f"INSERT INTO {keyspace}.blocks (run_id, chunk_start, name, block, data) VALUES (?, ?, ?, ?, ?)")
-        self._failure = p(f"INSERT INTO {keyspace}.failures (run_id, sequence, error, traceback) VALUES (?, ?, ?, ?)")
-        self._markers = p(f"SELECT chunk_start, chunk_stop, rows, dense, done, kinds FROM {keyspace}.chunks WHERE run_id = ?")
+        self._failure = p(f"INSERT INTO {keyspace}.failures (run_id, bucket, sequence, error, traceback) VALUES (?, ?, ?, ?, ?)")
+        self._markers = p(
+            f"SELECT chunk_start, chunk_stop, planned_stop, rows, failed, dense, done, kinds FROM {keyspace}.chunks WHERE run_id = ?"
+        )
         self._blocks = p(f"SELECT block, data FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ? AND block < ?")
-        self._failures = p(f"SELECT sequence, error, traceback FROM {keyspace}.failures WHERE run_id = ?")
-        self._failures_limit = p(f"SELECT sequence, error, traceback FROM {keyspace}.failures WHERE run_id = ? LIMIT ?")
+        self._failures = p(
+            f"SELECT sequence, error, traceback FROM {keyspace}.failures WHERE run_id = ? AND bucket = ? AND sequence >= ? AND sequence < ?"
+        )
         self._drop_blocks = p(f"DELETE FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ?")
         self._drop_chunks = p(f"DELETE FROM {keyspace}.chunks WHERE run_id = ?")
-        self._drop_failures = p(f"DELETE FROM {keyspace}.failures WHERE run_id = ?")
+        self._drop_failures = p(f"DELETE FROM {keyspace}.failures WHERE run_id = ? AND bucket = ?")
         for stmt in (self._pre_mark, self._mark, self._block, self._failure, self._drop_blocks, self._drop_chunks, self._drop_failures):
             stmt.is_idempotent = True
 
@@ -132,20 +144,26 @@ class RunResults:
                 rows.append((run_id, result.start, name, i, data))
         return rows, kinds, dense
 
+    def chunk_writes(self, run_id: str, result: ChunkResult) -> tuple[list[tuple], tuple]:
+        """The ``(statement, params)`` a chunk is written with: its data, and the done marker that must follow it."""
+        rows, kinds, dense = self.block_rows(run_id, result)
+        names = {r[2]: "int" if r[2] == "sequence" else kinds[r[2]] for r in rows}
+        # always sent: a chunk row names every partition the chunk may write, even if it never finishes
+        work = [(self._pre_mark, (result.stop, names, run_id, result.start))]
+        work += [(self._failure, (run_id, f.sequence // FAILURE_BUCKET, f.sequence, f.error, f.traceback)) for f in result.failures]
+        work += [(self._block, row) for row in rows]
+        marker = (self._mark, (result.stop, len(result.sequences), len(result.failures), dense, kinds, run_id, result.start))
+        return work, marker
+
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
         """Send a chunk's failures and blocks; its ``done`` marker follows once they are all acknowledged.
 
         Returns when the requests are sent (:mod:`.cassandra_pipeline`);
-        every read here flushes first. The chunk row's list of written
-        columns (how deleting a run finds the blocks of an unfinished chunk)
-        goes with the blocks.
+        every read here flushes first. The chunk row's planned stop and
+        column names (how deleting a run finds the partitions of an
+        unfinished chunk) go with the data.
         """
-        rows, kinds, dense = self.block_rows(run_id, result)
-        names = {r[2]: "int" if r[2] == "sequence" else kinds[r[2]] for r in rows}
-        work = [(self._pre_mark, (names, run_id, result.start))] if names else []
-        work += [(self._failure, (run_id, f.sequence, f.error, f.traceback)) for f in result.failures]
-        work += [(self._block, row) for row in rows]
-        marker = (self._mark, (result.stop, len(result.sequences), dense, kinds, run_id, result.start))
+        work, marker = self.chunk_writes(run_id, result)
         self.pipeline.submit(work, marker, f"writing sequences {result.start}..{result.stop - 1} of run '{run_id}'")
 
     def flush(self) -> None:
@@ -157,7 +175,7 @@ class RunResults:
         self.flush()
         rows = self._retry(f"reading the chunks of run '{run_id}'", lambda: list(self.session.execute(self._markers, (run_id,))))
         return [
-            ChunkMarker(r.chunk_start, r.chunk_stop if r.chunk_stop is not None else r.chunk_start, r.rows or 0,
+            ChunkMarker(r.chunk_start, r.chunk_stop if r.done else (r.planned_stop or r.chunk_start), r.rows or 0, r.failed or 0,
                         bool(r.dense), dict(r.kinds or {}))
             for r in rows
             if r.done or not done_only
@@ -254,21 +272,31 @@ class RunResults:
         return pa.Table.from_batches(list(self.iter_batches(run_id, schema)), schema=schema)
 
     def failures(self, run_id: str, limit: int | None = None) -> list[Failure]:
-        self.flush()
-        if limit is None:
-            stmt, args = self._failures, (run_id,)
-        else:
-            stmt, args = self._failures_limit, (run_id, int(limit))
-        rows = self._retry(f"reading the failures of run '{run_id}'", lambda: list(self.session.execute(stmt, args)))
-        return [Failure(r.sequence, r.error, r.traceback or "") for r in rows]
+        """In sequence order: the buckets of the done chunks that had failures, fetched a window at a time."""
+        parts = [(run_id, b, m.start, m.stop) for m in self.markers(run_id) if m.failed for b in m.buckets()]
+        out: list[Failure] = []
+        window = 32
+        for i in range(0, len(parts), window):
+            futures = [(args, self.session.execute_async(self._failures, args)) for args in parts[i : i + window]]
+            for args, future in futures:
+                try:
+                    rows = list(future.result())
+                except Exception:  # a transient failure: ask again, with retries
+                    rows = self._retry(f"reading the failures of run '{run_id}'", lambda a=args: list(self.session.execute(self._failures, a)))
+                out.extend(Failure(r.sequence, r.error, r.traceback or "") for r in rows)
+                if limit is not None and len(out) >= limit:
+                    return out[: int(limit)]
+        return out
 
     # -- deleting --------------------------------------------------------------
     def delete(self, run_id: str) -> None:
         """Every block partition the chunk rows name (also of unfinished chunks), then the chunk rows and failures."""
-        parts = [(run_id, m.start, name) for m in self.markers(run_id, done_only=False) for name in (*m.kinds, "sequence")]
+        markers = self.markers(run_id, done_only=False)
+        parts = [(run_id, m.start, name) for m in markers for name in (*m.kinds, "sequence")]
+        buckets = sorted({(run_id, b) for m in markers for b in m.buckets()})
         what = f"deleting run '{run_id}'"
         self._retry(what, lambda: run_concurrent(self.session, self._drop_blocks, parts, WRITE_CONCURRENCY))
-        self._retry(what, lambda: self.session.execute(self._drop_failures, (run_id,)))
+        self._retry(what, lambda: run_concurrent(self.session, self._drop_failures, buckets, WRITE_CONCURRENCY))
         self._retry(what, lambda: self.session.execute(self._drop_chunks, (run_id,)))
 
 
