@@ -112,6 +112,7 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
 _warmed: set[str] = set()
 _TEMP_DIRS: list[str] = []  # zipped model folders added to the session
 _COSTS: dict[str, float] = {}  # model and parameters -> measured seconds per sequence (sizes Spark tasks)
+_SAMPLES: dict[str, tuple[float, float]] = {}  # the (seconds, sequences) behind it, older ones decayed
 _SHIPPED: dict[tuple[str, str], str] = {}  # (application, source hash) -> archive name
 
 
@@ -172,8 +173,10 @@ class SparkExecutor(Executor):
     each task, in a local worker of that environment, which each executor
     builds once (see :mod:`ancho.executors.spark_isolation`) under
     ``environments`` (default: the driver's folder when storage is shared,
-    else ``$ANCHO_HOME/envs`` on the executor). ``python``/``env``/``wrap`` are the local executor's options for
-    models with their own environment or a sandbox: not supported here yet.
+    else ``$ANCHO_HOME/envs`` on the executor). ``sandbox`` (a
+    :class:`~ancho.sources.sandbox.SandboxPolicy`, or True for the default
+    one; or ``wrap``, a ``Sandbox``'s, as the local executor takes it): every
+    task's worker runs in bubblewrap on its executor.
     """
 
     def __init__(self, master: str, workers: int | None = None, conf: dict[str, str] | None = None,
@@ -483,15 +486,20 @@ def tasks_chunks(per_sequence: float | None, chunk_size: int, pending: int, work
 
 
 def _cost_key(task: Task) -> str:
-    return f"{task.ref!r}|{sorted(task.params.items())!r}"
+    """The model (a pickled one's whole payload) and its parameters, as a short key."""
+    import hashlib
+
+    return hashlib.sha1(f"{task.ref!r}|{sorted(task.params.items())!r}".encode()).hexdigest()
 
 
 def _learn(key: str, result: ChunkResult) -> None:
-    """Fold a chunk's measured seconds per sequence into the model's running estimate."""
+    """Fold a chunk's measured time into the model's seconds per sequence: weighted by sequences (a chunk of 20
+    sequences says little against one of 100,000), older chunks' weight halving at each new one."""
     if result.size and result.seconds > 0:
-        t = result.seconds / result.size
-        old = _COSTS.get(key)
-        _COSTS[key] = t if old is None else 0.5 * old + 0.5 * t
+        seconds, sequences = _SAMPLES.get(key, (0.0, 0.0))
+        seconds, sequences = 0.5 * seconds + result.seconds, 0.5 * sequences + result.size
+        _SAMPLES[key] = (seconds, sequences)
+        _COSTS[key] = seconds / sequences
 
 
 def _stored_sequences(source: dict) -> int:
