@@ -235,6 +235,19 @@ def test_adding_a_server_user_creates_their_keyspace_and_role(cassandra_catalog,
 
 
 @pytest.mark.cassandra
+def test_ancho_users_add_creates_the_keyspace_at_once(cassandra_catalog, tmp_path):  # noqa: F811
+    """``ancho users add`` on a server configured with a Cassandra store makes the user's keyspace and role right away."""
+    home = tmp_path / "server"
+    home.mkdir()
+    config = home / "ancho.toml"
+    config.write_text(f'store = "{cassandra_url(cassandra_catalog.catalog)}"\n')
+    done = run_cli("users", "add", "dave", env={"ANCHO_HOME": str(home), "ANCHO_CONFIG": str(config)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("anc_")
+    assert "dave" in cassandra_catalog.owners()
+
+
+@pytest.mark.cassandra
 def test_chunks_can_be_read_in_parts_as_spark_tasks_would(store):
     import pyarrow as pa
 

@@ -17,10 +17,11 @@ app.add_typer(users_app, name="users")
 
 
 def _users(config: Optional[Path]):
+    """The server's users; on a server with a Cassandra store, adding one creates their keyspace and role at once."""
     from ..server.settings import Settings
-    from ..server.users import Users
+    from ..server.users import users_for
 
-    return Users(Settings.load(config).db_path)
+    return users_for(Settings.load(config))
 
 
 @app.command()
