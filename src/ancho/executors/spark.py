@@ -50,6 +50,8 @@ from .spark_isolation import Isolation, WorkerLost
 TASKS_PER_CORE = 4
 #: seconds of work a Spark task is filled with when sequences are cheap (see tasks_chunks)
 TASK_SECONDS = 2.0
+#: chunks quicker than this do not inform that estimate (a 20-sequence chunk of a trivial model measures its overhead)
+MIN_SAMPLE_SECONDS = 0.05
 #: runs of at least this many sequences are summarised by Spark (summary="auto"): below, the driver's one-column-at-a-time
 #: summary of the embedded store is quicker (1M sequences: ~1 s in the driver, 12-30 s in Spark on the 2-core test
 #: cluster, docs/spark.md)
@@ -312,9 +314,10 @@ class SparkExecutor(Executor):
                     pending.append(chunk)
                 # until a first chunk has measured the model's cost, one chunk per task and one task per core
                 per_sequence = _COSTS.get(cost_key)
+                n = tasks_chunks(per_sequence, pending[0].size, len(pending), self.workers) if pending else 0
                 while pending and (per_sequence is not None or len(inflight) < self.workers):
-                    n = tasks_chunks(per_sequence, pending[0].size, len(pending), self.workers)
-                    inflight[next_id] = chunks = [pending.popleft() for _ in range(n)]
+                    # (n is decided for all that is pending, so the tasks of one round are equal)
+                    inflight[next_id] = chunks = [pending.popleft() for _ in range(min(n, len(pending)))]
                     futures.append(pool.submit(job, next_id, chunks))
                     next_id += 1
                 if not inflight:
@@ -494,8 +497,9 @@ def _cost_key(task: Task) -> str:
 
 def _learn(key: str, result: ChunkResult) -> None:
     """Fold a chunk's measured time into the model's seconds per sequence: weighted by sequences (a chunk of 20
-    sequences says little against one of 100,000), older chunks' weight halving at each new one."""
-    if result.size and result.seconds > 0:
+    sequences says little against one of 100,000), older chunks' weight halving at each new one. Chunks shorter than
+    ``MIN_SAMPLE_SECONDS`` are left out: their time is mostly the chunk's own fixed cost, not the sequences'."""
+    if result.size and result.seconds >= MIN_SAMPLE_SECONDS:
         seconds, sequences = _SAMPLES.get(key, (0.0, 0.0))
         seconds, sequences = 0.5 * seconds + result.seconds, 0.5 * sequences + result.size
         _SAMPLES[key] = (seconds, sequences)
