@@ -261,3 +261,12 @@ def test_chunks_can_be_read_in_parts_as_spark_tasks_would(store):
     assert starts == [0, 10, 25]
     parts = [pa.Table.from_batches(list(read_chunks(source, [s]))) for s in starts]
     assert pa.concat_tables(parts).equals(store.read_table("r1"))
+
+
+@pytest.mark.cassandra
+def test_runs_of_one_process_share_one_session_per_store_url(cassandra_catalog):  # noqa: F811
+    url = cassandra_url(cassandra_catalog.catalog)
+    first = ancho.run("examples/gambler.py", sequences=50, seed=1, store=url)
+    second = ancho.run("examples/gambler.py", sequences=50, seed=2, store=url)
+    assert first.store is second.store
+    assert first.frame.sequence.tolist() == list(range(50)) and len(second.frame) == 50

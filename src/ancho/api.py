@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,6 +51,24 @@ class Results:
 
     def __repr__(self) -> str:
         return f"<ancho.Results run={self.run_id} status={self.status} sequences={self.record.done}>"
+
+
+_SHARED: dict[str, Store] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_store(store: "str | Store | None") -> Store:
+    """The store of a run; a Cassandra URL opens one session per process, shared by every run that names it.
+
+    ``Results`` read their frame from the store later, so ``run`` cannot close
+    what it opened; without sharing, each call would leave a session behind.
+    """
+    if isinstance(store, str) and store.startswith("cassandra://"):
+        with _SHARED_LOCK:
+            if store not in _SHARED or _SHARED[store].closed:  # closed by its user (``results.store.close()``)
+                _SHARED[store] = open_store(store)
+            return _SHARED[store]
+    return open_store(store)
 
 
 def run(
@@ -114,7 +133,7 @@ def run(
             ex = make_executor(executor, workers, **prepared.executor_options())
         spec = RunSpec.build(prepared.model, prepared.params, sequences, seed, targets, until, max_sequences, max_failures,
                              resolved=True)
-        st = open_store(store)
+        st = _shared_store(store)
         name = executor if isinstance(executor, str) else type(executor).__name__
         # the model's description (docstring, parameters) is kept, as a server keeps it, for reports
         record = create_record(prepared.model, spec, name, ex.workers, extra={"info": prepared.model.info})

@@ -159,6 +159,11 @@ class Store(ABC):
     def close(self) -> None:
         """Release connections."""
 
+    @property
+    def closed(self) -> bool:
+        """True once a store that holds connections was closed: it cannot be used again, open another."""
+        return False
+
 
 def arrow_schema(kinds: dict[str, str], columns: list[str] | None = None):
     """The Arrow schema of a run's results: ``sequence`` then each output, by kind."""

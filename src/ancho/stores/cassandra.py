@@ -308,6 +308,10 @@ class CassandraStore(Store):
         finally:
             self.session.cluster.shutdown()
 
+    @property
+    def closed(self) -> bool:
+        return bool(self.session.is_shutdown)
+
 
 def wait_until_up(store: CassandraStore, seconds: float = 120.0) -> None:
     """Block until a query answers (after a node restart); for scripts and tests."""
