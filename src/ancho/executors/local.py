@@ -97,12 +97,19 @@ class _ForkedProcess:
     """A forked worker with the part of ``subprocess.Popen``'s interface that ``_Worker`` uses."""
 
     def __init__(self, fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None):
+        import gc
         import multiprocessing
 
         self._process = multiprocessing.get_context("fork").Process(
             target=_forked_worker, args=(fd, env, close, nice, blas_threads), daemon=True, name="ancho-worker"
         )
-        self._process.start()
+        # Objects frozen before the fork are never visited by the child's garbage collector, so the child
+        # does not write to (and copy) every page of the driver's heap on its first collection.
+        gc.freeze()
+        try:
+            self._process.start()
+        finally:
+            gc.unfreeze()
         self.pid = self._process.pid
 
     @property
@@ -216,6 +223,7 @@ class LocalExecutor(Executor):
         if _fork_allowed(self.python, self.wrap):
             # what the forked workers share with the driver is what they need: import it once, here
             import numpy  # noqa: F401
+            import threadpoolctl  # noqa: F401
 
             from .. import chunk, streams  # noqa: F401
 
