@@ -15,8 +15,9 @@ import pytest
 import ancho
 from ancho.errors import InputError
 
-from .conftest import need_service
+from .conftest import EXAMPLES, need_service
 from .models import Mixed
+from .stores.conftest import cassandra_catalog  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -194,3 +195,17 @@ def test_cheap_sequences_go_in_fewer_bigger_tasks():
     assert tasks_chunks(1e-6, 125_000, 40, 2) == int(TASK_SECONDS // 0.125)  # capped at TASK_SECONDS of work
     assert tasks_chunks(1e-3, 12_500, 8, 2) == 1  # 12.5 s chunks: one per task, for balance
     assert tasks_chunks(1e-6, 100, 1, 2) == 1 and tasks_chunks(1e-6, 100, 0, 2) == 0
+
+
+@pytest.mark.cassandra
+def test_summary_from_the_cassandra_store(spark, store, cassandra_catalog):  # noqa: F811
+    """Spark tasks read a Cassandra run's chunks themselves (owner's role) for the summary and summary functions."""
+    for record in cassandra_catalog.list_runs():
+        cassandra_catalog.delete_run(record.id)
+    kw = dict(sequences=6_000, seed=21, targets=["rounds>=10", "won"], params={"stake": 4, "goal": 9})
+    gambler = str(EXAMPLES / "gambler.py")
+    r = ancho.run(gambler, executor=spark, store=cassandra_catalog, **kw)
+    assert spark.last_summary == "spark"
+    local = ancho.run(gambler, workers=2, store=store, **kw)
+    close({k: v for k, v in r.summary.items() if k != "run"}, {k: v for k, v in local.summary.items() if k != "run"})
+    assert r.summary["custom"] == local.summary["custom"] and r.summary["targets"] == local.summary["targets"]

@@ -355,9 +355,9 @@ class SparkExecutor(Executor):
             return None, "driver: asked for" if kinds else "driver: no outputs"
         if self.summary_mode == "auto" and int(record.get("done") or 0) < SPARK_SUMMARY_MIN:
             return None, f"driver: fewer than {SPARK_SUMMARY_MIN:,} sequences"
-        if source.get("kind") != "parquet-dir":
+        if source.get("kind") not in ("parquet-dir", "cassandra"):
             why = f"driver: Spark cannot read a {source.get('kind')} results source"
-        elif not self.shared_storage:
+        elif source.get("kind") == "parquet-dir" and not self.shared_storage:
             why = f"driver: the executors do not share the store's folder {source.get('path')} (shared_storage=False)"
         else:
             from .spark_summary import results_frame

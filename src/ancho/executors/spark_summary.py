@@ -28,11 +28,12 @@ UDF (``applyInPandas`` over the whole results as one group): they get the
 same DataFrame as locally (``sequence`` first, the run's dtypes, sequence
 order), and the whole run must fit in one executor's Python worker memory.
 
-Spark reads the results from where the embedded store wrote them (one
-Parquet file per chunk, on the driver's disk): only possible when every
+Spark reads the results from where the store wrote them: the embedded
+store's Parquet files (one per chunk, on the driver's disk) only when every
 executor sees that folder at the same path (a cluster on this machine, or
-shared storage). :func:`results_frame` returns None otherwise, and the
-executor falls back to the driver's summary.
+shared storage); the Cassandra store's chunks from any executor that reaches
+the Cassandra nodes, with the run owner's role. Otherwise the executor falls
+back to the driver's summary.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def chunk_groups(folder: Path) -> dict[tuple, list[str]]:
 
 def results_frame(spark, source: dict, kinds: dict[str, str]):
     """The run's results as a Spark DataFrame cast to the run's schema (``sequence`` then outputs), or None
-    when they are not in a form Spark reads (only the embedded store's Parquet folder is) or the run is empty."""
+    when they are not in a form Spark reads (the embedded store's Parquet folder, or Cassandra) or the run is empty."""
+    if source.get("kind") == "cassandra":
+        return _cassandra_frame(spark, source, kinds)
     if source.get("kind") != "parquet-dir":
         return None
     folder = Path(source["path"])
@@ -94,6 +97,27 @@ def results_frame(spark, source: dict, kinds: dict[str, str]):
         part = part.select(*columns)
         frame = part if frame is None else frame.unionByName(part)
     return frame
+
+
+def _cassandra_frame(spark, source: dict, kinds: dict[str, str]):
+    """Tasks read the run's chunks from Cassandra themselves, with the owner's role (the results source carries
+    it), through the store's own reader (``ancho.stores.cassandra_results.read_chunks``) in a ``mapInArrow`` job."""
+    from ..stores.cassandra_results import chunk_starts
+
+    starts = chunk_starts(source)
+    if not starts:
+        return None
+    ddl = ", ".join(["`sequence` bigint", *(f"`{name}` {_SPARK_TYPES[kind]}" for name, kind in kinds.items())])
+    parts = max(1, min(len(starts), 4 * spark.sparkContext.defaultParallelism))
+    chunks = spark.createDataFrame([(start,) for start in starts], "start long").repartition(parts)
+    return chunks.mapInArrow(functools.partial(_read_cassandra, source), ddl)
+
+
+def _read_cassandra(source: dict, batches):
+    from ..stores.cassandra_results import read_chunks
+
+    for batch in batches:
+        yield from read_chunks(source, batch.column(0).to_pylist())
 
 
 def _arrow_to_spark(arrow_type: str) -> str:
