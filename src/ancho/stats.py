@@ -103,20 +103,38 @@ def _describe(column: np.ndarray, kind: str) -> dict:
     else:
         values = column
     n = int(values.size)
+    if n == 0:
+        return describe_moments(kind, 0, None, None)
+    lo, hi = values.min(), values.max()
+    if kind == "bool":
+        hits = int(np.count_nonzero(values))
+        return describe_moments(kind, n, lo, hi, hits=hits, percentiles=np.percentile(values, PERCENTILES, overwrite_input=True))
+    mean = float(np.mean(values, dtype=np.float64))
+    std = _std(values) if n > 1 else None
+    return describe_moments(kind, n, lo, hi, mean=mean, std=std, percentiles=np.percentile(values, PERCENTILES, overwrite_input=True))
+
+
+def describe_moments(kind: str, n: int, lo, hi, *, hits: int | None = None, mean: float | None = None,
+                     std: float | None = None, percentiles=None) -> dict:
+    """One output's statistics from its aggregates: the single place the summary's definitions live.
+
+    :func:`describe` computes the aggregates from a column in memory, the
+    Spark executor with one Spark SQL job; both end here, so a summary is the
+    same object whichever computed it.
+    """
     out: dict = {"count": n}
     if n == 0:
         out.update(mean=None, std=None, sem=None, ci95=None, min=None, **{f"p{q}": None for q in PERCENTILES}, max=None)
         return out
-    lo, hi = values.min(), values.max()
     if kind == "bool":
-        hits = int(np.count_nonzero(values))
+        hits = int(hits or 0)
         mean = hits / n
         std = math.sqrt(n / (n - 1) * mean * (1 - mean)) if n > 1 else None
         ci = wilson(hits, n)
     else:
         # rounding in the sum can put the mean of a constant column a hair outside [min, max]
-        mean = min(max(float(np.mean(values, dtype=np.float64)), float(lo)), float(hi))
-        std = _std(values) if n > 1 else None
+        mean = min(max(float(mean), float(lo)), float(hi))
+        std = float(std) if n > 1 and std is not None else None
         ci = mean_ci(mean, std, n) if std is not None else None
     out["mean"] = mean
     out["std"] = std
@@ -124,9 +142,8 @@ def _describe(column: np.ndarray, kind: str) -> dict:
     out["ci95"] = list(ci) if ci else None
     as_int = kind in ("int", "bool")
     out["min"] = int(lo) if as_int else float(lo)
-    pct = np.percentile(values, PERCENTILES, overwrite_input=True)
-    for q, v in zip(PERCENTILES, pct):
-        out[f"p{q}"] = float(v)
+    for q, v in zip(PERCENTILES, percentiles if percentiles is not None else [None] * len(PERCENTILES)):
+        out[f"p{q}"] = None if v is None else float(v)
     out["max"] = int(hi) if as_int else float(hi)
     return clean(out)
 

@@ -3,9 +3,9 @@
 Why: a large run's results need not pass through the driver. One Spark SQL
 job computes, for every output at once, the moments and extremes
 (``count``, ``avg``, ``stddev_samp``, ``min``, ``max``), the percentiles and
-the target hits; the driver turns them into the summary with the same
-interval functions as a local run (:func:`ancho.stats.mean_ci`,
-:func:`ancho.stats.wilson`), so the definitions cannot drift apart:
+the target hits; the driver turns them into the summary with the function a local run
+ends in (:func:`ancho.stats.describe_moments`), so the definitions cannot
+drift apart:
 
 * NaN values are left out of every statistic and of ``count`` (Spark orders
   NaN above every number and counts it, so each aggregate is filtered);
@@ -40,13 +40,12 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..expressions import Target
-from ..stats import PERCENTILES, build_summary, clean, mean_ci, wilson
+from ..stats import PERCENTILES, build_summary, clean, describe_moments, wilson
 
 #: up to this many values per output, percentiles are exact; above, approximate
 EXACT_PERCENTILES = 100_000
@@ -189,34 +188,6 @@ def summarize(frame, record: dict, kinds: dict[str, str], targets: list[Target],
 
 def _no_column(name: str):  # pragma: no cover - build_summary is given no outputs to read
     raise AssertionError(name)
-
-
-def describe_moments(kind: str, n: int, lo, hi, *, hits: int | None = None, mean: float | None = None,
-                     std: float | None = None, percentiles=None) -> dict:
-    """One output's statistics from aggregates, with :func:`ancho.stats.describe`'s definitions and keys."""
-    out: dict = {"count": n}
-    if n == 0:
-        out.update(mean=None, std=None, sem=None, ci95=None, min=None, **{f"p{q}": None for q in PERCENTILES}, max=None)
-        return out
-    if kind == "bool":
-        hits = int(hits or 0)
-        mean = hits / n
-        std = math.sqrt(n / (n - 1) * mean * (1 - mean)) if n > 1 else None
-        ci = wilson(hits, n)
-    else:
-        mean = min(max(float(mean), float(lo)), float(hi))  # as locally: the mean of a constant column stays in range
-        std = float(std) if n > 1 and std is not None else None
-        ci = mean_ci(mean, std, n) if std is not None else None
-    out["mean"] = mean
-    out["std"] = std
-    out["sem"] = std / math.sqrt(n) if std is not None else None
-    out["ci95"] = list(ci) if ci else None
-    as_int = kind in ("int", "bool")
-    out["min"] = int(lo) if as_int else float(lo)
-    for q, v in zip(PERCENTILES, percentiles or [None] * len(PERCENTILES)):
-        out[f"p{q}"] = None if v is None else float(v)
-    out["max"] = int(hi) if as_int else float(hi)
-    return clean(out)
 
 
 # -- user summary functions ---------------------------------------------------------------------------------------
