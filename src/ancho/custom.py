@@ -19,11 +19,15 @@ def compute_summaries(cls, params: dict, source: dict, names: tuple[str, ...] | 
     from .stores import read_results_source
 
     frame = read_results_source(source).to_pandas()
-    instance = cls(**params)
+    return apply_summaries(cls(**params), frame, names)
+
+
+def apply_summaries(instance, frame, names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Each named summary function of a model instance over ``frame`` (a copy each, so one cannot spoil the next)."""
     out: dict[str, Any] = {}
     for name in names:
         try:
             out[name] = clean(getattr(instance, name)(frame.copy()))
-        except Exception as exc:
+        except Exception as exc:  # a broken summary function is reported in its slot; the others still count
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out

@@ -224,10 +224,7 @@ def _run_custom(resolve, params: dict, names: tuple[str, ...], columns: list[str
         instance = resolve()(**params)
     except Exception as exc:  # noqa: BLE001 - reported on the driver as one line
         return pd.DataFrame({"name": ["\0error"], "value": [json.dumps(f"model setup failed in a worker: {type(exc).__name__}: {exc}")]})
-    out = {}
-    for name in names:
-        try:
-            out[name] = clean(getattr(instance, name)(frame.copy()))
-        except Exception as exc:  # noqa: BLE001 - a broken summary function is reported in its slot, as locally
-            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    from ..custom import apply_summaries
+
+    out = apply_summaries(instance, frame, names)
     return pd.DataFrame({"name": list(out), "value": [json.dumps(v, allow_nan=False) for v in out.values()]})
