@@ -181,9 +181,12 @@ class Quiet(ancho.Model):
         return {"x": 1.0}
 ''', "quiet.py")
     record = ancho.run(str(path), sequences=10, seed=1, workers=1, store=store).record
-    assert model_doc(record) == "Says what it is: ±1 steps, ≥ 0."
+    assert model_doc(record) == "Says what it is: ±1 steps, ≥ 0."  # recorded with the run
+    store.update_run(record.id, spec={})  # as runs made before local runs recorded the model's description
+    assert model_doc(store.get_run(record.id)) == "Says what it is: ±1 steps, ≥ 0."  # read from the unchanged file
     path.write_text(path.read_text() + "\n# edited since\n")
     assert model_doc(store.get_run(record.id)) == ""  # another file now: its docstring may not be this run's
+    assert model_doc(record) == "Says what it is: ±1 steps, ≥ 0."  # the recorded one stays the run's
 
 
 # -- notebooks ----------------------------------------------------------------------

@@ -61,11 +61,12 @@ def partial_summary(store: Store, record: RunRecord) -> dict:
 
 
 def model_doc(record: RunRecord) -> str:
-    """The model's docstring: as a worker read it (server runs), or from the source file when it is unchanged.
+    """The model's docstring: as recorded with the run, or from the source file when it is unchanged.
 
-    Local runs do not record it, and a report must not import user code, so
-    the class is found in the file's syntax tree; a file changed since the
-    run (its hash differs) may describe another model, so it is not used.
+    Local runs made before they recorded the model's description lack it, and
+    a report must not import user code, so the class is found in the file's
+    syntax tree; a file changed since the run (its hash differs) may describe
+    another model, so it is not used.
     """
     info = record.spec.get("info") if isinstance(record.spec, dict) else None
     if isinstance(info, dict) and info.get("doc"):
