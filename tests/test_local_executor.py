@@ -4,16 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 import ancho
-from ancho.executors.local import LocalExecutor, _ForkedProcess
-
 from .conftest import ROOT
-from .models import KillsWorkerOnce, Mixed
 
 
 class BlasThreads(ancho.Model):
@@ -26,63 +22,98 @@ class BlasThreads(ancho.Model):
         return {"threads": max(pools) if pools else 1, "x": rng.random()}
 
 
-def started_how(executor: LocalExecutor) -> set[str]:
-    return {"fork" if isinstance(w.proc, _ForkedProcess) else "exec" for w in executor._pool}
+def in_fresh_python(code: str, drop: tuple[str, ...] = (), **env: str) -> str:
+    """Run ``code`` in a new interpreter: whether workers fork depends on the threads alive in the driver, and a
+    long test session keeps some (a Cassandra driver's, a server fixture's), so these checks start clean."""
+    import textwrap
+
+    base = {k: v for k, v in os.environ.items() if k not in drop}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**base, **env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
-def test_workers_fork_in_a_single_threaded_driver(monkeypatch):
-    monkeypatch.delenv("ANCHO_WORKER_START", raising=False)
-    with LocalExecutor(2).start() as ex:
-        assert started_how(ex) == {"fork"}
+PRELUDE = """
+import os, sys, threading
+from ancho.executors.local import LocalExecutor, _ForkedProcess
+def how(ex):
+    return sorted({"fork" if isinstance(w.proc, _ForkedProcess) else "exec" for w in ex._pool})
+"""
 
 
-def test_workers_start_afresh_when_asked_or_while_other_threads_run(monkeypatch):
-    with LocalExecutor(1, env={}).start() as ex:
-        assert started_how(ex) == {"fork"}
-    monkeypatch.setenv("ANCHO_WORKER_START", "exec")
-    with LocalExecutor(1).start() as ex:
-        assert started_how(ex) == {"exec"}
-    monkeypatch.delenv("ANCHO_WORKER_START")
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        with LocalExecutor(1).start() as ex:
-            assert started_how(ex) == {"exec"}  # a fork could copy a lock that thread holds
-    finally:
-        stop.set()
-        other.join()
-    other_python = os.path.realpath(sys.executable)  # the same binary by another name stands for a model's environment
-    assert other_python != sys.executable
-    with LocalExecutor(1, python=other_python).start() as ex:  # another interpreter: never forked
-        assert started_how(ex) == {"exec"}
+def test_workers_fork_in_a_single_threaded_driver():
+    out = in_fresh_python(PRELUDE + """
+with LocalExecutor(2).start() as ex:
+    print(how(ex))
+""")
+    assert out == "['fork']"
 
 
-@pytest.mark.parametrize("how", ["fork", "exec"])
-def test_forked_and_fresh_workers_give_the_same_outputs(store, monkeypatch, how):
-    monkeypatch.setenv("ANCHO_WORKER_START", "auto" if how == "fork" else "exec")
-    r = ancho.run(Mixed, sequences=2000, seed=7, workers=2, store=store)
-    monkeypatch.setenv("ANCHO_WORKER_START", "exec" if how == "fork" else "auto")
-    other = ancho.run(Mixed, sequences=2000, seed=7, workers=1, store=store)
-    assert r.frame.equals(other.frame)
+def test_workers_start_afresh_when_asked_or_while_other_threads_run():
+    out = in_fresh_python(PRELUDE + """
+with LocalExecutor(1, env={}).start() as ex:
+    print(how(ex))
+os.environ["ANCHO_WORKER_START"] = "exec"
+with LocalExecutor(1).start() as ex:
+    print(how(ex))
+del os.environ["ANCHO_WORKER_START"]
+stop = threading.Event()
+other = threading.Thread(target=stop.wait)
+other.start()
+with LocalExecutor(1).start() as ex:  # a fork could copy a lock that thread holds
+    print(how(ex))
+stop.set()
+other.join()
+other_python = os.path.realpath(sys.executable)  # the same binary by another name stands for a model's environment
+assert other_python != sys.executable
+with LocalExecutor(1, python=other_python).start() as ex:  # another interpreter: never forked
+    print(how(ex))
+""")
+    assert out.splitlines() == ["['fork']", "['exec']", "['exec']", "['exec']"]
+
+
+def test_forked_and_fresh_workers_give_the_same_outputs(tmp_path):
+    out = in_fresh_python(PRELUDE + """
+import ancho
+from ancho.executors import local
+from tests.models import Mixed
+seen = []
+spawn = local.LocalExecutor._spawn
+def spy(self):
+    w = spawn(self)
+    seen.append("fork" if isinstance(w.proc, _ForkedProcess) else "exec")
+    return w
+local.LocalExecutor._spawn = spy
+forked = ancho.run(Mixed, sequences=2000, seed=7, workers=2, store=os.environ["STORE"])
+os.environ["ANCHO_WORKER_START"] = "exec"
+fresh = ancho.run(Mixed, sequences=2000, seed=7, workers=1, store=os.environ["STORE"])
+print(sorted(set(seen[:2])), sorted(set(seen[2:])), forked.frame.equals(fresh.frame))
+""", STORE=str(tmp_path / "home"))
+    assert out == "['fork'] ['exec'] True"
 
 
 @pytest.mark.parametrize("how", ["auto", "exec"])
-def test_a_killed_worker_is_replaced_either_way(store, tmp_path, monkeypatch, how):
-    monkeypatch.setenv("ANCHO_WORKER_START", how)
-    marker = tmp_path / "killed"
-    r = ancho.run(KillsWorkerOnce, params={"marker": str(marker), "at": 40}, sequences=1000, seed=2, workers=2, store=store)
-    assert marker.exists() and store.get_run(r.run_id).retries >= 1
-    assert r.frame.sequence.tolist() == list(range(1000))
+def test_a_killed_worker_is_replaced_either_way(tmp_path, how):
+    out = in_fresh_python(PRELUDE + """
+import ancho
+from tests.models import KillsWorkerOnce
+r = ancho.run(KillsWorkerOnce, params={"marker": os.environ["MARKER"], "at": 40}, sequences=1000, seed=2, workers=2,
+              store=os.environ["STORE"])
+print(os.path.exists(os.environ["MARKER"]), r.store.get_run(r.run_id).retries >= 1, r.frame.sequence.tolist() == list(range(1000)))
+""", ANCHO_WORKER_START=how, STORE=str(tmp_path / "home"), MARKER=str(tmp_path / "killed"))
+    assert out == "True True True"
 
 
 @pytest.mark.parametrize("how", ["auto", "exec"])
-def test_workers_use_one_blas_thread(store, monkeypatch, how):
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("ANCHO_WORKER_START", how)
-    r = ancho.run(BlasThreads, sequences=4, seed=1, workers=2, store=store)
-    assert set(r.frame.threads) == {1}
+def test_workers_use_one_blas_thread(tmp_path, how):
+    out = in_fresh_python("""
+import ancho, os
+from tests.test_local_executor import BlasThreads
+r = ancho.run(BlasThreads, sequences=4, seed=1, workers=2, store=os.environ["STORE"])
+print(sorted(set(r.frame.threads)))
+""", drop=("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), ANCHO_WORKER_START=how, STORE=str(tmp_path / "home"))
+    assert out == "[1]"
 
 
 def _children(pid: int) -> list[int]:

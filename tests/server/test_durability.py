@@ -229,19 +229,23 @@ def test_sigterm_with_an_open_event_stream(tmp_path):
             u = upload_id(c, tar_gz({"model.py": SLOW}))
             run_id = submit(c, {"model": {"upload": u}, "params": {"seconds": 0.01}, "sequences": 100_000, "seed": 1})
             wait_run(c, run_id, until=lambda v: v["status"] == "running", timeout=120)
-            lines, errors, opened = [], [], threading.Event()
+            lines, errors, streaming = [], [], threading.Event()
 
             def watch():
                 try:
                     with srv.client(tok) as c2, c2.stream("GET", f"/runs/{run_id}/events", timeout=120) as r:
-                        opened.set()
-                        lines.extend(r.iter_lines())
+                        for line in r.iter_lines():
+                            lines.append(line)
+                            if line.startswith("event: progress"):
+                                streaming.set()
                 except Exception as exc:  # noqa: BLE001 - reported below
                     errors.append(exc)
+                finally:
+                    streaming.set()
 
             watcher = threading.Thread(target=watch)
             watcher.start()
-            assert opened.wait(60)
+            assert streaming.wait(60)  # the stream is open and has sent progress (on a loaded machine that takes a moment)
             srv.shutdown()
             watcher.join(60)
         assert not errors, errors  # the stream was closed properly, not cut off
