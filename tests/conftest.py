@@ -59,3 +59,13 @@ def need_service(name: str, reason: str):
     if CI:
         pytest.fail(f"{name} is required under CI: {reason}")
     pytest.skip(f"{name} not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def spark_url() -> str:
+    """The Spark master from ``scripts/services`` (``ANCHO_TEST_SPARK_URL``): a skip locally without it, a failure under CI."""
+    url = os.environ.get("ANCHO_TEST_SPARK_URL", "")
+    if not url:
+        need_service("Spark", "ANCHO_TEST_SPARK_URL is not set; run `scripts/services start spark` and export it")
+    pytest.importorskip("pyspark")
+    return url

@@ -9,24 +9,18 @@ import the ``tests`` package).
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
-from .conftest import need_service
 from .stores.conftest import cassandra_catalog  # noqa: F401 (a fixture)
 from .test_cassandra import new_run
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.spark, pytest.mark.slow]
 
-URL = os.environ.get("ANCHO_TEST_SPARK_URL", "")
 
 
-def test_spark_tasks_write_chunks_and_read_them_back_directly(cassandra_catalog):  # noqa: F811
-    if not URL:
-        need_service("Spark", "ANCHO_TEST_SPARK_URL is not set; run `scripts/services start spark` and export it")
-    pytest.importorskip("pyspark")
+def test_spark_tasks_write_chunks_and_read_them_back_directly(spark_url, cassandra_catalog):  # noqa: F811
     from ancho.executors.spark import spark_session
     from ancho.stores.cassandra_results import chunk_starts
 
@@ -56,7 +50,7 @@ def test_spark_tasks_write_chunks_and_read_them_back_directly(cassandra_catalog)
         for batch in batches:
             yield from read_chunks(source, batch.column(0).to_pylist())
 
-    spark = spark_session(URL)
+    spark = spark_session(spark_url)
     spark.sparkContext.parallelize(ranges, len(ranges)).foreach(write)
     assert store.completed_ranges("r1") == ranges
 

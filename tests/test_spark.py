@@ -19,7 +19,7 @@ import ancho
 from ancho.engine import RunHandle, RunSpec, create_record, execute
 from ancho.errors import OutputError, RunCancelled, RunFailed
 
-from .conftest import EXAMPLES, ROOT, need_service
+from .conftest import EXAMPLES, ROOT
 from .models import Flaky, Mixed, Slow
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -28,11 +28,8 @@ URL = os.environ.get("ANCHO_TEST_SPARK_URL", "")
 
 
 @pytest.fixture(scope="module")
-def spark():
+def spark(spark_url):
     """One executor (and so one Spark session) for the module: the session start-up is paid once."""
-    if not URL:
-        need_service("Spark", "ANCHO_TEST_SPARK_URL is not set; run `scripts/services start spark` and export it")
-    pytest.importorskip("pyspark")
     from ancho.executors.spark import SparkExecutor
 
     ex = SparkExecutor(URL).start()

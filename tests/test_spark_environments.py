@@ -20,14 +20,7 @@ from .test_environments import req_model  # noqa: F401 - the model folder that n
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-URL = os.environ.get("ANCHO_TEST_SPARK_URL", "")
 
-@pytest.fixture(scope="module")
-def spark_url():
-    if not URL:
-        need_service("Spark", "ANCHO_TEST_SPARK_URL is not set; run `scripts/services start spark` and export it")
-    pytest.importorskip("pyspark")
-    return URL
 
 
 def test_runs_in_its_environment_on_spark(spark_url, store, req_model):

@@ -15,26 +15,22 @@ import pytest
 import ancho
 from ancho.errors import InputError
 
-from .conftest import EXAMPLES, need_service
+from .conftest import EXAMPLES
 from .models import Mixed
 from .stores.conftest import cassandra_catalog  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-URL = os.environ.get("ANCHO_TEST_SPARK_URL", "")
 #: mean, std, sem and the t interval are sums in another order in Spark: equal to this relative tolerance
 REL = 1e-12
 TARGETS = ["u>=0.5", "k>=3", "even", "z<-1", "k==0", "w>1", "v<=0.5"]
 
 
 @pytest.fixture(scope="module")
-def spark():
-    if not URL:
-        need_service("Spark", "ANCHO_TEST_SPARK_URL is not set; run `scripts/services start spark` and export it")
-    pytest.importorskip("pyspark")
+def spark(spark_url):
     from ancho.executors.spark import SparkExecutor
 
-    ex = SparkExecutor(URL, summary="spark").start()
+    ex = SparkExecutor(spark_url, summary="spark").start()
     yield ex
     ex.close()
 
@@ -161,19 +157,17 @@ def test_custom_summaries_in_spark(spark, store, write_model):
     close(s, local)
 
 
-def test_falls_back_to_the_driver_and_says_why(store, caplog):
-    if not URL:
-        need_service("Spark", "ANCHO_TEST_SPARK_URL is not set")
+def test_falls_back_to_the_driver_and_says_why(spark_url, store, caplog):
     from ancho.executors.spark import SparkExecutor
 
-    ex = SparkExecutor(URL, summary="spark", shared_storage=False)
+    ex = SparkExecutor(spark_url, summary="spark", shared_storage=False)
     with caplog.at_level("WARNING", logger="ancho.spark"):
         r = ancho.run(Mixed, sequences=2_000, seed=4, executor=ex, store=store, targets=["k>=2"])
     assert ex.last_summary.startswith("driver: the executors do not share the store's folder")
     assert "computed in the driver" in caplog.text
     local = ancho.run(Mixed, sequences=2_000, seed=4, workers=2, store=store, targets=["k>=2"])
     assert {k: v for k, v in r.summary.items() if k != "run"} == {k: v for k, v in local.summary.items() if k != "run"}
-    auto = SparkExecutor(URL)  # small runs: the driver is quicker
+    auto = SparkExecutor(spark_url)  # small runs: the driver is quicker
     ancho.run(Mixed, sequences=500, seed=4, executor=auto, store=store)
     assert auto.last_summary.startswith("driver: fewer than")
 
