@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import nbformat
 import pytest
 
-from ..conftest import run_cli
-from ..test_reports import execute, images, outputs_text, shows
+from ..conftest import CI, run_cli
+from ..test_reports import POPPLER, execute, images, outputs_text, shows
 from .conftest import detail_text, is_json_error, submit, tar_gz, upload_id, wait_run
 
-pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils (pdftotext) reads the PDFs back")
+pytestmark = pytest.mark.skipif(not CI and not POPPLER, reason="poppler-utils (pdftotext) reads the PDFs back")
 
 #: 40 outputs: 5,000 sequences are more values (5,000 × 41) than a notebook embeds, so it fetches them
 WIDE = '''
