@@ -178,13 +178,15 @@ class SparkExecutor(Executor):
     else ``$ANCHO_HOME/envs`` on the executor). ``sandbox`` (a
     :class:`~ancho.sources.sandbox.SandboxPolicy`, or True for the default
     one; or ``wrap``, a ``Sandbox``'s, as the local executor takes it): every
-    task's worker runs in bubblewrap on its executor.
+    task's worker runs in bubblewrap on its executor. ``results`` is the local
+    executor's option too: summary functions that must run in a local worker
+    (a sandbox, an environment) read the results through it.
     """
 
     def __init__(self, master: str, workers: int | None = None, conf: dict[str, str] | None = None,
                  python: str | None = None, env: dict[str, str] | None = None, wrap=None,
                  summary: str = "auto", shared_storage: bool | None = None, environments: str | None = None,
-                 sandbox=None):
+                 sandbox=None, results=None):
         if summary not in _SUMMARY_MODES:
             raise InputError(f"summary must be one of {', '.join(_SUMMARY_MODES)}, got {summary!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
@@ -196,6 +198,8 @@ class SparkExecutor(Executor):
         sandbox = _sandbox_policy(sandbox, wrap)
         self.isolation = Isolation(sandbox=sandbox)
         self._local_options: dict = {"wrap": wrap} if wrap is not None else {}  # how the driver runs user code itself
+        if results is not None:  # as the local executor's option: a results source the sandboxed summary worker can read
+            self._local_options["results"] = results
         if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):  # (a venv's python links to the base one)
             # a model environment (built on the driver by ancho.sources.environments as ROOT/KEY/bin/python):
             # executors build the same one, or use the driver's folder when they share its storage
@@ -230,6 +234,12 @@ class SparkExecutor(Executor):
             if self.master.startswith("local"):
                 break
             time.sleep(0.1)
+        else:
+            if not self.master.startswith("local") and sc._jsc.sc().getExecutorMemoryStatus().size() < 2:
+                # a busy cluster gives cores later, so this is not an error; but a stopped one never does
+                _LOG.warning("no Spark executor has registered with %s after %.0f s: tasks wait until the cluster gives "
+                             "this application cores (is the cluster up? scripts/services status spark)",
+                             self.master, WAIT_EXECUTORS)
         _warm_up(sc)
         return self
 
