@@ -276,7 +276,8 @@ class SparkExecutor(Executor):
         folder = tempfile.mkdtemp(prefix="ancho-spark-")
         _TEMP_DIRS.append(folder)  # Spark reads it when an executor first needs it: removed with the session
         path = Path(folder) / name
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        # strict_timestamps=False: uploaded sources unpack with fixed (1970) times, which zip cannot hold (stored as 1980)
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False) as zf:
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
                 for fn in sorted(filenames):
