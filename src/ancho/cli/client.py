@@ -48,6 +48,7 @@ def submit(
     until: Optional[str] = typer.Option(None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."),
     max_sequences: Optional[int] = typer.Option(None, "--max-sequences", help="Cap for --until."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Sequences allowed to raise before the run fails (default 0)."),
+    executor: Optional[str] = typer.Option(None, "--executor", metavar="URL", help="'local' (default) or the server's Spark master URL."),
     watch_it: bool = typer.Option(False, "--watch", help="Then follow the run like `ancho watch` and print its summary."),
     as_json: bool = typer.Option(False, "--json", help="Print the created run as JSON (with --watch: exactly the summary object)."),
     url: Url = None,
@@ -77,7 +78,7 @@ def submit(
         try:
             created = server.submit(source, params=params, sequences=sequences,
                                     seed=seed, targets=target, until=until, max_sequences=max_sequences,
-                                    max_failures=max_failures)
+                                    max_failures=max_failures, executor=executor)
         except Rejected as exc:
             if packed is None:
                 raise

@@ -32,6 +32,8 @@ def serve(
     store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="Result store (default: the embedded store in $ANCHO_HOME)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Runs executing at the same time (default 2)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes per run (default: all cores)."),
+    spark_master: Optional[str] = typer.Option(None, "--spark-master", metavar="URL",
+                                               help="A Spark master runs may name as their executor besides 'local' (also $ANCHO_SPARK_MASTER)."),
 ) -> None:
     """Serve the REST API (and web site) and execute submitted runs."""
     import logging
@@ -41,7 +43,8 @@ def serve(
     from ..server.app import create_app
     from ..server.settings import Settings
 
-    settings = Settings.load(config, host=host, port=port, store=store, concurrency=concurrency, workers=workers)
+    settings = Settings.load(config, host=host, port=port, store=store, concurrency=concurrency, workers=workers,
+                             spark_master=spark_master)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Bind first: a busy port must stop us before the app starts (and its dispatcher takes queued runs).
     import socket

@@ -13,6 +13,12 @@ single run.
 Each run executes on its own thread with its own worker processes, created
 on that thread: Linux delivers the workers' parent-death signal when the
 thread that started them ends, and the server's death ends every thread.
+
+Runs whose executor is the server's Spark master share the process's one
+Spark session (each run its own job group, so cancelling one leaves the
+others). The session starts with the first such run and stops after
+``spark_idle_seconds`` without one: an idle server should not hold a
+cluster's cores (a standalone application keeps every core it was given).
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import shutil
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine import RunHandle, RunSpec, execute
 from ..errors import AnchoError, NotFound, RunCancelled
+from ..executors import Executor, make_executor
 from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
 from ..stores import export_results
@@ -50,15 +58,31 @@ def loaded_from_record(record: RunRecord) -> LoadedModel:
     return LoadedModel(FileRef(ref["root"], ref["file"], ref["class_name"]), record.source_hash, record.source, record.spec["info"])
 
 
+@dataclass(frozen=True)
+class SparkSettings:
+    """The server's Spark master (None: local runs only), its session's properties, and how long it may idle."""
+
+    master: str | None = None
+    conf: dict[str, str] = field(default_factory=dict)
+    idle_seconds: float = 300.0
+
+    @classmethod
+    def of(cls, settings) -> "SparkSettings":
+        return cls(settings.spark_master, dict(settings.spark_conf), settings.spark_idle_seconds)
+
+
 class Dispatcher:
     def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5, nice: int = 0,
-                 exports: Path | None = None):
+                 exports: Path | None = None, spark: SparkSettings | None = None):
         """``worker_setup(root, run_id=, read_only=)`` gives LocalExecutor options and a sandbox (see Service.worker_setup).
 
         ``exports``: where a run's results are copied for its summary functions when its workers cannot
         read the store themselves (a Cassandra store seen from a sandbox without network).
+        ``spark``: the Spark master runs may use besides the local executor.
         """
         self.store = store
+        self.spark = spark or SparkSettings()
+        self._spark_idle_since: float | None = None  # when the last Spark run ended (None: none ran, or one runs)
         self.exports = exports
         self.worker_setup = worker_setup
         self.nice = nice
@@ -66,6 +90,7 @@ class Dispatcher:
         self.workers = workers
         self.poll = poll
         self._running: dict[str, tuple[threading.Thread, RunHandle, str]] = {}
+        self._executors: dict[str, str] = {}  # running run -> its executor ('local' or the Spark master)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -106,6 +131,7 @@ class Dispatcher:
                     pass
             except Exception:  # the loop must survive a store hiccup
                 log.exception("dispatcher error")
+            self._release_idle_spark()
             self._wake.wait(self.poll)
             self._wake.clear()
 
@@ -122,6 +148,7 @@ class Dispatcher:
             handle = RunHandle()
             thread = threading.Thread(target=self._execute, args=(record, handle), name=f"ancho-run-{record.id}", daemon=True)
             self._running[record.id] = (thread, handle, record.owner)
+            self._executors[record.id] = record.executor
             self.store.update_run(record.id, status="running")
         thread.start()
         return True
@@ -152,7 +179,7 @@ class Dispatcher:
                 if export is not None:
                     options["results"] = lambda source, run=record.id, folder=export: export_results(self.store, run, folder)
             try:
-                with LocalExecutor(self.workers, nice=self.nice, **options) as executor:
+                with self._executor(record, options) as executor:
                     final = execute(model, spec, self.store, executor, record, None, handle)
             finally:
                 if sandbox is not None:
@@ -172,7 +199,36 @@ class Dispatcher:
             self._settle(record.id, handle, error)
             with self._lock:
                 self._running.pop(record.id, None)
+                if self._executors.pop(record.id, "local") != "local":
+                    self._spark_idle_since = time.monotonic()
             self._wake.set()
+
+    def _executor(self, record: RunRecord, options: dict) -> Executor:
+        """The run's executor: local worker processes, or the server's Spark master (the same sandbox and environment
+        options: Spark tasks rebuild the sandbox from its policy on each executor)."""
+        if record.executor == "local":
+            return LocalExecutor(self.workers, nice=self.nice, **options)
+        if record.executor != self.spark.master:  # queued under another configuration
+            offered = " or ".join(f"'{e}'" for e in ("local", self.spark.master) if e)
+            raise AnchoError(f"executor '{record.executor}' is not offered by this server any more (it executes runs on "
+                             f"{offered}); submit the run again")
+        return make_executor(record.executor, None, conf=self.spark.conf, **options)
+
+    def _release_idle_spark(self) -> None:
+        """Stop the Spark session once no Spark run has run for ``idle_seconds`` (it restarts with the next one)."""
+        if self.spark.master is None:
+            return
+        with self._lock:
+            if any(self._executors.get(run, "local") != "local" for run in self._running):
+                return
+        if self._spark_idle_since is None:  # no Spark run has ended since the session last stopped
+            return
+        if time.monotonic() - self._spark_idle_since >= self.spark.idle_seconds:
+            from ..executors.spark import stop_session
+
+            log.info("no Spark run for %.0f s: stopping the Spark session (its cores go back to the cluster)", self.spark.idle_seconds)
+            stop_session()
+            self._spark_idle_since = None
 
     def _settle(self, run_id: str, handle: RunHandle, error: str | None) -> None:
         """Give a run that stopped while still ``running`` in the store the status it ended with.

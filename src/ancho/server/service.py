@@ -26,7 +26,7 @@ from ..sources.sandbox import Sandbox, SandboxPolicy, limits_env, sandbox_proble
 from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
 from ..stores.base import RunRecord
-from .dispatcher import Dispatcher
+from .dispatcher import Dispatcher, SparkSettings
 from .schemas import ModelSource, RunRequest
 from .settings import Settings
 from .users import Users
@@ -107,7 +107,7 @@ class Service:
         )
         self.sandboxed = self._check_sandbox()
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
-                                     exports=settings.home / "exports")
+                                     exports=settings.home / "exports", spark=SparkSettings.of(settings))
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 
@@ -213,10 +213,11 @@ class Service:
 
         Each error names its field as REST clients know it (``max_sequences``, not the CLI's ``--max-sequences``).
         """
-        if request.executor != "local" and not is_spark_master(request.executor):
-            raise FieldError(("body", "executor"), f"unknown executor '{request.executor}': use 'local' or a Spark master URL")
-        if request.executor != "local":
-            raise FieldError(("body", "executor"), f"executor '{request.executor}': this server runs on the local executor")
+        offered = self.settings.executors
+        if request.executor not in offered:
+            what = "a Spark master this server does not use" if is_spark_master(request.executor) else "unknown"
+            choices = " or ".join(f"'{e}'" for e in offered)
+            raise FieldError(("body", "executor"), f"executor '{request.executor}' is {what}: this server executes runs on {choices}")
         for i, text in enumerate(request.targets):
             try:
                 Target.parse(text)
@@ -266,7 +267,8 @@ class Service:
             "info": found["model"],
             "model": request.model.model_dump(exclude_none=True),
         }
-        record = create_record(model, spec, request.executor, self.settings.workers, owner=user, extra=extra)
+        workers = self.settings.workers if request.executor == "local" else None  # Spark: the cluster's cores
+        record = create_record(model, spec, request.executor, workers, owner=user, extra=extra)
         self.store.create_run(record)
         self.dispatcher.notify()
         return record

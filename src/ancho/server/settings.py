@@ -14,9 +14,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ..errors import InputError
+from ..executors import is_spark_master
 from ..executors.local import default_workers
 from ..sources.extract import MAX_FILES, MAX_TOTAL_BYTES
 from ..stores.embedded import default_home
@@ -63,7 +64,29 @@ class Settings(BaseModel):
     allow_loopback_http: bool = False
     #: seconds a URL or git fetch may take
     fetch_timeout: float = Field(300.0, gt=0)
+    # -- Spark (docs/spark.md) --
+    #: the Spark master runs may name as their executor besides 'local'; none: the server runs only local runs.
+    #: One master per server: a process holds one SparkContext.
+    spark_master: str | None = None
+    #: Spark properties for the server's Spark session (a TOML table, or a JSON object in ANCHO_SPARK_CONF)
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+    #: seconds the Spark session stays up with no Spark run, then is stopped (its cores go back to the cluster)
+    spark_idle_seconds: float = Field(300.0, ge=0)
     log_level: str = "info"
+
+    @field_validator("spark_master")
+    @classmethod
+    def _spark_master(cls, value: str | None) -> str | None:
+        if value in (None, "", "local"):
+            return None
+        if not is_spark_master(value):
+            raise ValueError(f"'{value}' is not a Spark master URL (spark://host:7077, k8s://…, yarn, local[N])")
+        return value
+
+    @property
+    def executors(self) -> list[str]:
+        """What a run's ``executor`` may be on this server."""
+        return ["local", *([self.spark_master] if self.spark_master else [])]
 
     @classmethod
     def load(cls, config: str | os.PathLike | None = None, **overrides: Any) -> "Settings":
@@ -79,11 +102,11 @@ class Settings(BaseModel):
         for name in cls.model_fields:
             value = os.environ.get(f"ANCHO_{name.upper()}")
             if value is not None and value != "":
-                if value.lstrip().startswith("["):  # a list, as JSON: ANCHO_SOURCE_FILE_ROOTS='["/srv/models"]'
+                if value.lstrip().startswith(("[", "{")):  # JSON: ANCHO_SOURCE_FILE_ROOTS='["/srv/models"]', ANCHO_SPARK_CONF='{…}'
                     try:
                         value = json.loads(value)
                     except json.JSONDecodeError:
-                        raise InputError(f"ANCHO_{name.upper()} is not a JSON list: {value}") from None
+                        raise InputError(f"ANCHO_{name.upper()} is not valid JSON: {value}") from None
                 data[name] = value
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
