@@ -140,3 +140,21 @@ def test_a_server_without_spark_names_what_it_offers(alice, gambler_upload):
                                   "executor": os.environ.get("ANCHO_TEST_SPARK_URL") or "spark://127.0.0.1:7077"})
     assert r.status_code == 422, r.text
     assert "this server executes runs on 'local'" in detail_text(r)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_the_web_form_offers_the_spark_master(spark_server, spark_url, server):
+    """The new-run page lists 'Run on' choices only where there is a choice (this server: local or its master)."""
+    from ..web.conftest import Page
+
+    token = spark_server.alice.headers["Authorization"].split()[1]
+    for srv, tok, offered in ((spark_server, token, True), (server, server.tokens["alice"], False)):
+        page = Page(srv)
+        try:
+            assert page.sign_in(tok).status_code == 303
+            html = page.http.get("/runs/new").text
+        finally:
+            page.close()
+        assert ('<select id="executor"' in html) is offered
+        assert (f'value="{spark_url}"' in html) is offered

@@ -218,8 +218,9 @@ def new_run_page(request: Request):
     session = current_session(request)
     if session is None:
         return _to_signin(request)
-    uploads = service(request).uploads.list(session.user)[:50]
-    return render(request, "new.html", {"uploads": uploads}, session=session)
+    svc = service(request)
+    uploads = svc.uploads.list(session.user)[:50]
+    return render(request, "new.html", {"uploads": uploads, "executors": svc.settings.executors}, session=session)
 
 
 class _PlotCache:

@@ -183,7 +183,7 @@
           id = m && $("param-" + m[1]) ? "param-" + m[1] : "params";
         } else if (loc[0] === "targets") {
           id = "targets";
-        } else if (["sequences", "seed", "until", "max_sequences"].includes(loc[0])) {
+        } else if (["sequences", "seed", "until", "max_sequences", "executor"].includes(loc[0])) {
           id = loc[0];
         }
         showError(id, loc[0] === "targets" && loc.length > 1 ? `line ${loc[1] + 1}: ${msg}` : msg, !focused);
@@ -366,6 +366,7 @@
         if (max !== null) body.max_sequences = max;
         body.targets = $("targets").value.split("\n").map((t) => t.trim()).filter(Boolean);
         if ($("until").value.trim()) body.until = $("until").value.trim();
+        if ($("executor")) body.executor = $("executor").value;
         const r = await post("/site/runs", body);
         if (!r.ok) { showDetail(r.detail, "form"); return; }
         window.location.assign(r.data.url);
