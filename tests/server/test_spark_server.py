@@ -158,3 +158,26 @@ def test_the_web_form_offers_the_spark_master(spark_server, spark_url, server):
             page.close()
         assert ('<select id="executor"' in html) is offered
         assert (f'value="{spark_url}"' in html) is offered
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_spark_run_resumes_after_kill_9(spark_server, spark_url):
+    """kill -9 of the server (and its Spark driver) mid-run; on restart the run resumes from its stored chunks and
+    ends with the results of the same run executed locally. (Last in the module: it restarts the server.)"""
+    alice = spark_server.alice
+    token = alice.headers["Authorization"].split()[1]
+    slow = upload_id(alice, tar_gz({"model.py": SLOW}), "slow.tar.gz")
+    body = {"model": {"upload": slow, "entry": "model.py:Slow"}, "params": {"seconds": 0.01}, "sequences": 2000, "seed": 8}
+    run = submit(alice, {**body, "executor": spark_url})
+    wait_run(alice, run, timeout=600, until=lambda v: v["progress"]["done"] >= 250)
+    spark_server.kill()
+    spark_server.start()
+    with spark_server.client(token) as client:
+        spark_server.alice = client
+        view = wait_run(client, run, timeout=600)
+        assert view["status"] == "succeeded", spark_server.log()
+        assert "resuming it from its stored chunks" in spark_server.log(400)
+        local = submit(client, {**body, "executor": "local"})
+        assert wait_run(client, local, timeout=300)["status"] == "succeeded"
+        assert csv_text(client, run) == csv_text(client, local)
