@@ -49,8 +49,41 @@ class ChunkResult:
     def size(self) -> int:
         return self.stop - self.start
 
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
     def kinds(self) -> dict[str, str]:
         return {name: dtype_kind(col.dtype) for name, col in self.columns.items()}
+
+
+@dataclass
+class StoredChunk:
+    """Sequences ``start..stop-1`` that the executor's task ran *and wrote to the run's store itself*.
+
+    What the engine needs of a chunk without its columns: the range, the
+    column kinds (the run's schema), the failure count and the first failure
+    (for the error message; all are in the store), the compute time, and the
+    per-output :class:`~ancho.stats.Tally` a precision goal needs (empty
+    when the run has none). The task sends it only once the chunk is marked
+    done in the store.
+    """
+
+    start: int
+    stop: int
+    rows: int
+    column_kinds: dict[str, str]
+    failed: int = 0
+    failures: list[Failure] = field(default_factory=list)  # the first failure only
+    seconds: float = 0.0
+    tallies: dict = field(default_factory=dict)  # output name -> ancho.stats.Tally
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def kinds(self) -> dict[str, str]:
+        return dict(self.column_kinds)
 
 
 def dtype_kind(dtype: np.dtype) -> str:

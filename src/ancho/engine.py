@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
-from .chunk import ChunkResult
+from .chunk import ChunkResult, StoredChunk
 from .columns import release_memory
 from .errors import AnchoError, InputError, OutputError, RunCancelled, RunFailed
 from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
@@ -39,7 +39,7 @@ from .expressions import Goal, Target, check_outputs
 from .loading import LoadedModel
 from .stores.base import RunRecord, Store
 from .streams import MAX_SEED, new_seed
-from .stats import Running, build_summary, clean
+from .stats import Running, build_summary, chunk_tallies, clean
 
 INITIAL_CHUNK = 8
 TARGET_SECONDS = 0.2
@@ -216,7 +216,7 @@ def gaps(done: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out if b > a]
 
 
-def merge_schema(schema: dict[str, str], result: ChunkResult) -> bool:
+def merge_schema(schema: dict[str, str], result: ChunkResult | StoredChunk) -> bool:
     """Fold a chunk's column kinds into the run's schema; True if the schema changed.
 
     Names must match exactly; an int column meeting a float one becomes
@@ -340,7 +340,11 @@ def execute(
             track(name, store.read_column(run_id, name))
     plan = Plan(gaps(done_ranges, total), executor.workers, getattr(executor, "chunk_size", None))
     store.update_run(run_id, status="running", started=record.started or time.time(), error=None, total=total)
-    task = Task(model.ref, spec.params, spec.seed, run_id)
+    # a backend whose tasks write their chunks to the store themselves (Spark on Cassandra) sends back StoredChunks:
+    # no columns, but the tallies a precision goal needs
+    sink = executor.results_sink(store, run_id)
+    task = Task(model.ref, spec.params, spec.seed, run_id, sink=sink,
+                tally=tuple(tracked) if sink is not None and spec.until else None)
     last_write = 0.0
     if progress:
         progress(done, total)
@@ -360,22 +364,25 @@ def execute(
                     )
                 plan.requeue(item.chunk)
                 continue
-            result: ChunkResult = item
+            result: ChunkResult | StoredChunk = item
             plan.measure(result)
             first_schema = not schema
             if merge_schema(schema, result):
                 store.update_run(run_id, schema=schema)
                 if first_schema:
                     check_outputs(schema, spec.targets, spec.until)
-            store.write_chunk(run_id, result)
+            if isinstance(result, ChunkResult):
+                store.write_chunk(run_id, result)
+            # (a StoredChunk is in the store already: its task sent it once the chunk was marked done)
             done += result.size
-            if result.failures:
-                failures += len(result.failures)
+            if result.failed:
+                failures += result.failed
                 if failures > spec.max_failures:
                     raise RunFailed(_failure_message(result, failures, spec.max_failures))
             if spec.until:
-                for name, col in result.columns.items():
-                    track(name, col)
+                tallies = result.tallies if isinstance(result, StoredChunk) else chunk_tallies(result.columns, tracked)
+                for name, tally in tallies.items():
+                    stats.setdefault(name, Running()).merge(tally)
             if spec.until and plan.idle:
                 new_total = _next_total(spec, stats, total)
                 plan.extend(total, new_total)
@@ -427,7 +434,7 @@ def _record_failure(store: Store, run_id: str, done: int, failures: int, error: 
         pass
 
 
-def _failure_message(result: ChunkResult, failures: int, allowed: int) -> str:
+def _failure_message(result: ChunkResult | StoredChunk, failures: int, allowed: int) -> str:
     first = result.failures[0]
     allowance = f"--max-failures allows {allowed}" if allowed else "allow some with --max-failures N"
     return f"sequence {first.sequence} failed: {first.error} ({failures} failure{'s' if failures != 1 else ''}; {allowance})"

@@ -171,11 +171,49 @@ def target_summary(target: Target, column: np.ndarray) -> dict:
 
 
 @dataclass
+class Tally:
+    """One chunk's share of a :class:`Running`: count, mean and sum of squared deviations of its non-NaN values, and
+    target hits. A Spark task that stores its chunk itself sends these instead of the column (a few numbers)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    hits: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, column: np.ndarray, targets: list[Target]) -> "Tally":
+        values = column
+        if values.dtype.kind == "f":
+            values = values[~np.isnan(values)]
+        nb = int(values.size)
+        mean = m2 = 0.0
+        if nb:
+            mean = float(np.mean(values, dtype=np.float64))
+            m2 = float(np.sum((values - mean) ** 2)) if nb > 1 else 0.0
+        return cls(nb, mean, m2, {t.expr: t.hits(column)[0] for t in targets})
+
+    def to_list(self) -> list:
+        return [self.n, self.mean, self.m2, self.hits]
+
+    @classmethod
+    def from_list(cls, data: list) -> "Tally":
+        n, mean, m2, hits = data
+        return cls(int(n), float(mean), float(m2), {k: int(v) for k, v in hits.items()})
+
+
+def chunk_tallies(columns: dict[str, np.ndarray], targets: list[Target]) -> dict[str, Tally]:
+    """A :class:`Tally` per output column of a chunk, with the hits of the ``targets`` on that output."""
+    return {name: Tally.of(col, [t for t in targets if t.output == name]) for name, col in columns.items()}
+
+
+@dataclass
 class Running:
     """Streaming count, mean and variance of one output (Chan et al.'s parallel merge), plus target hits.
 
     The engine keeps one per output so that precision goals and live
-    progress need no re-read of the store.
+    progress need no re-read of the store. It merges one :class:`Tally` per
+    chunk, whether computed here from the column (:meth:`add`) or by the task
+    that stored the chunk: the same arithmetic, so the same goal decisions.
     """
 
     n: int = 0
@@ -185,21 +223,18 @@ class Running:
     valid: int = 0
 
     def add(self, column: np.ndarray, targets: list[Target]) -> None:
-        values = column
-        if values.dtype.kind == "f":
-            values = values[~np.isnan(values)]
-        nb = int(values.size)
+        self.merge(Tally.of(column, targets))
+
+    def merge(self, tally: Tally) -> None:
+        nb = tally.n
         if nb:
-            mb = float(np.mean(values, dtype=np.float64))
-            m2b = float(np.sum((values - mb) ** 2)) if nb > 1 else 0.0
-            delta = mb - self.mean
+            delta = tally.mean - self.mean
             total = self.n + nb
             self.mean += delta * nb / total
-            self.m2 += m2b + delta * delta * self.n * nb / total
+            self.m2 += tally.m2 + delta * delta * self.n * nb / total
             self.n = total
-        for t in targets:
-            h, n = t.hits(column)
-            self.hits[t.expr] = self.hits.get(t.expr, 0) + h
+        for expr, h in tally.hits.items():
+            self.hits[expr] = self.hits.get(expr, 0) + h
         self.valid += nb
 
     def half_width(self, goal: Goal) -> float | None:

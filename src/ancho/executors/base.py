@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..chunk import ChunkResult
+from ..chunk import ChunkResult, StoredChunk
 from ..loading import ModelRef
 
 
@@ -27,6 +27,10 @@ class Task:
     run_id: str = ""
     #: environment variables for worker processes (threads per worker, etc.)
     env: dict[str, str] = field(default_factory=dict)
+    #: a results source the tasks write chunks to themselves (:meth:`Executor.results_sink`), or None
+    sink: dict | None = None
+    #: with a sink: the targets whose hits a stored chunk's tallies count (None: the run needs no tallies)
+    tally: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -75,13 +79,23 @@ class Executor(ABC):
         return None
 
     @abstractmethod
-    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
+    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
         """Run chunks pulled from ``source`` and yield each result as it completes.
 
         Ends when ``source`` has nothing left and nothing is in flight. May
         raise :class:`ancho.errors.AnchoError` for errors that concern the
         whole run (for example the model cannot be loaded by workers).
         """
+
+    def results_sink(self, store, run_id: str) -> dict | None:
+        """Where this backend's tasks write the run's chunks themselves, or None (the default): the engine writes them.
+
+        When it returns a results source (the store's, for ``run_id``), the
+        engine passes it in :attr:`Task.sink`, and :meth:`map_chunks` yields
+        :class:`~ancho.chunk.StoredChunk` results, each sent only after its
+        chunk is marked done in the store.
+        """
+        return None
 
     def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict[str, Any]:
         """Run the model's summary functions over the results described by ``source``.
