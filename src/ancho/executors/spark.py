@@ -22,6 +22,7 @@ nothing is lost or duplicated.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import logging
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..chunk import ChunkResult, Failure
+from ..chunk import ChunkResult, Failure, StoredChunk
 from ..errors import AnchoError, InputError, ModelError, OutputError, ParameterError, RunCancelled, RunFailed
 from ..loading import _SKIP_DIRS, FileRef, hash_source
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
@@ -67,6 +68,10 @@ _ERRORS: dict[str, type[AnchoError]] = {
 _META = b"ancho"
 _LOG = logging.getLogger("ancho.spark")
 _SUMMARY_MODES = ("auto", "spark", "driver")
+_WRITE_MODES = ("auto", "tasks", "driver")
+#: seconds the probe task tries to reach Cassandra before the driver writes instead (writes="auto")
+PROBE_PATIENCE = 10.0
+_PROBED: dict[tuple, str | None] = {}  # (application, hosts, port, keyspace, role) -> None (reached) or why not
 
 _LOOPBACK = ("spark://127.", "spark://localhost", "local")  # masters whose executors run on this machine
 _session_lock = threading.Lock()
@@ -181,14 +186,25 @@ class SparkExecutor(Executor):
     task's worker runs in bubblewrap on its executor. ``results`` is the local
     executor's option too: summary functions that must run in a local worker
     (a sandbox, an environment) read the results through it.
+
+    ``writes`` (default ``$ANCHO_SPARK_WRITES``, else ``"auto"``): who writes
+    the results to a Cassandra store — ``"tasks"`` (each Spark task writes
+    its chunks with the owner's role and returns only their range, kinds,
+    failure count and tallies), ``"driver"`` (tasks return the columns, the
+    engine writes them), or ``"auto"``: tasks, once a probe task has reached
+    Cassandra from an executor (once per session), else the driver, with a
+    warning saying why. Other stores are always written by the driver.
     """
 
     def __init__(self, master: str, workers: int | None = None, conf: dict[str, str] | None = None,
                  python: str | None = None, env: dict[str, str] | None = None, wrap=None,
                  summary: str = "auto", shared_storage: bool | None = None, environments: str | None = None,
-                 sandbox=None, results=None):
+                 sandbox=None, results=None, writes: str | None = None):
         if summary not in _SUMMARY_MODES:
             raise InputError(f"summary must be one of {', '.join(_SUMMARY_MODES)}, got {summary!r}")
+        writes = writes or os.environ.get("ANCHO_SPARK_WRITES") or "auto"
+        if writes not in _WRITE_MODES:
+            raise InputError(f"writes (or ANCHO_SPARK_WRITES) must be one of {', '.join(_WRITE_MODES)}, got {writes!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
         self.master = master
@@ -213,6 +229,9 @@ class SparkExecutor(Executor):
         self.last_group: str | None = None  # the job group of the latest run (Spark's UI and status tracker list its jobs)
         self.summary_mode = summary
         self.last_summary: str | None = None  # how the latest run was summarised: "spark" or "driver: why"
+        self.writes = writes
+        self.last_writes: str | None = None  # who wrote the latest run's results: "tasks" or "driver: why"
+        self.last_received = 0  # bytes the driver received from the latest run's tasks
 
     # -- session --------------------------------------------------------------
     @property
@@ -288,11 +307,43 @@ class SparkExecutor(Executor):
         sc.addArchive(str(path))
         return name
 
+    # -- where results are written ----------------------------------------------
+    def results_sink(self, store, run_id: str) -> dict | None:
+        """The store's results source when Spark tasks are to write this run's chunks themselves (see ``writes``)."""
+        self.last_writes, sink = "driver: asked for (writes='driver')", None
+        if self.writes != "driver":
+            source = store.results_source(run_id)
+            if source.get("kind") != "cassandra":
+                self.last_writes = f"driver: tasks write to a Cassandra store only, not to a {source.get('kind')} one"
+            else:
+                why = self._probe(source) if self.writes == "auto" else None
+                if why is None:
+                    self.last_writes, sink = "tasks", source
+                else:
+                    self.last_writes = f"driver: {why}"
+                    _LOG.warning("the driver writes the results of this Spark run (%s); set writes='driver' "
+                                 "(ANCHO_SPARK_WRITES=driver) to skip the check", why)
+        _LOG.info("Spark run %s: results written by the %s", run_id, self.last_writes)
+        return sink
+
+    def _probe(self, source: dict) -> str | None:
+        """None if a Spark task reaches the source's Cassandra with its role, else why not (once per session and keyspace)."""
+        ep = source["endpoint"]
+        key = (self.context.applicationId, tuple(ep["hosts"]), ep["port"], source["keyspace"], ep["username"])
+        if key not in _PROBED:
+            try:
+                _PROBED[key] = self.context.parallelize([0], 1).mapPartitions(
+                    functools.partial(_probe_task, source)).collect()[0]
+            except Exception as exc:  # the job itself failed: say so, and let the driver write
+                return f"the probe task failed: {_reason(exc)}"
+        return _PROBED[key]
+
     # -- work -----------------------------------------------------------------
-    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
+    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
         self._cancelled.clear()
+        self.last_received = 0
         sc = self.start().context
-        task = Task(task.ref, task.params, task.seed, task.run_id, {**self.extra_env, **task.env})
+        task = dataclasses.replace(task, env={**self.extra_env, **task.env})
         task, archive = self._ship(task)
         group = f"ancho-{task.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
         self._group = self.last_group = group
@@ -342,6 +393,7 @@ class SparkExecutor(Executor):
                     raise RunCancelled("the run was cancelled")
                 if kind == "ok":
                     for data in value:
+                        self.last_received += len(data)
                         result = decode(data)
                         _learn(cost_key, result)
                         yield result
@@ -582,24 +634,82 @@ def _drop_runners() -> None:
         if hasattr(runner, "close"):
             runner.close()
     _RUNNERS.clear()
+    for writer in _WRITERS.values():
+        try:
+            writer.close()
+        except Exception:  # an earlier run's writer: its errors were that run's
+            pass
+    _WRITERS.clear()
+
+
+_WRITERS: dict[str, object] = {}  # job group -> its Cassandra writer, kept in the (reused) Python worker like the runner
+
+
+def _writer(group: str, sink: dict):
+    """This run's writer to its Cassandra store (the owner's role), opened once per Python worker."""
+    writer = _WRITERS.get(group)
+    if writer is None:
+        from ..stores.cassandra_results import open_writer
+
+        try:
+            writer = _WRITERS[group] = open_writer(sink)
+        except AnchoError as exc:
+            import socket
+
+            raise type(exc)(f"a Spark task on {socket.gethostname()} could not open the results in Cassandra: {exc} "
+                            "(or let the driver write them: ANCHO_SPARK_WRITES=driver)") from None
+    return writer
+
+
+def _probe_task(source: dict, _rows):
+    """In a Spark task: None if this executor reaches the source's Cassandra with its role and reads its keyspace, else why."""
+    import dataclasses as dc
+
+    from ..stores.cassandra_conn import Endpoint, connect
+
+    endpoint = Endpoint.from_dict(source["endpoint"])
+    try:
+        session = connect(dc.replace(endpoint, retry_seconds=min(endpoint.retry_seconds, PROBE_PATIENCE)))
+        try:
+            session.execute(f"SELECT chunk_start FROM {source['keyspace']}.chunks WHERE run_id = %s LIMIT 1", (source["run_id"],))
+        finally:
+            session.cluster.shutdown()
+    except Exception as exc:  # noqa: BLE001 - any failure means: the driver writes
+        import socket
+
+        yield f"a Spark task on {socket.gethostname()} cannot use Cassandra: {str(exc) or type(exc).__name__}"[:500]
+        return
+    yield None
 
 
 def _run_partition(group: str, task: Task, archive: str | None, isolation: Isolation, ranges: list[tuple[int, int]],
                    _rows):
     """The Spark task: each chunk ``start..stop-1`` of ``ranges`` as Arrow bytes, or an error record (never a raised
     exception, so a bug in the model reaches the user as one line instead of a Java stack trace after Spark's
-    retries). Only a lost local worker (:class:`WorkerLost`) fails the task, so that Spark retries it."""
+    retries). Only a lost local worker (:class:`WorkerLost`) fails the task, so that Spark retries it.
+
+    With a ``task.sink`` the task writes each chunk to the run's Cassandra store itself, here in the task's own
+    Python process (a sandboxed model's worker has no network and never sees the store), waits until every chunk
+    is marked done, and returns only :func:`encode_stored` records: no columns. A retried task writes the same
+    bytes under the same keys, so nothing is duplicated."""
     try:
         runner = _runner(group, task, archive, isolation)
+        writer = _writer(group, task.sink) if task.sink is not None else None
     except AnchoError as exc:
         yield encode_error(type(exc).__name__, str(exc))
         return
     except Exception as exc:
         yield encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}")
         return
+    stored = []
     for start, stop in ranges:
         try:
-            out = encode(runner.run(start, stop))
+            result = runner.run(start, stop)
+            if writer is None:
+                out = encode(result)
+            else:
+                writer.write(result)  # sent now; marked done once acknowledged
+                out = encode_stored(result, task.tally)
         except WorkerLost:
             _drop_runners()
             raise
@@ -609,7 +719,18 @@ def _run_partition(group: str, task: Task, archive: str | None, isolation: Isola
         except Exception as exc:
             yield encode_error("worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}")
             return
-        yield out
+        if writer is None:
+            yield out
+        else:
+            stored.append(out)
+    if writer is not None:
+        try:
+            writer.results.flush()  # every chunk of this task is marked done before the driver hears of it
+        except Exception as exc:  # a write that failed for good fails the run, as in the driver
+            message = str(exc) if isinstance(exc, AnchoError) else f"writing to Cassandra failed: {type(exc).__name__}: {exc}"
+            yield encode_error(type(exc).__name__, message)
+            return
+        yield from stored
 
 
 def encode(result: ChunkResult) -> bytes:
@@ -628,6 +749,29 @@ def encode(result: ChunkResult) -> bytes:
     return _ipc(batch.schema.with_metadata({_META: json.dumps(meta)}), batch)
 
 
+def encode_stored(result: ChunkResult, tally) -> bytes:
+    """What the driver gets of a chunk its task stored: a schema-only Arrow stream with JSON metadata, no columns.
+
+    ``tally``: the targets of the run's precision goal (None: no goal, no tallies)."""
+    import pyarrow as pa
+
+    from ..stats import chunk_tallies
+
+    tallies = {} if tally is None else {n: t.to_list() for n, t in chunk_tallies(result.columns, list(tally)).items()}
+    meta = {
+        "stored": True,
+        "start": result.start,
+        "stop": result.stop,
+        "rows": len(result.sequences),
+        "kinds": result.kinds(),
+        "failed": len(result.failures),
+        "failures": [f.to_dict() for f in result.failures[:1]],
+        "seconds": result.seconds,
+        "tallies": tallies,
+    }
+    return _ipc(pa.schema([], metadata={_META: json.dumps(meta)}), None)
+
+
 def encode_error(kind: str, message: str) -> bytes:
     import pyarrow as pa
 
@@ -644,8 +788,8 @@ def _ipc(schema, batch) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def decode(data: bytes) -> ChunkResult:
-    """The driver's side of :func:`encode`; an error record raises its AnchoError."""
+def decode(data: bytes) -> ChunkResult | StoredChunk:
+    """The driver's side of :func:`encode` and :func:`encode_stored`; an error record raises its AnchoError."""
     import pyarrow as pa
 
     reader = pa.ipc.open_stream(data)
@@ -653,6 +797,13 @@ def decode(data: bytes) -> ChunkResult:
     if "error" in meta:
         kind, message = meta["error"], meta["message"]
         raise _ERRORS.get(kind, RunFailed)(message)
+    failures = [Failure(f["sequence"], f["error"], f.get("traceback", "")) for f in meta["failures"]]
+    if meta.get("stored"):
+        from ..stats import Tally
+
+        tallies = {name: Tally.from_list(t) for name, t in meta["tallies"].items()}
+        return StoredChunk(meta["start"], meta["stop"], meta["rows"], meta["kinds"], meta["failed"], failures,
+                           meta["seconds"], tallies)
     table = reader.read_all()
     columns: dict[str, np.ndarray] = {}
     sequences = np.empty(0, dtype=np.int64)
@@ -662,7 +813,6 @@ def decode(data: bytes) -> ChunkResult:
             sequences = np.ascontiguousarray(col, dtype=np.int64)
         else:
             columns[name] = np.ascontiguousarray(col)
-    failures = [Failure(f["sequence"], f["error"], f.get("traceback", "")) for f in meta["failures"]]
     return ChunkResult(meta["start"], meta["stop"], sequences, columns, failures, meta["seconds"])
 
 
