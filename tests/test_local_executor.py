@@ -143,3 +143,27 @@ def test_workers_die_with_a_killed_driver(home, how):
     while any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in workers):
         assert time.monotonic() < deadline, "a worker outlived its driver"
         time.sleep(0.05)
+
+
+class Policy(ancho.Model):
+    """Reports whether its worker runs under SCHED_IDLE."""
+
+    def sequence(self, rng):
+        return {"idle": os.sched_getscheduler(0) == os.SCHED_IDLE, "x": rng.random()}
+
+
+@pytest.mark.parametrize("start", ["fork", "exec"])
+def test_idle_workers_run_under_sched_idle(start):
+    """``idle=True`` (a server's ``worker_idle``) puts forked and fresh workers alike under SCHED_IDLE; the results
+    are those of a normal run."""
+    out = in_fresh_python(PRELUDE + """
+import ancho
+from tests.test_local_executor import Policy
+with LocalExecutor(2, idle=True) as ex:
+    r = ancho.run(Policy, sequences=200, seed=3, executor=ex)
+    print(how(ex), bool(r.frame["idle"].all()))
+with LocalExecutor(2) as ex:
+    plain = ancho.run(Policy, sequences=200, seed=3, executor=ex)
+print(bool(r.frame["x"].equals(plain.frame["x"])), bool(plain.frame["idle"].any()))
+""", ANCHO_WORKER_START=start)
+    assert out.splitlines() == [f"['{start}'] True", "True False"]

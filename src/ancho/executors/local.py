@@ -72,7 +72,8 @@ def _fork_allowed(python: str, wrap) -> bool:
     return threading.active_count() == 1
 
 
-def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None) -> None:
+def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None,
+                   idle: bool = False) -> None:
     """The body of a forked worker: become what ``python -m ancho.executors.worker FD`` would be."""
     for other in close:  # the driver's ends of the other workers' sockets
         try:
@@ -83,6 +84,8 @@ def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, bl
     os.environ.update(env)
     if nice:
         os.nice(nice)
+    if idle:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     if blas_threads is not None:
         # BLAS pools were sized in the driver before the fork; an exec'd worker reads the variables instead
         from threadpoolctl import threadpool_limits
@@ -96,12 +99,13 @@ def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, bl
 class _ForkedProcess:
     """A forked worker with the part of ``subprocess.Popen``'s interface that ``_Worker`` uses."""
 
-    def __init__(self, fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None):
+    def __init__(self, fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None,
+                 idle: bool = False):
         import gc
         import multiprocessing
 
         self._process = multiprocessing.get_context("fork").Process(
-            target=_forked_worker, args=(fd, env, close, nice, blas_threads), daemon=True, name="ancho-worker"
+            target=_forked_worker, args=(fd, env, close, nice, blas_threads, idle), daemon=True, name="ancho-worker"
         )
         # Objects frozen before the fork are never visited by the child's garbage collector, so the child
         # does not write to (and copy) every page of the driver's heap on its first collection.
@@ -142,7 +146,7 @@ class _Worker:
             )
         else:
             self.proc = _ForkedProcess(child.fileno(), env, close=[parent.fileno(), *fork["close"]],
-                                       nice=fork["nice"], blas_threads=fork["blas_threads"])
+                                       nice=fork["nice"], blas_threads=fork["blas_threads"], idle=fork["idle"])
         child.close()
         self.conn = Connection(parent.detach())
         self.inflight: deque[Chunk] = deque()
@@ -193,6 +197,7 @@ class LocalExecutor(Executor):
         env: dict[str, str] | None = None,
         nice: int = 0,
         results: Callable[[dict], dict] | None = None,
+        idle: bool = False,
     ):
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
@@ -203,6 +208,9 @@ class LocalExecutor(Executor):
         #: scheduling niceness of the workers: a server gives them 10 so its API stays responsive
         #: while runs use every core (measured in benchmarks/bench_server.py)
         self.nice = nice
+        #: run the workers under Linux's SCHED_IDLE policy: they get a core only when nothing else wants it, and a
+        #: request's thread preempts them at once (a server's choice; see ``worker_idle`` in docs/server.md)
+        self.idle = bool(idle) and hasattr(os, "SCHED_IDLE")
         #: turns a results source into one the workers can read (a sandbox without network cannot reach Cassandra)
         self.results = results
         self._pool: list[_Worker] = []
@@ -229,12 +237,14 @@ class LocalExecutor(Executor):
 
             blas = None if any(v in os.environ or v in self.extra_env for v in _THREAD_VARS) else 1
             others = [w.conn.fileno() for w in self._pool if not w.conn.closed]  # the caller holds self._lock
-            return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "blas_threads": blas})
+            return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "blas_threads": blas, "idle": self.idle})
         argv = [self.python, "-m", "ancho.executors.worker"]
         if self.wrap is not None:
             argv = self.wrap(argv)
         if self.nice:
             argv = ["nice", "-n", str(self.nice), *argv]
+        if self.idle:
+            argv = ["chrt", "--idle", "0", *argv]  # util-linux; the policy is inherited through bwrap's exec
         return _Worker(argv, self._env())
 
     def start(self) -> "LocalExecutor":

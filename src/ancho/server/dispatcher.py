@@ -73,7 +73,7 @@ class SparkSettings:
 
 class Dispatcher:
     def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5, nice: int = 0,
-                 exports: Path | None = None, spark: SparkSettings | None = None):
+                 exports: Path | None = None, spark: SparkSettings | None = None, idle: bool = False):
         """``worker_setup(root, run_id=, read_only=)`` gives LocalExecutor options and a sandbox (see Service.worker_setup).
 
         ``exports``: where a run's results are copied for its summary functions when its workers cannot
@@ -86,6 +86,7 @@ class Dispatcher:
         self.exports = exports
         self.worker_setup = worker_setup
         self.nice = nice
+        self.idle = idle
         self.concurrency = concurrency
         self.workers = workers
         self.poll = poll
@@ -207,7 +208,7 @@ class Dispatcher:
         """The run's executor: local worker processes, or the server's Spark master (the same sandbox and environment
         options: Spark tasks rebuild the sandbox from its policy on each executor)."""
         if record.executor == "local":
-            return LocalExecutor(self.workers, nice=self.nice, **options)
+            return LocalExecutor(self.workers, nice=self.nice, idle=self.idle, **options)
         if record.executor != self.spark.master:  # queued under another configuration
             offered = " or ".join(f"'{e}'" for e in ("local", self.spark.master) if e)
             raise AnchoError(f"executor '{record.executor}' is not offered by this server any more (it executes runs on "

@@ -107,7 +107,8 @@ class Service:
         )
         self.sandboxed = self._check_sandbox()
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
-                                     exports=settings.home / "exports", spark=SparkSettings.of(settings))
+                                     exports=settings.home / "exports", spark=SparkSettings.of(settings),
+                                     idle=settings.worker_idle)
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 

@@ -35,6 +35,9 @@ class Settings(BaseModel):
     workers: int = Field(default_factory=default_workers, ge=1, le=1024)
     #: niceness of run workers: the API and the web site stay responsive while runs use every core
     worker_nice: int = Field(10, ge=0, le=19)
+    #: run workers under SCHED_IDLE (Linux): they use only CPU time nothing else wants, and requests preempt them at
+    #: once; their niceness then matters only among themselves (benchmarks/bench_server.py measures both)
+    worker_idle: bool = False
     #: largest request body accepted (bytes); larger ones get 413
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     #: most members an uploaded model archive may hold
