@@ -56,6 +56,16 @@ def test_a_model_with_its_own_requirement_runs(home, req_model):
     assert json.loads(again.stdout)["outputs"] == summary["outputs"]
 
 
+def test_an_executor_object_without_the_environment_is_refused(req_model):
+    """Workers started before the model was seen cannot have its requirements: one clear error, nothing run."""
+    import ancho
+    from ancho.errors import InputError
+    from ancho.executors.local import LocalExecutor
+
+    with LocalExecutor(1) as ex, pytest.raises(InputError, match="requirements.txt.*pass executor as a name"):
+        ancho.run(str(req_model), {"n": 7}, sequences=10, executor=ex)
+
+
 def test_environment_is_keyed_and_reused(tmp_path):
     envs = Environments(tmp_path / "envs")
     a = envs.get("humanize==4.9.0\n")

@@ -112,6 +112,14 @@ def run(
             origin = fetched.record
     own_env = isinstance(model, str) and (source_folder(model) / "requirements.txt").is_file()
     owns_executor = not isinstance(executor, Executor)
+    if own_env and not owns_executor:
+        from .errors import InputError
+
+        # its workers were started without the model's environment: the model would import the wrong packages
+        raise InputError(
+            f"model '{model}' has its own requirements.txt, so Ancho must start the workers in its environment: "
+            f"pass executor as a name ('local' or a Spark master URL) instead of a {type(executor).__name__} object"
+        )
     # Workers start first, so their start-up overlaps loading the model here
     # (a model with its own requirements.txt needs its environment first).
     ex = None if own_env else make_executor(executor, workers)
