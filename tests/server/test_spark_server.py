@@ -76,6 +76,16 @@ def test_spark_run_through_the_server_equals_local(spark_server, spark_url):
     assert csv_text(alice, spark_run) == csv_text(alice, local_run)
     summaries = [alice.get(f"/runs/{run}/summary").json() for run in (spark_run, local_run)]
     assert strip(summaries[0]) == strip(summaries[1])
+    # the web site's run page says where it ran
+    from ..web.conftest import Page
+
+    page = Page(spark_server)
+    try:
+        assert page.sign_in(alice.headers["Authorization"].split()[1]).status_code == 303
+        assert f"Spark: <code>{spark_url}</code>" in page.http.get(f"/runs/{spark_run}").text
+        assert "Ran on" not in page.http.get(f"/runs/{local_run}").text
+    finally:
+        page.close()
 
 
 @pytest.mark.spark
