@@ -62,12 +62,15 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
-        names = {f.name for f in fields(cls)}
+        names = _RECORD_FIELDS  # (every status read builds one: the field names are looked up once)
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
 
 
 class Store(ABC):
