@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import __version__
@@ -340,11 +340,11 @@ def execute(
             track(name, store.read_column(run_id, name))
     plan = Plan(gaps(done_ranges, total), executor.workers, getattr(executor, "chunk_size", None))
     store.update_run(run_id, status="running", started=record.started or time.time(), error=None, total=total)
+    task = Task(model.ref, spec.params, spec.seed, run_id)  # (summary functions get no sink: user code, no password)
     # a backend whose tasks write their chunks to the store themselves (Spark on Cassandra) sends back StoredChunks:
     # no columns, but the tallies a precision goal needs
     sink = executor.results_sink(store, run_id)
-    task = Task(model.ref, spec.params, spec.seed, run_id, sink=sink,
-                tally=tuple(tracked) if sink is not None and spec.until else None)
+    chunk_task = task if sink is None else replace(task, sink=sink, tally=tuple(tracked) if spec.until else None)
     last_write = 0.0
     if progress:
         progress(done, total)
@@ -352,7 +352,7 @@ def execute(
         if spec.until and not plan.todo:
             total = _next_total(spec, stats, total)  # resumed after a batch completed
             plan.extend(record.total, total)
-        for item in executor.map_chunks(task, plan):
+        for item in executor.map_chunks(chunk_task, plan):
             if handle.cancelled:
                 raise RunCancelled("the run was cancelled")
             if isinstance(item, ChunkLost):
