@@ -52,6 +52,20 @@ class KillsWorkerOnce(ancho.Model):
         return {"x": rng.random()}
 
 
+class KillsAtDraw(ancho.Model):
+    """A worker kills itself, once per run (a marker file remembers), in the sequence whose first draw is ``draw``
+    (``ancho.streams.reference_generator(seed, i).random()``: the sequence ``i``, wherever it runs)."""
+
+    marker: str = ""
+    draw: float = -1.0
+
+    def sequence(self, rng):
+        x = rng.random()
+        if x == self.draw:
+            kill_once(self.marker)
+        return {"x": x}
+
+
 class Slow(ancho.Model):
     """Sleeps, so a run lasts long enough to cancel or kill."""
 

@@ -19,16 +19,14 @@ from ancho.errors import InputError
 from ancho.stores.base import RunRecord
 
 from .conftest import EXAMPLES, run_cli
-from .stores.conftest import cassandra_catalog, cassandra_url  # noqa: F401 (a fixture)
+from .stores.conftest import cassandra_catalog, cassandra_store, cassandra_url  # noqa: F401 (fixtures)
 
 GAMBLER = str(EXAMPLES / "gambler.py")
 
 
 @pytest.fixture
-def store(cassandra_catalog):  # noqa: F811
-    for record in cassandra_catalog.list_runs():
-        cassandra_catalog.delete_run(record.id)
-    return cassandra_catalog
+def store(cassandra_store):  # noqa: F811
+    return cassandra_store
 
 
 def new_run(store, run_id: str, owner: str, schema=None) -> str:

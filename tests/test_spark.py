@@ -111,6 +111,13 @@ def _executor_jvms(app_id: str):
     return found
 
 
+def failed_tasks(spark) -> int:
+    """How many task attempts of the executor's latest run failed (and so were retried by Spark)."""
+    tracker = spark.context.statusTracker()
+    stages = [s for j in tracker.getJobIdsForGroup(spark.last_group) for s in tracker.getJobInfo(j).stageIds]
+    return sum(tracker.getStageInfo(s).numFailedTasks for s in stages if tracker.getStageInfo(s))
+
+
 def _wait_for_executors(sc, n: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while sc._jsc.sc().getExecutorMemoryStatus().size() < n + 1:  # + the driver
@@ -149,9 +156,7 @@ def test_executor_killed_mid_run(spark, store):
     same_run(box["r"], local)
     assert victim.pid not in [p.pid for p in _executor_jvms(sc.applicationId)]
     # Spark did retry tasks of this run (the kill hit running tasks), and no chunk was lost or doubled
-    tracker = sc.statusTracker()
-    stages = [s for j in tracker.getJobIdsForGroup(spark.last_group) for s in tracker.getJobInfo(j).stageIds]
-    assert sum(tracker.getStageInfo(s).numFailedTasks for s in stages if tracker.getStageInfo(s)) >= 1
+    assert failed_tasks(spark) >= 1
     # leave the cluster as the other tests expect it: the worker daemons up (idempotent) and 2 executors
     if os.environ.get("ANCHO_PYTHON") or os.path.exists(ROOT / ".venv/bin/python"):
         env = {**os.environ, "ANCHO_PYTHON": os.environ.get("ANCHO_PYTHON", str(ROOT / ".venv/bin/python"))}

@@ -39,6 +39,14 @@ def cassandra_catalog():
     store.close()
 
 
+@pytest.fixture
+def cassandra_store(cassandra_catalog):
+    """The session's Cassandra store with every run deleted first."""
+    for record in cassandra_catalog.list_runs():
+        cassandra_catalog.delete_run(record.id)
+    return cassandra_catalog
+
+
 def _embedded(request, tmp_path):
     from ancho.stores.embedded import EmbeddedStore
 
