@@ -1,6 +1,7 @@
 """The Cassandra store: ingest rate against the raw driver, one row per sequence, and reading 1,000,000 results back.
 
     .venv/bin/python benchmarks/bench_cassandra.py [--url cassandra://…] [--sequences 1000000] [--chunk 262144] [--reps 5]
+        [--spark spark://127.0.0.1:7077 [--spark-sequences 1000000] [--spark-only]]
 
 The URL defaults to ``$ANCHO_TEST_CASSANDRA_URL`` (``scripts/services start cassandra`` prints it).
 Everything is written to a scratch catalog keyspace that is dropped at the end.
@@ -24,6 +25,15 @@ to the store.
 3. **Read-back** — ``read_frame`` (all columns) and ``read_column('x')`` of
    the 1,000,000-sequence run, against the embedded store (SQLite + Parquet
    under /tmp) holding the same chunks, read the same way.
+4. **Spark tasks writing directly** (``--spark MASTER``; ``--spark-only``
+   skips 1–3) — ``ancho.run`` of ``--spark-sequences`` trivial sequences with
+   three outputs (``models/outputs.py``) on the Spark cluster into this
+   Cassandra store, end to end (summary in the driver, as for any run below
+   20M sequences), with the tasks writing their chunks themselves
+   (``writes="auto"``, the default) against the **baseline**: the same run
+   with the columns sent back to the driver, which writes them
+   (``writes="driver"``). Interleaved; outputs checked equal; the bytes the
+   driver received from the tasks are reported too.
 """
 
 from __future__ import annotations
@@ -112,6 +122,42 @@ def per_sequence_rows(store, chunks, sample: int) -> float:
     return time.perf_counter() - t0
 
 
+def spark_writes(store, master: str, n: int, reps: int) -> dict:
+    """Section 4: a Spark run on Cassandra, tasks writing (default) vs the driver writing (baseline); interleaved."""
+    import ancho
+    from ancho.executors.spark import SparkExecutor
+
+    model = str(C.MODELS / "outputs.py") + ":Outputs"
+    direct, via = SparkExecutor(master).start(), SparkExecutor(master, writes="driver")
+    for ex in (direct, via):  # untimed: shipping the model, the probe, the cost estimate, lazy imports
+        ancho.run(model, sequences=20_000, seed=1, executor=ex, store=store)
+    times: dict[str, list[float]] = {"tasks": [], "driver": []}
+    received: dict[str, int] = {}
+    for rep in range(reps):
+        outputs = {}
+        for name, ex in ((("tasks", direct), ("driver", via)) if rep % 2 == 0 else (("driver", via), ("tasks", direct))):
+            t = time.perf_counter()
+            r = ancho.run(model, sequences=n, seed=rep + 2, executor=ex, store=store)
+            times[name].append(time.perf_counter() - t)
+            received[name] = ex.last_received
+            outputs[name] = r.summary["outputs"]
+            assert ex.last_writes == "tasks" if name == "tasks" else ex.last_writes.startswith("driver"), ex.last_writes
+            store.delete_run(r.run_id)
+        assert outputs["tasks"] == outputs["driver"], "the two runs differ"
+        print(f"  rep {rep + 1}: tasks write {times['tasks'][-1]:.2f} s, driver writes {times['driver'][-1]:.2f} s",
+              file=sys.stderr, flush=True)
+    tw, dw = C.med(times["tasks"]), C.med(times["driver"])
+    ratios = [d / t for t, d in zip(times["tasks"], times["driver"])]
+    print(f"Spark run of {n:,} trivial sequences (3 outputs) into Cassandra, end to end, {direct.workers} Spark cores")
+    print(C.table([
+        ["tasks write (writes='auto')", tw, min(times["tasks"]), n / tw, C.med(ratios), received["tasks"]],
+        ["driver writes (baseline)", dw, min(times["driver"]), n / dw, 1.0, received["driver"]],
+    ], ["", "seconds (median)", "min", "sequences/s", "× baseline rate", "bytes to driver"]))
+    print(f"tasks / driver rate per repetition: {', '.join(f'{r:.2f}' for r in ratios)}\n")
+    return {"spark_tasks_write_s": C.stat(times["tasks"]), "spark_driver_writes_s": C.stat(times["driver"]),
+            "spark_ratios": ratios, "spark_bytes_to_driver": received, "spark_sequences": n}
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -125,6 +171,9 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=262_144)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--row-sample", type=int, default=50_000)
+    p.add_argument("--spark", metavar="MASTER", help="also time a Spark run with tasks writing vs the driver writing")
+    p.add_argument("--spark-sequences", type=int, default=1_000_000)
+    p.add_argument("--spark-only", action="store_true", help="with --spark: skip the store measurements (1-3)")
     args = p.parse_args()
 
     from ancho.stores.cassandra import CassandraStore
@@ -139,6 +188,11 @@ def main() -> None:
     store = CassandraStore.from_url(f"{base}/bench{uuid.uuid4().hex[:8]}")
     home = C.scratch_home("cassandra")
     try:
+        spark = spark_writes(store, args.spark, args.spark_sequences, args.reps) if args.spark else {}
+        if args.spark_only:
+            print(C.load_note())
+            C.write_json(args.json, spark)
+            return
         chunks = make_chunks(args.sequences, args.chunk)
         n = args.sequences
         ingest_raw(store, chunks[:1], WRITE_CONCURRENCY)  # warm up: prepared statements, connections, JIT
@@ -196,7 +250,7 @@ def main() -> None:
             "per_sequence_rows_s": C.stat(seq_t), "row_sample": args.row_sample,
             "read_frame_cassandra_s": C.stat(frame_c), "read_frame_embedded_s": C.stat(frame_e),
             "read_column_cassandra_s": C.stat(col_c), "read_column_embedded_s": C.stat(col_e),
-            "sequences": n, "chunk": args.chunk, "block": BLOCK,
+            "sequences": n, "chunk": args.chunk, "block": BLOCK, **spark,
         })
     finally:
         store.drop_catalog()
