@@ -138,6 +138,7 @@ def _warm_up(sc) -> None:
 
 
 def _import_task_modules(_rows) -> None:
+    _drain(_rows)  # (so this worker stays for the first tasks)
     import pandas  # noqa: F401
     import pyarrow  # noqa: F401
 
@@ -664,8 +665,17 @@ def _results_writer(sink: dict):
     return remote.results
 
 
+def _drain(rows) -> None:
+    """Read a task's input to its end: PySpark reuses a Python worker only if its task did (pyspark/worker.py checks
+    for the end of the stream and otherwise exits), so a task that ignores its input pays a fresh worker, and loses
+    what the worker keeps (the runner, the Cassandra session), every time."""
+    for _ in rows:
+        pass
+
+
 def _probe_task(source: dict, _rows):
     """In a Spark task: None if this executor reaches the source's Cassandra with its role and reads its keyspace, else why."""
+    _drain(_rows)
     import dataclasses as dc
 
     from ..stores.cassandra_conn import Endpoint, connect
@@ -695,6 +705,7 @@ def _run_partition(group: str, task: Task, archive: str | None, isolation: Isola
     Python process (a sandboxed model's worker has no network and never sees the store), waits until every chunk
     is marked done, and returns only :func:`encode_stored` records: no columns. A retried task writes the same
     bytes under the same keys, so nothing is duplicated."""
+    _drain(_rows)
     try:
         runner = _runner(group, task, archive, isolation)
     except AnchoError as exc:
