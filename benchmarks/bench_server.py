@@ -9,6 +9,7 @@ what authentication and the store read cost. Also: ``POST /api/v1/runs``
 latency (the model is inspected in a sandboxed worker each time).
 
     python benchmarks/bench_server.py [--seconds 10] [--clients 32]
+    ANCHO_WORKER_IDLE=true python benchmarks/bench_server.py     # the run's workers under SCHED_IDLE
 
 Goal (issue 3): ≥ 1,000 status reads/s with p99 ≤ 50 ms while a run executes.
 The load generator shares the 2 cores with the server and the run's workers.
@@ -149,10 +150,16 @@ def main() -> None:
             submit_ms = []
             for i in range(5):
                 t = time.perf_counter()
-                r = c.post("/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 2_000_000 if i == 0 else 10, "seed": i})
+                r = c.post("/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 10, "seed": i})
                 submit_ms.append((time.perf_counter() - t) * 1000)
-                if i == 0:
-                    run_id = r.json()["id"]
+            small = r.json()["id"]
+            for _ in range(600):
+                if c.get(f"/runs/{small}").json()["status"] == "succeeded":
+                    break
+                time.sleep(0.1)
+        quiet = load(f"{base}/runs/{small}", headers, args.clients, args.seconds)  # nothing executing
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
+            run_id = c.post("/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 2_000_000, "seed": 9}).json()["id"]
             for _ in range(600):
                 if c.get(f"/runs/{run_id}").json()["status"] == "running":
                     break
@@ -169,9 +176,11 @@ def main() -> None:
             server.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-    rows = [("GET /health (baseline)", health), ("GET /runs/{id} while the run executes", status)]
+    rows = [("GET /health (baseline)", health), ("GET /runs/{id} while the run executes", status),
+            ("GET /runs/{id}, nothing executing", quiet)]
+    idle = os.environ.get("ANCHO_WORKER_IDLE", "").lower() in ("1", "true", "yes")
     print(f"{args.clients} concurrent clients ({status['tool']}), {args.seconds:g} s each, on {os.cpu_count()} cores shared "
-          "with the server, the load generator and 2 run workers (niceness 10)")
+          f"with the server, the load generator and 2 run workers ({'SCHED_IDLE' if idle else 'niceness 10'})")
     print(f"{'endpoint':40s} {'reads/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'× baseline':>10s}")
     for name, r in rows:
         print(f"{name:40s} {r['per_s']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {r['per_s'] / health['per_s']:10.2f}")
@@ -181,7 +190,7 @@ def main() -> None:
     met = status["per_s"] >= 1000 and status["p99_ms"] <= 50
     print(f"goal ≥ 1,000 status reads/s with p99 ≤ 50 ms: measured {status['per_s']:.0f}/s, p99 {status['p99_ms']:.1f} ms → {'MET' if met else 'NOT MET'}")
     if args.json:
-        args.json.write_text(json.dumps({"health": health, "status": status, "submit_ms": submit_ms, "still_running": still_running}, indent=1))
+        args.json.write_text(json.dumps({"health": health, "status": status, "quiet": quiet, "submit_ms": submit_ms, "still_running": still_running}, indent=1))
 
 
 if __name__ == "__main__":
