@@ -61,3 +61,37 @@ def test_summary_functions_on_a_sandboxed_server(cassandra_server):
         run_id = submit(dora, {"model": {"upload": upload, "entry": "model.py:Gambler"}, "sequences": 500, "seed": 2})
         view = wait_run(dora, run_id)
         assert view["status"] == "succeeded", view.get("error")
+
+
+@pytest.mark.spark
+def test_spark_runs_through_a_cassandra_server(cassandra_catalog, spark_url, tmp_path):  # noqa: F811
+    """The whole deployment: a server on a Cassandra store offering Spark. A run on Spark — its tasks writing the
+    owner's keyspace, its summary function in a sandboxed worker — equals the same run on the local workers."""
+    from ancho.executors.spark import stop_session
+
+    stop_session()  # this process's own Spark session would hold the cluster's cores
+    home = tmp_path / "home"
+    home.mkdir()
+    token = add_user(home, "fay")
+    env = {"ANCHO_STORE": cassandra_url(cassandra_catalog.catalog), "ANCHO_SPARK_MASTER": spark_url,
+           "ANCHO_CONCURRENCY": "1"}
+    srv = Server(home, env, name="cassandra-spark-server").start()
+    try:
+        with srv.client(token) as fay:
+            upload = upload_id(fay, tar_gz({"model.py": GAMBLER}, folder="gambler"), "gambler.tar.gz")
+            body = {"model": {"upload": upload, "entry": "model.py:Gambler"}, "params": {"stake": 3, "goal": 8},
+                    "sequences": 3000, "seed": 12, "targets": ["rounds>=10"]}
+            on_spark = submit(fay, {**body, "executor": spark_url})
+            local = submit(fay, {**body, "executor": "local"})
+            for run in (on_spark, local):
+                assert wait_run(fay, run, timeout=600)["status"] == "succeeded", srv.log()
+            assert "results written by the tasks" in srv.log(400)
+            csvs = [fay.get(f"/runs/{run}/results", params={"format": "csv"}).text for run in (on_spark, local)]
+            assert csvs[0] == csvs[1] and csvs[0].count("\n") == 3001
+            summaries = [{k: v for k, v in fay.get(f"/runs/{run}/summary").json().items() if k != "run"}
+                         for run in (on_spark, local)]
+            assert summaries[0] == summaries[1]
+            assert "median_rounds_when_won" in summaries[0]["custom"]
+            assert cassandra_catalog.get_run(on_spark).owner == "fay"
+    finally:
+        srv.kill()
