@@ -42,6 +42,29 @@ def test_missing_and_foreign_runs_are_not_found(any_store):
     assert any_store.get_run("r1", owner="alice").id == "r1"
 
 
+def test_rendered_runs_follow_every_change_and_owner(any_store):
+    """render_run (the status read) gives what rendering the current record gives: after each update, and only
+    to the run's owner — however a store keeps renderings between changes."""
+    calls = []
+
+    def render(r):
+        calls.append(r.done)
+        return f"{r.status}:{r.done}".encode()
+
+    any_store.create_run(record())
+    assert any_store.render_run("r1", "alice", render) == b"queued:0"
+    assert any_store.render_run("r1", "alice", render) == b"queued:0"
+    any_store.update_run("r1", status="running", done=40)
+    assert any_store.render_run("r1", "alice", render) == b"running:40"
+    any_store.update_run("r1", done=41)
+    assert any_store.render_run("r1", None, render) == b"running:41"
+    with pytest.raises(NotFound):
+        any_store.render_run("r1", "bob", render)
+    with pytest.raises(NotFound):
+        any_store.render_run("../r1", "alice", render)
+    assert calls[-1] == 41
+
+
 @pytest.mark.parametrize("bad", ["../etc", "a/b", "", "x" * 65, "a b", "..", "r1\x00"])
 def test_path_tricks_in_ids_are_not_found(any_store, bad):
     with pytest.raises(NotFound):

@@ -151,8 +151,13 @@ def list_runs(
 @router.get("/runs/{run_id}", response_model=RunView, responses=ERRORS, tags=["runs"])
 async def get_run(run_id: str, user: User, svc: Svc):
     # The hottest endpoint (clients poll it): the view is built from a validated record, so it is
-    # sent as it is rather than validated again against RunView (which still documents it).
-    return JSONResponse(run_view(svc.store.get_run(run_id, owner=user)))
+    # sent as it is rather than validated again against RunView (which still documents it), and the
+    # store keeps its bytes until the record changes (Store.render_run).
+    return Response(svc.store.render_run(run_id, user, _run_view_json), media_type="application/json")
+
+
+def _run_view_json(record) -> bytes:
+    return json.dumps(run_view(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 @router.get(

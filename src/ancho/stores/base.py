@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -86,6 +86,15 @@ class Store(ABC):
     @abstractmethod
     def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
         """The record, or :class:`ancho.errors.NotFound` (also when ``owner`` is given and differs)."""
+
+    def render_run(self, run_id: str, owner: str | None, render: Callable[[RunRecord], bytes]) -> bytes:
+        """``render(get_run(run_id, owner))``: a store may keep the bytes while the record is unchanged.
+
+        Clients poll a run's status hundreds of times between two changes of
+        its record; a store that can tell cheaply that the record is the one
+        it rendered last skips decoding and encoding it again.
+        """
+        return render(self.get_run(run_id, owner))
 
     @abstractmethod
     def update_run(self, run_id: str, **changes: Any) -> None: ...
