@@ -676,13 +676,11 @@ def _drain(rows) -> None:
 def _probe_task(source: dict, _rows):
     """In a Spark task: None if this executor reaches the source's Cassandra with its role and reads its keyspace, else why."""
     _drain(_rows)
-    import dataclasses as dc
-
     from ..stores.cassandra_conn import Endpoint, connect
 
     endpoint = Endpoint.from_dict(source["endpoint"])
     try:
-        session = connect(dc.replace(endpoint, retry_seconds=min(endpoint.retry_seconds, PROBE_PATIENCE)))
+        session = connect(dataclasses.replace(endpoint, retry_seconds=min(endpoint.retry_seconds, PROBE_PATIENCE)))
         try:
             session.execute(f"SELECT chunk_start FROM {source['keyspace']}.chunks WHERE run_id = %s LIMIT 1", (source["run_id"],))
         finally:
@@ -721,38 +719,41 @@ def _run_partition(group: str, task: Task, archive: str | None, isolation: Isola
         # first chunk's work) and then sends each chunk's requests while the next chunk runs
         sender = ThreadPoolExecutor(1, thread_name_prefix="ancho-send")
         opened = sender.submit(_results_writer, task.sink)
-    for start, stop in ranges:
-        try:
-            result = runner.run(start, stop)
+    try:
+        for start, stop in ranges:
+            try:
+                result = runner.run(start, stop)
+                if not writing:
+                    out = encode(result)
+                else:  # sent now, marked done once acknowledged
+                    sends.append(sender.submit(lambda r: opened.result().write_chunk(task.sink["run_id"], r), result))
+                    out = encode_stored(result, task.tally)
+            except WorkerLost:
+                _drop_runners()
+                raise
+            except AnchoError as exc:
+                yield encode_error(type(exc).__name__, str(exc))
+                return
+            except Exception as exc:
+                yield encode_error("worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}")
+                return
             if not writing:
-                out = encode(result)
-            else:  # sent now, marked done once acknowledged
-                sends.append(sender.submit(lambda r: opened.result().write_chunk(task.sink["run_id"], r), result))
-                out = encode_stored(result, task.tally)
-        except WorkerLost:
-            _drop_runners()
-            raise
-        except AnchoError as exc:
-            yield encode_error(type(exc).__name__, str(exc))
-            return
-        except Exception as exc:
-            yield encode_error("worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}")
-            return
-        if not writing:
-            yield out
-        else:
-            stored.append(out)
-    if writing:
-        try:
-            for sent in (opened, *sends):
-                sent.result()
-            sender.shutdown()
-            opened.result().flush()  # every chunk of this task is marked done before the driver hears of it
-        except Exception as exc:  # a write that failed for good fails the run, as in the driver
-            message = str(exc) if isinstance(exc, AnchoError) else f"writing to Cassandra failed: {type(exc).__name__}: {exc}"
-            yield encode_error(type(exc).__name__, message)
-            return
-        yield from stored
+                yield out
+            else:
+                stored.append(out)
+        if writing:
+            try:
+                for sent in (opened, *sends):
+                    sent.result()
+                opened.result().flush()  # every chunk of this task is marked done before the driver hears of it
+            except Exception as exc:  # a write that failed for good fails the run, as in the driver
+                message = str(exc) if isinstance(exc, AnchoError) else f"writing to Cassandra failed: {type(exc).__name__}: {exc}"
+                yield encode_error(type(exc).__name__, message)
+                return
+            yield from stored
+    finally:
+        if writing:  # (also when a chunk failed or the task was interrupted: the thread ends with it)
+            sender.shutdown(wait=False)
 
 
 def encode(result: ChunkResult) -> bytes:
