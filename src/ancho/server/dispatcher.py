@@ -38,6 +38,7 @@ from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
 from ..stores import export_results
 from ..stores.base import RunRecord, Store
+from .settings import offered_executors, quoted_choices
 
 log = logging.getLogger("ancho.server")
 
@@ -210,7 +211,7 @@ class Dispatcher:
         if record.executor == "local":
             return LocalExecutor(self.workers, nice=self.nice, idle=self.idle, **options)
         if record.executor != self.spark.master:  # queued under another configuration
-            offered = " or ".join(f"'{e}'" for e in ("local", self.spark.master) if e)
+            offered = quoted_choices(offered_executors(self.spark.master))
             raise AnchoError(f"executor '{record.executor}' is not offered by this server any more (it executes runs on "
                              f"{offered}); submit the run again")
         return make_executor(record.executor, None, conf=self.spark.conf, **options)

@@ -28,7 +28,7 @@ from ..stores import open_store
 from ..stores.base import RunRecord
 from .dispatcher import Dispatcher, SparkSettings
 from .schemas import ModelSource, RunRequest
-from .settings import Settings
+from .settings import Settings, quoted_choices
 from .users import Users
 
 
@@ -217,8 +217,8 @@ class Service:
         offered = self.settings.executors
         if request.executor not in offered:
             what = "a Spark master this server does not use" if is_spark_master(request.executor) else "unknown"
-            choices = " or ".join(f"'{e}'" for e in offered)
-            raise FieldError(("body", "executor"), f"executor '{request.executor}' is {what}: this server executes runs on {choices}")
+            raise FieldError(("body", "executor"),
+                             f"executor '{request.executor}' is {what}: this server executes runs on {quoted_choices(offered)}")
         for i, text in enumerate(request.targets):
             try:
                 Target.parse(text)

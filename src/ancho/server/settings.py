@@ -23,6 +23,15 @@ from ..sources.extract import MAX_FILES, MAX_TOTAL_BYTES
 from ..stores.embedded import default_home
 
 
+def offered_executors(spark_master: str | None) -> list[str]:
+    """What a run's ``executor`` may be on a server with this Spark master (None: none)."""
+    return ["local", *([spark_master] if spark_master else [])]
+
+
+def quoted_choices(names: list[str]) -> str:
+    return " or ".join(f"'{n}'" for n in names)
+
+
 class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8642, ge=0, le=65535)
@@ -89,7 +98,7 @@ class Settings(BaseModel):
     @property
     def executors(self) -> list[str]:
         """What a run's ``executor`` may be on this server."""
-        return ["local", *([self.spark_master] if self.spark_master else [])]
+        return offered_executors(self.spark_master)
 
     @classmethod
     def load(cls, config: str | os.PathLike | None = None, **overrides: Any) -> "Settings":
