@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import AnchoError, InputError, NotFound, RunFailed
+from .fastpath import StatusReads
 from .routes import AuthError, needs_token, router, token_user
 from .service import FieldError, Service
 from .settings import Settings
@@ -217,4 +218,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     mount_site(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(StatusReads, service=svc)  # outermost: ahead of the size limit, routing and dependencies
     return app

@@ -7,6 +7,7 @@ that will run it), and what that worker reports is recorded with the run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -27,7 +28,7 @@ from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
 from ..stores.base import RunRecord
 from .dispatcher import Dispatcher, SparkSettings
-from .schemas import ModelSource, RunRequest
+from .schemas import ModelSource, RunRequest, run_view
 from .settings import Settings, quoted_choices
 from .users import Users
 
@@ -59,6 +60,10 @@ def _scrub(message: str, root: Path) -> str:
         message = message.replace(f"model folder '{path}'", "the upload").replace(f"'{path}'", "the upload")
         message = message.replace(path, "the upload")
     return message
+
+
+def _run_view_json(record: RunRecord) -> bytes:
+    return json.dumps(run_view(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 class HomeLock:
@@ -119,6 +124,15 @@ class Service:
         self.stopping.set()
         self.dispatcher.shutdown()
         self.lock.release()
+
+    # -- runs ----------------------------------------------------------------
+    def run_status(self, user: str, run_id: str) -> bytes:
+        """The JSON of ``GET /api/v1/runs/{id}``: what clients poll, so the store may keep it (Store.render_run).
+
+        The view is built from a validated record, so it is sent as it is
+        rather than validated again against RunView (which documents it).
+        """
+        return self.store.render_run(run_id, user, _run_view_json)
 
     # -- models ---------------------------------------------------------------
     def source_root(self, user: str, source: ModelSource) -> tuple[Path, str]:
