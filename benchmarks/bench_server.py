@@ -2,14 +2,17 @@
 
 Starts a real ``ancho serve`` on 127.0.0.1 (a temporary home, one user),
 starts a long run (2 workers), then drives ``GET /api/v1/runs/{id}`` from
-32 concurrent clients (httpx, asyncio, keep-alive) for a fixed time and
-reports reads/s and latency percentiles. Baseline in the same run: the same
-load on ``GET /api/v1/health`` (no token check, no store), so the ratio shows
-what authentication and the store read cost. Also: ``POST /api/v1/runs``
-latency (the model is inspected in a sandboxed worker each time).
+32 concurrent keep-alive clients (wrk; asyncio httpx without it) for a fixed
+time and reports reads/s and latency percentiles. Baseline in the same run:
+the same load on ``GET /api/v1/health`` (no token check, no store, but the
+whole framework), so the ratio shows what answering status reads ahead of
+the framework (server/fastpath.py) gains over the cheapest routed request.
+Also: ``POST /api/v1/runs`` latency (the model is inspected in a sandboxed
+worker each time).
 
     python benchmarks/bench_server.py [--seconds 10] [--clients 32]
     ANCHO_WORKER_IDLE=true python benchmarks/bench_server.py     # the run's workers under SCHED_IDLE
+    ANCHO_LOG_LEVEL=info python benchmarks/bench_server.py       # with Uvicorn's access log (default: warning, none)
 
 Goal (issue 3): ≥ 1,000 status reads/s with p99 ≤ 50 ms while a run executes.
 The load generator shares the 2 cores with the server and the run's workers.
@@ -131,7 +134,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="ancho-bench-server-"))
-    env = {**os.environ, "ANCHO_HOME": str(home), "ANCHO_WORKERS": "2", "ANCHO_LOG_LEVEL": "warning"}
+    env = {**os.environ, "ANCHO_HOME": str(home), "ANCHO_WORKERS": "2", "ANCHO_LOG_LEVEL": os.environ.get("ANCHO_LOG_LEVEL", "warning")}
     token = subprocess.run([ANCHO, "users", "add", "bench"], env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
     port = free_port()
     server = subprocess.Popen([ANCHO, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
