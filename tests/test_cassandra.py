@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 
 import numpy as np
 import pytest
 
 import ancho
 from ancho.chunk import ChunkResult, Failure
-from ancho.errors import InputError
+from ancho.errors import InputError, NotFound
 from ancho.stores.base import RunRecord
 
 from .conftest import EXAMPLES, run_cli
@@ -246,6 +247,53 @@ def test_ancho_users_add_creates_the_keyspace_at_once(cassandra_catalog, tmp_pat
 
 
 @pytest.mark.cassandra
+def test_status_reads_reuse_a_fresh_reading_and_see_other_writers_within_the_window(store, cassandra_catalog):  # noqa: F811
+    """render_run reads Cassandra at most once per STATUS_FRESH_SECONDS per run; a write through this store shows
+    at once, one through another store object (another process) within the window."""
+    from ancho.stores.cassandra import CassandraStore
+
+    calls = []
+
+    def render(r):
+        calls.append(r.done)
+        return f"{r.status}:{r.done}".encode()
+
+    new_run(store, "fresh1", "alice")
+    assert store.render_run("fresh1", "alice", render) == b"queued:0"
+    assert store.render_run("fresh1", "alice", render, wait=False) == b"queued:0"
+    assert store.render_run("fresh1", "alice", render) == b"queued:0"
+    assert calls == [0]  # kept: one reading
+    with pytest.raises(NotFound):
+        store.render_run("fresh1", "bob", render, wait=False)  # the owner is checked on kept readings too
+    store.update_run("fresh1", done=5)
+    assert store.render_run("fresh1", "alice", render, wait=False) is None  # our write: the reading is stale
+    assert store.render_run("fresh1", "alice", render) == b"queued:5"
+    other = CassandraStore.from_url(cassandra_url(cassandra_catalog.catalog))
+    try:
+        other.update_run("fresh1", done=9)
+    finally:
+        other.close()
+    time.sleep(CassandraStore.STATUS_FRESH_SECONDS)
+    assert store.render_run("fresh1", "alice", render, wait=False) is None  # the window has passed
+    assert store.render_run("fresh1", "alice", render) == b"queued:9"
+
+
+def test_a_reading_overtaken_by_a_write_is_not_kept(store, monkeypatch):
+    """A status read that began before a write of this store landed must not keep what it read."""
+    new_run(store, "fresh2", "alice")
+    real = type(store).get_run
+
+    def overtaken(self, run_id, owner=None):
+        record = real(self, run_id, owner)
+        self.update_run(run_id, done=7)  # lands while the reading is on its way back
+        return record
+
+    monkeypatch.setattr(type(store), "get_run", overtaken)
+    assert store.render_run("fresh2", "alice", lambda r: str(r.done).encode()) == b"0"
+    monkeypatch.setattr(type(store), "get_run", real)
+    assert store.render_run("fresh2", "alice", lambda r: str(r.done).encode(), wait=False) is None
+
+
 def test_chunks_can_be_read_in_parts_as_spark_tasks_would(store):
     import pyarrow as pa
 

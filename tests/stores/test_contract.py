@@ -56,7 +56,9 @@ def test_rendered_runs_follow_every_change_and_owner(any_store):
     assert any_store.render_run("r1", "alice", render) == b"queued:0"
     any_store.update_run("r1", status="running", done=40)
     assert any_store.render_run("r1", "alice", render) == b"running:40"
+    assert any_store.render_run("r1", "alice", render, wait=False) in (None, b"running:40")  # at hand, or None
     any_store.update_run("r1", done=41)
+    assert any_store.render_run("r1", "alice", render, wait=False) in (None, b"running:41")  # never the stale bytes
     assert any_store.render_run("r1", None, render) == b"running:41"
     with pytest.raises(NotFound):
         any_store.render_run("r1", "bob", render)

@@ -38,14 +38,14 @@ class StatusReads:
         self.service = service
 
     async def __call__(self, scope, receive, send):
-        body = self._answer(scope) if scope["type"] == "http" else None
+        body = await self._answer(scope) if scope["type"] == "http" else None
         if body is None:
             return await self.app(scope, receive, send)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
-    def _answer(self, scope) -> bytes | None:
+    async def _answer(self, scope) -> bytes | None:
         """The response body, or None when the app must answer."""
         path = scope["path"]
         if scope["method"] != "GET" or scope.get("root_path") or not path.startswith(PREFIX):
@@ -65,7 +65,7 @@ class StatusReads:
             return None
         try:
             user = self.service.users.authenticate(token)
-            return None if user is None else self.service.run_status(user, run_id)
+            return None if user is None else await self.service.run_status(user, run_id)
         except AnchoError:
             return None  # not found, not the user's: the app says so
         except Exception:  # noqa: BLE001 - a bug: the app's handler logs it and answers in JSON

@@ -153,7 +153,7 @@ async def get_run(run_id: str, user: User, svc: Svc):
     # What clients poll. A read with a valid bearer token for one of the user's runs is answered
     # before it gets here, with the same bytes (server/fastpath.py); this handler answers the
     # rest (the site's cookie, every error) and documents the endpoint.
-    return Response(svc.run_status(user, run_id), media_type="application/json")
+    return Response(await svc.run_status(user, run_id), media_type="application/json")
 
 
 @router.get(

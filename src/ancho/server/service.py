@@ -7,12 +7,15 @@ that will run it), and what that worker reports is recorded with the run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+
+import anyio
 
 from ..engine import DEFAULT_FIRST_BATCH, DEFAULT_GOAL_CAP, RunSpec, create_record
 from ..errors import ExpressionError, InputError, ModelError, NotFound, ParameterError, RunCancelled, RunFailed
@@ -114,6 +117,8 @@ class Service:
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
                                      exports=settings.home / "exports", spark=SparkSettings.of(settings),
                                      idle=settings.worker_idle)
+        #: status reads waiting on the store's network, by (run, user) (run_status)
+        self._status_reads: dict[tuple[str, str], asyncio.Future] = {}
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 
@@ -126,13 +131,31 @@ class Service:
         self.lock.release()
 
     # -- runs ----------------------------------------------------------------
-    def run_status(self, user: str, run_id: str) -> bytes:
+    async def run_status(self, user: str, run_id: str) -> bytes:
         """The JSON of ``GET /api/v1/runs/{id}``: what clients poll, so the store may keep it (Store.render_run).
 
-        The view is built from a validated record, so it is sent as it is
-        rather than validated again against RunView (which documents it).
+        Called on the event loop: what the store has at hand is answered there,
+        and a read that must wait on a network (Cassandra) goes to a thread, so
+        a slow node delays that read only, not the server. The view is built
+        from a validated record, so it is sent as it is rather than validated
+        again against RunView (which documents it).
         """
-        return self.store.render_run(run_id, user, _run_view_json)
+        body = self.store.render_run(run_id, user, _run_view_json, wait=False)
+        if body is not None:
+            return body
+        key = (run_id, user)
+        read = self._status_reads.get(key)
+        if read is None:  # one read per run in flight: polls arriving meanwhile wait for it, not for 32 of them
+            read = asyncio.ensure_future(anyio.to_thread.run_sync(self.store.render_run, run_id, user, _run_view_json))
+            self._status_reads[key] = read
+
+            def finished(done: asyncio.Future) -> None:
+                self._status_reads.pop(key, None)
+                if not done.cancelled():
+                    done.exception()  # retrieved: the waiters, if any are left, get it from await
+
+            read.add_done_callback(finished)
+        return await asyncio.shield(read)
 
     # -- models ---------------------------------------------------------------
     def source_root(self, user: str, source: ModelSource) -> tuple[Path, str]:

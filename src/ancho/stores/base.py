@@ -87,12 +87,16 @@ class Store(ABC):
     def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
         """The record, or :class:`ancho.errors.NotFound` (also when ``owner`` is given and differs)."""
 
-    def render_run(self, run_id: str, owner: str | None, render: Callable[[RunRecord], bytes]) -> bytes:
+    def render_run(self, run_id: str, owner: str | None, render: Callable[[RunRecord], bytes], *, wait: bool = True) -> bytes | None:
         """``render(get_run(run_id, owner))``: a store may keep the bytes while the record is unchanged.
 
         Clients poll a run's status hundreds of times between two changes of
         its record; a store that can tell cheaply that the record is the one
         it rendered last skips decoding and encoding it again.
+
+        ``wait=False``: None instead of waiting on a network, so a server can
+        answer from its event loop what the store has at hand and read the
+        rest on a thread. Stores whose reads are local never return None.
         """
         return render(self.get_run(run_id, owner))
 

@@ -22,6 +22,7 @@ administrator's; Cassandra's authorizer then keeps it inside that keyspace.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import secrets
@@ -63,6 +64,14 @@ def owner_keyspace(catalog: str, owner: str) -> str:
 class CassandraStore(Store):
     """See the module docstring; open with :meth:`from_url` (``open_store`` does)."""
 
+    #: How long a status read (render_run) may reuse what it read from Cassandra: a server polled thousands
+    #: of times a second then reads each polled run a few times a second, not on every poll (bench_server.py
+    #: --store, docs/benchmarks.md). Writes through this object show at once, other processes' within this time.
+    STATUS_FRESH_SECONDS = 0.25
+    #: Past that, while one reading of the run is on its way, ``wait=False`` still answers what was read
+    #: before, for at most this much longer, rather than holding every poll until Cassandra answers.
+    STATUS_STALE_SECONDS = 2.0
+
     def __init__(self, url: StoreURL, shown: str = ""):
         self.config = url
         self.endpoint = url.endpoint
@@ -73,6 +82,10 @@ class CassandraStore(Store):
         self._owners: dict[str, tuple[str, str, str]] = {}  # owner -> (keyspace, role, password)
         self._results: dict[str, RunResults] = {}  # keyspace -> its prepared statements
         self._run_owner: dict[str, str] = {}
+        self._rendered: dict[tuple, tuple[float, int, str, bytes]] = {}  # (run, render) -> (read at, write, owner, bytes)
+        self._writes = itertools.count(1)  # next() is atomic: each write through this object gets its own number
+        self._last_write: dict[str, int] = {}  # run -> its latest write's number: a reading older than it is not kept
+        self._reading: set[tuple] = set()  # (run, render) being read now
         self._ensure_catalog()
         ks = self.catalog
         p = self.session.prepare
@@ -203,6 +216,7 @@ class CassandraStore(Store):
         row = (record.id, record.owner, record.status, float(record.created), fields)
         self._retry("creating a run", lambda: self.session.execute(self._insert, row))
         self._run_owner[record.id] = record.owner
+        self._wrote(record.id)
 
     def _record(self, row) -> RunRecord:
         data: dict[str, Any] = {k: json.loads(v) for k, v in (row.fields or {}).items()}
@@ -215,6 +229,40 @@ class CassandraStore(Store):
         if row is None or (owner is not None and row.owner != owner):
             raise NotFound(f"no run '{run_id}'")
         return self._record(row)
+
+    def render_run(self, run_id: str, owner: str | None, render, *, wait: bool = True) -> bytes | None:
+        check_run_id(run_id)
+        key = (run_id, render)
+        kept = self._rendered.get(key)
+        if kept is not None and kept[1] == self._last_write.get(run_id, 0):  # no write of ours since
+            age = time.monotonic() - kept[0]
+            if age < self.STATUS_FRESH_SECONDS or (not wait and key in self._reading and age < self.STATUS_FRESH_SECONDS + self.STATUS_STALE_SECONDS):
+                if owner is not None and kept[2] != owner:
+                    raise NotFound(f"no run '{run_id}'")
+                return kept[3]
+        if not wait:
+            return None
+        write, started = self._last_write.get(run_id, 0), time.monotonic()
+        self._reading.add(key)
+        try:
+            record = self.get_run(run_id)
+        finally:
+            self._reading.discard(key)
+        if owner is not None and record.owner != owner:
+            raise NotFound(f"no run '{run_id}'")
+        out = render(record)
+        if self._last_write.get(run_id, 0) == write:  # no write of ours landed while reading: it may be kept
+            if len(self._rendered) >= 1024:  # a bound, not an LRU: clients poll a few runs at a time
+                self._rendered.clear()
+            self._rendered[key] = (started, write, record.owner, out)
+        return out
+
+    def _wrote(self, run_id: str) -> None:
+        """Called after each write of a run's record: what render_run kept of it is stale."""
+        if len(self._last_write) >= 100_000:
+            self._rendered.clear()  # kept readings are checked against these numbers: they go together
+            self._last_write.clear()
+        self._last_write[run_id] = next(self._writes)
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         """Writes only the changed fields (each a map entry): concurrent updates of different fields never undo each other."""
@@ -234,6 +282,7 @@ class CassandraStore(Store):
             return
         cql = f"UPDATE {self.catalog}.runs SET {', '.join(sets)} WHERE id = %s"
         self._retry("updating a run", lambda: self.session.execute(cql, (*args, run_id)))
+        self._wrote(run_id)
 
     def list_runs(self, owner: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
         where, args = [], []
@@ -258,6 +307,7 @@ class CassandraStore(Store):
         results.delete(run_id)
         self._retry("deleting a run", lambda: self.session.execute(self._delete, (run_id,)))
         self._run_owner.pop(run_id, None)
+        self._wrote(run_id)
 
     # -- results -----------------------------------------------------------------
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:

@@ -106,7 +106,7 @@ class EmbeddedStore(Store):
             raise NotFound(f"no run '{run_id}'")
         return row[1]
 
-    def render_run(self, run_id: str, owner: str | None, render) -> bytes:
+    def render_run(self, run_id: str, owner: str | None, render, *, wait: bool = True) -> bytes:
         """The rendering is kept with the record's JSON text: equal text, same record (the text is compared, which
         costs far less than decoding it; a status read at 1,000/s then decodes only after each change)."""
         data = self._run_data(run_id, owner)
