@@ -13,6 +13,8 @@ worker each time).
     python benchmarks/bench_server.py [--seconds 10] [--clients 32]
     ANCHO_WORKER_IDLE=true python benchmarks/bench_server.py     # the run's workers under SCHED_IDLE
     ANCHO_LOG_LEVEL=info python benchmarks/bench_server.py       # with Uvicorn's access log (default: warning, none)
+    python benchmarks/bench_server.py --store cassandra://cassandra:cassandra@127.0.0.1:9042
+                                        # on Cassandra (a fresh catalog keyspace, dropped at the end)
 
 Goal (issue 3): ≥ 1,000 status reads/s with p99 ≤ 50 ms while a run executes.
 The load generator shares the 2 cores with the server and the run's workers.
@@ -132,9 +134,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--store", help="a cassandra:// URL: the server's store (its keyspace is replaced by a fresh one)")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="ancho-bench-server-"))
     env = {**os.environ, "ANCHO_HOME": str(home), "ANCHO_WORKERS": "2", "ANCHO_LOG_LEVEL": os.environ.get("ANCHO_LOG_LEVEL", "warning")}
+    store = None
+    if args.store:
+        from ancho.stores.cassandra import CassandraStore
+
+        base, _, query = args.store.partition("?")
+        if base.count("/") > 2:
+            base = base.rsplit("/", 1)[0]
+        env["ANCHO_STORE"] = f"{base.rstrip('/')}/bench{os.getpid()}" + (f"?{query}" if query else "")
+        store = CassandraStore.from_url(env["ANCHO_STORE"])
     token = subprocess.run([ANCHO, "users", "add", "bench"], env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
     port = free_port()
     server = subprocess.Popen([ANCHO, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -179,11 +191,15 @@ def main() -> None:
             server.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+        if store is not None:
+            store.drop_catalog()
+            store.close()
     rows = [("GET /health (baseline)", health), ("GET /runs/{id} while the run executes", status),
             ("GET /runs/{id}, nothing executing", quiet)]
     idle = os.environ.get("ANCHO_WORKER_IDLE", "").lower() in ("1", "true", "yes")
     print(f"{args.clients} concurrent clients ({status['tool']}), {args.seconds:g} s each, on {os.cpu_count()} cores shared "
-          f"with the server, the load generator and 2 run workers ({'SCHED_IDLE' if idle else 'niceness 10'})")
+          f"with the server, the load generator and 2 run workers ({'SCHED_IDLE' if idle else 'niceness 10'}); "
+          f"store: {'Cassandra' if store else 'embedded'}")
     print(f"{'endpoint':40s} {'reads/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'× baseline':>10s}")
     for name, r in rows:
         print(f"{name:40s} {r['per_s']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {r['per_s'] / health['per_s']:10.2f}")
