@@ -95,3 +95,56 @@ def test_spark_runs_through_a_cassandra_server(cassandra_catalog, spark_url, tmp
             assert cassandra_catalog.get_run(on_spark).owner == "fay"
     finally:
         srv.kill()
+
+
+def test_concurrent_status_polls_make_one_cassandra_read(cassandra_catalog, tmp_path, monkeypatch):  # noqa: F811
+    """The server's status read (Service.run_status) on Cassandra: 32 polls at once of a run whose status is not
+    at hand make one read, on a thread; while a later read is slow, polls get the previous status at once."""
+    import asyncio
+    import json
+    import threading
+    import time
+
+    from ancho.server.service import Service
+    from ancho.server.settings import Settings
+    from ancho.stores.base import RunRecord
+    from ancho.stores.cassandra import CassandraStore
+
+    svc = Service(Settings(home=tmp_path / "home", store=cassandra_url(cassandra_catalog.catalog)))
+    try:
+        svc.store.create_run(RunRecord(id="polled1", owner="dora", model="M", total=10))
+        reads, loop_thread, slow = [], threading.get_ident(), threading.Event()
+        real = CassandraStore.get_run
+
+        def counted(self, run_id, owner=None):
+            reads.append(threading.get_ident())
+            if slow.is_set():
+                time.sleep(1.0)
+            return real(self, run_id, owner)
+
+        monkeypatch.setattr(CassandraStore, "get_run", counted)
+
+        async def polls(n):
+            return await asyncio.gather(*(svc.run_status("dora", "polled1") for _ in range(n)))
+
+        first = asyncio.run(polls(32))
+        assert len(set(first)) == 1 and json.loads(first[0])["id"] == "polled1"
+        assert len(reads) == 1 and reads[0] != loop_thread  # one read, off the event loop
+
+        cassandra_catalog.update_run("polled1", done=4)  # another process's write: seen after the window
+        time.sleep(CassandraStore.STATUS_FRESH_SECONDS)
+        slow.set()
+
+        async def during_a_slow_read():
+            reading = asyncio.ensure_future(svc.run_status("dora", "polled1"))
+            await asyncio.sleep(0.2)  # the read is on its way
+            meanwhile = await svc.run_status("dora", "polled1")
+            return meanwhile, reading.done(), await reading
+
+        meanwhile, read_done, fresh = asyncio.run(during_a_slow_read())
+        assert meanwhile == first[0] and not read_done  # the previous status, answered while the read was on its way
+        assert json.loads(fresh)["progress"]["done"] == 4
+        assert len(reads) == 2
+    finally:
+        svc.store.delete_run("polled1")
+        svc.shutdown()
