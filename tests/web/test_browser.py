@@ -313,6 +313,7 @@ def test_parameters_of_every_kind(site, browser, tmp_path, artifacts):
     anti.select_by_visible_text("true")
     strikes.clear()
     strikes.send_keys("[80, 100, 120]")
+    browser.find_element(By.ID, "param-label").clear()  # a text can be emptied
     seq = browser.find_element(By.ID, "sequences")
     seq.clear()
     seq.send_keys("200")
@@ -322,5 +323,5 @@ def test_parameters_of_every_kind(site, browser, tmp_path, artifacts):
     run_id = browser.current_url.rstrip("/").rsplit("/", 1)[1]
     with site.client(site.tokens["alice"]) as api:
         summary = api.get(f"/runs/{run_id}/summary").json()
-    assert summary["params"] == {"kind": "put", "strikes": [80.0, 100.0, 120.0], "antithetic": True, "label": "base"}
+    assert summary["params"] == {"kind": "put", "strikes": [80.0, 100.0, 120.0], "antithetic": True, "label": ""}
     assert summary["outputs"]["n"]["mean"] == 3 and summary["outputs"]["x"]["max"] <= 0

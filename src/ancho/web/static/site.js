@@ -281,6 +281,7 @@
       input.id = id;
       input.name = id;
       input.dataset.param = p.name;
+      input.dataset.type = p.type;
       input.dataset.initial = input.value;
       input.setAttribute("aria-describedby", `${id}-help ${id}-error`);
       const help = document.createElement("p");
@@ -353,6 +354,11 @@
         const body = { model, params: {} };
         if (!$("params-set").hidden) {
           $("params").querySelectorAll("[data-param]").forEach((input) => {
+            if (input.dataset.type === "str") {
+              // a text as typed; emptied, it is the empty text (left empty without a default, it is missing)
+              if (input.value !== "" || input.dataset.initial !== "") body.params[input.dataset.param] = input.value;
+              return;
+            }
             const v = input.value.trim();
             if (v !== "") body.params[input.dataset.param] = v;
           });
