@@ -34,7 +34,7 @@ import tempfile
 import threading
 import uuid
 import zipfile
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -591,7 +591,46 @@ def _reason(exc: BaseException) -> str:
 
 # -- in the Spark task --------------------------------------------------------
 
-_RUNNERS: dict[str, object] = {}
+class _Kept:
+    """The few most recently used things a reused Python worker keeps across tasks: prepared models, Cassandra sessions.
+
+    A server runs ``concurrency`` runs at a time (default 2), and their tasks alternate on the same Python workers.
+    Keeping only the last run's made every alternation rebuild it: a sandboxed model's local worker (~0.5 s) or a
+    Cassandra session (~0.3 s) per task. The least recently used goes, closed, when a new one would exceed ``size``.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        item = self.items.get(key)
+        if item is not None:
+            self.items.move_to_end(key)
+        return item
+
+    def put(self, key, item) -> None:
+        while len(self.items) >= self.size:
+            self._close(self.items.popitem(last=False)[1])
+        self.items[key] = item
+
+    def drop(self, key) -> None:
+        item = self.items.pop(key, None)
+        if item is not None:
+            self._close(item)
+
+    @staticmethod
+    def _close(item) -> None:
+        close = getattr(item, "close", None)  # a ChunkRunner holds nothing to close
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - its errors were an earlier task's
+                pass
+
+
+KEEP = 2  # a server's default concurrency
+_RUNNERS = _Kept(KEEP)  # run's job group -> its prepared model (a ChunkRunner, or a NestedRunner with its local worker)
 
 
 def _shipped_ref(task: Task, archive: str | None):
@@ -612,9 +651,9 @@ def _model_class(task: Task, archive: str | None):
 
 def _runner(group: str, task: Task, archive: str | None, isolation: Isolation):
     """The prepared model for this run, kept in the (reused) Python worker across its tasks."""
+    os.environ.update(task.env)  # each task: the worker may have run another run's task since
     runner = _RUNNERS.get(group)
     if runner is None:
-        os.environ.update(task.env)
         ref = _shipped_ref(task, archive)
         if isolation.nested:
             from .spark_isolation import NestedRunner
@@ -625,19 +664,11 @@ def _runner(group: str, task: Task, archive: str | None, isolation: Isolation):
             from ..chunk import ChunkRunner
 
             runner = ChunkRunner(ref.resolve(), task.params, task.seed)
-        _drop_runners()  # an earlier run's local worker ends with it
-        _RUNNERS[group] = runner
+        _RUNNERS.put(group, runner)
     return runner
 
 
-def _drop_runners() -> None:
-    for runner in _RUNNERS.values():
-        if hasattr(runner, "close"):
-            runner.close()
-    _RUNNERS.clear()
-
-
-_WRITER: dict[tuple, object] = {}  # (hosts, port, role, keyspace) -> its open RemoteResults: one, kept across runs
+_WRITERS = _Kept(KEEP)  # (hosts, port, role, keyspace) -> its open RemoteResults, kept across tasks and runs
 
 
 def _results_writer(sink: dict):
@@ -645,23 +676,18 @@ def _results_writer(sink: dict):
     kept in the (reused) Python worker for later tasks and runs of the same owner (opening one costs ~0.3 s)."""
     ep = sink["endpoint"]
     key = (tuple(ep["hosts"]), ep["port"], ep["username"], sink["keyspace"])
-    remote = _WRITER.get(key)
+    remote = _WRITERS.get(key)
     if remote is None:
         from ..stores.cassandra_results import open_writer
 
-        for old in _WRITER.values():  # another owner's (or cluster's) session: this worker keeps one
-            try:
-                old.close()
-            except Exception:  # its errors were an earlier run's
-                pass
-        _WRITER.clear()
         try:
-            remote = _WRITER[key] = open_writer(sink)
+            remote = open_writer(sink)
         except AnchoError as exc:
             import socket
 
             raise type(exc)(f"a Spark task on {socket.gethostname()} could not open the results in Cassandra: {exc} "
                             "(or let the driver write them: ANCHO_SPARK_WRITES=driver)") from None
+        _WRITERS.put(key, remote)
     return remote.results
 
 
@@ -729,7 +755,7 @@ def _run_partition(group: str, task: Task, archive: str | None, isolation: Isola
                     sends.append(sender.submit(lambda r: opened.result().write_chunk(task.sink["run_id"], r), result))
                     out = encode_stored(result, task.tally)
             except WorkerLost:
-                _drop_runners()
+                _RUNNERS.drop(group)
                 raise
             except AnchoError as exc:
                 yield encode_error(type(exc).__name__, str(exc))
