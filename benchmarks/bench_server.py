@@ -7,8 +7,9 @@ time and reports reads/s and latency percentiles. Baseline in the same run:
 the same load on ``GET /api/v1/health`` (no token check, no store, but the
 whole framework), so the ratio shows what answering status reads ahead of
 the framework (server/fastpath.py) gains over the cheapest routed request.
-Also: ``POST /api/v1/runs`` latency (the model is inspected in a sandboxed
-worker each time).
+Also: ``POST /api/v1/runs`` latency, 10 submissions of one model: the first
+starts a sandboxed worker to read it, the others find that worker kept
+(server/inspectors.py), so their ratio is what keeping it saves.
 
     python benchmarks/bench_server.py [--seconds 10] [--clients 32]
     ANCHO_WORKER_IDLE=true python benchmarks/bench_server.py     # the run's workers under SCHED_IDLE
@@ -163,7 +164,7 @@ def main() -> None:
         with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
             upload = c.post("/models", files={"file": ("m.tar.gz", tarball())}).json()["id"]
             submit_ms = []
-            for i in range(5):
+            for i in range(10):  # the first starts a sandboxed worker to read the model; the others find it kept
                 t = time.perf_counter()
                 r = c.post("/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 10, "seed": i})
                 submit_ms.append((time.perf_counter() - t) * 1000)
@@ -204,8 +205,10 @@ def main() -> None:
     for name, r in rows:
         print(f"{name:40s} {r['per_s']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {r['per_s'] / health['per_s']:10.2f}")
     print(f"run still executing during the status load: {still_running} (done {view['progress']['done']:,})")
-    print(f"POST /runs latency (inspects the model in a sandboxed worker): median {statistics.median(submit_ms):.0f} ms, "
-          f"min {min(submit_ms):.0f} ms over {len(submit_ms)}")
+    later = submit_ms[1:]
+    print(f"POST /runs latency (the model read in a sandboxed worker): first {submit_ms[0]:.0f} ms (a fresh worker); "
+          f"next {len(later)} (the kept worker) median {statistics.median(later):.0f} ms, max {max(later):.0f} ms "
+          f"→ {submit_ms[0] / statistics.median(later):.0f}× faster")
     met = status["per_s"] >= 1000 and status["p99_ms"] <= 50
     print(f"goal ≥ 1,000 status reads/s with p99 ≤ 50 ms: measured {status['per_s']:.0f}/s, p99 {status['p99_ms']:.1f} ms → {'MET' if met else 'NOT MET'}")
     if args.json:

@@ -195,12 +195,24 @@ class Server:
         return psutil.Process(self.proc.pid)
 
     def workers(self) -> list[psutil.Process]:
-        """The server's live worker processes."""
+        """The server's live worker processes: its runs', and those kept to read models at submission."""
         out = []
         for child in self.process.children(recursive=True):
             try:
                 if alive(child) and "ancho.executors.worker" in " ".join(child.cmdline()):
                     out.append(child)
+            except psutil.Error:
+                pass
+        return out
+
+    def run_workers(self) -> list[psutil.Process]:
+        """The workers of its runs: at the runs' niceness (setting worker_nice, 10), where the workers that read
+        models at submission (kept a while for the next one, server/inspectors.py) run at the server's own."""
+        out = []
+        for p in self.workers():
+            try:
+                if p.nice() > 0:
+                    out.append(p)
             except psutil.Error:
                 pass
         return out

@@ -33,10 +33,10 @@ def read_events(client, run_id, on_first=None) -> list[tuple[str, dict]]:
 
 
 def test_cancel_a_running_run_frees_its_workers(server, alice, slow_upload):
-    before = {p.pid for p in server.workers()}
+    before = {p.pid for p in server.run_workers()}
     run_id = long_run(alice, slow_upload)
     wait_run(alice, run_id, until=lambda v: v["status"] == "running" and v["progress"]["done"] > 0, timeout=120)
-    mine = [p for p in server.workers() if p.pid not in before]
+    mine = [p for p in server.run_workers() if p.pid not in before]
     assert mine, "a running run has worker processes"
     r = alice.post(f"/runs/{run_id}/cancel")
     assert r.status_code == 200, r.text
@@ -62,7 +62,7 @@ def test_cancel_a_queued_run_and_the_slots_come_back(server, alice, slow_upload,
     assert r.json()["started"] is None and r.json()["progress"]["done"] == 0
     for run_id in (first, second):
         assert alice.post(f"/runs/{run_id}/cancel").json()["status"] == "cancelled"
-    assert wait_gone(server.workers()) == []
+    assert wait_gone(server.run_workers()) == []
     # cancelling again, or cancelling a finished run, changes nothing
     assert alice.post(f"/runs/{third}/cancel").json()["status"] == "cancelled"
     assert alice.post(f"/runs/{finished_run}/cancel").json()["status"] == "succeeded"
@@ -116,7 +116,7 @@ def test_fair_scheduling_between_users(server, alice, bob, slow_upload, tmp_path
     finally:
         for client, run_id in ((alice, a3), (alice, a2), (bob, b1)):
             client.post(f"/runs/{run_id}/cancel")
-    assert wait_gone(server.workers()) == []
+    assert wait_gone(server.run_workers()) == []
 
 
 SUMMARY_MODELS = '''
@@ -159,7 +159,7 @@ def test_cancel_during_the_summary_phase(server, alice):
     wait_run(alice, run_id, until=lambda v: v["progress"]["done"] == 100, timeout=120)
     r = alice.post(f"/runs/{run_id}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
-    assert wait_gone(server.workers()) == []
+    assert wait_gone(server.run_workers()) == []
 
 
 def test_a_summary_that_kills_its_worker_fails_the_run(alice):

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -21,7 +20,6 @@ from ..engine import DEFAULT_FIRST_BATCH, DEFAULT_GOAL_CAP, RunSpec, create_reco
 from ..errors import ExpressionError, InputError, ModelError, NotFound, ParameterError, RunCancelled, RunFailed
 from ..expressions import Goal, Target
 from ..executors import is_spark_master
-from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
 from ..sources.environments import EnvironmentFailed, Environments, ancho_pythonpath
 from ..sources.fetch import FetchError, FetchPolicy, fetch_source
@@ -31,21 +29,13 @@ from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
 from ..stores.base import RunRecord
 from .dispatcher import Dispatcher, SparkSettings
+from .inspectors import Inspectors
 from .schemas import ModelSource, RunRequest, run_view
 from .settings import Settings, quoted_choices
 from .users import Users
 
 
 log = logging.getLogger("ancho.server")
-
-
-@contextmanager
-def _closing(sandbox):
-    try:
-        yield sandbox
-    finally:
-        if sandbox is not None:
-            sandbox.close()
 
 
 class FieldError(InputError):
@@ -117,6 +107,8 @@ class Service:
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
                                      exports=settings.home / "exports", spark=SparkSettings.of(settings),
                                      idle=settings.worker_idle)
+        #: warm workers that read models for submissions (a parameter sweep submits one model many times)
+        self.inspectors = Inspectors(self.worker_setup, keep_seconds=settings.inspect_keep_seconds)
         #: status reads waiting on the store's network, by (run, user) (run_status)
         self._status_reads: dict[tuple[str, str], asyncio.Future] = {}
         #: set when the server is told to stop: long-lived responses (event streams) end early
@@ -127,6 +119,7 @@ class Service:
 
     def shutdown(self) -> None:
         self.stopping.set()
+        self.inspectors.close()
         self.dispatcher.shutdown()
         self.lock.release()
 
@@ -178,19 +171,25 @@ class Service:
             target = entry_path(root, source.entry)
         except InputError as exc:
             raise FieldError(("body", "model", "entry"), str(exc)) from None
-        timeout = self.settings.inspect_timeout
         try:
-            options, sandbox = self.worker_setup(root)
-        except EnvironmentFailed as exc:
+            found = self._inspect_in_worker(user, root, target, params)
+        except EnvironmentFailed as exc:  # building the model's requirements.txt environment
             raise FieldError(("body", "model"), f"model: {_scrub(str(exc), root)}") from None
-        with _closing(sandbox), LocalExecutor(1, **options) as worker:
+        if "error" in found:
+            raise FieldError(("body", "params"), str(found["error"]))
+        found.update(root=str(root), origin=origin)
+        return found
+
+    def _inspect_in_worker(self, user: str, root: Path, target, params: dict | None) -> dict:
+        timeout = self.settings.inspect_timeout
+        with self.inspectors.worker(user, root) as worker:
             # User code runs at import: a model that hangs there must not hold a request thread
             # (and a worker) forever, so a timer kills the worker and the request gets a 422.
             timer = threading.Timer(timeout, worker.cancel)
             timer.daemon = True
             timer.start()
             try:
-                found = worker.inspect(target, params)
+                return worker.inspect(target, params)
             except ModelError as exc:
                 raise FieldError(("body", "model", "entry"), f"model: {_scrub(str(exc), root)}") from None
             except (RunFailed, RunCancelled) as exc:  # the worker died (sys.exit, os._exit, a crash) or the timer killed it
@@ -200,10 +199,6 @@ class Service:
                 raise FieldError(("body", "model"), f"model: loading the model's code ended its process ({exc})") from None
             finally:
                 timer.cancel()
-        if "error" in found:
-            raise FieldError(("body", "params"), str(found["error"]))
-        found.update(root=str(root), origin=origin)
-        return found
 
     # -- where model code runs -------------------------------------------------
     def _check_sandbox(self) -> bool:

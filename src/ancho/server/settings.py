@@ -55,6 +55,8 @@ class Settings(BaseModel):
     max_archive_bytes: int = Field(MAX_TOTAL_BYTES, ge=1)
     #: seconds a worker may take to load a model's code when a run is submitted
     inspect_timeout: float = Field(60.0, gt=0)
+    #: seconds the worker that read a user's model for a submission stays for their next one (0: never kept)
+    inspect_keep_seconds: float = Field(60.0, ge=0)
     #: largest number of sequences one run may ask for
     max_sequences: int = Field(10**10, ge=1)
     # -- the sandbox model code runs in (docs/sandbox.md) --
