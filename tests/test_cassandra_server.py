@@ -53,6 +53,32 @@ def test_runs_results_and_isolation_through_the_api(cassandra_server, cassandra_
         assert [r["id"] for r in eve.get("/runs").json()] == []
 
 
+def test_event_stream_and_status_follow_a_run_on_cassandra(cassandra_server):
+    """What clients poll (the status, the event stream) comes through the store's kept readings: it still moves
+    with the run and ends with its final state; another user gets 404 for both."""
+    import json
+
+    srv = cassandra_server
+    with srv.client(srv.tokens["dora"]) as dora, srv.client(srv.tokens["eve"]) as eve:
+        upload = upload_id(dora, tar_gz({"model.py": SLOW}), "slow.tar.gz")
+        run_id = submit(dora, {"model": {"upload": upload}, "params": {"seconds": 0.002}, "sequences": 1500, "seed": 5})
+        assert eve.get(f"/runs/{run_id}/events").status_code == 404
+        events = []
+        with dora.stream("GET", f"/runs/{run_id}/events", timeout=180) as r:
+            assert r.status_code == 200
+            name = None
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    events.append((name, json.loads(line.split(":", 1)[1])))
+        assert events[-1][0] == "end" and events[-1][1]["status"] == "succeeded" and events[-1][1]["done"] == 1500
+        progress = [e["done"] for name, e in events if name == "progress"]
+        assert progress == sorted(progress) and len(progress) >= 2  # it moved while the run ran
+        view = dora.get(f"/runs/{run_id}").json()
+        assert view["status"] == "succeeded" and view["progress"]["done"] == 1500
+
+
 def test_summary_functions_on_a_sandboxed_server(cassandra_server):
     """Sandboxed workers have no network: the server copies the run's results for its summary functions."""
     srv = cassandra_server

@@ -284,25 +284,31 @@ def get_notebook(run_id: str, request: Request, user: User, svc: Svc) -> Respons
 @router.get("/runs/{run_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `progress` while the run changes, then `end`."}}, tags=["runs"])
 async def run_events(run_id: str, user: User, svc: Svc):
     """Live progress as server-sent events: `progress` events `{id, status, done, total, failures}`, then one `end`."""
-    await run_in_threadpool(svc.store.get_run, run_id, user)
+    await svc.rendered_run(user, run_id, _progress)  # 404 before the stream starts
 
     async def stream():
         last = None
         while not svc.stopping.is_set():  # a stopping server closes the stream; clients reconnect
             try:
-                record = await run_in_threadpool(svc.store.get_run, run_id)
+                data = json.loads(await svc.rendered_run(user, run_id, _progress))
             except NotFound:
                 return
-            state = {"id": record.id, "status": record.status, "done": record.done, "total": record.total, "failures": record.failures}
-            if state != last:
-                yield f"event: progress\ndata: {json.dumps(state)}\n\n"
-                last = state
-            if record.final:
-                yield f"event: end\ndata: {json.dumps({**state, 'error': record.error})}\n\n"
+            final, error = data.pop("final"), data.pop("error")
+            if data != last:
+                yield f"event: progress\ndata: {json.dumps(data)}\n\n"
+                last = data
+            if final:
+                yield f"event: end\ndata: {json.dumps({**data, 'error': error})}\n\n"
                 return
             await asyncio.sleep(0.25)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _progress(record) -> bytes:
+    """What an event stream polls of a run (kept by the store like the status, Store.render_run)."""
+    return json.dumps({"id": record.id, "status": record.status, "done": record.done, "total": record.total,
+                       "failures": record.failures, "final": record.final, "error": record.error}).encode()
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunView, responses=ERRORS, tags=["runs"])

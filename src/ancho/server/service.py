@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -109,8 +110,8 @@ class Service:
                                      idle=settings.worker_idle)
         #: warm workers that read models for submissions (a parameter sweep submits one model many times)
         self.inspectors = Inspectors(self.worker_setup, keep_seconds=settings.inspect_keep_seconds)
-        #: status reads waiting on the store's network, by (run, user) (run_status)
-        self._status_reads: dict[tuple[str, str], asyncio.Future] = {}
+        #: polled reads waiting on the store's network, by (run, user, rendering) (rendered_run)
+        self._status_reads: dict[tuple, asyncio.Future] = {}
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 
@@ -125,21 +126,26 @@ class Service:
 
     # -- runs ----------------------------------------------------------------
     async def run_status(self, user: str, run_id: str) -> bytes:
-        """The JSON of ``GET /api/v1/runs/{id}``: what clients poll, so the store may keep it (Store.render_run).
+        """The JSON of ``GET /api/v1/runs/{id}``. The view is built from a validated record, so it is sent as it is
+        rather than validated again against RunView (which documents it)."""
+        return await self.rendered_run(user, run_id, _run_view_json)
 
-        Called on the event loop: what the store has at hand is answered there,
-        and a read that must wait on a network (Cassandra) goes to a thread, so
-        a slow node delays that read only, not the server. The view is built
-        from a validated record, so it is sent as it is rather than validated
-        again against RunView (which documents it).
+    async def rendered_run(self, user: str, run_id: str, render: Callable[[RunRecord], bytes]) -> bytes:
+        """``render`` of the user's run, for what clients poll (the status, the event stream): the store may keep it.
+
+        Called on the event loop: what the store has at hand (Store.render_run)
+        is answered there, and a read that must wait on a network (Cassandra)
+        goes to a thread, one per run and rendering at a time, so a slow node
+        delays those reads only, not the server, and 32 polls arriving at once
+        make one read.
         """
-        body = self.store.render_run(run_id, user, _run_view_json, wait=False)
+        body = self.store.render_run(run_id, user, render, wait=False)
         if body is not None:
             return body
-        key = (run_id, user)
+        key = (run_id, user, render)
         read = self._status_reads.get(key)
-        if read is None:  # one read per run in flight: polls arriving meanwhile wait for it, not for 32 of them
-            read = asyncio.ensure_future(anyio.to_thread.run_sync(self.store.render_run, run_id, user, _run_view_json))
+        if read is None:
+            read = asyncio.ensure_future(anyio.to_thread.run_sync(self.store.render_run, run_id, user, render))
             self._status_reads[key] = read
 
             def finished(done: asyncio.Future) -> None:
