@@ -110,7 +110,8 @@ def test_spark_runs_through_a_cassandra_server(cassandra_catalog, spark_url, tmp
             on_spark = submit(fay, {**body, "executor": spark_url})
             local = submit(fay, {**body, "executor": "local"})
             for run in (on_spark, local):
-                assert wait_run(fay, run, timeout=600)["status"] == "succeeded", srv.log()
+                view = wait_run(fay, run, timeout=600)
+                assert view["status"] == "succeeded", f"run {run}: {view.get('error')}\n{srv.log()}"
             assert "results written by the tasks" in srv.log(400)
             csvs = [fay.get(f"/runs/{run}/results", params={"format": "csv"}).text for run in (on_spark, local)]
             assert csvs[0] == csvs[1] and csvs[0].count("\n") == 3001

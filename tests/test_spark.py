@@ -118,6 +118,11 @@ def failed_tasks(spark) -> int:
     return sum(tracker.getStageInfo(s).numFailedTasks for s in stages if tracker.getStageInfo(s))
 
 
+def _running_tasks(sc) -> int:
+    """Tasks running now on the application's executors (Spark's status tracker, through the JVM)."""
+    return sum(info.numRunningTasks() for info in sc._jsc.sc().statusTracker().getExecutorInfos())
+
+
 def _wait_for_executors(sc, n: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while sc._jsc.sc().getExecutorMemoryStatus().size() < n + 1:  # + the driver
@@ -144,9 +149,8 @@ def test_executor_killed_mid_run(spark, store):
     t = threading.Thread(target=run)
     t.start()
     deadline = time.monotonic() + 60
-    while not sc.statusTracker().getActiveJobsIds() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # tasks are running on both executors
+    while _running_tasks(sc) < 2 and time.monotonic() < deadline:  # both executors run a task: the kill hits one
+        time.sleep(0.02)
     victim = jvms[0]
     os.kill(victim.pid, signal.SIGKILL)
     t.join(timeout=300)
