@@ -143,13 +143,13 @@ def screenshot(driver, folder: Path, name: str) -> Path:
 
 def wait_for(driver, condition, timeout: float = 60, message: str = ""):
     """Poll ``condition(driver)`` until it returns something truthy; fail with the page's text otherwise."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
     deadline = time.monotonic() + timeout
     while True:
         try:
             value = condition(driver)
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, NoSuchElementException):  # the page is being replaced (a form sent)
             value = None
         if value:
             return value

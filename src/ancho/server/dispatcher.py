@@ -43,14 +43,20 @@ from .settings import offered_executors, quoted_choices
 log = logging.getLogger("ancho.server")
 
 
-def submitted_here(record: RunRecord) -> bool:
-    """Whether a run was submitted to a server (which records where to load its model).
+def submitted_here(record: RunRecord, server: str | None) -> bool:
+    """Whether a run was submitted to this server (``server``: its id, see server_id).
 
     ``ancho run`` and ``ancho serve`` share the default home: a CLI run is
     driven by its own process, so the dispatcher must neither resume it nor
-    start it, whatever its status says.
+    start it, whatever its status says. Servers with different homes may
+    share a store (one Cassandra cluster): each takes only its own runs, whose
+    models lie in its own home. A run recorded before servers had ids is
+    taken by whichever server it is queued in.
     """
-    return isinstance(record.spec, dict) and "ref" in record.spec
+    if not (isinstance(record.spec, dict) and "ref" in record.spec):
+        return False
+    owner = record.spec.get("server")
+    return owner is None or server is None or owner == server
 
 
 def loaded_from_record(record: RunRecord) -> LoadedModel:
@@ -74,8 +80,10 @@ class SparkSettings:
 
 class Dispatcher:
     def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5, nice: int = 0,
-                 exports: Path | None = None, spark: SparkSettings | None = None, idle: bool = False):
+                 exports: Path | None = None, spark: SparkSettings | None = None, idle: bool = False, server: str | None = None):
         """``worker_setup(root, run_id=, read_only=)`` gives LocalExecutor options and a sandbox (see Service.worker_setup).
+
+        ``server``: this server's id; the dispatcher takes only the runs submitted to it (submitted_here).
 
         ``exports``: where a run's results are copied for its summary functions when its workers cannot
         read the store themselves (a Cassandra store seen from a sandbox without network).
@@ -83,6 +91,7 @@ class Dispatcher:
         """
         self.store = store
         self.spark = spark or SparkSettings()
+        self.server = server
         self._spark_idle_since: float | None = None  # when the last Spark run ended (None: none ran, or one runs)
         self.exports = exports
         self.worker_setup = worker_setup
@@ -101,7 +110,7 @@ class Dispatcher:
     # -- life cycle -----------------------------------------------------------
     def start(self) -> None:
         for rec in self.store.list_runs(status="running"):
-            if not submitted_here(rec):
+            if not submitted_here(rec, self.server):
                 continue
             log.info("run %s was running when the server stopped: resuming it from its stored chunks", rec.id)
             self.store.update_run(rec.id, status="queued")
@@ -141,7 +150,7 @@ class Dispatcher:
         with self._lock:
             if len(self._running) >= self.concurrency:
                 return False
-            queued = [r for r in self.store.list_runs(status="queued") if submitted_here(r)]
+            queued = [r for r in self.store.list_runs(status="queued") if submitted_here(r, self.server)]
             if not queued:
                 return False
             busy = Counter(owner for _, _, owner in self._running.values())

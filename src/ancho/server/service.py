@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def _run_view_json(record: RunRecord) -> bytes:
 
 
 class HomeLock:
-    """One server per home: the dispatcher treats every ``running`` run as its own to resume.
+    """One server per home: the dispatcher treats every ``running`` run submitted to this home as its own to resume.
 
     A second server on the same home would requeue and execute the first
     one's runs a second time, so it stops at start-up instead. flock is
@@ -91,11 +92,33 @@ class HomeLock:
             self._fd = -1
 
 
+def server_id(home: Path) -> str:
+    """This home's server id, made at its first start: what the runs submitted to it record (see submitted_here).
+
+    An id rather than the home's path, because servers on several machines
+    may share one store, each with the same path for its home. Called with the
+    home locked, so two servers never make it at once.
+    """
+    path = home / "server.id"
+    try:
+        found = path.read_text().strip()
+    except FileNotFoundError:
+        found = ""
+    if found:
+        return found
+    made = uuid.uuid4().hex
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(made + "\n")
+    os.replace(partial, path)
+    return made
+
+
 class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.lock = HomeLock(settings.home)
+        self.id = server_id(settings.home)
         self.store = open_store(settings.store or str(settings.home))
         self.users = Users(settings.db_path, on_add=getattr(self.store, "add_owner", None))
         self.uploads = Uploads(settings.home, settings.db_path, settings.max_archive_bytes, settings.max_archive_files)
@@ -107,7 +130,7 @@ class Service:
         self.sandboxed = self._check_sandbox()
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
                                      exports=settings.home / "exports", spark=SparkSettings.of(settings),
-                                     idle=settings.worker_idle)
+                                     idle=settings.worker_idle, server=self.id)
         #: warm workers that read models for submissions (a parameter sweep submits one model many times)
         self.inspectors = Inspectors(self.worker_setup, keep_seconds=settings.inspect_keep_seconds)
         #: polled reads waiting on the store's network, by (run, user, rendering) (rendered_run)
@@ -303,6 +326,7 @@ class Service:
             # so the workers convert these again, exactly as the inspecting worker did
             "params": request.params,
             "ref": {"root": ref.root, "file": ref.file, "class_name": ref.class_name},
+            "server": self.id,
             "info": found["model"],
             "model": request.model.model_dump(exclude_none=True),
         }
