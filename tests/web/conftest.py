@@ -63,7 +63,7 @@ class Page:
     @property
     def csrf(self) -> str:
         page = self.http.get("/runs")
-        return re.search(r'data-csrf="([^"]+)"', page.text).group(1)
+        return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
 
     def close(self) -> None:
         self.http.close()

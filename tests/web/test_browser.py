@@ -127,6 +127,8 @@ def test_bad_input_shows_messages_next_to_the_fields(site, browser, models_dir, 
     browser.find_element(By.ID, "submit").click()
     message = wait_for(browser, lambda d: visible_error(d, "param-stake"), message="the stake error")
     assert "stake" in message and "int" in message and "'lots'" in message
+    stake = browser.find_element(By.ID, "param-stake")  # the form came back from the server, as it was sent
+    assert stake.get_attribute("value") == "lots"
     assert stake.get_attribute("aria-invalid") == "true"
     assert browser.switch_to.active_element == stake  # focus moves to the field at fault
     screenshot(browser, artifacts, "07-bad-parameter")
@@ -172,6 +174,43 @@ def test_entry_that_does_not_exist(site, browser, models_dir):
     Select(browser.find_element(By.ID, "upload")).select_by_index(0)
     browser.find_element(By.ID, "inspect").click()
     assert wait_for(browser, lambda d: d.find_elements(By.ID, "param-goal"))
+
+
+def test_a_new_run_without_javascript(site, browser, models_dir, artifacts):
+    """The new-run form is the server's: with scripts off, upload, read the parameters, fix a bad value, run."""
+    sign_in(browser, site, site.tokens["alice"])
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.get(site.url + "/runs/new")
+        browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=url]").click()
+        assert browser.find_element(By.ID, "url").is_displayed() and not browser.find_element(By.ID, "file").is_displayed()
+        browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=upload]").click()
+        browser.find_element(By.ID, "file").send_keys(str(models_dir / "gambler.tar.gz"))
+        browser.find_element(By.ID, "inspect").click()
+        stake = wait_for(browser, lambda d: d.find_elements(By.ID, "param-stake"), message="the parameter form")[0]
+        stake.clear()
+        stake.send_keys("many")
+        seq = browser.find_element(By.ID, "sequences")
+        seq.clear()
+        seq.send_keys("400", Keys.ENTER)  # Enter starts the run once its parameters are shown
+        assert "'many'" in wait_for(browser, lambda d: visible_error(d, "param-stake"), message="the stake error")
+        screenshot(browser, artifacts, "18-no-script-bad-parameter")
+        stake = browser.find_element(By.ID, "param-stake")
+        stake.clear()
+        stake.send_keys("2")
+        browser.find_element(By.ID, "submit").click()
+        wait_for(browser, lambda d: d.find_elements(By.ID, "progress-h"), message="the run page")
+        run_id = browser.current_url.rstrip("/").rsplit("/", 1)[1]
+        with site.client(site.tokens["alice"]) as api:
+            assert wait_run(api, run_id)["status"] == "succeeded"
+            summary = api.get(f"/runs/{run_id}/summary").json()
+        assert summary["params"]["stake"] == 2 and summary["sequences"] == 400
+        browser.get(f"{site.url}/runs/{run_id}")
+        assert browser.find_elements(By.ID, "summary-h")
+        # the page's script did not run: it would have put each time in the reader's zone, the UTC one as its title
+        assert browser.find_element(By.CSS_SELECTOR, "time[data-ts]").get_attribute("title") == ""
+    finally:
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
 
 
 def test_live_progress_and_cancel(site, browser, artifacts):
@@ -306,7 +345,7 @@ def test_parameters_of_every_kind(site, browser, tmp_path, artifacts):
     anti = Select(browser.find_element(By.ID, "param-antithetic"))
     assert anti.first_selected_option.text == "false"
     strikes = browser.find_element(By.ID, "param-strikes")
-    assert strikes.get_attribute("value") == "[90,110]"
+    assert strikes.get_attribute("value") == "[90.0, 110.0]"
     assert "list[float]" in browser.find_element(By.CSS_SELECTOR, "label[for=param-strikes]").text
     assert browser.find_element(By.ID, "param-label").get_attribute("value") == "base"
     kind.select_by_visible_text("put")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_text
 import re
 
 import pytest
@@ -61,35 +62,58 @@ def test_next_never_leaves_the_site(site, page):
     assert r.headers["location"] == "/runs"
 
 
+def field_error(html: str, field: str) -> str:
+    """The message shown next to a field of a form page ('' when none)."""
+    found = re.search(rf'<p class="error" id="{re.escape(field)}-error"[^>]*>([^<]*)</p>', html)
+    assert found, f"no error box for {field}"
+    return html_text.unescape(found.group(1))
+
+
 def test_actions_need_csrf_and_the_api_takes_the_cookie_for_reading_only(site, page):
     page.sign_in(site.tokens["alice"])
     csrf = page.csrf
-    body = {"model": {"upload": "0" * 64}}
-    assert page.http.post("/site/inspect", json=body).status_code == 403
-    assert page.http.post("/site/inspect", json=body, headers={"X-CSRF-Token": "wrong"}).status_code == 403
-    r = page.http.post("/site/inspect", json=body, headers={"X-CSRF-Token": csrf})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "model", "upload"]
-    upload = page.http.post("/site/models", files={"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))})
+    form = {"kind": "previous", "upload": "0" * 64, "action": "inspect"}
+    assert page.http.post("/runs/new", data=form).status_code == 403
+    assert page.http.post("/runs/new", data={**form, "csrf": "wrong"}).status_code == 403
+    r = page.http.post("/runs/new", data={**form, "csrf": csrf})
+    assert r.status_code == 422 and "text/html" in r.headers["content-type"]
+    assert field_error(r.text, "upload")
+    archive = {"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))}
+    upload = page.http.post("/runs/new", data={"kind": "upload", "action": "inspect"}, files=archive)
     assert upload.status_code == 403
     # the REST API: reading with the cookie works, changing does not (no CSRF token there)
+    body = {"model": {"upload": "0" * 64}}
     assert page.http.get("/api/v1/runs").status_code == 200
     assert page.http.post("/api/v1/runs", json=body).status_code == 401
     assert page.http.post("/api/v1/models", files={"file": ("g.tar.gz", b"x")}).status_code == 401
 
 
 def test_submit_and_cancel_through_the_site(site, page):
+    """The new-run form as a browser without JavaScript posts it: upload and read, a bad value, then a run."""
     page.sign_in(site.tokens["alice"])
     csrf = page.csrf
-    headers = {"X-CSRF-Token": csrf}
-    up = page.http.post("/site/models", files={"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))}, headers=headers)
-    assert up.status_code == 201, up.text
-    found = page.http.post("/site/inspect", json={"model": {"upload": up.json()["id"]}}, headers=headers).json()
-    assert [p["name"] for p in found["parameters"]] == ["stake", "goal", "p"]
-    bad = page.http.post("/site/runs", json={"model": {"upload": up.json()["id"]}, "params": {"stake": "abc"}}, headers=headers)
-    assert bad.status_code == 422 and "stake" in str(bad.json()["detail"])
-    r = page.http.post("/site/runs", json={"model": {"upload": up.json()["id"]}, "sequences": 10**9}, headers=headers)
-    assert r.status_code == 201 and r.json()["url"] == f"/runs/{r.json()['id']}"
-    run_id = r.json()["id"]
+    archive = {"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))}
+    read = page.http.post("/runs/new", data={"csrf": csrf, "kind": "upload", "sequences": "10000", "action": "inspect"}, files=archive)
+    assert read.status_code == 200, read.text
+    assert [m for m in re.findall(r'name="(param-[^"]+)"', read.text)] == ["param-stake", "param-goal", "param-p"]
+    assert 'id="param-stake" name="param-stake" type="text" value="10"' in read.text
+    upload = re.search(r'<option value="([0-9a-f]{64})" selected>', read.text).group(1)  # chosen: not sent again
+    assert re.search(r'value="previous" checked', read.text)
+    inspected = re.search(r'name="inspected" value="([^"]*)"', read.text).group(1)
+    form = {"csrf": csrf, "kind": "previous", "upload": upload, "inspected": html_text.unescape(inspected),
+            "param-stake": "abc", "param-goal": "20", "param-p": "0.5", "sequences": "10000", "action": "submit"}
+    bad = page.http.post("/runs/new", data=form)
+    assert bad.status_code == 422 and "stake" in field_error(bad.text, "param-stake") and "'abc'" in field_error(bad.text, "param-stake")
+    assert 'id="param-stake" name="param-stake" type="text" value="abc"' in bad.text  # as it was sent
+    assert re.search(r'id="param-stake"[^>]*aria-invalid="true" autofocus', bad.text)
+    wrong = page.http.post("/runs/new", data={**form, "param-stake": "3", "sequences": "lots", "targets": "rounds>=5\nrounds>=>3"})
+    assert wrong.status_code == 422 and "whole number" in field_error(wrong.text, "sequences")
+    r = page.http.post("/runs/new", data={**form, "param-stake": "3", "sequences": str(10**9)})
+    assert r.status_code == 303 and r.headers["location"].startswith("/runs/")
+    run_id = r.headers["location"].rsplit("/", 1)[1]
+    with site.client(site.tokens["alice"]) as api:
+        assert api.get(f"/runs/{run_id}/summary").status_code in (404, 409)  # not finished
+        assert api.get(f"/runs/{run_id}").json()["progress"]["total"] == 10**9
     assert page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": "nope"}).status_code == 403
     done = page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": csrf})
     assert done.status_code == 303 and done.headers["location"] == f"/runs/{run_id}"
@@ -189,8 +213,11 @@ def test_cross_site_form_posts_are_refused(site, page):
     assert r.status_code == 403
     r = page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": page.csrf}, headers={"Origin": "https://evil.example"})
     assert r.status_code == 403
-    r = page.http.post("/site/runs", content=b'{"model": {"upload": "%s"}}' % model.encode(), headers={"Content-Type": "text/plain"})
-    assert r.status_code in (403, 422)
+    r = page.http.post("/runs/new", data={"kind": "previous", "upload": model, "action": "submit"})
+    assert r.status_code == 403
+    r = page.http.post("/runs/new", data={"kind": "previous", "upload": model, "action": "submit", "csrf": page.csrf},
+                       headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
     assert page.http.get(f"/api/v1/runs/{run_id}").json()["status"] in ("queued", "running")
     assert page.http.post("/signout", data={"csrf": "forged"}).status_code == 403
     with site.client(site.tokens["alice"]) as alice:

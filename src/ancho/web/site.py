@@ -1,8 +1,9 @@
 """The web site's pages and actions: thin handlers over the same :class:`~ancho.server.service.Service` as the REST API.
 
 Pages (``/``, ``/signin``, ``/runs``, ``/runs/new``, ``/runs/{id}``) are HTML
-rendered here; a visitor without a session is sent to the sign-in page.
-Actions that change something (``/site/…``, sign-in and sign-out) need the
+rendered here, forms included (every page works without JavaScript); a
+visitor without a session is sent to the sign-in page. Actions that change
+something (the new-run form's post, a cancel, sign-in and sign-out) need the
 session's CSRF token, in a form field or an ``X-CSRF-Token`` header, and a
 same-origin ``Origin`` when the browser sends one. Reading (downloads, the
 event stream, the run list's refresh) uses the REST API itself, which
@@ -20,18 +21,20 @@ from threading import Lock
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from .. import __version__
 from ..errors import AnchoError
 from ..server.routes import AuthError, get_failures
-from ..server.schemas import InspectRequest, RunRequest, run_view
+from ..server.schemas import run_view
 from ..server.service import Service
 from ..stores.base import STATUSES
 from .charts import fmt, run_charts, targets_svg
+from .newrun import NewRun, handle, posted
 from .sessions import COOKIE, SIGNIN_COOKIE, Session, Sessions, same
 
 HERE = Path(__file__).parent
@@ -213,14 +216,18 @@ def runs_page(request: Request, status: str = "", limit: int = 100):
                                          "more": len(rows) == limit}, session=session)
 
 
+def _new_run_form(request: Request, session: Session, state: NewRun, status: int = 200) -> HTMLResponse:
+    svc = service(request)
+    uploads = svc.uploads.list(session.user)[:50]
+    return render(request, "new.html", {"form": state, "uploads": uploads, "executors": svc.settings.executors}, status, session)
+
+
 @router.get("/runs/new")
 def new_run_page(request: Request):
     session = current_session(request)
     if session is None:
         return _to_signin(request)
-    svc = service(request)
-    uploads = svc.uploads.list(session.user)[:50]
-    return render(request, "new.html", {"uploads": uploads, "executors": svc.settings.executors}, session=session)
+    return _new_run_form(request, session, NewRun())
 
 
 class _PlotCache:
@@ -279,26 +286,22 @@ def run_page(request: Request, run_id: str):
     }, session=session)
 
 
-# -- actions (JSON, CSRF-checked) ---------------------------------------------------
+# -- actions (CSRF-checked) ---------------------------------------------------------
 Action = Annotated[Session, Depends(action_session)]
 
 
-@router.post("/site/models", status_code=201)
-async def upload_model(request: Request, session: Action, file: UploadFile = File(...)):
-    data = await file.read()
-    return await run_in_threadpool(service(request).uploads.add, session.user, data, file.filename or "")
-
-
-@router.post("/site/inspect")
-def inspect_model(body: InspectRequest, request: Request, session: Action):
-    found = service(request).inspect(session.user, body.model, body.params)
-    return {**found["model"], "entry": found["entry"]}
-
-
-@router.post("/site/runs", status_code=201)
-def submit_run(body: RunRequest, request: Request, session: Action):
-    record = service(request).submit(session.user, body)
-    return {"id": record.id, "status": record.status, "url": f"/runs/{record.id}"}
+@router.post("/runs/new")
+async def new_run(request: Request, session: Action):
+    """The new-run form's post (newrun): its parameters read, or the run started and its page shown."""
+    form = await request.form()  # already parsed for the CSRF token: this is Starlette's kept copy
+    state = posted(form)
+    file = form.get("file")
+    archive = (await file.read(), file.filename or "") if isinstance(file, StarletteUpload) and file.filename else None
+    action = str(form.get("action") or "default")
+    run_id = await run_in_threadpool(handle, service(request), session.user, state, action, archive)
+    if run_id is not None:
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+    return _new_run_form(request, session, state, 422 if state.errors else 200)
 
 
 @router.post("/site/runs/{run_id}/cancel")
