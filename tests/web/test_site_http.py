@@ -256,3 +256,23 @@ def test_download_links_work_with_the_session(site, page):
     assert by_end["summary"].json()["run"] == run_id
     assert by_end["report.pdf"].content[:5] == b"%PDF-"
     assert by_end["notebook.ipynb"].json()["nbformat"] == 4
+
+
+def test_odd_new_run_posts_are_answered_with_the_form(site, page):
+    """What a hand-made post may send: files where texts belong, unknown actions and kinds, junk parameters."""
+    page.sign_in(site.tokens["alice"])
+    csrf = page.csrf
+    odd = [
+        ({"csrf": csrf}, {"inspected": ("x", b"{}"), "action": ("a", b"submit"), "kind": ("k", b"url")}),
+        ({"csrf": csrf, "kind": "nonsense", "action": "launch"}, None),
+        ({"csrf": csrf, "kind": "url", "url": "https://127.0.0.1:1/" + "x" * 5000, "action": "inspect"}, None),
+        ({"csrf": csrf, "kind": "previous", "upload": "../../etc", "action": "submit", "sequences": "-3", "seed": "1e9"}, None),
+        ({"csrf": csrf, "kind": "previous", "upload": "0" * 64, "param-x": "1", "inspected": "{not json", "action": "submit"}, None),
+        ({"csrf": csrf, "kind": "upload", "action": "inspect"}, {"file": ("m.tar.gz", b"not an archive")}),
+    ]
+    for data, files in odd:
+        r = page.http.post("/runs/new", data=data, files=files)
+        assert r.status_code in (200, 422), (data, r.status_code, r.text[:500])
+        assert 'id="new-run"' in r.text and 'class="error"' in r.text
+    r = page.http.post("/runs/new", data={"csrf": csrf, "kind": "upload", "action": "inspect"}, files={"file": ("m.tar.gz", b"not an archive")})
+    assert "archive" in field_error(r.text, "file")

@@ -68,7 +68,8 @@ def posted(form) -> NewRun:
               and (name in TEXT_FIELDS or name.startswith("param-"))}
     if values.get("kind") not in KINDS:
         values["kind"] = "upload"
-    return NewRun(values=values, inspected=str(form.get("inspected") or ""))
+    inspected = form.get("inspected")
+    return NewRun(values=values, inspected=inspected if isinstance(inspected, str) else "")
 
 
 def _source(state: NewRun, uploaded: str | None) -> dict | None:

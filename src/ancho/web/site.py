@@ -297,7 +297,7 @@ async def new_run(request: Request, session: Action):
     state = posted(form)
     file = form.get("file")
     archive = (await file.read(), file.filename or "") if isinstance(file, StarletteUpload) and file.filename else None
-    action = str(form.get("action") or "default")
+    action = form.get("action") if isinstance(form.get("action"), str) else "default"
     run_id = await run_in_threadpool(handle, service(request), session.user, state, action, archive)
     if run_id is not None:
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
