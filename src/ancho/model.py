@@ -95,10 +95,14 @@ def _to_int(v: Any) -> int:
         try:
             return int(s)
         except ValueError:
+            pass
+        try:
             f = float(s)  # accepts "1e6"
-            if math.isfinite(f) and f.is_integer():
-                return int(f)
-            raise ValueError("not a whole number") from None
+        except ValueError:
+            f = math.nan
+        if math.isfinite(f) and f.is_integer():
+            return int(f)
+        raise ValueError("not a whole number")
     if hasattr(v, "__index__"):  # numpy integers
         return int(v.__index__())
     raise TypeError(f"{type(v).__name__} is not an integer")
@@ -110,7 +114,10 @@ def _to_float(v: Any) -> float:
     if isinstance(v, (int, float)):
         return float(v)
     if isinstance(v, str):
-        return float(v.strip().replace("_", ""))
+        try:
+            return float(v.strip().replace("_", ""))
+        except ValueError:
+            raise ValueError("not a number (write it like 0.5, 3 or 1e-6)") from None
     if hasattr(v, "__float__") and not isinstance(v, (bytes, bytearray)):
         return float(v)
     raise TypeError(f"{type(v).__name__} is not a number")
