@@ -138,6 +138,7 @@ class Dispatcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._stop_cancelled_elsewhere()
                 while not self._stop.is_set() and self._launch_next():
                     pass
             except Exception:  # the loop must survive a store hiccup
@@ -145,6 +146,19 @@ class Dispatcher:
             self._release_idle_spark()
             self._wake.wait(self.poll)
             self._wake.clear()
+
+    def _stop_cancelled_elsewhere(self) -> None:
+        """Stop the runs another server sharing the store has cancelled (Dispatcher.cancel marks them in the store)."""
+        with self._lock:
+            running = [(run_id, handle) for run_id, (_, handle, _) in self._running.items() if not handle.cancelled]
+        for run_id, handle in running:
+            try:
+                status = self.store.get_run(run_id).status
+            except NotFound:  # deleted: nothing left to write to
+                status = "cancelled"
+            if status == "cancelled":
+                log.info("run %s was cancelled through another server: stopping it", run_id)
+                handle.cancel()
 
     def _launch_next(self) -> bool:
         with self._lock:
@@ -269,6 +283,9 @@ class Dispatcher:
                 self.store.update_run(run_id, status="cancelled", finished=time.time(), error="cancelled")
             elif record.status == "running" and run_id in self._running:
                 self._running[run_id][1].cancel()
+            elif record.status == "running" and submitted_here(record, None) and not submitted_here(record, self.server):
+                # executing at another server on this store: its dispatcher sees this within a poll and stops it
+                self.store.update_run(run_id, status="cancelled", finished=time.time(), error="cancelled")
         if record.status == "running":
             self._wait_until_final(run_id, 30)
         return self.store.get_run(run_id)
