@@ -130,3 +130,19 @@ def test_instance_params_are_validated():
     with pytest.raises(ParameterError):
         Gambler(stake="x")
     assert Gambler(stake="4").stake == 4
+
+
+def test_a_literal_of_numbers_takes_them_as_text():
+    """A command line or the web form gives each choice as text: "2" is the choice 2, never the text '2'."""
+
+    class Pick(ancho.Model):
+        n: Literal[1, 2] = 1
+        mode: Literal[True, "auto"] = "auto"
+
+        def sequence(self, rng):
+            return {"x": 1}
+
+    assert Pick.resolve_params({"n": "2", "mode": "True"}) == {"n": 2, "mode": True}
+    assert Pick.resolve_params({"n": 2, "mode": "auto"}) == {"n": 2, "mode": "auto"}
+    with pytest.raises(ancho.errors.ParameterError, match="parameter 'n' expects Literal\\[1, 2\\], got '3'"):
+        Pick.resolve_params({"n": "3"})

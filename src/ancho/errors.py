@@ -49,6 +49,12 @@ class StoreError(AnchoError):
     exit_code = 1
 
 
+class Conflict(AnchoError):
+    """The request cannot be done in the object's present state or place (HTTP 409); the message says where it can."""
+
+    exit_code = 1
+
+
 class RunCancelled(AnchoError):
     exit_code = 1
 

@@ -156,7 +156,12 @@ _SCALARS: dict[Any, Callable[[Any], Any]] = {int: _to_int, float: _to_float, boo
 def _convert_with_pydantic(annotation: Any, value: Any) -> Any:
     from pydantic import TypeAdapter, ValidationError
 
-    if isinstance(value, str) and typing.get_origin(annotation) is not typing.Literal:
+    if isinstance(value, str) and typing.get_origin(annotation) is typing.Literal:
+        # a command line or a form gives every choice as text: "2" is the choice 2 of Literal[1, 2]
+        for choice in typing.get_args(annotation):
+            if value == choice or (not isinstance(choice, str) and value.strip() in (str(choice), json.dumps(choice))):
+                return choice
+    elif isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:

@@ -23,6 +23,9 @@ def test_parameter_fields_start_at_their_defaults():
     assert strikes["value"] == "[90.0, 110.0]" and strikes["help"] == "Default: [90.0, 110.0]"
     n = _parameter_field({"name": "n", "type": "int", "default": None, "required": True}, "7")
     assert n["value"] == "7" and n["inputmode"] == "numeric" and n["help"] == "No default: give a value."
+    # a menu of a required parameter chooses nothing until someone does (the model then says it is missing)
+    on = _parameter_field({"name": "on", "type": "bool", "default": None, "required": True}, None)
+    assert on["choices"] == ["", "true", "false"] and on["value"] == ""
 
 
 def test_what_is_sent():
@@ -36,7 +39,8 @@ def test_what_is_sent():
 
 
 def test_errors_go_next_to_their_fields():
-    state = NewRun(values={"kind": "previous", "param-stake": "x"})
+    state = NewRun(values={"kind": "previous", "param-stake": "x"},
+                   model={"name": "G", "doc": "", "parameters": [{"name": "stake", "type": "int", "default": 1, "required": False}]})
     _place(state, FieldError(("body", "params"), "parameter 'stake' expects int, got 'x'"), "form")
     _place(state, FieldError(("body", "model", "upload"), "no upload with that id"), "form")
     _place(state, FieldError(("body", "targets", 1), "bad target"), "form")

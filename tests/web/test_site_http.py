@@ -276,3 +276,38 @@ def test_odd_new_run_posts_are_answered_with_the_form(site, page):
         assert 'id="new-run"' in r.text and 'class="error"' in r.text
     r = page.http.post("/runs/new", data={"csrf": csrf, "kind": "upload", "action": "inspect"}, files={"file": ("m.tar.gz", b"not an archive")})
     assert "archive" in field_error(r.text, "file")
+
+
+REQUIRED = '''
+from typing import Literal
+
+import ancho
+
+
+class Needs(ancho.Model):
+    rate: float
+    size: Literal[1, 2, 3] = 2
+
+    def sequence(self, rng):
+        return {"x": rng.random() * self.rate * self.size}
+'''
+
+
+def test_starting_without_reading_the_parameters(site, page):
+    """A required parameter left out shows its field with the model's message; a menu of numbers runs as numbers."""
+    page.sign_in(site.tokens["alice"])
+    csrf = page.csrf
+    r = page.http.post("/runs/new", data={"csrf": csrf, "kind": "upload", "sequences": "50", "action": "submit"},
+                       files={"file": ("needs.tar.gz", tar_gz({"model.py": REQUIRED}))})
+    assert r.status_code == 422
+    assert "rate" in field_error(r.text, "param-rate")  # the fields came up, the message beside its own
+    assert re.search(r'id="param-rate"[^>]*aria-invalid="true" autofocus', r.text)
+    upload = re.search(r'<option value="([0-9a-f]{64})" selected>', r.text).group(1)
+    inspected = html_text.unescape(re.search(r'name="inspected" value="([^"]*)"', r.text).group(1))
+    ok = page.http.post("/runs/new", data={"csrf": csrf, "kind": "previous", "upload": upload, "inspected": inspected,
+                                           "param-rate": "0.5", "param-size": "3", "sequences": "50", "action": "submit"})
+    assert ok.status_code == 303, ok.text[-3000:]
+    run_id = ok.headers["location"].rsplit("/", 1)[1]
+    with site.client(site.tokens["alice"]) as api:
+        assert wait_run(api, run_id)["status"] == "succeeded"
+        assert api.get(f"/runs/{run_id}/summary").json()["params"] == {"rate": 0.5, "size": 3}

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import AnchoError, InputError, NotFound, RunFailed
+from ..errors import AnchoError, Conflict, InputError, NotFound, RunFailed
 from .fastpath import StatusReads
 from .routes import AuthError, needs_token, router, token_user
 from .service import FieldError, Service
@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"detail": [{"loc": list(exc.loc), "msg": text, "type": "value_error"}]}, status_code=422)
         if isinstance(exc, InputError):
             return JSONResponse({"detail": text}, status_code=422)
-        if isinstance(exc, RunFailed):
+        if isinstance(exc, (RunFailed, Conflict)):
             return JSONResponse({"detail": text}, status_code=409)
         return JSONResponse({"detail": text}, status_code=400)
 

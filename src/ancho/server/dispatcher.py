@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine import RunHandle, RunSpec, execute
-from ..errors import AnchoError, NotFound, RunCancelled
+from ..errors import AnchoError, Conflict, NotFound, RunCancelled
 from ..executors import Executor, make_executor
 from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
@@ -57,6 +57,11 @@ def submitted_here(record: RunRecord, server: str | None) -> bool:
         return False
     owner = record.spec.get("server")
     return owner is None or server is None or owner == server
+
+
+def submitted_elsewhere(record: RunRecord, server: str | None) -> bool:
+    """Whether a run was submitted to another server sharing this one's store (only that server may act on it)."""
+    return submitted_here(record, None) and not submitted_here(record, server)
 
 
 def loaded_from_record(record: RunRecord) -> LoadedModel:
@@ -138,7 +143,6 @@ class Dispatcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self._stop_cancelled_elsewhere()
                 while not self._stop.is_set() and self._launch_next():
                     pass
             except Exception:  # the loop must survive a store hiccup
@@ -146,19 +150,6 @@ class Dispatcher:
             self._release_idle_spark()
             self._wake.wait(self.poll)
             self._wake.clear()
-
-    def _stop_cancelled_elsewhere(self) -> None:
-        """Stop the runs another server sharing the store has cancelled (Dispatcher.cancel marks them in the store)."""
-        with self._lock:
-            running = [(run_id, handle) for run_id, (_, handle, _) in self._running.items() if not handle.cancelled]
-        for run_id, handle in running:
-            try:
-                status = self.store.get_run(run_id).status
-            except NotFound:  # deleted: nothing left to write to
-                status = "cancelled"
-            if status == "cancelled":
-                log.info("run %s was cancelled through another server: stopping it", run_id)
-                handle.cancel()
 
     def _launch_next(self) -> bool:
         with self._lock:
@@ -279,13 +270,15 @@ class Dispatcher:
         """Cancel a queued or running run of ``owner``; a finished run is left as it is."""
         with self._lock:
             record = self.store.get_run(run_id, owner=owner)
+            if not record.final and submitted_elsewhere(record, self.server):
+                # its own server could claim it or write its progress at any moment: a status written from
+                # here would race those writes (the store has no compare-and-set), so it is cancelled there
+                raise Conflict(f"run {run_id} was submitted to another server sharing this store "
+                               f"(server id {record.spec['server']}); cancel it through that server")
             if record.status == "queued":
                 self.store.update_run(run_id, status="cancelled", finished=time.time(), error="cancelled")
             elif record.status == "running" and run_id in self._running:
                 self._running[run_id][1].cancel()
-            elif record.status == "running" and submitted_here(record, None) and not submitted_here(record, self.server):
-                # executing at another server on this store: its dispatcher sees this within a poll and stops it
-                self.store.update_run(run_id, status="cancelled", finished=time.time(), error="cancelled")
         if record.status == "running":
             self._wait_until_final(run_id, 30)
         return self.store.get_run(run_id)

@@ -311,7 +311,13 @@ def _progress(record) -> bytes:
                        "failures": record.failures, "final": record.final, "error": record.error}).encode()
 
 
-@router.post("/runs/{run_id}/cancel", response_model=RunView, responses=ERRORS, tags=["runs"])
+@router.post("/runs/{run_id}/cancel", response_model=RunView, tags=["runs"], responses={
+    **ERRORS, 409: {"model": Error, "description": "The run was submitted to another server sharing this server's store"}})
 def cancel_run(run_id: str, user: User, svc: Svc) -> dict:
-    """Cancel a queued or running run (its workers stop at once); a finished run is returned unchanged."""
+    """Cancel a queued or running run (its workers stop at once); a finished run is returned unchanged.
+
+    A run submitted to another server that shares this server's store is
+    cancelled there (409 here): only the server executing a run can stop it
+    without racing its own writes.
+    """
     return run_view(svc.dispatcher.cancel(run_id, user))

@@ -147,7 +147,7 @@ def _field_of(loc: list, message: str, state: NewRun, fallback: str) -> str:
         return part if part in ("url", "git", "ref", "entry") else "model"
     if head == "params":
         named = re.search(r"parameter '([^']+)'", message)
-        shown = named and f"param-{named.group(1)}" in state.values
+        shown = named and state.model and any(p["name"] == named.group(1) for p in state.model["parameters"])
         return f"param-{named.group(1)}" if shown else "params"
     if head in ("targets", *RUN_FIELDS):
         return head
@@ -228,6 +228,8 @@ def _submit(svc: Service, user: str, state: NewRun, source: dict) -> str | None:
     try:
         return svc.submit(user, RunRequest.model_validate(body)).id
     except (AnchoError, ValidationError) as exc:
+        if state.model is None and isinstance(exc, FieldError) and "params" in exc.loc:
+            _read(svc, user, state, source)  # started without reading them: show the fields the error is about
         _place(state, exc, "form")
         return None
 
@@ -251,9 +253,10 @@ def _text(value: Any) -> str:
 
 def _parameter_field(p: dict, sent: str | None) -> dict:
     default = p.get("default")
-    choices = _choices(p["type"])
-    if p["type"] == "bool":
-        choices = ["true", "false"]
+    choices = ["true", "false"] if p["type"] == "bool" else _choices(p["type"])
+    if choices and p["required"]:
+        choices, initial = ["", *choices], ""  # nothing chosen until someone chooses
+    elif p["type"] == "bool":
         initial = "true" if default else "false"
     elif choices:
         initial = choices[0] if default is None else str(default)

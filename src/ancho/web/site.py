@@ -30,6 +30,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from .. import __version__
 from ..errors import AnchoError
 from ..server.routes import AuthError, get_failures
+from ..server.dispatcher import submitted_elsewhere
 from ..server.schemas import run_view
 from ..server.service import Service
 from ..stores.base import STATUSES
@@ -218,7 +219,9 @@ def runs_page(request: Request, status: str = "", limit: int = 100):
 
 def _new_run_form(request: Request, session: Session, state: NewRun, status: int = 200) -> HTMLResponse:
     svc = service(request)
-    uploads = svc.uploads.list(session.user)[:50]
+    every = svc.uploads.list(session.user)
+    chosen = state.values.get("upload")
+    uploads = every[:50] + [u for u in every[50:] if u["id"] == chosen]  # the chosen one, however old
     return render(request, "new.html", {"form": state, "uploads": uploads, "executors": svc.settings.executors}, status, session)
 
 
@@ -283,6 +286,7 @@ def run_page(request: Request, run_id: str):
         "run": run, "summary": summary, "charts": charts, "targets_chart": targets_chart, "chart_error": chart_error,
         "failures": failures, "rate": rate, "eta": _duration(eta) if eta is not None else None,
         "live": not record.final, "has_results": record.done > record.failures,
+        "elsewhere": submitted_elsewhere(record, svc.dispatcher.server),
     }, session=session)
 
 
