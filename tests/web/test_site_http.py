@@ -153,7 +153,8 @@ def test_one_user_never_sees_anothers_runs(site, page):
     for path in (f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/results?format=csv", f"/api/v1/runs/{run_id}/events"):
         assert page.http.get(path).status_code == 404
     csrf = page.csrf
-    assert page.http.post(f"/site/runs/{run_id}/cancel", headers={"X-CSRF-Token": csrf}).status_code == 404
+    refused = page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": csrf})
+    assert refused.status_code == 404 and "text/html" in refused.headers["content-type"]  # a page, like the form's errors
 
 
 def test_errors_are_pages_on_the_site_and_json_on_the_api(site, page):

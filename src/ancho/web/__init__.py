@@ -15,8 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from .sessions import Sessions
 from .site import HERE, Forbidden, current_session, render, router
 
-#: paths whose errors stay JSON: the REST API, the site's fetch actions, static files
-_JSON_PREFIXES = ("/api/", "/site/", "/static/")
+#: paths whose errors stay JSON: the REST API and static files (the site's forms get pages)
+_JSON_PREFIXES = ("/api/", "/static/")
 
 
 def is_page(request: Request) -> bool:

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile as StarletteUpload
 
@@ -309,8 +309,7 @@ async def new_run(request: Request, session: Action):
 
 
 @router.post("/site/runs/{run_id}/cancel")
-def cancel_run(request: Request, run_id: str, session: Action, csrf: Annotated[str | None, Form()] = None) -> Response:
-    record = service(request).dispatcher.cancel(run_id, session.user)
-    if csrf is not None:  # the page's form (works without JavaScript): back to the run
-        return RedirectResponse(f"/runs/{run_id}", status_code=303)
-    return JSONResponse(run_view(record))
+def cancel_run(request: Request, run_id: str, session: Action) -> Response:
+    """The run page's Cancel form: back to the run (its errors are pages, like the form's)."""
+    service(request).dispatcher.cancel(run_id, session.user)
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
