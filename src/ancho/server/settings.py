@@ -78,6 +78,23 @@ class Settings(BaseModel):
     allow_loopback_http: bool = False
     #: seconds a URL or git fetch may take
     fetch_timeout: float = Field(300.0, gt=0)
+    #: let model URLs and git repositories point at loopback, private, link-local or otherwise internal addresses
+    #: (checked after DNS resolution and after every redirect); off, a user cannot probe the server's own network
+    source_private_hosts: bool = False
+    #: accept git:// (unauthenticated, unencrypted) repositories besides https://
+    source_git_protocol: bool = False
+    #: buckets an s3:// model URL may name; the server's own AWS credentials read them (empty: s3:// is refused)
+    source_s3_buckets: list[str] = Field(default_factory=list)
+    # -- a model's requirements.txt (docs/sandbox.md) --
+    #: the package index requirements are installed from (a PEP 503 "simple" URL); nothing else is consulted
+    package_index: str = "https://pypi.org/simple"
+    #: let requirements without a wheel be built from source; the build then runs inside the sandbox
+    #: (off: wheels only, so no code of the user's runs while their environment is installed)
+    allow_source_builds: bool = False
+    # -- behind a reverse proxy --
+    #: addresses of proxies whose X-Forwarded-For/-Proto headers are believed (a TLS-terminating proxy makes
+    #: cookies Secure this way); empty: forwarded headers are ignored
+    trusted_proxies: list[str] = Field(default_factory=list)
     # -- Spark (docs/spark.md) --
     #: the Spark master runs may name as their executor besides 'local'; none: the server runs only local runs.
     #: One master per server: a process holds one SparkContext.
@@ -121,6 +138,9 @@ class Settings(BaseModel):
                         value = json.loads(value)
                     except json.JSONDecodeError:
                         raise InputError(f"ANCHO_{name.upper()} is not valid JSON: {value}") from None
+                elif (sep := cls._list_separator(name)) is not None:
+                    # folders as a PATH-style list (ANCHO_SOURCE_FILE_ROOTS=/srv/a:/srv/b), other lists with commas
+                    value = [part.strip() for part in value.split(sep) if part.strip()]
                 data[name] = value
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
@@ -128,6 +148,14 @@ class Settings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InputError(f"setting '{'.'.join(map(str, first['loc']))}': {first['msg']}") from None
+
+    @classmethod
+    def _list_separator(cls, name: str) -> str | None:
+        """How a list setting's items are separated in an environment variable (None: not a list)."""
+        annotation = cls.model_fields[name].annotation
+        if getattr(annotation, "__origin__", None) is not list:
+            return None
+        return os.pathsep if annotation.__args__ == (Path,) else ","
 
     @property
     def db_path(self) -> Path:

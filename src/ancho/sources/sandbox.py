@@ -119,6 +119,9 @@ class SandboxPolicy:
 
     scratch: str | os.PathLike | None = None
     read_only: tuple[str, ...] = ()
+    #: host paths bound writable at the same path (an environment being installed, the installer's cache);
+    #: they stay visible even inside a hidden path
+    writable: tuple[str, ...] = ()
     hidden: tuple[str, ...] | None = None
     network: bool = False
     address_space: int | None = 4 * 1024**3  # bytes, RLIMIT_AS
@@ -147,6 +150,7 @@ class SandboxPolicy:
         if self.open_files is not None and self.open_files < 16:
             raise InputError(f"sandbox setting 'open_files' must be at least 16 (Python itself needs some), got {self.open_files}")
         self.read_only = tuple(str(p) for p in self.read_only)
+        self.writable = tuple(str(p) for p in self.writable)
         self.pythonpath = tuple(str(p) for p in self.pythonpath)
         if self.hidden is None:
             self.hidden = default_hidden()
@@ -166,11 +170,19 @@ class SandboxPolicy:
         return {k: v for k, v in out.items() if v is not None}
 
 
+def hidden_paths(home: str | os.PathLike) -> tuple[str, ...]:
+    """What a sandbox hides for a server whose data live in ``home``: the home and the development services' folder.
+
+    A server passes its *settings'* home, which need not be ``$ANCHO_HOME``.
+    """
+    services = os.environ.get("ANCHO_SERVICES_DIR") or str(Path(__file__).resolve().parents[3] / ".services")
+    return (str(Path(home).expanduser().resolve()), services)
+
+
 def default_hidden() -> tuple[str, ...]:
     from ..stores.embedded import default_home
 
-    services = os.environ.get("ANCHO_SERVICES_DIR") or str(Path(__file__).resolve().parents[3] / ".services")
-    return (str(default_home()), services)
+    return hidden_paths(default_home())
 
 
 def limits_env(policy: SandboxPolicy) -> dict[str, str]:
@@ -486,6 +498,12 @@ def wrap_command(
         binds.setdefault(real, real)
         binds.setdefault(os.path.abspath(p), real)  # reached through a link: visible under that name too
     ops: list[tuple[str, list[str]]] = [(inside, ["--ro-bind", src, inside]) for inside, src in binds.items()]
+    for p in policy.writable:
+        real = os.path.realpath(p)
+        if not os.path.isdir(real):
+            raise InputError(f"sandbox writable path '{p}' is not a folder")
+        binds[real] = real
+        ops.append((real, ["--bind", real, real]))
     for h in policy.hidden or ():
         h = os.path.realpath(h)
         inside_a_bind = any(_under(h, b) and h != b for b in binds)
@@ -595,7 +613,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _cleanup, self._cgroups, self._temp)
         # validate the policy's paths now, not when the first worker fails to start
-        for p in (*self.policy.read_only, *self.policy.pythonpath):
+        for p in (*self.policy.read_only, *self.policy.writable, *self.policy.pythonpath):
             if not os.path.exists(p):
                 raise InputError(f"sandbox read-only path '{p}' does not exist")
 
@@ -676,6 +694,7 @@ __all__ = [
     "SandboxPolicy",
     "SandboxUnavailable",
     "describe",
+    "hidden_paths",
     "limits_env",
     "make_wrap",
     "process_limit_problem",
