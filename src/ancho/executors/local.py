@@ -219,7 +219,25 @@ class LocalExecutor(Executor):
 
     # -- processes ----------------------------------------------------------
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        """The environment a worker's command line starts with.
+
+        A sandbox builds its worker's environment itself, from nothing, and its
+        launcher must carry nothing of ours (bubblewrap's own process, PID 1
+        inside, keeps it readable at /proc/1/environ): it gets the sandbox's
+        :meth:`~ancho.sources.sandbox.Sandbox.launch_env`. Any other wrapper
+        gets that minimal base too, never this process's variables, plus what
+        a worker needs. Unwrapped workers are this process's own kind: its
+        environment.
+        """
+        sandboxed = getattr(getattr(self.wrap, "__self__", None), "launch_env", None)
+        if sandboxed is not None:
+            return sandboxed()
+        if self.wrap is not None:
+            from ..sources.sandbox import LAUNCHER_ENV
+
+            env = dict(LAUNCHER_ENV)
+        else:
+            env = dict(os.environ)
         for var in _THREAD_VARS:
             env.setdefault(var, "1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ANCHO_PARENT, env.get("PYTHONPATH", "")) if p)

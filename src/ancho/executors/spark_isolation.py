@@ -38,7 +38,9 @@ class Isolation:
     environment: bool = False
     #: where executors keep environments (None: ``$ANCHO_HOME/envs`` on each executor)
     envs: str | None = None
-    #: run the worker in bubblewrap with this policy (its paths are replaced by the executor's own)
+    #: run the worker in bubblewrap with this policy (its read-only paths and scratch folder are replaced by the
+    #: executor's own; its hidden paths, the server's home among them, are kept: the executor's environment does not
+    #: know the server's settings)
     sandbox: SandboxPolicy | None = None
 
     @property
@@ -85,8 +87,10 @@ class NestedRunner:
         if isolation.sandbox is not None:
             from ..sources.sandbox import Sandbox
 
-            # the executor's own paths: the unpacked model folder and environment, a private scratch folder
-            policy = dataclasses.replace(isolation.sandbox, scratch=None, read_only=tuple(read_only))
+            # the executor's own paths: the unpacked model folder and environment, a private scratch folder; the
+            # driver's hidden paths as they came (never SandboxPolicy's default, $ANCHO_HOME of this executor)
+            policy = dataclasses.replace(isolation.sandbox, scratch=None, read_only=tuple(read_only),
+                                         hidden=isolation.sandbox.hidden)
             self.sandbox = Sandbox(policy)
             wrap = self.sandbox.wrap
         self.executor = LocalExecutor(1, wrap=wrap, **worker_options(python, pythonpath))

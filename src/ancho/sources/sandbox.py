@@ -34,7 +34,12 @@ What a sandboxed worker sees and may do (docs/sandbox.md has the reasons):
 * **Environment** — cleared, then only ``PATH``, ``HOME``, ``TMPDIR``,
   ``PYTHONPATH`` (Ancho), locale, the BLAS/OpenMP thread variables,
   ``ANCHO_LIMITS`` and the policy's own ``env``: the server's variables
-  (tokens, cloud credentials) never reach user code.
+  (tokens, cloud credentials) never reach user code. bubblewrap's own
+  process is PID 1 inside the sandbox and keeps the environment it was
+  started with, readable at ``/proc/1/environ``; so bubblewrap is started
+  through ``env -i`` with :data:`LAUNCHER_ENV` only, and the launcher
+  before it gets that environment too (:meth:`Sandbox.launch_env`, used by
+  the local executor instead of its own).
 * **Limits** — address space, CPU seconds, open files and file size are
   ``setrlimit`` limits the worker applies to itself before it imports user
   code (``ANCHO_LIMITS``, read in ``ancho.executors.worker``); the
@@ -90,6 +95,9 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "hosts", "nsswitch.conf", "mime.types")
 #: with network=True the resolver and certificates are needed too
 ETC_NETWORK_FILES = ("resolv.conf", "ssl", "ca-certificates", "gai.conf", "protocols", "services")
+#: the whole environment of the processes outside the sandbox that start it (setpriv, the shell, bubblewrap):
+#: bubblewrap's own process stays inside as PID 1 with it, so nothing of the caller's may be in it
+LAUNCHER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 #: size of /dev/shm inside (POSIX semaphores and shared memory; RAM-backed, so small)
 SHM_BYTES = 64 * 1024 * 1024
@@ -111,8 +119,11 @@ class SandboxPolicy:
     closes. ``read_only``: host paths the workers need (the model's source
     tree, its environment, a results folder), bound read-only at the same
     path. ``hidden``: host paths that must stay invisible even where they lie
-    inside a bound path (default: ``ANCHO_HOME`` and the development services'
-    folder). ``max_processes`` counts the worker's processes *and threads*.
+    inside a bound path; a server passes :func:`hidden_paths` of its settings'
+    home (the default, :func:`default_hidden`, is for the command line's own
+    runs: ``ANCHO_HOME`` and the development services' folder). It travels
+    with the policy (to Spark executors too), so it is never recomputed where
+    another environment would give another home. ``max_processes`` counts the worker's processes *and threads*.
     ``env``: extra variables for the workers (the executor's own ``env=`` does
     not get through: the sandbox's environment is built here, from nothing).
     """
@@ -180,6 +191,7 @@ def hidden_paths(home: str | os.PathLike) -> tuple[str, ...]:
 
 
 def default_hidden() -> tuple[str, ...]:
+    """:func:`hidden_paths` of ``$ANCHO_HOME`` (or ~/.ancho): for the command line, never a server (see ``hidden``)."""
     from ..stores.embedded import default_home
 
     return hidden_paths(default_home())
@@ -394,6 +406,16 @@ def _setpriv() -> str | None:
     return path if ok else None
 
 
+@functools.lru_cache(maxsize=1)
+def _env_reset() -> list[str]:
+    """``env -i PATH=… LANG=…``: bubblewrap starts with :data:`LAUNCHER_ENV` whatever its launcher was given."""
+    path = shutil.which("env", path="/usr/bin:/bin")
+    if path is None:
+        raise SandboxUnavailable("the program 'env' (coreutils) is missing from /usr/bin and /bin; the sandbox needs it "
+                                 "to start bubblewrap with an empty environment")
+    return [path, "-i", *(f"{k}={v}" for k, v in LAUNCHER_ENV.items())]
+
+
 def _launcher(cgroup: str | None) -> list[str]:
     setpriv = _setpriv()
     if setpriv:
@@ -543,7 +565,7 @@ def wrap_command(
     cmd += ["--ro-bind", package, f"{INSIDE_ANCHO}/ancho"]
     cmd += ["--bind", scratch_dir, INSIDE_SCRATCH]
     cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", INSIDE_SCRATCH, "--", *argv]
-    return [*_launcher(cgroup), *cmd]
+    return [*_launcher(cgroup), *_env_reset(), *cmd]
 
 
 # -- the object an executor uses -------------------------------------------------------------
@@ -634,6 +656,15 @@ class Sandbox:
                                     "without end is stopped only when its worker is stopped", exc)
         return wrap_command(argv, self.policy, scratch=self.scratch, cgroup=cgroup, etc_dir=self.etc_dir)
 
+    @staticmethod
+    def launch_env() -> dict[str, str]:
+        """The whole environment to start a wrapped command line with: nothing of the caller's (see :data:`LAUNCHER_ENV`).
+
+        The worker's own environment is built inside (``--setenv``), so a
+        server's variables have no way in; its launcher needs only ``PATH``.
+        """
+        return dict(LAUNCHER_ENV)
+
     def close(self, wait: float = 2.0) -> None:
         """Remove the cgroups of ended workers and the private folders (call after the executor closed).
 
@@ -690,9 +721,11 @@ def describe(policy: SandboxPolicy) -> dict:
 
 
 __all__ = [
+    "LAUNCHER_ENV",
     "Sandbox",
     "SandboxPolicy",
     "SandboxUnavailable",
+    "default_hidden",
     "describe",
     "hidden_paths",
     "limits_env",
