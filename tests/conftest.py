@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import textwrap
@@ -15,6 +16,10 @@ ANCHO = str(Path(sys.executable).parent / "ancho")
 
 #: under CI a test that needs a service fails instead of skipping
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+#: how to get the packages that tests require (``need_module``)
+PYSPARK_HINT = "pip install 'ancho[spark]' (pyspark)"
+CASSANDRA_HINT = "pip install 'ancho[cassandra]' (cassandra-driver)"
 
 
 @pytest.fixture
@@ -61,11 +66,29 @@ def need_service(name: str, reason: str):
     pytest.skip(f"{name} not available: {reason}")
 
 
+def need_module(name: str, hint: str):
+    """The module ``name``, imported; when it is not installed, skip locally but fail under CI (CI installs every extra).
+
+    ``pytest.importorskip`` would skip under CI too, so a missing package there
+    would pass silently. Only the module itself (or a parent package) being
+    absent counts as missing: an import error inside an installed package is
+    raised, not skipped. ``hint`` says how to install it. Works at module level.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+            raise
+        if CI:
+            pytest.fail(f"the Python package {name!r} is required under CI: {hint}", pytrace=False)
+        pytest.skip(f"the Python package {name!r} is not installed: {hint}", allow_module_level=True)
+
+
 @pytest.fixture(scope="session")
 def spark_url() -> str:
     """The Spark master from ``scripts/services`` (``ANCHO_TEST_SPARK_URL``): a skip locally without it, a failure under CI."""
     url = os.environ.get("ANCHO_TEST_SPARK_URL", "")
     if not url:
         need_service("Spark", "ANCHO_TEST_SPARK_URL is not set; run `scripts/services start spark` and export it")
-    pytest.importorskip("pyspark")
+    need_module("pyspark", PYSPARK_HINT)
     return url

@@ -19,7 +19,7 @@ from ancho.chunk import ChunkResult, Failure
 from ancho.errors import InputError, NotFound
 from ancho.stores.base import RunRecord
 
-from .conftest import EXAMPLES, run_cli
+from .conftest import CASSANDRA_HINT, EXAMPLES, need_module, run_cli
 from .stores.conftest import cassandra_catalog, cassandra_store, cassandra_url  # noqa: F401 (fixtures)
 
 GAMBLER = str(EXAMPLES / "gambler.py")
@@ -85,7 +85,7 @@ def test_an_unreachable_node_is_a_clear_error():
     from ancho.stores import open_store
     from ancho.stores.cassandra_conn import StoreUnavailable
 
-    pytest.importorskip("cassandra")
+    need_module("cassandra", CASSANDRA_HINT)
     with pytest.raises(StoreUnavailable, match="cannot reach Cassandra at 127.0.0.1:1.*scripts/services start cassandra"):
         open_store("cassandra://u:p@127.0.0.1:1/ks?retry_seconds=0.5")
 

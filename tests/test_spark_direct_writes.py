@@ -16,6 +16,7 @@ import pytest
 import ancho
 from ancho.chunk import ChunkResult, Failure, StoredChunk
 
+from .conftest import PYSPARK_HINT, need_module
 from .models import Flaky, KillsAtDraw, Mixed
 from .stores.conftest import cassandra_catalog, cassandra_store  # noqa: F401 (fixtures)
 from .test_spark import failed_tasks, same_run
@@ -208,7 +209,7 @@ def test_falls_back_to_the_driver_and_says_why(spark, store, cassandra_store, mo
 
 
 def test_a_bad_writes_mode_is_named(monkeypatch):
-    pytest.importorskip("pyspark")
+    need_module("pyspark", PYSPARK_HINT)
     from ancho.errors import InputError
     from ancho.executors.spark import SparkExecutor
 

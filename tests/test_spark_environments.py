@@ -15,7 +15,7 @@ import pytest
 import ancho
 from ancho.engine import RunSpec, create_record, execute
 
-from .conftest import need_service
+from .conftest import PYSPARK_HINT, need_module, need_service
 from .test_environments import req_model  # noqa: F401 - the model folder that needs humanize (a fixture)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -102,7 +102,7 @@ def test_tasks_run_in_the_sandbox(spark_url, store, write_model):
 
 
 def test_a_sandbox_must_be_a_policy():
-    pytest.importorskip("pyspark")
+    need_module("pyspark", PYSPARK_HINT)
     from ancho.errors import InputError
     from ancho.executors.spark import SparkExecutor
 

@@ -15,7 +15,7 @@ import pytest
 import ancho
 from ancho.errors import InputError
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, PYSPARK_HINT, need_module
 from .models import Mixed
 from .stores.conftest import cassandra_catalog  # noqa: F401 - a fixture
 
@@ -173,7 +173,7 @@ def test_falls_back_to_the_driver_and_says_why(spark_url, store, caplog):
 
 
 def test_bad_summary_mode_is_named():
-    pytest.importorskip("pyspark")
+    need_module("pyspark", PYSPARK_HINT)
     from ancho.executors.spark import SparkExecutor
 
     with pytest.raises(InputError, match="summary must be one of auto, spark, driver, got 'cluster'"):
@@ -181,7 +181,7 @@ def test_bad_summary_mode_is_named():
 
 
 def test_cheap_sequences_go_in_fewer_bigger_tasks():
-    pytest.importorskip("pyspark")
+    need_module("pyspark", PYSPARK_HINT)
     from ancho.executors.spark import TASK_SECONDS, tasks_chunks
 
     assert tasks_chunks(None, 1000, 8, 2) == 1  # cost unknown: one chunk per task

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from ..conftest import need_service
+from ..conftest import CASSANDRA_HINT, need_module, need_service
 
 CASSANDRA_URL = os.environ.get("ANCHO_TEST_CASSANDRA_URL", "")
 
@@ -21,7 +21,7 @@ def cassandra_url(keyspace: str) -> str:
     """The test node's URL with its own catalog keyspace (so tests never see each other's runs)."""
     if not CASSANDRA_URL:
         need_service("Cassandra", "ANCHO_TEST_CASSANDRA_URL is not set; run `scripts/services start cassandra` and export the URL it prints")
-    pytest.importorskip("cassandra")
+    need_module("cassandra", CASSANDRA_HINT)
     base = CASSANDRA_URL.split("?", 1)[0].rstrip("/")
     if base.count("/") > 2:  # a keyspace in the URL: ours replaces it
         base = base.rsplit("/", 1)[0]

@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from ..conftest import CI
+from ..conftest import need_module
 
-if not CI:  # under CI a missing Selenium fails (at import); elsewhere these tests skip
-    pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
+need_module("selenium", "pip install selenium (the test extra)")  # skips the module here, fails under CI
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
