@@ -551,3 +551,57 @@ def test_killed_driver_takes_busy_sandboxed_workers_along(env):
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+# 7 -- the host's environment, and hidden paths from a server's settings ------------------------
+
+def test_no_process_inside_sees_the_drivers_environment(env, monkeypatch):
+    """PID 1 inside is bubblewrap's own process: it was started with PATH and LANG only, and every other process's
+    environment is the sandbox's own, however many processes the model reads."""
+    from .sandbox_environ_dump import DUMP, SECRETS, check_dump
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    path = model_file(env.models, DUMP + textwrap.dedent("""
+        class Steal(ancho.Model):
+            def sequence(self, rng):
+                raise RuntimeError(environ_dump())
+    """))
+    _, failures = failed_run(env, path, sequences=2, seed=1, max_failures=0)
+    assert failures
+    pid1 = "".join(f"{k}={v}\0" for k, v in sb.LAUNCHER_ENV.items())
+    for f in failures:
+        check_dump(f.error)
+        assert f"/proc/1/environ={pid1!r}" in f.error
+
+
+def test_bubblewrap_starts_clean_whatever_its_caller_passes(bwrap, tmp_path, monkeypatch):
+    """A caller that runs a wrapped command line with its own full environment still leaks nothing into PID 1."""
+    monkeypatch.setenv("ANCHO_TEST_SECRET", "caller-secret-51aa")
+    with Sandbox(SandboxPolicy(scratch=tmp_path / "s")) as sandbox:
+        argv = sandbox.wrap([sys.executable, "-c", "print(open('/proc/1/environ').read().split('\\0'))"])
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)  # inherits os.environ
+    assert out.returncode == 0, out.stderr
+    assert "caller-secret-51aa" not in out.stdout
+    assert sorted(x for x in eval(out.stdout) if x) == sorted(f"{k}={v}" for k, v in sb.LAUNCHER_ENV.items())
+    assert Sandbox.launch_env() == sb.LAUNCHER_ENV
+
+
+def test_hidden_paths_come_from_the_given_home_not_ancho_home(env):
+    """A server hides its settings' home (hidden_paths(home)), which need not be $ANCHO_HOME (here env.home)."""
+    server_home = env.tmp / "server-home"
+    (server_home / "runs").mkdir(parents=True)
+    (server_home / "server.db").write_text("token hashes")
+    path = model_file(env.models, """
+        class Snoop(ancho.Model):
+            where: str = ""
+            def sequence(self, rng):
+                files = sum(len(f) for _, _, f in os.walk(self.where))
+                return {"files": files, "parent": os.path.isdir(os.path.dirname(self.where))}
+    """)
+    bound = {"read_only": (str(env.tmp),)}  # the home's parent is bound: only hiding keeps the home out
+    row = env.run(path, sequences=1, seed=1, params={"where": str(server_home)},
+                  policy={**bound, "hidden": sb.hidden_paths(server_home)}).frame.iloc[0]
+    assert row.parent and row.files == 0
+    row = env.run(path, sequences=1, seed=1, params={"where": str(server_home)}, policy=bound).frame.iloc[0]
+    assert row.files == 1  # the default hides $ANCHO_HOME only: what a server must not rely on
