@@ -4,6 +4,9 @@ One connection per thread (sqlite3 connections must not cross threads), in
 autocommit mode with WAL so readers never wait for the writer; ``write()``
 wraps a block in ``BEGIN IMMEDIATE … COMMIT`` so a read-modify-write is atomic
 across threads and processes.
+
+A new database file is made 0600 before SQLite opens it (its ``-wal`` and
+``-shm`` files take the same mode): it holds results and token hashes.
 """
 
 from __future__ import annotations
@@ -14,10 +17,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .files import private_file
+
 
 class Database:
     def __init__(self, path: Path, schema: str = ""):
         self.path = path
+        if str(path) != ":memory:":
+            try:
+                private_file(path)
+            except FileNotFoundError:  # no such folder: sqlite3 says so below, as before
+                pass
         self._local = threading.local()
         if schema:
             self.conn().executescript(schema)

@@ -16,12 +16,39 @@ users_app = typer.Typer(help="Manage the server's users and their API tokens.", 
 app.add_typer(users_app, name="users")
 
 
+def _private_home(settings) -> None:
+    """What the server writes is its owner's only: a umask for every file made from here on, and a private home.
+
+    The umask covers files made by code that does not ask for private modes
+    itself (libraries, the model environments' installer, worker processes).
+    A home that exists with looser modes (made by hand, or by an older Ancho)
+    is tightened, and the log says so.
+    """
+    import logging
+    import os
+
+    from ..files import PRIVATE_UMASK, private_dir, tighten
+
+    os.umask(PRIVATE_UMASK)
+    try:
+        private_dir(settings.home)
+        old = tighten(settings.home)
+    except OSError as exc:
+        raise InputError(f"cannot use '{settings.home}' as the Ancho home: {exc.strerror or exc}; "
+                         "set ANCHO_HOME to a folder of yours") from None
+    if old is not None:
+        logging.getLogger("ancho.server").warning(
+            "the home %s was open to other accounts (mode %o): now 0%o, its owner's only", settings.home, old, old & 0o700)
+
+
 def _users(config: Optional[Path]):
     """The server's users; on a server with a Cassandra store, adding one creates their keyspace and role at once."""
     from ..server.settings import Settings
     from ..server.users import users_for
 
-    return users_for(Settings.load(config))
+    settings = Settings.load(config)
+    _private_home(settings)
+    return users_for(settings)
 
 
 @app.command()
@@ -46,6 +73,7 @@ def serve(
     settings = Settings.load(config, host=host, port=port, store=store, concurrency=concurrency, workers=workers,
                              spark_master=spark_master)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _private_home(settings)
     # Bind first: a busy port must stop us before the app starts (and its dispatcher takes queued runs).
     import socket
 
@@ -59,7 +87,10 @@ def serve(
         raise InputError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; choose another --port") from None
     sock.set_inheritable(True)
     logging.getLogger("ancho.server").info("listening on http://%s:%d (REST API under /api/v1)", settings.host, sock.getsockname()[1])
-    config = uvicorn.Config(create_app(settings), log_level=settings.log_level, timeout_graceful_shutdown=10)
+    # proxy_headers=False: X-Forwarded-* count only from the proxies the setting trusted_proxies names, which the
+    # app itself handles (server/app.py); Uvicorn would otherwise believe anyone connecting from 127.0.0.1
+    config = uvicorn.Config(create_app(settings), log_level=settings.log_level, timeout_graceful_shutdown=10,
+                            proxy_headers=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -13,6 +13,9 @@ Atomicity: a chunk is written to a temporary file, fsynced, then renamed to
 into SQLite first (keyed by run and sequence, so a rewrite replaces them).
 A crash leaves either the whole chunk or none of it, and writing the same
 chunk again replaces the file: idempotent.
+
+Privacy: the home's folders are made 0700 and its files 0600 (``ancho.files``),
+whatever the umask: results are their owner's only.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 from ..chunk import KIND_DTYPES, ChunkResult, Failure
 from ..columns import release_memory, to_arrow, to_numpy
 from ..errors import InputError, NotFound, StoreError
+from ..files import private_dir
 from ..sqlite import Database
 from .base import RunRecord, Store
 
@@ -74,9 +78,9 @@ class EmbeddedStore(Store):
     def __init__(self, home: str | os.PathLike | None = None, fsync: bool = True):
         self.home = Path(home).expanduser() if home else default_home()
         try:
-            (self.home / "runs").mkdir(parents=True, exist_ok=True)
+            private_dir(self.home / "runs")
         except OSError as exc:
-            raise InputError(f"cannot use '{self.home}' as the Ancho home: {exc.strerror}; set ANCHO_HOME to a writable folder") from None
+            raise InputError(f"cannot use '{self.home}' as the Ancho home: {exc.strerror or exc}; set ANCHO_HOME to a writable folder") from None
         self.url = str(self.home)
         self.fsync = fsync
         self.db = Database(self.home / "runs.db", _SCHEMA_SQL)
@@ -89,7 +93,7 @@ class EmbeddedStore(Store):
     # -- run records -----------------------------------------------------------
     def create_run(self, record: RunRecord) -> None:
         check_run_id(record.id)
-        self._chunks_dir(record.id).mkdir(parents=True, exist_ok=True)
+        private_dir(self._chunks_dir(record.id))
         with self.db.write() as db:
             db.execute(
                 "INSERT INTO runs (id, owner, status, created, data) VALUES (?, ?, ?, ?, ?)",
@@ -170,7 +174,7 @@ class EmbeddedStore(Store):
         final = folder / f"{result.start:012d}-{result.stop:012d}.parquet"
         tmp = folder / f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            with open(tmp, "wb") as fh:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
                 pq.write_table(table, fh, compression="zstd")
                 if self.fsync:
                     fh.flush()
