@@ -853,7 +853,12 @@ def test_git_daemon_refs(daemon, repo, cache):
 
 @pytest.mark.slow
 def test_git_daemon_server_policy(daemon, repo, cache):
-    got = fetch_git(f"{daemon}/models.git", "v1", cache, policy=FetchPolicy.for_server())
+    """A server takes git:// only when the operator enables it, and from 127.0.0.1 only with private hosts allowed."""
+    with pytest.raises(UnsupportedSource, match="source_git_protocol"):
+        fetch_git(f"{daemon}/models.git", "v1", cache, policy=FetchPolicy.for_server())
+    with pytest.raises(UnsupportedSource, match="internal address.*source_private_hosts"):
+        fetch_git(f"{daemon}/models.git", "v1", cache, policy=FetchPolicy.for_server(git_protocol=True))
+    got = fetch_git(f"{daemon}/models.git", "v1", cache, policy=FetchPolicy.for_server(git_protocol=True, private_hosts=True))
     assert got.commit == repo["v1"]
 
 
@@ -979,8 +984,13 @@ def test_s3_bucket_allow_list(s3, cache):
     assert fetch_url(f"s3://{bucket}/m.tar.gz", cache, policy=allowed).root.is_dir()
     with pytest.raises(UnsupportedSource, match="bucket 'other' is not one"):
         fetch_url("s3://other/m.tar.gz", cache, policy=allowed)
-    with pytest.raises(UnsupportedSource, match="s3:// sources are not enabled"):
+    with pytest.raises(UnsupportedSource, match="s3:// sources are not enabled.*source_s3_buckets"):
         fetch_url(f"s3://{bucket}/m.tar.gz", cache, policy=FetchPolicy(s3_buckets=()))
+    with pytest.raises(UnsupportedSource, match="source_s3_buckets"):
+        fetch_url(f"s3://{bucket}/m.tar.gz", cache, policy=FetchPolicy.for_server())  # a server's default: none
+    for sneaky in (f"s3://other/{bucket}/m.tar.gz", f"s3://{bucket}@other/m.tar.gz", f"s3://other?{bucket}/m.tar.gz"):
+        with pytest.raises(UnsupportedSource, match="bucket 'other' is not one|no '\\?', '#' or '@'"):
+            fetch_url(sneaky, cache, policy=allowed)
 
 
 @pytest.mark.slow

@@ -6,7 +6,11 @@ destination and device files; zip archives are checked member by member
 here, as zipfile only silently rewrites such names. Before anything is
 written, the declared sizes and member count are checked against caps, and
 while writing, bytes are counted again so an archive that lies about its
-sizes (a zip bomb) is stopped at the cap. A refused archive raises
+sizes (a zip bomb) is stopped at the cap. The member count is capped
+without reading past it: tar headers are read one by one up to the cap + 1,
+and a zip's declared count (and the size of its central directory) is
+checked before the directory is parsed, so an archive of a million empty
+members costs no more than one of ``max_files + 1``. A refused archive raises
 :class:`ArchiveError` naming the member.
 """
 
@@ -17,13 +21,19 @@ import os
 import shutil
 import stat
 import tarfile
+import threading
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from struct import error as struct_error
 
 from ..errors import InputError
 
 MAX_TOTAL_BYTES = 200 * 1024 * 1024
 MAX_FILES = 10_000
+#: bytes of zip central directory allowed per member (names and extra fields are rarely a tenth of it)
+_ZIP_DIR_BYTES_PER_FILE = 1024
 
 
 class ArchiveError(InputError):
@@ -83,22 +93,54 @@ def source_root(dest: Path) -> Path:
     return dest
 
 
-def _extract_tar(data: bytes, dest: Path, max_bytes: int, max_files: int) -> None:
+_locks_guard = threading.Lock()
+_locks: dict[str, list] = {}
+
+
+@contextmanager
+def keyed_lock(key: str) -> Iterator[None]:
+    """Hold a lock for ``key`` only (one content hash, one tree): work on other keys never waits on it."""
+    with _locks_guard:
+        entry = _locks.setdefault(key, [threading.Lock(), 0])
+        entry[1] += 1
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
-        members = tar.getmembers()
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError(f"the upload is not a readable tar archive: {exc}") from None
-    if len(members) > max_files:
-        raise ArchiveError(f"the archive has {len(members):,} members; at most {max_files:,} are allowed")
-    total = 0
-    for m in members:
+        with entry[0]:
+            yield
+    finally:
+        with _locks_guard:
+            entry[1] -= 1
+            if entry[1] == 0:
+                _locks.pop(key, None)
+
+
+def _too_many(max_files: int) -> ArchiveError:
+    return ArchiveError(f"the archive has more than {max_files:,} members; at most {max_files:,} are allowed")
+
+
+def tar_members(tar: tarfile.TarFile, max_bytes: int, max_files: int) -> list[tarfile.TarInfo]:
+    """Read and check ``tar``'s members one header at a time, stopping at the first past a cap."""
+    members, total = [], 0
+    while True:
+        m = tar.next()
+        if m is None:
+            return members
+        if len(members) >= max_files:
+            raise _too_many(max_files)
         _check_name(m.name)
         if m.isdev() or m.isfifo() or m.ischr() or m.isblk():
             raise ArchiveError(f"archive member '{m.name}' is a device or pipe; only files, folders and links are allowed")
         total += m.size
         if total > max_bytes:
             raise ArchiveError(f"the archive unpacks to more than {_size(max_bytes)} (at member '{m.name}')")
+        members.append(m)
+
+
+def _extract_tar(data: bytes, dest: Path, max_bytes: int, max_files: int) -> None:
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+        members = tar_members(tar, max_bytes, max_files)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ArchiveError(f"the upload is not a readable tar archive: {exc}") from None
     with tar:
         for m in members:
             try:
@@ -124,14 +166,29 @@ def _filter_reason(exc: tarfile.FilterError) -> str:
     return "it is not a plain file, folder or link inside the archive"
 
 
+def zip_directory_check(data: bytes, max_files: int) -> None:
+    """Refuse a zip by its end record's member count and directory size, before zipfile parses the directory."""
+    try:
+        end = zipfile._EndRecData(io.BytesIO(data))  # the record ZipFile itself reads first
+    except (OSError, ValueError, struct_error):
+        end = None
+    if not end:
+        raise ArchiveError("the upload is not a readable zip archive: no end of central directory")
+    if end[zipfile._ECD_ENTRIES_TOTAL] > max_files:
+        raise _too_many(max_files)
+    if end[zipfile._ECD_SIZE] > max_files * _ZIP_DIR_BYTES_PER_FILE + 65536:
+        raise ArchiveError(f"the archive's member list is larger than {max_files:,} members can need; at most {max_files:,} members are allowed")
+
+
 def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> None:
+    zip_directory_check(data, max_files)
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise ArchiveError(f"the upload is not a readable zip archive: {exc}") from None
-    if len(infos) > max_files:
-        raise ArchiveError(f"the archive has {len(infos):,} members; at most {max_files:,} are allowed")
+    if len(infos) > max_files:  # the end record understated the count
+        raise _too_many(max_files)
     declared = 0
     for info in infos:
         _check_name(info.filename)

@@ -34,7 +34,17 @@ without certificates; anything else must be https (a private CA is trusted
 through ``SSL_CERT_FILE``/``SSL_CERT_DIR``, read at each fetch). Redirects
 are followed by hand, at most 5, and each target must pass the same check
 (no https→http downgrade). ``file://`` can be limited to some folders
-(a server should: ``FetchPolicy.for_server``). ``s3://`` uses the standard
+(a server should: ``FetchPolicy.for_server``). With ``private_hosts`` off (a
+server's default, setting ``source_private_hosts``) https/http/git hosts must
+be public addresses: an IP literal is checked at once, a name after DNS
+resolution — for URLs in aiohttp's connection layer (the addresses checked
+are the ones connected to), for git before every git command, pinned with
+``http.curloptResolve`` and no redirects — and every redirect hop again, so a
+user cannot reach the server's own network (loopback, private, link-local…).
+Errors never repeat what the other side sent (no body, headers or reason
+phrase; an HTTP status is fine). A server takes git:// only with
+``source_git_protocol`` and ``s3://`` only from the buckets named in
+``source_s3_buckets`` (none: refused). ``s3://`` uses the standard
 AWS configuration (botocore): ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``,
 ``AWS_PROFILE`` and ``~/.aws/config``, ``AWS_MAX_ATTEMPTS``…; without any

@@ -1,6 +1,12 @@
 """Model sources in git repositories, through the git CLI (no shell): one ref, shallow, exported without ``.git``.
 
-See :mod:`ancho.sources.fetch` for the policy and the cache.
+See :mod:`ancho.sources.fetch` for the policy and the cache. git resolves
+host names itself, so with ``policy.private_hosts`` off the host is resolved
+and checked here before every git command that uses the network; over
+http(s) git is then pinned to the checked addresses (``http.curloptResolve``)
+and follows no redirect, so neither a changed DNS answer nor a redirect can
+lead it to an internal address. git:// cannot be pinned: it is off on a
+server unless the operator enables it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from .remote import (
     _check_file_path,
     _is_loopback,
     _mib,
+    is_ip_literal,
+    public_addresses,
     redact_url,
 )
 
@@ -44,6 +52,20 @@ _GIT_PRIVATE_ENV = (
     "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
     "GIT_NAMESPACE", "GIT_COMMON_DIR", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR",
 )
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80, "git": 9418, "ssh": 22}
+
+
+def _git_host(url: str, proto: str) -> tuple[str, int] | None:
+    """(host, port) git will connect to for ``url``; None for local repositories."""
+    if proto == "file":
+        return None
+    if "://" in url:
+        parts = urlsplit(url)
+        return parts.hostname or "", parts.port or _DEFAULT_PORTS.get(proto, 0)
+    host = url.split(":", 1)[0].rpartition("@")[2]  # scp-like user@host:path
+    return host, 22
 
 
 def _git_protocol(url: str, policy: FetchPolicy) -> str:
@@ -81,7 +103,8 @@ def _git_protocol(url: str, policy: FetchPolicy) -> str:
         raise UnsupportedSource(f"model.git '{origin}': not a repository URL; write https://host/repo.git")
     if proto not in policy.git_protocols:
         allowed = ", ".join(f"{p}://" for p in policy.git_protocols)
-        raise UnsupportedSource(f"model.git '{origin}': the {proto} transport is not allowed here; use {allowed}")
+        hint = " (an operator enables git:// with the setting source_git_protocol)" if proto == "git" else ""
+        raise UnsupportedSource(f"model.git '{origin}': the {proto} transport is not allowed here{hint}; use {allowed}")
     return proto
 
 
@@ -118,25 +141,42 @@ def _git_env(policy: FetchPolicy, home: Path) -> dict:
 def _git_config(policy: FetchPolicy) -> list[str]:
     cfg = ["-c", "core.askPass=", "-c", "credential.interactive=never", "-c", "submodule.recurse=false"]
     if policy.isolated:
-        cfg += ["-c", "credential.helper=", "-c", "transfer.fsckObjects=true", "-c", "http.followRedirects=initial"]
+        cfg += ["-c", "credential.helper=", "-c", "transfer.fsckObjects=true"]
+    if not policy.private_hosts:
+        cfg += ["-c", "http.followRedirects=false"]  # a redirect's target would not be checked
+    elif policy.isolated:
+        cfg += ["-c", "http.followRedirects=initial"]
     return cfg
 
 
 class _Git:
     """git commands for one fetch: environment, timeout, and a size watch on the scratch repository."""
 
-    def __init__(self, url: str, ref: str | None, origin: str, policy: FetchPolicy, cache: _Cache):
-        self.url, self.ref, self.origin, self.policy = url, ref, origin, policy
+    def __init__(self, url: str, ref: str | None, origin: str, policy: FetchPolicy, cache: _Cache, proto: str = "file"):
+        self.url, self.ref, self.origin, self.policy, self.proto = url, ref, origin, policy, proto
         self.env = _git_env(policy, cache.root / "tmp" / "git-home")
         self.config = _git_config(policy)
 
     def what(self) -> str:
         return f"{self.origin} @ {self.ref}" if self.ref else self.origin
 
-    def run(self, args: list[str], cwd: Path | None = None, watch: Path | None = None) -> tuple[int, bytes, str]:
+    def pin(self) -> list[str]:
+        """Check the repository's host now (every address public) and pin git's http(s) connections to those addresses."""
+        where = _git_host(self.url, self.proto)
+        if self.policy.private_hosts or where is None:
+            return []
+        host, port = where
+        addresses = public_addresses(host, port, self.origin, "model.git")
+        if self.proto not in ("http", "https") or is_ip_literal(host):
+            return []
+        pinned = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+        return ["-c", f"http.curloptResolve={host}:{port}:{pinned}"]
+
+    def run(self, args: list[str], cwd: Path | None = None, watch: Path | None = None,
+            network: bool = False) -> tuple[int, bytes, str]:
         if shutil.which("git") is None:
             raise FetchError("git is not installed on this machine; install git to use model.git sources")
-        cmd = ["git", *self.config, *args]
+        cmd = ["git", *self.config, *(self.pin() if network else []), *args]
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,
@@ -193,8 +233,14 @@ _GIT_BOILERPLATE = ("please make sure you have the correct access rights", "and 
 
 
 def _last_line(err: str) -> str:
-    """git's last informative stderr line (not a hint, not the 'check your access rights' boilerplate)."""
-    lines = [l.strip() for l in err.splitlines() if l.strip() and not l.lower().startswith("hint:")]
+    """git's last informative stderr line (not a hint, not the 'check your access rights' boilerplate).
+
+    Never what the other side said: ``remote:`` lines are left out and a
+    ``remote error:`` line is cut before its text.
+    """
+    err = re.sub(r"(remote error:).*", r"\1 the server refused the request", err, flags=re.I)
+    lines = [l.strip() for l in err.splitlines()
+             if l.strip() and not l.lower().startswith(("hint:", "remote:"))]
     useful = [l for l in lines if not any(b in l.lower() for b in _GIT_BOILERPLATE)]
     return (useful or lines or ["no message"])[-1]
 
@@ -239,11 +285,11 @@ def fetch_git(
     ``git ls-remote`` when named by a branch or tag.
     """
     policy = policy or DEFAULT_POLICY
-    _git_protocol(url, policy)
+    proto = _git_protocol(url, policy)
     origin = redact_url(url)
     ref = _check_ref(ref, origin)
     cache = _Cache(cache_dir)
-    git = _Git(url, ref, origin, policy, cache)
+    git = _Git(url, ref, origin, policy, cache, proto)
 
     def done(commit: str, cached: bool) -> FetchedSource:
         return FetchedSource(cache.git / commit, commit, origin, "git", ref=ref, commit=commit, cached=cached)
@@ -255,7 +301,7 @@ def fetch_git(
             return done(pinned, True)
     else:
         pattern = ref or "HEAD"
-        rc, out, err = git.run(["ls-remote", "--", url, pattern, pattern + "^{}"])
+        rc, out, err = git.run(["ls-remote", "--", url, pattern, pattern + "^{}"], network=True)
         if rc != 0:
             raise git.fail(err, "listing refs")
         refs = {}
@@ -283,7 +329,7 @@ def fetch_git(
         want = remote_ref or pinned
         if want:
             rc, _, err = git.run(["fetch", "--quiet", "--depth", "1", "--no-tags", "--no-recurse-submodules", "--", url, want],
-                                 cwd=repo, watch=repo)
+                                 cwd=repo, watch=repo, network=True)
             if rc == 0:
                 commit = _rev_parse(git, repo, "FETCH_HEAD^{commit}")
             elif not pinned:
@@ -293,7 +339,7 @@ def fetch_git(
         if commit is None:
             # a short SHA, or a server that will not serve a commit by id: fetch everything and look it up
             rc, _, err = git.run(["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--", url, "+refs/*:refs/fetched/*"],
-                                 cwd=repo, watch=repo)
+                                 cwd=repo, watch=repo, network=True)
             if rc != 0:
                 raise git.fail(err, "fetching")
             commit = _rev_parse(git, repo, f"{ref}^{{commit}}")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import InputError
-from .extract import MAX_FILES, MAX_TOTAL_BYTES, ArchiveError, extract
+from .extract import MAX_FILES, MAX_TOTAL_BYTES, ArchiveError, extract, keyed_lock
 
 # -- errors -------------------------------------------------------------------
 
@@ -88,28 +89,37 @@ class FetchPolicy:
     isolated: bool = False
     #: buckets ``s3://`` may read (with this process's AWS credentials); None: any; empty: s3 refused
     s3_buckets: tuple[str, ...] | None = None
+    #: let https/http/git hosts be loopback, private, link-local or otherwise not global addresses;
+    #: False (a server): checked after DNS resolution, at connect time and after every redirect
+    private_hosts: bool = True
 
     @classmethod
     def for_server(
         cls,
         file_roots: tuple[str | Path, ...] = (),
         loopback_http: bool = False,
+        *,
+        private_hosts: bool = False,
+        git_protocol: bool = False,
+        s3_buckets: tuple[str, ...] = (),
         **kwargs,
     ) -> "FetchPolicy":
         """A policy for fetching on behalf of remote users.
 
         ``file://`` only under ``file_roots`` (none by default), no plain http
-        unless ``loopback_http``, git over https and git:// (plus file and http
-        when those are enabled; never ssh, which would use the operator's
-        keys), and nothing from the operator's git config, ~/.netrc or
-        credential helpers. ``s3://`` reads with the server's own AWS
-        credentials, so whatever they can read any user can run as a model:
-        give the server credentials limited to model buckets, or pass
-        ``s3_buckets=(…)``.
+        unless ``loopback_http``, only public hosts unless ``private_hosts``
+        (a user must not reach the server's own network through it), git
+        over https (git:// only with ``git_protocol``: it is unauthenticated;
+        file and http when those are enabled; never ssh, which would use the
+        operator's keys), and nothing from the operator's git config, ~/.netrc
+        or credential helpers. ``s3://`` reads with the server's own AWS
+        credentials, so only the buckets in ``s3_buckets`` (none: refused).
         """
         roots = tuple(str(Path(r).expanduser().resolve()) for r in file_roots)
-        protocols = ("https", "git") + (("file",) if roots else ()) + (("http",) if loopback_http else ())
-        return cls(file_roots=roots, loopback_http=loopback_http, git_protocols=protocols, isolated=True, **kwargs)
+        protocols = (("https",) + (("git",) if git_protocol else ()) + (("file",) if roots else ())
+                     + (("http",) if loopback_http else ()))
+        return cls(file_roots=roots, loopback_http=loopback_http, git_protocols=protocols, isolated=True,
+                   private_hosts=private_hosts, s3_buckets=tuple(s3_buckets), **kwargs)
 
 
 DEFAULT_POLICY = FetchPolicy()
@@ -181,6 +191,70 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# -- internal hosts -----------------------------------------------------------
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_PRIVATE_HOSTS_HINT = (
+    "this server fetches models only from public addresses (an operator can allow internal ones: setting "
+    "source_private_hosts)"
+)
+
+
+def internal_address(address: str) -> bool:
+    """True unless ``address`` is a public (global) unicast IP: loopback, private, link-local, CGNAT, ULA, multicast…
+
+    IPv6 forms that carry an IPv4 address (mapped, compatible, 6to4, NAT64,
+    Teredo) are judged by that address too. Anything unparsable counts as
+    internal: only provably public addresses are reachable.
+    """
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%")[0])
+    except ValueError:
+        return True
+    if not ip.is_global or ip.is_multicast:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+        if int(ip) < 2**32 or ip in _NAT64:
+            inner.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        return any(v is not None and internal_address(str(v)) for v in inner)
+    return False
+
+
+def refuse_internal(host: str, origin: str, what: str, *, resolved: bool) -> UnsupportedSource:
+    """The error for a host that is (or resolves to) an internal address; never says which address."""
+    how = "resolves to an internal address" if resolved else "is an internal address"
+    return UnsupportedSource(f"{what} '{origin}': host '{host}' {how} (loopback, private or link-local); {_PRIVATE_HOSTS_HINT}")
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%")[0])
+        return True
+    except ValueError:
+        return False
+
+
+def public_addresses(host: str, port: int, origin: str, what: str) -> list[str]:
+    """Every address ``host`` resolves to, all of them public; else UnsupportedSource (or SourceUnreachable).
+
+    A name with one internal address among public ones is refused: which one a
+    client would use is not ours to choose.
+    """
+    if is_ip_literal(host):
+        if internal_address(host):
+            raise refuse_internal(host, origin, what, resolved=False)
+        return [host.strip("[]")]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError):
+        raise SourceUnreachable(f"{what} '{origin}': cannot resolve host '{host}'") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not addresses or any(internal_address(a) for a in addresses):
+        raise refuse_internal(host, origin, what, resolved=True)
+    return addresses
 
 
 def _check_file_path(path: Path, origin: str, policy: FetchPolicy) -> Path:
@@ -255,9 +329,16 @@ class _Cache:
         (d / commit).touch()
 
     def publish(self, data: bytes, dest: Path, origin: str, policy: FetchPolicy) -> None:
-        """Unpack ``data`` into ``dest`` unless it exists (atomically: a tree is there whole or not at all)."""
-        if dest.is_dir():
-            return
+        """Unpack ``data`` into ``dest`` unless it exists (atomically: a tree is there whole or not at all).
+
+        Locked per destination (one content hash): identical bytes arriving
+        twice at once are unpacked once, and nothing else waits.
+        """
+        with keyed_lock(str(dest)):
+            if not dest.is_dir():
+                self._publish(data, dest, origin, policy)
+
+    def _publish(self, data: bytes, dest: Path, origin: str, policy: FetchPolicy) -> None:
         staging = self.staging()
         try:
             try:

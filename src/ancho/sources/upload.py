@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
 import time
 from pathlib import Path
 
 from ..errors import InputError, NotFound
 from ..sqlite import Database
-from .extract import MAX_FILES, MAX_TOTAL_BYTES, archive_kind, extract, source_root
+from .extract import MAX_FILES, MAX_TOTAL_BYTES, archive_kind, extract, keyed_lock, source_root
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -44,14 +43,17 @@ class Uploads:
         self.db = Database(db, _SCHEMA)
         self.max_bytes = max_bytes
         self.max_files = max_files
-        self._lock = threading.Lock()
 
     def add(self, owner: str, data: bytes, filename: str = "") -> dict:
-        """Store and unpack an archive (refusing unsafe ones); return its description."""
+        """Store and unpack an archive (refusing unsafe ones); return its description.
+
+        Locked per content hash (the tree's path, as URL fetches into the same
+        folder lock it): one user's slow archive never holds up another's.
+        """
         kind = archive_kind(data)
         digest = hashlib.sha256(data).hexdigest()
-        with self._lock:
-            tree = self.root / "trees" / digest
+        tree = self.root / "trees" / digest
+        with keyed_lock(str(tree)):
             if not tree.exists():
                 extract(data, tree, self.max_bytes, self.max_files)
             archive = self.root / "archives" / f"{digest}.{kind}"

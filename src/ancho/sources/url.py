@@ -1,6 +1,10 @@
 """Model archives at ``https://``, ``s3://`` and ``file://`` URLs (``http://`` for loopback only), through fsspec.
 
-See :mod:`ancho.sources.fetch` for the policy and the cache.
+See :mod:`ancho.sources.fetch` for the policy and the cache. With
+``policy.private_hosts`` off, an IP literal is checked here and a name in the
+connection layer (:class:`_PublicResolver`, aiohttp's resolver filtered):
+the addresses checked are the ones connected to, so a name cannot change
+its answer between the check and the connection (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import ssl
 import threading
 import time
@@ -32,7 +37,10 @@ from .remote import (
     _is_loopback,
     _mib,
     _short,
+    internal_address,
+    is_ip_literal,
     redact_url,
+    refuse_internal,
 )
 
 # -- checks ---------------------------------------------------------------------
@@ -60,12 +68,7 @@ def _check_url(url: str, policy: FetchPolicy, what: str = "model.url") -> str:
                 f"{what} '{origin}': plain http:// is not accepted (only for 127.0.0.1/localhost in testing); use https://"
             )
     elif scheme == "s3":
-        if not parts.netloc or not parts.path.strip("/"):
-            raise UnsupportedSource(f"{what} '{origin}': write s3://BUCKET/KEY")
-        if policy.s3_buckets is not None and parts.netloc not in policy.s3_buckets:
-            if not policy.s3_buckets:
-                raise UnsupportedSource(f"{what} '{origin}': s3:// sources are not enabled here; use https:// or an upload")
-            raise UnsupportedSource(f"{what} '{origin}': bucket '{parts.netloc}' is not one this server reads models from")
+        _s3_location(url, origin, policy, what)
     elif scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise UnsupportedSource(f"{what} '{origin}': file:// URLs name a local path, as in file:///data/model.tar.gz")
@@ -74,7 +77,31 @@ def _check_url(url: str, policy: FetchPolicy, what: str = "model.url") -> str:
         raise UnsupportedSource(f"{what} '{origin}': a git repository goes in model.git (with model.ref), or git+URL@REF on the command line")
     else:
         raise UnsupportedSource(f"{what} '{origin}': unsupported scheme '{scheme or '(none)'}'; use https://, s3:// or file://")
+    if scheme in ("http", "https") and not policy.private_hosts and is_ip_literal(parts.hostname):
+        if internal_address(parts.hostname):  # a name is checked as it is connected to (_PublicResolver)
+            raise refuse_internal(parts.hostname, origin, what, resolved=False)
     return scheme
+
+
+def _s3_location(url: str, origin: str, policy: FetchPolicy, what: str = "model.url") -> tuple[str, str]:
+    """(bucket, key) exactly as they will be read, the bucket checked against ``policy.s3_buckets``."""
+    rest = url.split("://", 1)[1]
+    if any(c in rest for c in "?#@"):
+        raise UnsupportedSource(f"{what} '{origin}': write s3://BUCKET/KEY (no '?', '#' or '@')")
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key.strip("/"):
+        raise UnsupportedSource(f"{what} '{origin}': write s3://BUCKET/KEY")
+    if policy.s3_buckets is not None and bucket not in policy.s3_buckets:
+        if not policy.s3_buckets:
+            raise UnsupportedSource(
+                f"{what} '{origin}': s3:// sources are not enabled on this server (an operator names the buckets "
+                "models may come from in the setting source_s3_buckets); use https:// or an upload"
+            )
+        raise UnsupportedSource(
+            f"{what} '{origin}': bucket '{bucket}' is not one this server reads models from "
+            f"(setting source_s3_buckets: {', '.join(policy.s3_buckets)})"
+        )
+    return bucket, key
 
 
 # -- fetching URLs ------------------------------------------------------------
@@ -150,9 +177,7 @@ def fetch_url(
             archive_kind(data)
         except ArchiveError:
             hint = " (for a git repository use model.git, or git+URL@REF)" if url.rstrip("/").endswith(".git") else ""
-            raise NotAnArchive(
-                f"{origin}: not a .tar.gz, .tar or .zip archive{hint}; it starts with {data[:12]!r}"
-            ) from None
+            raise NotAnArchive(f"{origin}: not a .tar.gz, .tar or .zip archive{hint}") from None
         cache.publish(data, tree, origin, policy)
     if validators:
         cache.remember_url(url, origin, sha, validators)
@@ -180,13 +205,54 @@ def _read_file(url: str, origin: str, limit: int, policy: FetchPolicy) -> bytes:
         raise SourceUnreachable(f"{origin}: cannot read it: {exc.strerror or exc}") from None
 
 
+class InternalAddress(OSError):
+    """A host name resolved to an internal address while the policy allows only public ones."""
+
+    def __init__(self, host: str):
+        self.host = host.rstrip(".")  # aiohttp may ask for the fully qualified form
+        super().__init__(f"{self.host} resolves to an internal address")
+
+
+def _public_resolver():
+    from aiohttp.abc import AbstractResolver
+    from aiohttp.resolver import ThreadedResolver
+
+    class _PublicResolver(AbstractResolver):
+        """aiohttp's resolver, refusing a name with any internal address: the connector uses only what passed."""
+
+        def __init__(self):
+            self._inner = ThreadedResolver()
+
+        async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+            hosts = await self._inner.resolve(host, port, family)
+            if not hosts or any(internal_address(h["host"]) for h in hosts):
+                raise InternalAddress(host)
+            return hosts
+
+        async def close(self) -> None:
+            await self._inner.close()
+
+    return _PublicResolver()
+
+
+async def _client(private_hosts: bool = True, **kwargs):
+    """fsspec's ``get_client``: an aiohttp session whose connector resolves through _PublicResolver when asked."""
+    import aiohttp
+
+    if not private_hosts:
+        kwargs["connector"] = aiohttp.TCPConnector(resolver=_public_resolver())
+    return aiohttp.ClientSession(**kwargs)
+
+
 def _http_fs(scheme: str, policy: FetchPolicy):
     import aiohttp
     import fsspec
 
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(policy.timeout, 30.0), sock_read=policy.timeout)
     # trust_env: proxies from the environment and ~/.netrc; a server (isolated) uses neither
-    return fsspec.filesystem(scheme, client_kwargs={"timeout": timeout, "trust_env": not policy.isolated})
+    return fsspec.filesystem(scheme, get_client=_client, client_kwargs={
+        "timeout": timeout, "trust_env": not policy.isolated, "private_hosts": policy.private_hosts,
+    })
 
 
 def _read_http(url: str, origin: str, limit: int, policy: FetchPolicy, known: dict | None) -> tuple[bytes | None, dict]:
@@ -210,12 +276,15 @@ def _read_http(url: str, origin: str, limit: int, policy: FetchPolicy, known: di
         except FileNotFoundError:
             raise SourceNotFound(f"{origin}: not found (HTTP 404); check the URL") from None
         except aiohttp.ClientResponseError as exc:
-            raise _http_status_error(origin, exc.status, exc.message) from None
+            raise _http_status_error(origin, exc.status) from None  # not exc.message: the other side's words
         except aiohttp.ClientSSLError as exc:
-            raise SourceUnreachable(f"{origin}: TLS failed ({exc}); if the server uses a private CA, set SSL_CERT_FILE") from None
+            raise SourceUnreachable(f"{origin}: TLS failed ({_tls_reason(exc)}); if the server uses a private CA, set SSL_CERT_FILE") from None
         except (asyncio.TimeoutError, TimeoutError):
             raise SourceUnreachable(f"{origin}: no answer within {policy.timeout:g} s") from None
         except (aiohttp.ClientError, OSError) as exc:
+            found = exc if isinstance(exc, InternalAddress) else getattr(exc, "os_error", None)
+            if isinstance(found, InternalAddress):
+                raise _at_hop(refuse_internal(found.host, redact_url(current), "model.url", resolved=True), origin, current, url) from None
             raise SourceUnreachable(f"{origin}: cannot connect: {_connect_reason(exc)}") from None
         except Exception as exc:  # fsspec wraps some timeouts in its own exception types
             if "Timeout" in type(exc).__name__:
@@ -230,17 +299,19 @@ def _read_http(url: str, origin: str, limit: int, policy: FetchPolicy, known: di
             if not location:
                 raise SourceUnreachable(f"{origin}: HTTP {status} redirect without a Location")
             current = urljoin(current, location)
+            if urlsplit(current).scheme.lower() not in ("http", "https"):
+                raise UnsupportedSource(f"{origin}: redirected to a URL that is not accepted: only http(s) redirects are followed")
             try:
                 _check_url(current, policy)
             except UnsupportedSource as exc:
-                raise UnsupportedSource(f"{origin}: redirected to a URL that is not accepted: {exc}") from None
+                raise _at_hop(exc, origin, current, url) from None
             continue
         if status == 304 and known:
             f.close()
             return None, old
         if status != 200:
             f.close()
-            raise _http_status_error(origin, status, "")
+            raise _http_status_error(origin, status)
         length = rheaders.get("Content-Length")
         if length and length.isdigit() and int(length) > limit:
             f.close()
@@ -261,8 +332,21 @@ def _read_http(url: str, origin: str, limit: int, policy: FetchPolicy, known: di
     raise SourceUnreachable(f"{origin}: more than {_MAX_REDIRECTS} redirects")
 
 
-def _http_status_error(origin: str, status: int, message: str) -> FetchError:
-    text = f"HTTP {status}" + (f" {message}" if message else "")
+def _at_hop(exc: UnsupportedSource, origin: str, current: str, url: str) -> UnsupportedSource:
+    """``exc`` as said of the URL asked for, when it was about a later hop of its redirects."""
+    if current == url:
+        return exc
+    return UnsupportedSource(f"{origin}: redirected to a URL that is not accepted: {exc}")
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """Why TLS failed, in this side's words (the certificate check), never the other side's."""
+    verify = getattr(getattr(exc, "certificate_error", None), "verify_message", None)
+    return f"certificate verify failed: {verify}" if verify else "the TLS handshake failed"
+
+
+def _http_status_error(origin: str, status: int) -> FetchError:
+    text = f"HTTP {status}"
     if status in (404, 410):
         return SourceNotFound(f"{origin}: not found ({text}); check the URL")
     if status in (401, 403):
@@ -306,7 +390,8 @@ def _s3_fs(policy: FetchPolicy, anon: bool):
 def _read_s3(url: str, origin: str, limit: int, policy: FetchPolicy, known: dict | None) -> tuple[bytes | None, dict]:
     from botocore.exceptions import BotoCoreError, NoCredentialsError
 
-    path = url[len("s3://"):]
+    bucket, key = _s3_location(url, origin, policy)
+    path = f"{bucket}/{key}"
     anon = False
     for _attempt in range(2):
         fs = _s3_fs(policy, anon)
@@ -329,7 +414,7 @@ def _read_s3(url: str, origin: str, limit: int, policy: FetchPolicy, known: dict
             anon = True  # no credentials configured: try as an anonymous reader (public buckets)
             continue
         except FileNotFoundError as exc:
-            raise SourceNotFound(f"{origin}: no such bucket or key ({_short(exc)})") from None
+            raise SourceNotFound(f"{origin}: no such bucket or key") from None
         except PermissionError:
             hint = " (read anonymously: no AWS credentials are configured)" if anon else ""
             raise SourceAccessDenied(f"{origin}: access denied{hint}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
