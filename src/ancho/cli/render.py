@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..present import interval as ci
+from ..present import number as fmt
+from ..present import run_duration
+from ..present import timestamp as when
+
 err_console = Console(stderr=True)
 out_console = Console()
-
-
-def fmt(x, digits: int = 6) -> str:
-    if isinstance(x, (dict, list)):  # custom summaries may return structures (or {"error": …})
-        import json
-
-        return json.dumps(x)
-    if x is None:
-        return "–"
-    if isinstance(x, bool):
-        return str(x).lower()
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        if x != 0 and (abs(x) >= 1e7 or abs(x) < 1e-4):
-            return f"{x:.{digits - 2}e}"
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
-def ci(pair) -> str:
-    return "–" if not pair else f"[{fmt(pair[0])}, {fmt(pair[1])}]"
 
 
 def summary_tables(summary: dict, record=None, failures_command: str = "ancho show {run} --failures") -> list:
@@ -82,15 +64,9 @@ def print_summary(summary: dict, record=None, failures_command: str = "ancho sho
         out_console.print(part)
 
 
-def when(ts: float | None) -> str:
-    return "–" if not ts else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def duration(record) -> str:
-    if not record.started:
-        return "–"
-    end = record.finished or time.time()
-    return f"{end - record.started:.1f} s"
+    """How long a run took (so far, while it runs)."""
+    return run_duration(record.started, record.finished, record.status == "running")
 
 
 def runs_table(records) -> Table:

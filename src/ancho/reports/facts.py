@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..chunk import Failure
+from ..present import number as fmt
+from ..present import run_duration
+from ..present import timestamp as when
 from ..stores.base import RunRecord, Store
 
 #: failed sequences listed with their tracebacks (the count is always given)
@@ -105,15 +107,8 @@ def source_rows(record: RunRecord) -> list[tuple[str, str]]:
     return [("Source", src or "–")]
 
 
-def when(ts: float | None) -> str:
-    """A timestamp in UTC (a report is read elsewhere than where it was made)."""
-    return "–" if not ts else datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def run_rows(record: RunRecord) -> list[tuple[str, str]]:
     """The run's identity, provenance, settings and timings as (label, text) pairs."""
-    from ..cli.render import duration, fmt
-
     r = record
     rows = [("Run", r.id), ("Status", r.status), ("Model", f"{r.model} ({r.entry})" if r.entry else r.model)]
     rows += source_rows(r)
@@ -129,7 +124,8 @@ def run_rows(record: RunRecord) -> list[tuple[str, str]]:
         rows.append(("Targets", ", ".join(r.targets)))
     if r.owner and r.owner != "local":
         rows.append(("Owner", r.owner))
-    rows += [("Created", when(r.created)), ("Started", when(r.started)), ("Finished", when(r.finished)), ("Duration", duration(r))]
+    rows += [("Created", when(r.created)), ("Started", when(r.started)), ("Finished", when(r.finished)),
+             ("Duration", run_duration(r.started, r.finished, r.status == "running"))]
     rows.append(("Failures", f"{fmt(r.failures)} (allowed {fmt(r.max_failures)})" + (f", {fmt(r.retries)} chunk retries" if r.retries else "")))
     if r.error:
         rows.append(("Error", r.error))

@@ -17,7 +17,8 @@ import threading
 from typing import BinaryIO
 from xml.sax.saxutils import escape
 
-from ..cli.render import ci, fmt
+from ..present import interval as ci
+from ..present import number as fmt
 from ..stores.base import Store
 from .facts import ReportData, gather, run_rows
 

@@ -16,23 +16,16 @@ import math
 
 from markupsafe import Markup, escape
 
+from ..present import number
+
 W, H = 560, 280
 #: plot area margins: left (y labels), right, top, bottom (x labels)
 ML, MR, MT, MB = 64, 16, 16, 44
 
 
 def fmt(v: float | None) -> str:
-    """A number as people read it on an axis or in a table: 4 significant digits, thousands separated."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–" if v is None else str(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
-        return f"{int(v):,}"
-    a = abs(v)
-    if a >= 1e6 or a < 1e-3:
-        return f"{v:.3e}"
-    return f"{v:,.4g}" if a >= 1 else f"{v:.4g}"
+    """A number on an axis or in a table of the site: four significant digits (see ancho.present)."""
+    return number(v, 4)
 
 
 def ticks(lo: float, hi: float, count: int = 5) -> list[float]:

@@ -1,0 +1,80 @@
+"""How numbers, intervals, times and durations read to people: one spelling for the terminal, the web and reports.
+
+They were written once per front end and disagreed (six significant digits
+on the terminal, four on the web; local time in the CLI, UTC in reports), so
+the same run read differently depending on where it was looked at. Every
+front end now formats through these functions; only the number of digits is
+the caller's choice (an axis label wants fewer than a table).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+#: a missing value, in every front end
+MISSING = "–"
+
+
+def number(x: Any, digits: int = 6) -> str:
+    """A value from a summary as people read it: whole numbers with thousands separators, others with ``digits``
+    significant digits (scientific notation far from 1), booleans as ``true``/``false``, structures as JSON."""
+    if isinstance(x, (dict, list)):  # custom summaries may return structures (or {"error": …})
+        return json.dumps(x)
+    if x is None:
+        return MISSING
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return str(x)
+        if x.is_integer() and abs(x) < 1e15:
+            return f"{int(x):,}"
+        a = abs(x)
+        if a >= 1e7 or a < 1e-4:
+            return f"{x:.{max(digits - 1, 1)}e}"
+        if a < 1:
+            return f"{x:.{digits}g}"
+        rounded = round(x, digits - 1 - math.floor(math.log10(a)))  # digits significant, separators kept
+        return f"{int(rounded):,}" if rounded.is_integer() else f"{rounded:,}"
+    return str(x)
+
+
+def interval(pair: Sequence[Any] | None, digits: int = 6) -> str:
+    """A confidence interval as ``[low, high]``."""
+    return MISSING if not pair else f"[{number(pair[0], digits)}, {number(pair[1], digits)}]"
+
+
+def timestamp(ts: float | None) -> str:
+    """A moment in UTC, labelled: runs are made on servers and read elsewhere, so local time would mislead."""
+    return MISSING if not ts else datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(seconds: float | None) -> str:
+    """An elapsed time: ``0.42 s`` under a minute (runs are often that short), then ``3m 07s`` and ``2h 05m``."""
+    if seconds is None:
+        return MISSING
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+def run_duration(started: float | None, finished: float | None, running: bool = True) -> str:
+    """How long a run took, or has taken so far while it is ``running``."""
+    if not started:
+        return MISSING
+    end = finished or (time.time() if running else None)
+    return MISSING if end is None else duration(end - started)
+
+
+__all__ = ["MISSING", "duration", "interval", "number", "run_duration", "timestamp"]
