@@ -84,6 +84,55 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class HeadAsGet:
+    """ASGI middleware: ``HEAD`` answers as ``GET`` would, headers only, on every GET endpoint (API, site, fast path).
+
+    FastAPI's routes take GET only, so HEAD got 405 while the ``Allow`` header
+    (and HTTP) said it was allowed. Here HEAD becomes GET for the app, the
+    status and headers (Content-Length included) go out as they are, and the
+    body is dropped. A streamed body (the event stream) is stopped after its
+    headers: the app is told the client went away, as if it had.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+        import anyio
+
+        finished = anyio.Event()
+
+        async def head_send(message):
+            if finished.is_set():
+                return
+            if message["type"] == "http.response.body":
+                finished.set()
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        async def head_receive():
+            if finished.is_set():
+                return {"type": "http.disconnect"}
+            got = None
+            async with anyio.create_task_group() as tg:
+                async def client():
+                    nonlocal got
+                    got = await receive()
+                    tg.cancel_scope.cancel()
+
+                async def answered():
+                    await finished.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(client)
+                tg.start_soon(answered)
+            return got if got is not None else {"type": "http.disconnect"}
+
+        await self.app({**scope, "method": "GET"}, head_receive, head_send)
+
+
 async def _json(send, status: int, detail: str) -> None:
     import json
 
@@ -218,5 +267,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     mount_site(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(StatusReads, service=svc)  # outermost: ahead of the size limit, routing and dependencies
+    app.add_middleware(StatusReads, service=svc)  # ahead of the size limit, routing and dependencies
+    app.add_middleware(HeadAsGet)  # outside the fast path, so a HEAD of a status read is answered there too
+    if settings.trusted_proxies:
+        # Outermost: everything after sees the browser's scheme (a TLS-terminating proxy's https makes the web
+        # site's cookies Secure) and address. Only the listed proxies are believed; Uvicorn's own handling, which
+        # believes 127.0.0.1 by default, is off (cli/server.py), so this is the one place forwarded headers count.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(h) for h in settings.trusted_proxies])
     return app
