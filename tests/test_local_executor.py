@@ -167,3 +167,75 @@ with LocalExecutor(2) as ex:
 print(bool(r.frame["x"].equals(plain.frame["x"])), bool(plain.frame["idle"].any()))
 """, ANCHO_WORKER_START=start)
     assert out.splitlines() == [f"['{start}'] True", "True False"]
+
+
+ENVIRON = """
+import os
+
+import ancho
+
+
+class Environ(ancho.Model):
+    \"\"\"Whether a secret of the driver's environment reached the worker.\"\"\"
+
+    def sequence(self, rng):
+        return {"secret": "ancho-test-secret-6c1f0e" in repr(dict(os.environ)), "x": rng.random()}
+"""
+
+
+def environ_model(folder) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "environ.py").write_text(ENVIRON)
+    return str(folder / "environ.py")
+
+
+def test_sandboxed_workers_and_their_launchers_get_nothing_of_the_drivers_environment(monkeypatch, tmp_path):
+    """Wrapped in a Sandbox, a worker is never forked (a fork copies the driver's environment), and every process
+    between the driver and it (setpriv's shell, bubblewrap's monitor, bubblewrap's init: PID 1 inside, which a model
+    can read) starts with the sandbox's launch environment, PATH and LANG only."""
+    import psutil
+
+    from ancho.executors.local import LocalExecutor, _ForkedProcess
+    from ancho.sources import sandbox as sb
+
+    from .conftest import need_service
+
+    if sb.sandbox_problem():
+        need_service("bubblewrap", sb.sandbox_problem())
+    monkeypatch.setenv("ANCHO_TEST_SECRET", "ancho-test-secret-6c1f0e")
+    model = environ_model(tmp_path / "models")
+    with sb.Sandbox(sb.SandboxPolicy(scratch=tmp_path / "scratch", read_only=(str(tmp_path / "models"),))) as sandbox:
+        ex = LocalExecutor(1, wrap=sandbox.wrap, env={"ANCHO_TEST_EXTRA": "x"})
+        assert ex._env() == sb.LAUNCHER_ENV == sandbox.launch_env()
+        with ex.start():
+            launcher = ex._pool[0].proc
+            assert not isinstance(launcher, _ForkedProcess)
+            deadline = time.monotonic() + 30
+            while True:
+                chain = [psutil.Process(launcher.pid), *psutil.Process(launcher.pid).children(recursive=True)]
+                worker = [p for p in chain if p.cmdline()[:3] == [sys.executable, "-m", "ancho.executors.worker"]]
+                if worker or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert worker, [p.cmdline()[:3] for p in chain]
+            helpers = [p for p in chain if p not in worker]
+            assert len(helpers) >= 2  # the shell (or bubblewrap itself) and bubblewrap's init
+            for p in helpers:
+                assert p.environ() == sb.LAUNCHER_ENV, p.cmdline()[:3]
+            assert "ANCHO_TEST_SECRET" not in worker[0].environ() and worker[0].environ()["ANCHO_SANDBOX"] == "1"
+            r = ancho.run(model, sequences=4, seed=1, executor=ex, store=str(tmp_path / "store"))
+    assert not r.frame.secret.any()
+
+
+def test_other_wrappers_do_not_pass_the_drivers_environment_on(monkeypatch, tmp_path):
+    """A wrapper that is not a sandbox still starts from the minimal environment, plus what a worker needs."""
+    from ancho.executors.local import LocalExecutor
+
+    monkeypatch.setenv("ANCHO_TEST_SECRET", "ancho-test-secret-6c1f0e")
+    model = environ_model(tmp_path / "models")
+    with LocalExecutor(1, wrap=lambda argv: ["nice", "-n", "1", *argv]) as ex:
+        r = ancho.run(model, sequences=4, seed=1, executor=ex, store=str(tmp_path / "store"))
+    assert not r.frame.secret.any()
+    with LocalExecutor(1) as ex:  # unwrapped workers are the driver's own kind: its environment
+        r = ancho.run(model, sequences=4, seed=1, executor=ex, store=str(tmp_path / "store"))
+    assert r.frame.secret.all()
