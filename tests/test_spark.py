@@ -170,6 +170,8 @@ def test_executor_killed_mid_run(spark, store):
 
 
 def test_cancel_frees_the_cluster(spark, store):
+    """A cancel stops the run's Spark job and kills its tasks on the executors, so nothing is left in front of the
+    next run (how long that takes is measured in benchmarks/bench_cancel.py --spark)."""
     loaded = ancho.loading.loaded_from_class(Slow)
     spec = RunSpec.build(loaded, {"seconds": 0.01}, 100_000, 1)
     rec = create_record(loaded, spec, URL, spark.workers)
@@ -185,19 +187,18 @@ def test_cancel_frees_the_cluster(spark, store):
         handle.cancel()
 
     threading.Thread(target=cancel_once_running, daemon=True).start()
-    t0 = time.monotonic()
     with pytest.raises(RunCancelled):
         execute(loaded, spec, store, spark, rec, handle=handle)
-    assert time.monotonic() - t0 < 60
-    assert store.get_run(rec.id).status == "cancelled"
-    deadline = time.monotonic() + 30
-    while sc.statusTracker().getActiveJobsIds() and time.monotonic() < deadline:
+    final = store.get_run(rec.id)
+    assert final.status == "cancelled" and final.done < 100_000
+    deadline = time.monotonic() + 30  # a guard against hanging, not a measurement
+    while (sc.statusTracker().getActiveJobsIds() or _running_tasks(sc)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not sc.statusTracker().getActiveJobsIds()
-    # the cluster is free: a next run works, and soon (no slow tasks left in front of it)
-    t0 = time.monotonic()
+    assert _running_tasks(sc) == 0  # the cancelled run's tasks were killed, not left to finish their sleeps
+    # the cluster is free: a next run works, all of it
     r = ancho.run(Mixed, sequences=1000, seed=1, executor=spark, store=store)
-    assert r.status == "succeeded" and time.monotonic() - t0 < 60
+    assert r.status == "succeeded" and len(r.frame) == 1000
 
 
 def test_failing_sequence_reported_as_locally(spark, store):
