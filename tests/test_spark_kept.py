@@ -1,4 +1,4 @@
-"""What a reused Spark Python worker keeps across tasks (executors/spark.py ``_Kept``): no cluster needed.
+"""What a reused Spark Python worker keeps across tasks (executors/spark/tasks.py ``Kept``): no cluster needed.
 
 A server runs two runs at a time by default and their tasks alternate on the
 same Python workers; each must find its prepared model still there.
@@ -7,7 +7,7 @@ same Python workers; each must find its prepared model still there.
 from __future__ import annotations
 
 from ancho.executors.base import Task
-from ancho.executors.spark import KEEP, _Kept, _runner, _RUNNERS
+from ancho.executors.spark.tasks import KEEP, RUNNERS as _RUNNERS, Kept as _Kept, runner as _runner
 from ancho.executors.spark_isolation import Isolation
 from ancho.loading import FileRef
 

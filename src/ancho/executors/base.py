@@ -13,8 +13,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from types import MappingProxyType
+
 from ..chunk import ChunkResult, StoredChunk
+from ..errors import AnchoError, ModelError, OutputError, ParameterError, RunFailed
 from ..loading import ModelRef
+
+#: the errors a worker (a local worker process, a Spark task) reports by class name and the driver raises again as
+#: themselves; any other name is raised as :class:`~ancho.errors.RunFailed`. One table for every executor, so a
+#: worker error means the same whichever backend ran the chunk.
+WORKER_ERRORS: "MappingProxyType[str, type[AnchoError]]" = MappingProxyType({
+    "ModelError": ModelError,
+    "OutputError": OutputError,
+    "ParameterError": ParameterError,
+})
+
+
+def worker_error(kind: str, message: str) -> AnchoError:
+    """The error to raise on the driver for a worker's ``(kind, message)`` report (see :data:`WORKER_ERRORS`)."""
+    return WORKER_ERRORS.get(kind, RunFailed)(message)
 
 
 @dataclass(frozen=True)
@@ -27,8 +44,9 @@ class Task:
     run_id: str = ""
     #: environment variables for worker processes (threads per worker, etc.)
     env: dict[str, str] = field(default_factory=dict)
-    #: a results source the tasks write chunks to themselves (:meth:`Executor.results_sink`), or None
-    sink: dict | None = None
+    #: a results source the tasks write chunks to themselves (:meth:`Executor.results_sink`: a typed
+    #: :class:`~ancho.stores.results_sources.CassandraResults`), or None
+    sink: Any = None
     #: with a sink: the targets whose hits a stored chunk's tallies count (None: the run needs no tallies)
     tally: tuple | None = None
 
@@ -87,7 +105,7 @@ class Executor(ABC):
         whole run (for example the model cannot be loaded by workers).
         """
 
-    def results_sink(self, store, run_id: str) -> dict | None:
+    def results_sink(self, store, run_id: str) -> Any:
         """Where this backend's tasks write the run's chunks themselves, or None (the default): the engine writes them.
 
         When it returns a results source (the store's, for ``run_id``), the

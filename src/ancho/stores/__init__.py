@@ -8,18 +8,14 @@ from .base import FINAL, STATUSES, RunRecord, Store
 __all__ = ["Store", "RunRecord", "STATUSES", "FINAL", "open_store", "read_results_source", "export_results"]
 
 
-def read_results_source(source: dict):
-    """One run's results as an Arrow table, from what ``Store.results_source`` described (used in workers)."""
-    kind = source.get("kind")
-    if kind == "parquet-dir":
-        from .embedded import read_chunk_dir
+def read_results_source(source):
+    """One run's results as an Arrow table, from what ``Store.results_source`` described (used in workers).
 
-        return read_chunk_dir(source["path"], source["schema"])
-    if kind == "cassandra":
-        from .cassandra_results import read_source
+    ``source``: a :mod:`~ancho.stores.results_sources` value or its dict form.
+    """
+    from .results_sources import results_source
 
-        return read_source(source)
-    raise InputError(f"unknown results source {kind!r}")
+    return results_source(source).read_table()
 
 
 def export_results(store: Store, run_id: str, folder) -> dict:
@@ -35,6 +31,8 @@ def export_results(store: Store, run_id: str, folder) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from .chunk_layout import chunk_name
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for batch in store.iter_batches(run_id):
@@ -42,7 +40,7 @@ def export_results(store: Store, run_id: str, folder) -> dict:
             continue
         seqs = batch.column(0)
         start, stop = seqs[0].as_py(), seqs[batch.num_rows - 1].as_py() + 1
-        pq.write_table(pa.Table.from_batches([batch]), folder / f"{start:012d}-{stop:012d}.parquet", compression="zstd")
+        pq.write_table(pa.Table.from_batches([batch]), folder / chunk_name(start, stop), compression="zstd")
     return {"kind": "parquet-dir", "path": str(folder), "schema": store.get_run(run_id).schema}
 
 

@@ -130,8 +130,18 @@ class Store(ABC):
     def results_source(self, run_id: str) -> dict:
         """What a worker needs to read this run's results and nothing else (for user summary code).
 
-        A JSON-able dict with a ``kind``; ``ancho.stores.read_results_source`` opens it.
+        A JSON-able dict with a ``kind``; ``ancho.stores.read_results_source`` opens it. The dict form of
+        :meth:`results` (``results(run_id).to_dict()``), kept while callers move to the typed value.
         """
+
+    def results(self, run_id: str) -> "ResultsSource":  # noqa: F821
+        """Where this run's results are, typed (:mod:`ancho.stores.results_sources`): what readers branch on.
+
+        This default builds it from :meth:`results_source`'s dict; a store may return its own directly.
+        """
+        from .results_sources import results_source
+
+        return results_source(self.results_source(run_id))
 
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """One output (or ``sequence``) as a NumPy array, in sequence order; one column in memory."""

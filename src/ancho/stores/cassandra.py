@@ -37,6 +37,7 @@ from .base import RunRecord, Store, arrow_schema
 from .cassandra_conn import OPEN_PATIENCE, StoreURL, connect, redact, retrying
 from .cassandra_results import TABLES, RunResults
 from .embedded import check_run_id
+from .results_sources import CassandraResults
 
 _COLUMNS = ("id", "owner", "status", "created")
 _MAX_KEYSPACE = 48  # Cassandra's limit on keyspace (and table) names
@@ -337,18 +338,15 @@ class CassandraStore(Store):
             return []
         return results.failures(run_id, limit)
 
-    def results_source(self, run_id: str) -> dict:
+    def results(self, run_id: str) -> CassandraResults:
         """The owner's role and password (never the store's), the keyspace and the run: all user code gets."""
         self._results_for_run(run_id).flush()  # the reader is another process: everything written must be there
         record = self.get_run(run_id)
         keyspace, role, password = self._owner(record.owner)
-        return {
-            "kind": "cassandra",
-            "endpoint": self.endpoint.as_role(role, password).to_dict(),
-            "keyspace": keyspace,
-            "run_id": run_id,
-            "schema": record.schema,
-        }
+        return CassandraResults(self.endpoint.as_role(role, password), keyspace, run_id, record.schema)
+
+    def results_source(self, run_id: str) -> dict:
+        return self.results(run_id).to_dict()
 
     def close(self) -> None:
         """Waits for chunk writes still in flight, then disconnects."""

@@ -301,20 +301,30 @@ class RunResults:
 
 
 # -- from another process -------------------------------------------------------
+def _source(source) -> "CassandraResults":  # noqa: F821
+    """The typed source, given it or its dict form (``CassandraStore.results_source``)."""
+    from .results_sources import CassandraResults, results_source
+
+    typed = results_source(source)
+    if not isinstance(typed, CassandraResults):
+        raise AnchoError(f"a {typed.kind} results source is not in Cassandra")
+    return typed
+
+
 class RemoteResults:
     """A session of its own (the owner's role) plus :class:`RunResults`; a context manager."""
 
-    def __init__(self, source: dict):
-        self.source = source
-        self.endpoint = Endpoint.from_dict(source["endpoint"])
+    def __init__(self, source):
+        self.source = source = _source(source)
+        self.endpoint = source.endpoint
         self.session = connect(self.endpoint)
-        self.results = RunResults(self.session, source["keyspace"], self.endpoint)
+        self.results = RunResults(self.session, source.keyspace, self.endpoint)
 
     def write(self, result: ChunkResult) -> None:
-        self.results.write_chunk(self.source["run_id"], result)
+        self.results.write_chunk(self.source.run_id, result)
 
     def read_table(self, columns: list[str] | None = None):
-        return self.results.read_table(self.source["run_id"], self.source["schema"], columns)
+        return self.results.read_table(self.source.run_id, dict(self.source.schema), columns)
 
     def close(self) -> None:
         """Flushes the writes first (raising the first that failed), then disconnects."""
@@ -330,26 +340,28 @@ class RemoteResults:
         self.close()
 
 
-def read_source(source: dict):
-    """One run's results as an Arrow table, from a ``kind: cassandra`` results source (the owner's role only)."""
+def read_source(source):
+    """One run's results as an Arrow table, from a Cassandra results source (the owner's role only)."""
     with RemoteResults(source) as remote:
         return remote.read_table()
 
 
-def chunk_starts(source: dict) -> list[int]:
+def chunk_starts(source) -> list[int]:
     """Where each done chunk of the run begins: what a Spark job splits into tasks for :func:`read_chunks`."""
     with RemoteResults(source) as remote:
-        return [m.start for m in remote.results.markers(source["run_id"]) if m.rows]
+        return [m.start for m in remote.results.markers(remote.source.run_id) if m.rows]
 
 
-def read_chunks(source: dict, starts) -> Iterator:
+def read_chunks(source, starts) -> Iterator:
     """In a Spark task (``mapInArrow``): the Arrow batches of the chunks beginning at ``starts``, read directly."""
     from .base import arrow_schema
 
     with RemoteResults(source) as remote:
-        yield from remote.results.iter_batches(source["run_id"], arrow_schema(source["schema"]), list(starts))
+        yield from remote.results.iter_batches(remote.source.run_id, arrow_schema(dict(remote.source.schema)), list(starts))
 
 
-def open_writer(source: dict) -> RemoteResults:
-    """A writer for one run's chunks in any process (a Spark task): ``w.write(chunk_result)``; ``w.close()``."""
+def open_writer(source) -> RemoteResults:
+    """A writer for one run's chunks in any process (a Spark task): ``w.write(chunk_result)``; ``w.close()``.
+
+    ``source``: a :class:`~ancho.stores.results_sources.CassandraResults` or its dict form."""
     return RemoteResults(source)

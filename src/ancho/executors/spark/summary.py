@@ -1,5 +1,7 @@
 """A run's summary computed by Spark: the same object as :func:`ancho.stats.build_summary`, from Spark SQL.
 
+(Formerly ``ancho.executors.spark_summary``, which still imports as this module.)
+
 Why: a large run's results need not pass through the driver. One Spark SQL
 job computes, for every output at once, the moments and extremes
 (``count``, ``avg``, ``stddev_samp``, ``min``, ``max``), the percentiles and
@@ -28,12 +30,14 @@ UDF (``applyInPandas`` over the whole results as one group): they get the
 same DataFrame as locally (``sequence`` first, the run's dtypes, sequence
 order), and the whole run must fit in one executor's Python worker memory.
 
-Spark reads the results from where the store wrote them: the embedded
-store's Parquet files (one per chunk, on the driver's disk) only when every
-executor sees that folder at the same path (a cluster on this machine, or
-shared storage); the Cassandra store's chunks from any executor that reaches
-the Cassandra nodes, with the run owner's role. Otherwise the executor falls
-back to the driver's summary.
+Spark reads the results from where the store wrote them, as its typed
+results source says (:mod:`ancho.stores.results_sources`): the embedded
+store's Parquet files (:class:`ChunkFiles`, one file per chunk, on the
+driver's disk) only when every executor sees that folder at the same path (a
+cluster on this machine, or shared storage); the Cassandra store's chunks
+(:class:`CassandraResults`) from any executor that reaches the Cassandra
+nodes, with the run owner's role. Otherwise the executor falls back to the
+driver's summary.
 """
 
 from __future__ import annotations
@@ -41,11 +45,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from ..expressions import Target
-from ..stats import PERCENTILES, build_summary, clean, describe_moments, wilson
+from ...expressions import Target
+from ...stats import PERCENTILES, build_summary, clean, describe_moments, wilson
+from ...stores.results_sources import CassandraResults, ChunkFiles
 
 #: up to this many values per output, percentiles are exact; above, approximate
 EXACT_PERCENTILES = 100_000
@@ -55,15 +59,13 @@ _SPARK_TYPES = {"bool": "boolean", "int": "bigint", "float": "double"}
 _SQL_OPS = {">=": ">=", "<=": "<=", ">": ">", "<": "<", "==": "=", "!=": "!="}
 
 
-def chunk_groups(folder: Path) -> dict[tuple, list[str]]:
+def chunk_groups(source: ChunkFiles) -> dict[tuple, list[str]]:
     """The run's non-empty chunk files grouped by their stored column types (a column may be int in early chunks,
     float later; Spark's Parquet reader does not widen types, so each group is read with its own schema)."""
     import pyarrow.parquet as pq
 
-    from ..stores.embedded import chunk_files
-
     groups: dict[tuple, list[str]] = {}
-    for _, _, path in chunk_files(folder):
+    for path in source.paths:
         meta = pq.read_metadata(path)
         if meta.num_rows == 0:
             continue
@@ -72,22 +74,24 @@ def chunk_groups(folder: Path) -> dict[tuple, list[str]]:
     return groups
 
 
-def results_frame(spark, source: dict, kinds: dict[str, str]):
+def results_frame(spark, source, kinds: dict[str, str]):
     """The run's results as a Spark DataFrame cast to the run's schema (``sequence`` then outputs), or None
-    when they are not in a form Spark reads (the embedded store's Parquet folder, or Cassandra) or the run is empty."""
-    if source.get("kind") == "cassandra":
+    when they are not in a form Spark reads (the embedded store's chunk files, or Cassandra) or the run is empty.
+
+    ``source``: a typed results source (or its dict form)."""
+    from ...stores.results_sources import results_source
+
+    source = results_source(source)
+    if isinstance(source, CassandraResults):
         return _cassandra_frame(spark, source, kinds)
-    if source.get("kind") != "parquet-dir":
-        return None
-    folder = Path(source["path"])
-    if not folder.is_dir():
+    if not isinstance(source, ChunkFiles) or not source.files:
         return None
     from pyspark.sql import functions as F
 
     columns = [F.col("sequence").cast("bigint").alias("sequence")]
     columns += [F.col(f"`{name}`").cast(_SPARK_TYPES[kind]).alias(name) for name, kind in kinds.items()]
     frame = None
-    for types, files in chunk_groups(folder).items():
+    for types, files in chunk_groups(source).items():
         ddl = ", ".join(f"`{name}` {_arrow_to_spark(t)}" for name, t in types)
         part = spark.read.schema(ddl).parquet(*files)
         for name in ["sequence", *kinds]:
@@ -98,10 +102,10 @@ def results_frame(spark, source: dict, kinds: dict[str, str]):
     return frame
 
 
-def _cassandra_frame(spark, source: dict, kinds: dict[str, str]):
+def _cassandra_frame(spark, source: CassandraResults, kinds: dict[str, str]):
     """Tasks read the run's chunks from Cassandra themselves, with the owner's role (the results source carries
     it), through the store's own reader (``ancho.stores.cassandra_results.read_chunks``) in a ``mapInArrow`` job."""
-    from ..stores.cassandra_results import chunk_starts
+    from ...stores.cassandra_results import chunk_starts
 
     starts = chunk_starts(source)
     if not starts:
@@ -112,8 +116,8 @@ def _cassandra_frame(spark, source: dict, kinds: dict[str, str]):
     return chunks.mapInArrow(functools.partial(_read_cassandra, source), ddl)
 
 
-def _read_cassandra(source: dict, batches):
-    from ..stores.cassandra_results import read_chunks
+def _read_cassandra(source: CassandraResults, batches):
+    from ...stores.cassandra_results import read_chunks
 
     for batch in batches:
         yield from read_chunks(source, batch.column(0).to_pylist())
@@ -206,7 +210,7 @@ def custom_summaries(frame, kinds: dict[str, str], names: tuple[str, ...], resol
     out = frame.groupBy(F.lit(0).alias("_all")).applyInPandas(fn, "name string, value string").collect()
     values = {row["name"]: json.loads(row["value"]) for row in out}
     if "\0error" in values:
-        from ..errors import ModelError
+        from ...errors import ModelError
 
         raise ModelError(values["\0error"])
     return {name: values.get(name) for name in names}
@@ -216,7 +220,7 @@ def _run_custom(resolve, params: dict, names: tuple[str, ...], columns: list[str
     """In the Spark task: the DataFrame exactly as a local worker reads it, then each summary function."""
     import pandas as pd
 
-    from ..chunk import KIND_DTYPES
+    from ...chunk import KIND_DTYPES
 
     frame = frame.sort_values("sequence", kind="stable").reset_index(drop=True)[columns]
     frame = frame.astype({"sequence": "int64", **{n: KIND_DTYPES[k] for n, k in kinds.items()}}, copy=False)
@@ -224,7 +228,7 @@ def _run_custom(resolve, params: dict, names: tuple[str, ...], columns: list[str
         instance = resolve()(**params)
     except Exception as exc:  # noqa: BLE001 - reported on the driver as one line
         return pd.DataFrame({"name": ["\0error"], "value": [json.dumps(f"model setup failed in a worker: {type(exc).__name__}: {exc}")]})
-    from ..custom import apply_summaries
+    from ...custom import apply_summaries
 
     out = apply_summaries(instance, frame, names)
     return pd.DataFrame({"name": list(out), "value": [json.dumps(v, allow_nan=False) for v in out.values()]})

@@ -1,0 +1,35 @@
+"""Which files hold a run's chunks in a chunk folder: the one place that knows the embedded layout.
+
+A chunk folder (the embedded store's ``runs/<id>/chunks``, or a copy made
+by :func:`ancho.stores.export_results`) holds one Parquet file per committed
+chunk, named ``<start>-<stop>.parquet`` with 12-digit bounds; anything else
+in it (a writer's ``.*.tmp`` file) is not a chunk. Readers — a summary
+worker, Spark's summary — get the list from here (or from a
+:class:`~ancho.stores.results_sources.ChunkFiles` built here) instead of
+parsing names themselves, so the layout can change in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_CHUNK_NAME = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
+
+
+def chunk_name(start: int, stop: int) -> str:
+    """The file name of the chunk holding sequences ``start..stop-1``."""
+    return f"{start:012d}-{stop:012d}.parquet"
+
+
+def chunk_files(folder: "str | os.PathLike") -> list[tuple[int, int, Path]]:
+    """The committed chunk files of a chunk folder, as (start, stop, path), ascending (FileNotFoundError: no folder)."""
+    folder = Path(folder)
+    found = []
+    for name in os.listdir(folder):
+        m = _CHUNK_NAME.match(name)
+        if m:
+            found.append((int(m.group(1)), int(m.group(2)), folder / name))
+    found.sort()
+    return found
