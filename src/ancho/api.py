@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from .engine import RunHandle, RunSpec, create_record, execute
@@ -85,6 +87,7 @@ def run(
     max_failures: int = 0,
     progress: Callable[[int, int], None] | None = None,
     announce: Callable[[str], None] | None = None,
+    sandbox: bool = False,
 ) -> Results:
     """Run ``sequences`` sequences of ``model`` and return its :class:`Results`.
 
@@ -97,10 +100,18 @@ def run(
     complete; ``announce(message)`` for slow preparations (building an
     environment). Raises :class:`ancho.AnchoError` subclasses for bad input
     and failed runs; the run record stays in the store either way.
+
+    ``sandbox=True`` (``ancho run --sandbox``) is for running someone else's
+    model: it is never imported here, only in bubblewrap-sandboxed workers
+    (reading it, validating ``params``, its sequences and summary functions),
+    without network and without sight of ``ANCHO_HOME`` (docs/sandbox.md).
+    ``model`` must then be a path or URL string, on the local executor.
     """
     from .model import Model
     from .sources.prepare import Prepared, prepare, source_folder
 
+    if sandbox:
+        _check_sandboxable(model, executor)
     origin = None
     if isinstance(model, str) and ("://" in model or model.startswith("git+")):
         from .sources.fetch import resolve_source_arg
@@ -122,7 +133,8 @@ def run(
         )
     # Workers start first, so their start-up overlaps loading the model here
     # (a model with its own requirements.txt needs its environment first).
-    ex = None if own_env else make_executor(executor, workers)
+    ex = None if own_env or sandbox else make_executor(executor, workers)
+    boxes = ExitStack()  # sandboxed workers' sandboxes and folders, closed after their executor
     try:
         if ex is not None and hasattr(ex, "start"):
             ex.start()  # type: ignore[attr-defined]
@@ -131,23 +143,115 @@ def run(
             from .stores.embedded import default_home
 
             envs = Environments(default_home() / "envs", announce=announce) if own_env else None
-            prepared = prepare(model, params, envs, origin=origin)
+            if sandbox:
+                prepared, readable = _prepare_sandboxed(model, params, envs, origin, store)
+            else:
+                prepared = prepare(model, params, envs, origin=origin)
         else:
             loaded = loaded_from_class(model)
             if isinstance(model, Model):
                 params = {**model.params, **(params or {})}
             prepared = Prepared(loaded, loaded.cls.resolve_params(params))  # type: ignore[union-attr]
-        if ex is None:
+        if ex is None and not sandbox:
             ex = make_executor(executor, workers, **prepared.executor_options())
         spec = RunSpec.build(prepared.model, prepared.params, sequences, seed, targets, until, max_sequences, max_failures,
                              resolved=True)
         st = _shared_store(store)
         name = executor if isinstance(executor, str) else type(executor).__name__
         # the model's description (docstring, parameters) is kept, as a server keeps it, for reports
-        record = create_record(prepared.model, spec, name, ex.workers, extra={"info": prepared.model.info})
+        count = ex.workers if ex is not None else _worker_count(workers)
+        record = create_record(prepared.model, spec, name, count, extra={"info": prepared.model.info})
         st.create_run(record)
+        if sandbox:
+            ex = _sandboxed_executor(prepared, readable, st, record.id, count, _hidden(store), boxes)
         final = execute(prepared.model, spec, st, ex, record, progress, RunHandle())
     finally:
         if ex is not None and owns_executor:
             ex.close()
+        boxes.close()
     return Results(st, final)
+
+
+# -- sandbox=True: the model's code runs only in sandboxed workers ---------------------------
+
+def _check_sandboxable(model: Any, executor: "str | Executor") -> None:
+    """What ``sandbox=True`` needs, checked before anything is fetched or built."""
+    from .errors import InputError
+    from .sources.sandbox import SandboxUnavailable, sandbox_problem
+
+    if not isinstance(model, str):
+        raise InputError("sandbox=True needs the model as a path or URL string: a class given to ancho.run has "
+                         "already been imported, unsandboxed, in this process")
+    if executor != "local":
+        raise InputError(f"--sandbox runs models on the local executor only, not on '{executor}'; "
+                         "leave out --executor (or submit the run to an Ancho server, which sandboxes Spark runs)")
+    problem = sandbox_problem()
+    if problem is not None:
+        raise SandboxUnavailable(f"--sandbox cannot run here: {problem}")
+
+
+def _worker_count(workers: int | None) -> int:
+    from .executors.local import LocalExecutor
+
+    return LocalExecutor(workers).workers  # validated as an executor would (no process is started)
+
+
+def _hidden(store: "str | Store | None") -> tuple[str, ...]:
+    """What sandboxed workers must not see: ANCHO_HOME and the development services (the default), and an
+    embedded store's folder given with ``--store``."""
+    from .sources.sandbox import default_hidden
+    from .stores.embedded import EmbeddedStore
+
+    folder = store.home if isinstance(store, EmbeddedStore) else store
+    if isinstance(folder, (str, Path)) and "://" not in str(folder):
+        return (*default_hidden(), str(Path(folder).expanduser().resolve()))
+    return default_hidden()
+
+
+def _prepare_sandboxed(target: str, params, envs, origin: str | None, store):
+    """The model read and its parameters validated in a sandboxed worker (``prepare``'s worker path, as a server
+    does): returns the prepared model and the host paths its workers need to read (its source, its environment)."""
+    from .loading import split_spec
+    from .sources.prepare import prepare, source_folder
+    from .sources.sandbox import Sandbox, SandboxPolicy
+
+    path, file, class_name = split_spec(target)
+    where = Path(path).expanduser().resolve()
+    # the worker's working folder is its scratch folder: it gets the path whole
+    spec = ":".join([str(where), *(part for part in (file, class_name) if part)])
+    # a model file alone: only that file is shown, not the folder it happens to lie in (a home folder, say)
+    readable = [str(where)]
+    env = envs.for_source(source_folder(target)) if envs is not None else None
+    if env is not None:
+        readable.append(str(env.path))
+    with Sandbox(SandboxPolicy(read_only=tuple(readable), hidden=_hidden(store))) as box:
+        prepared = prepare(spec, params, envs, in_process=False, wrap=box.wrap, origin=origin or target)
+    return prepared, tuple(readable)
+
+
+def _sandboxed_executor(prepared, readable: tuple[str, ...], store: Store, run_id: str, workers: int,
+                        hidden: tuple[str, ...], boxes: ExitStack) -> Executor:
+    """Local workers in a sandbox that shows them the model, its environment and this run's results, nothing else.
+
+    Summary functions read the run's results: an embedded store's folder of
+    this run, bound read-only; any other store is copied for them into a
+    temporary folder first (the sandbox has no network), as a server does.
+    """
+    import shutil
+    import tempfile
+
+    from .executors.local import LocalExecutor
+    from .sources.sandbox import Sandbox, SandboxPolicy
+    from .stores import export_results
+
+    results = store.results_source(run_id)
+    options: dict = {}
+    if results.get("kind") == "parquet-dir":
+        shown = results["path"]
+    else:
+        shown = tempfile.mkdtemp(prefix="ancho-results-")
+        boxes.callback(shutil.rmtree, shown, True)
+        options["results"] = lambda source: export_results(store, run_id, shown)
+    box = Sandbox(SandboxPolicy(read_only=(*readable, shown), hidden=hidden))
+    boxes.callback(box.close)
+    return LocalExecutor(workers, python=prepared.python, wrap=box.wrap, **options)

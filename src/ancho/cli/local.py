@@ -43,15 +43,24 @@ def run(
     max_sequences: Optional[int] = typer.Option(None, "--max-sequences", help="Cap for --until (default 1,000,000)."),
     max_failures: int = typer.Option(0, "--max-failures", help="Sequences allowed to raise before the run fails."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly the summary object as JSON on stdout."),
+    sandbox: bool = typer.Option(
+        False, "--sandbox",
+        help="For someone else's model: run its code only in sandboxed workers (bubblewrap: no network, no sight of "
+             "$ANCHO_HOME), never in this process.",
+    ),
 ) -> None:
-    """Run a model and print its summary."""
+    """Run a model and print its summary.
+
+    Without --sandbox the model's code runs unsandboxed, in this process and its workers (git and URL sources too):
+    it is trusted like any program you run.
+    """
     from ..api import run as run_model
     from .render import RunProgress, print_summary
 
     with RunProgress(enabled=True) as bar:
         results = run_model(
             model, parse_params(param), sequences, seed, workers, executor, store, target, until, max_sequences,
-            max_failures, progress=bar, announce=lambda m: print(f"ancho: {m}", file=sys.stderr),
+            max_failures, progress=bar, announce=lambda m: print(f"ancho: {m}", file=sys.stderr), sandbox=sandbox,
         )
     final = results.record
     if as_json:
