@@ -36,9 +36,10 @@ SECRETS = {
 }
 
 
-def check_dump(text: str) -> None:
-    """``text`` holds a complete dump, with PID 1's environment read, and no secret (name or value)."""
-    assert "ENVIRON-DUMP" in text and "END-OF-DUMP" in text, text[:2000]
+def check_dump(text: str, complete: bool = True) -> None:
+    """``text`` holds a dump (a complete one, unless the API shortens what it quotes), with PID 1's environment read,
+    and no secret (name or value)."""
+    assert "ENVIRON-DUMP" in text and (not complete or "END-OF-DUMP" in text), text[:2000]
     assert "/proc/1/environ=" in text, text[:2000]  # the sandbox's init was readable: the attack really ran
     for name, value in SECRETS.items():
         assert value not in text, f"{name}'s value reached model code: {text[:4000]}"
