@@ -94,7 +94,8 @@ def srv(tmp_path_factory, repo):
     home = tmp_path_factory.mktemp("srv-sources") / "home"
     home.mkdir()
     token = add_user(home, "dora")
-    env = {"ANCHO_SOURCE_FILE_ROOTS": json.dumps([str(repo[0])]), "ANCHO_ALLOW_LOOPBACK_HTTP": "true"}
+    env = {"ANCHO_SOURCE_FILE_ROOTS": json.dumps([str(repo[0])]), "ANCHO_ALLOW_LOOPBACK_HTTP": "true",
+           "ANCHO_SOURCE_PRIVATE_HOSTS": "true"}  # the test models are served from 127.0.0.1
     s = Server(home, env, name="sources-server").start()
     s.token = token
     yield s
