@@ -26,7 +26,7 @@ from ..loading import FileRef, LoadedModel
 from ..sources.environments import EnvironmentFailed, Environments, ancho_pythonpath
 from ..sources.fetch import FetchError, FetchPolicy, fetch_source
 from ..sources.prepare import worker_options
-from ..sources.sandbox import Sandbox, SandboxPolicy, limits_env, sandbox_problem
+from ..sources.sandbox import Sandbox, SandboxPolicy, hidden_paths, limits_env, sandbox_problem
 from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
 from ..stores.base import RunRecord
@@ -126,6 +126,8 @@ class Service:
         self.fetch_policy = FetchPolicy.for_server(
             file_roots=tuple(settings.source_file_roots), loopback_http=settings.allow_loopback_http,
             max_bytes=settings.max_archive_bytes, max_files=settings.max_archive_files, timeout=settings.fetch_timeout,
+            private_hosts=settings.source_private_hosts, git_protocol=settings.source_git_protocol,
+            s3_buckets=tuple(settings.source_s3_buckets),
         )
         self.sandboxed = self._check_sandbox()
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
@@ -249,6 +251,7 @@ class Service:
         return SandboxPolicy(
             scratch=scratch, read_only=read_only, address_space=st.sandbox_memory_bytes, cpu_seconds=st.sandbox_cpu_seconds,
             open_files=st.sandbox_open_files, max_processes=st.sandbox_max_processes, sequence_timeout=st.sequence_timeout,
+            hidden=hidden_paths(st.home),
         )
 
     def worker_setup(self, root: Path, run_id: str | None = None, read_only: tuple[str, ...] = ()):
