@@ -213,8 +213,11 @@ class SparkExecutor(Executor):
         _LOG.info("Spark run %s: results written by the %s", run_id, self.last_writes)
         return sink
 
-    def _probe(self, source: CassandraResults) -> str | None:
-        """None if a Spark task reaches the source's Cassandra with its role, else why not (once per session and keyspace)."""
+    def _probe(self, source) -> str | None:
+        """None if a Spark task reaches the source's Cassandra with its role, else why not (once per session and keyspace).
+
+        ``source``: a :class:`CassandraResults` (or its dict form)."""
+        source = results_source(source)
         ep = source.endpoint
         key = (self.context.applicationId, tuple(ep.hosts), ep.port, source.keyspace, ep.username)
         known, why = PROBES.get(key)
