@@ -6,9 +6,13 @@ one stored chunk, never the whole run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import BinaryIO
 
+from .errors import InputError
 from .stores.base import Store
 
 
@@ -37,3 +41,20 @@ def write_parquet(store: Store, run_id: str, sink: BinaryIO) -> None:
     with pq.ParquetWriter(sink, store.arrow_schema(run_id), compression="zstd") as writer:
         for batch in store.iter_batches(run_id):
             writer.write_batch(batch)
+
+
+def write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(sink)`` on a new file at ``path`` that appears whole or not at all (a failure leaves nothing)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"output '{path}' is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise InputError(f"output '{path}': folder '{path.parent}' does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            write(sink)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

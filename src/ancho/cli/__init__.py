@@ -21,7 +21,24 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from . import local, server, client, report  # noqa: E402,F401,I001  (register their commands; this order is --help's order)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"ancho {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print Ancho's version and exit."),
+) -> None:
+    """Run stochastic simulation models: on this machine or a Spark cluster, every result kept and summarised."""
+
+
+from . import local, server, client, report, shell  # noqa: E402,F401,I001  (register their commands; this order is --help's order)
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Optional
@@ -360,16 +359,6 @@ def write_output(output: Path | None, write) -> None:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         return
-    output = output.expanduser()
-    if output.is_dir():
-        raise InputError(f"--output '{output}' is a folder; give a file name")
-    if not output.parent.is_dir():
-        raise InputError(f"--output '{output}': folder '{output.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            write(sink)
-        os.replace(tmp, output)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from ..exports import write_file
+
+    write_file(output, write)

@@ -83,8 +83,7 @@ def write_notebook(store: Store, run_id: str, path: Path) -> list[Path]:
     (``<stem>.parquet`` in the same folder), which the notebook reads by that
     name: keep the two together. Each file appears whole or not at all.
     """
-    from ..cli.client import write_output
-    from ..exports import write_parquet
+    from ..exports import write_file, write_parquet
 
     path = Path(path).expanduser()
     record = store.get_run(run_id)
@@ -92,10 +91,10 @@ def write_notebook(store: Store, run_id: str, path: Path) -> list[Path]:
     parquet = parquet_path(path)
     written = [path]
     if mode == "parquet":
-        write_output(parquet, lambda sink: write_parquet(store, run_id, sink))
+        write_file(parquet, lambda sink: write_parquet(store, run_id, sink))
         written.append(parquet)
     nb = build_notebook(store, run_id, mode, parquet_name=parquet.name)
-    write_output(path, lambda sink: sink.write(notebook_bytes(nb)))
+    write_file(path, lambda sink: sink.write(notebook_bytes(nb)))
     return written
 
 
