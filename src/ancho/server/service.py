@@ -23,7 +23,7 @@ from ..errors import ExpressionError, InputError, ModelError, NotFound, Paramete
 from ..expressions import Goal, Target
 from ..executors import is_spark_master
 from ..loading import FileRef, LoadedModel
-from ..sources.environments import EnvironmentFailed, Environments, ancho_pythonpath
+from ..sources.environments import EnvironmentFailed, Environments, InstallPolicy, ancho_pythonpath
 from ..sources.fetch import FetchError, FetchPolicy, fetch_source
 from ..sources.prepare import worker_options
 from ..sources.sandbox import Sandbox, SandboxPolicy, hidden_paths, limits_env, sandbox_problem
@@ -122,7 +122,6 @@ class Service:
         self.store = open_store(settings.store or str(settings.home))
         self.users = Users(settings.db_path, on_add=getattr(self.store, "add_owner", None))
         self.uploads = Uploads(settings.home, settings.db_path, settings.max_archive_bytes, settings.max_archive_files)
-        self.environments = Environments(settings.home / "envs")
         self.fetch_policy = FetchPolicy.for_server(
             file_roots=tuple(settings.source_file_roots), loopback_http=settings.allow_loopback_http,
             max_bytes=settings.max_archive_bytes, max_files=settings.max_archive_files, timeout=settings.fetch_timeout,
@@ -130,6 +129,10 @@ class Service:
             s3_buckets=tuple(settings.source_s3_buckets),
         )
         self.sandboxed = self._check_sandbox()
+        self.environments = Environments(settings.home / "envs", install=InstallPolicy(
+            index_url=settings.package_index, source_builds=settings.allow_source_builds,
+            sandboxed=self.sandboxed, hidden=hidden_paths(settings.home),
+        ))
         self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
                                      exports=settings.home / "exports", spark=SparkSettings.of(settings),
                                      idle=settings.worker_idle, server=self.id)
