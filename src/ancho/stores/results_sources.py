@@ -55,6 +55,11 @@ class ChunkFiles:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.folder, "schema": dict(self.schema)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ChunkFiles":
+        """From :meth:`to_dict`'s form (the embedded store's ``results_source``): the folder's chunks listed now."""
+        return cls.of_folder(data["path"], data.get("schema") or {})
+
     def read_table(self):
         """All the results as one Arrow table cast to the run's schema (what a summary worker reads)."""
         import pyarrow as pa
@@ -85,6 +90,10 @@ class CassandraResults:
         return {"kind": self.kind, "endpoint": self.endpoint.to_dict(), "keyspace": self.keyspace,
                 "run_id": self.run_id, "schema": dict(self.schema)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CassandraResults":
+        return cls(Endpoint.from_dict(data["endpoint"]), data["keyspace"], data["run_id"], dict(data.get("schema") or {}))
+
     def read_table(self):
         from .cassandra_results import read_source
 
@@ -104,9 +113,7 @@ def results_source(source: "ResultsSource | Mapping[str, Any]") -> ResultsSource
     if not isinstance(source, Mapping):
         raise InputError(f"a results source is a ChunkFiles, a CassandraResults or its dict, got {type(source).__name__}")
     kind = source.get("kind")
-    if kind == ChunkFiles.kind:
-        return ChunkFiles.of_folder(source["path"], source.get("schema") or {})
-    if kind == CassandraResults.kind:
-        return CassandraResults(Endpoint.from_dict(source["endpoint"]), source["keyspace"], source["run_id"],
-                                dict(source.get("schema") or {}))
+    for cls in (ChunkFiles, CassandraResults):
+        if kind == cls.kind:
+            return cls.from_dict(source)
     raise InputError(f"unknown results source {kind!r}")
