@@ -139,10 +139,12 @@ def run(
         if ex is not None and hasattr(ex, "start"):
             ex.start()  # type: ignore[attr-defined]
         if isinstance(model, str):
-            from .sources.environments import Environments
+            from .sources.environments import Environments, InstallPolicy
             from .stores.embedded import default_home
 
-            envs = Environments(default_home() / "envs", announce=announce) if own_env else None
+            # --sandbox: the model's requirements install as a server's would (sources/environments.py)
+            install = InstallPolicy(sandboxed=True, hidden=_hidden(store)) if sandbox else None
+            envs = Environments(default_home() / "envs", announce=announce, install=install) if own_env else None
             if sandbox:
                 prepared, readable = _prepare_sandboxed(model, params, envs, origin, store)
             else:

@@ -144,11 +144,20 @@ def _extract_tar(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
     with tar:
         for m in members:
             try:
-                tar.extract(m, dest, filter="data")
+                tar.extract(m, dest, filter=_private)
             except tarfile.FilterError as exc:
                 raise ArchiveError(f"archive member '{m.name}' refused: {_filter_reason(exc)}") from None
             except (tarfile.TarError, OSError, KeyError) as exc:  # KeyError: a hard link to a member that is not there
                 raise ArchiveError(f"archive member '{m.name}' could not be unpacked: {_reason(exc)}") from None
+
+
+def _private(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """PEP 706's ``data`` filter, then no permission bits for group and others: the filter keeps the archive's
+    modes whatever the umask, and a server's unpacked models are nobody else's to read."""
+    checked = tarfile.data_filter(member, dest)
+    if checked is None or checked.mode is None:
+        return checked
+    return checked.replace(mode=checked.mode & 0o700, deep=False)
 
 
 def _filter_reason(exc: tarfile.FilterError) -> str:
