@@ -119,11 +119,6 @@ def describe_detail(detail: Any) -> str:
 
 
 # -- packing a local model ----------------------------------------------------
-#: left out of model archives (caches, version control, environments)
-SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", "node_modules", ".ipynb_checkpoints",
-                       ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox"})
-SKIP_SUFFIXES = (".pyc", ".pyo")
-SKIP_NAMES = frozenset({".DS_Store"})
 #: the server's unpacking caps (sources/extract.py); refusing here saves an upload
 MAX_FILES = 10_000
 MAX_BYTES = 200 * 1024 * 1024
@@ -152,6 +147,7 @@ def pack(spec: str) -> Packed:
     gives the same bytes, hence the same upload id on the server.
     """
     from .loading import split_spec
+    from .tree import source_files
 
     path_s, file, class_name = split_spec(spec)
     path = Path(path_s).expanduser()
@@ -176,19 +172,14 @@ def pack(spec: str) -> Packed:
             raise ModelError(f"model folder '{path_s}' has no .py file; put the model in model.py")
         top = root.name if root.name and not root.name.startswith(".") else "model"
         total = 0
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            for name in sorted(filenames):
-                full = Path(dirpath) / name
-                if name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES) or not full.is_file():
-                    continue
-                total += full.stat().st_size
-                if len(members) >= MAX_FILES or total > MAX_BYTES:
-                    raise InputError(
-                        f"model folder '{path_s}' holds more than {MAX_FILES:,} files or {MAX_BYTES // 2**20} MiB, "
-                        "more than a server unpacks; submit a folder with just the model's code"
-                    )
-                members.append((f"{top}/{full.relative_to(root).as_posix()}", full))
+        for rel, full in source_files(root):
+            total += full.stat().st_size
+            if len(members) >= MAX_FILES or total > MAX_BYTES:
+                raise InputError(
+                    f"model folder '{path_s}' holds more than {MAX_FILES:,} files or {MAX_BYTES // 2**20} MiB, "
+                    "more than a server unpacks; submit a folder with just the model's code"
+                )
+            members.append((f"{top}/{rel}", full))
         entry = ":".join(x for x in (file, class_name) if x) or None
         class_name = None  # already in the entry
         filename = top + ".tar.gz"

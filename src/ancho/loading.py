@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
-import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from typing import Any
 
 from .errors import ModelError
 from .model import Model, describe_model, model_class
+from .tree import source_files
 
 _MODULE_PREFIX = "ancho_model_"
-_SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
 
 
 @dataclass(frozen=True)
@@ -217,12 +216,7 @@ def hash_source(path: Path) -> str:
     if path.is_file():
         h.update(path.read_bytes())
         return h.hexdigest()
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for fn in sorted(filenames):
-            if fn.endswith((".pyc", ".pyo")):
-                continue
-            fp = Path(dirpath) / fn
-            h.update(str(fp.relative_to(path)).encode() + b"\0")
-            h.update(fp.read_bytes() + b"\0")
+    for rel, full in source_files(path):
+        h.update(rel.encode() + b"\0")
+        h.update(full.read_bytes() + b"\0")
     return h.hexdigest()

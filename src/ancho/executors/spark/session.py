@@ -26,7 +26,8 @@ import zipfile
 from pathlib import Path
 
 from ...errors import InputError
-from ...loading import _SKIP_DIRS, FileRef, hash_source
+from ...loading import FileRef, hash_source
+from ...tree import source_files
 
 #: seconds to wait, when a session starts, for a first executor to register (to read the cluster's cores)
 WAIT_EXECUTORS = 30.0
@@ -140,13 +141,8 @@ class Session:
         path = Path(folder) / name
         # strict_timestamps=False: uploaded sources unpack with fixed (1970) times, which zip cannot hold (stored as 1980)
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False) as zf:
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-                for fn in sorted(filenames):
-                    if fn.endswith((".pyc", ".pyo")):
-                        continue
-                    fp = Path(dirpath) / fn
-                    zf.write(fp, str(fp.relative_to(root)))
+            for rel, full in source_files(root):
+                zf.write(full, rel)
         sc.addArchive(str(path))
         return name
 
