@@ -5,6 +5,11 @@ autocommit mode with WAL so readers never wait for the writer; ``write()``
 wraps a block in ``BEGIN IMMEDIATE … COMMIT`` so a read-modify-write is atomic
 across threads and processes.
 
+A connection belongs to its thread; a server's threads come and go (one per
+run, a pool for requests), so each new connection first closes those of
+threads that have ended, rather than leaving them to the garbage collector
+(which let a busy server's open files grow with every run).
+
 A new database file is made 0600 before SQLite opens it (its ``-wal`` and
 ``-shm`` files take the same mode): it holds results and token hashes.
 """
@@ -29,6 +34,9 @@ class Database:
             except FileNotFoundError:  # no such folder: sqlite3 says so below, as before
                 pass
         self._local = threading.local()
+        self._lock = threading.Lock()
+        #: every open connection by its thread, so that ended threads' connections are closed
+        self._open: dict[threading.Thread, sqlite3.Connection] = {}
         if schema:
             self.conn().executescript(schema)
 
@@ -39,6 +47,10 @@ class Database:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
+            with self._lock:
+                for thread in [t for t in self._open if not t.is_alive()]:
+                    self._open.pop(thread).close()
+                self._open[threading.current_thread()] = db
         return db
 
     @contextmanager
@@ -57,3 +69,5 @@ class Database:
         if db is not None:
             db.close()
             self._local.db = None
+            with self._lock:
+                self._open.pop(threading.current_thread(), None)
