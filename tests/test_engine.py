@@ -113,7 +113,7 @@ def test_target_naming_no_output_fails_at_once(store):
         ({"sequences": "many"}, "sequences must be a whole number"),
         ({"sequences": 10**13}, "sequences must be between"),
         ({"seed": -1}, "seed must be between 0"),
-        ({"max_sequences": 10}, "--max-sequences goes with --until"),
+        ({"max_sequences": 10}, "max_sequences caps a precision goal: give it with until"),
         ({"until": "mean(x)+-0.1", "sequences": 100, "max_sequences": 10}, "below sequences"),
         ({"workers": 0}, "workers must be a whole number"),
         ({"executor": "mesos://x"}, "unknown executor"),

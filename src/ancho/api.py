@@ -10,6 +10,7 @@ from typing import Any
 
 from .engine import RunHandle, RunSpec, create_record, execute
 from .executors import Executor, make_executor
+from .inputs import run_settings
 from .loading import loaded_from_class
 from .stores import Store, open_store
 from .stores.base import RunRecord
@@ -99,7 +100,9 @@ def run(
     ``max_sequences`` the cap. ``progress(done, total)`` is called as chunks
     complete; ``announce(message)`` for slow preparations (building an
     environment). Raises :class:`ancho.AnchoError` subclasses for bad input
-    and failed runs; the run record stays in the store either way.
+    and failed runs; the run record stays in the store either way. Bad input
+    is a :class:`ancho.errors.FieldError`: its ``field`` (and ``index`` of a
+    target, ``name`` of a parameter) says which argument is wrong.
 
     ``sandbox=True`` (``ancho run --sandbox``) is for running someone else's
     model: it is never imported here, only in bubblewrap-sandboxed workers
@@ -112,6 +115,8 @@ def run(
 
     if sandbox:
         _check_sandboxable(model, executor)
+    # the run's counts and expressions are checked before anything is fetched, built or started
+    checked = run_settings(sequences, seed, targets, until, max_sequences, max_failures)
     origin = None
     if isinstance(model, str) and ("://" in model or model.startswith("git+")):
         from .sources.fetch import resolve_source_arg
@@ -156,8 +161,7 @@ def run(
             prepared = Prepared(loaded, loaded.cls.resolve_params(params))  # type: ignore[union-attr]
         if ex is None and not sandbox:
             ex = make_executor(executor, workers, **prepared.executor_options())
-        spec = RunSpec.build(prepared.model, prepared.params, sequences, seed, targets, until, max_sequences, max_failures,
-                             resolved=True)
+        spec = RunSpec.of(prepared.params, checked)
         st = _shared_store(store)
         name = executor if isinstance(executor, str) else type(executor).__name__
         # the model's description (docstring, parameters) is kept, as a server keeps it, for reports

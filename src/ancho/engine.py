@@ -36,9 +36,9 @@ from .columns import release_memory
 from .errors import AnchoError, InputError, OutputError, RunCancelled, RunFailed
 from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .expressions import Goal, Target, check_outputs
+from .inputs import MAX_SEQUENCES, RunSettings, run_settings
 from .loading import LoadedModel
 from .stores.base import RunRecord, Store
-from .streams import MAX_SEED, new_seed
 from .stats import Running, build_summary, chunk_tallies, clean
 
 INITIAL_CHUNK = 8
@@ -46,9 +46,6 @@ TARGET_SECONDS = 0.2
 MAX_CHUNK = 262_144
 GROWTH = 16
 MAX_RETRIES = 3  # attempts after the first, per chunk, when a worker dies
-MAX_SEQUENCES = 10**12
-DEFAULT_GOAL_CAP = 1_000_000
-DEFAULT_FIRST_BATCH = 1000
 PROGRESS_EVERY = 0.2  # seconds between run-record progress writes
 
 
@@ -76,8 +73,10 @@ class RunSpec:
         max_sequences: int | None = None,
         max_failures: int | None = 0,
         resolved: bool = False,
+        cap: int = MAX_SEQUENCES,
+        capped_by: str | None = None,
     ) -> "RunSpec":
-        """Validate every input and name the first bad one.
+        """Validate every input (:func:`run_settings`'s rules) and name the first bad one.
 
         ``resolved=True``: ``params`` were already validated by the model (in
         a worker, for a server that does not import user code).
@@ -88,43 +87,14 @@ class RunSpec:
             raise InputError(f"model {model.name} is not loaded here; validate its parameters in a worker")
         else:
             resolved_params = model.cls.resolve_params(params)
-        goal = Goal.parse(until) if until else None
-        if sequences is None:
-            sequences = DEFAULT_FIRST_BATCH if goal else 1000
-        sequences = _whole("sequences", sequences, 1, MAX_SEQUENCES)
-        if seed is None:
-            seed = new_seed()
-        seed = _whole("seed", seed, 0, MAX_SEED)
-        if max_sequences is not None:
-            if goal is None:
-                raise InputError("--max-sequences goes with --until (a precision goal); without one, use --sequences")
-            max_sequences = _whole("max_sequences", max_sequences, 1, MAX_SEQUENCES)
-        elif goal is not None:
-            max_sequences = max(DEFAULT_GOAL_CAP, sequences)
-        if goal is not None and max_sequences < sequences:
-            raise InputError(f"max_sequences ({max_sequences}) is below sequences ({sequences}), the first batch")
-        if isinstance(targets, str):
-            targets = [targets]
-        parsed = [t if isinstance(t, Target) else Target.parse(t) for t in targets or ()]
-        max_failures = _whole("max_failures", max_failures or 0, 0, MAX_SEQUENCES)
-        return cls(resolved_params, sequences, seed, parsed, goal, max_sequences, max_failures)
+        return cls.of(resolved_params, run_settings(sequences, seed, targets, until, max_sequences, max_failures,
+                                                    cap=cap, capped_by=capped_by))
 
-
-def _whole(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool):
-        raise InputError(f"{name} must be a whole number, got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            raise InputError(f"{name} must be a whole number, got '{value}'") from None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        raise InputError(f"{name} must be a whole number, got {value!r}")
-    if not low <= value <= high:
-        raise InputError(f"{name} must be between {low:,} and {high:,}, got {value:,}")
-    return value
+    @classmethod
+    def of(cls, params: dict[str, Any], settings: RunSettings) -> "RunSpec":
+        """The spec of validated ``params`` and checked ``settings``."""
+        s = settings
+        return cls(params, s.sequences, s.seed, s.targets, s.until, s.max_sequences, s.max_failures)
 
 
 def new_run_id() -> str:

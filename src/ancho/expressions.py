@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ExpressionError
+from .errors import ExpressionError, Field
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf|true|false|True|False"
@@ -49,16 +49,18 @@ class Target:
     value: float
 
     @classmethod
-    def parse(cls, text: str) -> "Target":
+    def parse(cls, text: str, index: int | None = None) -> "Target":
+        """The target ``text``; an error names it as the run's target number ``index`` (from 0), when given."""
         if not isinstance(text, str):
-            raise ExpressionError(f"target {text!r} must be a string such as 'wealth>=1e6'")
+            raise ExpressionError(f"target {text!r} must be a string such as 'wealth>=1e6'", index=index)
         m = _TARGET.match(text)
         if not m:
             bare = _BARE_NAME.match(text)
             if bare:  # a bool output on its own means "is true"
                 return cls(f"{bare.group(1)}==1", bare.group(1), "==", 1.0)
             raise ExpressionError(
-                f"cannot read target '{text}': write OUTPUT OP NUMBER, for example 'rounds>=30' (OP is one of >= <= > < == !=)"
+                f"cannot read target '{text}': write OUTPUT OP NUMBER, for example 'rounds>=30' (OP is one of >= <= > < == !=)",
+                index=index,
             )
         name, op, value = m.groups()
         return cls(f"{name}{op}{value}", name, op, _value(value))
@@ -86,27 +88,27 @@ class Goal:
     @classmethod
     def parse(cls, text: str) -> "Goal":
         if not isinstance(text, str):
-            raise ExpressionError(f"precision goal {text!r} must be a string such as 'mean(payoff)+-0.01'")
+            raise ExpressionError(f"precision goal {text!r} must be a string such as 'mean(payoff)+-0.01'", Field.UNTIL)
         m = _GOAL.match(text)
         if not m:
             raise ExpressionError(
                 f"cannot read precision goal '{text}': write mean(OUTPUT)+-WIDTH or p(OUTPUT>=VALUE)+-WIDTH, "
-                "for example 'mean(payoff)+-0.01', 'p(rounds>=30)+-0.005' or 'mean(payoff)+-1%'"
+                "for example 'mean(payoff)+-0.01', 'p(rounds>=30)+-0.005' or 'mean(payoff)+-1%'", Field.UNTIL,
             )
         stat, inner, width_s, pct = m.groups()
         width = float(width_s) / (100.0 if pct else 1.0)
         if not width > 0 or not math.isfinite(width):
-            raise ExpressionError(f"precision goal '{text}': the width must be a positive number")
+            raise ExpressionError(f"precision goal '{text}': the width must be a positive number", Field.UNTIL)
         if stat == "mean":
             name = _BARE_NAME.match(inner)
             if not name:
-                raise ExpressionError(f"precision goal '{text}': mean() takes one output name, for example mean(payoff)")
+                raise ExpressionError(f"precision goal '{text}': mean() takes one output name, for example mean(payoff)", Field.UNTIL)
             return cls(text.strip(), "mean", name.group(1), width, bool(pct))
         try:
             target = Target.parse(inner)
         except ExpressionError:
             raise ExpressionError(
-                f"precision goal '{text}': p() takes a target such as p(rounds>=30)"
+                f"precision goal '{text}': p() takes a target such as p(rounds>=30)", Field.UNTIL,
             ) from None
         return cls(text.strip(), "p", target.output, width, bool(pct), target)
 
@@ -114,8 +116,10 @@ class Goal:
 def check_outputs(kinds: dict[str, str], targets: list[Target], goal: Goal | None) -> None:
     """Every expression must name an output the model returns."""
     known = ", ".join(kinds) or "(none)"
-    for t in targets:
+    for i, t in enumerate(targets):
         if t.output not in kinds:
-            raise ExpressionError(f"target '{t.expr}' names output '{t.output}', but the model returns: {known}")
+            raise ExpressionError(f"target '{t.expr}' names output '{t.output}', but the model returns: {known}", index=i)
     if goal is not None and goal.output not in kinds:
-        raise ExpressionError(f"precision goal '{goal.expr}' names output '{goal.output}', but the model returns: {known}")
+        raise ExpressionError(
+            f"precision goal '{goal.expr}' names output '{goal.output}', but the model returns: {known}", Field.UNTIL
+        )

@@ -76,12 +76,12 @@ class Parameter:
             return _convert_with_pydantic(ann, value)
         except (TypeError, ValueError) as exc:
             shown = repr(value) if not isinstance(value, str) else f"'{value}'"
-            raise ParameterError(
-                f"parameter '{self.name}' expects {self.type_name}, got {shown}: {exc}"
-            ) from None
+            raise ParameterError(f"{{PARAMS}} expects {self.type_name}, got {shown}: {exc}", self.name) from None
 
 
-def _to_int(v: Any) -> int:
+def whole_number(v: Any) -> int:
+    """``v`` as an int: an int, a whole float, or a text such as ``"42"``, ``" 1_000 "`` or ``"1e6"`` (the command
+    line's); the one reading of a whole number for parameters and run counts alike (ValueError or TypeError)."""
     if isinstance(v, bool):
         raise TypeError("a bool is not an integer")
     if isinstance(v, int):
@@ -150,7 +150,7 @@ def _to_str(v: Any) -> str:
     raise TypeError(f"{type(v).__name__} is not a string")
 
 
-_SCALARS: dict[Any, Callable[[Any], Any]] = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
+_SCALARS: dict[Any, Callable[[Any], Any]] = {int: whole_number, float: _to_float, bool: _to_bool, str: _to_str}
 
 
 def _convert_with_pydantic(annotation: Any, value: Any) -> Any:
@@ -230,17 +230,13 @@ class Model:
             close = difflib.get_close_matches(name, list(declared), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             known = ", ".join(declared) or "(none)"
-            raise ParameterError(
-                f"unknown parameter '{name}' for model {cls.__name__}{hint} (known parameters: {known})"
-            )
+            raise ParameterError(f"unknown {{PARAMS}} for model {cls.__name__}{hint} (known parameters: {known})", name)
         resolved = {}
         for name, p in declared.items():
             if name in params:
                 resolved[name] = p.convert(params[name])
             elif p.required:
-                raise ParameterError(
-                    f"parameter '{name}' of model {cls.__name__} has no default; give it a value (--param {name}=…)"
-                )
+                raise ParameterError(f"{{PARAMS}} of model {cls.__name__} has no default; give it a value", name)
             else:
                 resolved[name] = p.default
         return resolved

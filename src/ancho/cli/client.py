@@ -59,11 +59,13 @@ def submit(
     file is sent alone. The server checks the model and the parameters before queueing.
     """
     from ..client import Rejected, pack
-    from .local import parse_params
-
+    from ..inputs import run_settings
     from ..sources.fetch import parse_source_arg
+    from .local import options, parse_params
 
     params = parse_params(param)
+    with options():  # the run-request rules, checked here before anything is packed and sent (the server checks its cap)
+        run_settings(sequences, 0 if seed is None else seed, target, until, max_sequences, max_failures)
     remote = parse_source_arg(model)  # an https/s3/git source: the server fetches it itself
     with connect(url, token) as server:
         if remote is not None:

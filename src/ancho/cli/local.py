@@ -4,13 +4,49 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..errors import InputError
+from ..errors import Field, FieldError, InputError, api_spelling
 from . import app
+
+#: the run's fields as this command line names them (the options of ``run`` and ``submit``)
+FLAGS = {
+    Field.SEQUENCES: "--sequences", Field.MAX_SEQUENCES: "--max-sequences", Field.MAX_FAILURES: "--max-failures",
+    Field.UNTIL: "--until", Field.TARGETS: "--target", Field.PARAMS: "--param", Field.SEED: "--seed",
+    Field.EXECUTOR: "--executor", Field.WORKERS: "--workers",
+}
+
+
+def cli_spelling(field: Field, name: str | None = None, index: int | None = None) -> str:
+    """A field as its option; a parameter by its name (``parameter 'stake'``), as the model declares it."""
+    if field is Field.PARAMS and name is not None:
+        return api_spelling(field, name, index)
+    return FLAGS.get(field) or api_spelling(field, name, index)
+
+
+def cli_message(exc: FieldError) -> str:
+    """``--max-sequences caps a precision goal: …``: the message with options for fields, led by the option at fault."""
+    text = exc.spelled(cli_spelling)
+    flag = FLAGS.get(exc.field)
+    if flag is None or (exc.field is Field.PARAMS and exc.name is None):  # nothing better to point at
+        return text
+    if exc.field is Field.PARAMS:
+        flag = f"{flag} {exc.name}"
+    return text if text.startswith(flag) else f"{flag}: {text}"
+
+
+@contextmanager
+def options() -> Iterator[None]:
+    """Errors about a run's fields, as this command line names them (``--max-sequences``, not ``max_sequences``)."""
+    try:
+        yield
+    except FieldError as exc:
+        raise InputError(cli_message(exc)) from None
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -57,7 +93,7 @@ def run(
     from ..api import run as run_model
     from .render import RunProgress, print_summary
 
-    with RunProgress(enabled=True) as bar:
+    with options(), RunProgress(enabled=True) as bar:
         results = run_model(
             model, parse_params(param), sequences, seed, workers, executor, store, target, until, max_sequences,
             max_failures, progress=bar, announce=lambda m: print(f"ancho: {m}", file=sys.stderr), sandbox=sandbox,

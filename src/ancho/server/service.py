@@ -18,10 +18,10 @@ from pathlib import Path
 
 import anyio
 
-from ..engine import DEFAULT_FIRST_BATCH, DEFAULT_GOAL_CAP, RunSpec, create_record
-from ..errors import ExpressionError, InputError, ModelError, NotFound, ParameterError, RunCancelled, RunFailed
-from ..expressions import Goal, Target
+from ..engine import RunSpec, create_record
+from ..errors import Field, FieldError, InputError, ModelError, NotFound, RunCancelled, RunFailed
 from ..executors import is_spark_master
+from ..inputs import RunSettings, run_settings
 from ..loading import FileRef, LoadedModel
 from ..sources.environments import EnvironmentFailed, Environments, InstallPolicy, ancho_pythonpath
 from ..sources.fetch import FetchError, FetchPolicy, fetch_source
@@ -39,13 +39,7 @@ from .users import Users
 
 log = logging.getLogger("ancho.server")
 
-
-class FieldError(InputError):
-    """Bad input in one field of a request body; ``loc`` names it (as pydantic does)."""
-
-    def __init__(self, loc: tuple, message: str):
-        super().__init__(message)
-        self.loc = loc
+__all__ = ["FieldError", "Service"]  # FieldError: the core one (ancho.errors), which the routes and the web form catch
 
 
 def _scrub(message: str, root: Path) -> str:
@@ -276,57 +270,27 @@ class Service:
         options.setdefault("env", {}).update(limits_env(policy))
         return options, None
 
-    def check_request(self, request: RunRequest) -> int | None:
-        """The checks that need no model, made before a worker is started; returns the precision goal's cap.
+    def check_request(self, request: RunRequest) -> RunSettings:
+        """The checks that need no model, made before a worker is started; returns the run's settings, checked.
 
-        Each error names its field as REST clients know it (``max_sequences``, not the CLI's ``--max-sequences``).
+        The run-request rules are the engine's (:func:`run_settings`), under this server's cap; their errors name
+        their field (``loc``) and spell it as REST clients know it (``max_sequences``, not ``--max-sequences``).
         """
         offered = self.settings.executors
         if request.executor not in offered:
             what = "a Spark master this server does not use" if is_spark_master(request.executor) else "unknown"
-            raise FieldError(("body", "executor"),
+            raise FieldError(Field.EXECUTOR,
                              f"executor '{request.executor}' is {what}: this server executes runs on {quoted_choices(offered)}")
-        for i, text in enumerate(request.targets):
-            try:
-                Target.parse(text)
-            except ExpressionError as exc:
-                raise FieldError(("body", "targets", i), str(exc)) from None
-        if request.until is not None:
-            try:
-                Goal.parse(request.until)
-            except ExpressionError as exc:
-                raise FieldError(("body", "until"), str(exc)) from None
-        limit = self.settings.max_sequences
-        if request.sequences is not None and request.sequences > limit:
-            raise FieldError(("body", "sequences"), f"sequences: this server allows at most {limit:,} sequences per run")
-        if request.max_sequences is None:
-            if request.until is None:
-                return None
-            return max(min(DEFAULT_GOAL_CAP, limit), request.sequences or DEFAULT_FIRST_BATCH)
-        if request.until is None:
-            raise FieldError(("body", "max_sequences"), "max_sequences caps a precision goal: give it with until, or give only sequences")
-        if request.max_sequences > limit:
-            raise FieldError(("body", "max_sequences"), f"max_sequences: this server allows at most {limit:,} sequences per run")
-        first = request.sequences or DEFAULT_FIRST_BATCH
-        if request.max_sequences < first:
-            raise FieldError(("body", "max_sequences"), f"max_sequences ({request.max_sequences:,}) is below sequences ({first:,}), the first batch")
-        return request.max_sequences
+        return run_settings(request.sequences, request.seed, request.targets, request.until, request.max_sequences,
+                            request.max_failures, cap=self.settings.max_sequences, capped_by="this server")
 
     def submit(self, user: str, request: RunRequest) -> RunRecord:
-        max_sequences = self.check_request(request)
+        checked = self.check_request(request)
         found = self.inspect(user, request.model, request.params)
         file, _, class_name = found["entry"].partition(":")
         ref = FileRef(found["root"], file, class_name)
         model = LoadedModel(ref, found["source_hash"], found["origin"], found["model"])
-        try:
-            spec = RunSpec.build(
-                model, found["params"], request.sequences, request.seed, request.targets, request.until,
-                max_sequences, request.max_failures, resolved=True,
-            )
-        except ParameterError as exc:
-            raise FieldError(("body", "params"), str(exc)) from None
-        except InputError as exc:  # check_request has named the field of everything else it can
-            raise FieldError(("body",), str(exc)) from None
+        spec = RunSpec.of(found["params"], checked)
         extra = {
             # the values as given: the record's params are JSON-cleaned (an infinite float becomes null),
             # so the workers convert these again, exactly as the inspecting worker did
