@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -29,26 +30,28 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     parts.append(head)
     if summary.get("params"):
         parts.append("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items()))
-    t = Table(title="outputs", title_justify="left")
+    # Fits an 80-column terminal: no vertical rules, intervals never wrapped, 5 significant digits
+    # (the summary JSON has them all); outputs wider than that are the terminal's to fold.
+    t = _table("outputs")
     for col in ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count"):
-        t.add_column(col, justify="left" if col == "output" else "right")
+        t.add_column(col, justify="left" if col == "output" else "right", no_wrap=col == "95% CI")
     for name, s in summary["outputs"].items():
-        t.add_row(name, fmt(s["mean"]), ci(s["ci95"]), fmt(s["std"], 4), fmt(s["min"]), fmt(s["p5"]),
-                  fmt(s["p50"]), fmt(s["p95"]), fmt(s["max"]), fmt(s["count"]))
+        t.add_row(name, fmt(s["mean"], 5), ci(s["ci95"], 5), fmt(s["std"], 4), fmt(s["min"], 5), fmt(s["p5"], 5),
+                  fmt(s["p50"], 5), fmt(s["p95"], 5), fmt(s["max"], 5), fmt(s["count"]))
     parts.append(t)
     if summary.get("targets"):
-        tt = Table(title="targets", title_justify="left")
+        tt = _table("targets")
         for col in ("target", "probability", "95% CI"):
-            tt.add_column(col, justify="left" if col == "target" else "right")
+            tt.add_column(col, justify="left" if col == "target" else "right", no_wrap=col == "95% CI")
         for row in summary["targets"]:
-            tt.add_row(row["expr"], fmt(row["probability"]), ci(row["ci95"]))
+            tt.add_row(row["expr"], fmt(row["probability"], 5), ci(row["ci95"], 5))
         parts.append(tt)
     if summary.get("until"):
         u = summary["until"]
         state = "met" if u["met"] else f"NOT met (stopped at max_sequences={u['max_sequences']:,})"
         parts.append(f"precision goal {u['expr']}: half-width {fmt(u['half_width'])} (goal {fmt(u['goal'])}), {state}")
     if summary.get("custom"):
-        ct = Table(title="custom summaries", title_justify="left")
+        ct = _table("custom summaries")
         ct.add_column("summary")
         ct.add_column("value", justify="right")
         for k, v in summary["custom"].items():
@@ -57,6 +60,10 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     if summary.get("failures"):
         parts.append(f"[yellow]{summary['failures']:,} sequences failed[/yellow] ({failures_command.format(run=summary['run'])})")
     return parts
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
 
 
 def print_summary(summary: dict, record=None, failures_command: str = "ancho show {run} --failures") -> None:
