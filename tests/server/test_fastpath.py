@@ -1,4 +1,4 @@
-"""The status read answered ahead of the framework (server/fastpath.py) answers as the app does.
+"""The status cache in front of the status route (server/fastpath.py) answers as the app does.
 
 The app is built in this process and driven with Starlette's TestClient, so
 the same request can be answered twice: once as the server answers it, once
@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ancho.server.app import create_app
-from ancho.server.fastpath import StatusReads
+from ancho.server.fastpath import StatusCache
 from ancho.server.settings import Settings
-from ancho.web.sessions import COOKIE
+from ancho.server.sessions import COOKIE
 
 from .conftest import API, SLOW, tar_gz
 
@@ -27,7 +27,7 @@ def site(tmp_path_factory):
     app = create_app(Settings(home=tmp_path_factory.mktemp("fastpath")))
     svc = app.state.service
     tokens = {name: svc.users.add(name) for name in ("alice", "bob")}
-    cookie, _ = app.state.web_sessions.open("alice", tokens["alice"])
+    cookie, _ = app.state.auth.sessions.open("alice", tokens["alice"])
     with TestClient(app, base_url="http://127.0.0.1") as client:
         auth = {"Authorization": f"Bearer {tokens['alice']}"}
         upload = client.post(f"{API}/models", headers=auth, files={"file": ("m.tar.gz", tar_gz({"model.py": SLOW}))}).json()["id"]
@@ -55,7 +55,7 @@ def both(site, monkeypatch, method: str, path: str, headers: dict, content: byte
     client = site[0]
     fast = answers(client, method, path, headers, content)
     with monkeypatch.context() as m:
-        m.setattr(StatusReads, "_answer", none)
+        m.setattr(StatusCache, "_answer", none)
         slow = answers(client, method, path, headers, content)
     return fast, slow
 
@@ -98,7 +98,7 @@ def test_answers_like_the_app(site, monkeypatch, case):
 def test_a_successful_read_never_reaches_the_app(site, monkeypatch):
     client, tokens, cookie, run_id = site
     reached = []
-    inner = StatusReads.__call__
+    inner = StatusCache.__call__
 
     async def spy(self, scope, receive, send):
         app = self.app
@@ -113,7 +113,7 @@ def test_a_successful_read_never_reaches_the_app(site, monkeypatch):
         finally:
             self.app = app
 
-    monkeypatch.setattr(StatusReads, "__call__", spy)
+    monkeypatch.setattr(StatusCache, "__call__", spy)
     r = client.get(f"{API}/runs/{run_id}", headers={"Authorization": f"Bearer {tokens['alice']}"})
     assert r.status_code == 200 and r.json()["id"] == run_id and r.json()["status"] == "succeeded"
     assert reached == []

@@ -1,4 +1,12 @@
-"""The ASGI application: routes, error mapping, request size limit, start-up and shutdown."""
+"""The ASGI application, assembled: the REST API and the web site over one service, the middleware, start-up and shutdown.
+
+Layers (imports only run downward): the web site (``ancho.web``) and the REST
+routes (:mod:`.routes`) are two front ends over :class:`.service.Service`;
+both resolve callers with :mod:`.auth` and describe errors as a
+:class:`.problems.Problem`. This module alone knows both front ends: it
+mounts them, and answers each error as a page on the site's paths and as
+JSON elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +19,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import AnchoError, Conflict, InputError, NotFound, RunFailed
-from .fastpath import StatusReads
-from .routes import AuthError, needs_token, router, token_user
-from .service import FieldError, Service
+from ..errors import AnchoError
+from ..web import error_page, mount_site
+from . import problems
+from .auth import Auth, AuthError, needs_token
+from .fastpath import StatusCache, route_of
+from .problems import Problem
+from .routes import get_run, router
+from .service import Service
+from .sessions import Sessions
 from .settings import Settings
 
 log = logging.getLogger("ancho.server")
@@ -141,11 +153,6 @@ async def _json(send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _short(text: str, limit: int = 1000) -> str:
-    """Error messages quote the input at fault; a 60 KB run id need not come back whole."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _watch_for_shutdown(svc: Service) -> None:
     """Set ``svc.stopping`` as soon as Uvicorn is told to stop, before it waits for open requests.
 
@@ -189,6 +196,29 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(found)
 
 
+def _files_as_binary(app: FastAPI) -> None:
+    """Describe uploaded files as ``type: string, format: binary`` too, in the OpenAPI document.
+
+    FastAPI (OpenAPI 3.1) describes a multipart file only by
+    ``contentMediaType``, which client generators (openapi-python-client,
+    OpenAPI Generator) do not read as a file: a generated client then sends the
+    archive as text and cannot upload a model. ``format: binary`` is what they
+    read (tests/server/test_openapi_client.py).
+    """
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            document = build()
+            for schema in document.get("components", {}).get("schemas", {}).values():
+                for prop in (schema.get("properties") or {}).values():
+                    if prop.get("type") == "string" and "contentMediaType" in prop:
+                        prop.setdefault("format", "binary")
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.load()
     svc = Service(settings)
@@ -217,33 +247,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
+    _files_as_binary(app)
     app.state.service = svc
+    app.state.auth = auth = Auth(svc.users, Sessions(settings.db_path))  # sessions after users: they join its table
     app.include_router(router)
+    mount_site(app)
+
+    def answer(request: Request, problem: Problem):
+        """The site's paths get their errors as pages, the API and static files as JSON."""
+        page = error_page(request, problem)
+        return page if page is not None else problem.json()
 
     @app.exception_handler(AnchoError)
     async def ancho_error(request: Request, exc: AnchoError):
-        text = _short(str(exc))
-        if isinstance(exc, AuthError):
-            return JSONResponse({"detail": text}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        if isinstance(exc, NotFound):
-            return JSONResponse({"detail": text}, status_code=404)
-        if isinstance(exc, FieldError):
-            return JSONResponse({"detail": [{"loc": list(exc.loc), "msg": text, "type": "value_error"}]}, status_code=422)
-        if isinstance(exc, InputError):
-            return JSONResponse({"detail": text}, status_code=422)
-        if isinstance(exc, (RunFailed, Conflict)):
-            return JSONResponse({"detail": text}, status_code=409)
-        return JSONResponse({"detail": text}, status_code=400)
+        return answer(request, problems.of_error(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         # FastAPI parses the body before it resolves dependencies, so a malformed body would
         # otherwise be judged (422) before the missing token (401): strangers learn nothing.
-        if needs_token(request.scope.get("route")) and token_user(request) is None:
-            return JSONResponse({"detail": "this endpoint needs a valid token: send 'Authorization: Bearer TOKEN'"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
+        if needs_token(request.scope.get("route")):
+            try:
+                auth.resolve(request.scope)
+            except AuthError:
+                return answer(request, problems.unauthenticated())
+        return answer(request, problems.of_validation(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -254,21 +282,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             methods = _allowed_methods(request.app, request.scope.get("path", ""))
             if methods:
                 headers["Allow"] = ", ".join(methods)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
+        return answer(request, Problem(exc.status_code, exc.detail, headers or None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        # A bug, never the client's input: logged with its traceback, answered in JSON like every other error.
+        # A bug, never the client's input: logged with its traceback, answered like every other error.
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server log has the details"}, status_code=500)
+        return answer(request, problems.internal(exc))
 
-    # the web site at / (after the handlers above: its pages get their errors as HTML, the API keeps JSON)
-    from ..web import mount_site
-
-    mount_site(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(StatusReads, service=svc)  # ahead of the size limit, routing and dependencies
-    app.add_middleware(HeadAsGet)  # outside the fast path, so a HEAD of a status read is answered there too
+    # ahead of the size limit, routing and dependencies; matched by the route's own pattern
+    app.add_middleware(StatusCache, service=svc, auth=auth, route=route_of(router.routes, get_run))
+    app.add_middleware(HeadAsGet)  # outside the status cache, so a HEAD of a status read is answered there too
     if settings.trusted_proxies:
         # Outermost: everything after sees the browser's scheme (a TLS-terminating proxy's https makes the web
         # site's cookies Secure) and address. Only the listed proxies are believed; Uvicorn's own handling, which

@@ -1,73 +1,83 @@
-"""The status read, answered in front of the framework.
+"""The status cache: a response cache in front of the route ``GET /api/v1/runs/{id}`` (routes.get_run).
 
-``GET /api/v1/runs/{id}`` is what every client polls, so it is most of a
-busy server's requests. Through FastAPI it cost about 0.8 ms of CPU: routing,
-dependency resolution, the exception and body-limit layers, each a few
-coroutines deep. On this project's 2-core machine that capped status reads
-near 1,250/s with a p99 of 80-90 ms under 32 clients, the same as the bare
-health check; a minimal FastAPI app measured 2,300/s there and a bare ASGI
-app 6,000-10,000/s (benchmarks/bench_server.py, docs/benchmarks.md).
+What it caches: the response body of a run's status, which the store keeps
+per run and hands back as long as the run's record is unchanged
+(``Store.render_run``, reached through ``Service.run_status``, which also
+checks that the run is the caller's). What it saves: the framework.
+``GET /api/v1/runs/{id}`` is what every client polls, so it is most of a busy
+server's requests, and through FastAPI's routing, dependency resolution and
+exception layers it cost about 0.8 ms of CPU: on this project's 2-core
+machine that capped status reads near 1,250/s with a p99 of 80-90 ms under
+32 clients, where a bare ASGI app answers 6,000-10,000/s
+(benchmarks/bench_server.py, docs/benchmarks.md).
 
-So the one successful case is answered here: a GET with a valid bearer
-token for a run of that token's user. It calls what the route calls
-(``Users.authenticate``, ``Service.run_status``) and sends the same bytes and
-headers. Anything else, including every error and the web site's cookie,
-goes on to the app unchanged, which answers and documents it; a test checks
-that both answer alike (tests/server/test_fastpath.py).
+A hit is a GET that the route itself would match (the app's own route object
+decides, root path included), without a body, whose caller :meth:`Auth.resolve
+<ancho.server.auth.Auth.resolve>` accepts and who owns the run: it is answered
+here with the route's bytes and headers. Everything else, every error
+included, is a miss and goes on to the app unchanged, which answers and
+documents it; a test checks that both answer alike
+(tests/server/test_fastpath.py).
 """
 
 from __future__ import annotations
 
 import logging
 
-from fastapi.security.utils import get_authorization_scheme_param
+from starlette.routing import Match
 
 from ..errors import AnchoError
+from .auth import Auth
 from .service import Service
 
 log = logging.getLogger("ancho.server")
 
-PREFIX = "/api/v1/runs/"
+_HEADERS = (b"content-type", b"application/json")
 
 
-class StatusReads:
-    """ASGI middleware answering successful status reads; everything else goes to ``app``."""
+class StatusCache:
+    """ASGI middleware answering status reads that hit; the rest goes to ``app``.
 
-    def __init__(self, app, service: Service):
+    ``route`` is the app's route for ``routes.get_run`` (see :func:`route_of`).
+    """
+
+    def __init__(self, app, service: Service, auth: Auth, route):
         self.app = app
         self.service = service
+        self.auth = auth
+        self.route = route
 
     async def __call__(self, scope, receive, send):
         body = await self._answer(scope) if scope["type"] == "http" else None
         if body is None:
             return await self.app(scope, receive, send)
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+                    "headers": [(b"content-length", str(len(body)).encode()), _HEADERS]})
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope) -> bytes | None:
-        """The response body, or None when the app must answer."""
-        path = scope["path"]
-        if scope["method"] != "GET" or scope.get("root_path") or not path.startswith(PREFIX):
+        """The cached response body, or None when the route must answer."""
+        if scope["method"] != "GET":
             return None
-        run_id = path[len(PREFIX):]
-        if not run_id or "/" in run_id:
+        match, child = self.route.matches(scope)
+        if match is not Match.FULL:
             return None
-        authorization = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                if authorization is None:  # the first one, as Starlette's Headers.get reads it
-                    authorization = value.decode("latin-1")
-            elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
                 return None  # a body: the app's size limit and errors apply
-        scheme, token = get_authorization_scheme_param(authorization)
-        if not token or scheme.lower() != "bearer":
-            return None
         try:
-            user = self.service.users.authenticate(token)
-            return None if user is None else await self.service.run_status(user, run_id)
+            user = self.auth.resolve(scope)
+            return await self.service.run_status(user, child["path_params"]["run_id"])
         except AnchoError:
-            return None  # not found, not the user's: the app says so
+            return None  # no valid credentials, not found, not the user's: the route says so
         except Exception:  # noqa: BLE001 - a bug: the app's handler logs it and answers in JSON
-            log.debug("status read of %r left to the app", run_id, exc_info=True)
+            log.debug("status read of %s left to the app", scope["path"], exc_info=True)
             return None
+
+
+def route_of(routes, endpoint):
+    """The app's route serving ``endpoint`` (the cache matches requests exactly as the app's router does)."""
+    for route in routes:
+        if getattr(route, "endpoint", None) is endpoint:
+            return route
+    raise LookupError(f"no route serves {endpoint.__name__}")

@@ -10,10 +10,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .. import __version__
-from ..errors import AnchoError, NotFound
+from ..errors import NotFound
+from .auth import current_user
 from .schemas import (
     Created,
     Error,
@@ -26,12 +26,18 @@ from .schemas import (
     RunView,
     Summary,
     UploadView,
+    failure_views,
     run_view,
 )
 from .service import Service
 
-router = APIRouter(prefix="/api/v1")
-_bearer = HTTPBearer(auto_error=False, description="A token from `ancho users add NAME`.")
+
+def _operation_id(route) -> str:
+    """Operation ids are the handlers' names (``submit_run``): what a generated client's functions are called."""
+    return route.name
+
+
+router = APIRouter(prefix="/api/v1", generate_unique_id_function=_operation_id)
 
 ERRORS = {401: {"model": Error, "description": "No or invalid token"}, 404: {"model": Error, "description": "No such object for this user"}}
 #: what a request with a body may also get: an unreadable body (400), one too large (413), a bad value (422)
@@ -43,54 +49,9 @@ BODY_ERRORS = {
 }
 
 
-class AuthError(AnchoError):
-    pass
-
-
-# The dependencies below and the status read are ``async def`` on purpose: they do a few
-# microseconds of work (an in-memory token lookup, one indexed SQLite read), and a sync
-# dependency costs a hop to the thread pool and back per request, which was most of the
-# status read's cost under load (benchmarks/bench_server.py, docs/benchmarks.md).
+# ``async def`` on purpose: returning an attribute in the thread pool would cost a hop there and back per request.
 async def service(request: Request) -> Service:
     return request.app.state.service
-
-
-async def current_user(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    """The user owning the bearer token; 401 otherwise."""
-    if credentials is None and request.method in ("GET", "HEAD"):
-        # the web site's session cookie, for reading only (its links: downloads, the event stream);
-        # changing things from the site goes through its own CSRF-checked handlers
-        from ..web.sessions import cookie_user
-
-        user = cookie_user(request)
-        if user is not None:
-            return user
-    if credentials is None:
-        raise AuthError("this endpoint needs a token: send 'Authorization: Bearer TOKEN' (ancho users add NAME prints one)")
-    user = request.app.state.service.users.authenticate(credentials.credentials)
-    if user is None:
-        raise AuthError("the token is not valid (revoked or mistyped)")
-    return user
-
-
-def needs_token(route) -> bool:
-    """Whether a matched route authenticates its caller (everything but health and the API documents)."""
-
-    def walk(dependant) -> bool:
-        return any(d.call is current_user or walk(d) for d in dependant.dependencies)
-
-    dependant = getattr(route, "dependant", None)
-    return dependant is not None and walk(dependant)
-
-
-def token_user(request: Request) -> str | None:
-    """The user of the request's bearer token, or None (for checks made outside the dependency system)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return request.app.state.service.users.authenticate(token.strip())
 
 
 User = Annotated[str, Depends(current_user)]
@@ -150,9 +111,11 @@ def list_runs(
 
 @router.get("/runs/{run_id}", response_model=RunView, responses=ERRORS, tags=["runs"])
 async def get_run(run_id: str, user: User, svc: Svc):
-    # What clients poll. A read with a valid bearer token for one of the user's runs is answered
-    # before it gets here, with the same bytes (server/fastpath.py); this handler answers the
-    # rest (the site's cookie, every error) and documents the endpoint.
+    """The run's status and progress: what clients poll.
+
+    A successful read is answered before it gets here, with the same bytes, by
+    the status cache in front of this route (server/fastpath.py).
+    """
     return Response(await svc.run_status(user, run_id), media_type="application/json")
 
 
@@ -161,7 +124,7 @@ async def get_run(run_id: str, user: User, svc: Svc):
     responses={**ERRORS, 200: {"model": Summary}, 409: {"model": Error, "description": "The run has not succeeded (yet)"}},
     tags=["runs"],
 )
-def get_summary(run_id: str, user: User, svc: Svc) -> dict:
+def get_run_summary(run_id: str, user: User, svc: Svc) -> dict:
     """The summary object (same as `ancho run --json`)."""
     record = svc.store.get_run(run_id, owner=user)
     if record.summary is None:
@@ -174,17 +137,10 @@ def get_summary(run_id: str, user: User, svc: Svc) -> dict:
 
 
 @router.get("/runs/{run_id}/failures", response_model=list[FailureView], responses=ERRORS, tags=["runs"])
-def get_failures(run_id: str, user: User, svc: Svc, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[dict]:
+def get_run_failures(run_id: str, user: User, svc: Svc, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[dict]:
     """Sequences that raised, with tracebacks."""
     record = svc.store.get_run(run_id, owner=user)
-    root = (record.spec.get("ref") or {}).get("root")
-    out = []
-    for f in svc.store.failures(run_id, limit=limit):
-        item = f.to_dict()
-        if root:  # paths relative to the model's source, not the server's folders
-            item["traceback"] = item["traceback"].replace(root.rstrip("/") + "/", "")
-        out.append(item)
-    return out
+    return failure_views(record, svc.store.failures(run_id, limit=limit))
 
 
 @router.get(
@@ -198,7 +154,7 @@ def get_failures(run_id: str, user: User, svc: Svc, limit: Annotated[int, Query(
     },
     tags=["runs"],
 )
-def get_results(
+def get_run_results(
     run_id: str,
     user: User,
     svc: Svc,
@@ -255,7 +211,7 @@ def results_page(svc: Service, record, offset: int, limit: int) -> dict:
     responses={**ERRORS, 200: {"content": {"application/pdf": {}}, "description": "The run's report as a PDF."}},
     response_class=Response, tags=["runs"],
 )
-def get_report_pdf(run_id: str, user: User, svc: Svc) -> Response:
+def get_run_report(run_id: str, user: User, svc: Svc) -> Response:
     """A PDF report: the run, its summary, targets, custom summaries, a histogram and convergence plot per output, failures.
 
     Works for every run: one that has not succeeded is described with the sequences stored so far.
@@ -269,7 +225,7 @@ def get_report_pdf(run_id: str, user: User, svc: Svc) -> Response:
     responses={**ERRORS, 200: {"content": {"application/x-ipynb+json": {}}, "description": "A Jupyter notebook (nbformat 4)."}},
     response_class=Response, tags=["runs"],
 )
-def get_notebook(run_id: str, request: Request, user: User, svc: Svc) -> Response:
+def get_run_notebook(run_id: str, request: Request, user: User, svc: Svc) -> Response:
     """A Jupyter notebook that loads the run's results into a pandas DataFrame and reproduces its summary and plots.
 
     Small runs are embedded; larger ones are fetched from this server's
@@ -282,7 +238,7 @@ def get_notebook(run_id: str, request: Request, user: User, svc: Svc) -> Respons
 
 
 @router.get("/runs/{run_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `progress` while the run changes, then `end`."}}, tags=["runs"])
-async def run_events(run_id: str, user: User, svc: Svc):
+async def get_run_events(run_id: str, user: User, svc: Svc):
     """Live progress as server-sent events: `progress` events `{id, status, done, total, failures}`, then one `end`."""
     await svc.rendered_run(user, run_id, _progress)  # 404 before the stream starts
 

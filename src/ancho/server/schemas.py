@@ -227,3 +227,18 @@ def run_view(record) -> dict:
         "started": record.started,
         "finished": record.finished,
     }
+
+
+def failure_views(record, failures) -> list[dict]:
+    """A run's failures as the API and the site show them: tracebacks with paths relative to the model's source.
+
+    The server's folders are no business of the client's.
+    """
+    root = (record.spec.get("ref") or {}).get("root")
+    out = []
+    for f in failures:
+        item = f.to_dict()
+        if root:
+            item["traceback"] = item["traceback"].replace(root.rstrip("/") + "/", "")
+        out.append(item)
+    return out

@@ -1,5 +1,10 @@
 """Web sessions: a browser signs in once with its API token and then carries a session cookie.
 
+They live in server/ beside the users table they join, because both front
+ends read them through the one resolver (:mod:`.auth`): the web site for its
+pages and actions, the REST API for the site's reads (downloads, the event
+stream). The web site only opens and closes them.
+
 The cookie holds a random session id; the server keeps only its SHA-256,
 with the user, the hash of the token that opened it, and the session's CSRF
 token. A session is valid only while that token is: revoking a user's token
@@ -90,15 +95,3 @@ def same(a: str | None, b: str | None) -> bool:
     """Constant-time equality of two secrets (False when either is missing)."""
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
 
-
-def cookie_user(request) -> str | None:
-    """The user of the request's session cookie, if the web site is mounted and the session is live.
-
-    The REST API accepts this for GET and HEAD only (downloads, the event
-    stream): reading needs no CSRF protection, changing things does.
-    """
-    sessions: Sessions | None = getattr(request.app.state, "web_sessions", None)
-    if sessions is None:
-        return None
-    session = sessions.get(request.cookies.get(COOKIE))
-    return session.user if session else None

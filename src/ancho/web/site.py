@@ -7,7 +7,7 @@ something (the new-run form's post, a cancel, sign-in and sign-out) need the
 session's CSRF token, in a form field or an ``X-CSRF-Token`` header, and a
 same-origin ``Origin`` when the browser sends one. Reading (downloads, the
 event stream, the run list's refresh) uses the REST API itself, which
-accepts the session cookie for GET.
+accepts the session cookie for GET (server/auth.py resolves both).
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from .. import __version__
-from ..errors import AnchoError
-from ..server.routes import AuthError, get_failures
+from ..server.auth import Auth, AuthError, Forbidden
 from ..server.dispatcher import submitted_elsewhere
-from ..server.schemas import run_view
+from ..server.schemas import failure_views, run_view
 from ..server.service import Service
+from ..server.sessions import COOKIE, SIGNIN_COOKIE, Session, Sessions, same
 from ..stores.base import STATUSES
 from .charts import fmt, run_charts, targets_svg
 from .newrun import NewRun, handle, posted
-from .sessions import COOKIE, SIGNIN_COOKIE, Session, Sessions, same
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -57,21 +56,21 @@ SECURITY_HEADERS = {
 }
 
 
-class Forbidden(AnchoError):
-    """A state-changing request without a valid CSRF token or from another origin (403)."""
-
-
 # -- helpers ------------------------------------------------------------------------
 def service(request: Request) -> Service:
     return request.app.state.service
 
 
+def auth(request: Request) -> Auth:
+    return request.app.state.auth
+
+
 def sessions(request: Request) -> Sessions:
-    return request.app.state.web_sessions
+    return auth(request).sessions
 
 
 def current_session(request: Request) -> Session | None:
-    return sessions(request).get(request.cookies.get(COOKIE))
+    return auth(request).session(request.scope)
 
 
 def _secure(request: Request) -> bool:
@@ -177,7 +176,7 @@ def signin(request: Request, token: Annotated[str, Form()] = "", csrf: Annotated
     token = token.strip()
     if not token:
         return _signin_page(request, next, "Enter your API token (ancho users add NAME prints it).", 422)
-    user = service(request).users.authenticate(token)
+    user = auth(request).users.authenticate(token)
     if user is None:
         return _signin_page(request, next, "That token is not valid: it may be mistyped or revoked. "
                             "Ask your administrator for a new one (ancho users add NAME).", 401)
@@ -276,7 +275,7 @@ def run_page(request: Request, run_id: str):
             log.exception("plots of run %s", run_id)
             chart_error = f"The plots could not be drawn ({type(exc).__name__})."
         targets_chart = targets_svg(summary.get("targets") or [])
-    failures = get_failures(run_id, session.user, svc, limit=20) if record.failures else []
+    failures = failure_views(record, svc.store.failures(run_id, limit=20)) if record.failures else []
     rate = eta = None
     if record.status == "running" and record.started and record.done:
         elapsed = max(time.time() - record.started, 1e-6)
