@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from ancho.server.app import create_app
 from ancho.server.fastpath import StatusCache
-from ancho.server.settings import Settings
 from ancho.server.sessions import COOKIE
+from ancho.server.settings import Settings
 
 from .conftest import API, SLOW, tar_gz
 
@@ -116,6 +116,10 @@ def test_a_successful_read_never_reaches_the_app(site, monkeypatch):
     monkeypatch.setattr(StatusCache, "__call__", spy)
     r = client.get(f"{API}/runs/{run_id}", headers={"Authorization": f"Bearer {tokens['alice']}"})
     assert r.status_code == 200 and r.json()["id"] == run_id and r.json()["status"] == "succeeded"
+    assert reached == []
+    # the site's session cookie goes through the same resolver: its reads are cache hits too
+    r = client.get(f"{API}/runs/{run_id}", headers={"Cookie": f"{COOKIE}={cookie}"})
+    assert r.status_code == 200 and r.json()["id"] == run_id
     assert reached == []
     assert client.get(f"{API}/runs/{run_id}", headers={"Authorization": f"Bearer {tokens['bob']}"}).status_code == 404
     assert reached == [f"{API}/runs/{run_id}"]

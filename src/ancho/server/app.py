@@ -11,7 +11,6 @@ JSON elsewhere.
 from __future__ import annotations
 
 import gc
-
 import logging
 import signal
 import threading

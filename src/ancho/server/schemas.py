@@ -37,7 +37,7 @@ class ModelSource(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSource":
+    def _one_source(self) -> ModelSource:
         given = [k for k in ("upload", "url", "git") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("give exactly one of upload, url or git")
