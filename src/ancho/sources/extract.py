@@ -119,7 +119,8 @@ def _too_many(max_files: int) -> ArchiveError:
 
 def tar_members(tar: tarfile.TarFile, max_bytes: int, max_files: int) -> list[tarfile.TarInfo]:
     """Read and check ``tar``'s members one header at a time, stopping at the first past a cap."""
-    members, total = [], 0
+    members: list[tarfile.TarInfo] = []
+    total = 0
     while True:
         m = tar.next()
         if m is None:
@@ -175,17 +176,23 @@ def _filter_reason(exc: tarfile.FilterError) -> str:
     return "it is not a plain file, folder or link inside the archive"
 
 
+# zipfile's own reader of the end-of-directory record (private but unchanged for decades): what ZipFile reads first
+_END_RECORD = zipfile._EndRecData  # type: ignore[attr-defined]
+_ENTRIES_TOTAL: int = zipfile._ECD_ENTRIES_TOTAL  # type: ignore[attr-defined]
+_DIRECTORY_SIZE: int = zipfile._ECD_SIZE  # type: ignore[attr-defined]
+
+
 def zip_directory_check(data: bytes, max_files: int) -> None:
     """Refuse a zip by its end record's member count and directory size, before zipfile parses the directory."""
     try:
-        end = zipfile._EndRecData(io.BytesIO(data))  # the record ZipFile itself reads first
+        end = _END_RECORD(io.BytesIO(data))
     except (OSError, ValueError, struct_error):
         end = None
     if not end:
         raise ArchiveError("the upload is not a readable zip archive: no end of central directory")
-    if end[zipfile._ECD_ENTRIES_TOTAL] > max_files:
+    if end[_ENTRIES_TOTAL] > max_files:
         raise _too_many(max_files)
-    if end[zipfile._ECD_SIZE] > max_files * _ZIP_DIR_BYTES_PER_FILE + 65536:
+    if end[_DIRECTORY_SIZE] > max_files * _ZIP_DIR_BYTES_PER_FILE + 65536:
         raise ArchiveError(f"the archive's member list is larger than {max_files:,} members can need; at most {max_files:,} members are allowed")
 
 
