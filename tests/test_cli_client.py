@@ -419,7 +419,7 @@ def test_server_errors_are_one_line(cli, finished):
     one_line_error(cli("submit", GAMBLER, "-p", "stak=3"), "rejected the run", "params:", "unknown parameter 'stak'",
                    "did you mean 'stake'", code=2)
     one_line_error(cli("submit", GAMBLER, "-p", "stake=three"), "params:", "parameter 'stake' expects int")
-    one_line_error(cli("submit", GAMBLER, "-n", "0"), "sequences:")
+    one_line_error(cli("submit", GAMBLER, "-n", "0"), "--sequences must be between 1")  # checked here, before the upload
     one_line_error(cli("submit", GAMBLER + ":Nope"), "no ancho.Model subclass named 'Nope'")
     one_line_error(cli("submit", GAMBLER, "-p", "stake"), "--param 'stake' is not NAME=VALUE")
     one_line_error(cli("submit", "/nonexistent/m.py"), "model path '/nonexistent/m.py' does not exist")
