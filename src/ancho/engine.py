@@ -91,7 +91,7 @@ class RunSpec:
                                                     cap=cap, capped_by=capped_by))
 
     @classmethod
-    def of(cls, params: dict[str, Any], settings: RunSettings) -> "RunSpec":
+    def of(cls, params: dict[str, Any], settings: RunSettings) -> RunSpec:
         """The spec of validated ``params`` and checked ``settings``."""
         s = settings
         return cls(params, s.sequences, s.seed, s.targets, s.until, s.max_sequences, s.max_failures)

@@ -23,7 +23,7 @@ class InputError(AnchoError, ValueError):
     """Something the user passed is wrong (a parameter, an option, a path)."""
 
 
-class Field(str, enum.Enum):
+class Field(enum.StrEnum):
     """The inputs of a run, named once for every front end.
 
     A :class:`FieldError` says which one it is about; each front end spells it
@@ -80,7 +80,7 @@ class FieldError(InputError):
     ``loc`` (the REST body path, as pydantic gives it) beside it.
     """
 
-    def __init__(self, field: "Field | tuple", message: str, *, index: int | None = None, name: str | None = None):
+    def __init__(self, field: Field | tuple, message: str, *, index: int | None = None, name: str | None = None):
         if isinstance(field, tuple):  # a REST ``loc`` (the server's and the web form's way to address a field)
             path = [p for p in field if p != "body"]
             if path and isinstance(path[-1], int):
