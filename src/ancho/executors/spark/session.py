@@ -16,7 +16,6 @@ the zip it is read from can go before the session does.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import shutil
 import sys
@@ -33,7 +32,6 @@ from ...tree import source_files
 WAIT_EXECUTORS = 30.0
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 _LOOPBACK = ("spark://127.", "spark://localhost", "local")  # masters whose executors run on this machine
-_LOG = logging.getLogger("ancho.spark")
 
 
 def on_this_machine(master: str) -> bool:
