@@ -40,19 +40,14 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from ..chunk import ChunkResult
-from ..errors import AnchoError, ModelError, OutputError, ParameterError, RunCancelled, RunFailed
-from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from ..errors import Field, FieldError, RunCancelled, RunFailed
+from .base import Chunk, ChunkLost, ChunkSource, Executor, Task, worker_error
 
 #: chunks queued per worker: one running, one waiting in its pipe
 INFLIGHT_PER_WORKER = 2
 #: BLAS/OpenMP thread pools are sized to one thread per worker unless the user says otherwise,
 #: as joblib/loky do: N workers each starting N threads would oversubscribe the cores.
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-_ERRORS: dict[str, type[AnchoError]] = {
-    "ModelError": ModelError,
-    "OutputError": OutputError,
-    "ParameterError": ParameterError,
-}
 _ANCHO_PARENT = str(Path(__file__).resolve().parents[2])
 
 
@@ -200,7 +195,7 @@ class LocalExecutor(Executor):
         idle: bool = False,
     ):
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
+            raise FieldError(Field.WORKERS, f"{{WORKERS}} must be a whole number ≥ 1, got {workers!r}")
         self.workers = workers or default_workers()
         self.python = python or sys.executable
         self.wrap = wrap
@@ -323,9 +318,7 @@ class LocalExecutor(Executor):
                     yield msg[1]
                 else:
                     _, kind, text = msg
-                    raise _ERRORS.get(kind, RunFailed)(
-                        f"model setup failed in a worker: {text}" if kind == "setup" else text
-                    )
+                    raise worker_error(kind, f"model setup failed in a worker: {text}" if kind == "setup" else text)
 
     def _request(self, msg, reply: str):
         """Send one request to a worker and wait for its answer (user code, so never in this process)."""
@@ -343,7 +336,7 @@ class LocalExecutor(Executor):
         if answer[0] == reply:
             return answer[1]
         _, kind, text = answer
-        raise _ERRORS.get(kind, RunFailed)(text)
+        raise worker_error(kind, text)
 
     def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict:
         if self.results is not None:
