@@ -27,7 +27,6 @@ process, without workers, to show what each layer adds per sequence.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import subprocess
 import sys

@@ -151,9 +151,9 @@ def timer_wrapper_cost(loops: int, ms: float) -> dict:
     import signal
 
     import numpy as np
+    from busy import Busy
 
     from ancho.executors import worker
-    from busy import Busy
 
     plain, timed = Busy(loops=0), Busy(loops=0)
     worker._SEQUENCE_TIMEOUT = 600.0

@@ -30,7 +30,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-
 import numpy as np  # noqa: E402
 
 from ancho.streams import StreamFactory, reference_generator, run_key  # noqa: E402

@@ -126,7 +126,7 @@ def test_an_owners_role_reads_its_own_keyspace_only(store):
             f"SELECT * FROM {store.catalog}.owners",  # the other roles' passwords
             f"INSERT INTO {bob_ks}.failures (run_id, bucket, sequence, error) VALUES ('rb', 0, 1, 'x')",
             f"DROP KEYSPACE {alice_ks}",
-            f"CREATE KEYSPACE evil WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
+            "CREATE KEYSPACE evil WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
             f"GRANT SELECT ON KEYSPACE {bob_ks} TO {endpoint.username}",
         ):
             with pytest.raises(Unauthorized):

@@ -9,7 +9,6 @@ import the ``tests`` package).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

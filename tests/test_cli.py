@@ -1,6 +1,5 @@
 """`ancho run`, `runs`, `show`, `export` as a user types them (real subprocesses)."""
 
-import io
 import json
 
 import pyarrow.parquet as pq

@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ancho.errors import AnchoError
 from ancho.client import Client, NoServer, _sse, describe_detail, normalize_url, pack
+from ancho.errors import AnchoError
 
 from .conftest import ANCHO, EXAMPLES, run_cli
 
@@ -171,7 +171,7 @@ class Server:
         assert p.returncode == 0, p.stderr
         return p.stdout.strip().splitlines()[-1]
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         with open(self.home / "serve.log", "ab") as log:
             self.proc = subprocess.Popen([ANCHO, "serve", "--port", str(self.port), "--concurrency", "2", "--workers", "2"],
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -92,8 +92,8 @@ def test_an_installed_but_broken_package_is_an_error_not_a_skip(tmp_path):
 
 
 def test_a_present_module_is_returned():
-    from .conftest import need_module
-
     import json
+
+    from .conftest import need_module
 
     assert need_module("json", "the standard library") is json

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 import os
 import tarfile
+import warnings
 import zipfile
 from typing import Literal
 

@@ -7,7 +7,10 @@ same Python workers; each must find its prepared model still there.
 from __future__ import annotations
 
 from ancho.executors.base import Task
-from ancho.executors.spark.tasks import KEEP, RUNNERS as _RUNNERS, Kept as _Kept, runner as _runner
+from ancho.executors.spark.tasks import KEEP
+from ancho.executors.spark.tasks import RUNNERS as _RUNNERS
+from ancho.executors.spark.tasks import Kept as _Kept
+from ancho.executors.spark.tasks import runner as _runner
 from ancho.executors.spark_isolation import Isolation
 from ancho.loading import FileRef
 

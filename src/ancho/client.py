@@ -25,9 +25,10 @@ import json
 import os
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -232,14 +233,14 @@ class Client:
                                   timeout=httpx.Timeout(timeout, connect=10.0))
 
     @classmethod
-    def from_env(cls, url: str | None = None, token: str | None = None, **kwargs) -> "Client":
+    def from_env(cls, url: str | None = None, token: str | None = None, **kwargs) -> Client:
         """A client for ``url``/``token``, defaulting to ``$ANCHO_URL``/``$ANCHO_TOKEN``."""
         return cls(url or os.environ.get("ANCHO_URL"), token or os.environ.get("ANCHO_TOKEN"), **kwargs)
 
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -33,7 +33,7 @@ def to_arrow(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), n, [None, pa.py_buffer(values)])
 
 
-def to_numpy(array: "pa.Array | pa.ChunkedArray") -> np.ndarray:
+def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A NumPy column from an Arrow int64, float64 or bool array without nulls."""
     if isinstance(array, pa.ChunkedArray):
         parts = [to_numpy(c) for c in array.chunks]

@@ -26,7 +26,7 @@ _OPS = {
     "!=": np.not_equal,
 }
 _TARGET = re.compile(rf"^\s*({_NAME})\s*(>=|<=|==|!=|>|<)\s*({_NUMBER})\s*$")
-_GOAL = re.compile(rf"^\s*(mean|p)\s*\((.+)\)\s*(?:\+-|±|\+/-)\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)\s*$")
+_GOAL = re.compile(r"^\s*(mean|p)\s*\((.+)\)\s*(?:\+-|±|\+/-)\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)\s*$")
 _BARE_NAME = re.compile(rf"^\s*({_NAME})\s*$")
 
 
@@ -49,7 +49,7 @@ class Target:
     value: float
 
     @classmethod
-    def parse(cls, text: str, index: int | None = None) -> "Target":
+    def parse(cls, text: str, index: int | None = None) -> Target:
         """The target ``text``; an error names it as the run's target number ``index`` (from 0), when given."""
         if not isinstance(text, str):
             raise ExpressionError(f"target {text!r} must be a string such as 'wealth>=1e6'", index=index)
@@ -86,7 +86,7 @@ class Goal:
     target: Target | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Goal":
+    def parse(cls, text: str) -> Goal:
         if not isinstance(text, str):
             raise ExpressionError(f"precision goal {text!r} must be a string such as 'mean(payoff)+-0.01'", Field.UNTIL)
         m = _GOAL.match(text)

@@ -86,7 +86,7 @@ class LoadedModel:
     cls: type[Model] | None = None
 
     @classmethod
-    def of(cls, model_cls: type[Model], ref: ModelRef, source_hash: str, source: str) -> "LoadedModel":
+    def of(cls, model_cls: type[Model], ref: ModelRef, source_hash: str, source: str) -> LoadedModel:
         return cls(ref, source_hash, source, describe_model(model_cls), model_cls)
 
     @property

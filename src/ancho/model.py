@@ -12,8 +12,9 @@ import difflib
 import json
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from .errors import ModelError, ParameterError
 

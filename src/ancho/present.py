@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 #: a missing value, in every front end
@@ -53,7 +53,7 @@ def interval(pair: Sequence[Any] | None, digits: int = 6) -> str:
 
 def timestamp(ts: float | None) -> str:
     """A moment in UTC, labelled: runs are made on servers and read elsewhere, so local time would mislead."""
-    return MISSING if not ts else datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return MISSING if not ts else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def duration(seconds: float | None) -> str:

@@ -181,7 +181,7 @@ class Tally:
     hits: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, column: np.ndarray, targets: list[Target]) -> "Tally":
+    def of(cls, column: np.ndarray, targets: list[Target]) -> Tally:
         values = column
         if values.dtype.kind == "f":
             values = values[~np.isnan(values)]
@@ -196,7 +196,7 @@ class Tally:
         return [self.n, self.mean, self.m2, self.hits]
 
     @classmethod
-    def from_list(cls, data: list) -> "Tally":
+    def from_list(cls, data: list) -> Tally:
         n, mean, m2, hits = data
         return cls(int(n), float(mean), float(m2), {k: int(v) for k, v in hits.items()})
 

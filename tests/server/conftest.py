@@ -131,7 +131,7 @@ def wait_gone(procs, timeout: float = 20) -> list[psutil.Process]:
     return left
 
 
-_STARTED: list["Server"] = []
+_STARTED: list[Server] = []
 
 
 @atexit.register
@@ -157,7 +157,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60) -> "Server":
+    def start(self, timeout: float = 60) -> Server:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "ANCHO_HOME": str(self.home), "ANCHO_WORKERS": "2", **self.env}
         env.pop("ANCHO_CONFIG", None)

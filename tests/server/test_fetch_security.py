@@ -177,7 +177,7 @@ def test_errors_never_echo_what_the_other_side_sent(open_server, internal):
     refused(r, "url", "not a .tar.gz")
     r = open_server.post("/runs", json={"model": {"url": f"http://127.0.0.1:{internal.port}/error.tar.gz"}, "sequences": 10})
     refused(r, "url", "HTTP 500")
-    assert f"/error.tar.gz" in internal.paths  # it was asked, and answered with the secret
+    assert "/error.tar.gz" in internal.paths  # it was asked, and answered with the secret
 
 
 # -- against a real server: S3 buckets ---------------------------------------------------------------

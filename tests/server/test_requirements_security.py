@@ -21,17 +21,14 @@ import hashlib
 import http.server
 import io
 import json
-import os
 import tarfile
-import textwrap
 import threading
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from ..conftest import need_service
-from .conftest import Server, add_user, detail_text, submit, tar_gz, upload_id, wait_run
+from .conftest import Server, add_user, detail_text, tar_gz, upload_id, wait_run
 
 pytestmark = pytest.mark.slow
 

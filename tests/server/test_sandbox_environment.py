@@ -157,7 +157,7 @@ class ConfiguredServer(Server):
         self.config = config
         self.log_path = log_dir / "configured-server.log"
 
-    def start(self, timeout: float = 60) -> "ConfiguredServer":
+    def start(self, timeout: float = 60) -> ConfiguredServer:
         env = {k: v for k, v in os.environ.items() if k not in ("ANCHO_HOME", "ANCHO_CONFIG")}
         self.port = free_port()
         with open(self.log_path, "ab") as log:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from .conftest import GAMBLER, Server, add_user, tar_gz, upload_id, submit, wait_run
+from .conftest import GAMBLER, Server, add_user, submit, tar_gz, upload_id, wait_run
 
 pytestmark = pytest.mark.slow
 

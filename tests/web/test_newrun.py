@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from ancho.server.schemas import RunRequest
 from ancho.server.service import FieldError
-from ancho.web.newrun import NewRun, _choices, _params, _parameter_field, _place
+from ancho.web.newrun import NewRun, _choices, _parameter_field, _params, _place
 
 
 def test_choices_of_a_literal():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ancho.server.users import Users
 from ancho.server.sessions import Sessions, same
+from ancho.server.users import Users
 
 
 def test_a_session_lives_as_long_as_its_token(tmp_path):

@@ -41,7 +41,7 @@ def _options(
 from . import local, server, client, report, shell  # noqa: E402,F401,I001  (register their commands; this order is --help's order)
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
+def fail(message: str, code: int = 2) -> typer.Exit:
     print(f"ancho: error: {message}", file=sys.stderr)
     return typer.Exit(code)
 

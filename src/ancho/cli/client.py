@@ -12,16 +12,16 @@ import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..errors import InputError, RunCancelled, RunFailed
 from . import app
 
-Url = Annotated[Optional[str], typer.Option("--url", envvar="ANCHO_URL", metavar="URL",
+Url = Annotated[str | None, typer.Option("--url", envvar="ANCHO_URL", metavar="URL",
                                             help="The server, e.g. http://127.0.0.1:8642 (default: $ANCHO_URL).")]
-Token = Annotated[Optional[str], typer.Option("--token", envvar="ANCHO_TOKEN", metavar="TOKEN", show_default=False,
+Token = Annotated[str | None, typer.Option("--token", envvar="ANCHO_TOKEN", metavar="TOKEN", show_default=False,
                                               help="Your API token from `ancho users add NAME` (default: $ANCHO_TOKEN).")]
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="A run id, as `ancho submit` printed it.")]
 
@@ -40,14 +40,14 @@ def emit_json(obj) -> None:
 @app.command()
 def submit(
     model: str = typer.Argument(..., metavar="SOURCE[:Class]", help="A .py file or folder (packed and uploaded), or an https/s3/git source the server fetches (as for `ancho run`)."),
-    sequences: Optional[int] = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
-    seed: Optional[int] = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
+    sequences: int | None = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
+    seed: int | None = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
     param: list[str] = typer.Option([], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."),
     target: list[str] = typer.Option([], "--target", "-t", metavar="EXPR", help="A threshold such as 'rounds>=30'; repeat for several."),
-    until: Optional[str] = typer.Option(None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."),
-    max_sequences: Optional[int] = typer.Option(None, "--max-sequences", help="Cap for --until."),
-    max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Sequences allowed to raise before the run fails (default 0)."),
-    executor: Optional[str] = typer.Option(None, "--executor", metavar="URL", help="'local' (default) or the server's Spark master URL."),
+    until: str | None = typer.Option(None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."),
+    max_sequences: int | None = typer.Option(None, "--max-sequences", help="Cap for --until."),
+    max_failures: int | None = typer.Option(None, "--max-failures", help="Sequences allowed to raise before the run fails (default 0)."),
+    executor: str | None = typer.Option(None, "--executor", metavar="URL", help="'local' (default) or the server's Spark master URL."),
     watch_it: bool = typer.Option(False, "--watch", help="Then follow the run like `ancho watch` and print its summary."),
     as_json: bool = typer.Option(False, "--json", help="Print the created run as JSON (with --watch: exactly the summary object)."),
     url: Url = None,
@@ -96,8 +96,8 @@ def submit(
 
 @app.command()
 def status(
-    run_id: Annotated[Optional[str], typer.Argument(metavar="[RUN]", help="A run id; without it, a table of your runs.")] = None,
-    only: Optional[str] = typer.Option(None, "--status", help="In the table, only runs with this status."),
+    run_id: Annotated[str | None, typer.Argument(metavar="[RUN]", help="A run id; without it, a table of your runs.")] = None,
+    only: str | None = typer.Option(None, "--status", help="In the table, only runs with this status."),
     limit: int = typer.Option(50, "--limit", min=1, max=1000, help="At most this many runs in the table (newest first), or failures with --failures."),
     as_json: bool = typer.Option(False, "--json", help="Print the run (or the list of runs) as the server describes it."),
     failures: bool = typer.Option(False, "--failures", help="With RUN: list the sequences that failed, with tracebacks."),
@@ -160,7 +160,7 @@ def results(
     format: str = typer.Option("summary", "--format", "-f",
                                help="summary (default; also 'json'): the summary object as JSON. "
                                     "csv or parquet: every sequence's outputs (a header, then one line per sequence)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
     url: Url = None,
     token: Token = None,
 ) -> None:

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -68,15 +67,15 @@ def run(
         help="A .py file or folder; or https://…/model.tar.gz, s3://bucket/key.tar.gz, git+https://host/repo.git@REF "
              "(add :path/file.py:Class when needed).",
     ),
-    sequences: Optional[int] = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
-    seed: Optional[int] = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
+    sequences: int | None = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
+    seed: int | None = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
     param: list[str] = typer.Option([], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: all cores)."),
+    workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes (default: all cores)."),
     executor: str = typer.Option("local", "--executor", "-x", metavar="URL", help="'local' or a Spark master URL."),
-    store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="A folder, or cassandra://user:pass@host:port (default: $ANCHO_HOME)."),
+    store: str | None = typer.Option(None, "--store", metavar="URL", help="A folder, or cassandra://user:pass@host:port (default: $ANCHO_HOME)."),
     target: list[str] = typer.Option([], "--target", "-t", metavar="EXPR", help="A threshold such as 'rounds>=30'; repeat for several."),
-    until: Optional[str] = typer.Option(None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."),
-    max_sequences: Optional[int] = typer.Option(None, "--max-sequences", help="Cap for --until (default 1,000,000)."),
+    until: str | None = typer.Option(None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."),
+    max_sequences: int | None = typer.Option(None, "--max-sequences", help="Cap for --until (default 1,000,000)."),
     max_failures: int = typer.Option(0, "--max-failures", help="Sequences allowed to raise before the run fails."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly the summary object as JSON on stdout."),
     sandbox: bool = typer.Option(
@@ -107,8 +106,8 @@ def run(
 
 @app.command()
 def runs(
-    store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="Where the runs are (default: $ANCHO_HOME)."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+    store: str | None = typer.Option(None, "--store", metavar="URL", help="Where the runs are (default: $ANCHO_HOME)."),
+    status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
     limit: int = typer.Option(50, "--limit", help="At most this many (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run records as JSON."),
 ) -> None:
@@ -130,7 +129,7 @@ def runs(
 @app.command()
 def show(
     run_id: str = typer.Argument(..., metavar="RUN"),
-    store: Optional[str] = typer.Option(None, "--store", metavar="URL"),
+    store: str | None = typer.Option(None, "--store", metavar="URL"),
     as_json: bool = typer.Option(False, "--json", help="Print exactly the summary object."),
     failures: bool = typer.Option(False, "--failures", help="List the sequences that failed, with tracebacks."),
 ) -> None:
@@ -164,8 +163,8 @@ def show(
 def export(
     run_id: str = typer.Argument(..., metavar="RUN"),
     format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
-    store: Optional[str] = typer.Option(None, "--store", metavar="URL"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
+    store: str | None = typer.Option(None, "--store", metavar="URL"),
 ) -> None:
     """Write every sequence's outputs as CSV or Parquet."""
     from ..exports import write_csv, write_parquet

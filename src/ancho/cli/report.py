@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,12 +23,12 @@ RunId = Annotated[str, typer.Argument(metavar="RUN", help="A run id: `ancho runs
 @app.command()
 def report(
     run_id: RunId,
-    pdf: Optional[Path] = typer.Option(None, "--pdf", metavar="FILE", help="Write the PDF report to FILE."),
-    notebook: Optional[Path] = typer.Option(
+    pdf: Path | None = typer.Option(None, "--pdf", metavar="FILE", help="Write the PDF report to FILE."),
+    notebook: Path | None = typer.Option(
         None, "--notebook", metavar="FILE",
         help="Write a Jupyter notebook that loads the results into a pandas DataFrame to FILE "
              "(a large local run also writes FILE's stem + .parquet beside it)."),
-    store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="A local run's store (default: $ANCHO_HOME)."),
+    store: str | None = typer.Option(None, "--store", metavar="URL", help="A local run's store (default: $ANCHO_HOME)."),
     url: Url = None,
     token: Token = None,
 ) -> None:

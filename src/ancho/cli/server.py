@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -41,7 +40,7 @@ def _private_home(settings) -> None:
             "the home %s was open to other accounts (mode %o): now 0%o, its owner's only", settings.home, old, old & 0o700)
 
 
-def _users(config: Optional[Path]):
+def _users(config: Path | None):
     """The server's users; on a server with a Cassandra store, adding one creates their keyspace and role at once."""
     from ..server.settings import Settings
     from ..server.users import users_for
@@ -53,13 +52,13 @@ def _users(config: Optional[Path]):
 
 @app.command()
 def serve(
-    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, "--port", help="Port (default 8642)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file with settings (also $ANCHO_CONFIG)."),
-    store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="Result store (default: the embedded store in $ANCHO_HOME)."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Runs executing at the same time (default 2)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes per run (default: all cores)."),
-    spark_master: Optional[str] = typer.Option(None, "--spark-master", metavar="URL",
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default 8642)."),
+    config: Path | None = typer.Option(None, "--config", help="A TOML file with settings (also $ANCHO_CONFIG)."),
+    store: str | None = typer.Option(None, "--store", metavar="URL", help="Result store (default: the embedded store in $ANCHO_HOME)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="Runs executing at the same time (default 2)."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes per run (default: all cores)."),
+    spark_master: str | None = typer.Option(None, "--spark-master", metavar="URL",
                                                help="A Spark master runs may name as their executor besides 'local' (also $ANCHO_SPARK_MASTER)."),
 ) -> None:
     """Serve the REST API (and web site) and execute submitted runs."""
@@ -95,7 +94,7 @@ def serve(
 
 
 @users_app.command("add")
-def users_add(name: str, config: Optional[Path] = typer.Option(None, "--config")) -> None:
+def users_add(name: str, config: Path | None = typer.Option(None, "--config")) -> None:
     """Create a user; prints the API token (shown once) as the last line."""
     token = _users(config).add(name)
     print(f"user '{name}' created; keep this token, it is shown only once:", file=sys.stderr)
@@ -103,14 +102,15 @@ def users_add(name: str, config: Optional[Path] = typer.Option(None, "--config")
 
 
 @users_app.command("list")
-def users_list(config: Optional[Path] = typer.Option(None, "--config"), as_json: bool = typer.Option(False, "--json")) -> None:
+def users_list(config: Path | None = typer.Option(None, "--config"), as_json: bool = typer.Option(False, "--json")) -> None:
     """List users (never their tokens)."""
     rows = _users(config).list()
     if as_json:
         print(json.dumps(rows))
         return
-    from .render import out_console, when
     from rich.table import Table
+
+    from .render import out_console, when
 
     t = Table()
     for col in ("user", "created", "revoked"):
@@ -121,7 +121,7 @@ def users_list(config: Optional[Path] = typer.Option(None, "--config"), as_json:
 
 
 @users_app.command("revoke")
-def users_revoke(name: str, config: Optional[Path] = typer.Option(None, "--config")) -> None:
+def users_revoke(name: str, config: Path | None = typer.Option(None, "--config")) -> None:
     """Revoke a user's token at once (``users add`` gives them a new one)."""
     _users(config).revoke(name)
     print(f"user '{name}': token revoked", file=sys.stderr)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -73,9 +73,9 @@ def namespace(run_id: str, store: str | None = None, url: str | None = None, tok
 @app.command()
 def shell(
     run_id: RunId,
-    command: Optional[str] = typer.Option(None, "--command", "-c", metavar="CODE",
+    command: str | None = typer.Option(None, "--command", "-c", metavar="CODE",
                                           help="Run CODE with the run loaded, then exit (no interactive session)."),
-    store: Optional[str] = typer.Option(None, "--store", metavar="URL", help="A local run's store (default: $ANCHO_HOME)."),
+    store: str | None = typer.Option(None, "--store", metavar="URL", help="A local run's store (default: $ANCHO_HOME)."),
     url: Url = None,
     token: Token = None,
 ) -> None:

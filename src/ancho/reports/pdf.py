@@ -88,7 +88,7 @@ def _styles():
     return s
 
 
-def _p(text, style) -> "Paragraph":  # noqa: F821
+def _p(text, style) -> Paragraph:  # noqa: F821
     from reportlab.platypus import Paragraph
 
     return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)

@@ -120,7 +120,7 @@ class Settings(BaseModel):
         return offered_executors(self.spark_master)
 
     @classmethod
-    def load(cls, config: str | os.PathLike | None = None, **overrides: Any) -> "Settings":
+    def load(cls, config: str | os.PathLike | None = None, **overrides: Any) -> Settings:
         data: dict[str, Any] = {}
         path = config or os.environ.get("ANCHO_CONFIG")
         if path:

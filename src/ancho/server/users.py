@@ -57,7 +57,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def users_for(settings) -> "Users":
+def users_for(settings) -> Users:
     """The users of the server ``settings`` describe; with a Cassandra store, adding one also creates their keyspace and role."""
     on_add = None
     if settings.store and settings.store.startswith("cassandra://"):
