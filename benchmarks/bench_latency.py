@@ -60,7 +60,7 @@ def main() -> None:
             env = C.child_env(home, pyc=(mode == "pyc"))
             for argv in commands.values():
                 timed(argv, env)  # untimed: fills the bytecode cache (pyc) / the page cache
-            for rep in range(a.reps):
+            for _rep in range(a.reps):
                 for name, argv in commands.items():
                     results.setdefault(mode, {}).setdefault(name, []).append(timed(argv, env))
             print(f"  mode {mode} done", file=sys.stderr)

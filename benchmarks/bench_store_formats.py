@@ -202,12 +202,12 @@ def main() -> None:
     res: dict[str, dict[str, list[float]]] = {}
     sizes: dict[str, int] = {}
     try:
-        for name, (write, read) in FORMATS.items():  # untimed warm-up of every code path
+        for write, read in FORMATS.values():  # untimed warm-up of every code path
             path = folder / "warm"
             write(cols, path, False)
             read(path)
             remove(path)
-        for rep in range(a.reps):
+        for _rep in range(a.reps):
             for k, (name, (write, read)) in enumerate(FORMATS.items()):
                 path = folder / f"f{k}"
                 t = time.perf_counter()

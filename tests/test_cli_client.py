@@ -184,7 +184,7 @@ class Server:
                 except Exception:
                     if self.proc.poll() is not None or time.monotonic() > deadline:
                         self.stop()
-                        raise RuntimeError(f"ancho serve did not start:\n{(self.home / 'serve.log').read_text()}")
+                        raise RuntimeError(f"ancho serve did not start:\n{(self.home / 'serve.log').read_text()}") from None
                     time.sleep(0.2)
 
     def stop(self) -> None:

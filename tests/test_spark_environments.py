@@ -16,14 +16,14 @@ import ancho
 from ancho.engine import RunSpec, create_record, execute
 
 from .conftest import PYSPARK_HINT, need_module, need_service
-from .test_environments import req_model  # noqa: F401 - the model folder that needs humanize (a fixture)
+from .test_environments import req_model  # noqa: F401, F811 - the model folder that needs humanize (a fixture)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 
 
-def test_runs_in_its_environment_on_spark(spark_url, store, req_model):
+def test_runs_in_its_environment_on_spark(spark_url, store, req_model):  # noqa: F811 - the fixture
     """Executors on this machine share the driver's storage: they use the environment the driver built."""
     r = ancho.run(str(req_model), {"n": 7}, sequences=3000, seed=4, executor=spark_url, store=store)
     local = ancho.run(str(req_model), {"n": 7}, sequences=3000, seed=4, workers=2, store=store)
@@ -32,7 +32,7 @@ def test_runs_in_its_environment_on_spark(spark_url, store, req_model):
     assert {k: v for k, v in r.summary.items() if k != "run"} == {k: v for k, v in local.summary.items() if k != "run"}
 
 
-def test_executors_build_the_environment_themselves(spark_url, store, home, req_model, tmp_path):
+def test_executors_build_the_environment_themselves(spark_url, store, home, req_model, tmp_path):  # noqa: F811
     """Without shared storage each executor builds the same environment (same key) in its own folder, once."""
     from ancho.executors.spark import SparkExecutor
     from ancho.sources.environments import Environments

@@ -69,7 +69,7 @@ def test_spark_run_through_the_server_equals_local(spark_server, spark_url):
     spark_run = submit(alice, {**body, "executor": spark_url})
     local_run = submit(alice, {**body, "executor": "local"})
     views = {run: wait_run(alice, run, timeout=600) for run in (spark_run, local_run)}
-    for run, view in views.items():
+    for view in views.values():
         assert view["status"] == "succeeded", (view, spark_server.log())
         assert view["progress"]["done"] == 4000
     assert views[spark_run]["executor"] == spark_url
