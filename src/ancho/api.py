@@ -60,7 +60,7 @@ _SHARED: dict[str, Store] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def _shared_store(store: "str | Store | None") -> Store:
+def _shared_store(store: str | Store | None) -> Store:
     """The store of a run; a Cassandra URL opens one session per process, shared by every run that names it.
 
     ``Results`` read their frame from the store later, so ``run`` cannot close
@@ -120,7 +120,7 @@ def run(
     origin = None
     if isinstance(model, str) and ("://" in model or model.startswith("git+")):
         from .sources.fetch import resolve_source_arg
-        from .stores.embedded import default_home
+        from .home import default_home
 
         remote = resolve_source_arg(model, default_home() / "sources")  # a URL or git source: fetched and unpacked
         if remote is not None:
@@ -145,7 +145,7 @@ def run(
             ex.start()  # type: ignore[attr-defined]
         if isinstance(model, str):
             from .sources.environments import Environments, InstallPolicy
-            from .stores.embedded import default_home
+            from .home import default_home
 
             # --sandbox: the model's requirements install as a server's would (sources/environments.py)
             install = InstallPolicy(sandboxed=True, hidden=_hidden(store)) if sandbox else None
@@ -180,7 +180,7 @@ def run(
 
 # -- sandbox=True: the model's code runs only in sandboxed workers ---------------------------
 
-def _check_sandboxable(model: Any, executor: "str | Executor") -> None:
+def _check_sandboxable(model: Any, executor: str | Executor) -> None:
     """What ``sandbox=True`` needs, checked before anything is fetched or built."""
     from .errors import InputError
     from .sources.sandbox import SandboxUnavailable, sandbox_problem
@@ -202,7 +202,7 @@ def _worker_count(workers: int | None) -> int:
     return LocalExecutor(workers).workers  # validated as an executor would (no process is started)
 
 
-def _hidden(store: "str | Store | None") -> tuple[str, ...]:
+def _hidden(store: str | Store | None) -> tuple[str, ...]:
     """What sandboxed workers must not see: ANCHO_HOME and the development services (the default), and an
     embedded store's folder given with ``--store``."""
     from .sources.sandbox import default_hidden

@@ -75,7 +75,7 @@ class NestedRunner:
         read_only = [root] if root else []
         if isolation.environment:
             from ..sources.environments import Environments, ancho_pythonpath
-            from ..stores.embedded import default_home
+            from ..home import default_home
 
             envs = Environments(Path(isolation.envs) if isolation.envs else default_home() / "envs")
             env = envs.for_source(Path(root)) if root else None

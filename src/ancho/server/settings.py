@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..executors import is_spark_master
 from ..executors.local import default_workers
 from ..sources.extract import MAX_FILES, MAX_TOTAL_BYTES
-from ..stores.embedded import default_home
+from ..home import default_home
 
 
 def offered_executors(spark_master: str | None) -> list[str]:

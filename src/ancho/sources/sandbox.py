@@ -192,7 +192,7 @@ def hidden_paths(home: str | os.PathLike) -> tuple[str, ...]:
 
 def default_hidden() -> tuple[str, ...]:
     """:func:`hidden_paths` of ``$ANCHO_HOME`` (or ~/.ancho): for the command line, never a server (see ``hidden``)."""
-    from ..stores.embedded import default_home
+    from ..home import default_home
 
     return hidden_paths(default_home())
 
@@ -683,7 +683,7 @@ class Sandbox:
         else:  # workers still running: try again when the interpreter exits
             atexit.register(_cleanup, self._cgroups, self._temp)
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -35,6 +35,7 @@ from ..chunk import KIND_DTYPES, ChunkResult, Failure
 from ..columns import release_memory, to_arrow, to_numpy
 from ..errors import InputError, NotFound, StoreError
 from ..files import private_dir
+from ..home import default_home
 from ..sqlite import Database
 from .base import RunRecord, Store
 
@@ -59,10 +60,6 @@ CREATE TABLE IF NOT EXISTS failures (
     PRIMARY KEY (run_id, sequence)
 );
 """
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("ANCHO_HOME") or Path.home() / ".ancho").expanduser()
 
 
 def check_run_id(run_id: str) -> str:
