@@ -49,7 +49,7 @@ sys.path.insert(0, str(C.MODELS))
 
 import ancho  # noqa: E402
 from ancho.executors.local import LocalExecutor  # noqa: E402
-from ancho.sources import sandbox as sb  # noqa: E402
+from ancho import isolation as sb  # noqa: E402
 from ancho.stores.embedded import EmbeddedStore  # noqa: E402
 
 BUSY_FILE = str(C.MODELS / "busy.py") + ":Busy"

@@ -75,7 +75,7 @@ FLAGS = ("import_read", "import_net", "import_wrote", "read", "net")
 
 @pytest.fixture
 def bwrap():
-    from ancho.sources.sandbox import sandbox_problem
+    from ancho.isolation import sandbox_problem
 
     problem = sandbox_problem()
     if problem:

@@ -196,7 +196,7 @@ def test_sandboxed_workers_and_their_launchers_get_nothing_of_the_drivers_enviro
     import psutil
 
     from ancho.executors.local import LocalExecutor, _ForkedProcess
-    from ancho.sources import sandbox as sb
+    from ancho import isolation as sb
 
     from .conftest import need_service
 

@@ -148,7 +148,7 @@ def test_a_task_retried_by_spark_duplicates_nothing(spark, store, cassandra_stor
 def test_a_sandboxed_model_cannot_reach_cassandra_but_its_task_writes(spark, store, cassandra_store, write_model):  # noqa: F811
     """The writer is the Spark task's own Python process; the model runs in bubblewrap without network."""
     from ancho.executors.spark import SparkExecutor
-    from ancho.sources.sandbox import SandboxPolicy, sandbox_problem
+    from ancho.isolation import SandboxPolicy, sandbox_problem
 
     from .conftest import need_service
 

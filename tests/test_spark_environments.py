@@ -35,7 +35,7 @@ def test_runs_in_its_environment_on_spark(spark_url, store, req_model):  # noqa:
 def test_executors_build_the_environment_themselves(spark_url, store, home, req_model, tmp_path):  # noqa: F811
     """Without shared storage each executor builds the same environment (same key) in its own folder, once."""
     from ancho.executors.spark import SparkExecutor
-    from ancho.sources.environments import Environments
+    from ancho.isolation import Environments
     from ancho.sources.prepare import prepare
 
     envs = Environments(home / "envs")
@@ -66,7 +66,7 @@ def test_executors_build_the_environment_themselves(spark_url, store, home, req_
 def test_tasks_run_in_the_sandbox(spark_url, store, write_model):
     """With a sandbox policy, each task's local worker runs in bubblewrap on the executor, as local workers do."""
     from ancho.executors.spark import SparkExecutor
-    from ancho.sources.sandbox import SandboxPolicy, sandbox_problem
+    from ancho.isolation import SandboxPolicy, sandbox_problem
 
     if sandbox_problem():
         need_service("bubblewrap", sandbox_problem())

@@ -17,7 +17,7 @@ from ancho.executors.spark import SparkExecutor, SparkOptions, decode, encode, e
 from ancho.executors.spark.cost import CostModel, cost_key
 from ancho.executors.spark.driver import Probes
 from ancho.executors.spark.session import Session
-from ancho.sources.sandbox import Sandbox, SandboxPolicy
+from ancho.isolation import Sandbox, SandboxPolicy
 
 
 def test_former_keywords_and_options_build_the_same_executor():

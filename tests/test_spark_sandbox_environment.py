@@ -17,7 +17,7 @@ import ancho
 from ancho.executors.base import Task
 from ancho.executors.spark_isolation import Isolation, NestedRunner
 from ancho.loading import load_model
-from ancho.sources import sandbox as sb
+from ancho import isolation as sb
 
 from .conftest import need_service
 from .sandbox_environ_dump import DUMP, SECRETS, check_dump

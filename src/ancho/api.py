@@ -144,7 +144,7 @@ def run(
         if ex is not None and hasattr(ex, "start"):
             ex.start()  # type: ignore[attr-defined]
         if isinstance(model, str):
-            from .sources.environments import Environments, InstallPolicy
+            from .isolation import Environments, InstallPolicy
             from .home import default_home
 
             # --sandbox: the model's requirements install as a server's would (sources/environments.py)
@@ -183,7 +183,7 @@ def run(
 def _check_sandboxable(model: Any, executor: str | Executor) -> None:
     """What ``sandbox=True`` needs, checked before anything is fetched or built."""
     from .errors import InputError
-    from .sources.sandbox import SandboxUnavailable, sandbox_problem
+    from .isolation import SandboxUnavailable, sandbox_problem
 
     if not isinstance(model, str):
         raise InputError("sandbox=True needs the model as a path or URL string: a class given to ancho.run has "
@@ -205,7 +205,7 @@ def _worker_count(workers: int | None) -> int:
 def _hidden(store: str | Store | None) -> tuple[str, ...]:
     """What sandboxed workers must not see: ANCHO_HOME and the development services (the default), and an
     embedded store's folder given with ``--store``."""
-    from .sources.sandbox import default_hidden
+    from .isolation import default_hidden
     from .stores.embedded import EmbeddedStore
 
     folder = store.home if isinstance(store, EmbeddedStore) else store
@@ -219,7 +219,7 @@ def _prepare_sandboxed(target: str, params, envs, origin: str | None, store):
     does): returns the prepared model and the host paths its workers need to read (its source, its environment)."""
     from .loading import split_spec
     from .sources.prepare import prepare, source_folder
-    from .sources.sandbox import Sandbox, SandboxPolicy
+    from .isolation import Sandbox, SandboxPolicy
 
     path, file, class_name = split_spec(target)
     where = Path(path).expanduser().resolve()
@@ -247,7 +247,7 @@ def _sandboxed_executor(prepared, readable: tuple[str, ...], store: Store, run_i
     import tempfile
 
     from .executors.local import LocalExecutor
-    from .sources.sandbox import Sandbox, SandboxPolicy
+    from .isolation import Sandbox, SandboxPolicy
     from .stores import export_results
 
     results = store.results_source(run_id)

@@ -299,7 +299,7 @@ def test_an_sdist_only_package_is_refused_when_source_builds_are_off(mallory, wo
 
 # -- source builds allowed: they run inside the sandbox ---------------------------------------
 def test_a_source_build_runs_inside_the_sandbox_and_sees_none_of_the_servers_secrets(world):
-    from ancho.sources.sandbox import sandbox_problem
+    from ancho.isolation import sandbox_problem
 
     problem = sandbox_problem()
     if problem:

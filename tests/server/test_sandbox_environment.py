@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ancho.sources.sandbox import sandbox_problem
+from ancho.isolation import sandbox_problem
 
 from ..conftest import need_service
 from ..sandbox_environ_dump import DUMP, SECRETS, check_dump

@@ -228,7 +228,7 @@ class LocalExecutor(Executor):
         if sandboxed is not None:
             return sandboxed()
         if self.wrap is not None:
-            from ..sources.sandbox import LAUNCHER_ENV
+            from ..isolation import LAUNCHER_ENV
 
             env = dict(LAUNCHER_ENV)
         else:

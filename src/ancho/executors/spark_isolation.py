@@ -9,7 +9,7 @@ started with that environment's interpreter and wrapped in the sandbox, and
 kept for the run's later tasks in the same (reused) Python worker.
 
 Where the environment comes from (measured in docs/spark.md): each executor
-builds it with :class:`~ancho.sources.environments.Environments` from the
+builds it with :class:`~ancho.isolation.Environments` from the
 ``requirements.txt`` in the shipped model folder, keyed exactly as on the
 driver (requirements, Python version, Ancho's worker packages), once per
 machine, under ``envs`` — the driver's own environments folder when the
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..chunk import ChunkResult
-from ..sources.sandbox import SandboxPolicy
+from ..isolation import SandboxPolicy
 from .base import Chunk, ChunkLost, ChunkSource, Task
 
 
@@ -74,7 +74,7 @@ class NestedRunner:
         python = pythonpath = None
         read_only = [root] if root else []
         if isolation.environment:
-            from ..sources.environments import Environments, ancho_pythonpath
+            from ..isolation import Environments, ancho_pythonpath
             from ..home import default_home
 
             envs = Environments(Path(isolation.envs) if isolation.envs else default_home() / "envs")
@@ -85,7 +85,7 @@ class NestedRunner:
         self.sandbox = None
         wrap = None
         if isolation.sandbox is not None:
-            from ..sources.sandbox import Sandbox
+            from ..isolation import Sandbox
 
             # the executor's own paths: the unpacked model folder and environment, a private scratch folder; the
             # driver's hidden paths as they came (never SandboxPolicy's default, $ANCHO_HOME of this executor)

@@ -23,10 +23,10 @@ from ..errors import Field, FieldError, InputError, ModelError, NotFound, RunCan
 from ..executors import is_spark_master
 from ..inputs import RunSettings, run_settings
 from ..loading import FileRef, LoadedModel
-from ..sources.environments import EnvironmentFailed, Environments, InstallPolicy, ancho_pythonpath
+from ..isolation import EnvironmentFailed, Environments, InstallPolicy, ancho_pythonpath
 from ..sources.fetch import FetchError, FetchPolicy, fetch_source
 from ..sources.prepare import worker_options
-from ..sources.sandbox import Sandbox, SandboxPolicy, hidden_paths, limits_env, sandbox_problem
+from ..isolation import Sandbox, SandboxPolicy, hidden_paths, limits_env, sandbox_problem
 from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
 from ..stores.base import RunRecord

@@ -13,13 +13,13 @@ Two ways, one result:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ParameterError
 from ..loading import FileRef, LoadedModel, load_model, split_spec
-from .environments import Environments, ancho_pythonpath
+from ..isolation import Environments, ancho_pythonpath
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ class SparkExecutor(Executor):
     builds once (see :mod:`ancho.executors.spark_isolation`) under
     ``environments`` (default: the driver's folder when storage is shared,
     else ``$ANCHO_HOME/envs`` on the executor). ``sandbox`` (a
-    :class:`~ancho.sources.sandbox.SandboxPolicy`, or a ``Sandbox`` built for
+    :class:`~ancho.isolation.SandboxPolicy`, or a ``Sandbox`` built for
     the run): every task's worker runs in bubblewrap on its executor.
     ``results`` is the local executor's option too: summary functions that
     must run in a local worker (a sandbox, an environment) read the results
@@ -366,7 +366,7 @@ class SparkExecutor(Executor):
                               lambda: custom_summaries(frame, dict(typed.schema), names, resolve, task.params))
 
     def _local_summaries(self, task: Task, source, names: tuple[str, ...]) -> dict:
-        from ...sources.sandbox import Sandbox
+        from ...isolation import Sandbox
         from ..local import LocalExecutor
 
         options = dict(self._local_options)

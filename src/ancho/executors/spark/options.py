@@ -29,7 +29,7 @@ class SparkOptions:
     workers: int | None = None
     #: Spark properties added to the session
     conf: Mapping[str, str] = field(default_factory=dict)
-    #: a model environment's interpreter (built on the driver by ancho.sources.environments as ROOT/KEY/bin/python)
+    #: a model environment's interpreter (built on the driver by ancho.isolation.environments as ROOT/KEY/bin/python)
     python: str | None = None
     #: environment variables for the tasks (and the driver's local workers)
     env: Mapping[str, str] = field(default_factory=dict)
@@ -53,7 +53,7 @@ class SparkOptions:
         workers = self.workers
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise ParameterError(f"workers must be a whole number ≥ 1, got {workers!r}")
-        from ...sources.sandbox import Sandbox, SandboxPolicy
+        from ...isolation import Sandbox, SandboxPolicy
 
         if self.sandbox is not None and not isinstance(self.sandbox, (SandboxPolicy, Sandbox)):
             raise InputError(f"sandbox must be a SandboxPolicy, True or None, got {self.sandbox!r}")
@@ -75,23 +75,23 @@ class SparkOptions:
     @property
     def policy(self):
         """The sandbox policy tasks apply on the executors, or None."""
-        from ...sources.sandbox import Sandbox
+        from ...isolation import Sandbox
 
         return self.sandbox.policy if isinstance(self.sandbox, Sandbox) else self.sandbox
 
     @property
     def wrap(self):
         """The command wrapper of a sandbox built for this run (the driver's own local workers use it), or None."""
-        from ...sources.sandbox import Sandbox
+        from ...isolation import Sandbox
 
         return self.sandbox.wrap if isinstance(self.sandbox, Sandbox) else None
 
 
 def _sandbox(sandbox, wrap):
     """``sandbox=`` (a SandboxPolicy, or True for the default one), else a ``wrap=`` that is a
-    :class:`~ancho.sources.sandbox.Sandbox`'s: the policy travels, each executor builds its own sandbox from it with
+    :class:`~ancho.isolation.Sandbox`'s: the policy travels, each executor builds its own sandbox from it with
     its own paths; the Sandbox itself is kept for what the driver runs."""
-    from ...sources.sandbox import Sandbox, SandboxPolicy
+    from ...isolation import Sandbox, SandboxPolicy
 
     owner = getattr(wrap, "__self__", None) if wrap is not None else None
     if wrap is not None and not isinstance(owner, Sandbox):

@@ -44,14 +44,10 @@ What a sandboxed worker sees and may do (docs/sandbox.md has the reasons):
   ``setrlimit`` limits the worker applies to itself before it imports user
   code (``ANCHO_LIMITS``, read in ``ancho.executors.worker``); the
   per-sequence timeout is a watchdog in the worker that raises
-  ``TimeoutError`` inside the sequence. Processes and threads: RLIMIT_NPROC
-  does not bind a sandbox whose outside uid is root, so each worker gets its
-  own ``pids`` cgroup (``pids.max``), joined by a tiny ``/bin/sh`` wrapper
-  before bubblewrap starts. The same wrapper turns bubblewrap's "exit
-  128+N" back into "killed by signal N", so the executor reports "worker
-  process … was killed by SIGXCPU" as it does without a sandbox; it runs
-  under ``setpriv --pdeathsig KILL`` so that it, and with it bubblewrap
-  (``--die-with-parent``) and the sandbox, die with the executor's process.
+  ``TimeoutError`` inside the sequence. Processes and threads: a ``pids``
+  cgroup per worker (:mod:`ancho.isolation.cgroups`), joined by a tiny ``/bin/sh``
+  wrapper that also turns bubblewrap's "exit 128+N" back into "killed by signal N"; it runs
+  under ``setpriv --pdeathsig KILL``: it, bubblewrap and the sandbox die with the executor.
 
 Without ``bwrap``, :func:`make_wrap` refuses with :class:`SandboxUnavailable`
 (install the Debian package ``bubblewrap``) unless the operator allowed
@@ -62,7 +58,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import itertools
 import json
 import logging
 import os
@@ -73,10 +68,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import AnchoError, InputError
+from ..errors import InputError
+from .cgroups import new_cgroup, remove_cgroups
+from .policy import INSTALL_HINT, SandboxPolicy, SandboxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +82,6 @@ INSIDE_TMP = "/scratch/tmp"
 INSIDE_ANCHO = "/opt/ancho"
 #: uid/gid inside (the host's "nobody"); files it writes in the scratch folder belong to the caller outside
 SANDBOX_UID = 65534
-#: processes the sandbox machinery itself adds to a worker's pids cgroup: the shell wrapper,
-#: bubblewrap's monitor and bubblewrap's init (PID 1 of the namespace)
-HELPER_PROCESSES = 3
 #: host paths every worker needs (links such as /bin -> usr/bin are recreated as links)
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: files of /etc a Python process may read; nothing with secrets or host configuration beyond these
@@ -101,106 +94,6 @@ LAUNCHER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 #: size of /dev/shm inside (POSIX semaphores and shared memory; RAM-backed, so small)
 SHM_BYTES = 64 * 1024 * 1024
-INSTALL_HINT = "install the Debian package 'bubblewrap' (apt-get install bubblewrap)"
-
-
-class SandboxUnavailable(AnchoError):
-    """Model code must run sandboxed but bubblewrap is missing or does not work here."""
-
-    exit_code = 3
-
-
-@dataclass
-class SandboxPolicy:
-    """What a sandboxed worker may see and use. ``None`` switches a limit off.
-
-    ``scratch``: the per-run writable folder (created if missing); None: a
-    private temporary folder made by :class:`Sandbox` and removed when it
-    closes. ``read_only``: host paths the workers need (the model's source
-    tree, its environment, a results folder), bound read-only at the same
-    path. ``hidden``: host paths that must stay invisible even where they lie
-    inside a bound path; a server passes :func:`hidden_paths` of its settings'
-    home (the default, :func:`default_hidden`, is for the command line's own
-    runs: ``ANCHO_HOME`` and the development services' folder). It travels
-    with the policy (to Spark executors too), so it is never recomputed where
-    another environment would give another home. ``max_processes`` counts the worker's processes *and threads*.
-    ``env``: extra variables for the workers (the executor's own ``env=`` does
-    not get through: the sandbox's environment is built here, from nothing).
-    """
-
-    scratch: str | os.PathLike | None = None
-    read_only: tuple[str, ...] = ()
-    #: host paths bound writable at the same path (an environment being installed, the installer's cache);
-    #: they stay visible even inside a hidden path
-    writable: tuple[str, ...] = ()
-    hidden: tuple[str, ...] | None = None
-    network: bool = False
-    address_space: int | None = 4 * 1024**3  # bytes, RLIMIT_AS
-    cpu_seconds: int | None = None  # RLIMIT_CPU, for the worker process's whole life
-    open_files: int | None = 1024  # RLIMIT_NOFILE
-    file_size: int | None = 4 * 1024**3  # bytes, RLIMIT_FSIZE (largest file it may write)
-    max_processes: int | None = 128  # pids cgroup: processes + threads per worker
-    sequence_timeout: float | None = 600.0  # seconds of wall-clock time per sequence
-    #: seconds a sequence that swallowed its TimeoutError may go on before its worker is killed (SIGALRM)
-    timeout_grace: float = 5.0
-    env: dict[str, str] = field(default_factory=dict)
-    #: extra PYTHONPATH entries (bound read-only); Ancho itself is always there
-    pythonpath: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        for name in ("address_space", "cpu_seconds", "open_files", "file_size", "max_processes"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InputError(f"sandbox setting '{name}' must be a whole number ≥ 1 or None (no limit), got {value!r}")
-        t = self.sequence_timeout
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0):
-            raise InputError(f"sandbox setting 'sequence_timeout' must be a number of seconds > 0 or None, got {t!r}")
-        g = self.timeout_grace
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not g > 0:
-            raise InputError(f"sandbox setting 'timeout_grace' must be a number of seconds > 0, got {g!r}")
-        if self.open_files is not None and self.open_files < 16:
-            raise InputError(f"sandbox setting 'open_files' must be at least 16 (Python itself needs some), got {self.open_files}")
-        self.read_only = tuple(str(p) for p in self.read_only)
-        self.writable = tuple(str(p) for p in self.writable)
-        self.pythonpath = tuple(str(p) for p in self.pythonpath)
-        if self.hidden is None:
-            self.hidden = default_hidden()
-        else:
-            self.hidden = tuple(str(p) for p in self.hidden)
-
-    def limits(self) -> dict:
-        """The limits a worker applies to itself (``ANCHO_LIMITS``, see ``ancho.executors.worker.apply_limits``)."""
-        out = {
-            "as": self.address_space,
-            "cpu": self.cpu_seconds,
-            "nofile": self.open_files,
-            "fsize": self.file_size,
-            "timeout": self.sequence_timeout,
-            "grace": self.timeout_grace if self.sequence_timeout is not None else None,
-        }
-        return {k: v for k, v in out.items() if v is not None}
-
-
-def hidden_paths(home: str | os.PathLike) -> tuple[str, ...]:
-    """What a sandbox hides for a server whose data live in ``home``: the home and the development services' folder.
-
-    A server passes its *settings'* home, which need not be ``$ANCHO_HOME``.
-    """
-    services = os.environ.get("ANCHO_SERVICES_DIR") or str(Path(__file__).resolve().parents[3] / ".services")
-    return (str(Path(home).expanduser().resolve()), services)
-
-
-def default_hidden() -> tuple[str, ...]:
-    """:func:`hidden_paths` of ``$ANCHO_HOME`` (or ~/.ancho): for the command line, never a server (see ``hidden``)."""
-    from ..home import default_home
-
-    return hidden_paths(default_home())
-
-
-def limits_env(policy: SandboxPolicy) -> dict[str, str]:
-    """``env=`` for an executor whose workers run *unsandboxed* but should still apply the policy's limits."""
-    limits = policy.limits()
-    return {"ANCHO_LIMITS": json.dumps(limits)} if limits else {}
 
 
 # -- is bubblewrap here, and does it work ----------------------------------------------------
@@ -261,120 +154,6 @@ def sandbox_problem() -> str | None:
 def sandbox_available() -> bool:
     """bwrap is present and actually works (checked once per process by running ``true`` in a sandbox)."""
     return sandbox_problem() is None
-
-
-# -- the process limit: a pids cgroup per worker ---------------------------------------------
-
-def _own_cgroup(controller: str) -> tuple[str, str] | None:
-    """(mount point, our path) of ``controller`` (v1) or of the unified hierarchy (v2)."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            mount = f"/sys/fs/cgroup/{controller}"
-            if os.path.isdir(mount):
-                return mount, path
-    for line in lines:
-        if line.startswith("0::"):
-            return "/sys/fs/cgroup", line[3:]
-    return None
-
-
-@functools.lru_cache(maxsize=1)
-def _cgroup_parent() -> tuple[str | None, str]:
-    """The folder under which per-worker pids cgroups are made, or (None, why not)."""
-    found = _own_cgroup("pids")
-    if found is None:
-        return None, "no pids cgroup controller is mounted"
-    mount, own = found
-    base = Path(mount) / own.lstrip("/")
-    if mount == "/sys/fs/cgroup":  # cgroup v2: our own cgroup must already delegate pids to children
-        try:
-            if "pids" not in (base / "cgroup.subtree_control").read_text().split():
-                return None, f"cgroup v2: {base} does not delegate the pids controller (cgroup.subtree_control)"
-        except OSError as exc:
-            return None, f"cgroup v2: {exc}"
-    parent = base / "ancho-sandbox"
-    try:
-        parent.mkdir(exist_ok=True)
-        probe = parent / f"probe-{os.getpid()}"
-        probe.mkdir(exist_ok=True)
-        ok = (probe / "pids.max").exists()
-        probe.rmdir()
-    except OSError as exc:
-        return None, f"cannot create a pids cgroup under {base}: {exc.strerror or exc}"
-    if not ok:
-        return None, f"{parent} has no pids.max"
-    return str(parent), ""
-
-
-def process_limit_problem() -> str | None:
-    """None when per-worker process limits work here; otherwise why not."""
-    return _cgroup_parent()[1] or None
-
-
-_cgroup_counter = itertools.count()
-
-
-def _new_cgroup(limit: int) -> str:
-    parent, why = _cgroup_parent()
-    if parent is None:
-        raise OSError(why)
-    _collect_stale(parent)
-    path = Path(parent) / f"w{os.getpid()}-{next(_cgroup_counter)}"
-    path.mkdir()
-    (path / "pids.max").write_text(str(limit + HELPER_PROCESSES))
-    return str(path)
-
-
-def _remove_cgroups(paths: list[str], all_empty: bool = False) -> None:
-    """Remove the cgroups whose worker has ended (a busy one stays in the list for later).
-
-    A cgroup is made just before its worker starts, so an empty one is
-    removed only once it has held a process (``pids.peak``) or is older than
-    a minute, unless ``all_empty`` (the executor has closed).
-    """
-    now = time.time()
-    for p in list(paths):
-        if not all_empty:
-            try:
-                peak = Path(p, "pids.peak").read_text().strip()
-                used = peak.isdigit() and int(peak) > 0
-            except OSError:
-                used = False
-            try:
-                old = now - os.stat(p).st_mtime > 60
-            except OSError:
-                old = True
-            if not (used or old):
-                continue
-        try:
-            os.rmdir(p)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            continue
-        paths.remove(p)
-
-
-def _collect_stale(parent: str) -> None:
-    """Remove cgroups left by processes that died without cleaning up (``w<pid>-<n>`` with no such pid)."""
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith("w") or "-" not in name:
-            continue
-        pid = name[1:].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
-            try:
-                os.rmdir(os.path.join(parent, name))
-            except OSError:
-                pass
 
 
 # The shell between the executor and bubblewrap: no core files, join the worker's cgroup, run
@@ -600,9 +379,8 @@ def _etc_dir() -> str:
     return str(path)
 
 
-
 def _cleanup(cgroups: list[str], temp_dirs: list[str]) -> None:
-    _remove_cgroups(cgroups, all_empty=True)
+    remove_cgroups(cgroups, all_empty=True)
     for d in temp_dirs:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -645,9 +423,9 @@ class Sandbox:
         limit = self.policy.max_processes
         if limit is not None:
             with self._lock:
-                _remove_cgroups(self._cgroups)
+                remove_cgroups(self._cgroups)
                 try:
-                    cgroup = _new_cgroup(limit)
+                    cgroup = new_cgroup(limit)
                     self._cgroups.append(cgroup)
                 except OSError as exc:
                     if not Sandbox._warned_processes:
@@ -674,7 +452,7 @@ class Sandbox:
         deadline = time.monotonic() + wait
         while True:
             with self._lock:
-                _remove_cgroups(self._cgroups, all_empty=True)
+                remove_cgroups(self._cgroups, all_empty=True)
             if not self._cgroups or time.monotonic() >= deadline:
                 break
             time.sleep(0.02)
@@ -710,27 +488,11 @@ def make_wrap(policy: SandboxPolicy | None = None, allow_unsandboxed: bool = Fal
     return None
 
 
-def describe(policy: SandboxPolicy) -> dict:
-    """The policy as plain data, for a run record or a status page."""
-    return {
-        "network": policy.network,
-        "scratch": os.fspath(policy.scratch) if policy.scratch is not None else None,
-        "read_only": list(policy.read_only),
-        "limits": policy.limits() | ({"processes": policy.max_processes} if policy.max_processes else {}),
-    }
-
-
 __all__ = [
     "LAUNCHER_ENV",
     "Sandbox",
-    "SandboxPolicy",
-    "SandboxUnavailable",
-    "default_hidden",
-    "describe",
-    "hidden_paths",
-    "limits_env",
+    "bwrap_path",
     "make_wrap",
-    "process_limit_problem",
     "sandbox_available",
     "sandbox_problem",
     "wrap_command",

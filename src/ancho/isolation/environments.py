@@ -299,7 +299,8 @@ class Environments:
         if not self.install.sandboxed:
             _run(argv, what, self._env(scratch, str(cache or private)), scratch, self.source_builds)
             return
-        from .sandbox import INSIDE_SCRATCH, Sandbox, SandboxPolicy
+        from .policy import SandboxPolicy
+        from .sandbox import INSIDE_SCRATCH, Sandbox
 
         variables = {k: v for k, v in self._env(scratch, "").items() if k not in ("PATH", "HOME", "TMPDIR")}
         variables["UV_CACHE_DIR"] = str(cache) if cache else f"{INSIDE_SCRATCH}/uv-cache"

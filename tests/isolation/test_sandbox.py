@@ -27,11 +27,11 @@ from ancho.engine import RunSpec, create_record, execute
 from ancho.errors import InputError, RunFailed
 from ancho.executors.local import LocalExecutor
 from ancho.loading import load_model
-from ancho.sources import sandbox as sb
-from ancho.sources.sandbox import Sandbox, SandboxPolicy, SandboxUnavailable, make_wrap, wrap_command
+from ancho import isolation as sb
+from ancho.isolation import Sandbox, SandboxPolicy, SandboxUnavailable, make_wrap, wrap_command
 from ancho.stores.embedded import EmbeddedStore
 
-from .conftest import EXAMPLES, ROOT, need_service
+from ..conftest import EXAMPLES, ROOT, need_service
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_missing_bwrap_refuses_with_install_hint(monkeypatch, caplog):
     assert "allow_unsandboxed" in str(info.value)
     with pytest.raises(SandboxUnavailable):
         Sandbox(SandboxPolicy())
-    with caplog.at_level(logging.WARNING, logger="ancho.sources.sandbox"):
+    with caplog.at_level(logging.WARNING, logger="ancho.isolation.sandbox"):
         assert make_wrap(SandboxPolicy(), allow_unsandboxed=True) is None
     assert "WITHOUT a sandbox" in caplog.text
 
@@ -505,7 +505,7 @@ DRIVER = """
 import json, sys, threading, time
 import ancho
 from ancho.executors.local import LocalExecutor
-from ancho.sources.sandbox import Sandbox, SandboxPolicy
+from ancho.isolation import Sandbox, SandboxPolicy
 sandbox = Sandbox(SandboxPolicy(scratch=sys.argv[1], read_only=(sys.argv[2],)))
 ex = LocalExecutor(2, wrap=sandbox.wrap).start()
 print(json.dumps({"workers": [w.proc.pid for w in ex._pool], "cgroups": sandbox._cgroups}), flush=True)
@@ -558,7 +558,7 @@ def test_killed_driver_takes_busy_sandboxed_workers_along(env):
 def test_no_process_inside_sees_the_drivers_environment(env, monkeypatch):
     """PID 1 inside is bubblewrap's own process: it was started with PATH and LANG only, and every other process's
     environment is the sandbox's own, however many processes the model reads."""
-    from .sandbox_environ_dump import DUMP, SECRETS, check_dump
+    from ..sandbox_environ_dump import DUMP, SECRETS, check_dump
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)

@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 
-from ancho.sources.environments import EnvironmentFailed, Environments, InstallPolicy, parse_requirements
+from ancho.isolation import EnvironmentFailed, Environments, InstallPolicy, parse_requirements
 
-from .conftest import run_cli
-from .server.test_requirements_security import PackageServer, evil_sdist, tiny_wheel
+from ..conftest import run_cli
+from ..server.test_requirements_security import PackageServer, evil_sdist, tiny_wheel
 
 MODEL = textwrap.dedent(
     """
