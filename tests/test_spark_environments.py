@@ -36,7 +36,7 @@ def test_executors_build_the_environment_themselves(spark_url, store, home, req_
     """Without shared storage each executor builds the same environment (same key) in its own folder, once."""
     from ancho.executors.spark import SparkExecutor
     from ancho.isolation import Environments
-    from ancho.sources.prepare import prepare
+    from ancho.executors.prepare import prepare
 
     envs = Environments(home / "envs")
     prepared = prepare(str(req_model), {"n": 5}, envs)

@@ -15,7 +15,7 @@ import pytest
 
 import ancho
 from ancho.executors.base import Task
-from ancho.executors.spark_isolation import Isolation, NestedRunner
+from ancho.executors.spark.isolation import Isolation, NestedRunner
 from ancho.loading import load_model
 from ancho import isolation as sb
 

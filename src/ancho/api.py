@@ -111,7 +111,7 @@ def run(
     ``model`` must then be a path or URL string, on the local executor.
     """
     from .model import Model
-    from .sources.prepare import Prepared, prepare, source_folder
+    from .executors.prepare import Prepared, prepare, source_folder
 
     if sandbox:
         _check_sandboxable(model, executor)
@@ -218,7 +218,7 @@ def _prepare_sandboxed(target: str, params, envs, origin: str | None, store):
     """The model read and its parameters validated in a sandboxed worker (``prepare``'s worker path, as a server
     does): returns the prepared model and the host paths its workers need to read (its source, its environment)."""
     from .loading import split_spec
-    from .sources.prepare import prepare, source_folder
+    from .executors.prepare import prepare, source_folder
     from .isolation import Sandbox, SandboxPolicy
 
     path, file, class_name = split_spec(target)

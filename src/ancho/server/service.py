@@ -25,7 +25,7 @@ from ..inputs import RunSettings, run_settings
 from ..loading import FileRef, LoadedModel
 from ..isolation import EnvironmentFailed, Environments, InstallPolicy, ancho_pythonpath
 from ..sources.fetch import FetchError, FetchPolicy, fetch_source
-from ..sources.prepare import worker_options
+from ..executors.prepare import worker_options
 from ..isolation import Sandbox, SandboxPolicy, hidden_paths, limits_env, sandbox_problem
 from ..sources.upload import Uploads, entry_path
 from ..stores import open_store

@@ -37,7 +37,7 @@ from ...chunk import ChunkResult, StoredChunk
 from ...errors import AnchoError, RunCancelled
 from ...stores.results_sources import CassandraResults, ChunkFiles, results_source
 from ..base import Chunk, ChunkLost, ChunkSource, Executor, Task
-from ..spark_isolation import Isolation
+from .isolation import Isolation
 from . import cost
 from .codec import decode
 from .options import SparkOptions
@@ -100,9 +100,9 @@ class SparkExecutor(Executor):
     machine); when they cannot, the driver summarises and the log says so.
 
     A model with its own ``requirements.txt`` environment (``python``/``env``
-    from :meth:`ancho.sources.prepare.Prepared.executor_options`) runs, in
+    from :meth:`ancho.executors.prepare.Prepared.executor_options`) runs, in
     each task, in a local worker of that environment, which each executor
-    builds once (see :mod:`ancho.executors.spark_isolation`) under
+    builds once (see :mod:`ancho.executors.spark.isolation`) under
     ``environments`` (default: the driver's folder when storage is shared,
     else ``$ANCHO_HOME/envs`` on the executor). ``sandbox`` (a
     :class:`~ancho.isolation.SandboxPolicy`, or a ``Sandbox`` built for

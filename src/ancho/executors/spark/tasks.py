@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ...errors import AnchoError
 from ...loading import FileRef
 from ..base import Task
-from ..spark_isolation import Isolation, WorkerLost
+from .isolation import Isolation, WorkerLost
 from .codec import encode, encode_error, encode_stored
 
 #: seconds the probe task tries to reach Cassandra before the driver writes instead (writes="auto")
@@ -120,7 +120,7 @@ def runner(group: str, task: Task, archive: str | None, isolation: Isolation):
     if found is None:
         ref = shipped_ref(task, archive)
         if isolation.nested:
-            from ..spark_isolation import NestedRunner
+            from .isolation import NestedRunner
 
             found = NestedRunner(Task(ref, task.params, task.seed, task.run_id, task.env), getattr(ref, "root", None),
                                  isolation)

@@ -25,9 +25,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..chunk import ChunkResult
-from ..isolation import SandboxPolicy
-from .base import Chunk, ChunkLost, ChunkSource, Task
+from ...chunk import ChunkResult
+from ...isolation import SandboxPolicy
+from ..base import Chunk, ChunkLost, ChunkSource, Task
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,14 @@ class NestedRunner:
     """
 
     def __init__(self, task: Task, root: str | None, isolation: Isolation):
-        from ..sources.prepare import worker_options
-        from .local import LocalExecutor
+        from ..prepare import worker_options
+        from ..local import LocalExecutor
 
         python = pythonpath = None
         read_only = [root] if root else []
         if isolation.environment:
-            from ..isolation import Environments, ancho_pythonpath
-            from ..home import default_home
+            from ...isolation import Environments, ancho_pythonpath
+            from ...home import default_home
 
             envs = Environments(Path(isolation.envs) if isolation.envs else default_home() / "envs")
             env = envs.for_source(Path(root)) if root else None
@@ -85,7 +85,7 @@ class NestedRunner:
         self.sandbox = None
         wrap = None
         if isolation.sandbox is not None:
-            from ..isolation import Sandbox
+            from ...isolation import Sandbox
 
             # the executor's own paths: the unpacked model folder and environment, a private scratch folder; the
             # driver's hidden paths as they came (never SandboxPolicy's default, $ANCHO_HOME of this executor)

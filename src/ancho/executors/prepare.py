@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ParameterError
-from ..loading import FileRef, LoadedModel, load_model, split_spec
 from ..isolation import Environments, ancho_pythonpath
+from ..loading import FileRef, LoadedModel, load_model, split_spec
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def prepare(
         if origin:
             loaded = LoadedModel(loaded.ref, loaded.source_hash, origin, loaded.info, loaded.cls)
         return Prepared(loaded, loaded.cls.resolve_params(params))  # type: ignore[union-attr]
-    from ..executors.local import LocalExecutor
+    from .local import LocalExecutor
 
     python = env.python if env is not None else None
     pythonpath = ancho_pythonpath(environments.root) if env is not None else None  # type: ignore[union-attr]
