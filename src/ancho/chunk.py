@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import OutputError
+from .model import batch_block
 from .streams import StreamFactory
 
 #: column kinds and the NumPy dtype each is stored as
@@ -120,9 +121,9 @@ def run_chunk(model, streams: StreamFactory, start: int, stop: int, name: str = 
             failures.append(Failure(i, f"{type(exc).__name__}: {exc}", tb))
             continue
         if keys is None:
-            keys = _first_keys(out, i, name)
+            keys = check_names(out, f"sequence {i}", name)
         elif out.keys() != keys:
-            _raise_changed_names(out, keys, i, name)
+            raise_changed_names(out, keys, f"sequence {i}", name)
         append(out)
         ids.append(i)
     seconds = time.perf_counter() - t0
@@ -134,31 +135,32 @@ def run_chunk(model, streams: StreamFactory, start: int, stop: int, name: str = 
     return ChunkResult(start, stop, sequences, columns, failures, seconds)
 
 
-def _first_keys(out, i: int, name: str):
+def check_names(out, what: str, name: str):
+    """The output names of the first result of a chunk (``what``: "sequence 5", "block 2 (…)"), or an OutputError."""
     if not isinstance(out, dict):
         if hasattr(out, "keys") and hasattr(out, "__getitem__"):
             raise OutputError(
-                f"sequence {i} of {name} returned a {type(out).__name__}; return a plain dict of output name → number or bool"
+                f"{what} of {name} returned a {type(out).__name__}; return a plain dict of output name → number or bool"
             )
         raise OutputError(
-            f"sequence {i} of {name} returned {type(out).__name__}, not a mapping; return a dict such as {{\"x\": 1.0}}"
+            f"{what} of {name} returned {type(out).__name__}, not a mapping; return a dict such as {{\"x\": 1.0}}"
         )
     if not out:
-        raise OutputError(f"sequence {i} of {name} returned an empty dict; return at least one output")
+        raise OutputError(f"{what} of {name} returned an empty dict; return at least one output")
     for k in out:
         if not isinstance(k, str) or not k.isidentifier() or k == "sequence":
             raise OutputError(
-                f"sequence {i} of {name} returned the output name {k!r}; output names must be identifiers and not 'sequence'"
+                f"{what} of {name} returned the output name {k!r}; output names must be identifiers and not 'sequence'"
             )
     return out.keys()
 
 
-def _raise_changed_names(out, keys, i: int, name: str):
+def raise_changed_names(out, keys, what: str, name: str):
     if not isinstance(out, dict):
-        raise OutputError(f"sequence {i} of {name} returned {type(out).__name__}, not a dict like earlier sequences")
+        raise OutputError(f"{what} of {name} returned {type(out).__name__}, not a dict like earlier sequences")
     new = sorted(set(out) - set(keys))
     missing = sorted(set(keys) - set(out))
-    what = "; ".join(
+    diff = "; ".join(
         part
         for part in (
             f"output '{new[0]}' is new" if new else "",
@@ -166,7 +168,7 @@ def _raise_changed_names(out, keys, i: int, name: str):
         )
         if part
     )
-    raise OutputError(f"sequence {i} of {name} returned different outputs than earlier sequences: {what}")
+    raise OutputError(f"{what} of {name} returned different outputs than earlier sequences: {diff}")
 
 
 _BOOL_TYPES = (bool, np.bool_)
@@ -212,13 +214,23 @@ def _column(values: list, ids: list[int], key: str, name: str) -> np.ndarray:
 
 
 class ChunkRunner:
-    """A model instance prepared in a worker (parameters set, ``setup`` called) plus its streams."""
+    """A model instance prepared in a worker (parameters set, ``setup`` called) plus its streams.
+
+    A batch model (one that defines ``sequences``) runs through
+    :func:`ancho.batch.run_batch_chunk` in fixed blocks of its ``block``;
+    every executor gets that path by using this class.
+    """
 
     def __init__(self, cls, params: dict, seed: int):
         self.model = cls(**params)
         self.model.setup()
         self.streams = StreamFactory(seed)
         self.name = cls.__name__
+        self.block = batch_block(cls)
 
     def run(self, start: int, stop: int) -> ChunkResult:
+        if self.block:
+            from .batch import run_batch_chunk
+
+            return run_batch_chunk(self.model, self.streams, start, stop, self.block, self.name)
         return run_chunk(self.model, self.streams, start, stop, self.name)

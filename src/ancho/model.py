@@ -2,7 +2,9 @@
 
 A model is a plain class (in the spirit of Mesa): parameters are annotated
 class attributes with defaults, ``sequence(self, rng)`` returns one
-replication's outputs, and methods marked ``@ancho.summary`` add the model's
+replication's outputs (or, for a batch model, ``sequences(self, rng, n)``
+returns n replications' outputs as arrays, in fixed blocks of ``block``:
+see ancho.batch), and methods marked ``@ancho.summary`` add the model's
 own statistics. Nothing here runs anything; the engine does.
 """
 
@@ -193,6 +195,9 @@ class Model:
 
     __ancho_parameters__: ClassVar[dict[str, Parameter]] = {}
     __ancho_summaries__: ClassVar[tuple[str, ...]] = ()
+    #: a batch model's block size B: sequences k·B … k·B+B−1 always come from one sequences(rng, B) call
+    #: (4096: measured on Black–Scholes, see docs/models.md; a model may set its own, without an annotation)
+    block: ClassVar[int] = 4096
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -251,9 +256,13 @@ class Model:
     def setup(self) -> None:
         """Called once per worker process before its first sequence; override for expensive preparation."""
 
-    def sequence(self, rng):  # pragma: no cover - the user writes this
+    def sequence(self, rng):  # pragma: no cover - the user writes this (or sequences)
         """Run one replication with the private generator ``rng``; return ``{name: number or bool}``."""
         raise NotImplementedError(f"{type(self).__name__} must define sequence(self, rng)")
+
+    def sequences(self, rng, n):  # pragma: no cover - a batch model writes this instead of sequence
+        """Run ``n`` replications with the block's generator ``rng``; return ``{name: array of length n}``."""
+        raise NotImplementedError(f"{type(self).__name__} must define sequences(self, rng, n)")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -303,13 +312,46 @@ def model_class(model: Any) -> type[Model]:
     )
 
 
+#: the largest block a batch model may ask for (one block's arrays live in a worker's memory at once)
+MAX_BLOCK = 1 << 24
+
+
+def batch_block(cls: type[Model]) -> int | None:
+    """The block size of a batch model, None for a one-at-a-time model; a one-line ModelError otherwise.
+
+    A model defines exactly one of ``sequence`` and ``sequences``: with both,
+    which one runs would be a guess; with neither, nothing can run.
+    """
+    one = cls.sequence is not Model.sequence
+    batch = cls.sequences is not Model.sequences
+    if one and batch:
+        raise ModelError(f"model {cls.__name__} defines both sequence and sequences; keep one "
+                         "(sequence(self, rng) for one replication, sequences(self, rng, n) for n at once)")
+    if not one and not batch:
+        raise ModelError(f"model {cls.__name__} defines neither sequence(self, rng) nor sequences(self, rng, n); define one")
+    if not batch:
+        return None
+    block = cls.block
+    if isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= MAX_BLOCK:
+        raise ModelError(f"model {cls.__name__}: block = {block!r}; it must be a whole number from 1 to {MAX_BLOCK:,}")
+    return block
+
+
 def describe_model(cls: type[Model]) -> dict:
-    """What the CLI, REST API and web form show about a model."""
+    """What the CLI, REST API and web form show about a model (and what a run records of it).
+
+    ``kind`` is "sequence" or "batch"; ``block`` is a batch model's block
+    size (None otherwise): it is part of what a batch model's results depend
+    on, so the run's record keeps it even if the class later changes it.
+    """
     import inspect
 
+    block = batch_block(cls)
     return {
         "name": cls.__name__,
         "doc": inspect.getdoc(cls) if cls.__doc__ else "",
         "parameters": [p.describe() for p in cls.__ancho_parameters__.values()],
         "summaries": list(cls.__ancho_summaries__),
+        "kind": "batch" if block else "sequence",
+        "block": block,
     }
