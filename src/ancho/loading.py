@@ -147,11 +147,23 @@ def load_model(spec: str) -> LoadedModel:
         if class_name:
             raise ModelError(f"no ancho.Model subclass named '{class_name}' in {where}")
         raise ModelError(f"no ancho.Model subclass found in {where}; define class MyModel(ancho.Model)")
+    if len(found) > 1 and class_name is None:
+        found = _default_model(found) or found
     if len(found) > 1:
         names = ", ".join(c.__name__ for _, c in found)
         raise ModelError(f"several models in {where} ({names}); choose one with {path_s}:ClassName")
     rel, cls = found[0]
     return LoadedModel.of(cls, FileRef(str(root), rel, cls.__name__), hash_source(root if path.is_dir() else path), str(path_s))
+
+
+def _default_model(found: list[tuple[str, type[Model]]]) -> list[tuple[str, type[Model]]] | None:
+    """The model a file names with ``__ancho_default__ = "ClassName"`` when it defines several
+    (examples/option.py keeps its one-at-a-time and batch models side by side, ``ancho run FILE`` runs the first)."""
+    for rel, cls in found:
+        default = getattr(sys.modules.get(cls.__module__), "__ancho_default__", None)
+        if default == cls.__name__:
+            return [(rel, cls)]
+    return None
 
 
 def loaded_from_class(model: Any) -> LoadedModel:

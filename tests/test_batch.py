@@ -1,0 +1,216 @@
+"""Batch models (``sequences(rng, n)``): right answers, the reproducibility promise, and bad input.
+
+Sequence i of a batch model with block B is element i − k·B of
+``sequences(reference_generator(seed, k·B), B)``, k = i // B, whatever the
+workers, chunking, executor, rerun or run length: each test below attacks
+one of those, through the real engine and real worker processes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+import ancho
+from ancho.batch import run_batch_chunk
+from ancho.chunk import ChunkRunner
+from ancho.errors import ModelError, OutputError, RunFailed
+from ancho.executors.local import LocalExecutor
+from ancho.model import describe_model
+from ancho.streams import StreamFactory, reference_generator
+
+from .conftest import EXAMPLES
+
+sys.path.insert(0, str(EXAMPLES))
+from option import BSCall, EuropeanOption, black_scholes  # noqa: E402
+
+Z_TOL = 4.0
+
+
+class SmallBlock(BSCall):
+    """BSCall with a block of 1,000 (so runs of a few hundred thousand cross many blocks)."""
+
+    block = 1000
+
+
+class FixedChunks(LocalExecutor):
+    """The local executor cutting every batch into chunks of ``size`` (not a multiple of any block used here)."""
+
+    def __init__(self, workers: int, size: int):
+        super().__init__(workers)
+        self.size = size
+
+    def chunk_size(self, total: int, workers: int) -> int:
+        return self.size
+
+
+def run(model, tmp_path, **kw):
+    kw.setdefault("seed", 11)
+    kw.setdefault("workers", 2)
+    return ancho.run(model, store=str(tmp_path / "store"), **kw)
+
+
+def frame(results):
+    return results.frame.reset_index(drop=True)
+
+
+# -- right answers ---------------------------------------------------------------------------------
+
+def test_both_option_models_agree_with_black_scholes(tmp_path):
+    exact = black_scholes(100.0, 105.0, 0.05, 0.2, 1.0)["call"]
+    one = run(EuropeanOption, tmp_path, params={"K": 105.0}, sequences=100_000)
+    batch = run(BSCall, tmp_path, sequences=1_000_000)
+    for res, name in ((one, "call"), (batch, "payoff")):
+        out = res.summary["outputs"][name]
+        assert abs(out["mean"] - exact) <= Z_TOL * out["sem"], (name, out["mean"], exact, out["sem"])
+    assert batch.summary["custom"]["black_scholes_call"] == pytest.approx(exact)
+
+
+def test_describe_records_kind_and_block(tmp_path):
+    d = describe_model(BSCall)
+    assert d["kind"] == "batch" and d["block"] == BSCall.block
+    assert describe_model(EuropeanOption)["kind"] == "sequence" and describe_model(EuropeanOption)["block"] is None
+    res = run(SmallBlock, tmp_path, sequences=2000)
+    assert res.record.spec["info"]["block"] == 1000  # reproducible after the class changes its default
+
+
+# -- reproducibility -------------------------------------------------------------------------------
+
+def test_same_results_for_workers_chunks_executors_and_reruns(tmp_path):
+    n = 23_456  # not a multiple of the block: the last block is computed whole and cut
+    base = frame(run(SmallBlock, tmp_path, sequences=n, workers=1))
+    assert list(base.sequence) == list(range(n))
+    for other in (
+        run(SmallBlock, tmp_path, sequences=n, workers=2),
+        run(SmallBlock, tmp_path, sequences=n, workers=1),  # a rerun
+        run(SmallBlock, tmp_path, sequences=n, executor=FixedChunks(2, 777)),  # chunks across block boundaries
+        run(SmallBlock, tmp_path, sequences=n, executor=FixedChunks(1, 5000)),
+    ):
+        assert frame(other).equals(base)
+    # in-process chunking that never lines up with blocks: the same columns
+    runner = ChunkRunner(SmallBlock, {}, 11)
+    edges = [0, 1, 999, 1000, 1001, 2500, 7000, 7001, 15_000, n]
+    pieces = [runner.run(a, b) for a, b in zip(edges, edges[1:])]
+    assert np.array_equal(np.concatenate([p.sequences for p in pieces]), np.arange(n))
+    assert np.array_equal(np.concatenate([p.columns["payoff"] for p in pieces]), base.payoff.to_numpy())
+
+
+def test_first_200k_of_300k_equal_a_200k_run(tmp_path):
+    short = frame(run(BSCall, tmp_path, sequences=200_000))  # 200,000 = 48.8 blocks of 4,096
+    long = frame(run(BSCall, tmp_path, sequences=300_000))
+    assert short.equals(long.iloc[:200_000].reset_index(drop=True))
+
+
+def test_one_sequence_reproduced_by_hand(tmp_path):
+    seed, i = 5, 12_345
+    res = run(BSCall, tmp_path, seed=seed, sequences=20_000)
+    B = BSCall.block
+    k = i // B
+    by_hand = BSCall().sequences(reference_generator(seed, k * B), B)["payoff"][i - k * B]
+    assert frame(res).payoff[i] == by_hand
+
+
+# -- summaries, targets, goals ----------------------------------------------------------------------
+
+def test_targets_summaries_and_precision_goal(tmp_path):
+    exact = black_scholes(100.0, 105.0, 0.05, 0.2, 1.0)
+    res = run(BSCall, tmp_path, sequences=10_000, targets=["payoff>0"], until="mean(payoff)+-0.02", max_sequences=5_000_000)
+    out = res.summary["outputs"]["payoff"]
+    assert out["ci95"][1] - out["mean"] <= 0.02 and out["count"] > 10_000
+    assert abs(out["mean"] - exact["call"]) <= Z_TOL * out["sem"]
+    p = res.summary["targets"][0]
+    assert abs(p["probability"] - exact["in_the_money"]) <= Z_TOL * math.sqrt(p["probability"] * (1 - p["probability"]) / out["count"])
+    assert len(res.column("payoff")) == out["count"] == res.summary["sequences"]
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+class FailingBlocks(ancho.Model):
+    """Raises for about a third of its blocks (decided by the block's own stream, so reproducibly)."""
+
+    block = 100
+
+    def sequences(self, rng, n):
+        if rng.random() < 0.3:
+            raise ValueError("unlucky block")
+        return {"x": rng.random(n)}
+
+
+def test_a_failing_block_records_a_failure_per_sequence(tmp_path):
+    res = run(FailingBlocks, tmp_path, sequences=2_050, max_failures=2_050, executor=FixedChunks(2, 333))
+    failed = sorted(f.sequence for f in res.failures)
+    blocks = sorted({s // 100 for s in failed})
+    assert blocks and len(failed) == res.summary["failures"] == sum(min(100, 2050 - b * 100) for b in blocks)
+    assert all(f.error == "ValueError: unlucky block" and "unlucky block" in f.traceback for f in res.failures)
+    assert set(frame(res).sequence).isdisjoint(failed) and len(frame(res)) + len(failed) == 2_050
+    with pytest.raises(RunFailed, match="unlucky block"):
+        run(FailingBlocks, tmp_path, sequences=2_050, max_failures=10)
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+def batch_model(body, **attrs):
+    return type("Bad", (ancho.Model,), {"sequences": body, **attrs})
+
+
+BAD = [
+    (lambda self, rng, n: {"x": rng.random(n - 1)}, "output 'x' of Bad, block 0 (sequences 0–9), has shape (9,); return a 1-D array of length n = 10"),
+    (lambda self, rng, n: {"x": 1.5}, "output 'x' of Bad, block 0 (sequences 0–9), is a scalar (float)"),
+    (lambda self, rng, n: {"x": rng.random((n, 3))}, "2-D (n × steps) trajectory outputs are not supported yet"),
+    (lambda self, rng, n: {"x": rng.random((n, 3, 2))}, "has shape (10, 3, 2)"),
+    (lambda self, rng, n: {"x": np.array(["a"] * n)}, "has dtype <U1; outputs must be numbers or bools"),
+    (lambda self, rng, n: {"x": np.array([None] * n)}, "has dtype object"),
+    (lambda self, rng, n: {"x": np.full(n, np.nan)}, "output 'x' of Bad, block 0 (sequences 0–9), is NaN for every sequence"),
+    (lambda self, rng, n: [rng.random(n)], "block 0 (sequences 0–9) of Bad returned list, not a mapping"),
+    (lambda self, rng, n: {"x" if rng.random() < 0.5 else "y": rng.random(n)}, "returned different outputs than earlier sequences"),
+    (lambda self, rng, n: {"x": rng.random(n) < 0.5 if rng.random() < 0.5 else rng.random(n)}, "after bool in earlier blocks"),
+]
+
+
+@pytest.mark.parametrize("body, message", BAD, ids=["length", "scalar", "2-D", "3-D", "strings", "objects", "nan-only",
+                                                    "not-a-dict", "names-change", "bool-then-float"])
+def test_bad_outputs_are_one_line_errors(body, message):
+    model = batch_model(body, block=10)()
+    with pytest.raises(OutputError) as err:
+        run_batch_chunk(model, StreamFactory(3), 0, 200, 10, "Bad")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_output_fails_the_run_with_that_error(tmp_path):
+    with pytest.raises(OutputError, match="output 'x' of Bad.*is a scalar"):
+        run(batch_model(lambda self, rng, n: {"x": 0.0}), tmp_path, sequences=100)
+
+
+def test_mixed_ints_and_floats_are_one_float_column():
+    model = batch_model(lambda self, rng, n: {"x": rng.integers(0, 5, n) if rng.random() < 0.5 else rng.random(n)})()
+    res = run_batch_chunk(model, StreamFactory(3), 0, 200, 10, "Bad")
+    assert res.columns["x"].dtype == np.float64 and len(res.columns["x"]) == 200
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"sequence": lambda self, rng: {"x": 1.0}, "sequences": lambda self, rng, n: {"x": rng.random(n)}},
+     "model Both defines both sequence and sequences; keep one"),
+    ({}, "model Both defines neither sequence(self, rng) nor sequences(self, rng, n)"),
+    ({"sequences": lambda self, rng, n: {}, "block": 0}, "model Both: block = 0; it must be a whole number"),
+    ({"sequences": lambda self, rng, n: {}, "block": "big"}, "model Both: block = 'big'"),
+])
+def test_model_kind_errors(tmp_path, attrs, message):
+    cls = type("Both", (ancho.Model,), attrs)
+    with pytest.raises(ModelError) as err:
+        describe_model(cls)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ModelError, match="Both"):
+        run(cls, tmp_path, sequences=10)
+
+
+# -- Spark ---------------------------------------------------------------------------------------------
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_batch_run_on_spark_equals_local(tmp_path, spark_url):
+    local = frame(run(SmallBlock, tmp_path, sequences=50_000))
+    spark = frame(run(SmallBlock, tmp_path, sequences=50_000, executor=spark_url))
+    assert spark.equals(local)
