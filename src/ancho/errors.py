@@ -48,6 +48,7 @@ class Field(enum.StrEnum):
     MODEL_URL = "model.url"
     MODEL_GIT = "model.git"
     MODEL_REF = "model.ref"
+    DESIGN = "design"
 
     @property
     def path(self) -> tuple[str, ...]:
