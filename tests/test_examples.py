@@ -162,6 +162,25 @@ def test_option_matches_black_scholes(ancho_home, params):
     assert abs(diff.mean() - (p["S0"] - p["K"] * math.exp(-p["r"] * p["T"]))) <= Z_TOL * sem
 
 
+@pytest.mark.parametrize("params", [{}, {"s0": 90.0, "k": 110.0, "r": 0.02, "sigma": 0.35, "t": 2.0}],
+                         ids=["defaults", "out-of-the-money"])
+def test_batch_option_matches_black_scholes(ancho_home, params):
+    """The batch model BSCall (sequences(rng, n), examples/option.py:BSCall) prices the same call."""
+    n = 200_000
+    res = run_example("option.py:BSCall", ancho_home, params=params, sequences=n, seed=21, targets=["payoff>0"])
+    s = res.summary
+    p = {"s0": 100.0, "k": 105.0, "r": 0.05, "sigma": 0.2, "t": 1.0, **params}
+    call, _, itm = black_scholes_scipy(p["s0"], p["k"], p["r"], p["sigma"], p["t"])
+    assert s["custom"]["black_scholes_call"] == pytest.approx(call, rel=1e-9)
+    assert_mean_close(s["outputs"]["payoff"], call, "batch call price")
+    assert_proportion_close(s["targets"][0]["probability"], n, itm, "P(batch call in the money) = N(d2)")
+
+
+def test_option_file_runs_its_default_model(ancho_home):
+    """option.py defines two models; without a class name it runs EuropeanOption (its __ancho_default__)."""
+    assert run_example("option.py", ancho_home, sequences=100, seed=1).record.model == "EuropeanOption"
+
+
 def test_option_textbook_values():
     sys.path.insert(0, str(EXAMPLES))
     try:

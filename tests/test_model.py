@@ -146,3 +146,18 @@ def test_a_literal_of_numbers_takes_them_as_text():
     assert Pick.resolve_params({"n": 2, "mode": "auto"}) == {"n": 2, "mode": "auto"}
     with pytest.raises(ancho.errors.ParameterError, match="parameter 'n' expects Literal\\[1, 2\\], got '3'"):
         Pick.resolve_params({"n": "3"})
+
+
+def test_describe_says_kind_and_block():
+    """describe_model (the record, the server's inspect, the web form) says how a model runs."""
+
+    class Batch(ancho.Model):
+        block = 512
+
+        def sequences(self, rng, n):
+            return {"x": rng.random(n)}
+
+    assert describe_model(Gambler)["kind"] == "sequence" and describe_model(Gambler)["block"] is None
+    d = describe_model(Batch)
+    assert (d["kind"], d["block"]) == ("batch", 512)
+    assert list(d) == ["name", "doc", "parameters", "summaries", "kind", "block"]
