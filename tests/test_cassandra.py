@@ -248,38 +248,48 @@ def test_ancho_users_add_creates_the_keyspace_at_once(cassandra_catalog, tmp_pat
 
 @pytest.mark.cassandra
 def test_status_reads_reuse_a_fresh_reading_and_see_other_writers_within_the_window(store, cassandra_catalog):  # noqa: F811
-    """render_run reads Cassandra at most once per STATUS_FRESH_SECONDS per run; a write through this store shows
-    at once, one through another store object (another process) within the window."""
+    """versioned_run (the status read) reads Cassandra at most once per STATUS_FRESH_SECONDS per run; a write through
+    this store shows at once, one through another store object (another process) within the window."""
+    from ancho.stores.base import NotAtHand
     from ancho.stores.cassandra import CassandraStore
 
-    calls = []
+    reads = []
+    real = CassandraStore.get_run
 
-    def render(r):
-        calls.append(r.done)
-        return f"{r.status}:{r.done}".encode()
+    def counted(self, run_id, owner=None):
+        reads.append(run_id)
+        return real(self, run_id, owner)
 
     new_run(store, "fresh1", "alice")
-    assert store.render_run("fresh1", "alice", render) == b"queued:0"
-    assert store.render_run("fresh1", "alice", render, wait=False) == b"queued:0"
-    assert store.render_run("fresh1", "alice", render) == b"queued:0"
-    assert calls == [0]  # kept: one reading
-    with pytest.raises(NotFound):
-        store.render_run("fresh1", "bob", render, wait=False)  # the owner is checked on kept readings too
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(CassandraStore, "get_run", counted)
+        version, record = store.versioned_run("fresh1", "alice")
+        assert record.done == 0
+        assert store.run_version("fresh1", "alice", wait=False) == version
+        assert store.versioned_run("fresh1", "alice") == (version, record)
+        assert reads == ["fresh1"]  # kept: one reading
+        with pytest.raises(NotFound):
+            store.versioned_run("fresh1", "bob", wait=False)  # the owner is checked on kept readings too
+        assert store.run_version("fresh1", "bob", wait=False) is None
     store.update_run("fresh1", done=5)
-    assert store.render_run("fresh1", "alice", render, wait=False) is None  # our write: the reading is stale
-    assert store.render_run("fresh1", "alice", render) == b"queued:5"
+    with pytest.raises(NotAtHand):
+        store.run_version("fresh1", "alice", wait=False)  # our write: the reading is stale
+    assert store.versioned_run("fresh1", "alice")[1].done == 5
     other = CassandraStore.from_url(cassandra_url(cassandra_catalog.catalog))
     try:
         other.update_run("fresh1", done=9)
     finally:
         other.close()
     time.sleep(CassandraStore.STATUS_FRESH_SECONDS)
-    assert store.render_run("fresh1", "alice", render, wait=False) is None  # the window has passed
-    assert store.render_run("fresh1", "alice", render) == b"queued:9"
+    with pytest.raises(NotAtHand):
+        store.run_version("fresh1", "alice", wait=False)  # the window has passed
+    assert store.versioned_run("fresh1", "alice")[1].done == 9
 
 
 def test_a_reading_overtaken_by_a_write_is_not_kept(store, monkeypatch):
     """A status read that began before a write of this store landed must not keep what it read."""
+    from ancho.stores.base import NotAtHand
+
     new_run(store, "fresh2", "alice")
     real = type(store).get_run
 
@@ -289,9 +299,10 @@ def test_a_reading_overtaken_by_a_write_is_not_kept(store, monkeypatch):
         return record
 
     monkeypatch.setattr(type(store), "get_run", overtaken)
-    assert store.render_run("fresh2", "alice", lambda r: str(r.done).encode()) == b"0"
+    assert store.versioned_run("fresh2", "alice")[1].done == 0
     monkeypatch.setattr(type(store), "get_run", real)
-    assert store.render_run("fresh2", "alice", lambda r: str(r.done).encode(), wait=False) is None
+    with pytest.raises(NotAtHand):
+        store.run_version("fresh2", "alice", wait=False)
 
 
 def test_chunks_can_be_read_in_parts_as_spark_tasks_would(store):

@@ -5,7 +5,7 @@ import pytest
 
 from ancho.chunk import ChunkResult, Failure
 from ancho.errors import InputError, NotFound
-from ancho.stores.base import RunRecord
+from ancho.stores.base import NotAtHand, RunRecord
 
 
 def record(run_id="r1", owner="alice", **kw):
@@ -42,29 +42,30 @@ def test_missing_and_foreign_runs_are_not_found(any_store):
     assert any_store.get_run("r1", owner="alice").id == "r1"
 
 
-def test_rendered_runs_follow_every_change_and_owner(any_store):
-    """render_run (the status read) gives what rendering the current record gives: after each update, and only
-    to the run's owner — however a store keeps renderings between changes."""
-    calls = []
-
-    def render(r):
-        calls.append(r.done)
-        return f"{r.status}:{r.done}".encode()
-
+def test_run_version_changes_with_every_update_and_only_for_the_owner(any_store):
+    """run_version (what a server compares before reusing a rendered status) is stable while the record is, differs
+    after each update (status, progress, anything), and is None for another owner's run or no run;
+    versioned_run gives the record with the version it has."""
     any_store.create_run(record())
-    assert any_store.render_run("r1", "alice", render) == b"queued:0"
-    assert any_store.render_run("r1", "alice", render) == b"queued:0"
-    any_store.update_run("r1", status="running", done=40)
-    assert any_store.render_run("r1", "alice", render) == b"running:40"
-    assert any_store.render_run("r1", "alice", render, wait=False) in (None, b"running:40")  # at hand, or None
-    any_store.update_run("r1", done=41)
-    assert any_store.render_run("r1", "alice", render, wait=False) in (None, b"running:41")  # never the stale bytes
-    assert any_store.render_run("r1", None, render) == b"running:41"
+    first = any_store.run_version("r1", "alice")
+    assert isinstance(first, int) and any_store.run_version("r1", "alice") == first == any_store.run_version("r1")
+    seen = {first}
+    for changes in ({"status": "running"}, {"done": 40}, {"done": 41, "total": 100}, {"error": "note"}, {"status": "succeeded"}):
+        any_store.update_run("r1", **changes)
+        version, rec = any_store.versioned_run("r1", "alice")
+        assert version not in seen, changes
+        assert any_store.run_version("r1", "alice") == version
+        assert all(getattr(rec, k) == v for k, v in changes.items())
+        seen.add(version)
+    assert any_store.run_version("r1", "bob") is None
+    assert any_store.run_version("nope", "alice") is None
+    assert any_store.run_version("../r1", "alice") is None
     with pytest.raises(NotFound):
-        any_store.render_run("r1", "bob", render)
-    with pytest.raises(NotFound):
-        any_store.render_run("../r1", "alice", render)
-    assert calls[-1] == 41
+        any_store.versioned_run("r1", "bob")
+    try:
+        assert any_store.run_version("r1", "alice", wait=False) == version  # at hand, or NotAtHand
+    except NotAtHand:
+        pass
 
 
 @pytest.mark.parametrize("bad", ["../etc", "a/b", "", "x" * 65, "a b", "..", "r1\x00"])

@@ -1,9 +1,9 @@
 """The status cache: a response cache in front of the route ``GET /api/v1/runs/{id}`` (routes.get_run).
 
-What it caches: the response body of a run's status, which the store keeps
-per run and hands back as long as the run's record is unchanged
-(``Store.render_run``, reached through ``Service.run_status``, which also
-checks that the run is the caller's). What it saves: the framework.
+What it caches: nothing of its own. It answers with the response body of a
+run's status that the server keeps per run while the store's version of the
+run is unchanged (server/status.py, reached through ``Service.run_status``,
+which also checks that the run is the caller's). What it saves: the framework.
 ``GET /api/v1/runs/{id}`` is what every client polls, so it is most of a busy
 server's requests, and through FastAPI's routing, dependency resolution and
 exception layers it cost about 0.8 ms of CPU: on this project's 2-core

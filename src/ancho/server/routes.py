@@ -26,7 +26,6 @@ from .schemas import (
     RunView,
     Summary,
     UploadView,
-    failure_views,
     run_view,
 )
 from .service import Service
@@ -106,7 +105,7 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:
     """Your runs, newest first."""
-    return [run_view(r) for r in svc.store.list_runs(owner=user, status=status, limit=limit)]
+    return [run_view(r) for r in svc.runs(user, status, limit)]
 
 
 @router.get("/runs/{run_id}", response_model=RunView, responses=ERRORS, tags=["runs"])
@@ -126,7 +125,7 @@ async def get_run(run_id: str, user: User, svc: Svc):
 )
 def get_run_summary(run_id: str, user: User, svc: Svc) -> dict:
     """The summary object (same as `ancho run --json`)."""
-    record = svc.store.get_run(run_id, owner=user)
+    record = svc.run(user, run_id)
     if record.summary is None:
         return JSONResponse(
             status_code=409,
@@ -139,8 +138,7 @@ def get_run_summary(run_id: str, user: User, svc: Svc) -> dict:
 @router.get("/runs/{run_id}/failures", response_model=list[FailureView], responses=ERRORS, tags=["runs"])
 def get_run_failures(run_id: str, user: User, svc: Svc, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[dict]:
     """Sequences that raised, with tracebacks."""
-    record = svc.store.get_run(run_id, owner=user)
-    return failure_views(record, svc.store.failures(run_id, limit=limit))
+    return svc.failures(user, run_id, limit)
 
 
 @router.get(
@@ -163,7 +161,7 @@ def get_run_results(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ):
     """Every sequence's outputs. CSV and Parquet stream the whole run; JSON comes in pages."""
-    record = svc.store.get_run(run_id, owner=user)
+    record = svc.run(user, run_id)
     if format == "csv":
         from ..exports import csv_chunks
 
@@ -262,7 +260,7 @@ async def get_run_events(run_id: str, user: User, svc: Svc):
 
 
 def _progress(record) -> bytes:
-    """What an event stream polls of a run (kept by the store like the status, Store.render_run)."""
+    """What an event stream polls of a run (kept by the server like the status: Service.rendered_run)."""
     return json.dumps({"id": record.id, "status": record.status, "done": record.done, "total": record.total,
                        "failures": record.failures, "final": record.final, "error": record.error}).encode()
 
@@ -276,4 +274,4 @@ def cancel_run(run_id: str, user: User, svc: Svc) -> dict:
     cancelled there (409 here): only the server executing a run can stop it
     without racing its own writes.
     """
-    return run_view(svc.dispatcher.cancel(run_id, user))
+    return run_view(svc.cancel(user, run_id))

@@ -7,7 +7,6 @@ that will run it), and what that worker reports is recorded with the run.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -15,8 +14,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-
-import anyio
 
 from ..engine import RunSpec, create_record
 from ..errors import Field, FieldError, InputError, ModelError, NotFound, RunCancelled, RunFailed
@@ -32,8 +29,9 @@ from ..stores import open_store
 from ..stores.base import RunRecord
 from .dispatcher import Dispatcher, SparkSettings
 from .inspectors import Inspectors
-from .schemas import ModelSource, RunRequest, run_view
+from .schemas import ModelSource, RunRequest, failure_views, run_view
 from .settings import Settings, quoted_choices
+from .status import RenderedRuns
 from .users import Users
 
 
@@ -132,8 +130,8 @@ class Service:
                                      idle=settings.worker_idle, server=self.id)
         #: warm workers that read models for submissions (a parameter sweep submits one model many times)
         self.inspectors = Inspectors(self.worker_setup, keep_seconds=settings.inspect_keep_seconds)
-        #: polled reads waiting on the store's network, by (run, user, rendering) (rendered_run)
-        self._status_reads: dict[tuple, asyncio.Future] = {}
+        #: the rendered statuses that clients poll (rendered_run)
+        self.statuses = RenderedRuns(self.store)
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 
@@ -153,30 +151,29 @@ class Service:
         return await self.rendered_run(user, run_id, _run_view_json)
 
     async def rendered_run(self, user: str, run_id: str, render: Callable[[RunRecord], bytes]) -> bytes:
-        """``render`` of the user's run, for what clients poll (the status, the event stream): the store may keep it.
+        """``render`` of the user's run, for what clients poll (the status, the event stream); NotFound if not theirs.
 
-        Called on the event loop: what the store has at hand (Store.render_run)
-        is answered there, and a read that must wait on a network (Cassandra)
-        goes to a thread, one per run and rendering at a time, so a slow node
-        delays those reads only, not the server, and 32 polls arriving at once
-        make one read.
+        Called on the event loop. The bytes are kept by the server (server/status.py) while the store's version of
+        the run is unchanged; a read that must wait on a network (Cassandra) goes to a thread, one per run at a time.
         """
-        body = self.store.render_run(run_id, user, render, wait=False)
-        if body is not None:
-            return body
-        key = (run_id, user, render)
-        read = self._status_reads.get(key)
-        if read is None:
-            read = asyncio.ensure_future(anyio.to_thread.run_sync(self.store.render_run, run_id, user, render))
-            self._status_reads[key] = read
+        return await self.statuses.get(user, run_id, render)
 
-            def finished(done: asyncio.Future) -> None:
-                self._status_reads.pop(key, None)
-                if not done.cancelled():
-                    done.exception()  # retrieved: the waiters, if any are left, get it from await
+    def run(self, user: str, run_id: str) -> RunRecord:
+        """The user's run (NotFound for another user's)."""
+        return self.store.get_run(run_id, owner=user)
 
-            read.add_done_callback(finished)
-        return await asyncio.shield(read)
+    def runs(self, user: str, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """The user's runs, newest first."""
+        return self.store.list_runs(owner=user, status=status, limit=limit)
+
+    def failures(self, user: str, run_id: str, limit: int | None = None) -> list[dict]:
+        """The run's failed sequences as the API and the site show them (FailureView); NotFound for another user's run."""
+        record = self.run(user, run_id)
+        return failure_views(record, self.store.failures(run_id, limit=limit))
+
+    def cancel(self, user: str, run_id: str) -> RunRecord:
+        """Cancel the user's queued or running run (see Dispatcher.cancel); a finished run is returned unchanged."""
+        return self.dispatcher.cancel(run_id, user)
 
     # -- models ---------------------------------------------------------------
     def source_root(self, user: str, source: ModelSource) -> tuple[Path, str]:

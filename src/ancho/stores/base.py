@@ -9,15 +9,17 @@ against every implementation.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from ..chunk import KIND_DTYPES, ChunkResult, Failure
+from ..errors import NotFound
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -73,6 +75,15 @@ class RunRecord:
 _RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
 
 
+def record_version(record: RunRecord) -> int:
+    """A run version (Store.run_version) from the record itself: for stores that keep no cheaper one."""
+    return hash(json.dumps(record.to_dict(), sort_keys=True, default=str))
+
+
+class NotAtHand(Exception):
+    """Raised by a store's ``wait=False`` read that would wait on a network: read again with ``wait=True``, off the event loop."""
+
+
 class Store(ABC):
     """Base class of result stores."""
 
@@ -87,18 +98,23 @@ class Store(ABC):
     def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
         """The record, or :class:`ancho.errors.NotFound` (also when ``owner`` is given and differs)."""
 
-    def render_run(self, run_id: str, owner: str | None, render: Callable[[RunRecord], bytes], *, wait: bool = True) -> bytes | None:
-        """``render(get_run(run_id, owner))``: a store may keep the bytes while the record is unchanged.
+    def run_version(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> int | None:
+        """A number that differs whenever the run's record differs; None when there is no such run (or not ``owner``'s).
 
-        Clients poll a run's status hundreds of times between two changes of
-        its record; a store that can tell cheaply that the record is the one
-        it rendered last skips decoding and encoding it again.
-
-        ``wait=False``: None instead of waiting on a network, so a server can
-        answer from its event loop what the store has at hand and read the
-        rest on a thread. Stores whose reads are local never return None.
+        What a server polled for a run's status compares to tell whether what
+        it rendered last is still right: far cheaper than reading the record.
+        ``wait=False``: raise :class:`NotAtHand` rather than wait on a network
+        (stores whose reads are local never raise it).
         """
-        return render(self.get_run(run_id, owner))
+        try:
+            return self.versioned_run(run_id, owner, wait=wait)[0]
+        except NotFound:
+            return None
+
+    def versioned_run(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> tuple[int, RunRecord]:
+        """The record and its :meth:`run_version`, read together (NotFound as :meth:`get_run`; ``wait`` as run_version)."""
+        record = self.get_run(run_id, owner)
+        return record_version(record), record
 
     @abstractmethod
     def update_run(self, run_id: str, **changes: Any) -> None: ...

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..chunk import ChunkResult, Failure
 from ..errors import InputError, NotFound
-from .base import RunRecord, Store, arrow_schema
+from .base import NotAtHand, RunRecord, Store, arrow_schema, record_version
 from .cassandra_conn import OPEN_PATIENCE, StoreURL, connect, redact, retrying
 from .cassandra_results import TABLES, RunResults
 from .embedded import check_run_id
@@ -65,9 +65,10 @@ def owner_keyspace(catalog: str, owner: str) -> str:
 class CassandraStore(Store):
     """See the module docstring; open with :meth:`from_url` (``open_store`` does)."""
 
-    #: How long a status read (render_run) may reuse what it read from Cassandra: a server polled thousands
-    #: of times a second then reads each polled run a few times a second, not on every poll (bench_server.py
-    #: --store, docs/benchmarks.md). Writes through this object show at once, other processes' within this time.
+    #: How long a status read (run_version, versioned_run) may reuse a record it read from Cassandra: a server
+    #: polled thousands of times a second then reads each polled run a few times a second, not on every poll
+    #: (bench_server.py --store, docs/benchmarks.md). Writes through this object show at once, other processes'
+    #: within this time.
     STATUS_FRESH_SECONDS = 0.25
     #: Past that, while one reading of the run is on its way, ``wait=False`` still answers what was read
     #: before, for at most this much longer, rather than holding every poll until Cassandra answers.
@@ -83,10 +84,10 @@ class CassandraStore(Store):
         self._owners: dict[str, tuple[str, str, str]] = {}  # owner -> (keyspace, role, password)
         self._results: dict[str, RunResults] = {}  # keyspace -> its prepared statements
         self._run_owner: dict[str, str] = {}
-        self._rendered: dict[tuple, tuple[float, int, str, bytes]] = {}  # (run, render) -> (read at, write, owner, bytes)
+        self._kept: dict[str, tuple[float, int, int, RunRecord]] = {}  # run -> (read at, write, version, record)
         self._writes = itertools.count(1)  # next() is atomic: each write through this object gets its own number
         self._last_write: dict[str, int] = {}  # run -> its latest write's number: a reading older than it is not kept
-        self._reading: set[tuple] = set()  # (run, render) being read now
+        self._reading: set[str] = set()  # runs being read now by versioned_run
         self._ensure_catalog()
         ks = self.catalog
         p = self.session.prepare
@@ -231,37 +232,41 @@ class CassandraStore(Store):
             raise NotFound(f"no run '{run_id}'")
         return self._record(row)
 
-    def render_run(self, run_id: str, owner: str | None, render, *, wait: bool = True) -> bytes | None:
+    def versioned_run(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> tuple[int, RunRecord]:
+        """Reads Cassandra at most once per STATUS_FRESH_SECONDS per run: the record read is kept that long (and
+        forgotten at once when this object writes the run). Past that, ``wait=False`` answers the kept record
+        while a read of the run is on its way (for STATUS_STALE_SECONDS more) and raises NotAtHand otherwise.
+        The version is the record's hash (record_version). Callers must not change the record returned."""
         check_run_id(run_id)
-        key = (run_id, render)
-        kept = self._rendered.get(key)
+        kept = self._kept.get(run_id)
         if kept is not None and kept[1] == self._last_write.get(run_id, 0):  # no write of ours since
             age = time.monotonic() - kept[0]
-            if age < self.STATUS_FRESH_SECONDS or (not wait and key in self._reading and age < self.STATUS_FRESH_SECONDS + self.STATUS_STALE_SECONDS):
-                if owner is not None and kept[2] != owner:
+            if age < self.STATUS_FRESH_SECONDS or (
+                    not wait and run_id in self._reading and age < self.STATUS_FRESH_SECONDS + self.STATUS_STALE_SECONDS):
+                if owner is not None and kept[3].owner != owner:
                     raise NotFound(f"no run '{run_id}'")
-                return kept[3]
+                return kept[2], kept[3]
         if not wait:
-            return None
+            raise NotAtHand(run_id)
         write, started = self._last_write.get(run_id, 0), time.monotonic()
-        self._reading.add(key)
+        self._reading.add(run_id)
         try:
             record = self.get_run(run_id)
         finally:
-            self._reading.discard(key)
+            self._reading.discard(run_id)
+        version = record_version(record)
+        if self._last_write.get(run_id, 0) == write:  # no write of ours landed while reading: it may be kept
+            if len(self._kept) >= 1024:  # a bound, not an LRU: clients poll a few runs at a time
+                self._kept.clear()
+            self._kept[run_id] = (started, write, version, record)
         if owner is not None and record.owner != owner:
             raise NotFound(f"no run '{run_id}'")
-        out = render(record)
-        if self._last_write.get(run_id, 0) == write:  # no write of ours landed while reading: it may be kept
-            if len(self._rendered) >= 1024:  # a bound, not an LRU: clients poll a few runs at a time
-                self._rendered.clear()
-            self._rendered[key] = (started, write, record.owner, out)
-        return out
+        return version, record
 
     def _wrote(self, run_id: str) -> None:
-        """Called after each write of a run's record: what render_run kept of it is stale."""
+        """Called after each write of a run's record: what versioned_run kept of it is stale."""
         if len(self._last_write) >= 100_000:
-            self._rendered.clear()  # kept readings are checked against these numbers: they go together
+            self._kept.clear()  # kept readings are checked against these numbers: they go together
             self._last_write.clear()
         self._last_write[run_id] = next(self._writes)
 

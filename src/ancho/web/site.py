@@ -30,7 +30,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from .. import __version__
 from ..server.auth import Auth, AuthError, Forbidden
 from ..server.dispatcher import submitted_elsewhere
-from ..server.schemas import failure_views, run_view
+from ..server.schemas import run_view
 from ..server.service import Service
 from ..server.sessions import COOKIE, SIGNIN_COOKIE, Session, Sessions, same
 from ..stores.base import STATUSES
@@ -210,7 +210,7 @@ def runs_page(request: Request, status: str = "", limit: int = 100):
         return render(request, "error.html", {"status": 422, "message": f"There is no run status '{status}': use one of {', '.join(STATUSES)}."},
                       422, session)
     limit = min(max(limit, 1), 1000)
-    records = service(request).store.list_runs(owner=session.user, status=status or None, limit=limit)
+    records = service(request).runs(session.user, status or None, limit)
     rows = [_row(r) for r in records]
     return render(request, "runs.html", {"runs": rows, "status": status, "statuses": STATUSES, "limit": limit,
                                          "more": len(rows) == limit}, session=session)
@@ -264,7 +264,7 @@ def run_page(request: Request, run_id: str):
     if session is None:
         return _to_signin(request)
     svc = service(request)
-    record = svc.store.get_run(run_id, owner=session.user)  # NotFound: the error page says so
+    record = svc.run(session.user, run_id)  # NotFound: the error page says so
     run = _row(record)
     summary = record.summary
     charts, targets_chart, chart_error = [], None, None
@@ -275,7 +275,7 @@ def run_page(request: Request, run_id: str):
             log.exception("plots of run %s", run_id)
             chart_error = f"The plots could not be drawn ({type(exc).__name__})."
         targets_chart = targets_svg(summary.get("targets") or [])
-    failures = failure_views(record, svc.store.failures(run_id, limit=20)) if record.failures else []
+    failures = svc.failures(session.user, run_id, limit=20) if record.failures else []
     rate = eta = None
     if record.status == "running" and record.started and record.done:
         elapsed = max(time.time() - record.started, 1e-6)
@@ -285,7 +285,7 @@ def run_page(request: Request, run_id: str):
         "run": run, "summary": summary, "charts": charts, "targets_chart": targets_chart, "chart_error": chart_error,
         "failures": failures, "rate": rate, "eta": _duration(eta) if eta is not None else None,
         "live": not record.final, "has_results": record.done > record.failures,
-        "elsewhere": submitted_elsewhere(record, svc.dispatcher.server),
+        "elsewhere": submitted_elsewhere(record, svc.id),
     }, session=session)
 
 
@@ -310,5 +310,5 @@ async def new_run(request: Request, session: Action):
 @router.post("/site/runs/{run_id}/cancel")
 def cancel_run(request: Request, run_id: str, session: Action) -> Response:
     """The run page's Cancel form: back to the run (its errors are pages, like the form's)."""
-    service(request).dispatcher.cancel(run_id, session.user)
+    service(request).cancel(session.user, run_id)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
