@@ -187,8 +187,8 @@ class _Substreams:
             gen = np.random.Generator(np.random.Philox(key=np.array([k0, k1], dtype=np.uint64)))
             state = _PhiloxState.from_address(gen.bit_generator.ctypes.state_address)
             cached = self._gens[name] = (gen, state if _rewind_checked(gen, state) else None)
-        gen, state = cached
-        if state is None:  # the C layout did not pass its check: the documented (slower) way
+        gen, maybe = cached
+        if maybe is None:  # the C layout did not pass its check: the documented (slower) way
             gen.bit_generator.state = {
                 "bit_generator": "Philox",
                 "state": {"counter": np.array([0, 0, name_word(name), sequence], dtype=np.uint64),
@@ -197,7 +197,7 @@ class _Substreams:
                 "buffer_pos": _PHILOX_BUFFER_SIZE, "has_uint32": 0, "uinteger": 0,
             }
             return gen
-        _rewind(state, k0, k1, name_word(name), sequence)
+        _rewind(maybe, k0, k1, name_word(name), sequence)
         return gen
 
 

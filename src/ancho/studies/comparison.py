@@ -74,14 +74,14 @@ def compare_frames(a_id: str, b_id: str, a_seed: int | None, b_seed: int | None,
     ``a`` and ``b`` map ``"sequence"`` and each output name to a 1-D array
     (a dict of arrays, a DataFrame's columns, or :class:`LazyColumns`).
     """
-    targets = [t if isinstance(t, Target) else Target.parse(t, i) for i, t in enumerate(targets)]
+    parsed = [t if isinstance(t, Target) else Target.parse(t, i) for i, t in enumerate(targets)]
     seq_a, seq_b = np.asarray(a["sequence"]), np.asarray(b["sequence"])
     paired = a_seed is not None and a_seed == b_seed
     if paired:
         _, ia, ib = np.intersect1d(seq_a, seq_b, assume_unique=True, return_indices=True)
         paired = ia.size >= 2
     names = [k for k in a if k != "sequence" and k in b]
-    for i, t in enumerate(targets):
+    for i, t in enumerate(parsed):
         if t.output not in names:
             raise ExpressionError(f"target '{t.expr}' names output '{t.output}', which runs {a_id} and {b_id} do not both have "
                                   f"(common outputs: {', '.join(names) or '(none)'})", index=i)
@@ -99,7 +99,7 @@ def compare_frames(a_id: str, b_id: str, a_seed: int | None, b_seed: int | None,
         else:
             xa, xb = xa[~np.isnan(xa)], xb[~np.isnan(xb)]
             outputs[name] = welch(xa, xb)
-        for i, t in enumerate(targets):
+        for i, t in enumerate(parsed):
             if t.output == name:
                 op = _OPS[t.op]
                 ha, hb = op(xa, t.value), op(xb, t.value)
@@ -110,7 +110,7 @@ def compare_frames(a_id: str, b_id: str, a_seed: int | None, b_seed: int | None,
         "sequences": int(ia.size) if paired else int(min(seq_a.size, seq_b.size)),
         "sequences_a": int(seq_a.size), "sequences_b": int(seq_b.size),
         "outputs": outputs,
-        "targets": [target_rows[i] for i in range(len(targets)) if i in target_rows],
+        "targets": [target_rows[i] for i in range(len(parsed)) if i in target_rows],
     })
 
 
@@ -180,6 +180,12 @@ def _normal_p_value(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2))
 
 
+def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    ci = wilson(k, n, z)
+    assert ci is not None  # n > 0 here
+    return ci
+
+
 def newcombe_paired(e: int, f: int, g: int, h: int, z: float = Z95) -> tuple[float, float] | None:
     """Newcombe's (1998, method 10) interval for p1 − p2 = (f − g)/n from a paired 2×2 table.
 
@@ -192,8 +198,8 @@ def newcombe_paired(e: int, f: int, g: int, h: int, z: float = Z95) -> tuple[flo
     if n == 0:
         return None
     p1, p2 = (e + f) / n, (e + g) / n
-    l1, u1 = wilson(e + f, n, z)
-    l2, u2 = wilson(e + g, n, z)
+    l1, u1 = _wilson(e + f, n, z)
+    l2, u2 = _wilson(e + g, n, z)
     denom = (e + f) * (g + h) * (e + g) * (f + h)
     # Newcombe's phi: the table's correlation with its numerator shrunk by n/2 towards 0 (0 within n/2 of it,
     # and when a margin is empty); the plain phi gives zero width when f = g = 0, which his table does not.
@@ -212,8 +218,8 @@ def newcombe_independent(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> 
     if n1 <= 0 or n2 <= 0:
         return None
     p1, p2 = k1 / n1, k2 / n2
-    l1, u1 = wilson(k1, n1, z)
-    l2, u2 = wilson(k2, n2, z)
+    l1, u1 = _wilson(k1, n1, z)
+    l2, u2 = _wilson(k2, n2, z)
     theta = p1 - p2
     return (theta - math.hypot(p1 - l1, u2 - p2), theta + math.hypot(u1 - p1, p2 - l2))
 
@@ -230,7 +236,7 @@ def paired_proportions(ha: np.ndarray, hb: np.ndarray) -> dict:
     discordant = only_a + only_b
     p = 1.0 if discordant == 0 else _normal_p_value((only_b - only_a) / math.sqrt(discordant))
     return {"probability_a": (both + only_a) / n, "probability_b": (both + only_b) / n,
-            "difference": (only_b - only_a) / n, "ci95": list(newcombe_paired(both, only_b, only_a, neither)),
+            "difference": (only_b - only_a) / n, "ci95": _listed(newcombe_paired(both, only_b, only_a, neither)),
             "p_value": p}
 
 
@@ -246,7 +252,11 @@ def independent_proportions(ha: np.ndarray, hb: np.ndarray) -> dict:
     diff = kb / nb - ka / na
     p = (1.0 if diff == 0 else 0.0) if se == 0 else _normal_p_value(diff / se)
     return {"probability_a": ka / na, "probability_b": kb / nb, "difference": diff,
-            "ci95": list(newcombe_independent(kb, nb, ka, na)), "p_value": p}
+            "ci95": _listed(newcombe_independent(kb, nb, ka, na)), "p_value": p}
+
+
+def _listed(ci: tuple[float, float] | None) -> list[float] | None:
+    return None if ci is None else list(ci)
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:

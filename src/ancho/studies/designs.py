@@ -132,8 +132,8 @@ class Design:
     values: Mapping[str, tuple] = field(default_factory=dict)
     ranges: Mapping[str, Range] = field(default_factory=dict)
     rows: tuple = ()
-    n: int | None = None
-    levels: int | None = None
+    n: int = 0
+    levels: int = 0
     calc_second_order: bool = False
     seed: int | None = None
 
@@ -235,12 +235,12 @@ class Design:
         ranges = spec.get("ranges")
         if not isinstance(ranges, Mapping):
             raise _error(f"design {kind} needs \"ranges\": an object of parameter -> [low, high] or {{\"choices\": [...]}}")
-        opts = {"seed": spec.get("seed")}
+        seed = spec.get("seed")
         if kind == "morris":
-            return morris(spec.get("trajectories"), levels=spec.get("levels", 4), **opts, **ranges)
+            return morris(spec.get("trajectories"), levels=spec.get("levels", 4), seed=seed, **ranges)
         if kind == "sobol":
-            opts["calc_second_order"] = spec.get("calc_second_order", False)
-        return {"random": random, "lhs": lhs, "sobol": sobol}[kind](spec.get("n"), **opts, **ranges)
+            return sobol(spec.get("n"), seed=seed, calc_second_order=spec.get("calc_second_order", False), **ranges)
+        return (random if kind == "random" else lhs)(spec.get("n"), seed=seed, **ranges)
 
     # -- the points ------------------------------------------------------------------
     def points(self, model: Any, max_points: int = MAX_POINTS) -> list[dict]:
@@ -341,17 +341,17 @@ def _seed(kind: str, seed: Any) -> int | None:
     return int(seed)
 
 
-def random(n: int, /, *, seed: int | None = None, **ranges: Any) -> Design:
+def random(n: Any, /, *, seed: int | None = None, **ranges: Any) -> Design:
     """``n`` points drawn independently and uniformly from the ranges."""
     return Design("random", ranges=_ranges("random", ranges), n=_count("n", "random", n), seed=_seed("random", seed))
 
 
-def lhs(n: int, /, *, seed: int | None = None, **ranges: Any) -> Design:
+def lhs(n: Any, /, *, seed: int | None = None, **ranges: Any) -> Design:
     """A Latin hypercube of ``n`` points: each parameter's range cut in ``n`` strata, each stratum hit once."""
     return Design("lhs", ranges=_ranges("lhs", ranges), n=_count("n", "lhs", n), seed=_seed("lhs", seed))
 
 
-def sobol(n: int, /, *, seed: int | None = None, calc_second_order: bool = False, **ranges: Any) -> Design:
+def sobol(n: Any, /, *, seed: int | None = None, calc_second_order: Any = False, **ranges: Any) -> Design:
     """Saltelli's sampling for Sobol indices: ``n`` (a power of two) base points, ``n (d + 2)`` points in all
     (``n (2d + 2)`` with ``calc_second_order``), d the number of ranges."""
     n = _count("n", "sobol", n)
@@ -364,7 +364,7 @@ def sobol(n: int, /, *, seed: int | None = None, calc_second_order: bool = False
                   seed=_seed("sobol", seed))
 
 
-def morris(trajectories: int, /, levels: int = 4, *, seed: int | None = None, **ranges: Any) -> Design:
+def morris(trajectories: Any, /, levels: Any = 4, *, seed: int | None = None, **ranges: Any) -> Design:
     """Morris' elementary-effects screening: ``trajectories`` paths of d + 1 points on a grid of ``levels`` levels."""
     trajectories = _count("trajectories", "morris", trajectories)
     if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 2 or levels % 2:
