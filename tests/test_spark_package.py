@@ -12,7 +12,7 @@ import pytest
 
 from ancho.chunk import ChunkResult
 from ancho.errors import InputError, ModelError, ParameterError, RunFailed
-from ancho.executors.base import WORKER_ERRORS, worker_error
+from ancho.executors.messages import WORKER_ERRORS, WorkerFailed
 from ancho.executors.spark import SparkExecutor, SparkOptions, decode, encode, encode_error
 from ancho.executors.spark.cost import CostModel, cost_key
 from ancho.executors.spark.driver import Probes
@@ -104,7 +104,7 @@ def test_a_stopped_session_forgets_what_was_shipped_to_it(tmp_path):
 def test_a_task_error_comes_back_as_the_local_executor_raises_it(kind, cls):
     with pytest.raises(cls, match="^one line$") as raised:
         decode(encode_error(kind, "one line"))
-    assert type(raised.value) is type(worker_error(kind, "x")) is cls
+    assert type(raised.value) is type(WorkerFailed(None, kind, "x").exception()) is cls
     assert issubclass(WORKER_ERRORS.get("ModelError", RunFailed), ModelError)
 
 

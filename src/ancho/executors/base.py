@@ -11,27 +11,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from ..chunk import ChunkResult, StoredChunk
-from ..errors import AnchoError, ModelError, OutputError, ParameterError, RunFailed
 from ..loading import ModelRef
 
-#: the errors a worker (a local worker process, a Spark task) reports by class name and the driver raises again as
-#: themselves; any other name is raised as :class:`~ancho.errors.RunFailed`. One table for every executor, so a
-#: worker error means the same whichever backend ran the chunk.
-WORKER_ERRORS: "MappingProxyType[str, type[AnchoError]]" = MappingProxyType({
-    "ModelError": ModelError,
-    "OutputError": OutputError,
-    "ParameterError": ParameterError,
-})
-
-
-def worker_error(kind: str, message: str) -> AnchoError:
-    """The error to raise on the driver for a worker's ``(kind, message)`` report (see :data:`WORKER_ERRORS`)."""
-    return WORKER_ERRORS.get(kind, RunFailed)(message)
+if TYPE_CHECKING:
+    from ..stores.results_sources import ResultsSource
 
 
 @dataclass(frozen=True)
@@ -115,8 +101,8 @@ class Executor(ABC):
         """
         return None
 
-    def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict[str, Any]:
-        """Run the model's summary functions over the results described by ``source``.
+    def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict[str, Any]:
+        """Run the model's summary functions over the results at ``source`` (the store's :meth:`~ancho.stores.base.Store.results`).
 
         User code: backends that isolate user code override this to run it
         where the sequences run. The default runs it in this process.
@@ -125,7 +111,7 @@ class Executor(ABC):
 
         return compute_summaries(task.ref.resolve(), task.params, source, names)
 
-    def summarize(self, task: Task, source: dict, record: dict, kinds: dict[str, str], targets: list,
+    def summarize(self, task: Task, source: ResultsSource, record: dict, kinds: dict[str, str], targets: list,
                   custom: dict, goal: dict | None) -> dict | None:
         """The run's summary object computed by this backend, or None (the default): the engine computes it.
 

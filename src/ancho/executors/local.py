@@ -1,7 +1,7 @@
 """The local executor: worker processes on this machine.
 
 Each worker is a child process (``python -m ancho.executors.worker``) talking
-over a socket pair with pickled messages, not a ``multiprocessing.Pool``:
+over a socket pair with pickled messages (:mod:`~ancho.executors.messages`), not a ``multiprocessing.Pool``:
 the same worker runs unchanged under another interpreter (a model's own
 environment) or wrapped in a sandbox command, which a Pool cannot do, and a
 worker that dies is seen at once (its socket closes) and replaced.
@@ -38,10 +38,15 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..chunk import ChunkResult
 from ..errors import Field, FieldError, RunCancelled, RunFailed
-from .base import Chunk, ChunkLost, ChunkSource, Executor, Task, worker_error
+from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from .messages import ChunkDone, Inspect, Inspected, RunChunk, SetTask, Shutdown, Summaries, SummariesDone, WorkerFailed
+
+if TYPE_CHECKING:
+    from ..stores.results_sources import ResultsSource
 
 #: chunks queued per worker: one running, one waiting in its pipe
 INFLIGHT_PER_WORKER = 2
@@ -177,6 +182,13 @@ class _Worker:
         return f"worker process {self.proc.pid} exited with code {code}"
 
 
+def _failed(msg) -> Exception:
+    """The error to raise for a worker's reply that is not the one asked for (a :class:`WorkerFailed`)."""
+    if isinstance(msg, WorkerFailed):
+        return msg.exception()
+    return RunFailed(f"a worker answered with {type(msg).__name__}, which this driver does not expect")
+
+
 class LocalExecutor(Executor):
     """Runs chunks in ``workers`` child processes (default: one per core).
 
@@ -191,7 +203,7 @@ class LocalExecutor(Executor):
         wrap: Callable[[list[str]], list[str]] | None = None,
         env: dict[str, str] | None = None,
         nice: int = 0,
-        results: Callable[[dict], dict] | None = None,
+        results: Callable[[ResultsSource], ResultsSource] | None = None,
         idle: bool = False,
     ):
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
@@ -293,9 +305,9 @@ class LocalExecutor(Executor):
                     w.inflight.append(chunk)
                     try:
                         if w.task is not task:
-                            w.send(("task", task))
+                            w.send(SetTask(task))
                             w.task = task
-                        w.send(("chunk", chunk.start, chunk.stop))
+                        w.send(RunChunk(chunk.start, chunk.stop))
                     except OSError:  # it died before we noticed
                         yield from self._lost(w)
                         break
@@ -313,15 +325,14 @@ class LocalExecutor(Executor):
                 except (EOFError, OSError):
                     yield from self._lost(w)
                     continue
-                if msg[0] == "result":
+                if type(msg) is ChunkDone:
                     w.inflight.popleft()
-                    yield msg[1]
+                    yield msg.result
                 else:
-                    _, kind, text = msg
-                    raise worker_error(kind, f"model setup failed in a worker: {text}" if kind == "setup" else text)
+                    raise _failed(msg)
 
-    def _request(self, msg, reply: str):
-        """Send one request to a worker and wait for its answer (user code, so never in this process)."""
+    def _request(self, msg, reply: type):
+        """Send one request to a worker and wait for its ``reply`` (user code, so never in this process)."""
         self.start()
         w = self._pool[0]
         try:
@@ -333,19 +344,18 @@ class LocalExecutor(Executor):
             if self._cancelled.is_set():
                 raise RunCancelled("the run was cancelled") from None
             raise RunFailed(f"the worker running the model's code died: {reason}") from None
-        if answer[0] == reply:
-            return answer[1]
-        _, kind, text = answer
-        raise worker_error(kind, text)
+        if type(answer) is not reply:
+            raise _failed(answer)
+        return answer
 
-    def summaries(self, task: Task, source: dict, names: tuple[str, ...]) -> dict:
+    def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict:
         if self.results is not None:
             source = self.results(source)
-        return self._request(("summaries", task, source, tuple(names)), "summaries")
+        return self._request(Summaries(task, source, tuple(names)), SummariesDone).values
 
     def inspect(self, ref, params: dict | None = None) -> dict:
         """The model's description and, given ``params``, their validated values or the error (see worker.inspect)."""
-        return self._request(("inspect", ref, params), "inspected")
+        return self._request(Inspect(ref, params), Inspected).info
 
     def _lost(self, w: _Worker) -> Iterator[ChunkLost]:
         """A worker died: replace it and hand its chunks back to the engine, which decides on retries."""
@@ -389,7 +399,7 @@ class LocalExecutor(Executor):
             pool, self._pool = self._pool, []
         for w in pool:
             try:
-                w.send(("exit",))
+                w.send(Shutdown())
             except OSError:
                 pass
         for w in pool:

@@ -6,10 +6,7 @@ NumPy, the model and what the model imports, so it starts fast, and it can
 run under another Python (a model's own environment) or inside a sandbox:
 all it needs from the parent is that descriptor.
 
-Messages in: ``("task", Task)``, ``("chunk", start, stop)``,
-``("summaries", Task, results_source, names)``, ``("inspect", ref, params)``, ``("exit",)``.
-Messages out: ``("result", ChunkResult)``, ``("summaries", dict)``, ``("inspected", dict)``,
-or ``("error", kind, message)``.
+The messages, in and out, are the typed ones of :mod:`ancho.executors.messages`.
 """
 
 from __future__ import annotations
@@ -46,6 +43,17 @@ def serve(fd: int) -> None:
 def _loop(conn) -> None:
     from ..chunk import ChunkRunner
     from ..errors import AnchoError
+    from .messages import (
+        ChunkDone,
+        Inspect,
+        Inspected,
+        RunChunk,
+        SetTask,
+        Shutdown,
+        Summaries,
+        SummariesDone,
+        WorkerFailed,
+    )
 
     runner = None
     while True:
@@ -53,35 +61,38 @@ def _loop(conn) -> None:
             msg = conn.recv()
         except (EOFError, OSError):
             return
-        op = msg[0]
-        if op == "exit":
+        if isinstance(msg, Shutdown):
             return
         try:
-            if op == "task":
-                task = msg[1]
+            if isinstance(msg, RunChunk):
+                if runner is None:
+                    raise RuntimeError("chunk before task")
+                conn.send(ChunkDone(runner.run(msg.start, msg.stop)))
+            elif isinstance(msg, SetTask):
+                task = msg.task
                 os.environ.update(task.env)
                 cls = task.ref.resolve()
                 runner = ChunkRunner(cls, task.params, task.seed)
                 limit_sequence_time(runner.model)
-            elif op == "chunk":
-                if runner is None:
-                    raise RuntimeError("chunk before task")
-                conn.send(("result", runner.run(msg[1], msg[2])))
-            elif op == "summaries":
+            elif isinstance(msg, Summaries):
                 from ..custom import compute_summaries
 
-                task, source, names = msg[1], msg[2], msg[3]
-                conn.send(("summaries", compute_summaries(task.ref.resolve(), task.params, source, names)))
-            elif op == "inspect":
-                conn.send(("inspected", inspect(msg[1], msg[2])))
+                conn.send(SummariesDone(compute_summaries(msg.task.ref.resolve(), msg.task.params, msg.source, msg.names)))
+            elif isinstance(msg, Inspect):
+                conn.send(Inspected(inspect(msg.target, msg.params)))
+            else:
+                raise RuntimeError(f"unknown request {type(msg).__name__}")
         except AnchoError as exc:
-            conn.send(("error", type(exc).__name__, str(exc)))
+            conn.send(WorkerFailed.of(exc))
         except Exception as exc:
             import traceback
 
-            where = "setup" if op == "task" else "worker"
             tb = "".join(traceback.format_exception(exc)[-3:]).strip().splitlines()[-1]
-            conn.send(("error", where, f"{type(exc).__name__}: {exc}" if str(exc) else tb))
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else tb
+            if isinstance(msg, SetTask):
+                conn.send(WorkerFailed(None, "setup", f"model setup failed in a worker: {text}"))
+            else:
+                conn.send(WorkerFailed(None, "worker", text))
 
 
 def inspect(target, params: dict | None) -> dict:

@@ -10,8 +10,8 @@ the stream's schema metadata under ``ancho``. Three records:
   :class:`StoredMeta` (range, rows, kinds, failure count, tallies);
 * an error (:func:`encode_error`): :class:`ErrorRecord`, raised again on the
   driver by :func:`decode` as the same :class:`~ancho.errors.AnchoError`
-  class, through the table every executor shares
-  (:data:`ancho.executors.base.WORKER_ERRORS`).
+  class, through the decoding every executor shares
+  (:meth:`ancho.executors.messages.WorkerFailed.exception`).
 
 A retried task sends the same bytes for the same chunk, so nothing here
 needs to tell attempts apart.
@@ -25,7 +25,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from ...chunk import ChunkResult, Failure, StoredChunk
-from ..base import worker_error
+from ..messages import WorkerFailed
 
 _META = b"ancho"
 
@@ -120,7 +120,7 @@ def decode(data: bytes) -> ChunkResult | StoredChunk:
     reader = pa.ipc.open_stream(data)
     meta = json.loads(reader.schema.metadata[_META])
     if "error" in meta:
-        raise worker_error(meta["error"], meta["message"])
+        raise WorkerFailed(None, meta["error"], meta["message"]).exception()
     failures = [Failure(f["sequence"], f["error"], f.get("traceback", "")) for f in meta["failures"]]
     if meta.get("stored"):
         from ...stats import Tally
