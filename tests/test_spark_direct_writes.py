@@ -7,6 +7,7 @@ store: per-sequence outputs, failures and summaries identical.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -182,8 +183,8 @@ def test_falls_back_to_the_driver_and_says_why(spark, store, cassandra_store, mo
 
     # the probe is a real Spark task: a port nobody listens on is unreachable from the executors
     rec = ancho.run(Mixed, sequences=100, seed=1, executor=spark, store=cassandra_store)
-    source = cassandra_store.results_source(rec.run_id)
-    why = spark._probe({**source, "endpoint": {**source["endpoint"], "port": 1}})
+    source = cassandra_store.results(rec.run_id)
+    why = spark._probe(dataclasses.replace(source, endpoint=dataclasses.replace(source.endpoint, port=1)))
     assert why and "cannot use Cassandra" in why and "127.0.0.1:1" in why
     assert spark._probe(source) is None
 

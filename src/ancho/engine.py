@@ -367,12 +367,13 @@ def execute(
         store.update_run(run_id, done=done, total=total, failures=failures, retries=retries, schema=schema)
         final = store.get_run(run_id)
         goal_info = _goal_info(spec, stats) if spec.until else None
-        custom = executor.summaries(task, store.results_source(run_id), model.summaries) if model.summaries else {}
+        results = store.results(run_id)  # where the run's results are, typed: what a summary reads
+        custom = executor.summaries(task, results, model.summaries) if model.summaries else {}
         if handle.cancelled:
             raise RunCancelled("the run was cancelled")
         final.status = "succeeded"
         # a cluster backend may summarise where the results are (None: here, one column at a time)
-        summary = executor.summarize(task, store.results_source(run_id), final.to_dict(), schema, spec.targets, custom, goal_info)
+        summary = executor.summarize(task, results, final.to_dict(), schema, spec.targets, custom, goal_info)
         if summary is None:
             release_memory()  # what streaming the results left behind, before the summary reads whole columns
             summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)

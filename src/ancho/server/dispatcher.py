@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine import RunHandle, RunSpec, execute
-from ..errors import AnchoError, Conflict, NotFound, RunCancelled
+from ..errors import AnchoError, Conflict, NotFound, RunCancelled, RunFailed
 from ..executors import Executor, make_executor
 from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
 from ..stores import export_results
-from ..stores.base import RunRecord, Store
+from ..stores.base import RunRecord, Store, Submission
+from ..stores.results_sources import ChunkFiles
 from .settings import offered_executors, quoted_choices
 
 log = logging.getLogger("ancho.server")
@@ -53,9 +54,10 @@ def submitted_here(record: RunRecord, server: str | None) -> bool:
     models lie in its own home. A run recorded before servers had ids is
     taken by whichever server it is queued in.
     """
-    if not (isinstance(record.spec, dict) and "ref" in record.spec):
+    submission = Submission.of(record)
+    if submission is None:
         return False
-    owner = record.spec.get("server")
+    owner = submission.server
     return owner is None or server is None or owner == server
 
 
@@ -64,10 +66,10 @@ def submitted_elsewhere(record: RunRecord, server: str | None) -> bool:
     return submitted_here(record, None) and not submitted_here(record, server)
 
 
-def loaded_from_record(record: RunRecord) -> LoadedModel:
+def loaded_from_record(record: RunRecord, submission: Submission) -> LoadedModel:
     """The model of a queued run, as the server recorded it when the run was submitted."""
-    ref = record.spec["ref"]
-    return LoadedModel(FileRef(ref["root"], ref["file"], ref["class_name"]), record.source_hash, record.source, record.spec["info"])
+    ref = FileRef(submission.root, submission.file, submission.class_name)
+    return LoadedModel(ref, record.source_hash, record.source, record.model_info)
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,12 @@ class Dispatcher:
     def _execute(self, record: RunRecord, handle: RunHandle) -> None:
         error: str | None = None
         try:
-            model = loaded_from_record(record)
+            submission = Submission.of(record)
+            if submission is None:  # (only a server's own runs are taken: see submitted_here)
+                raise RunFailed(f"run {record.id} has no server submission recorded; submit it again")
+            model = loaded_from_record(record, submission)
             spec = RunSpec.build(
-                model, record.spec.get("params", record.params), record.sequences, record.seed, record.targets, record.until,
+                model, submission.params, record.sequences, record.seed, record.targets, record.until,
                 record.max_sequences, record.max_failures, resolved=True,
             )
             log.info("run %s (%s, user %s) starting", record.id, record.model, record.owner)
@@ -182,10 +187,10 @@ class Dispatcher:
             if self.worker_setup is not None:
                 # the workers see the model's source, its environment and this run's results (for summary
                 # functions), and write only to the run's scratch folder
-                results = self.store.results_source(record.id)
+                results = self.store.results(record.id)
                 read_only: tuple[str, ...] = ()
-                if results.get("kind") == "parquet-dir":
-                    read_only = (results["path"],)
+                if isinstance(results, ChunkFiles):
+                    read_only = (results.folder,)
                 elif self.exports is not None and model.summaries:
                     export = self.exports / record.id  # filled after the last chunk, read-only for the workers
                     shutil.rmtree(export, ignore_errors=True)
@@ -274,7 +279,7 @@ class Dispatcher:
                 # its own server could claim it or write its progress at any moment: a status written from
                 # here would race those writes (the store has no compare-and-set), so it is cancelled there
                 raise Conflict(f"run {run_id} was submitted to another server sharing this store "
-                               f"(server id {record.spec['server']}); cancel it through that server")
+                               f"(server id {Submission.of(record).server}); cancel it through that server")
             if record.status == "queued":
                 self.store.update_run(run_id, status="cancelled", finished=time.time(), error="cancelled")
             elif record.status == "running" and run_id in self._running:

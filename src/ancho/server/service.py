@@ -288,15 +288,12 @@ class Service:
         ref = FileRef(found["root"], file, class_name)
         model = LoadedModel(ref, found["source_hash"], found["origin"], found["model"])
         spec = RunSpec.of(found["params"], checked)
-        extra = {
-            # the values as given: the record's params are JSON-cleaned (an infinite float becomes null),
-            # so the workers convert these again, exactly as the inspecting worker did
-            "params": request.params,
-            "ref": {"root": ref.root, "file": ref.file, "class_name": ref.class_name},
-            "server": self.id,
-            "info": found["model"],
-            "model": request.model.model_dump(exclude_none=True),
-        }
+        from ..stores.base import Submission
+
+        # what the dispatcher needs to execute the run later, typed (the params as given: see Submission.params)
+        submission = Submission(ref.root, ref.file, ref.class_name, request.params, self.id,
+                                request.model.model_dump(exclude_none=True))
+        extra = {Submission.KEY: submission.to_dict(), "info": found["model"]}
         workers = self.settings.workers if request.executor == "local" else None  # Spark: the cluster's cores
         record = create_record(model, spec, request.executor, workers, owner=user, extra=extra)
         self.store.create_run(record)

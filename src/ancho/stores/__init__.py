@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import InputError
 from .base import FINAL, STATUSES, RunRecord, Store
+
+if TYPE_CHECKING:
+    from .results_sources import ChunkFiles
 
 __all__ = ["Store", "RunRecord", "STATUSES", "FINAL", "open_store", "read_results_source", "export_results"]
 
 
 def read_results_source(source):
-    """One run's results as an Arrow table, from what ``Store.results_source`` described (used in workers).
+    """One run's results as an Arrow table, from what ``Store.results`` described (used in workers).
 
     ``source``: a :mod:`~ancho.stores.results_sources` value or its dict form.
     """
@@ -18,8 +23,8 @@ def read_results_source(source):
     return results_source(source).read_table()
 
 
-def export_results(store: Store, run_id: str, folder) -> dict:
-    """Copy one run's results into ``folder`` as chunk files, and describe them as a results source.
+def export_results(store: Store, run_id: str, folder) -> ChunkFiles:
+    """Copy one run's results into ``folder`` as chunk files: the :class:`ChunkFiles` workers read them from.
 
     For workers that cannot reach the store: a server's sandboxed workers have
     no network, so a summary function could not read a Cassandra store; the
@@ -32,6 +37,7 @@ def export_results(store: Store, run_id: str, folder) -> dict:
     import pyarrow.parquet as pq
 
     from .chunk_layout import chunk_name
+    from .results_sources import ChunkFiles
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,7 +47,7 @@ def export_results(store: Store, run_id: str, folder) -> dict:
         seqs = batch.column(0)
         start, stop = seqs[0].as_py(), seqs[batch.num_rows - 1].as_py() + 1
         pq.write_table(pa.Table.from_batches([batch]), folder / chunk_name(start, stop), compression="zstd")
-    return {"kind": "parquet-dir", "path": str(folder), "schema": store.get_run(run_id).schema}
+    return ChunkFiles.of_folder(folder, store.get_run(run_id).schema)
 
 
 def open_store(url: "str | Store | None" = None) -> Store:

@@ -14,12 +14,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..chunk import KIND_DTYPES, ChunkResult, Failure
 from ..errors import NotFound
+
+if TYPE_CHECKING:
+    from .results_sources import ResultsSource
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -71,6 +74,17 @@ class RunRecord:
     def final(self) -> bool:
         return self.status in FINAL
 
+    @property
+    def submission(self) -> Submission | None:
+        """What a server recorded of this run's submission (None: not a server's run); see :meth:`Submission.of`."""
+        return Submission.of(self)
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """The model's description recorded with the run (``spec["info"]``: docstring, parameters, outputs), or {}."""
+        info = self.spec.get("info") if isinstance(self.spec, dict) else None
+        return info if isinstance(info, dict) else {}
+
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
 
@@ -82,6 +96,55 @@ def record_version(record: RunRecord) -> int:
 
 class NotAtHand(Exception):
     """Raised by a store's ``wait=False`` read that would wait on a network: read again with ``wait=True``, off the event loop."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a server keeps of a submitted run to execute it later: the typed part of :attr:`RunRecord.spec`.
+
+    Why typed: the dispatcher that runs a queued run (perhaps after a restart) finds its model, its
+    parameters and the server it belongs to here; a free-form dict dug into by key broke silently
+    when either side changed. Kept in ``spec`` under :data:`KEY` as :meth:`to_dict` — the key that
+    held the model's place before (its ``root`` is still where readers of failures find the folder to
+    hide) — while the model's description stays ``spec["info"]``, which every run records.
+    """
+
+    KEY: ClassVar[str] = "ref"
+
+    #: the model's source folder on the server, the file in it and the model class (a FileRef's parts)
+    root: str
+    file: str
+    class_name: str
+    #: the parameters as the user gave them: the record's own are JSON-cleaned (an infinite float became null),
+    #: so the workers validate these again, as the inspecting worker did
+    params: dict[str, Any] = field(default_factory=dict)
+    #: the id of the server it was submitted to (None: recorded before servers had ids; any server takes it)
+    server: str | None = None
+    #: where the model came from, as the request gave it (upload, URL, git, previous run)
+    model_source: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Submission:
+        return cls(str(data["root"]), str(data["file"]), str(data["class_name"]), dict(data.get("params") or {}),
+                   data.get("server"), dict(data.get("model_source") or {}))
+
+    @classmethod
+    def of(cls, record) -> Submission | None:
+        """The submission in ``record.spec``, or None (a CLI run's record has none).
+
+        Records written before this type hold only root, file and class_name under ``ref``, and the
+        rest flat in ``spec`` (``params``, ``server``, ``model``): they are read too.
+        """
+        spec = getattr(record, "spec", None)
+        ref = spec.get(cls.KEY) if isinstance(spec, dict) else None
+        if not isinstance(ref, dict):
+            return None
+        old = {"params": spec.get("params", getattr(record, "params", {})), "server": spec.get("server"),
+               "model_source": spec.get("model")}
+        return cls.from_dict({**old, **ref})
 
 
 class Store(ABC):
@@ -143,21 +206,16 @@ class Store(ABC):
     def failures(self, run_id: str, limit: int | None = None) -> list[Failure]: ...
 
     @abstractmethod
+    def results(self, run_id: str) -> ResultsSource:
+        """Where this run's results are and nothing else, typed (:mod:`ancho.stores.results_sources`).
+
+        What a worker needs to read them (for user summary code; ``ancho.stores.read_results_source``
+        opens it) and what readers branch on, by type.
+        """
+
     def results_source(self, run_id: str) -> dict:
-        """What a worker needs to read this run's results and nothing else (for user summary code).
-
-        A JSON-able dict with a ``kind``; ``ancho.stores.read_results_source`` opens it. The dict form of
-        :meth:`results` (``results(run_id).to_dict()``), kept while callers move to the typed value.
-        """
-
-    def results(self, run_id: str) -> "ResultsSource":  # noqa: F821
-        """Where this run's results are, typed (:mod:`ancho.stores.results_sources`): what readers branch on.
-
-        This default builds it from :meth:`results_source`'s dict; a store may return its own directly.
-        """
-        from .results_sources import results_source
-
-        return results_source(self.results_source(run_id))
+        """:meth:`results` as its JSON-able dict (with a ``kind``), for callers that keep or send JSON."""
+        return self.results(run_id).to_dict()
 
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """One output (or ``sequence``) as a NumPy array, in sequence order; one column in memory."""

@@ -350,9 +350,6 @@ class CassandraStore(Store):
         keyspace, role, password = self._owner(record.owner)
         return CassandraResults(self.endpoint.as_role(role, password), keyspace, run_id, record.schema)
 
-    def results_source(self, run_id: str) -> dict:
-        return self.results(run_id).to_dict()
-
     def close(self) -> None:
         """Waits for chunk writes still in flight, then disconnects."""
         try:

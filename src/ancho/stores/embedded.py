@@ -38,8 +38,9 @@ from ..files import private_dir
 from ..home import default_home
 from ..sqlite import Database
 from .base import RunRecord, Store
+from .chunk_layout import chunk_files, chunk_name
+from .results_sources import ChunkFiles
 
-_CHUNK_NAME = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _JSON_FIELDS = ("params", "targets", "schema", "spec", "summary")
 
@@ -164,7 +165,7 @@ class EmbeddedStore(Store):
                     [(run_id, f.sequence, f.error, f.traceback) for f in result.failures],
                 )
         table = pa.table({name: to_arrow(col) for name, col in {"sequence": result.sequences, **result.columns}.items()})
-        final = folder / f"{result.start:012d}-{result.stop:012d}.parquet"
+        final = folder / chunk_name(result.start, result.stop)
         tmp = folder / f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
@@ -236,8 +237,9 @@ class EmbeddedStore(Store):
             rows.extend(take.to_pylist())
         return rows, seen
 
-    def results_source(self, run_id: str) -> dict:
-        return {"kind": "parquet-dir", "path": str(self._chunks_dir(run_id)), "schema": self.get_run(run_id).schema}
+    def results(self, run_id: str) -> ChunkFiles:
+        """The run's chunk folder and the chunks committed in it now (a sandbox binds the folder read-only)."""
+        return ChunkFiles.of_folder(self._chunks_dir(run_id), self.get_run(run_id).schema)
 
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """Filled into one preallocated array, so peak memory is one column plus one chunk."""
@@ -266,17 +268,6 @@ class EmbeddedStore(Store):
         self.db.close()
 
 
-def chunk_files(folder: Path) -> list[tuple[int, int, Path]]:
-    """The committed chunk files of a run folder, as (start, stop, path), ascending."""
-    found = []
-    for name in os.listdir(folder):
-        m = _CHUNK_NAME.match(name)
-        if m:
-            found.append((int(m.group(1)), int(m.group(2)), folder / name))
-    found.sort()
-    return found
-
-
 def iter_chunk_batches(paths: list[Path], schema) -> Iterator:
     """Arrow batches of the chunk files in order, cast to the run's schema."""
     import pyarrow as pa
@@ -295,17 +286,6 @@ def iter_chunk_batches(paths: list[Path], schema) -> Iterator:
         if table.schema != schema:
             table = table.cast(schema)  # int chunks of a column that later became float
         yield from table.to_batches()
-
-
-def read_chunk_dir(path: str, kinds: dict[str, str]):
-    """All results in one run's chunk folder as an Arrow table (what a worker reads for summary functions)."""
-    import pyarrow as pa
-
-    from .base import arrow_schema
-
-    schema = arrow_schema(kinds)
-    files = [p for _, _, p in chunk_files(Path(path))]
-    return pa.Table.from_batches(list(iter_chunk_batches(files, schema)), schema=schema)
 
 
 def _alive(pid: int) -> bool:

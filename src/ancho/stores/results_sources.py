@@ -7,9 +7,9 @@ place results can be is one frozen dataclass carrying what a reader needs —
 :class:`ChunkFiles` the list of a run's Parquet chunk files, so no reader
 lists the embedded store's folder itself; :class:`CassandraResults` the
 owner's endpoint, keyspace and run. Both pickle (they travel to worker
-processes and Spark tasks) and turn to and from the JSON dict that
-``Store.results_source`` returns (``to_dict``/``from_dict``), so the dicts
-and the types work side by side while stores move over.
+processes and Spark tasks) and turn to and from a JSON dict
+(``to_dict``/``from_dict``; ``Store.results_source``) for callers that keep
+or send JSON. Stores return them from ``Store.results``.
 """
 
 from __future__ import annotations

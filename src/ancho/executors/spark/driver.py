@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ...chunk import ChunkResult, StoredChunk
 from ...errors import AnchoError, RunCancelled
-from ...stores.results_sources import CassandraResults, ChunkFiles, results_source
+from ...stores.results_sources import CassandraResults, ChunkFiles, ResultsSource
 from ..base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .isolation import Isolation
 from . import cost
@@ -213,11 +213,8 @@ class SparkExecutor(Executor):
         _LOG.info("Spark run %s: results written by the %s", run_id, self.last_writes)
         return sink
 
-    def _probe(self, source) -> str | None:
-        """None if a Spark task reaches the source's Cassandra with its role, else why not (once per session and keyspace).
-
-        ``source``: a :class:`CassandraResults` (or its dict form)."""
-        source = results_source(source)
+    def _probe(self, source: CassandraResults) -> str | None:
+        """None if a Spark task reaches the source's Cassandra with its role, else why not (once per session and keyspace)."""
         ep = source.endpoint
         key = (self.context.applicationId, tuple(ep.hosts), ep.port, source.keyspace, ep.username)
         known, why = PROBES.get(key)
@@ -235,7 +232,7 @@ class SparkExecutor(Executor):
         self.last_received = 0
         sc = self.start().context
         task = dataclasses.replace(task, env={**self.extra_env, **task.env},
-                                   sink=None if task.sink is None else results_source(task.sink))
+                                   sink=task.sink)
         task, archive = self._ship(task)
         group = f"ancho-{task.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
         self._group = self.last_group = group
@@ -304,13 +301,12 @@ class SparkExecutor(Executor):
             self._group = None
 
     # -- summaries --------------------------------------------------------------
-    def _summary_frame(self, source, record: dict, kinds: dict[str, str]):
+    def _summary_frame(self, source: ResultsSource, record: dict, kinds: dict[str, str]):
         """The results as a Spark DataFrame when this run is to be summarised by Spark, else None (and why)."""
         if self.summary_mode == "driver" or not kinds:
             return None, "driver: asked for" if kinds else "driver: no outputs"
         if self.summary_mode == "auto" and int(record.get("done") or 0) < SPARK_SUMMARY_MIN:
             return None, f"driver: fewer than {SPARK_SUMMARY_MIN:,} sequences"
-        source = _typed(source)  # (only now: listing a chunk folder is for runs Spark may summarise)
         if not isinstance(source, (ChunkFiles, CassandraResults)):
             why = f"driver: Spark cannot read a {getattr(source, 'kind', type(source).__name__)} results source"
         elif isinstance(source, ChunkFiles) and not self.shared_storage:
@@ -339,9 +335,8 @@ class SparkExecutor(Executor):
         finally:
             self._group = None
 
-    def summarize(self, task: Task, source, record: dict, kinds: dict[str, str], targets: list,
+    def summarize(self, task: Task, source: ResultsSource, record: dict, kinds: dict[str, str], targets: list,
                   custom: dict, goal: dict | None) -> dict | None:
-        """``source``: the run's results (typed, or ``Store.results_source``'s dict)."""
         frame, self.last_summary = self._summary_frame(source, record, kinds)
         if frame is None:
             return None
@@ -349,13 +344,12 @@ class SparkExecutor(Executor):
 
         return self._in_group(task.run_id, "summary", lambda: summarize(frame, record, kinds, targets, custom, goal))
 
-    def summaries(self, task: Task, source, names: tuple[str, ...]) -> dict:
+    def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict:
         """The model's ``@ancho.summary`` functions in a Spark task (pandas UDF), when Spark summarises this run."""
         if self.isolation.nested:  # the model's code needs its environment or a sandbox: a local worker, as locally
             return self._local_summaries(task, source, names)
-        typed = _typed(source)
-        stored = typed.sequences if isinstance(typed, ChunkFiles) else 0
-        frame, _ = self._summary_frame(typed, {"done": stored}, dict(getattr(typed, "schema", {}) or {}))
+        stored = source.sequences if isinstance(source, ChunkFiles) else 0
+        frame, _ = self._summary_frame(source, {"done": stored}, dict(source.schema))
         if frame is None:
             return super().summaries(task, source, names)
         from .summary import custom_summaries
@@ -363,17 +357,16 @@ class SparkExecutor(Executor):
         task, archive = self._ship(task)
         resolve = functools.partial(model_class, task, archive)
         return self._in_group(task.run_id, "summary functions",
-                              lambda: custom_summaries(frame, dict(typed.schema), names, resolve, task.params))
+                              lambda: custom_summaries(frame, dict(source.schema), names, resolve, task.params))
 
-    def _local_summaries(self, task: Task, source, names: tuple[str, ...]) -> dict:
+    def _local_summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict:
         from ...isolation import Sandbox
         from ..local import LocalExecutor
 
         options = dict(self._local_options)
         sandbox = None
         if self.isolation.sandbox is not None and "wrap" not in options:
-            typed = _typed(source)
-            folder = typed.folder if isinstance(typed, ChunkFiles) else None
+            folder = source.folder if isinstance(source, ChunkFiles) else None
             paths = [p for p in (folder, getattr(task.ref, "root", None)) if p]
             policy = self.isolation.sandbox
             sandbox = Sandbox(dataclasses.replace(policy, read_only=(*policy.read_only, *paths)))
@@ -407,15 +400,6 @@ class SparkExecutor(Executor):
         """Cancel what runs; the session stays up for the next run in this process (see ``stop_session``)."""
         if self._group is not None:
             self._cancel_group(self._group)
-
-
-def _typed(source):
-    """A results source as its typed value (``Store.results_source`` gives dicts until every store moves over);
-    a source of an unknown kind stays as it is, for the driver to summarise."""
-    try:
-        return results_source(source)
-    except AnchoError:
-        return source
 
 
 def _reason(exc: BaseException) -> str:
