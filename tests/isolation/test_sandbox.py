@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 
 import ancho
+from ancho import isolation as sb
 from ancho.engine import RunSpec, create_record, execute
 from ancho.errors import InputError, RunFailed
 from ancho.executors.local import LocalExecutor
-from ancho.loading import load_model
-from ancho import isolation as sb
 from ancho.isolation import Sandbox, SandboxPolicy, SandboxUnavailable, make_wrap, wrap_command
+from ancho.loading import load_model
 from ancho.stores.embedded import EmbeddedStore
 
 from ..conftest import EXAMPLES, ROOT, need_service

@@ -68,14 +68,14 @@ class NestedRunner:
     """
 
     def __init__(self, task: Task, root: str | None, isolation: Isolation):
-        from ..prepare import worker_options
         from ..local import LocalExecutor
+        from ..prepare import worker_options
 
         python = pythonpath = None
         read_only = [root] if root else []
         if isolation.environment:
-            from ...isolation import Environments, ancho_pythonpath
             from ...home import default_home
+            from ...isolation import Environments, ancho_pythonpath
 
             envs = Environments(Path(isolation.envs) if isolation.envs else default_home() / "envs")
             env = envs.for_source(Path(root)) if root else None
