@@ -200,17 +200,19 @@ def test_large_chunks_with_failures_round_trip(any_store):
 
 def test_results_source_reads_the_run_and_nothing_else(any_store):
     from ancho.stores import read_results_source
+    from ancho.stores.results_sources import CassandraResults, ChunkFiles
 
     for run_id in ("r1", "r2"):
         any_store.create_run(record(run_id))
         any_store.update_run(run_id, schema={"x": "float", "k": "int", "b": "bool"})
     any_store.write_chunk("r1", chunk(0, 20, fail=(4,)))
     any_store.write_chunk("r2", chunk(20, 30))
-    source = any_store.results_source("r1")
-    assert source["kind"]
+    source = any_store.results("r1")
+    assert isinstance(source, (ChunkFiles, CassandraResults)) and dict(source.schema) == {"x": "float", "k": "int", "b": "bool"}
     table = read_results_source(source)
     assert table.equals(any_store.read_table("r1"))
     assert table.column("sequence").to_pylist() == [i for i in range(20) if i != 4]
+    assert read_results_source(any_store.results_source("r1")).equals(table)  # its JSON form reads the same
 
 
 @pytest.mark.parametrize("offset,limit", [(0, 5), (0, 1000), (7, 10), (9, 2), (10, 40), (45, 30), (94, 10), (95, 1), (200, 10)])
