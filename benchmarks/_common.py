@@ -78,7 +78,9 @@ def child_env(home: Path | None = None, pyc: bool = True) -> dict[str, str]:
 
 def use_pyc_here(pyc: bool = True) -> None:
     """Make processes started by this one (ancho's workers) use the same bytecode setting."""
-    os.environ.update({k: v for k, v in child_env(pyc=pyc).items() if k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")})
+    os.environ.update(
+        {k: v for k, v in child_env(pyc=pyc).items() if k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
+    )
     if pyc:
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     else:
@@ -126,7 +128,9 @@ def machine() -> dict:
     except ImportError:
         pass
     try:
-        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         info["commit"] = rev.stdout.strip()
     except Exception:
         pass
@@ -137,9 +141,13 @@ def header(title: str, extra: str = "") -> None:
     m = machine()
     load = os.getloadavg()
     print(f"== {title} ==")
-    print(f"machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, NumPy {m.get('numpy')}, pyarrow {m.get('pyarrow')}")
+    print(
+        f"machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, NumPy {m.get('numpy')}, pyarrow {m.get('pyarrow')}"
+    )
     print(f"ancho: {m.get('ancho')}  commit {m.get('commit', '?')}")
-    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work on the machine disturbs absolute times)")
+    print(
+        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work on the machine disturbs absolute times)"
+    )
     if extra:
         print(extra)
     print()

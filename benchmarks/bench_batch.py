@@ -40,7 +40,7 @@ def bare_numpy(n: int, block: int, seed: int = 1):
         z = streams.at(first).standard_normal(block)
         st = s0 * np.exp((r - sigma**2 / 2) * t + sigma * np.sqrt(t) * z)
         m = min(block, n - first)
-        out[first:first + m] = (np.exp(-r * t) * np.maximum(st - k, 0.0))[:m]
+        out[first : first + m] = (np.exp(-r * t) * np.maximum(st - k, 0.0))[:m]
     mean = out.mean()
     return time.perf_counter() - t0, mean
 
@@ -96,8 +96,13 @@ print(json.dumps({"wall": wall, "bytes": du, "peak_rss_mb": resource.getrusage(r
 def large(n: int, pyc: bool) -> dict:
     home = C.scratch_home("batch-large")
     try:
-        proc = subprocess.run([sys.executable, "-c", LARGE, BATCH, str(n), str(home)], capture_output=True, text=True,
-                              env=C.child_env(home, pyc), timeout=3600)
+        proc = subprocess.run(
+            [sys.executable, "-c", LARGE, BATCH, str(n), str(home)],
+            capture_output=True,
+            text=True,
+            env=C.child_env(home, pyc),
+            timeout=3600,
+        )
         if proc.returncode:
             raise SystemExit(proc.stderr)
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -121,8 +126,12 @@ def main() -> None:
     sweep = block_sweep(a.sweep, a.reps)
     out["block_sweep"] = sweep
     print(f"1. block size, in process (ChunkRunner.run over {a.sweep:,} sequences, min of {a.reps}), ns per sequence")
-    print(C.table([[r["block"], r["ancho_ns"], r["bare_ns"], r["ancho_ns"] / r["bare_ns"]] for r in sweep],
-                  ["block", "ancho", "bare numpy", "ratio"]))
+    print(
+        C.table(
+            [[r["block"], r["ancho_ns"], r["bare_ns"], r["ancho_ns"] / r["bare_ns"]] for r in sweep],
+            ["block", "ancho", "bare numpy", "ratio"],
+        )
+    )
 
     batch = end_to_end(BATCH, a.batch, a.reps)
     one = end_to_end(ONE, a.one, a.reps)
@@ -130,10 +139,16 @@ def main() -> None:
     rate = {"batch": a.batch / min(batch), "one": a.one / min(one), "bare": a.batch / min(bare)}
     out["end_to_end"] = {"batch_s": C.stat(batch), "one_s": C.stat(one), "bare_s": C.stat(bare), "per_second": rate}
     print(f"\n2. end to end (run + store + summary), 2 workers, sequences per second (best of {a.reps})")
-    print(C.table([["batch BSCall", a.batch, min(batch), rate["batch"]],
-                   ["one-at-a-time BSCallOne", a.one, min(one), rate["one"]],
-                   ["bare NumPy loop, 1 process", a.batch, min(bare), rate["bare"]]],
-                  ["", "sequences", "seconds", "sequences/s"]))
+    print(
+        C.table(
+            [
+                ["batch BSCall", a.batch, min(batch), rate["batch"]],
+                ["one-at-a-time BSCallOne", a.one, min(one), rate["one"]],
+                ["bare NumPy loop, 1 process", a.batch, min(bare), rate["bare"]],
+            ],
+            ["", "sequences", "seconds", "sequences/s"],
+        )
+    )
     print(C.goal_line("batch / one-at-a-time", rate["batch"] / rate["one"], 50, "×", lower_is_better=False))
     print(C.goal_line("batch / bare NumPy", rate["batch"] / rate["bare"], 0.5, "×", lower_is_better=False))
 
@@ -141,10 +156,14 @@ def main() -> None:
         big = large(a.large, not a.no_pyc)
         out["large"] = {"sequences": a.large, **big}
         print(f"\n3. large run: {a.large:,} sequences, 2 workers, fresh process")
-        print(f"wall {big['wall']:.1f} s ({a.large / big['wall'] / 1e6:.2f} M sequences/s), "
-              f"{big['bytes'] / a.large:.2f} bytes stored per sequence, driver peak RSS {big['peak_rss_mb']:.0f} MB")
-        print(f"extrapolated to 100,000,000 sequences (linear, NOT measured): {big['wall'] * 1e8 / a.large:.0f} s, "
-              f"{big['bytes'] * 1e8 / a.large / 1e9:.2f} GB")
+        print(
+            f"wall {big['wall']:.1f} s ({a.large / big['wall'] / 1e6:.2f} M sequences/s), "
+            f"{big['bytes'] / a.large:.2f} bytes stored per sequence, driver peak RSS {big['peak_rss_mb']:.0f} MB"
+        )
+        print(
+            f"extrapolated to 100,000,000 sequences (linear, NOT measured): {big['wall'] * 1e8 / a.large:.0f} s, "
+            f"{big['bytes'] * 1e8 / a.large / 1e9:.2f} GB"
+        )
     print(C.load_note())
     out["max_rss_mb_bench"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     C.write_json(a.json, {"benchmark": "batch", "results": out})

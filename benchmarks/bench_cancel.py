@@ -36,7 +36,9 @@ SEQUENCES = 1_000_000  # far more than a cancelled run reaches
 
 def kill_floor() -> float:
     """Seconds to SIGKILL and reap a spinning bare Python child: the least any cancel of a worker process costs."""
-    child = subprocess.Popen([sys.executable, "-c", "print('up', flush=True)\nwhile True: pass"], stdout=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "print('up', flush=True)\nwhile True: pass"], stdout=subprocess.PIPE
+    )
     child.stdout.readline()
     t = time.perf_counter()
     child.kill()
@@ -58,7 +60,9 @@ def cancel_once(executor, store, loaded, loops: int, seed: int) -> float:
 
     def run() -> None:
         try:
-            execute(loaded, spec, store, executor, rec, progress=lambda done, total: done and started.set(), handle=handle)
+            execute(
+                loaded, spec, store, executor, rec, progress=lambda done, total: done and started.set(), handle=handle
+            )
         except RunCancelled:
             box["end"] = time.perf_counter()
 
@@ -86,7 +90,10 @@ def main() -> None:
     from ancho.stores.embedded import EmbeddedStore
 
     loops, est_ms = C.calibrate_spin(a.ms)
-    C.header("bench_cancel: from RunHandle.cancel() to the run stopped", f"busy sequences: loops={loops:,} (~{est_ms:.1f} ms each)")
+    C.header(
+        "bench_cancel: from RunHandle.cancel() to the run stopped",
+        f"busy sequences: loops={loops:,} (~{est_ms:.1f} ms each)",
+    )
     home = C.scratch_home("cancel")
     store = EmbeddedStore(home)
     loaded = load_model(C.BUSY)
@@ -98,8 +105,10 @@ def main() -> None:
             with LocalExecutor(2) as ex:
                 local.append(cancel_once(ex, store, loaded, loops, k))
         results["kill_floor_s"], results["local_s"] = C.stat(floor), C.stat(local)
-        rows = [["SIGKILL + reap a bare python (baseline)", C.med(floor) * 1000, min(floor) * 1000, 1.0],
-                ["cancel, LocalExecutor(2)", C.med(local) * 1000, min(local) * 1000, C.med(local) / C.med(floor)]]
+        rows = [
+            ["SIGKILL + reap a bare python (baseline)", C.med(floor) * 1000, min(floor) * 1000, 1.0],
+            ["cancel, LocalExecutor(2)", C.med(local) * 1000, min(local) * 1000, C.med(local) / C.med(floor)],
+        ]
         goals = [C.goal_line("local cancel latency (median)", C.med(local), 1.0, " s")]
         if a.spark:
             goals += spark_part(a, store, loaded, loops, floor, rows, results)
@@ -122,6 +131,7 @@ def spark_part(a, store, loaded, loops: int, floor: list[float], rows: list, res
 
     ex = SparkExecutor(a.spark).start()
     try:
+
         def next_run(seed: int) -> float:
             t = time.perf_counter()
             ancho.run(C.BUSY, {"loops": loops}, sequences=1000, seed=seed, executor=ex, store=store)
@@ -136,11 +146,15 @@ def spark_part(a, store, loaded, loops: int, floor: list[float], rows: list, res
     finally:
         ex.close()
     results["spark"] = {"cancel_s": C.stat(cancel), "run_before_s": C.stat(before), "run_after_cancel_s": C.stat(after)}
-    rows += [["cancel, SparkExecutor", C.med(cancel) * 1000, min(cancel) * 1000, C.med(cancel) / C.med(floor)],
-             ["1,000 sequences on a free cluster (baseline)", C.med(before) * 1000, min(before) * 1000, 1.0],
-             ["1,000 sequences right after a cancel", C.med(after) * 1000, min(after) * 1000, C.med(after) / C.med(before)]]
-    return [C.goal_line("Spark cancel latency (median)", C.med(cancel), 1.0, " s"),
-            C.goal_line("next run after a cancel / on a free cluster", C.med(after) / C.med(before), 1.5)]
+    rows += [
+        ["cancel, SparkExecutor", C.med(cancel) * 1000, min(cancel) * 1000, C.med(cancel) / C.med(floor)],
+        ["1,000 sequences on a free cluster (baseline)", C.med(before) * 1000, min(before) * 1000, 1.0],
+        ["1,000 sequences right after a cancel", C.med(after) * 1000, min(after) * 1000, C.med(after) / C.med(before)],
+    ]
+    return [
+        C.goal_line("Spark cancel latency (median)", C.med(cancel), 1.0, " s"),
+        C.goal_line("next run after a cancel / on a free cluster", C.med(after) / C.med(before), 1.5),
+    ]
 
 
 if __name__ == "__main__":

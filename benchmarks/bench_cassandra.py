@@ -96,7 +96,9 @@ def ingest_raw(store, chunks, concurrency: int) -> float:
     for c in chunks:
         rows.extend(results.block_rows(run_id, c)[0])
     t0 = time.perf_counter()
-    execute_concurrent_with_args(results.session, results._block, rows, concurrency=concurrency, raise_on_first_error=True)
+    execute_concurrent_with_args(
+        results.session, results._block, rows, concurrency=concurrency, raise_on_first_error=True
+    )
     return time.perf_counter() - t0
 
 
@@ -109,12 +111,16 @@ def per_sequence_rows(store, chunks, sample: int) -> float:
         "rounds bigint, PRIMARY KEY ((run_id, bucket), sequence))",
         timeout=120,
     )
-    stmt = store.session.prepare(f"INSERT INTO {ks}.per_sequence (run_id, bucket, sequence, x, won, rounds) VALUES (?, ?, ?, ?, ?, ?)")
+    stmt = store.session.prepare(
+        f"INSERT INTO {ks}.per_sequence (run_id, bucket, sequence, x, won, rounds) VALUES (?, ?, ?, ?, ?, ?)"
+    )
     c = chunks[0]
     run_id = uuid.uuid4().hex[:10]
     rows = [
         (run_id, int(i) // 65_536, int(i), float(x), bool(w), int(r))
-        for i, x, w, r in zip(c.sequences[:sample], c.columns["x"][:sample], c.columns["won"][:sample], c.columns["rounds"][:sample])
+        for i, x, w, r in zip(
+            c.sequences[:sample], c.columns["x"][:sample], c.columns["won"][:sample], c.columns["rounds"][:sample]
+        )
     ]
     t0 = time.perf_counter()
     execute_concurrent_with_args(store.session, stmt, rows, concurrency=100, raise_on_first_error=True)
@@ -134,7 +140,7 @@ def spark_writes(store, master: str, n: int, reps: int) -> dict:
     received: dict[str, int] = {}
     for rep in range(reps):
         outputs = {}
-        for name, ex in ((("tasks", direct), ("driver", via)) if rep % 2 == 0 else (("driver", via), ("tasks", direct))):
+        for name, ex in (("tasks", direct), ("driver", via)) if rep % 2 == 0 else (("driver", via), ("tasks", direct)):
             t = time.perf_counter()
             r = ancho.run(model, sequences=n, seed=rep + 2, executor=ex, store=store)
             times[name].append(time.perf_counter() - t)
@@ -143,18 +149,31 @@ def spark_writes(store, master: str, n: int, reps: int) -> dict:
             assert ex.last_writes == "tasks" if name == "tasks" else ex.last_writes.startswith("driver"), ex.last_writes
             store.delete_run(r.run_id)
         assert outputs["tasks"] == outputs["driver"], "the two runs differ"
-        print(f"  rep {rep + 1}: tasks write {times['tasks'][-1]:.2f} s, driver writes {times['driver'][-1]:.2f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"  rep {rep + 1}: tasks write {times['tasks'][-1]:.2f} s, driver writes {times['driver'][-1]:.2f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     tw, dw = C.med(times["tasks"]), C.med(times["driver"])
     ratios = [d / t for t, d in zip(times["tasks"], times["driver"])]
     print(f"Spark run of {n:,} trivial sequences (3 outputs) into Cassandra, end to end, {direct.workers} Spark cores")
-    print(C.table([
-        ["tasks write (writes='auto')", tw, min(times["tasks"]), n / tw, C.med(ratios), received["tasks"]],
-        ["driver writes (baseline)", dw, min(times["driver"]), n / dw, 1.0, received["driver"]],
-    ], ["", "seconds (median)", "min", "sequences/s", "× baseline rate", "bytes to driver"]))
+    print(
+        C.table(
+            [
+                ["tasks write (writes='auto')", tw, min(times["tasks"]), n / tw, C.med(ratios), received["tasks"]],
+                ["driver writes (baseline)", dw, min(times["driver"]), n / dw, 1.0, received["driver"]],
+            ],
+            ["", "seconds (median)", "min", "sequences/s", "× baseline rate", "bytes to driver"],
+        )
+    )
     print(f"tasks / driver rate per repetition: {', '.join(f'{r:.2f}' for r in ratios)}\n")
-    return {"spark_tasks_write_s": C.stat(times["tasks"]), "spark_driver_writes_s": C.stat(times["driver"]),
-            "spark_ratios": ratios, "spark_bytes_to_driver": received, "spark_sequences": n}
+    return {
+        "spark_tasks_write_s": C.stat(times["tasks"]),
+        "spark_driver_writes_s": C.stat(times["driver"]),
+        "spark_ratios": ratios,
+        "spark_bytes_to_driver": received,
+        "spark_sequences": n,
+    }
 
 
 def timed(fn) -> float:
@@ -165,7 +184,9 @@ def timed(fn) -> float:
 
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--url", default=os.environ.get("ANCHO_TEST_CASSANDRA_URL", "cassandra://cassandra:cassandra@127.0.0.1:9042"))
+    p.add_argument(
+        "--url", default=os.environ.get("ANCHO_TEST_CASSANDRA_URL", "cassandra://cassandra:cassandra@127.0.0.1:9042")
+    )
     p.add_argument("--sequences", type=int, default=1_000_000)
     p.add_argument("--chunk", type=int, default=262_144)
     p.add_argument("--reps", type=int, default=5)
@@ -179,8 +200,11 @@ def main() -> None:
     from ancho.stores.cassandra_results import BLOCK, WRITE_CONCURRENCY
     from ancho.stores.embedded import EmbeddedStore
 
-    C.header("Cassandra store", f"{args.sequences:,} sequences (x float, won bool, rounds int) in chunks of {args.chunk:,}; "
-             f"blocks of {BLOCK:,} values; write concurrency {WRITE_CONCURRENCY}")
+    C.header(
+        "Cassandra store",
+        f"{args.sequences:,} sequences (x float, won bool, rounds int) in chunks of {args.chunk:,}; "
+        f"blocks of {BLOCK:,} values; write concurrency {WRITE_CONCURRENCY}",
+    )
     base = args.url.split("?", 1)[0].rstrip("/")
     if base.count("/") > 2:
         base = base.rsplit("/", 1)[0]
@@ -213,14 +237,28 @@ def main() -> None:
         ]
         print("Ingest")
         print(C.table(rows, ["", "seconds (median)", "min", "sequence results/s", "× baseline rate"]))
-        print(f"store / baseline rate per repetition: {', '.join(f'{r:.2f}' for r in ratios)}; "
-              f"goal ≥ 0.9: {'met' if C.med(ratios) >= 0.9 else 'NOT met'}\n")
+        print(
+            f"store / baseline rate per repetition: {', '.join(f'{r:.2f}' for r in ratios)}; "
+            f"goal ≥ 0.9: {'met' if C.med(ratios) >= 0.9 else 'NOT met'}\n"
+        )
 
         seq_t = [per_sequence_rows(store, chunks, args.row_sample) for _ in range(3)]
         per_row_rate = args.row_sample / C.med(seq_t)
         print("One CQL row per sequence (raw driver, execute_concurrent, concurrency 100)")
-        print(C.table([[f"{args.row_sample:,} rows", C.med(seq_t), min(seq_t), per_row_rate, per_row_rate / (n / C.med(store_t))]],
-                      ["", "seconds (median)", "min", "sequence results/s", "× store rate"]))
+        print(
+            C.table(
+                [
+                    [
+                        f"{args.row_sample:,} rows",
+                        C.med(seq_t),
+                        min(seq_t),
+                        per_row_rate,
+                        per_row_rate / (n / C.med(store_t)),
+                    ]
+                ],
+                ["", "seconds (median)", "min", "sequence results/s", "× store rate"],
+            )
+        )
         print()
 
         embedded = EmbeddedStore(home)
@@ -236,21 +274,37 @@ def main() -> None:
             col_e.append(timed(lambda: embedded.read_column(emb_id, "x")))
         assert store.read_frame(run_id).equals(embedded.read_frame(emb_id))
         print(f"Read-back of {n:,} results")
-        print(C.table([
-            ["read_frame, Cassandra", C.med(frame_c), min(frame_c), C.med(frame_c) / C.med(frame_e)],
-            ["read_frame, embedded (baseline)", C.med(frame_e), min(frame_e), 1.0],
-            ["read_column('x'), Cassandra", C.med(col_c), min(col_c), C.med(col_c) / C.med(col_e)],
-            ["read_column('x'), embedded (baseline)", C.med(col_e), min(col_e), 1.0],
-        ], ["", "seconds (median)", "min", "× embedded"]))
+        print(
+            C.table(
+                [
+                    ["read_frame, Cassandra", C.med(frame_c), min(frame_c), C.med(frame_c) / C.med(frame_e)],
+                    ["read_frame, embedded (baseline)", C.med(frame_e), min(frame_e), 1.0],
+                    ["read_column('x'), Cassandra", C.med(col_c), min(col_c), C.med(col_c) / C.med(col_e)],
+                    ["read_column('x'), embedded (baseline)", C.med(col_e), min(col_e), 1.0],
+                ],
+                ["", "seconds (median)", "min", "× embedded"],
+            )
+        )
         print()
         print(C.load_note())
-        C.write_json(args.json, {
-            "ingest_store_s": C.stat(store_t), "ingest_raw_s": C.stat(raw_t), "ratios": ratios,
-            "per_sequence_rows_s": C.stat(seq_t), "row_sample": args.row_sample,
-            "read_frame_cassandra_s": C.stat(frame_c), "read_frame_embedded_s": C.stat(frame_e),
-            "read_column_cassandra_s": C.stat(col_c), "read_column_embedded_s": C.stat(col_e),
-            "sequences": n, "chunk": args.chunk, "block": BLOCK, **spark,
-        })
+        C.write_json(
+            args.json,
+            {
+                "ingest_store_s": C.stat(store_t),
+                "ingest_raw_s": C.stat(raw_t),
+                "ratios": ratios,
+                "per_sequence_rows_s": C.stat(seq_t),
+                "row_sample": args.row_sample,
+                "read_frame_cassandra_s": C.stat(frame_c),
+                "read_frame_embedded_s": C.stat(frame_e),
+                "read_column_cassandra_s": C.stat(col_c),
+                "read_column_embedded_s": C.stat(col_e),
+                "sequences": n,
+                "chunk": args.chunk,
+                "block": BLOCK,
+                **spark,
+            },
+        )
     finally:
         store.drop_catalog()
         store.close()

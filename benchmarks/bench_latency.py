@@ -41,8 +41,10 @@ def main() -> None:
     p.add_argument("--sequences", type=int, default=100)
     p.add_argument("--modes", nargs="+", default=["pyc", "nopyc"], choices=["pyc", "nopyc"])
     a = p.parse_args()
-    C.header("bench_latency: `ancho run` of a few sequences, end to end (CLI subprocess)",
-             f"{a.sequences} sequences, default workers (all cores), {a.reps} repetitions per command and mode")
+    C.header(
+        "bench_latency: `ancho run` of a few sequences, end to end (CLI subprocess)",
+        f"{a.sequences} sequences, default workers (all cores), {a.reps} repetitions per command and mode",
+    )
     py = C.venv_python()
     cli = C.ancho_cli()
     n = str(a.sequences)
@@ -71,8 +73,12 @@ def main() -> None:
     for mode, res in results.items():
         base = C.med(res['python -c "import numpy"'])
         print(f"mode {mode}: wall seconds")
-        print(C.table([[k, C.med(v), min(v), max(v), C.med(v) / base] for k, v in res.items()],
-                      ["command", "median s", "min s", "max s", "× import numpy"]))
+        print(
+            C.table(
+                [[k, C.med(v), min(v), max(v), C.med(v) / base] for k, v in res.items()],
+                ["command", "median s", "min s", "max s", "× import numpy"],
+            )
+        )
         print()
         summary[mode] = {k: C.stat(v) for k, v in res.items()}
     trivial = f"ancho run trivial -n {n} --json"

@@ -107,9 +107,11 @@ def main() -> None:
     p.add_argument("--no-pyc", action="store_true")
     a = p.parse_args()
     env = C.child_env(pyc=not a.no_pyc)
-    C.header("bench_memory: peak RSS of `ancho run` (CLI) and its workers",
-             f"{a.sequences:,} sequences of the trivial model, --workers {a.workers}, {a.reps} repetitions, "
-             f"sampling /proc every {a.interval * 1000:.0f} ms")
+    C.header(
+        "bench_memory: peak RSS of `ancho run` (CLI) and its workers",
+        f"{a.sequences:,} sequences of the trivial model, --workers {a.workers}, {a.reps} repetitions, "
+        f"sampling /proc every {a.interval * 1000:.0f} ms",
+    )
     py = C.venv_python()
     baselines = {
         'python -c "import numpy, pyarrow"': [py, "-c", "import numpy, pyarrow"],
@@ -122,15 +124,27 @@ def main() -> None:
             base.setdefault(name, []).append(measure(argv, env, 0.005)["wait4_maxrss"])
         home = C.scratch_home("memory")
         try:
-            argv = C.ancho_cli() + ["run", C.TRIVIAL, "--sequences", str(a.sequences), "--workers", str(a.workers),
-                                   "--seed", str(rep + 1), "--json"]
+            argv = C.ancho_cli() + [
+                "run",
+                C.TRIVIAL,
+                "--sequences",
+                str(a.sequences),
+                "--workers",
+                str(a.workers),
+                "--seed",
+                str(rep + 1),
+                "--json",
+            ]
             r = measure(argv, {**env, "ANCHO_HOME": str(home)}, a.interval)
             r["store_bytes"] = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
             runs.append(r)
         finally:
             C.cleanup(home)
-        print(f"  rep {rep + 1}/{a.reps}: {r['seconds']:.1f} s, driver {r['driver'] / MB:.0f} MB, "
-              f"workers {[round(w / MB) for w in r['workers']]} MB", file=sys.stderr)
+        print(
+            f"  rep {rep + 1}/{a.reps}: {r['seconds']:.1f} s, driver {r['driver'] / MB:.0f} MB, "
+            f"workers {[round(w / MB) for w in r['workers']]} MB",
+            file=sys.stderr,
+        )
 
     bare = C.med(base['python -c "import numpy, pyarrow"'])
     rows = [[name, C.med(v) / MB, min(v) / MB, C.med(v) / bare] for name, v in base.items()]
@@ -144,14 +158,23 @@ def main() -> None:
     print("peak RSS, MB (median, min over repetitions)")
     print(C.table(rows, ["process", "median MB", "min MB", "× numpy+pyarrow"]))
     secs = [r["seconds"] for r in runs]
-    print(f"\nrun wall time: median {C.med(secs):.1f} s ({C.med(secs) / a.sequences * 1e6:.2f} µs/seq with {a.workers} workers); "
-          f"store on disk {C.med([r['store_bytes'] for r in runs]) / MB:.0f} MB; /proc samples per run ≈ {C.med([r['samples'] for r in runs]):.0f}")
+    print(
+        f"\nrun wall time: median {C.med(secs):.1f} s ({C.med(secs) / a.sequences * 1e6:.2f} µs/seq with {a.workers} workers); "
+        f"store on disk {C.med([r['store_bytes'] for r in runs]) / MB:.0f} MB; /proc samples per run ≈ {C.med([r['samples'] for r in runs]):.0f}"
+    )
     print()
     print(C.goal_line("driver peak RSS (median)", C.med(drv) / MB, 250, " MB"))
     print(C.load_note())
-    C.write_json(a.json, {"benchmark": "memory", "sequences": a.sequences, "workers": a.workers,
-                          "baselines_bytes": {k: C.stat(v) for k, v in base.items()},
-                          "runs": [{k: v for k, v in r.items() if k != "stdout"} for r in runs]})
+    C.write_json(
+        a.json,
+        {
+            "benchmark": "memory",
+            "sequences": a.sequences,
+            "workers": a.workers,
+            "baselines_bytes": {k: C.stat(v) for k, v in base.items()},
+            "runs": [{k: v for k, v in r.items() if k != "stdout"} for r in runs],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ def ladder(n: int, reps: int) -> dict:
     import numpy as np
 
     from ancho.chunk import run_chunk
+    from ancho.executors.messages import ChunkDone
     from ancho.stats import describe
     from ancho.stores.embedded import EmbeddedStore
     from ancho.streams import StreamFactory
@@ -160,7 +161,7 @@ def ladder(n: int, reps: int) -> dict:
             add("3 run_chunk loop (ChunkResult.seconds)", res.seconds)
             add("4 run_chunk incl. building columns", total)
             t = time.perf_counter()
-            blob = pickle.dumps(("result", res), protocol=pickle.HIGHEST_PROTOCOL)
+            blob = pickle.dumps(ChunkDone(res), protocol=pickle.HIGHEST_PROTOCOL)
             pickle.loads(blob)
             add("5 pickle + unpickle the batch (pipe)", time.perf_counter() - t)
             t = time.perf_counter()
@@ -193,19 +194,31 @@ def main() -> None:
 
     pyc = not a.no_pyc
     if a.ladder_only:
-        C.header("bench_overhead --ladder-only: in-process per-sequence ladder", f"N={a.ladder_size:,}, {a.reps} repetitions")
+        C.header(
+            "bench_overhead --ladder-only: in-process per-sequence ladder", f"N={a.ladder_size:,}, {a.reps} repetitions"
+        )
         lad = ladder(a.ladder_size, a.reps)
         base = C.med(lad["1 bare: sequence(shared rng)"])
-        print(C.table([[k, C.med(v), min(v), C.med(v) / base] for k, v in lad.items()], ["step", "median", "min", "× bare"]))
+        print(
+            C.table(
+                [[k, C.med(v), min(v), C.med(v) / base] for k, v in lad.items()], ["step", "median", "min", "× bare"]
+            )
+        )
         C.write_json(a.json, {"benchmark": "overhead-ladder", "results": {k: C.stat(v) for k, v in lad.items()}})
         return
-    C.header("bench_overhead: per-sequence overhead, trivial model, workers=1",
-             f"bytecode cache: {'scratch PYTHONPYCACHEPREFIX' if pyc else 'none (PYTHONDONTWRITEBYTECODE=1)'}; "
-             f"{a.reps} repetitions per size, each in a fresh process")
+    C.header(
+        "bench_overhead: per-sequence overhead, trivial model, workers=1",
+        f"bytecode cache: {'scratch PYTHONPYCACHEPREFIX' if pyc else 'none (PYTHONDONTWRITEBYTECODE=1)'}; "
+        f"{a.reps} repetitions per size, each in a fresh process",
+    )
     # warm the bytecode cache (not measured)
     warm_home = C.scratch_home("overhead-warm")
-    subprocess.run([sys.executable, __file__, "--child", "1000", "--home", str(warm_home)], env=C.child_env(pyc=pyc),
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, __file__, "--child", "1000", "--home", str(warm_home)],
+        env=C.child_env(pyc=pyc),
+        check=True,
+        capture_output=True,
+    )
     C.cleanup(warm_home)
 
     results: dict[int, list[dict]] = {}
@@ -213,8 +226,12 @@ def main() -> None:
         for n in a.sizes:
             home = C.scratch_home("overhead")
             try:
-                proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--seed", str(rep + 1), "--home", str(home)],
-                                      env=C.child_env(pyc=pyc), capture_output=True, text=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", str(n), "--seed", str(rep + 1), "--home", str(home)],
+                    env=C.child_env(pyc=pyc),
+                    capture_output=True,
+                    text=True,
+                )
                 if proc.returncode != 0:
                     sys.exit(f"child failed:\n{proc.stderr}")
                 results.setdefault(n, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -229,22 +246,65 @@ def main() -> None:
             tot = [r[mode]["total"] / n * 1e6 for r in reps]
             ovh = [r[mode]["total"] / n * 1e6 - r["bare"] / n * 1e6 for r in reps]
             ratio = [r[mode]["total"] / r["bare"] for r in reps]
-            rows.append([f"{n:,} {mode}", C.med(bare), min(bare), C.med(tot), min(tot), C.med(ovh), min(ovh), C.med(ratio)])
-            summary[f"{n}_{mode}"] = {"bare_us": C.stat(bare), "ancho_us": C.stat(tot), "overhead_us": C.stat(ovh), "ratio": C.stat(ratio)}
+            rows.append(
+                [f"{n:,} {mode}", C.med(bare), min(bare), C.med(tot), min(tot), C.med(ovh), min(ovh), C.med(ratio)]
+            )
+            summary[f"{n}_{mode}"] = {
+                "bare_us": C.stat(bare),
+                "ancho_us": C.stat(tot),
+                "overhead_us": C.stat(ovh),
+                "ratio": C.stat(ratio),
+            }
     print("µs per sequence (median and min over repetitions)")
-    print(C.table(rows, ["N, run", "bare med", "bare min", "ancho med", "ancho min", "overhead med", "overhead min", "ancho/bare"]))
+    print(
+        C.table(
+            rows,
+            ["N, run", "bare med", "bare min", "ancho med", "ancho min", "overhead med", "overhead min", "ancho/bare"],
+        )
+    )
 
     print("\nbreakdown, seconds (median over repetitions); stream = first result → last chunk stored")
     brows = []
-    keys = ["total", "startup", "stream", "compute", "writes", "first_write", "summary", "read_column", "close", "chunks"]
+    keys = [
+        "total",
+        "startup",
+        "stream",
+        "compute",
+        "writes",
+        "first_write",
+        "summary",
+        "read_column",
+        "close",
+        "chunks",
+    ]
     for n, reps in results.items():
         for mode in ("cold", "warm"):
-            brows.append([f"{n:,} {mode}"] + [C.med([r[mode][k] for r in reps]) for k in keys]
-                         + [str(reps[0][mode]["pandas_imported"])])
+            brows.append(
+                [f"{n:,} {mode}"]
+                + [C.med([r[mode][k] for r in reps]) for k in keys]
+                + [str(reps[0][mode]["pandas_imported"])]
+            )
             summary[f"{n}_{mode}"]["breakdown"] = {k: C.med([r[mode][k] for r in reps]) for k in keys}
             summary[f"{n}_{mode}"]["pandas_imported"] = reps[0][mode]["pandas_imported"]
-    print(C.table(brows, ["N, run", "total", "to 1st result", "stream", "worker loop Σ", "driver writes Σ",
-                          "1st write", "summary", "read_column Σ", "close", "chunks", "pandas in driver"]))
+    print(
+        C.table(
+            brows,
+            [
+                "N, run",
+                "total",
+                "to 1st result",
+                "stream",
+                "worker loop Σ",
+                "driver writes Σ",
+                "1st write",
+                "summary",
+                "read_column Σ",
+                "close",
+                "chunks",
+                "pandas in driver",
+            ],
+        )
+    )
     sizes = sorted(results)
     if len(sizes) >= 2:
         n1, n2 = sizes[0], sizes[-1]
@@ -254,25 +314,38 @@ def main() -> None:
             b = C.med([r["bare"] / n2 for r in results[n2]])
             marginal = (t2 - t1) / (n2 - n1)
             fixed = t1 - marginal * n1
-            summary[f"fit_{mode}"] = {"fixed_s": fixed, "marginal_us": marginal * 1e6, "marginal_overhead_us": (marginal - b) * 1e6}
-            print(f"fit total(N) = fixed + marginal·N from N={n1:,} and N={n2:,} ({mode}): fixed {fixed:.2f} s, "
-                  f"marginal {marginal * 1e6:.2f} µs/seq = bare {b * 1e6:.2f} + {(marginal - b) * 1e6:.2f} µs/seq overhead")
+            summary[f"fit_{mode}"] = {
+                "fixed_s": fixed,
+                "marginal_us": marginal * 1e6,
+                "marginal_overhead_us": (marginal - b) * 1e6,
+            }
+            print(
+                f"fit total(N) = fixed + marginal·N from N={n1:,} and N={n2:,} ({mode}): fixed {fixed:.2f} s, "
+                f"marginal {marginal * 1e6:.2f} µs/seq = bare {b * 1e6:.2f} + {(marginal - b) * 1e6:.2f} µs/seq overhead"
+            )
     for n, reps in results.items():
         s = [r["warm"]["stream"] / n * 1e6 for r in reps]
         c = [r["warm"]["compute"] / n * 1e6 for r in reps]
-        print(f"N={n:,} warm: streaming phase {C.med(s):.2f} µs/seq, of which the worker loop {C.med(c):.2f} µs/seq "
-              f"(bare {C.med([r['bare'] / n * 1e6 for r in reps]):.2f})")
+        print(
+            f"N={n:,} warm: streaming phase {C.med(s):.2f} µs/seq, of which the worker loop {C.med(c):.2f} µs/seq "
+            f"(bare {C.med([r['bare'] / n * 1e6 for r in reps]):.2f})"
+        )
 
     print(f"\nin-process ladder, N={a.ladder_size:,} per step, µs per sequence (no worker processes)")
     lad = ladder(a.ladder_size, a.reps)
     base = C.med(lad["1 bare: sequence(shared rng)"])
-    print(C.table([[k, C.med(v), min(v), C.med(v) / base] for k, v in lad.items()], ["step", "median", "min", "× bare"]))
+    print(
+        C.table([[k, C.med(v), min(v), C.med(v) / base] for k, v in lad.items()], ["step", "median", "min", "× bare"])
+    )
     summary["ladder"] = {k: C.stat(v) for k, v in lad.items()}
 
     print()
     for n in results:
         for mode in ("cold", "warm"):
-            print(f"N={n:,} {mode}: " + C.goal_line("overhead", summary[f"{n}_{mode}"]["overhead_us"]["median"], 3.0, " µs/seq"))
+            print(
+                f"N={n:,} {mode}: "
+                + C.goal_line("overhead", summary[f"{n}_{mode}"]["overhead_us"]["median"], 3.0, " µs/seq")
+            )
     print(C.load_note())
     C.write_json(a.json, {"benchmark": "overhead", "sizes": a.sizes, "reps": a.reps, "pyc": pyc, "results": summary})
 

@@ -103,12 +103,16 @@ def main() -> None:
 
     n = a.sequences
     loops, est_ms = calibrate(a.ms)
-    C.header("bench_parallel: ~1 ms pure-Python sequences, 2 cores",
-             f"N={n:,} sequences, loops={loops:,} (calibrated: {est_ms:.2f} ms per sequence at start), {a.reps} repetitions")
+    C.header(
+        "bench_parallel: ~1 ms pure-Python sequences, 2 cores",
+        f"N={n:,} sequences, loops={loops:,} (calibrated: {est_ms:.2f} ms per sequence at start), {a.reps} repetitions",
+    )
 
     home = C.scratch_home("parallel")
     try:
-        ancho.run(C.BUSY, params={"loops": loops}, sequences=20, seed=1, workers=1, store=str(home))  # untimed: driver imports
+        ancho.run(
+            C.BUSY, params={"loops": loops}, sequences=20, seed=1, workers=1, store=str(home)
+        )  # untimed: driver imports
 
         def ancho_run(workers: int, seed: int, count: int = n) -> dict:
             st = TimedStore(home)
@@ -116,7 +120,13 @@ def main() -> None:
             r = ancho.run(C.BUSY, params={"loops": loops}, sequences=count, seed=seed, workers=workers, store=st)
             end = time.perf_counter()
             assert r.summary["sequences"] == count
-            return {"total": end - t, "to_first": st.first - t, "after_last": end - st.last, "compute": st.compute, "chunks": st.chunks}
+            return {
+                "total": end - t,
+                "to_first": st.first - t,
+                "after_last": end - st.last,
+                "compute": st.compute,
+                "chunks": st.chunks,
+            }
 
         def serial(seed: int) -> float:
             m = Busy(loops=loops)
@@ -142,7 +152,8 @@ def main() -> None:
                     res.setdefault(name, []).append(pool_run(n, loops, seed, cs or None, shared))
             # fresh interpreters like ancho's workers (the default start method on macOS and Windows)
             res.setdefault("Pool(2, spawn).map reference_generator chunksize=default", []).append(
-                pool_run(n, loops, seed, None, False, "spawn"))
+                pool_run(n, loops, seed, None, False, "spawn")
+            )
             # fixed costs: the same contenders with 2 sequences
             fixed.setdefault("ancho workers=2, 2 sequences", []).append(ancho_run(2, seed, 2)["total"])
             fixed.setdefault("Pool(2) fork, 2 sequences", []).append(pool_run(2, loops, seed, None, False))
@@ -160,25 +171,41 @@ def main() -> None:
     rows = []
     for k, v in res.items():
         mark = " *" if k in (best_ref, best_shared) else ""
-        rows.append([k + mark, C.med(v), min(v), C.med(v) / n * 1e3, serial_med / C.med(v), C.med(v) / C.med(pools[best_ref])])
+        rows.append(
+            [k + mark, C.med(v), min(v), C.med(v) / n * 1e3, serial_med / C.med(v), C.med(v) / C.med(pools[best_ref])]
+        )
     print("wall seconds (median, min over repetitions); * = best chunksize of its kind")
     print(C.table(rows, ["contender", "median s", "min s", "ms/seq", "speedup vs serial", "× best Pool (ref. gen.)"]))
 
     print("\nancho breakdown (median s): to first result = worker start-up + first chunk; after last = summary + close")
     brows = []
     for k, ds in detail.items():
-        brows.append([k, C.med([d["total"] for d in ds]), C.med([d["to_first"] for d in ds]),
-                      C.med([d["after_last"] for d in ds]), C.med([d["compute"] for d in ds]), C.med([d["chunks"] for d in ds])])
+        brows.append(
+            [
+                k,
+                C.med([d["total"] for d in ds]),
+                C.med([d["to_first"] for d in ds]),
+                C.med([d["after_last"] for d in ds]),
+                C.med([d["compute"] for d in ds]),
+                C.med([d["chunks"] for d in ds]),
+            ]
+        )
     print(C.table(brows, ["run", "total", "to first result", "after last chunk", "Σ worker loop", "chunks"]))
-    contention = C.med([d["compute"] for d in detail["ancho workers=2"]]) / C.med([d["compute"] for d in detail["ancho workers=1"]])
-    print(f"contention check: Σ worker loop with 2 workers / with 1 = {contention:.2f} (≈1.0 when both cores were free; "
-          f"above ~1.1 other work took CPU from the 2-worker runs and their speedups understate ancho's)")
+    contention = C.med([d["compute"] for d in detail["ancho workers=2"]]) / C.med(
+        [d["compute"] for d in detail["ancho workers=1"]]
+    )
+    print(
+        f"contention check: Σ worker loop with 2 workers / with 1 = {contention:.2f} (≈1.0 when both cores were free; "
+        f"above ~1.1 other work took CPU from the 2-worker runs and their speedups understate ancho's)"
+    )
 
     print("\nfixed costs: the same contenders with 2 sequences (median, min s)")
     print(C.table([[k, C.med(v), min(v)] for k, v in fixed.items()], ["contender", "median s", "min s"]))
     steady = C.med([d["total"] - d["to_first"] - d["after_last"] for d in detail["ancho workers=2"]])
-    print(f"ancho w=2 without start-up and end (first result → last chunk stored): {steady:.2f} s "
-          f"= {steady / C.med(pools[best_ref]):.3f} × best Pool")
+    print(
+        f"ancho w=2 without start-up and end (first result → last chunk stored): {steady:.2f} s "
+        f"= {steady / C.med(pools[best_ref]):.3f} × best Pool"
+    )
 
     speedup = w1 / w2
     speedup_min = min(res["ancho workers=1"]) / min(res["ancho workers=2"])
@@ -189,17 +216,43 @@ def main() -> None:
     vs_pool_min = min(res["ancho workers=2"]) / min(pools[best_ref_min])
     vs_pool_shared_min = min(res["ancho workers=2"]) / min(pools[best_shared_min])
     print()
-    print(C.goal_line("speedup w=2 vs w=1 (medians)", speedup, 1.8, "×", lower_is_better=False) + f"  (from minima: {speedup_min:.2f}×)")
-    print(C.goal_line("ancho w=2 / best Pool(2) with reference_generator (medians)", vs_pool, 1.05, "×") + f"  (from minima: {vs_pool_min:.2f}×)")
-    print(C.goal_line("ancho w=2 / best Pool(2) with shared default_rng (medians)", vs_pool_shared, 1.05, "×") + f"  (from minima: {vs_pool_shared_min:.2f}×)")
-    print(f"(minima compare the fastest repetition of each, the best Pool chosen by its minimum: {best_ref_min}; {best_shared_min})")
+    print(
+        C.goal_line("speedup w=2 vs w=1 (medians)", speedup, 1.8, "×", lower_is_better=False)
+        + f"  (from minima: {speedup_min:.2f}×)"
+    )
+    print(
+        C.goal_line("ancho w=2 / best Pool(2) with reference_generator (medians)", vs_pool, 1.05, "×")
+        + f"  (from minima: {vs_pool_min:.2f}×)"
+    )
+    print(
+        C.goal_line("ancho w=2 / best Pool(2) with shared default_rng (medians)", vs_pool_shared, 1.05, "×")
+        + f"  (from minima: {vs_pool_shared_min:.2f}×)"
+    )
+    print(
+        f"(minima compare the fastest repetition of each, the best Pool chosen by its minimum: {best_ref_min}; {best_shared_min})"
+    )
     print(C.load_note())
-    C.write_json(a.json, {"benchmark": "parallel", "sequences": n, "loops": loops, "ms_per_seq_calibrated": est_ms,
-                          "results": {k: C.stat(v) for k, v in res.items()}, "ancho_detail": detail,
-                          "fixed": {k: C.stat(v) for k, v in fixed.items()}, "contention": contention,
-                          "speedup": speedup, "speedup_minima": speedup_min, "ancho_vs_pool_ref": vs_pool, "ancho_vs_pool_shared": vs_pool_shared,
-                          "ancho_vs_pool_ref_minima": vs_pool_min, "ancho_vs_pool_shared_minima": vs_pool_shared_min,
-                          "best_pool_ref": best_ref, "best_pool_shared": best_shared})
+    C.write_json(
+        a.json,
+        {
+            "benchmark": "parallel",
+            "sequences": n,
+            "loops": loops,
+            "ms_per_seq_calibrated": est_ms,
+            "results": {k: C.stat(v) for k, v in res.items()},
+            "ancho_detail": detail,
+            "fixed": {k: C.stat(v) for k, v in fixed.items()},
+            "contention": contention,
+            "speedup": speedup,
+            "speedup_minima": speedup_min,
+            "ancho_vs_pool_ref": vs_pool,
+            "ancho_vs_pool_shared": vs_pool_shared,
+            "ancho_vs_pool_ref_minima": vs_pool_min,
+            "ancho_vs_pool_shared_minima": vs_pool_shared_min,
+            "best_pool_ref": best_ref,
+            "best_pool_shared": best_shared,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,24 @@ class Many(ancho.Model):
 
 
 def measure(home: Path, sequences: int, width: int, reps: int) -> dict:
-    done = subprocess.run([*C.ancho_cli(), "run", str(home / "many.py"), "--sequences", str(sequences), "--seed", "1",
-                           "--param", f"width={width}", "--json"],
-                          env=C.child_env(home), capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [
+            *C.ancho_cli(),
+            "run",
+            str(home / "many.py"),
+            "--sequences",
+            str(sequences),
+            "--seed",
+            "1",
+            "--param",
+            f"width={width}",
+            "--json",
+        ],
+        env=C.child_env(home),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if done.returncode != 0:
         sys.exit(f"ancho run failed: {done.stderr}")
     run_id = json.loads(done.stdout)["run"]
@@ -72,7 +87,11 @@ def measure(home: Path, sequences: int, width: int, reps: int) -> dict:
     notebook()
     times: dict[str, list[float]] = {"plot data (baseline)": [], "PDF": [], "notebook": []}
     for _ in range(reps):
-        for label, fn in (("plot data (baseline)", lambda: run_plots(store, run_id)), ("PDF", pdf), ("notebook", notebook)):
+        for label, fn in (
+            ("plot data (baseline)", lambda: run_plots(store, run_id)),
+            ("PDF", pdf),
+            ("notebook", notebook),
+        ):
             t = time.perf_counter()
             fn()
             times[label].append(time.perf_counter() - t)
@@ -86,7 +105,9 @@ def main() -> None:
     p.add_argument("--outputs", type=int, nargs="+", default=[3, 30])
     p.add_argument("--reps", type=int, default=3)
     args = p.parse_args()
-    C.header("reports: PDF and notebook", f"{args.sequences:,} sequences; outputs {args.outputs}; {args.reps} repetitions")
+    C.header(
+        "reports: PDF and notebook", f"{args.sequences:,} sequences; outputs {args.outputs}; {args.reps} repetitions"
+    )
     home = C.scratch_home("reports")
     results = []
     try:
@@ -95,16 +116,25 @@ def main() -> None:
             r = measure(home, args.sequences, width, args.reps)
             results.append(r)
             base, base_min = C.med(r["times"]["plot data (baseline)"]), min(r["times"]["plot data (baseline)"])
-            print(f"-- {width} outputs: PDF {r['sizes']['pdf'] / 1024:.0f} KiB, notebook {r['sizes']['notebook'] / 1024:.0f} KiB "
-                  f"({r['sizes']['notebook data']})")
-            rows = [[label, C.med(xs) * 1e3, min(xs) * 1e3, C.med(xs) / base, min(xs) / base_min]
-                    for label, xs in r["times"].items()]
+            print(
+                f"-- {width} outputs: PDF {r['sizes']['pdf'] / 1024:.0f} KiB, notebook {r['sizes']['notebook'] / 1024:.0f} KiB "
+                f"({r['sizes']['notebook data']})"
+            )
+            rows = [
+                [label, C.med(xs) * 1e3, min(xs) * 1e3, C.med(xs) / base, min(xs) / base_min]
+                for label, xs in r["times"].items()
+            ]
             print(C.table(rows, ["step", "median ms", "min ms", "× baseline", "(minima)"]))
             drawing = (min(r["times"]["PDF"]) - base_min) / width
             print(f"PDF beyond the plot data: {drawing * 1e3:.0f} ms per output (minima)\n")
         print(C.load_note())
-        C.write_json(args.json, {"sequences": args.sequences,
-                                 "runs": [{**r, "times": {k: C.stat(v) for k, v in r["times"].items()}} for r in results]})
+        C.write_json(
+            args.json,
+            {
+                "sequences": args.sequences,
+                "runs": [{**r, "times": {k: C.stat(v) for k, v in r["times"].items()}} for r in results],
+            },
+        )
     finally:
         C.cleanup(home)
 

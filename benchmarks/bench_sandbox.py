@@ -48,8 +48,8 @@ import _common as C  # noqa: E402
 sys.path.insert(0, str(C.MODELS))
 
 import ancho  # noqa: E402
-from ancho.executors.local import LocalExecutor  # noqa: E402
 from ancho import isolation as sb  # noqa: E402
+from ancho.executors.local import LocalExecutor  # noqa: E402
 from ancho.stores.embedded import EmbeddedStore  # noqa: E402
 
 BUSY_FILE = str(C.MODELS / "busy.py") + ":Busy"
@@ -117,19 +117,35 @@ def per_sequence(args, loops: int, home: Path) -> dict:
     base_w, base_c, base_cpu = C.med(wall["unsandboxed"]), C.med(compute["unsandboxed"]), C.med(cpu["unsandboxed"])
     rows = []
     for name in arms:
-        rows.append([name, C.med(cpu[name]) * 1e3, min(cpu[name]) * 1e3, C.med(cpu[name]) / base_cpu,
-                     C.med(wall[name]) * 1e3, C.med(wall[name]) / base_w,
-                     C.med(compute[name]) * 1e3, C.med(compute[name]) / base_c])
+        rows.append(
+            [
+                name,
+                C.med(cpu[name]) * 1e3,
+                min(cpu[name]) * 1e3,
+                C.med(cpu[name]) / base_cpu,
+                C.med(wall[name]) * 1e3,
+                C.med(wall[name]) / base_w,
+                C.med(compute[name]) * 1e3,
+                C.med(compute[name]) / base_c,
+            ]
+        )
     print(f"per sequence: N={n:,}, workers={args.workers}, loops={loops:,}, {args.reps} repetitions (interleaved)")
     print(C.table(rows, ["arm", "CPU ms/seq", "min", "ratio", "wall ms/seq", "ratio", "worker loop ms/seq", "ratio"]))
     overhead = C.med(cpu["sandboxed"]) / base_cpu - 1
     overhead_min = min(cpu["sandboxed"]) / min(cpu["unsandboxed"]) - 1
     wall_overhead = C.med(wall["sandboxed"]) / base_w - 1
-    print(f"\nsandbox overhead per sequence, CPU time: {overhead * 100:+.1f} % (medians), {overhead_min * 100:+.1f} % (minima); "
-          f"wall: {wall_overhead * 100:+.1f} %  (goal < 5 %: {'met' if max(overhead, overhead_min) < 0.05 else 'NOT met'})")
-    return {"cpu": {k: C.stat(v) for k, v in cpu.items()}, "wall": {k: C.stat(v) for k, v in wall.items()},
-            "compute": {k: C.stat(v) for k, v in compute.items()}, "overhead_cpu": overhead,
-            "overhead_cpu_min": overhead_min, "overhead_wall": wall_overhead}
+    print(
+        f"\nsandbox overhead per sequence, CPU time: {overhead * 100:+.1f} % (medians), {overhead_min * 100:+.1f} % (minima); "
+        f"wall: {wall_overhead * 100:+.1f} %  (goal < 5 %: {'met' if max(overhead, overhead_min) < 0.05 else 'NOT met'})"
+    )
+    return {
+        "cpu": {k: C.stat(v) for k, v in cpu.items()},
+        "wall": {k: C.stat(v) for k, v in wall.items()},
+        "compute": {k: C.stat(v) for k, v in compute.items()},
+        "overhead_cpu": overhead,
+        "overhead_cpu_min": overhead_min,
+        "overhead_wall": wall_overhead,
+    }
 
 
 def children_cpu(since: float = 0.0) -> float:
@@ -171,8 +187,12 @@ def timer_wrapper_cost(loops: int, ms: float) -> dict:
     p, q = min(res["plain"]), min(res["timed"])
     added = q - p
     print("\nper-sequence timeout (counting wrapper + watchdog thread), empty sequence, in this process (minima)")
-    print(C.table([["empty sequence", p * 1e6, q * 1e6, added * 1e6, added / (ms / 1000) * 100]],
-                  ["call", "plain µs", "with timeout µs", "added µs", f"% of a {ms:g} ms sequence"]))
+    print(
+        C.table(
+            [["empty sequence", p * 1e6, q * 1e6, added * 1e6, added / (ms / 1000) * 100]],
+            ["call", "plain µs", "with timeout µs", "added µs", f"% of a {ms:g} ms sequence"],
+        )
+    )
     return {"plain_s": C.stat(res["plain"]), "timed_s": C.stat(res["timed"]), "added_s": added}
 
 
@@ -207,15 +227,26 @@ def startup(args) -> dict:
             t_wrap.append(time.perf_counter() - t)
         plain_w, boxed_w = [], []
         for rep in range(reps):
-            for wrap, dest in ((None, plain_w), (sandbox.wrap, boxed_w)) if rep % 2 == 0 else ((sandbox.wrap, boxed_w), (None, plain_w)):
+            for wrap, dest in (
+                ((None, plain_w), (sandbox.wrap, boxed_w))
+                if rep % 2 == 0
+                else ((sandbox.wrap, boxed_w), (None, plain_w))
+            ):
                 t = time.perf_counter()
                 with LocalExecutor(1, wrap=wrap) as ex:
                     ex.start()
                     ex.inspect(TRIVIAL_FILE)
                     dest.append(time.perf_counter() - t)
         data["worker first answer"] = {"plain": C.stat(plain_w), "sandboxed": C.stat(boxed_w)}
-        rows.append(["worker: start → first answer", C.med(plain_w) * 1e3, C.med(boxed_w) * 1e3,
-                     (C.med(boxed_w) - C.med(plain_w)) * 1e3, C.med(boxed_w) / C.med(plain_w)])
+        rows.append(
+            [
+                "worker: start → first answer",
+                C.med(plain_w) * 1e3,
+                C.med(boxed_w) * 1e3,
+                (C.med(boxed_w) - C.med(plain_w)) * 1e3,
+                C.med(boxed_w) / C.med(plain_w),
+            ]
+        )
         data["wrap() call"] = C.stat(t_wrap)
     finally:
         sandbox.close()
@@ -238,14 +269,18 @@ def main() -> None:
         sys.exit(f"bench_sandbox: {problem}")
     C.use_pyc_here(args.pyc)
     loops = calibrate(args.ms)
-    C.header("bench_sandbox: bubblewrap sandbox vs unsandboxed workers",
-             f"bytecode cache: {'yes (read-only inside the sandbox)' if args.pyc else 'no'}; "
-             f"process limit: {sb.process_limit_problem() or 'pids cgroup per worker'}")
+    C.header(
+        "bench_sandbox: bubblewrap sandbox vs unsandboxed workers",
+        f"bytecode cache: {'yes (read-only inside the sandbox)' if args.pyc else 'no'}; "
+        f"process limit: {sb.process_limit_problem() or 'pids cgroup per worker'}",
+    )
     home = C.scratch_home("sandbox")
     try:
         # untimed: the driver's lazy imports and the bytecode cache
         with LocalExecutor(1) as ex:
-            ancho.run(BUSY_FILE, params={"loops": loops}, sequences=2, seed=1, executor=ex, store=EmbeddedStore(home / "warm"))
+            ancho.run(
+                BUSY_FILE, params={"loops": loops}, sequences=2, seed=1, executor=ex, store=EmbeddedStore(home / "warm")
+            )
         seq = per_sequence(args, loops, home)
         seq["timer"] = timer_wrapper_cost(loops, args.ms)
         start = startup(args)

@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 
 ANCHO = str(Path(sys.executable).parent / "ancho")
-MODEL = b'''
+MODEL = b"""
 import time
 import ancho
 
@@ -55,7 +55,7 @@ class Busy(ancho.Model):
         while time.perf_counter() < end:
             x += rng.random()
         return {"x": x}
-'''
+"""
 
 
 def free_port() -> int:
@@ -97,13 +97,21 @@ def wrk(url: str, headers: dict, clients: int, seconds: float) -> dict | None:
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"requests": int(re.search(r"(\d+) requests in", out).group(1)), "per_s": rate, "p50_ms": ms("50%"),
-            "p99_ms": ms("99%"), "errors": int(bad.group(1)) if bad else 0 + (sum(map(int, errors.groups())) if errors else 0),
-            "tool": "wrk"}
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "per_s": rate,
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "errors": int(bad.group(1)) if bad else 0 + (sum(map(int, errors.groups())) if errors else 0),
+        "tool": "wrk",
+    }
 
 
 def load(url: str, headers: dict, clients: int, seconds: float) -> dict:
-    return wrk(url, headers, clients, seconds) or {**asyncio.run(hammer(url, headers, clients, seconds)), "tool": "httpx"}
+    return wrk(url, headers, clients, seconds) or {
+        **asyncio.run(hammer(url, headers, clients, seconds)),
+        "tool": "httpx",
+    }
 
 
 async def hammer(url: str, headers: dict, clients: int, seconds: float) -> dict:
@@ -127,7 +135,13 @@ async def hammer(url: str, headers: dict, clients: int, seconds: float) -> dict:
         elapsed = time.perf_counter() - t0
     latencies.sort()
     q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000  # noqa: E731
-    return {"requests": len(latencies), "per_s": len(latencies) / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99), "errors": errors}
+    return {
+        "requests": len(latencies),
+        "per_s": len(latencies) / elapsed,
+        "p50_ms": q(0.50),
+        "p99_ms": q(0.99),
+        "errors": errors,
+    }
 
 
 def main() -> None:
@@ -138,7 +152,12 @@ def main() -> None:
     ap.add_argument("--store", help="a cassandra:// URL: the server's store (its keyspace is replaced by a fresh one)")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="ancho-bench-server-"))
-    env = {**os.environ, "ANCHO_HOME": str(home), "ANCHO_WORKERS": "2", "ANCHO_LOG_LEVEL": os.environ.get("ANCHO_LOG_LEVEL", "warning")}
+    env = {
+        **os.environ,
+        "ANCHO_HOME": str(home),
+        "ANCHO_WORKERS": "2",
+        "ANCHO_LOG_LEVEL": os.environ.get("ANCHO_LOG_LEVEL", "warning"),
+    }
     store = None
     if args.store:
         from ancho.stores.cassandra import CassandraStore
@@ -148,10 +167,17 @@ def main() -> None:
             base = base.rsplit("/", 1)[0]
         env["ANCHO_STORE"] = f"{base.rstrip('/')}/bench{os.getpid()}" + (f"?{query}" if query else "")
         store = CassandraStore.from_url(env["ANCHO_STORE"])
-    token = subprocess.run([ANCHO, "users", "add", "bench"], env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
+    token = subprocess.run(
+        [ANCHO, "users", "add", "bench"], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
     port = free_port()
-    server = subprocess.Popen([ANCHO, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [ANCHO, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}/api/v1"
     headers = {"Authorization": f"Bearer {token}"}
     try:
@@ -166,7 +192,9 @@ def main() -> None:
             submit_ms = []
             for i in range(10):  # the first starts a sandboxed worker to read the model; the others find it kept
                 t = time.perf_counter()
-                r = c.post("/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 10, "seed": i})
+                r = c.post(
+                    "/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 10, "seed": i}
+                )
                 submit_ms.append((time.perf_counter() - t) * 1000)
             small = r.json()["id"]
             for _ in range(600):
@@ -175,7 +203,9 @@ def main() -> None:
                 time.sleep(0.1)
         quiet = load(f"{base}/runs/{small}", headers, args.clients, args.seconds)  # nothing executing
         with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
-            run_id = c.post("/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 2_000_000, "seed": 9}).json()["id"]
+            run_id = c.post(
+                "/runs", json={"model": {"upload": upload}, "params": {"ms": 1.0}, "sequences": 2_000_000, "seed": 9}
+            ).json()["id"]
             for _ in range(600):
                 if c.get(f"/runs/{run_id}").json()["status"] == "running":
                     break
@@ -195,24 +225,46 @@ def main() -> None:
         if store is not None:
             store.drop_catalog()
             store.close()
-    rows = [("GET /health (baseline)", health), ("GET /runs/{id} while the run executes", status),
-            ("GET /runs/{id}, nothing executing", quiet)]
+    rows = [
+        ("GET /health (baseline)", health),
+        ("GET /runs/{id} while the run executes", status),
+        ("GET /runs/{id}, nothing executing", quiet),
+    ]
     idle = os.environ.get("ANCHO_WORKER_IDLE", "").lower() in ("1", "true", "yes")
-    print(f"{args.clients} concurrent clients ({status['tool']}), {args.seconds:g} s each, on {os.cpu_count()} cores shared "
-          f"with the server, the load generator and 2 run workers ({'SCHED_IDLE' if idle else 'niceness 10'}); "
-          f"store: {'Cassandra' if store else 'embedded'}")
+    print(
+        f"{args.clients} concurrent clients ({status['tool']}), {args.seconds:g} s each, on {os.cpu_count()} cores shared "
+        f"with the server, the load generator and 2 run workers ({'SCHED_IDLE' if idle else 'niceness 10'}); "
+        f"store: {'Cassandra' if store else 'embedded'}"
+    )
     print(f"{'endpoint':40s} {'reads/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s} {'× baseline':>10s}")
     for name, r in rows:
-        print(f"{name:40s} {r['per_s']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {r['per_s'] / health['per_s']:10.2f}")
+        print(
+            f"{name:40s} {r['per_s']:9.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7d} {r['per_s'] / health['per_s']:10.2f}"
+        )
     print(f"run still executing during the status load: {still_running} (done {view['progress']['done']:,})")
     later = submit_ms[1:]
-    print(f"POST /runs latency (the model read in a sandboxed worker): first {submit_ms[0]:.0f} ms (a fresh worker); "
-          f"next {len(later)} (the kept worker) median {statistics.median(later):.0f} ms, max {max(later):.0f} ms "
-          f"→ {submit_ms[0] / statistics.median(later):.0f}× faster")
+    print(
+        f"POST /runs latency (the model read in a sandboxed worker): first {submit_ms[0]:.0f} ms (a fresh worker); "
+        f"next {len(later)} (the kept worker) median {statistics.median(later):.0f} ms, max {max(later):.0f} ms "
+        f"→ {submit_ms[0] / statistics.median(later):.0f}× faster"
+    )
     met = status["per_s"] >= 1000 and status["p99_ms"] <= 50
-    print(f"goal ≥ 1,000 status reads/s with p99 ≤ 50 ms: measured {status['per_s']:.0f}/s, p99 {status['p99_ms']:.1f} ms → {'MET' if met else 'NOT MET'}")
+    print(
+        f"goal ≥ 1,000 status reads/s with p99 ≤ 50 ms: measured {status['per_s']:.0f}/s, p99 {status['p99_ms']:.1f} ms → {'MET' if met else 'NOT MET'}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"health": health, "status": status, "quiet": quiet, "submit_ms": submit_ms, "still_running": still_running}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "health": health,
+                    "status": status,
+                    "quiet": quiet,
+                    "submit_ms": submit_ms,
+                    "still_running": still_running,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

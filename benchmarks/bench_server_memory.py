@@ -51,8 +51,12 @@ def main() -> None:
             before = sum(load.statuses.values())
             load.wave(wave)
             held = settled(server)
-            rss.append((f"after wave {wave + 1} ({sum(load.statuses.values()) - before:,} requests, {held})",
-                        server.process.memory_info().rss))
+            rss.append(
+                (
+                    f"after wave {wave + 1} ({sum(load.statuses.values()) - before:,} requests, {held})",
+                    server.process.memory_info().rss,
+                )
+            )
     finally:
         server.kill()
         C.cleanup(tmp)

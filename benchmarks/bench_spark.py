@@ -58,9 +58,11 @@ def main() -> None:
     from ancho.executors.spark import SparkExecutor
 
     loops, est_ms = calibrate(a.ms)
-    C.header("bench_spark: Spark standalone (2 workers × 1 core) vs local executor (2 workers)",
-             f"master {a.master}; N={a.sequences:,} busy sequences, loops={loops:,} (~{est_ms:.2f} ms each); "
-             f"trivial N={a.trivial:,}; {a.reps} repetition(s)")
+    C.header(
+        "bench_spark: Spark standalone (2 workers × 1 core) vs local executor (2 workers)",
+        f"master {a.master}; N={a.sequences:,} busy sequences, loops={loops:,} (~{est_ms:.2f} ms each); "
+        f"trivial N={a.trivial:,}; {a.reps} repetition(s)",
+    )
     home = C.scratch_home("spark")
     out: dict = {"master": a.master, "loops": loops, "est_ms": est_ms}
     try:
@@ -68,8 +70,10 @@ def main() -> None:
         ex = SparkExecutor(a.master).start()
         out["startup"] = time.perf_counter() - t
         out["spark_cores"] = ex.workers
-        print(f"session start-up (driver JVM + executors + Python warm-up): {out['startup']:.2f} s; "
-              f"{ex.workers} cores", flush=True)
+        print(
+            f"session start-up (driver JVM + executors + Python warm-up): {out['startup']:.2f} s; {ex.workers} cores",
+            flush=True,
+        )
         # untimed: the driver's lazy imports (store, summary), and the first shipping of each model folder
         ancho.run(C.BUSY, params={"loops": loops}, sequences=20, seed=1, workers=2, store=str(home))
         ancho.run(C.BUSY, params={"loops": loops}, sequences=20, seed=1, executor=ex, store=str(home))
@@ -83,8 +87,10 @@ def main() -> None:
         res: dict[str, list[float]] = {}
         for rep in range(a.reps):
             seed = rep + 1
-            for name, model, params, n in (("busy", C.BUSY, {"loops": loops}, a.sequences),
-                                           ("trivial", C.TRIVIAL, {}, a.trivial)):
+            for name, model, params, n in (
+                ("busy", C.BUSY, {"loops": loops}, a.sequences),
+                ("trivial", C.TRIVIAL, {}, a.trivial),
+            ):
                 ts, rs = timed(model, params, n, seed, executor=ex)
                 tl, rl = timed(model, params, n, seed, workers=2)
                 assert rs.summary["outputs"] == rl.summary["outputs"], "Spark and local outputs differ"
@@ -107,12 +113,18 @@ def main() -> None:
     ]
     print(C.table(rows, ["run", "median s", "seq/s", "× local"]))
     print(f"\nsession start-up (once per process): {out['startup']:.2f} s")
-    print(f"~1 ms sequences: Spark overhead {bs - bl:+.2f} s, {bs / bl:.3f} × local (goal ≤ 1.3×); "
-          f"with the start-up: {(bs + out['startup']) / bl:.3f} ×")
-    print(f"trivial sequences: Spark {a.trivial / ts:,.0f} seq/s = {tl / ts:.0%} of local's {a.trivial / tl:,.0f} seq/s (goal ≥ 50%)")
+    print(
+        f"~1 ms sequences: Spark overhead {bs - bl:+.2f} s, {bs / bl:.3f} × local (goal ≤ 1.3×); "
+        f"with the start-up: {(bs + out['startup']) / bl:.3f} ×"
+    )
+    print(
+        f"trivial sequences: Spark {a.trivial / ts:,.0f} seq/s = {tl / ts:.0%} of local's {a.trivial / tl:,.0f} seq/s (goal ≥ 50%)"
+    )
     if "summary" in out:
         sd, ss = C.med(out["summary"]["driver"]), C.med(out["summary"]["spark"])
-        print(f"summary of {a.trivial:,} trivial sequences: driver {sd:.2f} s, Spark SQL {ss:.2f} s ({ss / sd:.1f} × driver)")
+        print(
+            f"summary of {a.trivial:,} trivial sequences: driver {sd:.2f} s, Spark SQL {ss:.2f} s ({ss / sd:.1f} × driver)"
+        )
     out.update({k: v for k, v in res.items()})
     C.write_json(a.json, out)
 
@@ -137,7 +149,11 @@ def time_summaries(ex, home, n: int, reps: int) -> dict[str, list[float]]:
         spark = summarize(frame, rec.to_dict(), rec.schema, [], {}, None)
         times["spark"].append(time.perf_counter() - t)
         assert spark["outputs"]["x"]["count"] == local["outputs"]["x"]["count"]
-        print(f"  summary: driver {times['driver'][-1]:.2f} s, spark {times['spark'][-1]:.2f} s", file=sys.stderr, flush=True)
+        print(
+            f"  summary: driver {times['driver'][-1]:.2f} s, spark {times['spark'][-1]:.2f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return times
 
 

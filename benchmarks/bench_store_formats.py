@@ -102,10 +102,14 @@ def fmt_sqlite():
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'OFF'}")
-        db.execute("CREATE TABLE IF NOT EXISTS results (sequence INTEGER PRIMARY KEY, x REAL, won INTEGER, rounds INTEGER)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS results (sequence INTEGER PRIMARY KEY, x REAL, won INTEGER, rounds INTEGER)"
+        )
         db.execute("BEGIN")
-        db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
-                       zip(cols["sequence"].tolist(), cols["x"].tolist(), cols["won"].tolist(), cols["rounds"].tolist()))
+        db.executemany(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
+            zip(cols["sequence"].tolist(), cols["x"].tolist(), cols["won"].tolist(), cols["rounds"].tolist()),
+        )
         db.execute("COMMIT")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()
@@ -114,7 +118,9 @@ def fmt_sqlite():
         db = sqlite3.connect(path)
         try:
             n = db.execute("SELECT count(*) FROM results").fetchone()[0]
-            return np.fromiter((r[0] for r in db.execute("SELECT x FROM results ORDER BY sequence")), dtype=np.float64, count=n)
+            return np.fromiter(
+                (r[0] for r in db.execute("SELECT x FROM results ORDER BY sequence")), dtype=np.float64, count=n
+            )
         finally:
             db.close()
 
@@ -180,7 +186,9 @@ def first_table_cost() -> dict[str, float]:
     for name, stmt in stmts.items():
         times = []
         for _ in range(3):
-            r = subprocess.run([sys.executable, "-c", code.format(stmt=stmt)], capture_output=True, text=True, env=C.child_env())
+            r = subprocess.run(
+                [sys.executable, "-c", code.format(stmt=stmt)], capture_output=True, text=True, env=C.child_env()
+            )
             secs, pandas = r.stdout.split()
             times.append(float(secs))
         out[name] = (C.med(times), pandas == "True")
@@ -194,9 +202,11 @@ def main() -> None:
     p.add_argument("--fsync", action="store_true", help="fsync every write (as the store does)")
     a = p.parse_args()
     n = a.rows
-    C.header("bench_store_formats: one chunk, write + read one column",
-             f"{n:,} rows (sequence int64, x float64, won bool, rounds int64), {a.reps} repetitions, "
-             f"fsync {'on' if a.fsync else 'off'}")
+    C.header(
+        "bench_store_formats: one chunk, write + read one column",
+        f"{n:,} rows (sequence int64, x float64, won bool, rounds int64), {a.reps} repetitions, "
+        f"fsync {'on' if a.fsync else 'off'}",
+    )
     cols = make_columns(n)
     folder = C.scratch_home("formats")
     res: dict[str, dict[str, list[float]]] = {}
@@ -239,22 +249,56 @@ def main() -> None:
     raw = res["raw .tofile (baseline)"]
     rows = []
     for name, r in res.items():
-        rows.append([name, C.med(r["write"]), min(r["write"]), C.med(r["read"]), min(r["read"]),
-                     sizes[name] / n, sizes[name] / sizes["Parquet zstd (chosen)"],
-                     C.med(r["write"]) / C.med(raw["write"]), C.med(r["write"]) / C.med(base["write"])])
+        rows.append(
+            [
+                name,
+                C.med(r["write"]),
+                min(r["write"]),
+                C.med(r["read"]),
+                min(r["read"]),
+                sizes[name] / n,
+                sizes[name] / sizes["Parquet zstd (chosen)"],
+                C.med(r["write"]) / C.med(raw["write"]),
+                C.med(r["write"]) / C.med(base["write"]),
+            ]
+        )
     print("µs per row (median, min); size in bytes per row")
-    print(C.table(rows, ["format", "write med", "write min", "read x med", "read x min", "B/row", "size × zstd",
-                         "write × raw", "write × zstd"]))
-    print(f"\nfsync of one {n:,}-row Parquet zstd chunk: write {C.med(fs['off']):.1f} ms without, {C.med(fs['on']):.1f} ms with fsync "
-          f"(+{(C.med(fs['on']) - C.med(fs['off'])) / n * 1e3:.3f} µs/row at this chunk size)")
+    print(
+        C.table(
+            rows,
+            [
+                "format",
+                "write med",
+                "write min",
+                "read x med",
+                "read x min",
+                "B/row",
+                "size × zstd",
+                "write × raw",
+                "write × zstd",
+            ],
+        )
+    )
+    print(
+        f"\nfsync of one {n:,}-row Parquet zstd chunk: write {C.med(fs['off']):.1f} ms without, {C.med(fs['on']):.1f} ms with fsync "
+        f"(+{(C.med(fs['on']) - C.med(fs['off'])) / n * 1e3:.3f} µs/row at this chunk size)"
+    )
     ftc = first_table_cost()
     print("\nfirst Arrow table from NumPy in a fresh process (one-time cost):")
     print(C.table([[k, v[0] * 1e3, str(v[1])] for k, v in ftc.items()], ["call", "ms", "imports pandas"]))
     print(C.load_note())
-    C.write_json(a.json, {"benchmark": "store_formats", "rows": n, "fsync": a.fsync,
-                          "results": {k: {m: C.stat(v) for m, v in r.items()} for k, r in res.items()},
-                          "bytes": sizes, "fsync_ms": {k: C.stat(v) for k, v in fs.items()},
-                          "first_table_s": {k: v[0] for k, v in ftc.items()}})
+    C.write_json(
+        a.json,
+        {
+            "benchmark": "store_formats",
+            "rows": n,
+            "fsync": a.fsync,
+            "results": {k: {m: C.stat(v) for m, v in r.items()} for k, r in res.items()},
+            "bytes": sizes,
+            "fsync_ms": {k: C.stat(v) for k, v in fs.items()},
+            "first_table_s": {k: v[0] for k, v in ftc.items()},
+        },
+    )
 
 
 if __name__ == "__main__":

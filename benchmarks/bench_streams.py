@@ -45,15 +45,26 @@ def main() -> None:
     key = run_key(seed)
     factory = StreamFactory(seed)
     state_factory = StreamFactory(seed)
-    SeedSequence, default_rng, Generator, Philox = np.random.SeedSequence, np.random.default_rng, np.random.Generator, np.random.Philox
+    SeedSequence, default_rng, Generator, Philox = (
+        np.random.SeedSequence,
+        np.random.default_rng,
+        np.random.Generator,
+        np.random.Philox,
+    )
 
     shared = np.random.default_rng(seed)
 
     ways = {
         "baseline: empty function call": (lambda i: None, a.n),
         "baseline: shared rng.random() (no stream)": (lambda i: shared.random(), a.n),
-        "default_rng(SeedSequence(s, spawn_key=(i,)))": (lambda i: default_rng(SeedSequence(seed, spawn_key=(i,))), a.n // 10),
-        "Generator(Philox(key, counter=[0,0,0,i])) fresh": (lambda i: Generator(Philox(key=key, counter=[0, 0, 0, i])), a.n // 10),
+        "default_rng(SeedSequence(s, spawn_key=(i,)))": (
+            lambda i: default_rng(SeedSequence(seed, spawn_key=(i,))),
+            a.n // 10,
+        ),
+        "Generator(Philox(key, counter=[0,0,0,i])) fresh": (
+            lambda i: Generator(Philox(key=key, counter=[0, 0, 0, i])),
+            a.n // 10,
+        ),
         "ancho reference_generator(s, i)": (lambda i: reference_generator(seed, i), a.n // 10),
         "one Philox, .state setter (ancho fallback)": (lambda i: state_factory._at_state(i), a.n),
         "StreamFactory.at(i) fast path (ancho)": (lambda i: factory.at(i), a.n),
@@ -87,11 +98,19 @@ def main() -> None:
     print("µs per sequence (median, min over repetitions)")
     print(C.table(rows, ["way", "get med", "get min", "get + draw med", "× fast path", "× fast path, call excluded"]))
     fd = C.med(res["StreamFactory.at(i) fast path (ancho)"]["draw"])
-    print(f"\nfast path + first draw costs {fd - shared_draw:.3f} µs more than a draw from a shared generator "
-          f"({fd:.3f} vs {shared_draw:.3f} µs)")
+    print(
+        f"\nfast path + first draw costs {fd - shared_draw:.3f} µs more than a draw from a shared generator "
+        f"({fd:.3f} vs {shared_draw:.3f} µs)"
+    )
     print(C.load_note())
-    C.write_json(a.json, {"benchmark": "streams", "fast_path": factory.fast,
-                          "results": {k: {m: C.stat(v) for m, v in r.items()} for k, r in res.items()}})
+    C.write_json(
+        a.json,
+        {
+            "benchmark": "streams",
+            "fast_path": factory.fast,
+            "results": {k: {m: C.stat(v) for m, v in r.items()} for k, r in res.items()},
+        },
+    )
 
 
 if __name__ == "__main__":

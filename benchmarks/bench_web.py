@@ -47,8 +47,22 @@ def main() -> None:
     home = C.scratch_home("web")
     try:
         (home / "three.py").write_text(MODEL)
-        done = subprocess.run([*C.ancho_cli(), "run", str(home / "three.py"), "--sequences", str(args.sequences), "--seed", "1", "--json"],
-                              env=C.child_env(home), capture_output=True, text=True, timeout=3600)
+        done = subprocess.run(
+            [
+                *C.ancho_cli(),
+                "run",
+                str(home / "three.py"),
+                "--sequences",
+                str(args.sequences),
+                "--seed",
+                "1",
+                "--json",
+            ],
+            env=C.child_env(home),
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         if done.returncode != 0:
             sys.exit(f"ancho run failed: {done.stderr}")
         run_id = json.loads(done.stdout)["run"]
@@ -71,12 +85,19 @@ def main() -> None:
             for name in names:
                 store.read_column(run_id, name)
 
-        times: dict[str, list[float]] = {"read columns (baseline)": [], "plot data": [], "plot data + SVG (first view)": [],
-                                         "cached (later views)": []}
+        times: dict[str, list[float]] = {
+            "read columns (baseline)": [],
+            "plot data": [],
+            "plot data + SVG (first view)": [],
+            "cached (later views)": [],
+        }
         size = 0
         for _ in range(args.reps):
-            for label, fn in (("read columns (baseline)", read_columns), ("plot data", lambda: run_plots(store, run_id)),
-                              ("plot data + SVG (first view)", lambda: run_charts(run_plots(store, run_id)))):
+            for label, fn in (
+                ("read columns (baseline)", read_columns),
+                ("plot data", lambda: run_plots(store, run_id)),
+                ("plot data + SVG (first view)", lambda: run_charts(run_plots(store, run_id))),
+            ):
                 t = time.perf_counter()
                 fn()
                 times[label].append(time.perf_counter() - t)
@@ -90,12 +111,23 @@ def main() -> None:
         base_min = min(times["read columns (baseline)"])
         print(f"{'step':<32} {'median ms':>10} {'min ms':>10} {'× baseline':>11} {'(minima)':>9}")
         for label, xs in times.items():
-            print(f"{label:<32} {C.med(xs) * 1e3:>10.1f} {min(xs) * 1e3:>10.1f} {C.med(xs) / base:>11.2f} {min(xs) / base_min:>9.2f}")
+            print(
+                f"{label:<32} {C.med(xs) * 1e3:>10.1f} {min(xs) * 1e3:>10.1f} {C.med(xs) / base:>11.2f} {min(xs) / base_min:>9.2f}"
+            )
         print(f"\nSVG embedded in the page: {size / 1024:.0f} KiB for {len(names)} outputs")
         print(C.load_note())
         if args.json:
-            Path(args.json).write_text(json.dumps({"machine": C.machine(), "sequences": args.sequences, "svg_bytes": size,
-                                                   "times": {k: C.stat(v) for k, v in times.items()}}, indent=1))
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "machine": C.machine(),
+                        "sequences": args.sequences,
+                        "svg_bytes": size,
+                        "times": {k: C.stat(v) for k, v in times.items()},
+                    },
+                    indent=1,
+                )
+            )
     finally:
         C.cleanup(home)
 

@@ -56,7 +56,9 @@ def write_model(tmp_path):
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
     import subprocess
 
-    return subprocess.run([ANCHO, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [ANCHO, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
+    )
 
 
 def need_service(name: str, reason: str):

@@ -10,7 +10,7 @@ checks that no secret is in it.
 
 from __future__ import annotations
 
-DUMP = '''
+DUMP = """
 import glob as _glob
 import os as _os
 
@@ -26,7 +26,7 @@ def environ_dump() -> str:
         except OSError as exc:
             parts.append(f"{path}: {type(exc).__name__}")
     return "ENVIRON-DUMP " + " | ".join(parts) + " END-OF-DUMP"
-'''
+"""
 
 #: variables a server (or a Spark executor) is started with in these tests; none may reach model code
 SECRETS = {

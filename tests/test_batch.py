@@ -59,6 +59,7 @@ def frame(results):
 
 # -- right answers ---------------------------------------------------------------------------------
 
+
 def test_both_option_models_agree_with_black_scholes(tmp_path):
     exact = black_scholes(100.0, 105.0, 0.05, 0.2, 1.0)["call"]
     one = run(EuropeanOption, tmp_path, params={"K": 105.0}, sequences=100_000)
@@ -78,6 +79,7 @@ def test_describe_records_kind_and_block(tmp_path):
 
 
 # -- reproducibility -------------------------------------------------------------------------------
+
 
 def test_same_results_for_workers_chunks_executors_and_reruns(tmp_path):
     n = 23_456  # not a multiple of the block: the last block is computed whole and cut
@@ -115,18 +117,24 @@ def test_one_sequence_reproduced_by_hand(tmp_path):
 
 # -- summaries, targets, goals ----------------------------------------------------------------------
 
+
 def test_targets_summaries_and_precision_goal(tmp_path):
     exact = black_scholes(100.0, 105.0, 0.05, 0.2, 1.0)
-    res = run(BSCall, tmp_path, sequences=10_000, targets=["payoff>0"], until="mean(payoff)+-0.02", max_sequences=5_000_000)
+    res = run(
+        BSCall, tmp_path, sequences=10_000, targets=["payoff>0"], until="mean(payoff)+-0.02", max_sequences=5_000_000
+    )
     out = res.summary["outputs"]["payoff"]
     assert out["ci95"][1] - out["mean"] <= 0.02 and out["count"] > 10_000
     assert abs(out["mean"] - exact["call"]) <= Z_TOL * out["sem"]
     p = res.summary["targets"][0]
-    assert abs(p["probability"] - exact["in_the_money"]) <= Z_TOL * math.sqrt(p["probability"] * (1 - p["probability"]) / out["count"])
+    assert abs(p["probability"] - exact["in_the_money"]) <= Z_TOL * math.sqrt(
+        p["probability"] * (1 - p["probability"]) / out["count"]
+    )
     assert len(res.column("payoff")) == out["count"] == res.summary["sequences"]
 
 
 # -- failures -------------------------------------------------------------------------------------
+
 
 class FailingBlocks(ancho.Model):
     """Raises for about a third of its blocks (decided by the block's own stream, so reproducibly)."""
@@ -152,26 +160,53 @@ def test_a_failing_block_records_a_failure_per_sequence(tmp_path):
 
 # -- bad input ---------------------------------------------------------------------------------------
 
+
 def batch_model(body, **attrs):
     return type("Bad", (ancho.Model,), {"sequences": body, **attrs})
 
 
 BAD = [
-    (lambda self, rng, n: {"x": rng.random(n - 1)}, "output 'x' of Bad, block 0 (sequences 0–9), has shape (9,); return a 1-D array of length n = 10"),
+    (
+        lambda self, rng, n: {"x": rng.random(n - 1)},
+        "output 'x' of Bad, block 0 (sequences 0–9), has shape (9,); return a 1-D array of length n = 10",
+    ),
     (lambda self, rng, n: {"x": 1.5}, "output 'x' of Bad, block 0 (sequences 0–9), is a scalar (float)"),
     (lambda self, rng, n: {"x": rng.random((n, 3))}, "2-D (n × steps) trajectory outputs are not supported yet"),
     (lambda self, rng, n: {"x": rng.random((n, 3, 2))}, "has shape (10, 3, 2)"),
     (lambda self, rng, n: {"x": np.array(["a"] * n)}, "has dtype <U1; outputs must be numbers or bools"),
     (lambda self, rng, n: {"x": np.array([None] * n)}, "has dtype object"),
-    (lambda self, rng, n: {"x": np.full(n, np.nan)}, "output 'x' of Bad, block 0 (sequences 0–9), is NaN for every sequence"),
+    (
+        lambda self, rng, n: {"x": np.full(n, np.nan)},
+        "output 'x' of Bad, block 0 (sequences 0–9), is NaN for every sequence",
+    ),
     (lambda self, rng, n: [rng.random(n)], "block 0 (sequences 0–9) of Bad returned list, not a mapping"),
-    (lambda self, rng, n: {"x" if rng.random() < 0.5 else "y": rng.random(n)}, "returned different outputs than earlier sequences"),
-    (lambda self, rng, n: {"x": rng.random(n) < 0.5 if rng.random() < 0.5 else rng.random(n)}, "after bool in earlier blocks"),
+    (
+        lambda self, rng, n: {"x" if rng.random() < 0.5 else "y": rng.random(n)},
+        "returned different outputs than earlier sequences",
+    ),
+    (
+        lambda self, rng, n: {"x": rng.random(n) < 0.5 if rng.random() < 0.5 else rng.random(n)},
+        "after bool in earlier blocks",
+    ),
 ]
 
 
-@pytest.mark.parametrize("body, message", BAD, ids=["length", "scalar", "2-D", "3-D", "strings", "objects", "nan-only",
-                                                    "not-a-dict", "names-change", "bool-then-float"])
+@pytest.mark.parametrize(
+    "body, message",
+    BAD,
+    ids=[
+        "length",
+        "scalar",
+        "2-D",
+        "3-D",
+        "strings",
+        "objects",
+        "nan-only",
+        "not-a-dict",
+        "names-change",
+        "bool-then-float",
+    ],
+)
 def test_bad_outputs_are_one_line_errors(body, message):
     model = batch_model(body, block=10)()
     with pytest.raises(OutputError) as err:
@@ -190,13 +225,18 @@ def test_mixed_ints_and_floats_are_one_float_column():
     assert res.columns["x"].dtype == np.float64 and len(res.columns["x"]) == 200
 
 
-@pytest.mark.parametrize("attrs, message", [
-    ({"sequence": lambda self, rng: {"x": 1.0}, "sequences": lambda self, rng, n: {"x": rng.random(n)}},
-     "model Both defines both sequence and sequences; keep one"),
-    ({}, "model Both defines neither sequence(self, rng) nor sequences(self, rng, n)"),
-    ({"sequences": lambda self, rng, n: {}, "block": 0}, "model Both: block = 0; it must be a whole number"),
-    ({"sequences": lambda self, rng, n: {}, "block": "big"}, "model Both: block = 'big'"),
-])
+@pytest.mark.parametrize(
+    "attrs, message",
+    [
+        (
+            {"sequence": lambda self, rng: {"x": 1.0}, "sequences": lambda self, rng, n: {"x": rng.random(n)}},
+            "model Both defines both sequence and sequences; keep one",
+        ),
+        ({}, "model Both defines neither sequence(self, rng) nor sequences(self, rng, n)"),
+        ({"sequences": lambda self, rng, n: {}, "block": 0}, "model Both: block = 0; it must be a whole number"),
+        ({"sequences": lambda self, rng, n: {}, "block": "big"}, "model Both: block = 'big'"),
+    ],
+)
 def test_model_kind_errors(tmp_path, attrs, message):
     cls = type("Both", (ancho.Model,), attrs)
     with pytest.raises(ModelError) as err:
@@ -207,6 +247,7 @@ def test_model_kind_errors(tmp_path, attrs, message):
 
 
 # -- Spark ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.spark
 @pytest.mark.slow

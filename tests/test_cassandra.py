@@ -66,7 +66,12 @@ def test_urls_parse_hosts_port_keyspace_and_options():
 
     u = StoreURL.parse("cassandra://ad%40min:p%3Aw@h1,h2:9999/runs?replication_factor=3&datacenter=dc1&retry_seconds=5")
     assert (u.endpoint.hosts, u.endpoint.port, u.keyspace, u.replication_factor) == (("h1", "h2"), 9999, "runs", 3)
-    assert (u.endpoint.username, u.endpoint.password, u.endpoint.datacenter, u.endpoint.retry_seconds) == ("ad@min", "p:w", "dc1", 5.0)
+    assert (u.endpoint.username, u.endpoint.password, u.endpoint.datacenter, u.endpoint.retry_seconds) == (
+        "ad@min",
+        "p:w",
+        "dc1",
+        5.0,
+    )
     d = StoreURL.parse("cassandra://a:b@localhost")
     assert (d.endpoint.port, d.keyspace) == (9042, "ancho")
     assert "b" not in repr(d.endpoint).replace("ancho", "")
@@ -86,7 +91,9 @@ def test_an_unreachable_node_is_a_clear_error():
     from ancho.stores.cassandra_conn import StoreUnavailable
 
     need_module("cassandra", CASSANDRA_HINT)
-    with pytest.raises(StoreUnavailable, match="cannot reach Cassandra at 127.0.0.1:1.*scripts/services start cassandra"):
+    with pytest.raises(
+        StoreUnavailable, match="cannot reach Cassandra at 127.0.0.1:1.*scripts/services start cassandra"
+    ):
         open_store("cassandra://u:p@127.0.0.1:1/ks?retry_seconds=0.5")
 
 
@@ -158,7 +165,9 @@ def test_a_half_written_chunk_is_never_done_and_a_rewrite_replaces_it(store):
     ks = results.ks
 
     def left():
-        blocks = store.session.execute(f"SELECT count(*) FROM {ks}.blocks WHERE run_id = 'r1' AND chunk_start = 0 AND name = 'x'")
+        blocks = store.session.execute(
+            f"SELECT count(*) FROM {ks}.blocks WHERE run_id = 'r1' AND chunk_start = 0 AND name = 'x'"
+        )
         failures = store.session.execute(f"SELECT count(*) FROM {ks}.failures WHERE run_id = 'r1' AND bucket = 97")
         return blocks.one()[0], failures.one()[0]
 
@@ -228,8 +237,12 @@ def test_adding_a_server_user_creates_their_keyspace_and_role(cassandra_catalog,
     token = users_for(settings).add("carol")
     assert token and "carol" in cassandra_catalog.owners()
     keyspace = cassandra_catalog.add_owner("carol")  # already there: nothing new is made
-    tables = {r.table_name for r in cassandra_catalog.session.execute(
-        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,))}
+    tables = {
+        r.table_name
+        for r in cassandra_catalog.session.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+        )
+    }
     assert tables == {"chunks", "blocks", "failures"}
 
 

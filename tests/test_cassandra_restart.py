@@ -47,7 +47,10 @@ def test_runs_across_a_node_restart_complete_identically_or_fail_cleanly(home):
 
     url = cassandra_url(f"trs{uuid.uuid4().hex[:8]}")
     if services("status", "cassandra").returncode != 0:
-        need_service("Cassandra (managed by scripts/services)", "the restart test stops and starts the node scripts/services runs")
+        need_service(
+            "Cassandra (managed by scripts/services)",
+            "the restart test stops and starts the node scripts/services runs",
+        )
     admin = CassandraStore.from_url(url)
     admin.add_owner("local")  # keyspace and role made before the clock starts
     reference = ancho.run(Slow, params=PARAMS, sequences=SEQUENCES, seed=SEED, workers=1)
@@ -71,7 +74,9 @@ def test_runs_across_a_node_restart_complete_identically_or_fail_cleanly(home):
 
     def run(name: str, store_url: str, watch=None) -> None:
         try:
-            outcome[name] = ancho.run(Slow, params=PARAMS, sequences=SEQUENCES, seed=SEED, workers=1, store=store_url, progress=watch)
+            outcome[name] = ancho.run(
+                Slow, params=PARAMS, sequences=SEQUENCES, seed=SEED, workers=1, store=store_url, progress=watch
+            )
         except AnchoError as exc:
             outcome[name] = exc
 

@@ -99,14 +99,22 @@ def test_spark_runs_through_a_cassandra_server(cassandra_catalog, spark_url, tmp
     home = tmp_path / "home"
     home.mkdir()
     token = add_user(home, "fay")
-    env = {"ANCHO_STORE": cassandra_url(cassandra_catalog.catalog), "ANCHO_SPARK_MASTER": spark_url,
-           "ANCHO_CONCURRENCY": "1"}
+    env = {
+        "ANCHO_STORE": cassandra_url(cassandra_catalog.catalog),
+        "ANCHO_SPARK_MASTER": spark_url,
+        "ANCHO_CONCURRENCY": "1",
+    }
     srv = Server(home, env, name="cassandra-spark-server").start()
     try:
         with srv.client(token) as fay:
             upload = upload_id(fay, tar_gz({"model.py": GAMBLER}, folder="gambler"), "gambler.tar.gz")
-            body = {"model": {"upload": upload, "entry": "model.py:Gambler"}, "params": {"stake": 3, "goal": 8},
-                    "sequences": 3000, "seed": 12, "targets": ["rounds>=10"]}
+            body = {
+                "model": {"upload": upload, "entry": "model.py:Gambler"},
+                "params": {"stake": 3, "goal": 8},
+                "sequences": 3000,
+                "seed": 12,
+                "targets": ["rounds>=10"],
+            }
             on_spark = submit(fay, {**body, "executor": spark_url})
             local = submit(fay, {**body, "executor": "local"})
             for run in (on_spark, local):
@@ -115,8 +123,10 @@ def test_spark_runs_through_a_cassandra_server(cassandra_catalog, spark_url, tmp
             assert "results written by the tasks" in srv.log(400)
             csvs = [fay.get(f"/runs/{run}/results", params={"format": "csv"}).text for run in (on_spark, local)]
             assert csvs[0] == csvs[1] and csvs[0].count("\n") == 3001
-            summaries = [{k: v for k, v in fay.get(f"/runs/{run}/summary").json().items() if k != "run"}
-                         for run in (on_spark, local)]
+            summaries = [
+                {k: v for k, v in fay.get(f"/runs/{run}/summary").json().items() if k != "run"}
+                for run in (on_spark, local)
+            ]
             assert summaries[0] == summaries[1]
             assert "median_rounds_when_won" in summaries[0]["custom"]
             assert cassandra_catalog.get_run(on_spark).owner == "fay"

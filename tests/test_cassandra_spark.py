@@ -18,7 +18,6 @@ from .test_cassandra import new_run
 pytestmark = [pytest.mark.cassandra, pytest.mark.spark, pytest.mark.slow]
 
 
-
 def test_spark_tasks_write_chunks_and_read_them_back_directly(spark_url, cassandra_catalog):  # noqa: F811
     from ancho.executors.spark import spark_session
     from ancho.stores.cassandra_results import chunk_starts

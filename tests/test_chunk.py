@@ -29,7 +29,7 @@ def test_ints_and_floats_mix_to_float():
 
 
 def test_key_order_does_not_matter():
-    r = chunk(lambda s, rng: ({"a": 1, "b": 2} if rng.random() < 0.5 else {"b": 2, "a": 1}))
+    r = chunk(lambda s, rng: {"a": 1, "b": 2} if rng.random() < 0.5 else {"b": 2, "a": 1})
     assert r.columns["a"].tolist() == [1] * 10
 
 
@@ -60,7 +60,10 @@ def test_changing_names_are_reported():
         state["n"] += 1
         return {"a": 1} if state["n"] < 4 else {"b": 1}
 
-    with pytest.raises(OutputError, match="sequence 3 of M returned different outputs than earlier sequences: output 'b' is new; output 'a' is missing"):
+    with pytest.raises(
+        OutputError,
+        match="sequence 3 of M returned different outputs than earlier sequences: output 'b' is new; output 'a' is missing",
+    ):
         chunk(fn)
 
 

@@ -11,8 +11,23 @@ GAMBLER = str(EXAMPLES / "gambler.py")
 
 
 def test_run_json_prints_exactly_the_summary(home):
-    p = run_cli("run", GAMBLER, "--sequences", "2000", "--seed", "3", "--param", "stake=3", "-p", "goal=10",
-                "-p", "p=0.45", "--target", "rounds>=30", "--json")
+    p = run_cli(
+        "run",
+        GAMBLER,
+        "--sequences",
+        "2000",
+        "--seed",
+        "3",
+        "--param",
+        "stake=3",
+        "-p",
+        "goal=10",
+        "-p",
+        "p=0.45",
+        "--target",
+        "rounds>=30",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     assert p.stdout.count("\n") == 1
@@ -26,7 +41,12 @@ def test_run_json_prints_exactly_the_summary(home):
 def test_run_prints_tables_and_runs_lists_it(home):
     p = run_cli("run", GAMBLER, "-n", "500", "--seed", "1", "-t", "rounds>=30")
     assert p.returncode == 0, p.stderr
-    assert "rounds" in p.stdout and "95% CI" in p.stdout and "rounds>=30" in p.stdout and "median_rounds_when_won" in p.stdout
+    assert (
+        "rounds" in p.stdout
+        and "95% CI" in p.stdout
+        and "rounds>=30" in p.stdout
+        and "median_rounds_when_won" in p.stdout
+    )
     listed = run_cli("runs")
     assert "Gambler" in listed.stdout and "succeeded" in listed.stdout
     records = json.loads(run_cli("runs", "--json").stdout)
@@ -35,7 +55,8 @@ def test_run_prints_tables_and_runs_lists_it(home):
 
 def test_run_a_folder_and_a_class(home, write_model, tmp_path):
     folder = tmp_path / "pkg"
-    write_model("""
+    write_model(
+        """
         from helper import draw
 
         class A(ancho.Model):
@@ -45,7 +66,10 @@ def test_run_a_folder_and_a_class(home, write_model, tmp_path):
         class B(ancho.Model):
             def sequence(self, rng):
                 return {"b": 1}
-    """, name="model.py", folder=folder)
+    """,
+        name="model.py",
+        folder=folder,
+    )
     (folder / "helper.py").write_text("def draw(rng):\n    return rng.random()\n")
     p = run_cli("run", f"{folder}:A", "-n", "50", "--json")
     assert p.returncode == 0, p.stderr
@@ -99,11 +123,23 @@ def test_bad_options_are_one_line_errors(home, args, needles):
     "code,needles",
     [
         ("x = 1\n", ["no ancho.Model subclass found"]),
-        ("class M(ancho.Model):\n    def sequence(self, rng)\n        return {}\n", ["syntax error in model file 'model.py' line"]),
+        (
+            "class M(ancho.Model):\n    def sequence(self, rng)\n        return {}\n",
+            ["syntax error in model file 'model.py' line"],
+        ),
         ("import not_a_module_xyz\n", ["failed to import (line", "ModuleNotFoundError"]),
-        ("class M(ancho.Model):\n    def sequence(self, rng):\n        return [1]\n", ["of M returned list, not a mapping"]),
-        ("class M(ancho.Model):\n    def sequence(self, rng):\n        return {'x': 'a'}\n", ["output 'x' of sequence", "of M is str"]),
-        ("class M(ancho.Model):\n    def sequence(self, rng):\n        return {'x': 1/0}\n", ["failed: ZeroDivisionError: division by zero", "--max-failures"]),
+        (
+            "class M(ancho.Model):\n    def sequence(self, rng):\n        return [1]\n",
+            ["of M returned list, not a mapping"],
+        ),
+        (
+            "class M(ancho.Model):\n    def sequence(self, rng):\n        return {'x': 'a'}\n",
+            ["output 'x' of sequence", "of M is str"],
+        ),
+        (
+            "class M(ancho.Model):\n    def sequence(self, rng):\n        return {'x': 1/0}\n",
+            ["failed: ZeroDivisionError: division by zero", "--max-failures"],
+        ),
     ],
 )
 def test_bad_models_are_one_line_errors_and_never_succeed(home, write_model, code, needles):
@@ -133,14 +169,18 @@ def test_failed_run_is_shown_with_its_reason(home, write_model):
 
 
 def test_max_failures_allows_some(home, write_model):
-    path = write_model("class M(ancho.Model):\n    def sequence(self, rng):\n        if rng.random() < 0.1:\n            raise ValueError('x')\n        return {'x': 1.0}\n")
+    path = write_model(
+        "class M(ancho.Model):\n    def sequence(self, rng):\n        if rng.random() < 0.1:\n            raise ValueError('x')\n        return {'x': 1.0}\n"
+    )
     p = run_cli("run", str(path), "-n", "200", "--seed", "1", "--max-failures", "200", "--json")
     assert p.returncode == 0, p.stderr
     assert 0 < json.loads(p.stdout)["failures"] < 60
 
 
 def test_model_prints_do_not_corrupt_json(home, write_model):
-    path = write_model("class M(ancho.Model):\n    def sequence(self, rng):\n        print('hello from the model')\n        return {'x': 1.0}\n")
+    path = write_model(
+        "class M(ancho.Model):\n    def sequence(self, rng):\n        print('hello from the model')\n        return {'x': 1.0}\n"
+    )
     p = run_cli("run", str(path), "-n", "5", "--json")
     assert p.returncode == 0 and json.loads(p.stdout)["outputs"]["x"]["count"] == 5
     assert "hello from the model" in p.stderr

@@ -90,8 +90,10 @@ def test_urls_details_and_events():
     assert normalize_url("https://h/api/v1/") == "https://h"
     with pytest.raises(NoServer, match="ANCHO_URL"):
         normalize_url("")
-    detail = [{"loc": ["body", "params"], "msg": "unknown parameter 'stak'", "type": "value_error"},
-              {"loc": ["body", "model", "entry"], "msg": "bad"}]
+    detail = [
+        {"loc": ["body", "params"], "msg": "unknown parameter 'stak'", "type": "value_error"},
+        {"loc": ["body", "model", "entry"], "msg": "bad"},
+    ]
     assert describe_detail(detail) == "params: unknown parameter 'stak'; model.entry: bad"
     assert describe_detail("the  token\nis bad") == "the token is bad"
     lines = ["event: progress", 'data: {"done": 1}', "", ": comment", "event: end", "data: {", "data: }", ""]
@@ -109,7 +111,9 @@ def test_unreachable_server_names_the_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
     url = f"http://127.0.0.1:{port}"
-    one_line_error(run_cli("status", env={"ANCHO_URL": url, "ANCHO_TOKEN": "x"}), f"cannot reach the Ancho server at {url}", code=1)
+    one_line_error(
+        run_cli("status", env={"ANCHO_URL": url, "ANCHO_TOKEN": "x"}), f"cannot reach the Ancho server at {url}", code=1
+    )
     one_line_error(run_cli("submit", GAMBLER, "--url", url, "--token", "x"), url)
 
 
@@ -138,9 +142,15 @@ def test_a_failing_or_foreign_server_is_a_one_line_error():
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     try:
         env = {"ANCHO_URL": url, "ANCHO_TOKEN": "x"}
-        one_line_error(run_cli("status", env=env), f"the server at {url} failed on GET /runs", "HTTP 500: database is locked",
-                       code=1)
-        one_line_error(run_cli("cancel", "abc", env=env), "HTTP 404", "is ANCHO_URL the address of an Ancho server", code=1)
+        one_line_error(
+            run_cli("status", env=env),
+            f"the server at {url} failed on GET /runs",
+            "HTTP 500: database is locked",
+            code=1,
+        )
+        one_line_error(
+            run_cli("cancel", "abc", env=env), "HTTP 404", "is ANCHO_URL the address of an Ancho server", code=1
+        )
         with Client(url, "x") as c:
             with pytest.raises(AnchoError, match="is ANCHO_URL the address of an Ancho server"):
                 c.health()
@@ -173,8 +183,13 @@ class Server:
 
     def start(self) -> Server:
         with open(self.home / "serve.log", "ab") as log:
-            self.proc = subprocess.Popen([ANCHO, "serve", "--port", str(self.port), "--concurrency", "2", "--workers", "2"],
-                                         env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [ANCHO, "serve", "--port", str(self.port), "--concurrency", "2", "--workers", "2"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         with Client(self.url) as c:
             while True:
@@ -184,7 +199,9 @@ class Server:
                 except Exception:
                     if self.proc.poll() is not None or time.monotonic() > deadline:
                         self.stop()
-                        raise RuntimeError(f"ancho serve did not start:\n{(self.home / 'serve.log').read_text()}") from None
+                        raise RuntimeError(
+                            f"ancho serve did not start:\n{(self.home / 'serve.log').read_text()}"
+                        ) from None
                     time.sleep(0.2)
 
     def stop(self) -> None:
@@ -233,8 +250,24 @@ def cli(server, tmp_path_factory) -> Cli:
 @pytest.fixture(scope="module")
 def finished(cli):
     """A succeeded run of examples/gambler.py (2,000 sequences), submitted with --watch --json: (run id, summary)."""
-    p = cli("submit", GAMBLER, "-n", "2000", "--seed", "3", "-p", "stake=3", "-p", "goal=10", "-p", "p=0.45",
-            "-t", "rounds>=30", "--watch", "--json")
+    p = cli(
+        "submit",
+        GAMBLER,
+        "-n",
+        "2000",
+        "--seed",
+        "3",
+        "-p",
+        "stake=3",
+        "-p",
+        "goal=10",
+        "-p",
+        "p=0.45",
+        "-t",
+        "rounds>=30",
+        "--watch",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("\n") == 1  # exactly the summary object
     summary = json.loads(p.stdout)
@@ -247,8 +280,24 @@ def test_submit_a_file_and_watch_gives_the_same_summary_as_a_local_run(finished,
     assert summary["status"] == "succeeded" and summary["sequences"] == 2000 and summary["seed"] == 3
     assert summary["params"] == {"stake": 3, "goal": 10, "p": 0.45}
     assert summary["targets"][0]["expr"] == "rounds>=30"
-    local = run_cli("run", GAMBLER, "-n", "2000", "--seed", "3", "-p", "stake=3", "-p", "goal=10", "-p", "p=0.45",
-                    "-t", "rounds>=30", "--json", env={"ANCHO_HOME": str(tmp_path / "local")})
+    local = run_cli(
+        "run",
+        GAMBLER,
+        "-n",
+        "2000",
+        "--seed",
+        "3",
+        "-p",
+        "stake=3",
+        "-p",
+        "goal=10",
+        "-p",
+        "p=0.45",
+        "-t",
+        "rounds>=30",
+        "--json",
+        env={"ANCHO_HOME": str(tmp_path / "local")},
+    )
     assert local.returncode == 0, local.stderr
     mine = json.loads(local.stdout)
     same_numbers(summary, {**mine, "run": run_id})
@@ -286,7 +335,8 @@ def test_submit_prints_the_run_id_and_watch_prints_tables(cli):
 @pytest.mark.slow
 def test_submit_a_folder_with_siblings_and_a_class(cli, write_model, tmp_path):
     folder = tmp_path / "pkg"
-    write_model("""
+    write_model(
+        """
         from helper import draw
 
         class A(ancho.Model):
@@ -298,7 +348,10 @@ def test_submit_a_folder_with_siblings_and_a_class(cli, write_model, tmp_path):
         class B(ancho.Model):
             def sequence(self, rng):
                 return {"b": 1}
-    """, name="model.py", folder=folder)
+    """,
+        name="model.py",
+        folder=folder,
+    )
     (folder / "helper.py").write_text("def draw(rng):\n    return rng.random()\n")
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "junk.pyc").write_bytes(b"\0not python")
@@ -355,8 +408,12 @@ def test_results_in_every_format(finished, cli, tmp_path):
     table = pq.read_table(out_pq)
     assert table.num_rows == 2000 and table.column_names == ["sequence", "won", "rounds"]
     assert table.column("rounds").to_pylist() == [int(line.split(",")[2]) for line in lines[1:]]
-    piped = subprocess.run([ANCHO, "results", run_id, "-f", "parquet"], capture_output=True,
-                           env={**os.environ, **cli.env(cli.token)}, timeout=120)  # stdout is a pipe: allowed
+    piped = subprocess.run(
+        [ANCHO, "results", run_id, "-f", "parquet"],
+        capture_output=True,
+        env={**os.environ, **cli.env(cli.token)},
+        timeout=120,
+    )  # stdout is a pipe: allowed
     assert piped.returncode == 0 and pq.read_table(io.BytesIO(piped.stdout)).num_rows == 2000
     assert not list(tmp_path.glob(".*.part"))
     one_line_error(cli("results", run_id, "--format", "xml"), "--format 'xml'")
@@ -401,7 +458,11 @@ def test_a_failed_run_exits_1_with_its_reason(cli):
     p = cli("submit", GAMBLER, "-n", "50", "-t", "nope>=3", "--watch")
     assert p.returncode == 1
     err = p.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("ancho: error: run ") and "failed: target 'nope>=3' names output 'nope'" in err[0]
+    assert (
+        len(err) == 1
+        and err[0].startswith("ancho: error: run ")
+        and "failed: target 'nope>=3' names output 'nope'" in err[0]
+    )
     run_id = p.stdout.strip().splitlines()[-1]
     status = cli("status", run_id)
     assert status.returncode == 0 and "failed" in status.stdout and "error: target 'nope>=3'" in status.stdout
@@ -413,13 +474,27 @@ def test_server_errors_are_one_line(cli, finished):
     run_id, _ = finished
     one_line_error(cli("status", token="not-a-token"), "refused the token", "ancho users add", code=2)
     one_line_error(cli("status", run_id, token=None), "no token", "ANCHO_TOKEN", "ancho users add", code=2)
-    for args in (["status", "nope"], ["watch", "nope"], ["results", "nope"], ["results", "nope", "-f", "csv"],
-                 ["cancel", "nope"], ["status", "../../etc"]):
+    for args in (
+        ["status", "nope"],
+        ["watch", "nope"],
+        ["results", "nope"],
+        ["results", "nope", "-f", "csv"],
+        ["cancel", "nope"],
+        ["status", "../../etc"],
+    ):
         one_line_error(cli(*args), "no run '", code=2)
-    one_line_error(cli("submit", GAMBLER, "-p", "stak=3"), "rejected the run", "params:", "unknown parameter 'stak'",
-                   "did you mean 'stake'", code=2)
+    one_line_error(
+        cli("submit", GAMBLER, "-p", "stak=3"),
+        "rejected the run",
+        "params:",
+        "unknown parameter 'stak'",
+        "did you mean 'stake'",
+        code=2,
+    )
     one_line_error(cli("submit", GAMBLER, "-p", "stake=three"), "params:", "parameter 'stake' expects int")
-    one_line_error(cli("submit", GAMBLER, "-n", "0"), "--sequences must be between 1")  # checked here, before the upload
+    one_line_error(
+        cli("submit", GAMBLER, "-n", "0"), "--sequences must be between 1"
+    )  # checked here, before the upload
     one_line_error(cli("submit", GAMBLER + ":Nope"), "no ancho.Model subclass named 'Nope'")
     one_line_error(cli("submit", GAMBLER, "-p", "stake"), "--param 'stake' is not NAME=VALUE")
     one_line_error(cli("submit", "/nonexistent/m.py"), "model path '/nonexistent/m.py' does not exist")
@@ -451,19 +526,26 @@ def test_the_client_class(server, finished):
 
 @pytest.mark.slow
 def test_failed_sequences_are_listed(cli, write_model):
-    path = write_model("""
+    path = write_model(
+        """
         class Flaky(ancho.Model):
             def sequence(self, rng):
                 if rng.random() < 0.2:
                     raise ValueError("unlucky draw")
                 return {"x": rng.random()}
-    """, name="flaky.py")
+    """,
+        name="flaky.py",
+    )
     p = cli("submit", str(path), "-n", "100", "--seed", "5", "--max-failures", "100", "--watch")
     assert p.returncode == 0, p.stderr
     run_id = p.stdout.splitlines()[0]
     assert f"sequences failed (ancho status {run_id} --failures)" in p.stdout
     listed = cli("status", run_id, "--failures")
-    assert listed.returncode == 0 and "ValueError: unlucky draw" in listed.stdout and 'raise ValueError("unlucky draw")' in listed.stdout
+    assert (
+        listed.returncode == 0
+        and "ValueError: unlucky draw" in listed.stdout
+        and 'raise ValueError("unlucky draw")' in listed.stdout
+    )
     found = json.loads(cli("status", run_id, "--failures", "--json").stdout)
     assert found and all(f["error"] == "ValueError: unlucky draw" for f in found)
 
@@ -480,8 +562,13 @@ def test_watch_goes_on_across_a_server_restart(tmp_path, write_model):
         p = run_cli("submit", str(path), "-n", "4000", "-p", "pause=0.005", env=env)
         assert p.returncode == 0, p.stderr
         run_id = p.stdout.strip()
-        watcher = subprocess.Popen([ANCHO, "watch", run_id, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, env={**os.environ, **env})
+        watcher = subprocess.Popen(
+            [ANCHO, "watch", run_id, "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
         deadline = time.monotonic() + 120  # restart once the watcher follows the events (the access log shows it)
         while f"/runs/{run_id}/events" not in (srv.home / "serve.log").read_text() and time.monotonic() < deadline:
             assert watcher.poll() is None, watcher.communicate()
@@ -492,7 +579,9 @@ def test_watch_goes_on_across_a_server_restart(tmp_path, write_model):
         out, err = watcher.communicate(timeout=300)
         assert watcher.returncode == 0, err
         summary = json.loads(out)
-        assert summary["run"] == run_id and summary["status"] == "succeeded" and summary["outputs"]["x"]["count"] == 4000
+        assert (
+            summary["run"] == run_id and summary["status"] == "succeeded" and summary["outputs"]["x"]["count"] == 4000
+        )
     finally:
         if watcher is not None and watcher.poll() is None:
             watcher.kill()

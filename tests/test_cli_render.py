@@ -8,14 +8,45 @@ from ancho.cli.render import summary_tables
 
 
 def _summary():
-    out = {"count": 20000, "mean": 16.83342, "std": 17.0213, "sem": 0.12, "ci95": [16.5976123, 17.0692456], "min": 3,
-           "p5": 3.0, "p25": 7.0, "p50": 11.0, "p75": 23.0, "p95": 51.0, "max": 235}
-    won = {"count": 20000, "mean": 0.12695, "std": 0.33292, "sem": 0.002, "ci95": [0.1224081, 0.1316362], "min": 0,
-           "p5": 0, "p25": 0, "p50": 0, "p75": 0, "p95": 1, "max": 1}
-    return {"run": "62bf66992dba", "status": "succeeded", "sequences": 20000, "seed": 3,
-            "params": {"stake": 3, "goal": 10, "p": 0.45}, "outputs": {"won": won, "rounds": out},
-            "targets": [{"expr": "rounds>=30", "probability": 0.15985, "ci95": [0.1548372, 0.1649941]}],
-            "custom": {"median_rounds_when_won": 23.0}, "failures": 0}
+    out = {
+        "count": 20000,
+        "mean": 16.83342,
+        "std": 17.0213,
+        "sem": 0.12,
+        "ci95": [16.5976123, 17.0692456],
+        "min": 3,
+        "p5": 3.0,
+        "p25": 7.0,
+        "p50": 11.0,
+        "p75": 23.0,
+        "p95": 51.0,
+        "max": 235,
+    }
+    won = {
+        "count": 20000,
+        "mean": 0.12695,
+        "std": 0.33292,
+        "sem": 0.002,
+        "ci95": [0.1224081, 0.1316362],
+        "min": 0,
+        "p5": 0,
+        "p25": 0,
+        "p50": 0,
+        "p75": 0,
+        "p95": 1,
+        "max": 1,
+    }
+    return {
+        "run": "62bf66992dba",
+        "status": "succeeded",
+        "sequences": 20000,
+        "seed": 3,
+        "params": {"stake": 3, "goal": 10, "p": 0.45},
+        "outputs": {"won": won, "rounds": out},
+        "targets": [{"expr": "rounds>=30", "probability": 0.15985, "ci95": [0.1548372, 0.1649941]}],
+        "custom": {"median_rounds_when_won": 23.0},
+        "failures": 0,
+    }
 
 
 def test_summary_fits_80_columns():

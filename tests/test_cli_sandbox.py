@@ -19,7 +19,7 @@ from .conftest import EXAMPLES, need_service, run_cli
 
 SECRET = "anc_not-for-model-code"
 
-HOSTILE = '''
+HOSTILE = """
 import socket
 from pathlib import Path
 
@@ -68,7 +68,7 @@ class Hostile(ancho.Model):
     @ancho.summary
     def summary_net(self, results):
         return reach_host()
-'''
+"""
 
 FLAGS = ("import_read", "import_net", "import_wrote", "read", "net")
 
@@ -96,8 +96,9 @@ def _write_hostile(folder: Path, home: Path, port: int) -> Path:
     (home / "secret.txt").write_text(SECRET)
     path = folder / "model.py"
     trace = folder / "trace.txt"
-    path.write_text(textwrap.dedent(HOSTILE.format(secret=str(home / "secret.txt"), port=port, trace=str(trace),
-                                                   token=SECRET)))
+    path.write_text(
+        textwrap.dedent(HOSTILE.format(secret=str(home / "secret.txt"), port=port, trace=str(trace), token=SECRET))
+    )
     return path
 
 
@@ -154,8 +155,14 @@ def test_sandbox_never_imports_the_model_in_process(tmp_path, home, bwrap):
 
 
 def test_without_bubblewrap_a_one_line_error(tmp_path, home):
-    done = run_cli("run", "--sandbox", str(EXAMPLES / "gambler.py"), "-n", "5",
-                   env={"ANCHO_HOME": str(home), "ANCHO_BWRAP": str(tmp_path / "no-bwrap")})
+    done = run_cli(
+        "run",
+        "--sandbox",
+        str(EXAMPLES / "gambler.py"),
+        "-n",
+        "5",
+        env={"ANCHO_HOME": str(home), "ANCHO_BWRAP": str(tmp_path / "no-bwrap")},
+    )
     assert done.returncode == 3
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "install the Debian package 'bubblewrap'" in lines[0], done.stderr

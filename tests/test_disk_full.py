@@ -13,7 +13,9 @@ from .conftest import CI, ROOT, run_cli
 def tiny_home(tmp_path):
     home = tmp_path / "tiny"
     home.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(home)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(home)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         if CI:
             pytest.fail(f"CI runs as root and must be able to mount a tmpfs: {mounted.stderr.strip()}")
@@ -31,7 +33,9 @@ def test_a_full_disk_fails_the_run_cleanly(tiny_home):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     line = out.stderr.strip().splitlines()[-1]
-    assert line.startswith("ancho: error: could not store the results of sequences") and "No space left on device" in line, out.stderr
+    assert (
+        line.startswith("ancho: error: could not store the results of sequences") and "No space left on device" in line
+    ), out.stderr
     assert out.stdout == ""
 
     from ancho.stores.embedded import EmbeddedStore

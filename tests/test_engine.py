@@ -46,13 +46,32 @@ def test_a_run_without_seed_records_one(store):
 
 
 def test_summary_shape(store):
-    r = ancho.run("examples/gambler.py", params={"stake": 3, "goal": 10, "p": 0.45}, sequences=2000, seed=3,
-                  targets=["rounds>=30"], store=store)
+    r = ancho.run(
+        "examples/gambler.py",
+        params={"stake": 3, "goal": 10, "p": 0.45},
+        sequences=2000,
+        seed=3,
+        targets=["rounds>=30"],
+        store=store,
+    )
     s = r.summary
     assert list(s) == ["run", "status", "sequences", "seed", "params", "outputs", "targets", "custom", "failures"]
     assert (s["run"], s["status"], s["sequences"], s["seed"], s["failures"]) == (r.run_id, "succeeded", 2000, 3, 0)
     assert s["params"] == {"stake": 3, "goal": 10, "p": 0.45}
-    assert list(s["outputs"]["rounds"]) == ["count", "mean", "std", "sem", "ci95", "min", "p5", "p25", "p50", "p75", "p95", "max"]
+    assert list(s["outputs"]["rounds"]) == [
+        "count",
+        "mean",
+        "std",
+        "sem",
+        "ci95",
+        "min",
+        "p5",
+        "p25",
+        "p50",
+        "p75",
+        "p95",
+        "max",
+    ]
     assert s["targets"][0]["expr"] == "rounds>=30"
     assert s["targets"][0]["probability"] == pytest.approx((r.frame.rounds >= 30).mean())
     assert set(s["custom"]) == {"median_rounds_when_won"}
@@ -67,7 +86,9 @@ def test_instance_params_are_the_starting_point(store):
 
 def test_a_killed_worker_loses_nothing(store, tmp_path):
     marker = tmp_path / "killed"
-    r = ancho.run(KillsWorkerOnce, params={"marker": str(marker), "at": 40}, sequences=2000, seed=2, workers=2, store=store)
+    r = ancho.run(
+        KillsWorkerOnce, params={"marker": str(marker), "at": 40}, sequences=2000, seed=2, workers=2, store=store
+    )
     assert marker.exists()
     rec = store.get_run(r.run_id)
     assert rec.retries >= 1 and rec.status == "succeeded"
@@ -139,7 +160,6 @@ def test_precision_goal_runs_until_met(store):
 def test_precision_goal_on_a_probability_and_relative(store):
     r = ancho.run(Trivial, sequences=500, seed=4, until="p(x>=0.9)+-0.01", store=store)
     assert r.summary["until"]["met"]
-    lo, hi = r.summary["outputs"]["x"]["count"], None
     r2 = ancho.run(Trivial, sequences=500, seed=4, until="mean(x)+-1%", store=store)
     s = r2.summary
     assert s["until"]["met"] and s["until"]["goal"] == pytest.approx(0.01 * s["outputs"]["x"]["mean"], rel=1e-6)
@@ -173,7 +193,9 @@ def test_resume_keeps_completed_chunks_and_matches(store, monkeypatch):
     kept = store.completed_ranges(rec.id)
     assert len(kept) == 3
     computed = []
-    monkeypatch.setattr(store, "write_chunk", lambda run_id, r: (computed.append((r.start, r.stop)), original(run_id, r)))
+    monkeypatch.setattr(
+        store, "write_chunk", lambda run_id, r: (computed.append((r.start, r.stop)), original(run_id, r))
+    )
     with LocalExecutor(2) as ex:
         final = execute(loaded, spec, store, ex, store.get_run(rec.id))
     assert final.status == "succeeded"
@@ -195,7 +217,11 @@ def test_cancel_from_another_thread(store, monkeypatch):
     workers: list[psutil.Process] = []
     writes_after_cancel = []
     original = store.write_chunk
-    monkeypatch.setattr(store, "write_chunk", lambda run_id, r: (handle.cancelled and writes_after_cancel.append(r.start), original(run_id, r)))
+    monkeypatch.setattr(
+        store,
+        "write_chunk",
+        lambda run_id, r: (handle.cancelled and writes_after_cancel.append(r.start), original(run_id, r)),
+    )
 
     def cancel_once_started():
         from ancho.stores.embedded import EmbeddedStore

@@ -55,7 +55,10 @@ def run_cli(*args: str) -> dict:
     """``ancho run ... --json`` in a subprocess; returns the parsed summary object."""
     proc = subprocess.run(
         [str(ANCHO), "run", *args, "--workers", str(WORKERS), "--json"],
-        capture_output=True, text=True, env=dict(os.environ), timeout=300,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -76,10 +79,13 @@ def assert_proportion_close(p_hat: float, n: int, exact: float, what: str, allow
     """|p_hat - p| <= Z_TOL * sqrt(p(1-p)/n) (+ allowance), the standard error taken at the exact p."""
     se = math.sqrt(exact * (1 - exact) / n)
     err = abs(p_hat - exact)
-    assert err <= Z_TOL * se + allowance, f"{what}: estimate {p_hat:.6g} vs exact {exact:.6g} (n={n}): off by {err / se:.2f} standard errors"
+    assert err <= Z_TOL * se + allowance, (
+        f"{what}: estimate {p_hat:.6g} vs exact {exact:.6g} (n={n}): off by {err / se:.2f} standard errors"
+    )
 
 
 # -- gambler's ruin ---------------------------------------------------------------------------------
+
 
 def gambler_exact(stake: int, goal: int, p: float) -> tuple[float, float]:
     """(P(win), E[rounds]) for gambler's ruin with unit bets."""
@@ -104,8 +110,14 @@ def test_gambler_fair_game(ancho_home):
 
 @pytest.mark.parametrize("stake, goal, p", [(3, 10, 0.45), (5, 8, 0.6)])
 def test_gambler_biased_game(ancho_home, stake, goal, p):
-    res = run_example("gambler.py", ancho_home, params={"stake": stake, "goal": goal, "p": p},
-                      sequences=4000, seed=12, targets=["won"])
+    res = run_example(
+        "gambler.py",
+        ancho_home,
+        params={"stake": stake, "goal": goal, "p": p},
+        sequences=4000,
+        seed=12,
+        targets=["won"],
+    )
     s = res.summary
     win, rounds = gambler_exact(stake, goal, p)
     assert_mean_close(s["outputs"]["won"], win, "P(win)")
@@ -121,6 +133,7 @@ def test_gambler_closed_form_sanity():
 
 
 # -- European option --------------------------------------------------------------------------------
+
 
 def black_scholes_scipy(S0, K, r, sigma, T):
     """An independent Black-Scholes implementation (scipy) to check the example's own."""
@@ -162,8 +175,9 @@ def test_option_matches_black_scholes(ancho_home, params):
     assert abs(diff.mean() - (p["S0"] - p["K"] * math.exp(-p["r"] * p["T"]))) <= Z_TOL * sem
 
 
-@pytest.mark.parametrize("params", [{}, {"s0": 90.0, "k": 110.0, "r": 0.02, "sigma": 0.35, "t": 2.0}],
-                         ids=["defaults", "out-of-the-money"])
+@pytest.mark.parametrize(
+    "params", [{}, {"s0": 90.0, "k": 110.0, "r": 0.02, "sigma": 0.35, "t": 2.0}], ids=["defaults", "out-of-the-money"]
+)
 def test_batch_option_matches_black_scholes(ancho_home, params):
     """The batch model BSCall (sequences(rng, n), examples/option.py:BSCall) prices the same call."""
     n = 200_000
@@ -194,6 +208,7 @@ def test_option_textbook_values():
 
 
 # -- SIR epidemic -----------------------------------------------------------------------------------
+
 
 def sir_final_size_distribution(N: int, beta: float, gamma: float, infected: int) -> np.ndarray:
     """Exact P(final_size = n), n = 0..N, for the stochastic SIR model of examples/sir.py.
@@ -296,6 +311,7 @@ def test_sir_final_size_equation():
 
 # -- the command line -------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_cli_gambler_matches_api(ancho_home):
     args = ["--param", "stake=3", "--param", "goal=10", "--param", "p=0.45"]
@@ -305,8 +321,15 @@ def test_cli_gambler_matches_api(ancho_home):
     assert_mean_close(s["outputs"]["won"], win, "P(win) via CLI")
     assert_mean_close(s["outputs"]["rounds"], rounds, "E[rounds] via CLI")
     # the same seed through the Python API gives the same sequences, hence the same statistics
-    api = run_example("gambler.py", ancho_home, params={"stake": 3, "goal": 10, "p": 0.45},
-                      sequences=3000, seed=3, targets=["rounds>=30"], workers=1).summary
+    api = run_example(
+        "gambler.py",
+        ancho_home,
+        params={"stake": 3, "goal": 10, "p": 0.45},
+        sequences=3000,
+        seed=3,
+        targets=["rounds>=30"],
+        workers=1,
+    ).summary
     assert api["outputs"] == s["outputs"] and api["targets"] == s["targets"] and api["custom"] == s["custom"]
 
 
@@ -327,8 +350,17 @@ def test_cli_option(ancho_home):
 @pytest.mark.slow
 def test_cli_sir(ancho_home):
     n, N = 600, 1000
-    s = run_cli(str(EXAMPLES / "sir.py"), "--sequences", str(n), "--seed", "7",
-                "--param", "infected=2", "--target", "final_size>=100")
+    s = run_cli(
+        str(EXAMPLES / "sir.py"),
+        "--sequences",
+        str(n),
+        "--seed",
+        "7",
+        "--param",
+        "infected=2",
+        "--target",
+        "final_size>=100",
+    )
     assert s["params"]["infected"] == 2
     assert s["outputs"]["final_size"]["min"] >= 2
     assert s["outputs"]["major"]["count"] == n

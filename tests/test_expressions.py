@@ -51,7 +51,9 @@ def test_goals_parse(text, stat, output, width, relative):
     assert (g.statistic, g.output, g.width, g.relative) == (stat, output, width, relative)
 
 
-@pytest.mark.parametrize("text", ["mean(x)", "mean(x)+-0", "mean(x)+--1", "median(x)+-1", "mean(a,b)+-1", "p(x)+-0.1x", "p(1)+-0.1"])
+@pytest.mark.parametrize(
+    "text", ["mean(x)", "mean(x)+-0", "mean(x)+--1", "median(x)+-1", "mean(a,b)+-1", "p(x)+-0.1x", "p(1)+-0.1"]
+)
 def test_bad_goals(text):
     with pytest.raises(ExpressionError, match="precision goal"):
         Goal.parse(text)

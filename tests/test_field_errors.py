@@ -35,29 +35,49 @@ class Gambler(ancho.Model):
 #:      field and its index or name, the option the CLI line starts with, REST loc, words in every message)
 CASES = {
     "max_sequences-without-until": (
-        ["-n", "100", "--max-sequences", "5000"], {"sequences": 100, "max_sequences": 5000},
+        ["-n", "100", "--max-sequences", "5000"],
         {"sequences": 100, "max_sequences": 5000},
-        (Field.MAX_SEQUENCES, None), "--max-sequences caps a precision goal", ["body", "max_sequences"], "caps a precision goal",
+        {"sequences": 100, "max_sequences": 5000},
+        (Field.MAX_SEQUENCES, None),
+        "--max-sequences caps a precision goal",
+        ["body", "max_sequences"],
+        "caps a precision goal",
     ),
     "max_sequences-below-sequences": (
         ["-n", "500", "--until", "mean(rounds)+-1", "--max-sequences", "100"],
         {"sequences": 500, "until": "mean(rounds)+-1", "max_sequences": 100},
         {"sequences": 500, "until": "mean(rounds)+-1", "max_sequences": 100},
-        (Field.MAX_SEQUENCES, None), "--max-sequences (100) is below --sequences (500)", ["body", "max_sequences"], "the first batch",
+        (Field.MAX_SEQUENCES, None),
+        "--max-sequences (100) is below --sequences (500)",
+        ["body", "max_sequences"],
+        "the first batch",
     ),
     "sequences-over-the-cap": (
-        ["-n", str(2 * 10**12)], {"sequences": 2 * 10**12}, {"sequences": SERVER_CAP + 1},
-        (Field.SEQUENCES, None), "--sequences", ["body", "sequences"], "sequences",
+        ["-n", str(2 * 10**12)],
+        {"sequences": 2 * 10**12},
+        {"sequences": SERVER_CAP + 1},
+        (Field.SEQUENCES, None),
+        "--sequences",
+        ["body", "sequences"],
+        "sequences",
     ),
     "non-whole-int-parameter": (
-        ["-n", "100", "-p", "stake=2.5"], {"sequences": 100, "params": {"stake": "2.5"}},
+        ["-n", "100", "-p", "stake=2.5"],
+        {"sequences": 100, "params": {"stake": "2.5"}},
         {"sequences": 100, "params": {"stake": 2.5}},
-        (Field.PARAMS, "stake"), "--param stake: parameter 'stake' expects int", ["body", "params"], "not a whole number",
+        (Field.PARAMS, "stake"),
+        "--param stake: parameter 'stake' expects int",
+        ["body", "params"],
+        "not a whole number",
     ),
     "bad-target-at-index-1": (
-        ["-n", "100", "-t", "rounds>=3", "-t", "rounds=>3"], {"sequences": 100, "targets": ["rounds>=3", "rounds=>3"]},
+        ["-n", "100", "-t", "rounds>=3", "-t", "rounds=>3"],
         {"sequences": 100, "targets": ["rounds>=3", "rounds=>3"]},
-        (Field.TARGETS, 1), "--target: cannot read target 'rounds=>3'", ["body", "targets", 1], "cannot read target",
+        {"sequences": 100, "targets": ["rounds>=3", "rounds=>3"]},
+        (Field.TARGETS, 1),
+        "--target: cannot read target 'rounds=>3'",
+        ["body", "targets", 1],
+        "cannot read target",
     ),
 }
 
@@ -122,8 +142,15 @@ def test_rest_answers_loc_and_the_body_name(capped, case):
 def test_rest_cap_is_the_servers(capped):
     r = capped.post("/runs", json={"model": {"upload": capped.gambler}, "sequences": SERVER_CAP + 1})
     assert "this server allows at most 5,000 sequences per run" in r.json()["detail"][0]["msg"]
-    r = capped.post("/runs", json={"model": {"upload": capped.gambler}, "sequences": 100, "until": "mean(rounds)+-1",
-                                   "max_sequences": SERVER_CAP + 1})
+    r = capped.post(
+        "/runs",
+        json={
+            "model": {"upload": capped.gambler},
+            "sequences": 100,
+            "until": "mean(rounds)+-1",
+            "max_sequences": SERVER_CAP + 1,
+        },
+    )
     assert r.json()["detail"][0]["loc"] == ["body", "max_sequences"]
 
 
@@ -136,8 +163,11 @@ def test_submit_checks_the_rules_before_sending(home):
 
 
 def test_field_errors_cross_processes_whole():
-    for err in (FieldError(Field.MAX_SEQUENCES, "{MAX_SEQUENCES} caps {UNTIL}"), ParameterError("{PARAMS} is bad", "n"),
-                ExpressionError("bad", index=2)):
+    for err in (
+        FieldError(Field.MAX_SEQUENCES, "{MAX_SEQUENCES} caps {UNTIL}"),
+        ParameterError("{PARAMS} is bad", "n"),
+        ExpressionError("bad", index=2),
+    ):
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err) and back.loc == err.loc and _field(back) == _field(err)
 
@@ -146,4 +176,7 @@ def test_a_rest_loc_addresses_the_same_field():
     assert FieldError(("body", "targets", 1), "x").loc == ("body", "targets", 1)
     assert FieldError(("body", "model", "entry"), "x").field is Field.MODEL_ENTRY
     assert FieldError(("body", "model", "unheard-of"), "x").field is Field.MODEL  # the field around an unknown part
-    assert ParameterError("{PARAMS} is bad", "n").loc == ("body", "params") and str(ParameterError("{PARAMS} is bad", "n")) == "parameter 'n' is bad"
+    assert (
+        ParameterError("{PARAMS} is bad", "n").loc == ("body", "params")
+        and str(ParameterError("{PARAMS} is bad", "n")) == "parameter 'n' is bad"
+    )

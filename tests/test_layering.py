@@ -17,10 +17,27 @@ from .server.test_layering import PACKAGE, imported
 #: Spark tasks use for their summaries, so it sits on the ground floor; ``custom`` runs a model's @summary
 #: functions where its sequences run (a worker), beside the executors.
 FLOORS: list[tuple[str, frozenset[str]]] = [
-    ("the ground floor", frozenset({
-        "errors", "files", "home", "sqlite", "present", "tree", "model", "streams", "batch", "chunk", "columns",
-        "expressions", "stats", "loading",
-    })),
+    (
+        "the ground floor",
+        frozenset(
+            {
+                "errors",
+                "files",
+                "home",
+                "sqlite",
+                "present",
+                "tree",
+                "model",
+                "streams",
+                "batch",
+                "chunk",
+                "columns",
+                "expressions",
+                "stats",
+                "loading",
+            }
+        ),
+    ),
     ("model code: fetching it, isolating it", frozenset({"sources", "isolation"})),
     ("persistence and execution", frozenset({"stores", "executors", "custom"})),
     ("the engine", frozenset({"engine", "inputs", "exports", "plotdata"})),
@@ -63,7 +80,9 @@ def upward(path: Path) -> list[str]:
 def test_every_module_has_a_floor():
     """A new top-level module or package is placed in FLOORS, so the check below covers it."""
     units = {unit(m) for m in modules() if m != "ancho"}
-    assert sorted(units - FLOOR.keys()) == [], "add these to FLOORS in tests/test_layering.py, on the floor of what they import"
+    assert sorted(units - FLOOR.keys()) == [], (
+        "add these to FLOORS in tests/test_layering.py, on the floor of what they import"
+    )
 
 
 @pytest.mark.parametrize("level", range(len(FLOORS)), ids=[name for name, _ in FLOORS])

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import ancho
+
 from .conftest import ROOT
 
 
@@ -28,8 +29,14 @@ def in_fresh_python(code: str, drop: tuple[str, ...] = (), **env: str) -> str:
     import textwrap
 
     base = {k: v for k, v in os.environ.items() if k not in drop}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**base, **env})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**base, **env},
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -43,15 +50,20 @@ def how(ex):
 
 
 def test_workers_fork_in_a_single_threaded_driver():
-    out = in_fresh_python(PRELUDE + """
+    out = in_fresh_python(
+        PRELUDE
+        + """
 with LocalExecutor(2).start() as ex:
     print(how(ex))
-""")
+"""
+    )
     assert out == "['fork']"
 
 
 def test_workers_start_afresh_when_asked_or_while_other_threads_run():
-    out = in_fresh_python(PRELUDE + """
+    out = in_fresh_python(
+        PRELUDE
+        + """
 with LocalExecutor(1, env={}).start() as ex:
     print(how(ex))
 os.environ["ANCHO_WORKER_START"] = "exec"
@@ -69,12 +81,15 @@ other_python = os.path.realpath(sys.executable)  # the same binary by another na
 assert other_python != sys.executable
 with LocalExecutor(1, python=other_python).start() as ex:  # another interpreter: never forked
     print(how(ex))
-""")
+"""
+    )
     assert out.splitlines() == ["['fork']", "['exec']", "['exec']", "['exec']"]
 
 
 def test_forked_and_fresh_workers_give_the_same_outputs(tmp_path):
-    out = in_fresh_python(PRELUDE + """
+    out = in_fresh_python(
+        PRELUDE
+        + """
 import ancho
 from ancho.executors import local
 from tests.models import Mixed
@@ -89,30 +104,43 @@ forked = ancho.run(Mixed, sequences=2000, seed=7, workers=2, store=os.environ["S
 os.environ["ANCHO_WORKER_START"] = "exec"
 fresh = ancho.run(Mixed, sequences=2000, seed=7, workers=1, store=os.environ["STORE"])
 print(sorted(set(seen[:2])), sorted(set(seen[2:])), forked.frame.equals(fresh.frame))
-""", STORE=str(tmp_path / "home"))
+""",
+        STORE=str(tmp_path / "home"),
+    )
     assert out == "['fork'] ['exec'] True"
 
 
 @pytest.mark.parametrize("how", ["auto", "exec"])
 def test_a_killed_worker_is_replaced_either_way(tmp_path, how):
-    out = in_fresh_python(PRELUDE + """
+    out = in_fresh_python(
+        PRELUDE
+        + """
 import ancho
 from tests.models import KillsWorkerOnce
 r = ancho.run(KillsWorkerOnce, params={"marker": os.environ["MARKER"], "at": 40}, sequences=1000, seed=2, workers=2,
               store=os.environ["STORE"])
 print(os.path.exists(os.environ["MARKER"]), r.store.get_run(r.run_id).retries >= 1, r.frame.sequence.tolist() == list(range(1000)))
-""", ANCHO_WORKER_START=how, STORE=str(tmp_path / "home"), MARKER=str(tmp_path / "killed"))
+""",
+        ANCHO_WORKER_START=how,
+        STORE=str(tmp_path / "home"),
+        MARKER=str(tmp_path / "killed"),
+    )
     assert out == "True True True"
 
 
 @pytest.mark.parametrize("how", ["auto", "exec"])
 def test_workers_use_one_blas_thread(tmp_path, how):
-    out = in_fresh_python("""
+    out = in_fresh_python(
+        """
 import ancho, os
 from tests.test_local_executor import BlasThreads
 r = ancho.run(BlasThreads, sequences=4, seed=1, workers=2, store=os.environ["STORE"])
 print(sorted(set(r.frame.threads)))
-""", drop=("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), ANCHO_WORKER_START=how, STORE=str(tmp_path / "home"))
+""",
+        drop=("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"),
+        ANCHO_WORKER_START=how,
+        STORE=str(tmp_path / "home"),
+    )
     assert out == "[1]"
 
 
@@ -156,7 +184,9 @@ class Policy(ancho.Model):
 def test_idle_workers_run_under_sched_idle(start):
     """``idle=True`` (a server's ``worker_idle``) puts forked and fresh workers alike under SCHED_IDLE; the results
     are those of a normal run."""
-    out = in_fresh_python(PRELUDE + """
+    out = in_fresh_python(
+        PRELUDE
+        + """
 import ancho
 from tests.test_local_executor import Policy
 with LocalExecutor(2, idle=True) as ex:
@@ -165,7 +195,9 @@ with LocalExecutor(2, idle=True) as ex:
 with LocalExecutor(2) as ex:
     plain = ancho.run(Policy, sequences=200, seed=3, executor=ex)
 print(bool(r.frame["x"].equals(plain.frame["x"])), bool(plain.frame["idle"].any()))
-""", ANCHO_WORKER_START=start)
+""",
+        ANCHO_WORKER_START=start,
+    )
     assert out.splitlines() == [f"['{start}'] True", "True False"]
 
 
@@ -195,8 +227,8 @@ def test_sandboxed_workers_and_their_launchers_get_nothing_of_the_drivers_enviro
     can read) starts with the sandbox's launch environment, PATH and LANG only."""
     import psutil
 
-    from ancho.executors.local import LocalExecutor, _ForkedProcess
     from ancho import isolation as sb
+    from ancho.executors.local import LocalExecutor, _ForkedProcess
 
     from .conftest import need_service
 

@@ -42,9 +42,17 @@ def test_parameters_in_declaration_order_with_defaults():
 @pytest.mark.parametrize(
     "name,raw,expected",
     [
-        ("stake", "3", 3), ("stake", 3.0, 3), ("stake", "1e3", 1000), ("stake", " 7 ", 7),
-        ("p", "0.45", 0.45), ("p", 1, 1.0), ("p", "1e-3", 0.001),
-        ("fair", "false", False), ("fair", "YES", True), ("fair", 0, False), ("fair", True, True),
+        ("stake", "3", 3),
+        ("stake", 3.0, 3),
+        ("stake", "1e3", 1000),
+        ("stake", " 7 ", 7),
+        ("p", "0.45", 0.45),
+        ("p", 1, 1.0),
+        ("p", "1e-3", 0.001),
+        ("fair", "false", False),
+        ("fair", "YES", True),
+        ("fair", 0, False),
+        ("fair", True, True),
         ("label", "hello", "hello"),
     ],
 )
@@ -78,7 +86,7 @@ def test_complex_annotations_go_through_pydantic():
     with pytest.raises(ParameterError, match="parameter 'mode'"):
         Child.resolve_params({"mode": "c"})
     with pytest.raises(ParameterError, match="parameter 'extra'"):
-        Child.resolve_params({"extra": "[1, \"x\"]"})
+        Child.resolve_params({"extra": '[1, "x"]'})
 
 
 def test_inheritance_and_summaries():

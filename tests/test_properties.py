@@ -46,7 +46,11 @@ json_values = st.recursive(
 
 
 @SETTINGS
-@given(st.dictionaries(st.sampled_from(["n", "x", "flag", "label", "weights", "mode", "other", "N"]), json_values | st.text()))
+@given(
+    st.dictionaries(
+        st.sampled_from(["n", "x", "flag", "label", "weights", "mode", "other", "N"]), json_values | st.text()
+    )
+)
 def test_parameters_from_any_json_or_text_are_converted_or_refused_by_name(params):
     try:
         resolved = Everything.resolve_params(params)
@@ -121,7 +125,9 @@ def test_well_formed_goals_parse(name, width, relative):
 
 member_names = st.one_of(
     st.from_regex(r"[a-z]{1,8}(/[a-z]{1,8}){0,2}\.py", fullmatch=True),
-    st.sampled_from(["../escape.py", "/abs.py", "a/../../escape.py", "..", "./ok.py", "a//b.py", "C:/win.py", "a\\..\\..\\x.py"]),
+    st.sampled_from(
+        ["../escape.py", "/abs.py", "a/../../escape.py", "..", "./ok.py", "a//b.py", "C:/win.py", "a\\..\\..\\x.py"]
+    ),
     st.text(min_size=1, max_size=30),
 )
 kinds = st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo"])
@@ -138,8 +144,12 @@ def _tar(members) -> bytes:
                 data = b"x = 1\n"
                 info.size = len(data)
             else:
-                info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
-                             "fifo": tarfile.FIFOTYPE}[kind]
+                info.type = {
+                    "dir": tarfile.DIRTYPE,
+                    "symlink": tarfile.SYMTYPE,
+                    "hardlink": tarfile.LNKTYPE,
+                    "fifo": tarfile.FIFOTYPE,
+                }[kind]
                 info.linkname = target
             tar.addfile(info, io.BytesIO(data) if data else None)
     return buf.getvalue()
@@ -152,7 +162,7 @@ def _zip(members) -> bytes:
         for name, kind, target in members:
             info = zipfile.ZipInfo(name + ("/" if kind == "dir" and not name.endswith("/") else ""))
             if kind == "symlink":
-                info.external_attr = (0o120777 << 16)
+                info.external_attr = 0o120777 << 16
                 z.writestr(info, target)
             else:
                 z.writestr(info, b"" if kind == "dir" else b"x = 1\n")
@@ -165,7 +175,9 @@ def _inside(root: str, path: str) -> bool:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(member_names, kinds, link_targets), min_size=1, max_size=6), st.sampled_from(["tar.gz", "zip"]))
+@given(
+    st.lists(st.tuples(member_names, kinds, link_targets), min_size=1, max_size=6), st.sampled_from(["tar.gz", "zip"])
+)
 def test_archives_unpack_inside_their_folder_or_are_refused(tmp_path_factory, members, kind):
     assume(all("\x00" not in name for name, _, _ in members))
     base = tmp_path_factory.mktemp("x")

@@ -20,8 +20,9 @@ from .conftest import CI, EXAMPLES, run_cli
 
 #: CI installs poppler-utils (.ci/run), so there a missing tool fails the tests instead of skipping them
 POPPLER = bool(shutil.which("pdftotext") and shutil.which("pdftoppm"))
-pytestmark = pytest.mark.skipif(not CI and not POPPLER,
-                                reason="poppler-utils (pdftotext, pdftoppm) are needed to read the PDFs back")
+pytestmark = pytest.mark.skipif(
+    not CI and not POPPLER, reason="poppler-utils (pdftotext, pdftoppm) are needed to read the PDFs back"
+)
 
 WIDE = '''
 class Wide(ancho.Model):
@@ -83,8 +84,15 @@ def ink(png: Path) -> tuple[float, int]:
 
 @pytest.fixture
 def gambler_run(store):
-    results = ancho.run(str(EXAMPLES / "gambler.py"), params={"stake": 3, "goal": 10, "p": 0.45}, sequences=3000, seed=3,
-                        workers=2, store=store, targets=["rounds>=30"])
+    results = ancho.run(
+        str(EXAMPLES / "gambler.py"),
+        params={"stake": 3, "goal": 10, "p": 0.45},
+        sequences=3000,
+        seed=3,
+        workers=2,
+        store=store,
+        targets=["rounds>=30"],
+    )
     return results.record
 
 
@@ -95,10 +103,23 @@ def test_pdf_states_the_run_and_its_numbers_as_the_summary_gives_them(store, gam
     text = pdf_text(path)
     summary = gambler_run.summary
     flat = " ".join(text.split())
-    for expected in (gambler_run.id, "Gambler", "Gambler's ruin: bet 1 per round until broke or at the goal.",
-                     gambler_run.source_hash, "Seed 3", "3,000", ancho.__version__, "rounds>=30", "median_rounds_when_won"):
+    for expected in (
+        gambler_run.id,
+        "Gambler",
+        "Gambler's ruin: bet 1 per round until broke or at the goal.",
+        gambler_run.source_hash,
+        "Seed 3",
+        "3,000",
+        ancho.__version__,
+        "rounds>=30",
+        "median_rounds_when_won",
+    ):
         assert expected in flat, expected
-    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.split() and line.split()[0] in ("won", "rounds")}
+    rows = {
+        line.split()[0]: line.split()
+        for line in text.splitlines()
+        if line.split() and line.split()[0] in ("won", "rounds")
+    }
     for name in ("won", "rounds"):
         shown = float(rows[name][1])
         assert f"{shown:.2f}" == f"{summary['outputs'][name]['mean']:.2f}", (name, rows[name])
@@ -163,7 +184,9 @@ def test_a_failed_run_reports_its_error_stored_sequences_and_failures(store, wri
 
 def test_a_run_whose_every_sequence_failed_still_has_a_report(store, write_model, tmp_path):
     with pytest.raises(RunFailed):
-        ancho.run(str(write_model(BROKEN, "broken.py")), params={"rate": 1.0}, sequences=50, seed=2, workers=1, store=store)
+        ancho.run(
+            str(write_model(BROKEN, "broken.py")), params={"rate": 1.0}, sequences=50, seed=2, workers=1, store=store
+        )
     record = store.list_runs()[0]
     path = tmp_path / "nothing.pdf"
     with open(path, "wb") as fh:
@@ -175,13 +198,16 @@ def test_a_run_whose_every_sequence_failed_still_has_a_report(store, write_model
 
 
 def test_docstring_is_read_from_the_unchanged_source_without_running_it(store, write_model):
-    path = write_model('''
+    path = write_model(
+        '''
 class Quiet(ancho.Model):
     """Says what it is: ±1 steps, ≥ 0."""
 
     def sequence(self, rng):
         return {"x": 1.0}
-''', "quiet.py")
+''',
+        "quiet.py",
+    )
     record = ancho.run(str(path), sequences=10, seed=1, workers=1, store=store).record
     assert model_doc(record) == "Says what it is: ±1 steps, ≥ 0."  # recorded with the run
     store.update_run(record.id, spec={})  # as runs made before local runs recorded the model's description
@@ -232,8 +258,14 @@ def test_notebook_of_a_small_run_embeds_the_data_and_executes(store, gambler_run
 @pytest.mark.slow
 def test_notebook_of_a_large_run_reads_the_parquet_file_beside_it(store, tmp_path):
     sequences = EMBED_MAX_VALUES // 3 + 1000  # sequence, won, rounds: just over the embedding limit
-    record = ancho.run(str(EXAMPLES / "gambler.py"), params={"stake": 2, "goal": 4}, sequences=sequences, seed=5,
-                       workers=2, store=store).record
+    record = ancho.run(
+        str(EXAMPLES / "gambler.py"),
+        params={"stake": 2, "goal": 4},
+        sequences=sequences,
+        seed=5,
+        workers=2,
+        store=store,
+    ).record
     folder = tmp_path / "out"
     folder.mkdir()
     files = write_notebook(store, record.id, folder / "big.ipynb")
@@ -302,14 +334,17 @@ def test_rendered_reports_are_kept_and_rendered_once_for_concurrent_requests():
 
 
 def test_outputs_with_nan_and_infinities(store, write_model, tmp_path):
-    odd = write_model('''
+    odd = write_model(
+        '''
 class Odd(ancho.Model):
     """NaN, infinities and a constant."""
 
     def sequence(self, rng):
         x = rng.random()
         return {"x": float("nan") if x < 0.1 else (float("inf") if x > 0.95 else x), "one": 1.0}
-''', "odd.py")
+''',
+        "odd.py",
+    )
     record = ancho.run(str(odd), sequences=500, seed=1, workers=1, store=store).record
     path = tmp_path / "odd.pdf"
     with open(path, "wb") as fh:

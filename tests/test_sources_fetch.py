@@ -54,7 +54,7 @@ from ancho.sources.fetch import (
 
 from .conftest import need_service
 
-MODEL = '''
+MODEL = """
 import ancho
 
 
@@ -63,7 +63,7 @@ class Coin(ancho.Model):
 
     def sequence(self, rng):
         return {"heads": bool(rng.random() < self.p)}
-'''
+"""
 
 
 # -- archives -------------------------------------------------------------------------
@@ -585,9 +585,12 @@ def test_file_roots(tmp_path, cache):
 # -- git ---------------------------------------------------------------------------------------
 
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
 }
 
 
@@ -630,7 +633,16 @@ def repo(tmp_path_factory) -> dict:
     git("commit", "-qam", "three", cwd=path)
     head = git("rev-parse", "HEAD", cwd=path)
     (path / "unreferenced").write_text("x")
-    return {"root": root, "path": path, "url": path.as_uri(), "v1": v1, "feature": feature, "mid": mid, "hidden": hidden, "head": head}
+    return {
+        "root": root,
+        "path": path,
+        "url": path.as_uri(),
+        "v1": v1,
+        "feature": feature,
+        "mid": mid,
+        "hidden": hidden,
+        "head": head,
+    }
 
 
 def version(src: FetchedSource) -> str:
@@ -715,7 +727,9 @@ def test_git_dangerous_transports_refused(url, message, cache):
     assert not Path("/tmp/ancho-pwned").exists()
 
 
-@pytest.mark.parametrize("ref", ["--upload-pack=touch /tmp/x", "-b", "a..b", "a b", "x:y", "ref~1", "HEAD@{1}", "a/", ".hidden"])
+@pytest.mark.parametrize(
+    "ref", ["--upload-pack=touch /tmp/x", "-b", "a..b", "a b", "x:y", "ref~1", "HEAD@{1}", "a/", ".hidden"]
+)
 def test_git_bad_refs_refused(repo, ref, cache):
     with pytest.raises(FetchError, match="not a valid tag, branch or commit"):
         fetch_git(repo["url"], ref, cache)
@@ -727,8 +741,12 @@ def test_git_allow_protocol_is_enforced_by_git_too(repo, cache, tmp_path):
     assert env["GIT_ALLOW_PROTOCOL"] == "https" and env["GIT_TERMINAL_PROMPT"] == "0"
     out = subprocess.run(["git", "ls-remote", repo["url"]], env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "not allowed" in out.stderr
-    out = subprocess.run(["git", "ls-remote", "ext::sh -c true"], env=git_mod._git_env(FetchPolicy(), tmp_path / "h"),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "ls-remote", "ext::sh -c true"],
+        env=git_mod._git_env(FetchPolicy(), tmp_path / "h"),
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "not allowed" in out.stderr
     with pytest.raises(UnsupportedSource, match="file transport is not allowed"):
         fetch_git(repo["url"], "v1", cache, policy=FetchPolicy(git_protocols=("https",)))
@@ -816,9 +834,20 @@ def daemon(repo):
         need_service("git", "install git")
     port = free_port()
     proc = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", f"--base-path={repo['root']}", "--export-all", "--informative-errors",
-         "--listen=127.0.0.1", f"--port={port}", str(repo["root"])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={repo['root']}",
+            "--export-all",
+            "--informative-errors",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(repo["root"]),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     for _ in range(200):
         if proc.poll() is not None:
@@ -858,7 +887,9 @@ def test_git_daemon_server_policy(daemon, repo, cache):
         fetch_git(f"{daemon}/models.git", "v1", cache, policy=FetchPolicy.for_server())
     with pytest.raises(UnsupportedSource, match="internal address.*source_private_hosts"):
         fetch_git(f"{daemon}/models.git", "v1", cache, policy=FetchPolicy.for_server(git_protocol=True))
-    got = fetch_git(f"{daemon}/models.git", "v1", cache, policy=FetchPolicy.for_server(git_protocol=True, private_hosts=True))
+    got = fetch_git(
+        f"{daemon}/models.git", "v1", cache, policy=FetchPolicy.for_server(git_protocol=True, private_hosts=True)
+    )
     assert got.commit == repo["v1"]
 
 
@@ -1053,13 +1084,24 @@ def test_fetch_source_bad_specs(spec, message, cache):
 @pytest.mark.parametrize(
     "arg, spec, entry",
     [
-        ("git+https://host/repo.git@v1:model.py:Model", {"git": "https://host/repo.git", "ref": "v1"}, "model.py:Model"),
+        (
+            "git+https://host/repo.git@v1:model.py:Model",
+            {"git": "https://host/repo.git", "ref": "v1"},
+            "model.py:Model",
+        ),
         ("git+https://host:8443/org/repo.git@v1", {"git": "https://host:8443/org/repo.git", "ref": "v1"}, None),
         ("git+https://host/repo.git", {"git": "https://host/repo.git"}, None),
         ("git+https://host/repo.git:Model", {"git": "https://host/repo.git"}, "Model"),
-        ("git+https://host/repo.git@feature/x-1:src/m.py", {"git": "https://host/repo.git", "ref": "feature/x-1"}, "src/m.py"),
-        ("git+ssh://git@host:2222/org/repo.git@" + "a" * 40 + ":m.py:C",
-         {"git": "ssh://git@host:2222/org/repo.git", "ref": "a" * 40}, "m.py:C"),
+        (
+            "git+https://host/repo.git@feature/x-1:src/m.py",
+            {"git": "https://host/repo.git", "ref": "feature/x-1"},
+            "src/m.py",
+        ),
+        (
+            "git+ssh://git@host:2222/org/repo.git@" + "a" * 40 + ":m.py:C",
+            {"git": "ssh://git@host:2222/org/repo.git", "ref": "a" * 40},
+            "m.py:C",
+        ),
         ("git+https://user:tok@host/repo.git@v2", {"git": "https://user:tok@host/repo.git", "ref": "v2"}, None),
         ("git+file:///srv/repos/m.git@main:model.py", {"git": "file:///srv/repos/m.git", "ref": "main"}, "model.py"),
         ("https://host/model.tar.gz:model.py:Class", {"url": "https://host/model.tar.gz"}, "model.py:Class"),
@@ -1077,7 +1119,9 @@ def test_parse_source_arg_examples(arg, spec, entry):
     assert parse_source_arg(arg) == (spec, entry)
 
 
-@pytest.mark.parametrize("arg", ["model.py", "models/", "model.py:Gambler", "examples/gambler:model.py:Gambler", "/abs/x.py:C", "C:/x"])
+@pytest.mark.parametrize(
+    "arg", ["model.py", "models/", "model.py:Gambler", "examples/gambler:model.py:Gambler", "/abs/x.py:C", "C:/x"]
+)
 def test_parse_source_arg_local_paths(arg):
     assert parse_source_arg(arg) is None
 
@@ -1095,7 +1139,9 @@ def test_parse_source_arg_errors(arg, message):
         parse_source_arg(arg)
 
 
-_seg = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
+_seg = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=8).filter(
+    lambda s: s not in (".", "..")
+)
 _ident = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
 _pyfile = st.builds(lambda dirs, stem: "/".join([*dirs, stem + ".py"]), st.lists(_seg, max_size=2), _ident)
 _host = st.sampled_from(["host", "example.com", "127.0.0.1", "[::1]", "git.example.org"])
@@ -1109,7 +1155,10 @@ _entry = st.one_of(
 )
 _ref = st.one_of(
     st.none(),
-    st.builds(lambda parts: "/".join(parts), st.lists(_seg.filter(lambda s: not s.endswith(".") and not s.startswith(".")), min_size=1, max_size=3)),
+    st.builds(
+        lambda parts: "/".join(parts),
+        st.lists(_seg.filter(lambda s: not s.endswith(".") and not s.startswith(".")), min_size=1, max_size=3),
+    ),
     st.from_regex(r"[0-9a-f]{40}", fullmatch=True),
 )
 
@@ -1121,7 +1170,9 @@ def _authority(user, host, port) -> str:
 @settings(max_examples=200, deadline=None)
 @given(
     scheme=st.sampled_from(["https", "http", "s3", "file"]),
-    user=_user, host=_host, port=_port,
+    user=_user,
+    host=_host,
+    port=_port,
     path=st.lists(_seg, min_size=1, max_size=4),
     ext=st.sampled_from([".tar.gz", ".zip", ".tar", ""]),
     entry=_entry,
@@ -1136,7 +1187,9 @@ def test_parse_source_arg_url_roundtrip(scheme, user, host, port, path, ext, ent
 @settings(max_examples=200, deadline=None)
 @given(
     scheme=st.sampled_from(["https", "http", "ssh", "git", "file"]),
-    user=_user, host=_host, port=_port,
+    user=_user,
+    host=_host,
+    port=_port,
     path=st.lists(_seg, min_size=1, max_size=4),
     dotgit=st.booleans(),
     ref=_ref,

@@ -60,8 +60,17 @@ def same_run(a, b):
 )
 def test_identical_to_local(spark, store, model, params, sequences, max_failures):
     calls = []
-    r = ancho.run(model, params, sequences=sequences, seed=2024, executor=spark, store=store,
-                  targets=[], max_failures=max_failures, progress=lambda d, t: calls.append(d))
+    r = ancho.run(
+        model,
+        params,
+        sequences=sequences,
+        seed=2024,
+        executor=spark,
+        store=store,
+        targets=[],
+        max_failures=max_failures,
+        progress=lambda d, t: calls.append(d),
+    )
     local = ancho.run(model, params, sequences=sequences, seed=2024, workers=2, store=store, max_failures=max_failures)
     assert r.status == "succeeded" and r.record.done == sequences
     same_run(r, local)
@@ -164,8 +173,9 @@ def test_executor_killed_mid_run(spark, store):
     # leave the cluster as the other tests expect it: the worker daemons up (idempotent) and 2 executors
     if os.environ.get("ANCHO_PYTHON") or os.path.exists(ROOT / ".venv/bin/python"):
         env = {**os.environ, "ANCHO_PYTHON": os.environ.get("ANCHO_PYTHON", str(ROOT / ".venv/bin/python"))}
-        subprocess.run([str(ROOT / "scripts/services"), "start", "spark"], env=env, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [str(ROOT / "scripts/services"), "start", "spark"], env=env, check=True, capture_output=True, timeout=300
+        )
     _wait_for_executors(sc, 2)
 
 
@@ -206,7 +216,9 @@ def test_failing_sequence_reported_as_locally(spark, store):
         ancho.run(Flaky, {"every": 50}, sequences=5000, seed=4, executor=spark, store=store)
     with pytest.raises(RunFailed) as local_err:
         ancho.run(Flaky, {"every": 50}, sequences=5000, seed=4, workers=2, store=store)
-    pattern = r"^sequence (\d+) failed: ZeroDivisionError: unlucky draw \(\d+ failures?; allow some with --max-failures N\)$"
+    pattern = (
+        r"^sequence (\d+) failed: ZeroDivisionError: unlucky draw \(\d+ failures?; allow some with --max-failures N\)$"
+    )
     m, ml = re.match(pattern, str(spark_err.value)), re.match(pattern, str(local_err.value))
     assert m and ml, (str(spark_err.value), str(local_err.value))
     # the sequence named really fails (chunks finish in another order than locally, so it may be another one)

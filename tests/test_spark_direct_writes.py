@@ -23,10 +23,10 @@ from .stores.conftest import cassandra_catalog, cassandra_store  # noqa: F401 (f
 from .test_spark import failed_tasks, same_run
 
 
-
 def services(test):
     """The real Spark cluster and Cassandra node; slow."""
     return pytest.mark.spark(pytest.mark.cassandra(pytest.mark.slow(test)))
+
 
 TARGETS = ["u>=0.5", "k>=3", "even"]
 
@@ -61,8 +61,14 @@ def test_a_stored_chunk_travels_without_its_columns():
     from ancho.stats import Running
 
     seqs = np.array([0, 1, 3, 4], dtype=np.int64)
-    result = ChunkResult(0, 5, seqs, {"u": np.array([0.1, np.nan, 0.7, 0.9]), "k": np.array([1, 4, 2, 5])},
-                         [Failure(2, "ValueError: no", "tb")], 0.25)
+    result = ChunkResult(
+        0,
+        5,
+        seqs,
+        {"u": np.array([0.1, np.nan, 0.7, 0.9]), "k": np.array([1, 4, 2, 5])},
+        [Failure(2, "ValueError: no", "tb")],
+        0.25,
+    )
     targets = (Target.parse("k>=3"), Target.parse("u>0.5"))
     data = encode_stored(result, targets)
     back = decode(data)
@@ -86,8 +92,15 @@ def test_a_stored_chunk_travels_without_its_columns():
     ids=["mixed", "failures-allowed"],
 )
 @services
-def test_identical_to_a_local_run_and_the_driver_gets_no_columns(spark, store, cassandra_store, model, params, n,  # noqa: F811
-                                                                  max_failures):
+def test_identical_to_a_local_run_and_the_driver_gets_no_columns(
+    spark,
+    store,
+    cassandra_store,
+    model,
+    params,
+    n,  # noqa: F811
+    max_failures,
+):
     kw = dict(sequences=n, seed=31, targets=["x>=0.5"] if model is Flaky else TARGETS, max_failures=max_failures)
     r = ancho.run(model, params, executor=spark, store=cassandra_store, **kw)
     assert spark.last_writes == "tasks"
@@ -141,7 +154,9 @@ def test_a_task_retried_by_spark_duplicates_nothing(spark, store, cassandra_stor
     assert os.path.exists(params["marker"]) and spark.last_writes == "tasks"
     assert failed_tasks(spark) >= 1
     chunks_tile(cassandra_store, r.run_id, n)
-    local = ancho.run(KillsAtDraw, params, sequences=n, seed=seed, workers=2, store=store)  # (the marker is there: no kill)
+    local = ancho.run(
+        KillsAtDraw, params, sequences=n, seed=seed, workers=2, store=store
+    )  # (the marker is there: no kill)
     same_run(r, local)
 
 

@@ -21,8 +21,6 @@ from .isolation.test_environments import req_model  # noqa: F401, F811 - the mod
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
-
-
 def test_runs_in_its_environment_on_spark(spark_url, store, req_model):  # noqa: F811 - the fixture
     """Executors on this machine share the driver's storage: they use the environment the driver built."""
     r = ancho.run(str(req_model), {"n": 7}, sequences=3000, seed=4, executor=spark_url, store=store)
@@ -34,9 +32,9 @@ def test_runs_in_its_environment_on_spark(spark_url, store, req_model):  # noqa:
 
 def test_executors_build_the_environment_themselves(spark_url, store, home, req_model, tmp_path):  # noqa: F811
     """Without shared storage each executor builds the same environment (same key) in its own folder, once."""
+    from ancho.executors.prepare import prepare
     from ancho.executors.spark import SparkExecutor
     from ancho.isolation import Environments
-    from ancho.executors.prepare import prepare
 
     envs = Environments(home / "envs")
     prepared = prepare(str(req_model), {"n": 5}, envs)

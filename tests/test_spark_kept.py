@@ -7,11 +7,11 @@ same Python workers; each must find its prepared model still there.
 from __future__ import annotations
 
 from ancho.executors.base import Task
+from ancho.executors.spark.isolation import Isolation
 from ancho.executors.spark.tasks import KEEP
 from ancho.executors.spark.tasks import RUNNERS as _RUNNERS
 from ancho.executors.spark.tasks import Kept as _Kept
 from ancho.executors.spark.tasks import runner as _runner
-from ancho.executors.spark.isolation import Isolation
 from ancho.loading import FileRef
 
 from .conftest import EXAMPLES

@@ -22,11 +22,19 @@ from ancho.isolation import Sandbox, SandboxPolicy
 
 def test_former_keywords_and_options_build_the_same_executor():
     old = SparkExecutor("local[2]", 3, conf={"spark.x": "1"}, summary="driver", writes="driver", shared_storage=False)
-    new = SparkExecutor("local[2]", SparkOptions(workers=3, conf={"spark.x": "1"}, summary="driver", writes="driver",
-                                                 shared_storage=False))
+    new = SparkExecutor(
+        "local[2]",
+        SparkOptions(workers=3, conf={"spark.x": "1"}, summary="driver", writes="driver", shared_storage=False),
+    )
     assert old.options == new.options
     for ex in (old, new):
-        assert (ex.workers, ex.conf, ex.summary_mode, ex.writes, ex.shared_storage) == (3, {"spark.x": "1"}, "driver", "driver", False)
+        assert (ex.workers, ex.conf, ex.summary_mode, ex.writes, ex.shared_storage) == (
+            3,
+            {"spark.x": "1"},
+            "driver",
+            "driver",
+            False,
+        )
     with pytest.raises(TypeError, match="not both"):
         SparkExecutor("local[1]", SparkOptions(), summary="spark")
     with pytest.raises(TypeError):
@@ -110,7 +118,9 @@ def test_a_task_error_comes_back_as_the_local_executor_raises_it(kind, cls):
 
 def test_a_chunk_crosses_the_wire_unchanged():
     seqs = np.array([0, 1, 3], dtype=np.int64)
-    result = ChunkResult(0, 4, seqs, {"x": np.array([0.1, np.nan, 2.5]), "b": np.array([True, False, True])}, seconds=0.2)
+    result = ChunkResult(
+        0, 4, seqs, {"x": np.array([0.1, np.nan, 2.5]), "b": np.array([True, False, True])}, seconds=0.2
+    )
     back = decode(encode(result))
     assert (back.start, back.stop, back.seconds) == (0, 4, 0.2)
     np.testing.assert_array_equal(back.sequences, seqs)

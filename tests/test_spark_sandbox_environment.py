@@ -14,22 +14,22 @@ import textwrap
 import pytest
 
 import ancho
+from ancho import isolation as sb
 from ancho.executors.base import Task
 from ancho.executors.spark.isolation import Isolation, NestedRunner
 from ancho.loading import load_model
-from ancho import isolation as sb
 
 from .conftest import need_service
 from .sandbox_environ_dump import DUMP, SECRETS, check_dump
 
-STEAL = DUMP + textwrap.dedent('''
+STEAL = DUMP + textwrap.dedent("""
     import ancho
 
 
     class Steal(ancho.Model):
         def sequence(self, rng):
             raise RuntimeError(environ_dump())
-''')
+""")
 
 
 @pytest.fixture

@@ -93,7 +93,11 @@ def test_nan_inf_and_widened_columns(spark, store):
     r, s, local = summaries(spark, store, Awkward, 12_000, 5, TARGETS[5:])
     # the run really stored output 'm' as int in some chunks and float in others
     folder = store.results_source(r.run_id)["path"]
-    types = {str(pq.read_schema(os.path.join(folder, f)).field("m").type) for f in os.listdir(folder) if f.endswith(".parquet")}
+    types = {
+        str(pq.read_schema(os.path.join(folder, f)).field("m").type)
+        for f in os.listdir(folder)
+        if f.endswith(".parquet")
+    }
     assert types == {"int64", "double"}
     close(s, local)
     assert s["outputs"]["v"]["count"] == int(r.frame.v.notna().sum()) < 12_000

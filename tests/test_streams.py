@@ -66,7 +66,9 @@ def test_run_key_known_answers(seed):
 
 @pytest.mark.parametrize("seed, sequence", SEEDS_AND_SEQUENCES)
 def test_reference_generator_known_answers(seed, sequence):
-    assert [int(x) for x in reference_generator(seed, sequence).bit_generator.random_raw(2)] == KNOWN_RAW[seed, sequence]
+    assert [int(x) for x in reference_generator(seed, sequence).bit_generator.random_raw(2)] == KNOWN_RAW[
+        seed, sequence
+    ]
     assert draws(reference_generator(seed, sequence)) == KNOWN_DRAWS[seed, sequence]
 
 

@@ -18,8 +18,17 @@ def _folder(tmp_path: Path) -> Path:
     (root / "model.py").write_text("import ancho\n")
     (root / "pkg" / "helpers.py").write_text("X = 1\n")
     (root / "requirements.txt").write_text("numpy\n")
-    for litter in (".mypy_cache/x.json", ".tox/log.txt", ".pytest_cache/v", "__pycache__/m.cpython-311.pyc",
-                   ".git/HEAD", ".venv/pyvenv.cfg", "pkg/.DS_Store", "pkg/helpers.pyc", ".ruff_cache/c"):
+    for litter in (
+        ".mypy_cache/x.json",
+        ".tox/log.txt",
+        ".pytest_cache/v",
+        "__pycache__/m.cpython-311.pyc",
+        ".git/HEAD",
+        ".venv/pyvenv.cfg",
+        "pkg/.DS_Store",
+        "pkg/helpers.pyc",
+        ".ruff_cache/c",
+    ):
         (root / litter).parent.mkdir(parents=True, exist_ok=True)
         (root / litter).write_text("litter\n")
     return root

@@ -73,7 +73,8 @@ def test_a_parameter_error_in_a_worker_keeps_its_field_and_name(picky, how, monk
 
 @pytest.mark.parametrize("how", ["auto", "exec"])
 def test_a_user_subclass_of_an_ancho_error_arrives_as_its_ancho_class_and_the_driver_imports_no_user_code(
-        picky, how, monkeypatch):
+    picky, how, monkeypatch
+):
     with pytest.raises(ParameterError) as raised:
         _run(picky, {"refuse": True}, how, monkeypatch)
     assert type(raised.value) is ParameterError  # the table's class, not the user's Refused
@@ -124,6 +125,7 @@ def test_messages_are_small_and_typed():
 
 # -- typed record parts -----------------------------------------------------------------------------------
 
+
 def test_a_submission_round_trips_through_a_store(tmp_path):
     store = EmbeddedStore(tmp_path / "home")
     sub = Submission("/srv/m", "model.py", "M", {"n": float("inf")}, "server-1", {"kind": "upload"})
@@ -134,9 +136,17 @@ def test_a_submission_round_trips_through_a_store(tmp_path):
 
 
 def test_records_written_before_the_type_are_read():
-    old = RunRecord(id="r", params={"n": None}, spec={
-        "params": {"n": 1e400}, "ref": {"root": "/srv/m", "file": "model.py", "class_name": "M"},
-        "server": "s1", "info": {}, "model": {"upload": "abc"}})
+    old = RunRecord(
+        id="r",
+        params={"n": None},
+        spec={
+            "params": {"n": 1e400},
+            "ref": {"root": "/srv/m", "file": "model.py", "class_name": "M"},
+            "server": "s1",
+            "info": {},
+            "model": {"upload": "abc"},
+        },
+    )
     assert old.submission == Submission("/srv/m", "model.py", "M", {"n": 1e400}, "s1", {"upload": "abc"})
     older = RunRecord(id="r", params={"n": 2}, spec={"ref": {"root": "/srv/m", "file": "model.py", "class_name": "M"}})
     assert older.submission.params == {"n": 2} and older.submission.server is None

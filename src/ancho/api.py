@@ -110,8 +110,8 @@ def run(
     without network and without sight of ``ANCHO_HOME`` (docs/sandbox.md).
     ``model`` must then be a path or URL string, on the local executor.
     """
-    from .model import Model
     from .executors.prepare import Prepared, prepare, source_folder
+    from .model import Model
 
     if sandbox:
         _check_sandboxable(model, executor)
@@ -119,8 +119,8 @@ def run(
     checked = run_settings(sequences, seed, targets, until, max_sequences, max_failures)
     origin = None
     if isinstance(model, str) and ("://" in model or model.startswith("git+")):
-        from .sources.fetch import resolve_source_arg
         from .home import default_home
+        from .sources.fetch import resolve_source_arg
 
         remote = resolve_source_arg(model, default_home() / "sources")  # a URL or git source: fetched and unpacked
         if remote is not None:
@@ -144,10 +144,10 @@ def run(
         if ex is not None and hasattr(ex, "start"):
             ex.start()  # type: ignore[attr-defined]
         if isinstance(model, str):
-            from .isolation import Environments, InstallPolicy
             from .home import default_home
+            from .isolation import Environments, InstallPolicy
 
-            # --sandbox: the model's requirements install as a server's would (sources/environments.py)
+            # --sandbox: the model's requirements install as a server's would (isolation/environments.py)
             install = InstallPolicy(sandboxed=True, hidden=_hidden(store)) if sandbox else None
             envs = Environments(default_home() / "envs", announce=announce, install=install) if own_env else None
             if sandbox:
@@ -180,17 +180,22 @@ def run(
 
 # -- sandbox=True: the model's code runs only in sandboxed workers ---------------------------
 
+
 def _check_sandboxable(model: Any, executor: str | Executor) -> None:
     """What ``sandbox=True`` needs, checked before anything is fetched or built."""
     from .errors import InputError
     from .isolation import SandboxUnavailable, sandbox_problem
 
     if not isinstance(model, str):
-        raise InputError("sandbox=True needs the model as a path or URL string: a class given to ancho.run has "
-                         "already been imported, unsandboxed, in this process")
+        raise InputError(
+            "sandbox=True needs the model as a path or URL string: a class given to ancho.run has "
+            "already been imported, unsandboxed, in this process"
+        )
     if executor != "local":
-        raise InputError(f"--sandbox runs models on the local executor only, not on '{executor}'; "
-                         "leave out --executor (or submit the run to an Ancho server, which sandboxes Spark runs)")
+        raise InputError(
+            f"--sandbox runs models on the local executor only, not on '{executor}'; "
+            "leave out --executor (or submit the run to an Ancho server, which sandboxes Spark runs)"
+        )
     problem = sandbox_problem()
     if problem is not None:
         raise SandboxUnavailable(f"--sandbox cannot run here: {problem}")
@@ -217,9 +222,9 @@ def _hidden(store: str | Store | None) -> tuple[str, ...]:
 def _prepare_sandboxed(target: str, params, envs, origin: str | None, store):
     """The model read and its parameters validated in a sandboxed worker (``prepare``'s worker path, as a server
     does): returns the prepared model and the host paths its workers need to read (its source, its environment)."""
-    from .loading import split_spec
     from .executors.prepare import prepare, source_folder
     from .isolation import Sandbox, SandboxPolicy
+    from .loading import split_spec
 
     path, file, class_name = split_spec(target)
     where = Path(path).expanduser().resolve()
@@ -235,8 +240,15 @@ def _prepare_sandboxed(target: str, params, envs, origin: str | None, store):
     return prepared, tuple(readable)
 
 
-def _sandboxed_executor(prepared, readable: tuple[str, ...], store: Store, run_id: str, workers: int,
-                        hidden: tuple[str, ...], boxes: ExitStack) -> Executor:
+def _sandboxed_executor(
+    prepared,
+    readable: tuple[str, ...],
+    store: Store,
+    run_id: str,
+    workers: int,
+    hidden: tuple[str, ...],
+    boxes: ExitStack,
+) -> Executor:
     """Local workers in a sandbox that shows them the model, its environment and this run's results, nothing else.
 
     Summary functions read the run's results: an embedded store's folder of
@@ -249,11 +261,12 @@ def _sandboxed_executor(prepared, readable: tuple[str, ...], store: Store, run_i
     from .executors.local import LocalExecutor
     from .isolation import Sandbox, SandboxPolicy
     from .stores import export_results
+    from .stores.results_sources import ChunkFiles
 
-    results = store.results_source(run_id)
+    results = store.results(run_id)
     options: dict = {}
-    if results.get("kind") == "parquet-dir":
-        shown = results["path"]
+    if isinstance(results, ChunkFiles):
+        shown = str(results.folder)
     else:
         shown = tempfile.mkdtemp(prefix="ancho-results-")
         boxes.callback(shutil.rmtree, shown, True)

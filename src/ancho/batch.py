@@ -80,15 +80,21 @@ def _checked(value, n: int, key: str, kinds: dict[str, str], what: str, name: st
     where = f"output '{key}' of {name}, {what},"
     if not isinstance(value, np.ndarray):
         if np.ndim(value) == 0:
-            raise OutputError(f"{where} is a scalar ({type(value).__name__}); sequences(rng, n) must return an array of length n for each output")
+            raise OutputError(
+                f"{where} is a scalar ({type(value).__name__}); sequences(rng, n) must return an array of length n for each output"
+            )
         value = np.asarray(value)
     if value.ndim == 2:
-        raise OutputError(f"{where} has shape {value.shape}: 2-D (n × steps) trajectory outputs are not supported yet; return 1-D arrays of length {n}")
+        raise OutputError(
+            f"{where} has shape {value.shape}: 2-D (n × steps) trajectory outputs are not supported yet; return 1-D arrays of length {n}"
+        )
     if value.ndim != 1 or len(value) != n:
         raise OutputError(f"{where} has shape {value.shape}; return a 1-D array of length n = {n}")
     kind = _KINDS.get(value.dtype.kind)
     if kind is None:
-        raise OutputError(f"{where} has dtype {value.dtype}; outputs must be numbers or bools (float, int or bool arrays)")
+        raise OutputError(
+            f"{where} has dtype {value.dtype}; outputs must be numbers or bools (float, int or bool arrays)"
+        )
     if kind == "int" and value.dtype == np.uint64 and n and value.max() >= 2**63:
         raise OutputError(f"{where} holds an integer too large for 64 bits ({value.max()}); return floats")
     # NaN-only: the first element decides whether to look at the rest (one comparison in the usual case)

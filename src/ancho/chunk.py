@@ -143,7 +143,7 @@ def check_names(out, what: str, name: str):
                 f"{what} of {name} returned a {type(out).__name__}; return a plain dict of output name → number or bool"
             )
         raise OutputError(
-            f"{what} of {name} returned {type(out).__name__}, not a mapping; return a dict such as {{\"x\": 1.0}}"
+            f'{what} of {name} returned {type(out).__name__}, not a mapping; return a dict such as {{"x": 1.0}}'
         )
     if not out:
         raise OutputError(f"{what} of {name} returned an empty dict; return at least one output")

@@ -37,8 +37,16 @@ from . import __version__
 from .errors import AnchoError, InputError, ModelError, NotFound
 
 __all__ = [
-    "Client", "Packed", "pack",
-    "ClientError", "NoServer", "Unreachable", "Unauthorized", "Rejected", "NotFinished", "ServerError",
+    "Client",
+    "Packed",
+    "pack",
+    "ClientError",
+    "NoServer",
+    "Unreachable",
+    "Unauthorized",
+    "Rejected",
+    "NotFinished",
+    "ServerError",
 ]
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -91,7 +99,9 @@ def normalize_url(url: str | None) -> str:
     """``host:port``, ``http://host:port/`` or ``…/api/v1`` → ``http://host:port`` (NoServer if empty)."""
     url = (url or "").strip()
     if not url:
-        raise NoServer("no server given: set ANCHO_URL to its address (export ANCHO_URL=http://127.0.0.1:8642) or pass --url")
+        raise NoServer(
+            "no server given: set ANCHO_URL to its address (export ANCHO_URL=http://127.0.0.1:8642) or pass --url"
+        )
     if "://" not in url:
         url = "http://" + url
     if not url.startswith(("http://", "https://")):
@@ -159,7 +169,9 @@ def pack(spec: str) -> Packed:
         if path.suffix != ".py":
             raise ModelError(f"model file '{path_s}' is not a .py file")
         if file:
-            raise ModelError(f"cannot read the model '{spec}': a file takes only :Class (FOLDER:file.py:Class is for folders)")
+            raise ModelError(
+                f"cannot read the model '{spec}': a file takes only :Class (FOLDER:file.py:Class is for folders)"
+            )
         members.append((path.name, path))
         top = None
         entry: str | None = path.name
@@ -191,7 +203,10 @@ def pack(spec: str) -> Packed:
 
 def _tar_gz(members: list[tuple[str, Path]]) -> bytes:
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         dirs: set[str] = set()
         for arcname, full in members:
             parts = arcname.split("/")[:-1]
@@ -222,15 +237,25 @@ def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
 class Client:
     """Typed calls to one server as one user. ``url``: ``http://host:port``; ``token``: from ``ancho users add``."""
 
-    def __init__(self, url: str | None, token: str | None = None, *, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        url: str | None,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.url = normalize_url(url)
         self.token = (token or "").strip() or None
         headers = {"User-Agent": f"ancho/{__version__}", "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, transport=transport,
-                                  timeout=httpx.Timeout(timeout, connect=10.0))
+        self._http = httpx.Client(
+            base_url=self.url + "/api/v1",
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
 
     @classmethod
     def from_env(cls, url: str | None = None, token: str | None = None, **kwargs) -> Client:
@@ -252,17 +277,37 @@ class Client:
 
     def upload(self, data: bytes, filename: str = "model.tar.gz") -> dict:
         """POST /models: store a .tar.gz/.zip of a model's source; returns ``{"id", "filename", "size", "created"}``."""
-        return self._json("POST", "/models", files={"file": (filename, data, "application/gzip")}, action="upload",
-                          timeout=300.0)
+        return self._json(
+            "POST", "/models", files={"file": (filename, data, "application/gzip")}, action="upload", timeout=300.0
+        )
 
-    def submit(self, model: dict, *, params: dict | None = None, sequences: int | None = None, seed: int | None = None,
-               targets: list[str] | tuple[str, ...] = (), until: str | None = None, max_sequences: int | None = None,
-               max_failures: int | None = None, executor: str | None = None) -> dict:
+    def submit(
+        self,
+        model: dict,
+        *,
+        params: dict | None = None,
+        sequences: int | None = None,
+        seed: int | None = None,
+        targets: list[str] | tuple[str, ...] = (),
+        until: str | None = None,
+        max_sequences: int | None = None,
+        max_failures: int | None = None,
+        executor: str | None = None,
+    ) -> dict:
         """POST /runs: queue a run of ``model`` (``{"upload": id, "entry": "file.py:Class"}``); returns ``{"id", "status"}``."""
-        body: dict[str, Any] = {"model": {k: v for k, v in model.items() if v is not None}, "params": dict(params or {}),
-                                "targets": list(targets)}
-        for key, value in (("sequences", sequences), ("seed", seed), ("until", until), ("max_sequences", max_sequences),
-                           ("max_failures", max_failures), ("executor", executor)):
+        body: dict[str, Any] = {
+            "model": {k: v for k, v in model.items() if v is not None},
+            "params": dict(params or {}),
+            "targets": list(targets),
+        }
+        for key, value in (
+            ("sequences", sequences),
+            ("seed", seed),
+            ("until", until),
+            ("max_sequences", max_sequences),
+            ("max_failures", max_failures),
+            ("executor", executor),
+        ):
             if value is not None:
                 body[key] = value
         # the server checks the model and parameters in a worker before it answers
@@ -295,8 +340,12 @@ class Client:
 
     def results_page(self, run_id: str, offset: int = 0, limit: int = 10_000) -> dict:
         """One JSON page of results: ``{"total", "offset", "next", "results": [{"sequence", …}]}``."""
-        return self._json("GET", f"/runs/{_q(run_id)}/results", params={"format": "json", "offset": offset, "limit": limit},
-                          run=run_id)
+        return self._json(
+            "GET",
+            f"/runs/{_q(run_id)}/results",
+            params={"format": "json", "offset": offset, "limit": limit},
+            run=run_id,
+        )
 
     def rows(self, run_id: str, page: int = 10_000) -> Iterator[dict]:
         """Every sequence's outputs as dicts, page by page."""
@@ -310,12 +359,19 @@ class Client:
         """The whole run's results as CSV (a header, then one line per sequence) or Parquet bytes, streamed."""
         if format not in ("csv", "parquet"):
             raise InputError(f"format '{format}' is not csv or parquet (use rows() for JSON)")
-        with self._stream("GET", f"/runs/{_q(run_id)}/results", params={"format": format}, run=run_id,
-                          timeout=httpx.Timeout(600.0, connect=10.0)) as response:
+        with self._stream(
+            "GET",
+            f"/runs/{_q(run_id)}/results",
+            params={"format": format},
+            run=run_id,
+            timeout=httpx.Timeout(600.0, connect=10.0),
+        ) as response:
             try:
                 yield from response.iter_bytes(chunk_size)
             except httpx.TransportError as exc:
-                raise Unreachable(f"the server at {self.url} broke off sending the results of run '{run_id}': {_reason(exc)}") from None
+                raise Unreachable(
+                    f"the server at {self.url} broke off sending the results of run '{run_id}': {_reason(exc)}"
+                ) from None
 
     def download(self, run_id: str, format: str, sink: BinaryIO) -> int:
         """Write :meth:`results` to a binary file object; returns the number of bytes."""
@@ -334,13 +390,17 @@ class Client:
         if name is None:
             raise InputError(f"report kind '{kind}' is not pdf or notebook")
         n = 0
-        with self._stream("GET", f"/runs/{_q(run_id)}/{name}", run=run_id, timeout=httpx.Timeout(600.0, connect=10.0)) as response:
+        with self._stream(
+            "GET", f"/runs/{_q(run_id)}/{name}", run=run_id, timeout=httpx.Timeout(600.0, connect=10.0)
+        ) as response:
             try:
                 for block in response.iter_bytes(1 << 16):
                     sink.write(block)
                     n += len(block)
             except httpx.TransportError as exc:
-                raise Unreachable(f"the server at {self.url} broke off sending the {name} of run '{run_id}': {_reason(exc)}") from None
+                raise Unreachable(
+                    f"the server at {self.url} broke off sending the {name} of run '{run_id}': {_reason(exc)}"
+                ) from None
         return n
 
     def events(self, run_id: str, *, give_up_after: float = 60.0, idle: float = 30.0) -> Iterator[dict]:
@@ -357,14 +417,21 @@ class Client:
         connected = False
         while True:
             try:
-                with self._stream("GET", path, run=run_id, timeout=httpx.Timeout(10.0, read=idle),
-                                  headers={"Accept": "text/event-stream"}) as response:
+                with self._stream(
+                    "GET",
+                    path,
+                    run=run_id,
+                    timeout=httpx.Timeout(10.0, read=idle),
+                    headers={"Accept": "text/event-stream"},
+                ) as response:
                     connected, down_since = True, None
                     for event, data in _sse(response.iter_lines()):
                         try:
                             state = json.loads(data)
                         except ValueError:
-                            raise ServerError(f"the server at {self.url} sent an event that is not JSON: {data[:200]!r}") from None
+                            raise ServerError(
+                                f"the server at {self.url} sent an event that is not JSON: {data[:200]!r}"
+                            ) from None
                         if event == "end":
                             yield {**state, "end": True}
                             return
@@ -377,15 +444,26 @@ class Client:
                     raise
                 down_since = down_since or time.monotonic()
                 if time.monotonic() - down_since > give_up_after:
-                    raise Unreachable(f"lost the server at {self.url} while watching run '{run_id}' "
-                                      f"(no answer for {give_up_after:.0f} s); the run goes on there: ancho watch {run_id}") from None
+                    raise Unreachable(
+                        f"lost the server at {self.url} while watching run '{run_id}' "
+                        f"(no answer for {give_up_after:.0f} s); the run goes on there: ancho watch {run_id}"
+                    ) from None
             except httpx.TransportError:
                 pass  # the stream broke off: reopen it
             time.sleep(1.0)
 
     # -- plumbing -------------------------------------------------------------
-    def _json(self, method: str, path: str, *, auth: bool = True, run: str | None = None, action: str | None = None,
-              timeout: float | None = None, **kwargs) -> Any:
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = True,
+        run: str | None = None,
+        action: str | None = None,
+        timeout: float | None = None,
+        **kwargs,
+    ) -> Any:
         if auth:
             self._need_token()
         if timeout is not None:
@@ -398,8 +476,10 @@ class Client:
         try:
             return response.json()
         except ValueError:
-            raise ServerError(f"the server at {self.url} answered {method} {path} with something that is not JSON; "
-                              "is ANCHO_URL the address of an Ancho server?") from None
+            raise ServerError(
+                f"the server at {self.url} answered {method} {path} with something that is not JSON; "
+                "is ANCHO_URL the address of an Ancho server?"
+            ) from None
 
     def _stream(self, method: str, path: str, *, run: str | None = None, **kwargs):
         """A context manager around a streamed response whose status was checked."""
@@ -430,8 +510,10 @@ class Client:
 
     def _need_token(self) -> None:
         if not self.token:
-            raise Unauthorized("no token: set ANCHO_TOKEN (or pass --token) to a token that `ancho users add NAME` "
-                               f"printed on the server at {self.url}")
+            raise Unauthorized(
+                "no token: set ANCHO_TOKEN (or pass --token) to a token that `ancho users add NAME` "
+                f"printed on the server at {self.url}"
+            )
 
     def _unreachable(self, exc: httpx.TransportError) -> str:
         return f"cannot reach the Ancho server at {self.url} ({_reason(exc)}); is `ancho serve` running there? (ANCHO_URL or --url)"
@@ -447,30 +529,46 @@ class Client:
             body, detail = None, " ".join(response.text.split())[:300]
         said = describe_detail(detail) if detail not in (None, "") else response.reason_phrase
         if code == 401:
-            raise Unauthorized(f"the server at {self.url} refused the token: {said.rstrip('.')}; create one with "
-                               "`ancho users add NAME` on the server and set ANCHO_TOKEN (or pass --token)")
+            raise Unauthorized(
+                f"the server at {self.url} refused the token: {said.rstrip('.')}; create one with "
+                "`ancho users add NAME` on the server and set ANCHO_TOKEN (or pass --token)"
+            )
         if code == 404:
             if not (isinstance(body, dict) and "detail" in body):  # Ancho's 404s are JSON
-                raise ServerError(f"the server at {self.url} answered {method} {path} with HTTP 404 ({said[:100]}); "
-                                  "is ANCHO_URL the address of an Ancho server?")
+                raise ServerError(
+                    f"the server at {self.url} answered {method} {path} with HTTP 404 ({said[:100]}); "
+                    "is ANCHO_URL the address of an Ancho server?"
+                )
             if run is not None:
                 raise NotFound(f"no run '{run}' on the server at {self.url} (`ancho status` lists your runs)")
-            raise NotFound(f"the server at {self.url} has nothing at {method} {path} ({said}); is ANCHO_URL the address of an Ancho server?")
+            raise NotFound(
+                f"the server at {self.url} has nothing at {method} {path} ({said}); is ANCHO_URL the address of an Ancho server?"
+            )
         if code == 409 and run is not None and isinstance(body, dict) and "status" in body:
             status, error = body.get("status"), " ".join(str(body.get("error") or "").split()) or None
             if status in ("queued", "running"):
                 msg = f"run '{run}' is {status}; its summary exists once it has succeeded (ancho watch {run})"
             else:
-                msg = (f"run '{run}' failed: {error or 'no reason recorded'}" if status == "failed" else f"run '{run}' was {status}")
+                msg = (
+                    f"run '{run}' failed: {error or 'no reason recorded'}"
+                    if status == "failed"
+                    else f"run '{run}' was {status}"
+                )
                 msg += "; it has no summary"
             raise NotFinished(msg, status, error)
         if code == 413:
-            raise Rejected(f"the server refused the {action or 'request'} as too large: {said}"
-                           + ("; leave data files out of the model folder" if action == "upload" else ""), code, detail)
+            raise Rejected(
+                f"the server refused the {action or 'request'} as too large: {said}"
+                + ("; leave data files out of the model folder" if action == "upload" else ""),
+                code,
+                detail,
+            )
         if 400 <= code < 500:
             what = {"run": "run", "upload": "model upload"}.get(action or "", "request")
             raise Rejected(f"the server rejected the {what}: {said}", code, detail)
-        raise ServerError(f"the server at {self.url} failed on {method} {path} (HTTP {code}: {said}); its log says more")
+        raise ServerError(
+            f"the server at {self.url} failed on {method} {path} (HTTP {code}: {said}); its log says more"
+        )
 
 
 def _q(run_id: str) -> str:

@@ -38,8 +38,8 @@ from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .expressions import Goal, Target, check_outputs
 from .inputs import MAX_SEQUENCES, RunSettings, run_settings
 from .loading import LoadedModel
-from .stores.base import RunRecord, Store
 from .stats import Running, build_summary, chunk_tallies, clean
+from .stores.base import RunRecord, Store
 
 INITIAL_CHUNK = 8
 TARGET_SECONDS = 0.2
@@ -75,7 +75,7 @@ class RunSpec:
         resolved: bool = False,
         cap: int = MAX_SEQUENCES,
         capped_by: str | None = None,
-    ) -> "RunSpec":
+    ) -> RunSpec:
         """Validate every input (:func:`run_settings`'s rules) and name the first bad one.
 
         ``resolved=True``: ``params`` were already validated by the model (in
@@ -87,8 +87,10 @@ class RunSpec:
             raise InputError(f"model {model.name} is not loaded here; validate its parameters in a worker")
         else:
             resolved_params = model.cls.resolve_params(params)
-        return cls.of(resolved_params, run_settings(sequences, seed, targets, until, max_sequences, max_failures,
-                                                    cap=cap, capped_by=capped_by))
+        return cls.of(
+            resolved_params,
+            run_settings(sequences, seed, targets, until, max_sequences, max_failures, cap=cap, capped_by=capped_by),
+        )
 
     @classmethod
     def of(cls, params: dict[str, Any], settings: RunSettings) -> RunSpec:
@@ -109,8 +111,9 @@ class Plan(ChunkSource):
     instead (a backend that wants a fixed set of tasks, such as Spark).
     """
 
-    def __init__(self, todo: list[tuple[int, int]], workers: int,
-                 chunk_size: Callable[[int, int], int | None] | None = None):
+    def __init__(
+        self, todo: list[tuple[int, int]], workers: int, chunk_size: Callable[[int, int], int | None] | None = None
+    ):
         self.todo: deque[tuple[int, int]] = deque(todo)
         self.retry: deque[Chunk] = deque()
         self.workers = max(1, workers)
@@ -248,7 +251,16 @@ class RunHandle:
         return self._cancelled.is_set()
 
 
-def create_record(model: LoadedModel, spec: RunSpec, executor_name: str, workers: int | None, owner: str = "local", run_id: str | None = None, status: str = "queued", extra: dict | None = None) -> RunRecord:
+def create_record(
+    model: LoadedModel,
+    spec: RunSpec,
+    executor_name: str,
+    workers: int | None,
+    owner: str = "local",
+    run_id: str | None = None,
+    status: str = "queued",
+    extra: dict | None = None,
+) -> RunRecord:
     import numpy
 
     return RunRecord(
@@ -376,16 +388,22 @@ def execute(
         summary = executor.summarize(task, results, final.to_dict(), schema, spec.targets, custom, goal_info)
         if summary is None:
             release_memory()  # what streaming the results left behind, before the summary reads whole columns
-            summary = build_summary(final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info)
+            summary = build_summary(
+                final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info
+            )
     except RunCancelled:
         if handle.interrupted:
             store.update_run(run_id, status="queued", done=done, failures=failures, retries=retries, error=None)
         else:
-            store.update_run(run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="cancelled")
+            store.update_run(
+                run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="cancelled"
+            )
         raise
     except KeyboardInterrupt:
         handle.cancel()
-        store.update_run(run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="interrupted")
+        store.update_run(
+            run_id, status="cancelled", done=done, failures=failures, finished=time.time(), error="interrupted"
+        )
         raise
     except AnchoError as exc:
         _record_failure(store, run_id, done, failures, str(exc))

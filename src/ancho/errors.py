@@ -97,6 +97,7 @@ class FieldError(InputError):
 
     def spelled(self, spell: Spelling) -> str:
         """The message with every field written as ``spell`` writes it."""
+
         def one(match: re.Match) -> str:
             field = Field[match.group(1)]
             own = field is self.field

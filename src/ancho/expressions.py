@@ -93,7 +93,8 @@ class Goal:
         if not m:
             raise ExpressionError(
                 f"cannot read precision goal '{text}': write mean(OUTPUT)+-WIDTH or p(OUTPUT>=VALUE)+-WIDTH, "
-                "for example 'mean(payoff)+-0.01', 'p(rounds>=30)+-0.005' or 'mean(payoff)+-1%'", Field.UNTIL,
+                "for example 'mean(payoff)+-0.01', 'p(rounds>=30)+-0.005' or 'mean(payoff)+-1%'",
+                Field.UNTIL,
             )
         stat, inner, width_s, pct = m.groups()
         width = float(width_s) / (100.0 if pct else 1.0)
@@ -102,13 +103,16 @@ class Goal:
         if stat == "mean":
             name = _BARE_NAME.match(inner)
             if not name:
-                raise ExpressionError(f"precision goal '{text}': mean() takes one output name, for example mean(payoff)", Field.UNTIL)
+                raise ExpressionError(
+                    f"precision goal '{text}': mean() takes one output name, for example mean(payoff)", Field.UNTIL
+                )
             return cls(text.strip(), "mean", name.group(1), width, bool(pct))
         try:
             target = Target.parse(inner)
         except ExpressionError:
             raise ExpressionError(
-                f"precision goal '{text}': p() takes a target such as p(rounds>=30)", Field.UNTIL,
+                f"precision goal '{text}': p() takes a target such as p(rounds>=30)",
+                Field.UNTIL,
             ) from None
         return cls(text.strip(), "p", target.output, width, bool(pct), target)
 
@@ -118,7 +122,9 @@ def check_outputs(kinds: dict[str, str], targets: list[Target], goal: Goal | Non
     known = ", ".join(kinds) or "(none)"
     for i, t in enumerate(targets):
         if t.output not in kinds:
-            raise ExpressionError(f"target '{t.expr}' names output '{t.output}', but the model returns: {known}", index=i)
+            raise ExpressionError(
+                f"target '{t.expr}' names output '{t.output}', but the model returns: {known}", index=i
+            )
     if goal is not None and goal.output not in kinds:
         raise ExpressionError(
             f"precision goal '{goal.expr}' names output '{goal.output}', but the model returns: {known}", Field.UNTIL

@@ -61,12 +61,16 @@ def run_settings(
     seed = _count(Field.SEED, new_seed() if seed is None else seed, 0, MAX_SEED)
     if max_sequences is not None:
         if goal is None:
-            raise FieldError(Field.MAX_SEQUENCES,
-                             "{MAX_SEQUENCES} caps a precision goal: give it with {UNTIL}, or give only {SEQUENCES}")
+            raise FieldError(
+                Field.MAX_SEQUENCES,
+                "{MAX_SEQUENCES} caps a precision goal: give it with {UNTIL}, or give only {SEQUENCES}",
+            )
         max_sequences = _count(Field.MAX_SEQUENCES, max_sequences, 1, cap, capped_by)
         if max_sequences < first:
-            raise FieldError(Field.MAX_SEQUENCES,
-                             f"{{MAX_SEQUENCES}} ({max_sequences:,}) is below {{SEQUENCES}} ({first:,}), the first batch")
+            raise FieldError(
+                Field.MAX_SEQUENCES,
+                f"{{MAX_SEQUENCES}} ({max_sequences:,}) is below {{SEQUENCES}} ({first:,}), the first batch",
+            )
     elif goal is not None:
         max_sequences = max(min(DEFAULT_GOAL_CAP, cap), first)
     failures = _count(Field.MAX_FAILURES, max_failures or 0, 0, MAX_SEQUENCES)
@@ -81,9 +85,9 @@ def _count(field: Field, value: Any, low: int, high: int, capped_by: str | None 
         shown = f"'{value}'" if isinstance(value, str) else repr(value)
         raise FieldError(field, f"{{{field.name}}} must be a whole number, got {shown}") from None
     if number > high and capped_by:
-        raise FieldError(field, f"{{{field.name}}}: {capped_by} allows at most {high:,} sequences per run, got {number:,}")
+        raise FieldError(
+            field, f"{{{field.name}}}: {capped_by} allows at most {high:,} sequences per run, got {number:,}"
+        )
     if not low <= number <= high:
         raise FieldError(field, f"{{{field.name}}} must be between {low:,} and {high:,}, got {number:,}")
     return number
-
-

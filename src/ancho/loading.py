@@ -153,7 +153,9 @@ def load_model(spec: str) -> LoadedModel:
         names = ", ".join(c.__name__ for _, c in found)
         raise ModelError(f"several models in {where} ({names}); choose one with {path_s}:ClassName")
     rel, cls = found[0]
-    return LoadedModel.of(cls, FileRef(str(root), rel, cls.__name__), hash_source(root if path.is_dir() else path), str(path_s))
+    return LoadedModel.of(
+        cls, FileRef(str(root), rel, cls.__name__), hash_source(root if path.is_dir() else path), str(path_s)
+    )
 
 
 def _default_model(found: list[tuple[str, type[Model]]]) -> list[tuple[str, type[Model]]] | None:
@@ -185,7 +187,9 @@ def loaded_from_class(model: Any) -> LoadedModel:
     except (OSError, TypeError):
         source_text = ""
     digest = hashlib.sha256(source_text.encode() or payload).hexdigest()
-    return LoadedModel.of(cls, PickledRef(payload, cls.__name__, tuple(p for p in sys.path if p)), digest, cls.__qualname__)
+    return LoadedModel.of(
+        cls, PickledRef(payload, cls.__name__, tuple(p for p in sys.path if p)), digest, cls.__qualname__
+    )
 
 
 def import_file(root: Path, rel: str):

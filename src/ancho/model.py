@@ -325,10 +325,14 @@ def batch_block(cls: type[Model]) -> int | None:
     one = cls.sequence is not Model.sequence
     batch = cls.sequences is not Model.sequences
     if one and batch:
-        raise ModelError(f"model {cls.__name__} defines both sequence and sequences; keep one "
-                         "(sequence(self, rng) for one replication, sequences(self, rng, n) for n at once)")
+        raise ModelError(
+            f"model {cls.__name__} defines both sequence and sequences; keep one "
+            "(sequence(self, rng) for one replication, sequences(self, rng, n) for n at once)"
+        )
     if not one and not batch:
-        raise ModelError(f"model {cls.__name__} defines neither sequence(self, rng) nor sequences(self, rng, n); define one")
+        raise ModelError(
+            f"model {cls.__name__} defines neither sequence(self, rng) nor sequences(self, rng, n); define one"
+        )
     if not batch:
         return None
     block = cls.block

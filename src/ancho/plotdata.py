@@ -108,6 +108,10 @@ def run_plots(store, run_id: str, outputs: list[str] | None = None, bins: int = 
     for name in names:
         kind = record.schema[name]
         column = store.read_column(run_id, name)
-        plots[name] = {"kind": kind, "histogram": histogram(column, kind, bins), "convergence": convergence(column, kind, points)}
+        plots[name] = {
+            "kind": kind,
+            "histogram": histogram(column, kind, bins),
+            "convergence": convergence(column, kind, points),
+        }
         del column
     return plots

@@ -108,14 +108,27 @@ def _describe(column: np.ndarray, kind: str) -> dict:
     lo, hi = values.min(), values.max()
     if kind == "bool":
         hits = int(np.count_nonzero(values))
-        return describe_moments(kind, n, lo, hi, hits=hits, percentiles=np.percentile(values, PERCENTILES, overwrite_input=True))
+        return describe_moments(
+            kind, n, lo, hi, hits=hits, percentiles=np.percentile(values, PERCENTILES, overwrite_input=True)
+        )
     mean = float(np.mean(values, dtype=np.float64))
     std = _std(values) if n > 1 else None
-    return describe_moments(kind, n, lo, hi, mean=mean, std=std, percentiles=np.percentile(values, PERCENTILES, overwrite_input=True))
+    return describe_moments(
+        kind, n, lo, hi, mean=mean, std=std, percentiles=np.percentile(values, PERCENTILES, overwrite_input=True)
+    )
 
 
-def describe_moments(kind: str, n: int, lo, hi, *, hits: int | None = None, mean: float | None = None,
-                     std: float | None = None, percentiles=None) -> dict:
+def describe_moments(
+    kind: str,
+    n: int,
+    lo,
+    hi,
+    *,
+    hits: int | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    percentiles=None,
+) -> dict:
     """One output's statistics from its aggregates: the single place the summary's definitions live.
 
     :func:`describe` computes the aggregates from a column in memory, the

@@ -175,8 +175,10 @@ class _Substreams:
             raise TypeError(f"ancho.stream: the name must be a non-empty string, got {name!r}")
         bitgen = getattr(rng, "bit_generator", None)
         if not isinstance(bitgen, np.random.Philox):
-            raise TypeError("ancho.stream(rng, name) needs the rng Ancho passes to sequence(self, rng) "
-                            f"(a Philox generator), got {type(bitgen or rng).__name__}")
+            raise TypeError(
+                "ancho.stream(rng, name) needs the rng Ancho passes to sequence(self, rng) "
+                f"(a Philox generator), got {type(bitgen or rng).__name__}"
+            )
         if self._source is None or self._source[0] is not bitgen:  # one worker reuses one rng: read it once
             src = _PhiloxState.from_address(bitgen.ctypes.state_address)
             self._source = (bitgen, src.key.contents, src.ctr.contents)
@@ -191,10 +193,14 @@ class _Substreams:
         if maybe is None:  # the C layout did not pass its check: the documented (slower) way
             gen.bit_generator.state = {
                 "bit_generator": "Philox",
-                "state": {"counter": np.array([0, 0, name_word(name), sequence], dtype=np.uint64),
-                          "key": np.array([k0, k1], dtype=np.uint64)},
+                "state": {
+                    "counter": np.array([0, 0, name_word(name), sequence], dtype=np.uint64),
+                    "key": np.array([k0, k1], dtype=np.uint64),
+                },
                 "buffer": np.zeros(_PHILOX_BUFFER_SIZE, dtype=np.uint64),
-                "buffer_pos": _PHILOX_BUFFER_SIZE, "has_uint32": 0, "uinteger": 0,
+                "buffer_pos": _PHILOX_BUFFER_SIZE,
+                "has_uint32": 0,
+                "uinteger": 0,
             }
             return gen
         _rewind(maybe, k0, k1, name_word(name), sequence)

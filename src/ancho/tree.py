@@ -14,10 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 #: folders that are never part of a model: caches, version control, virtual environments
-SKIP_DIRS = frozenset({
-    "__pycache__", ".git", ".hg", ".svn", ".venv", "venv", "node_modules", ".ipynb_checkpoints",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox",
-})
+SKIP_DIRS = frozenset(
+    {
+        "__pycache__",
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "node_modules",
+        ".ipynb_checkpoints",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+    }
+)
 #: files that are never part of a model: compiled Python, desktop litter
 SKIP_SUFFIXES = (".pyc", ".pyo")
 SKIP_NAMES = frozenset({".DS_Store", "Thumbs.db"})

@@ -81,19 +81,40 @@ def test_environment_is_keyed_and_reused(tmp_path):
 @pytest.mark.slow
 def test_install_failure_names_the_installer_output(tmp_path):
     envs = Environments(tmp_path / "envs")
-    with pytest.raises(EnvironmentFailed, match="installing requirements.txt failed: .*no-such-package-for-ancho-tests"):
+    with pytest.raises(
+        EnvironmentFailed, match="installing requirements.txt failed: .*no-such-package-for-ancho-tests"
+    ):
         envs.get("no-such-package-for-ancho-tests==1.0\n")
-    assert not any(p.is_dir() and not p.name.startswith(".") for p in (tmp_path / "envs").iterdir())  # nothing half-built is kept (the download cache stays)
+    assert not any(
+        p.is_dir() and not p.name.startswith(".") for p in (tmp_path / "envs").iterdir()
+    )  # nothing half-built is kept (the download cache stays)
 
 
-@pytest.mark.parametrize("line", [
-    "-e git+https://x/y.git", "--index-url https://evil.invalid/simple", "-r other.txt", "--extra-index-url http://x",
-    "-ihttp://127.0.0.1:9/simple", "--constraint c.txt", "--no-binary :all:", "--find-links=/opt/wheels",
-    "evil @ https://127.0.0.1:9/evil-0.1.tar.gz", "evil @ file:///tmp/evil-0.1.tar.gz", "https://127.0.0.1:9/evil-0.1.tar.gz",
-    "./evil", "/tmp/evil-0.1.tar.gz", "humanize \\", "evil===${HOME}", "humanize --hash=sha256:00",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-e git+https://x/y.git",
+        "--index-url https://evil.invalid/simple",
+        "-r other.txt",
+        "--extra-index-url http://x",
+        "-ihttp://127.0.0.1:9/simple",
+        "--constraint c.txt",
+        "--no-binary :all:",
+        "--find-links=/opt/wheels",
+        "evil @ https://127.0.0.1:9/evil-0.1.tar.gz",
+        "evil @ file:///tmp/evil-0.1.tar.gz",
+        "https://127.0.0.1:9/evil-0.1.tar.gz",
+        "./evil",
+        "/tmp/evil-0.1.tar.gz",
+        "humanize \\",
+        "evil===${HOME}",
+        "humanize --hash=sha256:00",
+    ],
+)
 def test_requirements_may_only_name_packages(tmp_path, line):
-    with pytest.raises(EnvironmentFailed, match=r"requirements.txt line 2: .* may list only one package per line") as caught:
+    with pytest.raises(
+        EnvironmentFailed, match=r"requirements.txt line 2: .* may list only one package per line"
+    ) as caught:
         Environments(tmp_path / "envs").get(f"humanize\n{line}\n")
     assert "not allowed" in str(caught.value) or "not a package requirement" in str(caught.value)
     assert not any(p.is_dir() for p in (tmp_path / "envs").iterdir())  # nothing was installed
@@ -101,7 +122,12 @@ def test_requirements_may_only_name_packages(tmp_path, line):
 
 def test_plain_requirements_are_written_in_normal_form():
     text = "# packages\n\nNumPy >= 1.26 , <3  # arrays\nrequests[socks]; python_version >= '3.11'\nfoo_bar.baz==1.0\nx.whl\n"
-    assert parse_requirements(text) == ["numpy<3,>=1.26", 'requests[socks]; python_version >= "3.11"', "foo-bar-baz==1.0", "x-whl"]
+    assert parse_requirements(text) == [
+        "numpy<3,>=1.26",
+        'requests[socks]; python_version >= "3.11"',
+        "foo-bar-baz==1.0",
+        "x-whl",
+    ]
 
 
 def test_errors_never_show_what_an_option_or_a_link_points_at(tmp_path):
@@ -159,7 +185,14 @@ def test_the_installer_gets_nothing_of_the_callers_environment(tmp_path, index, 
     name, wheel = tiny_wheel("extrapkg")
     extra = PackageServer({"extrapkg": {name: wheel}})
     try:
-        for var in ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX"):
+        for var in (
+            "UV_INDEX_URL",
+            "UV_EXTRA_INDEX_URL",
+            "PIP_INDEX_URL",
+            "PIP_EXTRA_INDEX_URL",
+            "UV_DEFAULT_INDEX",
+            "UV_INDEX",
+        ):
             monkeypatch.setenv(var, extra.index)
         for var in ("UV_FIND_LINKS", "PIP_FIND_LINKS"):
             monkeypatch.setenv(var, f"{extra.url}/files/")
@@ -177,7 +210,9 @@ def test_the_installer_gets_nothing_of_the_callers_environment(tmp_path, index, 
 
 @pytest.mark.slow
 def test_source_builds_without_a_sandbox_stay_wheels_only(tmp_path, index, caplog):
-    envs = Environments(tmp_path / "envs", install=InstallPolicy(index_url=index.index, source_builds=True, sandboxed=False))
+    envs = Environments(
+        tmp_path / "envs", install=InstallPolicy(index_url=index.index, source_builds=True, sandboxed=False)
+    )
     assert "refusing source builds" in caplog.text
     with pytest.raises(EnvironmentFailed, match="evilpkg.*only pre-built wheels are installed"):
         envs.get("evilpkg==0.1\n")

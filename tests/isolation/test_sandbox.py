@@ -103,6 +103,7 @@ def failed_run(env: Env, path: Path, **kw) -> tuple[str, list]:
 
 # -- availability, command line, policy --------------------------------------------------------
 
+
 def test_missing_bwrap_refuses_with_install_hint(monkeypatch, caplog):
     monkeypatch.setenv("ANCHO_BWRAP", "/nonexistent/bwrap")
     assert not sb.sandbox_available()
@@ -124,7 +125,9 @@ def test_policy_validation_names_the_setting():
         SandboxPolicy(sequence_timeout=-1)
     with pytest.raises(InputError, match="open_files"):
         SandboxPolicy(open_files=3)
-    assert sb.limits_env(SandboxPolicy(address_space=None, open_files=None, file_size=None, sequence_timeout=None)) == {}
+    assert (
+        sb.limits_env(SandboxPolicy(address_space=None, open_files=None, file_size=None, sequence_timeout=None)) == {}
+    )
     limits = json.loads(sb.limits_env(SandboxPolicy(cpu_seconds=7, sequence_timeout=3))["ANCHO_LIMITS"])
     assert limits["cpu"] == 7 and limits["timeout"] == 3
 
@@ -143,9 +146,12 @@ def test_command_line(bwrap, tmp_path):
 
 # -- what a sandboxed worker sees ------------------------------------------------------------
 
+
 def test_clean_environment_and_identity(env, monkeypatch):
     monkeypatch.setenv("ANCHO_TEST_SECRET", "s3cr3t")
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Look(ancho.Model):
             def sequence(self, rng):
                 import ancho as a
@@ -159,7 +165,8 @@ def test_clean_environment_and_identity(env, monkeypatch):
                     "pid1_is_sandbox": "bwrap" in open("/proc/1/cmdline").read(),
                     "processes_visible": len([p for p in os.listdir("/proc") if p.isdigit()]),
                 }
-    """)
+    """,
+    )
     res = env.run(path, sequences=3, seed=1)
     f = res.frame
     assert not f.secret_seen.any()
@@ -170,6 +177,7 @@ def test_clean_environment_and_identity(env, monkeypatch):
 
 
 # 1 -- network ---------------------------------------------------------------------------------
+
 
 class CountingServer:
     """A TCP server on the host's 127.0.0.1 that counts the connections it accepts."""
@@ -203,14 +211,17 @@ class CountingServer:
 def test_network_host_loopback_unreachable(env):
     server = CountingServer()
     try:
-        path = model_file(env.models, f"""
+        path = model_file(
+            env.models,
+            f"""
             class Phone(ancho.Model):
                 port: int = {server.port}
                 def sequence(self, rng):
                     with socket.create_connection(("127.0.0.1", self.port), timeout=5):
                         pass
                     return {{"connected": True}}
-        """)
+        """,
+        )
         # the control: unsandboxed, the same model reaches the server
         assert env.run(path, sandboxed=False, sequences=2, seed=1).frame.connected.all()
         seen_unsandboxed = server.accepted
@@ -252,16 +263,16 @@ def test_writes_only_into_scratch(env):
     outside.mkdir()
     original = path.read_text()
     targets = [
-        str(path),                          # 0: the model's own source (bound read-only)
-        str(env.models / "new.py"),        # 1: a new file in the source tree
-        str(outside / "x.txt"),            # 2: elsewhere under the host's /tmp (not visible)
-        "/tmp/ancho-sandbox-escape.txt",   # 3: the host's /tmp itself
-        str(env.home / "stolen.txt"),      # 4: ANCHO_HOME
-        "/etc/ancho-sandbox-escape",       # 5: system folders
-        "/usr/ancho-sandbox-escape",       # 6
-        "/ancho-root-file",                # 7: the sandbox's own root (read-only tmpfs)
-        "/scratch/in-scratch.txt",         # 8: scratch: works
-        "/scratch/tmp/in-tmpdir.txt",      # 9: $TMPDIR: works
+        str(path),  # 0: the model's own source (bound read-only)
+        str(env.models / "new.py"),  # 1: a new file in the source tree
+        str(outside / "x.txt"),  # 2: elsewhere under the host's /tmp (not visible)
+        "/tmp/ancho-sandbox-escape.txt",  # 3: the host's /tmp itself
+        str(env.home / "stolen.txt"),  # 4: ANCHO_HOME
+        "/etc/ancho-sandbox-escape",  # 5: system folders
+        "/usr/ancho-sandbox-escape",  # 6
+        "/ancho-root-file",  # 7: the sandbox's own root (read-only tmpfs)
+        "/scratch/in-scratch.txt",  # 8: scratch: works
+        "/scratch/tmp/in-tmpdir.txt",  # 9: $TMPDIR: works
     ]
     res = env.run(path, sequences=2, seed=1, params={"targets": "|".join(targets)})
     row = res.frame.iloc[0]
@@ -281,16 +292,20 @@ def test_writes_only_into_scratch(env):
 
 # 3 -- fork bomb -------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_fork_bomb_is_contained(env, process_limit):
     import psutil
 
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Bomb(ancho.Model):
             def sequence(self, rng):
                 while True:
                     os.fork()
-    """)
+    """,
+    )
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     sandbox = env.sandbox(max_processes=32)
     with LocalExecutor(2, wrap=sandbox.wrap) as ex:
@@ -298,7 +313,11 @@ def test_fork_bomb_is_contained(env, process_limit):
             ancho.run(str(path), executor=ex, store=env.store, sequences=20, seed=1)
         peaks = [int(Path(c, "pids.peak").read_text()) for c in sandbox._cgroups if Path(c).exists()]
         # the same executor still runs a normal model afterwards
-        ok = model_file(env.models, "class Fine(ancho.Model):\n    def sequence(self, rng):\n        return {'x': rng.random()}\n", "fine.py")
+        ok = model_file(
+            env.models,
+            "class Fine(ancho.Model):\n    def sequence(self, rng):\n        return {'x': rng.random()}\n",
+            "fine.py",
+        )
         assert len(ancho.run(str(ok), executor=ex, store=env.store, sequences=50, seed=2).frame) == 50
     assert "BlockingIOError" in str(info.value) and "Resource temporarily unavailable" in str(info.value)
     assert peaks and max(peaks) <= 32 + sb.HELPER_PROCESSES
@@ -313,14 +332,18 @@ def test_fork_bomb_is_contained(env, process_limit):
 
 # 4 -- memory ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["bytearray(10**10)", "np.ones(10**10 // 8)"])
 def test_ten_gigabytes_is_a_memory_error(env, how):
-    path = model_file(env.models, f"""
+    path = model_file(
+        env.models,
+        f"""
         class Hog(ancho.Model):
             def sequence(self, rng):
                 block = {how}
                 return {{"n": len(block)}}
-    """)
+    """,
+    )
     error, failures = failed_run(env, path, sequences=3, seed=1, policy={"address_space": 2 * 1024**3})
     assert "MemoryError" in error
     assert failures and "MemoryError" in failures[0].error
@@ -328,31 +351,40 @@ def test_ten_gigabytes_is_a_memory_error(env, how):
 
 # 5 -- time ------------------------------------------------------------------------------------
 
+
 def test_sleep_forever_times_out(env):
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Sleeper(ancho.Model):
             def sequence(self, rng):
                 time.sleep(10**9)
                 return {"x": 1}
-    """)
+    """,
+    )
     error, failures = failed_run(env, path, sequences=2, seed=1, policy={"sequence_timeout": 1.5})
     assert "TimeoutError: timed out after 1.5 s" in error
     assert failures[0].error.startswith("TimeoutError: timed out after 1.5 s")
 
 
 def test_timeout_leaves_normal_sequences_alone(env):
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Sometimes(ancho.Model):
             def sequence(self, rng):
                 return {"x": rng.random()}
-    """)
+    """,
+    )
     res = env.run(path, sequences=500, seed=3, policy={"sequence_timeout": 30})
     assert len(res.frame) == 500 and res.summary["failures"] == 0
 
 
 @pytest.mark.slow
 def test_swallowed_timeout_kills_the_worker(env):
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Stubborn(ancho.Model):
             def sequence(self, rng):
                 while True:
@@ -360,56 +392,73 @@ def test_swallowed_timeout_kills_the_worker(env):
                         time.sleep(10**9)
                     except BaseException:
                         pass
-    """)
+    """,
+    )
     error, _ = failed_run(env, path, sequences=2, seed=1, policy={"sequence_timeout": 0.5, "timeout_grace": 0.5})
     assert "were lost 4 times" in error and "killed by SIGALRM" in error
 
 
 @pytest.mark.slow
 def test_ignored_alarm_signal_gets_the_worker_killed(env):
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         import signal
 
         class Deaf(ancho.Model):
             def sequence(self, rng):
                 signal.signal(signal.SIGALRM, signal.SIG_IGN)
                 time.sleep(10**9)
-    """)
+    """,
+    )
     error, _ = failed_run(env, path, sequences=1, seed=1, policy={"sequence_timeout": 0.5, "timeout_grace": 0.5})
     assert "were lost 4 times" in error and "killed by SIGKILL" in error
 
 
 @pytest.mark.slow
 def test_cpu_limit_kills_the_worker_with_sigxcpu(env):
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Spin(ancho.Model):
             def sequence(self, rng):
                 while True:
                     pass
-    """)
+    """,
+    )
     error, _ = failed_run(env, path, sequences=2, seed=1, policy={"cpu_seconds": 1, "sequence_timeout": None})
     assert "were lost 4 times" in error and "killed by SIGXCPU" in error
 
 
 def test_open_files_limit(env):
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Hoarder(ancho.Model):
             def sequence(self, rng):
                 files = [open("/dev/null") for _ in range(10_000)]
                 return {"n": len(files)}
-    """)
+    """,
+    )
     error, _ = failed_run(env, path, sequences=1, seed=1, policy={"open_files": 64})
     assert "Too many open files" in error
 
 
 # 6 -- other runs' results and ANCHO_HOME --------------------------------------------------------
 
+
 def test_other_runs_and_ancho_home_are_invisible(env):
-    secret = model_file(env.models, "class Secret(ancho.Model):\n    def sequence(self, rng):\n        return {'secret': 42.0}\n", "secret.py")
+    secret = model_file(
+        env.models,
+        "class Secret(ancho.Model):\n    def sequence(self, rng):\n        return {'secret': 42.0}\n",
+        "secret.py",
+    )
     other = env.run(secret, sandboxed=False, sequences=5, seed=1)
     runs_dir = env.home / "runs"
     assert any(runs_dir.rglob("*")), "the unsandboxed run stored results under ANCHO_HOME"
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Snoop(ancho.Model):
             where: str = ""
             def sequence(self, rng):
@@ -417,11 +466,13 @@ def test_other_runs_and_ancho_home_are_invisible(env):
                 for root, dirs, files in os.walk(self.where):
                     seen += len(files)
                 return {"exists": os.path.exists(self.where), "files": seen}
-    """)
+    """,
+    )
     for where in (str(env.home), str(runs_dir), str(env.home / "runs" / other.run_id)):
         # bound parent (tmp_path) read-only: ANCHO_HOME inside it is hidden by an empty tmpfs
-        row = env.run(path, sequences=1, seed=1, params={"where": where},
-                      policy={"read_only": (str(env.tmp),)}).frame.iloc[0]
+        row = env.run(
+            path, sequences=1, seed=1, params={"where": where}, policy={"read_only": (str(env.tmp),)}
+        ).frame.iloc[0]
         assert row.files == 0, where
         # only the model folder bound: ANCHO_HOME does not exist at all
         row = env.run(path, sequences=1, seed=1, params={"where": where}).frame.iloc[0]
@@ -437,7 +488,9 @@ def test_model_environment_under_hidden_ancho_home(env):
     # a real model environment has NumPy installed; this one borrows Ancho's through a .pth
     deps = str(Path(numpy.__file__).resolve().parents[1])
     next((venv / "lib").glob("python3*/site-packages")).joinpath("deps.pth").write_text(deps + "\n")
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         import sys
 
         class InEnv(ancho.Model):
@@ -445,19 +498,29 @@ def test_model_environment_under_hidden_ancho_home(env):
             def sequence(self, rng):
                 return {"prefix_ok": sys.prefix.endswith("/envs/k1"), "home_entries": len(os.listdir(self.home)),
                         "envs_entries": len(os.listdir(os.path.join(self.home, "envs")))}
-    """)
+    """,
+    )
     sandbox = env.sandbox(read_only=(str(env.models), deps))
     python = str(venv / "bin" / "python")
     # the executor's env= (a PYTHONPATH shim for unsandboxed model environments) does not get in, and is not needed
     with LocalExecutor(1, python=python, wrap=sandbox.wrap, env={"PYTHONPATH": "/nonexistent"}) as ex:
-        row = ancho.run(str(path), executor=ex, store=env.store, sequences=2, seed=1, params={"home": str(env.home)}).frame.iloc[0]
+        row = ancho.run(
+            str(path), executor=ex, store=env.store, sequences=2, seed=1, params={"home": str(env.home)}
+        ).frame.iloc[0]
     assert row.prefix_ok
     assert sorted(os.listdir(env.home)) != ["envs"]  # outside: server.db, runs, envs…
     assert row.home_entries == 1 and row.envs_entries == 1  # inside: only the path down to the environment
 
 
-def run_with_results_bound(env: Env, path: Path, sequences: int, seed: int, sandboxed: bool = True,
-                           workers: int = 1, read_only: tuple[str, ...] | None = None):
+def run_with_results_bound(
+    env: Env,
+    path: Path,
+    sequences: int,
+    seed: int,
+    sandboxed: bool = True,
+    workers: int = 1,
+    read_only: tuple[str, ...] | None = None,
+):
     """The integration a server does: create the run, then bind its results folder for the summary functions."""
     loaded = load_model(str(path))
     spec = RunSpec.build(loaded, {}, sequences, seed)
@@ -473,7 +536,9 @@ def run_with_results_bound(env: Env, path: Path, sequences: int, seed: int, sand
 
 
 def test_summary_functions_run_sandboxed_and_see_their_run(env):
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class WithSummary(ancho.Model):
             def sequence(self, rng):
                 return {"x": rng.random()}
@@ -481,13 +546,15 @@ def test_summary_functions_run_sandboxed_and_see_their_run(env):
             @ancho.summary
             def where_am_i(self, results):
                 return {"rows": len(results), "sandboxed": os.environ.get("ANCHO_SANDBOX") == "1",
-                        "home_visible": os.path.exists(%r)}
-    """ % str(env.home / "server.db"))
+                        "home_visible": os.path.exists(SERVER_DB)}
+    """.replace("SERVER_DB", repr(str(env.home / "server.db"))),
+    )
     final, _ = run_with_results_bound(env, path, 40, 5)
     assert final.summary["custom"]["where_am_i"] == {"rows": 40, "sandboxed": True, "home_visible": False}
 
 
 # 7 -- same results -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("example", ["gambler.py", "sir.py", "option.py"])
 def test_sandboxed_results_equal_unsandboxed(env, example):
@@ -496,7 +563,9 @@ def test_sandboxed_results_equal_unsandboxed(env, example):
     boxed, boxed_frame = run_with_results_bound(env, path, 300, 11, sandboxed=True, workers=2)
     assert plain_frame.equals(boxed_frame)
     drop = ("run",)
-    assert {k: v for k, v in plain.summary.items() if k not in drop} == {k: v for k, v in boxed.summary.items() if k not in drop}
+    assert {k: v for k, v in plain.summary.items() if k not in drop} == {
+        k: v for k, v in boxed.summary.items() if k not in drop
+    }
 
 
 # plumbing: the socket reaches the worker; a killed driver takes its sandboxed workers along -----
@@ -517,16 +586,21 @@ ancho.run(sys.argv[3], executor=ex, store=sys.argv[4], sequences=100)  # sequenc
 def test_killed_driver_takes_busy_sandboxed_workers_along(env):
     import psutil
 
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Hang(ancho.Model):
             def sequence(self, rng):
                 open(f"/scratch/started-{os.getpid()}-{rng.random()}", "w").close()
                 time.sleep(10**6)
                 return {"x": 1.0}
-    """)
+    """,
+    )
     driver = subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(env.scratch), str(env.models), str(path), str(env.tmp / "driver-home")],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
     try:
         info = json.loads(driver.stdout.readline())
@@ -555,6 +629,7 @@ def test_killed_driver_takes_busy_sandboxed_workers_along(env):
 
 # 7 -- the host's environment, and hidden paths from a server's settings ------------------------
 
+
 def test_no_process_inside_sees_the_drivers_environment(env, monkeypatch):
     """PID 1 inside is bubblewrap's own process: it was started with PATH and LANG only, and every other process's
     environment is the sandbox's own, however many processes the model reads."""
@@ -562,11 +637,15 @@ def test_no_process_inside_sees_the_drivers_environment(env, monkeypatch):
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    path = model_file(env.models, DUMP + textwrap.dedent("""
+    path = model_file(
+        env.models,
+        DUMP
+        + textwrap.dedent("""
         class Steal(ancho.Model):
             def sequence(self, rng):
                 raise RuntimeError(environ_dump())
-    """))
+    """),
+    )
     _, failures = failed_run(env, path, sequences=2, seed=1, max_failures=0)
     assert failures
     pid1 = "".join(f"{k}={v}\0" for k, v in sb.LAUNCHER_ENV.items())
@@ -592,16 +671,24 @@ def test_hidden_paths_come_from_the_given_home_not_ancho_home(env):
     server_home = env.tmp / "server-home"
     (server_home / "runs").mkdir(parents=True)
     (server_home / "server.db").write_text("token hashes")
-    path = model_file(env.models, """
+    path = model_file(
+        env.models,
+        """
         class Snoop(ancho.Model):
             where: str = ""
             def sequence(self, rng):
                 files = sum(len(f) for _, _, f in os.walk(self.where))
                 return {"files": files, "parent": os.path.isdir(os.path.dirname(self.where))}
-    """)
+    """,
+    )
     bound = {"read_only": (str(env.tmp),)}  # the home's parent is bound: only hiding keeps the home out
-    row = env.run(path, sequences=1, seed=1, params={"where": str(server_home)},
-                  policy={**bound, "hidden": sb.hidden_paths(server_home)}).frame.iloc[0]
+    row = env.run(
+        path,
+        sequences=1,
+        seed=1,
+        params={"where": str(server_home)},
+        policy={**bound, "hidden": sb.hidden_paths(server_home)},
+    ).frame.iloc[0]
     assert row.parent and row.files == 0
     row = env.run(path, sequences=1, seed=1, params={"where": str(server_home)}, policy=bound).frame.iloc[0]
     assert row.files == 1  # the default hides $ANCHO_HOME only: what a server must not rely on

@@ -166,7 +166,11 @@ class Server:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [ANCHO, "serve", "--port", str(self.port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         _STARTED.append(self)
@@ -360,9 +364,15 @@ def flaky_upload(alice) -> str:
 @pytest.fixture(scope="session")
 def finished_run(alice, gambler_upload) -> str:
     """A succeeded Gambler run of alice's (3,000 sequences, seed 3, stake 3, goal 10, p 0.45)."""
-    run_id = submit(alice, {
-        "model": {"upload": gambler_upload, "entry": "model.py:Gambler"},
-        "params": {"stake": 3, "goal": 10, "p": 0.45}, "sequences": 3000, "seed": 3, "targets": ["rounds>=30"],
-    })
+    run_id = submit(
+        alice,
+        {
+            "model": {"upload": gambler_upload, "entry": "model.py:Gambler"},
+            "params": {"stake": 3, "goal": 10, "p": 0.45},
+            "sequences": 3000,
+            "seed": 3,
+            "targets": ["rounds>=30"],
+        },
+    )
     assert wait_run(alice, run_id)["status"] == "succeeded"
     return run_id

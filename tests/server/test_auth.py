@@ -40,8 +40,16 @@ def test_openapi_document_is_public(anonymous):
     r = anonymous.get("/openapi.json")
     assert r.status_code == 200
     paths = r.json()["paths"]
-    for p in ("/api/v1/health", "/api/v1/models", "/api/v1/runs", "/api/v1/runs/{run_id}", "/api/v1/runs/{run_id}/summary",
-              "/api/v1/runs/{run_id}/results", "/api/v1/runs/{run_id}/events", "/api/v1/runs/{run_id}/cancel"):
+    for p in (
+        "/api/v1/health",
+        "/api/v1/models",
+        "/api/v1/runs",
+        "/api/v1/runs/{run_id}",
+        "/api/v1/runs/{run_id}/summary",
+        "/api/v1/runs/{run_id}/results",
+        "/api/v1/runs/{run_id}/events",
+        "/api/v1/runs/{run_id}/cancel",
+    ):
         assert p in paths
 
 

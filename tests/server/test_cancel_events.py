@@ -13,7 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def long_run(client, upload, seconds=0.05, sequences=100_000, seed=1) -> str:
-    return submit(client, {"model": {"upload": upload}, "params": {"seconds": seconds}, "sequences": sequences, "seed": seed})
+    return submit(
+        client, {"model": {"upload": upload}, "params": {"seconds": seconds}, "sequences": sequences, "seed": seed}
+    )
 
 
 def read_events(client, run_id, on_first=None) -> list[tuple[str, dict]]:

@@ -10,7 +10,9 @@ from ..conftest import EXAMPLES, run_cli
 from .conftest import submit, wait_run
 
 GAMBLER = str(EXAMPLES / "gambler.py")
-PROBE = 'print(type(results).__name__, results.run_id, len(frame), summary["sequences"], repr(float(frame.rounds.mean())))'
+PROBE = (
+    'print(type(results).__name__, results.run_id, len(frame), summary["sequences"], repr(float(frame.rounds.mean())))'
+)
 
 
 def test_version():
@@ -36,14 +38,17 @@ def test_shell_reads_piped_commands(home):
 
     from ..conftest import ANCHO
 
-    p = subprocess.run([ANCHO, "shell", run_id], input="print('rows', len(frame))\n", capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run(
+        [ANCHO, "shell", run_id], input="print('rows', len(frame))\n", capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     assert "rows 100" in p.stdout and "Loaded: results, frame" in p.stdout
 
 
 def test_shell_on_a_server_run(server, alice, gambler_upload):
-    run_id = submit(alice, {"model": {"upload": gambler_upload, "entry": "model.py:Gambler"}, "sequences": 300, "seed": 5})
+    run_id = submit(
+        alice, {"model": {"upload": gambler_upload, "entry": "model.py:Gambler"}, "sequences": 300, "seed": 5}
+    )
     assert wait_run(alice, run_id)["status"] == "succeeded"
     env = {"ANCHO_URL": server.url, "ANCHO_TOKEN": server.tokens["alice"]}
     p = run_cli("shell", run_id, "-c", PROBE, env=env)

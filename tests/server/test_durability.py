@@ -84,7 +84,9 @@ def stored_status(home, run_id) -> str:
 
 def long_run_with_a_queued_one(srv, token, upload) -> tuple[str, str]:
     with srv.client(token) as c:
-        long = submit(c, {"model": {"upload": upload}, "params": {"seconds": SLEEP}, "sequences": SEQUENCES, "seed": SEED})
+        long = submit(
+            c, {"model": {"upload": upload}, "params": {"seconds": SLEEP}, "sequences": SEQUENCES, "seed": SEED}
+        )
         wait_run(c, long, until=lambda v: v["status"] == "running", timeout=120)
         queued = submit(c, {"model": {"upload": upload}, "params": {"seconds": 0}, "sequences": 500, "seed": 1})
         # some chunks stored, far from done
@@ -148,8 +150,11 @@ def test_graceful_stop_requeues_and_resumes(home, servers, token, reference):
 def _child_of(proc: psutil.Process, pid: int) -> bool:
     """A live process started by the server ``pid`` (workers carry ANCHO_PARENT_PID in their environment)."""
     try:
-        return proc.info["environ"] is not None and proc.info["environ"].get("ANCHO_PARENT_PID") == str(pid) \
+        return (
+            proc.info["environ"] is not None
+            and proc.info["environ"].get("ANCHO_PARENT_PID") == str(pid)
             and proc.status() != psutil.STATUS_ZOMBIE
+        )
     except psutil.Error:
         return False
 
@@ -191,14 +196,32 @@ def test_runs_of_the_cli_on_the_same_home_are_left_alone(home, servers, token, t
     model = tmp_path / "slow.py"
     model.write_text(SLOW)
     cli = subprocess.Popen(
-        [ANCHO, "run", str(model), "--sequences", "3000", "--seed", "5", "--param", "seconds=0.002", "--workers", "1", "--json"],
-        env={**os.environ, "ANCHO_HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            ANCHO,
+            "run",
+            str(model),
+            "--sequences",
+            "3000",
+            "--seed",
+            "5",
+            "--param",
+            "seconds=0.002",
+            "--workers",
+            "1",
+            "--json",
+        ],
+        env={**os.environ, "ANCHO_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         store = EmbeddedStore(home)
         deadline = time.monotonic() + 120
         while not [r for r in store.list_runs(owner="local", status="running")]:
-            assert cli.poll() is None and time.monotonic() < deadline, cli.stderr.read() if cli.poll() is not None else "CLI run never started"
+            assert cli.poll() is None and time.monotonic() < deadline, (
+                cli.stderr.read() if cli.poll() is not None else "CLI run never started"
+            )
             time.sleep(0.1)
         (cli_run,) = store.list_runs(owner="local", status="running")
         srv = servers()
@@ -245,7 +268,9 @@ def test_sigterm_with_an_open_event_stream(tmp_path):
 
             watcher = threading.Thread(target=watch)
             watcher.start()
-            assert streaming.wait(60)  # the stream is open and has sent progress (on a loaded machine that takes a moment)
+            assert streaming.wait(
+                60
+            )  # the stream is open and has sent progress (on a loaded machine that takes a moment)
             srv.shutdown()
             watcher.join(60)
         assert not errors, errors  # the stream was closed properly, not cut off

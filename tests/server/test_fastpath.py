@@ -30,8 +30,14 @@ def site(tmp_path_factory):
     cookie, _ = app.state.auth.sessions.open("alice", tokens["alice"])
     with TestClient(app, base_url="http://127.0.0.1") as client:
         auth = {"Authorization": f"Bearer {tokens['alice']}"}
-        upload = client.post(f"{API}/models", headers=auth, files={"file": ("m.tar.gz", tar_gz({"model.py": SLOW}))}).json()["id"]
-        r = client.post(f"{API}/runs", headers=auth, json={"model": {"upload": upload}, "params": {"seconds": 0}, "sequences": 20, "seed": 3})
+        upload = client.post(
+            f"{API}/models", headers=auth, files={"file": ("m.tar.gz", tar_gz({"model.py": SLOW}))}
+        ).json()["id"]
+        r = client.post(
+            f"{API}/runs",
+            headers=auth,
+            json={"model": {"upload": upload}, "params": {"seconds": 0}, "sequences": 20, "seed": 3},
+        )
         assert r.status_code == 201, r.text
         run_id = r.json()["id"]
         for _ in range(600):
@@ -130,8 +136,12 @@ def test_follows_the_record_and_revocation(site, monkeypatch):
     client, tokens, cookie, run_id = site
     svc = client.app.state.service
     auth = {"Authorization": f"Bearer {tokens['bob']}"}
-    upload = client.post(f"{API}/models", headers=auth, files={"file": ("m.tar.gz", tar_gz({"model.py": SLOW}))}).json()["id"]
-    bobs = client.post(f"{API}/runs", headers=auth, json={"model": {"upload": upload}, "params": {"seconds": 0}, "sequences": 5}).json()["id"]
+    upload = client.post(
+        f"{API}/models", headers=auth, files={"file": ("m.tar.gz", tar_gz({"model.py": SLOW}))}
+    ).json()["id"]
+    bobs = client.post(
+        f"{API}/runs", headers=auth, json={"model": {"upload": upload}, "params": {"seconds": 0}, "sequences": 5}
+    ).json()["id"]
     for _ in range(600):
         if client.get(f"{API}/runs/{bobs}", headers=auth).json()["status"] == "succeeded":
             break

@@ -35,7 +35,9 @@ from ..test_sources_fetch import moto_server  # noqa: F401 - the S3 server fixtu
 from .conftest import GAMBLER, Server, add_user, tar_gz
 
 SECRET = "s3cr3t-internal-answer-7f1c"
-MODEL = "import ancho\n\n\nclass M(ancho.Model):\n    def sequence(self, rng):\n        return {'x': float(rng.random())}\n"
+MODEL = (
+    "import ancho\n\n\nclass M(ancho.Model):\n    def sequence(self, rng):\n        return {'x': float(rng.random())}\n"
+)
 
 
 # -- an internal service on 127.0.0.1 --------------------------------------------------------------
@@ -60,7 +62,9 @@ class Internal:
                     self.end_headers()
                     return
                 body = outer.files.get(self.path, SECRET.encode())
-                self.send_response(500 if self.path.startswith("/error") else 200, SECRET if self.path.startswith("/error") else None)
+                self.send_response(
+                    500 if self.path.startswith("/error") else 200, SECRET if self.path.startswith("/error") else None
+                )
                 self.send_header("X-Leak", SECRET)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -102,11 +106,22 @@ def guarded(tmp_path_factory):
 def s3_env(moto_server):  # noqa: F811
     import boto3
 
-    env = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-           "AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials"}
-    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    env = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     buckets = {"allowed": "models-ok-" + hashlib.sha1(moto_server.encode()).hexdigest()[:8], "other": "payroll-private"}
     for name in buckets.values():
         client.create_bucket(Bucket=name)
@@ -121,8 +136,16 @@ def open_server(tmp_path_factory, s3_env):
     home = tmp_path_factory.mktemp("open") / "home"
     home.mkdir()
     token = add_user(home, "olga")
-    srv = Server(home, {**env, "ANCHO_ALLOW_LOOPBACK_HTTP": "true", "ANCHO_SOURCE_PRIVATE_HOSTS": "true",
-                        "ANCHO_SOURCE_S3_BUCKETS": buckets["allowed"]}, name="open-server").start()
+    srv = Server(
+        home,
+        {
+            **env,
+            "ANCHO_ALLOW_LOOPBACK_HTTP": "true",
+            "ANCHO_SOURCE_PRIVATE_HOSTS": "true",
+            "ANCHO_SOURCE_S3_BUCKETS": buckets["allowed"],
+        },
+        name="open-server",
+    ).start()
     client = srv.client(token)
     yield client
     client.close()
@@ -146,17 +169,27 @@ def refused(r, field: str, *words: str) -> str:
 
 def test_a_loopback_address_is_refused_without_connecting(guarded, internal):
     before = len(internal.paths)
-    r = guarded.post("/runs", json={"model": {"url": f"http://127.0.0.1:{internal.port}/secret.tar.gz"}, "sequences": 10})
+    r = guarded.post(
+        "/runs", json={"model": {"url": f"http://127.0.0.1:{internal.port}/secret.tar.gz"}, "sequences": 10}
+    )
     refused(r, "url", "internal address", "source_private_hosts")
-    for url in (f"https://[::ffff:127.0.0.1]:{internal.port}/secret.tar.gz", "https://169.254.169.254/latest/meta-data/", "https://10.0.0.1/m.tar.gz", "https://[fd00::1]/m.tar.gz",
-                "https://100.64.0.1/m.tar.gz", f"https://127.0.0.1:{internal.port}/secret.tar.gz"):
+    for url in (
+        f"https://[::ffff:127.0.0.1]:{internal.port}/secret.tar.gz",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.1/m.tar.gz",
+        "https://[fd00::1]/m.tar.gz",
+        "https://100.64.0.1/m.tar.gz",
+        f"https://127.0.0.1:{internal.port}/secret.tar.gz",
+    ):
         refused(guarded.post("/runs", json={"model": {"url": url}, "sequences": 10}), "url", "internal address")
     assert internal.paths[before:] == []  # the internal service was never asked
 
 
 def test_a_name_resolving_to_loopback_is_refused_at_connect(guarded, internal):
     before = len(internal.paths)
-    r = guarded.post("/runs", json={"model": {"url": f"http://localhost:{internal.port}/secret.tar.gz"}, "sequences": 10})
+    r = guarded.post(
+        "/runs", json={"model": {"url": f"http://localhost:{internal.port}/secret.tar.gz"}, "sequences": 10}
+    )
     refused(r, "url", "'localhost' resolves to an internal address", "source_private_hosts")
     assert internal.paths[before:] == []
 
@@ -173,9 +206,13 @@ def test_git_to_internal_hosts_and_git_protocol_are_refused(guarded, internal):
 
 def test_errors_never_echo_what_the_other_side_sent(open_server, internal):
     """Where internal hosts are allowed, what they answer still never reaches the user: only a status code."""
-    r = open_server.post("/runs", json={"model": {"url": f"http://127.0.0.1:{internal.port}/secret.tar.gz"}, "sequences": 10})
+    r = open_server.post(
+        "/runs", json={"model": {"url": f"http://127.0.0.1:{internal.port}/secret.tar.gz"}, "sequences": 10}
+    )
     refused(r, "url", "not a .tar.gz")
-    r = open_server.post("/runs", json={"model": {"url": f"http://127.0.0.1:{internal.port}/error.tar.gz"}, "sequences": 10})
+    r = open_server.post(
+        "/runs", json={"model": {"url": f"http://127.0.0.1:{internal.port}/error.tar.gz"}, "sequences": 10}
+    )
     refused(r, "url", "HTTP 500")
     assert "/error.tar.gz" in internal.paths  # it was asked, and answered with the secret
 
@@ -191,11 +228,19 @@ def test_s3_is_refused_without_named_buckets(guarded, s3_env):
 
 def test_s3_reads_only_the_named_buckets(open_server, s3_env):
     _, buckets = s3_env
-    for url in (f"s3://{buckets['other']}/gambler.tar.gz", f"s3://{buckets['other']}/{buckets['allowed']}/gambler.tar.gz",
-                f"s3://{buckets['allowed']}@{buckets['other']}/gambler.tar.gz"):
+    for url in (
+        f"s3://{buckets['other']}/gambler.tar.gz",
+        f"s3://{buckets['other']}/{buckets['allowed']}/gambler.tar.gz",
+        f"s3://{buckets['allowed']}@{buckets['other']}/gambler.tar.gz",
+    ):
         refused(open_server.post("/runs", json={"model": {"url": url}, "sequences": 10}), "url", "s3://")
-    r = open_server.post("/runs", json={"model": {"url": f"s3://{buckets['allowed']}/gambler.tar.gz", "entry": "model.py:Gambler"},
-                                        "sequences": 10})
+    r = open_server.post(
+        "/runs",
+        json={
+            "model": {"url": f"s3://{buckets['allowed']}/gambler.tar.gz", "entry": "model.py:Gambler"},
+            "sequences": 10,
+        },
+    )
     assert r.status_code == 201, r.text
 
 
@@ -231,7 +276,7 @@ def test_zip_member_count_is_checked_before_the_directory_is_parsed(tmp_path):
             zf.writestr(f"f{i}", "")
     data = bytearray(buf.getvalue())
     cd = data.find(b"PK\x01\x02")
-    data[cd:cd + 4] = b"XXXX"  # a directory zipfile cannot parse: only the end record was read
+    data[cd : cd + 4] = b"XXXX"  # a directory zipfile cannot parse: only the end record was read
     with pytest.raises(ArchiveError, match="more than 10 members"):
         extract(bytes(data), tmp_path / "out", max_files=10)
 
@@ -258,11 +303,34 @@ def test_uploads_lock_per_archive_not_globally(tmp_path):
     assert "a" in done
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.255.0.9", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-    "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00::1", "ff02::1",
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "2002:7f00:1::", "64:ff9b::a00:1", "not-an-address",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.255.0.9",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "239.255.255.250",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fd00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::127.0.0.1",
+        "2002:7f00:1::",
+        "64:ff9b::a00:1",
+        "not-an-address",
+    ],
+)
 def test_internal_addresses(address):
     assert remote_mod.internal_address(address)
 
@@ -290,8 +358,16 @@ def names(monkeypatch):
     def getaddrinfo(host, port, *args, **kwargs):
         key = host.rstrip(".") if isinstance(host, str) else host
         if key in table:
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
-                     (a, int(port or 0), 0, 0) if ":" in a else (a, int(port or 0))) for a in table[key]]
+            return [
+                (
+                    socket.AF_INET6 if ":" in a else socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    6,
+                    "",
+                    (a, int(port or 0), 0, 0) if ":" in a else (a, int(port or 0)),
+                )
+                for a in table[key]
+            ]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
@@ -309,8 +385,11 @@ def test_redirects_to_internal_hosts_are_refused(internal, tmp_path, loopback_co
     internal.redirects["/hop-mixed"] = f"https://mixed.test:{internal.port}/secret.tar.gz"
     names["mixed.test"] = ["8.8.8.8", "10.0.0.1"]
     before = len(internal.paths)
-    for hop, host in (("/hop-literal", "'127.0.0.2' is an internal"), ("/hop-name", "'intranet.test' resolves to an internal"),
-                      ("/hop-mixed", "'mixed.test' resolves to an internal")):
+    for hop, host in (
+        ("/hop-literal", "'127.0.0.2' is an internal"),
+        ("/hop-name", "'intranet.test' resolves to an internal"),
+        ("/hop-mixed", "'mixed.test' resolves to an internal"),
+    ):
         with pytest.raises(UnsupportedSource, match="redirected to a URL that is not accepted") as exc:
             fetch_url(base + hop, tmp_path / "c", policy=policy)
         assert host in str(exc.value) and "source_private_hosts" in str(exc.value) and SECRET not in str(exc.value)

@@ -42,7 +42,9 @@ def test_head_of_an_event_stream_ends(server, alice, finished_run):
 
 def test_head_of_a_running_runs_event_stream_does_not_hang(server, alice, slow_upload):
     """The stream of a running run never ends by itself: HEAD gets its headers and the stream is stopped."""
-    run = submit(alice, {"model": {"upload": slow_upload}, "params": {"seconds": 0.05}, "sequences": 100_000, "seed": 1})
+    run = submit(
+        alice, {"model": {"upload": slow_upload}, "params": {"seconds": 0.05}, "sequences": 100_000, "seed": 1}
+    )
     try:
         r = alice.head(f"/runs/{run}/events", timeout=10)
         assert r.status_code == 200 and r.content == b""

@@ -18,7 +18,7 @@ from ancho.server.settings import Settings
 
 from .conftest import tar_gz
 
-TOKENED = '''
+TOKENED = """
 import secrets
 import ancho
 
@@ -31,12 +31,12 @@ class Tokened(ancho.Model):
 
 
 Tokened.__doc__ = secrets.token_hex(8)  # drawn once per process that imports this file
-'''
+"""
 
-BROKEN = '''
+BROKEN = """
 import ancho
 raise RuntimeError("this model does not import")
-'''
+"""
 
 
 @pytest.fixture(scope="module")

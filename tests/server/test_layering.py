@@ -36,14 +36,17 @@ def imported(path: Path) -> set[str]:
 def test_server_modules_import_no_web_module_but_the_app():
     offenders = {
         p.name: sorted(n for n in imported(p) if n.startswith("ancho.web"))
-        for p in (PACKAGE / "server").glob("*.py") if p.name != "app.py"
+        for p in (PACKAGE / "server").glob("*.py")
+        if p.name != "app.py"
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_web_calls_the_service_not_the_rest_routes():
-    offenders = {p.name: sorted(n for n in imported(p) if n.startswith(("ancho.server.routes", "ancho.server.app")))
-                 for p in (PACKAGE / "web").glob("*.py")}
+    offenders = {
+        p.name: sorted(n for n in imported(p) if n.startswith(("ancho.server.routes", "ancho.server.app")))
+        for p in (PACKAGE / "web").glob("*.py")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 

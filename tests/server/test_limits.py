@@ -16,8 +16,16 @@ LIMIT = 65536
 def small(tmp_path_factory):
     home = tmp_path_factory.mktemp("small") / "home"
     token = add_user(home, "alice")
-    srv = Server(home, {"ANCHO_MAX_BODY_BYTES": str(LIMIT), "ANCHO_MAX_ARCHIVE_FILES": "20",
-                        "ANCHO_MAX_ARCHIVE_BYTES": str(1 << 20), "ANCHO_INSPECT_TIMEOUT": "3"}, name="small-limits").start()
+    srv = Server(
+        home,
+        {
+            "ANCHO_MAX_BODY_BYTES": str(LIMIT),
+            "ANCHO_MAX_ARCHIVE_FILES": "20",
+            "ANCHO_MAX_ARCHIVE_BYTES": str(1 << 20),
+            "ANCHO_INSPECT_TIMEOUT": "3",
+        },
+        name="small-limits",
+    ).start()
     srv.token = token
     yield srv
     srv.kill()
@@ -81,8 +89,13 @@ def test_oversize_without_a_token_is_refused_too(small):
 @pytest.mark.parametrize("length", [b"abc", b"-1", b"99999999999999999999999999"])
 def test_bad_content_length_header(small, length):
     with socket.create_connection(("127.0.0.1", small.port), timeout=30) as s:
-        s.sendall(b"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + small.token.encode()
-                  + b"\r\nContent-Type: application/json\r\nContent-Length: " + length + b"\r\nConnection: close\r\n\r\n{}")
+        s.sendall(
+            b"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + small.token.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + length
+            + b"\r\nConnection: close\r\n\r\n{}"
+        )
         head = s.recv(65536).split(b"\r\n", 1)[0]
     status = int(head.split()[1])
     assert 400 <= status < 500, head
@@ -117,11 +130,14 @@ def test_archive_unpacking_too_large(small, client, kind):
 
 
 # -- model code that misbehaves at import ------------------------------------------------
-@pytest.mark.parametrize("code,words", [
-    pytest.param("import time\ntime.sleep(3600)\n", "longer than 3 s", marks=pytest.mark.slow, id="hangs"),
-    pytest.param("import os\nos._exit(7)\n", "ended its process", id="os-exit"),
-    pytest.param("raise SystemExit(3)\n", "ended its process", id="system-exit"),
-])
+@pytest.mark.parametrize(
+    "code,words",
+    [
+        pytest.param("import time\ntime.sleep(3600)\n", "longer than 3 s", marks=pytest.mark.slow, id="hangs"),
+        pytest.param("import os\nos._exit(7)\n", "ended its process", id="os-exit"),
+        pytest.param("raise SystemExit(3)\n", "ended its process", id="system-exit"),
+    ],
+)
 def test_model_that_hangs_or_exits_at_import(small, client, code, words):
     u = upload_id(client, tar_gz({"model.py": code}))
     r = client.post("/runs", json={"model": {"upload": u}, "sequences": 10})

@@ -27,8 +27,12 @@ POOL = Inspectors.__init__.__defaults__[-1]  # how many model-reading workers th
 def held(server: Server) -> dict[str, int]:
     """What the server process holds, as counts: its threads, open files and sockets, and worker processes."""
     p = server.process
-    return {"threads": p.num_threads(), "open fds": p.num_fds(), "run workers": len(server.run_workers()),
-            "model readers": sum(1 for w in server.workers() if w.name().startswith("python"))}
+    return {
+        "threads": p.num_threads(),
+        "open fds": p.num_fds(),
+        "run workers": len(server.run_workers()),
+        "model readers": sum(1 for w in server.workers() if w.name().startswith("python")),
+    }
 
 
 def settled(server: Server, timeout: float = 60) -> dict[str, int]:
@@ -67,8 +71,15 @@ class Load:
             assert r.status_code == 201, (r.status_code, r.text)
             model = r.json()["id"]
             for k in range(RUNS_PER_USER):
-                r = c.post("/runs", json={"model": {"upload": model, "entry": "slow.py:Slow"},
-                                          "params": {"seconds": 0.0005}, "sequences": SEQUENCES, "seed": wave * 100 + k})
+                r = c.post(
+                    "/runs",
+                    json={
+                        "model": {"upload": model, "entry": "slow.py:Slow"},
+                        "params": {"seconds": 0.0005},
+                        "sequences": SEQUENCES,
+                        "seed": wave * 100 + k,
+                    },
+                )
                 self.count(r)
                 if r.status_code == 201:
                     self.runs[user].append(r.json()["id"])
@@ -88,7 +99,9 @@ class Load:
     def wave(self, wave: int) -> None:
         stop = threading.Event()
         submitters = [threading.Thread(target=self.submitter, args=(u, t, wave)) for u, t in self.tokens.items()]
-        pollers = [threading.Thread(target=self.poller, args=(t, i == 0, stop)) for i, t in enumerate(self.tokens.values())]
+        pollers = [
+            threading.Thread(target=self.poller, args=(t, i == 0, stop)) for i, t in enumerate(self.tokens.values())
+        ]
         for t in submitters + pollers:
             t.start()
         for t in submitters:
@@ -123,8 +136,10 @@ def test_many_users_at_once_lose_nothing(tmp_path):
             after.append(settled(server))
         statuses = load.statuses
         assert statuses[401] > 0 and set(statuses) <= {200, 201, 401}, statuses
-        print(f"load: {sum(statuses.values())} requests {dict(statuses)}, {USERS * RUNS_PER_USER * WAVES} runs; "
-              f"held after each wave: {after}")
+        print(
+            f"load: {sum(statuses.values())} requests {dict(statuses)}, {USERS * RUNS_PER_USER * WAVES} runs; "
+            f"held after each wave: {after}"
+        )
         first, second = after[0], after[-1]
         assert second["run workers"] == 0, after  # every finished run's workers are gone
         # a leak per request or per run would grow with the second wave; pools (threads, kept model readers) do not
@@ -133,6 +148,8 @@ def test_many_users_at_once_lose_nothing(tmp_path):
         # its SQLite connections (runs.db, server.db and their -wal) until the cyclic GC frees them (~2.5 per run
         # measured), so the bound allows a few per run of the wave, not per request.
         assert second["open fds"] <= first["open fds"] + 4 * USERS * RUNS_PER_USER, after
-        assert second["model readers"] <= POOL, after  # kept model readers: a pool (server/inspectors.py), not one per model
+        assert second["model readers"] <= POOL, (
+            after
+        )  # kept model readers: a pool (server/inspectors.py), not one per model
     finally:
         server.kill()

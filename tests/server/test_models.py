@@ -14,7 +14,10 @@ from .conftest import GAMBLER, detail_text, is_json_error, tar_gz, upload, zip_b
 
 
 def test_upload_tar_gz_and_zip(alice):
-    for data, name in ((tar_gz({"model.py": GAMBLER}, folder="g1"), "g1.tar.gz"), (zip_bytes({"model.py": GAMBLER}), "g.zip")):
+    for data, name in (
+        (tar_gz({"model.py": GAMBLER}, folder="g1"), "g1.tar.gz"),
+        (zip_bytes({"model.py": GAMBLER}), "g.zip"),
+    ):
         r = upload(alice, data, name)
         assert r.status_code == 201, r.text
         body = r.json()
@@ -57,8 +60,11 @@ def test_the_same_bytes_uploaded_by_another_user_are_theirs_too(alice, bob):
     assert bob.get(f"/models/{a}").status_code == 200
 
 
-@pytest.mark.parametrize("data", [b"", b"hello world", b"\x1f\x8b not really gzip", b"PK\x03\x04 not really a zip", os.urandom(5000)],
-                         ids=["empty", "text", "fake-gzip", "fake-zip", "random"])
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"hello world", b"\x1f\x8b not really gzip", b"PK\x03\x04 not really a zip", os.urandom(5000)],
+    ids=["empty", "text", "fake-gzip", "fake-zip", "random"],
+)
 def test_non_archives_are_refused(alice, data):
     r = upload(alice, data, "model.tar.gz")
     assert 400 <= r.status_code < 500, r.text
@@ -128,7 +134,14 @@ def hostile(outside) -> dict[str, tuple[bytes, str]]:
     link = _link("evil", str(outside))
     m, d = _file("evil/through_link.py")
     cases["tar-symlink-outside"] = (_tar([link, m], {m.name: d}), "evil")
-    cases["tar-symlink-relative-outside"] = (_tar([_link("up", "../../../.."), ]), "up")
+    cases["tar-symlink-relative-outside"] = (
+        _tar(
+            [
+                _link("up", "../../../.."),
+            ]
+        ),
+        "up",
+    )
     cases["tar-hardlink-outside"] = (_tar([_link("hard", "/etc/passwd", tarfile.LNKTYPE)]), "hard")
     dev = tarfile.TarInfo("null")
     dev.type = tarfile.CHRTYPE
@@ -146,7 +159,10 @@ def hostile(outside) -> dict[str, tuple[bytes, str]]:
     cases["zip-symlink"] = (_zip_raw([(sym, str(outside).encode())]), "link")
     # found by Hypothesis (tests/test_properties.py): these raised plain OSError/KeyError, a 500
     cases["tar-hardlink-to-nothing"] = (_tar([_link("hard2", "missing.py", tarfile.LNKTYPE)]), "hard2")
-    cases["zip-file-and-folder-clash"] = (_zip_raw([(zipfile.ZipInfo("pkg"), b"x = 1\n"), (zipfile.ZipInfo("pkg/"), b"")]), "pkg")
+    cases["zip-file-and-folder-clash"] = (
+        _zip_raw([(zipfile.ZipInfo("pkg"), b"x = 1\n"), (zipfile.ZipInfo("pkg/"), b"")]),
+        "pkg",
+    )
     del model
     return cases
 

@@ -40,9 +40,24 @@ def generated(server, tmp_path_factory):
     document = where / "openapi.json"
     document.write_bytes(httpx.get(server.url + API + "/openapi.json", timeout=30).raise_for_status().content)
     done = subprocess.run(
-        [uv, "tool", "run", "--from", GENERATOR, "openapi-python-client", "generate",
-         "--path", str(document), "--output-path", str(where / PACKAGE), "--meta", "none"],
-        capture_output=True, text=True, timeout=600,
+        [
+            uv,
+            "tool",
+            "run",
+            "--from",
+            GENERATOR,
+            "openapi-python-client",
+            "generate",
+            "--path",
+            str(document),
+            "--output-path",
+            str(where / PACKAGE),
+            "--meta",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     sys.path.insert(0, str(where))
@@ -57,8 +72,10 @@ def generated(server, tmp_path_factory):
 def test_operations_have_the_handlers_names(generated):
     runs = importlib.import_module(f"{PACKAGE}.api.runs")
     models = importlib.import_module(f"{PACKAGE}.api.models")
-    for module, names in ((models, ("upload_model", "list_models", "get_model", "inspect_model")),
-                          (runs, ("submit_run", "list_runs", "get_run", "get_run_summary", "get_run_results", "cancel_run"))):
+    for module, names in (
+        (models, ("upload_model", "list_models", "get_model", "inspect_model")),
+        (runs, ("submit_run", "list_runs", "get_run", "get_run_summary", "get_run_results", "cancel_run")),
+    ):
         for name in names:
             importlib.import_module(f"{module.__name__}.{name}")
 
@@ -72,22 +89,36 @@ def test_upload_submit_wait_and_read_the_summary(server, generated):
     models = importlib.import_module(f"{PACKAGE}.models")
     types = importlib.import_module(f"{PACKAGE}.types")
 
-    client = generated.AuthenticatedClient(base_url=server.url, token=server.tokens["alice"], raise_on_unexpected_status=True)
+    client = generated.AuthenticatedClient(
+        base_url=server.url, token=server.tokens["alice"], raise_on_unexpected_status=True
+    )
     archive = tar_gz({"model.py": GAMBLER})
-    uploaded = upload_model.sync(client=client, body=models.BodyUploadModel(
-        file=types.File(payload=io.BytesIO(archive), file_name="model.tar.gz", mime_type="application/gzip")))
+    uploaded = upload_model.sync(
+        client=client,
+        body=models.BodyUploadModel(
+            file=types.File(payload=io.BytesIO(archive), file_name="model.tar.gz", mime_type="application/gzip")
+        ),
+    )
     assert isinstance(uploaded, models.UploadView), uploaded
     assert uploaded.size == len(archive)
 
-    created = submit_run.sync(client=client, body=models.RunRequest.from_dict(
-        {"model": {"upload": uploaded.id}, "sequences": 300, "seed": 5, "targets": ["rounds>=30"]}))
+    created = submit_run.sync(
+        client=client,
+        body=models.RunRequest.from_dict(
+            {"model": {"upload": uploaded.id}, "sequences": 300, "seed": 5, "targets": ["rounds>=30"]}
+        ),
+    )
     assert isinstance(created, models.Created), created
 
     deadline = time.monotonic() + 180
     while True:
         run = get_run.sync(client=client, run_id=created.id)
         assert isinstance(run, models.RunView), run
-        if str(run.status.value if hasattr(run.status, "value") else run.status) in ("succeeded", "failed", "cancelled"):
+        if str(run.status.value if hasattr(run.status, "value") else run.status) in (
+            "succeeded",
+            "failed",
+            "cancelled",
+        ):
             break
         assert time.monotonic() < deadline, f"run {created.id} still {run.status} after 180 s"
         time.sleep(0.2)

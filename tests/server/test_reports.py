@@ -28,7 +28,9 @@ class Wide(ancho.Model):
 
 
 def pdf_text(data: bytes) -> str:
-    return subprocess.run(["pdftotext", "-layout", "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
+    return subprocess.run(
+        ["pdftotext", "-layout", "-", "-"], input=data, capture_output=True, check=True
+    ).stdout.decode()
 
 
 @pytest.fixture(scope="module")
@@ -134,5 +136,7 @@ def test_cli_downloads_reports_from_the_server(server, finished_run, tmp_path):
     assert done.returncode == 0, done.stderr
     assert pdf.read_bytes().startswith(b"%PDF") and finished_run in pdf_text(pdf.read_bytes())
     assert json.loads(nb.read_text())["metadata"]["ancho"]["run"] == finished_run
-    done = run_cli("report", finished_run, "--pdf", str(tmp_path / "b.pdf"), env={**env, "ANCHO_TOKEN": server.tokens["bob"]})
+    done = run_cli(
+        "report", finished_run, "--pdf", str(tmp_path / "b.pdf"), env={**env, "ANCHO_TOKEN": server.tokens["bob"]}
+    )
     assert done.returncode != 0 and f"no run '{finished_run}'" in done.stderr and not (tmp_path / "b.pdf").exists()

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 SECRET = "server-secret-value-4711"
 TOKEN_TEXT = "ancho-token-TOPSECRET-0xC0FFEE"
 
-SETUP_PY = '''
+SETUP_PY = """
 import json, os, sys
 found = {"uid": os.getuid(), "env": dict(os.environ)}
 for name, path in (("db", %(db)r), ("token", %(token)r)):
@@ -56,9 +56,9 @@ with open(os.path.join("evilpkg", "__init__.py"), "w") as fh:
     fh.write("FOUND = " + repr(json.dumps(found)) + "\\n")
 from setuptools import setup
 setup(name="evilpkg", version="0.1", packages=["evilpkg"])
-'''
+"""
 
-TINY_MODEL = '''
+TINY_MODEL = """
 import ancho
 import tinypkg
 
@@ -66,9 +66,9 @@ import tinypkg
 class Tiny(ancho.Model):
     def sequence(self, rng):
         return {"x": tinypkg.VALUE + float(rng.random())}
-'''
+"""
 
-EVIL_MODEL = '''
+EVIL_MODEL = """
 import ancho
 import evilpkg
 
@@ -76,24 +76,26 @@ import evilpkg
 class Evil(ancho.Model):
     def sequence(self, rng):
         return {"x": float(rng.random())}
-'''
+"""
 
-PLAIN_MODEL = '''
+PLAIN_MODEL = """
 import ancho
 
 
 class Plain(ancho.Model):
     def sequence(self, rng):
         return {"x": float(rng.random())}
-'''
+"""
 
 
 # -- packages and a package index, built here -------------------------------------------------
 def evil_sdist(paths: dict[str, str]) -> bytes:
     """``evilpkg-0.1.tar.gz``: a setup.py that reports what it can read and tries to write ``paths['marker']``."""
     buf = io.BytesIO()
-    files = {"evilpkg-0.1/setup.py": SETUP_PY % paths,
-             "evilpkg-0.1/PKG-INFO": "Metadata-Version: 2.1\nName: evilpkg\nVersion: 0.1\n"}
+    files = {
+        "evilpkg-0.1/setup.py": SETUP_PY % paths,
+        "evilpkg-0.1/PKG-INFO": "Metadata-Version: 2.1\nName: evilpkg\nVersion: 0.1\n",
+    }
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, text in files.items():
             data = text.encode()
@@ -151,15 +153,18 @@ class PackageServer:
                         self.send_header("Location", f"https://pypi.org/simple/{name}/")
                         self.end_headers()
                         return
-                    links = "".join(f'<a href="/files/{f}#sha256={hashlib.sha256(d).hexdigest()}">{f}</a>\n'
-                                    for f, d in outer.packages[name].items())
+                    links = "".join(
+                        f'<a href="/files/{f}#sha256={hashlib.sha256(d).hexdigest()}">{f}</a>\n'
+                        for f, d in outer.packages[name].items()
+                    )
                     self._send(200, f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode(), "text/html")
                     return
                 if len(parts) == 2 and parts[0] == "files":
                     for files in outer.packages.values():
                         if parts[1] in files:
-                            self._send(200, b"" if head else files[parts[1]], "application/octet-stream",
-                                       len(files[parts[1]]))
+                            self._send(
+                                200, b"" if head else files[parts[1]], "application/octet-stream", len(files[parts[1]])
+                            )
                             return
                 self._send(404, b"not found", "text/plain")
 
@@ -192,8 +197,13 @@ def world(tmp_path_factory):
     outside.mkdir()
     token_file = outside / "token.txt"
     token_file.write_text(TOKEN_TEXT + "\n")
-    w = {"root": root, "outside": outside, "token_file": token_file, "marker": outside / "marker",
-         "cache": root / "uv-cache"}
+    w = {
+        "root": root,
+        "outside": outside,
+        "token_file": token_file,
+        "marker": outside / "marker",
+        "cache": root / "uv-cache",
+    }
     w["cache"].mkdir()
     return w
 
@@ -202,8 +212,13 @@ def start_server(world, name: str, index: PackageServer, **settings: str) -> Ser
     home = world["root"] / name / "home"
     home.mkdir(parents=True)
     token = add_user(home, "mallory")
-    env = {"ANCHO_PACKAGE_INDEX": index.index, "ANCHO_TEST_SECRET": SECRET, "PIP_FIND_LINKS": str(world["outside"]),
-           "UV_CACHE_DIR": str(world["cache"]), **settings}
+    env = {
+        "ANCHO_PACKAGE_INDEX": index.index,
+        "ANCHO_TEST_SECRET": SECRET,
+        "PIP_FIND_LINKS": str(world["outside"]),
+        "UV_CACHE_DIR": str(world["cache"]),
+        **settings,
+    }
     srv = Server(home, env, name=f"{name}-server").start()
     srv.token = token
     return srv
@@ -271,14 +286,17 @@ def test_requirements_attacks_are_refused_before_anything_is_fetched(mallory, wo
 
 
 def test_both_requirements_files_are_refused(mallory):
-    r = submit_with(mallory, {"model.py": PLAIN_MODEL, "requirements.txt": "numpy\n", "pip-requirements.txt": "numpy\n"})
+    r = submit_with(
+        mallory, {"model.py": PLAIN_MODEL, "requirements.txt": "numpy\n", "pip-requirements.txt": "numpy\n"}
+    )
     assert r.status_code == 422 and "requirements.txt and pip-requirements.txt" in detail_text(r), r.text
 
 
 # -- packages from the configured index: wheels only ------------------------------------------
 def test_a_wheel_from_the_configured_index_installs_and_the_model_imports_it(mallory, index):
-    r = submit_with(mallory, {"model.py": TINY_MODEL, "requirements.txt": "TinyPkg>=1.0  # a wheel on the index\n"},
-                    sequences=50)
+    r = submit_with(
+        mallory, {"model.py": TINY_MODEL, "requirements.txt": "TinyPkg>=1.0  # a wheel on the index\n"}, sequences=50
+    )
     assert r.status_code == 201, (r.text, index.requests)
     view = wait_run(mallory, r.json()["id"], timeout=600)
     assert view["status"] == "succeeded", view
@@ -305,8 +323,12 @@ def test_a_source_build_runs_inside_the_sandbox_and_sees_none_of_the_servers_sec
     if problem:
         need_service("bubblewrap", problem)
     home = world["root"] / "builds" / "home"
-    paths = {"db": str(home / "server.db"), "token": str(world["token_file"]), "marker": str(world["marker"]),
-             "home_write": str(home / "pwned-by-build")}
+    paths = {
+        "db": str(home / "server.db"),
+        "token": str(world["token_file"]),
+        "marker": str(world["marker"]),
+        "home_write": str(home / "pwned-by-build"),
+    }
     wheel_name, wheel = tiny_wheel()
     index = PackageServer({"tinypkg": {wheel_name: wheel}, "evilpkg": {"evilpkg-0.1.tar.gz": evil_sdist(paths)}})
     srv = start_server(world, "builds", index, ANCHO_ALLOW_SOURCE_BUILDS="true")
@@ -327,8 +349,9 @@ def test_a_source_build_runs_inside_the_sandbox_and_sees_none_of_the_servers_sec
         assert "marker" not in found and not world["marker"].exists(), found
         assert "home_write" not in found and not (home / "pwned-by-build").exists(), found
         assert SECRET not in json.dumps(found) and "ANCHO_TEST_SECRET" not in found["env"]
-        assert "PIP_FIND_LINKS" not in found["env"] and not any(k.startswith("ANCHO_") and k != "ANCHO_SANDBOX"
-                                                                 for k in found["env"]), found["env"]
+        assert "PIP_FIND_LINKS" not in found["env"] and not any(
+            k.startswith("ANCHO_") and k != "ANCHO_SANDBOX" for k in found["env"]
+        ), found["env"]
     finally:
         srv.kill()
         index.close()

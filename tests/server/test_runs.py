@@ -20,8 +20,12 @@ def test_submit_with_the_design_body_shape(alice, gambler_upload):
     """Every field of the §2 body at once; the run meets its precision goal and succeeds."""
     body = {
         "model": {"upload": gambler_upload, "entry": "model.py:Gambler"},
-        "params": {"stake": 4}, "sequences": 3000, "seed": 9,
-        "targets": ["rounds>=30"], "until": "mean(rounds)+-5", "max_sequences": 1000000,
+        "params": {"stake": 4},
+        "sequences": 3000,
+        "seed": 9,
+        "targets": ["rounds>=30"],
+        "until": "mean(rounds)+-5",
+        "max_sequences": 1000000,
         "executor": "local",
     }
     r = alice.post("/runs", json=body)
@@ -48,7 +52,9 @@ def test_entry_can_be_omitted_when_the_source_has_one_model(alice, gambler_uploa
 
 
 def test_progress_is_visible_while_running(alice, slow_upload):
-    run_id = submit(alice, {"model": {"upload": slow_upload}, "params": {"seconds": 0.002}, "sequences": 1500, "seed": 4})
+    run_id = submit(
+        alice, {"model": {"upload": slow_upload}, "params": {"seconds": 0.002}, "sequences": 1500, "seed": 4}
+    )
     seen = []
     view = wait_run(alice, run_id, until=lambda v: seen.append(v["progress"]) or v["status"] in ("succeeded", "failed"))
     assert view["status"] == "succeeded"
@@ -60,9 +66,30 @@ def test_progress_is_visible_while_running(alice, slow_upload):
 def test_summary_equals_ancho_run_json(alice, finished_run, sources, tmp_path):
     """The same model, params, seed and targets through the CLI give the same summary object (run id aside)."""
     done = subprocess.run(
-        [ANCHO, "run", str(sources / "gambler" / "model.py") + ":Gambler", "--sequences", "3000", "--seed", "3",
-         "--param", "stake=3", "--param", "goal=10", "--param", "p=0.45", "--target", "rounds>=30", "--workers", "1", "--json"],
-        capture_output=True, text=True, env={**os.environ, "ANCHO_HOME": str(tmp_path / "cli-home")}, timeout=300,
+        [
+            ANCHO,
+            "run",
+            str(sources / "gambler" / "model.py") + ":Gambler",
+            "--sequences",
+            "3000",
+            "--seed",
+            "3",
+            "--param",
+            "stake=3",
+            "--param",
+            "goal=10",
+            "--param",
+            "p=0.45",
+            "--target",
+            "rounds>=30",
+            "--workers",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANCHO_HOME": str(tmp_path / "cli-home")},
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     cli = json.loads(done.stdout)
@@ -87,7 +114,9 @@ def test_results_in_every_format_agree(alice, finished_run):
     # JSON, in pages
     rows, offset = [], 0
     while offset is not None:
-        page = alice.get(f"/runs/{finished_run}/results", params={"format": "json", "offset": offset, "limit": 700}).json()
+        page = alice.get(
+            f"/runs/{finished_run}/results", params={"format": "json", "offset": offset, "limit": 700}
+        ).json()
         assert page["total"] == 3000 and page["offset"] == offset
         rows.extend(page["results"])
         offset = page["next"]
@@ -99,7 +128,8 @@ def test_results_in_every_format_agree(alice, finished_run):
     assert lines[0] == "sequence,won,rounds" and len(lines) == 3001
     parsed = list(csv.DictReader(io.StringIO(text)))
     assert [(int(r["sequence"]), r["won"] == "true", int(r["rounds"])) for r in parsed] == [
-        (r["sequence"], r["won"], r["rounds"]) for r in rows]
+        (r["sequence"], r["won"], r["rounds"]) for r in rows
+    ]
     # Parquet
     r = alice.get(f"/runs/{finished_run}/results", params={"format": "parquet"})
     assert r.status_code == 200 and r.content[:4] == b"PAR1"
@@ -131,7 +161,10 @@ def test_run_list_is_newest_first_and_filters(alice, finished_run):
 
 
 def test_failures_are_listed_with_tracebacks(alice, flaky_upload):
-    run_id = submit(alice, {"model": {"upload": flaky_upload}, "params": {"rate": 0.1}, "sequences": 400, "seed": 5, "max_failures": 400})
+    run_id = submit(
+        alice,
+        {"model": {"upload": flaky_upload}, "params": {"rate": 0.1}, "sequences": 400, "seed": 5, "max_failures": 400},
+    )
     view = wait_run(alice, run_id)
     assert view["status"] == "succeeded", view["error"]
     failures = alice.get(f"/runs/{run_id}/failures", params={"limit": 10000}).json()
@@ -154,9 +187,18 @@ def test_a_failed_run_says_why_and_has_no_summary(alice, flaky_upload):
 
 
 # -- isolation ------------------------------------------------------------------------
-RUN_ENDPOINTS = [("GET", ""), ("GET", "/summary"), ("GET", "/results"), ("GET", "/results?format=csv"),
-                 ("GET", "/results?format=parquet"), ("GET", "/failures"), ("GET", "/events"), ("POST", "/cancel"),
-                 ("GET", "/report.pdf"), ("GET", "/notebook.ipynb")]
+RUN_ENDPOINTS = [
+    ("GET", ""),
+    ("GET", "/summary"),
+    ("GET", "/results"),
+    ("GET", "/results?format=csv"),
+    ("GET", "/results?format=parquet"),
+    ("GET", "/failures"),
+    ("GET", "/events"),
+    ("POST", "/cancel"),
+    ("GET", "/report.pdf"),
+    ("GET", "/notebook.ipynb"),
+]
 
 
 @pytest.mark.parametrize("method,suffix", RUN_ENDPOINTS)
@@ -173,8 +215,25 @@ def test_another_users_runs_are_not_listed(alice, bob, finished_run):
 
 
 # -- path tricks ----------------------------------------------------------------------
-TRICKS = ["..%2F..%2F..%2Fetc%2Fpasswd", "..%2F..", "%2e%2e", "%2E%2E%2F%2E%2E", "..", ".", "a" * 5000, "b" * 100,
-          quote("été"), quote("🎲"), "%00", "%0Ab", "%20", "abc%3Bdrop", "%252e%252e", "runs", "%5C..%5C.."]
+TRICKS = [
+    "..%2F..%2F..%2Fetc%2Fpasswd",
+    "..%2F..",
+    "%2e%2e",
+    "%2E%2E%2F%2E%2E",
+    "..",
+    ".",
+    "a" * 5000,
+    "b" * 100,
+    quote("été"),
+    quote("🎲"),
+    "%00",
+    "%0Ab",
+    "%20",
+    "abc%3Bdrop",
+    "%252e%252e",
+    "runs",
+    "%5C..%5C..",
+]
 
 
 @pytest.mark.parametrize("trick", TRICKS, ids=range(len(TRICKS)))
@@ -183,7 +242,9 @@ def test_path_tricks_in_run_ids(server, method, suffix, trick):
     """Sent byte for byte (no client-side normalisation): 404 or 422, never 5xx, always JSON."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        conn.request(method, f"/api/v1/runs/{trick}{suffix}", headers={"Authorization": f"Bearer {server.tokens['alice']}"})
+        conn.request(
+            method, f"/api/v1/runs/{trick}{suffix}", headers={"Authorization": f"Bearer {server.tokens['alice']}"}
+        )
         resp = conn.getresponse()
         body = resp.read()
     finally:
@@ -208,7 +269,9 @@ def test_path_tricks_in_model_ids(server, trick):
 
 def test_parquet_downloads_leave_no_files_behind(server, alice, finished_run):
     def leftovers():
-        return sorted(p.name for p in server.home.iterdir() if p.is_file() and not p.name.startswith(("runs.db", "server.")))
+        return sorted(
+            p.name for p in server.home.iterdir() if p.is_file() and not p.name.startswith(("runs.db", "server."))
+        )
 
     before = leftovers()
     assert alice.get(f"/runs/{finished_run}/results", params={"format": "parquet"}).status_code == 200
@@ -232,7 +295,9 @@ class Capped(ancho.Model):
 '''
 
 
-@pytest.mark.parametrize("params", [{}, {"cap": "inf"}, {"cap": "0.5"}, {"cap": 0.25}], ids=["default-inf", "string-inf", "string", "number"])
+@pytest.mark.parametrize(
+    "params", [{}, {"cap": "inf"}, {"cap": "0.5"}, {"cap": 0.25}], ids=["default-inf", "string-inf", "string", "number"]
+)
 def test_non_finite_parameters_reach_the_workers(alice, params):
     from .conftest import tar_gz, upload_id
 

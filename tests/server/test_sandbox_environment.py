@@ -31,7 +31,9 @@ from .conftest import _STARTED, ANCHO, API, Server, add_user, free_port, submit,
 
 pytestmark = pytest.mark.slow
 
-MODELS = DUMP + '''
+MODELS = (
+    DUMP
+    + '''
 import ancho
 
 
@@ -52,8 +54,11 @@ class StealInSummary(ancho.Model):
     def stolen(self, results):
         return environ_dump()
 '''
+)
 
-AT_IMPORT = DUMP + '''
+AT_IMPORT = (
+    DUMP
+    + """
 import ancho
 
 
@@ -65,11 +70,15 @@ class Loot(ancho.Model):
     def sequence(self, rng):
         return {"x": 1.0}
 
-'''
+"""
+)
 
-RAISES_AT_IMPORT = DUMP + '''
+RAISES_AT_IMPORT = (
+    DUMP
+    + """
 raise RuntimeError(environ_dump())
-'''
+"""
+)
 
 LOOKS_HOME = '''
 import os
@@ -115,7 +124,9 @@ def secret_server(tmp_path_factory, sandboxed):
 def test_run_workers_send_back_no_server_variable(secret_server):
     eve = secret_server.eve
     u = upload_id(eve, tar_gz({"model.py": MODELS}))
-    run_id = submit(eve, {"model": {"upload": u, "entry": "model.py:Steal"}, "sequences": 4, "seed": 1, "max_failures": 4})
+    run_id = submit(
+        eve, {"model": {"upload": u, "entry": "model.py:Steal"}, "sequences": 4, "seed": 1, "max_failures": 4}
+    )
     view = wait_run(eve, run_id)
     failures = eve.get(f"/runs/{run_id}/failures").json()
     assert len(failures) == 4, (view, secret_server.log())
@@ -161,9 +172,14 @@ class ConfiguredServer(Server):
         env = {k: v for k, v in os.environ.items() if k not in ("ANCHO_HOME", "ANCHO_CONFIG")}
         self.port = free_port()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([ANCHO, "serve", "--config", str(self.config), "--port", str(self.port)],
-                                         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [ANCHO, "serve", "--config", str(self.config), "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         _STARTED.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -192,8 +208,15 @@ def test_the_settings_home_is_hidden_without_ancho_home(sandboxed, tmp_path):
         assert "ANCHO_HOME" not in srv.process.environ()
         with srv.client(token) as eve:
             u = upload_id(eve, tar_gz({"model.py": LOOKS_HOME}))
-            run_id = submit(eve, {"model": {"upload": u, "entry": "model.py:LooksHome"}, "params": {"home": str(home)},
-                                  "sequences": 1, "seed": 1})
+            run_id = submit(
+                eve,
+                {
+                    "model": {"upload": u, "entry": "model.py:LooksHome"},
+                    "params": {"home": str(home)},
+                    "sequences": 1,
+                    "seed": 1,
+                },
+            )
             wait_run(eve, run_id)
             failures = eve.get(f"/runs/{run_id}/failures").json()
         assert len(failures) == 1, srv.log()

@@ -24,11 +24,32 @@ def schemathesis(server, tmp_path, parameters: dict[str, str], seed: int, exampl
     config = tmp_path / "schemathesis.toml"
     config.write_text("[parameters]\n" + "".join(f'"{k}" = "{v}"\n' for k, v in parameters.items()))
     done = subprocess.run(
-        [ST, "--no-color", "--config-file", str(config), "run", f"{server.url}/api/v1/openapi.json",
-         "--header", f"Authorization: Bearer {server.tokens['alice']}",
-         "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-         "--max-examples", str(examples), "--seed", str(seed), "--workers", "2", "--request-timeout", "60"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            ST,
+            "--no-color",
+            "--config-file",
+            str(config),
+            "run",
+            f"{server.url}/api/v1/openapi.json",
+            "--header",
+            f"Authorization: Bearer {server.tokens['alice']}",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            str(examples),
+            "--seed",
+            str(seed),
+            "--workers",
+            "2",
+            "--request-timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:] + "\n--- server log ---\n" + server.log(30)
 

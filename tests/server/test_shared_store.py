@@ -58,7 +58,11 @@ def test_a_dispatcher_neither_takes_nor_requeues_another_servers_runs(tmp_path):
     try:
         model = load_model(str(path))
         spec = RunSpec.build(model, {"seconds": 0}, 10, 1)
-        extra = {"ref": {"root": str(tmp_path), "file": "model.py", "class_name": "Slow"}, "info": {}, "server": "theirs"}
+        extra = {
+            "ref": {"root": str(tmp_path), "file": "model.py", "class_name": "Slow"},
+            "info": {},
+            "server": "theirs",
+        }
         queued = create_record(model, spec, "local", 1, owner="ann", extra=extra)
         running = create_record(model, spec, "local", 1, owner="ann", extra=extra)
         store.create_run(queued)
@@ -92,7 +96,9 @@ def test_two_servers_on_one_store(tmp_path):
     try:
         with busy.client(token) as c:
             upload = upload_id(c, tar_gz({"model.py": SLOW}))
-            long = submit(c, {"model": {"upload": upload}, "params": {"seconds": 0.01}, "sequences": 100_000, "seed": 1})
+            long = submit(
+                c, {"model": {"upload": upload}, "params": {"seconds": 0.01}, "sequences": 100_000, "seed": 1}
+            )
             wait_run(c, long, until=lambda v: v["status"] == "running" and v["progress"]["done"] > 0)
             waiting = submit(c, {"model": {"upload": upload}, "params": {"seconds": 0}, "sequences": 200, "seed": 2})
             idle = Server(homes["idle"], env, name="idle").start()  # its start requeues "its" running runs

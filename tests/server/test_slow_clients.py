@@ -28,12 +28,18 @@ def test_slow_clients_do_not_hold_up_others(server, alice):
     token = server.tokens["alice"]
     request = f"GET {API}/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n".encode()
     body = b'{"model": {"upload": "' + b"0" * 64 + b'", "entry": "m.py:M"}, "sequences": 10}'
-    post = (f"POST {API}/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    post = (
+        f"POST {API}/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     replies: list[bytes] = []
     slow = [
-        threading.Thread(target=_trickle, args=(server, [request[i:i + 4] for i in range(0, len(request), 4)], 0.05, replies)),
-        threading.Thread(target=_trickle, args=(server, [post] + [body[i:i + 8] for i in range(0, len(body), 8)], 0.2, replies)),
+        threading.Thread(
+            target=_trickle, args=(server, [request[i : i + 4] for i in range(0, len(request), 4)], 0.05, replies)
+        ),
+        threading.Thread(
+            target=_trickle, args=(server, [post] + [body[i : i + 8] for i in range(0, len(body), 8)], 0.2, replies)
+        ),
     ]
     # a client that sends a request for a large answer and never reads it
     stuck = socket.create_connection(("127.0.0.1", server.port))

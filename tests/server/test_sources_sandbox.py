@@ -50,7 +50,7 @@ class Scratch(ancho.Model):
         return {"x": float(rng.random())}
 '''
 
-WITH_REQUIREMENT = '''
+WITH_REQUIREMENT = """
 import ancho
 import humanize
 
@@ -62,7 +62,7 @@ class H(ancho.Model):
     @ancho.summary
     def count(self, results):
         return humanize.intcomma(len(results))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,9 @@ def repo(tmp_path_factory):
     git = ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t"]
     for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "one"], ["tag", "v1"]):
         subprocess.run([*git, *args], cwd=repo, check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
     return root, repo, commit
 
 
@@ -94,8 +96,11 @@ def srv(tmp_path_factory, repo):
     home = tmp_path_factory.mktemp("srv-sources") / "home"
     home.mkdir()
     token = add_user(home, "dora")
-    env = {"ANCHO_SOURCE_FILE_ROOTS": json.dumps([str(repo[0])]), "ANCHO_ALLOW_LOOPBACK_HTTP": "true",
-           "ANCHO_SOURCE_PRIVATE_HOSTS": "true"}  # the test models are served from 127.0.0.1
+    env = {
+        "ANCHO_SOURCE_FILE_ROOTS": json.dumps([str(repo[0])]),
+        "ANCHO_ALLOW_LOOPBACK_HTTP": "true",
+        "ANCHO_SOURCE_PRIVATE_HOSTS": "true",
+    }  # the test models are served from 127.0.0.1
     s = Server(home, env, name="sources-server").start()
     s.token = token
     yield s
@@ -110,7 +115,10 @@ def dora(srv):
 
 def test_a_git_source_runs_and_records_its_commit(dora, repo):
     _, path, commit = repo
-    run_id = submit(dora, {"model": {"git": f"file://{path}", "ref": "v1", "entry": "model.py:Gambler"}, "sequences": 500, "seed": 3})
+    run_id = submit(
+        dora,
+        {"model": {"git": f"file://{path}", "ref": "v1", "entry": "model.py:Gambler"}, "sequences": 500, "seed": 3},
+    )
     view = wait_run(dora, run_id)
     assert view["status"] == "succeeded", view
     assert view["source"] == f"git:file://{path}@{commit}"
@@ -143,10 +151,18 @@ def test_requirements_are_installed_for_the_model_only(dora):
 
 def test_hostile_models_fail_and_the_server_keeps_serving(srv, dora):
     u = upload_id(dora, tar_gz({"model.py": HOSTILE}))
-    calls = submit(dora, {"model": {"upload": u, "entry": "model.py:CallsHome"}, "params": {"port": srv.port}, "sequences": 5})
-    writes = submit(dora, {"model": {"upload": u, "entry": "model.py:WritesHome"}, "params": {"home": str(srv.home)}, "sequences": 5})
+    calls = submit(
+        dora, {"model": {"upload": u, "entry": "model.py:CallsHome"}, "params": {"port": srv.port}, "sequences": 5}
+    )
+    writes = submit(
+        dora,
+        {"model": {"upload": u, "entry": "model.py:WritesHome"}, "params": {"home": str(srv.home)}, "sequences": 5},
+    )
     scratch = submit(dora, {"model": {"upload": u, "entry": "model.py:Scratch"}, "sequences": 50, "seed": 1})
-    for run_id, errors in ((calls, ("ConnectionRefusedError", "OSError")), (writes, ("FileNotFoundError", "OSError", "PermissionError"))):
+    for run_id, errors in (
+        (calls, ("ConnectionRefusedError", "OSError")),
+        (writes, ("FileNotFoundError", "OSError", "PermissionError")),
+    ):
         view = wait_run(dora, run_id)
         assert view["status"] == "failed" and any(e in view["error"] for e in errors), view
     assert not (srv.home / "pwned").exists()
@@ -159,6 +175,11 @@ def test_hostile_models_fail_and_the_server_keeps_serving(srv, dora):
 def test_serve_on_a_busy_port_fails_at_once(srv, tmp_path):
     from .conftest import ANCHO
 
-    p = subprocess.run([ANCHO, "serve", "--port", str(srv.port)], env={**__import__("os").environ, "ANCHO_HOME": str(tmp_path)},
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [ANCHO, "serve", "--port", str(srv.port)],
+        env={**__import__("os").environ, "ANCHO_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2 and "cannot listen on 127.0.0.1" in p.stderr and "Address already in use" in p.stderr

@@ -44,13 +44,15 @@ def spark_server(spark_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("spark-server") / "home"
     home.mkdir()
     token = add_user(home, "alice")
-    srv = Server(home, {"ANCHO_SPARK_MASTER": spark_url, "ANCHO_SPARK_IDLE_SECONDS": "20", "ANCHO_CONCURRENCY": "2"},
-                 name="spark-server").start()
+    srv = Server(
+        home,
+        {"ANCHO_SPARK_MASTER": spark_url, "ANCHO_SPARK_IDLE_SECONDS": "20", "ANCHO_CONCURRENCY": "2"},
+        name="spark-server",
+    ).start()
     with srv.client(token) as client:
         srv.alice = client
         yield srv
     srv.kill()
-
 
 
 def strip(summary: dict) -> dict:
@@ -64,8 +66,13 @@ def test_spark_run_through_the_server_equals_local(spark_server, spark_url):
     and the model's code ran in the sandbox on the executors (bubblewrap is on this machine)."""
     alice = spark_server.alice
     model = upload_id(alice, tar_gz({"model.py": GAMBLER}, folder="gambler"), "gambler.tar.gz")
-    body = {"model": {"upload": model, "entry": "model.py:Gambler"}, "params": {"stake": 3, "goal": 9},
-            "sequences": 4000, "seed": 21, "targets": ["rounds>=10"]}
+    body = {
+        "model": {"upload": model, "entry": "model.py:Gambler"},
+        "params": {"stake": 3, "goal": 9},
+        "sequences": 4000,
+        "seed": 21,
+        "targets": ["rounds>=10"],
+    }
     spark_run = submit(alice, {**body, "executor": spark_url})
     local_run = submit(alice, {**body, "executor": "local"})
     views = {run: wait_run(alice, run, timeout=600) for run in (spark_run, local_run)}
@@ -93,7 +100,9 @@ def test_spark_run_through_the_server_equals_local(spark_server, spark_url):
 def test_other_masters_are_refused(spark_server):
     alice = spark_server.alice
     model = upload_id(alice, tar_gz({"model.py": GAMBLER}, folder="gambler"), "gambler.tar.gz")
-    r = alice.post("/runs", json={"model": {"upload": model, "entry": "model.py:Gambler"}, "executor": "spark://127.0.0.1:1"})
+    r = alice.post(
+        "/runs", json={"model": {"upload": model, "entry": "model.py:Gambler"}, "executor": "spark://127.0.0.1:1"}
+    )
     assert r.status_code == 422, r.text
     text = detail_text(r)
     assert "executor" in text and "spark://127.0.0.1:1" in text and "local" in text
@@ -104,8 +113,16 @@ def test_other_masters_are_refused(spark_server):
 def test_cancel_a_spark_run_then_the_cluster_runs_the_next(spark_server, spark_url):
     alice = spark_server.alice
     slow = upload_id(alice, tar_gz({"model.py": SLOW}), "slow.tar.gz")
-    run = submit(alice, {"model": {"upload": slow, "entry": "model.py:Slow"}, "params": {"seconds": 0.05},
-                         "sequences": 2000, "seed": 1, "executor": spark_url})  # tasks of 250 sequences, 12.5 s
+    run = submit(
+        alice,
+        {
+            "model": {"upload": slow, "entry": "model.py:Slow"},
+            "params": {"seconds": 0.05},
+            "sequences": 2000,
+            "seed": 1,
+            "executor": spark_url,
+        },
+    )  # tasks of 250 sequences, 12.5 s
     wait_run(alice, run, timeout=600, until=lambda v: v["progress"]["done"] > 0)
     r = alice.post(f"/runs/{run}/cancel")
     assert r.status_code == 200, r.text
@@ -113,8 +130,10 @@ def test_cancel_a_spark_run_then_the_cluster_runs_the_next(spark_server, spark_u
     assert view["status"] == "cancelled"
     # the cancelled run's tasks are gone: a small run gets the cluster's cores and completes
     model = upload_id(alice, tar_gz({"model.py": GAMBLER}, folder="gambler"), "gambler.tar.gz")
-    after = submit(alice, {"model": {"upload": model, "entry": "model.py:Gambler"}, "sequences": 200, "seed": 2,
-                           "executor": spark_url})
+    after = submit(
+        alice,
+        {"model": {"upload": model, "entry": "model.py:Gambler"}, "sequences": 200, "seed": 2, "executor": spark_url},
+    )
     assert wait_run(alice, after, timeout=300)["status"] == "succeeded", spark_server.log()
 
 
@@ -129,8 +148,20 @@ def test_cli_submit_to_spark_and_idle_session_released(spark_server, spark_url):
     folder = spark_server.home.parent / "gambler"
     folder.mkdir(exist_ok=True)
     (folder / "model.py").write_text(GAMBLER)
-    out = run_cli("submit", f"{folder}/model.py:Gambler", "-n", "300", "--seed", "5", "--executor", spark_url,
-                  "--watch", "--json", env=env, timeout=600)
+    out = run_cli(
+        "submit",
+        f"{folder}/model.py:Gambler",
+        "-n",
+        "300",
+        "--seed",
+        "5",
+        "--executor",
+        spark_url,
+        "--watch",
+        "--json",
+        env=env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr + spark_server.log()
     import json
 
@@ -140,14 +171,29 @@ def test_cli_submit_to_spark_and_idle_session_released(spark_server, spark_url):
         time.sleep(1)
     assert "stopping the Spark session" in spark_server.log(400)
     # and a Spark run after that starts a new session
-    out = run_cli("submit", f"{folder}/model.py:Gambler", "-n", "100", "--executor", spark_url, "--watch", "--json",
-                  env=env, timeout=600)
+    out = run_cli(
+        "submit",
+        f"{folder}/model.py:Gambler",
+        "-n",
+        "100",
+        "--executor",
+        spark_url,
+        "--watch",
+        "--json",
+        env=env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr + spark_server.log()
 
 
 def test_a_server_without_spark_names_what_it_offers(alice, gambler_upload):
-    r = alice.post("/runs", json={"model": {"upload": gambler_upload, "entry": "model.py:Gambler"},
-                                  "executor": os.environ.get("ANCHO_TEST_SPARK_URL") or "spark://127.0.0.1:7077"})
+    r = alice.post(
+        "/runs",
+        json={
+            "model": {"upload": gambler_upload, "entry": "model.py:Gambler"},
+            "executor": os.environ.get("ANCHO_TEST_SPARK_URL") or "spark://127.0.0.1:7077",
+        },
+    )
     assert r.status_code == 422, r.text
     assert "this server executes runs on 'local'" in detail_text(r)
 
@@ -178,7 +224,12 @@ def test_a_spark_run_resumes_after_kill_9(spark_server, spark_url):
     alice = spark_server.alice
     token = alice.headers["Authorization"].split()[1]
     slow = upload_id(alice, tar_gz({"model.py": SLOW}), "slow.tar.gz")
-    body = {"model": {"upload": slow, "entry": "model.py:Slow"}, "params": {"seconds": 0.01}, "sequences": 2000, "seed": 8}
+    body = {
+        "model": {"upload": slow, "entry": "model.py:Slow"},
+        "params": {"seconds": 0.01},
+        "sequences": 2000,
+        "seed": 8,
+    }
     run = submit(alice, {**body, "executor": spark_url})
     wait_run(alice, run, timeout=600, until=lambda v: v["progress"]["done"] >= 250)
     spark_server.kill()

@@ -21,8 +21,24 @@ def post_raw(client, content: bytes, ctype: str = "application/json"):
     return client.post("/runs", content=content, headers={"content-type": ctype})
 
 
-@pytest.mark.parametrize("content", [b"{", b"", b"{'model': 1}", b"[", b"nul", b'{"model": {"upload": "x"}, }', b"\xff\xfe\x00",
-                                     b'{"model": {"upload": "' + b"\\ud800" + b'"}}', b"1e999999", b"[]", b"null", b'"text"', b"42"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{",
+        b"",
+        b"{'model': 1}",
+        b"[",
+        b"nul",
+        b'{"model": {"upload": "x"}, }',
+        b"\xff\xfe\x00",
+        b'{"model": {"upload": "' + b"\\ud800" + b'"}}',
+        b"1e999999",
+        b"[]",
+        b"null",
+        b'"text"',
+        b"42",
+    ],
+)
 def test_malformed_json(alice, before, content):
     r = post_raw(alice, content)
     assert r.status_code in (400, 422), r.text
@@ -65,34 +81,40 @@ def test_wrong_types_name_the_field(alice, gambler_upload, before, case):
     assert field in detail_text(r)
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({}, "model"),
-    ({"sequences": 10}, "model"),
-    ({"model": {}}, "upload"),
-    ({"model": None}, "model"),
-    ({"model": "gambler.tar.gz"}, "model"),
-    ({"model": {"entry": "model.py:Gambler"}}, "upload"),
-    ({"model": {"upload": "", "url": "", "git": ""}}, "upload"),
-    ({"model": {"upload": "x", "url": "https://example.org/m.tar.gz"}}, "upload"),
-    ({"model": {"upload": "x", "ref": "main"}}, "ref"),
-    ({"model": {"upload": "x", "colour": "red"}}, "colour"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({}, "model"),
+        ({"sequences": 10}, "model"),
+        ({"model": {}}, "upload"),
+        ({"model": None}, "model"),
+        ({"model": "gambler.tar.gz"}, "model"),
+        ({"model": {"entry": "model.py:Gambler"}}, "upload"),
+        ({"model": {"upload": "", "url": "", "git": ""}}, "upload"),
+        ({"model": {"upload": "x", "url": "https://example.org/m.tar.gz"}}, "upload"),
+        ({"model": {"upload": "x", "ref": "main"}}, "ref"),
+        ({"model": {"upload": "x", "colour": "red"}}, "colour"),
+    ],
+)
 def test_missing_or_contradictory_model(alice, before, payload, field):
     r = alice.post("/runs", json=payload)
     assert r.status_code == 422, r.text
     assert field in detail_text(r)
 
 
-@pytest.mark.parametrize("params,name", [
-    ({"nope": 1}, "nope"),
-    ({"stake": "abc"}, "stake"),
-    ({"stake": 1.5}, "stake"),
-    ({"stake": [1]}, "stake"),
-    ({"stake": {"a": 1}}, "stake"),
-    ({"p": "often"}, "p"),
-    ({"stake": None}, "stake"),
-    ({"stake": 3, "Stake": 4}, "stake"),
-])
+@pytest.mark.parametrize(
+    "params,name",
+    [
+        ({"nope": 1}, "nope"),
+        ({"stake": "abc"}, "stake"),
+        ({"stake": 1.5}, "stake"),
+        ({"stake": [1]}, "stake"),
+        ({"stake": {"a": 1}}, "stake"),
+        ({"p": "often"}, "p"),
+        ({"stake": None}, "stake"),
+        ({"stake": 3, "Stake": 4}, "stake"),
+    ],
+)
 def test_bad_params_name_the_param(alice, gambler_upload, before, params, name):
     r = alice.post("/runs", json=body(gambler_upload, params=params))
     assert r.status_code == 422, r.text
@@ -100,31 +122,34 @@ def test_bad_params_name_the_param(alice, gambler_upload, before, params, name):
     assert "params" in detail_text(r)
 
 
-@pytest.mark.parametrize("extra,field", [
-    ({"targets": ["rounds>>3"]}, "targets"),
-    ({"targets": ["rounds>=30", ""]}, "targets"),
-    ({"targets": ["__import__('os')>=1"]}, "targets"),
-    ({"targets": ["x" * 10_000]}, "targets"),
-    ({"targets": ["rounds>=1"] * 101}, "targets"),
-    ({"until": "mean(rounds)"}, "until"),
-    ({"until": "mean(rounds)+-0"}, "until"),
-    ({"until": "mean(rounds)+--1"}, "until"),
-    ({"until": ""}, "until"),
-    ({"until": "median(rounds)+-1"}, "until"),
-    ({"max_sequences": 100}, "max_sequences"),
-    ({"until": "mean(rounds)+-1", "sequences": 500, "max_sequences": 100}, "max_sequences"),
-    ({"executor": "weird"}, "executor"),
-    ({"executor": "spark://127.0.0.1:1"}, "executor"),
-    ({"seed": -1}, "seed"),
-    ({"seed": 2**200}, "seed"),
-])
+@pytest.mark.parametrize(
+    "extra,field",
+    [
+        ({"targets": ["rounds>>3"]}, "targets"),
+        ({"targets": ["rounds>=30", ""]}, "targets"),
+        ({"targets": ["__import__('os')>=1"]}, "targets"),
+        ({"targets": ["x" * 10_000]}, "targets"),
+        ({"targets": ["rounds>=1"] * 101}, "targets"),
+        ({"until": "mean(rounds)"}, "until"),
+        ({"until": "mean(rounds)+-0"}, "until"),
+        ({"until": "mean(rounds)+--1"}, "until"),
+        ({"until": ""}, "until"),
+        ({"until": "median(rounds)+-1"}, "until"),
+        ({"max_sequences": 100}, "max_sequences"),
+        ({"until": "mean(rounds)+-1", "sequences": 500, "max_sequences": 100}, "max_sequences"),
+        ({"executor": "weird"}, "executor"),
+        ({"executor": "spark://127.0.0.1:1"}, "executor"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**200}, "seed"),
+    ],
+)
 def test_bad_targets_goals_and_options(alice, gambler_upload, before, extra, field):
     r = alice.post("/runs", json=body(gambler_upload, **extra))
     assert r.status_code == 422, r.text
     assert field in detail_text(r)
 
 
-@pytest.mark.parametrize("sequences", [0, -1, -10**12, 10**13, 10**100, 2**63, 1e30, float("inf")])
+@pytest.mark.parametrize("sequences", [0, -1, -(10**12), 10**13, 10**100, 2**63, 1e30, float("inf")])
 def test_negative_zero_or_absurd_sequences(alice, gambler_upload, before, sequences):
     import json
 
@@ -146,15 +171,18 @@ def test_unknown_upload_id(alice, before, upload):
     assert "upload" in detail_text(r)
 
 
-@pytest.mark.parametrize("entry,words", [
-    ("missing.py:Gambler", "missing.py"),
-    ("model.py:Nope", "nope"),
-    ("Nope", "nope"),
-    ("model.txt:Gambler", "model.txt"),
-    ("../model.py:Gambler", "inside"),
-    ("/etc/passwd.py:X", "inside"),
-    ("sub/../../model.py:Gambler", "inside"),
-])
+@pytest.mark.parametrize(
+    "entry,words",
+    [
+        ("missing.py:Gambler", "missing.py"),
+        ("model.py:Nope", "nope"),
+        ("Nope", "nope"),
+        ("model.txt:Gambler", "model.txt"),
+        ("../model.py:Gambler", "inside"),
+        ("/etc/passwd.py:X", "inside"),
+        ("sub/../../model.py:Gambler", "inside"),
+    ],
+)
 def test_entry_missing_from_the_archive(alice, gambler_upload, before, entry, words):
     r = alice.post("/runs", json={"model": {"upload": gambler_upload, "entry": entry}})
     assert r.status_code == 422, r.text
@@ -175,10 +203,18 @@ def odd_uploads(alice):
     }
 
 
-@pytest.mark.parametrize("case,words", [
-    ("no-model", "no .py"), ("no-subclass", "no ancho.model"), ("syntax", "syntax"), ("import-error", "no_such_module_anywhere"),
-    ("raises", "model"), ("two-models", "several"), ("not-a-model", "no ancho.model"),
-])
+@pytest.mark.parametrize(
+    "case,words",
+    [
+        ("no-model", "no .py"),
+        ("no-subclass", "no ancho.model"),
+        ("syntax", "syntax"),
+        ("import-error", "no_such_module_anywhere"),
+        ("raises", "model"),
+        ("two-models", "several"),
+        ("not-a-model", "no ancho.model"),
+    ],
+)
 def test_archives_without_a_usable_model(alice, odd_uploads, before, case, words):
     r = alice.post("/runs", json={"model": {"upload": odd_uploads[case]}, "sequences": 10})
     assert r.status_code == 422, r.text

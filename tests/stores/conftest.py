@@ -20,7 +20,10 @@ CASSANDRA_URL = os.environ.get("ANCHO_TEST_CASSANDRA_URL", "")
 def cassandra_url(keyspace: str) -> str:
     """The test node's URL with its own catalog keyspace (so tests never see each other's runs)."""
     if not CASSANDRA_URL:
-        need_service("Cassandra", "ANCHO_TEST_CASSANDRA_URL is not set; run `scripts/services start cassandra` and export the URL it prints")
+        need_service(
+            "Cassandra",
+            "ANCHO_TEST_CASSANDRA_URL is not set; run `scripts/services start cassandra` and export the URL it prints",
+        )
     need_module("cassandra", CASSANDRA_HINT)
     base = CASSANDRA_URL.split("?", 1)[0].rstrip("/")
     if base.count("/") > 2:  # a keyspace in the URL: ours replaces it

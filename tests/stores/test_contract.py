@@ -50,7 +50,13 @@ def test_run_version_changes_with_every_update_and_only_for_the_owner(any_store)
     first = any_store.run_version("r1", "alice")
     assert isinstance(first, int) and any_store.run_version("r1", "alice") == first == any_store.run_version("r1")
     seen = {first}
-    for changes in ({"status": "running"}, {"done": 40}, {"done": 41, "total": 100}, {"error": "note"}, {"status": "succeeded"}):
+    for changes in (
+        {"status": "running"},
+        {"done": 40},
+        {"done": 41, "total": 100},
+        {"error": "note"},
+        {"status": "succeeded"},
+    ):
         any_store.update_run("r1", **changes)
         version, rec = any_store.versioned_run("r1", "alice")
         assert version not in seen, changes
@@ -121,7 +127,9 @@ def test_failures_are_kept_with_tracebacks(any_store):
 def test_a_chunk_where_every_sequence_failed(any_store):
     any_store.create_run(record())
     any_store.update_run("r1", schema={"x": "float"})
-    any_store.write_chunk("r1", ChunkResult(0, 3, np.array([], dtype=np.int64), {}, [Failure(i, "E: e") for i in range(3)]))
+    any_store.write_chunk(
+        "r1", ChunkResult(0, 3, np.array([], dtype=np.int64), {}, [Failure(i, "E: e") for i in range(3)])
+    )
     any_store.write_chunk("r1", chunk(3, 5, kinds=("float",)))
     assert any_store.completed_ranges("r1") == [(0, 3), (3, 5)]
     assert any_store.read_column("r1", "x").tolist() == [1.5, 2.0]
@@ -208,14 +216,20 @@ def test_results_source_reads_the_run_and_nothing_else(any_store):
     any_store.write_chunk("r1", chunk(0, 20, fail=(4,)))
     any_store.write_chunk("r2", chunk(20, 30))
     source = any_store.results("r1")
-    assert isinstance(source, (ChunkFiles, CassandraResults)) and dict(source.schema) == {"x": "float", "k": "int", "b": "bool"}
+    assert isinstance(source, (ChunkFiles, CassandraResults)) and dict(source.schema) == {
+        "x": "float",
+        "k": "int",
+        "b": "bool",
+    }
     table = read_results_source(source)
     assert table.equals(any_store.read_table("r1"))
     assert table.column("sequence").to_pylist() == [i for i in range(20) if i != 4]
     assert read_results_source(any_store.results_source("r1")).equals(table)  # its JSON form reads the same
 
 
-@pytest.mark.parametrize("offset,limit", [(0, 5), (0, 1000), (7, 10), (9, 2), (10, 40), (45, 30), (94, 10), (95, 1), (200, 10)])
+@pytest.mark.parametrize(
+    "offset,limit", [(0, 5), (0, 1000), (7, 10), (9, 2), (10, 40), (45, 30), (94, 10), (95, 1), (200, 10)]
+)
 def test_results_pages_match_the_whole_frame(any_store, offset, limit):
     any_store.create_run(record())
     any_store.update_run("r1", schema={"x": "float", "k": "int", "b": "bool"})

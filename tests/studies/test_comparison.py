@@ -24,8 +24,15 @@ def test_shape_is_design_md_and_paired_on_the_same_seed():
     rng = np.random.default_rng(0)
     a, b = _pair(rng, 1000)
     seq = np.arange(1000)
-    out = compare_frames("A", "B", 7, 7, {"sequence": seq, "x": a, "won": a > 0},
-                         {"sequence": seq, "x": b, "won": b > 0}, ["x>=1", "won"])
+    out = compare_frames(
+        "A",
+        "B",
+        7,
+        7,
+        {"sequence": seq, "x": a, "won": a > 0},
+        {"sequence": seq, "x": b, "won": b > 0},
+        ["x>=1", "won"],
+    )
     assert FIXED <= set(out) and out["a"] == "A" and out["b"] == "B" and out["paired"] is True
     assert out["sequences"] == 1000
     x = out["outputs"]["x"]
@@ -43,8 +50,9 @@ def test_paired_ci_covers_the_true_difference_about_95_percent():
     reps, n, covered = 2000, 50, 0
     for _ in range(reps):
         a, b = _pair(rng, n)
-        lo, hi = compare_frames("A", "B", 1, 1, {"sequence": np.arange(n), "x": a},
-                                {"sequence": np.arange(n), "x": b})["outputs"]["x"]["ci95"]
+        lo, hi = compare_frames("A", "B", 1, 1, {"sequence": np.arange(n), "x": a}, {"sequence": np.arange(n), "x": b})[
+            "outputs"
+        ]["x"]["ci95"]
         covered += lo <= 0.3 <= hi
     # binomial sd of the coverage at 95%: sqrt(.95 * .05 / 2000) = 0.0049; allow 4 sd
     assert abs(covered / reps - 0.95) < 4 * math.sqrt(0.95 * 0.05 / reps)
@@ -53,7 +61,9 @@ def test_paired_ci_covers_the_true_difference_about_95_percent():
 def test_variance_reduction_matches_the_closed_form():
     sa, sb, rho = 1.0, 1.5, 0.8
     a, b = _pair(np.random.default_rng(3), 200_000, sa, sb, rho)
-    out = compare_frames("A", "B", 5, 5, {"sequence": np.arange(a.size), "x": a}, {"sequence": np.arange(b.size), "x": b})
+    out = compare_frames(
+        "A", "B", 5, 5, {"sequence": np.arange(a.size), "x": a}, {"sequence": np.arange(b.size), "x": b}
+    )
     want = (sa**2 + sb**2) / (sa**2 + sb**2 - 2 * rho * sa * sb)
     assert out["outputs"]["x"]["variance_reduction"] == pytest.approx(want, rel=0.03)
 
@@ -61,8 +71,14 @@ def test_variance_reduction_matches_the_closed_form():
 def test_pairs_aligned_on_common_sequences_and_unpaired_on_different_seeds():
     a = np.arange(10.0)
     b = a + 1.0
-    out = compare_frames("A", "B", 1, 1, {"sequence": np.arange(10), "x": a},
-                         {"sequence": np.array([9, 7, 5, 3, 1, 0]), "x": b[[9, 7, 5, 3, 1, 0]]})
+    out = compare_frames(
+        "A",
+        "B",
+        1,
+        1,
+        {"sequence": np.arange(10), "x": a},
+        {"sequence": np.array([9, 7, 5, 3, 1, 0]), "x": b[[9, 7, 5, 3, 1, 0]]},
+    )
     assert out["paired"] and out["sequences"] == 6
     assert out["outputs"]["x"]["difference"] == 1.0 and out["outputs"]["x"]["ci95"] == [1.0, 1.0]
     assert out["outputs"]["x"]["variance_reduction"] is None  # var(b - a) = 0
@@ -92,19 +108,36 @@ def test_paired_ci_matches_scipy_paired_t():
 # Newcombe RG, "Improved confidence intervals for the difference between binomial proportions based on
 # paired data", Stat Med 1998;17:2635-2650, Table II, method 10: (e, f, g, h) -> limits for (f - g)/n.
 NEWCOMBE_PAIRED = [
-    (36, 12, 2, 0, 0.0569, 0.3404), (20, 12, 2, 16, 0.0562, 0.3292), (18, 12, 2, 18, 0.0562, 0.3290),
-    (36, 14, 0, 0, 0.1528, 0.4167), (35, 14, 0, 1, 0.1461, 0.4175), (18, 14, 0, 18, 0.1441, 0.3963),
-    (2, 97, 1, 0, 0.8721, 0.9854), (1, 97, 1, 1, 0.8736, 0.9850), (0, 29, 1, 0, 0.6666, 0.9882),
-    (2, 98, 0, 0, 0.9178, 0.9945), (1, 98, 0, 1, 0.9171, 0.9916), (0, 30, 0, 0, 0.8395, 1.0),
-    (54, 0, 0, 0, -0.0664, 0.0664), (53, 0, 0, 1, -0.0729, 0.0729), (30, 0, 0, 24, -0.0358, 0.0358),
-    (29, 0, 0, 25, -0.0354, 0.0354), (28, 0, 0, 26, -0.0352, 0.0352), (27, 0, 0, 27, -0.0351, 0.0351),
+    (36, 12, 2, 0, 0.0569, 0.3404),
+    (20, 12, 2, 16, 0.0562, 0.3292),
+    (18, 12, 2, 18, 0.0562, 0.3290),
+    (36, 14, 0, 0, 0.1528, 0.4167),
+    (35, 14, 0, 1, 0.1461, 0.4175),
+    (18, 14, 0, 18, 0.1441, 0.3963),
+    (2, 97, 1, 0, 0.8721, 0.9854),
+    (1, 97, 1, 1, 0.8736, 0.9850),
+    (0, 29, 1, 0, 0.6666, 0.9882),
+    (2, 98, 0, 0, 0.9178, 0.9945),
+    (1, 98, 0, 1, 0.9171, 0.9916),
+    (0, 30, 0, 0, 0.8395, 1.0),
+    (54, 0, 0, 0, -0.0664, 0.0664),
+    (53, 0, 0, 1, -0.0729, 0.0729),
+    (30, 0, 0, 24, -0.0358, 0.0358),
+    (29, 0, 0, 25, -0.0354, 0.0354),
+    (28, 0, 0, 26, -0.0352, 0.0352),
+    (27, 0, 0, 27, -0.0351, 0.0351),
 ]
 # Newcombe RG, "Interval estimation for the difference between independent proportions: comparison of
 # eleven methods", Stat Med 1998;17:873-890, Table II, method 10: k1/n1 - k2/n2.
 NEWCOMBE_INDEPENDENT = [
-    (56, 70, 48, 80, 0.0524, 0.3339), (9, 10, 3, 10, 0.1705, 0.8090), (6, 7, 2, 7, 0.0582, 0.8062),
-    (5, 56, 0, 29, -0.0381, 0.1926), (0, 10, 0, 20, -0.1611, 0.2775), (0, 10, 0, 10, -0.2775, 0.2775),
-    (10, 10, 0, 20, 0.6791, 1.0), (10, 10, 0, 10, 0.6075, 1.0),
+    (56, 70, 48, 80, 0.0524, 0.3339),
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (6, 7, 2, 7, 0.0582, 0.8062),
+    (5, 56, 0, 29, -0.0381, 0.1926),
+    (0, 10, 0, 20, -0.1611, 0.2775),
+    (0, 10, 0, 10, -0.2775, 0.2775),
+    (10, 10, 0, 20, 0.6791, 1.0),
+    (10, 10, 0, 10, 0.6075, 1.0),
 ]
 
 
@@ -129,7 +162,9 @@ def test_target_rows_use_newcombe_with_b_first():
     # independent runs of 70 and 80 sequences: Newcombe's 56/70 - 48/80 with b the 70
     ua = np.array([1] * 48 + [0] * 32, dtype=bool)
     ub = np.array([1] * 56 + [0] * 14, dtype=bool)
-    out = compare_frames("A", "B", 1, 2, {"sequence": np.arange(80), "won": ua}, {"sequence": np.arange(70), "won": ub}, ["won"])
+    out = compare_frames(
+        "A", "B", 1, 2, {"sequence": np.arange(80), "won": ua}, {"sequence": np.arange(70), "won": ub}, ["won"]
+    )
     assert out["targets"][0]["ci95"] == pytest.approx([0.0524, 0.3339], abs=1e-4)
 
 
@@ -148,8 +183,15 @@ def test_lazy_columns_read_one_output_at_a_time():
 
 def test_target_on_an_output_not_in_both_runs_is_an_error():
     with pytest.raises(ExpressionError, match="'speed'"):
-        compare_frames("A", "B", 1, 1, {"sequence": np.arange(3), "x": np.ones(3)},
-                       {"sequence": np.arange(3), "x": np.ones(3)}, ["speed>1"])
+        compare_frames(
+            "A",
+            "B",
+            1,
+            1,
+            {"sequence": np.arange(3), "x": np.ones(3)},
+            {"sequence": np.arange(3), "x": np.ones(3)},
+            ["speed>1"],
+        )
 
 
 def test_holm_adjusted_p_values():

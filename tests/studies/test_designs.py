@@ -86,14 +86,17 @@ def test_seed_recorded_and_regenerates_the_points():
     assert lhs(20, seed=11, p=(0.0, 1.0)).seeded(7).seed == 11  # its own seed wins
 
 
-@pytest.mark.parametrize("design", [
-    grid(p=[0.45, 0.5], goal=[10]),
-    random(8, seed=1, p=(0.4, 0.6), policy=["fifo", "lifo"]),
-    lhs(8, seed=1, goal=(1, 5)),
-    sobol(8, seed=1, calc_second_order=True, p=(0.4, 0.6)),
-    morris(4, levels=6, seed=1, p=(0.4, 0.6)),
-    points([{"p": 0.45}, {"p": 0.5}]),
-])
+@pytest.mark.parametrize(
+    "design",
+    [
+        grid(p=[0.45, 0.5], goal=[10]),
+        random(8, seed=1, p=(0.4, 0.6), policy=["fifo", "lifo"]),
+        lhs(8, seed=1, goal=(1, 5)),
+        sobol(8, seed=1, calc_second_order=True, p=(0.4, 0.6)),
+        morris(4, levels=6, seed=1, p=(0.4, 0.6)),
+        points([{"p": 0.45}, {"p": 0.5}]),
+    ],
+)
 def test_rest_body_round_trip(design):
     body = design.to_dict()
     assert list(body) == [design.kind]
@@ -114,7 +117,10 @@ def test_points_from_dataframe_and_csv(tmp_path):
     assert points(frame).points(Shop) == [{"p": 0.1, "goal": 3}, {"p": 0.2, "goal": 4}]
     path = tmp_path / "pts.csv"
     path.write_text("p,goal,policy\n0.1,3,fifo\n0.2,4,lifo\n")
-    assert points(path).points(Shop) == [{"p": 0.1, "goal": 3, "policy": "fifo"}, {"p": 0.2, "goal": 4, "policy": "lifo"}]
+    assert points(path).points(Shop) == [
+        {"p": 0.1, "goal": 3, "policy": "fifo"},
+        {"p": 0.2, "goal": 4, "policy": "lifo"},
+    ]
 
 
 def test_bad_inputs_each_name_the_culprit(tmp_path):

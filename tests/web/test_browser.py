@@ -59,7 +59,9 @@ def test_sign_in_upload_run_and_explore(site, browser, models_dir, artifacts):
     browser.find_element(By.ID, "targets").send_keys("rounds>=30")
     screenshot(browser, artifacts, "02-new-run-filled")
     browser.find_element(By.ID, "submit").click()
-    wait_for(browser, lambda d: "/runs/" in d.current_url and not d.current_url.endswith("/new"), message="the run page")
+    wait_for(
+        browser, lambda d: "/runs/" in d.current_url and not d.current_url.endswith("/new"), message="the run page"
+    )
     run_id = browser.current_url.rstrip("/").rsplit("/", 1)[1]
     # the page follows the run and redraws itself with the results when it ends
     wait_for(browser, lambda d: d.find_elements(By.ID, "summary-h"), timeout=180, message="the summary")
@@ -69,8 +71,15 @@ def test_sign_in_upload_run_and_explore(site, browser, models_dir, artifacts):
     with site.client(site.tokens["alice"]) as api:
         summary = api.get(f"/runs/{run_id}/summary").json()
         expected_csv = api.get(f"/runs/{run_id}/results", params={"format": "csv"}).text
-    assert summary["params"] == {"stake": 3, "goal": 10, "p": 0.45} and summary["sequences"] == 3000 and summary["seed"] == 3
-    rows = {r.find_element(By.TAG_NAME, "th").text: r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.summary tbody tr")}
+    assert (
+        summary["params"] == {"stake": 3, "goal": 10, "p": 0.45}
+        and summary["sequences"] == 3000
+        and summary["seed"] == 3
+    )
+    rows = {
+        r.find_element(By.TAG_NAME, "th").text: r.text
+        for r in browser.find_elements(By.CSS_SELECTOR, "table.summary tbody tr")
+    }
     assert set(rows) == {"won", "rounds"}
     assert f"{summary['outputs']['rounds']['mean']:.4g}" in rows["rounds"]
     target_row = text(browser, "table.targets tbody tr")
@@ -79,9 +88,27 @@ def test_sign_in_upload_run_and_explore(site, browser, models_dir, artifacts):
     assert "median_rounds_when_won" in custom
     # plots: a histogram and a running mean per output, and the target probabilities
     titles = [t.get_attribute("textContent") for t in browser.find_elements(By.CSS_SELECTOR, "svg.chart > title")]
-    assert {"Distribution of won", "Distribution of rounds", "Running mean of won", "Running mean of rounds", "Target probabilities"} <= set(titles)
+    assert {
+        "Distribution of won",
+        "Distribution of rounds",
+        "Running mean of won",
+        "Running mean of rounds",
+        "Target probabilities",
+    } <= set(titles)
     bars = browser.find_elements(By.CSS_SELECTOR, "svg[aria-label^='Distribution of rounds'] rect.bar")
-    assert sum(int(b.find_element(By.TAG_NAME, "title").get_attribute("textContent").split(": ")[1].split()[0].replace(",", "")) for b in bars) == 3000
+    assert (
+        sum(
+            int(
+                b.find_element(By.TAG_NAME, "title")
+                .get_attribute("textContent")
+                .split(": ")[1]
+                .split()[0]
+                .replace(",", "")
+            )
+            for b in bars
+        )
+        == 3000
+    )
     assert browser.find_elements(By.CSS_SELECTOR, "svg[aria-label^='Running mean of rounds'] polygon.band")
     # downloads: the CSV link gives every sequence's outputs, the same bytes as the REST API
     links = {a.text: a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, ".downloads a")}
@@ -140,7 +167,9 @@ def test_bad_input_shows_messages_next_to_the_fields(site, browser, models_dir, 
     browser.find_element(By.ID, "targets").clear()
     browser.find_element(By.ID, "max_sequences").send_keys("500")
     browser.find_element(By.ID, "submit").click()
-    assert "max_sequences" in wait_for(browser, lambda d: visible_error(d, "max_sequences"), message="the max_sequences error")
+    assert "max_sequences" in wait_for(
+        browser, lambda d: visible_error(d, "max_sequences"), message="the max_sequences error"
+    )
     assert "/runs/new" in browser.current_url  # nothing was submitted
     screenshot(browser, artifacts, "08-bad-run-settings")
     # a different model than the one whose parameters are shown: its own parameters come up first
@@ -182,7 +211,9 @@ def test_a_new_run_without_javascript(site, browser, models_dir, artifacts):
     try:
         browser.get(site.url + "/runs/new")
         browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=url]").click()
-        assert browser.find_element(By.ID, "url").is_displayed() and not browser.find_element(By.ID, "file").is_displayed()
+        assert (
+            browser.find_element(By.ID, "url").is_displayed() and not browser.find_element(By.ID, "file").is_displayed()
+        )
         browser.find_element(By.CSS_SELECTOR, "input[name=kind][value=upload]").click()
         browser.find_element(By.ID, "file").send_keys(str(models_dir / "gambler.tar.gz"))
         browser.find_element(By.ID, "inspect").click()
@@ -226,7 +257,9 @@ def test_live_progress_and_cancel(site, browser, artifacts):
     rate = wait_for(browser, lambda d: text(d, "[data-rate]"), message="sequences/s")
     assert rate.endswith("sequences/s")
     assert wait_for(browser, lambda d: text(d, "[data-eta]")).endswith("left")
-    first = int(browser.find_element(By.CSS_SELECTOR, "[data-progress]").get_attribute("aria-valuenow").split(".")[0] or 0)
+    first = int(
+        browser.find_element(By.CSS_SELECTOR, "[data-progress]").get_attribute("aria-valuenow").split(".")[0] or 0
+    )
     done_text = text(browser, "[data-count]")
     wait_for(browser, lambda d: text(d, "[data-count]") != done_text, message="progress to move")
     assert first < 100
@@ -244,10 +277,14 @@ def test_live_progress_and_cancel(site, browser, artifacts):
 
 def test_another_users_runs_stay_hidden(site, browser, artifacts):
     with site.client(site.tokens["alice"]) as api:
-        run_id = submit(api, {"model": {"upload": upload_id(api, tar_gz({"model.py": GAMBLER}))}, "sequences": 20, "seed": 2})
+        run_id = submit(
+            api, {"model": {"upload": upload_id(api, tar_gz({"model.py": GAMBLER}))}, "sequences": 20, "seed": 2}
+        )
     sign_in(browser, site, site.tokens["bob"])
     assert run_id not in browser.find_element(By.TAG_NAME, "body").text
-    assert "You have no runs yet" in text(browser, "main") or not browser.find_elements(By.CSS_SELECTOR, f"tr[data-run='{run_id}']")
+    assert "You have no runs yet" in text(browser, "main") or not browser.find_elements(
+        By.CSS_SELECTOR, f"tr[data-run='{run_id}']"
+    )
     screenshot(browser, artifacts, "11-bob-runs")
     browser.get(f"{site.url}/runs/{run_id}")
     assert text(browser, "main h1") == "Not found"
@@ -270,15 +307,24 @@ def test_keyboard_only(site, browser):
         browser.switch_to.active_element.send_keys(Keys.TAB)
         el = browser.switch_to.active_element
         seen.append(el.text or el.get_attribute("aria-label") or el.tag_name)
-        outline = browser.execute_script("const s = getComputedStyle(arguments[0]); return s.outlineStyle + ' ' + s.outlineWidth", el)
+        outline = browser.execute_script(
+            "const s = getComputedStyle(arguments[0]); return s.outlineStyle + ' ' + s.outlineWidth", el
+        )
         assert outline.split()[0] != "none", (seen, outline)
     assert "New run" in seen and "Sign out" in seen
 
 
 def test_phone_width(site, browser, artifacts):
     with site.client(site.tokens["alice"]) as api:
-        run_id = submit(api, {"model": {"upload": upload_id(api, tar_gz({"model.py": GAMBLER}))}, "sequences": 2000, "seed": 5,
-                              "targets": ["rounds>=30"]})
+        run_id = submit(
+            api,
+            {
+                "model": {"upload": upload_id(api, tar_gz({"model.py": GAMBLER}))},
+                "sequences": 2000,
+                "seed": 5,
+                "targets": ["rounds>=30"],
+            },
+        )
         wait_run(api, run_id)
     sign_in(browser, site, site.tokens["alice"])
     browser.set_window_size(390, 844)
@@ -288,13 +334,16 @@ def test_phone_width(site, browser, artifacts):
         # nothing wider than the screen but the tables' own scrolling boxes
         wide = browser.execute_script(
             "return [...document.querySelectorAll('main > *, header, .card > *:not(.table-wrap)')]"
-            ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className)")
+            ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className)"
+        )
         assert wide == [], (path, wide)
         assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), path
         screenshot(browser, artifacts, name)
     # dark mode follows the system's setting
     browser.set_window_size(1280, 900)
-    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
     try:
         browser.get(f"{site.url}/runs/{run_id}")
         background = browser.execute_script("return getComputedStyle(document.body).backgroundColor")

@@ -49,7 +49,10 @@ def test_histogram_bars_count_every_finite_sequence():
 
 def test_bool_and_narrow_integer_histograms_label_their_values():
     svg = parse(histogram_svg("won", histogram(np.array([True, False, True]), "bool")))
-    assert [b.find(f"{SVG}title").text for b in svg.findall(f"{SVG}rect")] == ["false: 1 sequences (33.3%)", "true: 2 sequences (66.7%)"]
+    assert [b.find(f"{SVG}title").text for b in svg.findall(f"{SVG}rect")] == [
+        "false: 1 sequences (33.3%)",
+        "true: 2 sequences (66.7%)",
+    ]
     svg = parse(histogram_svg("k", histogram(np.array([3, 3, 4, 6]), "int")))
     assert [b.find(f"{SVG}title").text.split(":")[0] for b in svg.findall(f"{SVG}rect")] == ["3", "4", "5", "6"]
 

@@ -40,8 +40,9 @@ def _sign_in_through_proxy(srv: Server, token: str):
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
         nonce = _cookie(form, "ancho_signin").split(";")[0].split("=", 1)[1]
         http.cookies.clear()
-        return http.post("/signin", data={"token": token, "csrf": csrf, "next": "/runs"},
-                         headers={"Cookie": f"ancho_signin={nonce}"}), form
+        return http.post(
+            "/signin", data={"token": token, "csrf": csrf, "next": "/runs"}, headers={"Cookie": f"ancho_signin={nonce}"}
+        ), form
 
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted-proxy", "no-trusted-proxies"])
@@ -61,7 +62,7 @@ def test_forwarded_headers_count_only_from_trusted_proxies(tmp_path, trusted):
         else:
             assert "secure" not in _flags(session)
             assert FORGED not in log  # the connection's own address, 127.0.0.1
-            assert '127.0.0.1:' in log and "POST /signin" in log
+            assert "127.0.0.1:" in log and "POST /signin" in log
         assert ("secure" in _flags(_cookie(form, "ancho_signin"))) is trusted  # the sign-in form's cookie too
     finally:
         srv.kill()

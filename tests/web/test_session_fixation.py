@@ -26,4 +26,3 @@ def test_a_planted_session_id_is_never_adopted(site, page):
     page.http.cookies.clear()
     page.http.cookies.set("ancho_session", issued)
     assert page.http.get("/runs").status_code == 200
-

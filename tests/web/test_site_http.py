@@ -50,7 +50,9 @@ def test_sign_in_needs_the_forms_csrf_token(site, page):
     assert "ancho_session" not in r.headers.get("set-cookie", "")
     form = page.http.get("/signin")
     csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
-    other = page.http.post("/signin", data={"token": site.tokens["alice"], "csrf": csrf}, headers={"Origin": "https://evil.example"})
+    other = page.http.post(
+        "/signin", data={"token": site.tokens["alice"], "csrf": csrf}, headers={"Origin": "https://evil.example"}
+    )
     assert other.status_code == 403
 
 
@@ -93,20 +95,37 @@ def test_submit_and_cancel_through_the_site(site, page):
     page.sign_in(site.tokens["alice"])
     csrf = page.csrf
     archive = {"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))}
-    read = page.http.post("/runs/new", data={"csrf": csrf, "kind": "upload", "sequences": "10000", "action": "inspect"}, files=archive)
+    read = page.http.post(
+        "/runs/new", data={"csrf": csrf, "kind": "upload", "sequences": "10000", "action": "inspect"}, files=archive
+    )
     assert read.status_code == 200, read.text
     assert [m for m in re.findall(r'name="(param-[^"]+)"', read.text)] == ["param-stake", "param-goal", "param-p"]
     assert 'id="param-stake" name="param-stake" type="text" value="10"' in read.text
     upload = re.search(r'<option value="([0-9a-f]{64})" selected>', read.text).group(1)  # chosen: not sent again
     assert re.search(r'value="previous" checked', read.text)
     inspected = re.search(r'name="inspected" value="([^"]*)"', read.text).group(1)
-    form = {"csrf": csrf, "kind": "previous", "upload": upload, "inspected": html_text.unescape(inspected),
-            "param-stake": "abc", "param-goal": "20", "param-p": "0.5", "sequences": "10000", "action": "submit"}
+    form = {
+        "csrf": csrf,
+        "kind": "previous",
+        "upload": upload,
+        "inspected": html_text.unescape(inspected),
+        "param-stake": "abc",
+        "param-goal": "20",
+        "param-p": "0.5",
+        "sequences": "10000",
+        "action": "submit",
+    }
     bad = page.http.post("/runs/new", data=form)
-    assert bad.status_code == 422 and "stake" in field_error(bad.text, "param-stake") and "'abc'" in field_error(bad.text, "param-stake")
+    assert (
+        bad.status_code == 422
+        and "stake" in field_error(bad.text, "param-stake")
+        and "'abc'" in field_error(bad.text, "param-stake")
+    )
     assert 'id="param-stake" name="param-stake" type="text" value="abc"' in bad.text  # as it was sent
     assert re.search(r'id="param-stake"[^>]*aria-invalid="true" autofocus', bad.text)
-    wrong = page.http.post("/runs/new", data={**form, "param-stake": "3", "sequences": "lots", "targets": "rounds>=5\nrounds>=>3"})
+    wrong = page.http.post(
+        "/runs/new", data={**form, "param-stake": "3", "sequences": "lots", "targets": "rounds>=5\nrounds>=>3"}
+    )
     assert wrong.status_code == 422 and "whole number" in field_error(wrong.text, "sequences")
     r = page.http.post("/runs/new", data={**form, "param-stake": "3", "sequences": str(10**9)})
     assert r.status_code == 303 and r.headers["location"].startswith("/runs/")
@@ -143,18 +162,26 @@ def test_revoking_the_token_ends_its_sessions(site, page):
 
 def test_one_user_never_sees_anothers_runs(site, page):
     with site.client(site.tokens["alice"]) as alice:
-        run_id = submit(alice, {"model": {"upload": upload_id(alice, tar_gz({"model.py": GAMBLER}))}, "sequences": 50, "seed": 1})
+        run_id = submit(
+            alice, {"model": {"upload": upload_id(alice, tar_gz({"model.py": GAMBLER}))}, "sequences": 50, "seed": 1}
+        )
         wait_run(alice, run_id)
     page.sign_in(site.tokens["bob"])
     assert run_id not in page.http.get("/runs").text
     other = page.http.get(f"/runs/{run_id}")
     assert other.status_code == 404 and "text/html" in other.headers["content-type"]
     assert run_id not in other.text.split("<main", 1)[1]
-    for path in (f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/results?format=csv", f"/api/v1/runs/{run_id}/events"):
+    for path in (
+        f"/api/v1/runs/{run_id}",
+        f"/api/v1/runs/{run_id}/results?format=csv",
+        f"/api/v1/runs/{run_id}/events",
+    ):
         assert page.http.get(path).status_code == 404
     csrf = page.csrf
     refused = page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": csrf})
-    assert refused.status_code == 404 and "text/html" in refused.headers["content-type"]  # a page, like the form's errors
+    assert (
+        refused.status_code == 404 and "text/html" in refused.headers["content-type"]
+    )  # a page, like the form's errors
 
 
 def test_errors_are_pages_on_the_site_and_json_on_the_api(site, page):
@@ -182,7 +209,10 @@ def test_run_page_shows_failures_with_tracebacks(site, page):
 
     with site.client(site.tokens["alice"]) as alice:
         model = upload_id(alice, zip_bytes({"flaky/model.py": FLAKY}), "flaky.zip")
-        run_id = submit(alice, {"model": {"upload": model}, "params": {"rate": 0.3}, "sequences": 200, "seed": 4, "max_failures": 200})
+        run_id = submit(
+            alice,
+            {"model": {"upload": model}, "params": {"rate": 0.3}, "sequences": 200, "seed": 4, "max_failures": 200},
+        )
         ok = wait_run(alice, run_id)
         failed = submit(alice, {"model": {"upload": model}, "params": {"rate": 0.3}, "sequences": 200, "seed": 4})
         assert wait_run(alice, failed)["status"] == "failed"
@@ -212,12 +242,17 @@ def test_cross_site_form_posts_are_refused(site, page):
         run_id = submit(alice, {"model": {"upload": model}, "sequences": 10**9})
     r = page.http.post(f"/site/runs/{run_id}/cancel", data={"x": "1"})
     assert r.status_code == 403
-    r = page.http.post(f"/site/runs/{run_id}/cancel", data={"csrf": page.csrf}, headers={"Origin": "https://evil.example"})
+    r = page.http.post(
+        f"/site/runs/{run_id}/cancel", data={"csrf": page.csrf}, headers={"Origin": "https://evil.example"}
+    )
     assert r.status_code == 403
     r = page.http.post("/runs/new", data={"kind": "previous", "upload": model, "action": "submit"})
     assert r.status_code == 403
-    r = page.http.post("/runs/new", data={"kind": "previous", "upload": model, "action": "submit", "csrf": page.csrf},
-                       headers={"Origin": "https://evil.example"})
+    r = page.http.post(
+        "/runs/new",
+        data={"kind": "previous", "upload": model, "action": "submit", "csrf": page.csrf},
+        headers={"Origin": "https://evil.example"},
+    )
     assert r.status_code == 403
     assert page.http.get(f"/api/v1/runs/{run_id}").json()["status"] in ("queued", "running")
     assert page.http.post("/signout", data={"csrf": "forged"}).status_code == 403
@@ -228,8 +263,17 @@ def test_cross_site_form_posts_are_refused(site, page):
 def test_run_page_of_a_precision_goal(site, page):
     with site.client(site.tokens["alice"]) as alice:
         model = upload_id(alice, tar_gz({"model.py": GAMBLER}))
-        run_id = submit(alice, {"model": {"upload": model}, "params": {"stake": 3, "goal": 10}, "sequences": 200, "seed": 8,
-                                "until": "mean(rounds)+-1", "max_sequences": 50_000})
+        run_id = submit(
+            alice,
+            {
+                "model": {"upload": model},
+                "params": {"stake": 3, "goal": 10},
+                "sequences": 200,
+                "seed": 8,
+                "until": "mean(rounds)+-1",
+                "max_sequences": 50_000,
+            },
+        )
         assert wait_run(alice, run_id)["status"] == "succeeded"
         summary = alice.get(f"/runs/{run_id}/summary").json()
     page.sign_in(site.tokens["alice"])
@@ -242,7 +286,9 @@ def test_run_page_of_a_precision_goal(site, page):
 def test_download_links_work_with_the_session(site, page):
     """The run page's plain links: results, summary, report and notebook, with the session cookie only."""
     with site.client(site.tokens["alice"]) as alice:
-        run_id = submit(alice, {"model": {"upload": upload_id(alice, tar_gz({"model.py": GAMBLER}))}, "sequences": 300, "seed": 6})
+        run_id = submit(
+            alice, {"model": {"upload": upload_id(alice, tar_gz({"model.py": GAMBLER}))}, "sequences": 300, "seed": 6}
+        )
         wait_run(alice, run_id)
         expected_csv = alice.get(f"/runs/{run_id}/results", params={"format": "csv"}).text
     page.sign_in(site.tokens["alice"])
@@ -267,19 +313,43 @@ def test_odd_new_run_posts_are_answered_with_the_form(site, page):
         ({"csrf": csrf}, {"inspected": ("x", b"{}"), "action": ("a", b"submit"), "kind": ("k", b"url")}),
         ({"csrf": csrf, "kind": "nonsense", "action": "launch"}, None),
         ({"csrf": csrf, "kind": "url", "url": "https://127.0.0.1:1/" + "x" * 5000, "action": "inspect"}, None),
-        ({"csrf": csrf, "kind": "previous", "upload": "../../etc", "action": "submit", "sequences": "-3", "seed": "1e9"}, None),
-        ({"csrf": csrf, "kind": "previous", "upload": "0" * 64, "param-x": "1", "inspected": "{not json", "action": "submit"}, None),
+        (
+            {
+                "csrf": csrf,
+                "kind": "previous",
+                "upload": "../../etc",
+                "action": "submit",
+                "sequences": "-3",
+                "seed": "1e9",
+            },
+            None,
+        ),
+        (
+            {
+                "csrf": csrf,
+                "kind": "previous",
+                "upload": "0" * 64,
+                "param-x": "1",
+                "inspected": "{not json",
+                "action": "submit",
+            },
+            None,
+        ),
         ({"csrf": csrf, "kind": "upload", "action": "inspect"}, {"file": ("m.tar.gz", b"not an archive")}),
     ]
     for data, files in odd:
         r = page.http.post("/runs/new", data=data, files=files)
         assert r.status_code in (200, 422), (data, r.status_code, r.text[:500])
         assert 'id="new-run"' in r.text and 'class="error"' in r.text
-    r = page.http.post("/runs/new", data={"csrf": csrf, "kind": "upload", "action": "inspect"}, files={"file": ("m.tar.gz", b"not an archive")})
+    r = page.http.post(
+        "/runs/new",
+        data={"csrf": csrf, "kind": "upload", "action": "inspect"},
+        files={"file": ("m.tar.gz", b"not an archive")},
+    )
     assert "archive" in field_error(r.text, "file")
 
 
-REQUIRED = '''
+REQUIRED = """
 from typing import Literal
 
 import ancho
@@ -291,22 +361,36 @@ class Needs(ancho.Model):
 
     def sequence(self, rng):
         return {"x": rng.random() * self.rate * self.size}
-'''
+"""
 
 
 def test_starting_without_reading_the_parameters(site, page):
     """A required parameter left out shows its field with the model's message; a menu of numbers runs as numbers."""
     page.sign_in(site.tokens["alice"])
     csrf = page.csrf
-    r = page.http.post("/runs/new", data={"csrf": csrf, "kind": "upload", "sequences": "50", "action": "submit"},
-                       files={"file": ("needs.tar.gz", tar_gz({"model.py": REQUIRED}))})
+    r = page.http.post(
+        "/runs/new",
+        data={"csrf": csrf, "kind": "upload", "sequences": "50", "action": "submit"},
+        files={"file": ("needs.tar.gz", tar_gz({"model.py": REQUIRED}))},
+    )
     assert r.status_code == 422
     assert "rate" in field_error(r.text, "param-rate")  # the fields came up, the message beside its own
     assert re.search(r'id="param-rate"[^>]*aria-invalid="true" autofocus', r.text)
     upload = re.search(r'<option value="([0-9a-f]{64})" selected>', r.text).group(1)
     inspected = html_text.unescape(re.search(r'name="inspected" value="([^"]*)"', r.text).group(1))
-    ok = page.http.post("/runs/new", data={"csrf": csrf, "kind": "previous", "upload": upload, "inspected": inspected,
-                                           "param-rate": "0.5", "param-size": "3", "sequences": "50", "action": "submit"})
+    ok = page.http.post(
+        "/runs/new",
+        data={
+            "csrf": csrf,
+            "kind": "previous",
+            "upload": upload,
+            "inspected": inspected,
+            "param-rate": "0.5",
+            "param-size": "3",
+            "sequences": "50",
+            "action": "submit",
+        },
+    )
     assert ok.status_code == 303, ok.text[-3000:]
     run_id = ok.headers["location"].rsplit("/", 1)[1]
     with site.client(site.tokens["alice"]) as api:

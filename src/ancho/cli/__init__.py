@@ -22,7 +22,6 @@ app = typer.Typer(
 )
 
 
-
 def _version(value: bool) -> None:
     if value:
         from .. import __version__
@@ -33,7 +32,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print Ancho's version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print Ancho's version and exit."
+    ),
 ) -> None:
     """Run stochastic simulation models: on this machine or a Spark cluster, every result kept and summarised."""
 

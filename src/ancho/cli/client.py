@@ -19,10 +19,22 @@ import typer
 from ..errors import InputError, RunCancelled, RunFailed
 from . import app
 
-Url = Annotated[str | None, typer.Option("--url", envvar="ANCHO_URL", metavar="URL",
-                                            help="The server, e.g. http://127.0.0.1:8642 (default: $ANCHO_URL).")]
-Token = Annotated[str | None, typer.Option("--token", envvar="ANCHO_TOKEN", metavar="TOKEN", show_default=False,
-                                              help="Your API token from `ancho users add NAME` (default: $ANCHO_TOKEN).")]
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url", envvar="ANCHO_URL", metavar="URL", help="The server, e.g. http://127.0.0.1:8642 (default: $ANCHO_URL)."
+    ),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="ANCHO_TOKEN",
+        metavar="TOKEN",
+        show_default=False,
+        help="Your API token from `ancho users add NAME` (default: $ANCHO_TOKEN).",
+    ),
+]
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="A run id, as `ancho submit` printed it.")]
 
 
@@ -39,17 +51,37 @@ def emit_json(obj) -> None:
 
 @app.command()
 def submit(
-    model: str = typer.Argument(..., metavar="SOURCE[:Class]", help="A .py file or folder (packed and uploaded), or an https/s3/git source the server fetches (as for `ancho run`)."),
-    sequences: int | None = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
+    model: str = typer.Argument(
+        ...,
+        metavar="SOURCE[:Class]",
+        help="A .py file or folder (packed and uploaded), or an https/s3/git source the server fetches (as for `ancho run`).",
+    ),
+    sequences: int | None = typer.Option(
+        None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."
+    ),
     seed: int | None = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
-    param: list[str] = typer.Option([], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."),
-    target: list[str] = typer.Option([], "--target", "-t", metavar="EXPR", help="A threshold such as 'rounds>=30'; repeat for several."),
-    until: str | None = typer.Option(None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."
+    ),
+    target: list[str] = typer.Option(
+        [], "--target", "-t", metavar="EXPR", help="A threshold such as 'rounds>=30'; repeat for several."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."
+    ),
     max_sequences: int | None = typer.Option(None, "--max-sequences", help="Cap for --until."),
-    max_failures: int | None = typer.Option(None, "--max-failures", help="Sequences allowed to raise before the run fails (default 0)."),
-    executor: str | None = typer.Option(None, "--executor", metavar="URL", help="'local' (default) or the server's Spark master URL."),
-    watch_it: bool = typer.Option(False, "--watch", help="Then follow the run like `ancho watch` and print its summary."),
-    as_json: bool = typer.Option(False, "--json", help="Print the created run as JSON (with --watch: exactly the summary object)."),
+    max_failures: int | None = typer.Option(
+        None, "--max-failures", help="Sequences allowed to raise before the run fails (default 0)."
+    ),
+    executor: str | None = typer.Option(
+        None, "--executor", metavar="URL", help="'local' (default) or the server's Spark master URL."
+    ),
+    watch_it: bool = typer.Option(
+        False, "--watch", help="Then follow the run like `ancho watch` and print its summary."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the created run as JSON (with --watch: exactly the summary object)."
+    ),
     url: Url = None,
     token: Token = None,
 ) -> None:
@@ -64,7 +96,9 @@ def submit(
     from .local import options, parse_params
 
     params = parse_params(param)
-    with options():  # the run-request rules, checked here before anything is packed and sent (the server checks its cap)
+    with (
+        options()
+    ):  # the run-request rules, checked here before anything is packed and sent (the server checks its cap)
         run_settings(sequences, 0 if seed is None else seed, target, until, max_sequences, max_failures)
     remote = parse_source_arg(model)  # an https/s3/git source: the server fetches it itself
     with connect(url, token) as server:
@@ -77,9 +111,17 @@ def submit(
             upload = server.upload(packed.data, packed.filename)
             source = {"upload": upload["id"], "entry": packed.entry}
         try:
-            created = server.submit(source, params=params, sequences=sequences,
-                                    seed=seed, targets=target, until=until, max_sequences=max_sequences,
-                                    max_failures=max_failures, executor=executor)
+            created = server.submit(
+                source,
+                params=params,
+                sequences=sequences,
+                seed=seed,
+                targets=target,
+                until=until,
+                max_sequences=max_sequences,
+                max_failures=max_failures,
+                executor=executor,
+            )
         except Rejected as exc:
             if packed is None:
                 raise
@@ -96,11 +138,23 @@ def submit(
 
 @app.command()
 def status(
-    run_id: Annotated[str | None, typer.Argument(metavar="[RUN]", help="A run id; without it, a table of your runs.")] = None,
+    run_id: Annotated[
+        str | None, typer.Argument(metavar="[RUN]", help="A run id; without it, a table of your runs.")
+    ] = None,
     only: str | None = typer.Option(None, "--status", help="In the table, only runs with this status."),
-    limit: int = typer.Option(50, "--limit", min=1, max=1000, help="At most this many runs in the table (newest first), or failures with --failures."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run (or the list of runs) as the server describes it."),
-    failures: bool = typer.Option(False, "--failures", help="With RUN: list the sequences that failed, with tracebacks."),
+    limit: int = typer.Option(
+        50,
+        "--limit",
+        min=1,
+        max=1000,
+        help="At most this many runs in the table (newest first), or failures with --failures.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the run (or the list of runs) as the server describes it."
+    ),
+    failures: bool = typer.Option(
+        False, "--failures", help="With RUN: list the sequences that failed, with tracebacks."
+    ),
     url: Url = None,
     token: Token = None,
 ) -> None:
@@ -111,7 +165,9 @@ def status(
     from .render import out_console, runs_table
 
     if failures and run_id is None:
-        raise InputError("--failures lists one run's failed sequences: give the run, as in `ancho status RUN --failures`")
+        raise InputError(
+            "--failures lists one run's failed sequences: give the run, as in `ancho status RUN --failures`"
+        )
     with connect(url, token) as server:
         if run_id is not None:
             if failures:
@@ -132,8 +188,13 @@ def status(
     if as_json:
         emit_json(runs)
     elif not runs:
-        out_console.print("no runs" + (f" with status {only}" if only else "") + " on this server yet: try `ancho submit examples/gambler.py`",
-                          markup=False, highlight=False)
+        out_console.print(
+            "no runs"
+            + (f" with status {only}" if only else "")
+            + " on this server yet: try `ancho submit examples/gambler.py`",
+            markup=False,
+            highlight=False,
+        )
     else:
         out_console.print(runs_table([as_record(r) for r in runs]))
 
@@ -141,7 +202,9 @@ def status(
 @app.command()
 def watch(
     run_id: RunId,
-    as_json: bool = typer.Option(False, "--json", help="At the end, print exactly the summary object instead of tables."),
+    as_json: bool = typer.Option(
+        False, "--json", help="At the end, print exactly the summary object instead of tables."
+    ),
     url: Url = None,
     token: Token = None,
 ) -> None:
@@ -157,9 +220,13 @@ def watch(
 @app.command()
 def results(
     run_id: RunId,
-    format: str = typer.Option("summary", "--format", "-f",
-                               help="summary (default; also 'json'): the summary object as JSON. "
-                                    "csv or parquet: every sequence's outputs (a header, then one line per sequence)."),
+    format: str = typer.Option(
+        "summary",
+        "--format",
+        "-f",
+        help="summary (default; also 'json'): the summary object as JSON. "
+        "csv or parquet: every sequence's outputs (a header, then one line per sequence).",
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
     url: Url = None,
     token: Token = None,
@@ -178,8 +245,10 @@ def results(
         run = server.get_run(run_id)
         if run["status"] != "succeeded":
             done = run["progress"]["done"]
-            print(f"ancho: warning: run {run_id} is {run['status']}: these are the {done:,} sequences stored so far",
-                  file=sys.stderr)
+            print(
+                f"ancho: warning: run {run_id} is {run['status']}: these are the {done:,} sequences stored so far",
+                file=sys.stderr,
+            )
         write_output(output, lambda sink: server.download(run_id, fmt, sink))
 
 
@@ -202,7 +271,9 @@ def cancel(
         return
     done, total = after["progress"]["done"], after["progress"]["total"]
     if before["status"] in ("succeeded", "failed", "cancelled"):
-        print(f"run {run_id} had already {'been cancelled' if before['status'] == 'cancelled' else before['status']}; nothing to cancel")
+        print(
+            f"run {run_id} had already {'been cancelled' if before['status'] == 'cancelled' else before['status']}; nothing to cancel"
+        )
     elif after["status"] == "cancelled":
         print(f"run {run_id} cancelled after {done:,} of {total:,} sequences")
     else:
@@ -220,8 +291,10 @@ def follow(server, run_id: str, as_json: bool) -> None:
                 if state.get("end"):
                     final = state
     except KeyboardInterrupt:
-        print(f"ancho: stopped watching; run {run_id} goes on on the server (ancho watch {run_id}, ancho cancel {run_id})",
-              file=sys.stderr)
+        print(
+            f"ancho: stopped watching; run {run_id} goes on on the server (ancho watch {run_id}, ancho cancel {run_id})",
+            file=sys.stderr,
+        )
         raise typer.Exit(130) from None
     status = final["status"] if final else "unknown"
     if status == "succeeded":
@@ -282,8 +355,14 @@ class WatchProgress:
                     return Text(f"{speed:,.0f} seq/s" if speed else "", style="progress.data.speed")
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(bar_width=24), Count(), Rate(), TextColumn("eta"),
-                TimeRemainingColumn(), console=self.console, transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=24),
+                Count(),
+                Rate(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
             )
             self._progress.__enter__()
         return self
@@ -326,12 +405,15 @@ def describe_run(run: dict) -> None:
     lines = [
         f"run {r.id}  ·  {r.model}  ·  {r.status}  ·  {r.done:,}/{r.total:,} sequences{pct}",
         f"created {when(r.created)}  ·  started {when(r.started)}  ·  finished {when(r.finished)}  ·  {duration(r)}",
-        f"seed {r.seed}  ·  entry {r.entry}" + (f"  ·  params: {', '.join(f'{k}={v!r}' for k, v in r.params.items())}" if r.params else ""),
+        f"seed {r.seed}  ·  entry {r.entry}"
+        + (f"  ·  params: {', '.join(f'{k}={v!r}' for k, v in r.params.items())}" if r.params else ""),
     ]
     if r.targets:
         lines.append("targets: " + ", ".join(r.targets))
     if r.until:
-        lines.append(f"until {r.until} (at most {r.max_sequences:,} sequences)" if r.max_sequences else f"until {r.until}")
+        lines.append(
+            f"until {r.until} (at most {r.max_sequences:,} sequences)" if r.max_sequences else f"until {r.until}"
+        )
     if r.failures:
         lines.append(f"{r.failures:,} sequences failed (allowed: {r.max_failures:,}): ancho status {r.id} --failures")
     if r.error and r.status != "cancelled":

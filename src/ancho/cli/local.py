@@ -15,9 +15,15 @@ from . import app
 
 #: the run's fields as this command line names them (the options of ``run`` and ``submit``)
 FLAGS = {
-    Field.SEQUENCES: "--sequences", Field.MAX_SEQUENCES: "--max-sequences", Field.MAX_FAILURES: "--max-failures",
-    Field.UNTIL: "--until", Field.TARGETS: "--target", Field.PARAMS: "--param", Field.SEED: "--seed",
-    Field.EXECUTOR: "--executor", Field.WORKERS: "--workers",
+    Field.SEQUENCES: "--sequences",
+    Field.MAX_SEQUENCES: "--max-sequences",
+    Field.MAX_FAILURES: "--max-failures",
+    Field.UNTIL: "--until",
+    Field.TARGETS: "--target",
+    Field.PARAMS: "--param",
+    Field.SEED: "--seed",
+    Field.EXECUTOR: "--executor",
+    Field.WORKERS: "--workers",
 }
 
 
@@ -63,25 +69,37 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 @app.command()
 def run(
     model: str = typer.Argument(
-        ..., metavar="SOURCE[:Class]",
+        ...,
+        metavar="SOURCE[:Class]",
         help="A .py file or folder; or https://…/model.tar.gz, s3://bucket/key.tar.gz, git+https://host/repo.git@REF "
-             "(add :path/file.py:Class when needed).",
+        "(add :path/file.py:Class when needed).",
     ),
-    sequences: int | None = typer.Option(None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."),
+    sequences: int | None = typer.Option(
+        None, "--sequences", "-n", help="How many sequences (default 1000; with --until, the first batch)."
+    ),
     seed: int | None = typer.Option(None, "--seed", "-s", help="Seed of the run (default: a fresh one, recorded)."),
-    param: list[str] = typer.Option([], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", metavar="NAME=VALUE", help="A model parameter; repeat for several."
+    ),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes (default: all cores)."),
     executor: str = typer.Option("local", "--executor", "-x", metavar="URL", help="'local' or a Spark master URL."),
-    store: str | None = typer.Option(None, "--store", metavar="URL", help="A folder, or cassandra://user:pass@host:port (default: $ANCHO_HOME)."),
-    target: list[str] = typer.Option([], "--target", "-t", metavar="EXPR", help="A threshold such as 'rounds>=30'; repeat for several."),
-    until: str | None = typer.Option(None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."),
+    store: str | None = typer.Option(
+        None, "--store", metavar="URL", help="A folder, or cassandra://user:pass@host:port (default: $ANCHO_HOME)."
+    ),
+    target: list[str] = typer.Option(
+        [], "--target", "-t", metavar="EXPR", help="A threshold such as 'rounds>=30'; repeat for several."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", metavar="EXPR", help="Precision goal such as 'mean(payoff)+-0.01'."
+    ),
     max_sequences: int | None = typer.Option(None, "--max-sequences", help="Cap for --until (default 1,000,000)."),
     max_failures: int = typer.Option(0, "--max-failures", help="Sequences allowed to raise before the run fails."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly the summary object as JSON on stdout."),
     sandbox: bool = typer.Option(
-        False, "--sandbox",
+        False,
+        "--sandbox",
         help="For someone else's model: run its code only in sandboxed workers (bubblewrap: no network, no sight of "
-             "$ANCHO_HOME), never in this process.",
+        "$ANCHO_HOME), never in this process.",
     ),
 ) -> None:
     """Run a model and print its summary.
@@ -94,8 +112,20 @@ def run(
 
     with options(), RunProgress(enabled=True) as bar:
         results = run_model(
-            model, parse_params(param), sequences, seed, workers, executor, store, target, until, max_sequences,
-            max_failures, progress=bar, announce=lambda m: print(f"ancho: {m}", file=sys.stderr), sandbox=sandbox,
+            model,
+            parse_params(param),
+            sequences,
+            seed,
+            workers,
+            executor,
+            store,
+            target,
+            until,
+            max_sequences,
+            max_failures,
+            progress=bar,
+            announce=lambda m: print(f"ancho: {m}", file=sys.stderr),
+            sandbox=sandbox,
         )
     final = results.record
     if as_json:
@@ -148,8 +178,11 @@ def show(
         if as_json:
             sys.stdout.write(json.dumps({"run": record.id, "status": record.status, "error": record.error}) + "\n")
         else:
-            out_console.print(f"run {record.id}: {record.status}, {record.done:,}/{record.total:,} sequences"
-                              + (f"\nerror: {record.error}" if record.error else ""), markup=False)
+            out_console.print(
+                f"run {record.id}: {record.status}, {record.done:,}/{record.total:,} sequences"
+                + (f"\nerror: {record.error}" if record.error else ""),
+                markup=False,
+            )
         if record.status == "failed":
             raise typer.Exit(1)
         return

@@ -36,8 +36,18 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     for col in ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count"):
         t.add_column(col, justify="left" if col == "output" else "right", no_wrap=col == "95% CI")
     for name, s in summary["outputs"].items():
-        t.add_row(name, fmt(s["mean"], 5), ci(s["ci95"], 5), fmt(s["std"], 4), fmt(s["min"], 5), fmt(s["p5"], 5),
-                  fmt(s["p50"], 5), fmt(s["p95"], 5), fmt(s["max"], 5), fmt(s["count"]))
+        t.add_row(
+            name,
+            fmt(s["mean"], 5),
+            ci(s["ci95"], 5),
+            fmt(s["std"], 4),
+            fmt(s["min"], 5),
+            fmt(s["p5"], 5),
+            fmt(s["p50"], 5),
+            fmt(s["p95"], 5),
+            fmt(s["max"], 5),
+            fmt(s["count"]),
+        )
     parts.append(t)
     if summary.get("targets"):
         tt = _table("targets")
@@ -58,12 +68,16 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
             ct.add_row(k, fmt(v))
         parts.append(ct)
     if summary.get("failures"):
-        parts.append(f"[yellow]{summary['failures']:,} sequences failed[/yellow] ({failures_command.format(run=summary['run'])})")
+        parts.append(
+            f"[yellow]{summary['failures']:,} sequences failed[/yellow] ({failures_command.format(run=summary['run'])})"
+        )
     return parts
 
 
 def _table(title: str) -> Table:
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
+    )
 
 
 def print_summary(summary: dict, record=None, failures_command: str = "ancho show {run} --failures") -> None:

@@ -17,7 +17,9 @@ from ..errors import InputError
 from . import app
 from .client import Token, Url, connect, write_output
 
-RunId = Annotated[str, typer.Argument(metavar="RUN", help="A run id: `ancho runs` lists this machine's, `ancho status` a server's.")]
+RunId = Annotated[
+    str, typer.Argument(metavar="RUN", help="A run id: `ancho runs` lists this machine's, `ancho status` a server's.")
+]
 
 
 @app.command()
@@ -25,10 +27,15 @@ def report(
     run_id: RunId,
     pdf: Path | None = typer.Option(None, "--pdf", metavar="FILE", help="Write the PDF report to FILE."),
     notebook: Path | None = typer.Option(
-        None, "--notebook", metavar="FILE",
+        None,
+        "--notebook",
+        metavar="FILE",
         help="Write a Jupyter notebook that loads the results into a pandas DataFrame to FILE "
-             "(a large local run also writes FILE's stem + .parquet beside it)."),
-    store: str | None = typer.Option(None, "--store", metavar="URL", help="A local run's store (default: $ANCHO_HOME)."),
+        "(a large local run also writes FILE's stem + .parquet beside it).",
+    ),
+    store: str | None = typer.Option(
+        None, "--store", metavar="URL", help="A local run's store (default: $ANCHO_HOME)."
+    ),
     url: Url = None,
     token: Token = None,
 ) -> None:

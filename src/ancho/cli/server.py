@@ -33,11 +33,17 @@ def _private_home(settings) -> None:
         private_dir(settings.home)
         old = tighten(settings.home)
     except OSError as exc:
-        raise InputError(f"cannot use '{settings.home}' as the Ancho home: {exc.strerror or exc}; "
-                         "set ANCHO_HOME to a folder of yours") from None
+        raise InputError(
+            f"cannot use '{settings.home}' as the Ancho home: {exc.strerror or exc}; "
+            "set ANCHO_HOME to a folder of yours"
+        ) from None
     if old is not None:
         logging.getLogger("ancho.server").warning(
-            "the home %s was open to other accounts (mode %o): now 0%o, its owner's only", settings.home, old, old & 0o700)
+            "the home %s was open to other accounts (mode %o): now 0%o, its owner's only",
+            settings.home,
+            old,
+            old & 0o700,
+        )
 
 
 def _users(config: Path | None):
@@ -55,11 +61,17 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="Port (default 8642)."),
     config: Path | None = typer.Option(None, "--config", help="A TOML file with settings (also $ANCHO_CONFIG)."),
-    store: str | None = typer.Option(None, "--store", metavar="URL", help="Result store (default: the embedded store in $ANCHO_HOME)."),
+    store: str | None = typer.Option(
+        None, "--store", metavar="URL", help="Result store (default: the embedded store in $ANCHO_HOME)."
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Runs executing at the same time (default 2)."),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes per run (default: all cores)."),
-    spark_master: str | None = typer.Option(None, "--spark-master", metavar="URL",
-                                               help="A Spark master runs may name as their executor besides 'local' (also $ANCHO_SPARK_MASTER)."),
+    spark_master: str | None = typer.Option(
+        None,
+        "--spark-master",
+        metavar="URL",
+        help="A Spark master runs may name as their executor besides 'local' (also $ANCHO_SPARK_MASTER).",
+    ),
 ) -> None:
     """Serve the REST API (and web site) and execute submitted runs."""
     import logging
@@ -69,8 +81,9 @@ def serve(
     from ..server.app import create_app
     from ..server.settings import Settings
 
-    settings = Settings.load(config, host=host, port=port, store=store, concurrency=concurrency, workers=workers,
-                             spark_master=spark_master)
+    settings = Settings.load(
+        config, host=host, port=port, store=store, concurrency=concurrency, workers=workers, spark_master=spark_master
+    )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _private_home(settings)
     # Bind first: a busy port must stop us before the app starts (and its dispatcher takes queued runs).
@@ -83,13 +96,18 @@ def serve(
         sock.bind((settings.host, settings.port))
     except OSError as exc:
         sock.close()
-        raise InputError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; choose another --port") from None
+        raise InputError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; choose another --port"
+        ) from None
     sock.set_inheritable(True)
-    logging.getLogger("ancho.server").info("listening on http://%s:%d (REST API under /api/v1)", settings.host, sock.getsockname()[1])
+    logging.getLogger("ancho.server").info(
+        "listening on http://%s:%d (REST API under /api/v1)", settings.host, sock.getsockname()[1]
+    )
     # proxy_headers=False: X-Forwarded-* count only from the proxies the setting trusted_proxies names, which the
     # app itself handles (server/app.py); Uvicorn would otherwise believe anyone connecting from 127.0.0.1
-    config = uvicorn.Config(create_app(settings), log_level=settings.log_level, timeout_graceful_shutdown=10,
-                            proxy_headers=False)
+    config = uvicorn.Config(
+        create_app(settings), log_level=settings.log_level, timeout_graceful_shutdown=10, proxy_headers=False
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -102,7 +120,9 @@ def users_add(name: str, config: Path | None = typer.Option(None, "--config")) -
 
 
 @users_app.command("list")
-def users_list(config: Path | None = typer.Option(None, "--config"), as_json: bool = typer.Option(False, "--json")) -> None:
+def users_list(
+    config: Path | None = typer.Option(None, "--config"), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """List users (never their tokens)."""
     rows = _users(config).list()
     if as_json:

@@ -59,7 +59,9 @@ def _local_namespace(store_url: str | None, run_id: str) -> dict[str, Any]:
     return {"results": results, "frame": results.frame, "summary": results.summary}
 
 
-def namespace(run_id: str, store: str | None = None, url: str | None = None, token: str | None = None) -> dict[str, Any]:
+def namespace(
+    run_id: str, store: str | None = None, url: str | None = None, token: str | None = None
+) -> dict[str, Any]:
     """The names a shell on ``run_id`` starts with."""
     import numpy as np
     import pandas as pd
@@ -73,9 +75,16 @@ def namespace(run_id: str, store: str | None = None, url: str | None = None, tok
 @app.command()
 def shell(
     run_id: RunId,
-    command: str | None = typer.Option(None, "--command", "-c", metavar="CODE",
-                                          help="Run CODE with the run loaded, then exit (no interactive session)."),
-    store: str | None = typer.Option(None, "--store", metavar="URL", help="A local run's store (default: $ANCHO_HOME)."),
+    command: str | None = typer.Option(
+        None,
+        "--command",
+        "-c",
+        metavar="CODE",
+        help="Run CODE with the run loaded, then exit (no interactive session).",
+    ),
+    store: str | None = typer.Option(
+        None, "--store", metavar="URL", help="A local run's store (default: $ANCHO_HOME)."
+    ),
     url: Url = None,
     token: Token = None,
 ) -> None:
@@ -89,8 +98,10 @@ def shell(
         raise InputError("ancho shell needs IPython: pip install 'ancho[report]' (or pip install ipython)") from None
     ns = namespace(run_id, store, url, token)
     rows, outputs = len(ns["frame"]), [c for c in ns["frame"].columns if c != "sequence"]
-    banner = (f"Ancho run {run_id} ({ns['summary'].get('status', '?')}): {rows:,} sequences, outputs {', '.join(outputs) or '–'}\n"
-              "Loaded: results, frame (pandas DataFrame), summary (dict), np, pd, ancho\n")
+    banner = (
+        f"Ancho run {run_id} ({ns['summary'].get('status', '?')}): {rows:,} sequences, outputs {', '.join(outputs) or '–'}\n"
+        "Loaded: results, frame (pandas DataFrame), summary (dict), np, pd, ancho\n"
+    )
     argv = ["--no-confirm-exit", "--colors=NoColor" if command else "--colors=Neutral"]
     if command is not None:
         argv += ["-c", command]

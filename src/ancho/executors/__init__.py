@@ -14,7 +14,7 @@ def is_spark_master(name: str) -> bool:
     return name.startswith(_SPARK_PREFIXES)
 
 
-def make_executor(executor: "str | Executor | None" = "local", workers: int | None = None, **options) -> Executor:
+def make_executor(executor: str | Executor | None = "local", workers: int | None = None, **options) -> Executor:
     """An executor from ``--executor``: ``local`` (processes here) or a Spark master URL.
 
     ``options`` go to the backend (for the local one: ``python``, ``env``, ``wrap``).

@@ -111,8 +111,16 @@ class Executor(ABC):
 
         return compute_summaries(task.ref.resolve(), task.params, source, names)
 
-    def summarize(self, task: Task, source: ResultsSource, record: dict, kinds: dict[str, str], targets: list,
-                  custom: dict, goal: dict | None) -> dict | None:
+    def summarize(
+        self,
+        task: Task,
+        source: ResultsSource,
+        record: dict,
+        kinds: dict[str, str],
+        targets: list,
+        custom: dict,
+        goal: dict | None,
+    ) -> dict | None:
         """The run's summary object computed by this backend, or None (the default): the engine computes it.
 
         A cluster backend computes it where the results are (Spark SQL over

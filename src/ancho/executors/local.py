@@ -72,8 +72,9 @@ def _fork_allowed(python: str, wrap) -> bool:
     return threading.active_count() == 1
 
 
-def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None,
-                   idle: bool = False) -> None:
+def _forked_worker(
+    fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None, idle: bool = False
+) -> None:
     """The body of a forked worker: become what ``python -m ancho.executors.worker FD`` would be."""
     for other in close:  # the driver's ends of the other workers' sockets
         try:
@@ -99,8 +100,9 @@ def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, bl
 class _ForkedProcess:
     """A forked worker with the part of ``subprocess.Popen``'s interface that ``_Worker`` uses."""
 
-    def __init__(self, fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None,
-                 idle: bool = False):
+    def __init__(
+        self, fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None, idle: bool = False
+    ):
         import gc
         import multiprocessing
 
@@ -145,8 +147,14 @@ class _Worker:
                 stdin=subprocess.DEVNULL,
             )
         else:
-            self.proc = _ForkedProcess(child.fileno(), env, close=[parent.fileno(), *fork["close"]],
-                                       nice=fork["nice"], blas_threads=fork["blas_threads"], idle=fork["idle"])
+            self.proc = _ForkedProcess(
+                child.fileno(),
+                env,
+                close=[parent.fileno(), *fork["close"]],
+                nice=fork["nice"],
+                blas_threads=fork["blas_threads"],
+                idle=fork["idle"],
+            )
         child.close()
         self.conn = Connection(parent.detach())
         self.inflight: deque[Chunk] = deque()
@@ -231,7 +239,7 @@ class LocalExecutor(Executor):
         A sandbox builds its worker's environment itself, from nothing, and its
         launcher must carry nothing of ours (bubblewrap's own process, PID 1
         inside, keeps it readable at /proc/1/environ): it gets the sandbox's
-        :meth:`~ancho.sources.sandbox.Sandbox.launch_env`. Any other wrapper
+        :meth:`~ancho.isolation.Sandbox.launch_env`. Any other wrapper
         gets that minimal base too, never this process's variables, plus what
         a worker needs. Unwrapped workers are this process's own kind: its
         environment.
@@ -262,7 +270,9 @@ class LocalExecutor(Executor):
 
             blas = None if any(v in os.environ or v in self.extra_env for v in _THREAD_VARS) else 1
             others = [w.conn.fileno() for w in self._pool if not w.conn.closed]  # the caller holds self._lock
-            return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "blas_threads": blas, "idle": self.idle})
+            return _Worker(
+                [], self._env(), fork={"close": others, "nice": self.nice, "blas_threads": blas, "idle": self.idle}
+            )
         argv = [self.python, "-m", "ancho.executors.worker"]
         if self.wrap is not None:
             argv = self.wrap(argv)
@@ -272,7 +282,7 @@ class LocalExecutor(Executor):
             argv = ["chrt", "--idle", "0", *argv]  # util-linux; the policy is inherited through bwrap's exec
         return _Worker(argv, self._env())
 
-    def start(self) -> "LocalExecutor":
+    def start(self) -> LocalExecutor:
         """Start the worker processes now, so their start-up overlaps the driver's own."""
         with self._lock:
             while len(self._pool) < self.workers:

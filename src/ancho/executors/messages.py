@@ -38,14 +38,17 @@ if TYPE_CHECKING:
 
 #: the errors a worker (a local worker process, a Spark task) reports by class name and the driver raises again as
 #: themselves; any other name (``setup``, ``worker``, a Python exception's) is raised as :class:`~ancho.errors.RunFailed`.
-WORKER_ERRORS: MappingProxyType[str, type[AnchoError]] = MappingProxyType({
-    "ModelError": ModelError,
-    "OutputError": OutputError,
-    "ParameterError": ParameterError,
-})
+WORKER_ERRORS: MappingProxyType[str, type[AnchoError]] = MappingProxyType(
+    {
+        "ModelError": ModelError,
+        "OutputError": OutputError,
+        "ParameterError": ParameterError,
+    }
+)
 
 
 # -- requests (driver -> worker) ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class SetTask:
@@ -85,6 +88,7 @@ class Shutdown:
 
 
 # -- replies (worker -> driver) -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class ChunkDone:
@@ -135,8 +139,12 @@ def _portable(exc: AnchoError) -> AnchoError | None:
     if cls.__module__ != AnchoError.__module__:
         return None
     if isinstance(exc, FieldError):  # pickled by FieldError.__reduce__: its field, template, index and name
-        plain = (isinstance(exc.field, Field) and isinstance(exc.template, str)
-                 and (exc.index is None or type(exc.index) is int) and (exc.name is None or type(exc.name) is str))
+        plain = (
+            isinstance(exc.field, Field)
+            and isinstance(exc.template, str)
+            and (exc.index is None or type(exc.index) is int)
+            and (exc.name is None or type(exc.name) is str)
+        )
         return exc if plain else None
     try:
         return cls(str(exc))  # a fresh copy: none of what user code may have attached to the original

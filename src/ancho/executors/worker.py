@@ -77,7 +77,9 @@ def _loop(conn) -> None:
             elif isinstance(msg, Summaries):
                 from ..custom import compute_summaries
 
-                conn.send(SummariesDone(compute_summaries(msg.task.ref.resolve(), msg.task.params, msg.source, msg.names)))
+                conn.send(
+                    SummariesDone(compute_summaries(msg.task.ref.resolve(), msg.task.params, msg.source, msg.names))
+                )
             elif isinstance(msg, Inspect):
                 conn.send(Inspected(inspect(msg.target, msg.params)))
             else:
@@ -123,7 +125,7 @@ def inspect(target, params: dict | None) -> dict:
     return out
 
 
-# -- limits from the sandbox (ancho.sources.sandbox), applied before any user code runs ------------
+# -- limits from the sandbox (ancho.isolation), applied before any user code runs ------------
 
 #: seconds a sequence may run (wall clock); None: no limit
 _SEQUENCE_TIMEOUT: float | None = None
@@ -153,7 +155,11 @@ def apply_limits() -> None:
             hard = min(hard, old_hard)
         resource.setrlimit(which, (min(soft, hard), hard))
 
-    for key, which in (("as", resource.RLIMIT_AS), ("nofile", resource.RLIMIT_NOFILE), ("fsize", resource.RLIMIT_FSIZE)):
+    for key, which in (
+        ("as", resource.RLIMIT_AS),
+        ("nofile", resource.RLIMIT_NOFILE),
+        ("fsize", resource.RLIMIT_FSIZE),
+    ):
         if limits.get(key):
             cap(which, int(limits[key]))  # past RLIMIT_FSIZE a write raises OSError(EFBIG): Python ignores SIGXFSZ
     if limits.get("cpu"):
@@ -193,8 +199,11 @@ def limit_sequence_time(model) -> None:
             return  # that sequence ended meanwhile
         if step == 1:
             raise TimeoutError(f"timed out after {seconds:g} s (the per-sequence time limit)")
-        os.write(2, f"ancho worker: a sequence went on {grace:g} s after its time limit of {seconds:g} s; "
-                    f"stopping worker {os.getpid()}\n".encode())
+        os.write(
+            2,
+            f"ancho worker: a sequence went on {grace:g} s after its time limit of {seconds:g} s; "
+            f"stopping worker {os.getpid()}\n".encode(),
+        )
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGALRM)
 
@@ -220,7 +229,14 @@ def _start_watchdog(seconds: float, grace: float) -> None:
     import time
 
     # bound now: user code that patches the time, os or signal modules does not reach the watchdog
-    sleep, now, kill, pthread_kill, write, getpid = time.sleep, time.monotonic, os.kill, signal.pthread_kill, os.write, os.getpid
+    sleep, now, kill, pthread_kill, write, getpid = (
+        time.sleep,
+        time.monotonic,
+        os.kill,
+        signal.pthread_kill,
+        os.write,
+        os.getpid,
+    )
     alarm, sigkill = signal.SIGALRM, signal.SIGKILL
     main = threading.main_thread().ident
     tick = min(max(seconds / 20, 0.005), 0.5)
@@ -246,7 +262,10 @@ def _start_watchdog(seconds: float, grace: float) -> None:
                 if step < 3:
                     pthread_kill(main, alarm)
                 else:
-                    write(2, f"ancho worker: a sequence ignored its time limit of {seconds:g} s; killing worker {getpid()}\n".encode())
+                    write(
+                        2,
+                        f"ancho worker: a sequence ignored its time limit of {seconds:g} s; killing worker {getpid()}\n".encode(),
+                    )
                     kill(getpid(), sigkill)
 
     threading.Thread(target=watch, name="ancho-sequence-timeout", daemon=True).start()

@@ -65,9 +65,20 @@ MAX_REQUIREMENTS_BYTES = 256 * 1024
 WORKER_PACKAGES = ("numpy", "cloudpickle", "pyarrow", "pandas", "pydantic")
 INSTALL_TIMEOUT = 1800
 #: the only variables of the server's environment the installer gets: what it needs to reach the index
-PASSED_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-ALLOWED = ("one package per line: a name with optional [extras], version specifiers and '; marker' "
-           "(e.g. 'numpy>=1.26,<3' or 'requests[socks]; python_version >= \"3.11\"'), and comments after '#'")
+PASSED_VARS = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+ALLOWED = (
+    "one package per line: a name with optional [extras], version specifiers and '; marker' "
+    "(e.g. 'numpy>=1.26,<3' or 'requests[socks]; python_version >= \"3.11\"'), and comments after '#'"
+)
 _COMMENT = re.compile(r"(^|\s)#.*$")
 #: runs a program (uv, a venv's pip) in the sandbox, whose command line must start with a Python interpreter
 _EXEC = "import os, sys; os.execv(sys.argv[1], sys.argv[1:])"
@@ -129,7 +140,9 @@ def ancho_pythonpath(cache: Path) -> str:
     """
     package = Path(ancho.__file__).resolve().parent
     parent = package.parent
-    others = [p for p in parent.iterdir() if p.name != "ancho" and not p.name.startswith(("ancho-", ".", "__pycache__"))]
+    others = [
+        p for p in parent.iterdir() if p.name != "ancho" and not p.name.startswith(("ancho-", ".", "__pycache__"))
+    ]
     if not others:
         return str(parent)
     shim = cache / "ancho-path"
@@ -156,14 +169,18 @@ def parse_requirements(text: str, filename: str = REQUIREMENTS) -> list[str]:
             continue
         shown = line if len(line) <= 120 else line[:117] + "…"
 
-        def refuse(why: str) -> EnvironmentFailed:
+        def refuse(why: str, n: int = n, shown: str = shown) -> EnvironmentFailed:
             return EnvironmentFailed(f"{filename} line {n}: '{shown}' {why}; {filename} may list only {ALLOWED}")
 
         if line.startswith("-"):
-            raise refuse("is an option, and options are not allowed (no -r, -c, -e, -i, --index-url, --no-binary… "
-                         "of any kind: packages come only from the server's package index)")
+            raise refuse(
+                "is an option, and options are not allowed (no -r, -c, -e, -i, --index-url, --no-binary… "
+                "of any kind: packages come only from the server's package index)"
+            )
         if line.endswith("\\") or raw.rstrip().endswith("\\"):
-            raise refuse("continues on the next line (a trailing '\\'), which is not allowed: write each requirement on one line")
+            raise refuse(
+                "continues on the next line (a trailing '\\'), which is not allowed: write each requirement on one line"
+            )
         if "$" in line:
             raise refuse("contains '$', which is not allowed (no environment variables)")
         try:
@@ -171,7 +188,9 @@ def parse_requirements(text: str, filename: str = REQUIREMENTS) -> list[str]:
         except InvalidRequirement:
             raise refuse("is not a package requirement (URLs and file paths are not allowed)") from None
         if req.url:
-            raise refuse("is a direct reference ('name @ URL'), which is not allowed: packages come only from the package index")
+            raise refuse(
+                "is a direct reference ('name @ URL'), which is not allowed: packages come only from the package index"
+            )
         req.name = canonicalize_name(req.name)  # dots and underscores become '-': never read as a file name
         out.append(str(req))
     return out
@@ -189,8 +208,10 @@ class Environments:
         #: source builds run the package's code: only ever inside the sandbox
         self.source_builds = self.install.source_builds and self.install.sandboxed
         if self.install.source_builds and not self.install.sandboxed:
-            log.warning("source builds of requirements are allowed by the settings, but the server runs without a sandbox: "
-                        "refusing source builds, requirements are installed from wheels only")
+            log.warning(
+                "source builds of requirements are allowed by the settings, but the server runs without a sandbox: "
+                "refusing source builds, requirements are installed from wheels only"
+            )
         self._version: str | None = None
         root.mkdir(parents=True, exist_ok=True)
 
@@ -213,11 +234,21 @@ class Environments:
 
     def _key(self, lines: list[str]) -> str:
         if self._version is None:
-            self._version = subprocess.run([self.python, "-c", "import sys; print(sys.version)"], capture_output=True,
-                                           text=True, env=self._env(Path(tempfile.gettempdir()), ""), timeout=60).stdout
+            self._version = subprocess.run(
+                [self.python, "-c", "import sys; print(sys.version)"],
+                capture_output=True,
+                text=True,
+                env=self._env(Path(tempfile.gettempdir()), ""),
+                timeout=60,
+            ).stdout
         h = hashlib.sha256()
-        for part in ["\n".join(sorted(lines)), self._version, "\n".join(worker_requirements()), self.install.index_url,
-                     f"source builds: {self.source_builds}"]:
+        for part in [
+            "\n".join(sorted(lines)),
+            self._version,
+            "\n".join(worker_requirements()),
+            self.install.index_url,
+            f"source builds: {self.source_builds}",
+        ]:
             h.update(part.encode() + b"\0")
         return h.hexdigest()[:20]
 
@@ -235,7 +266,9 @@ class Environments:
                 return env
             shutil.rmtree(env.path, ignore_errors=True)
             if self.announce:
-                self.announce(f"building the model's environment {env.key} from its {filename} (once; later runs reuse it)")
+                self.announce(
+                    f"building the model's environment {env.key} from its {filename} (once; later runs reuse it)"
+                )
             self._build(env, lines, filename)
             ready.write_text(f"built {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         return env
@@ -261,21 +294,71 @@ class Environments:
         index = ["--index-url", self.install.index_url]
         try:
             if uv:
-                _run([uv, "venv", "--quiet", "--no-config", "--no-python-downloads", "--python", self.python, str(env.path)],
-                     "creating the environment", self._env(scratch, str(self.cache())), scratch)
-                install = [uv, "pip", "install", "--quiet", "--no-config", "--python", env.python, *index, "--link-mode", "copy"]
+                _run(
+                    [
+                        uv,
+                        "venv",
+                        "--quiet",
+                        "--no-config",
+                        "--no-python-downloads",
+                        "--python",
+                        self.python,
+                        str(env.path),
+                    ],
+                    "creating the environment",
+                    self._env(scratch, str(self.cache())),
+                    scratch,
+                )
+                install = [
+                    uv,
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-config",
+                    "--python",
+                    env.python,
+                    *index,
+                    "--link-mode",
+                    "copy",
+                ]
                 if self.source_builds:
                     # Ancho's own packages from the shared cache first; then the build, with a private cache it cannot poison
-                    self._install([*install, "--no-build", "-r", f"{inside}/worker.txt"], what, scratch, env, self.cache())
+                    self._install(
+                        [*install, "--no-build", "-r", f"{inside}/worker.txt"], what, scratch, env, self.cache()
+                    )
                     self._install([*install, "-r", f"{inside}/requirements.txt"], what, scratch, env, None)
                 else:
-                    self._install([*install, "--no-build", "-r", f"{inside}/requirements.txt"], what, scratch, env, self.cache())
+                    self._install(
+                        [*install, "--no-build", "-r", f"{inside}/requirements.txt"], what, scratch, env, self.cache()
+                    )
             else:
-                _run([self.python, "-m", "venv", str(env.path)], "creating the environment", self._env(scratch, ""), scratch)
+                _run(
+                    [self.python, "-m", "venv", str(env.path)],
+                    "creating the environment",
+                    self._env(scratch, ""),
+                    scratch,
+                )
                 binary = [] if self.source_builds else ["--only-binary", ":all:"]
-                self._install([env.python, "-m", "pip", "install", "--quiet", "--isolated", "--no-input",
-                               "--disable-pip-version-check", *index, *binary, "-r", f"{inside}/requirements.txt"],
-                              what, scratch, env, None)
+                self._install(
+                    [
+                        env.python,
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--isolated",
+                        "--no-input",
+                        "--disable-pip-version-check",
+                        *index,
+                        *binary,
+                        "-r",
+                        f"{inside}/requirements.txt",
+                    ],
+                    what,
+                    scratch,
+                    env,
+                    None,
+                )
         except BaseException:
             shutil.rmtree(env.path, ignore_errors=True)
             raise
@@ -284,8 +367,13 @@ class Environments:
 
     def _env(self, scratch: Path, cache: str) -> dict[str, str]:
         """The installer's whole environment outside the sandbox: nothing of the server's but TLS and proxy settings."""
-        env = {"PATH": f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch),
-               "TMPDIR": str(scratch / "tmp"), "LANG": "C.UTF-8", "PIP_NO_INPUT": "1"}
+        env = {
+            "PATH": f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(scratch),
+            "TMPDIR": str(scratch / "tmp"),
+            "LANG": "C.UTF-8",
+            "PIP_NO_INPUT": "1",
+        }
         if cache:
             env["UV_CACHE_DIR"] = cache
         env.update({var: os.environ[var] for var in PASSED_VARS if os.environ.get(var)})
@@ -305,16 +393,34 @@ class Environments:
         variables = {k: v for k, v in self._env(scratch, "").items() if k not in ("PATH", "HOME", "TMPDIR")}
         variables["UV_CACHE_DIR"] = str(cache) if cache else f"{INSIDE_SCRATCH}/uv-cache"
         # certificates outside /etc/ssl and /usr (bound anyway) must be visible too
-        certs = tuple(os.environ[v] for v in ("SSL_CERT_FILE", "SSL_CERT_DIR") if os.path.exists(os.environ.get(v, "")) and
-                      not os.path.realpath(os.environ[v]).startswith(("/etc/ssl/", "/usr/", "/etc/ca-certificates/")))
+        certs = tuple(
+            os.environ[v]
+            for v in ("SSL_CERT_FILE", "SSL_CERT_DIR")
+            if os.path.exists(os.environ.get(v, ""))
+            and not os.path.realpath(os.environ[v]).startswith(("/etc/ssl/", "/usr/", "/etc/ca-certificates/"))
+        )
         policy = SandboxPolicy(
-            scratch=scratch, read_only=(os.path.realpath(argv[0]), *certs),
-            writable=(str(env.path), *((str(cache),) if cache else ())), hidden=self.install.hidden or None,
-            network=True, address_space=None, cpu_seconds=None, open_files=None, file_size=None,
-            max_processes=512, sequence_timeout=None, env=variables,
+            scratch=scratch,
+            read_only=(os.path.realpath(argv[0]), *certs),
+            writable=(str(env.path), *((str(cache),) if cache else ())),
+            hidden=self.install.hidden or None,
+            network=True,
+            address_space=None,
+            cpu_seconds=None,
+            open_files=None,
+            file_size=None,
+            max_processes=512,
+            sequence_timeout=None,
+            env=variables,
         )
         with Sandbox(policy) as sandbox:
-            _run(sandbox.wrap([self.python, "-I", "-c", _EXEC, *argv]), what, self._env(scratch, ""), scratch, self.source_builds)
+            _run(
+                sandbox.wrap([self.python, "-I", "-c", _EXEC, *argv]),
+                what,
+                self._env(scratch, ""),
+                scratch,
+                self.source_builds,
+            )
 
 
 def _read(path: Path, source_root: Path) -> str:
@@ -325,7 +431,9 @@ def _read(path: Path, source_root: Path) -> str:
     if not real.is_file():
         raise EnvironmentFailed(f"{path.name} is not a regular file; it must list the model's packages, one per line")
     if real.stat().st_size > MAX_REQUIREMENTS_BYTES:
-        raise EnvironmentFailed(f"{path.name} is larger than {MAX_REQUIREMENTS_BYTES // 1024} KiB; list only the packages the model imports")
+        raise EnvironmentFailed(
+            f"{path.name} is larger than {MAX_REQUIREMENTS_BYTES // 1024} KiB; list only the packages the model imports"
+        )
     return real.read_text(errors="replace")
 
 
@@ -340,8 +448,9 @@ def _uv() -> str | None:
 
 def _run(argv: list[str], what: str, env: dict[str, str], cwd: Path, source_builds: bool = True) -> None:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, env=env, cwd=cwd,
-                             stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         raise EnvironmentFailed(f"{what} took longer than {INSTALL_TIMEOUT} s") from None
     if out.returncode != 0:
@@ -350,6 +459,8 @@ def _run(argv: list[str], what: str, env: dict[str, str], cwd: Path, source_buil
         tail = " | ".join(lines[-6:])
         hint = ""
         if not source_builds and re.search(r"wheel|build|binary", tail, re.I):
-            hint = ("; only pre-built wheels are installed (building packages from source is off): "
-                    "use versions that publish a wheel for this platform")
+            hint = (
+                "; only pre-built wheels are installed (building packages from source is off): "
+                "use versions that publish a wheel for this platform"
+            )
         raise EnvironmentFailed(f"{what} failed: {tail}{hint}")

@@ -66,7 +66,9 @@ class SandboxPolicy:
         for name in ("address_space", "cpu_seconds", "open_files", "file_size", "max_processes"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InputError(f"sandbox setting '{name}' must be a whole number ≥ 1 or None (no limit), got {value!r}")
+                raise InputError(
+                    f"sandbox setting '{name}' must be a whole number ≥ 1 or None (no limit), got {value!r}"
+                )
         t = self.sequence_timeout
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0):
             raise InputError(f"sandbox setting 'sequence_timeout' must be a number of seconds > 0 or None, got {t!r}")
@@ -74,7 +76,9 @@ class SandboxPolicy:
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not g > 0:
             raise InputError(f"sandbox setting 'timeout_grace' must be a number of seconds > 0, got {g!r}")
         if self.open_files is not None and self.open_files < 16:
-            raise InputError(f"sandbox setting 'open_files' must be at least 16 (Python itself needs some), got {self.open_files}")
+            raise InputError(
+                f"sandbox setting 'open_files' must be at least 16 (Python itself needs some), got {self.open_files}"
+            )
         self.read_only = tuple(str(p) for p in self.read_only)
         self.writable = tuple(str(p) for p in self.writable)
         self.pythonpath = tuple(str(p) for p in self.pythonpath)

@@ -85,7 +85,16 @@ SANDBOX_UID = 65534
 #: host paths every worker needs (links such as /bin -> usr/bin are recreated as links)
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: files of /etc a Python process may read; nothing with secrets or host configuration beyond these
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "hosts", "nsswitch.conf", "mime.types")
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "alternatives",
+    "hosts",
+    "nsswitch.conf",
+    "mime.types",
+)
 #: with network=True the resolver and certificates are needed too
 ETC_NETWORK_FILES = ("resolv.conf", "ssl", "ca-certificates", "gai.conf", "protocols", "services")
 #: the whole environment of the processes outside the sandbox that start it (setpriv, the shell, bubblewrap):
@@ -97,6 +106,7 @@ SHM_BYTES = 64 * 1024 * 1024
 
 
 # -- is bubblewrap here, and does it work ----------------------------------------------------
+
 
 def bwrap_path() -> str | None:
     """``$ANCHO_BWRAP``, else ``bwrap`` on PATH, else /usr/bin/bwrap."""
@@ -120,9 +130,24 @@ def _check(bwrap: str) -> tuple[bool, str, bool]:
         if bwrap not in _probe:
             result = (False, "", False)
             for disable_userns in (True, False):
-                argv = [bwrap, *_namespace_args(False, disable_userns), "--clearenv", *_system_args(False),
-                        "--proc", "/proc", "--dev", "/dev", "--size", "65536", "--tmpfs", "/dev/shm",
-                        "--remount-ro", "/", "--", "true"]
+                argv = [
+                    bwrap,
+                    *_namespace_args(False, disable_userns),
+                    "--clearenv",
+                    *_system_args(False),
+                    "--proc",
+                    "/proc",
+                    "--dev",
+                    "/dev",
+                    "--size",
+                    "65536",
+                    "--tmpfs",
+                    "/dev/shm",
+                    "--remount-ro",
+                    "/",
+                    "--",
+                    "true",
+                ]
                 try:
                     out = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
                 except (OSError, subprocess.TimeoutExpired) as exc:
@@ -146,8 +171,10 @@ def sandbox_problem() -> str | None:
         return f"bubblewrap (bwrap) is not installed; {INSTALL_HINT}"
     ok, why, _ = _check(bwrap)
     if not ok:
-        return (f"bubblewrap ({bwrap}) is installed but cannot create a sandbox here: {why}; it needs user and "
-                "network namespaces (as root, or with unprivileged user namespaces enabled)")
+        return (
+            f"bubblewrap ({bwrap}) is installed but cannot create a sandbox here: {why}; it needs user and "
+            "network namespaces (as root, or with unprivileged user namespaces enabled)"
+        )
     return None
 
 
@@ -161,11 +188,11 @@ def sandbox_available() -> bool:
 # It runs under `setpriv --pdeathsig KILL`, so it dies with the executor's process, and bubblewrap
 # (--die-with-parent) and the whole sandbox with it.
 _SHELL = (
-    'ulimit -c 0; '
+    "ulimit -c 0; "
     'if [ -n "$1" ]; then echo $$ > "$1/cgroup.procs" || exit 125; fi; shift; '
     '"$@"; s=$?; '
     'if [ "$s" -gt 128 ] && [ "$s" -lt 160 ]; then trap - $((s-128)) 2>/dev/null; kill -$((s-128)) $$; fi; '
-    'exit $s'
+    "exit $s"
 )
 # Without setpriv the shell must exec bubblewrap, so that bubblewrap's parent is the executor's
 # process (--die-with-parent); a worker killed by signal N then shows as "exited with code 128+N".
@@ -190,8 +217,10 @@ def _env_reset() -> list[str]:
     """``env -i PATH=… LANG=…``: bubblewrap starts with :data:`LAUNCHER_ENV` whatever its launcher was given."""
     path = shutil.which("env", path="/usr/bin:/bin")
     if path is None:
-        raise SandboxUnavailable("the program 'env' (coreutils) is missing from /usr/bin and /bin; the sandbox needs it "
-                                 "to start bubblewrap with an empty environment")
+        raise SandboxUnavailable(
+            "the program 'env' (coreutils) is missing from /usr/bin and /bin; the sandbox needs it "
+            "to start bubblewrap with an empty environment"
+        )
     return [path, "-i", *(f"{k}={v}" for k, v in LAUNCHER_ENV.items())]
 
 
@@ -204,12 +233,23 @@ def _launcher(cgroup: str | None) -> list[str]:
 
 # -- the command line ------------------------------------------------------------------------
 
+
 def _namespace_args(network: bool, disable_userns: bool = True) -> list[str]:
     args = ["--unshare-all", "--unshare-user"] + (["--disable-userns"] if disable_userns else [])
     if network:
         args.append("--share-net")
-    args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
-             "--die-with-parent", "--new-session", "--hostname", "ancho-sandbox"]
+    args += [
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "ancho-sandbox",
+    ]
     return args
 
 
@@ -234,13 +274,17 @@ def interpreter_paths(python: str) -> tuple[str, ...]:
     Nothing for a program of the system (under ``/usr``, ``/bin``…: bound anyway).
     """
     real = os.path.realpath(shutil.which(python) or python)
-    if any(_under(real, os.path.realpath(p)) for p in SYSTEM_PATHS) and Path(python).parent.name == "bin" \
-            and not (Path(python).parent.parent / "pyvenv.cfg").exists():
+    if (
+        any(_under(real, os.path.realpath(p)) for p in SYSTEM_PATHS)
+        and Path(python).parent.name == "bin"
+        and not (Path(python).parent.parent / "pyvenv.cfg").exists()
+    ):
         return ()
     code = "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]))"
     try:
-        out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60,
-                             stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            [python, "-I", "-c", code], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
         prefixes = json.loads(out.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         raise InputError(f"cannot run the worker interpreter '{python}': {exc}") from None
@@ -314,7 +358,9 @@ def wrap_command(
     ops.sort(key=lambda op: _depth(op[0]))
 
     env = {
-        "PATH": ":".join(dict.fromkeys(p for p in (f"{Path(python).parent}", "/usr/local/bin", "/usr/bin", "/bin") if p)),
+        "PATH": ":".join(
+            dict.fromkeys(p for p in (f"{Path(python).parent}", "/usr/local/bin", "/usr/bin", "/bin") if p)
+        ),
         "HOME": INSIDE_SCRATCH,
         "TMPDIR": INSIDE_TMP,
         "USER": "ancho",
@@ -430,8 +476,11 @@ class Sandbox:
                 except OSError as exc:
                     if not Sandbox._warned_processes:
                         Sandbox._warned_processes = True
-                        log.warning("the sandbox cannot limit processes per worker (%s): a model that forks "
-                                    "without end is stopped only when its worker is stopped", exc)
+                        log.warning(
+                            "the sandbox cannot limit processes per worker (%s): a model that forks "
+                            "without end is stopped only when its worker is stopped",
+                            exc,
+                        )
         return wrap_command(argv, self.policy, scratch=self.scratch, cgroup=cgroup, etc_dir=self.etc_dir)
 
     @staticmethod
@@ -468,7 +517,9 @@ class Sandbox:
         self.close()
 
 
-def make_wrap(policy: SandboxPolicy | None = None, allow_unsandboxed: bool = False) -> Callable[[list[str]], list[str]] | None:
+def make_wrap(
+    policy: SandboxPolicy | None = None, allow_unsandboxed: bool = False
+) -> Callable[[list[str]], list[str]] | None:
     """``wrap=`` for an executor: a :class:`Sandbox`'s, or None where bubblewrap is missing and that is allowed.
 
     Raises :class:`SandboxUnavailable` (saying to install ``bubblewrap``)

@@ -118,15 +118,29 @@ def run_rows(record: RunRecord) -> list[tuple[str, str]]:
     rows.append(("Seed", str(r.seed)))
     asked = f"{fmt(r.sequences)} requested" if r.sequences else ""
     if r.until:
-        asked = f"until {r.until}" + (f", at most {fmt(r.max_sequences)}" if r.max_sequences else "") + (f"; first batch {fmt(r.sequences)}" if r.sequences else "")
+        asked = (
+            f"until {r.until}"
+            + (f", at most {fmt(r.max_sequences)}" if r.max_sequences else "")
+            + (f"; first batch {fmt(r.sequences)}" if r.sequences else "")
+        )
     rows.append(("Sequences", f"{fmt(r.done)} executed" + (f" ({asked})" if asked else "")))
     if r.targets:
         rows.append(("Targets", ", ".join(r.targets)))
     if r.owner and r.owner != "local":
         rows.append(("Owner", r.owner))
-    rows += [("Created", when(r.created)), ("Started", when(r.started)), ("Finished", when(r.finished)),
-             ("Duration", run_duration(r.started, r.finished, r.status == "running"))]
-    rows.append(("Failures", f"{fmt(r.failures)} (allowed {fmt(r.max_failures)})" + (f", {fmt(r.retries)} chunk retries" if r.retries else "")))
+    rows += [
+        ("Created", when(r.created)),
+        ("Started", when(r.started)),
+        ("Finished", when(r.finished)),
+        ("Duration", run_duration(r.started, r.finished, r.status == "running")),
+    ]
+    rows.append(
+        (
+            "Failures",
+            f"{fmt(r.failures)} (allowed {fmt(r.max_failures)})"
+            + (f", {fmt(r.retries)} chunk retries" if r.retries else ""),
+        )
+    )
     if r.error:
         rows.append(("Error", r.error))
     return rows

@@ -39,8 +39,15 @@ def data_mode(record: RunRecord, large: str) -> str:
     return "embed" if record.done * (len(record.schema) + 1) <= EMBED_MAX_VALUES else large
 
 
-def build_notebook(store: Store, run_id: str, data: str = "embed", *, owner: str | None = None,
-                   parquet_name: str | None = None, api_url: str | None = None):
+def build_notebook(
+    store: Store,
+    run_id: str,
+    data: str = "embed",
+    *,
+    owner: str | None = None,
+    parquet_name: str | None = None,
+    api_url: str | None = None,
+):
     """The notebook (an ``nbformat`` node) of ``run_id``; ``data`` says where its results are loaded from."""
     import nbformat.v4 as nbf
 
@@ -50,24 +57,42 @@ def build_notebook(store: Store, run_id: str, data: str = "embed", *, owner: str
     r = report.record
     cells = [nbf.new_markdown_cell(_intro(report, data, parquet_name, api_url)), nbf.new_code_cell(_setup(report))]
     cells.append(nbf.new_code_cell(_load(store, r, data, parquet_name, api_url)))
-    cells.append(nbf.new_markdown_cell("## Summary\n\nThe statistics as Ancho computed them"
-                                       + (" (over the sequences stored before the run ended; the run has no summary)" if report.partial else "")
-                                       + ": the mean with its 95% confidence interval (Student t; Wilson for true/false outputs), "
-                                       "standard deviation and percentiles. The second table recomputes count, mean and standard "
-                                       "deviation from `frame`."))
+    cells.append(
+        nbf.new_markdown_cell(
+            "## Summary\n\nThe statistics as Ancho computed them"
+            + (" (over the sequences stored before the run ended; the run has no summary)" if report.partial else "")
+            + ": the mean with its 95% confidence interval (Student t; Wilson for true/false outputs), "
+            "standard deviation and percentiles. The second table recomputes count, mean and standard "
+            "deviation from `frame`."
+        )
+    )
     cells.append(nbf.new_code_cell(SUMMARY_CODE))
     cells.append(nbf.new_code_cell(CHECK_CODE))
-    if report.summary and (report.summary.get("targets") or report.summary.get("custom") or report.summary.get("until")):
+    if report.summary and (
+        report.summary.get("targets") or report.summary.get("custom") or report.summary.get("until")
+    ):
         cells.append(nbf.new_code_cell(EXTRAS_CODE))
-    cells.append(nbf.new_markdown_cell("## Plots\n\nPer output: its distribution, and the running mean in sequence order with a "
-                                       "95% band (mean ± 1.96 standard errors; Ancho's own plots use Student t and Wilson "
-                                       "intervals, which agree with it beyond a few dozen sequences)."))
+    cells.append(
+        nbf.new_markdown_cell(
+            "## Plots\n\nPer output: its distribution, and the running mean in sequence order with a "
+            "95% band (mean ± 1.96 standard errors; Ancho's own plots use Student t and Wilson "
+            "intervals, which agree with it beyond a few dozen sequences)."
+        )
+    )
     cells.append(nbf.new_code_cell(PLOT_CODE.replace("PLOTTED_OUTPUTS", str(PLOTTED_OUTPUTS))))
     if r.failures:
-        cells.append(nbf.new_markdown_cell(f"## Failures\n\n{r.failures:,} sequences raised an exception"
-                                           + (f"; the first {len(report.failures)} are listed." if len(report.failures) < r.failures else ".")))
+        cells.append(
+            nbf.new_markdown_cell(
+                f"## Failures\n\n{r.failures:,} sequences raised an exception"
+                + (f"; the first {len(report.failures)} are listed." if len(report.failures) < r.failures else ".")
+            )
+        )
         cells.append(nbf.new_code_cell(_failures(report)))
-    cells.append(nbf.new_markdown_cell("## Your analysis\n\n`frame` holds one row per sequence: `sequence`, then one column per output."))
+    cells.append(
+        nbf.new_markdown_cell(
+            "## Your analysis\n\n`frame` holds one row per sequence: `sequence`, then one column per output."
+        )
+    )
     cells.append(nbf.new_code_cell("frame.describe()"))
     nb = nbf.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -100,7 +125,11 @@ def write_notebook(store: Store, run_id: str, path: Path) -> list[Path]:
 
 def parquet_path(notebook: Path) -> Path:
     """Where a local notebook's results go: ``run.ipynb`` → ``run.parquet`` beside it."""
-    return notebook.with_suffix(".parquet") if notebook.suffix == ".ipynb" else notebook.with_name(notebook.name + ".parquet")
+    return (
+        notebook.with_suffix(".parquet")
+        if notebook.suffix == ".ipynb"
+        else notebook.with_name(notebook.name + ".parquet")
+    )
 
 
 def notebook_bytes(nb) -> bytes:
@@ -120,8 +149,12 @@ def _intro(report: ReportData, data: str, parquet_name: str | None, api_url: str
     if report.doc:
         lines += [report.doc, ""]
     if r.status != "succeeded":
-        lines += [f"**The run {r.status}**" + (f": {r.error}" if r.error and r.status != "cancelled" else ".")
-                  + (" The cells below look at the sequences stored before it ended." if report.summary else ""), ""]
+        lines += [
+            f"**The run {r.status}**"
+            + (f": {r.error}" if r.error and r.status != "cancelled" else ".")
+            + (" The cells below look at the sequences stored before it ended." if report.summary else ""),
+            "",
+        ]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {_md_escape(v)} |" for k, v in run_rows(r)]
     if r.params:
         lines += ["", "Parameters: " + ", ".join(f"`{k}={v!r}`" for k, v in r.params.items())]
@@ -129,7 +162,7 @@ def _intro(report: ReportData, data: str, parquet_name: str | None, api_url: str
         "embed": "The results are embedded in this notebook.",
         "parquet": f"The results are read from `{parquet_name}`, which must be in the same folder as this notebook.",
         "api": f"The results are fetched from the Ancho server at `{api_url}` (or `$ANCHO_URL`) with your API token: "
-               "set the environment variable `ANCHO_TOKEN` before starting Jupyter.",
+        "set the environment variable `ANCHO_TOKEN` before starting Jupyter.",
     }[data]
     lines += ["", where, "Run all cells (Kernel → Restart & Run All) to load them into the pandas DataFrame `frame`."]
     return "\n".join(lines)
@@ -138,19 +171,21 @@ def _intro(report: ReportData, data: str, parquet_name: str | None, api_url: str
 def _setup(report: ReportData) -> str:
     r = report.record
     summary = pprint.pformat(report.summary, sort_dicts=False, width=110) if report.summary else "None"
-    return "\n".join([
-        "import io",
-        "import os",
-        "",
-        "import matplotlib.pyplot as plt",
-        "import numpy as np",
-        "import pandas as pd",
-        "",
-        f"RUN = {r.id!r}",
-        f"OUTPUTS = {list(r.schema)!r}",
-        f"DTYPES = {({'sequence': 'int64'} | {n: DTYPES[k] for n, k in r.schema.items()})!r}",
-        f"summary = {summary}",
-    ])
+    return "\n".join(
+        [
+            "import io",
+            "import os",
+            "",
+            "import matplotlib.pyplot as plt",
+            "import numpy as np",
+            "import pandas as pd",
+            "",
+            f"RUN = {r.id!r}",
+            f"OUTPUTS = {list(r.schema)!r}",
+            f"DTYPES = { ({'sequence': 'int64'} | {n: DTYPES[k] for n, k in r.schema.items()})!r}",
+            f"summary = {summary}",
+        ]
+    )
 
 
 def _load(store: Store, record: RunRecord, data: str, parquet_name: str | None, api_url: str | None) -> str:
@@ -158,35 +193,43 @@ def _load(store: Store, record: RunRecord, data: str, parquet_name: str | None, 
         from ..exports import csv_chunks
 
         text = b"".join(csv_chunks(store, record.id)).decode()
-        return ("# every sequence's outputs, as Ancho stored them (CSV)\n"
-                f'CSV = """\\\n{text}"""\n'
-                "frame = pd.read_csv(io.StringIO(CSV), dtype=DTYPES, float_precision='round_trip')\n"
-                "frame")
+        return (
+            "# every sequence's outputs, as Ancho stored them (CSV)\n"
+            f'CSV = """\\\n{text}"""\n'
+            "frame = pd.read_csv(io.StringIO(CSV), dtype=DTYPES, float_precision='round_trip')\n"
+            "frame"
+        )
     if data == "parquet":
-        return (f"# every sequence's outputs, as Ancho stored them: {parquet_name} sits beside this notebook\n"
-                f"frame = pd.read_parquet({parquet_name!r})\n"
-                "frame")
-    return "\n".join([
-        "# every sequence's outputs, fetched from the server's REST API as Parquet",
-        "import urllib.request",
-        "",
-        f"ANCHO_URL = os.environ.get('ANCHO_URL', {api_url!r}).rstrip('/')",
-        "token = os.environ.get('ANCHO_TOKEN')",
-        "if not token:",
-        "    raise RuntimeError('set ANCHO_TOKEN to your API token (`ancho users add NAME` on the server prints one), then run again')",
-        "request = urllib.request.Request(f'{ANCHO_URL}/api/v1/runs/{RUN}/results?format=parquet',",
-        "                                 headers={'Authorization': f'Bearer {token}'})",
-        "with urllib.request.urlopen(request) as response:",
-        "    frame = pd.read_parquet(io.BytesIO(response.read()))",
-        "frame",
-    ])
+        return (
+            f"# every sequence's outputs, as Ancho stored them: {parquet_name} sits beside this notebook\n"
+            f"frame = pd.read_parquet({parquet_name!r})\n"
+            "frame"
+        )
+    return "\n".join(
+        [
+            "# every sequence's outputs, fetched from the server's REST API as Parquet",
+            "import urllib.request",
+            "",
+            f"ANCHO_URL = os.environ.get('ANCHO_URL', {api_url!r}).rstrip('/')",
+            "token = os.environ.get('ANCHO_TOKEN')",
+            "if not token:",
+            "    raise RuntimeError('set ANCHO_TOKEN to your API token (`ancho users add NAME` on the server prints one), then run again')",
+            "request = urllib.request.Request(f'{ANCHO_URL}/api/v1/runs/{RUN}/results?format=parquet',",
+            "                                 headers={'Authorization': f'Bearer {token}'})",
+            "with urllib.request.urlopen(request) as response:",
+            "    frame = pd.read_parquet(io.BytesIO(response.read()))",
+            "frame",
+        ]
+    )
 
 
 def _failures(report: ReportData) -> str:
     rows = [{"sequence": f.sequence, "error": f.error, "traceback": f.traceback} for f in report.failures]
-    return (f"failures = pd.DataFrame({pprint.pformat(rows, sort_dicts=False, width=110)}, columns=['sequence', 'error', 'traceback'])\n"
-            "print(failures.traceback.iloc[0] if len(failures) else 'no failures listed')\n"
-            "failures[['sequence', 'error']]")
+    return (
+        f"failures = pd.DataFrame({pprint.pformat(rows, sort_dicts=False, width=110)}, columns=['sequence', 'error', 'traceback'])\n"
+        "print(failures.traceback.iloc[0] if len(failures) else 'no failures listed')\n"
+        "failures[['sequence', 'error']]"
+    )
 
 
 SUMMARY_CODE = """\

@@ -56,8 +56,12 @@ def _register_fonts() -> None:
         from reportlab.pdfbase.ttfonts import TTFont
 
         folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-        for name, file in (("DejaVu", "DejaVuSans.ttf"), ("DejaVu-Bold", "DejaVuSans-Bold.ttf"),
-                           ("DejaVu-Oblique", "DejaVuSans-Oblique.ttf"), ("DejaVuMono", "DejaVuSansMono.ttf")):
+        for name, file in (
+            ("DejaVu", "DejaVuSans.ttf"),
+            ("DejaVu-Bold", "DejaVuSans-Bold.ttf"),
+            ("DejaVu-Oblique", "DejaVuSans-Oblique.ttf"),
+            ("DejaVuMono", "DejaVuSansMono.ttf"),
+        ):
             pdfmetrics.registerFont(TTFont(name, str(folder / file)))
         addMapping("DejaVu", 0, 0, "DejaVu")
         addMapping("DejaVu", 1, 0, "DejaVu-Bold")
@@ -72,18 +76,36 @@ def _styles():
 
     base = getSampleStyleSheet()
     s = {
-        "title": ParagraphStyle("title", parent=base["Title"], fontName="DejaVu-Bold", fontSize=18, leading=22, alignment=0, spaceAfter=2),
-        "subtitle": ParagraphStyle("subtitle", parent=base["Normal"], fontName="DejaVu", fontSize=10, textColor="#555555", spaceAfter=8),
-        "h2": ParagraphStyle("h2", parent=base["Heading2"], fontName="DejaVu-Bold", fontSize=13, leading=16, spaceBefore=10, spaceAfter=4),
-        "h3": ParagraphStyle("h3", parent=base["Heading3"], fontName="DejaVu-Bold", fontSize=10, leading=13, spaceBefore=6, spaceAfter=2),
+        "title": ParagraphStyle(
+            "title", parent=base["Title"], fontName="DejaVu-Bold", fontSize=18, leading=22, alignment=0, spaceAfter=2
+        ),
+        "subtitle": ParagraphStyle(
+            "subtitle", parent=base["Normal"], fontName="DejaVu", fontSize=10, textColor="#555555", spaceAfter=8
+        ),
+        "h2": ParagraphStyle(
+            "h2", parent=base["Heading2"], fontName="DejaVu-Bold", fontSize=13, leading=16, spaceBefore=10, spaceAfter=4
+        ),
+        "h3": ParagraphStyle(
+            "h3", parent=base["Heading3"], fontName="DejaVu-Bold", fontSize=10, leading=13, spaceBefore=6, spaceAfter=2
+        ),
         "body": ParagraphStyle("body", parent=base["Normal"], fontName="DejaVu", fontSize=9, leading=12),
-        "doc": ParagraphStyle("doc", parent=base["Normal"], fontName="DejaVu-Oblique", fontSize=9.5, leading=13, spaceAfter=6),
+        "doc": ParagraphStyle(
+            "doc", parent=base["Normal"], fontName="DejaVu-Oblique", fontSize=9.5, leading=13, spaceAfter=6
+        ),
         "cell": ParagraphStyle("cell", parent=base["Normal"], fontName="DejaVu", fontSize=7.5, leading=9.5),
-        "cellr": ParagraphStyle("cellr", parent=base["Normal"], fontName="DejaVu", fontSize=7.5, leading=9.5, alignment=2),
+        "cellr": ParagraphStyle(
+            "cellr", parent=base["Normal"], fontName="DejaVu", fontSize=7.5, leading=9.5, alignment=2
+        ),
         "head": ParagraphStyle("head", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=7.5, leading=9.5),
-        "headr": ParagraphStyle("headr", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=7.5, leading=9.5, alignment=2),
-        "code": ParagraphStyle("code", parent=base["Code"], fontName="DejaVuMono", fontSize=6.5, leading=8, leftIndent=6),
-        "warn": ParagraphStyle("warn", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=9, leading=12, textColor="#a33a00"),
+        "headr": ParagraphStyle(
+            "headr", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=7.5, leading=9.5, alignment=2
+        ),
+        "code": ParagraphStyle(
+            "code", parent=base["Code"], fontName="DejaVuMono", fontSize=6.5, leading=8, leftIndent=6
+        ),
+        "warn": ParagraphStyle(
+            "warn", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=9, leading=12, textColor="#a33a00"
+        ),
     }
     return s
 
@@ -103,8 +125,17 @@ def _table(rows: list[list], widths: list[float], numeric_from: int = 1, header:
     cells = []
     for i, row in enumerate(rows):
         head = header and i == 0
-        cells.append([_p(v, st["head" if j < numeric_from else "headr"] if head else st["cell" if j < numeric_from else "cellr"])
-                      for j, v in enumerate(row)])
+        cells.append(
+            [
+                _p(
+                    v,
+                    st["head" if j < numeric_from else "headr"]
+                    if head
+                    else st["cell" if j < numeric_from else "cellr"],
+                )
+                for j, v in enumerate(row)
+            ]
+        )
     t = LongTable(cells, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
     style = [
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -115,9 +146,13 @@ def _table(rows: list[list], widths: list[float], numeric_from: int = 1, header:
         ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.HexColor("#999999")),
     ]
     if header:
-        style += [("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor("#333333")),
-                  ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5"))]
-    style += [("BACKGROUND", (0, r), (-1, r), colors.HexColor("#f7f7f7")) for r in range(2 if header else 1, len(rows), 2)]
+        style += [
+            ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor("#333333")),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5")),
+        ]
+    style += [
+        ("BACKGROUND", (0, r), (-1, r), colors.HexColor("#f7f7f7")) for r in range(2 if header else 1, len(rows), 2)
+    ]
     t.setStyle(TableStyle(style))
     return t
 
@@ -129,8 +164,10 @@ def fit_widths(rows: list[list], width: float, first_min: float = 60.0) -> list[
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
     pad = 7.0
-    need = [max(stringWidth(str(row[j]), "DejaVu-Bold" if i == 0 else "DejaVu", 7.5) for i, row in enumerate(rows)) + pad
-            for j in range(1, len(rows[0]))]
+    need = [
+        max(stringWidth(str(row[j]), "DejaVu-Bold" if i == 0 else "DejaVu", 7.5) for i, row in enumerate(rows)) + pad
+        for j in range(1, len(rows[0]))
+    ]
     room = width - first_min
     if sum(need) > room:
         need = [w * room / sum(need) for w in need]
@@ -177,8 +214,16 @@ def render(data: ReportData, plots: dict, sink: BinaryIO) -> None:
 
     r = data.record
     doc = SimpleDocTemplate(
-        sink, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm, bottomMargin=18 * mm,
-        title=f"Ancho report: {r.model} run {r.id}", author="Ancho", subject=f"run {r.id} of {r.model}", creator=f"Ancho {r.ancho_version}",
+        sink,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=18 * mm,
+        title=f"Ancho report: {r.model} run {r.id}",
+        author="Ancho",
+        subject=f"run {r.id} of {r.model}",
+        creator=f"Ancho {r.ancho_version}",
     )
     story = _story(data, plots, doc.width)
     doc.build(story, canvasmaker=_numbered_canvas(r.id))
@@ -189,23 +234,36 @@ def _story(data: ReportData, plots: dict, width: float) -> list:
 
     st = _styles()
     r = data.record
-    story: list = [_p(f"{r.model or 'Model'}", st["title"]), _p(f"Ancho report · run {r.id} · {r.status}", st["subtitle"])]
+    story: list = [
+        _p(f"{r.model or 'Model'}", st["title"]),
+        _p(f"Ancho report · run {r.id} · {r.status}", st["subtitle"]),
+    ]
     if data.doc:
         story.append(_p(data.doc, st["doc"]))
     if r.status != "succeeded":
         reason = f"The run {r.status}" + (f": {r.error}" if r.error and r.status != "cancelled" else ".")
         story.append(_p(reason, st["warn"]))
         if data.partial:
-            story.append(_p(f"The tables and plots below describe the {data.stored:,} sequences stored before it ended; "
-                            "they are not the run's summary.", st["body"]))
+            story.append(
+                _p(
+                    f"The tables and plots below describe the {data.stored:,} sequences stored before it ended; "
+                    "they are not the run's summary.",
+                    st["body"],
+                )
+            )
         story.append(Spacer(1, 2 * mm))
 
     story.append(_p("Run", st["h2"]))
     story.append(_table([[k, v] for k, v in run_rows(r)], [32 * mm, width - 32 * mm], numeric_from=2, header=False))
     story.append(_p("Parameters", st["h2"]))
     if r.params:
-        story.append(_table([["parameter", "value"]] + [[k, fmt(v)] for k, v in r.params.items()],
-                            [60 * mm, width - 60 * mm], numeric_from=2))
+        story.append(
+            _table(
+                [["parameter", "value"]] + [[k, fmt(v)] for k, v in r.params.items()],
+                [60 * mm, width - 60 * mm],
+                numeric_from=2,
+            )
+        )
     else:
         story.append(_p("This model has no parameters.", st["body"]))
 
@@ -223,30 +281,64 @@ def _summary_section(data: ReportData, width: float) -> list:
     if summary is None:
         out.append(_p("No sequence results were stored, so there is nothing to summarise.", st["body"]))
         return out
-    out.append(_p(f"{summary['sequences']:,} sequences, seed {summary['seed']}, {summary.get('failures') or 0:,} failed. "
-                  "Means with their 95% confidence interval (Student t; Wilson for true/false outputs), "
-                  "standard deviation and percentiles.", st["body"]))
+    out.append(
+        _p(
+            f"{summary['sequences']:,} sequences, seed {summary['seed']}, {summary.get('failures') or 0:,} failed. "
+            "Means with their 95% confidence interval (Student t; Wilson for true/false outputs), "
+            "standard deviation and percentiles.",
+            st["body"],
+        )
+    )
     out.append(_space(2))
     rows = [list(SUMMARY_COLUMNS)]
     for name, s in summary["outputs"].items():
-        rows.append([name, fmt(s["mean"]), ci(s["ci95"]), fmt(s["std"], 4), fmt(s["min"]), fmt(s["p5"]), fmt(s["p50"]),
-                     fmt(s["p95"]), fmt(s["max"]), fmt(s["count"])])
+        rows.append(
+            [
+                name,
+                fmt(s["mean"]),
+                ci(s["ci95"]),
+                fmt(s["std"], 4),
+                fmt(s["min"]),
+                fmt(s["p5"]),
+                fmt(s["p50"]),
+                fmt(s["p95"]),
+                fmt(s["max"]),
+                fmt(s["count"]),
+            ]
+        )
     out.append(_table(rows, fit_widths(rows, width)))
     if summary.get("targets"):
         out.append(_p("Targets", st["h3"]))
-        out.append(_p("The probability that a sequence's output meets each threshold, with its 95% (Wilson) interval.", st["body"]))
+        out.append(
+            _p(
+                "The probability that a sequence's output meets each threshold, with its 95% (Wilson) interval.",
+                st["body"],
+            )
+        )
         out.append(_space(2))
-        rows = [["target", "probability", "95% CI"]] + [[t["expr"], fmt(t["probability"]), ci(t["ci95"])] for t in summary["targets"]]
+        rows = [["target", "probability", "95% CI"]] + [
+            [t["expr"], fmt(t["probability"]), ci(t["ci95"])] for t in summary["targets"]
+        ]
         out.append(_table(rows, fit_widths(rows, width)))
     if summary.get("until"):
         u = summary["until"]
         state = "met" if u["met"] else f"NOT met: the run stopped at its cap of {u['max_sequences']:,} sequences"
         out.append(_p("Precision goal", st["h3"]))
-        out.append(_p(f"{u['expr']}: 95% CI half-width {fmt(u['half_width'])} for a goal of {fmt(u['goal'])}: {state}.", st["body"]))
+        out.append(
+            _p(
+                f"{u['expr']}: 95% CI half-width {fmt(u['half_width'])} for a goal of {fmt(u['goal'])}: {state}.",
+                st["body"],
+            )
+        )
     if summary.get("custom"):
         out.append(_p("Custom summaries", st["h3"]))
-        out.append(_table([["summary", "value"]] + [[k, fmt(v)] for k, v in summary["custom"].items()],
-                          [60 * mm, width - 60 * mm], numeric_from=2))
+        out.append(
+            _table(
+                [["summary", "value"]] + [[k, fmt(v)] for k, v in summary["custom"].items()],
+                [60 * mm, width - 60 * mm],
+                numeric_from=2,
+            )
+        )
     return out
 
 
@@ -267,9 +359,14 @@ def _figures_section(data: ReportData, plots: dict, width: float) -> list:
     if not plots:
         return []
     st = _styles()
-    heading = [_p("Outputs", st["h2"]),
-               _p("Per output: the distribution of its values over all sequences, and the running mean in sequence "
-                  "order with its 95% confidence band: a band that has settled shows enough sequences were run.", st["body"])]
+    heading = [
+        _p("Outputs", st["h2"]),
+        _p(
+            "Per output: the distribution of its values over all sequences, and the running mean in sequence "
+            "order with its 95% confidence band: a band that has settled shows enough sequences were run.",
+            st["body"],
+        ),
+    ]
     height = width * figures.SIZE[1] / figures.SIZE[0]
     fig = figures.new_figure()
     out: list = []
@@ -289,10 +386,15 @@ def _failures_section(data: ReportData, width: float) -> list:
         return []
     st = _styles()
     listed = data.failures
-    out: list = [_p("Failures", st["h2"]),
-                 _p(f"{r.failures:,} {'sequence' if r.failures == 1 else 'sequences'} raised an exception "
-                    f"(the run allowed {r.max_failures:,})." + (f" The first {len(listed)} are listed." if len(listed) < r.failures else ""),
-                    st["body"])]
+    out: list = [
+        _p("Failures", st["h2"]),
+        _p(
+            f"{r.failures:,} {'sequence' if r.failures == 1 else 'sequences'} raised an exception "
+            f"(the run allowed {r.max_failures:,})."
+            + (f" The first {len(listed)} are listed." if len(listed) < r.failures else ""),
+            st["body"],
+        ),
+    ]
     if not listed:
         return out
     rows = [["sequence", "error"]] + [[f"{f.sequence}", f.error] for f in listed]
@@ -306,7 +408,12 @@ def _failures_section(data: ReportData, width: float) -> list:
         lines = f.traceback.rstrip().splitlines()
         if len(lines) > TRACEBACK_LINES:
             lines = ["…"] + lines[-TRACEBACK_LINES:]
-        out.append(KeepTogether([_p(f"Traceback of sequence {f.sequence} ({kind})", st["h3"]),
-                                 Preformatted("\n".join(lines), st["code"], maxLineLength=130, newLineChars="")]))
+        out.append(
+            KeepTogether(
+                [
+                    _p(f"Traceback of sequence {f.sequence} ({kind})", st["h3"]),
+                    Preformatted("\n".join(lines), st["code"], maxLineLength=130, newLineChars=""),
+                ]
+            )
+        )
     return out
-

@@ -67,7 +67,9 @@ class BodyLimit:
                 except ValueError:
                     return await _json(send, 400, "the Content-Length header is not a number")
                 if declared > self.limit:
-                    return await _json(send, 413, f"the request body is {declared:,} bytes; this server accepts at most {self.limit:,}")
+                    return await _json(
+                        send, 413, f"the request body is {declared:,} bytes; this server accepts at most {self.limit:,}"
+                    )
                 return await self.app(scope, receive, send)
         parts: list[bytes] = []
         seen = 0
@@ -78,7 +80,9 @@ class BodyLimit:
                 break
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                return await _json(send, 413, f"the request body is over {self.limit:,} bytes, the most this server accepts")
+                return await _json(
+                    send, 413, f"the request body is over {self.limit:,} bytes, the most this server accepts"
+                )
             parts.append(message.get("body", b""))
             if not message.get("more_body", False):
                 first = {"type": "http.request", "body": b"".join(parts), "more_body": False}
@@ -128,6 +132,7 @@ class HeadAsGet:
                 return {"type": "http.disconnect"}
             got = None
             async with anyio.create_task_group() as tg:
+
                 async def client():
                     nonlocal got
                     got = await receive()
@@ -148,7 +153,13 @@ async def _json(send, status: int, detail: str) -> None:
     import json
 
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -224,8 +235,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        log.info("Ancho %s: home %s, store %s, %d runs at a time, %d workers each",
-                 __version__, settings.home, svc.store.url, settings.concurrency, settings.workers)
+        log.info(
+            "Ancho %s: home %s, store %s, %d runs at a time, %d workers each",
+            __version__,
+            settings.home,
+            svc.store.url,
+            settings.concurrency,
+            settings.workers,
+        )
         svc.start()
         _watch_for_shutdown(svc)
         # What exists now (modules, the app, its routes) lives as long as the server: frozen, the collector stops

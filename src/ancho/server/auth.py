@@ -100,7 +100,9 @@ class BearerUser(HTTPBearer):
         return request.app.state.auth.resolve(request.scope)
 
 
-current_user = BearerUser(auto_error=False, scheme_name="HTTPBearer", description="A token from `ancho users add NAME`.")
+current_user = BearerUser(
+    auto_error=False, scheme_name="HTTPBearer", description="A token from `ancho users add NAME`."
+)
 
 
 def needs_token(route) -> bool:
@@ -111,4 +113,3 @@ def needs_token(route) -> bool:
 
     dependant = getattr(route, "dependant", None)
     return dependant is not None and walk(dependant)
-

@@ -81,13 +81,24 @@ class SparkSettings:
     idle_seconds: float = 300.0
 
     @classmethod
-    def of(cls, settings) -> "SparkSettings":
+    def of(cls, settings) -> SparkSettings:
         return cls(settings.spark_master, dict(settings.spark_conf), settings.spark_idle_seconds)
 
 
 class Dispatcher:
-    def __init__(self, store: Store, concurrency: int = 2, workers: int = 2, worker_setup=None, poll: float = 0.5, nice: int = 0,
-                 exports: Path | None = None, spark: SparkSettings | None = None, idle: bool = False, server: str | None = None):
+    def __init__(
+        self,
+        store: Store,
+        concurrency: int = 2,
+        workers: int = 2,
+        worker_setup=None,
+        poll: float = 0.5,
+        nice: int = 0,
+        exports: Path | None = None,
+        spark: SparkSettings | None = None,
+        idle: bool = False,
+        server: str | None = None,
+    ):
         """``worker_setup(root, run_id=, read_only=)`` gives LocalExecutor options and a sandbox (see Service.worker_setup).
 
         ``server``: this server's id; the dispatcher takes only the runs submitted to it (submitted_here).
@@ -164,7 +175,9 @@ class Dispatcher:
             queued.sort(key=lambda r: (busy[r.owner], r.created))
             record = queued[0]
             handle = RunHandle()
-            thread = threading.Thread(target=self._execute, args=(record, handle), name=f"ancho-run-{record.id}", daemon=True)
+            thread = threading.Thread(
+                target=self._execute, args=(record, handle), name=f"ancho-run-{record.id}", daemon=True
+            )
             self._running[record.id] = (thread, handle, record.owner)
             self._executors[record.id] = record.executor
             self.store.update_run(record.id, status="running")
@@ -179,8 +192,15 @@ class Dispatcher:
                 raise RunFailed(f"run {record.id} has no server submission recorded; submit it again")
             model = loaded_from_record(record, submission)
             spec = RunSpec.build(
-                model, submission.params, record.sequences, record.seed, record.targets, record.until,
-                record.max_sequences, record.max_failures, resolved=True,
+                model,
+                submission.params,
+                record.sequences,
+                record.seed,
+                record.targets,
+                record.until,
+                record.max_sequences,
+                record.max_failures,
+                resolved=True,
             )
             log.info("run %s (%s, user %s) starting", record.id, record.model, record.owner)
             options, sandbox, export = {}, None, None
@@ -198,7 +218,9 @@ class Dispatcher:
                     read_only = (str(export),)
                 options, sandbox = self.worker_setup(Path(model.ref.root), run_id=record.id, read_only=read_only)
                 if export is not None:
-                    options["results"] = lambda source, run=record.id, folder=export: export_results(self.store, run, folder)
+                    options["results"] = lambda source, run=record.id, folder=export: export_results(
+                        self.store, run, folder
+                    )
             try:
                 with self._executor(record, options) as executor:
                     final = execute(model, spec, self.store, executor, record, None, handle)
@@ -231,8 +253,10 @@ class Dispatcher:
             return LocalExecutor(self.workers, nice=self.nice, idle=self.idle, **options)
         if record.executor != self.spark.master:  # queued under another configuration
             offered = quoted_choices(offered_executors(self.spark.master))
-            raise AnchoError(f"executor '{record.executor}' is not offered by this server any more (it executes runs on "
-                             f"{offered}); submit the run again")
+            raise AnchoError(
+                f"executor '{record.executor}' is not offered by this server any more (it executes runs on "
+                f"{offered}); submit the run again"
+            )
         return make_executor(record.executor, None, conf=self.spark.conf, **options)
 
     def _release_idle_spark(self) -> None:
@@ -247,7 +271,10 @@ class Dispatcher:
         if time.monotonic() - self._spark_idle_since >= self.spark.idle_seconds:
             from ..executors.spark import stop_session
 
-            log.info("no Spark run for %.0f s: stopping the Spark session (its cores go back to the cluster)", self.spark.idle_seconds)
+            log.info(
+                "no Spark run for %.0f s: stopping the Spark session (its cores go back to the cluster)",
+                self.spark.idle_seconds,
+            )
             stop_session()
             self._spark_idle_since = None
 
@@ -266,7 +293,9 @@ class Dispatcher:
             elif handle.cancelled:
                 self.store.update_run(run_id, status="cancelled", error="cancelled", finished=time.time())
             else:
-                self.store.update_run(run_id, status="failed", error=error or "the run stopped unexpectedly", finished=time.time())
+                self.store.update_run(
+                    run_id, status="failed", error=error or "the run stopped unexpectedly", finished=time.time()
+                )
         except Exception:  # the store itself failing: the next start requeues the run
             log.exception("run %s: could not record how it ended", run_id)
 
@@ -278,8 +307,10 @@ class Dispatcher:
             if not record.final and submitted_elsewhere(record, self.server):
                 # its own server could claim it or write its progress at any moment: a status written from
                 # here would race those writes (the store has no compare-and-set), so it is cancelled there
-                raise Conflict(f"run {run_id} was submitted to another server sharing this store "
-                               f"(server id {Submission.of(record).server}); cancel it through that server")
+                raise Conflict(
+                    f"run {run_id} was submitted to another server sharing this store "
+                    f"(server id {Submission.of(record).server}); cancel it through that server"
+                )
             if record.status == "queued":
                 self.store.update_run(run_id, status="cancelled", finished=time.time(), error="cancelled")
             elif record.status == "running" and run_id in self._running:

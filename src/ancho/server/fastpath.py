@@ -51,8 +51,13 @@ class StatusCache:
         body = await self._answer(scope) if scope["type"] == "http" else None
         if body is None:
             return await self.app(scope, receive, send)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode()), _HEADERS]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode()), _HEADERS],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope) -> bytes | None:

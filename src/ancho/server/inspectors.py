@@ -58,7 +58,9 @@ class Inspectors:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
-        self._starter = ThreadPoolExecutor(1, thread_name_prefix="ancho-inspectors-start")  # its thread lives as long as this
+        self._starter = ThreadPoolExecutor(
+            1, thread_name_prefix="ancho-inspectors-start"
+        )  # its thread lives as long as this
 
     @contextmanager
     def worker(self, user: str, root: Path) -> Iterator[LocalExecutor]:

@@ -32,8 +32,11 @@ class Problem:
     def sentence(self) -> str:
         """The detail as one sentence (a page shows it; a list of field errors is joined, each after its field)."""
         if isinstance(self.detail, list):
-            return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'input'}: {e.get('msg', '')}"
-                             for e in self.detail if isinstance(e, dict))
+            return "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'input'}: {e.get('msg', '')}"
+                for e in self.detail
+                if isinstance(e, dict)
+            )
         return str(self.detail)
 
 
@@ -66,7 +69,9 @@ def unauthenticated() -> Problem:
 
 
 def of_validation(errors: list[dict]) -> Problem:
-    return Problem(422, [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors])
+    return Problem(
+        422, [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+    )
 
 
 def internal(exc: BaseException) -> Problem:

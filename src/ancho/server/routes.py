@@ -38,11 +38,17 @@ def _operation_id(route) -> str:
 
 router = APIRouter(prefix="/api/v1", generate_unique_id_function=_operation_id)
 
-ERRORS = {401: {"model": Error, "description": "No or invalid token"}, 404: {"model": Error, "description": "No such object for this user"}}
+ERRORS = {
+    401: {"model": Error, "description": "No or invalid token"},
+    404: {"model": Error, "description": "No such object for this user"},
+}
 #: what a request with a body may also get: an unreadable body (400), one too large (413), a bad value (422)
 BODY_ERRORS = {
     **ERRORS,
-    400: {"model": Error, "description": "The body could not be read (not UTF-8, a broken multipart form, a bad Content-Length)"},
+    400: {
+        "model": Error,
+        "description": "The body could not be read (not UTF-8, a broken multipart form, a bad Content-Length)",
+    },
     413: {"model": Error, "description": "The body is larger than the server accepts (setting max_body_bytes)"},
     422: {"model": Error, "description": "A value is wrong; `detail` names it"},
 }
@@ -65,7 +71,11 @@ async def health() -> dict:
 
 # -- models -------------------------------------------------------------------
 @router.post("/models", status_code=201, response_model=UploadView, responses=BODY_ERRORS, tags=["models"])
-async def upload_model(user: User, svc: Svc, file: UploadFile = File(..., description="A .tar.gz, .tar or .zip of the model's source folder.")) -> dict:
+async def upload_model(
+    user: User,
+    svc: Svc,
+    file: UploadFile = File(..., description="A .tar.gz, .tar or .zip of the model's source folder."),
+) -> dict:
     """Upload a model's source. Content-addressed: the same bytes always get the same id."""
     data = await file.read()
     return await run_in_threadpool(svc.uploads.add, user, data, file.filename or "")
@@ -120,7 +130,11 @@ async def get_run(run_id: str, user: User, svc: Svc):
 
 @router.get(
     "/runs/{run_id}/summary",
-    responses={**ERRORS, 200: {"model": Summary}, 409: {"model": Error, "description": "The run has not succeeded (yet)"}},
+    responses={
+        **ERRORS,
+        200: {"model": Summary},
+        409: {"model": Error, "description": "The run has not succeeded (yet)"},
+    },
     tags=["runs"],
 )
 def get_run_summary(run_id: str, user: User, svc: Svc) -> dict:
@@ -129,14 +143,19 @@ def get_run_summary(run_id: str, user: User, svc: Svc) -> dict:
     if record.summary is None:
         return JSONResponse(
             status_code=409,
-            content={"detail": f"run {run_id} is {record.status}; a summary exists once it has succeeded", "status": record.status,
-                     "error": record.error},
+            content={
+                "detail": f"run {run_id} is {record.status}; a summary exists once it has succeeded",
+                "status": record.status,
+                "error": record.error,
+            },
         )
     return record.summary
 
 
 @router.get("/runs/{run_id}/failures", response_model=list[FailureView], responses=ERRORS, tags=["runs"])
-def get_run_failures(run_id: str, user: User, svc: Svc, limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> list[dict]:
+def get_run_failures(
+    run_id: str, user: User, svc: Svc, limit: Annotated[int, Query(ge=1, le=10000)] = 100
+) -> list[dict]:
     """Sequences that raised, with tracebacks."""
     return svc.failures(user, run_id, limit)
 
@@ -147,7 +166,11 @@ def get_run_failures(run_id: str, user: User, svc: Svc, limit: Annotated[int, Qu
         **ERRORS,
         200: {
             "description": "JSON pages (format=json), CSV (a header line, then one line per sequence) or Parquet.",
-            "content": {"application/json": {"schema": ResultsPage.model_json_schema()}, "text/csv": {}, "application/vnd.apache.parquet": {}},
+            "content": {
+                "application/json": {"schema": ResultsPage.model_json_schema()},
+                "text/csv": {},
+                "application/vnd.apache.parquet": {},
+            },
         },
     },
     tags=["runs"],
@@ -166,7 +189,8 @@ def get_run_results(
         from ..exports import csv_chunks
 
         return StreamingResponse(
-            csv_chunks(svc.store, run_id), media_type="text/csv",
+            csv_chunks(svc.store, run_id),
+            media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{run_id}.csv"'},
         )
     if format == "parquet":
@@ -189,7 +213,8 @@ def get_run_results(
                     yield block
 
         return StreamingResponse(
-            blocks(), media_type="application/vnd.apache.parquet",
+            blocks(),
+            media_type="application/vnd.apache.parquet",
             headers={"Content-Disposition": f'attachment; filename="{run_id}.parquet"', "Content-Length": str(size)},
         )
     return results_page(svc, record, offset, limit)
@@ -200,14 +225,21 @@ def results_page(svc: Service, record, offset: int, limit: int) -> dict:
     from ..stats import clean
 
     nxt = offset + len(rows)
-    return {"run": record.id, "total": seen, "offset": offset, "limit": limit, "next": nxt if nxt < seen else None,
-            "results": clean(rows)}
+    return {
+        "run": record.id,
+        "total": seen,
+        "offset": offset,
+        "limit": limit,
+        "next": nxt if nxt < seen else None,
+        "results": clean(rows),
+    }
 
 
 @router.get(
     "/runs/{run_id}/report.pdf",
     responses={**ERRORS, 200: {"content": {"application/pdf": {}}, "description": "The run's report as a PDF."}},
-    response_class=Response, tags=["runs"],
+    response_class=Response,
+    tags=["runs"],
 )
 def get_run_report(run_id: str, user: User, svc: Svc) -> Response:
     """A PDF report: the run, its summary, targets, custom summaries, a histogram and convergence plot per output, failures.
@@ -215,13 +247,19 @@ def get_run_report(run_id: str, user: User, svc: Svc) -> Response:
     Works for every run: one that has not succeeded is described with the sequences stored so far.
     """
     pdf = svc.report_pdf(user, run_id)  # a sync handler: rendering runs in the thread pool, off the event loop
-    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="ancho-{run_id}.pdf"'})
+    return Response(
+        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="ancho-{run_id}.pdf"'}
+    )
 
 
 @router.get(
     "/runs/{run_id}/notebook.ipynb",
-    responses={**ERRORS, 200: {"content": {"application/x-ipynb+json": {}}, "description": "A Jupyter notebook (nbformat 4)."}},
-    response_class=Response, tags=["runs"],
+    responses={
+        **ERRORS,
+        200: {"content": {"application/x-ipynb+json": {}}, "description": "A Jupyter notebook (nbformat 4)."},
+    },
+    response_class=Response,
+    tags=["runs"],
 )
 def get_run_notebook(run_id: str, request: Request, user: User, svc: Svc) -> Response:
     """A Jupyter notebook that loads the run's results into a pandas DataFrame and reproduces its summary and plots.
@@ -231,11 +269,24 @@ def get_run_notebook(run_id: str, request: Request, user: User, svc: Svc) -> Res
     """
     api_url = str(request.base_url).rstrip("/")
     notebook = svc.report_notebook(user, run_id, api_url)
-    return Response(notebook, media_type="application/x-ipynb+json",
-                    headers={"Content-Disposition": f'attachment; filename="ancho-{run_id}.ipynb"'})
+    return Response(
+        notebook,
+        media_type="application/x-ipynb+json",
+        headers={"Content-Disposition": f'attachment; filename="ancho-{run_id}.ipynb"'},
+    )
 
 
-@router.get("/runs/{run_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `progress` while the run changes, then `end`."}}, tags=["runs"])
+@router.get(
+    "/runs/{run_id}/events",
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events: `progress` while the run changes, then `end`.",
+        },
+    },
+    tags=["runs"],
+)
 async def get_run_events(run_id: str, user: User, svc: Svc):
     """Live progress as server-sent events: `progress` events `{id, status, done, total, failures}`, then one `end`."""
     await svc.rendered_run(user, run_id, _progress)  # 404 before the stream starts
@@ -256,17 +307,35 @@ async def get_run_events(run_id: str, user: User, svc: Svc):
                 return
             await asyncio.sleep(0.25)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 def _progress(record) -> bytes:
     """What an event stream polls of a run (kept by the server like the status: Service.rendered_run)."""
-    return json.dumps({"id": record.id, "status": record.status, "done": record.done, "total": record.total,
-                       "failures": record.failures, "final": record.final, "error": record.error}).encode()
+    return json.dumps(
+        {
+            "id": record.id,
+            "status": record.status,
+            "done": record.done,
+            "total": record.total,
+            "failures": record.failures,
+            "final": record.final,
+            "error": record.error,
+        }
+    ).encode()
 
 
-@router.post("/runs/{run_id}/cancel", response_model=RunView, tags=["runs"], responses={
-    **ERRORS, 409: {"model": Error, "description": "The run was submitted to another server sharing this server's store"}})
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=RunView,
+    tags=["runs"],
+    responses={
+        **ERRORS,
+        409: {"model": Error, "description": "The run was submitted to another server sharing this server's store"},
+    },
+)
 def cancel_run(run_id: str, user: User, svc: Svc) -> dict:
     """Cancel a queued or running run (its workers stop at once); a finished run is returned unchanged.
 

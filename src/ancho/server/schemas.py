@@ -26,7 +26,9 @@ class ModelSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     upload: str | None = Field(None, min_length=1, description="An id returned by POST /api/v1/models.", max_length=64)
-    url: str | None = Field(None, min_length=1, description="A .tar.gz/.zip at https://, s3:// or file://.", max_length=2048)
+    url: str | None = Field(
+        None, min_length=1, description="A .tar.gz/.zip at https://, s3:// or file://.", max_length=2048
+    )
     git: str | None = Field(None, min_length=1, description="A git repository URL.", max_length=2048)
     ref: str | None = Field(None, min_length=1, description="With git: a tag, branch or commit.", max_length=256)
     entry: str | None = Field(
@@ -52,7 +54,10 @@ class RunRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "model": {"upload": "3eed222ad894ea5655a0922100b885c27ffd9d8ebca413041617e2db9fb44781", "entry": "model.py:Gambler"},
+                    "model": {
+                        "upload": "3eed222ad894ea5655a0922100b885c27ffd9d8ebca413041617e2db9fb44781",
+                        "entry": "model.py:Gambler",
+                    },
                     "params": {"stake": 4},
                     "sequences": 30000,
                     "seed": 9,
@@ -63,15 +68,27 @@ class RunRequest(BaseModel):
     )
 
     model: ModelSource
-    params: dict[str, Any] = Field(default_factory=dict, description="Parameter values, converted by the model's annotations.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameter values, converted by the model's annotations."
+    )
     # Counts are strict: JSON has numbers, so "10" or true for a count is a client bug worth a 422,
     # not something to guess at.
-    sequences: int | None = Field(None, ge=1, le=10**12, strict=True, description="How many sequences (with `until`: the first batch).")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True, description="The run's seed; default: a fresh one, recorded.")
-    targets: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100, description="Thresholds such as 'rounds>=30'.")
+    sequences: int | None = Field(
+        None, ge=1, le=10**12, strict=True, description="How many sequences (with `until`: the first batch)."
+    )
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, strict=True, description="The run's seed; default: a fresh one, recorded."
+    )
+    targets: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=100, description="Thresholds such as 'rounds>=30'."
+    )
     until: str | None = Field(None, max_length=200, description="Precision goal such as 'mean(payoff)+-0.01'.")
-    max_sequences: int | None = Field(None, ge=1, le=10**12, strict=True, description="Cap for `until` (default 1,000,000).")
-    max_failures: int = Field(0, ge=0, le=10**12, strict=True, description="Sequences allowed to raise before the run fails.")
+    max_sequences: int | None = Field(
+        None, ge=1, le=10**12, strict=True, description="Cap for `until` (default 1,000,000)."
+    )
+    max_failures: int = Field(
+        0, ge=0, le=10**12, strict=True, description="Sequences allowed to raise before the run fails."
+    )
     executor: str = Field("local", max_length=256, description="'local' or a Spark master URL.")
 
 
@@ -145,12 +162,32 @@ class Summary(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"run": "3f9c2a1b7d4e", "status": "succeeded", "sequences": 20000, "seed": 3,
-                 "params": {"stake": 3, "goal": 10, "p": 0.45},
-                 "outputs": {"rounds": {"count": 20000, "mean": 17.2, "std": 14.1, "sem": 0.1, "ci95": [17.0, 17.4], "min": 3,
-                                        "p5": 3, "p25": 7, "p50": 13, "p75": 23, "p95": 45, "max": 150}},
-                 "targets": [{"expr": "rounds>=30", "probability": 0.17, "ci95": [0.16, 0.18]}],
-                 "custom": {"median_rounds_when_won": 12.0}, "failures": 0}
+                {
+                    "run": "3f9c2a1b7d4e",
+                    "status": "succeeded",
+                    "sequences": 20000,
+                    "seed": 3,
+                    "params": {"stake": 3, "goal": 10, "p": 0.45},
+                    "outputs": {
+                        "rounds": {
+                            "count": 20000,
+                            "mean": 17.2,
+                            "std": 14.1,
+                            "sem": 0.1,
+                            "ci95": [17.0, 17.4],
+                            "min": 3,
+                            "p5": 3,
+                            "p25": 7,
+                            "p50": 13,
+                            "p75": 23,
+                            "p95": 45,
+                            "max": 150,
+                        }
+                    },
+                    "targets": [{"expr": "rounds>=30", "probability": 0.17, "ci95": [0.16, 0.18]}],
+                    "custom": {"median_rounds_when_won": 12.0},
+                    "failures": 0,
+                }
             ]
         }
     )
@@ -164,7 +201,9 @@ class Summary(BaseModel):
     targets: list[TargetSummary]
     custom: dict[str, Any]
     failures: int
-    until: dict[str, Any] | None = Field(None, description="With a precision goal: its expression, half-width reached, goal and whether it was met.")
+    until: dict[str, Any] | None = Field(
+        None, description="With a precision goal: its expression, half-width reached, goal and whether it was met."
+    )
 
 
 class FailureView(BaseModel):

@@ -18,12 +18,21 @@ from pathlib import Path
 from ..engine import RunSpec, create_record
 from ..errors import Field, FieldError, InputError, ModelError, NotFound, RunCancelled, RunFailed
 from ..executors import is_spark_master
-from ..inputs import RunSettings, run_settings
-from ..loading import FileRef, LoadedModel
-from ..isolation import EnvironmentFailed, Environments, InstallPolicy, ancho_pythonpath
-from ..sources.fetch import FetchError, FetchPolicy, fetch_source
 from ..executors.prepare import worker_options
-from ..isolation import Sandbox, SandboxPolicy, hidden_paths, limits_env, sandbox_problem
+from ..inputs import RunSettings, run_settings
+from ..isolation import (
+    EnvironmentFailed,
+    Environments,
+    InstallPolicy,
+    Sandbox,
+    SandboxPolicy,
+    ancho_pythonpath,
+    hidden_paths,
+    limits_env,
+    sandbox_problem,
+)
+from ..loading import FileRef, LoadedModel
+from ..sources.fetch import FetchError, FetchPolicy, fetch_source
 from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
 from ..stores.base import RunRecord
@@ -33,7 +42,6 @@ from .schemas import ModelSource, RunRequest, failure_views, run_view
 from .settings import Settings, quoted_choices
 from .status import RenderedRuns
 from .users import Users
-
 
 log = logging.getLogger("ancho.server")
 
@@ -115,19 +123,36 @@ class Service:
         self.users = Users(settings.db_path, on_add=getattr(self.store, "add_owner", None))
         self.uploads = Uploads(settings.home, settings.db_path, settings.max_archive_bytes, settings.max_archive_files)
         self.fetch_policy = FetchPolicy.for_server(
-            file_roots=tuple(settings.source_file_roots), loopback_http=settings.allow_loopback_http,
-            max_bytes=settings.max_archive_bytes, max_files=settings.max_archive_files, timeout=settings.fetch_timeout,
-            private_hosts=settings.source_private_hosts, git_protocol=settings.source_git_protocol,
+            file_roots=tuple(settings.source_file_roots),
+            loopback_http=settings.allow_loopback_http,
+            max_bytes=settings.max_archive_bytes,
+            max_files=settings.max_archive_files,
+            timeout=settings.fetch_timeout,
+            private_hosts=settings.source_private_hosts,
+            git_protocol=settings.source_git_protocol,
             s3_buckets=tuple(settings.source_s3_buckets),
         )
         self.sandboxed = self._check_sandbox()
-        self.environments = Environments(settings.home / "envs", install=InstallPolicy(
-            index_url=settings.package_index, source_builds=settings.allow_source_builds,
-            sandboxed=self.sandboxed, hidden=hidden_paths(settings.home),
-        ))
-        self.dispatcher = Dispatcher(self.store, settings.concurrency, settings.workers, self.worker_setup, nice=settings.worker_nice,
-                                     exports=settings.home / "exports", spark=SparkSettings.of(settings),
-                                     idle=settings.worker_idle, server=self.id)
+        self.environments = Environments(
+            settings.home / "envs",
+            install=InstallPolicy(
+                index_url=settings.package_index,
+                source_builds=settings.allow_source_builds,
+                sandboxed=self.sandboxed,
+                hidden=hidden_paths(settings.home),
+            ),
+        )
+        self.dispatcher = Dispatcher(
+            self.store,
+            settings.concurrency,
+            settings.workers,
+            self.worker_setup,
+            nice=settings.worker_nice,
+            exports=settings.home / "exports",
+            spark=SparkSettings.of(settings),
+            idle=settings.worker_idle,
+            server=self.id,
+        )
         #: warm workers that read models for submissions (a parameter sweep submits one model many times)
         self.inspectors = Inspectors(self.worker_setup, keep_seconds=settings.inspect_keep_seconds)
         #: the rendered statuses that clients poll (rendered_run)
@@ -184,7 +209,9 @@ class Service:
             except NotFound as exc:
                 raise FieldError(("body", "model", "upload"), str(exc)) from None
         try:
-            fetched = fetch_source(source.model_dump(exclude_none=True), self.settings.home / "sources", policy=self.fetch_policy)
+            fetched = fetch_source(
+                source.model_dump(exclude_none=True), self.settings.home / "sources", policy=self.fetch_policy
+            )
         except FetchError as exc:
             raise FieldError(("body", "model", exc.field or ("url" if source.url else "git")), str(exc)) from None
         return fetched.root, fetched.record
@@ -217,11 +244,18 @@ class Service:
                 return worker.inspect(target, params)
             except ModelError as exc:
                 raise FieldError(("body", "model", "entry"), f"model: {_scrub(str(exc), root)}") from None
-            except (RunFailed, RunCancelled) as exc:  # the worker died (sys.exit, os._exit, a crash) or the timer killed it
+            except (
+                RunFailed,
+                RunCancelled,
+            ) as exc:  # the worker died (sys.exit, os._exit, a crash) or the timer killed it
                 if not timer.is_alive():
-                    raise FieldError(("body", "model"), f"model: loading the model's code took longer than {timeout:g} s; "
-                                     "do less work at import time") from None
-                raise FieldError(("body", "model"), f"model: loading the model's code ended its process ({exc})") from None
+                    raise FieldError(
+                        ("body", "model"),
+                        f"model: loading the model's code took longer than {timeout:g} s; do less work at import time",
+                    ) from None
+                raise FieldError(
+                    ("body", "model"), f"model: loading the model's code ended its process ({exc})"
+                ) from None
             finally:
                 timer.cancel()
 
@@ -243,8 +277,13 @@ class Service:
     def policy(self, read_only: tuple[str, ...], scratch: Path | None) -> SandboxPolicy:
         st = self.settings
         return SandboxPolicy(
-            scratch=scratch, read_only=read_only, address_space=st.sandbox_memory_bytes, cpu_seconds=st.sandbox_cpu_seconds,
-            open_files=st.sandbox_open_files, max_processes=st.sandbox_max_processes, sequence_timeout=st.sequence_timeout,
+            scratch=scratch,
+            read_only=read_only,
+            address_space=st.sandbox_memory_bytes,
+            cpu_seconds=st.sandbox_cpu_seconds,
+            open_files=st.sandbox_open_files,
+            max_processes=st.sandbox_max_processes,
+            sequence_timeout=st.sequence_timeout,
             hidden=hidden_paths(st.home),
         )
 
@@ -276,10 +315,20 @@ class Service:
         offered = self.settings.executors
         if request.executor not in offered:
             what = "a Spark master this server does not use" if is_spark_master(request.executor) else "unknown"
-            raise FieldError(Field.EXECUTOR,
-                             f"executor '{request.executor}' is {what}: this server executes runs on {quoted_choices(offered)}")
-        return run_settings(request.sequences, request.seed, request.targets, request.until, request.max_sequences,
-                            request.max_failures, cap=self.settings.max_sequences, capped_by="this server")
+            raise FieldError(
+                Field.EXECUTOR,
+                f"executor '{request.executor}' is {what}: this server executes runs on {quoted_choices(offered)}",
+            )
+        return run_settings(
+            request.sequences,
+            request.seed,
+            request.targets,
+            request.until,
+            request.max_sequences,
+            request.max_failures,
+            cap=self.settings.max_sequences,
+            capped_by="this server",
+        )
 
     def submit(self, user: str, request: RunRequest) -> RunRecord:
         checked = self.check_request(request)
@@ -291,8 +340,9 @@ class Service:
         from ..stores.base import Submission
 
         # what the dispatcher needs to execute the run later, typed (the params as given: see Submission.params)
-        submission = Submission(ref.root, ref.file, ref.class_name, request.params, self.id,
-                                request.model.model_dump(exclude_none=True))
+        submission = Submission(
+            ref.root, ref.file, ref.class_name, request.params, self.id, request.model.model_dump(exclude_none=True)
+        )
         extra = {Submission.KEY: submission.to_dict(), "info": found["model"]}
         workers = self.settings.workers if request.executor == "local" else None  # Spark: the cluster's cores
         record = create_record(model, spec, request.executor, workers, owner=user, extra=extra)
@@ -329,7 +379,9 @@ class Service:
 
         def render() -> bytes:
             with rendering():
-                return notebook_bytes(build_notebook(self.store, run_id, data_mode(record, "api"), owner=user, api_url=api_url))
+                return notebook_bytes(
+                    build_notebook(self.store, run_id, data_mode(record, "api"), owner=user, api_url=api_url)
+                )
 
         key = run_key(record, "notebook", api_url)
         return render() if key is None else reports.get(key, render)

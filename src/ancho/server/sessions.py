@@ -78,11 +78,15 @@ class Sessions:
         """The live session of a cookie value: not expired, and its token not revoked or replaced."""
         if not sid or len(sid) > 100:
             return None
-        row = self.db.conn().execute(
-            "SELECT s.user, s.csrf FROM web_sessions s JOIN users u ON u.name = s.user AND u.token_hash = s.token_hash "
-            "WHERE s.id_hash = ? AND s.expires > ? AND u.revoked IS NULL",
-            (_hash(sid), time.time()),
-        ).fetchone()
+        row = (
+            self.db.conn()
+            .execute(
+                "SELECT s.user, s.csrf FROM web_sessions s JOIN users u ON u.name = s.user AND u.token_hash = s.token_hash "
+                "WHERE s.id_hash = ? AND s.expires > ? AND u.revoked IS NULL",
+                (_hash(sid), time.time()),
+            )
+            .fetchone()
+        )
         return Session(row[0], row[1]) if row else None
 
     def close(self, sid: str | None) -> None:
@@ -94,4 +98,3 @@ class Sessions:
 def same(a: str | None, b: str | None) -> bool:
     """Constant-time equality of two secrets (False when either is missing)."""
     return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
-

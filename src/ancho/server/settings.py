@@ -1,9 +1,9 @@
 """Server settings: defaults, then a TOML config file, then ``ANCHO_*`` environment variables, then flags.
 
-    # ancho.toml
-    host = "127.0.0.1"
-    port = 8642
-    concurrency = 2
+# ancho.toml
+host = "127.0.0.1"
+port = 8642
+concurrency = 2
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from ..errors import InputError
 from ..executors import is_spark_master
 from ..executors.local import default_workers
-from ..sources.extract import MAX_FILES, MAX_TOTAL_BYTES
 from ..home import default_home
+from ..sources.extract import MAX_FILES, MAX_TOTAL_BYTES
 
 
 def offered_executors(spark_master: str | None) -> list[str]:
@@ -133,7 +133,9 @@ class Settings(BaseModel):
         for name in cls.model_fields:
             value = os.environ.get(f"ANCHO_{name.upper()}")
             if value is not None and value != "":
-                if value.lstrip().startswith(("[", "{")):  # JSON: ANCHO_SOURCE_FILE_ROOTS='["/srv/models"]', ANCHO_SPARK_CONF='{…}'
+                if value.lstrip().startswith(
+                    ("[", "{")
+                ):  # JSON: ANCHO_SOURCE_FILE_ROOTS='["/srv/models"]', ANCHO_SPARK_CONF='{…}'
                     try:
                         value = json.loads(value)
                     except json.JSONDecodeError:

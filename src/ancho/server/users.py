@@ -53,7 +53,9 @@ def check_name(name: str) -> str:
             f"user name '{name}' is not allowed: use 1-32 lowercase letters, digits or '_', starting with a letter"
         )
     if name in RESERVED:
-        raise InputError(f"user name '{name}' is reserved (runs made on this machine without a server belong to it); choose another")
+        raise InputError(
+            f"user name '{name}' is reserved (runs made on this machine without a server belong to it); choose another"
+        )
     return name
 
 
@@ -61,6 +63,7 @@ def users_for(settings) -> Users:
     """The users of the server ``settings`` describe; with a Cassandra store, adding one also creates their keyspace and role."""
     on_add = None
     if settings.store and settings.store.startswith("cassandra://"):
+
         def on_add(name: str) -> None:
             from ..stores import open_store
 
@@ -69,6 +72,7 @@ def users_for(settings) -> Users:
                 store.add_owner(name)
             finally:
                 store.close()
+
     return Users(settings.db_path, on_add=on_add)
 
 

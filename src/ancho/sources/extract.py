@@ -129,7 +129,9 @@ def tar_members(tar: tarfile.TarFile, max_bytes: int, max_files: int) -> list[ta
             raise _too_many(max_files)
         _check_name(m.name)
         if m.isdev() or m.isfifo() or m.ischr() or m.isblk():
-            raise ArchiveError(f"archive member '{m.name}' is a device or pipe; only files, folders and links are allowed")
+            raise ArchiveError(
+                f"archive member '{m.name}' is a device or pipe; only files, folders and links are allowed"
+            )
         total += m.size
         if total > max_bytes:
             raise ArchiveError(f"the archive unpacks to more than {_size(max_bytes)} (at member '{m.name}')")
@@ -193,7 +195,9 @@ def zip_directory_check(data: bytes, max_files: int) -> None:
     if end[_ENTRIES_TOTAL] > max_files:
         raise _too_many(max_files)
     if end[_DIRECTORY_SIZE] > max_files * _ZIP_DIR_BYTES_PER_FILE + 65536:
-        raise ArchiveError(f"the archive's member list is larger than {max_files:,} members can need; at most {max_files:,} members are allowed")
+        raise ArchiveError(
+            f"the archive's member list is larger than {max_files:,} members can need; at most {max_files:,} members are allowed"
+        )
 
 
 def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> None:
@@ -212,7 +216,9 @@ def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
         # store permission bits only, with no file type: that is a plain file, not something odd.
         kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
         if kind == stat.S_IFLNK:
-            raise ArchiveError(f"archive member '{info.filename}' is a symbolic link; zip uploads may hold only files and folders")
+            raise ArchiveError(
+                f"archive member '{info.filename}' is a symbolic link; zip uploads may hold only files and folders"
+            )
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise ArchiveError(f"archive member '{info.filename}' is not a file or folder")
         declared += info.file_size
@@ -234,7 +240,9 @@ def _extract_zip(data: bytes, dest: Path, max_bytes: int, max_files: int) -> Non
                             break
                         written += len(block)
                         if written > max_bytes:
-                            raise ArchiveError(f"the archive unpacks to more than {_size(max_bytes)} (at member '{info.filename}')")
+                            raise ArchiveError(
+                                f"the archive unpacks to more than {_size(max_bytes)} (at member '{info.filename}')"
+                            )
                         out.write(block)
             # OSError: a member whose folder is a file of the archive, or the reverse; NotImplementedError
             # and RuntimeError: compression methods or encryption zipfile cannot read

@@ -121,7 +121,7 @@ def fetch_source(spec: dict, cache_dir: Path | str, *, policy: FetchPolicy | Non
     the part of the run spec to blame (for a 4xx body's ``loc``).
     """
     if not isinstance(spec, dict):
-        raise InputError("model: give {\"url\": …} or {\"git\": …, \"ref\": …}")
+        raise InputError('model: give {"url": …} or {"git": …, "ref": …}')
     given = {k: v for k, v in spec.items() if v is not None and k != "entry"}
     unknown = set(given) - {"url", "git", "ref"}
     if "upload" in unknown:
@@ -194,7 +194,7 @@ def parse_source_arg(text: str) -> tuple[dict, str | None] | None:
             raise UnsupportedSource(f"'{redact_url(text)}': write git+https://host/repo.git@REF[:file.py][:Class]")
         return None
     scheme = m.group(1).lower()
-    rest = s[m.end():]
+    rest = s[m.end() :]
     slash = rest.find("/")
     authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
     path, entry = _split_entry(path)
@@ -202,9 +202,11 @@ def parse_source_arg(text: str) -> tuple[dict, str | None] | None:
         ref = None
         at = path.rfind("@")
         if at >= 0:
-            path, ref = path[:at], path[at + 1:]
+            path, ref = path[:at], path[at + 1 :]
             if not ref:
-                raise UnsupportedSource(f"'{redact_url(text)}': nothing after '@'; write git+URL@REF (a tag, branch or commit)")
+                raise UnsupportedSource(
+                    f"'{redact_url(text)}': nothing after '@'; write git+URL@REF (a tag, branch or commit)"
+                )
         spec: dict = {"git": f"{scheme}://{authority}{path}"}
         if ref:
             spec["ref"] = ref

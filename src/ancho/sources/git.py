@@ -49,8 +49,17 @@ _SHA_FULL = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _SHA_SHORT = re.compile(r"^[0-9a-f]{4,63}$")
 _BAD_REF = re.compile(r"(^[-/.]|\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|/$|\.lock$|//|\.$)")
 _GIT_PRIVATE_ENV = (
-    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_NAMESPACE", "GIT_COMMON_DIR", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_COMMON_DIR",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "GIT_EXEC_PATH",
+    "GIT_TEMPLATE_DIR",
 )
 
 
@@ -74,7 +83,9 @@ def _git_protocol(url: str, policy: FetchPolicy) -> str:
     if not isinstance(url, str) or not url:
         raise UnsupportedSource("model.git: give a repository URL such as https://host/repo.git")
     if _TRANSPORT_HELPER.match(url):
-        raise UnsupportedSource(f"model.git '{origin}': git transport helpers ('{url.split('::')[0]}::') are not allowed")
+        raise UnsupportedSource(
+            f"model.git '{origin}': git transport helpers ('{url.split('::')[0]}::') are not allowed"
+        )
     if _CONTROL.search(url) or url.startswith("-"):
         raise UnsupportedSource(f"model.git '{origin}': not a repository URL")
     if "://" in url:
@@ -85,13 +96,19 @@ def _git_protocol(url: str, policy: FetchPolicy) -> str:
             raise UnsupportedSource(f"model.git '{origin}': not a valid URL ({exc})") from None
         proto = parts.scheme.lower()
         if proto == "http" and not (_is_loopback(parts.hostname) and policy.loopback_http):
-            raise UnsupportedSource(f"model.git '{origin}': plain http:// is not accepted (only for 127.0.0.1/localhost in testing); use https://")
+            raise UnsupportedSource(
+                f"model.git '{origin}': plain http:// is not accepted (only for 127.0.0.1/localhost in testing); use https://"
+            )
         if proto == "file":
             if parts.netloc not in ("", "localhost"):
-                raise UnsupportedSource(f"model.git '{origin}': file:// URLs name a local path, as in file:///srv/repo.git")
+                raise UnsupportedSource(
+                    f"model.git '{origin}': file:// URLs name a local path, as in file:///srv/repo.git"
+                )
             _check_file_path(Path(unquote(parts.path)), origin, policy)
         elif proto not in _ALL_GIT_PROTOCOLS:
-            raise UnsupportedSource(f"model.git '{origin}': unsupported transport '{proto}'; use https://, git:// or ssh://")
+            raise UnsupportedSource(
+                f"model.git '{origin}': unsupported transport '{proto}'; use https://, git:// or ssh://"
+            )
         elif not parts.hostname:
             raise UnsupportedSource(f"model.git '{origin}': the URL has no host")
     elif url.startswith("/"):
@@ -172,13 +189,19 @@ class _Git:
         pinned = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
         return ["-c", f"http.curloptResolve={host}:{port}:{pinned}"]
 
-    def run(self, args: list[str], cwd: Path | None = None, watch: Path | None = None,
-            network: bool = False) -> tuple[int, bytes, str]:
+    def run(
+        self, args: list[str], cwd: Path | None = None, watch: Path | None = None, network: bool = False
+    ) -> tuple[int, bytes, str]:
         if shutil.which("git") is None:
             raise FetchError("git is not installed on this machine; install git to use model.git sources")
         cmd = ["git", *self.config, *(self.pin() if network else []), *args]
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cmd,
+            cwd=cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
         deadline = time.monotonic() + self.policy.timeout
@@ -215,21 +238,55 @@ class _Git:
             return _about_ref(SourceNotFound(f"ref '{self.ref}' not found in {where} (git: {line})"))
         if "transport" in low and "not allowed" in low:
             return UnsupportedSource(f"git {self.what()}: transport not allowed (git: {line})")
-        if any(s in low for s in ("authentication failed", "could not read username", "could not read password",
-                                  "permission denied", "terminal prompts disabled", "returned error: 401",
-                                  "returned error: 403")):
-            return SourceAccessDenied(f"git {self.what()}: access denied; the repository needs credentials (git: {line})")
-        if any(s in low for s in ("not found", "does not appear to be a git repository", "no such repository",
-                                  "not exported", "does not exist", "returned error: 404")):
+        if any(
+            s in low
+            for s in (
+                "authentication failed",
+                "could not read username",
+                "could not read password",
+                "permission denied",
+                "terminal prompts disabled",
+                "returned error: 401",
+                "returned error: 403",
+            )
+        ):
+            return SourceAccessDenied(
+                f"git {self.what()}: access denied; the repository needs credentials (git: {line})"
+            )
+        if any(
+            s in low
+            for s in (
+                "not found",
+                "does not appear to be a git repository",
+                "no such repository",
+                "not exported",
+                "does not exist",
+                "returned error: 404",
+            )
+        ):
             return SourceNotFound(f"git repository {where} not found (git: {line})")
-        if any(s in low for s in ("could not resolve", "connection refused", "unable to connect", "timed out",
-                                  "unable to access", "connection reset", "network is unreachable", "unable to look up")):
+        if any(
+            s in low
+            for s in (
+                "could not resolve",
+                "connection refused",
+                "unable to connect",
+                "timed out",
+                "unable to access",
+                "connection reset",
+                "network is unreachable",
+                "unable to look up",
+            )
+        ):
             return SourceUnreachable(f"git {self.what()}: cannot reach the repository (git: {line})")
         return FetchError(f"git {self.what()}: {doing} failed (git: {line})")
 
 
-_GIT_BOILERPLATE = ("please make sure you have the correct access rights", "and the repository exists",
-                    "could not read from remote repository")
+_GIT_BOILERPLATE = (
+    "please make sure you have the correct access rights",
+    "and the repository exists",
+    "could not read from remote repository",
+)
 
 
 def _last_line(err: str) -> str:
@@ -239,9 +296,8 @@ def _last_line(err: str) -> str:
     ``remote error:`` line is cut before its text.
     """
     err = re.sub(r"(remote error:).*", r"\1 the server refused the request", err, flags=re.I)
-    lines = [l.strip() for l in err.splitlines()
-             if l.strip() and not l.lower().startswith(("hint:", "remote:"))]
-    useful = [l for l in lines if not any(b in l.lower() for b in _GIT_BOILERPLATE)]
+    lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not ln.lower().startswith(("hint:", "remote:"))]
+    useful = [ln for ln in lines if not any(b in ln.lower() for b in _GIT_BOILERPLATE)]
     return (useful or lines or ["no message"])[-1]
 
 
@@ -328,8 +384,12 @@ def fetch_git(
         commit = None
         want = remote_ref or pinned
         if want:
-            rc, _, err = git.run(["fetch", "--quiet", "--depth", "1", "--no-tags", "--no-recurse-submodules", "--", url, want],
-                                 cwd=repo, watch=repo, network=True)
+            rc, _, err = git.run(
+                ["fetch", "--quiet", "--depth", "1", "--no-tags", "--no-recurse-submodules", "--", url, want],
+                cwd=repo,
+                watch=repo,
+                network=True,
+            )
             if rc == 0:
                 commit = _rev_parse(git, repo, "FETCH_HEAD^{commit}")
             elif not pinned:
@@ -338,13 +398,19 @@ def fetch_git(
                 raise git.fail(err, "fetching")
         if commit is None:
             # a short SHA, or a server that will not serve a commit by id: fetch everything and look it up
-            rc, _, err = git.run(["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--", url, "+refs/*:refs/fetched/*"],
-                                 cwd=repo, watch=repo, network=True)
+            rc, _, err = git.run(
+                ["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--", url, "+refs/*:refs/fetched/*"],
+                cwd=repo,
+                watch=repo,
+                network=True,
+            )
             if rc != 0:
                 raise git.fail(err, "fetching")
             commit = _rev_parse(git, repo, f"{ref}^{{commit}}")
             if commit is None:
-                raise _about_ref(SourceNotFound(f"ref '{ref}' not found in {origin}: no branch, tag or commit by that name"))
+                raise _about_ref(
+                    SourceNotFound(f"ref '{ref}' not found in {origin}: no branch, tag or commit by that name")
+                )
         if commit is None:
             raise _about_ref(SourceNotFound(f"ref '{ref}' not found in {origin}: it names no commit there"))
         if not (cache.git / commit).is_dir():
@@ -357,8 +423,16 @@ def fetch_git(
 
 def _refused_by_id(err: str) -> bool:
     low = err.lower()
-    return any(s in low for s in ("unadvertised object", "not our ref", "couldn't find remote ref", "no such remote ref",
-                                  "server does not allow"))
+    return any(
+        s in low
+        for s in (
+            "unadvertised object",
+            "not our ref",
+            "couldn't find remote ref",
+            "no such remote ref",
+            "server does not allow",
+        )
+    )
 
 
 def _rev_parse(git: _Git, repo: Path, what: str) -> str | None:
@@ -382,9 +456,13 @@ def _export(git: _Git, repo: Path, commit: str, cache: _Cache) -> None:
         if len(meta) == 4 and meta[3].isdigit():
             total += int(meta[3])
     if count > policy.max_files:
-        raise SourceTooLarge(f"git {git.what()}: commit {commit[:12]} has {count:,} files; at most {policy.max_files:,} are allowed")
+        raise SourceTooLarge(
+            f"git {git.what()}: commit {commit[:12]} has {count:,} files; at most {policy.max_files:,} are allowed"
+        )
     if total > policy.max_bytes:
-        raise SourceTooLarge(f"git {git.what()}: commit {commit[:12]} holds {_mib(total)}, more than the {_mib(policy.max_bytes)} cap")
+        raise SourceTooLarge(
+            f"git {git.what()}: commit {commit[:12]} holds {_mib(total)}, more than the {_mib(policy.max_bytes)} cap"
+        )
     rc, data, err = git.run(["archive", "--format=tar", commit], cwd=repo)
     if rc != 0:
         raise git.fail(err, "exporting the tree")

@@ -103,7 +103,7 @@ class FetchPolicy:
         git_protocol: bool = False,
         s3_buckets: tuple[str, ...] = (),
         **kwargs,
-    ) -> "FetchPolicy":
+    ) -> FetchPolicy:
         """A policy for fetching on behalf of remote users.
 
         ``file://`` only under ``file_roots`` (none by default), no plain http
@@ -116,10 +116,21 @@ class FetchPolicy:
         credentials, so only the buckets in ``s3_buckets`` (none: refused).
         """
         roots = tuple(str(Path(r).expanduser().resolve()) for r in file_roots)
-        protocols = (("https",) + (("git",) if git_protocol else ()) + (("file",) if roots else ())
-                     + (("http",) if loopback_http else ()))
-        return cls(file_roots=roots, loopback_http=loopback_http, git_protocols=protocols, isolated=True,
-                   private_hosts=private_hosts, s3_buckets=tuple(s3_buckets), **kwargs)
+        protocols = (
+            ("https",)
+            + (("git",) if git_protocol else ())
+            + (("file",) if roots else ())
+            + (("http",) if loopback_http else ())
+        )
+        return cls(
+            file_roots=roots,
+            loopback_http=loopback_http,
+            git_protocols=protocols,
+            isolated=True,
+            private_hosts=private_hosts,
+            s3_buckets=tuple(s3_buckets),
+            **kwargs,
+        )
 
 
 DEFAULT_POLICY = FetchPolicy()
@@ -226,7 +237,9 @@ def internal_address(address: str) -> bool:
 def refuse_internal(host: str, origin: str, what: str, *, resolved: bool) -> UnsupportedSource:
     """The error for a host that is (or resolves to) an internal address; never says which address."""
     how = "resolves to an internal address" if resolved else "is an internal address"
-    return UnsupportedSource(f"{what} '{origin}': host '{host}' {how} (loopback, private or link-local); {_PRIVATE_HOSTS_HINT}")
+    return UnsupportedSource(
+        f"{what} '{origin}': host '{host}' {how} (loopback, private or link-local); {_PRIVATE_HOSTS_HINT}"
+    )
 
 
 def is_ip_literal(host: str) -> bool:

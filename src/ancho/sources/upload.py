@@ -71,17 +71,21 @@ class Uploads:
     def get(self, owner: str, upload_id: str) -> dict:
         if not isinstance(upload_id, str) or not _ID.match(upload_id):
             raise NotFound(f"no uploaded model '{upload_id}' (ids are 64 hex digits, as POST /api/v1/models returned)")
-        row = self.db.conn().execute(
-            "SELECT id, filename, size, created FROM uploads WHERE owner = ? AND id = ?", (owner, upload_id)
-        ).fetchone()
+        row = (
+            self.db.conn()
+            .execute("SELECT id, filename, size, created FROM uploads WHERE owner = ? AND id = ?", (owner, upload_id))
+            .fetchone()
+        )
         if row is None:
             raise NotFound(f"no uploaded model '{upload_id}'")
         return {"id": row[0], "filename": row[1], "size": row[2], "created": row[3]}
 
     def list(self, owner: str) -> list[dict]:
-        rows = self.db.conn().execute(
-            "SELECT id, filename, size, created FROM uploads WHERE owner = ? ORDER BY created DESC", (owner,)
-        ).fetchall()
+        rows = (
+            self.db.conn()
+            .execute("SELECT id, filename, size, created FROM uploads WHERE owner = ? ORDER BY created DESC", (owner,))
+            .fetchall()
+        )
         return [{"id": r[0], "filename": r[1], "size": r[2], "created": r[3]} for r in rows]
 
     def tree(self, owner: str, upload_id: str) -> Path:

@@ -71,12 +71,18 @@ def _check_url(url: str, policy: FetchPolicy, what: str = "model.url") -> str:
         _s3_location(url, origin, policy, what)
     elif scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise UnsupportedSource(f"{what} '{origin}': file:// URLs name a local path, as in file:///data/model.tar.gz")
+            raise UnsupportedSource(
+                f"{what} '{origin}': file:// URLs name a local path, as in file:///data/model.tar.gz"
+            )
         _check_file_path(Path(unquote(parts.path)), origin, policy)
     elif scheme.startswith("git") or url.endswith(".git"):
-        raise UnsupportedSource(f"{what} '{origin}': a git repository goes in model.git (with model.ref), or git+URL@REF on the command line")
+        raise UnsupportedSource(
+            f"{what} '{origin}': a git repository goes in model.git (with model.ref), or git+URL@REF on the command line"
+        )
     else:
-        raise UnsupportedSource(f"{what} '{origin}': unsupported scheme '{scheme or '(none)'}'; use https://, s3:// or file://")
+        raise UnsupportedSource(
+            f"{what} '{origin}': unsupported scheme '{scheme or '(none)'}'; use https://, s3:// or file://"
+        )
     if scheme in ("http", "https") and not policy.private_hosts and is_ip_literal(parts.hostname):
         if internal_address(parts.hostname):  # a name is checked as it is connected to (_PublicResolver)
             raise refuse_internal(parts.hostname, origin, what, resolved=False)
@@ -134,7 +140,9 @@ def _read_capped(f, limit: int, origin: str, timeout: float | None = None) -> by
             raise SourceUnreachable(f"{origin}: the download took longer than {timeout:g} s")
         total += len(block)
         if total > limit:
-            raise SourceTooLarge(f"{origin}: larger than the {_mib(limit)} cap; make the archive smaller (leave out data and build outputs)")
+            raise SourceTooLarge(
+                f"{origin}: larger than the {_mib(limit)} cap; make the archive smaller (leave out data and build outputs)"
+            )
         chunks.append(block)
     return b"".join(chunks)
 
@@ -250,13 +258,18 @@ def _http_fs(scheme: str, policy: FetchPolicy):
 
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(policy.timeout, 30.0), sock_read=policy.timeout)
     # trust_env: proxies from the environment and ~/.netrc; a server (isolated) uses neither
-    return fsspec.filesystem(scheme, get_client=_client, client_kwargs={
-        "timeout": timeout, "trust_env": not policy.isolated, "private_hosts": policy.private_hosts,
-    })
+    return fsspec.filesystem(
+        scheme,
+        get_client=_client,
+        client_kwargs={
+            "timeout": timeout,
+            "trust_env": not policy.isolated,
+            "private_hosts": policy.private_hosts,
+        },
+    )
 
 
 def _read_http(url: str, origin: str, limit: int, policy: FetchPolicy, known: dict | None) -> tuple[bytes | None, dict]:
-    import asyncio
 
     import aiohttp
 
@@ -278,13 +291,17 @@ def _read_http(url: str, origin: str, limit: int, policy: FetchPolicy, known: di
         except aiohttp.ClientResponseError as exc:
             raise _http_status_error(origin, exc.status) from None  # not exc.message: the other side's words
         except aiohttp.ClientSSLError as exc:
-            raise SourceUnreachable(f"{origin}: TLS failed ({_tls_reason(exc)}); if the server uses a private CA, set SSL_CERT_FILE") from None
-        except (asyncio.TimeoutError, TimeoutError):
+            raise SourceUnreachable(
+                f"{origin}: TLS failed ({_tls_reason(exc)}); if the server uses a private CA, set SSL_CERT_FILE"
+            ) from None
+        except TimeoutError:
             raise SourceUnreachable(f"{origin}: no answer within {policy.timeout:g} s") from None
         except (aiohttp.ClientError, OSError) as exc:
             found = exc if isinstance(exc, InternalAddress) else getattr(exc, "os_error", None)
             if isinstance(found, InternalAddress):
-                raise _at_hop(refuse_internal(found.host, redact_url(current), "model.url", resolved=True), origin, current, url) from None
+                raise _at_hop(
+                    refuse_internal(found.host, redact_url(current), "model.url", resolved=True), origin, current, url
+                ) from None
             raise SourceUnreachable(f"{origin}: cannot connect: {_connect_reason(exc)}") from None
         except Exception as exc:  # fsspec wraps some timeouts in its own exception types
             if "Timeout" in type(exc).__name__:
@@ -300,7 +317,9 @@ def _read_http(url: str, origin: str, limit: int, policy: FetchPolicy, known: di
                 raise SourceUnreachable(f"{origin}: HTTP {status} redirect without a Location")
             current = urljoin(current, location)
             if urlsplit(current).scheme.lower() not in ("http", "https"):
-                raise UnsupportedSource(f"{origin}: redirected to a URL that is not accepted: only http(s) redirects are followed")
+                raise UnsupportedSource(
+                    f"{origin}: redirected to a URL that is not accepted: only http(s) redirects are followed"
+                )
             try:
                 _check_url(current, policy)
             except UnsupportedSource as exc:
@@ -318,7 +337,7 @@ def _read_http(url: str, origin: str, limit: int, policy: FetchPolicy, known: di
             raise SourceTooLarge(f"{origin}: {_mib(int(length))} is larger than the {_mib(limit)} cap")
         try:
             data = _read_capped(f, limit, origin, policy.timeout)
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise SourceUnreachable(f"{origin}: the download broke off: {_short(exc)}") from None
         finally:
             f.close()
@@ -413,13 +432,17 @@ def _read_s3(url: str, origin: str, limit: int, policy: FetchPolicy, known: dict
                 raise
             anon = True  # no credentials configured: try as an anonymous reader (public buckets)
             continue
-        except FileNotFoundError as exc:
+        except FileNotFoundError:
             raise SourceNotFound(f"{origin}: no such bucket or key") from None
         except PermissionError:
             hint = " (read anonymously: no AWS credentials are configured)" if anon else ""
-            raise SourceAccessDenied(f"{origin}: access denied{hint}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
+            raise SourceAccessDenied(
+                f"{origin}: access denied{hint}; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+            ) from None
         except BotoCoreError as exc:
-            raise SourceUnreachable(f"{origin}: {_short(exc)}; set AWS_ENDPOINT_URL_S3 for an S3-compatible server") from None
+            raise SourceUnreachable(
+                f"{origin}: {_short(exc)}; set AWS_ENDPOINT_URL_S3 for an S3-compatible server"
+            ) from None
         except OSError as exc:
             raise SourceUnreachable(f"{origin}: {_short(exc)}") from None
     raise SourceAccessDenied(f"{origin}: no AWS credentials found")  # pragma: no cover

@@ -50,7 +50,7 @@ def export_results(store: Store, run_id: str, folder) -> ChunkFiles:
     return ChunkFiles.of_folder(folder, store.get_run(run_id).schema)
 
 
-def open_store(url: "str | Store | None" = None) -> Store:
+def open_store(url: str | Store | None = None) -> Store:
     """A store from ``--store``: None (the embedded store under ANCHO_HOME), a folder, or ``cassandra://…``."""
     if isinstance(url, Store):
         return url
@@ -70,7 +70,13 @@ def open_store(url: "str | Store | None" = None) -> Store:
         return CassandraStore.from_url(url)
     from .embedded import EmbeddedStore
 
-    path = url[len("embedded://") :] if url.startswith("embedded://") else url[len("file://") :] if url.startswith("file://") else url
+    path = (
+        url[len("embedded://") :]
+        if url.startswith("embedded://")
+        else url[len("file://") :]
+        if url.startswith("file://")
+        else url
+    )
     if "://" in path:
         raise InputError(f"unknown store '{url}': use a folder path or cassandra://user:pass@host:port")
     return EmbeddedStore(path)

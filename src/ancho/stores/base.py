@@ -66,7 +66,7 @@ class RunRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         names = _RECORD_FIELDS  # (every status read builds one: the field names are looked up once)
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -128,8 +128,14 @@ class Submission:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Submission:
-        return cls(str(data["root"]), str(data["file"]), str(data["class_name"]), dict(data.get("params") or {}),
-                   data.get("server"), dict(data.get("model_source") or {}))
+        return cls(
+            str(data["root"]),
+            str(data["file"]),
+            str(data["class_name"]),
+            dict(data.get("params") or {}),
+            data.get("server"),
+            dict(data.get("model_source") or {}),
+        )
 
     @classmethod
     def of(cls, record) -> Submission | None:
@@ -142,8 +148,11 @@ class Submission:
         ref = spec.get(cls.KEY) if isinstance(spec, dict) else None
         if not isinstance(ref, dict):
             return None
-        old = {"params": spec.get("params", getattr(record, "params", {})), "server": spec.get("server"),
-               "model_source": spec.get("model")}
+        old = {
+            "params": spec.get("params", getattr(record, "params", {})),
+            "server": spec.get("server"),
+            "model_source": spec.get("model"),
+        }
         return cls.from_dict({**old, **ref})
 
 
@@ -183,7 +192,9 @@ class Store(ABC):
     def update_run(self, run_id: str, **changes: Any) -> None: ...
 
     @abstractmethod
-    def list_runs(self, owner: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    def list_runs(
+        self, owner: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
         """Newest first."""
 
     @abstractmethod
@@ -199,7 +210,7 @@ class Store(ABC):
         """The ``(start, stop)`` of every stored chunk, ascending."""
 
     @abstractmethod
-    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator["pa.RecordBatch"]:  # noqa: F821
+    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:  # noqa: F821
         """Results in sequence order, one Arrow batch at a time, cast to the run's schema."""
 
     @abstractmethod
@@ -269,7 +280,9 @@ def arrow_schema(kinds: dict[str, str], columns: list[str] | None = None):
     """The Arrow schema of a run's results: ``sequence`` then each output, by kind."""
     import pyarrow as pa
 
-    fields_ = [pa.field("sequence", pa.int64())] + [pa.field(n, pa.from_numpy_dtype(KIND_DTYPES[k])) for n, k in kinds.items()]
+    fields_ = [pa.field("sequence", pa.int64())] + [
+        pa.field(n, pa.from_numpy_dtype(KIND_DTYPES[k])) for n, k in kinds.items()
+    ]
     if columns is not None:
         fields_ = [f for f in fields_ if f.name in columns]
     return pa.schema(fields_)

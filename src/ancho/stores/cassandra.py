@@ -96,13 +96,15 @@ class CassandraStore(Store):
         self._owner_of = p(f"SELECT owner FROM {ks}.runs WHERE id = ?")
         self._delete = p(f"DELETE FROM {ks}.runs WHERE id = ?")
         self._owner_row = p(f"SELECT ks, role, password, ready FROM {ks}.owners WHERE owner = ?")
-        self._claim_owner = p(f"INSERT INTO {ks}.owners (owner, ks, role, password, ready) VALUES (?, ?, ?, ?, false) IF NOT EXISTS")
+        self._claim_owner = p(
+            f"INSERT INTO {ks}.owners (owner, ks, role, password, ready) VALUES (?, ?, ?, ?, false) IF NOT EXISTS"
+        )
         self._owner_ready = p(f"UPDATE {ks}.owners SET ready = true WHERE owner = ?")
         for stmt in (self._insert, self._delete, self._owner_ready):
             stmt.is_idempotent = True
 
     @classmethod
-    def from_url(cls, url: str) -> "CassandraStore":
+    def from_url(cls, url: str) -> CassandraStore:
         return cls(StoreURL.parse(url), redact(url))
 
     def _retry(self, what: str, call):
@@ -155,11 +157,16 @@ class CassandraStore(Store):
 
     def _create_owner(self, keyspace: str, role: str, password: str) -> None:
         rf = self.config.replication_factor
-        self._ddl(f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
+        self._ddl(
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}"
+        )
         for statement in TABLES:
             self._ddl(statement.format(ks=keyspace))
         quoted = password.replace("'", "''")
-        exists = self._retry("reading roles", lambda: self.session.execute("SELECT role FROM system_auth.roles WHERE role = %s", (role,)).one())
+        exists = self._retry(
+            "reading roles",
+            lambda: self.session.execute("SELECT role FROM system_auth.roles WHERE role = %s", (role,)).one(),
+        )
         if exists:  # left by an earlier catalog of the same name: it gets the password recorded now
             self._ddl(f"ALTER ROLE {role} WITH PASSWORD = '{quoted}' AND LOGIN = true")
         else:
@@ -174,7 +181,10 @@ class CassandraStore(Store):
             return
         self._ddl(f"DROP KEYSPACE IF EXISTS {row.ks}")
         self._ddl(f"DROP ROLE IF EXISTS {row.role}")
-        self._retry("removing an owner", lambda: self.session.execute(f"DELETE FROM {self.catalog}.owners WHERE owner = %s", (owner,)))
+        self._retry(
+            "removing an owner",
+            lambda: self.session.execute(f"DELETE FROM {self.catalog}.owners WHERE owner = %s", (owner,)),
+        )
         with self._lock:
             self._owners.pop(owner, None)
             self._results.pop(row.ks, None)
@@ -186,7 +196,9 @@ class CassandraStore(Store):
         self._ddl(f"DROP KEYSPACE IF EXISTS {self.catalog}")
 
     def owners(self) -> list[str]:
-        rows = self._retry("reading the owners", lambda: list(self.session.execute(f"SELECT owner FROM {self.catalog}.owners")))
+        rows = self._retry(
+            "reading the owners", lambda: list(self.session.execute(f"SELECT owner FROM {self.catalog}.owners"))
+        )
         return sorted(r.owner for r in rows)
 
     def _results_of(self, owner: str) -> RunResults:
@@ -242,7 +254,8 @@ class CassandraStore(Store):
         if kept is not None and kept[1] == self._last_write.get(run_id, 0):  # no write of ours since
             age = time.monotonic() - kept[0]
             if age < self.STATUS_FRESH_SECONDS or (
-                    not wait and run_id in self._reading and age < self.STATUS_FRESH_SECONDS + self.STATUS_STALE_SECONDS):
+                not wait and run_id in self._reading and age < self.STATUS_FRESH_SECONDS + self.STATUS_STALE_SECONDS
+            ):
                 if owner is not None and kept[3].owner != owner:
                     raise NotFound(f"no run '{run_id}'")
                 return kept[2], kept[3]
@@ -290,7 +303,9 @@ class CassandraStore(Store):
         self._retry("updating a run", lambda: self.session.execute(cql, (*args, run_id)))
         self._wrote(run_id)
 
-    def list_runs(self, owner: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    def list_runs(
+        self, owner: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
         where, args = [], []
         if owner is not None:
             where.append("owner = %s")
@@ -329,7 +344,9 @@ class CassandraStore(Store):
         if columns is not None:
             unknown = [c for c in columns if c not in schema.names]
             if unknown:
-                raise InputError(f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(['sequence', *kinds])})")
+                raise InputError(
+                    f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(['sequence', *kinds])})"
+                )
         return results.iter_batches(run_id, schema)
 
     def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:

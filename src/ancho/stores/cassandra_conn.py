@@ -54,17 +54,31 @@ class Endpoint:
 
     def to_dict(self) -> dict:
         return {
-            "hosts": list(self.hosts), "port": self.port, "username": self.username, "password": self.password,
-            "datacenter": self.datacenter, "retry_seconds": self.retry_seconds, "request_timeout": self.request_timeout,
+            "hosts": list(self.hosts),
+            "port": self.port,
+            "username": self.username,
+            "password": self.password,
+            "datacenter": self.datacenter,
+            "retry_seconds": self.retry_seconds,
+            "request_timeout": self.request_timeout,
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Endpoint":
-        return cls(tuple(data["hosts"]), int(data["port"]), data["username"], data["password"], data.get("datacenter"),
-                   float(data.get("retry_seconds", DEFAULT_RETRY_SECONDS)), float(data.get("request_timeout", 30.0)))
+    def from_dict(cls, data: dict) -> Endpoint:
+        return cls(
+            tuple(data["hosts"]),
+            int(data["port"]),
+            data["username"],
+            data["password"],
+            data.get("datacenter"),
+            float(data.get("retry_seconds", DEFAULT_RETRY_SECONDS)),
+            float(data.get("request_timeout", 30.0)),
+        )
 
-    def as_role(self, username: str, password: str) -> "Endpoint":
-        return Endpoint(self.hosts, self.port, username, password, self.datacenter, self.retry_seconds, self.request_timeout)
+    def as_role(self, username: str, password: str) -> Endpoint:
+        return Endpoint(
+            self.hosts, self.port, username, password, self.datacenter, self.retry_seconds, self.request_timeout
+        )
 
     @property
     def where(self) -> str:
@@ -84,14 +98,16 @@ class StoreURL:
     replication_factor: int = 1
 
     @classmethod
-    def parse(cls, url: str) -> "StoreURL":
+    def parse(cls, url: str) -> StoreURL:
         shown = redact(url)
         parts = urlsplit(url)
         if parts.scheme != "cassandra":
             raise InputError(f"store '{shown}' is not a cassandra:// URL")
         netloc = parts.netloc
         if "@" not in netloc:
-            raise InputError(f"store '{shown}': give the login, as cassandra://USER:PASSWORD@HOST:PORT (Cassandra runs with authentication on)")
+            raise InputError(
+                f"store '{shown}': give the login, as cassandra://USER:PASSWORD@HOST:PORT (Cassandra runs with authentication on)"
+            )
         userinfo, _, hostport = netloc.rpartition("@")
         user, sep, password = userinfo.partition(":")
         if not user or not sep:
@@ -117,7 +133,9 @@ class StoreURL:
         rf = _number(options, "replication_factor", int, 1, shown)
         retry = _number(options, "retry_seconds", float, DEFAULT_RETRY_SECONDS, shown)
         timeout = _number(options, "request_timeout", float, 30.0, shown)
-        endpoint = Endpoint(hosts, port, unquote(user), unquote(password), options.get("datacenter") or None, retry, timeout)
+        endpoint = Endpoint(
+            hosts, port, unquote(user), unquote(password), options.get("datacenter") or None, retry, timeout
+        )
         return cls(endpoint, keyspace, rf)
 
 
@@ -141,7 +159,11 @@ def redact(url: str) -> str:
 class _QuietConnectErrors(logging.Filter):
     """Drop the driver's own tracebacks for failed connection attempts: Ancho retries and then says what failed, once."""
 
-    PHRASES = ("Control connection failed to connect", "[control connection] Error connecting", "Error attempting to reconnect")
+    PHRASES = (
+        "Control connection failed to connect",
+        "[control connection] Error connecting",
+        "Error attempting to reconnect",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
@@ -161,21 +183,21 @@ def connect(endpoint: Endpoint, keyspace: str | None = None, patience: float | N
     Keeps trying for ``patience`` seconds (default ``retry_seconds``: a worker
     connecting while a node restarts waits for it).
     """
-    from cassandra import AuthenticationFailed
+    from cassandra import AuthenticationFailed, ConsistencyLevel
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
     from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
-
-    from cassandra import ConsistencyLevel
 
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=endpoint.datacenter)),
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
         request_timeout=endpoint.request_timeout,
     )
+
     def cluster():
         return Cluster(
-            list(endpoint.hosts), port=endpoint.port,
+            list(endpoint.hosts),
+            port=endpoint.port,
             auth_provider=PlainTextAuthProvider(endpoint.username, endpoint.password),
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             # a restarted node is found again within seconds (the default backs off to 10 minutes)
@@ -184,7 +206,9 @@ def connect(endpoint: Endpoint, keyspace: str | None = None, patience: float | N
             protocol_version=5,  # Cassandra 4.0 and newer; saves the driver's noisy downgrade from its newest version
         )
 
-    deadline = time.monotonic() + (endpoint.retry_seconds if patience is None else min(patience, endpoint.retry_seconds))
+    deadline = time.monotonic() + (
+        endpoint.retry_seconds if patience is None else min(patience, endpoint.retry_seconds)
+    )
     while True:
         attempt = cluster()  # a cluster that failed to connect is shut down for good: a new one per attempt
         try:

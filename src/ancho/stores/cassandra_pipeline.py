@@ -77,7 +77,9 @@ class Pipeline:
         except Exception as exc:  # pragma: no cover - the session is shut down
             self._failed(chunk, item, final, exc)
             return
-        future.add_callbacks(self._done, self._failed, callback_args=(chunk, item, final), errback_args=(chunk, item, final))
+        future.add_callbacks(
+            self._done, self._failed, callback_args=(chunk, item, final), errback_args=(chunk, item, final)
+        )
 
     def _done(self, _result, chunk: _Chunk, item: tuple, final: bool) -> None:
         if final:

@@ -81,7 +81,9 @@ def decode(blocks: list[bytes], kind: str, rows: int) -> np.ndarray:
     if kind == "bool":
         out = np.empty(rows, dtype=bool)
         for i, data in enumerate(blocks):
-            part = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=min(BLOCK, rows - i * BLOCK), bitorder="little")
+            part = np.unpackbits(
+                np.frombuffer(data, dtype=np.uint8), count=min(BLOCK, rows - i * BLOCK), bitorder="little"
+            )
             out[i * BLOCK : i * BLOCK + len(part)] = part
         return out
     data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
@@ -108,24 +110,40 @@ class RunResults:
         self.endpoint = endpoint
         self.pipeline = Pipeline(session, endpoint, WRITE_CONCURRENCY)
         p = session.prepare
-        self._pre_mark = p(f"UPDATE {keyspace}.chunks SET planned_stop = ?, kinds = kinds + ? WHERE run_id = ? AND chunk_start = ?")
+        self._pre_mark = p(
+            f"UPDATE {keyspace}.chunks SET planned_stop = ?, kinds = kinds + ? WHERE run_id = ? AND chunk_start = ?"
+        )
         self._mark = p(
             f"UPDATE {keyspace}.chunks SET chunk_stop = ?, rows = ?, failed = ?, dense = ?, done = true, kinds = ? "
             "WHERE run_id = ? AND chunk_start = ?"
         )
-        self._block = p(f"INSERT INTO {keyspace}.blocks (run_id, chunk_start, name, block, data) VALUES (?, ?, ?, ?, ?)")
-        self._failure = p(f"INSERT INTO {keyspace}.failures (run_id, bucket, sequence, error, traceback) VALUES (?, ?, ?, ?, ?)")
+        self._block = p(
+            f"INSERT INTO {keyspace}.blocks (run_id, chunk_start, name, block, data) VALUES (?, ?, ?, ?, ?)"
+        )
+        self._failure = p(
+            f"INSERT INTO {keyspace}.failures (run_id, bucket, sequence, error, traceback) VALUES (?, ?, ?, ?, ?)"
+        )
         self._markers = p(
             f"SELECT chunk_start, chunk_stop, planned_stop, rows, failed, dense, done, kinds FROM {keyspace}.chunks WHERE run_id = ?"
         )
-        self._blocks = p(f"SELECT block, data FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ? AND block < ?")
+        self._blocks = p(
+            f"SELECT block, data FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ? AND block < ?"
+        )
         self._failures = p(
             f"SELECT sequence, error, traceback FROM {keyspace}.failures WHERE run_id = ? AND bucket = ? AND sequence >= ? AND sequence < ?"
         )
         self._drop_blocks = p(f"DELETE FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ?")
         self._drop_chunks = p(f"DELETE FROM {keyspace}.chunks WHERE run_id = ?")
         self._drop_failures = p(f"DELETE FROM {keyspace}.failures WHERE run_id = ? AND bucket = ?")
-        for stmt in (self._pre_mark, self._mark, self._block, self._failure, self._drop_blocks, self._drop_chunks, self._drop_failures):
+        for stmt in (
+            self._pre_mark,
+            self._mark,
+            self._block,
+            self._failure,
+            self._drop_blocks,
+            self._drop_chunks,
+            self._drop_failures,
+        ):
             stmt.is_idempotent = True
 
     def _retry(self, what: str, call):
@@ -150,9 +168,15 @@ class RunResults:
         names = {r[2]: "int" if r[2] == "sequence" else kinds[r[2]] for r in rows}
         # always sent: a chunk row names every partition the chunk may write, even if it never finishes
         work = [(self._pre_mark, (result.stop, names, run_id, result.start))]
-        work += [(self._failure, (run_id, f.sequence // FAILURE_BUCKET, f.sequence, f.error, f.traceback)) for f in result.failures]
+        work += [
+            (self._failure, (run_id, f.sequence // FAILURE_BUCKET, f.sequence, f.error, f.traceback))
+            for f in result.failures
+        ]
         work += [(self._block, row) for row in rows]
-        marker = (self._mark, (result.stop, len(result.sequences), len(result.failures), dense, kinds, run_id, result.start))
+        marker = (
+            self._mark,
+            (result.stop, len(result.sequences), len(result.failures), dense, kinds, run_id, result.start),
+        )
         return work, marker
 
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
@@ -173,10 +197,18 @@ class RunResults:
     # -- reading ---------------------------------------------------------------
     def markers(self, run_id: str, done_only: bool = True) -> list[ChunkMarker]:
         self.flush()
-        rows = self._retry(f"reading the chunks of run '{run_id}'", lambda: list(self.session.execute(self._markers, (run_id,))))
+        rows = self._retry(
+            f"reading the chunks of run '{run_id}'", lambda: list(self.session.execute(self._markers, (run_id,)))
+        )
         return [
-            ChunkMarker(r.chunk_start, r.chunk_stop if r.done else (r.planned_stop or r.chunk_start), r.rows or 0, r.failed or 0,
-                        bool(r.dense), dict(r.kinds or {}))
+            ChunkMarker(
+                r.chunk_start,
+                r.chunk_stop if r.done else (r.planned_stop or r.chunk_start),
+                r.rows or 0,
+                r.failed or 0,
+                bool(r.dense),
+                dict(r.kinds or {}),
+            )
             for r in rows
             if r.done or not done_only
         ]
@@ -238,7 +270,9 @@ class RunResults:
                     arr = to_arrow(self._column(run_id, marker, f.name, kind, futures[f.name]))
                 else:  # defensive: a chunk written before the schema grew
                     arr = pa.nulls(marker.rows, f.type)
-                arrays.append(arr if arr.type == f.type else arr.cast(f.type))  # int chunks of a column that became float
+                arrays.append(
+                    arr if arr.type == f.type else arr.cast(f.type)
+                )  # int chunks of a column that became float
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def page(self, run_id: str, schema, offset: int, limit: int) -> tuple[list[dict], int]:
@@ -282,7 +316,10 @@ class RunResults:
                 try:
                     rows = list(future.result())
                 except Exception:  # a transient failure: ask again, with retries
-                    rows = self._retry(f"reading the failures of run '{run_id}'", lambda a=args: list(self.session.execute(self._failures, a)))
+                    rows = self._retry(
+                        f"reading the failures of run '{run_id}'",
+                        lambda a=args: list(self.session.execute(self._failures, a)),
+                    )
                 out.extend(Failure(r.sequence, r.error, r.traceback or "") for r in rows)
                 if limit is not None and len(out) >= limit:
                     return out[: int(limit)]
@@ -301,7 +338,7 @@ class RunResults:
 
 
 # -- from another process -------------------------------------------------------
-def _source(source) -> "CassandraResults":  # noqa: F821
+def _source(source) -> CassandraResults:  # noqa: F821
     """The typed source, given it or its dict form (``CassandraStore.results_source``)."""
     from .results_sources import CassandraResults, results_source
 
@@ -333,7 +370,7 @@ class RemoteResults:
         finally:
             self.session.cluster.shutdown()
 
-    def __enter__(self) -> "RemoteResults":
+    def __enter__(self) -> RemoteResults:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -357,7 +394,9 @@ def read_chunks(source, starts) -> Iterator:
     from .base import arrow_schema
 
     with RemoteResults(source) as remote:
-        yield from remote.results.iter_batches(remote.source.run_id, arrow_schema(dict(remote.source.schema)), list(starts))
+        yield from remote.results.iter_batches(
+            remote.source.run_id, arrow_schema(dict(remote.source.schema)), list(starts)
+        )
 
 
 def open_writer(source) -> RemoteResults:

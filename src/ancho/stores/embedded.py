@@ -78,7 +78,9 @@ class EmbeddedStore(Store):
         try:
             private_dir(self.home / "runs")
         except OSError as exc:
-            raise InputError(f"cannot use '{self.home}' as the Ancho home: {exc.strerror or exc}; set ANCHO_HOME to a writable folder") from None
+            raise InputError(
+                f"cannot use '{self.home}' as the Ancho home: {exc.strerror or exc}; set ANCHO_HOME to a writable folder"
+            ) from None
         self.url = str(self.home)
         self.fsync = fsync
         self.db = Database(self.home / "runs.db", _SCHEMA_SQL)
@@ -130,7 +132,9 @@ class EmbeddedStore(Store):
                 (data["status"], json.dumps(data), run_id),
             )
 
-    def list_runs(self, owner: str | None = None, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    def list_runs(
+        self, owner: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
         sql, args = "SELECT data FROM runs WHERE 1=1", []
         if owner is not None:
             sql += " AND owner = ?"
@@ -164,7 +168,9 @@ class EmbeddedStore(Store):
                     "INSERT OR REPLACE INTO failures (run_id, sequence, error, traceback) VALUES (?, ?, ?, ?)",
                     [(run_id, f.sequence, f.error, f.traceback) for f in result.failures],
                 )
-        table = pa.table({name: to_arrow(col) for name, col in {"sequence": result.sequences, **result.columns}.items()})
+        table = pa.table(
+            {name: to_arrow(col) for name, col in {"sequence": result.sequences, **result.columns}.items()}
+        )
         final = folder / chunk_name(result.start, result.stop)
         tmp = folder / f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
@@ -211,7 +217,9 @@ class EmbeddedStore(Store):
         if columns is not None:
             unknown = [c for c in columns if c not in schema.names]
             if unknown:
-                raise InputError(f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(schema.names[1:])})")
+                raise InputError(
+                    f"run '{run_id}' has no output '{unknown[0]}' (outputs: {', '.join(schema.names[1:])})"
+                )
         return iter_chunk_batches([p for _, _, p in self._chunk_files(run_id)], schema)
 
     def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from ..errors import InputError
 from .cassandra_conn import Endpoint
@@ -38,7 +38,7 @@ class ChunkFiles:
     files: tuple[tuple[int, int, str], ...] = ()
 
     @classmethod
-    def of_folder(cls, folder, schema: Mapping[str, str]) -> "ChunkFiles":
+    def of_folder(cls, folder, schema: Mapping[str, str]) -> ChunkFiles:
         """The chunks in ``folder`` now (none when the folder does not exist)."""
         listed = chunk_files(folder) if Path(folder).is_dir() else []
         return cls(str(folder), dict(schema), tuple((start, stop, str(path)) for start, stop, path in listed))
@@ -56,7 +56,7 @@ class ChunkFiles:
         return {"kind": self.kind, "path": self.folder, "schema": dict(self.schema)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ChunkFiles":
+    def from_dict(cls, data: Mapping[str, Any]) -> ChunkFiles:
         """From :meth:`to_dict`'s form (the embedded store's ``results_source``): the folder's chunks listed now."""
         return cls.of_folder(data["path"], data.get("schema") or {})
 
@@ -87,12 +87,19 @@ class CassandraResults:
     schema: Mapping[str, str] = field(hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "endpoint": self.endpoint.to_dict(), "keyspace": self.keyspace,
-                "run_id": self.run_id, "schema": dict(self.schema)}
+        return {
+            "kind": self.kind,
+            "endpoint": self.endpoint.to_dict(),
+            "keyspace": self.keyspace,
+            "run_id": self.run_id,
+            "schema": dict(self.schema),
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CassandraResults":
-        return cls(Endpoint.from_dict(data["endpoint"]), data["keyspace"], data["run_id"], dict(data.get("schema") or {}))
+    def from_dict(cls, data: Mapping[str, Any]) -> CassandraResults:
+        return cls(
+            Endpoint.from_dict(data["endpoint"]), data["keyspace"], data["run_id"], dict(data.get("schema") or {})
+        )
 
     def read_table(self):
         from .cassandra_results import read_source
@@ -100,10 +107,10 @@ class CassandraResults:
         return read_source(self)
 
 
-ResultsSource = Union[ChunkFiles, CassandraResults]
+ResultsSource = ChunkFiles | CassandraResults
 
 
-def results_source(source: "ResultsSource | Mapping[str, Any]") -> ResultsSource:
+def results_source(source: ResultsSource | Mapping[str, Any]) -> ResultsSource:
     """The typed value of a results source, given one or its dict form (what ``Store.results_source`` returns).
 
     A ``parquet-dir`` dict carries only its folder: its chunk files are listed now.
@@ -111,7 +118,9 @@ def results_source(source: "ResultsSource | Mapping[str, Any]") -> ResultsSource
     if isinstance(source, (ChunkFiles, CassandraResults)):
         return source
     if not isinstance(source, Mapping):
-        raise InputError(f"a results source is a ChunkFiles, a CassandraResults or its dict, got {type(source).__name__}")
+        raise InputError(
+            f"a results source is a ChunkFiles, a CassandraResults or its dict, got {type(source).__name__}"
+        )
     kind = source.get("kind")
     for cls in (ChunkFiles, CassandraResults):
         if kind == cls.kind:

@@ -8,4 +8,16 @@ these.
 from .comparison import compare_frames, holm
 from .designs import MAX_POINTS, Design, Range, grid, lhs, morris, points, random, sobol
 
-__all__ = ["MAX_POINTS", "Design", "Range", "compare_frames", "grid", "holm", "lhs", "morris", "points", "random", "sobol"]
+__all__ = [
+    "MAX_POINTS",
+    "Design",
+    "Range",
+    "compare_frames",
+    "grid",
+    "holm",
+    "lhs",
+    "morris",
+    "points",
+    "random",
+    "sobol",
+]

@@ -66,9 +66,15 @@ class LazyColumns(Mapping):
         return len(self._names)
 
 
-def compare_frames(a_id: str, b_id: str, a_seed: int | None, b_seed: int | None,
-                   a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray],
-                   targets: Iterable[str | Target] = ()) -> dict:
+def compare_frames(
+    a_id: str,
+    b_id: str,
+    a_seed: int | None,
+    b_seed: int | None,
+    a: Mapping[str, np.ndarray],
+    b: Mapping[str, np.ndarray],
+    targets: Iterable[str | Target] = (),
+) -> dict:
     """Compare run ``b_id`` with run ``a_id`` (``difference`` is b − a).
 
     ``a`` and ``b`` map ``"sequence"`` and each output name to a 1-D array
@@ -83,8 +89,11 @@ def compare_frames(a_id: str, b_id: str, a_seed: int | None, b_seed: int | None,
     names = [k for k in a if k != "sequence" and k in b]
     for i, t in enumerate(parsed):
         if t.output not in names:
-            raise ExpressionError(f"target '{t.expr}' names output '{t.output}', which runs {a_id} and {b_id} do not both have "
-                                  f"(common outputs: {', '.join(names) or '(none)'})", index=i)
+            raise ExpressionError(
+                f"target '{t.expr}' names output '{t.output}', which runs {a_id} and {b_id} do not both have "
+                f"(common outputs: {', '.join(names) or '(none)'})",
+                index=i,
+            )
     outputs: dict[str, dict] = {}
     target_rows: dict[int, dict] = {}
     for name in names:
@@ -105,13 +114,18 @@ def compare_frames(a_id: str, b_id: str, a_seed: int | None, b_seed: int | None,
                 ha, hb = op(xa, t.value), op(xb, t.value)
                 row = paired_proportions(ha, hb) if paired else independent_proportions(ha, hb)
                 target_rows[i] = {"expr": t.expr, **row}
-    return clean({
-        "a": a_id, "b": b_id, "paired": bool(paired),
-        "sequences": int(ia.size) if paired else int(min(seq_a.size, seq_b.size)),
-        "sequences_a": int(seq_a.size), "sequences_b": int(seq_b.size),
-        "outputs": outputs,
-        "targets": [target_rows[i] for i in range(len(parsed)) if i in target_rows],
-    })
+    return clean(
+        {
+            "a": a_id,
+            "b": b_id,
+            "paired": bool(paired),
+            "sequences": int(ia.size) if paired else int(min(seq_a.size, seq_b.size)),
+            "sequences_a": int(seq_a.size),
+            "sequences_b": int(seq_b.size),
+            "outputs": outputs,
+            "targets": [target_rows[i] for i in range(len(parsed)) if i in target_rows],
+        }
+    )
 
 
 def _numbers(column: Any) -> np.ndarray:
@@ -130,8 +144,15 @@ def _t_p_value(t: float, df: float) -> float:
 def paired_means(xa: np.ndarray, xb: np.ndarray) -> dict:
     """Means of paired samples and the t interval of their mean difference (b − a)."""
     n = int(xa.size)
-    out: dict[str, Any] = {"mean_a": float(xa.mean()) if n else None, "mean_b": float(xb.mean()) if n else None,
-                           "difference": None, "ci95": None, "variance_reduction": None, "p_value": None, "count": n}
+    out: dict[str, Any] = {
+        "mean_a": float(xa.mean()) if n else None,
+        "mean_b": float(xb.mean()) if n else None,
+        "difference": None,
+        "ci95": None,
+        "variance_reduction": None,
+        "p_value": None,
+        "count": n,
+    }
     if n == 0:
         return out
     d = xb - xa
@@ -156,9 +177,15 @@ def welch(xa: np.ndarray, xb: np.ndarray) -> dict:
     na, nb = int(xa.size), int(xb.size)
     mean_a = float(xa.mean()) if na else None
     mean_b = float(xb.mean()) if nb else None
-    out: dict[str, Any] = {"mean_a": mean_a, "mean_b": mean_b,
-                           "difference": None if mean_a is None or mean_b is None else mean_b - mean_a,
-                           "ci95": None, "variance_reduction": None, "p_value": None, "count": min(na, nb)}
+    out: dict[str, Any] = {
+        "mean_a": mean_a,
+        "mean_b": mean_b,
+        "difference": None if mean_a is None or mean_b is None else mean_b - mean_a,
+        "ci95": None,
+        "variance_reduction": None,
+        "p_value": None,
+        "count": min(na, nb),
+    }
     if na < 2 or nb < 2:
         return out
     va, vb = float(xa.var(ddof=1)) / na, float(xb.var(ddof=1)) / nb
@@ -235,9 +262,13 @@ def paired_proportions(ha: np.ndarray, hb: np.ndarray) -> dict:
         return {"probability_a": None, "probability_b": None, "difference": None, "ci95": None, "p_value": None}
     discordant = only_a + only_b
     p = 1.0 if discordant == 0 else _normal_p_value((only_b - only_a) / math.sqrt(discordant))
-    return {"probability_a": (both + only_a) / n, "probability_b": (both + only_b) / n,
-            "difference": (only_b - only_a) / n, "ci95": _listed(newcombe_paired(both, only_b, only_a, neither)),
-            "p_value": p}
+    return {
+        "probability_a": (both + only_a) / n,
+        "probability_b": (both + only_b) / n,
+        "difference": (only_b - only_a) / n,
+        "ci95": _listed(newcombe_paired(both, only_b, only_a, neither)),
+        "p_value": p,
+    }
 
 
 def independent_proportions(ha: np.ndarray, hb: np.ndarray) -> dict:
@@ -245,14 +276,24 @@ def independent_proportions(ha: np.ndarray, hb: np.ndarray) -> dict:
     na, nb = int(ha.size), int(hb.size)
     ka, kb = int(np.count_nonzero(ha)), int(np.count_nonzero(hb))
     if na == 0 or nb == 0:
-        return {"probability_a": ka / na if na else None, "probability_b": kb / nb if nb else None,
-                "difference": None, "ci95": None, "p_value": None}
+        return {
+            "probability_a": ka / na if na else None,
+            "probability_b": kb / nb if nb else None,
+            "difference": None,
+            "ci95": None,
+            "p_value": None,
+        }
     pooled = (ka + kb) / (na + nb)
     se = math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
     diff = kb / nb - ka / na
     p = (1.0 if diff == 0 else 0.0) if se == 0 else _normal_p_value(diff / se)
-    return {"probability_a": ka / na, "probability_b": kb / nb, "difference": diff,
-            "ci95": _listed(newcombe_independent(kb, nb, ka, na)), "p_value": p}
+    return {
+        "probability_a": ka / na,
+        "probability_b": kb / nb,
+        "difference": diff,
+        "ci95": _listed(newcombe_independent(kb, nb, ka, na)),
+        "p_value": p,
+    }
 
 
 def _listed(ci: tuple[float, float] | None) -> list[float] | None:

@@ -66,7 +66,9 @@ class Range:
         """A range from Python (a tuple is a span, a list choices) or JSON (``[low, high]``, ``{"choices": [...]}``)."""
         if isinstance(spec, Mapping):
             if set(spec) != {"choices"}:
-                raise _error(f"design range for '{name}': write {{\"choices\": [...]}} or [low, high], got {dict(spec)!r}", name)
+                raise _error(
+                    f"design range for '{name}': write {{\"choices\": [...]}} or [low, high], got {dict(spec)!r}", name
+                )
             spec = list(spec["choices"])
         elif isinstance(spec, tuple):
             if len(spec) != 2:
@@ -88,8 +90,11 @@ class Range:
         if self.choices is not None:
             return replace(self, choices=tuple(_convert(p, v, self.name) for v in self.choices))
         if p.annotation not in (int, float):
-            raise _error(f"design range for '{self.name}': parameter '{self.name}' is {p.type_name}; "
-                         "a (low, high) range needs an int or float parameter, give a list of choices instead", self.name)
+            raise _error(
+                f"design range for '{self.name}': parameter '{self.name}' is {p.type_name}; "
+                "a (low, high) range needs an int or float parameter, give a list of choices instead",
+                self.name,
+            )
         low, high = _convert(p, self.low, self.name), _convert(p, self.high, self.name)
         if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
             raise _error(f"design range for '{self.name}': low ({low}) must be below high ({high})", self.name)
@@ -217,24 +222,27 @@ class Design:
             return body
         if not isinstance(body, Mapping) or len(body) != 1 or next(iter(body)) not in KINDS:
             raise _error(f"design must be one of {{{', '.join(repr(k) for k in KINDS)}: ...}}, got {body!r}")
-        (kind, spec), = body.items()
+        ((kind, spec),) = body.items()
         if kind == "grid":
             if not isinstance(spec, Mapping):
-                raise _error("design grid must map each parameter to a list of values, e.g. {\"p\": [0.45, 0.5]}")
+                raise _error('design grid must map each parameter to a list of values, e.g. {"p": [0.45, 0.5]}')
             return grid(**spec)
         if kind == "points":
             return points(spec)
         if not isinstance(spec, Mapping):
-            raise _error(f"design {kind} must be an object with its settings and \"ranges\"")
-        known = {"random": {"n", "ranges", "seed"}, "lhs": {"n", "ranges", "seed"},
-                 "sobol": {"n", "ranges", "seed", "calc_second_order"},
-                 "morris": {"trajectories", "levels", "ranges", "seed"}}[kind]
+            raise _error(f'design {kind} must be an object with its settings and "ranges"')
+        known = {
+            "random": {"n", "ranges", "seed"},
+            "lhs": {"n", "ranges", "seed"},
+            "sobol": {"n", "ranges", "seed", "calc_second_order"},
+            "morris": {"trajectories", "levels", "ranges", "seed"},
+        }[kind]
         extra = sorted(set(spec) - known)
         if extra:
             raise _error(f"design {kind} has unknown setting '{extra[0]}' (known: {', '.join(sorted(known))})")
         ranges = spec.get("ranges")
         if not isinstance(ranges, Mapping):
-            raise _error(f"design {kind} needs \"ranges\": an object of parameter -> [low, high] or {{\"choices\": [...]}}")
+            raise _error(f'design {kind} needs "ranges": an object of parameter -> [low, high] or {{"choices": [...]}}')
         seed = spec.get("seed")
         if kind == "morris":
             return morris(spec.get("trajectories"), levels=spec.get("levels", 4), seed=seed, **ranges)
@@ -255,7 +263,10 @@ class Design:
         for name in self.parameters:
             if name not in declared:
                 known = ", ".join(declared) or "(none)"
-                raise _error(f"design parameter '{name}' is not a parameter of model {cls.__name__} (known parameters: {known})", name)
+                raise _error(
+                    f"design parameter '{name}' is not a parameter of model {cls.__name__} (known parameters: {known})",
+                    name,
+                )
         size = self.size
         if size == 0:
             raise _error(f"design {self.kind} has no points: give it at least one value per parameter")
@@ -270,7 +281,9 @@ class Design:
             for i, row in enumerate(self.rows):
                 missing = [k for k in names if k not in row or _is_missing(row[k])]
                 if missing:
-                    raise _error(f"design point {i} has no value for '{missing[0]}': every point needs every column", missing[0])
+                    raise _error(
+                        f"design point {i} has no value for '{missing[0]}': every point needs every column", missing[0]
+                    )
                 out.append({k: _convert(declared[k], row[k], k, f" in point {i}") for k in names})
             return out
         if self.seed is None:
@@ -360,8 +373,9 @@ def sobol(n: Any, /, *, seed: int | None = None, calc_second_order: Any = False,
         raise _error(f"design sobol n={n} is not a power of two: use {below} or {below * 2}")
     if not isinstance(calc_second_order, bool):
         raise _error(f"design sobol calc_second_order must be true or false, got {calc_second_order!r}")
-    return Design("sobol", ranges=_ranges("sobol", ranges), n=n, calc_second_order=calc_second_order,
-                  seed=_seed("sobol", seed))
+    return Design(
+        "sobol", ranges=_ranges("sobol", ranges), n=n, calc_second_order=calc_second_order, seed=_seed("sobol", seed)
+    )
 
 
 def morris(trajectories: Any, /, levels: Any = 4, *, seed: int | None = None, **ranges: Any) -> Design:
@@ -369,7 +383,9 @@ def morris(trajectories: Any, /, levels: Any = 4, *, seed: int | None = None, **
     trajectories = _count("trajectories", "morris", trajectories)
     if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 2 or levels % 2:
         raise _error(f"design morris levels must be an even whole number of at least 2 (4 is usual), got {levels!r}")
-    return Design("morris", ranges=_ranges("morris", ranges), n=trajectories, levels=int(levels), seed=_seed("morris", seed))
+    return Design(
+        "morris", ranges=_ranges("morris", ranges), n=trajectories, levels=int(levels), seed=_seed("morris", seed)
+    )
 
 
 def points(rows: Any) -> Design:
@@ -379,7 +395,9 @@ def points(rows: Any) -> Design:
     elif hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a pandas DataFrame
         rows = rows.to_dict(orient="records")
     if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
-        raise _error(f"design points must be a list of {{parameter: value}} objects, a DataFrame or a CSV path, got {type(rows).__name__}")
+        raise _error(
+            f"design points must be a list of {{parameter: value}} objects, a DataFrame or a CSV path, got {type(rows).__name__}"
+        )
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise _error(f"design point {i} must be an object of parameter -> value, got {row!r}")
@@ -396,7 +414,9 @@ def _read_csv(path: str) -> list[dict]:
             rows = []
             for line, row in enumerate(reader, start=2):
                 if None in row or any(v is None for v in row.values()):
-                    raise _error(f"design points file {path} line {line}: it has a different number of values than the header")
+                    raise _error(
+                        f"design points file {path} line {line}: it has a different number of values than the header"
+                    )
                 rows.append({k.strip(): v for k, v in row.items()})
             return rows
     except OSError as exc:

@@ -132,8 +132,11 @@ def histogram_svg(name: str, hist: dict) -> Markup | None:
 
 def convergence_svg(name: str, conv: dict) -> Markup | None:
     """The running mean of one output with its 95% band against the number of sequences (log scale)."""
-    pts = [(n, m, lo, hi) for n, m, lo, hi in zip(conv.get("n", []), conv.get("mean", []), conv.get("low", []), conv.get("high", []))
-           if m is not None]
+    pts = [
+        (n, m, lo, hi)
+        for n, m, lo, hi in zip(conv.get("n", []), conv.get("mean", []), conv.get("low", []), conv.get("high", []))
+        if m is not None
+    ]
     if len(pts) < 2:
         return None
     band = [(n, lo, hi) for n, _, lo, hi in pts if lo is not None and hi is not None]
@@ -155,14 +158,18 @@ def convergence_svg(name: str, conv: dict) -> Markup | None:
     if band:
         upper = " ".join(f"{x(n)},{y(clamp(hi))}" for n, _, hi in band)
         lower = " ".join(f"{x(n)},{y(clamp(lo))}" for n, lo, _ in reversed(band))
-        body.append(f'<polygon class="band" points="{upper} {lower}"><title>95% confidence band of the mean</title></polygon>')
+        body.append(
+            f'<polygon class="band" points="{upper} {lower}"><title>95% confidence band of the mean</title></polygon>'
+        )
     line = " ".join(f"{x(n)},{y(clamp(m))}" for n, m, _, _ in pts)
     body.append(f'<polyline class="line" points="{line}"/>')
     final = pts[-1][1]
     body.append(f'<line class="final" x1="{ML}" x2="{W - MR}" y1="{y(final)}" y2="{y(final)}"/>')
     for n, m, lo, hi in pts[:: max(1, len(pts) // 40)] + [pts[-1]]:
         ci = f", 95% CI {fmt(lo)} to {fmt(hi)}" if lo is not None and hi is not None else ""
-        body.append(f'<circle class="point" cx="{x(n)}" cy="{y(clamp(m))}" r="3"><title>after {n:,} sequences: mean {fmt(m)}{ci}</title></circle>')
+        body.append(
+            f'<circle class="point" cx="{x(n)}" cy="{y(clamp(m))}" r="3"><title>after {n:,} sequences: mean {fmt(m)}{ci}</title></circle>'
+        )
     last = pts[-1]
     ci = f" (95% CI {fmt(last[2])} to {fmt(last[3])})" if last[2] is not None and last[3] is not None else ""
     desc = f"Running mean of {name} over {n_last:,} sequences, ending at {fmt(final)}{ci}; the shaded band is the 95% interval."
@@ -189,8 +196,10 @@ def targets_svg(targets: list[dict]) -> Markup | None:
         lo, hi = (t.get("ci95") or [None, None])[:2]
         ci = f", 95% CI {lo:.2%} to {hi:.2%}" if lo is not None and hi is not None else ""
         body.append(f'<text class="tick" x="{left - 8}" y="{top + 15}" text-anchor="end">{escape(t["expr"])}</text>')
-        body.append(f'<rect class="bar" x="{x(0)}" y="{top}" width="{round(x(p) - x(0), 2)}" height="{row_h - 12}">'
-                    f'<title>P({escape(t["expr"])}) = {p:.2%}{ci}</title></rect>')
+        body.append(
+            f'<rect class="bar" x="{x(0)}" y="{top}" width="{round(x(p) - x(0), 2)}" height="{row_h - 12}">'
+            f"<title>P({escape(t['expr'])}) = {p:.2%}{ci}</title></rect>"
+        )
         if lo is not None and hi is not None:
             cy = top + (row_h - 12) / 2
             body.append(f'<line class="whisker" x1="{x(lo)}" x2="{x(hi)}" y1="{cy}" y2="{cy}"/>')
@@ -210,7 +219,11 @@ def targets_svg(targets: list[dict]) -> Markup | None:
 def run_charts(plots: dict) -> list[dict]:
     """Per output: its name, histogram and convergence SVG (from ``plotdata.run_plots``)."""
     return [
-        {"name": name, "histogram": histogram_svg(name, p["histogram"]), "convergence": convergence_svg(name, p["convergence"]),
-         "nonfinite": p["histogram"].get("nonfinite", 0)}
+        {
+            "name": name,
+            "histogram": histogram_svg(name, p["histogram"]),
+            "convergence": convergence_svg(name, p["convergence"]),
+            "nonfinite": p["histogram"].get("nonfinite", 0),
+        }
         for name, p in plots.items()
     ]

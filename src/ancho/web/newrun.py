@@ -64,8 +64,11 @@ class NewRun:
 # -- reading the post ---------------------------------------------------------------
 def posted(form) -> NewRun:
     """The form's text fields from a parsed post (the file, if any, is the caller's)."""
-    values = {name: value for name, value in form.multi_items() if isinstance(value, str)
-              and (name in TEXT_FIELDS or name.startswith("param-"))}
+    values = {
+        name: value
+        for name, value in form.multi_items()
+        if isinstance(value, str) and (name in TEXT_FIELDS or name.startswith("param-"))
+    }
     if values.get("kind") not in KINDS:
         values["kind"] = "upload"
     inspected = form.get("inspected")
@@ -187,7 +190,9 @@ def handle(svc: Service, user: str, state: NewRun, action: str, archive: tuple[b
         action = "submit" if state.inspected else "inspect"
     if action != "submit" or (state.inspected and state.inspected != _key(source)):
         if _read(svc, user, state, source) and action == "submit":
-            state.error("form", "The model changed since its parameters were read: check them, then start the run again.")
+            state.error(
+                "form", "The model changed since its parameters were read: check them, then start the run again."
+            )
         return None
     return _submit(svc, user, state, source)
 
@@ -215,7 +220,11 @@ def _submit(svc: Service, user: str, state: NewRun, source: dict) -> str | None:
     if state.inspected and not _read(svc, user, state, source, fresh=False):  # the parameters' types, to send them
         return None
     v = state.values
-    sequences, seed, most = _whole(state, "sequences", "Sequences", 1), _whole(state, "seed", "Seed", 0), _whole(state, "max_sequences", "At most", 1)
+    sequences, seed, most = (
+        _whole(state, "sequences", "Sequences", 1),
+        _whole(state, "seed", "Seed", 0),
+        _whole(state, "max_sequences", "At most", 1),
+    )
     body: dict[str, Any] = {"model": source, "params": _params(state, state.model["parameters"]) if state.model else {}}
     body.update({k: x for k, x in (("sequences", sequences), ("seed", seed), ("max_sequences", most)) if x is not None})
     body["targets"] = [t.strip() for t in v.get("targets", "").splitlines() if t.strip()]
@@ -262,9 +271,16 @@ def _parameter_field(p: dict, sent: str | None) -> dict:
         initial = choices[0] if default is None else str(default)
     else:
         initial = "" if default is None else _text(default)
-    help_text = "No default: give a value." if p["required"] else f"Default: {'none' if default is None else _text(default)}"
+    help_text = (
+        "No default: give a value." if p["required"] else f"Default: {'none' if default is None else _text(default)}"
+    )
     return {
-        "id": f"param-{p['name']}", "name": p["name"], "type": p["type"], "required": p["required"],
-        "choices": choices, "value": initial if sent is None else sent, "help": help_text,
+        "id": f"param-{p['name']}",
+        "name": p["name"],
+        "type": p["type"],
+        "required": p["required"],
+        "choices": choices,
+        "value": initial if sent is None else sent,
+        "help": help_text,
         "inputmode": {"int": "numeric", "float": "decimal"}.get(p["type"]),
     }

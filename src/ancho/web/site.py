@@ -50,7 +50,7 @@ log = logging.getLogger("ancho.server")
 #: stay allowed: progress bars set their width)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-                               "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
@@ -93,7 +93,9 @@ def check_csrf(request: Request, session: Session, given: str | None) -> None:
     if not _same_origin(request):
         raise Forbidden("this request came from another site; use the form on this site")
     if not same(given or request.headers.get("x-csrf-token"), session.csrf):
-        raise Forbidden("the form has expired or did not come from this site (missing CSRF token); reload the page and try again")
+        raise Forbidden(
+            "the form has expired or did not come from this site (missing CSRF token); reload the page and try again"
+        )
 
 
 async def action_session(request: Request) -> Session:
@@ -102,7 +104,9 @@ async def action_session(request: Request) -> Session:
     if session is None:
         raise AuthError("you are signed out (the session expired or its token was revoked); sign in again")
     given = request.headers.get("x-csrf-token")
-    if given is None and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if given is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
         given = (await request.form()).get("csrf")  # FastAPI has read the form already; this is its cached copy
     check_csrf(request, session, given if isinstance(given, str) else None)
     return session
@@ -120,9 +124,14 @@ def _to_signin(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
 
 
-def render(request: Request, name: str, context: dict, status: int = 200, session: Session | None = None) -> HTMLResponse:
+def render(
+    request: Request, name: str, context: dict, status: int = 200, session: Session | None = None
+) -> HTMLResponse:
     response = templates.TemplateResponse(
-        request, name, {"session": session, "version": __version__, **context}, status_code=status,
+        request,
+        name,
+        {"session": session, "version": __version__, **context},
+        status_code=status,
     )
     response.headers["Cache-Control"] = "no-store"
     response.headers.update(SECURITY_HEADERS)
@@ -144,7 +153,9 @@ def _row(record) -> dict:
     now = time.time()
     end = record.finished or (now if record.status == "running" else None)
     view["duration"] = _duration(end - record.started) if record.started and end else "–"
-    view["percent"] = (100.0 * record.done / record.total) if record.total else (100.0 if record.status == "succeeded" else 0.0)
+    view["percent"] = (
+        (100.0 * record.done / record.total) if record.total else (100.0 if record.status == "succeeded" else 0.0)
+    )
     return view
 
 
@@ -157,7 +168,9 @@ def home(request: Request):
 def _signin_page(request: Request, next_: str, error: str | None = None, status: int = 200) -> HTMLResponse:
     nonce = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(24)
     response = render(request, "signin.html", {"csrf": nonce, "next": _local_path(next_), "error": error}, status)
-    response.set_cookie(SIGNIN_COOKIE, nonce, max_age=3600, path="/signin", httponly=True, samesite="strict", secure=_secure(request))
+    response.set_cookie(
+        SIGNIN_COOKIE, nonce, max_age=3600, path="/signin", httponly=True, samesite="strict", secure=_secure(request)
+    )
     return response
 
 
@@ -169,8 +182,12 @@ def signin_form(request: Request, next: str = "/runs"):
 
 
 @router.post("/signin")
-def signin(request: Request, token: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "",
-           next: Annotated[str, Form()] = "/runs"):
+def signin(
+    request: Request,
+    token: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/runs",
+):
     if not _same_origin(request) or not same(csrf, request.cookies.get(SIGNIN_COOKIE)):
         return _signin_page(request, next, "The sign-in form expired or came from another site. Please try again.", 403)
     token = token.strip()
@@ -178,13 +195,25 @@ def signin(request: Request, token: Annotated[str, Form()] = "", csrf: Annotated
         return _signin_page(request, next, "Enter your API token (ancho users add NAME prints it).", 422)
     user = auth(request).users.authenticate(token)
     if user is None:
-        return _signin_page(request, next, "That token is not valid: it may be mistyped or revoked. "
-                            "Ask your administrator for a new one (ancho users add NAME).", 401)
+        return _signin_page(
+            request,
+            next,
+            "That token is not valid: it may be mistyped or revoked. "
+            "Ask your administrator for a new one (ancho users add NAME).",
+            401,
+        )
     sessions(request).close(request.cookies.get(COOKIE))  # signing in again (as anyone) replaces the old session
     sid, _ = sessions(request).open(user, token)
     response = RedirectResponse(_local_path(next), status_code=303)
-    response.set_cookie(COOKIE, sid, max_age=int(sessions(request).lifetime), path="/", httponly=True, samesite="lax",
-                        secure=_secure(request))
+    response.set_cookie(
+        COOKIE,
+        sid,
+        max_age=int(sessions(request).lifetime),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
     response.delete_cookie(SIGNIN_COOKIE, path="/signin")
     return response
 
@@ -207,13 +236,22 @@ def runs_page(request: Request, status: str = "", limit: int = 100):
     if session is None:
         return _to_signin(request)
     if status and status not in STATUSES:
-        return render(request, "error.html", {"status": 422, "message": f"There is no run status '{status}': use one of {', '.join(STATUSES)}."},
-                      422, session)
+        return render(
+            request,
+            "error.html",
+            {"status": 422, "message": f"There is no run status '{status}': use one of {', '.join(STATUSES)}."},
+            422,
+            session,
+        )
     limit = min(max(limit, 1), 1000)
     records = service(request).runs(session.user, status or None, limit)
     rows = [_row(r) for r in records]
-    return render(request, "runs.html", {"runs": rows, "status": status, "statuses": STATUSES, "limit": limit,
-                                         "more": len(rows) == limit}, session=session)
+    return render(
+        request,
+        "runs.html",
+        {"runs": rows, "status": status, "statuses": STATUSES, "limit": limit, "more": len(rows) == limit},
+        session=session,
+    )
 
 
 def _new_run_form(request: Request, session: Session, state: NewRun, status: int = 200) -> HTMLResponse:
@@ -221,7 +259,9 @@ def _new_run_form(request: Request, session: Session, state: NewRun, status: int
     every = svc.uploads.list(session.user)
     chosen = state.values.get("upload")
     uploads = every[:50] + [u for u in every[50:] if u["id"] == chosen]  # the chosen one, however old
-    return render(request, "new.html", {"form": state, "uploads": uploads, "executors": svc.settings.executors}, status, session)
+    return render(
+        request, "new.html", {"form": state, "uploads": uploads, "executors": svc.settings.executors}, status, session
+    )
 
 
 @router.get("/runs/new")
@@ -281,12 +321,24 @@ def run_page(request: Request, run_id: str):
         elapsed = max(time.time() - record.started, 1e-6)
         rate = record.done / elapsed
         eta = (record.total - record.done) / rate if record.total > record.done else 0
-    return render(request, "run.html", {
-        "run": run, "summary": summary, "charts": charts, "targets_chart": targets_chart, "chart_error": chart_error,
-        "failures": failures, "rate": rate, "eta": _duration(eta) if eta is not None else None,
-        "live": not record.final, "has_results": record.done > record.failures,
-        "elsewhere": submitted_elsewhere(record, svc.id),
-    }, session=session)
+    return render(
+        request,
+        "run.html",
+        {
+            "run": run,
+            "summary": summary,
+            "charts": charts,
+            "targets_chart": targets_chart,
+            "chart_error": chart_error,
+            "failures": failures,
+            "rate": rate,
+            "eta": _duration(eta) if eta is not None else None,
+            "live": not record.final,
+            "has_results": record.done > record.failures,
+            "elsewhere": submitted_elsewhere(record, svc.id),
+        },
+        session=session,
+    )
 
 
 # -- actions (CSRF-checked) ---------------------------------------------------------

@@ -28,7 +28,20 @@ from .session import WAIT_EXECUTORS, spark_session, stop_session
 from .tasks import KEEP, PROBE_PATIENCE
 
 __all__ = [
-    "SparkExecutor", "SparkOptions", "spark_session", "stop_session", "tasks_chunks", "encode", "encode_stored",
-    "encode_error", "decode", "TASKS_PER_CORE", "TASK_SECONDS", "MIN_SAMPLE_SECONDS", "SPARK_SUMMARY_MIN",
-    "WAIT_EXECUTORS", "PROBE_PATIENCE", "KEEP",
+    "SparkExecutor",
+    "SparkOptions",
+    "spark_session",
+    "stop_session",
+    "tasks_chunks",
+    "encode",
+    "encode_stored",
+    "encode_error",
+    "decode",
+    "TASKS_PER_CORE",
+    "TASK_SECONDS",
+    "MIN_SAMPLE_SECONDS",
+    "SPARK_SUMMARY_MIN",
+    "WAIT_EXECUTORS",
+    "PROBE_PATIENCE",
+    "KEEP",
 ]

@@ -11,9 +11,9 @@ installed, ~1 s per fresh worker.)
 if __name__ == "__main__":
     import pandas  # noqa: F401
     import pyarrow  # noqa: F401
+    from pyspark.daemon import manager
 
     import ancho.chunk  # noqa: F401
     import ancho.executors.spark.tasks  # noqa: F401
-    from pyspark.daemon import manager
 
     manager()

@@ -126,8 +126,9 @@ def decode(data: bytes) -> ChunkResult | StoredChunk:
         from ...stats import Tally
 
         tallies = {name: Tally.from_list(t) for name, t in meta["tallies"].items()}
-        return StoredChunk(meta["start"], meta["stop"], meta["rows"], meta["kinds"], meta["failed"], failures,
-                           meta["seconds"], tallies)
+        return StoredChunk(
+            meta["start"], meta["stop"], meta["rows"], meta["kinds"], meta["failed"], failures, meta["seconds"], tallies
+        )
     table = reader.read_all()
     columns: dict[str, np.ndarray] = {}
     sequences = np.empty(0, dtype=np.int64)

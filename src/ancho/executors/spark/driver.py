@@ -37,9 +37,9 @@ from ...chunk import ChunkResult, StoredChunk
 from ...errors import AnchoError, RunCancelled
 from ...stores.results_sources import CassandraResults, ChunkFiles, ResultsSource
 from ..base import Chunk, ChunkLost, ChunkSource, Executor, Task
-from .isolation import Isolation
 from . import cost
 from .codec import decode
+from .isolation import Isolation
 from .options import SparkOptions
 from .session import SESSION, WAIT_EXECUTORS, on_this_machine
 from .tasks import model_class, probe_task, run_partition
@@ -120,7 +120,7 @@ class SparkExecutor(Executor):
     warning saying why. Other stores are always written by the driver.
     """
 
-    def __init__(self, master: str, options: "SparkOptions | int | None" = None, **keywords):
+    def __init__(self, master: str, options: SparkOptions | int | None = None, **keywords):
         if not isinstance(options, SparkOptions):  # the former signature: (master, workers, **keywords)
             options = SparkOptions.of(options, **keywords)
         elif keywords:
@@ -129,7 +129,9 @@ class SparkExecutor(Executor):
         self.master = master
         self.conf = dict(options.conf)
         self.extra_env = dict(options.env)
-        self.shared_storage = on_this_machine(master) if options.shared_storage is None else bool(options.shared_storage)
+        self.shared_storage = (
+            on_this_machine(master) if options.shared_storage is None else bool(options.shared_storage)
+        )
         policy = options.policy
         self.isolation = Isolation(sandbox=policy)
         wrap = options.wrap
@@ -137,7 +139,9 @@ class SparkExecutor(Executor):
         if options.results is not None:  # a results source the sandboxed summary worker can read
             self._local_options["results"] = options.results
         python = options.python
-        if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):  # (a venv's python links to the base one)
+        if python is not None and os.path.abspath(python) != os.path.abspath(
+            sys.executable
+        ):  # (a venv's python links to the base one)
             # a model environment: executors build the same one, or use the driver's folder when they share its storage
             self._local_options.update(python=python, env=dict(options.env))
             self.extra_env.pop("PYTHONPATH", None)  # the driver's path to Ancho: executors have their own
@@ -146,7 +150,9 @@ class SparkExecutor(Executor):
         self._workers = options.workers
         self._cancelled = threading.Event()
         self._group: str | None = None
-        self.last_group: str | None = None  # the job group of the latest run (Spark's UI and status tracker list its jobs)
+        self.last_group: str | None = (
+            None  # the job group of the latest run (Spark's UI and status tracker list its jobs)
+        )
         self.summary_mode = options.summary
         self.last_summary: str | None = None  # how the latest run was summarised: "spark" or "driver: why"
         self.writes = options.writes_mode()
@@ -162,7 +168,7 @@ class SparkExecutor(Executor):
     def context(self):
         return self.session.sparkContext
 
-    def start(self) -> "SparkExecutor":
+    def start(self) -> SparkExecutor:
         """Start (or join) the Spark session now and wait for a first executor."""
         sc = self.context
         deadline = time.monotonic() + WAIT_EXECUTORS
@@ -174,9 +180,12 @@ class SparkExecutor(Executor):
         else:
             if not self.master.startswith("local") and sc._jsc.sc().getExecutorMemoryStatus().size() < 2:
                 # a busy cluster gives cores later, so this is not an error; but a stopped one never does
-                _LOG.warning("no Spark executor has registered with %s after %.0f s: tasks wait until the cluster gives "
-                             "this application cores (is the cluster up? scripts/services status spark)",
-                             self.master, WAIT_EXECUTORS)
+                _LOG.warning(
+                    "no Spark executor has registered with %s after %.0f s: tasks wait until the cluster gives "
+                    "this application cores (is the cluster up? scripts/services status spark)",
+                    self.master,
+                    WAIT_EXECUTORS,
+                )
         SESSION.warm_up(sc)
         return self
 
@@ -208,8 +217,11 @@ class SparkExecutor(Executor):
                     self.last_writes, sink = "tasks", source
                 else:
                     self.last_writes = f"driver: {why}"
-                    _LOG.warning("the driver writes the results of this Spark run (%s); set writes='driver' "
-                                 "(ANCHO_SPARK_WRITES=driver) to skip the check", why)
+                    _LOG.warning(
+                        "the driver writes the results of this Spark run (%s); set writes='driver' "
+                        "(ANCHO_SPARK_WRITES=driver) to skip the check",
+                        why,
+                    )
         _LOG.info("Spark run %s: results written by the %s", run_id, self.last_writes)
         return sink
 
@@ -231,8 +243,7 @@ class SparkExecutor(Executor):
         self._cancelled.clear()
         self.last_received = 0
         sc = self.start().context
-        task = dataclasses.replace(task, env={**self.extra_env, **task.env},
-                                   sink=task.sink)
+        task = dataclasses.replace(task, env={**self.extra_env, **task.env}, sink=task.sink)
         task, archive = self._ship(task)
         group = f"ancho-{task.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
         self._group = self.last_group = group
@@ -249,8 +260,11 @@ class SparkExecutor(Executor):
             try:
                 if self._cancelled.is_set():
                     raise RunCancelled("the run was cancelled")
-                sc.setJobGroup(group, f"ancho run {task.run_id}: sequences {chunks[0].start}..{chunks[-1].stop - 1}",
-                               interruptOnCancel=True)
+                sc.setJobGroup(
+                    group,
+                    f"ancho run {task.run_id}: sequences {chunks[0].start}..{chunks[-1].stop - 1}",
+                    interruptOnCancel=True,
+                )
                 ranges = [(c.start, c.stop) for c in chunks]
                 fn = functools.partial(run_partition, group, task, archive, self.isolation, ranges)
                 done.put((key, "ok", sc.runJob(one, fn, [0])))
@@ -335,8 +349,16 @@ class SparkExecutor(Executor):
         finally:
             self._group = None
 
-    def summarize(self, task: Task, source: ResultsSource, record: dict, kinds: dict[str, str], targets: list,
-                  custom: dict, goal: dict | None) -> dict | None:
+    def summarize(
+        self,
+        task: Task,
+        source: ResultsSource,
+        record: dict,
+        kinds: dict[str, str],
+        targets: list,
+        custom: dict,
+        goal: dict | None,
+    ) -> dict | None:
         frame, self.last_summary = self._summary_frame(source, record, kinds)
         if frame is None:
             return None
@@ -356,8 +378,11 @@ class SparkExecutor(Executor):
 
         task, archive = self._ship(task)
         resolve = functools.partial(model_class, task, archive)
-        return self._in_group(task.run_id, "summary functions",
-                              lambda: custom_summaries(frame, dict(source.schema), names, resolve, task.params))
+        return self._in_group(
+            task.run_id,
+            "summary functions",
+            lambda: custom_summaries(frame, dict(source.schema), names, resolve, task.params),
+        )
 
     def _local_summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict:
         from ...isolation import Sandbox

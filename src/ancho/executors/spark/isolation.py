@@ -89,8 +89,9 @@ class NestedRunner:
 
             # the executor's own paths: the unpacked model folder and environment, a private scratch folder; the
             # driver's hidden paths as they came (never SandboxPolicy's default, $ANCHO_HOME of this executor)
-            policy = dataclasses.replace(isolation.sandbox, scratch=None, read_only=tuple(read_only),
-                                         hidden=isolation.sandbox.hidden)
+            policy = dataclasses.replace(
+                isolation.sandbox, scratch=None, read_only=tuple(read_only), hidden=isolation.sandbox.hidden
+            )
             self.sandbox = Sandbox(policy)
             wrap = self.sandbox.wrap
         self.executor = LocalExecutor(1, wrap=wrap, **worker_options(python, pythonpath))

@@ -60,7 +60,7 @@ class SparkOptions:
         self.writes_mode()
 
     @classmethod
-    def of(cls, workers: int | None = None, *, sandbox=None, wrap=None, conf=None, env=None, **options) -> "SparkOptions":
+    def of(cls, workers: int | None = None, *, sandbox=None, wrap=None, conf=None, env=None, **options) -> SparkOptions:
         """The options from the executor's former keywords: ``sandbox`` (a SandboxPolicy, or True for the default
         one) or ``wrap`` (a ``Sandbox``'s, as the local executor takes it) become :attr:`sandbox`."""
         return cls(workers, dict(conf or {}), env=dict(env or {}), sandbox=_sandbox(sandbox, wrap), **options)
@@ -95,8 +95,10 @@ def _sandbox(sandbox, wrap):
 
     owner = getattr(wrap, "__self__", None) if wrap is not None else None
     if wrap is not None and not isinstance(owner, Sandbox):
-        raise InputError("wrap: Spark tasks rebuild the sandbox on each executor, so give it as sandbox=SandboxPolicy(...) "
-                         "(or a Sandbox's wrap), not another command wrapper")
+        raise InputError(
+            "wrap: Spark tasks rebuild the sandbox on each executor, so give it as sandbox=SandboxPolicy(...) "
+            "(or a Sandbox's wrap), not another command wrapper"
+        )
     if sandbox is True:
         sandbox = SandboxPolicy()
     if sandbox in (None, False):
@@ -104,5 +106,7 @@ def _sandbox(sandbox, wrap):
     if not isinstance(sandbox, SandboxPolicy):
         raise InputError(f"sandbox must be a SandboxPolicy, True or None, got {sandbox!r}")
     if owner is not None and owner.policy != sandbox:
-        raise InputError("give the sandbox once: sandbox=SandboxPolicy(...) or a Sandbox's wrap, not two different ones")
+        raise InputError(
+            "give the sandbox once: sandbox=SandboxPolicy(...) or a Sandbox's wrap, not two different ones"
+        )
     return owner if owner is not None else sandbox

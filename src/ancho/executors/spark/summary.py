@@ -124,11 +124,14 @@ def _read_cassandra(source: CassandraResults, batches):
 
 
 def _arrow_to_spark(arrow_type: str) -> str:
-    return {"bool": "boolean", "int64": "bigint", "double": "double", "int32": "int", "float": "float"}.get(arrow_type, "double")
+    return {"bool": "boolean", "int64": "bigint", "double": "double", "int32": "int", "float": "float"}.get(
+        arrow_type, "double"
+    )
 
 
-def summarize(frame, record: dict, kinds: dict[str, str], targets: list[Target], custom: dict | None,
-              goal: dict | None) -> dict:
+def summarize(
+    frame, record: dict, kinds: dict[str, str], targets: list[Target], custom: dict | None, goal: dict | None
+) -> dict:
     """The summary object (see the module's docstring) from one Spark SQL job over ``frame``."""
     from pyspark.sql import functions as F
 
@@ -159,13 +162,18 @@ def summarize(frame, record: dict, kinds: dict[str, str], targets: list[Target],
         if kinds[t.output] == "bool":
             col = col.cast("double")
         valid = ~F.isnan(col) if kinds[t.output] == "float" else F.lit(True)
-        meets = F.expr(f"`{t.output}` {_SQL_OPS[t.op]} {float(t.value)!r}") if kinds[t.output] != "bool" else \
-            F.expr(f"cast(`{t.output}` as double) {_SQL_OPS[t.op]} {float(t.value)!r}")
+        meets = (
+            F.expr(f"`{t.output}` {_SQL_OPS[t.op]} {float(t.value)!r}")
+            if kinds[t.output] != "bool"
+            else F.expr(f"cast(`{t.output}` as double) {_SQL_OPS[t.op]} {float(t.value)!r}")
+        )
         add(t.expr, "hits", F.sum(F.when(valid & meets, 1).otherwise(0)))
         add(t.expr, "n", F.sum(F.when(valid, 1).otherwise(0)))
     # exact percentiles hold every distinct value in memory: only for runs small enough (stored rows ≤ sequences done)
     exact = int(record.get("done") or 0) <= EXACT_PERCENTILES
-    keep = [i for i, _ in enumerate(aggs) if not any(s.get("approx" if exact else "exact") == i for s in slots.values())]
+    keep = [
+        i for i, _ in enumerate(aggs) if not any(s.get("approx" if exact else "exact") == i for s in slots.values())
+    ]
     row = frame.agg(*[aggs[i] for i in keep]).first()
     value = {i: row[k] for k, i in enumerate(keep)}
 
@@ -174,8 +182,13 @@ def summarize(frame, record: dict, kinds: dict[str, str], targets: list[Target],
         s = slots[name]
         pct = value[s["exact" if exact else "approx"]]
         outputs[name] = describe_moments(
-            kind, int(value[s["count"]]), value[s["min"]], value[s["max"]],
-            hits=value.get(s.get("hits", -1)), mean=value.get(s.get("mean", -1)), std=value.get(s.get("std", -1)),
+            kind,
+            int(value[s["count"]]),
+            value[s["min"]],
+            value[s["max"]],
+            hits=value.get(s.get("hits", -1)),
+            mean=value.get(s.get("mean", -1)),
+            std=value.get(s.get("std", -1)),
             percentiles=pct,
         )
     rows = []
@@ -196,8 +209,10 @@ def _no_column(name: str):  # pragma: no cover - build_summary is given no outpu
 
 # -- user summary functions ---------------------------------------------------------------------------------------
 
-def custom_summaries(frame, kinds: dict[str, str], names: tuple[str, ...], resolve: Callable[[], Any],
-                     params: dict) -> dict[str, Any]:
+
+def custom_summaries(
+    frame, kinds: dict[str, str], names: tuple[str, ...], resolve: Callable[[], Any], params: dict
+) -> dict[str, Any]:
     """Each named ``@ancho.summary`` function of the model, run in one Spark task over the whole results.
 
     ``resolve()`` (called in the task) returns the model class. A function that raises gets
@@ -227,7 +242,9 @@ def _run_custom(resolve, params: dict, names: tuple[str, ...], columns: list[str
     try:
         instance = resolve()(**params)
     except Exception as exc:  # noqa: BLE001 - reported on the driver as one line
-        return pd.DataFrame({"name": ["\0error"], "value": [json.dumps(f"model setup failed in a worker: {type(exc).__name__}: {exc}")]})
+        return pd.DataFrame(
+            {"name": ["\0error"], "value": [json.dumps(f"model setup failed in a worker: {type(exc).__name__}: {exc}")]}
+        )
     from ...custom import apply_summaries
 
     out = apply_summaries(instance, frame, names)

@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ...errors import AnchoError
 from ...loading import FileRef
 from ..base import Task
-from .isolation import Isolation, WorkerLost
 from .codec import encode, encode_error, encode_stored
+from .isolation import Isolation, WorkerLost
 
 #: seconds the probe task tries to reach Cassandra before the driver writes instead (writes="auto")
 PROBE_PATIENCE = 10.0
@@ -122,8 +122,9 @@ def runner(group: str, task: Task, archive: str | None, isolation: Isolation):
         if isolation.nested:
             from .isolation import NestedRunner
 
-            found = NestedRunner(Task(ref, task.params, task.seed, task.run_id, task.env), getattr(ref, "root", None),
-                                 isolation)
+            found = NestedRunner(
+                Task(ref, task.params, task.seed, task.run_id, task.env), getattr(ref, "root", None), isolation
+            )
         else:
             from ...chunk import ChunkRunner
 
@@ -146,8 +147,10 @@ def results_writer(sink):
         except AnchoError as exc:
             import socket
 
-            raise type(exc)(f"a Spark task on {socket.gethostname()} could not open the results in Cassandra: {exc} "
-                            "(or let the driver write them: ANCHO_SPARK_WRITES=driver)") from None
+            raise type(exc)(
+                f"a Spark task on {socket.gethostname()} could not open the results in Cassandra: {exc} "
+                "(or let the driver write them: ANCHO_SPARK_WRITES=driver)"
+            ) from None
         WRITERS.put(key, remote)
     return remote.results
 
@@ -161,7 +164,9 @@ def probe_task(source, _rows):
     try:
         session = connect(dataclasses.replace(endpoint, retry_seconds=min(endpoint.retry_seconds, PROBE_PATIENCE)))
         try:
-            session.execute(f"SELECT chunk_start FROM {source.keyspace}.chunks WHERE run_id = %s LIMIT 1", (source.run_id,))
+            session.execute(
+                f"SELECT chunk_start FROM {source.keyspace}.chunks WHERE run_id = %s LIMIT 1", (source.run_id,)
+            )
         finally:
             session.cluster.shutdown()
     except Exception as exc:  # noqa: BLE001 - any failure means: the driver writes
@@ -172,8 +177,9 @@ def probe_task(source, _rows):
     yield None
 
 
-def run_partition(group: str, task: Task, archive: str | None, isolation: Isolation, ranges: list[tuple[int, int]],
-                  _rows):
+def run_partition(
+    group: str, task: Task, archive: str | None, isolation: Isolation, ranges: list[tuple[int, int]], _rows
+):
     """The Spark task: each chunk ``start..stop-1`` of ``ranges`` as Arrow bytes, or an error record (never a raised
     exception, so a bug in the model reaches the user as one line instead of a Java stack trace after Spark's
     retries). Only a lost local worker (:class:`WorkerLost`) fails the task, so that Spark retries it.
@@ -215,7 +221,9 @@ def run_partition(group: str, task: Task, archive: str | None, isolation: Isolat
                 yield encode_error(type(exc).__name__, str(exc))
                 return
             except Exception as exc:
-                yield encode_error("worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}")
+                yield encode_error(
+                    "worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}"
+                )
                 return
             if not writing:
                 yield out
@@ -227,7 +235,11 @@ def run_partition(group: str, task: Task, archive: str | None, isolation: Isolat
                     sent.result()
                 opened.result().flush()  # every chunk of this task is marked done before the driver hears of it
             except Exception as exc:  # a write that failed for good fails the run, as in the driver
-                message = str(exc) if isinstance(exc, AnchoError) else f"writing to Cassandra failed: {type(exc).__name__}: {exc}"
+                message = (
+                    str(exc)
+                    if isinstance(exc, AnchoError)
+                    else f"writing to Cassandra failed: {type(exc).__name__}: {exc}"
+                )
                 yield encode_error(type(exc).__name__, message)
                 return
             yield from stored
