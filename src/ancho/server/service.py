@@ -268,8 +268,8 @@ class Service:
         if not self.settings.allow_unsandboxed:
             self.lock.release()
             raise InputError(
-                f"model code must run sandboxed, but {problem}; install the Debian package 'bubblewrap', "
-                "or start with ANCHO_ALLOW_UNSANDBOXED=true to run it unsandboxed"
+                f"model code must run sandboxed, but {problem}; "
+                "or start with ANCHO_ALLOW_UNSANDBOXED=true to run it unsandboxed (trusted code only)"
             )
         log.warning("running model code WITHOUT a sandbox (allow_unsandboxed is set): %s", problem)
         return False
