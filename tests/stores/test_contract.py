@@ -240,3 +240,62 @@ def test_results_pages_match_the_whole_frame(any_store, offset, limit):
     assert total == len(whole) == 97
     assert [r["sequence"] for r in rows] == [r["sequence"] for r in whole[offset : offset + limit]]
     assert rows == [{k: (bool(v) if k == "b" else v) for k, v in r.items()} for r in whole[offset : offset + limit]]
+
+
+# -- study records -------------------------------------------------------------------------------------------
+
+
+def _study(study_id, owner="alice", **kw):
+    from ancho.stores.base import StudyRecord
+
+    return StudyRecord(
+        id=study_id,
+        owner=owner,
+        model="Gambler",
+        design={"kind": "grid", "parameters": ["p"], "points": 2},
+        design_spec={"grid": {"p": [0.4, 0.5]}},
+        params={"stake": 3},
+        seed=7,
+        sequences=100,
+        targets=["rounds>=30"],
+        points=[{"point": 0, "params": {"p": 0.4}, "run": None, "status": "queued"}],
+        **kw,
+    )
+
+
+def test_studies_create_get_update_and_owner_isolation(any_store):
+    import uuid
+
+    sid = "s" + uuid.uuid4().hex[:10]
+    any_store.create_study(_study(sid))
+    s = any_store.get_study(sid, owner="alice")
+    assert (s.model, s.seed, s.params, s.targets, s.design_spec) == (
+        "Gambler",
+        7,
+        {"stake": 3},
+        ["rounds>=30"],
+        {"grid": {"p": [0.4, 0.5]}},
+    )
+    points = [{"point": 0, "params": {"p": 0.4}, "run": "r9", "status": "succeeded"}]
+    any_store.update_study(sid, status="running", points=points, done=100, total=200)
+    s = any_store.get_study(sid)
+    assert (s.status, s.points, s.done, s.total) == ("running", points, 100, 200)
+    for bad in [("nope", None), (sid, "bob"), ("../x", None)]:
+        with pytest.raises(NotFound):
+            any_store.get_study(*bad)
+    with pytest.raises(NotFound):
+        any_store.update_study("nope" + sid, status="running")
+
+
+def test_studies_list_newest_first_by_owner(any_store):
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"s{tag}{i}" for i in range(3)]
+    owners = [f"alice{tag}", f"bob{tag}", f"alice{tag}"]
+    for i, (sid, owner) in enumerate(zip(ids, owners)):
+        any_store.create_study(_study(sid, owner, created=time.time() + i))
+    assert [s.id for s in any_store.list_studies(owner=f"alice{tag}")] == [ids[2], ids[0]]
+    assert [s.id for s in any_store.list_studies(owner=f"bob{tag}")] == [ids[1]]
+    assert [s.id for s in any_store.list_studies(owner=f"alice{tag}", limit=1)] == [ids[2]]
+    assert ids[1] in [s.id for s in any_store.list_studies()]

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..chunk import KIND_DTYPES, ChunkResult, Failure
-from ..errors import NotFound
+from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
+from ..errors import NotFound, StoreError
 
 if TYPE_CHECKING:
     from .results_sources import ResultsSource
@@ -87,6 +87,57 @@ class RunRecord:
 
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
+
+
+@dataclass
+class StudyRecord:
+    """A study: one model over a design's points, each point an ordinary run (``points[k]["run"]``) with ``seed``.
+
+    ``design`` is the design's description (``Design.describe()``, the summary's object) and ``design_spec`` its
+    REST body (``Design.to_dict()``): with ``source``/``entry`` and the rest, enough to resume the study later.
+    ``points`` holds ``{"point", "params", "run", "status"}`` per point, in design order; ``run`` is None until
+    the point's run is created.
+    """
+
+    id: str
+    owner: str = "local"
+    model: str = ""
+    entry: str = ""
+    source: str = ""
+    design: dict[str, Any] = field(default_factory=dict)
+    design_spec: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    sequences: int | None = None
+    targets: list[str] = field(default_factory=list)
+    until: str | None = None
+    max_sequences: int | None = None
+    max_failures: int = 0
+    executor: str = "local"
+    workers: int | None = None
+    status: str = "queued"
+    points: list[dict[str, Any]] = field(default_factory=list)
+    done: int = 0  # sequences executed over every point
+    total: int = 0  # sequences planned over every point
+    error: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)  # anything else a front end wants kept
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyRecord:
+        return cls(**{k: v for k, v in data.items() if k in _STUDY_FIELDS})
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+_STUDY_FIELDS = frozenset(f.name for f in fields(StudyRecord))
 
 
 def record_version(record: RunRecord) -> int:
@@ -200,6 +251,21 @@ class Store(ABC):
     @abstractmethod
     def delete_run(self, run_id: str) -> None: ...
 
+    # -- study records (a study's points are ordinary runs; these keep the study itself) --------------------
+    def create_study(self, record: StudyRecord) -> None:
+        raise StoreError(f"the store {self.url or type(self).__name__} keeps no studies")
+
+    def get_study(self, study_id: str, owner: str | None = None) -> StudyRecord:
+        """The record, or :class:`ancho.errors.NotFound` (also when ``owner`` is given and differs)."""
+        raise NotFound(f"no study '{study_id}'")
+
+    def update_study(self, study_id: str, **changes: Any) -> None:
+        raise NotFound(f"no study '{study_id}'")
+
+    def list_studies(self, owner: str | None = None, limit: int | None = None) -> list[StudyRecord]:
+        """Newest first."""
+        return []
+
     # -- results -------------------------------------------------------------
     @abstractmethod
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
@@ -235,7 +301,9 @@ class Store(ABC):
         parts = [to_numpy(b.column(0)) for b in self.iter_batches(run_id, [name])]
         if not parts:
             kind = self.get_run(run_id).schema.get(name, "float")
-            return np.empty(0, dtype=np.int64 if name == "sequence" else KIND_DTYPES[kind])
+            steps = trajectory_steps(kind)
+            shape = (0,) if steps is None or name == "sequence" else (0, steps)
+            return np.empty(shape, dtype=np.int64 if name == "sequence" else kind_dtype(kind))
         return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
 
     def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
@@ -280,9 +348,9 @@ def arrow_schema(kinds: dict[str, str], columns: list[str] | None = None):
     """The Arrow schema of a run's results: ``sequence`` then each output, by kind."""
     import pyarrow as pa
 
-    fields_ = [pa.field("sequence", pa.int64())] + [
-        pa.field(n, pa.from_numpy_dtype(KIND_DTYPES[k])) for n, k in kinds.items()
-    ]
+    from ..columns import arrow_type
+
+    fields_ = [pa.field("sequence", pa.int64())] + [pa.field(n, arrow_type(k)) for n, k in kinds.items()]
     if columns is not None:
         fields_ = [f for f in fields_ if f.name in columns]
     return pa.schema(fields_)

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..chunk import ChunkResult, Failure
 from ..errors import InputError, NotFound
-from .base import NotAtHand, RunRecord, Store, arrow_schema, record_version
+from .base import NotAtHand, RunRecord, Store, StudyRecord, arrow_schema, record_version
 from .cassandra_conn import OPEN_PATIENCE, StoreURL, connect, redact, retrying
 from .cassandra_results import TABLES, RunResults
 from .embedded import check_run_id
@@ -47,6 +47,9 @@ CATALOG = (
         id text PRIMARY KEY, owner text, status text, created double, fields map<text, text>)""",
     "CREATE INDEX IF NOT EXISTS runs_owner ON {ks}.runs (owner) USING 'sai'",
     "CREATE INDEX IF NOT EXISTS runs_status ON {ks}.runs (status) USING 'sai'",
+    """CREATE TABLE IF NOT EXISTS {ks}.studies (
+        id text PRIMARY KEY, owner text, created double, data text)""",
+    "CREATE INDEX IF NOT EXISTS studies_owner ON {ks}.studies (owner) USING 'sai'",
     """CREATE TABLE IF NOT EXISTS {ks}.owners (
         owner text PRIMARY KEY, ks text, role text, password text, ready boolean)""",
 )
@@ -329,6 +332,42 @@ class CassandraStore(Store):
         self._retry("deleting a run", lambda: self.session.execute(self._delete, (run_id,)))
         self._run_owner.pop(run_id, None)
         self._wrote(run_id)
+
+    # -- study records: one JSON document per study (written by its one driver) ------------------
+    def create_study(self, record: StudyRecord) -> None:
+        check_run_id(record.id)
+        row = (record.id, record.owner, float(record.created), json.dumps(record.to_dict()))
+        cql = f"INSERT INTO {self.catalog}.studies (id, owner, created, data) VALUES (%s, %s, %s, %s)"
+        self._retry("creating a study", lambda: self.session.execute(cql, row))
+
+    def _study_row(self, study_id: str):
+        if not isinstance(study_id, str) or not study_id.replace("-", "").replace("_", "").isalnum():
+            return None
+        cql = f"SELECT owner, data FROM {self.catalog}.studies WHERE id = %s"
+        return self._retry("reading a study", lambda: self.session.execute(cql, (study_id,)).one())
+
+    def get_study(self, study_id: str, owner: str | None = None) -> StudyRecord:
+        row = self._study_row(study_id)
+        if row is None or (owner is not None and row.owner != owner):
+            raise NotFound(f"no study '{study_id}'")
+        return StudyRecord.from_dict(json.loads(row.data))
+
+    def update_study(self, study_id: str, **changes: Any) -> None:
+        row = self._study_row(study_id)
+        if row is None:
+            raise NotFound(f"no study '{study_id}'")
+        data = {**json.loads(row.data), **changes}
+        cql = f"UPDATE {self.catalog}.studies SET data = %s WHERE id = %s"
+        self._retry("updating a study", lambda: self.session.execute(cql, (json.dumps(data), study_id)))
+
+    def list_studies(self, owner: str | None = None, limit: int | None = None) -> list[StudyRecord]:
+        cql, args = f"SELECT data FROM {self.catalog}.studies", []
+        if owner is not None:
+            cql += " WHERE owner = %s"
+            args.append(owner)
+        rows = self._retry("listing studies", lambda: list(self.session.execute(cql, args)))
+        records = sorted((StudyRecord.from_dict(json.loads(r.data)) for r in rows), key=lambda r: -r.created)
+        return records[: int(limit)] if limit is not None else records
 
     # -- results -----------------------------------------------------------------
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:

@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from ..chunk import KIND_DTYPES, ChunkResult, Failure
+from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
 from ..columns import release_memory, to_arrow, to_numpy
 from ..errors import InputError, NotFound, StoreError
 from ..files import private_dir
 from ..home import default_home
 from ..sqlite import Database
-from .base import RunRecord, Store
+from .base import RunRecord, Store, StudyRecord
 from .chunk_layout import chunk_files, chunk_name
 from .results_sources import ChunkFiles
 
@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS failures (
     traceback TEXT NOT NULL,
     PRIMARY KEY (run_id, sequence)
 );
+CREATE TABLE IF NOT EXISTS studies (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS studies_owner_created ON studies(owner, created);
 """
 
 
@@ -155,6 +162,43 @@ class EmbeddedStore(Store):
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             db.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))
         shutil.rmtree(self.home / "runs" / run_id, ignore_errors=True)
+
+    # -- study records ------------------------------------------------------------
+    def create_study(self, record: StudyRecord) -> None:
+        check_run_id(record.id)
+        with self.db.write() as db:
+            db.execute(
+                "INSERT INTO studies (id, owner, created, data) VALUES (?, ?, ?, ?)",
+                (record.id, record.owner, record.created, json.dumps(record.to_dict())),
+            )
+
+    def get_study(self, study_id: str, owner: str | None = None) -> StudyRecord:
+        if not isinstance(study_id, str) or not _RUN_ID.match(study_id):
+            raise NotFound(f"no study '{study_id}'")
+        row = self.db.conn().execute("SELECT owner, data FROM studies WHERE id = ?", (study_id,)).fetchone()
+        if row is None or (owner is not None and row[0] != owner):
+            raise NotFound(f"no study '{study_id}'")
+        return StudyRecord.from_dict(json.loads(row[1]))
+
+    def update_study(self, study_id: str, **changes: Any) -> None:
+        with self.db.write() as db:
+            row = db.execute("SELECT data FROM studies WHERE id = ?", (study_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no study '{study_id}'")
+            data = json.loads(row[0])
+            data.update(changes)
+            db.execute("UPDATE studies SET data = ? WHERE id = ?", (json.dumps(data), study_id))
+
+    def list_studies(self, owner: str | None = None, limit: int | None = None) -> list[StudyRecord]:
+        sql, args = "SELECT data FROM studies", []
+        if owner is not None:
+            sql += " WHERE owner = ?"
+            args.append(owner)
+        sql += " ORDER BY created DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [StudyRecord.from_dict(json.loads(r[0])) for r in self.db.conn().execute(sql, args).fetchall()]
 
     # -- results ----------------------------------------------------------------
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
@@ -254,8 +298,9 @@ class EmbeddedStore(Store):
         kind = "sequence" if name == "sequence" else self.get_run(run_id).schema.get(name)
         if kind is None:
             return super().read_column(run_id, name)  # raises the unknown-output error
-        dtype = np.dtype(np.int64) if kind == "sequence" else KIND_DTYPES[kind]
-        out = np.empty(self.row_count(run_id), dtype=dtype)
+        dtype = np.dtype(np.int64) if kind == "sequence" else kind_dtype(kind)
+        steps = None if kind == "sequence" else trajectory_steps(kind)  # a trajectory: rows × steps
+        out = np.empty((self.row_count(run_id),) + ((steps,) if steps else ()), dtype=dtype)
         pos = 0
         for batch in self.iter_batches(run_id, [name]):
             col = to_numpy(batch.column(0))
