@@ -19,25 +19,35 @@ that names the server, the run or the field at fault and says what to do:
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
-import tarfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
 
-from . import __version__
-from .errors import AnchoError, InputError, ModelError, NotFound
+from .. import __version__
+from ..errors import InputError, NotFound
+from .errors import (
+    ClientError,
+    NoServer,
+    NotFinished,
+    Rejected,
+    ServerError,
+    Unauthorized,
+    Unreachable,
+    describe_detail,
+    normalize_url,
+)
+from .events import _sse
+from .pack import Packed, pack
 
 __all__ = [
     "Client",
+    "describe_detail",
+    "normalize_url",
     "Packed",
     "pack",
     "ClientError",
@@ -50,187 +60,6 @@ __all__ = [
 ]
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-
-
-# -- errors -------------------------------------------------------------------
-class ClientError(AnchoError):
-    """Talking to the server went wrong."""
-
-
-class NoServer(ClientError, InputError):
-    """Neither ``--url`` nor ``ANCHO_URL`` names a server."""
-
-
-class Unreachable(ClientError):
-    exit_code = 1
-
-
-class Unauthorized(ClientError):
-    """The token is missing, mistyped or revoked (HTTP 401)."""
-
-
-class Rejected(ClientError, InputError):
-    """The server refused the request (4xx); ``detail`` is what it said."""
-
-    def __init__(self, message: str, status: int, detail: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.detail = detail
-
-
-class NotFinished(ClientError):
-    """A run has no summary because it has not succeeded (yet); ``status`` and ``error`` say where it is."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, status: str | None = None, error: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.error = error
-
-
-class ServerError(ClientError):
-    """The server failed (5xx) or answered with something that is not Ancho's API."""
-
-    exit_code = 1
-
-
-def normalize_url(url: str | None) -> str:
-    """``host:port``, ``http://host:port/`` or ``…/api/v1`` → ``http://host:port`` (NoServer if empty)."""
-    url = (url or "").strip()
-    if not url:
-        raise NoServer(
-            "no server given: set ANCHO_URL to its address (export ANCHO_URL=http://127.0.0.1:8642) or pass --url"
-        )
-    if "://" not in url:
-        url = "http://" + url
-    if not url.startswith(("http://", "https://")):
-        raise NoServer(f"server URL '{url}' must start with http:// or https://")
-    url = url.rstrip("/")
-    if url.endswith("/api/v1"):
-        url = url[: -len("/api/v1")]
-    return url
-
-
-def describe_detail(detail: Any) -> str:
-    """The server's ``detail`` as one line: pydantic-style lists become ``field.path: message; …``."""
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = [str(x) for x in item.get("loc", ()) if x not in ("body", "query", "path")]
-                msg = str(item.get("msg", "")).strip()
-                parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
-            else:
-                parts.append(str(item))
-        return "; ".join(p for p in parts if p)
-    if isinstance(detail, dict):
-        return json.dumps(detail)
-    return " ".join(str(detail).split())
-
-
-# -- packing a local model ----------------------------------------------------
-#: the server's unpacking caps (sources/extract.py); refusing here saves an upload
-MAX_FILES = 10_000
-MAX_BYTES = 200 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Packed:
-    """A model source packed for upload: ``data`` (.tar.gz bytes), a file name, and the run's ``model.entry``."""
-
-    data: bytes
-    filename: str
-    entry: str | None
-    files: int
-    #: the archive's top folder (a packed folder goes in one), or None for a single file
-    top: str | None = None
-
-
-def pack(spec: str) -> Packed:
-    """Pack ``PATH[:Class]`` (PATH: a ``.py`` file or a folder; ``FOLDER:file.py[:Class]`` too) as a .tar.gz in memory.
-
-    A folder is packed whole (without caches, ``.git``, virtual environments
-    and ``*.pyc``), so the model can import its sibling modules and a
-    ``requirements.txt`` at its root reaches the server. A single file is
-    packed alone, under its own name, and becomes the entry. The archive is
-    deterministic (sorted, fixed times and owners): the same source always
-    gives the same bytes, hence the same upload id on the server.
-    """
-    from .loading import split_spec
-    from .tree import source_files
-
-    path_s, file, class_name = split_spec(spec)
-    path = Path(path_s).expanduser()
-    if not path.exists():
-        raise ModelError(f"model path '{path_s}' does not exist; give a .py file or a folder containing one")
-    members: list[tuple[str, Path]] = []
-    if path.is_file():
-        if path.suffix != ".py":
-            raise ModelError(f"model file '{path_s}' is not a .py file")
-        if file:
-            raise ModelError(
-                f"cannot read the model '{spec}': a file takes only :Class (FOLDER:file.py:Class is for folders)"
-            )
-        members.append((path.name, path))
-        top = None
-        entry: str | None = path.name
-        filename = path.stem + ".tar.gz"
-    else:
-        root = path.resolve()
-        if file:
-            if not (root / file).is_file():
-                raise ModelError(f"'{file}' not found in model folder '{path_s}'")
-        elif not any(p.is_file() for p in root.glob("*.py")):
-            raise ModelError(f"model folder '{path_s}' has no .py file; put the model in model.py")
-        top = root.name if root.name and not root.name.startswith(".") else "model"
-        total = 0
-        for rel, full in source_files(root):
-            total += full.stat().st_size
-            if len(members) >= MAX_FILES or total > MAX_BYTES:
-                raise InputError(
-                    f"model folder '{path_s}' holds more than {MAX_FILES:,} files or {MAX_BYTES // 2**20} MiB, "
-                    "more than a server unpacks; submit a folder with just the model's code"
-                )
-            members.append((f"{top}/{rel}", full))
-        entry = ":".join(x for x in (file, class_name) if x) or None
-        class_name = None  # already in the entry
-        filename = top + ".tar.gz"
-    if class_name:
-        entry = f"{entry}:{class_name}"
-    return Packed(_tar_gz(members), filename, entry, len(members), top)
-
-
-def _tar_gz(members: list[tuple[str, Path]]) -> bytes:
-    buf = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        dirs: set[str] = set()
-        for arcname, full in members:
-            parts = arcname.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                d = "/".join(parts[:i])
-                if d not in dirs:
-                    dirs.add(d)
-                    tar.addfile(_info(d, tarfile.DIRTYPE, 0o755))
-            data = full.read_bytes()
-            mode = 0o755 if os.access(full, os.X_OK) else 0o644
-            info = _info(arcname, tarfile.REGTYPE, mode)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
 
 
 # -- the client ---------------------------------------------------------------
@@ -584,25 +413,3 @@ def _reason(exc: Exception) -> str:
     if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
         return "unknown host"
     return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
-def _sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
-    """Server-sent events from text lines: (event name, data)."""
-    event, data = "message", []
-    for line in lines:
-        line = line.rstrip("\r")
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = "message", []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                event = value
-            elif field == "data":
-                data.append(value)
-    if data:
-        yield event, "\n".join(data)
