@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def describe_moments(
         ci = wilson(hits, n)
     else:
         # rounding in the sum can put the mean of a constant column a hair outside [min, max]
-        mean = min(max(float(mean), float(lo)), float(hi))
+        mean = min(max(float(cast(float, mean)), float(lo)), float(hi))  # numeric kinds always pass a mean
         std = float(std) if n > 1 and std is not None else None
         ci = mean_ci(mean, std, n) if std is not None else None
     out["mean"] = mean

@@ -6,7 +6,15 @@ import time
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from ..present import interval as ci
@@ -104,8 +112,8 @@ class RunProgress:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and err_console.is_terminal
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self):
         self._t0 = time.monotonic()
@@ -131,7 +139,7 @@ class RunProgress:
 
     def __call__(self, done: int, total: int) -> None:
         self._start()
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             elapsed = max(time.monotonic() - self._t0, 1e-9)
             self._progress.update(self._task, completed=done, total=total, rate=f"{done / elapsed:,.0f} seq/s")
 

@@ -97,4 +97,6 @@ class Sessions:
 
 def same(a: str | None, b: str | None) -> bool:
     """Constant-time equality of two secrets (False when either is missing)."""
-    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+    if not a or not b:
+        return False
+    return hmac.compare_digest(a.encode(), b.encode())

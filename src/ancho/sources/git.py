@@ -352,6 +352,7 @@ def fetch_git(
 
     pinned = ref.lower() if ref and _SHA_FULL.match(ref.lower()) else None
     remote_ref = None
+    commit: str | None
     if pinned:
         if cache.seen(url, pinned):
             return done(pinned, True)

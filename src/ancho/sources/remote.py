@@ -163,7 +163,13 @@ class FetchedSource:
         return f"url:{self.origin}#sha256={self.sha}"
 
     def as_dict(self) -> dict:
-        out = {"kind": self.kind, "origin": self.origin, "sha": self.sha, "root": str(self.root), "record": self.record}
+        out: dict[str, str | None] = {
+            "kind": self.kind,
+            "origin": self.origin,
+            "sha": self.sha,
+            "root": str(self.root),
+            "record": self.record,
+        }
         if self.kind == "git":
             out.update(ref=self.ref, commit=self.commit)
         return out
@@ -264,7 +270,7 @@ def public_addresses(host: str, port: int, origin: str, what: str) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
         raise SourceUnreachable(f"{what} '{origin}': cannot resolve host '{host}'") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))  # an IP family: the address is a str
     if not addresses or any(internal_address(a) for a in addresses):
         raise refuse_internal(host, origin, what, resolved=True)
     return addresses

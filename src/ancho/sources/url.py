@@ -83,9 +83,10 @@ def _check_url(url: str, policy: FetchPolicy, what: str = "model.url") -> str:
         raise UnsupportedSource(
             f"{what} '{origin}': unsupported scheme '{scheme or '(none)'}'; use https://, s3:// or file://"
         )
-    if scheme in ("http", "https") and not policy.private_hosts and is_ip_literal(parts.hostname):
-        if internal_address(parts.hostname):  # a name is checked as it is connected to (_PublicResolver)
-            raise refuse_internal(parts.hostname, origin, what, resolved=False)
+    host = parts.hostname or ""  # http(s) URLs have a host here: checked above
+    if scheme in ("http", "https") and not policy.private_hosts and is_ip_literal(host):
+        if internal_address(host):  # a name is checked as it is connected to (_PublicResolver)
+            raise refuse_internal(host, origin, what, resolved=False)
     return scheme
 
 
@@ -168,6 +169,8 @@ def fetch_url(
     origin = redact_url(url)
     cache = _Cache(cache_dir)
     known = None if refresh else cache.url_entry(url)
+    data: bytes | None
+    validators: dict
     if scheme == "file":
         data, validators = _read_file(url, origin, limit, policy), {}
     elif scheme == "s3":
