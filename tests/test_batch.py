@@ -171,7 +171,7 @@ BAD = [
         "output 'x' of Bad, block 0 (sequences 0–9), has shape (9,); return a 1-D array of length n = 10",
     ),
     (lambda self, rng, n: {"x": 1.5}, "output 'x' of Bad, block 0 (sequences 0–9), is a scalar (float)"),
-    (lambda self, rng, n: {"x": rng.random((n, 3))}, "2-D (n × steps) trajectory outputs are not supported yet"),
+    (lambda self, rng, n: {"x": rng.random((n - 1, 3))}, "a trajectory must be an array of shape (n, steps)"),
     (lambda self, rng, n: {"x": rng.random((n, 3, 2))}, "has shape (10, 3, 2)"),
     (lambda self, rng, n: {"x": np.array(["a"] * n)}, "has dtype <U1; outputs must be numbers or bools"),
     (lambda self, rng, n: {"x": np.array([None] * n)}, "has dtype object"),

@@ -41,7 +41,7 @@ def test_key_order_does_not_matter():
         (lambda s, rng: {}, "returned an empty dict"),
         (lambda s, rng: {"x": "abc"}, "output 'x' of sequence 0 of M is str"),
         (lambda s, rng: {"x": None}, "output 'x' of sequence 0 of M is NoneType"),
-        (lambda s, rng: {"x": [1, 2]}, "is list"),
+        (lambda s, rng: {"x": [[1, 2]]}, "output 'x' of sequence 0 of M is a nested series"),
         (lambda s, rng: {1: 2}, "output name 1"),
         (lambda s, rng: {"sequence": 2}, "output name 'sequence'"),
         (lambda s, rng: {"x": 2**70}, "too large for 64 bits"),

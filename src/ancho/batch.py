@@ -26,7 +26,7 @@ import traceback
 
 import numpy as np
 
-from .chunk import ChunkResult, Failure, check_names, raise_changed_names
+from .chunk import ChunkResult, Failure, check_names, max_steps, raise_changed_names, trajectory_kind
 from .errors import OutputError
 from .streams import StreamFactory
 
@@ -51,7 +51,7 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
         try:
             out = call(at(first), block)
         except Exception as exc:  # a failing block is data: each of its sequences here is a recorded failure
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__ and exc.__traceback__.tb_next))
             error = f"{type(exc).__name__}: {exc}"
             failures.extend(Failure(i, error, tb) for i in range(first + lo, first + hi))
             continue
@@ -68,7 +68,7 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
     seconds = time.perf_counter() - t0
     columns = {}
     for key, pieces in parts.items():
-        dtype = _DTYPES[kinds[key]]
+        dtype = _DTYPES.get(kinds[key], np.dtype(np.float64))  # a trajectory's kind is float[STEPS]
         # one piece: still copied, so the result never aliases an array the model may reuse
         columns[key] = np.concatenate(pieces, dtype=dtype) if len(pieces) > 1 else np.array(pieces[0], dtype=dtype)
     sequences = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
@@ -85,9 +85,7 @@ def _checked(value, n: int, key: str, kinds: dict[str, str], what: str, name: st
             )
         value = np.asarray(value)
     if value.ndim == 2:
-        raise OutputError(
-            f"{where} has shape {value.shape}: 2-D (n × steps) trajectory outputs are not supported yet; return 1-D arrays of length {n}"
-        )
+        return _checked_series(value, n, key, kinds, where)
     if value.ndim != 1 or len(value) != n:
         raise OutputError(f"{where} has shape {value.shape}; return a 1-D array of length n = {n}")
     kind = _KINDS.get(value.dtype.kind)
@@ -101,8 +99,29 @@ def _checked(value, n: int, key: str, kinds: dict[str, str], what: str, name: st
     if kind == "float" and n and value[0] != value[0] and np.isnan(value).all():
         raise OutputError(f"{where} is NaN for every sequence; a NaN-only output is a bug in the model")
     seen = kinds.setdefault(key, kind)
+    if seen.endswith("]"):
+        raise OutputError(f"{where} is 1-D but earlier blocks returned an n × steps trajectory; return the same shape every time")
     if seen != kind:
         if "bool" in (seen, kind):
             raise OutputError(f"{where} is {kind} after {seen} in earlier blocks; return the same type every time")
         kinds[key] = "float"  # ints and floats together are one numeric column, as for one-at-a-time models
     return value
+
+
+def _checked_series(value: np.ndarray, n: int, key: str, kinds: dict[str, str], where: str) -> np.ndarray:
+    """An ``n × steps`` trajectory block as float64, or an OutputError naming the output (same rules as one-at-a-time)."""
+    rows, steps = value.shape
+    if rows != n:
+        raise OutputError(f"{where} has shape {value.shape}; a trajectory must be an array of shape (n, steps) with n = {n}")
+    if value.dtype.kind not in "biuf":
+        raise OutputError(f"{where} has dtype {value.dtype}; a trajectory must hold numbers (float, int or bool arrays)")
+    if steps == 0:
+        raise OutputError(f"{where} has 0 steps; a trajectory needs at least one step")
+    cap = max_steps()
+    if steps > cap:
+        raise OutputError(f"{where} has {steps} steps, more than the cap of {cap}; return fewer steps or raise ANCHO_MAX_STEPS")
+    kind = trajectory_kind(steps)
+    seen = kinds.setdefault(key, kind)
+    if seen != kind:
+        raise OutputError(f"{where} is {kind} after {seen} in earlier blocks; a trajectory has the same length every time")
+    return value.astype(np.float64, copy=False)

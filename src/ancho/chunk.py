@@ -9,6 +9,8 @@ chunk, with NumPy.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,6 +23,35 @@ from .streams import StreamFactory
 
 #: column kinds and the NumPy dtype each is stored as
 KIND_DTYPES = {"bool": np.dtype(bool), "int": np.dtype(np.int64), "float": np.dtype(np.float64)}
+
+#: the longest trajectory a sequence may return, unless ``ANCHO_MAX_STEPS`` says otherwise: a runaway loop appending
+#: to a list would otherwise fill the store (a million steps × a million sequences is 8 TB)
+MAX_STEPS = 100_000
+_SERIES_KIND = re.compile(r"^float\[(\d+)\]$")
+
+
+def trajectory_kind(steps: int) -> str:
+    """The schema kind of a trajectory output: ``float[STEPS]`` (trajectories are always stored as float64)."""
+    return f"float[{steps}]"
+
+
+def trajectory_steps(kind: str) -> int | None:
+    """The number of steps of a trajectory kind (``float[120]`` → 120); None for a scalar kind."""
+    m = _SERIES_KIND.match(kind)
+    return int(m.group(1)) if m else None
+
+
+def kind_dtype(kind: str) -> np.dtype:
+    """The NumPy dtype of a column of ``kind`` (a trajectory's values are float64)."""
+    return np.dtype(np.float64) if trajectory_steps(kind) is not None else KIND_DTYPES[kind]
+
+
+def max_steps() -> int:
+    """The cap on a trajectory's length: ``ANCHO_MAX_STEPS`` (a positive integer) or :data:`MAX_STEPS`."""
+    text = os.environ.get("ANCHO_MAX_STEPS", "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    return MAX_STEPS
 
 
 @dataclass
@@ -55,7 +86,7 @@ class ChunkResult:
         return len(self.failures)
 
     def kinds(self) -> dict[str, str]:
-        return {name: dtype_kind(col.dtype) for name, col in self.columns.items()}
+        return {name: column_kind(col) for name, col in self.columns.items()}
 
 
 @dataclass
@@ -85,6 +116,13 @@ class StoredChunk:
 
     def kinds(self) -> dict[str, str]:
         return dict(self.column_kinds)
+
+
+def column_kind(column: np.ndarray) -> str:
+    """The schema kind of a chunk column: ``bool``/``int``/``float``, or ``float[STEPS]`` for a 2-D trajectory."""
+    if column.ndim == 2:
+        return trajectory_kind(column.shape[1])
+    return dtype_kind(column.dtype)
 
 
 def dtype_kind(dtype: np.dtype) -> str:
@@ -117,7 +155,7 @@ def run_chunk(model, streams: StreamFactory, start: int, stop: int, name: str = 
             out = seq(at(i))
         except Exception as exc:  # a failing replication is data, not a crash
             # the traceback starts in the user's code: this loop's own frame is left out
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__ and exc.__traceback__.tb_next))
             failures.append(Failure(i, f"{type(exc).__name__}: {exc}", tb))
             continue
         if keys is None:
@@ -182,8 +220,13 @@ def _columns(rows: list[dict], ids: list[int], keys, name: str) -> dict[str, np.
     return columns
 
 
+_SERIES_TYPES = (list, tuple, np.ndarray)
+
+
 def _column(values: list, ids: list[int], key: str, name: str) -> np.ndarray:
     types = set(map(type, values))
+    if any(issubclass(t, _SERIES_TYPES) for t in types):
+        return _series_column(values, ids, key, name)
     if types <= {bool, np.bool_}:
         return np.array(values, dtype=bool)
     if any(issubclass(t, _BOOL_TYPES) for t in types):
@@ -211,6 +254,49 @@ def _column(values: list, ids: list[int], key: str, name: str) -> np.ndarray:
             ) from None
     # ints and floats together are one numeric column: promoted to float (``max(x, 0)`` returns either)
     return np.array(values, dtype=np.float64)
+
+
+def _series_column(values: list, ids: list[int], key: str, name: str) -> np.ndarray:
+    """A trajectory output as a 2-D float64 array (sequences × steps), or an OutputError naming sequence and output.
+
+    Each value is checked on its own (a few µs per sequence): ``np.array(values, float)`` alone would accept
+    numeric strings ("1") and report ragged lengths without saying which sequence changed them.
+    """
+    first = None
+    cap = max_steps()
+    rows = []
+    for seq_id, v in zip(ids, values):
+        where = f"output '{key}' of sequence {seq_id} of {name}"
+        if not isinstance(v, _SERIES_TYPES):
+            raise OutputError(
+                f"{where} is {type(v).__name__} while other sequences of the chunk returned a series for it; "
+                "return a list of numbers every time (or a number every time)"
+            )
+        a = np.asarray(v) if not isinstance(v, np.ndarray) else v
+        if a.dtype == object or a.ndim != 1:
+            what = f"a nested series of shape {a.shape}" if a.ndim > 1 else "a series with non-numbers or nested lists"
+            raise OutputError(f"{where} is {what}; a trajectory must be a flat list or 1-D array of numbers")
+        if a.dtype.kind not in "biuf":
+            sample = a[0] if a.size else ""
+            raise OutputError(
+                f"{where} holds {a.dtype.name} values ({sample!r:.40}); a trajectory must hold numbers (or bools) only"
+            )
+        if len(a) > cap:
+            raise OutputError(
+                f"{where} has {len(a)} steps, more than the cap of {cap}; "
+                "return fewer steps (e.g. every k-th) or raise ANCHO_MAX_STEPS"
+            )
+        if first is None:
+            first = len(a)
+        elif len(a) != first:
+            raise OutputError(
+                f"{where} has {len(a)} steps but earlier sequences returned {first}; "
+                "a trajectory must have the same length in every sequence of a run"
+            )
+        rows.append(a)
+    if first == 0:
+        raise OutputError(f"output '{key}' of {name} is an empty series; a trajectory needs at least one step")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), first or 0)
 
 
 class ChunkRunner:

@@ -18,7 +18,11 @@ _NUMPY = {pa.int64(): np.dtype(np.int64), pa.float64(): np.dtype(np.float64)}
 
 
 def to_arrow(values: np.ndarray) -> pa.Array:
-    """An Arrow array viewing (numbers) or packing (bools) a 1-d NumPy column."""
+    """An Arrow array viewing (numbers) or packing (bools) a 1-d NumPy column; a 2-d one (a trajectory, sequences ×
+    steps) becomes a ``FixedSizeList<float64>[steps]`` over its flattened row-major values (one buffer, no copy)."""
+    if values.ndim == 2:
+        flat = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        return pa.FixedSizeListArray.from_arrays(to_arrow(flat), values.shape[1])
     n = len(values)
     if values.dtype == np.bool_:
         bits = np.packbits(values, bitorder="little")
@@ -40,6 +44,9 @@ def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if not parts:
             return np.empty(0, dtype=_NUMPY.get(array.type, np.dtype(bool)))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if pa.types.is_fixed_size_list(array.type):
+        # flatten() honours the array's offset (a sliced batch); rows × steps, row-major as written
+        return to_numpy(array.flatten()).astype(np.float64, copy=False).reshape(len(array), array.type.list_size)
     if array.null_count:
         return array.to_numpy(zero_copy_only=False)
     n, offset = len(array), array.offset
@@ -55,6 +62,16 @@ def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if n == 0:
         return np.empty(0, dtype=dtype)
     return np.frombuffer(data, dtype=dtype, count=n, offset=offset * dtype.itemsize)
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    """The Arrow type of a schema kind: int64, float64, bool, or ``fixed_size_list<float64>[STEPS]`` for ``float[STEPS]``."""
+    from .chunk import KIND_DTYPES, trajectory_steps
+
+    steps = trajectory_steps(kind)
+    if steps is not None:
+        return pa.list_(pa.float64(), steps)
+    return pa.from_numpy_dtype(KIND_DTYPES[kind])
 
 
 def release_memory() -> None:
