@@ -100,7 +100,9 @@ def _checked(value, n: int, key: str, kinds: dict[str, str], what: str, name: st
         raise OutputError(f"{where} is NaN for every sequence; a NaN-only output is a bug in the model")
     seen = kinds.setdefault(key, kind)
     if seen.endswith("]"):
-        raise OutputError(f"{where} is 1-D but earlier blocks returned an n × steps trajectory; return the same shape every time")
+        raise OutputError(
+            f"{where} is 1-D but earlier blocks returned an n × steps trajectory; return the same shape every time"
+        )
     if seen != kind:
         if "bool" in (seen, kind):
             raise OutputError(f"{where} is {kind} after {seen} in earlier blocks; return the same type every time")
@@ -112,16 +114,24 @@ def _checked_series(value: np.ndarray, n: int, key: str, kinds: dict[str, str], 
     """An ``n × steps`` trajectory block as float64, or an OutputError naming the output (same rules as one-at-a-time)."""
     rows, steps = value.shape
     if rows != n:
-        raise OutputError(f"{where} has shape {value.shape}; a trajectory must be an array of shape (n, steps) with n = {n}")
+        raise OutputError(
+            f"{where} has shape {value.shape}; a trajectory must be an array of shape (n, steps) with n = {n}"
+        )
     if value.dtype.kind not in "biuf":
-        raise OutputError(f"{where} has dtype {value.dtype}; a trajectory must hold numbers (float, int or bool arrays)")
+        raise OutputError(
+            f"{where} has dtype {value.dtype}; a trajectory must hold numbers (float, int or bool arrays)"
+        )
     if steps == 0:
         raise OutputError(f"{where} has 0 steps; a trajectory needs at least one step")
     cap = max_steps()
     if steps > cap:
-        raise OutputError(f"{where} has {steps} steps, more than the cap of {cap}; return fewer steps or raise ANCHO_MAX_STEPS")
+        raise OutputError(
+            f"{where} has {steps} steps, more than the cap of {cap}; return fewer steps or raise ANCHO_MAX_STEPS"
+        )
     kind = trajectory_kind(steps)
     seen = kinds.setdefault(key, kind)
     if seen != kind:
-        raise OutputError(f"{where} is {kind} after {seen} in earlier blocks; a trajectory has the same length every time")
+        raise OutputError(
+            f"{where} is {kind} after {seen} in earlier blocks; a trajectory has the same length every time"
+        )
     return value.astype(np.float64, copy=False)
