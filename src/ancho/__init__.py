@@ -21,12 +21,37 @@ __version__ = "0.1.0"
 from .errors import AnchoError
 from .model import Model, Parameter, summary
 
-__all__ = ["Model", "Parameter", "summary", "run", "Results", "AnchoError", "__version__"]
+__all__ = [
+    "Model",
+    "Parameter",
+    "summary",
+    "run",
+    "Results",
+    "study",
+    "Study",
+    "compare",
+    "grid",
+    "lhs",
+    "sobol",
+    "morris",
+    "points",
+    "stream",
+    "AnchoError",
+    "__version__",
+]  # (``ancho.random`` is exported too, but not by ``import *``: it would shadow the standard library's module)
 
 
 def __getattr__(name: str):
-    if name in ("run", "Results"):
+    if name in ("run", "Results", "study", "Study", "compare"):
         from . import api
 
         return getattr(api, name)
+    if name in ("grid", "random", "lhs", "sobol", "morris", "points"):
+        from .studies import designs
+
+        return getattr(designs, name)
+    if name == "stream":
+        from .streams import stream
+
+        return stream
     raise AttributeError(f"module 'ancho' has no attribute {name!r}")

@@ -274,3 +274,130 @@ def _sandboxed_executor(
     box = Sandbox(SandboxPolicy(read_only=(*readable, shown), hidden=hidden))
     boxes.callback(box.close)
     return LocalExecutor(workers, python=prepared.python, wrap=box.wrap, **options)
+
+
+# -- studies and comparisons ----------------------------------------------------------------------------------
+
+
+class Study:
+    """A study: its id, summary, one :class:`Results` per point and the points table (read from the store)."""
+
+    def __init__(self, store: Store, record):
+        self.store = store
+        self.record = record
+
+    @property
+    def study_id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The study summary object (same as ``ancho study --json``)."""
+        from .studies.service import study_summary
+
+        return study_summary(self.store, self.study_id)
+
+    @property
+    def runs(self) -> list[Results]:
+        """One :class:`Results` per point, in point order (points whose run was never created are left out)."""
+        from .studies.service import point_runs
+
+        return [Results(self.store, r) for r in point_runs(self.store, self.record) if r is not None]
+
+    @property
+    def frame(self):
+        """One row per point: ``point``, the design's parameters, then each output's and target's statistics."""
+        from .studies.service import points_frame
+
+        return points_frame(self.store, self.study_id)
+
+    def compare(self, baseline: int = 0) -> dict[str, Any]:
+        """Every point against point ``baseline`` on common random numbers (Holm-adjusted p-values noted)."""
+        from .studies.service import compare_points
+
+        return compare_points(self.store, self.study_id, baseline)
+
+    def __repr__(self) -> str:
+        return f"<ancho.Study study={self.study_id} status={self.status} points={len(self.record.points)}>"
+
+
+def study(
+    model: Any,
+    design: Any,
+    params: dict[str, Any] | None = None,
+    sequences: int | None = 1000,
+    seed: int | None = None,
+    workers: int | None = None,
+    executor: str | Executor = "local",
+    store: str | Store | None = None,
+    targets: Iterable[str] = (),
+    until: str | None = None,
+    max_sequences: int | None = None,
+    max_failures: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    resume: str | None = None,
+    handle: Any = None,
+) -> Study:
+    """Run ``model`` at every point of ``design`` (an ``ancho.grid(...)``, ``ancho.lhs(...)``… or its REST dict).
+
+    Every point is an ordinary run with the study's seed (common random
+    numbers); ``params`` are the values every point shares. Bad input (an
+    unknown parameter, an empty design, too many points…) raises before
+    anything runs. A point that fails does not stop the others: the study
+    ends ``failed`` and says which. ``resume=ID`` continues study ``ID`` (the
+    other arguments but ``model``, ``workers``, ``executor`` and ``store``
+    are then taken from its record): points already succeeded are skipped,
+    stored chunks kept. ``progress(done, total)`` counts sequences over all points.
+    """
+    from .executors.prepare import Prepared, prepare
+    from .model import Model
+    from .studies.designs import Design
+    from .studies.execute import run_points
+    from .studies.service import new_study
+
+    st = _shared_store(store)
+    if resume is not None:
+        record = st.get_study(resume)
+        params, design = record.params, record.design_spec
+        sequences, seed, targets = record.sequences, record.seed, record.targets
+        until, max_sequences, max_failures = record.until, record.max_sequences, record.max_failures
+        if isinstance(model, str | None) and not model:
+            model = record.source
+    checked = run_settings(sequences, seed, targets, until, max_sequences, max_failures)
+    if isinstance(model, str):
+        prepared = prepare(model, params)
+    else:
+        loaded = loaded_from_class(model)
+        if isinstance(model, Model):
+            params = {**model.params, **(params or {})}
+        prepared = Prepared(loaded, loaded.cls.resolve_params(params))  # type: ignore[union-attr]
+    cls = prepared.model.cls
+    plan = Design.from_dict(design).seeded(checked.seed)
+    pts = plan.points(cls)
+    if resume is None:
+        name = executor if isinstance(executor, str) else type(executor).__name__
+        record = new_study(prepared.model, plan, pts, params or {}, checked, name, workers)
+        st.create_study(record)
+    owns_executor = not isinstance(executor, Executor)
+    ex = make_executor(executor, workers, **prepared.executor_options()) if owns_executor else executor
+    try:
+        name = executor if isinstance(executor, str) else type(executor).__name__
+        run_points(prepared.model, record, checked, st, ex, name, progress, handle, prepared.params)
+    finally:
+        if owns_executor:
+            ex.close()
+    return Study(st, st.get_study(record.id))
+
+
+def compare(a: Any, b: Any, targets: Iterable[str] = (), store: str | Store | None = None) -> dict[str, Any]:
+    """Compare run ``b`` with run ``a`` (:class:`Results` or run ids): differences b − a with 95% intervals,
+    paired on common random numbers when both runs have the same seed (DESIGN.md §2 Comparisons)."""
+    from .studies.service import compare_runs
+
+    st = a.store if isinstance(a, Results) else _shared_store(store)
+    ids = [x.run_id if isinstance(x, Results) else str(x) for x in (a, b)]
+    return compare_runs(st, ids[0], ids[1], tuple(targets))

@@ -1,0 +1,152 @@
+"""Running a study: each point an ordinary run, driven by the engine on one executor session.
+
+Why one session: the workers start once for the whole study, and each point
+is a :func:`ancho.engine.execute` of its own run record, so every promise of a
+run holds per point unchanged (per-sequence reproducibility with the study's
+seed, stored chunks kept on resume, retries, ``until`` per point). A point
+that fails is recorded as failed and the study goes on; a cancel stops the
+whole study. The study record (points → runs, progress) is written at most
+every ``WRITE_EVERY`` seconds and at the end, not once per chunk.
+
+Resume: a point whose run succeeded is skipped; any other point's run is
+executed again, which keeps its stored chunks (the engine resumes them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..engine import RunHandle, RunSpec, create_record, execute
+from ..errors import AnchoError, RunCancelled
+from ..executors.base import Executor
+from ..inputs import RunSettings
+from ..loading import LoadedModel
+from ..stores.base import Store, StudyRecord
+
+WRITE_EVERY = 0.5  # seconds between study-record writes while points run
+
+
+@dataclass
+class _Tally:
+    """Sequences done and planned over the points finished so far, plus the point running now."""
+
+    done: int = 0
+    total: int = 0
+    current_done: int = 0
+    current_total: int = 0
+
+    def now(self) -> tuple[int, int]:
+        return self.done + self.current_done, self.total + self.current_total
+
+
+def run_points(
+    model: LoadedModel,
+    study: StudyRecord,
+    settings: RunSettings,
+    store: Store,
+    executor: Executor,
+    executor_name: str,
+    progress: Callable[[int, int], None] | None = None,
+    handle: RunHandle | None = None,
+    base_params: dict | None = None,
+) -> StudyRecord:
+    """Run every point of ``study`` (already in ``store``) that has not succeeded; return the final study record.
+
+    Raises :class:`RunCancelled` when cancelled (the study is then ``cancelled``,
+    or back to ``queued`` when ``handle.interrupt()`` was used). A failing point
+    never raises: the study ends ``failed`` with the points that failed named.
+    ``base_params``: every parameter's value (the model's defaults resolved with the study's ``params``);
+    each point's run gets these with the point's values over them.
+    """
+    handle = handle or RunHandle()
+    points = [dict(p) for p in study.points]
+    tally = _Tally()
+    pending = []
+    for p in points:
+        run = _run_of(store, p.get("run"))
+        if run is not None and run.status == "succeeded":
+            tally.done += run.done
+            tally.total += run.total
+            p["status"] = "succeeded"
+        else:
+            pending.append(p)
+            tally.total += (run.total if run is not None else 0) or settings.sequences
+    store.update_study(study.id, status="running", started=study.started or time.time(), error=None, points=points)
+    last = 0.0
+
+    def write(force: bool = False, **changes) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if force or now - last >= WRITE_EVERY:
+            done, total = tally.now()
+            store.update_study(study.id, points=points, done=done, total=total, **changes)
+            last = now
+
+    def point_progress(done: int, total: int) -> None:
+        tally.current_done, tally.current_total = done, total
+        if progress:
+            progress(*tally.now())
+        write()
+
+    for p in pending:
+        run = _run_of(store, p.get("run"))
+        spec = RunSpec.of({**(base_params or study.params), **p["params"]}, settings)
+        if run is None:
+            run = create_record(
+                model,
+                spec,
+                executor_name,
+                executor.workers,
+                owner=study.owner,
+                extra={"info": model.info, "study": study.id, "point": p["point"]},
+            )
+            p["run"] = run.id
+            write(force=True)  # the study names the run before the run exists: a resume never loses track of it
+            store.create_run(run)
+        tally.total -= run.total or settings.sequences
+        tally.current_done, tally.current_total = 0, run.total or settings.sequences
+        p["status"] = "running"
+        write(force=True)
+        try:
+            final = execute(model, spec, store, executor, run, point_progress, handle)
+            p["status"] = final.status
+            tally.done += final.done
+            tally.total += final.total
+        except RunCancelled:
+            p["status"] = "queued" if handle.interrupted else "cancelled"
+            tally.current_done = tally.current_total = 0
+            status = "queued" if handle.interrupted else "cancelled"
+            write(force=True, status=status, finished=None if handle.interrupted else time.time(), error="cancelled")
+            raise
+        except KeyboardInterrupt:
+            p["status"] = "cancelled"
+            write(force=True, status="cancelled", finished=time.time(), error="interrupted")
+            raise
+        except AnchoError as exc:  # this point failed (its run records why); the others go on
+            p["status"] = "failed"
+            p["error"] = str(exc)
+            failed = store.get_run(run.id)
+            tally.done += failed.done
+            tally.total += failed.total
+        tally.current_done = tally.current_total = 0
+    failed_points = [p for p in points if p["status"] != "succeeded"]
+    if failed_points:
+        first = failed_points[0]
+        error = f"{len(failed_points)} of {len(points)} points failed; point {first['point']}: {first.get('error', '')}"
+        write(force=True, status="failed", finished=time.time(), error=error)
+    else:
+        write(force=True, status="succeeded", finished=time.time(), error=None)
+    return store.get_study(study.id)
+
+
+def _run_of(store: Store, run_id: str | None):
+    if not run_id:
+        return None
+    from ..errors import NotFound
+
+    try:
+        return store.get_run(run_id)
+    except NotFound:  # created in the study record but lost before its run record was written
+        return None
