@@ -19,13 +19,13 @@ Definitions (the docs repeat them):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
-from .expressions import Goal, Target
+from .expressions import Goal, Target, reduced_columns
 
 Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
 PERCENTILES = (5, 25, 50, 75, 95)
@@ -68,7 +68,7 @@ def mean_ci(mean: float, std: float, n: int) -> tuple[float, float] | None:
     return (mean - half, mean + half)
 
 
-def clean(x):
+def clean(x: Any) -> Any:
     """Make a value JSON-safe: NumPy scalars to Python, non-finite floats to None."""
     if isinstance(x, dict):
         return {str(k): clean(v) for k, v in x.items()}
@@ -196,6 +196,10 @@ class Tally:
 
     @classmethod
     def of(cls, column: np.ndarray, targets: list[Target]) -> Tally:
+        if column.ndim == 2:
+            # a trajectory: only its targets' hits (over max/min/last); ``n`` counts sequences, the denominator of a
+            # p() goal; a mean() goal tracks the reduced column under its own key (see chunk_tallies)
+            return cls(len(column), 0.0, 0.0, {t.expr: t.hits(column)[0] for t in targets})
         values = column
         if values.dtype.kind == "f":
             values = values[~np.isnan(values)]
@@ -217,7 +221,10 @@ class Tally:
 
 def chunk_tallies(columns: dict[str, np.ndarray], targets: list[Target]) -> dict[str, Tally]:
     """A :class:`Tally` per output column of a chunk, with the hits of the ``targets`` on that output."""
-    return {name: Tally.of(col, [t for t in targets if t.output == name]) for name, col in columns.items()}
+    tallies = {name: Tally.of(col, [t for t in targets if t.output == name]) for name, col in columns.items()}
+    # max(NAME), min(NAME), last(NAME) of each trajectory, the keys of mean(last(NAME)) goals (three cheap reductions)
+    tallies.update((key, Tally.of(col, [])) for key, col in reduced_columns(columns).items())
+    return tallies
 
 
 @dataclass
@@ -280,11 +287,31 @@ def build_summary(
     targets: list[Target],
     custom: dict | None = None,
     goal: dict | None = None,
+    read_blocks: Callable[[str], Iterable[np.ndarray]] | None = None,
 ) -> dict:
-    """The summary object: one column in memory at a time."""
+    """The summary object: one column in memory at a time.
+
+    A trajectory (kind ``float[STEPS]``) is summarised step by step from ``read_blocks(name)`` (its chunks,
+    streamed: :func:`ancho.trajectories.trajectory_summary`); without it, from ``read_column(name)`` in one block.
+    """
     outputs = {}
+    trajectories = {}
     target_rows: dict[str, dict] = {}
     for name, kind in kinds.items():
+        if kind.endswith("]"):
+            from .trajectories import trajectory_summary
+
+            mine = [t for t in targets if t.output == name]
+            blocks = (lambda n=name: read_blocks(n)) if read_blocks else (lambda n=name: [read_column(n)])
+            trajectories[name], hits = trajectory_summary(blocks, mine)
+            for t in mine:
+                ci = wilson(*hits[t.expr])
+                target_rows[t.expr] = {
+                    "expr": t.expr,
+                    "probability": hits[t.expr][0] / hits[t.expr][1] if hits[t.expr][1] else None,
+                    "ci95": list(ci) if ci else None,
+                }
+            continue
         column = read_column(name)
         for t in targets:
             if t.output == name:
@@ -302,6 +329,8 @@ def build_summary(
         "custom": custom or {},
         "failures": int(record.get("failures") or 0),
     }
+    if trajectories:
+        summary["trajectories"] = trajectories
     if goal is not None:
         summary["until"] = goal
     return clean(summary)
