@@ -34,6 +34,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "columns",
                 "expressions",
                 "stats",
+                "trajectories",
                 "loading",
             }
         ),

@@ -47,6 +47,17 @@ class Results:
         """One output as a NumPy array, without loading the others."""
         return self.store.read_column(self.run_id, name)
 
+    def trajectory(self, name: str):
+        """A trajectory output as a 2-D NumPy array: one row per sequence (in sequence order), one column per step."""
+        from .errors import InputError
+
+        kind = self.record.schema.get(name)
+        if kind is None or not kind.endswith("]"):
+            series = [n for n, k in self.record.schema.items() if k.endswith("]")]
+            what = "is a single number per sequence (use .column)" if kind else "is not an output of this run"
+            raise InputError(f"'{name}' {what}; trajectories: {', '.join(series) or '(none)'}")
+        return self.store.read_column(self.run_id, name)
+
     @property
     def failures(self) -> list:
         """Sequences that raised: sequence number, error and traceback."""
@@ -369,7 +380,7 @@ def study(
             model = record.source
     checked = run_settings(sequences, seed, targets, until, max_sequences, max_failures)
     if isinstance(model, str):
-        prepared = prepare(model, params)
+        prepared = prepare(model, params, None)
     else:
         loaded = loaded_from_class(model)
         if isinstance(model, Model):

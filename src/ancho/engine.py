@@ -28,7 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .chunk import ChunkResult, StoredChunk
@@ -41,9 +41,15 @@ from .loading import LoadedModel
 from .stats import Running, build_summary, chunk_tallies, clean
 from .stores.base import RunRecord, Store
 
+if TYPE_CHECKING:
+    import numpy as np
+
 INITIAL_CHUNK = 8
 TARGET_SECONDS = 0.2
 MAX_CHUNK = 262_144
+#: a batch model's chunks may be larger: its per-sequence work is ~30 ns, so per-chunk costs weigh more (measured in
+#: docs/benchmarks.md "Batch models"); a chunk is still at least one block
+MAX_BATCH_CHUNK = 1_048_576
 GROWTH = 16
 MAX_RETRIES = 3  # attempts after the first, per chunk, when a worker dies
 PROGRESS_EVERY = 0.2  # seconds between run-record progress writes
@@ -65,10 +71,10 @@ class RunSpec:
     def build(
         cls,
         model: LoadedModel,
-        params: dict | None = None,
+        params: dict[str, Any] | None = None,
         sequences: int | None = None,
         seed: int | None = None,
-        targets=(),
+        targets: Any = (),  # expression strings or Targets, as run_settings takes them
         until: str | None = None,
         max_sequences: int | None = None,
         max_failures: int | None = 0,
@@ -109,23 +115,36 @@ class Plan(ChunkSource):
     ``chunk_size`` is the executor's hint (:meth:`Executor.chunk_size`): when
     it returns a size for a batch, that batch is cut into chunks of that size
     instead (a backend that wants a fixed set of tasks, such as Spark).
+
+    ``block``: a batch model's block size B. Its chunks then end on block
+    edges (sizes rounded up to multiples of B, the first one block), so no
+    block is computed by two chunks, and may grow to ``MAX_BATCH_CHUNK``.
     """
 
     def __init__(
-        self, todo: list[tuple[int, int]], workers: int, chunk_size: Callable[[int, int], int | None] | None = None
+        self,
+        todo: list[tuple[int, int]],
+        workers: int,
+        chunk_size: Callable[[int, int], int | None] | None = None,
+        block: int | None = None,
     ):
         self.todo: deque[tuple[int, int]] = deque(todo)
         self.retry: deque[Chunk] = deque()
         self.workers = max(1, workers)
         self.per_sequence: float | None = None  # seconds, smoothed
-        self.last_size = INITIAL_CHUNK
+        self.block = block or 1
+        self.last_size = self.block if block else INITIAL_CHUNK
+        self.batch = bool(block)
         self.inflight = 0
         self.chunk_size = chunk_size
         self.fixed = self._fixed()
 
     def _fixed(self) -> int | None:
         size = self.chunk_size(self.remaining, self.workers) if self.chunk_size and self.todo else None
-        return None if size is None else max(1, min(int(size), MAX_CHUNK))
+        return None if size is None else max(1, min(int(size), self._max()))
+
+    def _max(self) -> int:
+        return max(MAX_BATCH_CHUNK, self.block) if self.batch else MAX_CHUNK
 
     def extend(self, start: int, stop: int) -> None:
         if stop > start:
@@ -139,7 +158,7 @@ class Plan(ChunkSource):
     def remaining(self) -> int:
         return sum(b - a for a, b in self.todo) + sum(c.size for c in self.retry)
 
-    def measure(self, result: ChunkResult) -> None:
+    def measure(self, result: ChunkResult | StoredChunk) -> None:
         self.inflight -= 1
         if result.size and result.seconds > 0:
             t = result.seconds / result.size
@@ -152,10 +171,10 @@ class Plan(ChunkSource):
         if self.fixed is not None:
             return self.fixed
         if self.per_sequence is None:
-            return INITIAL_CHUNK
+            return self.block if self.batch else INITIAL_CHUNK
         ideal = TARGET_SECONDS / max(self.per_sequence, 1e-9)
         share = math.ceil(self.remaining / (2 * self.workers))
-        return int(max(1, min(ideal, MAX_CHUNK, self.last_size * GROWTH, share)))
+        return int(max(1, min(ideal, self._max(), self.last_size * GROWTH, share)))
 
     def next(self) -> Chunk | None:
         if self.retry:
@@ -165,7 +184,8 @@ class Plan(ChunkSource):
             return None
         size = self.size()
         start, stop = self.todo.popleft()
-        n = min(size, stop - start)
+        end = -(-(start + size) // self.block) * self.block  # up to a block edge (a no-op without blocks)
+        n = min(end, stop) - start
         if start + n < stop:
             self.todo.appendleft((start + n, stop))
         self.last_size = n
@@ -259,7 +279,7 @@ def create_record(
     owner: str = "local",
     run_id: str | None = None,
     status: str = "queued",
-    extra: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> RunRecord:
     import numpy
 
@@ -314,13 +334,17 @@ def execute(
     stats: dict[str, Running] = {}
     tracked = spec.targets + ([spec.until.target] if spec.until and spec.until.target else [])
 
-    def track(name: str, column) -> None:
-        stats.setdefault(name, Running()).add(column, [t for t in tracked if t.output == name])
+    def track(name: str, column: np.ndarray) -> None:
+        # chunk_tallies: a trajectory also gets its max/min/last(NAME) tallies, which mean(last(NAME)) goals track
+        for key, tally in chunk_tallies({name: column}, tracked).items():
+            stats.setdefault(key, Running()).merge(tally)
 
     if done and spec.until:
         for name in schema:
             track(name, store.read_column(run_id, name))
-    plan = Plan(gaps(done_ranges, total), executor.workers, getattr(executor, "chunk_size", None))
+    plan = Plan(
+        gaps(done_ranges, total), executor.workers, getattr(executor, "chunk_size", None), model.info.get("block")
+    )
     store.update_run(run_id, status="running", started=record.started or time.time(), error=None, total=total)
     task = Task(model.ref, spec.params, spec.seed, run_id)  # (summary functions get no sink: user code, no password)
     # a backend whose tasks write their chunks to the store themselves (Spark on Cassandra) sends back StoredChunks:
@@ -389,7 +413,13 @@ def execute(
         if summary is None:
             release_memory()  # what streaming the results left behind, before the summary reads whole columns
             summary = build_summary(
-                final.to_dict(), schema, lambda n: store.read_column(run_id, n), spec.targets, custom, goal_info
+                final.to_dict(),
+                schema,
+                lambda n: store.read_column(run_id, n),
+                spec.targets,
+                custom,
+                goal_info,
+                read_blocks=lambda n: store.iter_column(run_id, n),  # trajectories: streamed, chunk by chunk
             )
     except RunCancelled:
         if handle.interrupted:
@@ -453,7 +483,7 @@ def _next_total(spec: RunSpec, stats: dict[str, Running], total: int) -> int:
     return int(min(spec.max_sequences, max(needed, math.ceil(total * 1.25)), total * 10))
 
 
-def _goal_info(spec: RunSpec, stats: dict[str, Running]) -> dict:
+def _goal_info(spec: RunSpec, stats: dict[str, Running]) -> dict[str, Any]:
     goal = spec.until
     assert goal is not None
     running = stats.get(goal.output, Running())

@@ -1,4 +1,9 @@
-"""Targets (``rounds>=30``) and precision goals (``mean(payoff)+-0.01``).
+"""Targets (``rounds>=30``, ``max(infected)>=100``) and precision goals (``mean(payoff)+-0.01``,
+``mean(last(wealth))+-1``).
+
+A trajectory output (a 2-D column, sequences × steps) enters an expression only through a reduction to one
+number per sequence: ``max(NAME)``, ``min(NAME)`` or ``last(NAME)``. A bare trajectory, or a reduction of a
+scalar output, is an error naming the output (:func:`check_outputs`), never a silent per-step comparison.
 
 Both are tiny languages parsed with one regular expression each: no
 ``eval``, so an expression typed into a web form or a REST body can never
@@ -25,7 +30,15 @@ _OPS = {
     "==": np.equal,
     "!=": np.not_equal,
 }
-_TARGET = re.compile(rf"^\s*({_NAME})\s*(>=|<=|==|!=|>|<)\s*({_NUMBER})\s*$")
+#: a trajectory's reductions to one value per sequence (NaN steps are ignored by max/min, kept by last)
+REDUCERS = {
+    "max": lambda a: np.fmax.reduce(a, axis=1),
+    "min": lambda a: np.fmin.reduce(a, axis=1),
+    "last": lambda a: a[:, -1],
+}
+_OPERAND = rf"(?:(max|min|last)\s*\(\s*({_NAME})\s*\)|({_NAME}))"
+_TARGET = re.compile(rf"^\s*{_OPERAND}\s*(>=|<=|==|!=|>|<)\s*({_NUMBER})\s*$")
+_OPERAND_ONLY = re.compile(rf"^\s*{_OPERAND}\s*$")
 _GOAL = re.compile(r"^\s*(mean|p)\s*\((.+)\)\s*(?:\+-|±|\+/-)\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)\s*$")
 _BARE_NAME = re.compile(rf"^\s*({_NAME})\s*$")
 
@@ -47,6 +60,7 @@ class Target:
     output: str
     op: str
     value: float
+    reduce: str | None = None  # "max", "min" or "last" of a trajectory output
 
     @classmethod
     def parse(cls, text: str, index: int | None = None) -> Target:
@@ -59,14 +73,24 @@ class Target:
             if bare:  # a bool output on its own means "is true"
                 return cls(f"{bare.group(1)}==1", bare.group(1), "==", 1.0)
             raise ExpressionError(
-                f"cannot read target '{text}': write OUTPUT OP NUMBER, for example 'rounds>=30' (OP is one of >= <= > < == !=)",
+                f"cannot read target '{text}': write OUTPUT OP NUMBER, for example 'rounds>=30', or "
+                "max|min|last(TRAJECTORY) OP NUMBER, for example 'max(infected)>=100' (OP is one of >= <= > < == !=)",
                 index=index,
             )
-        name, op, value = m.groups()
-        return cls(f"{name}{op}{value}", name, op, _value(value))
+        reduce, inner, bare, op, value = m.groups()
+        name = inner or bare
+        operand = f"{reduce}({name})" if reduce else name
+        return cls(f"{operand}{op}{value}", name, op, _value(value), reduce)
+
+    def values(self, column: np.ndarray) -> np.ndarray:
+        """The column this target compares: a trajectory reduced to one value per sequence, a scalar column as is."""
+        if (column.ndim == 2) != (self.reduce is not None):
+            raise ExpressionError(_shape_error(self.expr, self.output, self.reduce, column.ndim == 2))
+        return REDUCERS[self.reduce](column) if self.reduce else column
 
     def hits(self, column: np.ndarray) -> tuple[int, int]:
         """(how many values meet the target, how many values there are), ignoring NaN."""
+        column = self.values(column)
         if column.dtype.kind == "f":
             valid = ~np.isnan(column)
             n = int(valid.sum())
@@ -84,6 +108,15 @@ class Goal:
     width: float
     relative: bool = False  # width is a fraction of |estimate|
     target: Target | None = None
+    #: for mean(max|min|last(NAME)): the reduction, and ``output`` is the key "last(NAME)" the running tallies use
+    reduce: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The model output this goal reads (``wealth`` for ``mean(last(wealth))``)."""
+        if self.target is not None:
+            return self.target.output
+        return self.output[len(self.reduce) + 1 : -1] if self.reduce else self.output
 
     @classmethod
     def parse(cls, text: str) -> Goal:
@@ -101,12 +134,16 @@ class Goal:
         if not width > 0 or not math.isfinite(width):
             raise ExpressionError(f"precision goal '{text}': the width must be a positive number", Field.UNTIL)
         if stat == "mean":
-            name = _BARE_NAME.match(inner)
-            if not name:
+            operand = _OPERAND_ONLY.match(inner)
+            if not operand:
                 raise ExpressionError(
-                    f"precision goal '{text}': mean() takes one output name, for example mean(payoff)", Field.UNTIL
+                    f"precision goal '{text}': mean() takes one output name, for example mean(payoff), "
+                    "or a trajectory's max|min|last, for example mean(last(wealth))",
+                    Field.UNTIL,
                 )
-            return cls(text.strip(), "mean", name.group(1), width, bool(pct))
+            reduce, name, bare = operand.groups()
+            key = f"{reduce}({name})" if reduce else bare
+            return cls(text.strip(), "mean", key, width, bool(pct), reduce=reduce)
         try:
             target = Target.parse(inner)
         except ExpressionError:
@@ -117,15 +154,41 @@ class Goal:
         return cls(text.strip(), "p", target.output, width, bool(pct), target)
 
 
+def reduced_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``max(NAME)``, ``min(NAME)`` and ``last(NAME)`` of every trajectory column: what mean() goals track."""
+    return {f"{r}({name})": f(col) for name, col in columns.items() if col.ndim == 2 for r, f in REDUCERS.items()}
+
+
+def _shape_error(expr: str, output: str, reduce: str | None, is_trajectory: bool) -> str:
+    if is_trajectory:
+        return (
+            f"'{expr}': output '{output}' is a trajectory; use max({output}), min({output}) or last({output}) "
+            f"to reduce it to one value per sequence, e.g. 'max({output})>=100'"
+        )
+    return f"'{expr}': {reduce}() takes a trajectory, but output '{output}' is a single number per sequence; write '{output}' alone"
+
+
 def check_outputs(kinds: dict[str, str], targets: list[Target], goal: Goal | None) -> None:
-    """Every expression must name an output the model returns."""
+    """Every expression must name an output the model returns, reduced exactly when it is a trajectory."""
     known = ", ".join(kinds) or "(none)"
     for i, t in enumerate(targets):
         if t.output not in kinds:
             raise ExpressionError(
                 f"target '{t.expr}' names output '{t.output}', but the model returns: {known}", index=i
             )
-    if goal is not None and goal.output not in kinds:
+        if kinds[t.output].endswith("]") != (t.reduce is not None):
+            raise ExpressionError(
+                "target " + _shape_error(t.expr, t.output, t.reduce, kinds[t.output].endswith("]")), index=i
+            )
+    if goal is None:
+        return
+    if goal.source not in kinds:
         raise ExpressionError(
-            f"precision goal '{goal.expr}' names output '{goal.output}', but the model returns: {known}", Field.UNTIL
+            f"precision goal '{goal.expr}' names output '{goal.source}', but the model returns: {known}", Field.UNTIL
+        )
+    reduce = goal.target.reduce if goal.target is not None else goal.reduce
+    if kinds[goal.source].endswith("]") != (reduce is not None):
+        raise ExpressionError(
+            "precision goal " + _shape_error(goal.expr, goal.source, reduce, kinds[goal.source].endswith("]")),
+            Field.UNTIL,
         )

@@ -294,6 +294,13 @@ class Store(ABC):
         """:meth:`results` as its JSON-able dict (with a ``kind``), for callers that keep or send JSON."""
         return self.results(run_id).to_dict()
 
+    def iter_column(self, run_id: str, name: str) -> Iterator[np.ndarray]:
+        """One output's stored chunks as NumPy arrays, in sequence order (a trajectory's are 2-D): one chunk in memory."""
+        from ..columns import to_numpy
+
+        for batch in self.iter_batches(run_id, [name]):
+            yield to_numpy(batch.column(0))
+
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """One output (or ``sequence``) as a NumPy array, in sequence order; one column in memory."""
         from ..columns import to_numpy

@@ -1,0 +1,124 @@
+"""The per-step summary of a trajectory output, in bounded memory.
+
+A trajectory column is sequences × steps; a run of 1,000,000 sequences × 1,000
+steps is 8 GB, which must never be in the driver at once. So:
+
+* **mean and its 95% interval**: one streaming pass over the stored chunks,
+  merging each chunk's per-step count, mean and sum of squared deviations
+  (Chan et al.'s parallel update, vectorised over steps): exact, memory
+  ``O(steps)`` plus one chunk;
+* **percentiles** (p5…p95, linear interpolation as for scalar outputs):
+  exact, computed **step block by step block**: each further pass over the
+  chunks copies the columns ``lo..hi`` of every sequence into one buffer of at
+  most :data:`PERCENTILE_BUDGET` bytes and takes the percentiles of those
+  steps. A run that fits the budget takes one such pass; 1,000,000 × 1,000
+  takes 1,000 / 8 = 125 passes of one step-block each (slow, but bounded and
+  exact; no sketch error to explain).
+
+NaN steps are left out of that step's statistics (its ``count`` is the
+number of sequences, as the summary's ``count`` is of those that succeeded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from .expressions import Target
+from .stats import PERCENTILES, t975
+
+#: bytes of trajectory values held at once for the percentiles (per step block)
+PERCENTILE_BUDGET = 64 << 20
+
+
+def trajectory_summary(
+    blocks: Callable[[], Iterable[np.ndarray]], targets: list[Target], budget: int = PERCENTILE_BUDGET
+) -> tuple[dict, dict[str, tuple[int, int]]]:
+    """The ``trajectories`` entry of one output and its targets' ``(hits, count)``.
+
+    ``blocks()`` yields the column's chunks (2-D arrays, sequences × steps) in order, afresh on every call.
+    """
+    n = None
+    mean = m2 = None
+    rows = 0
+    hits = {t.expr: [0, 0] for t in targets}
+    for block in blocks():
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim != 2 or not len(block):
+            continue
+        rows += len(block)
+        for t in targets:
+            h, c = t.hits(block)
+            hits[t.expr][0] += h
+            hits[t.expr][1] += c
+        valid = ~np.isnan(block)
+        nb = valid.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            filled = np.where(valid, block, 0.0)
+            bmean = np.where(nb > 0, filled.sum(axis=0) / np.maximum(nb, 1), 0.0)
+            dev = np.where(valid, block - bmean, 0.0)
+            bm2 = np.einsum("ij,ij->j", dev, dev)
+        if n is None:
+            n, mean, m2 = nb.astype(np.int64), bmean, bm2
+            continue
+        total = n + nb
+        delta = bmean - mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, nb / np.maximum(total, 1), 0.0)
+            m2 = m2 + bm2 + delta * delta * n * share
+        mean = mean + delta * share
+        n = total
+    out_hits = {expr: (h, c) for expr, (h, c) in hits.items()}
+    if n is None:
+        return {
+            "steps": 0,
+            "count": 0,
+            "mean": [],
+            "ci95_low": [],
+            "ci95_high": [],
+            **{f"p{q}": [] for q in PERCENTILES},
+        }, out_hits
+    steps = len(n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(m2 / (n - 1))
+        counts, where = np.unique(n, return_inverse=True)  # t975 once per distinct count (usually one)
+        half = np.array([t975(k - 1) if k >= 2 else np.nan for k in counts])[where] * std / np.sqrt(n)
+    mean = np.where(n > 0, mean, np.nan)
+    summary = {
+        "steps": steps,
+        "count": rows,
+        "mean": mean,
+        "ci95_low": mean - half,
+        "ci95_high": mean + half,
+        **_percentiles(blocks, rows, steps, budget),
+    }
+    return summary, out_hits
+
+
+def _percentiles(blocks: Callable[[], Iterable[np.ndarray]], rows: int, steps: int, budget: int) -> dict:
+    """p5…p95 per step, exact, over step blocks of at most ``budget`` bytes (one pass over the chunks per block)."""
+    width = max(1, min(steps, budget // max(1, 8 * rows)))
+    result = np.empty((len(PERCENTILES), steps))
+    buf = np.empty((rows, width))
+    for lo in range(0, steps, width):
+        hi = min(steps, lo + width)
+        part = buf[:, : hi - lo]
+        pos = 0
+        for block in blocks():
+            block = np.asarray(block)
+            if block.ndim != 2 or not len(block):
+                continue
+            part[pos : pos + len(block)] = block[:, lo:hi]
+            pos += len(block)
+        view = part[:pos]
+        with np.errstate(invalid="ignore"):
+            if np.isnan(view).any():
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step gives NaN, reported as null
+                    result[:, lo:hi] = np.nanpercentile(view, PERCENTILES, axis=0)
+            else:
+                result[:, lo:hi] = np.percentile(view, PERCENTILES, axis=0, overwrite_input=True)
+    return {f"p{q}": result[i] for i, q in enumerate(PERCENTILES)}
