@@ -9,25 +9,100 @@ read this run and nothing else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .stats import clean
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-def compute_summaries(cls, params: dict, source: dict, names: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """Each named summary over the results DataFrame; one that raises gets ``{"error": …}`` as its value."""
+    from .model import Model
+    from .stores.results_sources import ResultsSource
+
+
+def compute_summaries(
+    cls: type[Model],
+    params: dict[str, Any],
+    source: ResultsSource | Mapping[str, Any],
+    names: tuple[str, ...] | list[str],
+) -> dict[str, Any]:
+    """Each named summary over the results DataFrame; one that raises gets ``{"error": …}`` as its value.
+
+    The results are read only if a summary uses them (see :func:`apply_summaries`).
+    """
     from .stores import read_results_source
 
-    frame = read_results_source(source).to_pandas()
-    return apply_summaries(cls(**params), frame, names)
+    return apply_summaries(cls(**params), lambda: read_results_source(source).to_pandas(), names)
 
 
 def apply_summaries(instance, frame, names: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """Each named summary function of a model instance over ``frame`` (a copy each, so one cannot spoil the next)."""
+    """Each named summary function of a model instance over ``frame`` (a copy each, so one cannot spoil the next).
+
+    ``frame`` is the results DataFrame or a function returning it. A summary whose code never reads its
+    ``results`` argument (a closed-form value to compare with) gets a stand-in that reads the results only if
+    touched after all: when no summary reads them, neither the results nor pandas are loaded (on 20M sequences
+    that was most of the run's time, docs/benchmarks.md "Batch models").
+    """
+    cache: list = [] if callable(frame) else [frame]
+
+    def load():
+        if not cache:
+            cache.append(frame())
+        return cache[0]
+
     out: dict[str, Any] = {}
     for name in names:
         try:
-            out[name] = clean(getattr(instance, name)(frame.copy()))
+            func = getattr(instance, name)
+            out[name] = clean(func(load().copy() if reads_results(func) else _Unread(load)))
         except Exception as exc:  # a broken summary function is reported in its slot; the others still count
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
+
+
+#: names through which code can reach its arguments without naming them
+_INTROSPECTION = frozenset({"locals", "vars", "eval", "exec", "_getframe", "currentframe", "stack", "f_locals"})
+
+
+def reads_results(func) -> bool:
+    """False only if ``func(self, results)``'s bytecode provably never touches ``results`` (True when unsure)."""
+    import dis
+
+    code = getattr(getattr(func, "__func__", func), "__code__", None)
+    if code is None or code.co_argcount < 2 or _INTROSPECTION & set(code.co_names):
+        return True
+    name = code.co_varnames[1]
+    if name in code.co_cellvars:  # captured by an inner function
+        return True
+    for ins in dis.get_instructions(code):
+        arg = ins.argval
+        if ("FAST" in ins.opname or "DEREF" in ins.opname or "CELL" in ins.opname) and (
+            arg == name or (isinstance(arg, tuple) and name in arg)
+        ):
+            return True
+    return False
+
+
+class _Unread:
+    """What a summary that ignores its results gets: the results DataFrame, read only if used after all."""
+
+    def __init__(self, load):
+        self._load = load
+
+    def _frame(self):
+        frame = self.__dict__.get("_copy")
+        if frame is None:
+            frame = self.__dict__["_copy"] = self._load().copy()
+        return frame
+
+    def __getattr__(self, attr):
+        return getattr(self._frame(), attr)
+
+    def __getitem__(self, key):
+        return self._frame()[key]
+
+    def __len__(self):
+        return len(self._frame())
+
+    def __iter__(self):
+        return iter(self._frame())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import InputError
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
 
@@ -14,7 +16,7 @@ def is_spark_master(name: str) -> bool:
     return name.startswith(_SPARK_PREFIXES)
 
 
-def make_executor(executor: str | Executor | None = "local", workers: int | None = None, **options) -> Executor:
+def make_executor(executor: str | Executor | None = "local", workers: int | None = None, **options: Any) -> Executor:
     """An executor from ``--executor``: ``local`` (processes here) or a Spark master URL.
 
     ``options`` go to the backend (for the local one: ``python``, ``env``, ``wrap``).
@@ -28,7 +30,7 @@ def make_executor(executor: str | Executor | None = "local", workers: int | None
         return LocalExecutor(workers, **options)
     if is_spark_master(name):
         try:
-            from .spark import SparkExecutor  # type: ignore[import-not-found]
+            from .spark import SparkExecutor
         except ImportError:
             raise InputError(
                 f"executor '{name}': the Spark executor is not available in this installation; install ancho[spark]"

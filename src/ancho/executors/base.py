@@ -17,6 +17,10 @@ from ..chunk import ChunkResult, StoredChunk
 from ..loading import ModelRef
 
 if TYPE_CHECKING:
+    from typing import Self
+
+    from ..expressions import Target
+    from ..stores.base import Store
     from ..stores.results_sources import ResultsSource
 
 
@@ -34,7 +38,7 @@ class Task:
     #: :class:`~ancho.stores.results_sources.CassandraResults`), or None
     sink: Any = None
     #: with a sink: the targets whose hits a stored chunk's tallies count (None: the run needs no tallies)
-    tally: tuple | None = None
+    tally: tuple[Target, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class Executor(ABC):
         whole run (for example the model cannot be loaded by workers).
         """
 
-    def results_sink(self, store, run_id: str) -> Any:
+    def results_sink(self, store: Store, run_id: str) -> Any:
         """Where this backend's tasks write the run's chunks themselves, or None (the default): the engine writes them.
 
         When it returns a results source (the store's, for ``run_id``), the
@@ -115,12 +119,12 @@ class Executor(ABC):
         self,
         task: Task,
         source: ResultsSource,
-        record: dict,
+        record: dict[str, Any],
         kinds: dict[str, str],
-        targets: list,
-        custom: dict,
-        goal: dict | None,
-    ) -> dict | None:
+        targets: list[Target],
+        custom: dict[str, Any],
+        goal: dict[str, Any] | None,
+    ) -> dict[str, Any] | None:
         """The run's summary object computed by this backend, or None (the default): the engine computes it.
 
         A cluster backend computes it where the results are (Spark SQL over
@@ -135,10 +139,10 @@ class Executor(ABC):
     def close(self) -> None:
         """Release processes and connections."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

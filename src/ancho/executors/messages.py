@@ -79,7 +79,7 @@ class Inspect:
     """Describe a model (a model reference, or a ``PATH[:file][:Class]`` string) and validate ``params``."""
 
     target: Any
-    params: dict | None = None
+    params: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ParameterError
 from ..isolation import Environments, ancho_pythonpath
@@ -25,18 +26,18 @@ from ..loading import FileRef, LoadedModel, load_model, split_spec
 @dataclass(frozen=True)
 class Prepared:
     model: LoadedModel
-    params: dict
+    params: dict[str, Any]
     #: the interpreter of the model's environment, or None for Ancho's own
     python: str | None = None
     #: PYTHONPATH entry that gives that interpreter the ``ancho`` package
     pythonpath: str | None = None
 
-    def executor_options(self) -> dict:
+    def executor_options(self) -> dict[str, Any]:
         """Keyword arguments for LocalExecutor so its workers run in this model's environment."""
         return worker_options(self.python, self.pythonpath)
 
 
-def worker_options(python: str | None, pythonpath: str | None) -> dict:
+def worker_options(python: str | None, pythonpath: str | None) -> dict[str, Any]:
     if python is None:
         return {}
     return {"python": python, "env": {"PYTHONPATH": pythonpath or ""}}
@@ -50,7 +51,7 @@ def source_folder(target: str) -> Path:
 
 def prepare(
     target: str,
-    params: dict | None,
+    params: dict[str, Any] | None,
     environments: Environments | None,
     in_process: bool = True,
     wrap: Callable[[list[str]], list[str]] | None = None,

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from .base import FINAL, STATUSES, RunRecord, Store
 
 if TYPE_CHECKING:
-    from .results_sources import ChunkFiles
+    from collections.abc import Mapping
+    from os import PathLike
+
+    import pyarrow as pa
+
+    from .results_sources import ChunkFiles, ResultsSource
 
 __all__ = ["Store", "RunRecord", "STATUSES", "FINAL", "open_store", "read_results_source", "export_results"]
 
 
-def read_results_source(source):
+def read_results_source(source: ResultsSource | Mapping[str, Any]) -> pa.Table:
     """One run's results as an Arrow table, from what ``Store.results`` described (used in workers).
 
     ``source``: a :mod:`~ancho.stores.results_sources` value or its dict form.
@@ -23,7 +28,7 @@ def read_results_source(source):
     return results_source(source).read_table()
 
 
-def export_results(store: Store, run_id: str, folder) -> ChunkFiles:
+def export_results(store: Store, run_id: str, folder: str | PathLike[str]) -> ChunkFiles:
     """Copy one run's results into ``folder`` as chunk files: the :class:`ChunkFiles` workers read them from.
 
     For workers that cannot reach the store: a server's sandboxed workers have
@@ -37,6 +42,7 @@ def export_results(store: Store, run_id: str, folder) -> ChunkFiles:
     import pyarrow.parquet as pq
 
     from .chunk_layout import chunk_name
+    from .embedded import parquet_options
     from .results_sources import ChunkFiles
 
     folder = Path(folder)
@@ -46,7 +52,8 @@ def export_results(store: Store, run_id: str, folder) -> ChunkFiles:
             continue
         seqs = batch.column(0)
         start, stop = seqs[0].as_py(), seqs[batch.num_rows - 1].as_py() + 1
-        pq.write_table(pa.Table.from_batches([batch]), folder / chunk_name(start, stop), compression="zstd")
+        table = pa.Table.from_batches([batch])
+        pq.write_table(table, folder / chunk_name(start, stop), **parquet_options(table.schema))
     return ChunkFiles.of_folder(folder, store.get_run(run_id).schema)
 
 
@@ -62,7 +69,7 @@ def open_store(url: str | Store | None = None) -> Store:
         raise InputError(f"store must be a URL or folder, got {url!r}")
     if url.startswith("cassandra://"):
         try:
-            from .cassandra import CassandraStore  # type: ignore[import-not-found]
+            from .cassandra import CassandraStore
         except ImportError:
             raise InputError(
                 f"store '{url}': the Cassandra store is not available in this installation; install ancho[cassandra]"
