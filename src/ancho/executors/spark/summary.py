@@ -81,6 +81,10 @@ def results_frame(spark, source, kinds: dict[str, str]):
     ``source``: a typed results source (or its dict form)."""
     from ...stores.results_sources import results_source
 
+    if any(kind.endswith("]") for kind in kinds.values()):
+        # a run with trajectory outputs is summarised by the driver (ancho.trajectories: streamed step blocks),
+        # the same object as locally; Spark SQL summaries cover scalar outputs only
+        return None
     source = results_source(source)
     if isinstance(source, CassandraResults):
         return _cassandra_frame(spark, source, kinds)
