@@ -391,7 +391,8 @@ def study(
     pts = plan.points(cls)
     if resume is None:
         name = executor if isinstance(executor, str) else type(executor).__name__
-        record = new_study(prepared.model, plan, pts, params or {}, checked, name, workers)
+        given = {k: prepared.params.get(k, v) for k, v in (params or {}).items()}  # converted by the model's types
+        record = new_study(prepared.model, plan, pts, given, checked, name, workers)
         st.create_study(record)
     owns_executor = not isinstance(executor, Executor)
     ex = make_executor(executor, workers, **prepared.executor_options()) if owns_executor else executor

@@ -39,7 +39,7 @@ def _options(
     """Run stochastic simulation models: on this machine or a Spark cluster, every result kept and summarised."""
 
 
-from . import local, server, client, report, shell  # noqa: E402,F401,I001  (register their commands; this order is --help's order)
+from . import local, studies, server, client, report, shell  # noqa: E402,F401,I001  (register their commands; this order is --help's order)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -163,11 +163,14 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print exactly the summary object."),
     failures: bool = typer.Option(False, "--failures", help="List the sequences that failed, with tracebacks."),
 ) -> None:
-    """Show a run's summary again (or why it failed)."""
+    """Show a run's or a study's summary again (or why it failed)."""
     from ..stores import open_store
     from .render import out_console, print_summary
+    from .studies import find_study, show_study
 
     st = open_store(store)
+    if find_study(st, run_id) is not None:
+        return show_study(st, run_id, as_json)
     record = st.get_run(run_id)
     if failures:
         for f in st.failures(run_id):
@@ -199,19 +202,25 @@ def export(
     output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
     store: str | None = typer.Option(None, "--store", metavar="URL"),
 ) -> None:
-    """Write every sequence's outputs as CSV or Parquet."""
+    """Write every sequence's outputs as CSV or Parquet (of a study: its points table)."""
     from ..exports import write_csv, write_parquet
     from ..stores import open_store
+    from .studies import export_study, find_study
 
     if format not in ("csv", "parquet"):
         raise InputError(f"--format '{format}' is not csv or parquet")
     st = open_store(store)
-    st.get_run(run_id)
+    study = find_study(st, run_id)
+    if study is None:
+        st.get_run(run_id)
     if format == "parquet" and output is None and sys.stdout.isatty():
         raise InputError("Parquet is binary: give --output FILE (or redirect stdout)")
     sink = open(output, "wb") if output else sys.stdout.buffer
     try:
-        (write_csv if format == "csv" else write_parquet)(st, run_id, sink)
+        if study is not None:
+            export_study(st, run_id, format, sink)
+        else:
+            (write_csv if format == "csv" else write_parquet)(st, run_id, sink)
     finally:
         if output:
             sink.close()
