@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..chunk import ChunkResult
 from ..errors import Field, FieldError, RunCancelled, RunFailed
@@ -47,6 +47,8 @@ from .messages import ChunkDone, Inspect, Inspected, RunChunk, SetTask, Shutdown
 
 if TYPE_CHECKING:
     from ..stores.results_sources import ResultsSource
+
+_Reply = TypeVar("_Reply")
 
 #: chunks queued per worker: one running, one waiting in its pipe
 INFLIGHT_PER_WORKER = 2
@@ -64,7 +66,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _fork_allowed(python: str, wrap) -> bool:
+def _fork_allowed(python: str, wrap: Callable[[list[str]], list[str]] | None) -> bool:
     """Whether a worker may be forked from this process instead of started afresh (see the module's docstring)."""
     how = os.environ.get("ANCHO_WORKER_START", "auto")
     if how == "exec" or wrap is not None or python != sys.executable or not sys.platform.startswith("linux"):
@@ -116,7 +118,8 @@ class _ForkedProcess:
             self._process.start()
         finally:
             gc.unfreeze()
-        self.pid = self._process.pid
+        assert self._process.pid is not None  # started
+        self.pid: int = self._process.pid
 
     @property
     def returncode(self) -> int | None:
@@ -137,8 +140,9 @@ class _ForkedProcess:
 
 
 class _Worker:
-    def __init__(self, argv: list[str], env: dict[str, str], fork: dict | None = None):
+    def __init__(self, argv: list[str], env: dict[str, str], fork: dict[str, Any] | None = None):
         parent, child = socket.socketpair()
+        self.proc: subprocess.Popen[bytes] | _ForkedProcess
         if fork is None:
             self.proc = subprocess.Popen(
                 argv + [str(child.fileno())],
@@ -160,7 +164,7 @@ class _Worker:
         self.inflight: deque[Chunk] = deque()
         self.task: Task | None = None
 
-    def send(self, msg) -> None:
+    def send(self, msg: object) -> None:
         self.conn.send(msg)
 
     def kill(self) -> None:
@@ -176,6 +180,7 @@ class _Worker:
         self.conn.close()
 
     def exit_reason(self) -> str:
+        code: int | None
         try:
             code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -190,7 +195,7 @@ class _Worker:
         return f"worker process {self.proc.pid} exited with code {code}"
 
 
-def _failed(msg) -> Exception:
+def _failed(msg: object) -> Exception:
     """The error to raise for a worker's reply that is not the one asked for (a :class:`WorkerFailed`)."""
     if isinstance(msg, WorkerFailed):
         return msg.exception()
@@ -246,7 +251,8 @@ class LocalExecutor(Executor):
         """
         sandboxed = getattr(getattr(self.wrap, "__self__", None), "launch_env", None)
         if sandboxed is not None:
-            return sandboxed()
+            launch: dict[str, str] = sandboxed()
+            return launch
         if self.wrap is not None:
             from ..isolation import LAUNCHER_ENV
 
@@ -341,7 +347,7 @@ class LocalExecutor(Executor):
                 else:
                     raise _failed(msg)
 
-    def _request(self, msg, reply: type):
+    def _request(self, msg: object, reply: type[_Reply]) -> _Reply:
         """Send one request to a worker and wait for its ``reply`` (user code, so never in this process)."""
         self.start()
         w = self._pool[0]
@@ -358,12 +364,12 @@ class LocalExecutor(Executor):
             raise _failed(answer)
         return answer
 
-    def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict:
+    def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict[str, Any]:
         if self.results is not None:
             source = self.results(source)
         return self._request(Summaries(task, source, tuple(names)), SummariesDone).values
 
-    def inspect(self, ref, params: dict | None = None) -> dict:
+    def inspect(self, ref: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The model's description and, given ``params``, their validated values or the error (see worker.inspect)."""
         return self._request(Inspect(ref, params), Inspected).info
 
@@ -419,7 +425,7 @@ class LocalExecutor(Executor):
                 pass
             w.kill()
 
-    def __del__(self):  # pragma: no cover - best effort
+    def __del__(self) -> None:  # pragma: no cover - best effort
         try:
             self._kill_all()
         except Exception:

@@ -14,6 +14,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from ..loading import ModelRef
+    from ..model import Model
 
 
 def _die_with_parent(parent: int) -> None:
@@ -40,7 +48,7 @@ def serve(fd: int) -> None:
         return  # the driver stopped listening (it cancelled or failed the run, or died): nothing left to say
 
 
-def _loop(conn) -> None:
+def _loop(conn: Connection) -> None:
     from ..chunk import ChunkRunner
     from ..errors import AnchoError
     from .messages import (
@@ -97,7 +105,7 @@ def _loop(conn) -> None:
                 conn.send(WorkerFailed(None, "worker", text))
 
 
-def inspect(target, params: dict | None) -> dict:
+def inspect(target: str | ModelRef, params: dict[str, Any] | None) -> dict[str, Any]:
     """What a server needs without importing user code itself.
 
     ``target`` is a model reference or a ``PATH[:file][:Class]`` string (then
@@ -116,7 +124,8 @@ def inspect(target, params: dict | None) -> dict:
 
         loaded = LoadedModel.of(target.resolve(), target, "", "")
     cls = loaded.cls
-    out: dict = {"entry": loaded.ref.entry, "source_hash": loaded.source_hash, "model": loaded.info}
+    assert cls is not None  # load_model and LoadedModel.of always set it
+    out: dict[str, Any] = {"entry": loaded.ref.entry, "source_hash": loaded.source_hash, "model": loaded.info}
     if params is not None:
         try:
             out["params"] = clean(cls.resolve_params(params))
@@ -174,8 +183,11 @@ _SEQUENCES = [0, 0, -1, 0]
 _watchdog_started = False
 
 
-def limit_sequence_time(model) -> None:
+def limit_sequence_time(model: Model) -> None:
     """Make a ``model.sequence`` call that runs past the per-sequence limit raise TimeoutError inside it.
+
+    For a batch model the limit applies to each ``model.sequences`` call, i.e.
+    per block of ``block`` sequences (a block is the smallest unit it runs).
 
     The wrapper only counts sequences (~0.05 µs a call; a timer set and
     cleared per sequence costs ~1.3 µs); a watchdog thread sees a sequence
@@ -190,15 +202,19 @@ def limit_sequence_time(model) -> None:
     seconds, grace = _SEQUENCE_TIMEOUT, _TIMEOUT_GRACE
     if not seconds:
         return
-    sequence = model.sequence
+    from ..model import batch_block
+
+    method = "sequences" if batch_block(type(model)) else "sequence"
+    what = "time limit per block of a batch model" if method == "sequences" else "per-sequence time limit"
+    sequence = getattr(model, method)
     state = _SEQUENCES
 
-    def on_alarm(signum, frame):
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
         started, finished, due, step = state
         if due != started or finished == started:
             return  # that sequence ended meanwhile
         if step == 1:
-            raise TimeoutError(f"timed out after {seconds:g} s (the per-sequence time limit)")
+            raise TimeoutError(f"timed out after {seconds:g} s (the {what})")
         os.write(
             2,
             f"ancho worker: a sequence went on {grace:g} s after its time limit of {seconds:g} s; "
@@ -209,14 +225,14 @@ def limit_sequence_time(model) -> None:
 
     signal.signal(signal.SIGALRM, on_alarm)
 
-    def timed(rng):
+    def timed(*args: Any) -> Any:
         state[0] = n = state[0] + 1
         try:
-            return sequence(rng)
+            return sequence(*args)
         finally:
             state[1] = n
 
-    model.sequence = timed
+    setattr(model, method, timed)
     _start_watchdog(seconds, grace)
 
 
@@ -239,6 +255,7 @@ def _start_watchdog(seconds: float, grace: float) -> None:
     )
     alarm, sigkill = signal.SIGALRM, signal.SIGKILL
     main = threading.main_thread().ident
+    assert main is not None  # the main thread has started: it is running this
     tick = min(max(seconds / 20, 0.005), 0.5)
     state = _SEQUENCES
 
