@@ -201,9 +201,12 @@ def export(
     format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
     output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
     store: str | None = typer.Option(None, "--store", metavar="URL"),
+    trajectory: str | None = typer.Option(
+        None, "--trajectory", metavar="NAME", help="CSV of one trajectory output, long: sequence,step,value."
+    ),
 ) -> None:
     """Write every sequence's outputs as CSV or Parquet (of a study: its points table)."""
-    from ..exports import write_csv, write_parquet
+    from ..exports import trajectory_names, write_csv, write_parquet
     from ..stores import open_store
     from .studies import export_study, find_study
 
@@ -213,6 +216,8 @@ def export(
     study = find_study(st, run_id)
     if study is None:
         st.get_run(run_id)
+    if trajectory is not None and (format != "csv" or study is not None):
+        raise InputError("--trajectory NAME writes a run's trajectory as CSV: use it with --format csv on a run")
     if format == "parquet" and output is None and sys.stdout.isatty():
         raise InputError("Parquet is binary: give --output FILE (or redirect stdout)")
     sink = open(output, "wb") if output else sys.stdout.buffer
@@ -220,7 +225,17 @@ def export(
         if study is not None:
             export_study(st, run_id, format, sink)
         else:
-            (write_csv if format == "csv" else write_parquet)(st, run_id, sink)
+            if format == "csv":
+                left_out = [] if trajectory else trajectory_names(st, run_id)
+                write_csv(st, run_id, sink, trajectory)
+                if left_out:  # a CSV cell holds one number: say where the series went
+                    typer.echo(
+                        f"note: trajectory outputs left out of the CSV ({', '.join(left_out)}); "
+                        f"export one with --trajectory {left_out[0]}, or all with --format parquet",
+                        err=True,
+                    )
+            else:
+                write_parquet(st, run_id, sink)
     finally:
         if output:
             sink.close()

@@ -1,0 +1,303 @@
+"""Trajectory outputs: a sequence returns a series; stored, summarised step by step, reduced in targets and goals.
+
+The statistics are checked against exact values: a simple ±1 random walk has Var(S_t) = t (σ² = 1), and by
+the reflection principle P(max_{k≤n} S_k ≥ a) = P(S_n ≥ a) + P(S_n > a) for a > 0 (computed exactly from the
+binomial law of S_n).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import ancho
+from ancho.batch import run_batch_chunk
+from ancho.chunk import run_chunk
+from ancho.errors import ExpressionError, InputError, OutputError
+from ancho.expressions import Goal, Target
+from ancho.streams import StreamFactory
+from ancho.trajectories import trajectory_summary
+
+from .conftest import run_cli
+
+
+class Walk(ancho.Model):
+    """A simple symmetric random walk: ``walk`` is S_1..S_n, ``end`` is S_n."""
+
+    steps: int = 20
+
+    def sequence(self, rng):
+        s = np.cumsum(rng.integers(0, 2, self.steps) * 2 - 1)
+        return {"walk": s, "end": int(s[-1])}
+
+
+class BatchWalk(ancho.Model):
+    """The same walk, ``n`` at a time: an n × steps array."""
+
+    steps: int = 20
+    block = 64
+
+    def sequences(self, rng, n):
+        return {"walk": np.cumsum(rng.integers(0, 2, (n, self.steps)) * 2 - 1, axis=1)}
+
+
+def walk_run(home, n=4000, **kw):
+    return ancho.run(Walk, sequences=n, seed=11, workers=2, store=str(home), **kw)
+
+
+def first_passage(n: int, a: int) -> float:
+    """P(max_{k≤n} S_k ≥ a) for the simple symmetric walk, exactly: P(S_n ≥ a) + P(S_n > a)."""
+    law = {2 * up - n: math.comb(n, up) / 2**n for up in range(n + 1)}
+    return sum(p for s, p in law.items() if s >= a) + sum(p for s, p in law.items() if s > a)
+
+
+# -- statistics against exact values ------------------------------------------------------------------
+
+
+def test_per_step_variance_is_t(home):
+    """Var(S_t) = t·σ² with σ² = 1: each step's sample variance within 4 standard errors of t.
+
+    The standard error of a sample variance is sqrt((μ4 − σ_t⁴·(N−3)/(N−1))/N), μ4 = E[S_t⁴] = 3t² − 2t."""
+    res = walk_run(home, n=20_000)
+    paths = res.trajectory("walk")
+    assert paths.shape == (20_000, 20) and paths.dtype == np.float64
+    t = np.arange(1, 21)
+    n = len(paths)
+    se = np.sqrt((3 * t**2 - 2 * t - t**2 * (n - 3) / (n - 1)) / n)
+    assert np.all(np.abs(paths.var(axis=0, ddof=1) - t) <= 4 * se)
+    # the summary's per-step mean and interval are the array's
+    summ = res.summary["trajectories"]["walk"]
+    assert summ["steps"] == 20 and summ["count"] == 20_000
+    assert np.allclose(summ["mean"], paths.mean(axis=0))
+    half = np.array(summ["ci95_high"]) - np.array(summ["mean"])
+    assert np.allclose(half, 1.96 * paths.std(axis=0, ddof=1) / np.sqrt(20_000), rtol=1e-3)
+    assert np.all(np.array(summ["ci95_low"]) <= 0.1) and np.all(np.array(summ["ci95_high"]) >= -0.1)
+    for q in (5, 25, 50, 75, 95):
+        assert summ[f"p{q}"] == np.percentile(paths, q, axis=0).tolist()
+    assert set(res.summary["outputs"]) == {"end"}  # scalar outputs unchanged, trajectories apart
+
+
+@pytest.mark.parametrize("n, a", [(20, 4), (20, 1)])
+def test_first_passage_probability_by_the_reflection_principle(home, n, a):
+    res = walk_run(home, n=20_000, params={"steps": n}, targets=[f"max(walk)>={a}"])
+    (row,) = res.summary["targets"]
+    exact = first_passage(n, a)
+    assert row["expr"] == f"max(walk)>={a}"
+    assert abs(row["probability"] - exact) <= 4 * math.sqrt(exact * (1 - exact) / 20_000)
+    assert row["ci95"][0] <= row["probability"] <= row["ci95"][1]
+
+
+def test_min_and_last_targets_match_the_array(home):
+    res = walk_run(home, n=3000, targets=["min(walk)<=-3", "last(walk)>0"])
+    paths = res.trajectory("walk")
+    got = {r["expr"]: r["probability"] for r in res.summary["targets"]}
+    assert got["min(walk)<=-3"] == np.mean(paths.min(axis=1) <= -3)
+    assert got["last(walk)>0"] == np.mean(paths[:, -1] > 0)
+
+
+def test_precision_goals_on_reductions(home):
+    res = walk_run(home, n=500, until="mean(last(walk))+-0.3", max_sequences=50_000)
+    until = res.summary["until"]
+    assert until["met"] and until["half_width"] <= 0.3
+    paths = res.trajectory("walk")
+    half = 1.96 * paths[:, -1].std(ddof=1) / math.sqrt(len(paths))
+    assert half <= 0.3 * 1.01
+    res = walk_run(home, n=500, until="p(max(walk)>=4)+-0.02", max_sequences=50_000)
+    assert res.summary["until"]["met"]
+
+
+def test_streamed_percentiles_over_many_step_blocks_equal_in_memory():
+    """A tiny memory budget forces one pass per step over the chunks: the same numbers as one array."""
+    rng = np.random.default_rng(5)
+    chunks = [rng.normal(size=(n, 7)) for n in (5, 40, 1, 33)]
+    chunks[1][3, 2] = np.nan  # a NaN step is left out of that step's statistics
+    whole = np.concatenate(chunks)
+    summ, hits = trajectory_summary(lambda: iter(chunks), [Target.parse("max(x)>=1")], budget=8)
+    assert summ["count"] == 79 and summ["steps"] == 7
+    assert np.allclose(summ["mean"], np.nanmean(whole, axis=0))
+    for q in (5, 50, 95):
+        assert np.allclose(summ[f"p{q}"], np.nanpercentile(whole, q, axis=0))
+    assert hits["max(x)>=1"] == (int(np.sum(np.fmax.reduce(whole, axis=1) >= 1)), 79)
+
+
+# -- bad input ------------------------------------------------------------------------------------------
+
+
+def chunk_of(body):
+    cls = type("Bad", (ancho.Model,), {"sequence": body})
+    return run_chunk(cls(), StreamFactory(1), 0, 10, "Bad")
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (lambda s, rng: {"x": [1.0] * (3 if rng.random() < 0.5 else 4)}, "steps but earlier sequences returned"),
+        (lambda s, rng: {"x": [[1, 2], [3, 4]]}, "is a nested series of shape (2, 2)"),
+        (lambda s, rng: {"x": [1, "2"]}, "holds str"),
+        (lambda s, rng: {"x": [1, None]}, "non-numbers or nested lists"),
+        (lambda s, rng: {"x": []}, "empty series"),
+        (lambda s, rng: {"x": [1.0] if rng.random() < 0.5 else 1.0}, "returned a series for it"),
+    ],
+    ids=["ragged", "nested", "strings", "none", "empty", "scalar-and-series"],
+)
+def test_bad_series_name_the_output(body, message):
+    with pytest.raises(OutputError) as err:
+        chunk_of(body)
+    assert message in str(err.value) and "output 'x'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ragged_lengths_name_the_sequence():
+    class Ragged(ancho.Model):
+        calls = 0
+
+        def sequence(self, rng):
+            self.calls += 1
+            return {"x": [0.0] * (5 if self.calls == 4 else 4)}
+
+    with pytest.raises(
+        OutputError, match=r"output 'x' of sequence 3 of Ragged has 5 steps but earlier sequences returned 4"
+    ):
+        run_chunk(Ragged(), StreamFactory(1), 0, 10, "Ragged")
+
+
+def test_a_length_that_changes_fails_the_run_and_names_sequence_and_output(home):
+    class Grows(ancho.Model):
+        def sequence(self, rng):
+            return {"x": rng.random(3 if rng.random() < 0.9 else 4)}
+
+    with pytest.raises(OutputError, match=r"output 'x' of sequence \d+ of Grows has \d steps"):
+        ancho.run(Grows, sequences=200, seed=2, workers=1, store=str(home))
+    (record,) = ancho.stores.open_store(str(home)).list_runs()
+    assert record.status == "failed" and "output 'x'" in record.error
+
+
+def test_the_step_cap_is_configurable(monkeypatch):
+    monkeypatch.setenv("ANCHO_MAX_STEPS", "50")
+    with pytest.raises(OutputError, match="output 'x' of sequence 0 of Bad has 51 steps, more than the cap of 50"):
+        chunk_of(lambda s, rng: {"x": [0.0] * 51})
+    model = BatchWalk(steps=51)
+    with pytest.raises(OutputError, match="output 'walk' of BatchWalk.*51 steps, more than the cap of 50"):
+        run_batch_chunk(model, StreamFactory(1), 0, 64, 64, "BatchWalk")
+
+
+def test_batch_models_return_n_by_steps():
+    res = run_batch_chunk(BatchWalk(), StreamFactory(1), 10, 100, 64, "BatchWalk")
+    assert res.columns["walk"].shape == (90, 20) and res.kinds() == {"walk": "float[20]"}
+    with pytest.raises(OutputError, match=r"output 'walk' of BatchWalk.*shape \(63, 20\)"):
+        run_batch_chunk(
+            type("B", (BatchWalk,), {"sequences": lambda s, rng, n: {"walk": np.zeros((n - 1, 20))}})(),
+            StreamFactory(1),
+            0,
+            64,
+            64,
+            "BatchWalk",
+        )
+
+
+def test_batch_trajectories_equal_whatever_the_chunking(home):
+    a = ancho.run(BatchWalk, sequences=1000, seed=4, workers=1, store=str(home)).trajectory("walk")
+    b = ancho.run(BatchWalk, sequences=1000, seed=4, workers=2, store=str(home)).trajectory("walk")
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("walk>=3", "output 'walk' is a trajectory; use max(walk), min(walk) or last(walk)"),
+        ("max(end)>=3", "max() takes a trajectory, but output 'end' is a single number per sequence"),
+    ],
+)
+def test_expressions_must_reduce_trajectories_and_only_them(home, target, message):
+    with pytest.raises(ExpressionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        walk_run(home, n=50, targets=[target])
+
+
+def test_goals_on_a_bare_trajectory_or_a_reduced_scalar_are_errors(home):
+    with pytest.raises(ExpressionError, match="output 'walk' is a trajectory"):
+        walk_run(home, n=50, until="mean(walk)+-1", max_sequences=100)
+    with pytest.raises(ExpressionError, match="last\\(\\) takes a trajectory, but output 'end'"):
+        walk_run(home, n=50, until="mean(last(end))+-1", max_sequences=100)
+
+
+def test_expressions_parse():
+    t = Target.parse(" max( infected ) >= 100")
+    assert (t.expr, t.output, t.reduce, t.value) == ("max(infected)>=100", "infected", "max", 100.0)
+    g = Goal.parse("mean(last(wealth))+-1")
+    assert (g.output, g.source, g.reduce) == ("last(wealth)", "wealth", "last")
+    assert Goal.parse("p(max(x)>=2)+-0.01").source == "x"
+
+
+# -- storage, the API, exports --------------------------------------------------------------------------
+
+
+def test_store_round_trip_and_results_trajectory(home):
+    res = walk_run(home, n=300)
+    store = res.store
+    assert store.get_run(res.run_id).schema == {"walk": "float[20]", "end": "int"}
+    schema = store.arrow_schema(res.run_id)
+    assert schema.field("walk").type == pa.list_(pa.float64(), 20)
+    paths = res.trajectory("walk")
+    blocks = list(store.iter_column(res.run_id, "walk"))
+    assert np.array_equal(np.concatenate(blocks), paths)
+    assert np.array_equal(paths[:, -1], res.column("end"))
+    assert len(res.frame["walk"][0]) == 20
+    with pytest.raises(InputError, match="'end' is a single number per sequence"):
+        res.trajectory("end")
+    with pytest.raises(InputError, match="'nope' is not an output of this run; trajectories: walk"):
+        res.trajectory("nope")
+
+
+def test_exports(home, tmp_path):
+    res = walk_run(home, n=50)
+    env = {"ANCHO_HOME": str(home)}
+    plain = run_cli("export", res.run_id, env=env)
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stdout.splitlines()
+    assert lines[0] == "sequence,end" and len(lines) == 51
+    assert "trajectory outputs left out of the CSV (walk)" in plain.stderr and "--trajectory walk" in plain.stderr
+    long = run_cli("export", res.run_id, "--trajectory", "walk", env=env)
+    assert long.returncode == 0, long.stderr
+    rows = long.stdout.splitlines()
+    paths = res.trajectory("walk")
+    assert rows[0] == "sequence,step,value" and len(rows) == 1 + 50 * 20
+    seq, step, value = rows[1 + 7 * 20 + 5].split(",")
+    assert (int(seq), int(step), float(value)) == (7, 5, paths[7, 5])
+    bad = run_cli("export", res.run_id, "--trajectory", "end", env=env)
+    assert bad.returncode != 0 and "no trajectory output 'end'" in bad.stderr
+    out = tmp_path / "r.parquet"
+    pq_run = run_cli("export", res.run_id, "--format", "parquet", "-o", str(out), env=env)
+    assert pq_run.returncode == 0, pq_run.stderr
+    table = pq.read_table(out)
+    assert table.schema.field("walk").type == pa.list_(pa.float64(), 20)
+    assert np.array_equal(np.array(table.column("walk").to_pylist()), paths)
+
+
+def test_cli_json_summary_has_trajectories(home, tmp_path):
+    model = tmp_path / "walk.py"
+    model.write_text(
+        "import ancho, numpy as np\n\nclass W(ancho.Model):\n    def sequence(self, rng):\n"
+        "        return {'w': np.cumsum(rng.normal(size=5)).tolist()}\n"
+    )
+    out = run_cli("run", str(model), "-n", "100", "--json", "--target", "max(w)>=1", env={"ANCHO_HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["trajectories"]["w"]["steps"] == 5 and len(summary["trajectories"]["w"]["p95"]) == 5
+    assert summary["targets"][0]["expr"] == "max(w)>=1"
+
+
+# -- Spark ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_trajectory_on_spark_equals_local(home, spark_url):
+    local = walk_run(home, n=2000, targets=["max(walk)>=4"])
+    spark = ancho.run(Walk, sequences=2000, seed=11, executor=spark_url, store=str(home), targets=["max(walk)>=4"])
+    assert np.array_equal(spark.trajectory("walk"), local.trajectory("walk"))
+    assert spark.summary["trajectories"] == local.summary["trajectories"]
+    assert spark.summary["targets"] == local.summary["targets"]
