@@ -1,0 +1,98 @@
+"""The study commands end to end: ``ancho study``, resume after SIGKILL, ``studies``, ``show``/``export``, ``compare``."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import ANCHO, run_cli
+
+GAMBLER = str(Path(__file__).resolve().parents[1] / "examples" / "gambler.py")
+
+
+def test_study_json_is_the_summary_and_export_gives_the_points(home):
+    out = run_cli("study", GAMBLER, "--grid", "p=0.45,0.5", "--param", "stake=3", "-n", "200", "--seed", "4",
+                  "--target", "rounds>=30", "--workers", "1", "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["status"], summary["params"], len(summary["points"])) == ("succeeded", {"stake": 3}, 2)
+    shown = run_cli("show", summary["study"], "--json")
+    assert json.loads(shown.stdout) == summary
+    csv = run_cli("export", summary["study"]).stdout.splitlines()
+    assert csv[0].startswith("point,p,won.mean,") and len(csv) == 3
+    assert summary["study"] in run_cli("studies").stdout
+
+
+def test_bad_input_is_one_line_naming_the_option(home, tmp_path):
+    bad = tmp_path / "points.csv"
+    bad.write_text("p,q\n0.4,1\n")
+    cases = {
+        ("--sobol", "100", "--range", "p=0.4:0.6"): "--sobol",
+        ("--random", "4", "--range", "p=0.6:0.4"): "--random",
+        ("--grid", "goal=a,b"): "--grid: design value for 'goal'",
+        ("--points", str(bad)): "--points",
+        ("--grid", "p="): "--grid 'p=' is not NAME=V1,V2",
+        ("--lhs", "0", "--range", "p=0.4:0.6"): "--lhs",
+    }
+    for args, expected in cases.items():
+        out = run_cli("study", GAMBLER, *args)
+        assert out.returncode != 0 and expected in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert run_cli("studies", "--json").stdout.strip() == "[]"
+
+
+def test_compare_paired_and_unpaired_variance_reduction(home):
+    def run(p, seed):
+        out = run_cli("run", GAMBLER, "--param", f"p={p}", "--param", "stake=5", "--param", "goal=10", "-n", "4000",
+                      "--seed", str(seed), "--workers", "1", "--json")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["run"]
+
+    a, b, c = run(0.45, 7), run(0.5, 7), run(0.5, 8)
+    paired = json.loads(run_cli("compare", a, b, "--target", "rounds>=30", "--json").stdout)
+    assert paired["paired"] is True and paired["outputs"]["won"]["variance_reduction"] > 1
+    assert paired["targets"][0]["expr"] == "rounds>=30"
+    unpaired = json.loads(run_cli("compare", a, c, "--json").stdout)
+    assert unpaired["paired"] is False and unpaired["outputs"]["won"]["variance_reduction"] is None
+    # the paired interval is narrower for the same difference
+    width = lambda r: r["outputs"]["won"]["ci95"][1] - r["outputs"]["won"]["ci95"][0]  # noqa: E731
+    assert width(paired) < width(unpaired)
+
+
+def test_resume_after_sigkill_keeps_finished_points(home, write_model):
+    path = write_model(
+        """
+        import time
+        class Slow(ancho.Model):
+            x: float = 0.0
+            def sequence(self, rng):
+                time.sleep(0.002)
+                return {"y": rng.random() + self.x}
+        """
+    )
+    args = [ANCHO, "study", str(path), "--grid", "x=0,1,2,3,4,5", "-n", "300", "--seed", "2", "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    study = None
+    while time.time() < deadline:
+        out = run_cli("studies", "--json")
+        records = json.loads(out.stdout or "[]")
+        if records and sum(p["status"] == "succeeded" for p in records[0]["points"]) >= 2:
+            study = records[0]
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert study is not None
+    before = json.loads(run_cli("studies", "--json").stdout)[0]
+    assert before["status"] == "running"
+    kept = {p["point"]: p["run"] for p in before["points"] if p["status"] == "succeeded"}
+    out = run_cli("study", "--resume", before["id"], "--workers", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["status"] == "succeeded" and all(p["sequences"] == 300 for p in summary["points"])
+    for point, run in kept.items():
+        assert summary["points"][point]["run"] == run
+        assert json.loads(run_cli("show", run, "--json").stdout)["sequences"] == 300
