@@ -16,6 +16,10 @@ infected. Each sequence is one epidemic; its outputs are
     duration       time until the last recovery (in 1/gamma units: days if
                    gamma is per day), float
     major          final_size >= major_fraction * N (a major outbreak), bool
+    infected       a trajectory: the number infected at the start of each day
+                   0, 1, …, days-1 (a list of `days` ints; 0 once the epidemic
+                   is over), summarised step by step in the summary's
+                   "trajectories" and drawn as a fan chart
 
 Known values (the basic reproduction number is R0 = beta / gamma):
 
@@ -39,6 +43,8 @@ ones. Try
     ancho run examples/sir.py --sequences 2000 --target 'final_size>=100'
     ancho run examples/sir.py --param beta=0.3 --target major       # R0 = 1.5: P(major) = 1/3
     ancho run examples/sir.py --param infected=3 --target major     # P(major) = 1 - 0.5**3 = 0.875
+    ancho run examples/sir.py --target 'max(infected)>=100'         # the epidemic ever reaches 100 at once (on a day)
+    ancho export RUN --trajectory infected                          # the curves as CSV: sequence,step,value
 """
 
 import math
@@ -70,6 +76,7 @@ class SIR(ancho.Model):
     gamma: float = 0.2  # recovery rate per infected per day (1/gamma = mean infectious period: 5 days)
     infected: int = 1  # infected at time 0 (everyone else is susceptible)
     major_fraction: float = 0.1  # an outbreak is "major" when final_size >= major_fraction * N
+    days: int = 120  # length of the infected curve (one value per day)
 
     def sequence(self, rng):
         N, beta, gamma = self.N, self.beta, self.gamma
@@ -84,10 +91,17 @@ class SIR(ancho.Model):
         waits = rng.standard_exponential(n_max).tolist()
         coins = rng.random(n_max).tolist()
         k = 0
+        days = self.days
+        curve = [0] * days  # infected at the start of each day (0 after the end)
+        day = 0
         while I > 0:
             infection = beta * S * I / N
             total = infection + gamma * I
-            t += waits[k] / total  # time to the next event ~ Exponential(total)
+            t_next = t + waits[k] / total  # time to the next event ~ Exponential(total)
+            while day < days and day < t_next:  # the days that begin before this event see the current I
+                curve[day] = I
+                day += 1
+            t = t_next
             if coins[k] * total < infection:  # which event: infection with probability infection/total
                 S -= 1
                 I += 1
@@ -102,6 +116,7 @@ class SIR(ancho.Model):
             "peak_infected": peak,
             "duration": t,
             "major": final_size >= self.major_fraction * N,
+            "infected": curve,
         }
 
     @property

@@ -301,3 +301,21 @@ def test_trajectory_on_spark_equals_local(home, spark_url):
     assert np.array_equal(spark.trajectory("walk"), local.trajectory("walk"))
     assert spark.summary["trajectories"] == local.summary["trajectories"]
     assert spark.summary["targets"] == local.summary["targets"]
+
+
+def test_the_sir_example_returns_its_infected_curve(home):
+    import sys
+
+    from .conftest import EXAMPLES
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from sir import SIR
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    res = ancho.run(SIR, sequences=300, seed=3, workers=1, store=str(home), targets=["max(infected)>=50"])
+    curves = res.trajectory("infected")
+    assert curves.shape == (300, 120) and np.all(curves[:, 0] == 1)
+    assert np.all(curves.max(axis=1) <= res.column("peak_infected"))  # a day's count never exceeds the peak
+    assert res.summary["trajectories"]["infected"]["steps"] == 120
+    assert res.summary["targets"][0]["probability"] == np.mean(curves.max(axis=1) >= 50)
