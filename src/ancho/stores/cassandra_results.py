@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +43,11 @@ from ..columns import to_arrow
 from ..errors import AnchoError
 from .cassandra_conn import Endpoint, connect, retrying, run_concurrent
 from .cassandra_pipeline import Pipeline
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .results_sources import CassandraResults
 
 #: values per block: 128 KiB for a number column (Cassandra's guidance: cells well under 1 MB)
 BLOCK = 16_384
@@ -167,7 +173,7 @@ class RunResults:
         rows, kinds, dense = self.block_rows(run_id, result)
         names = {r[2]: "int" if r[2] == "sequence" else kinds[r[2]] for r in rows}
         # always sent: a chunk row names every partition the chunk may write, even if it never finishes
-        work = [(self._pre_mark, (result.stop, names, run_id, result.start))]
+        work: list[tuple[Any, tuple[Any, ...]]] = [(self._pre_mark, (result.stop, names, run_id, result.start))]
         work += [
             (self._failure, (run_id, f.sequence // FAILURE_BUCKET, f.sequence, f.error, f.traceback))
             for f in result.failures
@@ -279,7 +285,8 @@ class RunResults:
         """Rows ``offset..offset+limit-1`` and the row count, reading only the chunks the page falls in
         (the done markers carry each chunk's row count)."""
         markers = [m for m in self.markers(run_id) if m.rows]
-        wanted, skip, seen = [], 0, 0
+        wanted: list[int] = []
+        skip, seen = 0, 0
         for m in markers:
             if seen + m.rows > offset and seen < offset + limit:
                 if not wanted:
@@ -338,7 +345,7 @@ class RunResults:
 
 
 # -- from another process -------------------------------------------------------
-def _source(source) -> CassandraResults:  # noqa: F821
+def _source(source: CassandraResults | Mapping[str, Any]) -> CassandraResults:
     """The typed source, given it or its dict form (``CassandraStore.results_source``)."""
     from .results_sources import CassandraResults, results_source
 
@@ -377,7 +384,7 @@ class RemoteResults:
         self.close()
 
 
-def read_source(source):
+def read_source(source: CassandraResults) -> pa.Table:
     """One run's results as an Arrow table, from a Cassandra results source (the owner's role only)."""
     with RemoteResults(source) as remote:
         return remote.read_table()

@@ -23,7 +23,7 @@ def chunk_name(start: int, stop: int) -> str:
     return f"{start:012d}-{stop:012d}.parquet"
 
 
-def chunk_files(folder: str | os.PathLike) -> list[tuple[int, int, Path]]:
+def chunk_files(folder: str | os.PathLike[str]) -> list[tuple[int, int, Path]]:
     """The committed chunk files of a chunk folder, as (start, stop, path), ascending (FileNotFoundError: no folder)."""
     folder = Path(folder)
     found = []

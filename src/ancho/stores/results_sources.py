@@ -14,14 +14,18 @@ or send JSON. Stores return them from ``Store.results``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InputError
 from .cassandra_conn import Endpoint
 from .chunk_layout import chunk_files
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class ChunkFiles:
     files: tuple[tuple[int, int, str], ...] = ()
 
     @classmethod
-    def of_folder(cls, folder, schema: Mapping[str, str]) -> ChunkFiles:
+    def of_folder(cls, folder: str | os.PathLike[str], schema: Mapping[str, str]) -> ChunkFiles:
         """The chunks in ``folder`` now (none when the folder does not exist)."""
         listed = chunk_files(folder) if Path(folder).is_dir() else []
         return cls(str(folder), dict(schema), tuple((start, stop, str(path)) for start, stop, path in listed))
@@ -60,7 +64,7 @@ class ChunkFiles:
         """From :meth:`to_dict`'s form (the embedded store's ``results_source``): the folder's chunks listed now."""
         return cls.of_folder(data["path"], data.get("schema") or {})
 
-    def read_table(self):
+    def read_table(self) -> pa.Table:
         """All the results as one Arrow table cast to the run's schema (what a summary worker reads)."""
         import pyarrow as pa
 
@@ -101,7 +105,7 @@ class CassandraResults:
             Endpoint.from_dict(data["endpoint"]), data["keyspace"], data["run_id"], dict(data.get("schema") or {})
         )
 
-    def read_table(self):
+    def read_table(self) -> pa.Table:
         from .cassandra_results import read_source
 
         return read_source(self)
