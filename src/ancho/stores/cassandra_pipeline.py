@@ -75,7 +75,7 @@ class Pipeline:
         try:
             future = self.session.execute_async(*item)
         except Exception as exc:  # pragma: no cover - the session is shut down
-            self._failed(chunk, item, final, exc)
+            self._failed(exc, chunk, item, final)
             return
         future.add_callbacks(
             self._done, self._failed, callback_args=(chunk, item, final), errback_args=(chunk, item, final)
