@@ -152,6 +152,47 @@ FORMATS = {
 }
 
 
+def batch_chunk(n: int) -> dict[str, np.ndarray]:
+    """A batch model's chunk: ``sequence`` ascending int64 and the Black–Scholes call payoff (≈60% exact zeros)."""
+    z = np.random.default_rng(7).standard_normal(n)
+    st = 100.0 * np.exp((0.05 - 0.02) + 0.2 * z)
+    return {"sequence": np.arange(n, dtype=np.int64), "payoff": np.exp(-0.05) * np.maximum(st - 105.0, 0.0)}
+
+
+#: Parquet writer settings compared on a batch chunk: (dictionary encoding, codec, level)
+BATCH_OPTIONS = [
+    ("dictionary (pyarrow default)", "zstd", None),
+    ("plain floats, delta sequence", "zstd", 3),
+    ("plain floats, delta sequence", "zstd", None),
+    ("plain floats, delta sequence", "zstd", 6),
+    ("plain floats, delta sequence", "lz4", None),
+    ("plain floats, delta sequence", "snappy", None),
+    ("plain floats, delta sequence", "none", None),
+]
+
+
+def batch_options(n: int, reps: int, folder: Path) -> list[list]:
+    """ns per row to write one batch chunk (table built from NumPy, no fsync) and bytes per row, per writer setting."""
+    cols = batch_chunk(n)
+    rows = []
+    for encoding, codec, level in BATCH_OPTIONS:
+        kw: dict = {"compression": codec, "compression_level": level}
+        if encoding.startswith("plain"):
+            kw.update(use_dictionary=[], column_encoding={"sequence": "DELTA_BINARY_PACKED"})
+        path = folder / "batch.parquet"
+        times = []
+        for _ in range(reps + 1):  # the first is a warm-up
+            t = time.perf_counter()
+            pq.write_table(to_table(cols), path, **kw)
+            times.append(time.perf_counter() - t)
+        back = pq.read_table(path)
+        assert all(np.array_equal(back.column(k).to_numpy(), v) for k, v in cols.items()), (encoding, codec)
+        label = f"{codec}" + (f" level {level}" if level is not None else " (default level)" if codec == "zstd" else "")
+        rows.append([encoding, label, C.med(times[1:]) / n * 1e9, min(times[1:]) / n * 1e9, size_of(path) / n])
+        path.unlink()
+    return rows
+
+
 def size_of(path: Path) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.iterdir())
@@ -200,7 +241,16 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--fsync", action="store_true", help="fsync every write (as the store does)")
+    p.add_argument(
+        "--batch-rows",
+        type=int,
+        default=0,
+        help="only compare Parquet writer settings on one batch chunk of this many rows (262144: the batch MAX_CHUNK)",
+    )
     a = p.parse_args()
+    if a.batch_rows:
+        main_batch(a)
+        return
     n = a.rows
     C.header(
         "bench_store_formats: one chunk, write + read one column",
@@ -299,6 +349,24 @@ def main() -> None:
             "first_table_s": {k: v[0] for k, v in ftc.items()},
         },
     )
+
+
+def main_batch(a) -> None:
+    """Writer settings for a batch model's chunk (the store's ``write_chunk`` choice, docs/benchmarks.md)."""
+    n = a.batch_rows
+    C.header(
+        "bench_store_formats --batch-rows: Parquet writer settings on one batch chunk",
+        f"{n:,} rows (sequence int64 ascending, payoff float64 ≈60% zeros), {a.reps} repetitions, no fsync",
+    )
+    folder = C.scratch_home("formats-batch")
+    try:
+        rows = batch_options(n, a.reps, folder)
+    finally:
+        C.cleanup(folder)
+    print("ns per row to write (table from NumPy + Parquet), bytes per row; every setting reads back identical")
+    print(C.table(rows, ["encoding", "codec", "write med", "write min", "B/row"]))
+    print(C.load_note())
+    C.write_json(a.json, {"benchmark": "store_formats_batch", "rows": n, "results": rows})
 
 
 if __name__ == "__main__":

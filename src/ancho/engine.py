@@ -17,6 +17,8 @@ worker finishing alone. benchmarks/bench_overhead.py and bench_parallel.py
 measure the result. An executor that schedules a fixed set of tasks (Spark)
 overrides this through its ``chunk_size`` hint: each batch is then cut into
 equal chunks of the size it asks for (still at most ``MAX_CHUNK``).
+A batch model's chunks start at one block, are whole blocks (no block is
+computed twice at a chunk edge) and may reach ``MAX_BATCH_CHUNK``.
 """
 
 from __future__ import annotations
