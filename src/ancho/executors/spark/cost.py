@@ -19,7 +19,7 @@ import math
 import threading
 from collections import OrderedDict
 
-from ...chunk import ChunkResult
+from ...chunk import ChunkResult, StoredChunk
 from ..base import Task
 
 #: chunks per core in a batch: enough for the last wave to spread (and a lost task to cost little)
@@ -80,7 +80,7 @@ class CostModel:
             self._samples.move_to_end(key)
             return sample[0] / sample[1]
 
-    def learn(self, key: str, result: ChunkResult) -> None:
+    def learn(self, key: str, result: ChunkResult | StoredChunk) -> None:
         """Fold a chunk's measured time into the key's seconds per sequence: weighted by sequences (a chunk of 20
         sequences says little against one of 100,000), older chunks' weight halving at each new one. Chunks shorter
         than ``MIN_SAMPLE_SECONDS`` are left out: their time is mostly the chunk's own fixed cost, not the sequences'."""
