@@ -40,7 +40,7 @@ import numpy as np
 
 from ..chunk import KIND_DTYPES, ChunkResult, Failure, dtype_kind
 from ..columns import to_arrow
-from ..errors import AnchoError
+from ..errors import AnchoError, StoreError
 from .cassandra_conn import Endpoint, connect, retrying, run_concurrent
 from .cassandra_pipeline import Pipeline
 
@@ -158,6 +158,12 @@ class RunResults:
     # -- writing ---------------------------------------------------------------
     def block_rows(self, run_id: str, result: ChunkResult) -> tuple[list[tuple], dict[str, str], bool]:
         """The ``blocks`` rows of a chunk (what the write sends), its column kinds, and whether its sequences are dense."""
+        series = [name for name, col in result.columns.items() if col.ndim != 1]
+        if series:  # refused, never written as if it were a column of rows values (reads would truncate it)
+            raise StoreError(
+                f"output '{series[0]}' of run '{run_id}' is a trajectory, which the Cassandra store does not keep yet; "
+                "run with the embedded store (--store omitted or a folder)"
+            )
         kinds = {name: dtype_kind(col.dtype) for name, col in result.columns.items()}
         dense = len(result.sequences) == result.size
         columns = dict(result.columns) if dense else {"sequence": result.sequences, **result.columns}
