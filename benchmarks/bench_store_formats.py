@@ -245,7 +245,7 @@ def main() -> None:
         "--batch-rows",
         type=int,
         default=0,
-        help="only compare Parquet writer settings on one batch chunk of this many rows (262144: the batch MAX_CHUNK)",
+        help="only compare Parquet writer settings on one batch chunk of this many rows (docs/benchmarks.md uses 262144)",
     )
     a = p.parse_args()
     if a.batch_rows:
