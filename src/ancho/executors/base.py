@@ -43,9 +43,19 @@ class Task:
 
 @dataclass(frozen=True)
 class Chunk:
+    """Sequences ``start..stop-1`` to run.
+
+    ``task``: the run they belong to when it is not the one :meth:`Executor.map_chunks` was given (a study
+    interleaves its points' chunks; only an executor whose :attr:`Executor.mixed_tasks` is True honours it).
+    ``summaries``: the model's summary functions to run over this chunk's results, in the worker that has
+    them (a chunk that is its run's whole range); its result then carries ``custom``.
+    """
+
     start: int
     stop: int
     attempt: int = 0
+    task: Task | None = field(default=None, compare=False, repr=False)
+    summaries: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -77,6 +87,9 @@ class Executor(ABC):
 
     #: how many chunks run at the same time
     workers: int = 1
+    #: whether :meth:`map_chunks` runs each chunk with its own :attr:`Chunk.task` and :attr:`Chunk.summaries`
+    #: (a study then keeps many points' chunks in flight at once; otherwise it runs point after point)
+    mixed_tasks: bool = False
 
     def chunk_size(self, total: int, workers: int) -> int | None:
         """A hint to the engine's chunk planning: None (the default) lets it size chunks adaptively.

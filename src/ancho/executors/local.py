@@ -209,6 +209,8 @@ class LocalExecutor(Executor):
     ``wrap`` turns the worker command line into a sandboxed one.
     """
 
+    mixed_tasks = True
+
     def __init__(
         self,
         workers: int | None = None,
@@ -319,11 +321,12 @@ class LocalExecutor(Executor):
                         exhausted = True
                         break
                     w.inflight.append(chunk)
+                    t = chunk.task or task  # a study's chunks carry their point's task
                     try:
-                        if w.task is not task:
-                            w.send(SetTask(task))
-                            w.task = task
-                        w.send(RunChunk(chunk.start, chunk.stop))
+                        if w.task is not t:  # the worker keeps a runner per task: switching back is cheap
+                            w.send(SetTask(t))
+                            w.task = t
+                        w.send(RunChunk(chunk.start, chunk.stop, chunk.summaries))
                     except OSError:  # it died before we noticed
                         yield from self._lost(w)
                         break
@@ -343,6 +346,8 @@ class LocalExecutor(Executor):
                     continue
                 if type(msg) is ChunkDone:
                     w.inflight.popleft()
+                    if msg.custom is not None:
+                        msg.result.custom = msg.custom  # type: ignore[attr-defined]  # what Chunk.summaries asked for
                     yield msg.result
                 else:
                     raise _failed(msg)

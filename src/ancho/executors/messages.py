@@ -59,10 +59,11 @@ class SetTask:
 
 @dataclass(frozen=True, slots=True)
 class RunChunk:
-    """Run sequences ``start..stop-1`` of the current task."""
+    """Run sequences ``start..stop-1`` of the current task, then its summary functions ``summaries`` over them."""
 
     start: int
     stop: int
+    summaries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,8 @@ class Shutdown:
 @dataclass(frozen=True, slots=True)
 class ChunkDone:
     result: ChunkResult
+    #: the values of the summary functions :class:`RunChunk` asked for (None: none asked)
+    custom: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections import OrderedDict
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
     from ..loading import ModelRef
     from ..model import Model
+
+
+#: runners (model instances after ``setup``) a worker keeps, the least recently used dropped first
+RUNNERS_KEPT = 256
 
 
 def _die_with_parent(parent: int) -> None:
@@ -64,6 +69,8 @@ def _loop(conn: Connection) -> None:
     )
 
     runner = None
+    task = None
+    runners: OrderedDict[tuple, Any] = OrderedDict()  # a study interleaves its points' tasks: one runner each
     while True:
         try:
             msg = conn.recv()
@@ -75,13 +82,20 @@ def _loop(conn: Connection) -> None:
             if isinstance(msg, RunChunk):
                 if runner is None:
                     raise RuntimeError("chunk before task")
-                conn.send(ChunkDone(runner.run(msg.start, msg.stop)))
+                result = runner.run(msg.start, msg.stop)
+                custom = _chunk_summaries(task, result, msg.summaries) if msg.summaries else None
+                conn.send(ChunkDone(result, custom))
             elif isinstance(msg, SetTask):
                 task = msg.task
+                key = (task.run_id, task.seed, repr(task.ref), repr(task.params), repr(task.env))
                 os.environ.update(task.env)
-                cls = task.ref.resolve()
-                runner = ChunkRunner(cls, task.params, task.seed)
-                limit_sequence_time(runner.model)
+                runner = runners.pop(key, None)
+                if runner is None:
+                    runner = ChunkRunner(task.ref.resolve(), task.params, task.seed)
+                    limit_sequence_time(runner.model)
+                runners[key] = runner  # the most recently used last
+                if len(runners) > RUNNERS_KEPT:
+                    runners.popitem(last=False)
             elif isinstance(msg, Summaries):
                 from ..custom import compute_summaries
 
@@ -103,6 +117,27 @@ def _loop(conn: Connection) -> None:
                 conn.send(WorkerFailed(None, "setup", f"model setup failed in a worker: {text}"))
             else:
                 conn.send(WorkerFailed(None, "worker", text))
+
+
+def _chunk_summaries(task: Any, result: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The summary functions ``names`` over one chunk's results: the frame a store would give back for them.
+
+    A study's tiny point is one chunk: its summaries are computed here, where its columns are, instead of
+    a round trip per point that reads its results back from the store.
+    """
+    from ..columns import to_arrow
+    from ..custom import apply_summaries
+    from ..stores.base import arrow_schema
+
+    def frame() -> Any:
+        import pyarrow as pa
+
+        kinds = result.kinds()
+        columns = {"sequence": result.sequences, **result.columns}
+        table = pa.table({name: to_arrow(col) for name, col in columns.items()})
+        return table.cast(arrow_schema(kinds)).to_pandas()
+
+    return apply_summaries(task.ref.resolve()(**task.params), frame, names)
 
 
 def inspect(target: str | ModelRef, params: dict[str, Any] | None) -> dict[str, Any]:
