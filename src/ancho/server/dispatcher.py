@@ -28,6 +28,8 @@ import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +39,8 @@ from ..executors import Executor, make_executor
 from ..executors.local import LocalExecutor
 from ..loading import FileRef, LoadedModel
 from ..stores import export_results
-from ..stores.base import RunRecord, Store, Submission
-from ..stores.results_sources import ChunkFiles
+from ..stores.base import RunRecord, Store, StudyRecord, Submission
+from ..stores.results_sources import ChunkFiles, ResultsSource
 from .settings import offered_executors, quoted_choices
 
 log = logging.getLogger("ancho.server")
@@ -132,6 +134,10 @@ class Dispatcher:
                 continue
             log.info("run %s was running when the server stopped: resuming it from its stored chunks", rec.id)
             self.store.update_run(rec.id, status="queued")
+        for study in self.store.list_studies():
+            if study.status == "running" and submitted_here(study, self.server):
+                log.info("study %s was running when the server stopped: resuming it", study.id)
+                self.store.update_study(study.id, status="queued")
         self._thread = threading.Thread(target=self._loop, name="ancho-dispatcher", daemon=True)
         self._thread.start()
 
@@ -168,19 +174,29 @@ class Dispatcher:
         with self._lock:
             if len(self._running) >= self.concurrency:
                 return False
-            queued = [r for r in self.store.list_runs(status="queued") if submitted_here(r, self.server)]
+            queued: list[RunRecord | StudyRecord] = [
+                r for r in self.store.list_runs(status="queued") if submitted_here(r, self.server)
+            ]
+            queued += [s for s in self.store.list_studies() if s.status == "queued" and submitted_here(s, self.server)]
             if not queued:
                 return False
             busy = Counter(owner for _, _, owner in self._running.values())
             queued.sort(key=lambda r: (busy[r.owner], r.created))
             record = queued[0]
             handle = RunHandle()
+            study = isinstance(record, StudyRecord)
             thread = threading.Thread(
-                target=self._execute, args=(record, handle), name=f"ancho-run-{record.id}", daemon=True
+                target=self._execute_study if study else self._execute,
+                args=(record, handle),
+                name=f"ancho-{'study' if study else 'run'}-{record.id}",
+                daemon=True,
             )
             self._running[record.id] = (thread, handle, record.owner)
             self._executors[record.id] = record.executor
-            self.store.update_run(record.id, status="running")
+            if study:
+                self.store.update_study(record.id, status="running")
+            else:
+                self.store.update_run(record.id, status="running")
         thread.start()
         return True
 
@@ -203,32 +219,8 @@ class Dispatcher:
                 resolved=True,
             )
             log.info("run %s (%s, user %s) starting", record.id, record.model, record.owner)
-            options, sandbox, export = {}, None, None
-            if self.worker_setup is not None:
-                # the workers see the model's source, its environment and this run's results (for summary
-                # functions), and write only to the run's scratch folder
-                results = self.store.results(record.id)
-                read_only: tuple[str, ...] = ()
-                if isinstance(results, ChunkFiles):
-                    read_only = (results.folder,)
-                elif self.exports is not None and model.summaries:
-                    export = self.exports / record.id  # filled after the last chunk, read-only for the workers
-                    shutil.rmtree(export, ignore_errors=True)
-                    export.mkdir(parents=True)
-                    read_only = (str(export),)
-                options, sandbox = self.worker_setup(Path(model.ref.root), run_id=record.id, read_only=read_only)
-                if export is not None:
-                    options["results"] = lambda source, run=record.id, folder=export: export_results(
-                        self.store, run, folder
-                    )
-            try:
-                with self._executor(record, options) as executor:
-                    final = execute(model, spec, self.store, executor, record, None, handle)
-            finally:
-                if sandbox is not None:
-                    sandbox.close()
-                if export is not None:
-                    shutil.rmtree(export, ignore_errors=True)
+            with self._workers(record, model) as executor:
+                final = execute(model, spec, self.store, executor, record, None, handle)
             log.info("run %s succeeded: %d sequences", record.id, final.done)
         except RunCancelled:
             log.info("run %s %s", record.id, "interrupted; it will resume" if handle.interrupted else "cancelled")
@@ -246,7 +238,95 @@ class Dispatcher:
                     self._spark_idle_since = time.monotonic()
             self._wake.set()
 
-    def _executor(self, record: RunRecord, options: dict) -> Executor:
+    @contextmanager
+    def _workers(self, record: RunRecord | StudyRecord, model: LoadedModel) -> Iterator[Executor]:
+        """The executor of a run or a study, in the model's sandbox and environment.
+
+        The workers see the model's source, its environment and the results of the run they summarise (for summary
+        functions), and write only to the run's (or study's) scratch folder. A run's results folder is bound as it
+        is; a study's points are copied, one at a time, to an export folder bound before its first point exists
+        (as a run's are from a store the workers cannot reach).
+        """
+        options, sandbox, export = {}, None, None
+        if self.worker_setup is not None:
+            read_only: tuple[str, ...] = ()
+            results = self.store.results(record.id) if isinstance(record, RunRecord) else None
+            if isinstance(results, ChunkFiles):
+                read_only = (results.folder,)
+            elif self.exports is not None and model.summaries:
+                export = self.exports / record.id  # filled after the last chunk, read-only for the workers
+                shutil.rmtree(export, ignore_errors=True)
+                export.mkdir(parents=True)
+                read_only = (str(export),)
+            options, sandbox = self.worker_setup(Path(model.ref.root), run_id=record.id, read_only=read_only)
+            if export is not None:
+                options["results"] = lambda source, folder=export: self._export(source, folder)
+        try:
+            with self._executor(record, options) as executor:
+                yield executor
+        finally:
+            if sandbox is not None:
+                sandbox.close()
+            if export is not None:
+                shutil.rmtree(export, ignore_errors=True)
+
+    def _export(self, source: ResultsSource, folder: Path) -> ResultsSource:
+        """A copy of the results ``source`` names in ``folder`` (emptied first), which the workers can read."""
+        for old in folder.iterdir():
+            old.unlink()
+        if isinstance(source, ChunkFiles):
+            for _, _, path in source.files:
+                shutil.copy(path, folder)
+            return ChunkFiles.of_folder(folder, source.schema)
+        return export_results(self.store, source.run_id, folder)
+
+    def _execute_study(self, study: StudyRecord, handle: RunHandle) -> None:
+        """Run a queued study's points (studies/execute.py); the points already succeeded are skipped on a resume."""
+        from ..inputs import run_settings
+        from ..studies.execute import run_points
+
+        error: str | None = None
+        try:
+            submission = Submission.of(study)
+            if submission is None:
+                raise RunFailed(f"study {study.id} has no server submission recorded; submit it again")
+            ref = FileRef(submission.root, submission.file, submission.class_name)
+            model = LoadedModel(ref, study.spec.get("source_hash", ""), study.source, study.spec.get("info") or {})
+            settings = run_settings(
+                study.sequences, study.seed, study.targets, study.until, study.max_sequences, study.max_failures
+            )
+            log.info(
+                "study %s (%s, %d points, user %s) starting", study.id, study.model, len(study.points), study.owner
+            )
+            with self._workers(study, model) as executor:
+                final = run_points(
+                    model, study, settings, self.store, executor, study.executor, None, handle,
+                    study.spec.get("base_params"),
+                )  # fmt: skip
+            log.info("study %s ended %s", study.id, final.status)
+        except RunCancelled:
+            log.info("study %s %s", study.id, "interrupted; it will resume" if handle.interrupted else "cancelled")
+        except AnchoError as exc:
+            log.info("study %s failed: %s", study.id, exc)
+            error = str(exc)
+        except Exception as exc:
+            log.exception("study %s failed unexpectedly", study.id)
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            try:
+                if self.store.get_study(study.id).status == "running":  # stopped outside run_points' own records
+                    status = "queued" if handle.interrupted else "cancelled" if handle.cancelled else "failed"
+                    finished = None if status == "queued" else time.time()
+                    self.store.update_study(study.id, status=status, error=error, finished=finished)
+            except Exception:
+                log.exception("study %s: could not record how it ended", study.id)
+            with self._lock:
+                self._running.pop(study.id, None)
+                if self._executors.pop(study.id, "local") != "local":
+                    self._spark_idle_since = time.monotonic()
+            self._wake.set()
+
+    def _executor(self, record: RunRecord | StudyRecord, options: dict) -> Executor:
         """The run's executor: local worker processes, or the server's Spark master (the same sandbox and environment
         options: Spark tasks rebuild the sandbox from its policy on each executor)."""
         if record.executor == "local":
@@ -318,6 +398,24 @@ class Dispatcher:
         if record.status == "running":
             self._wait_until_final(run_id, 30)
         return self.store.get_run(run_id)
+
+    def cancel_study(self, study_id: str, owner: str) -> StudyRecord:
+        """Cancel a queued or running study of ``owner`` (its running point stops at once); a finished one is left."""
+        with self._lock:
+            study = self.store.get_study(study_id, owner=owner)
+            if study.status in ("queued", "running") and submitted_elsewhere(study, self.server):
+                raise Conflict(
+                    f"study {study_id} was submitted to another server sharing this store; cancel it through that server"
+                )
+            if study.status == "queued":
+                self.store.update_study(study_id, status="cancelled", finished=time.time(), error="cancelled")
+            elif study.status == "running" and study_id in self._running:
+                self._running[study_id][1].cancel()
+        if study.status == "running":
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.store.get_study(study_id).status == "running":
+                time.sleep(0.05)
+        return self.store.get_study(study_id)
 
     def _wait_until_final(self, run_id: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

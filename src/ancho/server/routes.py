@@ -344,3 +344,7 @@ def cancel_run(run_id: str, user: User, svc: Svc) -> dict:
     without racing its own writes.
     """
     return run_view(svc.cancel(user, run_id))
+
+
+# The studies and comparison endpoints live in their own module, registered on this router when it is imported.
+from . import study_routes  # noqa: E402, F401

@@ -281,3 +281,197 @@ def failure_views(record, failures) -> list[dict]:
             item["traceback"] = item["traceback"].replace(root.rstrip("/") + "/", "")
         out.append(item)
     return out
+
+
+# -- studies ----------------------------------------------------------------------------------------------------------
+#: a parameter's range in a sampled design: [low, high] for a number, or {"choices": [...]} (docs/studies.md)
+RangeBody = Annotated[Any, Field(description='[low, high] (ints inclusive) or {"choices": [...]}')]
+_Count = Annotated[int, Field(ge=1, strict=True)]
+_DesignSeed = Annotated[int | None, Field(None, ge=0, le=MAX_SEED, strict=True, description="Default: the study's.")]
+
+
+class SampledDesign(BaseModel):
+    """``random``, ``lhs``: ``n`` points sampled over ``ranges``."""
+
+    model_config = ConfigDict(extra="forbid")
+    n: _Count
+    ranges: dict[str, RangeBody]
+    seed: _DesignSeed = None
+
+
+class SobolDesign(SampledDesign):
+    """Saltelli's sampling: ``n`` (a power of two) × (d + 2) points, or × (2d + 2) with ``calc_second_order``."""
+
+    calc_second_order: bool = False
+
+
+class MorrisDesign(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trajectories: _Count
+    levels: _Count = 4
+    ranges: dict[str, RangeBody]
+    seed: _DesignSeed = None
+
+
+class DesignBody(BaseModel):
+    """Exactly one design kind (docs/studies.md). Read into an :class:`ancho.studies.Design`, whose checks apply."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"grid": {"p": [0.45, 0.5]}}, {"lhs": {"n": 64, "ranges": {"p": [0.4, 0.6]}}}]},
+    )
+    grid: dict[str, list[Any]] | None = Field(None, description="Every combination of each parameter's values.")
+    random: SampledDesign | None = None
+    lhs: SampledDesign | None = None
+    sobol: SobolDesign | None = None
+    morris: MorrisDesign | None = None
+    points: list[dict[str, Any]] | None = Field(None, description="The points themselves, one object each.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DesignBody:
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one design kind of {', '.join(type(self).model_fields)}; got {given or 'none'}"
+            )
+        from ..errors import FieldError
+
+        try:
+            self.plan()
+        except FieldError as exc:  # the design's own rules (empty, low >= high, Sobol n…), named on this field
+            raise ValueError(str(exc)) from None
+        return self
+
+    def plan(self):
+        """The :class:`ancho.studies.Design` this body describes (not yet seeded)."""
+        from ..studies import Design
+
+        return Design.from_dict(self.model_dump(exclude_none=True))
+
+
+class StudyRequest(RunRequest):
+    """A run's body plus ``design``: every point is a run with these settings and the point's values over ``params``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": {"upload": "3eed222ad894ea5655a0922100b885c27ffd9d8ebca413041617e2db9fb44781"},
+                    "design": {"grid": {"p": [0.45, 0.5]}},
+                    "params": {"stake": 3},
+                    "sequences": 20000,
+                    "seed": 7,
+                }
+            ]
+        },
+    )
+    design: DesignBody
+
+
+class StudyView(BaseModel):
+    id: str
+    status: Status
+    progress: Progress = Field(..., description="Sequences done and planned over every point.")
+    points: int
+    points_finished: int = Field(..., description="Points whose run has ended (succeeded, failed or cancelled).")
+    model: str
+    entry: str
+    source: str
+    design: dict[str, Any]
+    params: dict[str, Any]
+    seed: int
+    sequences: int | None
+    targets: list[str]
+    until: str | None
+    max_sequences: int | None
+    max_failures: int
+    executor: str
+    error: str | None
+    created: float
+    started: float | None
+    finished: float | None
+
+
+class PointSummary(BaseModel):
+    point: int
+    run: str | None
+    params: dict[str, Any]
+    status: Status
+    sequences: int
+    outputs: dict[str, OutputSummary]
+    targets: list[TargetSummary]
+    custom: dict[str, Any]
+    failures: int
+
+
+class StudySummary(BaseModel):
+    """The study summary object: the same as `ancho study --json` and `Study.summary`."""
+
+    study: str
+    status: Status
+    model: str
+    seed: int
+    sequences: int | None
+    design: dict[str, Any]
+    params: dict[str, Any]
+    points: list[PointSummary]
+
+
+class OutputComparison(BaseModel):
+    mean_a: float | None
+    mean_b: float | None
+    difference: float | None
+    ci95: list[float | None] | None
+    variance_reduction: float | None = None
+    model_config = ConfigDict(extra="allow")
+
+
+class TargetComparison(BaseModel):
+    expr: str
+    probability_a: float | None
+    probability_b: float | None
+    difference: float | None
+    ci95: list[float | None] | None
+    model_config = ConfigDict(extra="allow")
+
+
+class Comparison(BaseModel):
+    """Run b against run a (``difference`` is b − a), paired on common random numbers when the seeds match."""
+
+    model_config = ConfigDict(extra="allow")
+    a: str
+    b: str
+    paired: bool
+    sequences: int
+    outputs: dict[str, OutputComparison]
+    targets: list[TargetComparison]
+
+
+_FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def study_view(record) -> dict:
+    return {
+        "id": record.id,
+        "status": record.status,
+        "progress": {"done": record.done, "total": record.total},
+        "points": len(record.points),
+        "points_finished": sum(p.get("status") in _FINISHED for p in record.points),
+        "model": record.model,
+        "entry": record.entry,
+        "source": record.source,
+        "design": record.design,
+        "params": record.params,
+        "seed": record.seed,
+        "sequences": record.sequences,
+        "targets": record.targets,
+        "until": record.until,
+        "max_sequences": record.max_sequences,
+        "max_failures": record.max_failures,
+        "executor": record.executor,
+        "error": record.error,
+        "created": record.created,
+        "started": record.started,
+        "finished": record.finished,
+    }

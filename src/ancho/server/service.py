@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..engine import RunSpec, create_record
-from ..errors import Field, FieldError, InputError, ModelError, NotFound, RunCancelled, RunFailed
+from ..errors import Conflict, Field, FieldError, InputError, ModelError, NotFound, RunCancelled, RunFailed
 from ..executors import is_spark_master
 from ..executors.prepare import worker_options
 from ..inputs import RunSettings, run_settings
@@ -35,12 +35,13 @@ from ..loading import FileRef, LoadedModel
 from ..sources.fetch import FetchError, FetchPolicy, fetch_source
 from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
-from ..stores.base import RunRecord
+from ..stores.base import RunRecord, StudyRecord
 from .dispatcher import Dispatcher, SparkSettings
 from .inspectors import Inspectors
-from .schemas import ModelSource, RunRequest, failure_views, run_view
+from .schemas import ModelSource, RunRequest, StudyRequest, failure_views, run_view
 from .settings import Settings, quoted_choices
 from .status import RenderedRuns
+from .study_checks import described_model, resolve_points
 from .users import Users
 
 log = logging.getLogger("ancho.server")
@@ -197,8 +198,85 @@ class Service:
         return failure_views(record, self.store.failures(run_id, limit=limit))
 
     def cancel(self, user: str, run_id: str) -> RunRecord:
-        """Cancel the user's queued or running run (see Dispatcher.cancel); a finished run is returned unchanged."""
+        """Cancel the user's queued or running run (see Dispatcher.cancel); a finished run is returned unchanged.
+
+        A study's point is run by its study, not on its own: it is cancelled with the study (409 here, naming it).
+        """
+        record = self.run(user, run_id)
+        study = record.spec.get("study")
+        if study and not record.final:
+            raise Conflict(
+                f"run {run_id} is point {record.spec.get('point')} of study {study}; cancel the study instead "
+                f"(POST /api/v1/studies/{study}/cancel)"
+            )
         return self.dispatcher.cancel(run_id, user)
+
+    def compare(self, user: str, run_a: str, run_b: str, targets: list[str]) -> dict:
+        """Run b against run a (DESIGN.md §2 Comparisons); NotFound when either is not the user's."""
+        from ..studies.service import compare_runs
+
+        return compare_runs(self.store, run_a, run_b, tuple(targets), owner=user)
+
+    # -- studies ---------------------------------------------------------------
+    def submit_study(self, user: str, request: StudyRequest) -> StudyRecord:
+        """Queue a study: every point checked against the model (read once, in a worker) before anything is queued.
+
+        The server never imports the model: the worker reports each parameter's type, and the points are converted
+        and checked against that description (:func:`described_model`), exactly as the worker would convert them.
+        """
+        from ..studies.service import new_study
+
+        checked = self.check_request(request)
+        plan = request.design.plan().seeded(checked.seed)
+        cap = self.settings.max_study_points
+        if plan.size > cap:  # before a worker starts: the cap needs no model
+            raise FieldError(
+                Field.DESIGN, f"design {plan.kind} has {plan.size:,} points, over this server's cap of {cap:,} "
+                "(setting max_study_points): make it smaller"
+            )  # fmt: skip
+        found = self.inspect(user, request.model, None)
+        described = described_model(found["model"])
+        points = plan.points(described, max_points=cap)
+        given = {k: v for k, v in request.params.items() if k not in plan.parameters}
+        base = resolve_points(described, given, points)
+        file, _, class_name = found["entry"].partition(":")
+        ref = FileRef(found["root"], file, class_name)
+        model = LoadedModel(ref, found["source_hash"], found["origin"], found["model"])
+        from ..stores.base import Submission
+
+        submission = Submission(
+            ref.root, ref.file, ref.class_name, given, self.id, request.model.model_dump(exclude_none=True)
+        )
+        spec = {Submission.KEY: submission.to_dict(), "info": found["model"], "source_hash": found["source_hash"],
+                "base_params": base}  # fmt: skip
+        workers = self.settings.workers if request.executor == "local" else None
+        record = new_study(model, plan, points, given, checked, request.executor, workers, owner=user, spec=spec)
+        self.store.create_study(record)
+        self.dispatcher.notify()
+        return record
+
+    def study(self, user: str, study_id: str) -> StudyRecord:
+        """The user's study (NotFound for another user's)."""
+        return self.store.get_study(study_id, owner=user)
+
+    def studies(self, user: str, limit: int | None = None) -> list[StudyRecord]:
+        """The user's studies, newest first."""
+        return self.store.list_studies(owner=user, limit=limit)
+
+    def study_summary(self, user: str, study_id: str) -> dict:
+        from ..studies.service import study_summary
+
+        return study_summary(self.store, study_id, owner=user)
+
+    def study_points(self, user: str, study_id: str):
+        """The points table (one row per point; pandas DataFrame), as ``Study.frame``."""
+        from ..studies.service import points_frame
+
+        return points_frame(self.store, study_id, owner=user)
+
+    def cancel_study(self, user: str, study_id: str) -> StudyRecord:
+        """Cancel the user's queued or running study (its running point stops at once); a finished one is unchanged."""
+        return self.dispatcher.cancel_study(study_id, user)
 
     # -- models ---------------------------------------------------------------
     def source_root(self, user: str, source: ModelSource) -> tuple[Path, str]:

@@ -59,6 +59,8 @@ class Settings(BaseModel):
     inspect_keep_seconds: float = Field(60.0, ge=0)
     #: largest number of sequences one run may ask for
     max_sequences: int = Field(10**10, ge=1)
+    #: most points one study's design may have (each point is a run: its record, its summary)
+    max_study_points: int = Field(10_000, ge=1)
     # -- the sandbox model code runs in (docs/sandbox.md) --
     #: run model code without bubblewrap where it is missing (a warning is logged); otherwise the server refuses to start
     allow_unsandboxed: bool = False
