@@ -241,3 +241,21 @@ def test_restart_resumes_a_study(tmp_path):
 
 def test_gambler_source_is_the_example():
     assert "class Gambler" in GAMBLER and math.isclose(ruin(3, 10, 0.5), 0.7)
+
+
+def test_cli_compare_against_the_server(server, alice, grid_study, tmp_path):
+    """``ancho compare A B`` with $ANCHO_URL and no --store asks the server; another user's runs are not found."""
+    import os
+    import subprocess
+
+    from .conftest import ANCHO
+
+    runs = [p["run"] for p in alice.get(f"/studies/{grid_study}/summary").json()["points"]]
+    env = {**os.environ, "ANCHO_URL": server.url, "ANCHO_TOKEN": server.tokens["alice"], "ANCHO_HOME": str(tmp_path)}
+    done = subprocess.run([ANCHO, "compare", runs[0], runs[1], "--json", "-t", "rounds>=30"], capture_output=True,
+                          text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == alice.get(f"/runs/{runs[0]}/compare/{runs[1]}?target=rounds>=30").json()
+    env["ANCHO_TOKEN"] = server.tokens["bob"]
+    done = subprocess.run([ANCHO, "compare", runs[0], runs[1]], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode != 0 and runs[0] in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -15,6 +15,7 @@ import typer
 
 from ..errors import Field, FieldError, InputError, NotFound
 from . import app
+from .client import Token, Url, connect
 from .local import options, parse_params
 
 #: how this command line spells each design (errors on Field.DESIGN name the option)
@@ -199,16 +200,25 @@ def compare(
     run_a: str = typer.Argument(..., metavar="RUN_A"),
     run_b: str = typer.Argument(..., metavar="RUN_B"),
     target: list[str] = typer.Option([], "--target", "-t", metavar="EXPR", help="A threshold to compare."),
-    store: str | None = typer.Option(None, "--store", metavar="URL"),
+    store: str | None = typer.Option(None, "--store", metavar="URL", help="Local runs' store (default: $ANCHO_HOME)."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly the comparison object."),
+    url: Url = None,
+    token: Token = None,
 ) -> None:
-    """Compare run B with run A (b − a), paired on common random numbers when their seeds match."""
+    """Compare run B with run A (b − a), paired on common random numbers when their seeds match.
+
+    Runs made on this machine, or, with --url or $ANCHO_URL (and no --store), runs on that server.
+    """
     from ..stores import open_store
     from ..studies.service import compare_runs
     from .render import out_console
 
-    with options():
-        result = compare_runs(open_store(store), run_a, run_b, target)
+    if url and store is None:
+        with connect(url, token) as server:
+            result = server.compare(run_a, run_b, target)
+    else:
+        with options():
+            result = compare_runs(open_store(store), run_a, run_b, target)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return

@@ -159,6 +159,12 @@ class Client:
         """GET /runs/{id}/summary: the summary object (as ``ancho run --json``); NotFinished until the run succeeds."""
         return self._json("GET", f"/runs/{_q(run_id)}/summary", run=run_id)
 
+    def compare(self, run_a: str, run_b: str, targets: list[str] | tuple[str, ...] = ()) -> dict:
+        """GET /runs/{a}/compare/{b}: run b against run a, the comparison object (``ancho compare --json``)."""
+        path = f"/runs/{_q(run_a)}/compare/{_q(run_b)}"
+        # a 404 is either run: the message names both
+        return self._json("GET", path, params={"target": list(targets)}, run=f"{run_a}' or '{run_b}", timeout=300.0)
+
     def failures(self, run_id: str, limit: int = 100) -> list[dict]:
         """GET /runs/{id}/failures: ``[{"sequence", "error", "traceback"}]``."""
         return self._json("GET", f"/runs/{_q(run_id)}/failures", params={"limit": limit}, run=run_id)
