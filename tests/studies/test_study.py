@@ -127,3 +127,21 @@ def test_compare_refuses_runs_of_different_models(store, write_model):
         ancho.compare(a, b)
     with pytest.raises(NotFound):
         ancho.compare(a.run_id, "nope", store=store)
+
+
+def test_two_hundred_tiny_points_run_together_each_equal_to_its_run_alone(store):
+    ps = [0.4 + 0.2 * k / 199 for k in range(200)]
+    study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), params={"stake": 3}, sequences=20, seed=3,
+                        targets=["won<1"], workers=2, store=store)  # fmt: skip
+    assert study.status == "succeeded"
+    assert study.record.done == study.record.total == 4000
+    assert [p["status"] for p in study.summary["points"]] == ["succeeded"] * 200
+    for k in (0, 57, 199):
+        point = study.runs[k]
+        alone = ancho.run(GAMBLER, params={"stake": 3, "p": ps[k]}, sequences=20, seed=3, targets=["won<1"],
+                          workers=1, store=store)  # fmt: skip
+        assert point.frame.equals(alone.frame)
+        mine, theirs = point.record.summary, alone.record.summary
+        assert mine["outputs"] == theirs["outputs"] and mine["targets"] == theirs["targets"]
+        assert mine["custom"] == theirs["custom"]  # the summary function, run in the worker over the one chunk
+        assert point.record.done == 20 and point.record.status == "succeeded"

@@ -345,9 +345,10 @@ class LocalExecutor(Executor):
                     yield from self._lost(w)
                     continue
                 if type(msg) is ChunkDone:
-                    w.inflight.popleft()
-                    if msg.custom is not None:
-                        msg.result.custom = msg.custom  # type: ignore[attr-defined]  # what Chunk.summaries asked for
+                    chunk = w.inflight.popleft()
+                    if chunk.task is not None:  # a study's chunk: which point it is, and what summaries it asked for
+                        msg.result.chunk = chunk  # type: ignore[attr-defined]
+                        msg.result.custom = msg.custom  # type: ignore[attr-defined]
                     yield msg.result
                 else:
                     raise _failed(msg)

@@ -15,15 +15,17 @@ executed again, which keeps its stored chunks (the engine resumes them).
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..engine import RunHandle, RunSpec, create_record, execute
+from ..engine import RunHandle, RunSpec, create_record, execute, new_run_id
 from ..errors import AnchoError, RunCancelled
-from ..executors.base import Executor
+from ..executors.base import Executor, Task
 from ..inputs import RunSettings
 from ..loading import LoadedModel
 from ..stores.base import Store, StudyRecord
+from .packed import KEEP_IN_MEMORY, Point, run_packed
 
 WRITE_EVERY = 0.5  # seconds between study-record writes while points run
 
@@ -90,6 +92,10 @@ def run_points(
             progress(*tally.now())
         write()
 
+    if getattr(executor, "mixed_tasks", False) and settings.until is None and len(pending) > 1:
+        _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally, write,
+                  progress)  # fmt: skip
+        pending = [p for p in pending if p["status"] not in ("succeeded", "failed")]
     for p in pending:
         run = _run_of(store, p.get("run"))
         spec = RunSpec.of({**(base_params or study.params), **p["params"]}, settings)
@@ -100,6 +106,7 @@ def run_points(
                 executor_name,
                 executor.workers,
                 owner=study.owner,
+                run_id=p.get("run"),
                 extra={"info": model.info, "study": study.id, "point": p["point"]},
             )
             p["run"] = run.id
@@ -139,6 +146,60 @@ def run_points(
     else:
         write(force=True, status="succeeded", finished=time.time(), error=None)
     return store.get_study(study.id)
+
+
+def _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally, write,
+              progress) -> None:  # fmt: skip
+    """The fresh points of ``pending`` run together (:mod:`.packed`); what that leaves unfinished stays pending."""
+    for p in pending:
+        if not p.get("run"):
+            p["run"] = new_run_id()
+    write(force=True)  # the study names its runs before they exist: a resume never loses track of one
+    points, specs = [], {}
+    for p in pending:
+        if _run_of(store, p["run"]) is not None:
+            continue  # a run begun before (a resume): the point-by-point pass resumes its stored chunks
+        spec = specs[p["point"]] = RunSpec.of({**(base_params or study.params), **p["params"]}, settings)
+        extra = {"info": model.info, "study": study.id, "point": p["point"]}
+        run = create_record(model, spec, executor_name, executor.workers, study.owner, p["run"], "running", extra)
+        task = Task(model.ref, spec.params, spec.seed, run.id)
+        results = [] if spec.sequences <= KEEP_IN_MEMORY else None
+        points.append(Point(p, run, task, deque([(0, spec.sequences)]), results=results, created=False))
+    if len(points) < 2:
+        return
+
+    def create(pt: Point) -> None:
+        pt.run.started = time.time()
+        store.create_run(pt.run)
+        pt.created = True
+        pt.p["status"] = "running"
+
+    def more(n: int) -> None:
+        tally.done += n
+        if progress:
+            progress(*tally.now())
+        write()
+
+    handle.executor = executor
+    try:
+        run_packed(points, model, specs, store, executor, handle, create, more, lambda pt: write())
+    except (RunCancelled, KeyboardInterrupt) as exc:
+        interrupted = isinstance(exc, RunCancelled) and handle.interrupted
+        status = "queued" if interrupted else "cancelled"
+        for pt in points:
+            if pt.created and pt.p["status"] == "running":
+                pt.p["status"] = status
+                store.update_run(pt.run.id, status=status, done=pt.done, failures=pt.failures,
+                                 finished=None if interrupted else time.time(), error=None if interrupted else "cancelled")  # fmt: skip
+        error = "cancelled" if isinstance(exc, RunCancelled) else "interrupted"
+        write(force=True, status=status, finished=None if interrupted else time.time(), error=error)
+        raise
+    except AnchoError:
+        pass  # an error of the whole executor call: the point-by-point pass runs what is left and names its point
+    for pt in points:
+        if pt.p["status"] not in ("succeeded", "failed"):
+            tally.done -= pt.done  # counted again by the point-by-point pass, which resumes the stored chunks
+            pt.p["status"] = "queued"
 
 
 def _run_of(store: Store, run_id: str | None):

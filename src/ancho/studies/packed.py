@@ -1,0 +1,296 @@
+"""A study's points run together: many points' chunks in flight at once, so a study costs its sequences.
+
+Why: run one after another, each point pays a run's fixed costs (workers idle
+while its first small chunks measure the model, its summary read back from the
+store, a summary request per point): 100 points × 50 sequences cost 2.5× one
+run of 5,000. Here every pending point's ranges are cut into chunks sized to
+about ``TARGET_SECONDS`` of work (a tiny point is one chunk), each chunk carries
+its point's :class:`~ancho.executors.base.Task` (the executor switches a
+worker's task only when it changes), and the model's summary functions of a
+one-chunk point run in the worker that has its results.
+
+What a run promises still holds per point: its sequences are those of the same
+run made alone (same task, seed and sequence numbers); its chunks are stored
+as they come back (through a store copy that skips the per-file fsync, made
+durable by one ``syncfs`` before any record says the point is done); a point
+that fails (its failures over ``max_failures``, an output error, a chunk lost
+``MAX_RETRIES`` times) is recorded failed and the others go on. Records are
+written once per point at its end, in batches; the study record at most every
+``WRITE_EVERY`` seconds. Anything this pass cannot finish (an error of the
+whole executor call, a summary that needs the store) is left to the caller's
+point-by-point pass, which resumes the stored chunks.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..chunk import ChunkResult
+from ..engine import INITIAL_CHUNK, MAX_CHUNK, MAX_RETRIES, TARGET_SECONDS, _failure_message, merge_schema
+from ..errors import AnchoError, RunCancelled
+from ..executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from ..expressions import check_outputs
+from ..stats import build_summary
+from ..stores.base import RunRecord, Store
+
+#: a point of at most this many sequences keeps its results in memory until summarised (else: read back)
+KEEP_IN_MEMORY = 20_000
+WRITE_EVERY = 0.5  # seconds between batches of record writes
+
+
+@dataclass
+class Point:
+    """One pending point: its study entry ``p``, run record, task and what came back so far."""
+
+    p: dict
+    run: RunRecord
+    task: Task
+    todo: deque[tuple[int, int]]
+    schema: dict[str, str] = field(default_factory=dict)
+    inflight: int = 0
+    done: int = 0
+    failures: int = 0
+    retries: int = 0
+    results: list[ChunkResult] | None = None
+    custom: dict | None = None
+    error: str | None = None
+    created: bool = True
+    ended: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.run.total
+
+    @property
+    def complete(self) -> bool:
+        return not self.todo and self.inflight == 0
+
+
+class StudyPlan(ChunkSource):
+    """Hands out the points' ranges in point order as chunks of about ``TARGET_SECONDS`` each."""
+
+    def __init__(self, points: list[Point], workers: int, block: int | None, summaries: tuple[str, ...], create):
+        self.points = points
+        self.cursor = 0
+        self.retry: deque[Chunk] = deque()
+        self.workers = max(1, workers)
+        self.block = block or 1
+        self.per_sequence: float | None = None
+        self.remaining = sum(b - a for pt in points for a, b in pt.todo)
+        self.summaries = summaries
+        self.create = create  # writes a point's run record when its first chunk is handed out
+
+    def measure(self, result: Any) -> None:
+        if result.size and result.seconds > 0:
+            t = result.seconds / result.size
+            self.per_sequence = t if self.per_sequence is None else 0.8 * self.per_sequence + 0.2 * t
+
+    def size(self) -> int:
+        if self.per_sequence is None:
+            return max(INITIAL_CHUNK, self.block)
+        ideal = TARGET_SECONDS / max(self.per_sequence, 1e-9)
+        share = math.ceil(self.remaining / (2 * self.workers))
+        return int(max(1, min(ideal, MAX_CHUNK, share)))
+
+    def next(self) -> Chunk | None:
+        if self.retry:
+            chunk = self.retry.popleft()
+            self._of(chunk).inflight += 1
+            self.remaining -= chunk.size
+            return chunk
+        while self.cursor < len(self.points):
+            pt = self.points[self.cursor]
+            if pt.error is not None or not pt.todo:
+                self.cursor += 1
+                continue
+            if not pt.created:
+                self.create(pt)
+            start, stop = pt.todo.popleft()
+            end = -(-(start + self.size()) // self.block) * self.block
+            n = min(end, stop) - start
+            if start + n < stop:
+                pt.todo.appendleft((start + n, stop))
+            whole = n == pt.total and pt.results is not None  # the point's only chunk: summarise it where it runs
+            pt.inflight += 1
+            self.remaining -= n
+            return Chunk(start, start + n, task=pt.task, summaries=self.summaries if whole else ())
+        return None
+
+    def _of(self, chunk: Chunk) -> Point:
+        return self.by_task[id(chunk.task)]
+
+    def index(self) -> None:
+        self.by_task = {id(pt.task): pt for pt in self.points}
+
+
+def run_packed(
+    points: list[Point],
+    model,
+    specs: dict[int, Any],
+    store: Store,
+    executor: Executor,
+    handle,
+    create: Callable[[Point], None],
+    on_progress: Callable[[int], None],
+    on_finished: Callable[[Point], None],
+) -> None:
+    """Run ``points`` together; call ``on_finished`` for each point once its record is final (succeeded or failed).
+
+    ``on_progress(n)``: n more sequences came back. Raises :class:`RunCancelled` when cancelled (the records of
+    points finished so far are written first), and lets any other error of the executor call through with the
+    unfinished points untouched (their stored chunks are kept for the caller's point-by-point pass).
+    """
+    fast = store
+    if getattr(store, "fsync", False):  # one syncfs per batch instead of an fsync per chunk file
+        fast = copy.copy(store)
+        fast.fsync = False  # type: ignore[attr-defined]
+    plan = StudyPlan(points, executor.workers, model.info.get("block"), tuple(model.summaries or ()), create)
+    plan.index()
+    ended: list[Point] = []
+    last = time.monotonic()
+
+    names = tuple(model.summaries or ())
+    later: list[Point] = []  # summary functions still to run over the stored results, once no chunk is in flight
+
+    def flush() -> None:
+        if fast is not store:
+            _durable(store)
+        for pt in ended:
+            if names and pt.custom is None and pt.error is None:
+                later.append(pt)
+                continue
+            _finish(pt, model, specs[pt.p["point"]], store, executor)
+            on_finished(pt)
+        ended.clear()
+
+    def fail(pt: Point, error: str) -> None:
+        if pt.error is None:
+            pt.error = error
+            pt.todo.clear()
+            if pt.inflight == 0 and not pt.ended:
+                pt.ended = True
+                ended.append(pt)
+
+    try:
+        for item in executor.map_chunks(points[0].task, plan):
+            if handle.cancelled:
+                raise RunCancelled("the study was cancelled")
+            pt = plan._of(item.chunk)  # (a local result carries its chunk: see LocalExecutor._loop)
+            pt.inflight -= 1
+            if isinstance(item, ChunkLost):
+                pt.retries += 1
+                if item.chunk.attempt >= MAX_RETRIES:
+                    what = f"sequences {item.chunk.start}..{item.chunk.stop - 1}"
+                    fail(pt, f"{what} were lost {item.chunk.attempt + 1} times: {item.reason}")
+                elif pt.error is None:
+                    plan.retry.append(replace(item.chunk, attempt=item.chunk.attempt + 1))
+                    plan.remaining += item.chunk.size
+                continue
+            plan.measure(item)
+            on_progress(item.size)
+            if pt.error is None:
+                _take(pt, item, specs[pt.p["point"]], fast, fail)
+            if not pt.ended and (pt.complete or pt.error is not None and pt.inflight == 0):
+                pt.ended = True
+                ended.append(pt)
+            if time.monotonic() - last >= WRITE_EVERY:
+                flush()
+                last = time.monotonic()
+    except RunCancelled:
+        flush()
+        raise
+    flush()
+    for pt in later:
+        if handle.cancelled:
+            raise RunCancelled("the study was cancelled")
+        store.update_run(pt.run.id, schema=pt.schema)  # what the results source reads the chunks as
+        pt.custom = executor.summaries(pt.task, store.results(pt.run.id), names)
+        _finish(pt, model, specs[pt.p["point"]], store, executor)
+        on_finished(pt)
+
+
+def _take(pt: Point, result: ChunkResult, spec, store: Store, fail: Callable[[Point, str], None]) -> None:
+    """Store one chunk of ``pt`` and fold it into the point's state (an error fails the point, not the study)."""
+    try:
+        first = not pt.schema
+        merge_schema(pt.schema, result)
+        if first:
+            check_outputs(pt.schema, spec.targets, spec.until)
+        store.write_chunk(pt.run.id, result)
+    except AnchoError as exc:
+        fail(pt, str(exc))
+        return
+    pt.done += result.size
+    custom = getattr(result, "custom", None)
+    if custom is not None:
+        pt.custom = custom
+    if pt.results is not None:
+        pt.results.append(result)
+    if result.failed:
+        pt.failures += result.failed
+        if pt.failures > spec.max_failures:
+            fail(pt, _failure_message(result, pt.failures, spec.max_failures))
+
+
+def _finish(pt: Point, model, spec, store: Store, executor: Executor) -> None:
+    """Write the point's final record: its summary, or its error."""
+    now = time.time()
+    counts = {"done": pt.done, "total": pt.total, "failures": pt.failures, "retries": pt.retries}
+    if pt.error is not None:
+        store.update_run(pt.run.id, status="failed", finished=now, error=pt.error, schema=pt.schema, **counts)
+        pt.p["status"], pt.p["error"] = "failed", pt.error
+        return
+    record = replace(pt.run, status="succeeded", schema=dict(pt.schema), **counts)
+    results = pt.results
+    if results is not None:
+        results.sort(key=lambda r: r.start)
+        read = _memory_reader(results, pt.schema)
+        blocks = lambda n: (read(n),)  # noqa: E731 - one block: the point is small
+    else:
+        read = lambda n: store.read_column(pt.run.id, n)  # noqa: E731
+        blocks = lambda n: store.iter_column(pt.run.id, n)  # noqa: E731
+    summary = build_summary(record.to_dict(), pt.schema, read, spec.targets, pt.custom or {}, None, read_blocks=blocks)
+    store.update_run(pt.run.id, status="succeeded", finished=now, error=None, schema=pt.schema, summary=summary, **counts)
+    pt.p["status"] = "succeeded"
+    pt.results = None
+
+
+def _memory_reader(results: list[ChunkResult], schema: dict[str, str]) -> Callable[[str], np.ndarray]:
+    """A column of a point's results kept in memory, as the store would read it back (ints widened where mixed)."""
+
+    def read(name: str) -> np.ndarray:
+        parts = [r.columns[name] for r in results]
+        column = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if schema.get(name) == "float" and column.dtype.kind != "f":
+            column = column.astype(np.float64)
+        return column
+
+    return read
+
+
+def _durable(store: Store) -> None:
+    """Make the chunk files written since the last call durable: one syncfs of the store's file system."""
+    home = getattr(store, "home", None)
+    if home is None:
+        return
+    try:
+        import ctypes
+
+        fd = os.open(home, os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    os.sync()
