@@ -259,7 +259,9 @@ def _finish(pt: Point, model, spec, store: Store, executor: Executor) -> None:
         read = lambda n: store.read_column(pt.run.id, n)  # noqa: E731
         blocks = lambda n: store.iter_column(pt.run.id, n)  # noqa: E731
     summary = build_summary(record.to_dict(), pt.schema, read, spec.targets, pt.custom or {}, None, read_blocks=blocks)
-    store.update_run(pt.run.id, status="succeeded", finished=now, error=None, schema=pt.schema, summary=summary, **counts)
+    store.update_run(
+        pt.run.id, status="succeeded", finished=now, error=None, schema=pt.schema, summary=summary, **counts
+    )
     pt.p["status"] = "succeeded"
     pt.results = None
 
