@@ -30,6 +30,36 @@ from .stats import PERCENTILES, t975
 
 #: bytes of trajectory values held at once for the percentiles (per step block)
 PERCENTILE_BUDGET = 64 << 20
+#: bytes of one block of rows the mean and its interval are merged over (see _reblock)
+MERGE_BLOCK_BYTES = 8 << 20
+
+
+def _reblock(blocks: Iterable[np.ndarray], block_bytes: int = MERGE_BLOCK_BYTES) -> Iterable[np.ndarray]:
+    """The same rows in blocks of a size fixed by the number of steps, whatever the stored chunks were.
+
+    Floating-point sums depend on their order, and chunk boundaries depend on
+    the executor and its workers; merging over blocks of a fixed number of
+    rows makes the summary bit-for-bit the same on every executor (as the
+    scalar outputs' summary is).
+    """
+    pending: list[np.ndarray] = []
+    held = 0
+    size = 0
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim != 2 or not len(block):
+            continue
+        if not size:
+            size = max(1, block_bytes // (8 * max(1, block.shape[1])))
+        pending.append(block)
+        held += len(block)
+        while held >= size:
+            whole = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            yield whole[:size]
+            rest = whole[size:]
+            pending, held = ([rest] if len(rest) else []), len(rest)
+    if held:
+        yield np.concatenate(pending) if len(pending) > 1 else pending[0]
 
 
 def trajectory_summary(
@@ -43,10 +73,7 @@ def trajectory_summary(
     mean = m2 = None
     rows = 0
     hits = {t.expr: [0, 0] for t in targets}
-    for block in blocks():
-        block = np.asarray(block, dtype=np.float64)
-        if block.ndim != 2 or not len(block):
-            continue
+    for block in _reblock(blocks()):
         rows += len(block)
         for t in targets:
             h, c = t.hits(block)

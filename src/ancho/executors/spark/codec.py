@@ -25,6 +25,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from ...chunk import ChunkResult, Failure, StoredChunk
+from ...columns import to_arrow, to_numpy
 from ..messages import WorkerFailed
 
 _META = b"ancho"
@@ -67,7 +68,7 @@ def encode(result: ChunkResult) -> bytes:
         "failures": [f.to_dict() for f in result.failures],
     }
     names = ["sequence", *result.columns]
-    arrays = [pa.array(result.sequences), *(pa.array(c) for c in result.columns.values())]
+    arrays = [to_arrow(result.sequences), *(to_arrow(c) for c in result.columns.values())]  # trajectories as lists
     batch = pa.RecordBatch.from_arrays(arrays, names=names)
     return _ipc(batch.schema.with_metadata({_META: json.dumps(meta)}), batch)
 
@@ -133,7 +134,7 @@ def decode(data: bytes) -> ChunkResult | StoredChunk:
     columns: dict[str, np.ndarray] = {}
     sequences = np.empty(0, dtype=np.int64)
     for name in table.column_names:
-        col = table.column(name).to_numpy()
+        col = to_numpy(table.column(name))
         if name == "sequence":
             sequences = np.ascontiguousarray(col, dtype=np.int64)
         else:
