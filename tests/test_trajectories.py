@@ -307,7 +307,9 @@ def test_the_sir_example_returns_its_infected_curve(home):
     from .conftest import EXAMPLES
 
     # by path: a class imported from a folder on sys.path would not import in a fresh worker
-    res = ancho.run(str(EXAMPLES / "sir.py"), sequences=300, seed=3, workers=1, store=str(home), targets=["max(infected)>=50"])
+    res = ancho.run(
+        str(EXAMPLES / "sir.py"), sequences=300, seed=3, workers=1, store=str(home), targets=["max(infected)>=50"]
+    )
     curves = res.trajectory("infected")
     assert curves.shape == (300, 120) and np.all(curves[:, 0] == 1)
     assert np.all(curves.max(axis=1) <= res.column("peak_infected"))  # a day's count never exceeds the peak
