@@ -310,12 +310,15 @@ class LocalExecutor(Executor):
 
     def _loop(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
         exhausted = False
+        # a source of many tiny chunks (a study's points) may ask for a deeper queue: its driver work per chunk
+        # (a record and a file per point) then overlaps the workers' instead of idling them
+        depth = max(INFLIGHT_PER_WORKER, int(getattr(source, "inflight_per_worker", INFLIGHT_PER_WORKER)))
         while True:
             if self._cancelled.is_set():
                 raise RunCancelled("the run was cancelled")
             exhausted = False
             for w in list(self._pool):
-                while len(w.inflight) < INFLIGHT_PER_WORKER:
+                while len(w.inflight) < depth:
                     chunk = source.next()
                     if chunk is None:
                         exhausted = True

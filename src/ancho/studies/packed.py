@@ -78,6 +78,9 @@ class Point:
 class StudyPlan(ChunkSource):
     """Hands out the points' ranges in point order as chunks of about ``TARGET_SECONDS`` each."""
 
+    #: chunks queued per local worker: tiny points' chunks take ~1 ms each, less than the driver's work per point
+    inflight_per_worker = 8
+
     def __init__(self, points: list[Point], workers: int, block: int | None, summaries: tuple[str, ...], create):
         self.points = points
         self.cursor = 0
