@@ -21,6 +21,14 @@ ENDPOINTS = [
     ("GET", "/runs/abc/failures", None),
     ("GET", "/runs/abc/events", None),
     ("POST", "/runs/abc/cancel", None),
+    ("GET", "/runs/abc/compare/def", None),
+    ("GET", "/studies", None),
+    ("POST", "/studies", {"model": {"upload": "0" * 64}, "design": {"grid": {"p": [1]}}}),
+    ("GET", "/studies/abc", None),
+    ("GET", "/studies/abc/summary", None),
+    ("GET", "/studies/abc/points", None),
+    ("GET", "/studies/abc/events", None),
+    ("POST", "/studies/abc/cancel", None),
 ]
 
 
