@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -336,7 +336,7 @@ class WatchProgress:
         self.run_id = run_id
         self.console = err_console
         self.enabled = err_console.is_terminal
-        self._progress = None
+        self._progress: Any = None  # a rich Progress once the first update arrives
         self._task = None
 
     def __enter__(self):

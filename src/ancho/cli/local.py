@@ -130,7 +130,7 @@ def run(
     final = results.record
     if as_json:
         sys.stdout.write(json.dumps(final.summary) + "\n")
-    else:
+    elif final.summary is not None:
         print_summary(final.summary, final)
 
 

@@ -105,10 +105,10 @@ def serve(
     )
     # proxy_headers=False: X-Forwarded-* count only from the proxies the setting trusted_proxies names, which the
     # app itself handles (server/app.py); Uvicorn would otherwise believe anyone connecting from 127.0.0.1
-    config = uvicorn.Config(
+    server_config = uvicorn.Config(
         create_app(settings), log_level=settings.log_level, timeout_graceful_shutdown=10, proxy_headers=False
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(server_config).run(sockets=[sock])
 
 
 @users_app.command("add")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 def _sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """Server-sent events from text lines: (event name, data)."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         line = line.rstrip("\r")
         if not line:

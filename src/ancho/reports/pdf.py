@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from xml.sax.saxutils import escape
 
 from ..present import interval as ci
 from ..present import number as fmt
 from ..stores.base import Store
 from .facts import ReportData, gather, run_rows
+
+if TYPE_CHECKING:
+    from reportlab.platypus import Paragraph
 
 #: a millimetre in PDF points (what reportlab.lib.units.mm holds)
 mm = 72 / 25.4
@@ -110,7 +113,7 @@ def _styles():
     return s
 
 
-def _p(text, style) -> Paragraph:  # noqa: F821
+def _p(text, style) -> Paragraph:
     from reportlab.platypus import Paragraph
 
     return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)

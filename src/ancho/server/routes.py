@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -38,12 +38,15 @@ def _operation_id(route) -> str:
 
 router = APIRouter(prefix="/api/v1", generate_unique_id_function=_operation_id)
 
-ERRORS = {
+#: FastAPI's type for a route's documented responses
+Responses = dict[int | str, dict[str, Any]]
+
+ERRORS: Responses = {
     401: {"model": Error, "description": "No or invalid token"},
     404: {"model": Error, "description": "No such object for this user"},
 }
 #: what a request with a body may also get: an unreadable body (400), one too large (413), a bad value (422)
-BODY_ERRORS = {
+BODY_ERRORS: Responses = {
     **ERRORS,
     400: {
         "model": Error,
@@ -141,7 +144,8 @@ def get_run_summary(run_id: str, user: User, svc: Svc) -> dict:
     """The summary object (same as `ancho run --json`)."""
     record = svc.run(user, run_id)
     if record.summary is None:
-        return JSONResponse(
+        # FastAPI reads the annotation as the 200 response's model, so the 409 is outside it
+        return JSONResponse(  # type: ignore[return-value]
             status_code=409,
             content={
                 "detail": f"run {run_id} is {record.status}; a summary exists once it has succeeded",

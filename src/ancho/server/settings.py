@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ class Settings(BaseModel):
             except tomllib.TOMLDecodeError as exc:
                 raise InputError(f"config file '{path}' is not valid TOML: {exc}") from None
         for name in cls.model_fields:
-            value = os.environ.get(f"ANCHO_{name.upper()}")
+            value: Any = os.environ.get(f"ANCHO_{name.upper()}")
             if value is not None and value != "":
                 if value.lstrip().startswith(
                     ("[", "{")
@@ -157,9 +158,9 @@ class Settings(BaseModel):
     def _list_separator(cls, name: str) -> str | None:
         """How a list setting's items are separated in an environment variable (None: not a list)."""
         annotation = cls.model_fields[name].annotation
-        if getattr(annotation, "__origin__", None) is not list:
+        if typing.get_origin(annotation) is not list:
             return None
-        return os.pathsep if annotation.__args__ == (Path,) else ","
+        return os.pathsep if typing.get_args(annotation) == (Path,) else ","
 
     @property
     def db_path(self) -> Path:

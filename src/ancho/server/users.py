@@ -69,7 +69,9 @@ def users_for(settings) -> Users:
 
             store = open_store(settings.store)
             try:
-                store.add_owner(name)
+                add_owner = getattr(store, "add_owner", None)  # stores with a role per owner (Cassandra)
+                if add_owner is not None:
+                    add_owner(name)
             finally:
                 store.close()
 
