@@ -70,7 +70,7 @@ def _loop(conn: Connection) -> None:
 
     runner = None
     task = None
-    runners: OrderedDict[tuple, Any] = OrderedDict()  # a study interleaves its points' tasks: one runner each
+    runners: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # a study interleaves its points' tasks: one runner each
     while True:
         try:
             msg = conn.recv()

@@ -22,6 +22,8 @@ from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
 from ..errors import NotFound, StoreError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .results_sources import ResultsSource
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -196,7 +198,9 @@ class Submission:
         rest flat in ``spec`` (``params``, ``server``, ``model``): they are read too.
         """
         spec = getattr(record, "spec", None)
-        ref = spec.get(cls.KEY) if isinstance(spec, dict) else None
+        if not isinstance(spec, dict):
+            return None
+        ref = spec.get(cls.KEY)
         if not isinstance(ref, dict):
             return None
         old = {
@@ -276,7 +280,7 @@ class Store(ABC):
         """The ``(start, stop)`` of every stored chunk, ascending."""
 
     @abstractmethod
-    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:  # noqa: F821
+    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Results in sequence order, one Arrow batch at a time, cast to the run's schema."""
 
     @abstractmethod

@@ -142,7 +142,7 @@ class EmbeddedStore(Store):
     def list_runs(
         self, owner: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[RunRecord]:
-        sql, args = "SELECT data FROM runs WHERE 1=1", []
+        sql, args = "SELECT data FROM runs WHERE 1=1", list[str | int]()
         if owner is not None:
             sql += " AND owner = ?"
             args.append(owner)
@@ -190,7 +190,7 @@ class EmbeddedStore(Store):
             db.execute("UPDATE studies SET data = ? WHERE id = ?", (json.dumps(data), study_id))
 
     def list_studies(self, owner: str | None = None, limit: int | None = None) -> list[StudyRecord]:
-        sql, args = "SELECT data FROM studies", []
+        sql, args = "SELECT data FROM studies", list[str | int]()
         if owner is not None:
             sql += " WHERE owner = ?"
             args.append(owner)
@@ -273,7 +273,8 @@ class EmbeddedStore(Store):
 
         files = [p for _, _, p in self._chunk_files(run_id)]
         counts = [pq.ParquetFile(p).metadata.num_rows for p in files]
-        wanted, skip, seen = [], 0, 0
+        wanted: list[Path] = []
+        skip, seen = 0, 0
         for path, n in zip(files, counts):
             if seen + n > offset and seen < offset + limit:
                 if not wanted:
