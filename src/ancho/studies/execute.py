@@ -1,5 +1,10 @@
 """Running a study: each point an ordinary run, driven by the engine on one executor session.
 
+On an executor that takes chunks of different runs interleaved (``mixed_tasks``: the local one) the
+study's new points first run together (:mod:`.packed`), so a study costs its sequences rather than its
+points; what that pass leaves (points with ``until``, resumed runs, a failed executor call) runs here
+point after point, as described below.
+
 Why one session: the workers start once for the whole study, and each point
 is a :func:`ancho.engine.execute` of its own run record, so every promise of a
 run holds per point unchanged (per-sequence reproducibility with the study's
