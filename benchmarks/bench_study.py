@@ -1,8 +1,7 @@
 """A study costs its sequences, not its points? A study of P points × S sequences vs one run of P·S sequences.
 
-Both with the same executor and workers and the gambler model (by path: the
-examples folder is not put on ``sys.path``, its ``queue.py`` would shadow the
-standard library's), the run measured first in the same process (the
+Both with the same executor and workers and the gambler model (loaded by
+path), the run measured first in the same process (the
 baseline), the study after; the ratio study/run is the figure (goal ≤ 1.5 at
 2,000 × 50). Usage: ``python benchmarks/bench_study.py [--points 2000]
 [--sequences 50] [--workers 2] [--executor local|spark://HOST:PORT]``.
