@@ -19,6 +19,8 @@ from ..stats import clean
 from ..stores.base import RunRecord, Store, StudyRecord
 from .comparison import LazyColumns, compare_frames, holm
 from .designs import Design
+from .sensitivity import KINDS as SENSITIVITY_KINDS
+from .sensitivity import analyze as sensitivity
 
 
 def new_study_id() -> str:
@@ -73,8 +75,24 @@ def point_runs(store: Store, study: StudyRecord) -> list[RunRecord | None]:
 
 
 def study_summary(store: Store, study_id: str, owner: str | None = None) -> dict:
-    """The study summary object (DESIGN.md §2 Studies), without ``sensitivity``."""
+    """The study summary object (DESIGN.md §2 Studies).
+
+    ``sensitivity`` (sobol and morris designs) only once the study succeeded:
+    the estimators need every point of the design, so a running, failed or
+    cancelled study has none (:mod:`.sensitivity`).
+    """
     study = store.get_study(study_id, owner)
+    summary = _summary(store, study)
+    if study.design.get("kind") in SENSITIVITY_KINDS and study.status == "succeeded":
+        table = _table(summary, study.targets, counts=True)
+        outputs = [c[: -len(".mean")] for c in table.columns if c.endswith(".mean")]
+        design = Design.from_dict(study.design_spec)
+        summary["sensitivity"] = clean(sensitivity(design, table, outputs, list(study.targets)))
+    return summary
+
+
+def _summary(store: Store, study: StudyRecord) -> dict:
+    """The study summary without ``sensitivity``."""
     rows = []
     for p, run in zip(study.points, point_runs(store, study)):
         s = (run.summary or {}) if run is not None else {}
@@ -110,14 +128,18 @@ def points_frame(store: Store, study_id: str, owner: str | None = None):
     """One row per point: ``point``, the design's parameters, then per output ``NAME.mean``, ``NAME.ci95_low``,
     ``NAME.ci95_high``, ``NAME.std`` and per target ``p(EXPR)``, ``p(EXPR).ci95_low``, ``p(EXPR).ci95_high``
     (NaN where a point has no result)."""
+    study = store.get_study(study_id, owner)
+    return _table(_summary(store, study), study.targets)
+
+
+def _table(summary: dict, targets: list[str], counts: bool = False):
+    """The points table of ``summary``; ``counts`` adds ``NAME.count`` and ``p(EXPR).count`` (for sensitivity)."""
     import pandas as pd
 
-    summary = study_summary(store, study_id, owner)
     params = summary["design"]["parameters"]
     outputs: list[str] = []
     for p in summary["points"]:
         outputs += [n for n in p["outputs"] if n not in outputs]
-    targets = store.get_study(study_id, owner).targets
     rows = []
     for p in summary["points"]:
         row: dict[str, Any] = {"point": p["point"], **{k: p["params"].get(k) for k in params}}
@@ -126,17 +148,23 @@ def points_frame(store: Store, study_id: str, owner: str | None = None):
             low, high = o.get("ci95") or (None, None)
             row.update({f"{name}.mean": o.get("mean"), f"{name}.ci95_low": low, f"{name}.ci95_high": high})
             row[f"{name}.std"] = o.get("std")
+            if counts:
+                row[f"{name}.count"] = o.get("count")
         found = {t["expr"]: t for t in p["targets"]}
         for expr in targets:
             t = found.get(expr) or {}
             low, high = t.get("ci95") or (None, None)
             row.update({f"p({expr})": t.get("probability"), f"p({expr}).ci95_low": low, f"p({expr}).ci95_high": high})
+            if counts:
+                row[f"p({expr}).count"] = p["sequences"]
         rows.append(row)
     columns = ["point", *params]
     for name in outputs:
         columns += [f"{name}.mean", f"{name}.ci95_low", f"{name}.ci95_high", f"{name}.std"]
     for expr in targets:
         columns += [f"p({expr})", f"p({expr}).ci95_low", f"p({expr}).ci95_high"]
+    if counts:
+        columns += [f"{name}.count" for name in outputs] + [f"p({expr}).count" for expr in targets]
     frame = pd.DataFrame(rows, columns=columns)
     stats = [c for c in columns[1 + len(params) :]]
     frame[stats] = frame[stats].astype(float)
