@@ -99,15 +99,19 @@ def _warning(entry: dict, design: Design, share: float | None) -> str | None:
     scale = 1.0
     if entry["method"] == "morris":
         scale = max((abs(v["value"]) for v in ranked.values()), default=0.0) or 1.0
-    widths = {n: (v["ci95"][1] - v["ci95"][0]) / scale for n, v in ranked.items()}
+    which = "ST" if entry["method"] == "sobol" else "mu_star"
     order = sorted(ranked, key=lambda n: ranked[n]["value"], reverse=True)
     reasons = []
     if len(order) >= 2 and ranked[order[0]]["ci95"][0] <= ranked[order[1]]["ci95"][1]:
-        which = "ST" if entry["method"] == "sobol" else "mu_star"
         reasons.append(f"the two largest ({order[0]}, {order[1]}) have overlapping {which} intervals")
-    wide = [n for n in order if widths[n] > WIDE]
-    if wide:
-        reasons.append(f"the interval of {wide[0]} is {widths[wide[0]]:.2f} wide")
+    widths = [
+        ((v["ci95"][1] - v["ci95"][0]) / scale, key, n)
+        for key in (("S1", "ST") if entry["method"] == "sobol" else ("mu_star",))
+        for n, v in entry[key].items()
+    ]
+    width, key, name = max(widths)
+    if width > WIDE:
+        reasons.append(f"the {key} interval of {name} is {width:.2f} wide")
     if not reasons:
         return None
     bigger = f"sobol n={design.n * 4}" if design.kind == "sobol" else f"morris trajectories={design.n * 4}"
@@ -131,7 +135,9 @@ def analyze(design: Design, table: Any, outputs: list[str], targets: list[str]) 
     names = list(design.ranges)
     problem = {"num_vars": len(names), "names": names, "bounds": [[0.0, 1.0]] * len(names)}
     x = design.unit_sample() if design.kind == "morris" else None
-    columns = [(name, f"{name}.mean", f"{name}.std", f"{name}.count") for name in outputs]
+    columns: list[tuple[str, str, str | None, str]] = [
+        (name, f"{name}.mean", f"{name}.std", f"{name}.count") for name in outputs
+    ]
     columns += [(f"p({e})", f"p({e})", None, f"p({e}).count") for e in targets]
     out: dict[str, Any] = {}
     for key, mean_col, std_col, count_col in columns:
