@@ -141,3 +141,27 @@ def test_a_sobol_study_summary_carries_sensitivity_in_the_fixed_shape(store, wri
     assert 0 < y["noise_share"] < 0.1
     assert list(study.frame.columns)[:3] == ["point", "a", "b"]  # the public table keeps its columns
     assert not any(c.endswith(".count") for c in study.frame.columns)
+
+
+def test_a_morris_study_summary_and_a_failed_study_without_sensitivity(store, write_model):
+    path = write_model(
+        """
+        class Picky(ancho.Model):
+            a: float = 0.0
+            b: float = 0.0
+
+            def sequence(self, rng):
+                if self.b > 2:
+                    raise ValueError("b above 2")
+                return {"y": 3 * self.a + rng.normal(0, 0.1)}
+        """
+    )
+    study = ancho.study(str(path), ancho.morris(6, a=(0.0, 1.0), b=(0.0, 1.0)), sequences=3, seed=1, workers=1,
+                        store=store)  # fmt: skip
+    y = study.summary["sensitivity"]["y"]
+    assert y["method"] == "morris" and set(y["mu_star"]) == set(y["sigma"]) == {"a", "b"}
+    assert y["mu_star"]["a"]["ci95"][0] > y["mu_star"]["b"]["ci95"][1]
+    failed = ancho.study(str(path), ancho.sobol(4, a=(0.0, 1.0), b=(0.0, 3.0)), sequences=3, seed=1, workers=1,
+                         store=store)  # fmt: skip
+    assert failed.status == "failed"
+    assert "sensitivity" not in failed.summary
