@@ -150,6 +150,7 @@ def _design_errors(flag: str) -> Iterator[None]:
 
 
 def _print(summary: dict, as_json: bool) -> None:
+    from ..present import interval, number
     from .render import out_console
 
     if as_json:
@@ -168,7 +169,16 @@ def _print(summary: dict, as_json: bool) -> None:
         out_console.print(
             f"  point {p['point']} {p['params']} run {p['run']} {p['status']}: {means}{'; ' + hits if hits else ''}",
             markup=False,
+            soft_wrap=True,
         )
+    for name, entry in summary.get("sensitivity", {}).items():
+        index = "ST" if entry.get("method") == "sobol" else "mu_star"
+        parts = ", ".join(
+            f"{param} {number(v['value'], 3)} {interval(v.get('ci95'), 3)}" for param, v in entry.get(index, {}).items()
+        )
+        out_console.print(f"  sensitivity of {name} ({index}): {parts}", markup=False, soft_wrap=True)
+        if entry.get("warning"):
+            out_console.print(f"    {entry['warning']}", markup=False, soft_wrap=True)
 
 
 @app.command()
