@@ -31,7 +31,7 @@ from ancho.sources.extract import ArchiveError, extract, keyed_lock, tar_members
 from ancho.sources.fetch import FetchPolicy, UnsupportedSource, fetch_url
 from ancho.sources.upload import Uploads
 
-from ..test_sources_fetch import moto_server  # noqa: F401 - the S3 server fixture
+from ..sources.test_sources_fetch import moto_server  # noqa: F401 - the S3 server fixture
 from .conftest import GAMBLER, Server, add_user, tar_gz
 
 SECRET = "s3cr3t-internal-answer-7f1c"

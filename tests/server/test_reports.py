@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from ..conftest import CI, run_cli
-from ..test_reports import POPPLER, execute, images, outputs_text, shows
+from ..reports.test_reports import POPPLER, execute, images, outputs_text, shows
 from .conftest import detail_text, is_json_error, submit, tar_gz, upload_id, wait_run
 
 pytestmark = pytest.mark.skipif(not CI and not POPPLER, reason="poppler-utils (pdftotext) reads the PDFs back")

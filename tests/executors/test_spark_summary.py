@@ -15,9 +15,9 @@ import pytest
 import ancho
 from ancho.errors import InputError
 
-from .conftest import EXAMPLES, PYSPARK_HINT, need_module
-from .models import Mixed
-from .stores.conftest import cassandra_catalog  # noqa: F401 - a fixture
+from ..conftest import EXAMPLES, PYSPARK_HINT, need_module
+from ..models import Mixed
+from ..stores.conftest import cassandra_catalog  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ import pytest
 import ancho
 from ancho.engine import RunSpec, create_record, execute
 
-from .conftest import PYSPARK_HINT, need_module, need_service
-from .isolation.test_environments import req_model  # noqa: F401, F811 - the model folder that needs humanize (a fixture)
+from ..conftest import PYSPARK_HINT, need_module, need_service
+from ..isolation.test_environments import req_model  # noqa: F401, F811 - the model folder that needs humanize (a fixture)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

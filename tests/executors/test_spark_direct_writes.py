@@ -17,9 +17,9 @@ import pytest
 import ancho
 from ancho.chunk import ChunkResult, Failure, StoredChunk
 
-from .conftest import PYSPARK_HINT, need_module
-from .models import Flaky, KillsAtDraw, Mixed
-from .stores.conftest import cassandra_catalog, cassandra_store  # noqa: F401 (fixtures)
+from ..conftest import PYSPARK_HINT, need_module
+from ..models import Flaky, KillsAtDraw, Mixed
+from ..stores.conftest import cassandra_catalog, cassandra_store  # noqa: F401 (fixtures)
 from .test_spark import failed_tasks, same_run
 
 
@@ -166,7 +166,7 @@ def test_a_sandboxed_model_cannot_reach_cassandra_but_its_task_writes(spark, sto
     from ancho.executors.spark import SparkExecutor
     from ancho.isolation import SandboxPolicy, sandbox_problem
 
-    from .conftest import need_service
+    from ..conftest import need_service
 
     if sandbox_problem():
         need_service("bubblewrap", sandbox_problem())

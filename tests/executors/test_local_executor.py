@@ -10,7 +10,7 @@ import pytest
 
 import ancho
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 class BlasThreads(ancho.Model):
@@ -230,7 +230,7 @@ def test_sandboxed_workers_and_their_launchers_get_nothing_of_the_drivers_enviro
     from ancho import isolation as sb
     from ancho.executors.local import LocalExecutor, _ForkedProcess
 
-    from .conftest import need_service
+    from ..conftest import need_service
 
     if sb.sandbox_problem():
         need_service("bubblewrap", sb.sandbox_problem())

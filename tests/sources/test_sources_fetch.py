@@ -52,7 +52,7 @@ from ancho.sources.fetch import (
     resolve_source_arg,
 )
 
-from .conftest import need_service
+from ..conftest import need_service
 
 MODEL = """
 import ancho

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EXAMPLES, need_service, run_cli
+from ..conftest import EXAMPLES, need_service, run_cli
 
 SECRET = "anc_not-for-model-code"
 

@@ -14,7 +14,7 @@ from ancho.executors.spark.tasks import Kept as _Kept
 from ancho.executors.spark.tasks import runner as _runner
 from ancho.loading import FileRef
 
-from .conftest import EXAMPLES
+from ..conftest import EXAMPLES
 
 
 class Closing:

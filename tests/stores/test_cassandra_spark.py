@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .stores.conftest import cassandra_catalog  # noqa: F401 (a fixture)
+from ..stores.conftest import cassandra_catalog  # noqa: F401 (a fixture)
 from .test_cassandra import new_run
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.spark, pytest.mark.slow]

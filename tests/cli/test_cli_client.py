@@ -23,7 +23,7 @@ import pytest
 from ancho.client import Client, NoServer, _sse, describe_detail, normalize_url, pack
 from ancho.errors import AnchoError
 
-from .conftest import ANCHO, EXAMPLES, run_cli
+from ..conftest import ANCHO, EXAMPLES, run_cli
 
 GAMBLER = str(EXAMPLES / "gambler.py")
 

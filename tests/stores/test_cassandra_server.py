@@ -13,8 +13,8 @@ import io
 
 import pytest
 
-from .server.conftest import GAMBLER, SLOW, Server, add_user, submit, tar_gz, upload_id, wait_run
-from .stores.conftest import cassandra_catalog, cassandra_url  # noqa: F401 (a fixture)
+from ..server.conftest import GAMBLER, SLOW, Server, add_user, submit, tar_gz, upload_id, wait_run
+from ..stores.conftest import cassandra_catalog, cassandra_url  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
 

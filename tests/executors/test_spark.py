@@ -19,8 +19,8 @@ import ancho
 from ancho.engine import RunHandle, RunSpec, create_record, execute
 from ancho.errors import OutputError, RunCancelled, RunFailed
 
-from .conftest import EXAMPLES, ROOT
-from .models import Flaky, Mixed, Slow
+from ..conftest import EXAMPLES, ROOT
+from ..models import Flaky, Mixed, Slow
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -19,8 +19,8 @@ from ancho.chunk import ChunkResult, Failure
 from ancho.errors import InputError, NotFound
 from ancho.stores.base import RunRecord
 
-from .conftest import CASSANDRA_HINT, EXAMPLES, need_module, run_cli
-from .stores.conftest import cassandra_catalog, cassandra_store, cassandra_url  # noqa: F401 (fixtures)
+from ..conftest import CASSANDRA_HINT, EXAMPLES, need_module, run_cli
+from ..stores.conftest import cassandra_catalog, cassandra_store, cassandra_url  # noqa: F401 (fixtures)
 
 GAMBLER = str(EXAMPLES / "gambler.py")
 

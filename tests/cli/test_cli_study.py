@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import ANCHO, run_cli
 
-GAMBLER = str(Path(__file__).resolve().parents[1] / "examples" / "gambler.py")
+GAMBLER = str(Path(__file__).resolve().parents[2] / "examples" / "gambler.py")
 
 
 def test_study_json_is_the_summary_and_export_gives_the_points(home):

@@ -5,7 +5,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import EXAMPLES, run_cli
+from ..conftest import EXAMPLES, run_cli
 
 GAMBLER = str(EXAMPLES / "gambler.py")
 

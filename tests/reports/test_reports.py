@@ -16,7 +16,7 @@ from ancho.reports import write_notebook, write_pdf
 from ancho.reports.facts import gather, model_doc
 from ancho.reports.notebook import EMBED_MAX_VALUES, build_notebook
 
-from .conftest import CI, EXAMPLES, run_cli
+from ..conftest import CI, EXAMPLES, run_cli
 
 #: CI installs poppler-utils (.ci/run), so there a missing tool fails the tests instead of skipping them
 POPPLER = bool(shutil.which("pdftotext") and shutil.which("pdftoppm"))

@@ -19,8 +19,8 @@ from ancho.executors.base import Task
 from ancho.executors.spark.isolation import Isolation, NestedRunner
 from ancho.loading import load_model
 
-from .conftest import need_service
-from .sandbox_environ_dump import DUMP, SECRETS, check_dump
+from ..conftest import need_service
+from ..sandbox_environ_dump import DUMP, SECRETS, check_dump
 
 STEAL = DUMP + textwrap.dedent("""
     import ancho

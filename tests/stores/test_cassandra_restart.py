@@ -26,9 +26,9 @@ import pytest
 import ancho
 from ancho.errors import AnchoError
 
-from .conftest import ROOT, need_service
-from .models import Slow
-from .stores.conftest import cassandra_url
+from ..conftest import ROOT, need_service
+from ..models import Slow
+from ..stores.conftest import cassandra_url
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
 
