@@ -97,12 +97,18 @@ class EmbeddedStore(Store):
 
     # -- run records -----------------------------------------------------------
     def create_run(self, record: RunRecord) -> None:
-        check_run_id(record.id)
+        self.create_runs([record])
         private_dir(self._chunks_dir(record.id))
+
+    def create_runs(self, records: list[RunRecord]) -> None:
+        """One transaction for them all; a run's folder is made by its first chunk (or :meth:`results`), not here:
+        a study's tiny points paid more for a folder and a commit each than for their sequences."""
+        for record in records:
+            check_run_id(record.id)
         with self.db.write() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO runs (id, owner, status, created, data) VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.owner, record.status, record.created, json.dumps(record.to_dict())),
+                [(r.id, r.owner, r.status, r.created, json.dumps(r.to_dict())) for r in records],
             )
 
     def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
@@ -128,16 +134,21 @@ class EmbeddedStore(Store):
         return hash(data), RunRecord.from_dict(json.loads(data))
 
     def update_run(self, run_id: str, **changes: Any) -> None:
+        self.update_runs([(run_id, changes)])
+
+    def update_runs(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        """One transaction for them all: a run that does not exist raises NotFound and none is changed."""
         with self.db.write() as db:
-            row = db.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no run '{run_id}'")
-            data = json.loads(row[0])
-            data.update(changes)
-            db.execute(
-                "UPDATE runs SET status = ?, data = ? WHERE id = ?",
-                (data["status"], json.dumps(data), run_id),
-            )
+            for run_id, change in changes:
+                row = db.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no run '{run_id}'")
+                data = json.loads(row[0])
+                data.update(change)
+                db.execute(
+                    "UPDATE runs SET status = ?, data = ? WHERE id = ?",
+                    (data["status"], json.dumps(data), run_id),
+                )
 
     def list_runs(
         self, owner: str | None = None, status: str | None = None, limit: int | None = None
@@ -206,6 +217,8 @@ class EmbeddedStore(Store):
         import pyarrow.parquet as pq
 
         folder = self._chunks_dir(run_id)
+        if not folder.is_dir():  # the run's first chunk (create_runs makes no folder)
+            private_dir(folder)
         if result.failures:
             with self.db.write() as db:
                 db.executemany(
@@ -291,8 +304,11 @@ class EmbeddedStore(Store):
         return rows, seen
 
     def results(self, run_id: str) -> ChunkFiles:
-        """The run's chunk folder and the chunks committed in it now (a sandbox binds the folder read-only)."""
-        return ChunkFiles.of_folder(self._chunks_dir(run_id), self.get_run(run_id).schema)
+        """The run's chunk folder and the chunks committed in it now (a sandbox binds the folder read-only).
+
+        The folder is made here if no chunk made it yet: readers and binds expect it to exist."""
+        schema = self.get_run(run_id).schema
+        return ChunkFiles.of_folder(private_dir(self._chunks_dir(run_id)), schema)
 
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """Filled into one preallocated array, so peak memory is one column plus one chunk."""

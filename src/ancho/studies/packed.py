@@ -167,11 +167,14 @@ def run_packed(
     def flush() -> None:
         if fast is not store:
             _durable(store)
+        finished = []
         for pt in ended:
             if names and pt.custom is None and pt.error is None:
                 later.append(pt)
-                continue
-            _finish(pt, model, specs[pt.p["point"]], store, executor)
+            else:
+                finished.append(pt)
+        store.update_runs([(pt.run.id, _final(pt, model, specs[pt.p["point"]], store)) for pt in finished])
+        for pt in finished:  # (one transaction for the batch: a record apiece cost more than a tiny point's sequences)
             on_finished(pt)
         ended.clear()
 
@@ -217,7 +220,7 @@ def run_packed(
             raise RunCancelled("the study was cancelled")
         store.update_run(pt.run.id, schema=pt.schema)  # what the results source reads the chunks as
         pt.custom = executor.summaries(pt.task, store.results(pt.run.id), names)
-        _finish(pt, model, specs[pt.p["point"]], store, executor)
+        store.update_run(pt.run.id, **_final(pt, model, specs[pt.p["point"]], store))
         on_finished(pt)
 
 
@@ -244,14 +247,13 @@ def _take(pt: Point, result: ChunkResult, spec, store: Store, fail: Callable[[Po
             fail(pt, _failure_message(result, pt.failures, spec.max_failures))
 
 
-def _finish(pt: Point, model, spec, store: Store, executor: Executor) -> None:
-    """Write the point's final record: its summary, or its error."""
+def _final(pt: Point, model, spec, store: Store) -> dict[str, Any]:
+    """The changes that make the point's record final (its summary, or its error), for the caller to write."""
     now = time.time()
     counts = {"done": pt.done, "total": pt.total, "failures": pt.failures, "retries": pt.retries}
     if pt.error is not None:
-        store.update_run(pt.run.id, status="failed", finished=now, error=pt.error, schema=pt.schema, **counts)
         pt.p["status"], pt.p["error"] = "failed", pt.error
-        return
+        return dict(status="failed", finished=now, error=pt.error, schema=pt.schema, **counts)
     record = replace(pt.run, status="succeeded", schema=dict(pt.schema), **counts)
     results = pt.results
     if results is not None:
@@ -262,11 +264,9 @@ def _finish(pt: Point, model, spec, store: Store, executor: Executor) -> None:
         read = lambda n: store.read_column(pt.run.id, n)  # noqa: E731
         blocks = lambda n: store.iter_column(pt.run.id, n)  # noqa: E731
     summary = build_summary(record.to_dict(), pt.schema, read, spec.targets, pt.custom or {}, None, read_blocks=blocks)
-    store.update_run(
-        pt.run.id, status="succeeded", finished=now, error=None, schema=pt.schema, summary=summary, **counts
-    )
     pt.p["status"] = "succeeded"
     pt.results = None
+    return dict(status="succeeded", finished=now, error=None, schema=pt.schema, summary=summary, **counts)
 
 
 def _memory_reader(results: list[ChunkResult], schema: dict[str, str]) -> Callable[[str], np.ndarray]:

@@ -1,0 +1,29 @@
+"""The batch run-record methods (create_runs, update_runs) against every store, as the contract suite."""
+
+from ancho.stores.base import Store
+
+from .test_contract import chunk, record
+
+
+def test_create_runs_and_update_runs_keep_every_record(any_store):
+    any_store.create_runs([record(f"b{k}", created=1000.0 + k) for k in range(5)])
+    assert [r.id for r in any_store.list_runs("alice")] == [f"b{k}" for k in reversed(range(5))]
+    for k in range(5):  # a run whose folder no chunk has made yet reads as a run with no chunks
+        assert any_store.completed_ranges(f"b{k}") == []
+        assert any_store.read_frame(f"b{k}").empty
+        assert any_store.results(f"b{k}").sequences == 0
+    any_store.update_runs([(f"b{k}", {"status": "succeeded", "done": k}) for k in range(5)])
+    assert [(r.status, r.done) for r in map(any_store.get_run, [f"b{k}" for k in range(5)])] == [
+        ("succeeded", k) for k in range(5)
+    ]
+    any_store.write_chunk("b3", chunk(0, 10))  # the first chunk makes the folder
+    assert any_store.completed_ranges("b3") == [(0, 10)]
+    any_store.delete_run("b2")  # never had a folder
+    assert [r.id for r in any_store.list_runs("alice")] == ["b4", "b3", "b1", "b0"]
+
+
+def test_the_default_batch_methods_loop_over_the_single_ones(any_store):
+    """What a store without its own batch methods (Cassandra) does: the same records."""
+    Store.create_runs(any_store, [record("d0"), record("d1")])
+    Store.update_runs(any_store, [("d0", {"status": "running"}), ("d1", {"done": 7})])
+    assert (any_store.get_run("d0").status, any_store.get_run("d1").done) == ("running", 7)
