@@ -173,11 +173,14 @@ def _together(model, study, settings, store, executor, executor_name, handle, ba
     if len(points) < 2:
         return
 
-    def create(pt: Point) -> None:
-        pt.run.started = time.time()
-        store.create_run(pt.run)
-        pt.created = True
-        pt.p["status"] = "running"
+    def create(batch: list[Point]) -> None:
+        now = time.time()
+        for pt in batch:
+            pt.run.started = now
+        store.create_runs([pt.run for pt in batch])
+        for pt in batch:
+            pt.created = True
+            pt.p["status"] = "running"
 
     def more(n: int) -> None:
         tally.done += n

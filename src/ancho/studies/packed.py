@@ -90,7 +90,7 @@ class StudyPlan(ChunkSource):
         self.per_sequence: float | None = None
         self.remaining = sum(b - a for pt in points for a, b in pt.todo)
         self.summaries = summaries
-        self.create = create  # writes a point's run record when its first chunk is handed out
+        self.create = create  # writes points' run records (one transaction) when the first of them is handed out
 
     def measure(self, result: Any) -> None:
         if result.size and result.seconds > 0:
@@ -115,8 +115,10 @@ class StudyPlan(ChunkSource):
             if pt.error is not None or not pt.todo:
                 self.cursor += 1
                 continue
-            if not pt.created:
-                self.create(pt)
+            if not pt.created:  # this point's record, and the next points' in the same transaction
+                self.create(
+                    [q for q in self.points[self.cursor : self.cursor + 64] if not q.created and q.error is None]
+                )
             start, stop = pt.todo.popleft()
             end = -(-(start + self.size()) // self.block) * self.block
             n = min(end, stop) - start
@@ -142,7 +144,7 @@ def run_packed(
     store: Store,
     executor: Executor,
     handle,
-    create: Callable[[Point], None],
+    create: Callable[[list[Point]], None],
     on_progress: Callable[[int], None],
     on_finished: Callable[[Point], None],
 ) -> None:
