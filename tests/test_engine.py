@@ -215,6 +215,8 @@ def test_cancel_from_another_thread(store, monkeypatch):
     store.create_run(rec)
     handle = RunHandle()
     workers: list[psutil.Process] = []
+    # processes of earlier tests in this session (a session's server, a Spark driver) are not this run's workers
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     writes_after_cancel = []
     original = store.write_chunk
     monkeypatch.setattr(
@@ -229,7 +231,7 @@ def test_cancel_from_another_thread(store, monkeypatch):
         watcher = EmbeddedStore(store.home)
         while watcher.get_run(rec.id).done == 0:
             time.sleep(0.05)
-        workers.extend(psutil.Process().children(recursive=True))
+        workers.extend(p for p in psutil.Process().children(recursive=True) if p.pid not in before)
         handle.cancel()
 
     threading.Thread(target=cancel_once_started, daemon=True).start()
