@@ -22,6 +22,7 @@ ENDPOINTS = [
     ("GET", "/runs/abc/events", None),
     ("POST", "/runs/abc/cancel", None),
     ("GET", "/runs/abc/compare/def", None),
+    ("GET", "/runs/abc/trajectories/walk", None),
     ("GET", "/studies", None),
     ("POST", "/studies", {"model": {"upload": "0" * 64}, "design": {"grid": {"p": [1]}}}),
     ("GET", "/studies/abc", None),

@@ -350,5 +350,6 @@ def cancel_run(run_id: str, user: User, svc: Svc) -> dict:
     return run_view(svc.cancel(user, run_id))
 
 
-# The studies and comparison endpoints live in their own module, registered on this router when it is imported.
-from . import study_routes  # noqa: E402, F401
+# The studies and comparison endpoints, and the trajectories', live in their own modules, registered on this
+# router when they are imported.
+from . import study_routes, trajectory_routes  # noqa: E402, F401
