@@ -133,7 +133,7 @@ def test_workers_use_one_blas_thread(tmp_path, how):
     out = in_fresh_python(
         """
 import ancho, os
-from tests.test_local_executor import BlasThreads
+from tests.executors.test_local_executor import BlasThreads
 r = ancho.run(BlasThreads, sequences=4, seed=1, workers=2, store=os.environ["STORE"])
 print(sorted(set(r.frame.threads)))
 """,
@@ -188,7 +188,7 @@ def test_idle_workers_run_under_sched_idle(start):
         PRELUDE
         + """
 import ancho
-from tests.test_local_executor import Policy
+from tests.executors.test_local_executor import Policy
 with LocalExecutor(2, idle=True) as ex:
     r = ancho.run(Policy, sequences=200, seed=3, executor=ex)
     print(how(ex), bool(r.frame["idle"].all()))
