@@ -200,28 +200,32 @@ def get_run_results(
     if format == "parquet":
         from ..exports import write_parquet
 
-        # Parquet's footer comes last, so the file is written whole first: to an anonymous
-        # temporary file, which leaves nothing behind however the download ends.
-        fh = tempfile.TemporaryFile(dir=svc.settings.home)
-        try:
-            write_parquet(svc.store, run_id, fh)
-        except BaseException:
-            fh.close()
-            raise
-        size = fh.tell()
-        fh.seek(0)
-
-        def blocks():
-            with fh:
-                while block := fh.read(1 << 20):
-                    yield block
-
-        return StreamingResponse(
-            blocks(),
-            media_type="application/vnd.apache.parquet",
-            headers={"Content-Disposition": f'attachment; filename="{run_id}.parquet"', "Content-Length": str(size)},
-        )
+        return parquet_response(svc, lambda fh: write_parquet(svc.store, run_id, fh), f"{run_id}.parquet")
     return results_page(svc, record, offset, limit)
+
+
+def parquet_response(svc: Service, write, filename: str) -> StreamingResponse:
+    """Parquet's footer comes last, so the file is written whole first (to an anonymous temporary file, which
+    leaves nothing behind however the download ends), then streamed with its length."""
+    fh = tempfile.TemporaryFile(dir=svc.settings.home)
+    try:
+        write(fh)
+    except BaseException:
+        fh.close()
+        raise
+    size = fh.tell()
+    fh.seek(0)
+
+    def blocks():
+        with fh:
+            while block := fh.read(1 << 20):
+                yield block
+
+    return StreamingResponse(
+        blocks(),
+        media_type="application/vnd.apache.parquet",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(size)},
+    )
 
 
 def results_page(svc: Service, record, offset: int, limit: int) -> dict:

@@ -10,14 +10,13 @@ every run endpoint.
 
 from __future__ import annotations
 
-import tempfile
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from fastapi.responses import StreamingResponse
 
 from ..errors import NotFound
-from .routes import ERRORS, Svc, User, router
+from .routes import ERRORS, Svc, User, parquet_response, router
 
 #: rows of one JSON page at most: a page of 1,000-step series is then ~8 MB of numbers
 MAX_PAGE = 10_000
@@ -68,30 +67,12 @@ def get_run_trajectory(
     if format == "parquet":
         import pyarrow.parquet as pq
 
-        fh = tempfile.TemporaryFile(dir=svc.settings.home)  # the footer comes last: written whole, then sent
-        try:
+        def write(fh) -> None:
             with pq.ParquetWriter(fh, svc.store.arrow_schema(run_id, ["sequence", name]), compression="zstd") as w:
                 for batch in svc.store.iter_batches(run_id, ["sequence", name]):
                     w.write_batch(batch)
-        except BaseException:
-            fh.close()
-            raise
-        size = fh.tell()
-        fh.seek(0)
 
-        def blocks():
-            with fh:
-                while block := fh.read(1 << 20):
-                    yield block
-
-        return StreamingResponse(
-            blocks(),
-            media_type="application/vnd.apache.parquet",
-            headers={
-                "Content-Disposition": f'attachment; filename="{run_id}-{name}.parquet"',
-                "Content-Length": str(size),
-            },
-        )
+        return parquet_response(svc, write, f"{run_id}-{name}.parquet")
     return _page(svc, run_id, name, steps, offset, limit)
 
 
