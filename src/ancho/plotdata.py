@@ -12,9 +12,11 @@ JSON-able numbers, however many sequences the run has.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .chunk import trajectory_steps
 from .stats import Z95, clean, t975
 
 #: the most points a convergence curve carries: enough for a smooth line on a page or a screen
@@ -104,6 +106,7 @@ def run_plots(store, run_id: str, outputs: list[str] | None = None, bins: int = 
     """Histogram and convergence data for each output of a stored run (one column in memory at a time)."""
     record = store.get_run(run_id)
     names = list(record.schema) if outputs is None else [n for n in outputs if n in record.schema]
+    names = [n for n in names if trajectory_steps(record.schema[n]) is None]  # trajectories: see run_fans
     plots = {}
     for name in names:
         kind = record.schema[name]
@@ -115,3 +118,110 @@ def run_plots(store, run_id: str, outputs: list[str] | None = None, bins: int = 
         }
         del column
     return plots
+
+
+# -- trajectories: fan charts -----------------------------------------------------------
+#: the most steps a fan chart carries (evenly spaced, the last always in): a line no screen or page resolves finer
+FAN_STEPS = 400
+#: sample paths drawn over a fan: enough to see what one path looks like, few enough to see the fan
+FAN_PATHS = 5
+
+
+@dataclass(frozen=True)
+class Fan:
+    """The numbers of one trajectory output's fan chart, for the web page and the PDF alike.
+
+    Per drawn step (``steps``, 0-based step numbers): the median, the 50%
+    band (p25–p75), the 90% band (p5–p95) and the mean with its 95% interval,
+    all taken from the run summary's per-step statistics (never recomputed);
+    ``paths`` are the values of the run's first ``len(paths)`` sequences
+    (``path_sequences``) at the same steps. None stands for a step with no
+    finite value.
+    """
+
+    name: str
+    total_steps: int
+    count: int
+    steps: list[int]
+    median: list[float | None]
+    p25: list[float | None]
+    p75: list[float | None]
+    p5: list[float | None]
+    p95: list[float | None]
+    mean: list[float | None]
+    mean_low: list[float | None]
+    mean_high: list[float | None]
+    path_sequences: list[int] = field(default_factory=list)
+    paths: list[list[float | None]] = field(default_factory=list)
+
+
+def fan_steps(total: int, points: int = FAN_STEPS) -> np.ndarray:
+    """Which steps of ``total`` a fan chart draws: all up to ``points``, else ``points`` evenly spaced, first and last in."""
+    if total <= points:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, num=points).round().astype(np.int64))
+
+
+def fan(name: str, stats: dict, paths: np.ndarray | None = None, sequences=(), points: int = FAN_STEPS) -> Fan:
+    """One trajectory's fan from its summary entry (``summary["trajectories"][name]``) and a few rows of its values."""
+    total = int(stats.get("steps") or len(stats.get("mean") or []))
+    at = fan_steps(total, points)
+
+    def pick(key: str) -> list[float | None]:
+        values = np.asarray([np.nan if v is None else v for v in (stats.get(key) or [])], dtype=np.float64)
+        if values.size != total:
+            return [None] * at.size
+        return clean(values[at])
+
+    rows = [] if paths is None else [clean(np.asarray(row, dtype=np.float64)[at]) for row in paths]
+    return Fan(
+        name=name,
+        total_steps=total,
+        count=int(stats.get("count") or 0),
+        steps=at.tolist(),
+        median=pick("p50"),
+        p25=pick("p25"),
+        p75=pick("p75"),
+        p5=pick("p5"),
+        p95=pick("p95"),
+        mean=pick("mean"),
+        mean_low=pick("ci95_low"),
+        mean_high=pick("ci95_high"),
+        path_sequences=[int(s) for s in sequences][: len(rows)],
+        paths=rows,
+    )
+
+
+def first_paths(store, run_id: str, name: str, count: int = FAN_PATHS) -> tuple[np.ndarray, list[int]]:
+    """The first ``count`` sequences' values of a trajectory and their sequence numbers, reading only the first chunks."""
+    from .columns import to_numpy
+
+    rows: list[np.ndarray] = []
+    numbers: list[int] = []
+    held = 0
+    for batch in store.iter_batches(run_id, ["sequence", name]):
+        take = min(count - held, batch.num_rows)
+        if take <= 0:
+            break
+        part = batch.slice(0, take)
+        rows.append(to_numpy(part.column(1)))
+        numbers += to_numpy(part.column(0)).tolist()
+        held += take
+        if held >= count:
+            break
+    steps = trajectory_steps(store.get_run(run_id).schema.get(name, "")) or 0
+    return (np.concatenate(rows) if rows else np.empty((0, steps))), numbers
+
+
+def run_fans(store, run_id: str, summary: dict | None = None, paths: int = FAN_PATHS) -> list[Fan]:
+    """A :class:`Fan` per trajectory output of a stored run (its summary's statistics, its first sequences' paths)."""
+    record = store.get_run(run_id)
+    summary = record.summary if summary is None else summary
+    found = (summary or {}).get("trajectories") or {}
+    fans = []
+    for name, kind in record.schema.items():
+        if trajectory_steps(kind) is None or name not in found:
+            continue
+        values, numbers = first_paths(store, run_id, name, paths) if paths else (None, [])
+        fans.append(fan(name, found[name], values, numbers))
+    return fans
