@@ -181,6 +181,7 @@ def run(
         st.create_run(record)
         if sandbox:
             ex = _sandboxed_executor(prepared, readable, st, record.id, count, _hidden(store), boxes)
+        assert ex is not None  # made above once the model was prepared, or sandboxed once its record existed
         final = execute(prepared.model, spec, st, ex, record, progress, RunHandle())
     finally:
         if ex is not None and owns_executor:
@@ -395,7 +396,7 @@ def study(
         record = new_study(prepared.model, plan, pts, given, checked, name, workers)
         st.create_study(record)
     owns_executor = not isinstance(executor, Executor)
-    ex = make_executor(executor, workers, **prepared.executor_options()) if owns_executor else executor
+    ex = executor if isinstance(executor, Executor) else make_executor(executor, workers, **prepared.executor_options())
     try:
         name = executor if isinstance(executor, str) else type(executor).__name__
         run_points(prepared.model, record, checked, st, ex, name, progress, handle, prepared.params)

@@ -77,8 +77,8 @@ class Target:
                 "max|min|last(TRAJECTORY) OP NUMBER, for example 'max(infected)>=100' (OP is one of >= <= > < == !=)",
                 index=index,
             )
-        reduce, inner, bare, op, value = m.groups()
-        name = inner or bare
+        reduce, inner, plain, op, value = m.groups()
+        name = inner or plain
         operand = f"{reduce}({name})" if reduce else name
         return cls(f"{operand}{op}{value}", name, op, _value(value), reduce)
 

@@ -106,6 +106,7 @@ def trajectory_summary(
             "ci95_high": [],
             **{f"p{q}": [] for q in PERCENTILES},
         }, out_hits
+    assert mean is not None and m2 is not None  # set with n, by the first block
     steps = len(n)
     with np.errstate(invalid="ignore", divide="ignore"):
         std = np.sqrt(m2 / (n - 1))

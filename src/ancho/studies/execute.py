@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..chunk import ChunkResult
 from ..engine import RunHandle, RunSpec, create_record, execute, new_run_id
 from ..errors import AnchoError, RunCancelled
 from ..executors.base import Executor, Task
@@ -168,7 +169,7 @@ def _together(model, study, settings, store, executor, executor_name, handle, ba
         extra = {"info": model.info, "study": study.id, "point": p["point"]}
         run = create_record(model, spec, executor_name, executor.workers, study.owner, p["run"], "running", extra)
         task = Task(model.ref, spec.params, spec.seed, run.id)
-        results = [] if spec.sequences <= KEEP_IN_MEMORY else None
+        results: list[ChunkResult] | None = [] if spec.sequences <= KEEP_IN_MEMORY else None
         points.append(Point(p, run, task, deque([(0, spec.sequences)]), results=results, created=False))
     if len(points) < 2:
         return
