@@ -107,8 +107,9 @@ async def action_session(request: Request) -> Session:
     if given is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
-        given = (await request.form()).get("csrf")  # FastAPI has read the form already; this is its cached copy
-    check_csrf(request, session, given if isinstance(given, str) else None)
+        field = (await request.form()).get("csrf")  # FastAPI has read the form already; this is its cached copy
+        given = field if isinstance(field, str) else None
+    check_csrf(request, session, given)
     return session
 
 
@@ -352,7 +353,8 @@ async def new_run(request: Request, session: Action):
     state = posted(form)
     file = form.get("file")
     archive = (await file.read(), file.filename or "") if isinstance(file, StarletteUpload) and file.filename else None
-    action = form.get("action") if isinstance(form.get("action"), str) else "default"
+    chosen = form.get("action")
+    action = chosen if isinstance(chosen, str) else "default"
     run_id = await run_in_threadpool(handle, service(request), session.user, state, action, archive)
     if run_id is not None:
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
