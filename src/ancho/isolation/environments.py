@@ -48,9 +48,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 import ancho
 
 from ..errors import InputError
@@ -162,6 +159,11 @@ def parse_requirements(text: str, filename: str = REQUIREMENTS) -> list[str]:
     An allow-list: whatever is not a plain requirement is refused, and the
     message quotes only the offending line (never what an option points at).
     """
+    # imported here, not at the top: `ancho run` of a local model never parses requirements, and packaging's
+    # parser is ~15% of the CLI's start-up (benchmarks/bench_latency.py)
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     out = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = _COMMENT.sub("", raw).strip()
