@@ -1,4 +1,4 @@
-"""Matplotlib drawings of :mod:`ancho.plotdata`'s numbers: one histogram and one convergence plot per output.
+"""Matplotlib drawings of :mod:`ancho.plotdata`'s numbers: a histogram and a convergence plot per output, a fan chart per trajectory.
 
 The numbers come from plotdata (as on the web site); this module only
 draws them. Figures are built with ``matplotlib.figure.Figure`` and the Agg
@@ -21,14 +21,29 @@ LINE = "#c44e52"
 SETTLE = 20
 
 
-def new_figure(dpi: int = DPI):
+def new_figure(dpi: int = DPI, size: tuple[float, float] = SIZE):
     """A figure for :func:`output_figure`; reusing one for many outputs avoids Matplotlib's per-figure set-up."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=SIZE, dpi=dpi)
+    fig = Figure(figsize=size, dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
+
+
+def style_axes(ax, grid: bool = True) -> None:
+    """The look every report plot shares: small ticks, a light grid, no top or right frame."""
+    ax.tick_params(labelsize=7)
+    if grid:
+        ax.grid(True, linewidth=0.3, alpha=0.5)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def png(fig) -> bytes:
+    """The figure as PNG bytes at its own resolution."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    return buf.getvalue()
 
 
 def _num(values) -> list[float]:
@@ -94,11 +109,45 @@ def output_figure(name: str, plots: dict, dpi: int = DPI, fig=None) -> bytes:
     draw_histogram(left, plots["histogram"], name)
     draw_convergence(right, plots["convergence"], name)
     for ax in (left, right):
-        ax.tick_params(labelsize=7)
-        ax.grid(True, linewidth=0.3, alpha=0.5)
-        ax.spines[["top", "right"]].set_visible(False)
+        style_axes(ax)
     # fixed margins rather than tight_layout, which measured every tick label again and took half the time
     fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9, wspace=0.22)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+    return png(fig)
+
+
+def draw_fan(ax, fan, paths: bool = True) -> None:
+    """A trajectory's fan chart from a :class:`ancho.plotdata.Fan`: the 90% and 50% bands, the median,
+    the mean with its 95% band and (``paths``) the first sequences' own paths."""
+    x = fan.steps
+    ax.set_title(f"{fan.name}: fan chart over {fan.count:,} sequences", fontsize=9, loc="left")
+    ax.set_xlabel("step", fontsize=8)
+    if not x:
+        ax.text(0.5, 0.5, "no steps", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        return
+    ax.fill_between(x, _num(fan.p5), _num(fan.p95), color=BAR, alpha=0.18, linewidth=0, label="90% band")
+    ax.fill_between(x, _num(fan.p25), _num(fan.p75), color=BAR, alpha=0.35, linewidth=0, label="50% band")
+    ax.plot(x, _num(fan.median), color=BAR, linewidth=1.2, label="median")
+    ax.fill_between(x, _num(fan.mean_low), _num(fan.mean_high), color=LINE, alpha=0.35, linewidth=0)
+    ax.plot(x, _num(fan.mean), color=LINE, linewidth=1.0, linestyle="--", label="mean (95% band)")
+    if paths:
+        for k, row in enumerate(fan.paths):
+            ax.plot(x, _num(row), color="0.25", linewidth=0.5, alpha=0.7, label="sample paths" if k == 0 else None)
+    ax.legend(fontsize=6.5, frameon=False, loc="best")
+
+
+def fan_figure(fan, dpi: int = DPI, fig=None) -> bytes:
+    """PNG bytes of one trajectory: its fan chart (left) and its sample paths alone (right)."""
+    fig = fig if fig is not None else new_figure(dpi)
+    fig.clear()
+    left, right = fig.subplots(1, 2)
+    draw_fan(left, fan, paths=False)
+    right.set_title(f"{fan.name}: sequences {', '.join(map(str, fan.path_sequences)) or '–'}", fontsize=9, loc="left")
+    right.set_xlabel("step", fontsize=8)
+    for number, row in zip(fan.path_sequences, fan.paths):
+        right.plot(fan.steps, _num(row), linewidth=0.8, label=f"sequence {number}")
+    right.plot(fan.steps, _num(fan.mean), color=LINE, linewidth=1.0, linestyle="--", label="mean")
+    right.legend(fontsize=6, frameon=False, loc="best")
+    for ax in (left, right):
+        style_axes(ax)
+    fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9, wspace=0.22)
+    return png(fig)

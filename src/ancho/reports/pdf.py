@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO
 from xml.sax.saxutils import escape
 
@@ -24,6 +25,8 @@ from .facts import ReportData, gather, run_rows
 
 if TYPE_CHECKING:
     from reportlab.platypus import Paragraph
+
+    from ..plotdata import Fan
 
 #: a millimetre in PDF points (what reportlab.lib.units.mm holds)
 mm = 72 / 25.4
@@ -39,11 +42,12 @@ _fonts_ready = False
 
 def write_pdf(store: Store, run_id: str, sink: BinaryIO, owner: str | None = None) -> None:
     """Write the report of ``run_id`` to ``sink`` (NotFound if ``owner`` is given and is not the run's)."""
-    from ..plotdata import run_plots
+    from ..plotdata import run_fans, run_plots
 
     data = gather(store, run_id, owner)
     plots = run_plots(store, run_id) if data.stored else {}
-    render(data, plots, sink)
+    fans = run_fans(store, run_id, data.summary) if data.stored else []
+    render(data, plots, sink, fans)
 
 
 def _register_fonts() -> None:
@@ -177,7 +181,7 @@ def fit_widths(rows: list[list], width: float, first_min: float = 60.0) -> list[
     return [width - sum(need)] + need
 
 
-def _numbered_canvas(run_id: str):
+def _numbered_canvas(label: str):
     """A canvas class that writes "page X of Y" once the page count is known (ReportLab's two-pass idiom)."""
     from reportlab.pdfgen.canvas import Canvas
 
@@ -197,7 +201,7 @@ def _numbered_canvas(run_id: str):
                 self.setFont("DejaVu", 7.5)
                 self.setFillColorRGB(0.4, 0.4, 0.4)
                 width = self._pagesize[0]
-                self.drawString(18 * mm, 10 * mm, f"Ancho report · run {run_id}")
+                self.drawString(18 * mm, 10 * mm, f"Ancho report · {label}")
                 self.drawRightString(width - 18 * mm, 10 * mm, f"page {self._pageNumber} of {total}")
                 super().showPage()
             super().save()
@@ -205,8 +209,8 @@ def _numbered_canvas(run_id: str):
     return NumberedCanvas
 
 
-def render(data: ReportData, plots: dict, sink: BinaryIO) -> None:
-    """Lay out ``data`` and the plot numbers of each output into a PDF written to ``sink``."""
+def document(sink: BinaryIO, title: str, subject: str, creator: str):
+    """An A4 ReportLab document with the reports' margins and fonts (build it with :func:`_numbered_canvas`)."""
     _register_fonts()
     from reportlab import rl_config
     from reportlab.lib.pagesizes import A4
@@ -215,24 +219,29 @@ def render(data: ReportData, plots: dict, sink: BinaryIO) -> None:
     rl_config.useA85 = 0
     from reportlab.platypus import SimpleDocTemplate
 
-    r = data.record
-    doc = SimpleDocTemplate(
+    return SimpleDocTemplate(
         sink,
         pagesize=A4,
         leftMargin=18 * mm,
         rightMargin=18 * mm,
         topMargin=16 * mm,
         bottomMargin=18 * mm,
-        title=f"Ancho report: {r.model} run {r.id}",
+        title=title,
         author="Ancho",
-        subject=f"run {r.id} of {r.model}",
-        creator=f"Ancho {r.ancho_version}",
+        subject=subject,
+        creator=creator,
     )
-    story = _story(data, plots, doc.width)
-    doc.build(story, canvasmaker=_numbered_canvas(r.id))
 
 
-def _story(data: ReportData, plots: dict, width: float) -> list:
+def render(data: ReportData, plots: dict, sink: BinaryIO, fans: Sequence[Fan] = ()) -> None:
+    """Lay out ``data``, the plot numbers of each output and the fan of each trajectory into a PDF written to ``sink``."""
+    r = data.record
+    doc = document(sink, f"Ancho report: {r.model} run {r.id}", f"run {r.id} of {r.model}", f"Ancho {r.ancho_version}")
+    story = _story(data, plots, list(fans), doc.width)
+    doc.build(story, canvasmaker=_numbered_canvas(f"run {r.id}"))
+
+
+def _story(data: ReportData, plots: dict, fans: list[Fan], width: float) -> list:
     from reportlab.platypus import Spacer
 
     st = _styles()
@@ -272,6 +281,7 @@ def _story(data: ReportData, plots: dict, width: float) -> list:
 
     story += _summary_section(data, width)
     story += _figures_section(data, plots, width)
+    story += _trajectories_section(fans, width)
     story += _failures_section(data, width)
     return story
 
@@ -377,6 +387,35 @@ def _figures_section(data: ReportData, plots: dict, width: float) -> list:
         png = figures.output_figure(name, p, fig=fig)
         block = [_space(2), Image(io.BytesIO(png), width=width, height=height)]
         out.append(KeepTogether(heading + block if not out else block))  # the heading never ends a page alone
+    return out
+
+
+def _trajectories_section(fans: list[Fan], width: float) -> list:
+    """One block per trajectory output: its fan chart and its first sequences' paths, kept together on one page."""
+    import io
+
+    from reportlab.platypus import Image, KeepTogether
+
+    from . import figures
+
+    if not fans:
+        return []
+    st = _styles()
+    heading = [
+        _p("Trajectories", st["h2"]),
+        _p(
+            "Per trajectory output, step by step: the median, the 50% band (p25 to p75) and the 90% band (p5 to p95) "
+            "of the sequences' values, the mean with its 95% confidence band (dashed), and, on the right, the "
+            "first sequences' own paths.",
+            st["body"],
+        ),
+    ]
+    height = width * figures.SIZE[1] / figures.SIZE[0]
+    fig = figures.new_figure()
+    out: list = []
+    for f in fans:
+        block = [_space(2), Image(io.BytesIO(figures.fan_figure(f, fig=fig)), width=width, height=height)]
+        out.append(KeepTogether(heading + block if not out else block))
     return out
 
 
