@@ -114,17 +114,18 @@ def test_incomplete_or_constant_outputs_are_left_out():
     assert analyze(ancho.lhs(16, seed=1, x0=(0.0, 1.0)), table, ["y"], []) == {}
 
 
-def test_a_sobol_study_summary_carries_sensitivity_in_the_fixed_shape(store, write_model):
-    path = write_model(
-        """
-        class Linear(ancho.Model):
-            a: float = 0.0
-            b: float = 0.0
+LINEAR = """
+class Linear(ancho.Model):
+    a: float = 0.0
+    b: float = 0.0
 
-            def sequence(self, rng):
-                return {"y": 2 * self.a + 0.2 * self.b + rng.normal(0, 0.1)}
-        """
-    )
+    def sequence(self, rng):
+        return {"y": 2 * self.a + 0.2 * self.b + rng.normal(0, 0.1)}
+"""
+
+
+def test_a_sobol_study_summary_carries_sensitivity_in_the_fixed_shape(store, write_model):
+    path = write_model(LINEAR)
     design = ancho.sobol(64, a=(0.0, 1.0), b=(0.0, 1.0))
     study = ancho.study(str(path), design, sequences=4, seed=3, targets=["y>1"], workers=1, store=store)
     assert study.status == "succeeded"
@@ -165,3 +166,29 @@ def test_a_morris_study_summary_and_a_failed_study_without_sensitivity(store, wr
                          store=store)  # fmt: skip
     assert failed.status == "failed"
     assert "sensitivity" not in failed.summary
+
+
+def test_the_sensitivity_is_kept_once_read_and_computed_again_after_a_resume(store, write_model):
+    from ancho.studies.service import study_sensitivity
+
+    path = write_model(LINEAR)
+    study = ancho.study(str(path), ancho.sobol(16, a=(0.0, 1.0), b=(0.0, 1.0)), sequences=4, seed=3, workers=1,
+                        store=store)  # fmt: skip
+    assert store.get_study(study.study_id).sensitivity is None  # nothing is computed before a read
+    first = study.summary["sensitivity"]
+    kept = store.get_study(study.study_id)
+    assert kept.sensitivity == first and kept.sensitivity_finished == kept.finished
+    without = {k: v for k, v in study.summary.items() if k != "sensitivity"}
+    assert study_sensitivity(kept, without) == first  # what is kept is what a fresh computation gives
+    # a read takes the kept value as it is (a marker shows that it was not recomputed) ...
+    marker = {"y": {"method": "sobol", "kept": True}}
+    store.update_study(study.study_id, sensitivity=marker)
+    assert study.summary["sensitivity"] == marker
+    # ... until the study is resumed: it ends again, and its next read computes the sensitivity afresh
+    resumed = ancho.study(str(path), None, resume=study.study_id, workers=1, store=store)
+    again = store.get_study(study.study_id)
+    assert resumed.status == "succeeded" and again.finished != kept.finished and again.sensitivity is None
+    assert resumed.summary["sensitivity"] == first
+    # a value kept for an earlier end (a read racing the resume) is never read back
+    store.update_study(study.study_id, sensitivity=marker, sensitivity_finished=kept.finished)
+    assert resumed.summary["sensitivity"] == first

@@ -126,6 +126,10 @@ class StudyRecord:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
+    # the summary's sensitivity, kept once computed for the study that ended at ``sensitivity_finished`` (a
+    # resumed study ends again, later, so a value kept before is never read back for it)
+    sensitivity: dict[str, Any] | None = None
+    sensitivity_finished: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -79,16 +79,28 @@ def study_summary(store: Store, study_id: str, owner: str | None = None) -> dict
 
     ``sensitivity`` (sobol and morris designs) only once the study succeeded:
     the estimators need every point of the design, so a running, failed or
-    cancelled study has none (:mod:`.sensitivity`).
+    cancelled study has none (:mod:`.sensitivity`). It is computed on the
+    first read after the study ends and kept in the study record with the
+    end time it belongs to; a resumed study ends again and gets it afresh.
     """
     study = store.get_study(study_id, owner)
     summary = _summary(store, study)
     if study.design.get("kind") in SENSITIVITY_KINDS and study.status == "succeeded":
-        table = _table(summary, study.targets, counts=True)
-        outputs = [c[: -len(".mean")] for c in table.columns if c.endswith(".mean")]
-        design = Design.from_dict(study.design_spec)
-        summary["sensitivity"] = clean(sensitivity(design, table, outputs, list(study.targets)))
+        if study.sensitivity is not None and study.sensitivity_finished == study.finished:
+            summary["sensitivity"] = study.sensitivity
+        else:
+            summary["sensitivity"] = study_sensitivity(study, summary)
+            # kept for the study as it ended: a 10,000-point summary is read again without the bootstrap
+            store.update_study(study.id, sensitivity=summary["sensitivity"], sensitivity_finished=study.finished)
     return summary
+
+
+def study_sensitivity(study: StudyRecord, summary: dict) -> dict:
+    """The ``sensitivity`` of a succeeded study's summary (without it), computed afresh from its points table."""
+    table = _table(summary, study.targets, counts=True)
+    outputs = [c[: -len(".mean")] for c in table.columns if c.endswith(".mean")]
+    design = Design.from_dict(study.design_spec)
+    return clean(sensitivity(design, table, outputs, list(study.targets)))
 
 
 def _summary(store: Store, study: StudyRecord) -> dict:
