@@ -24,6 +24,7 @@ from __future__ import annotations
 import pprint
 from pathlib import Path
 
+from ..chunk import trajectory_steps
 from ..stores.base import RunRecord, Store
 from .facts import ReportData, gather, run_rows
 
@@ -50,6 +51,8 @@ def build_notebook(
 ):
     """The notebook (an ``nbformat`` node) of ``run_id``; ``data`` says where its results are loaded from."""
     import nbformat.v4 as nbf
+
+    from ..plotdata import run_fans
 
     if data not in ("embed", "parquet", "api"):
         raise ValueError(f"data must be embed, parquet or api, not {data!r}")
@@ -80,6 +83,16 @@ def build_notebook(
         )
     )
     cells.append(nbf.new_code_cell(PLOT_CODE.replace("PLOTTED_OUTPUTS", str(PLOTTED_OUTPUTS))))
+    fans = run_fans(store, run_id, report.summary) if report.stored else []
+    if fans:
+        cells.append(
+            nbf.new_markdown_cell(
+                "## Trajectories\n\nPer trajectory output, step by step, from the run's summary: the median, the "
+                "50% band (p25 to p75) and the 90% band (p5 to p95) of the sequences' values, the mean with its "
+                "95% confidence band, and the first sequences' own paths (`PATHS`)."
+            )
+        )
+        cells.append(nbf.new_code_cell(_paths(fans) + "\n\n" + FAN_CODE))
     if r.failures:
         cells.append(
             nbf.new_markdown_cell(
@@ -170,6 +183,7 @@ def _intro(report: ReportData, data: str, parquet_name: str | None, api_url: str
 
 def _setup(report: ReportData) -> str:
     r = report.record
+    series = [n for n, k in r.schema.items() if trajectory_steps(k) is not None]
     summary = pprint.pformat(report.summary, sort_dicts=False, width=110) if report.summary else "None"
     return "\n".join(
         [
@@ -181,8 +195,9 @@ def _setup(report: ReportData) -> str:
             "import pandas as pd",
             "",
             f"RUN = {r.id!r}",
-            f"OUTPUTS = {list(r.schema)!r}",
-            f"DTYPES = { ({'sequence': 'int64'} | {n: DTYPES[k] for n, k in r.schema.items()})!r}",
+            f"OUTPUTS = {[n for n in r.schema if n not in series]!r}",
+            f"TRAJECTORIES = {series!r}",
+            f"DTYPES = { ({'sequence': 'int64'} | {n: DTYPES[k] for n, k in r.schema.items() if n not in series})!r}",
             f"summary = {summary}",
         ]
     )
@@ -220,6 +235,14 @@ def _load(store: Store, record: RunRecord, data: str, parquet_name: str | None, 
             "    frame = pd.read_parquet(io.BytesIO(response.read()))",
             "frame",
         ]
+    )
+
+
+def _paths(fans: list) -> str:
+    """The first sequences' paths of each trajectory, at the fan's steps, as a literal the reader can reuse."""
+    paths = {f.name: {"steps": f.steps, "sequences": f.path_sequences, "values": f.paths} for f in fans}
+    return "# the first sequences' paths of each trajectory (at the drawn steps)\nPATHS = " + pprint.pformat(
+        paths, sort_dicts=False, width=110, compact=True
     )
 
 
@@ -294,3 +317,30 @@ def plot_output(name):
 for name in OUTPUTS[:PLOTTED_OUTPUTS]:  # the first PLOTTED_OUTPUTS outputs; list others to see them
     if len(frame):
         plot_output(name)"""
+
+FAN_CODE = """\
+def plot_fan(name):
+    t = summary['trajectories'][name]
+    step = np.arange(t['steps'])
+    band = lambda key: np.array([np.nan if v is None else v for v in t[key]], dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.2))
+    left.fill_between(step, band('p5'), band('p95'), alpha=0.18, linewidth=0, label='90% band')
+    left.fill_between(step, band('p25'), band('p75'), alpha=0.35, linewidth=0, label='50% band')
+    left.plot(step, band('p50'), label='median')
+    left.fill_between(step, band('ci95_low'), band('ci95_high'), alpha=0.35, linewidth=0)
+    left.plot(step, band('mean'), linestyle='--', label='mean (95% band)')
+    left.set_title(f'{name}: fan chart over {t["count"]:,} sequences', loc='left')
+    p = PATHS[name]
+    for number, values in zip(p['sequences'], p['values']):
+        right.plot(p['steps'], [np.nan if v is None else v for v in values], linewidth=0.8, label=f'sequence {number}')
+    right.set_title(f'{name}: the first sequences', loc='left')
+    for ax in (left, right):
+        ax.set_xlabel('step')
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    plt.show()
+
+
+for name in TRAJECTORIES:
+    if summary and name in summary.get('trajectories', {}):
+        plot_fan(name)"""
