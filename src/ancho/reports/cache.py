@@ -63,3 +63,13 @@ def run_key(record, *extra: Hashable) -> Hashable | None:
     if not record.final:
         return None
     return (record.id, record.status, record.finished, record.done, record.failures, *extra)
+
+
+def study_key(record, *extra: Hashable) -> Hashable | None:
+    """The cache key of a study's report, or None while the study may still change (do not cache).
+
+    A finished study's points are final runs, so (id, status, finish time, sequences done) pins its report.
+    """
+    if not record.final:
+        return None
+    return ("study", record.id, record.status, record.finished, record.done, *extra)

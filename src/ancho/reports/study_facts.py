@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..chunk import trajectory_steps
-from ..errors import InputError
+from ..errors import InputError, NotFound
 from ..present import interval as ci
 from ..present import number as fmt
 from ..present import run_duration
@@ -74,7 +74,7 @@ def gather_study(store: Store, study_id: str, owner: str | None = None, baseline
     from ..plotdata import fan_steps
     from ..studies.service import compare_points, point_runs, points_frame, study_summary
 
-    record = store.get_study(study_id, owner)
+    record = find_study(store, study_id, owner)
     summary = study_summary(store, study_id, owner)
     frame = points_frame(store, study_id, owner)
     runs = point_runs(store, record)
@@ -97,6 +97,18 @@ def gather_study(store: Store, study_id: str, owner: str | None = None, baseline
             paths.setdefault(name, []).append(MeanPath(p["point"], at.tolist(), [mean[i] for i in at]))
     doc = next((model_doc(r) for r in runs if r is not None), "")
     return StudyReportData(record, summary, frame, doc, runs, comparison, baseline, paths)
+
+
+def find_study(store: Store, study_id: str, owner: str | None = None) -> StudyRecord:
+    """The study, or NotFound; for one of the owner's run ids the message says it is a run (its report is the run's)."""
+    try:
+        return store.get_study(study_id, owner)
+    except NotFound:
+        try:
+            store.get_run(study_id, owner)
+        except NotFound:
+            raise NotFound(f"no study '{study_id}'") from None
+        raise NotFound(f"'{study_id}' is a run, not a study: ask for the run's report instead") from None
 
 
 def design_rows(data: StudyReportData) -> list[tuple[str, str]]:

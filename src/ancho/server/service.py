@@ -463,3 +463,40 @@ class Service:
 
         key = run_key(record, "notebook", api_url)
         return render() if key is None else reports.get(key, render)
+
+    def study_report_pdf(self, user: str, study_id: str, baseline: int | None = None) -> bytes:
+        """The study's PDF report (NotFound for another user's study or a run id; InputError for a bad baseline)."""
+        from ..reports import rendering
+        from ..reports.cache import reports, study_key
+        from ..reports.study_facts import find_study
+        from ..reports.study_pdf import write_study_pdf
+
+        record = find_study(self.store, study_id, owner=user)
+
+        def render() -> bytes:
+            import io
+
+            with rendering():
+                buf = io.BytesIO()
+                write_study_pdf(self.store, study_id, buf, owner=user, baseline=baseline)
+                return buf.getvalue()
+
+        key = study_key(record, "pdf", baseline)
+        return render() if key is None else reports.get(key, render)
+
+    def study_report_notebook(self, user: str, study_id: str, api_url: str) -> bytes:
+        """The study's notebook: the points table embedded, a point's results fetched from ``api_url``."""
+        from ..reports import rendering
+        from ..reports.cache import reports, study_key
+        from ..reports.notebook import notebook_bytes
+        from ..reports.study_facts import find_study
+        from ..reports.study_notebook import build_study_notebook
+
+        record = find_study(self.store, study_id, owner=user)
+
+        def render() -> bytes:
+            with rendering():
+                return notebook_bytes(build_study_notebook(self.store, study_id, "api", owner=user, api_url=api_url))
+
+        key = study_key(record, "notebook", api_url)
+        return render() if key is None else reports.get(key, render)

@@ -12,7 +12,7 @@ import io
 import json
 from typing import Annotated, Literal
 
-from fastapi import Query
+from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
@@ -154,3 +154,44 @@ async def get_study_events(study_id: str, user: User, svc: Svc):
 def cancel_study(study_id: str, user: User, svc: Svc) -> dict:
     """Cancel a queued or running study (its running point stops at once); a finished study is returned unchanged."""
     return study_view(svc.cancel_study(user, study_id))
+
+
+@router.get(
+    "/studies/{study_id}/report.pdf",
+    responses={
+        **ERRORS,
+        200: {"content": {"application/pdf": {}}, "description": "The study's report as a PDF."},
+        422: {"model": Error, "description": "`baseline` is not a point of the study"},
+    },
+    response_class=Response,
+    tags=["studies"],
+)
+def get_study_report(
+    study_id: str, user: User, svc: Svc, baseline: Annotated[int | None, Query(ge=0)] = None
+) -> Response:
+    """A PDF report: the study and its design, the points table, pictures against the parameters, mean paths of
+    trajectories, sensitivity (sobol and morris designs) and, with `baseline`, every point against that point."""
+    pdf = svc.study_report_pdf(user, study_id, baseline)  # a sync handler: rendering runs in the thread pool
+    return Response(
+        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="ancho-{study_id}.pdf"'}
+    )
+
+
+@router.get(
+    "/studies/{study_id}/notebook.ipynb",
+    responses={
+        **ERRORS,
+        200: {"content": {"application/x-ipynb+json": {}}, "description": "A Jupyter notebook (nbformat 4)."},
+    },
+    response_class=Response,
+    tags=["studies"],
+)
+def get_study_notebook(study_id: str, request: Request, user: User, svc: Svc) -> Response:
+    """A Jupyter notebook with the points table in pandas, its pictures, and `load_point(k)` fetching any point's
+    results from this server with the token in `ANCHO_TOKEN` (no token is written in it)."""
+    notebook = svc.study_report_notebook(user, study_id, str(request.base_url).rstrip("/"))
+    return Response(
+        notebook,
+        media_type="application/x-ipynb+json",
+        headers={"Content-Disposition": f'attachment; filename="ancho-{study_id}.ipynb"'},
+    )
