@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,12 +63,14 @@ class NewRun:
 
 
 # -- reading the post ---------------------------------------------------------------
-def posted(form) -> NewRun:
-    """The form's text fields from a parsed post (the file, if any, is the caller's)."""
+def posted(form, fields: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> NewRun:
+    """The form's text fields from a parsed post (the file, if any, is the caller's); a form built on this one
+    (the new-study form) names its own ``fields`` and field ``prefixes`` too."""
+    known, starts = (*TEXT_FIELDS, *fields), ("param-", *prefixes)
     values = {
         name: value
         for name, value in form.multi_items()
-        if isinstance(value, str) and (name in TEXT_FIELDS or name.startswith("param-"))
+        if isinstance(value, str) and (name in known or name.startswith(starts))
     }
     if values.get("kind") not in KINDS:
         values["kind"] = "upload"
@@ -154,6 +157,12 @@ def _field_of(loc: list, message: str, state: NewRun, fallback: str) -> str:
         return f"param-{named.group(1)}" if shown else "params"
     if head in ("targets", *RUN_FIELDS):
         return head
+    if head == "design":  # the new-study form's: a parameter's values or range when one is named, else the design
+        named = re.search(r"(?:for|parameter) '([^']+)'", message)
+        name = named and named.group(1)
+        if name and f"design-{name}" in state.values:
+            return f"design-{name}"
+        return "design_n" if len(loc) > 2 and loc[2] in ("n", "trajectories") else "design"
     return fallback
 
 
@@ -172,8 +181,16 @@ def _place(state: NewRun, exc: Exception, fallback: str) -> None:
 
 
 # -- the two actions ----------------------------------------------------------------
-def handle(svc: Service, user: str, state: NewRun, action: str, archive: tuple[bytes, str] | None) -> str | None:
-    """Do what the post asks; the new run's id, or None when the form is to be shown again (``state`` filled)."""
+Submit = Callable[[Service, str, NewRun, dict], "str | None"]
+
+
+def handle(
+    svc: Service, user: str, state: NewRun, action: str, archive: tuple[bytes, str] | None, submit: Submit | None = None
+) -> str | None:
+    """Do what the post asks; the new run's id, or None when the form is to be shown again (``state`` filled).
+
+    ``submit`` starts what the form is for (a run here; the new-study form passes its own), once the source is known.
+    """
     uploaded = None
     if archive is not None and state.values["kind"] == "upload":
         try:
@@ -194,7 +211,7 @@ def handle(svc: Service, user: str, state: NewRun, action: str, archive: tuple[b
                 "form", "The model changed since its parameters were read: check them, then start the run again."
             )
         return None
-    return _submit(svc, user, state, source)
+    return (submit or _submit)(svc, user, state, source)
 
 
 def _key(source: dict) -> str:
@@ -216,7 +233,8 @@ def _read(svc: Service, user: str, state: NewRun, source: dict, fresh: bool = Tr
     return True
 
 
-def _submit(svc: Service, user: str, state: NewRun, source: dict) -> str | None:
+def run_body(svc: Service, user: str, state: NewRun, source: dict) -> dict | None:
+    """The REST API's run body from the form (errors placed in ``state``); None when it cannot be built."""
     if state.inspected and not _read(svc, user, state, source, fresh=False):  # the parameters' types, to send them
         return None
     v = state.values
@@ -232,15 +250,27 @@ def _submit(svc: Service, user: str, state: NewRun, source: dict) -> str | None:
         body["until"] = v["until"].strip()
     if v.get("executor"):
         body["executor"] = v["executor"]
+    return body
+
+
+def submitted(svc: Service, user: str, state: NewRun, source: dict, start: Callable[[], str]) -> str | None:
+    """``start()``'s id, or None with its error placed next to its field (the parameters read first if needed)."""
     if state.errors:
         return None
     try:
-        return svc.submit(user, RunRequest.model_validate(body)).id
+        return start()
     except (AnchoError, ValidationError) as exc:
         if state.model is None and isinstance(exc, FieldError) and "params" in exc.loc:
             _read(svc, user, state, source)  # started without reading them: show the fields the error is about
         _place(state, exc, "form")
         return None
+
+
+def _submit(svc: Service, user: str, state: NewRun, source: dict) -> str | None:
+    body = run_body(svc, user, state, source)
+    if body is None:
+        return None
+    return submitted(svc, user, state, source, lambda: svc.submit(user, RunRequest.model_validate(body)).id)
 
 
 # -- rendering ----------------------------------------------------------------------

@@ -366,3 +366,6 @@ def cancel_run(request: Request, run_id: str, session: Action) -> Response:
     """The run page's Cancel form: back to the run (its errors are pages, like the form's)."""
     service(request).cancel(session.user, run_id)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+from . import studies as _studies  # noqa: E402,F401 - the study pages register on this router

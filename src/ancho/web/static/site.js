@@ -147,7 +147,7 @@
     if (list) liveList(list);
     const live = document.querySelector("[data-run-live]");
     if (live && live.dataset.runLive) liveRun(live);
-    const form = document.getElementById("new-run");
+    const form = document.getElementById("new-run") || document.getElementById("new-study");
     if (form) newRun(form);
   });
 })();

@@ -1,0 +1,200 @@
+"""A study page's pictures as inline SVG, drawn on the server from the points table (see :mod:`.charts` for why SVG).
+
+Which picture depends on how many parameters the design varies: one → each
+output's mean with its 95% band (and each target's probability with its
+interval) against the parameter; two → a heatmap of the mean (cells for a
+grid, dots for a sampled design); more → parallel coordinates. Sensitivity
+indices and a comparison with a baseline point are bars and whiskers. Every
+picture has a title and a text description, and each mark a native tooltip.
+Axes, scales and frames are :mod:`.charts`' own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from .charts import MB, ML, MR, MT, H, W, _axes, _frame, _Scale, fmt, ticks
+
+#: parallel coordinates draw at most this many points (evenly spaced); the caption says when some are left out
+MAX_LINES = 400
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positions(xs: Sequence) -> tuple[list[float], list[tuple[float, str]], float, float]:
+    """x coordinates for values (numbers as they are; anything else by order of first appearance) and their ticks."""
+    if all(_finite(x) for x in xs):
+        lo, hi = min(xs), max(xs)
+        return [float(x) for x in xs], [(v, fmt(v)) for v in ticks(lo, hi, 6)], lo, hi
+    levels = list(dict.fromkeys(str(x) for x in xs))
+    return (
+        [float(levels.index(str(x))) for x in xs],
+        [(float(i), s) for i, s in enumerate(levels)],
+        -0.5,
+        len(levels) - 0.5,
+    )
+
+
+def band_svg(param: str, name: str, xs: Sequence, mean: Sequence, low: Sequence, high: Sequence, probability: bool = False) -> Markup | None:  # fmt: skip
+    """``name``'s mean (or probability) at each point against ``param``, with its 95% interval as a band and whiskers."""
+    rows = sorted(
+        ((x, m, lo, hi) for x, m, lo, hi in zip(xs, mean, low, high) if _finite(m)),
+        key=lambda r: (not _finite(r[0]), r[0] if _finite(r[0]) else str(r[0])),
+    )
+    if not rows:
+        return None
+    px, xt, xlo, xhi = _positions([r[0] for r in rows])
+    ys = [v for r in rows for v in r[1:] if _finite(v)]
+    ylo, yhi = (0.0, 1.0) if probability else (min(ys), max(ys))
+    x = _Scale(xlo, xhi, ML, W - MR)
+    y = _Scale(ylo, yhi, H - MB, MT)
+    body = _axes(x, y, xt, [(v, f"{v:.0%}" if probability else fmt(v)) for v in ticks(ylo, yhi, 4)])
+    band = [(p, r[2], r[3]) for p, r in zip(px, rows) if _finite(r[2]) and _finite(r[3])]
+    if len(band) > 1 and all(_finite(r[0]) for r in rows):
+        upper = " ".join(f"{x(p)},{y(hi)}" for p, _, hi in band)
+        lower = " ".join(f"{x(p)},{y(lo)}" for p, lo, _ in reversed(band))
+        body.append(f'<polygon class="band" points="{upper} {lower}"><title>95% intervals</title></polygon>')
+        body.append(f'<polyline class="line" points="{" ".join(f"{x(p)},{y(r[1])}" for p, r in zip(px, rows))}"/>')
+    for p, (v, m, lo, hi) in zip(px, rows):
+        ci = f", 95% CI {fmt(lo)} to {fmt(hi)}" if _finite(lo) and _finite(hi) else ""
+        if ci:
+            body.append(f'<line class="whisker" x1="{x(p)}" x2="{x(p)}" y1="{y(lo)}" y2="{y(hi)}"/>')
+        body.append(
+            f'<circle class="dot" cx="{x(p)}" cy="{y(m)}" r="3.5"><title>{escape(param)} = {escape(fmt(v) if _finite(v) else v)}: '
+            f"{escape(name)} {fmt(m)}{ci}</title></circle>"
+        )
+    what = f"Probability of {name}" if probability else f"Mean of {name}"
+    desc = f"{what} at {len(rows)} values of {param}, from {fmt(min(r[1] for r in rows))} to {fmt(max(r[1] for r in rows))}; bands and whiskers are 95% intervals."
+    return _frame(f"{what} against {param}", desc, body, param, "probability" if probability else f"mean of {name}")
+
+
+def heatmap_svg(px: str, py: str, name: str, xs: Sequence, ys: Sequence, values: Sequence) -> Markup | None:
+    """``name``'s mean over two parameters: a cell per grid point (or a dot per sampled point), darker is higher."""
+    rows = [(a, b, v) for a, b, v in zip(xs, ys, values) if _finite(v)]
+    if not rows:
+        return None
+    ax, xt, xlo, xhi = _positions([r[0] for r in rows])
+    ay, yt, ylo, yhi = _positions([r[1] for r in rows])
+    lo, hi = min(r[2] for r in rows), max(r[2] for r in rows)
+    grid = len({(a, b) for a, b in zip(ax, ay)}) == len(rows) and len(set(ax)) * len(set(ay)) == len(rows)
+    if grid:  # cells centred on each value, half a step beyond the outermost
+        ux, uy = sorted(set(ax)), sorted(set(ay))
+        sx = (ux[-1] - ux[0]) / (len(ux) - 1) if len(ux) > 1 else 1.0
+        sy = (uy[-1] - uy[0]) / (len(uy) - 1) if len(uy) > 1 else 1.0
+        xlo, xhi, ylo, yhi = ux[0] - sx / 2, ux[-1] + sx / 2, uy[0] - sy / 2, uy[-1] + sy / 2
+    x = _Scale(xlo, xhi, ML, W - MR)
+    y = _Scale(ylo, yhi, H - MB, MT)
+    body = _axes(x, y, xt, yt)
+    for a, b, (va, vb, v) in zip(ax, ay, rows):
+        shade = 0.12 + 0.88 * ((v - lo) / (hi - lo) if hi > lo else 1.0)
+        tip = f"<title>{escape(px)} = {escape(fmt(va) if _finite(va) else va)}, {escape(py)} = {escape(fmt(vb) if _finite(vb) else vb)}: mean {fmt(v)}</title>"
+        if grid:
+            x0, x1, y0, y1 = x(a - sx / 2), x(a + sx / 2), y(b + sy / 2), y(b - sy / 2)
+            body.append(
+                f'<rect class="heat" x="{x0}" y="{y0}" width="{round(x1 - x0, 2)}" height="{round(y1 - y0, 2)}" fill-opacity="{shade:.3f}">{tip}</rect>'
+            )
+        else:
+            body.append(f'<circle class="heat" cx="{x(a)}" cy="{y(b)}" r="5" fill-opacity="{shade:.3f}">{tip}</circle>')
+    desc = f"Mean of {name} over {px} and {py} at {len(rows)} points: from {fmt(lo)} (lightest) to {fmt(hi)} (darkest)."
+    return _frame(f"Mean of {name} over {px} and {py}", desc, body, px, py)
+
+
+def parallel_svg(params: list[str], name: str, columns: dict[str, Sequence], values: Sequence) -> Markup | None:
+    """Parallel coordinates: an axis per parameter and one for ``name``'s mean; a line per point, darker is higher."""
+    keep = [i for i, v in enumerate(values) if _finite(v)]
+    if not keep or not params:
+        return None
+    shown = keep[:: max(1, math.ceil(len(keep) / MAX_LINES))]
+    axes = [*params, f"mean of {name}"]
+    data = [*(list(columns[p]) for p in params), list(values)]
+    step = (W - ML - MR) / (len(axes) - 1)
+    scales = []
+    body: list[str] = []
+    for k, (label, col) in enumerate(zip(axes, data)):
+        pos, _, lo, hi = _positions([col[i] for i in keep])
+        scales.append((dict(zip(keep, pos)), _Scale(lo, hi, H - MB, MT)))
+        ax = round(ML + k * step, 2)
+        body.append(f'<line class="axis" x1="{ax}" x2="{ax}" y1="{MT}" y2="{H - MB}"/>')
+        anchor = "start" if k == 0 else "end" if k == len(axes) - 1 else "middle"
+        body.append(f'<text class="tick" x="{ax}" y="{H - MB + 18}" text-anchor="{anchor}">{escape(label)}</text>')
+        for v, end in ((lo, "low"), (hi, "high")):
+            body.append(
+                f'<text class="tick" x="{ax + 4}" y="{scales[-1][1](v) + (12 if end == "high" else -4)}">{escape(fmt(v))}</text>'
+            )
+    vlo, vhi = min(values[i] for i in keep), max(values[i] for i in keep)
+    for i in shown:
+        pts = " ".join(f"{round(ML + k * step, 2)},{s(pos[i])}" for k, (pos, s) in enumerate(scales))
+        shade = 0.15 + 0.85 * ((values[i] - vlo) / (vhi - vlo) if vhi > vlo else 1.0)
+        tip = ", ".join(f"{p} = {fmt(columns[p][i]) if _finite(columns[p][i]) else columns[p][i]}" for p in params)
+        body.append(f'<polyline class="pc" points="{pts}" stroke-opacity="{shade:.3f}"><title>{escape(tip)}: mean {fmt(values[i])}</title></polyline>')  # fmt: skip
+    more = f" ({len(shown)} of {len(keep)} drawn)" if len(shown) < len(keep) else ""
+    desc = f"One line per point{more} across {', '.join(params)} to the mean of {name} ({fmt(vlo)} to {fmt(vhi)}); darker lines have higher means."
+    return _frame(f"Parallel coordinates of {name}", desc, body, "", "")
+
+
+def _rows_svg(title: str, desc: str, rows: list[tuple[str, Any, Any, Any, str]], xlabel: str, zero: bool = False) -> Markup | None:  # fmt: skip
+    """Horizontal marks with whiskers, one row each: (label, value, low, high, css class); ``zero``: a line at 0."""
+    rows = [r for r in rows if _finite(r[1])]
+    if not rows:
+        return None
+    row_h = 26
+    height = MT + row_h * len(rows) + MB
+    left = min(max(len(r[0]) for r in rows) * 8 + 16, 220)
+    ends = [v for r in rows for v in r[1:4] if _finite(v)] + ([0.0] if zero else [])
+    lo, hi = min(ends + [0.0]), max(ends)
+    x = _Scale(lo, hi if hi > lo else lo + 1, left, W - MR)
+    body = []
+    for v in ticks(lo, hi, 5):
+        body.append(f'<line class="grid" x1="{x(v)}" x2="{x(v)}" y1="{MT}" y2="{height - MB}"/>')
+        body.append(f'<text class="tick" x="{x(v)}" y="{height - MB + 18}" text-anchor="middle">{fmt(v)}</text>')
+    if zero:
+        body.append(f'<line class="axis" x1="{x(0)}" x2="{x(0)}" y1="{MT}" y2="{height - MB}"/>')
+    for i, (label, v, a, b, css) in enumerate(rows):
+        cy = MT + i * row_h + row_h / 2
+        ci = f", 95% CI {fmt(a)} to {fmt(b)}" if _finite(a) and _finite(b) else ""
+        body.append(f'<text class="tick" x="{left - 8}" y="{cy + 4}" text-anchor="end">{escape(label)}</text>')
+        if not zero:
+            body.append(
+                f'<rect class="bar" x="{x(0)}" y="{cy - 8}" width="{max(round(x(v) - x(0), 2), 0)}" height="16"/>'
+            )
+        if ci:
+            body.append(f'<line class="whisker" x1="{x(a)}" x2="{x(b)}" y1="{cy}" y2="{cy}"/>')
+        body.append(f'<circle class="dot {css}" cx="{x(v)}" cy="{cy}" r="4"><title>{escape(label)}: {fmt(v)}{ci}</title></circle>')  # fmt: skip
+    svg = [
+        f'<svg class="chart" viewBox="0 0 {W} {height}" role="img" aria-label="{escape(title)}. {escape(desc)}" preserveAspectRatio="xMidYMid meet">',
+        f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>",
+        *body,
+        f'<text class="axis-label" x="{(left + W - MR) / 2}" y="{height - 6}" text-anchor="middle">{escape(xlabel)}</text>',
+        "</svg>",
+    ]
+    return Markup("".join(svg))
+
+
+def sensitivity_svg(name: str, entry: dict) -> Markup | None:
+    """An output's Sobol S1 and ST (or Morris mu_star) per parameter as bars with their 95% intervals."""
+    keys = ("S1", "ST") if entry.get("method") == "sobol" else ("mu_star",)
+    rows = []
+    for param in entry.get(keys[-1], {}):
+        for key in keys:
+            v = entry[key].get(param) or {}
+            low, high = (v.get("ci95") or [None, None])[:2]
+            rows.append((f"{param} {key}", v.get("value"), low, high, key))
+    parts = "; ".join(f"{label} {fmt(v)}" for label, v, *_ in rows if _finite(v))
+    return _rows_svg(f"Sensitivity of {name}", f"{parts}; whiskers are 95% bootstrap intervals.", rows, "index")
+
+
+def comparison_svg(name: str, rows: list[tuple[int, Any, Any, Any]], baseline: int) -> Markup | None:
+    """Each point's difference from the baseline point with its 95% interval; points whose interval leaves 0 marked."""
+    marks = [
+        (f"point {p}", d, a, b, "significant" if _finite(a) and _finite(b) and (a > 0 or b < 0) else "")
+        for p, d, a, b in rows
+    ]
+    count = sum(m[4] == "significant" for m in marks)
+    desc = f"Difference of {name} from point {baseline} at {len(marks)} points; {count} differ significantly (95% interval leaves 0, filled)."  # fmt: skip
+    return _rows_svg(f"{name}: each point minus point {baseline}", desc, marks, f"difference in {name}", zero=True)
