@@ -16,6 +16,7 @@ import math
 
 from markupsafe import Markup, escape
 
+from ..plotdata import Fan
 from ..present import number
 
 W, H = 560, 280
@@ -61,10 +62,11 @@ class _Scale:
         return round(self.a + (v - self.lo) / (self.hi - self.lo) * (self.b - self.a), 2)
 
 
-def _frame(title: str, desc: str, body: list[str], xlabel: str, ylabel: str) -> Markup:
+def _frame(title: str, desc: str, body: list[str], xlabel: str, ylabel: str, role: str = "img") -> Markup:
+    """The SVG around a plot; ``role="group"`` when it holds focusable parts (an image's parts are hidden)."""
     label = f"{title}. {desc}"
     parts = [
-        f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet">',
+        f'<svg class="chart" viewBox="0 0 {W} {H}" role="{role}" aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet">',
         f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>",
         *body,
         f'<text class="axis-label" x="{(ML + W - MR) / 2}" y="{H - 6}" text-anchor="middle">{escape(xlabel)}</text>',
@@ -226,4 +228,125 @@ def run_charts(plots: dict) -> list[dict]:
             "nonfinite": p["histogram"].get("nonfinite", 0),
         }
         for name, p in plots.items()
+    ]
+
+
+# -- trajectories -------------------------------------------------------------------------
+#: focusable markers a fan chart carries (keyboard and screen-reader users step through them)
+FAN_PROBES = 12
+#: rows of the table under a fan chart (its text alternative)
+FAN_ROWS = 11
+
+
+def _lines(points: list[tuple[float, float | None]]) -> list[str]:
+    """SVG point lists of a line broken where a value is missing (None)."""
+    runs: list[list[str]] = [[]]
+    for px, py in points:
+        if py is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append(f"{px},{py}")
+    return [" ".join(r) for r in runs if len(r) > 1]
+
+
+def _band(xs: list[float], low: list[float | None], high: list[float | None]) -> str:
+    """A polygon's points around the steps where both edges are known (upper edge left to right, lower back)."""
+    keep = [(x, lo, hi) for x, lo, hi in zip(xs, low, high) if lo is not None and hi is not None]
+    upper = [f"{x},{hi}" for x, _, hi in keep]
+    lower = [f"{x},{lo}" for x, lo, _ in reversed(keep)]
+    return " ".join(upper + lower)
+
+
+def _spread(f: Fan, i: int) -> str:
+    """One step's numbers in words (a probe's label and tooltip)."""
+    return (
+        f"step {f.steps[i]}: median {fmt(f.median[i])}, 50% of paths {fmt(f.p25[i])} to {fmt(f.p75[i])}, "
+        f"90% {fmt(f.p5[i])} to {fmt(f.p95[i])}; mean {fmt(f.mean[i])} (95% CI {fmt(f.mean_low[i])} to {fmt(f.mean_high[i])})"
+    )
+
+
+def _every(n: int, count: int) -> list[int]:
+    """About ``count`` indices of ``n`` evenly spaced, the first and last included."""
+    if n <= count:
+        return list(range(n))
+    return sorted({round(k * (n - 1) / (count - 1)) for k in range(count)})
+
+
+def fan_svg(f: Fan) -> Markup | None:
+    """A trajectory's fan: 90% and 50% bands of the paths, the median, the mean with its 95% band, a few paths.
+
+    Each of :data:`FAN_PROBES` steps is a focusable marker whose label reads
+    that step's numbers, so the chart can be explored with the keyboard.
+    """
+    series = [f.p5, f.p95, f.p25, f.p75, f.median, f.mean, f.mean_low, f.mean_high, *f.paths]
+    values = [v for s in series for v in s if v is not None]
+    if not f.steps or not values:
+        return None
+    last = f.steps[-1]
+    x = _Scale(f.steps[0], max(last, f.steps[0] + 1), ML, W - MR)
+    y = _Scale(min(values), max(values), H - MB, MT)
+    xs = [x(s) for s in f.steps]
+
+    def ys(vals: list[float | None]) -> list[float | None]:
+        return [None if v is None else y(v) for v in vals]
+
+    xt = [(v, fmt(v)) for v in ticks(f.steps[0], last, 6) if float(v).is_integer()]
+    yt = [(v, fmt(v)) for v in ticks(min(values), max(values), 4)]
+    body = _axes(x, y, xt, yt)
+    body.append(
+        f'<polygon class="fan90" points="{_band(xs, ys(f.p5), ys(f.p95))}"><title>90% of paths (p5 to p95)</title></polygon>'
+    )
+    body.append(
+        f'<polygon class="fan50" points="{_band(xs, ys(f.p25), ys(f.p75))}"><title>50% of paths (p25 to p75)</title></polygon>'
+    )
+    for seq, path in zip(f.path_sequences, f.paths):
+        for pts in _lines(list(zip(xs, ys(path)))):
+            body.append(f'<polyline class="path" points="{pts}"><title>sequence {seq}</title></polyline>')
+    body.append(
+        f'<polygon class="meanband" points="{_band(xs, ys(f.mean_low), ys(f.mean_high))}"><title>95% confidence band of the mean</title></polygon>'
+    )
+    for pts in _lines(list(zip(xs, ys(f.mean)))):
+        body.append(f'<polyline class="mean" points="{pts}"><title>mean</title></polyline>')
+    for pts in _lines(list(zip(xs, ys(f.median)))):
+        body.append(f'<polyline class="median" points="{pts}"><title>median</title></polyline>')
+    for i in _every(len(f.steps), FAN_PROBES):
+        words = escape(_spread(f, i))
+        mid = f.median[i]
+        dot = f'<circle cx="{xs[i]}" cy="{y(mid)}" r="4"/>' if mid is not None else ""
+        body.append(
+            f'<g class="probe" tabindex="0" role="img" aria-label="{words}"><title>{words}</title>'
+            f'<line x1="{xs[i]}" x2="{xs[i]}" y1="{MT}" y2="{H - MB}"/>{dot}</g>'
+        )
+    shown = f"; thin lines: sequences {', '.join(map(str, f.path_sequences))}" if f.paths else ""
+    desc = (
+        f"{f.count:,} paths of {f.total_steps:,} steps. Shaded: the middle 90% and 50% of paths at each step; "
+        f"solid line: the median, ending at {fmt(f.median[-1])}; dashed line: the mean with its 95% band, "
+        f"ending at {fmt(f.mean[-1])}{shown}."
+    )
+    return _frame(f"Fan chart of {f.name}", desc, body, "step", f.name, role="group")
+
+
+def fan_rows(f: Fan, count: int = FAN_ROWS) -> list[dict]:
+    """A few steps' numbers for the table under a fan chart (the chart's text alternative)."""
+    return [
+        {
+            "step": f.steps[i],
+            "p5": f.p5[i],
+            "p25": f.p25[i],
+            "median": f.median[i],
+            "p75": f.p75[i],
+            "p95": f.p95[i],
+            "mean": f.mean[i],
+            "ci95": (f.mean_low[i], f.mean_high[i]),
+        }
+        for i in _every(len(f.steps), count)
+    ]
+
+
+def fan_charts(fans: list[Fan]) -> list[dict]:
+    """Per trajectory output: its name, fan SVG, the table of a few steps and the paths drawn."""
+    return [
+        {"name": f.name, "svg": fan_svg(f), "rows": fan_rows(f), "steps": f.total_steps, "paths": f.path_sequences}
+        for f in fans
     ]

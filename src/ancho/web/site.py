@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
 from typing import Annotated
@@ -34,7 +35,7 @@ from ..server.schemas import run_view
 from ..server.service import Service
 from ..server.sessions import COOKIE, SIGNIN_COOKIE, Session, Sessions, same
 from ..stores.base import STATUSES
-from .charts import fmt, run_charts, targets_svg
+from .charts import fan_charts, fmt, run_charts, targets_svg
 from .newrun import NewRun, handle, posted
 
 HERE = Path(__file__).parent
@@ -273,27 +274,35 @@ def new_run_page(request: Request):
     return _new_run_form(request, session, NewRun())
 
 
+@dataclass(frozen=True)
+class RunPictures:
+    """A finished run's drawn plots: per scalar output (``run_charts``), per trajectory output (``fan_charts``)."""
+
+    charts: list[dict]
+    fans: list[dict]
+
+
 class _PlotCache:
     """Rendered plots of finished runs (they never change), so reloading a big run's page does not reread it."""
 
     def __init__(self, size: int = 32):
         self.size = size
-        self.items: OrderedDict[str, list] = OrderedDict()
+        self.items: OrderedDict[str, RunPictures] = OrderedDict()
         self.lock = Lock()
 
-    def get(self, svc: Service, run_id: str) -> list[dict]:
+    def get(self, svc: Service, run_id: str) -> RunPictures:
         with self.lock:
             if run_id in self.items:
                 self.items.move_to_end(run_id)
                 return self.items[run_id]
-        from ..plotdata import run_plots
+        from ..plotdata import run_fans, run_plots
 
-        charts = run_charts(run_plots(svc.store, run_id))
+        pictures = RunPictures(run_charts(run_plots(svc.store, run_id)), fan_charts(run_fans(svc.store, run_id)))
         with self.lock:
-            self.items[run_id] = charts
+            self.items[run_id] = pictures
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
-        return charts
+        return pictures
 
 
 plot_cache = _PlotCache()
@@ -308,10 +317,11 @@ def run_page(request: Request, run_id: str):
     record = svc.run(session.user, run_id)  # NotFound: the error page says so
     run = _row(record)
     summary = record.summary
-    charts, targets_chart, chart_error = [], None, None
+    charts, fans, targets_chart, chart_error = [], [], None, None
     if summary is not None:
         try:
-            charts = plot_cache.get(svc, run_id)
+            pictures = plot_cache.get(svc, run_id)
+            charts, fans = pictures.charts, pictures.fans
         except Exception as exc:  # noqa: BLE001 - the page still shows the summary; the log has the traceback
             log.exception("plots of run %s", run_id)
             chart_error = f"The plots could not be drawn ({type(exc).__name__})."
@@ -329,6 +339,8 @@ def run_page(request: Request, run_id: str):
             "run": run,
             "summary": summary,
             "charts": charts,
+            "fans": fans,
+            "comparable": record.status == "succeeded",
             "targets_chart": targets_chart,
             "chart_error": chart_error,
             "failures": failures,
@@ -341,6 +353,8 @@ def run_page(request: Request, run_id: str):
         session=session,
     )
 
+
+from . import compare as _compare  # noqa: E402,F401 - the comparison page (/runs/{id}/compare) registers on this router
 
 # -- actions (CSRF-checked) ---------------------------------------------------------
 Action = Annotated[Session, Depends(action_session)]
