@@ -107,7 +107,8 @@ def differences_svg(rows: list[Difference]) -> Markup | None:
         return None
     row_h = 44
     height = MT + row_h * len(rows) + MB - 24
-    left = min(max(len(r.name) for r in rows) * 8 + 16, 220)
+    labels = [f"P({r.name})" if r.target else r.name for r in rows]
+    left = min(max(max(len(label) for label in labels) * 8 + 16, 60), 220)
     mid = (left + W - MR) / 2
     half_w = (W - MR - left) / 2 - 8
     body = []
@@ -118,7 +119,7 @@ def differences_svg(rows: list[Difference]) -> Markup | None:
         ends = [abs(v) for v in (d, r.low, r.high) if v is not None and math.isfinite(v)]
         reach = (max(ends, default=0.0) or 1.0) * 1.1
         at = _Scale(-reach, reach, mid - half_w, mid + half_w)
-        label = f"P({r.name})" if r.target else r.name
+        label = labels[i]
         verdict = "significant" if r.significant else "not significant"
         ci = f", 95% CI {fmt(r.low)} to {fmt(r.high)}" if r.low is not None and r.high is not None else ""
         words = escape(f"{label}: b − a = {fmt(d)}{ci}; {verdict}")
