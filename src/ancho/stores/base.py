@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -337,14 +337,7 @@ class Store(ABC):
         This default reads every batch to count them; a store that knows its
         chunks' row counts overrides it to read only the chunks of the page.
         """
-        rows: list[dict] = []
-        seen = 0
-        for batch in self.iter_batches(run_id):
-            n = batch.num_rows
-            if seen + n > offset and len(rows) < limit:
-                rows.extend(batch.slice(max(0, offset - seen), limit - len(rows)).to_pylist())
-            seen += n
-        return rows, seen
+        return page_rows(self.iter_batches(run_id), offset, limit)
 
     def read_table(self, run_id: str, columns: list[str] | None = None):
         """All results as one Arrow table (``sequence`` first)."""
@@ -367,6 +360,18 @@ class Store(ABC):
     def closed(self) -> bool:
         """True once a store that holds connections was closed: it cannot be used again, open another."""
         return False
+
+
+def page_rows(batches: Iterable[pa.RecordBatch], offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Rows ``offset`` to ``offset + limit - 1`` of ``batches`` (one dict each), and how many rows they hold."""
+    rows: list[dict[str, Any]] = []
+    seen = 0
+    for batch in batches:
+        n = batch.num_rows
+        if seen + n > offset and len(rows) < limit:
+            rows.extend(batch.slice(max(0, offset - seen), limit - len(rows)).to_pylist())
+        seen += n
+    return rows, seen
 
 
 def arrow_schema(kinds: dict[str, str], columns: list[str] | None = None):

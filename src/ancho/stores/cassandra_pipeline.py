@@ -22,19 +22,26 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from .cassandra_conn import Endpoint, log, transient_errors, unavailable
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Session  # untyped library: Any to mypy
+
+#: one request: a prepared statement and its parameters
+Request = tuple[Any, tuple[Any, ...]]
 
 
 class _Chunk:
     __slots__ = ("remaining", "marker", "what", "deadline")
 
-    def __init__(self, remaining: int, marker: tuple, what: str, deadline: float):
+    def __init__(self, remaining: int, marker: Request, what: str, deadline: float):
         self.remaining, self.marker, self.what, self.deadline = remaining, marker, what, deadline
 
 
 class Pipeline:
-    def __init__(self, session, endpoint: Endpoint, limit: int):
+    def __init__(self, session: Session, endpoint: Endpoint, limit: int):
         self.session = session
         self.endpoint = endpoint
         self.slots = threading.BoundedSemaphore(limit)
@@ -44,7 +51,7 @@ class Pipeline:
         self.error: BaseException | None = None
         self.transient = transient_errors()
 
-    def submit(self, work: list[tuple], marker: tuple, what: str) -> None:
+    def submit(self, work: list[Request], marker: Request, what: str) -> None:
         """Send ``(statement, params)`` pairs, then ``marker`` once all are acknowledged; returns when all are sent."""
         self.raise_error()
         chunk = _Chunk(len(work), marker, what, time.monotonic() + self.endpoint.retry_seconds)
@@ -70,7 +77,7 @@ class Pipeline:
             raise error
 
     # -- callbacks (the driver's event loop thread: never block here) --------------
-    def _send(self, chunk: _Chunk, item: tuple, final: bool) -> None:
+    def _send(self, chunk: _Chunk, item: Request, final: bool) -> None:
         """Send one request; a block holds a slot (taken by the caller), a marker does not."""
         try:
             future = self.session.execute_async(*item)
@@ -81,7 +88,7 @@ class Pipeline:
             self._done, self._failed, callback_args=(chunk, item, final), errback_args=(chunk, item, final)
         )
 
-    def _done(self, _result, chunk: _Chunk, item: tuple, final: bool) -> None:
+    def _done(self, _result: object, chunk: _Chunk, item: Request, final: bool) -> None:
         if final:
             self._settle()
             return
@@ -92,7 +99,7 @@ class Pipeline:
         if last:
             self._send(chunk, chunk.marker, final=True)
 
-    def _failed(self, exc: BaseException, chunk: _Chunk, item: tuple, final: bool) -> None:
+    def _failed(self, exc: BaseException, chunk: _Chunk, item: Request, final: bool) -> None:
         if isinstance(exc, self.transient) and time.monotonic() < chunk.deadline:
             log.warning("Cassandra unavailable while %s (%s); retrying", chunk.what, type(exc).__name__)
             timer = threading.Timer(1.0, self._send, args=(chunk, item, final))  # the slot stays taken meanwhile

@@ -15,6 +15,14 @@ sequences, however many failures a run allows. One CQL row per *sequence*
 would cost a request, a mutation and a storage row per sequence: measured
 ~1000× slower to write (docs/cassandra.md).
 
+A trajectory output (kind ``float[STEPS]``) of a chunk is rows × steps
+values: flattened row by row (the order of an Arrow fixed-size list, so what
+is read back is bit for bit what the embedded store keeps) and cut into the
+same blocks, numbered across the chunk; block ``b`` lives in the partition
+named ``NAME#<b // PART_BLOCKS>`` (``#`` is in no output name: they are
+identifiers), so every partition holds at most ``PART_BLOCKS`` blocks (2 MiB)
+however long the chunk or the series.
+
 Atomicity and idempotence: a chunk's failures and blocks are written
 first, and its ``chunks`` row is marked ``done`` last, only when every
 block is acknowledged; readers and ``completed_ranges`` see done chunks
@@ -31,28 +39,33 @@ summary worker or a Spark task with only the owner's role
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ..chunk import KIND_DTYPES, ChunkResult, Failure, dtype_kind
+from ..chunk import ChunkResult, Failure, column_kind, trajectory_steps
 from ..columns import to_arrow
 from ..errors import AnchoError, StoreError
+from .cassandra_blocks import BLOCK as BLOCK  # (re-exported: benchmarks and tests read the layout here)
+from .cassandra_blocks import PART_BLOCKS as PART_BLOCKS
+from .cassandra_blocks import block_count, decode, encode, part_name, part_names
 from .cassandra_conn import Endpoint, connect, retrying, run_concurrent
-from .cassandra_pipeline import Pipeline
+from .cassandra_pipeline import Pipeline, Request
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from cassandra.cluster import ResponseFuture, Session  # untyped library: Any to mypy
 
     from .results_sources import CassandraResults
 
-#: values per block: 128 KiB for a number column (Cassandra's guidance: cells well under 1 MB)
-BLOCK = 16_384
+T = TypeVar("T")
+
 #: chunks whose blocks are fetched ahead while the current one is decoded
 READ_AHEAD = 4
+#: ... but no more than this many bytes of them (a chunk of trajectories can be hundreds of MB)
+READ_AHEAD_BYTES = 64 << 20
 #: requests in flight per write: 16 × 128 KiB = 2 MiB, within a socket's send buffer (at 32 × 256 KiB the
 #: driver failed writes with ConnectionBusy when the node fell behind; docs/cassandra.md)
 WRITE_CONCURRENCY = 16
@@ -72,29 +85,6 @@ TABLES = (
         PRIMARY KEY ((run_id, bucket), sequence))""",
 )
 
-_LE = {"int": np.dtype("<i8"), "float": np.dtype("<f8")}
-
-
-def encode(values: np.ndarray, kind: str) -> list[bytes]:
-    """A column as blocks of ``BLOCK`` values: little-endian numbers, or bools packed 8 per byte."""
-    if kind == "bool":
-        return [np.packbits(values[i : i + BLOCK], bitorder="little").tobytes() for i in range(0, len(values), BLOCK)]
-    raw = np.ascontiguousarray(values, dtype=_LE[kind])
-    return [raw[i : i + BLOCK].tobytes() for i in range(0, len(raw), BLOCK)]
-
-
-def decode(blocks: list[bytes], kind: str, rows: int) -> np.ndarray:
-    if kind == "bool":
-        out = np.empty(rows, dtype=bool)
-        for i, data in enumerate(blocks):
-            part = np.unpackbits(
-                np.frombuffer(data, dtype=np.uint8), count=min(BLOCK, rows - i * BLOCK), bitorder="little"
-            )
-            out[i * BLOCK : i * BLOCK + len(part)] = part
-        return out
-    data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
-    return np.frombuffer(data, dtype=_LE[kind], count=rows).astype(KIND_DTYPES[kind], copy=False)
-
 
 class ChunkMarker:
     __slots__ = ("start", "stop", "rows", "failed", "dense", "kinds")
@@ -106,11 +96,18 @@ class ChunkMarker:
         """The ``failures`` partitions this chunk's sequences fall in."""
         return range(self.start // FAILURE_BUCKET, (max(self.stop, self.start + 1) - 1) // FAILURE_BUCKET + 1)
 
+    def kind(self, name: str) -> str:
+        return "int" if name == "sequence" else self.kinds[name]
+
+    def bytes_of(self, names: list[str]) -> int:
+        """About how many bytes the blocks of ``names`` take (what reading ahead counts)."""
+        return sum(8 * self.rows * (trajectory_steps(self.kind(n)) or 1) for n in names)
+
 
 class RunResults:
     """Reads and writes results in one owner keyspace through an open session."""
 
-    def __init__(self, session, keyspace: str, endpoint: Endpoint):
+    def __init__(self, session: Session, keyspace: str, endpoint: Endpoint):
         self.session = session
         self.ks = keyspace
         self.endpoint = endpoint
@@ -138,6 +135,9 @@ class RunResults:
         self._failures = p(
             f"SELECT sequence, error, traceback FROM {keyspace}.failures WHERE run_id = ? AND bucket = ? AND sequence >= ? AND sequence < ?"
         )
+        self._probe = p(
+            f"SELECT block FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ? LIMIT 1"
+        )
         self._drop_blocks = p(f"DELETE FROM {keyspace}.blocks WHERE run_id = ? AND chunk_start = ? AND name = ?")
         self._drop_chunks = p(f"DELETE FROM {keyspace}.chunks WHERE run_id = ?")
         self._drop_failures = p(f"DELETE FROM {keyspace}.failures WHERE run_id = ? AND bucket = ?")
@@ -152,34 +152,28 @@ class RunResults:
         ):
             stmt.is_idempotent = True
 
-    def _retry(self, what: str, call):
+    def _retry(self, what: str, call: Callable[[], T]) -> T:
         return retrying(what, self.endpoint, call)
 
     # -- writing ---------------------------------------------------------------
-    def block_rows(self, run_id: str, result: ChunkResult) -> tuple[list[tuple], dict[str, str], bool]:
+    def block_rows(self, run_id: str, result: ChunkResult) -> tuple[list[tuple[Any, ...]], dict[str, str], bool]:
         """The ``blocks`` rows of a chunk (what the write sends), its column kinds, and whether its sequences are dense."""
-        series = [name for name, col in result.columns.items() if col.ndim != 1]
-        if series:  # refused, never written as if it were a column of rows values (reads would truncate it)
-            raise StoreError(
-                f"output '{series[0]}' of run '{run_id}' is a trajectory, which the Cassandra store does not keep yet; "
-                "run with the embedded store (--store omitted or a folder)"
-            )
-        kinds = {name: dtype_kind(col.dtype) for name, col in result.columns.items()}
+        kinds = {name: column_kind(col) for name, col in result.columns.items()}
         dense = len(result.sequences) == result.size
         columns = dict(result.columns) if dense else {"sequence": result.sequences, **result.columns}
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for name, values in columns.items():
             kind = "int" if name == "sequence" else kinds[name]
             for i, data in enumerate(encode(values, kind)):
-                rows.append((run_id, result.start, name, i, data))
+                rows.append((run_id, result.start, part_name(name, kind, i), i, data))
         return rows, kinds, dense
 
-    def chunk_writes(self, run_id: str, result: ChunkResult) -> tuple[list[tuple], tuple]:
+    def chunk_writes(self, run_id: str, result: ChunkResult) -> tuple[list[Request], Request]:
         """The ``(statement, params)`` a chunk is written with: its data, and the done marker that must follow it."""
         rows, kinds, dense = self.block_rows(run_id, result)
-        names = {r[2]: "int" if r[2] == "sequence" else kinds[r[2]] for r in rows}
-        # always sent: a chunk row names every partition the chunk may write, even if it never finishes
-        work: list[tuple[Any, tuple[Any, ...]]] = [(self._pre_mark, (result.stop, names, run_id, result.start))]
+        names = kinds if dense else {"sequence": "int", **kinds}
+        # always sent: a chunk row names every column (so every partition) the chunk may write, even if it never finishes
+        work: list[Request] = [(self._pre_mark, (result.stop, names, run_id, result.start))]
         work += [
             (self._failure, (run_id, f.sequence // FAILURE_BUCKET, f.sequence, f.error, f.traceback))
             for f in result.failures
@@ -228,68 +222,101 @@ class RunResults:
     def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:
         return [(m.start, m.stop) for m in self.markers(run_id)]
 
-    def _fetch(self, run_id: str, marker: ChunkMarker, names: list[str]):
-        """Futures for the blocks of ``names`` in one chunk (sent now, read later)."""
-        n = math.ceil(marker.rows / BLOCK)
-        return {name: self.session.execute_async(self._blocks, (run_id, marker.start, name, n)) for name in names}
+    def _fetch(self, run_id: str, marker: ChunkMarker, names: list[str]) -> dict[str, list[ResponseFuture]]:
+        """Futures for the blocks of ``names`` in one chunk, one per partition (sent now, read later)."""
+        out = {}
+        for name in names:
+            kind = marker.kind(name)
+            n = block_count(kind, marker.rows)
+            out[name] = [
+                self.session.execute_async(self._blocks, (run_id, marker.start, part, n))
+                for part in part_names(name, kind, marker.rows)
+            ]
+        return out
 
-    def _column(self, run_id: str, marker: ChunkMarker, name: str, kind: str, future) -> np.ndarray:
-        n = math.ceil(marker.rows / BLOCK)
+    def _column(self, run_id: str, marker: ChunkMarker, name: str, futures: list[ResponseFuture]) -> np.ndarray:
+        kind = marker.kind(name)
+        n = block_count(kind, marker.rows)
+        rows = []
+        for part, future in zip(part_names(name, kind, marker.rows), futures):
 
-        def again():
-            return list(self.session.execute(self._blocks, (run_id, marker.start, name, n)))
+            def again(part: str = part) -> list[Any]:
+                return list(self.session.execute(self._blocks, (run_id, marker.start, part, n)))
 
-        try:
-            rows = list(future.result())
-        except Exception:  # a transient failure of the prefetched request: ask again, with retries
-            rows = self._retry(f"reading run '{run_id}'", again)
+            try:
+                rows += list(future.result())
+            except Exception:  # a transient failure of the prefetched request: ask again, with retries
+                rows += self._retry(f"reading run '{run_id}'", again)
         blocks = [r.data for r in sorted(rows, key=lambda r: r.block)]
-        if len(blocks) != n:
+        try:
+            if len(blocks) != n:
+                raise ValueError(f"{len(blocks)} of {n} blocks")
+            return decode(blocks, kind, marker.rows)
+        except ValueError as exc:
             raise AnchoError(
-                f"run '{run_id}': output '{name}' of sequences {marker.start}..{marker.stop - 1} has {len(blocks)} of {n} blocks "
+                f"run '{run_id}': output '{name}' of sequences {marker.start}..{marker.stop - 1} has {exc} "
                 "in Cassandra (the replicas disagree, or data was deleted); repair the keyspace or run again"
-            )
-        return decode(blocks, kind, marker.rows)
+            ) from None
 
-    def iter_batches(self, run_id: str, schema, starts=None) -> Iterator:
-        """Arrow batches of the done chunks in sequence order (only those beginning at ``starts``, if given), with ``schema``'s columns and types."""
+    def iter_batches(
+        self, run_id: str, schema: pa.Schema, starts: Iterable[int] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Arrow batches of the done chunks in sequence order (only those beginning at ``starts``, if given), with
+        ``schema``'s columns and types; the chunks after the current one are fetched ahead, within READ_AHEAD_BYTES."""
         import pyarrow as pa
 
         only = None if starts is None else set(starts)
         markers = [m for m in self.markers(run_id) if m.rows and (only is None or m.start in only)]
         wanted = [f.name for f in schema]
-        pending: deque = deque()
+        pending: deque[tuple[ChunkMarker, dict[str, list[ResponseFuture]], int]] = deque()
 
         def names_of(m: ChunkMarker) -> list[str]:
             return [n for n in wanted if (n == "sequence" and not m.dense) or n in m.kinds]
 
         it = iter(markers)
-        for m in it:
-            pending.append((m, self._fetch(run_id, m, names_of(m))))
-            if len(pending) >= READ_AHEAD:
-                break
-        while pending:
-            marker, futures = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, self._fetch(run_id, nxt, names_of(nxt))))
+        ahead = 0  # bytes being fetched
+        nxt = next(it, None)
+        while pending or nxt is not None:
+            while nxt is not None and (
+                not pending or (len(pending) < READ_AHEAD and ahead + nxt.bytes_of(names_of(nxt)) <= READ_AHEAD_BYTES)
+            ):
+                size = nxt.bytes_of(names_of(nxt))
+                pending.append((nxt, self._fetch(run_id, nxt, names_of(nxt)), size))
+                ahead += size
+                nxt = next(it, None)
+            marker, futures, size = pending.popleft()
             arrays = []
             for f in schema:
                 if f.name == "sequence" and marker.dense:
                     arr = to_arrow(np.arange(marker.start, marker.stop, dtype=np.int64))
                 elif f.name in futures:
-                    kind = "int" if f.name == "sequence" else marker.kinds[f.name]
-                    arr = to_arrow(self._column(run_id, marker, f.name, kind, futures[f.name]))
+                    arr = to_arrow(self._column(run_id, marker, f.name, futures[f.name]))
                 else:  # defensive: a chunk written before the schema grew
                     arr = pa.nulls(marker.rows, f.type)
-                arrays.append(
-                    arr if arr.type == f.type else arr.cast(f.type)
-                )  # int chunks of a column that became float
+                if arr.type != f.type:  # int chunks of a column that became float
+                    arr = self._cast(run_id, marker, f, arr)
+                arrays.append(arr)
+            ahead -= size
+            del futures
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    def page(self, run_id: str, schema, offset: int, limit: int) -> tuple[list[dict], int]:
+    @staticmethod
+    def _cast(run_id: str, marker: ChunkMarker, f: pa.Field, arr: pa.Array) -> pa.Array:
+        import pyarrow as pa
+
+        try:
+            return arr.cast(f.type)
+        except pa.ArrowException:  # a trajectory whose length changed (the run failed)
+            raise StoreError(
+                f"run '{run_id}': output '{f.name}' of sequences {marker.start}..{marker.stop - 1} is stored as "
+                f"{marker.kinds.get(f.name)}, not as the run's {f.type}; those sequences cannot be read with the others"
+            ) from None
+
+    def page(self, run_id: str, schema: pa.Schema, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Rows ``offset..offset+limit-1`` and the row count, reading only the chunks the page falls in
         (the done markers carry each chunk's row count)."""
+        from .base import page_rows
+
         markers = [m for m in self.markers(run_id) if m.rows]
         wanted: list[int] = []
         skip, seen = 0, 0
@@ -301,16 +328,10 @@ class RunResults:
             seen += m.rows
         if not wanted:
             return [], seen
-        from types import SimpleNamespace
-
-        from .base import Store
-
-        # the base class's slicing, over the page's chunks only
-        only = SimpleNamespace(iter_batches=lambda _run_id: self.iter_batches(run_id, schema, wanted))
-        rows, _ = Store.results_page(only, run_id, skip, limit)  # type: ignore[arg-type]
+        rows, _ = page_rows(self.iter_batches(run_id, schema, wanted), skip, limit)
         return rows, seen
 
-    def read_table(self, run_id: str, kinds: dict[str, str], columns: list[str] | None = None):
+    def read_table(self, run_id: str, kinds: dict[str, str], columns: list[str] | None = None) -> pa.Table:
         import pyarrow as pa
 
         from .base import arrow_schema
@@ -326,23 +347,49 @@ class RunResults:
         for i in range(0, len(parts), window):
             futures = [(args, self.session.execute_async(self._failures, args)) for args in parts[i : i + window]]
             for args, future in futures:
+
+                def again(a: tuple[str, int, int, int] = args) -> list[Any]:
+                    return list(self.session.execute(self._failures, a))
+
                 try:
                     rows = list(future.result())
                 except Exception:  # a transient failure: ask again, with retries
-                    rows = self._retry(
-                        f"reading the failures of run '{run_id}'",
-                        lambda a=args: list(self.session.execute(self._failures, a)),
-                    )
+                    rows = self._retry(f"reading the failures of run '{run_id}'", again)
                 out.extend(Failure(r.sequence, r.error, r.traceback or "") for r in rows)
                 if limit is not None and len(out) >= limit:
                     return out[: int(limit)]
         return out
 
     # -- deleting --------------------------------------------------------------
+    def _beyond(self, run_id: str, m: ChunkMarker, name: str, kind: str) -> list[str]:
+        """A trajectory's partitions past those of the chunk's last attempt: left by an earlier, longer attempt that
+        died (its planned stop was overwritten). Its blocks were sent in order, at most a partition in flight, so
+        the partitions it wrote run on from these: probed until two in a row are empty."""
+        if not trajectory_steps(kind):
+            return []
+        found: list[str] = []
+        part, empty = len(part_names(name, kind, max(m.rows, m.stop - m.start))), 0
+        while empty < 2:
+            args = (run_id, m.start, f"{name}#{part}")
+
+            def probe(a: tuple[str, int, str] = args) -> Any:
+                return self.session.execute(self._probe, a).one()
+
+            row = self._retry(f"deleting run '{run_id}'", probe)
+            empty = 0 if row is not None else empty + 1
+            found += [args[2]] if row is not None else []
+            part += 1
+        return found
+
     def delete(self, run_id: str) -> None:
         """Every block partition the chunk rows name (also of unfinished chunks), then the chunk rows and failures."""
         markers = self.markers(run_id, done_only=False)
-        parts = [(run_id, m.start, name) for m in markers for name in (*m.kinds, "sequence")]
+        parts = [
+            (run_id, m.start, part)
+            for m in markers
+            for name, kind in {"sequence": "int", **m.kinds}.items()
+            for part in part_names(name, kind, max(m.rows, m.stop - m.start)) + self._beyond(run_id, m, name, kind)
+        ]
         buckets = sorted({(run_id, b) for m in markers for b in m.buckets()})
         what = f"deleting run '{run_id}'"
         self._retry(what, lambda: run_concurrent(self.session, self._drop_blocks, parts, WRITE_CONCURRENCY))
@@ -364,16 +411,16 @@ def _source(source: CassandraResults | Mapping[str, Any]) -> CassandraResults:
 class RemoteResults:
     """A session of its own (the owner's role) plus :class:`RunResults`; a context manager."""
 
-    def __init__(self, source):
-        self.source = source = _source(source)
-        self.endpoint = source.endpoint
+    def __init__(self, source: CassandraResults | Mapping[str, Any]):
+        self.source = typed = _source(source)
+        self.endpoint = typed.endpoint
         self.session = connect(self.endpoint)
-        self.results = RunResults(self.session, source.keyspace, self.endpoint)
+        self.results = RunResults(self.session, typed.keyspace, self.endpoint)
 
     def write(self, result: ChunkResult) -> None:
         self.results.write_chunk(self.source.run_id, result)
 
-    def read_table(self, columns: list[str] | None = None):
+    def read_table(self, columns: list[str] | None = None) -> pa.Table:
         return self.results.read_table(self.source.run_id, dict(self.source.schema), columns)
 
     def close(self) -> None:
@@ -386,7 +433,7 @@ class RemoteResults:
     def __enter__(self) -> RemoteResults:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -396,13 +443,13 @@ def read_source(source: CassandraResults) -> pa.Table:
         return remote.read_table()
 
 
-def chunk_starts(source) -> list[int]:
+def chunk_starts(source: CassandraResults | Mapping[str, Any]) -> list[int]:
     """Where each done chunk of the run begins: what a Spark job splits into tasks for :func:`read_chunks`."""
     with RemoteResults(source) as remote:
         return [m.start for m in remote.results.markers(remote.source.run_id) if m.rows]
 
 
-def read_chunks(source, starts) -> Iterator:
+def read_chunks(source: CassandraResults | Mapping[str, Any], starts: Iterable[int]) -> Iterator[pa.RecordBatch]:
     """In a Spark task (``mapInArrow``): the Arrow batches of the chunks beginning at ``starts``, read directly."""
     from .base import arrow_schema
 
@@ -412,7 +459,7 @@ def read_chunks(source, starts) -> Iterator:
         )
 
 
-def open_writer(source) -> RemoteResults:
+def open_writer(source: CassandraResults | Mapping[str, Any]) -> RemoteResults:
     """A writer for one run's chunks in any process (a Spark task): ``w.write(chunk_result)``; ``w.close()``.
 
     ``source``: a :class:`~ancho.stores.results_sources.CassandraResults` or its dict form."""
