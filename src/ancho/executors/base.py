@@ -70,6 +70,28 @@ class ChunkLost:
     reason: str
 
 
+def tag_result(result: ChunkResult | StoredChunk, chunk: Chunk, custom: dict[str, Any] | None) -> None:
+    """Say which chunk a result is of, and the summary functions' values computed with it, for a chunk that
+    carried its own :attr:`Chunk.task` (a study's): what :func:`chunk_of` and :func:`custom_of` read back."""
+    vars(result).update(chunk=chunk, custom=custom)
+
+
+def chunk_of(item: ChunkResult | StoredChunk | ChunkLost) -> Chunk:
+    """The chunk a result (tagged by :func:`tag_result`) or a lost chunk is of."""
+    if isinstance(item, ChunkLost):
+        return item.chunk
+    chunk = vars(item).get("chunk")
+    if not isinstance(chunk, Chunk):
+        raise TypeError(f"a {type(item).__name__} of sequences {item.start}..{item.stop - 1} names no chunk")
+    return chunk
+
+
+def custom_of(result: ChunkResult | StoredChunk) -> dict[str, Any] | None:
+    """The summary functions' values computed with a result's chunk (None: none asked)."""
+    custom: dict[str, Any] | None = vars(result).get("custom")
+    return custom
+
+
 class ChunkSource:
     """Where an executor pulls its next chunk from; the engine implements it.
 
@@ -90,6 +112,9 @@ class Executor(ABC):
     #: whether :meth:`map_chunks` runs each chunk with its own :attr:`Chunk.task` and :attr:`Chunk.summaries`
     #: (a study then keeps many points' chunks in flight at once; otherwise it runs point after point)
     mixed_tasks: bool = False
+    #: whether those chunks' tasks may carry a :attr:`Task.sink` (:meth:`results_sink` per point) that the backend's
+    #: tasks write to themselves, yielding :class:`~ancho.chunk.StoredChunk` results for them
+    mixed_sinks: bool = False
 
     def chunk_size(self, total: int, workers: int) -> int | None:
         """A hint to the engine's chunk planning: None (the default) lets it size chunks adaptively.

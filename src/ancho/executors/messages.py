@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AnchoError, Field, FieldError, ModelError, OutputError, ParameterError, RunFailed
 
 if TYPE_CHECKING:
-    from ..chunk import ChunkResult
+    from ..chunk import ChunkResult, StoredChunk
     from ..stores.results_sources import ResultsSource
     from .base import Task
 
@@ -93,7 +93,8 @@ class Shutdown:
 
 @dataclass(frozen=True, slots=True)
 class ChunkDone:
-    result: ChunkResult
+    #: a StoredChunk when the worker wrote the chunk's file itself (a task with a chunk folder as its sink)
+    result: ChunkResult | StoredChunk
     #: the values of the summary functions :class:`RunChunk` asked for (None: none asked)
     custom: dict[str, Any] | None = None
 
@@ -110,16 +111,20 @@ class Inspected:
 
 @dataclass(frozen=True, slots=True)
 class WorkerFailed:
-    """A request failed: ``error`` when it is one of Ancho's errors, else ``kind`` (a class name, or where) and ``text``."""
+    """A request failed: ``error`` when it is one of Ancho's errors, else ``kind`` (a class name, or where) and ``text``.
+
+    ``traceback``: where it was raised, when the worker says (a Spark task does: its logs are on another machine).
+    """
 
     error: AnchoError | None
     kind: str
     text: str
+    traceback: str = ""
 
     @classmethod
-    def of(cls, exc: AnchoError) -> WorkerFailed:
+    def of(cls, exc: AnchoError, traceback: str = "") -> WorkerFailed:
         """The reply for an AnchoError raised in a worker."""
-        return cls(_portable(exc), _table_name(exc), str(exc))
+        return cls(_portable(exc), _table_name(exc), str(exc), traceback)
 
     def exception(self) -> AnchoError:
         """The error to raise on the driver."""

@@ -7,7 +7,11 @@ run of 5,000. Here every pending point's ranges are cut into chunks sized to
 about ``TARGET_SECONDS`` of work (a tiny point is one chunk), each chunk carries
 its point's :class:`~ancho.executors.base.Task` (the executor switches a
 worker's task only when it changes), and the model's summary functions of a
-one-chunk point run in the worker that has its results.
+one-chunk point run in the worker that has its results. On an executor whose
+tasks write a store themselves for a study too (``mixed_sinks``: Spark with a
+Cassandra store it reaches), each point's task carries its run's results sink
+and its chunks come back stored (:class:`~ancho.chunk.StoredChunk`); its
+summary is then read back from the store.
 
 What a run promises still holds per point: its sequences are those of the same
 run made alone (same task, seed and sequence numbers); its chunks are stored
@@ -28,19 +32,25 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..chunk import ChunkResult
+from ..chunk import ChunkResult, StoredChunk
 from ..engine import INITIAL_CHUNK, MAX_CHUNK, MAX_RETRIES, TARGET_SECONDS, _failure_message, merge_schema
 from ..errors import AnchoError, RunCancelled
-from ..executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from ..executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task, chunk_of, custom_of
 from ..expressions import check_outputs
 from ..stats import build_summary
 from ..stores.base import RunRecord, Store
+
+if TYPE_CHECKING:
+    from ..engine import RunHandle, RunSpec
+    from ..loading import LoadedModel
+
+Column = np.ndarray[Any, Any]
 
 #: a point of at most this many sequences keeps its results in memory until summarised (else: read back)
 KEEP_IN_MEMORY = 20_000
@@ -51,7 +61,7 @@ WRITE_EVERY = 0.5  # seconds between batches of record writes
 class Point:
     """One pending point: its study entry ``p``, run record, task and what came back so far."""
 
-    p: dict
+    p: dict[str, Any]
     run: RunRecord
     task: Task
     todo: deque[tuple[int, int]]
@@ -61,7 +71,7 @@ class Point:
     failures: int = 0
     retries: int = 0
     results: list[ChunkResult] | None = None
-    custom: dict | None = None
+    custom: dict[str, Any] | None = None
     error: str | None = None
     created: bool = True
     ended: bool = False
@@ -81,7 +91,14 @@ class StudyPlan(ChunkSource):
     #: chunks queued per local worker: tiny points' chunks take ~1 ms each, less than the driver's work per point
     inflight_per_worker = 8
 
-    def __init__(self, points: list[Point], workers: int, block: int | None, summaries: tuple[str, ...], create):
+    def __init__(
+        self,
+        points: list[Point],
+        workers: int,
+        block: int | None,
+        summaries: tuple[str, ...],
+        create: Callable[[list[Point]], None],
+    ):
         self.points = points
         self.cursor = 0
         self.retry: deque[Chunk] = deque()
@@ -92,7 +109,7 @@ class StudyPlan(ChunkSource):
         self.summaries = summaries
         self.create = create  # writes points' run records (one transaction) when the first of them is handed out
 
-    def measure(self, result: Any) -> None:
+    def measure(self, result: ChunkResult | StoredChunk) -> None:
         if result.size and result.seconds > 0:
             t = result.seconds / result.size
             self.per_sequence = t if self.per_sequence is None else 0.8 * self.per_sequence + 0.2 * t
@@ -124,7 +141,8 @@ class StudyPlan(ChunkSource):
             n = min(end, stop) - start
             if start + n < stop:
                 pt.todo.appendleft((start + n, stop))
-            whole = n == pt.total and pt.results is not None  # the point's only chunk: summarise it where it runs
+            # the point's only chunk: its summary functions run where it runs (unless its summary reads the store)
+            whole = n == pt.total and (pt.results is not None or pt.task.sink is not None)
             pt.inflight += 1
             self.remaining -= n
             return Chunk(start, start + n, task=pt.task, summaries=self.summaries if whole else ())
@@ -139,11 +157,11 @@ class StudyPlan(ChunkSource):
 
 def run_packed(
     points: list[Point],
-    model,
-    specs: dict[int, Any],
+    model: LoadedModel,
+    specs: dict[int, RunSpec],
     store: Store,
     executor: Executor,
-    handle,
+    handle: RunHandle,
     create: Callable[[list[Point]], None],
     on_progress: Callable[[int], None],
     on_finished: Callable[[Point], None],
@@ -158,12 +176,25 @@ def run_packed(
     if getattr(store, "fsync", False):  # one syncfs per batch instead of an fsync per chunk file
         fast = copy.copy(store)
         fast.fsync = False  # type: ignore[attr-defined]
-    plan = StudyPlan(points, executor.workers, model.info.get("block"), tuple(model.summaries or ()), create)
+    names = tuple(model.summaries or ())
+
+    def create_sunk(batch: list[Point]) -> None:
+        """Write the batch's run records; then, where the executor's tasks write the store, each point's sink."""
+        create(batch)
+        if not executor.mixed_sinks:
+            return
+        for pt in batch:
+            sink = executor.results_sink(store, pt.run.id)
+            if sink is not None:
+                pt.task = replace(pt.task, sink=sink)
+                pt.results = None  # its columns stay where they were written: the summary reads them back
+        plan.index()
+
+    plan = StudyPlan(points, executor.workers, model.info.get("block"), names, create_sunk)
     plan.index()
     ended: list[Point] = []
     last = time.monotonic()
 
-    names = tuple(model.summaries or ())
     later: list[Point] = []  # summary functions still to run over the stored results, once no chunk is in flight
 
     def flush() -> None:
@@ -192,7 +223,7 @@ def run_packed(
         for item in executor.map_chunks(points[0].task, plan):
             if handle.cancelled:
                 raise RunCancelled("the study was cancelled")
-            pt = plan._of(item.chunk)  # (a local result carries its chunk: see LocalExecutor._loop)
+            pt = plan._of(chunk_of(item))  # (a result of a chunk with its own task says which: base.tag_result)
             pt.inflight -= 1
             if isinstance(item, ChunkLost):
                 pt.retries += 1
@@ -226,22 +257,25 @@ def run_packed(
         on_finished(pt)
 
 
-def _take(pt: Point, result: ChunkResult, spec, store: Store, fail: Callable[[Point, str], None]) -> None:
+def _take(
+    pt: Point, result: ChunkResult | StoredChunk, spec: RunSpec, store: Store, fail: Callable[[Point, str], None]
+) -> None:
     """Store one chunk of ``pt`` and fold it into the point's state (an error fails the point, not the study)."""
     try:
         first = not pt.schema
         merge_schema(pt.schema, result)
         if first:
             check_outputs(pt.schema, spec.targets, spec.until)
-        store.write_chunk(pt.run.id, result)
+        if isinstance(result, ChunkResult):  # (a StoredChunk is in the store already: its task wrote it)
+            store.write_chunk(pt.run.id, result)
     except AnchoError as exc:
         fail(pt, str(exc))
         return
     pt.done += result.size
-    custom = getattr(result, "custom", None)
+    custom = custom_of(result)
     if custom is not None:
         pt.custom = custom
-    if pt.results is not None:
+    if pt.results is not None and isinstance(result, ChunkResult):
         pt.results.append(result)
     if result.failed:
         pt.failures += result.failed
@@ -249,34 +283,46 @@ def _take(pt: Point, result: ChunkResult, spec, store: Store, fail: Callable[[Po
             fail(pt, _failure_message(result, pt.failures, spec.max_failures))
 
 
-def _final(pt: Point, model, spec, store: Store) -> dict[str, Any]:
+def _final(pt: Point, model: LoadedModel, spec: RunSpec, store: Store) -> dict[str, Any]:
     """The changes that make the point's record final (its summary, or its error), for the caller to write."""
     now = time.time()
     counts = {"done": pt.done, "total": pt.total, "failures": pt.failures, "retries": pt.retries}
     if pt.error is not None:
         pt.p["status"], pt.p["error"] = "failed", pt.error
         return dict(status="failed", finished=now, error=pt.error, schema=pt.schema, **counts)
-    record = replace(pt.run, status="succeeded", schema=dict(pt.schema), **counts)
+    record = replace(
+        pt.run,
+        status="succeeded",
+        schema=dict(pt.schema),
+        done=pt.done,
+        total=pt.total,
+        failures=pt.failures,
+        retries=pt.retries,
+    )
     results = pt.results
+    read: Callable[[str], Column]
+    blocks: Callable[[str], Iterable[Column]]
     if results is not None:
         results.sort(key=lambda r: r.start)
         read = _memory_reader(results, pt.schema)
-        blocks = lambda n: (read(n),)  # noqa: E731 - one block: the point is small
+        blocks = lambda n: (read(n),)  # one block: the point is small
     else:
-        read = lambda n: store.read_column(pt.run.id, n)  # noqa: E731
-        blocks = lambda n: store.iter_column(pt.run.id, n)  # noqa: E731
+        read = lambda n: store.read_column(pt.run.id, n)
+        blocks = lambda n: store.iter_column(pt.run.id, n)
     summary = build_summary(record.to_dict(), pt.schema, read, spec.targets, pt.custom or {}, None, read_blocks=blocks)
     pt.p["status"] = "succeeded"
     pt.results = None
     return dict(status="succeeded", finished=now, error=None, schema=pt.schema, summary=summary, **counts)
 
 
-def _memory_reader(results: list[ChunkResult], schema: dict[str, str]) -> Callable[[str], np.ndarray]:
+def _memory_reader(results: list[ChunkResult], schema: dict[str, str]) -> Callable[[str], Column]:
     """A column of a point's results kept in memory, as the store would read it back (ints widened where mixed)."""
 
-    def read(name: str) -> np.ndarray:
+    def read(name: str) -> Column:
         parts = [r.columns[name] for r in results]
         column = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if not column.flags.writeable:  # (a Spark task's columns are read-only views of its Arrow buffers)
+            column = column.copy()  # the summary sorts it in place, as the store's fresh copy would be
         if schema.get(name) == "float" and column.dtype.kind != "f":
             column = column.astype(np.float64)
         return column

@@ -29,20 +29,32 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...chunk import ChunkResult, StoredChunk
-from ...errors import AnchoError, RunCancelled
+from ...errors import AnchoError, RunCancelled, RunFailed
+from ...loading import ModelRef
 from ...stores.results_sources import CassandraResults, ChunkFiles, ResultsSource
-from ..base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from ..base import Chunk, ChunkLost, ChunkSource, Executor, Task, tag_result
 from . import cost
-from .codec import decode
+from .codec import decode_custom
 from .isolation import Isolation
 from .options import SparkOptions
 from .session import SESSION, WAIT_EXECUTORS, on_this_machine
-from .tasks import model_class, probe_task, run_partition
+from .tasks import Job, Order, model_class, probe_task, run_partition
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+    from pyspark.sql import DataFrame, SparkSession
+
+    from ...expressions import Target
+    from ...stores.base import Store
+
+#: what a probe's answer is kept by: (application, Cassandra nodes, port, keyspace, role)
+ProbeKey = tuple[str, tuple[str, ...], int, str, str | None]
 
 #: runs of at least this many sequences are summarised by Spark (summary="auto"): below, the driver's one-column-at-a-time
 #: summary of the embedded store is quicker (1M sequences: ~1 s in the driver, 12-30 s in Spark on the 2-core test
@@ -63,16 +75,16 @@ class Probes:
     def __init__(self, size: int = PROBE_ENTRIES):
         self.size = size
         self._lock = threading.Lock()
-        self._answers: OrderedDict[tuple, str | None] = OrderedDict()  # key -> None (reached) or why not
+        self._answers: OrderedDict[ProbeKey, str | None] = OrderedDict()  # key -> None (reached) or why not
 
-    def get(self, key: tuple) -> tuple[bool, str | None]:
+    def get(self, key: ProbeKey) -> tuple[bool, str | None]:
         with self._lock:
             if key not in self._answers:
                 return False, None
             self._answers.move_to_end(key)
             return True, self._answers[key]
 
-    def put(self, key: tuple, why: str | None) -> None:
+    def put(self, key: ProbeKey, why: str | None) -> None:
         with self._lock:
             self._answers[key] = why
             self._answers.move_to_end(key)
@@ -81,6 +93,7 @@ class Probes:
 
 
 PROBES = Probes()
+_T = TypeVar("_T")
 
 
 class SparkExecutor(Executor):
@@ -120,7 +133,10 @@ class SparkExecutor(Executor):
     warning saying why. Other stores are always written by the driver.
     """
 
-    def __init__(self, master: str, options: SparkOptions | int | None = None, **keywords):
+    mixed_tasks = True  # a study's points' chunks share Spark tasks (studies.packed)
+    mixed_sinks = True  # and with a Cassandra store the tasks write each point's chunks themselves
+
+    def __init__(self, master: str, options: SparkOptions | int | None = None, **keywords: Any):
         if not isinstance(options, SparkOptions):  # the former signature: (master, workers, **keywords)
             options = SparkOptions.of(options, **keywords)
         elif keywords:
@@ -135,7 +151,9 @@ class SparkExecutor(Executor):
         policy = options.policy
         self.isolation = Isolation(sandbox=policy)
         wrap = options.wrap
-        self._local_options: dict = {"wrap": wrap} if wrap is not None else {}  # how the driver runs user code itself
+        self._local_options: dict[str, Any] = (
+            {"wrap": wrap} if wrap is not None else {}
+        )  # how the driver runs user code itself
         if options.results is not None:  # a results source the sandboxed summary worker can read
             self._local_options["results"] = options.results
         python = options.python
@@ -161,11 +179,11 @@ class SparkExecutor(Executor):
 
     # -- session --------------------------------------------------------------
     @property
-    def session(self):
+    def session(self) -> SparkSession:
         return SESSION.get(self.master, self.conf)
 
     @property
-    def context(self):
+    def context(self) -> SparkContext:
         return self.session.sparkContext
 
     def start(self) -> SparkExecutor:
@@ -204,7 +222,7 @@ class SparkExecutor(Executor):
         return task, SESSION.ship(self.context, task.ref)
 
     # -- where results are written ----------------------------------------------
-    def results_sink(self, store, run_id: str) -> CassandraResults | None:
+    def results_sink(self, store: Store, run_id: str) -> CassandraResults | None:
         """The store's results source when Spark tasks are to write this run's chunks themselves (see ``writes``)."""
         self.last_writes, sink = "driver: asked for (writes='driver')", None
         if self.writes != "driver":
@@ -240,21 +258,29 @@ class SparkExecutor(Executor):
 
     # -- work -----------------------------------------------------------------
     def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
+        """Chunks pulled from ``source`` as Spark jobs of one task each; a chunk carrying its own task (a study's
+        point) runs with it, each distinct task sent once per job (:class:`~.tasks.Job`)."""
         self._cancelled.clear()
         self.last_received = 0
         sc = self.start().context
-        task = dataclasses.replace(task, env={**self.extra_env, **task.env}, sink=task.sink)
-        task, archive = self._ship(task)
         group = f"ancho-{task.run_id or 'run'}-{uuid.uuid4().hex[:8]}"
         self._group = self.last_group = group
         one = sc.parallelize([0], 1)  # every job runs one task; the chunks' ranges travel in its function
-        done: queue.Queue = queue.Queue()
+        done: queue.Queue[tuple[int, list[bytes] | BaseException]] = queue.Queue()
         pending: deque[Chunk] = deque()  # handed out by the engine, not yet in a Spark task
         inflight: dict[int, list[Chunk]] = {}
-        futures = []
+        futures: list[Future[None]] = []
         pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.workers + 2), thread_name_prefix="ancho-spark")
         next_id = 0
         cost_key = cost.cost_key(task)
+        archives: dict[ModelRef, str | None] = {}
+        mixed = False  # the source hands out chunks with their own tasks (a study's plan)
+        seconds, sequences = 0.0, 0  # what this call's chunks cost so far
+
+        def wanted() -> bool:
+            """Pull more chunks now? A study's plan sizes its chunks from what came back (a first one is 8
+            sequences): until one came back, one chunk per core; then all it has, packed into tasks."""
+            return not mixed or sequences > 0 or len(pending) + len(inflight) < self.workers
 
         def job(key: int, chunks: list[Chunk]) -> None:
             try:
@@ -265,20 +291,23 @@ class SparkExecutor(Executor):
                     f"ancho run {task.run_id}: sequences {chunks[0].start}..{chunks[-1].stop - 1}",
                     interruptOnCancel=True,
                 )
-                ranges = [(c.start, c.stop) for c in chunks]
-                fn = functools.partial(run_partition, group, task, archive, self.isolation, ranges)
-                done.put((key, "ok", sc.runJob(one, fn, [0])))
+                fn = functools.partial(run_partition, self._job(group, task, chunks, archives))
+                done.put((key, sc.runJob(one, fn, [0])))
             except BaseException as exc:  # noqa: BLE001 - every outcome goes back to the driver loop
-                done.put((key, "error", exc))
+                done.put((key, exc))
 
         try:
             while True:
                 if self._cancelled.is_set():
                     raise RunCancelled("the run was cancelled")
-                while (chunk := source.next()) is not None:
+                while wanted() and (chunk := source.next()) is not None:
                     pending.append(chunk)
+                    mixed = mixed or chunk.task is not None
                 # until a first chunk has measured the model's cost, one chunk per task and one task per core
                 per_sequence = cost.COSTS.per_sequence(cost_key)
+                if per_sequence is None and mixed and sequences:
+                    # a study's tiny chunks are each shorter than a cost sample: their sum measures a chunk's cost
+                    per_sequence = seconds / sequences
                 n = cost.tasks_chunks(per_sequence, pending[0].size, len(pending), self.workers) if pending else 0
                 while pending and (per_sequence is not None or len(inflight) < self.workers):
                     # (n is decided for all that is pending, so the tasks of one round are equal)
@@ -288,24 +317,28 @@ class SparkExecutor(Executor):
                 if not inflight:
                     return
                 try:
-                    key, kind, value = done.get(timeout=0.25)
+                    key, value = done.get(timeout=0.25)
                 except queue.Empty:
                     continue
                 chunks = inflight.pop(key)
                 if self._cancelled.is_set():
                     raise RunCancelled("the run was cancelled")
-                if kind == "ok":
-                    for data in value:
-                        self.last_received += len(data)
-                        result = decode(data)
-                        cost.COSTS.learn(cost_key, result)
-                        yield result
-                elif isinstance(value, AnchoError):
+                if isinstance(value, AnchoError):
                     raise value
-                else:
+                if isinstance(value, BaseException):
                     # the job failed after Spark's own task retries (spark.task.maxFailures): the engine decides
                     for chunk in chunks:
                         yield ChunkLost(chunk, _reason(value))
+                    continue
+                for chunk, data in zip(chunks, value):  # one record per chunk, in the job's order
+                    self.last_received += len(data)
+                    result, custom = decode_custom(data)
+                    if chunk.task is None:
+                        cost.COSTS.learn(cost_key, result)
+                    else:  # a study's chunk: which point it is, and its summary values
+                        tag_result(result, chunk, custom)
+                        seconds, sequences = seconds + result.seconds, sequences + result.size
+                    yield result
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             if inflight:
@@ -314,8 +347,30 @@ class SparkExecutor(Executor):
                 threading.Thread(target=self._reap, args=(group, futures), daemon=True).start()
             self._group = None
 
+    def _job(self, group: str, task: Task, chunks: list[Chunk], archives: dict[ModelRef, str | None]) -> Job:
+        """The Spark task for ``chunks``: each distinct task among them once, with this executor's environment."""
+        tasks: list[Task] = []
+        index: dict[int, int] = {}  # id(task) -> its place in tasks
+        orders = []
+        for chunk in chunks:
+            t = chunk.task or task
+            i = index.get(id(t))
+            if i is None:
+                i = index[id(t)] = len(tasks)
+                tasks.append(dataclasses.replace(t, env={**self.extra_env, **t.env}))
+            orders.append(Order(i, chunk.start, chunk.stop, chunk.summaries))
+        refs = {t.ref for t in tasks}
+        if len(refs) > 1:
+            raise RunFailed("one Spark call runs one model: its chunks' tasks name different models")
+        ref = next(iter(refs))
+        if ref not in archives:
+            archives[ref] = SESSION.ship(self.context, ref)
+        return Job(group, tuple(tasks), archives[ref], self.isolation, tuple(orders))
+
     # -- summaries --------------------------------------------------------------
-    def _summary_frame(self, source: ResultsSource, record: dict, kinds: dict[str, str]):
+    def _summary_frame(
+        self, source: ResultsSource, record: dict[str, Any], kinds: dict[str, str]
+    ) -> tuple[DataFrame | None, str]:
         """The results as a Spark DataFrame when this run is to be summarised by Spark, else None (and why)."""
         if self.summary_mode == "driver" or not kinds:
             return None, "driver: asked for" if kinds else "driver: no outputs"
@@ -335,7 +390,7 @@ class SparkExecutor(Executor):
         _LOG.warning("the summary of this Spark run is computed in the driver (%s)", why.partition(": ")[2])
         return None, why
 
-    def _in_group(self, run_id: str, what: str, fn):
+    def _in_group(self, run_id: str, what: str, fn: Callable[[], _T]) -> _T:
         """Run ``fn`` (Spark jobs) under a job group of its own, so cancel() stops it."""
         group = f"ancho-{run_id or 'run'}-{what}-{uuid.uuid4().hex[:8]}"
         self._group = group
@@ -353,12 +408,12 @@ class SparkExecutor(Executor):
         self,
         task: Task,
         source: ResultsSource,
-        record: dict,
+        record: dict[str, Any],
         kinds: dict[str, str],
-        targets: list,
-        custom: dict,
-        goal: dict | None,
-    ) -> dict | None:
+        targets: list[Target],
+        custom: dict[str, Any],
+        goal: dict[str, Any] | None,
+    ) -> dict[str, Any] | None:
         frame, self.last_summary = self._summary_frame(source, record, kinds)
         if frame is None:
             return None
@@ -366,7 +421,7 @@ class SparkExecutor(Executor):
 
         return self._in_group(task.run_id, "summary", lambda: summarize(frame, record, kinds, targets, custom, goal))
 
-    def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict:
+    def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict[str, Any]:
         """The model's ``@ancho.summary`` functions in a Spark task (pandas UDF), when Spark summarises this run."""
         if self.isolation.nested:  # the model's code needs its environment or a sandbox: a local worker, as locally
             return self._local_summaries(task, source, names)
@@ -384,7 +439,7 @@ class SparkExecutor(Executor):
             lambda: custom_summaries(frame, dict(source.schema), names, resolve, task.params),
         )
 
-    def _local_summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict:
+    def _local_summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict[str, Any]:
         from ...isolation import Sandbox
         from ..local import LocalExecutor
 
@@ -403,7 +458,7 @@ class SparkExecutor(Executor):
             if sandbox is not None:
                 sandbox.close()
 
-    def _reap(self, group: str, futures: list, timeout: float = 120.0) -> None:
+    def _reap(self, group: str, futures: list[Future[None]], timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while not all(f.done() for f in futures) and time.monotonic() < deadline:
             time.sleep(0.5)

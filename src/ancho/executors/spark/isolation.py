@@ -24,10 +24,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ...chunk import ChunkResult
 from ...isolation import SandboxPolicy
-from ..base import Chunk, ChunkLost, ChunkSource, Task
+from ..base import Chunk, ChunkSource, Task
+
+if TYPE_CHECKING:
+    from .tasks import Order
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,22 @@ class NestedRunner:
     def run(self, start: int, stop: int) -> ChunkResult:
         result = None
         for item in self.executor.map_chunks(self.task, _One(Chunk(start, stop))):
-            if isinstance(item, ChunkLost):
-                raise WorkerLost(f"sequences {start}..{stop - 1}: {item.reason}")
+            if not isinstance(item, ChunkResult):  # (a local worker's chunk is never stored by it)
+                raise WorkerLost(f"sequences {start}..{stop - 1}: {getattr(item, 'reason', 'no results')}")
             result = item
         assert result is not None
         return result
+
+    def run_task(self, task: Task, order: Order) -> tuple[ChunkResult, dict[str, Any] | None]:
+        """A chunk of ``task`` (a study's point: the local worker switches to it) and the summary functions'
+        values ``order`` asks for, computed in the local worker as a local executor computes them."""
+        chunk = Chunk(order.start, order.stop, task=task, summaries=order.summaries)
+        for item in self.executor.map_chunks(task, _One(chunk)):
+            if not isinstance(item, ChunkResult):
+                raise WorkerLost(f"sequences {order.start}..{order.stop - 1}: {getattr(item, 'reason', 'no results')}")
+            custom: dict[str, Any] | None = vars(item).get("custom")
+            return item, custom
+        raise WorkerLost(f"sequences {order.start}..{order.stop - 1}: the local worker returned nothing")
 
     def close(self) -> None:
         self.executor.close()

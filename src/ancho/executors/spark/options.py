@@ -13,9 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import InputError, ParameterError
+
+if TYPE_CHECKING:
+    from ...isolation import Sandbox, SandboxPolicy
+    from ...stores.results_sources import ResultsSource
 
 SUMMARY_MODES = ("auto", "spark", "driver")
 WRITE_MODES = ("auto", "tasks", "driver")
@@ -35,7 +39,7 @@ class SparkOptions:
     env: Mapping[str, str] = field(default_factory=dict)
     #: run user code in bubblewrap: a ``SandboxPolicy`` (each executor builds its sandbox from it), or a ``Sandbox``
     #: already built for this run (its policy travels to the executors; the driver runs summary code in it itself)
-    sandbox: Any = None
+    sandbox: SandboxPolicy | Sandbox | None = None
     #: where the summary is computed: "auto", "spark" or "driver"
     summary: str = "auto"
     #: whether the executors see the driver's store folder at the same path (None: when the master is on this machine)
@@ -43,11 +47,11 @@ class SparkOptions:
     #: where executors keep model environments (None: the driver's folder when storage is shared, else their own)
     environments: str | None = None
     #: as the local executor's option: turns a results source into one a sandboxed summary worker can read
-    results: Callable | None = None
+    results: Callable[[ResultsSource], ResultsSource] | None = None
     #: who writes a Cassandra store's results: "auto", "tasks", "driver" (None: $ANCHO_SPARK_WRITES, else "auto")
     writes: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.summary not in SUMMARY_MODES:
             raise InputError(f"summary must be one of {', '.join(SUMMARY_MODES)}, got {self.summary!r}")
         workers = self.workers
@@ -60,7 +64,16 @@ class SparkOptions:
         self.writes_mode()
 
     @classmethod
-    def of(cls, workers: int | None = None, *, sandbox=None, wrap=None, conf=None, env=None, **options) -> SparkOptions:
+    def of(
+        cls,
+        workers: int | None = None,
+        *,
+        sandbox: SandboxPolicy | bool | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+        conf: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> SparkOptions:
         """The options from the executor's former keywords: ``sandbox`` (a SandboxPolicy, or True for the default
         one) or ``wrap`` (a ``Sandbox``'s, as the local executor takes it) become :attr:`sandbox`."""
         return cls(workers, dict(conf or {}), env=dict(env or {}), sandbox=_sandbox(sandbox, wrap), **options)
@@ -73,21 +86,23 @@ class SparkOptions:
         return writes
 
     @property
-    def policy(self):
+    def policy(self) -> SandboxPolicy | None:
         """The sandbox policy tasks apply on the executors, or None."""
         from ...isolation import Sandbox
 
         return self.sandbox.policy if isinstance(self.sandbox, Sandbox) else self.sandbox
 
     @property
-    def wrap(self):
+    def wrap(self) -> Callable[[list[str]], list[str]] | None:
         """The command wrapper of a sandbox built for this run (the driver's own local workers use it), or None."""
         from ...isolation import Sandbox
 
         return self.sandbox.wrap if isinstance(self.sandbox, Sandbox) else None
 
 
-def _sandbox(sandbox, wrap):
+def _sandbox(
+    sandbox: SandboxPolicy | bool | None, wrap: Callable[[list[str]], list[str]] | None
+) -> SandboxPolicy | Sandbox | None:
     """``sandbox=`` (a SandboxPolicy, or True for the default one), else a ``wrap=`` that is a
     :class:`~ancho.isolation.Sandbox`'s: the policy travels, each executor builds its own sandbox from it with
     its own paths; the Sandbox itself is kept for what the driver runs."""

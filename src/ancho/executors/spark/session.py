@@ -23,10 +23,17 @@ import tempfile
 import threading
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import InputError
 from ...loading import FileRef, hash_source
 from ...tree import source_files
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    from ...loading import ModelRef
 
 #: seconds to wait, when a session starts, for a first executor to register (to read the cluster's cores)
 WAIT_EXECUTORS = 30.0
@@ -42,14 +49,14 @@ def on_this_machine(master: str) -> bool:
 class Session:
     """The process's SparkSession and what belongs to it: its warm-up, its shipped model archives."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.spark = None
+        self.spark: SparkSession | None = None
         self._warmed: str | None = None  # the application id whose executors were warmed up
         self._shipped: dict[str, str] = {}  # model folder's source hash -> archive name, for this session only
         self._temp_dirs: list[str] = []  # the zips' folders: Spark serves them from there until the session stops
 
-    def get(self, master: str, conf: dict[str, str] | None = None):
+    def get(self, master: str, conf: dict[str, str] | None = None) -> SparkSession:
         """The SparkSession for ``master``, created on first use and reused by every run."""
         with self.lock:
             if self.spark is not None:
@@ -83,9 +90,10 @@ class Session:
             settings.update(conf or {})
             for k, v in settings.items():
                 builder = builder.config(k, v)
-            self.spark = builder.getOrCreate()
-            self.spark.sparkContext.setLogLevel("ERROR")
-            return self.spark
+            spark: SparkSession = builder.getOrCreate()
+            spark.sparkContext.setLogLevel("ERROR")
+            self.spark = spark
+            return spark
 
     def stop(self) -> None:
         """Stop the SparkSession (at exit, or to switch masters) and remove what was shipped to it."""
@@ -103,7 +111,7 @@ class Session:
         while self._temp_dirs:
             shutil.rmtree(self._temp_dirs.pop(), ignore_errors=True)
 
-    def warm_up(self, sc) -> None:
+    def warm_up(self, sc: SparkContext) -> None:
         """Once per session: start the executors' Python workers and import what a task needs.
 
         This moves a fixed cost (a few seconds: Python start-up, NumPy, PyArrow)
@@ -119,7 +127,7 @@ class Session:
         n = max(1, sc.defaultParallelism)
         sc.parallelize(range(n), n).foreachPartition(import_task_modules)
 
-    def ship(self, sc, ref) -> str | None:
+    def ship(self, sc: SparkContext, ref: ModelRef) -> str | None:
         """A :class:`FileRef`'s folder zipped and added to the session as an archive (once per session and source);
         its name, for tasks to find it unpacked with ``SparkFiles.get``. None for a model that is not a folder."""
         if not isinstance(ref, FileRef):
@@ -132,7 +140,7 @@ class Session:
                 name = self._shipped[digest] = self._zip_and_add(sc, root, digest)
         return name
 
-    def _zip_and_add(self, sc, root: Path, digest: str) -> str:
+    def _zip_and_add(self, sc: SparkContext, root: Path, digest: str) -> str:
         name = f"ancho-src-{digest}.zip"
         folder = tempfile.mkdtemp(prefix="ancho-spark-")
         self._temp_dirs.append(folder)  # Spark reads it when an executor first needs it: removed with the session
@@ -149,7 +157,7 @@ class Session:
 SESSION = Session()
 
 
-def spark_session(master: str, conf: dict[str, str] | None = None):
+def spark_session(master: str, conf: dict[str, str] | None = None) -> SparkSession:
     """The process's SparkSession for ``master``, created on first use and reused by every run."""
     return SESSION.get(master, conf)
 

@@ -44,12 +44,17 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ...expressions import Target
 from ...stats import PERCENTILES, build_summary, clean, describe_moments, wilson
-from ...stores.results_sources import CassandraResults, ChunkFiles
+from ...stores.results_sources import CassandraResults, ChunkFiles, ResultsSource
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 #: up to this many values per output, percentiles are exact; above, approximate
 EXACT_PERCENTILES = 100_000
@@ -59,12 +64,16 @@ _SPARK_TYPES = {"bool": "boolean", "int": "bigint", "float": "double"}
 _SQL_OPS = {">=": ">=", "<=": "<=", ">": ">", "<": "<", "==": "=", "!=": "!="}
 
 
-def chunk_groups(source: ChunkFiles) -> dict[tuple, list[str]]:
+#: a chunk file's stored columns: (name, Arrow type) pairs
+Types = tuple[tuple[str, str], ...]
+
+
+def chunk_groups(source: ChunkFiles) -> dict[Types, list[str]]:
     """The run's non-empty chunk files grouped by their stored column types (a column may be int in early chunks,
     float later; Spark's Parquet reader does not widen types, so each group is read with its own schema)."""
     import pyarrow.parquet as pq
 
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[Types, list[str]] = {}
     for path in source.paths:
         meta = pq.read_metadata(path)
         if meta.num_rows == 0:
@@ -74,7 +83,9 @@ def chunk_groups(source: ChunkFiles) -> dict[tuple, list[str]]:
     return groups
 
 
-def results_frame(spark, source, kinds: dict[str, str]):
+def results_frame(
+    spark: SparkSession, source: ResultsSource | dict[str, Any], kinds: dict[str, str]
+) -> DataFrame | None:
     """The run's results as a Spark DataFrame cast to the run's schema (``sequence`` then outputs), or None
     when they are not in a form Spark reads (the embedded store's chunk files, or Cassandra) or the run is empty.
 
@@ -94,7 +105,7 @@ def results_frame(spark, source, kinds: dict[str, str]):
 
     columns = [F.col("sequence").cast("bigint").alias("sequence")]
     columns += [F.col(f"`{name}`").cast(_SPARK_TYPES[kind]).alias(name) for name, kind in kinds.items()]
-    frame = None
+    frame: DataFrame | None = None
     for types, files in chunk_groups(source).items():
         ddl = ", ".join(f"`{name}` {_arrow_to_spark(t)}" for name, t in types)
         part = spark.read.schema(ddl).parquet(*files)
@@ -106,7 +117,7 @@ def results_frame(spark, source, kinds: dict[str, str]):
     return frame
 
 
-def _cassandra_frame(spark, source: CassandraResults, kinds: dict[str, str]):
+def _cassandra_frame(spark: SparkSession, source: CassandraResults, kinds: dict[str, str]) -> DataFrame | None:
     """Tasks read the run's chunks from Cassandra themselves, with the owner's role (the results source carries
     it), through the store's own reader (``ancho.stores.cassandra_results.read_chunks``) in a ``mapInArrow`` job."""
     from ...stores.cassandra_results import chunk_starts
@@ -117,10 +128,11 @@ def _cassandra_frame(spark, source: CassandraResults, kinds: dict[str, str]):
     ddl = ", ".join(["`sequence` bigint", *(f"`{name}` {_SPARK_TYPES[kind]}" for name, kind in kinds.items())])
     parts = max(1, min(len(starts), 4 * spark.sparkContext.defaultParallelism))
     chunks = spark.createDataFrame([(start,) for start in starts], "start long").repartition(parts)
-    return chunks.mapInArrow(functools.partial(_read_cassandra, source), ddl)
+    frame: DataFrame = chunks.mapInArrow(functools.partial(_read_cassandra, source), ddl)
+    return frame
 
 
-def _read_cassandra(source: CassandraResults, batches):
+def _read_cassandra(source: CassandraResults, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     from ...stores.cassandra_results import read_chunks
 
     for batch in batches:
@@ -134,15 +146,20 @@ def _arrow_to_spark(arrow_type: str) -> str:
 
 
 def summarize(
-    frame, record: dict, kinds: dict[str, str], targets: list[Target], custom: dict | None, goal: dict | None
-) -> dict:
+    frame: DataFrame,
+    record: dict[str, Any],
+    kinds: dict[str, str],
+    targets: list[Target],
+    custom: dict[str, Any] | None,
+    goal: dict[str, Any] | None,
+) -> dict[str, Any]:
     """The summary object (see the module's docstring) from one Spark SQL job over ``frame``."""
     from pyspark.sql import functions as F
 
-    aggs: list = []
+    aggs: list[Column] = []
     slots: dict[str, dict[str, int]] = {}
 
-    def add(name: str, key: str, expr) -> None:
+    def add(name: str, key: str, expr: Column) -> None:
         slots.setdefault(name, {})[key] = len(aggs)
         aggs.append(expr)
 
@@ -179,6 +196,8 @@ def summarize(
         i for i, _ in enumerate(aggs) if not any(s.get("approx" if exact else "exact") == i for s in slots.values())
     ]
     row = frame.agg(*[aggs[i] for i in keep]).first()
+    if row is None:  # pragma: no cover - an aggregate without grouping always has its one row
+        raise RuntimeError("Spark returned no row for the summary's aggregates")
     value = {i: row[k] for k, i in enumerate(keep)}
 
     outputs = {}
@@ -197,8 +216,8 @@ def summarize(
         )
     rows = []
     for t in targets:
-        s = slots.get(t.expr)
-        hits, n = (int(value[s["hits"]] or 0), int(value[s["n"]] or 0)) if s else (0, 0)
+        got = slots.get(t.expr)
+        hits, n = (int(value[got["hits"]] or 0), int(value[got["n"]] or 0)) if got else (0, 0)
         ci = wilson(hits, n)
         rows.append({"expr": t.expr, "probability": hits / n if n else None, "ci95": list(ci) if ci else None})
     summary = build_summary(record, {}, _no_column, [], custom, goal)
@@ -207,7 +226,7 @@ def summarize(
     return summary
 
 
-def _no_column(name: str):  # pragma: no cover - build_summary is given no outputs to read
+def _no_column(name: str) -> NoReturn:  # pragma: no cover - build_summary is given no outputs to read
     raise AssertionError(name)
 
 
@@ -215,7 +234,7 @@ def _no_column(name: str):  # pragma: no cover - build_summary is given no outpu
 
 
 def custom_summaries(
-    frame, kinds: dict[str, str], names: tuple[str, ...], resolve: Callable[[], Any], params: dict
+    frame: DataFrame, kinds: dict[str, str], names: tuple[str, ...], resolve: Callable[[], Any], params: dict[str, Any]
 ) -> dict[str, Any]:
     """Each named ``@ancho.summary`` function of the model, run in one Spark task over the whole results.
 
@@ -235,14 +254,21 @@ def custom_summaries(
     return {name: values.get(name) for name in names}
 
 
-def _run_custom(resolve, params: dict, names: tuple[str, ...], columns: list[str], kinds: dict[str, str], frame):
+def _run_custom(
+    resolve: Callable[[], Any],
+    params: dict[str, Any],
+    names: tuple[str, ...],
+    columns: list[str],
+    kinds: dict[str, str],
+    frame: pd.DataFrame,
+) -> pd.DataFrame:
     """In the Spark task: the DataFrame exactly as a local worker reads it, then each summary function."""
     import pandas as pd
 
     from ...chunk import KIND_DTYPES
 
     frame = frame.sort_values("sequence", kind="stable").reset_index(drop=True)[columns]
-    frame = frame.astype({"sequence": "int64", **{n: KIND_DTYPES[k] for n, k in kinds.items()}}, copy=False)
+    frame = frame.astype({"sequence": "int64", **{n: KIND_DTYPES[k] for n, k in kinds.items()}}, copy=False)  # type: ignore[call-arg]  # pandas 2 takes copy=; its stubs follow pandas 3
     try:
         instance = resolve()(**params)
     except Exception as exc:  # noqa: BLE001 - reported on the driver as one line

@@ -2,14 +2,21 @@
 
 Everything here runs in an executor's Python worker, never on the driver
 (the driver only sends these functions, by reference, in its jobs). A task
-resolves the model (from the shipped archive of its folder when there is
-one), runs its chunks and yields one :mod:`~ancho.executors.spark.codec`
-record per chunk. PySpark reuses a Python worker across tasks, so two small
-LRUs keep what is dear to rebuild:
+is one :class:`Job`: the distinct :class:`~ancho.executors.base.Task` values
+of its chunks, each sent once (a study's task runs chunks of many points,
+each point's model parameters shipped once per job, not per chunk), and its
+chunks as :class:`Order` values naming their task by index. It resolves the
+model (from the shipped archive of its folder when there is one), runs each
+chunk, runs the model's summary functions over a chunk that asks for them
+(a study's one-chunk point: where its columns are, as a local worker does)
+and yields one :mod:`~ancho.executors.spark.codec` record per chunk.
 
-* :data:`RUNNERS` — each run's prepared model (a ``ChunkRunner``, or a
-  ``NestedRunner`` with its sandboxed or environment-bound local worker,
-  ~0.5 s to start), by the run's job group;
+PySpark reuses a Python worker across tasks, so two small LRUs keep what is
+dear to rebuild:
+
+* :data:`RUNNERS` — each run's prepared models (:class:`Prepared`: a
+  ``ChunkRunner`` per task, or one ``NestedRunner`` with its sandboxed or
+  environment-bound local worker, ~0.5 s to start), by the run's job group;
 * :data:`WRITERS` — an open Cassandra session per owner role and keyspace
   (~0.3 s to open), when tasks write a run's chunks themselves.
 
@@ -22,18 +29,35 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import traceback
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...errors import AnchoError
-from ...loading import FileRef
+from ...loading import FileRef, ModelRef
 from ..base import Task
-from .codec import encode, encode_error, encode_stored
+from ..messages import WorkerFailed
+from .codec import encode, encode_error, encode_failed, encode_stored
 from .isolation import Isolation, WorkerLost
+
+if TYPE_CHECKING:
+    from ...chunk import ChunkResult
+    from ...model import Model
+    from ...stores.cassandra_results import RemoteResults, RunResults
+    from ...stores.results_sources import CassandraResults
 
 #: seconds the probe task tries to reach Cassandra before the driver writes instead (writes="auto")
 PROBE_PATIENCE = 10.0
 KEEP = 2  # a server's default concurrency
+#: a run's prepared models a worker keeps (a study's points: one each; most run one chunk)
+TASKS_KEPT = 64
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class Kept:
@@ -46,27 +70,27 @@ class Kept:
 
     def __init__(self, size: int):
         self.size = size
-        self.items: OrderedDict = OrderedDict()
+        self.items: OrderedDict[Hashable, object] = OrderedDict()
 
-    def get(self, key):
+    def get(self, key: Hashable) -> Any:
         item = self.items.get(key)
         if item is not None:
             self.items.move_to_end(key)
         return item
 
-    def put(self, key, item) -> None:
+    def put(self, key: Hashable, item: object) -> None:
         while len(self.items) >= self.size:
             self._close(self.items.popitem(last=False)[1])
         self.items[key] = item
 
-    def drop(self, key) -> None:
+    def drop(self, key: Hashable) -> None:
         item = self.items.pop(key, None)
         if item is not None:
             self._close(item)
 
     @staticmethod
-    def _close(item) -> None:
-        close = getattr(item, "close", None)  # a ChunkRunner holds nothing to close
+    def _close(item: object) -> None:
+        close: Callable[[], object] | None = getattr(item, "close", None)  # a ChunkRunner holds nothing to close
         if close is not None:
             try:
                 close()
@@ -74,13 +98,37 @@ class Kept:
                 pass
 
 
-#: run's job group -> its prepared model (a ChunkRunner, or a NestedRunner with its local worker)
+#: run's job group -> its prepared models (a :class:`Prepared`)
 RUNNERS = Kept(KEEP)
 #: (hosts, port, role, keyspace) -> its open RemoteResults, kept across tasks and runs
 WRITERS = Kept(KEEP)
 
 
-def import_task_modules(_rows) -> None:
+@dataclass(frozen=True)
+class Order:
+    """One chunk of a :class:`Job`: sequences ``start..stop-1`` of the job's task number ``task``, then the model's
+    summary functions ``summaries`` over them (a study's point that is this one chunk)."""
+
+    task: int
+    start: int
+    stop: int
+    summaries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one Spark task runs: its chunks, each distinct task among them sent once."""
+
+    #: the job group of the executor call (the key of what the worker keeps for it)
+    group: str
+    tasks: tuple[Task, ...]
+    #: the name of the model folder's archive in the session (None: nothing shipped)
+    archive: str | None
+    isolation: Isolation
+    orders: tuple[Order, ...]
+
+
+def import_task_modules(_rows: Iterable[object]) -> None:
     """The warm-up task (see :meth:`~ancho.executors.spark.session.Session.warm_up`)."""
     drain(_rows)  # (so this worker stays for the first tasks)
     import pandas  # noqa: F401
@@ -89,7 +137,7 @@ def import_task_modules(_rows) -> None:
     from ... import chunk  # noqa: F401
 
 
-def drain(rows) -> None:
+def drain(rows: Iterable[object]) -> None:
     """Read a task's input to its end: PySpark reuses a Python worker only if its task did (pyspark/worker.py checks
     for the end of the stream and otherwise exits), so a task that ignores its input pays a fresh worker, and loses
     what the worker keeps (the runner, the Cassandra session), every time."""
@@ -97,10 +145,10 @@ def drain(rows) -> None:
         pass
 
 
-def shipped_ref(task: Task, archive: str | None):
+def shipped_ref(task: Task, archive: str | None) -> ModelRef:
     """The model reference in a Spark task: the shipped copy of its folder when there is one."""
     ref = task.ref
-    if archive is not None:
+    if archive is not None and isinstance(ref, FileRef):
         from pyspark import SparkFiles
 
         shipped = SparkFiles.get(archive)
@@ -109,36 +157,96 @@ def shipped_ref(task: Task, archive: str | None):
     return ref
 
 
-def model_class(task: Task, archive: str | None):
+def model_class(task: Task, archive: str | None) -> type[Model]:
     return shipped_ref(task, archive).resolve()
 
 
-def runner(group: str, task: Task, archive: str | None, isolation: Isolation):
-    """The prepared model for this run, kept in the (reused) Python worker across its tasks."""
-    os.environ.update(task.env)  # each task: the worker may have run another run's task since
-    found = RUNNERS.get(group)
-    if found is None:
-        ref = shipped_ref(task, archive)
-        if isolation.nested:
-            from .isolation import NestedRunner
+class Prepared:
+    """A run's prepared models in this worker: a ``ChunkRunner`` per task (a study's points share the group), or one
+    ``NestedRunner`` whose local worker switches task as a local executor's does."""
 
-            found = NestedRunner(
-                Task(ref, task.params, task.seed, task.run_id, task.env), getattr(ref, "root", None), isolation
-            )
-        else:
+    def __init__(self, archive: str | None, isolation: Isolation):
+        self.archive = archive
+        self.isolation = isolation
+        self.nested: Any = None  # the NestedRunner, started with the first task
+        self.runners: OrderedDict[Hashable, Any] = OrderedDict()
+        self.classes: dict[ModelRef, type[Model]] = {}
+
+    def runner(self, task: Task) -> Any:
+        """The object whose ``run(start, stop)`` runs ``task``'s chunks (the same one for the same task)."""
+        if self.isolation.nested:
+            if self.nested is None:
+                from .isolation import NestedRunner
+
+                ref = shipped_ref(task, self.archive)
+                self.nested = NestedRunner(dataclasses.replace(task, ref=ref, sink=None), _root(ref), self.isolation)
+            return self.nested
+        key = _task_key(task)
+        found = self.runners.pop(key, None)
+        if found is None:
             from ...chunk import ChunkRunner
 
-            found = ChunkRunner(ref.resolve(), task.params, task.seed)
+            found = ChunkRunner(self.model_class(task), task.params, task.seed)
+        self.runners[key] = found  # the most recently used last
+        while len(self.runners) > TASKS_KEPT:
+            self.runners.popitem(last=False)
+        return found
+
+    def model_class(self, task: Task) -> type[Model]:
+        cls = self.classes.get(task.ref)
+        if cls is None:
+            cls = self.classes[task.ref] = model_class(task, self.archive)
+        return cls
+
+    def run(self, runner: Any, task: Task, order: Order) -> tuple[ChunkResult, dict[str, Any] | None]:
+        """One chunk's results by ``task``'s runner, and its summary functions' values when it asks for them."""
+        if runner is self.nested:  # its local worker runs the summaries too, in the sandbox or environment
+            ref = shipped_ref(task, self.archive)
+            result, custom = runner.run_task(dataclasses.replace(task, ref=ref, sink=None), order)
+            return result, custom
+        result = runner.run(order.start, order.stop)
+        if not order.summaries:
+            return result, None
+        from ..worker import _chunk_summaries  # the local worker's own: the frame a store would give back
+
+        return result, _chunk_summaries(
+            dataclasses.replace(task, ref=shipped_ref(task, self.archive)), result, order.summaries
+        )
+
+    def close(self) -> None:
+        if self.nested is not None:
+            self.nested.close()
+
+
+def _task_key(task: Task) -> Hashable:
+    return (task.run_id, task.seed, repr(task.ref), repr(sorted(task.params.items())))
+
+
+def _root(ref: ModelRef) -> str | None:
+    return ref.root if isinstance(ref, FileRef) else None
+
+
+def prepared_models(group: str, archive: str | None, isolation: Isolation) -> Prepared:
+    """The prepared models of this job group, kept in the (reused) Python worker across its tasks."""
+    found: Prepared | None = RUNNERS.get(group)
+    if found is None:
+        found = Prepared(archive, isolation)
         RUNNERS.put(group, found)
     return found
 
 
-def results_writer(sink):
+def runner(group: str, task: Task, archive: str | None, isolation: Isolation) -> Any:
+    """The prepared model for this run, kept in the (reused) Python worker across its tasks."""
+    os.environ.update(task.env)  # each task: the worker may have run another run's task since
+    return prepared_models(group, archive, isolation).runner(task)
+
+
+def results_writer(sink: CassandraResults) -> RunResults:
     """The :class:`~ancho.stores.cassandra_results.RunResults` writing to the sink's keyspace with its role: a session
     kept in the (reused) Python worker for later tasks and runs of the same owner (opening one costs ~0.3 s)."""
     ep = sink.endpoint
     key = (tuple(ep.hosts), ep.port, ep.username, sink.keyspace)
-    remote = WRITERS.get(key)
+    remote: RemoteResults | None = WRITERS.get(key)
     if remote is None:
         from ...stores.cassandra_results import open_writer
 
@@ -155,7 +263,7 @@ def results_writer(sink):
     return remote.results
 
 
-def probe_task(source, _rows):
+def probe_task(source: CassandraResults, _rows: Iterable[object]) -> Iterator[str | None]:
     """In a Spark task: None if this executor reaches the source's Cassandra with its role and reads its keyspace, else why."""
     drain(_rows)
     from ...stores.cassandra_conn import connect
@@ -177,72 +285,89 @@ def probe_task(source, _rows):
     yield None
 
 
-def run_partition(
-    group: str, task: Task, archive: str | None, isolation: Isolation, ranges: list[tuple[int, int]], _rows
-):
-    """The Spark task: each chunk ``start..stop-1`` of ``ranges`` as Arrow bytes, or an error record (never a raised
-    exception, so a bug in the model reaches the user as one line instead of a Java stack trace after Spark's
-    retries). Only a lost local worker (:class:`WorkerLost`) fails the task, so that Spark retries it.
+def failed(exc: AnchoError) -> bytes:
+    """An AnchoError raised in the task, as the local worker pipe sends it (the object: its field too) and where."""
+    return encode_failed(WorkerFailed.of(exc, "".join(traceback.format_exception(exc)[-8:])))
 
-    With a ``task.sink`` the task writes each chunk to the run's Cassandra store itself, here in the task's own
-    Python process (a sandboxed model's worker has no network and never sees the store), waits until every chunk
-    is marked done, and returns only :func:`encode_stored` records: no columns. A retried task writes the same
-    bytes under the same keys, so nothing is duplicated."""
+
+def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
+    """The Spark task: each chunk of ``job`` as Arrow bytes, or an error record (never a raised exception, so a bug
+    in the model reaches the user as one line instead of a Java stack trace after Spark's retries). Only a lost
+    local worker (:class:`WorkerLost`) fails the task, so that Spark retries it.
+
+    A chunk whose task has a ``sink`` is written to that run's Cassandra store here, in the task's own Python
+    process (a sandboxed model's worker has no network and never sees the store); the task waits until every such
+    chunk is marked done, and returns only :func:`encode_stored` records for them: no columns. A retried task
+    writes the same bytes under the same keys, so nothing is duplicated."""
     drain(_rows)
     try:
-        prepared = runner(group, task, archive, isolation)
+        for task in job.tasks:
+            os.environ.update(task.env)  # each task: the worker may have run another run's task since
+        prepared = prepared_models(job.group, job.archive, job.isolation)
     except AnchoError as exc:
-        yield encode_error(type(exc).__name__, str(exc))
+        yield failed(exc)
         return
-    except Exception as exc:
-        yield encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}")
-        return
-    stored, sends = [], []
-    sink = task.sink
-    writing = sink is not None
-    if writing:
-        # a thread connects (a Spark task mostly runs in a fresh Python worker: ~0.2-0.7 s here, hidden behind the
-        # first chunk's work) and then sends each chunk's requests while the next chunk runs
-        sender = ThreadPoolExecutor(1, thread_name_prefix="ancho-send")
-        opened = sender.submit(results_writer, sink)
+    writing = any(task.sink is not None for task in job.tasks)
+    sender: ThreadPoolExecutor | None = None
+    sends: list[Future[None]] = []
+    out: list[bytes] = []  # with writes: sent once every chunk is marked done
+    writers: dict[int, Future[RunResults]] = {}
     try:
-        for start, stop in ranges:
+        for order in job.orders:
+            task = job.tasks[order.task]
             try:
-                result = prepared.run(start, stop)
-                if not writing:
-                    out = encode(result)
-                else:  # sent now, marked done once acknowledged
-                    sends.append(sender.submit(lambda r: opened.result().write_chunk(sink.run_id, r), result))
-                    out = encode_stored(result, task.tally)
+                runner = prepared.runner(task)
+            except AnchoError as exc:
+                yield failed(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - reported as one line, as a local worker does
+                yield encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}")
+                return
+            try:
+                result, custom = prepared.run(runner, task, order)
             except WorkerLost:
-                RUNNERS.drop(group)
+                RUNNERS.drop(job.group)
                 raise
             except AnchoError as exc:
-                yield encode_error(type(exc).__name__, str(exc))
+                yield failed(exc)
                 return
-            except Exception as exc:
-                yield encode_error(
-                    "worker", f"sequences {start}..{stop - 1} could not be run: {type(exc).__name__}: {exc}"
-                )
+            except Exception as exc:  # noqa: BLE001 - reported as one line, as a local worker does
+                what = f"sequences {order.start}..{order.stop - 1} could not be run: {type(exc).__name__}: {exc}"
+                yield encode_error("worker", what)
                 return
-            if not writing:
-                yield out
-            else:
-                stored.append(out)
+            sink = task.sink
+            if sink is None:
+                if writing:  # (the records go in the job's order: the driver pairs them with its chunks so)
+                    out.append(encode(result, custom))
+                else:
+                    yield encode(result, custom)
+                continue
+            if sender is None:
+                # a thread connects (a Spark task mostly runs in a fresh Python worker: ~0.2-0.7 s here, hidden
+                # behind the first chunk's work) and then sends each chunk's requests while the next chunk runs
+                sender = ThreadPoolExecutor(1, thread_name_prefix="ancho-send")
+            writer = writers.get(id(sink))
+            if writer is None:
+                writer = writers[id(sink)] = sender.submit(results_writer, sink)
+            sends.append(sender.submit(_write, writer, sink.run_id, result))  # sent now, marked done once acknowledged
+            out.append(encode_stored(result, task.tally, custom))
         if writing:
             try:
-                for sent in (opened, *sends):
+                for sent in sends:
                     sent.result()
-                opened.result().flush()  # every chunk of this task is marked done before the driver hears of it
+                for writer in writers.values():
+                    writer.result().flush()  # every chunk of this task is marked done before the driver hears of it
             except Exception as exc:  # a write that failed for good fails the run, as in the driver
-                message = (
-                    str(exc)
-                    if isinstance(exc, AnchoError)
-                    else f"writing to Cassandra failed: {type(exc).__name__}: {exc}"
-                )
-                yield encode_error(type(exc).__name__, message)
+                if isinstance(exc, AnchoError):
+                    yield failed(exc)
+                else:
+                    yield encode_error(type(exc).__name__, f"writing to Cassandra failed: {type(exc).__name__}: {exc}")
                 return
-            yield from stored
+            yield from out
     finally:
-        if writing:  # (also when a chunk failed or the task was interrupted: the thread ends with it)
+        if sender is not None:  # (also when a chunk failed or the task was interrupted: the thread ends with it)
             sender.shutdown(wait=False)
+
+
+def _write(writer: Future[RunResults], run_id: str, result: ChunkResult) -> None:
+    writer.result().write_chunk(run_id, result)

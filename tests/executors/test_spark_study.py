@@ -1,0 +1,114 @@
+"""A study's points packed into shared Spark tasks, and a Spark task's errors as typed as a local worker's.
+
+Against the real standalone cluster (and the real Cassandra node where the
+tasks write the store themselves). Every point is compared with the same
+study on the local executor and with the same point run alone: per-sequence
+outputs, failures and summaries (the model's summary functions included)
+identical.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import ancho
+from ancho.errors import Field, ParameterError
+
+from ..conftest import EXAMPLES
+from ..stores.conftest import cassandra_catalog, cassandra_store  # noqa: F401 (fixtures)
+from .test_spark import same_run
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+GAMBLER = str(EXAMPLES / "gambler.py")
+GRID = ancho.grid(p=[0.42, 0.46, 0.5, 0.54, 0.58], goal=[8, 9, 10, 11])  # 20 points
+
+
+@pytest.fixture(scope="module")
+def spark(spark_url):
+    from ancho.executors.spark import SparkExecutor
+
+    ex = SparkExecutor(spark_url).start()
+    yield ex
+    ex.close()
+
+
+def jobs_of(spark) -> int:
+    """How many Spark jobs the executor's latest map_chunks call ran (each runs one Spark task)."""
+    return len(spark.context.statusTracker().getJobIdsForGroup(spark.last_group))
+
+
+def same_study(a, b) -> None:
+    assert a.status == b.status == "succeeded"
+    assert a.frame.equals(b.frame)
+    assert len(a.runs) == len(b.runs)
+    for ra, rb in zip(a.runs, b.runs):
+        same_run(ra, rb)
+
+
+def test_a_study_packs_its_points_into_few_spark_tasks_each_point_as_alone_and_as_locally(spark, store):
+    kw = dict(params={"stake": 4}, sequences=60, seed=31, targets=["won<1"], store=store)
+    on_spark = ancho.study(GAMBLER, GRID, executor=spark, **kw)
+    assert spark.mixed_tasks and jobs_of(spark) < 20  # fewer Spark tasks than points: points share tasks
+    local = ancho.study(GAMBLER, GRID, workers=2, **kw)
+    same_study(on_spark, local)
+    assert all("median_rounds_when_won" in r.summary["custom"] for r in on_spark.runs)
+    point = on_spark.runs[7]
+    alone = ancho.run(GAMBLER, point.record.params, sequences=60, seed=31, targets=["won<1"], executor=spark,
+                      store=store)  # fmt: skip
+    same_run(point, alone)
+
+
+def test_a_study_with_a_precision_goal_on_spark_is_the_local_one(spark, store):
+    kw = dict(params={"stake": 3, "goal": 8}, sequences=200, seed=5, until="mean(won)+-0.05", max_sequences=3000,
+              store=store)  # fmt: skip
+    design = ancho.grid(p=[0.4, 0.5, 0.6])
+    on_spark = ancho.study(GAMBLER, design, executor=spark, **kw)
+    local = ancho.study(GAMBLER, design, workers=2, **kw)
+    same_study(on_spark, local)
+    assert len({r.record.done for r in on_spark.runs}) > 1  # each point stopped at its own precision
+
+
+@pytest.mark.cassandra
+def test_a_study_on_spark_writing_cassandra_itself_is_the_local_one(spark, cassandra_store, store):  # noqa: F811
+    kw = dict(params={"stake": 4}, sequences=40, seed=8, targets=["won<1"])
+    design = ancho.grid(p=[0.44, 0.5, 0.56], goal=[8, 10])
+    on_spark = ancho.study(GAMBLER, design, executor=spark, store=cassandra_store, **kw)
+    assert spark.last_writes == "tasks"  # each point's chunks written by the Spark tasks, not the driver
+    local = ancho.study(GAMBLER, design, workers=2, store=store, **kw)
+    same_study(on_spark, local)
+
+
+PICKY = """
+import ancho
+from ancho.errors import ParameterError
+
+
+class Picky(ancho.Model):
+    n: int = 1
+
+    def setup(self):
+        if self.n > 3:
+            raise ParameterError("{PARAMS} must be at most 3 for this model", "n")
+
+    def sequence(self, rng):
+        return {"x": rng.random() * self.n}
+"""
+
+
+def test_a_parameter_error_in_a_spark_task_is_the_local_one_field_and_all(spark, store, tmp_path):
+    path = tmp_path / "picky_spark_model.py"
+    path.write_text(textwrap.dedent(PICKY))
+    raised = {}
+    for where, how in (("spark", {"executor": spark}), ("local", {"workers": 1})):
+        with pytest.raises(ParameterError) as caught:
+            ancho.run(str(path), {"n": 5}, sequences=20, seed=1, store=store, **how)
+        raised[where] = caught.value
+    spark_err, local_err = raised["spark"], raised["local"]
+    assert type(spark_err) is type(local_err) is ParameterError
+    assert spark_err.field is local_err.field is Field.PARAMS
+    assert spark_err.name == local_err.name == "n" and spark_err.loc == local_err.loc
+    assert str(spark_err) == str(local_err) == "parameter 'n' must be at most 3 for this model"
+    assert any("setup" in note for note in getattr(spark_err, "__notes__", []))  # the task's traceback came along
