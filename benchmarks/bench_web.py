@@ -11,6 +11,13 @@ process, each repetition times:
 - ``run_charts(run_plots(...))``: the same plus drawing the SVG the page embeds;
 - the page's plot cache on a second view (what a reload of a finished run costs).
 
+Then a run of ``--trajectory-sequences`` sequences of one trajectory output of
+``--steps`` steps: reading the whole trajectory column chunk by chunk (the
+floor of anything that would recompute its per-step statistics) against
+``plotdata.run_fans`` (the summary's statistics plus the first five
+sequences' paths) and its fan-chart SVG: the first view should not grow with
+the number of sequences.
+
 Reported as medians (and minima) and as ratios to the baseline.
 """
 
@@ -37,39 +44,61 @@ class Three(ancho.Model):
         return {"x": x, "k": int(rng.poisson(4.0)), "big": x > 1.0}
 '''
 
+PATHS = '''
+import ancho
+
+
+class Paths(ancho.Model):
+    """A random walk of ``steps`` steps per sequence."""
+
+    steps: int = 100
+
+    def sequence(self, rng):
+        return {"walk": rng.standard_normal(self.steps).cumsum()}
+'''
+
+
+def ancho_run(home: Path, model: Path, sequences: int, *extra: str) -> str:
+    done = subprocess.run(
+        [*C.ancho_cli(), "run", str(model), "--sequences", str(sequences), "--seed", "1", "--json", *extra],
+        env=C.child_env(home),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        sys.exit(f"ancho run failed: {done.stderr}")
+    return json.loads(done.stdout)["run"]
+
+
+def table(times: dict[str, list[float]]) -> None:
+    base = C.med(next(iter(times.values())))
+    base_min = min(next(iter(times.values())))
+    print(f"{'step':<32} {'median ms':>10} {'min ms':>10} {'× baseline':>11} {'(minima)':>9}")
+    for label, xs in times.items():
+        print(
+            f"{label:<32} {C.med(xs) * 1e3:>10.1f} {min(xs) * 1e3:>10.1f} {C.med(xs) / base:>11.2f} {min(xs) / base_min:>9.2f}"
+        )
+
 
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--sequences", type=int, default=1_000_000)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--trajectory-sequences", type=int, default=100_000)
+    p.add_argument("--steps", type=int, default=100)
     args = p.parse_args()
     C.header("web run page: plots", f"{args.sequences:,} sequences, 3 outputs; {args.reps} repetitions")
     home = C.scratch_home("web")
     try:
         (home / "three.py").write_text(MODEL)
-        done = subprocess.run(
-            [
-                *C.ancho_cli(),
-                "run",
-                str(home / "three.py"),
-                "--sequences",
-                str(args.sequences),
-                "--seed",
-                "1",
-                "--json",
-            ],
-            env=C.child_env(home),
-            capture_output=True,
-            text=True,
-            timeout=3600,
-        )
-        if done.returncode != 0:
-            sys.exit(f"ancho run failed: {done.stderr}")
-        run_id = json.loads(done.stdout)["run"]
+        run_id = ancho_run(home, home / "three.py", args.sequences)
+        (home / "paths.py").write_text(PATHS)
+        walk_id = ancho_run(home, home / "paths.py", args.trajectory_sequences, "--param", f"steps={args.steps}")
 
-        from ancho.plotdata import run_plots
+        from ancho.plotdata import run_fans, run_plots
         from ancho.stores.embedded import EmbeddedStore
-        from ancho.web.charts import run_charts
+        from ancho.web.charts import fan_charts, run_charts
         from ancho.web.site import _PlotCache
 
         store = EmbeddedStore(home)
@@ -80,6 +109,12 @@ def main() -> None:
 
         svc = Svc()
         svc.store = store
+        try:  # the service's reader of results, where the cache reads its plots through it
+            from ancho.server.run_results import RunResults
+
+            svc.results = RunResults(store)
+        except ImportError:
+            pass
 
         def read_columns():
             for name in names:
@@ -102,19 +137,38 @@ def main() -> None:
                 fn()
                 times[label].append(time.perf_counter() - t)
             cache = _PlotCache()
-            charts = cache.get(svc, run_id)
+            charts = cache.get(svc, run_id).charts
             size = sum(len(str(c["histogram"] or "")) + len(str(c["convergence"] or "")) for c in charts)
             t = time.perf_counter()
             cache.get(svc, run_id)
             times["cached (later views)"].append(time.perf_counter() - t)
-        base = C.med(times["read columns (baseline)"])
-        base_min = min(times["read columns (baseline)"])
-        print(f"{'step':<32} {'median ms':>10} {'min ms':>10} {'× baseline':>11} {'(minima)':>9}")
-        for label, xs in times.items():
-            print(
-                f"{label:<32} {C.med(xs) * 1e3:>10.1f} {min(xs) * 1e3:>10.1f} {C.med(xs) / base:>11.2f} {min(xs) / base_min:>9.2f}"
-            )
+        table(times)
         print(f"\nSVG embedded in the page: {size / 1024:.0f} KiB for {len(names)} outputs")
+
+        print(f"\nfan chart: {args.trajectory_sequences:,} sequences × {args.steps} steps")
+
+        def read_walk():
+            for _ in store.iter_column(walk_id, "walk"):
+                pass
+
+        fan_times: dict[str, list[float]] = {
+            "read trajectory (baseline)": [],
+            "fan data": [],
+            "fan data + SVG (first view)": [],
+        }
+        fan_size = 0
+        for _ in range(args.reps):
+            for label, fn in (
+                ("read trajectory (baseline)", read_walk),
+                ("fan data", lambda: run_fans(store, walk_id)),
+                ("fan data + SVG (first view)", lambda: fan_charts(run_fans(store, walk_id))),
+            ):
+                t = time.perf_counter()
+                fn()
+                fan_times[label].append(time.perf_counter() - t)
+            fan_size = sum(len(str(f["svg"] or "")) for f in fan_charts(run_fans(store, walk_id)))
+        table(fan_times)
+        print(f"\nfan SVG embedded in the page: {fan_size / 1024:.0f} KiB")
         print(C.load_note())
         if args.json:
             Path(args.json).write_text(
@@ -124,6 +178,9 @@ def main() -> None:
                         "sequences": args.sequences,
                         "svg_bytes": size,
                         "times": {k: C.stat(v) for k, v in times.items()},
+                        "trajectory": {"sequences": args.trajectory_sequences, "steps": args.steps},
+                        "fan_svg_bytes": fan_size,
+                        "fan_times": {k: C.stat(v) for k, v in fan_times.items()},
                     },
                     indent=1,
                 )
