@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +22,7 @@ from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
 from ..errors import NotFound, StoreError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
     from .results_sources import ResultsSource
@@ -308,7 +309,7 @@ class Store(ABC):
         opens it) and what readers branch on, by type.
         """
 
-    def results_source(self, run_id: str) -> dict:
+    def results_source(self, run_id: str) -> dict[str, Any]:
         """:meth:`results` as its JSON-able dict (with a ``kind``), for callers that keep or send JSON."""
         return self.results(run_id).to_dict()
 
@@ -331,7 +332,7 @@ class Store(ABC):
             return np.empty(shape, dtype=np.int64 if name == "sequence" else kind_dtype(kind))
         return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
 
-    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
+    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Rows ``offset`` to ``offset + limit - 1`` in sequence order (one dict each), and how many rows there are.
 
         This default reads every batch to count them; a store that knows its
@@ -339,18 +340,19 @@ class Store(ABC):
         """
         return page_rows(self.iter_batches(run_id), offset, limit)
 
-    def read_table(self, run_id: str, columns: list[str] | None = None):
+    def read_table(self, run_id: str, columns: list[str] | None = None) -> pa.Table:
         """All results as one Arrow table (``sequence`` first)."""
         import pyarrow as pa
 
         batches = list(self.iter_batches(run_id, columns))
         return pa.Table.from_batches(batches, schema=self.arrow_schema(run_id, columns))
 
-    def read_frame(self, run_id: str, columns: list[str] | None = None):
+    def read_frame(self, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:
         """All results as a pandas DataFrame with a ``sequence`` column and one column per output."""
-        return self.read_table(run_id, columns).to_pandas()
+        frame: pd.DataFrame = self.read_table(run_id, columns).to_pandas()  # (pyarrow is untyped)
+        return frame
 
-    def arrow_schema(self, run_id: str, columns: list[str] | None = None):
+    def arrow_schema(self, run_id: str, columns: list[str] | None = None) -> pa.Schema:
         return arrow_schema(self.get_run(run_id).schema, columns)
 
     def close(self) -> None:
@@ -374,7 +376,7 @@ def page_rows(batches: Iterable[pa.RecordBatch], offset: int, limit: int) -> tup
     return rows, seen
 
 
-def arrow_schema(kinds: dict[str, str], columns: list[str] | None = None):
+def arrow_schema(kinds: Mapping[str, str], columns: list[str] | None = None) -> pa.Schema:
     """The Arrow schema of a run's results: ``sequence`` then each output, by kind."""
     import pyarrow as pa
 

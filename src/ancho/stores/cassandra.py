@@ -28,8 +28,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..chunk import ChunkResult, Failure
 from ..errors import InputError, NotFound
@@ -38,6 +38,11 @@ from .cassandra_conn import OPEN_PATIENCE, StoreURL, connect, redact, retrying
 from .cassandra_results import TABLES, RunResults
 from .embedded import check_run_id
 from .results_sources import CassandraResults
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+T = TypeVar("T")
 
 _COLUMNS = ("id", "owner", "status", "created")
 _MAX_KEYSPACE = 48  # Cassandra's limit on keyspace (and table) names
@@ -110,7 +115,7 @@ class CassandraStore(Store):
     def from_url(cls, url: str) -> CassandraStore:
         return cls(StoreURL.parse(url), redact(url))
 
-    def _retry(self, what: str, call):
+    def _retry(self, what: str, call: Callable[[], T]) -> T:
         return retrying(what, self.endpoint, call)
 
     def _ddl(self, statement: str) -> None:
@@ -235,7 +240,7 @@ class CassandraStore(Store):
         self._run_owner[record.id] = record.owner
         self._wrote(record.id)
 
-    def _record(self, row) -> RunRecord:
+    def _record(self, row: Any) -> RunRecord:
         data: dict[str, Any] = {k: json.loads(v) for k, v in (row.fields or {}).items()}
         data.update(id=row.id, owner=row.owner, status=row.status, created=row.created)
         return RunRecord.from_dict(data)
@@ -340,7 +345,7 @@ class CassandraStore(Store):
         cql = f"INSERT INTO {self.catalog}.studies (id, owner, created, data) VALUES (%s, %s, %s, %s)"
         self._retry("creating a study", lambda: self.session.execute(cql, row))
 
-    def _study_row(self, study_id: str):
+    def _study_row(self, study_id: str) -> Any:
         if not isinstance(study_id, str) or not study_id.replace("-", "").replace("_", "").isalnum():
             return None
         cql = f"SELECT owner, data FROM {self.catalog}.studies WHERE id = %s"
@@ -376,7 +381,7 @@ class CassandraStore(Store):
     def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:
         return self._results_for_run(run_id).completed_ranges(run_id)
 
-    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator:
+    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         results = self._results_for_run(run_id)
         kinds = self.get_run(run_id).schema
         schema = arrow_schema(kinds, columns)
@@ -388,7 +393,7 @@ class CassandraStore(Store):
                 )
         return results.iter_batches(run_id, schema)
 
-    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
+    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Reads only the chunks the page falls in (page N costs what page 1 does)."""
         return self._results_for_run(run_id).page(run_id, self.arrow_schema(run_id), offset, limit)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import AnchoError, InputError
@@ -26,6 +26,10 @@ from ..errors import AnchoError, InputError
 log = logging.getLogger("ancho.stores.cassandra")
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Session  # untyped library: Any to mypy
 
 DEFAULT_PORT = 9042
 DEFAULT_KEYSPACE = "ancho"
@@ -52,7 +56,7 @@ class Endpoint:
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     request_timeout: float = 30.0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "hosts": list(self.hosts),
             "port": self.port,
@@ -64,7 +68,7 @@ class Endpoint:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Endpoint:
+    def from_dict(cls, data: Mapping[str, Any]) -> Endpoint:
         return cls(
             tuple(data["hosts"]),
             int(data["port"]),
@@ -139,7 +143,7 @@ class StoreURL:
         return cls(endpoint, keyspace, rf)
 
 
-def _number(options: dict, name: str, kind: type, default, shown: str):
+def _number(options: dict[str, str], name: str, kind: Callable[[str], N], default: N, shown: str) -> N:
     if name not in options:
         return default
     try:
@@ -177,7 +181,7 @@ logging.getLogger("cassandra.pool").addFilter(_QuietConnectErrors())
 OPEN_PATIENCE = 10.0
 
 
-def connect(endpoint: Endpoint, keyspace: str | None = None, patience: float | None = None):
+def connect(endpoint: Endpoint, keyspace: str | None = None, patience: float | None = None) -> Session:
     """A driver ``Session`` (its ``.cluster`` to shut down) with Ancho's policies; StoreUnavailable/InputError if refused.
 
     Keeps trying for ``patience`` seconds (default ``retry_seconds``: a worker
@@ -194,7 +198,7 @@ def connect(endpoint: Endpoint, keyspace: str | None = None, patience: float | N
         request_timeout=endpoint.request_timeout,
     )
 
-    def cluster():
+    def cluster() -> Cluster:
         return Cluster(
             list(endpoint.hosts),
             port=endpoint.port,
@@ -269,7 +273,7 @@ def retrying(what: str, endpoint: Endpoint, call: Callable[[], T]) -> T:
             delay = min(delay * 2, 2.0)
 
 
-def run_concurrent(session, statement, rows: list[tuple[Any, ...]], concurrency: int = 16) -> None:
+def run_concurrent(session: Session, statement: Any, rows: list[tuple[Any, ...]], concurrency: int = 16) -> None:
     """Execute one prepared statement for every row, ``concurrency`` requests in flight; raise the first failure."""
     from cassandra.concurrent import execute_concurrent_with_args
 

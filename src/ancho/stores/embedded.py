@@ -27,7 +27,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from ..sqlite import Database
 from .base import RunRecord, Store, StudyRecord
 from .chunk_layout import chunk_files, chunk_name
 from .results_sources import ChunkFiles
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _JSON_FIELDS = ("params", "targets", "schema", "spec", "summary")
@@ -80,7 +83,7 @@ def check_run_id(run_id: str) -> str:
 class EmbeddedStore(Store):
     """Runs under ``home`` (default ``$ANCHO_HOME`` or ``~/.ancho``); no server needed."""
 
-    def __init__(self, home: str | os.PathLike | None = None, fsync: bool = True):
+    def __init__(self, home: str | os.PathLike[str] | None = None, fsync: bool = True):
         self.home = Path(home).expanduser() if home else default_home()
         try:
             private_dir(self.home / "runs")
@@ -119,7 +122,7 @@ class EmbeddedStore(Store):
         row = self.db.conn().execute("SELECT owner, data FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None or (owner is not None and row[0] != owner):
             raise NotFound(f"no run '{run_id}'")
-        return row[1]
+        return str(row[1])
 
     def run_version(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> int | None:
         """The hash of the record's stored JSON text: hashing the text costs far less than decoding it, and only
@@ -269,7 +272,7 @@ class EmbeddedStore(Store):
 
         return sum(pq.ParquetFile(p).metadata.num_rows for _, _, p in self._chunk_files(run_id))
 
-    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator:
+    def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         schema = self.arrow_schema(run_id, columns)
         if columns is not None:
             unknown = [c for c in columns if c not in schema.names]
@@ -279,7 +282,7 @@ class EmbeddedStore(Store):
                 )
         return iter_chunk_batches([p for _, _, p in self._chunk_files(run_id)], schema)
 
-    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
+    def results_page(self, run_id: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Reads only the chunk files the page falls in: the row counts come from each file's footer,
         so page N costs the same as page 1 (reading from the start made deep pages quadratic)."""
         import pyarrow.parquet as pq
@@ -294,7 +297,7 @@ class EmbeddedStore(Store):
                     skip = offset - seen
                 wanted.append(path)
             seen += n
-        rows: list[dict] = []
+        rows: list[dict[str, Any]] = []
         for batch in iter_chunk_batches(wanted, self.arrow_schema(run_id)):
             if len(rows) >= limit:
                 break
@@ -328,7 +331,7 @@ class EmbeddedStore(Store):
 
     def failures(self, run_id: str, limit: int | None = None) -> list[Failure]:
         sql = "SELECT sequence, error, traceback FROM failures WHERE run_id = ? ORDER BY sequence"
-        args: list = [check_run_id(run_id)]
+        args: list[str | int] = [check_run_id(run_id)]
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
@@ -338,7 +341,7 @@ class EmbeddedStore(Store):
         self.db.close()
 
 
-def parquet_options(schema) -> dict:
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     """How a chunk file is written (here and by ``export_results``): zstd at its default level; dictionary encoding
     only for bool and int columns (floats rarely repeat, so a dictionary is built and thrown away: 4x slower writes);
     ``sequence`` delta-encoded (ascending ids pack to a few bits). On a 262,144-row batch chunk: 3.9 instead of 6.8
@@ -352,7 +355,7 @@ def parquet_options(schema) -> dict:
     return {"compression": "zstd", "use_dictionary": dictionary, "column_encoding": {"sequence": "DELTA_BINARY_PACKED"}}
 
 
-def iter_chunk_batches(paths: list[Path], schema) -> Iterator:
+def iter_chunk_batches(paths: list[Path], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """Arrow batches of the chunk files in order, cast to the run's schema."""
     import pyarrow as pa
     import pyarrow.parquet as pq
