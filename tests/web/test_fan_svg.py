@@ -92,7 +92,7 @@ def test_fan_svg_draws_each_band_where_the_numbers_say():
     )
     assert svg.get("role") == "group" and "50 steps" in svg.find("desc").text
     rows = fan_rows(f)
-    assert rows[0]["step"] == 0 and rows[-1]["step"] == 49 and rows[-1]["p95"] == 51
+    assert rows[0].step == 0 and rows[-1].step == 49 and rows[-1].p95 == 51
 
 
 def test_fan_svg_breaks_lines_at_missing_steps_and_escapes_names():

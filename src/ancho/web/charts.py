@@ -13,6 +13,7 @@ plots follow its light and dark themes.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
@@ -327,26 +328,41 @@ def fan_svg(f: Fan) -> Markup | None:
     return _frame(f"Fan chart of {f.name}", desc, body, "step", f.name, role="group")
 
 
-def fan_rows(f: Fan, count: int = FAN_ROWS) -> list[dict]:
-    """A few steps' numbers for the table under a fan chart (the chart's text alternative)."""
+@dataclass(frozen=True)
+class FanRow:
+    """One step's numbers in the table under a fan chart (the chart's text alternative)."""
+
+    step: int
+    p5: float | None
+    p25: float | None
+    median: float | None
+    p75: float | None
+    p95: float | None
+    mean: float | None
+    ci95: tuple[float | None, float | None]
+
+
+@dataclass(frozen=True)
+class FanChart:
+    """What the run page shows of one trajectory output: the SVG, a few steps' numbers, the paths drawn."""
+
+    name: str
+    svg: Markup | None
+    rows: list[FanRow]
+    steps: int
+    paths: list[int]
+
+
+def fan_rows(f: Fan, count: int = FAN_ROWS) -> list[FanRow]:
+    """A few steps' numbers, evenly spread, the first and last included."""
     return [
-        {
-            "step": f.steps[i],
-            "p5": f.p5[i],
-            "p25": f.p25[i],
-            "median": f.median[i],
-            "p75": f.p75[i],
-            "p95": f.p95[i],
-            "mean": f.mean[i],
-            "ci95": (f.mean_low[i], f.mean_high[i]),
-        }
+        FanRow(
+            f.steps[i], f.p5[i], f.p25[i], f.median[i], f.p75[i], f.p95[i], f.mean[i], (f.mean_low[i], f.mean_high[i])
+        )
         for i in _every(len(f.steps), count)
     ]
 
 
-def fan_charts(fans: list[Fan]) -> list[dict]:
-    """Per trajectory output: its name, fan SVG, the table of a few steps and the paths drawn."""
-    return [
-        {"name": f.name, "svg": fan_svg(f), "rows": fan_rows(f), "steps": f.total_steps, "paths": f.path_sequences}
-        for f in fans
-    ]
+def fan_charts(fans: list[Fan]) -> list[FanChart]:
+    """Per trajectory output: its fan SVG, the table of a few steps and the paths drawn."""
+    return [FanChart(f.name, fan_svg(f), fan_rows(f), f.total_steps, f.path_sequences) for f in fans]

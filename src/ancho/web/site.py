@@ -35,7 +35,7 @@ from ..server.schemas import run_view
 from ..server.service import Service
 from ..server.sessions import COOKIE, SIGNIN_COOKIE, Session, Sessions, same
 from ..stores.base import STATUSES
-from .charts import fan_charts, fmt, run_charts, targets_svg
+from .charts import FanChart, fan_charts, fmt, run_charts, targets_svg
 from .newrun import NewRun, handle, posted
 
 HERE = Path(__file__).parent
@@ -279,7 +279,7 @@ class RunPictures:
     """A finished run's drawn plots: per scalar output (``run_charts``), per trajectory output (``fan_charts``)."""
 
     charts: list[dict]
-    fans: list[dict]
+    fans: list[FanChart]
 
 
 class _PlotCache:
