@@ -14,12 +14,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
 from ..errors import NotFound, StoreError
+from .record_spec import RecordSpec as RecordSpec  # (the typed spec and submission are re-exported here)
+from .record_spec import SpecField
+from .record_spec import Submission as Submission
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +60,7 @@ class RunRecord:
     retries: int = 0
     error: str | None = None
     schema: dict[str, str] = field(default_factory=dict)  # output name -> bool | int | float
-    spec: dict[str, Any] = field(default_factory=dict)  # anything else a front end wants kept (source details)
+    spec: SpecField = SpecField()  # what a front end keeps beyond these fields, typed (given as one or its JSON form)
     summary: dict[str, Any] | None = None
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -66,7 +69,7 @@ class RunRecord:
     numpy_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "spec": self.spec.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
@@ -79,14 +82,13 @@ class RunRecord:
 
     @property
     def submission(self) -> Submission | None:
-        """What a server recorded of this run's submission (None: not a server's run); see :meth:`Submission.of`."""
-        return Submission.of(self)
+        """What a server recorded of this run's submission (None: not a server's run)."""
+        return self.spec.submission
 
     @property
     def model_info(self) -> dict[str, Any]:
-        """The model's description recorded with the run (``spec["info"]``: docstring, parameters, outputs), or {}."""
-        info = self.spec.get("info") if isinstance(self.spec, dict) else None
-        return info if isinstance(info, dict) else {}
+        """The model's description recorded with the run (docstring, parameters, outputs), or {}."""
+        return self.spec.info
 
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
@@ -123,7 +125,7 @@ class StudyRecord:
     done: int = 0  # sequences executed over every point
     total: int = 0  # sequences planned over every point
     error: str | None = None
-    spec: dict[str, Any] = field(default_factory=dict)  # anything else a front end wants kept
+    spec: SpecField = SpecField()  # as RunRecord.spec
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -133,7 +135,7 @@ class StudyRecord:
     sensitivity_finished: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "spec": self.spec.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyRecord:
@@ -154,66 +156,6 @@ def record_version(record: RunRecord) -> int:
 
 class NotAtHand(Exception):
     """Raised by a store's ``wait=False`` read that would wait on a network: read again with ``wait=True``, off the event loop."""
-
-
-@dataclass(frozen=True)
-class Submission:
-    """What a server keeps of a submitted run to execute it later: the typed part of :attr:`RunRecord.spec`.
-
-    Why typed: the dispatcher that runs a queued run (perhaps after a restart) finds its model, its
-    parameters and the server it belongs to here; a free-form dict dug into by key broke silently
-    when either side changed. Kept in ``spec`` under :data:`KEY` as :meth:`to_dict` — the key that
-    held the model's place before (its ``root`` is still where readers of failures find the folder to
-    hide) — while the model's description stays ``spec["info"]``, which every run records.
-    """
-
-    KEY: ClassVar[str] = "ref"
-
-    #: the model's source folder on the server, the file in it and the model class (a FileRef's parts)
-    root: str
-    file: str
-    class_name: str
-    #: the parameters as the user gave them: the record's own are JSON-cleaned (an infinite float became null),
-    #: so the workers validate these again, as the inspecting worker did
-    params: dict[str, Any] = field(default_factory=dict)
-    #: the id of the server it was submitted to (None: recorded before servers had ids; any server takes it)
-    server: str | None = None
-    #: where the model came from, as the request gave it (upload, URL, git, previous run)
-    model_source: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Submission:
-        return cls(
-            str(data["root"]),
-            str(data["file"]),
-            str(data["class_name"]),
-            dict(data.get("params") or {}),
-            data.get("server"),
-            dict(data.get("model_source") or {}),
-        )
-
-    @classmethod
-    def of(cls, record) -> Submission | None:
-        """The submission in ``record.spec``, or None (a CLI run's record has none).
-
-        Records written before this type hold only root, file and class_name under ``ref``, and the
-        rest flat in ``spec`` (``params``, ``server``, ``model``): they are read too.
-        """
-        spec = getattr(record, "spec", None)
-        if not isinstance(spec, dict):
-            return None
-        ref = spec.get(cls.KEY)
-        if not isinstance(ref, dict):
-            return None
-        old = {
-            "params": spec.get("params", getattr(record, "params", {})),
-            "server": spec.get("server"),
-            "model_source": spec.get("model"),
-        }
-        return cls.from_dict({**old, **ref})
 
 
 class Store(ABC):
