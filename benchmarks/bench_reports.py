@@ -13,6 +13,12 @@ Then, in this process, each repetition times:
   when the run is small enough, else beside it as Parquet (``write_notebook``).
 
 Reported as medians (and minima), ratios to the baseline, and the drawing cost per output.
+
+Then a study of ``--study-points`` points (Latin hypercube over two
+parameters, ``--study-sequences`` sequences each, one output and one target)
+is made with ``ancho study``, and each repetition times, against the PDF of
+one of its points' runs (baseline): gathering the study (summary, points
+table), and its whole PDF (points table over pages, pictures).
 """
 
 from __future__ import annotations
@@ -39,6 +45,70 @@ class Many(ancho.Model):
     def sequence(self, rng):
         return {f"x{i:02d}": float(v) for i, v in enumerate(rng.normal(size=self.width))}
 '''
+
+
+STUDY_MODEL = '''
+import ancho
+
+
+class Plane(ancho.Model):
+    """A noisy plane over two parameters: a study's cheapest points."""
+
+    a: float = 0.0
+    b: float = 0.0
+
+    def sequence(self, rng):
+        return {"y": self.a + 2 * self.b + rng.normal()}
+'''
+
+
+def measure_study(home: Path, points: int, sequences: int, reps: int) -> dict:
+    (home / "plane.py").write_text(STUDY_MODEL)
+    made = time.perf_counter()
+    done = subprocess.run(
+        [*C.ancho_cli(), "study", str(home / "plane.py"), "--lhs", str(points), "--range", "a=0:1"]
+        + ["--range", "b=0:1", "-n", str(sequences), "--seed", "2", "--target", "y>=1", "--json"],
+        env=C.child_env(home),
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    )
+    if done.returncode != 0:
+        sys.exit(f"ancho study failed: {done.stderr}")
+    made = time.perf_counter() - made
+    summary = json.loads(done.stdout)
+    study_id, run_id = summary["study"], summary["points"][0]["run"]
+
+    from ancho.reports import write_pdf
+    from ancho.reports.study_facts import gather_study
+    from ancho.reports.study_pdf import render_study
+    from ancho.stores.embedded import EmbeddedStore
+
+    store = EmbeddedStore(home)
+    sizes = {}
+
+    def run_pdf():
+        write_pdf(store, run_id, io.BytesIO())
+
+    def study_pdf():
+        buf = io.BytesIO()
+        render_study(gather_study(store, study_id), buf)
+        sizes["pdf"] = buf.tell()
+
+    run_pdf()
+    study_pdf()
+    times: dict[str, list[float]] = {"a point's run PDF (baseline)": [], "gather the study": [], "study PDF": []}
+    for _ in range(reps):
+        for label, fn in (
+            ("a point's run PDF (baseline)", run_pdf),
+            ("gather the study", lambda: gather_study(store, study_id)),
+            ("study PDF", study_pdf),
+        ):
+            t = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t)
+    store.close()
+    return {"points": points, "sequences": sequences, "made_s": made, "times": times, "sizes": sizes}
 
 
 def measure(home: Path, sequences: int, width: int, reps: int) -> dict:
@@ -104,6 +174,8 @@ def main() -> None:
     p.add_argument("--sequences", type=int, default=200_000)
     p.add_argument("--outputs", type=int, nargs="+", default=[3, 30])
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--study-points", type=int, default=2000, help="points of the study (0: no study)")
+    p.add_argument("--study-sequences", type=int, default=20)
     args = p.parse_args()
     C.header(
         "reports: PDF and notebook", f"{args.sequences:,} sequences; outputs {args.outputs}; {args.reps} repetitions"
@@ -127,12 +199,29 @@ def main() -> None:
             print(C.table(rows, ["step", "median ms", "min ms", "× baseline", "(minima)"]))
             drawing = (min(r["times"]["PDF"]) - base_min) / width
             print(f"PDF beyond the plot data: {drawing * 1e3:.0f} ms per output (minima)\n")
+        study = None
+        if args.study_points:
+            study = measure_study(home, args.study_points, args.study_sequences, args.reps)
+            print(
+                f"-- a study of {study['points']:,} points × {study['sequences']} sequences (made in "
+                f"{study['made_s']:.0f} s): PDF {study['sizes']['pdf'] / 1024:.0f} KiB"
+            )
+            base, base_min = (
+                C.med(study["times"]["a point's run PDF (baseline)"]),
+                min(study["times"]["a point's run PDF (baseline)"]),
+            )
+            rows = [
+                [label, C.med(xs) * 1e3, min(xs) * 1e3, C.med(xs) / base, min(xs) / base_min]
+                for label, xs in study["times"].items()
+            ]
+            print(C.table(rows, ["step", "median ms", "min ms", "× baseline", "(minima)"]))
         print(C.load_note())
         C.write_json(
             args.json,
             {
                 "sequences": args.sequences,
                 "runs": [{**r, "times": {k: C.stat(v) for k, v in r["times"].items()}} for r in results],
+                "study": study and {**study, "times": {k: C.stat(v) for k, v in study["times"].items()}},
             },
         )
     finally:
