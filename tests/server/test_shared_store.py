@@ -15,6 +15,7 @@ import pytest
 from ancho.engine import create_record
 from ancho.server.dispatcher import Dispatcher, submitted_here
 from ancho.server.service import server_id
+from ancho.stores.base import RunRecord
 from ancho.stores.embedded import EmbeddedStore
 
 from .conftest import SLOW, Server, add_user, submit, tar_gz, upload_id, wait_run
@@ -29,22 +30,21 @@ def test_a_home_keeps_its_server_id(tmp_path):
     assert server_id(other) != first
 
 
-def _record(run_id: str, server: str | None, status: str = "queued"):
-    from types import SimpleNamespace
-
-    spec = {"ref": {"root": "/nowhere", "file": "model.py", "class_name": "M"}, "info": {}}
+def _record(run_id: str, server: str | None, status: str = "queued", **spec) -> RunRecord:
+    """A record as a server of before :class:`Submission` wrote it (the server's id flat in the spec)."""
+    spec = {"ref": {"root": "/nowhere", "file": "model.py", "class_name": "M"}, "info": {}, **spec}
     if server is not None:
         spec["server"] = server
-    return SimpleNamespace(id=run_id, spec=spec, status=status)
+    return RunRecord(id=run_id, spec=spec, status=status)
 
 
 def test_submitted_here():
     assert submitted_here(_record("a", "s1"), "s1")
     assert not submitted_here(_record("a", "s2"), "s1")
     assert submitted_here(_record("a", None), "s1")  # recorded before servers had ids
-    cli = _record("a", None)
-    del cli.spec["ref"]
-    assert not submitted_here(cli, "s1")  # an `ancho run` of the CLI
+    assert not submitted_here(RunRecord(id="a", spec={"info": {}}), "s1")  # an `ancho run` of the CLI
+    # a study's point run carries its study's submission, but only its study runs it
+    assert not submitted_here(_record("a", "s1", study="s0123", point=0), "s1")
 
 
 def test_a_dispatcher_neither_takes_nor_requeues_another_servers_runs(tmp_path):

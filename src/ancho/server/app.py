@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -217,14 +218,15 @@ def _files_as_binary(app: FastAPI) -> None:
     """
     build = app.openapi
 
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            document = build()
-            for schema in document.get("components", {}).get("schemas", {}).values():
-                for prop in (schema.get("properties") or {}).values():
-                    if prop.get("type") == "string" and "contentMediaType" in prop:
-                        prop.setdefault("format", "binary")
-        return app.openapi_schema
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()  # (which keeps it as app.openapi_schema)
+        for schema in document.get("components", {}).get("schemas", {}).values():
+            for prop in (schema.get("properties") or {}).values():
+                if prop.get("type") == "string" and "contentMediaType" in prop:
+                    prop.setdefault("format", "binary")
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -287,7 +289,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 auth.resolve(request.scope)
             except AuthError:
                 return answer(request, problems.unauthenticated())
-        return answer(request, problems.of_validation(exc.errors()))
+        return answer(request, problems.of_validation(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -46,7 +46,7 @@ from .settings import offered_executors, quoted_choices
 log = logging.getLogger("ancho.server")
 
 
-def submitted_here(record: RunRecord, server: str | None) -> bool:
+def submitted_here(record: RunRecord | StudyRecord, server: str | None) -> bool:
     """Whether a run was submitted to this server (``server``: its id, see server_id).
 
     ``ancho run`` and ``ancho serve`` share the default home: a CLI run is
@@ -54,24 +54,25 @@ def submitted_here(record: RunRecord, server: str | None) -> bool:
     start it, whatever its status says. Servers with different homes may
     share a store (one Cassandra cluster): each takes only its own runs, whose
     models lie in its own home. A run recorded before servers had ids is
-    taken by whichever server it is queued in.
+    taken by whichever server it is queued in. A study's point run is its study's to run, never taken alone.
     """
-    submission = Submission.of(record)
-    if submission is None:
+    submission = record.spec.submission
+    if submission is None or record.spec.study is not None:
         return False
     owner = submission.server
     return owner is None or server is None or owner == server
 
 
-def submitted_elsewhere(record: RunRecord, server: str | None) -> bool:
+def submitted_elsewhere(record: RunRecord | StudyRecord, server: str | None) -> bool:
     """Whether a run was submitted to another server sharing this one's store (only that server may act on it)."""
     return submitted_here(record, None) and not submitted_here(record, server)
 
 
-def loaded_from_record(record: RunRecord, submission: Submission) -> LoadedModel:
-    """The model of a queued run, as the server recorded it when the run was submitted."""
+def loaded_from_record(record: RunRecord | StudyRecord, submission: Submission) -> LoadedModel:
+    """The model of a queued run or study, as the server recorded it when it was submitted."""
     ref = FileRef(submission.root, submission.file, submission.class_name)
-    return LoadedModel(ref, record.source_hash, record.source, record.model_info)
+    source_hash = record.source_hash if isinstance(record, RunRecord) else record.spec.source_hash or ""
+    return LoadedModel(ref, source_hash, record.source, record.spec.info)
 
 
 @dataclass(frozen=True)
@@ -184,62 +185,87 @@ class Dispatcher:
             queued.sort(key=lambda r: (busy[r.owner], r.created))
             record = queued[0]
             handle = RunHandle()
-            study = isinstance(record, StudyRecord)
             thread = threading.Thread(
-                target=self._execute_study if study else self._execute,
-                args=(record, handle),
-                name=f"ancho-{'study' if study else 'run'}-{record.id}",
-                daemon=True,
+                target=self._execute, args=(record, handle), name=f"ancho-{_kind(record)}-{record.id}", daemon=True
             )
             self._running[record.id] = (thread, handle, record.owner)
             self._executors[record.id] = record.executor
-            if study:
-                self.store.update_study(record.id, status="running")
-            else:
-                self.store.update_run(record.id, status="running")
+            self._update(record, status="running")
         thread.start()
         return True
 
-    def _execute(self, record: RunRecord, handle: RunHandle) -> None:
+    def _update(self, record: RunRecord | StudyRecord, **changes: object) -> None:
+        if isinstance(record, StudyRecord):
+            self.store.update_study(record.id, **changes)
+        else:
+            self.store.update_run(record.id, **changes)
+
+    def _execute(self, record: RunRecord | StudyRecord, handle: RunHandle) -> None:
+        """Execute a queued run or study on this thread, in its sandbox; record how it ended, whatever happens."""
+        kind = _kind(record)
         error: str | None = None
         try:
-            submission = Submission.of(record)
+            submission = record.spec.submission
             if submission is None:  # (only a server's own runs are taken: see submitted_here)
-                raise RunFailed(f"run {record.id} has no server submission recorded; submit it again")
+                raise RunFailed(f"{kind} {record.id} has no server submission recorded; submit it again")
             model = loaded_from_record(record, submission)
-            spec = RunSpec.build(
-                model,
-                submission.params,
-                record.sequences,
-                record.seed,
-                record.targets,
-                record.until,
-                record.max_sequences,
-                record.max_failures,
-                resolved=True,
-            )
-            log.info("run %s (%s, user %s) starting", record.id, record.model, record.owner)
-            with self._workers(record, model) as executor:
-                final = execute(model, spec, self.store, executor, record, None, handle)
-            log.info("run %s succeeded: %d sequences", record.id, final.done)
+            log.info("%s %s (%s, user %s) starting", kind, record.id, record.model, record.owner)
+            with self._workers(record, model, submission) as executor:
+                if isinstance(record, StudyRecord):
+                    outcome = self._run_study(record, model, executor, handle)
+                else:
+                    outcome = self._run(record, model, submission, executor, handle)
+            log.info("%s %s %s", kind, record.id, outcome)
         except RunCancelled:
-            log.info("run %s %s", record.id, "interrupted; it will resume" if handle.interrupted else "cancelled")
+            log.info("%s %s %s", kind, record.id, "interrupted; it will resume" if handle.interrupted else "cancelled")
         except AnchoError as exc:
-            log.info("run %s failed: %s", record.id, exc)
+            log.info("%s %s failed: %s", kind, record.id, exc)
             error = str(exc)
         except Exception as exc:
-            log.exception("run %s failed unexpectedly", record.id)
+            log.exception("%s %s failed unexpectedly", kind, record.id)
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            self._settle(record.id, handle, error)
+            self._settle(record, handle, error)
             with self._lock:
                 self._running.pop(record.id, None)
                 if self._executors.pop(record.id, "local") != "local":
                     self._spark_idle_since = time.monotonic()
             self._wake.set()
 
+    def _run(
+        self, record: RunRecord, model: LoadedModel, submission: Submission, executor: Executor, handle: RunHandle
+    ) -> str:
+        spec = RunSpec.build(
+            model,
+            submission.params,
+            record.sequences,
+            record.seed,
+            record.targets,
+            record.until,
+            record.max_sequences,
+            record.max_failures,
+            resolved=True,
+        )
+        final = execute(model, spec, self.store, executor, record, None, handle)
+        return f"succeeded: {final.done} sequences"
+
+    def _run_study(self, study: StudyRecord, model: LoadedModel, executor: Executor, handle: RunHandle) -> str:
+        """A study's points (studies/execute.py); the points already succeeded are skipped on a resume."""
+        from ..inputs import run_settings
+        from ..studies.execute import run_points
+
+        settings = run_settings(
+            study.sequences, study.seed, study.targets, study.until, study.max_sequences, study.max_failures
+        )
+        final = run_points(
+            model, study, settings, self.store, executor, study.executor, None, handle, study.spec.base_params
+        )
+        return f"ended {final.status} ({len(study.points)} points)"
+
     @contextmanager
-    def _workers(self, record: RunRecord | StudyRecord, model: LoadedModel) -> Iterator[Executor]:
+    def _workers(
+        self, record: RunRecord | StudyRecord, model: LoadedModel, submission: Submission
+    ) -> Iterator[Executor]:
         """The executor of a run or a study, in the model's sandbox and environment.
 
         The workers see the model's source, its environment and the results of the run they summarise (for summary
@@ -258,7 +284,7 @@ class Dispatcher:
                 shutil.rmtree(export, ignore_errors=True)
                 export.mkdir(parents=True)
                 read_only = (str(export),)
-            options, sandbox = self.worker_setup(Path(model.ref.root), run_id=record.id, read_only=read_only)
+            options, sandbox = self.worker_setup(Path(submission.root), run_id=record.id, read_only=read_only)
             if export is not None:
                 options["results"] = lambda source, folder=export: self._export(source, folder)
         try:
@@ -279,52 +305,6 @@ class Dispatcher:
                 shutil.copy(path, folder)
             return ChunkFiles.of_folder(folder, source.schema)
         return export_results(self.store, source.run_id, folder)
-
-    def _execute_study(self, study: StudyRecord, handle: RunHandle) -> None:
-        """Run a queued study's points (studies/execute.py); the points already succeeded are skipped on a resume."""
-        from ..inputs import run_settings
-        from ..studies.execute import run_points
-
-        error: str | None = None
-        try:
-            submission = Submission.of(study)
-            if submission is None:
-                raise RunFailed(f"study {study.id} has no server submission recorded; submit it again")
-            ref = FileRef(submission.root, submission.file, submission.class_name)
-            model = LoadedModel(ref, study.spec.get("source_hash", ""), study.source, study.spec.get("info") or {})
-            settings = run_settings(
-                study.sequences, study.seed, study.targets, study.until, study.max_sequences, study.max_failures
-            )
-            log.info(
-                "study %s (%s, %d points, user %s) starting", study.id, study.model, len(study.points), study.owner
-            )
-            with self._workers(study, model) as executor:
-                final = run_points(
-                    model, study, settings, self.store, executor, study.executor, None, handle,
-                    study.spec.get("base_params"),
-                )  # fmt: skip
-            log.info("study %s ended %s", study.id, final.status)
-        except RunCancelled:
-            log.info("study %s %s", study.id, "interrupted; it will resume" if handle.interrupted else "cancelled")
-        except AnchoError as exc:
-            log.info("study %s failed: %s", study.id, exc)
-            error = str(exc)
-        except Exception as exc:
-            log.exception("study %s failed unexpectedly", study.id)
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            try:
-                if self.store.get_study(study.id).status == "running":  # stopped outside run_points' own records
-                    status = "queued" if handle.interrupted else "cancelled" if handle.cancelled else "failed"
-                    finished = None if status == "queued" else time.time()
-                    self.store.update_study(study.id, status=status, error=error, finished=finished)
-            except Exception:
-                log.exception("study %s: could not record how it ended", study.id)
-            with self._lock:
-                self._running.pop(study.id, None)
-                if self._executors.pop(study.id, "local") != "local":
-                    self._spark_idle_since = time.monotonic()
-            self._wake.set()
 
     def _executor(self, record: RunRecord | StudyRecord, options: dict) -> Executor:
         """The run's executor: local worker processes, or the server's Spark master (the same sandbox and environment
@@ -358,26 +338,27 @@ class Dispatcher:
             stop_session()
             self._spark_idle_since = None
 
-    def _settle(self, run_id: str, handle: RunHandle, error: str | None) -> None:
-        """Give a run that stopped while still ``running`` in the store the status it ended with.
+    def _settle(self, record: RunRecord | StudyRecord, handle: RunHandle, error: str | None) -> None:
+        """Give a run or study that stopped while still ``running`` in the store the status it ended with.
 
-        The engine records the outcome of the chunk loop, but not of what
-        comes after it (user summary functions run in a worker too): a run
-        cancelled or broken there would otherwise stay ``running`` for ever.
+        The engine (and a study's run_points) records the outcome of the chunk loop, but not of what comes after
+        it (user summary functions run in a worker too), nor of a failure before it: a run cancelled or broken
+        there would otherwise stay ``running`` for ever.
         """
+        study = isinstance(record, StudyRecord)
         try:
-            if self.store.get_run(run_id).status != "running":
+            now = self.store.get_study(record.id) if study else self.store.get_run(record.id)
+            if now.status != "running":
                 return
             if handle.interrupted:
-                self.store.update_run(run_id, status="queued", error=None)
+                self._update(record, status="queued", error=None)
             elif handle.cancelled:
-                self.store.update_run(run_id, status="cancelled", error="cancelled", finished=time.time())
+                self._update(record, status="cancelled", error="cancelled", finished=time.time())
             else:
-                self.store.update_run(
-                    run_id, status="failed", error=error or "the run stopped unexpectedly", finished=time.time()
-                )
-        except Exception:  # the store itself failing: the next start requeues the run
-            log.exception("run %s: could not record how it ended", run_id)
+                error = error or f"the {_kind(record)} stopped unexpectedly"
+                self._update(record, status="failed", error=error, finished=time.time())
+        except Exception:  # the store itself failing: the next start requeues it
+            log.exception("%s %s: could not record how it ended", _kind(record), record.id)
 
     # -- requests -------------------------------------------------------------
     def cancel(self, run_id: str, owner: str) -> RunRecord:
@@ -389,7 +370,8 @@ class Dispatcher:
                 # here would race those writes (the store has no compare-and-set), so it is cancelled there
                 raise Conflict(
                     f"run {run_id} was submitted to another server sharing this store "
-                    f"(server id {Submission.of(record).server}); cancel it through that server"
+                    f"(server id {record.spec.submission.server if record.spec.submission else '?'}); "
+                    "cancel it through that server"
                 )
             if record.status == "queued":
                 self.store.update_run(run_id, status="cancelled", finished=time.time(), error="cancelled")
@@ -431,3 +413,7 @@ class Dispatcher:
     def running(self) -> list[str]:
         with self._lock:
             return list(self._running)
+
+
+def _kind(record: RunRecord | StudyRecord) -> str:
+    return "study" if isinstance(record, StudyRecord) else "run"

@@ -188,20 +188,15 @@ def get_run_results(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ):
     """Every sequence's outputs. CSV and Parquet stream the whole run; JSON comes in pages."""
-    record = svc.run(user, run_id)
     if format == "csv":
-        from ..exports import csv_chunks
-
         return StreamingResponse(
-            csv_chunks(svc.store, run_id),
+            svc.results.csv(user, run_id),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{run_id}.csv"'},
         )
     if format == "parquet":
-        from ..exports import write_parquet
-
-        return parquet_response(svc, lambda fh: write_parquet(svc.store, run_id, fh), f"{run_id}.parquet")
-    return results_page(svc, record, offset, limit)
+        return parquet_response(svc, lambda fh: svc.results.write_parquet(user, run_id, fh), f"{run_id}.parquet")
+    return svc.results.page(user, run_id, offset, limit)
 
 
 def parquet_response(svc: Service, write, filename: str) -> StreamingResponse:
@@ -226,21 +221,6 @@ def parquet_response(svc: Service, write, filename: str) -> StreamingResponse:
         media_type="application/vnd.apache.parquet",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(size)},
     )
-
-
-def results_page(svc: Service, record, offset: int, limit: int) -> dict:
-    rows, seen = svc.store.results_page(record.id, offset, limit)
-    from ..stats import clean
-
-    nxt = offset + len(rows)
-    return {
-        "run": record.id,
-        "total": seen,
-        "offset": offset,
-        "limit": limit,
-        "next": nxt if nxt < seen else None,
-        "results": clean(rows),
-    }
 
 
 @router.get(

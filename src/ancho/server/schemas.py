@@ -97,14 +97,15 @@ class Progress(BaseModel):
     total: int
 
 
-class RunView(BaseModel):
+class RecordView(BaseModel):
+    """What a run's and a study's views share: the request's settings, the status, progress and times."""
+
     id: str
     status: Status
     progress: Progress
     model: str
     entry: str
     source: str
-    source_hash: str
     params: dict[str, Any]
     seed: int
     sequences: int | None
@@ -113,12 +114,26 @@ class RunView(BaseModel):
     max_sequences: int | None
     max_failures: int
     executor: str
-    failures: int
-    retries: int
     error: str | None
     created: float
     started: float | None
     finished: float | None
+
+
+#: RecordView's fields read as they are from a RunRecord or StudyRecord (id, status and progress are built)
+_SHARED = tuple(name for name in RecordView.model_fields if name not in ("id", "status", "progress"))
+
+
+def _record_view(record) -> dict:
+    view = {"id": record.id, "status": record.status, "progress": {"done": record.done, "total": record.total}}
+    view.update((name, getattr(record, name)) for name in _SHARED)
+    return view
+
+
+class RunView(RecordView):
+    source_hash: str
+    failures: int
+    retries: int
 
 
 class Created(BaseModel):
@@ -243,29 +258,10 @@ class ModelView(BaseModel):
 
 
 def run_view(record) -> dict:
-    return {
-        "id": record.id,
-        "status": record.status,
-        "progress": {"done": record.done, "total": record.total},
-        "model": record.model,
-        "entry": record.entry,
-        "source": record.source,
-        "source_hash": record.source_hash,
-        "params": record.params,
-        "seed": record.seed,
-        "sequences": record.sequences,
-        "targets": record.targets,
-        "until": record.until,
-        "max_sequences": record.max_sequences,
-        "max_failures": record.max_failures,
-        "executor": record.executor,
-        "failures": record.failures,
-        "retries": record.retries,
-        "error": record.error,
-        "created": record.created,
-        "started": record.started,
-        "finished": record.finished,
-    }
+    """A run as :class:`RunView` describes it."""
+    view = _record_view(record)
+    view.update(source_hash=record.source_hash, failures=record.failures, retries=record.retries)
+    return view
 
 
 def failure_views(record, failures) -> list[dict]:
@@ -273,7 +269,7 @@ def failure_views(record, failures) -> list[dict]:
 
     The server's folders are no business of the client's.
     """
-    root = (record.spec.get("ref") or {}).get("root")
+    root = record.spec.submission.root if record.spec.submission else None
     out = []
     for f in failures:
         item = f.to_dict()
@@ -369,28 +365,11 @@ class StudyRequest(RunRequest):
     design: DesignBody
 
 
-class StudyView(BaseModel):
-    id: str
-    status: Status
+class StudyView(RecordView):
     progress: Progress = Field(..., description="Sequences done and planned over every point.")
     points: int
     points_finished: int = Field(..., description="Points whose run has ended (succeeded, failed or cancelled).")
-    model: str
-    entry: str
-    source: str
     design: dict[str, Any]
-    params: dict[str, Any]
-    seed: int
-    sequences: int | None
-    targets: list[str]
-    until: str | None
-    max_sequences: int | None
-    max_failures: int
-    executor: str
-    error: str | None
-    created: float
-    started: float | None
-    finished: float | None
 
 
 class PointSummary(BaseModel):
@@ -452,26 +431,8 @@ _FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def study_view(record) -> dict:
-    return {
-        "id": record.id,
-        "status": record.status,
-        "progress": {"done": record.done, "total": record.total},
-        "points": len(record.points),
-        "points_finished": sum(p.get("status") in _FINISHED for p in record.points),
-        "model": record.model,
-        "entry": record.entry,
-        "source": record.source,
-        "design": record.design,
-        "params": record.params,
-        "seed": record.seed,
-        "sequences": record.sequences,
-        "targets": record.targets,
-        "until": record.until,
-        "max_sequences": record.max_sequences,
-        "max_failures": record.max_failures,
-        "executor": record.executor,
-        "error": record.error,
-        "created": record.created,
-        "started": record.started,
-        "finished": record.finished,
-    }
+    """A study as :class:`StudyView` describes it."""
+    view = _record_view(record)
+    finished = sum(p.get("status") in _FINISHED for p in record.points)
+    view.update(points=len(record.points), points_finished=finished, design=record.design)
+    return view

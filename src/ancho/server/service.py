@@ -36,8 +36,10 @@ from ..sources.fetch import FetchError, FetchPolicy, fetch_source
 from ..sources.upload import Uploads, entry_path
 from ..stores import open_store
 from ..stores.base import RunRecord, StudyRecord
+from ..stores.record_spec import RecordSpec, Submission
 from .dispatcher import Dispatcher, SparkSettings
 from .inspectors import Inspectors
+from .run_results import RunResults
 from .schemas import ModelSource, RunRequest, StudyRequest, failure_views, run_view
 from .settings import Settings, quoted_choices
 from .status import RenderedRuns
@@ -158,6 +160,8 @@ class Service:
         self.inspectors = Inspectors(self.worker_setup, keep_seconds=settings.inspect_keep_seconds)
         #: the rendered statuses that clients poll (rendered_run)
         self.statuses = RenderedRuns(self.store)
+        #: runs' stored results (downloads, pages, trajectories, the site's plots), each read owner-checked
+        self.results = RunResults(self.store)
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 
@@ -203,10 +207,10 @@ class Service:
         A study's point is run by its study, not on its own: it is cancelled with the study (409 here, naming it).
         """
         record = self.run(user, run_id)
-        study = record.spec.get("study")
+        study = record.spec.study
         if study and not record.final:
             raise Conflict(
-                f"run {run_id} is point {record.spec.get('point')} of study {study}; cancel the study instead "
+                f"run {run_id} is point {record.spec.point} of study {study}; cancel the study instead "
                 f"(POST /api/v1/studies/{study}/cancel)"
             )
         return self.dispatcher.cancel(run_id, user)
@@ -242,13 +246,10 @@ class Service:
         file, _, class_name = found["entry"].partition(":")
         ref = FileRef(found["root"], file, class_name)
         model = LoadedModel(ref, found["source_hash"], found["origin"], found["model"])
-        from ..stores.base import Submission
-
         submission = Submission(
             ref.root, ref.file, ref.class_name, given, self.id, request.model.model_dump(exclude_none=True)
         )
-        spec = {Submission.KEY: submission.to_dict(), "info": found["model"], "source_hash": found["source_hash"],
-                "base_params": base}  # fmt: skip
+        spec = RecordSpec(found["model"], submission, source_hash=found["source_hash"], base_params=base).to_dict()
         workers = self.settings.workers if request.executor == "local" else None
         record = new_study(model, plan, points, given, checked, request.executor, workers, owner=user, spec=spec)
         self.store.create_study(record)
@@ -415,13 +416,11 @@ class Service:
         ref = FileRef(found["root"], file, class_name)
         model = LoadedModel(ref, found["source_hash"], found["origin"], found["model"])
         spec = RunSpec.of(found["params"], checked)
-        from ..stores.base import Submission
-
         # what the dispatcher needs to execute the run later, typed (the params as given: see Submission.params)
         submission = Submission(
             ref.root, ref.file, ref.class_name, request.params, self.id, request.model.model_dump(exclude_none=True)
         )
-        extra = {Submission.KEY: submission.to_dict(), "info": found["model"]}
+        extra = RecordSpec(found["model"], submission).to_dict()
         workers = self.settings.workers if request.executor == "local" else None  # Spark: the cluster's cores
         record = create_record(model, spec, request.executor, workers, owner=user, extra=extra)
         self.store.create_run(record)

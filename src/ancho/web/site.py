@@ -295,9 +295,8 @@ class _PlotCache:
             if run_id in self.items:
                 self.items.move_to_end(run_id)
                 return self.items[run_id]
-        from ..plotdata import run_fans, run_plots
-
-        pictures = RunPictures(run_charts(run_plots(svc.store, run_id)), fan_charts(run_fans(svc.store, run_id)))
+        plots, fans = svc.results.plots(run_id)  # (behind the run page's own owner check)
+        pictures = RunPictures(run_charts(plots), fan_charts(fans))
         with self.lock:
             self.items[run_id] = pictures
             while len(self.items) > self.size:
