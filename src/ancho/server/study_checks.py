@@ -9,24 +9,92 @@ server process never runs the user's code.
 
 from __future__ import annotations
 
+import ast
+import typing
 from typing import Any
 
 from ..errors import Field, FieldError, ParameterError
 from ..model import Model, Parameter
 
-#: how a worker describes a parameter's type -> the type, for the types converted without importing anything
-_DESCRIBED_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+#: the names a worker's description of a parameter's type (``Parameter.type_name``) may use that the server rebuilds
+#: without importing anything: builtins and typing's generics, as ``str(annotation)`` spells them
+_NAMES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "str": str,
+    "list": list,
+    "List": list,
+    "tuple": tuple,
+    "Tuple": tuple,
+    "dict": dict,
+    "Dict": dict,
+    "set": set,
+    "Set": set,
+    "frozenset": frozenset,
+    "FrozenSet": frozenset,
+    "Sequence": typing.Sequence,
+    "Mapping": typing.Mapping,
+    "Any": Any,
+    "None": None,
+    "NoneType": None,
+    "Optional": typing.Optional,
+    "Union": typing.Union,
+    "Literal": typing.Literal,
+}
+#: a described type longer than this is not rebuilt (the worker checks the value)
+_MAX_TYPE_NAME = 1000
+
+
+class _Unknown(Exception):
+    """A described type names something the server cannot rebuild (a model's own class): the worker checks it."""
+
+
+def described_annotation(type_name: str) -> Any:
+    """The annotation a worker described as ``type_name`` (``"list[float]"``, ``"Literal['a', 'b']"``,
+    ``"float | None"``…), rebuilt from builtins and typing only; ``Any`` for what names anything else.
+
+    Why: a design's values for these parameters are then converted exactly as the model converts them (pydantic,
+    over the same annotation) at submit time, so a wrong one is a 422 naming its point, not a failed point later.
+    Parsed, never evaluated.
+    """
+    if len(type_name) > _MAX_TYPE_NAME:
+        return Any
+    try:
+        return _build(ast.parse(type_name, mode="eval").body)
+    except (_Unknown, SyntaxError, TypeError, ValueError, RecursionError):
+        return Any
+
+
+def _build(node: ast.expr) -> Any:
+    if isinstance(node, ast.Name) and node.id in _NAMES:
+        return _NAMES[node.id]
+    if isinstance(node, ast.Constant) and node.value is None:
+        return None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return typing.Union[_build(node.left), _build(node.right)]  # noqa: UP007 - built from parts at run time
+    if isinstance(node, ast.Subscript):
+        base = _build(node.value)
+        parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if base is typing.Literal:
+            args = tuple(ast.literal_eval(part) for part in parts)
+        else:
+            args = tuple(... if isinstance(p, ast.Constant) and p.value is ... else _build(p) for p in parts)
+        return base[args if len(args) > 1 else args[0]]
+    raise _Unknown(ast.dump(node))
 
 
 def described_model(info: dict) -> type[Model]:
     """A stand-in Model class with the parameters a worker described (``describe_model``), to check a design's points.
 
-    int, float, bool and str parameters convert exactly as in the model; any other type (``list[float]``,
-    ``Literal[...]``) takes the value as given and is checked by the worker that runs the point.
+    Every parameter whose type is built from builtins and typing (int, float, bool, str, ``list[float]``,
+    ``tuple[int, int]``, ``Literal[...]``, ``dict[str, float]``, ``float | None``…) converts exactly as in the
+    model (:func:`described_annotation`); a type naming the model's own classes takes the value as given and
+    is checked by the worker that runs the point.
     """
     declared = {}
     for p in info.get("parameters", []):
-        annotation = _DESCRIBED_TYPES.get(p.get("type"), Any)
+        annotation = described_annotation(str(p.get("type") or "Any"))
         declared[p["name"]] = (
             Parameter(p["name"], annotation)
             if p.get("required")

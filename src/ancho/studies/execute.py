@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..chunk import ChunkResult
 from ..engine import RunHandle, RunSpec, create_record, execute, new_run_id
@@ -31,6 +31,7 @@ from ..executors.base import Executor, Task
 from ..inputs import RunSettings
 from ..loading import LoadedModel
 from ..stores.base import Store, StudyRecord
+from ..stores.record_spec import RecordSpec
 from .packed import KEEP_IN_MEMORY, Point, run_packed
 
 WRITE_EVERY = 0.5  # seconds between study-record writes while points run
@@ -115,7 +116,7 @@ def run_points(
                 executor.workers,
                 owner=study.owner,
                 run_id=p.get("run"),
-                extra={"info": model.info, "study": study.id, "point": p["point"]},
+                extra=_point_spec(model, study, p),
             )
             p["run"] = run.id
             write(force=True)  # the study names the run before the run exists: a resume never loses track of it
@@ -156,6 +157,15 @@ def run_points(
     return store.get_study(study.id)
 
 
+def _point_spec(model: LoadedModel, study: StudyRecord, p: dict) -> dict:
+    """A point run's spec: its study and point, and a server's submission of the study with the point's values
+    (what failure views read to hide the server's folders from tracebacks, as for a run submitted alone)."""
+    submission = study.spec.submission
+    if submission is not None:
+        submission = replace(submission, params={**submission.params, **p["params"]})
+    return RecordSpec(model.info, submission, study=study.id, point=p["point"]).to_dict()
+
+
 def _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally, write,
               progress) -> None:  # fmt: skip
     """The fresh points of ``pending`` run together (:mod:`.packed`); what that leaves unfinished stays pending."""
@@ -168,7 +178,7 @@ def _together(model, study, settings, store, executor, executor_name, handle, ba
         if _run_of(store, p["run"]) is not None:
             continue  # a run begun before (a resume): the point-by-point pass resumes its stored chunks
         spec = specs[p["point"]] = RunSpec.of({**(base_params or study.params), **p["params"]}, settings)
-        extra = {"info": model.info, "study": study.id, "point": p["point"]}
+        extra = _point_spec(model, study, p)
         run = create_record(model, spec, executor_name, executor.workers, study.owner, p["run"], "running", extra)
         task = Task(model.ref, spec.params, spec.seed, run.id)
         results: list[ChunkResult] | None = [] if spec.sequences <= KEEP_IN_MEMORY else None
