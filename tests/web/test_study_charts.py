@@ -6,7 +6,16 @@ import re
 
 from ancho.web.charts import MB, ML, MR, MT, H, W
 from ancho.web.studies import PAGE_ROWS, _sorted_page, study_data
-from ancho.web.study_charts import MAX_LINES, band_svg, comparison_svg, heatmap_svg, parallel_svg, sensitivity_svg
+from ancho.web.study_charts import (
+    MAX_LINES,
+    MAX_MARKS,
+    MAX_ROWS,
+    band_svg,
+    comparison_svg,
+    heatmap_svg,
+    parallel_svg,
+    sensitivity_svg,
+)
 
 
 def point(k: int, params: dict, mean: float | None, low=None, high=None, prob: float | None = None) -> dict:
@@ -88,3 +97,17 @@ def test_table_sorts_missing_values_last_and_pages():
     assert all(r["x.mean"] is None for r in last[-26:]) and len(last) == 30
     same, _ = _sorted_page(data, "nonsense", "asc", 1)
     assert [r["point"] for r in same] == list(range(PAGE_ROWS))
+
+
+def test_many_points_are_marked_sparingly_so_the_page_stays_small():
+    n = 2000
+    xs = [k / n for k in range(n)]
+    svg = str(band_svg("a", "x", xs, xs, [x - 0.01 for x in xs], [x + 0.01 for x in xs]))
+    assert svg.count('<circle class="dot"') == MAX_MARKS and f"({MAX_MARKS} of them marked)" in svg
+    assert len(svg) < 60_000
+    rows = [(k, float(k % 50) - 20, float(k % 50) - 21, float(k % 50) - 19) for k in range(n)]
+    forest = str(comparison_svg("x", rows, 0))
+    drawn = [int(p) for p in re.findall(r"<title>point (\d+):", forest)]
+    assert len(drawn) == MAX_ROWS and drawn == sorted(drawn)
+    # the largest |difference| is 29 (k % 50 == 49); every drawn point's is at least any left out's
+    assert min(abs(k % 50 - 20) for k in drawn) >= max(abs(k % 50 - 20) for k in range(n) if k not in drawn)

@@ -21,6 +21,19 @@ from .charts import MB, ML, MR, MT, H, W, _axes, _frame, _Scale, fmt, ticks
 
 #: parallel coordinates draw at most this many points (evenly spaced); the caption says when some are left out
 MAX_LINES = 400
+#: a picture marks at most this many points with a dot, whisker and tooltip (evenly spaced; lines and bands use all,
+#: thinned to MAX_LINES vertices), so a 2,000-point study's page stays small; the description says so
+MAX_MARKS = 120
+#: a comparison draws at most this many points: those with the largest differences (the table lists more)
+MAX_ROWS = 40
+
+
+def _every(items: list, most: int) -> list:
+    """At most ``most`` of ``items``, evenly spaced, the first and last included."""
+    if len(items) <= most:
+        return items
+    step = (len(items) - 1) / (most - 1)
+    return [items[round(k * step)] for k in range(most)]
 
 
 def _finite(v) -> bool:
@@ -55,13 +68,15 @@ def band_svg(param: str, name: str, xs: Sequence, mean: Sequence, low: Sequence,
     x = _Scale(xlo, xhi, ML, W - MR)
     y = _Scale(ylo, yhi, H - MB, MT)
     body = _axes(x, y, xt, [(v, f"{v:.0%}" if probability else fmt(v)) for v in ticks(ylo, yhi, 4)])
-    band = [(p, r[2], r[3]) for p, r in zip(px, rows) if _finite(r[2]) and _finite(r[3])]
+    band = _every([(p, r[2], r[3]) for p, r in zip(px, rows) if _finite(r[2]) and _finite(r[3])], MAX_LINES)
     if len(band) > 1 and all(_finite(r[0]) for r in rows):
         upper = " ".join(f"{x(p)},{y(hi)}" for p, _, hi in band)
         lower = " ".join(f"{x(p)},{y(lo)}" for p, lo, _ in reversed(band))
         body.append(f'<polygon class="band" points="{upper} {lower}"><title>95% intervals</title></polygon>')
-        body.append(f'<polyline class="line" points="{" ".join(f"{x(p)},{y(r[1])}" for p, r in zip(px, rows))}"/>')
-    for p, (v, m, lo, hi) in zip(px, rows):
+        line = _every(list(zip(px, rows)), MAX_LINES)
+        body.append(f'<polyline class="line" points="{" ".join(f"{x(p)},{y(r[1])}" for p, r in line)}"/>')
+    marked = _every(list(zip(px, rows)), MAX_MARKS)
+    for p, (v, m, lo, hi) in marked:
         ci = f", 95% CI {fmt(lo)} to {fmt(hi)}" if _finite(lo) and _finite(hi) else ""
         if ci:
             body.append(f'<line class="whisker" x1="{x(p)}" x2="{x(p)}" y1="{y(lo)}" y2="{y(hi)}"/>')
@@ -70,7 +85,8 @@ def band_svg(param: str, name: str, xs: Sequence, mean: Sequence, low: Sequence,
             f"{escape(name)} {fmt(m)}{ci}</title></circle>"
         )
     what = f"Probability of {name}" if probability else f"Mean of {name}"
-    desc = f"{what} at {len(rows)} values of {param}, from {fmt(min(r[1] for r in rows))} to {fmt(max(r[1] for r in rows))}; bands and whiskers are 95% intervals."
+    some = f" ({len(marked)} of them marked)" if len(marked) < len(rows) else ""
+    desc = f"{what} at {len(rows)} values of {param}{some}, from {fmt(min(r[1] for r in rows))} to {fmt(max(r[1] for r in rows))}; bands and whiskers are 95% intervals."
     return _frame(f"{what} against {param}", desc, body, param, "probability" if probability else f"mean of {name}")
 
 
@@ -91,7 +107,8 @@ def heatmap_svg(px: str, py: str, name: str, xs: Sequence, ys: Sequence, values:
     x = _Scale(xlo, xhi, ML, W - MR)
     y = _Scale(ylo, yhi, H - MB, MT)
     body = _axes(x, y, xt, yt)
-    for a, b, (va, vb, v) in zip(ax, ay, rows):
+    marked = list(zip(ax, ay, rows)) if grid else _every(list(zip(ax, ay, rows)), MAX_LINES)
+    for a, b, (va, vb, v) in marked:
         shade = 0.12 + 0.88 * ((v - lo) / (hi - lo) if hi > lo else 1.0)
         tip = f"<title>{escape(px)} = {escape(fmt(va) if _finite(va) else va)}, {escape(py)} = {escape(fmt(vb) if _finite(vb) else vb)}: mean {fmt(v)}</title>"
         if grid:
@@ -101,7 +118,8 @@ def heatmap_svg(px: str, py: str, name: str, xs: Sequence, ys: Sequence, values:
             )
         else:
             body.append(f'<circle class="heat" cx="{x(a)}" cy="{y(b)}" r="5" fill-opacity="{shade:.3f}">{tip}</circle>')
-    desc = f"Mean of {name} over {px} and {py} at {len(rows)} points: from {fmt(lo)} (lightest) to {fmt(hi)} (darkest)."
+    some = f" ({len(marked)} drawn)" if len(marked) < len(rows) else ""
+    desc = f"Mean of {name} over {px} and {py} at {len(rows)} points{some}: from {fmt(lo)} (lightest) to {fmt(hi)} (darkest)."
     return _frame(f"Mean of {name} over {px} and {py}", desc, body, px, py)
 
 
@@ -196,5 +214,10 @@ def comparison_svg(name: str, rows: list[tuple[int, Any, Any, Any]], baseline: i
         for p, d, a, b in rows
     ]
     count = sum(m[4] == "significant" for m in marks)
-    desc = f"Difference of {name} from point {baseline} at {len(marks)} points; {count} differ significantly (95% interval leaves 0, filled)."  # fmt: skip
-    return _rows_svg(f"{name}: each point minus point {baseline}", desc, marks, f"difference in {name}", zero=True)
+    shown = marks
+    if len(marks) > MAX_ROWS:  # the largest differences, in point order
+        largest = sorted(marks, key=lambda m: -abs(m[1]) if _finite(m[1]) else 0)[:MAX_ROWS]
+        shown = [m for m in marks if m in largest]
+    some = f" (the {len(shown)} largest differences drawn)" if len(shown) < len(marks) else ""
+    desc = f"Difference of {name} from point {baseline} at {len(marks)} points{some}; {count} differ significantly (95% interval leaves 0, filled)."  # fmt: skip
+    return _rows_svg(f"{name}: each point minus point {baseline}", desc, shown, f"difference in {name}", zero=True)
