@@ -175,6 +175,50 @@ def storage(args, folder: Path) -> list[list]:
     return rows
 
 
+def partition_sizes(url: str, steps: int, sequences: int, reps: int = 3) -> list[list[str]]:
+    """Cassandra: one trajectory chunk written and read back with 4, 16 and 64 blocks per partition (interleaved)."""
+    import numpy as np
+
+    from ancho.chunk import ChunkResult
+    from ancho.stores import cassandra_blocks
+    from ancho.stores.base import RunRecord
+    from ancho.stores.cassandra import CassandraStore
+
+    store = CassandraStore.from_url(scratch_catalog(url))
+    rng = np.random.default_rng(1)
+    walk = np.cumsum(rng.integers(0, 2, (sequences, steps)) * 2 - 1, axis=1).astype(np.float64)
+    chunk = ChunkResult(0, sequences, np.arange(sequences, dtype=np.int64), {"walk": walk})
+    kept = cassandra_blocks.PART_BLOCKS
+    times: dict[int, list[tuple[float, float]]] = {pb: [] for pb in (4, 16, 64)}
+    try:
+        for _ in range(reps):
+            for pb in times:
+                cassandra_blocks.PART_BLOCKS = pb  # (read at call time by part_name/part_names)
+                run_id = f"p{uuid.uuid4().hex[:12]}"
+                store.create_run(RunRecord(id=run_id, owner="bench", model="Walk", schema={"walk": f"float[{steps}]"}))
+                t = time.perf_counter()
+                store.write_chunk(run_id, chunk)
+                store.completed_ranges(run_id)
+                w = time.perf_counter() - t
+                t = time.perf_counter()
+                back = store.read_column(run_id, "walk")
+                r = time.perf_counter() - t
+                assert np.array_equal(back, walk)
+                store.delete_run(run_id)
+                times[pb].append((w, r))
+    finally:
+        cassandra_blocks.PART_BLOCKS = kept
+        store.drop_catalog()
+        store.close()
+    values = sequences * steps
+    rows = []
+    for pb, ts in times.items():
+        w = sorted(t[0] for t in ts)[len(ts) // 2]
+        r = sorted(t[1] for t in ts)[len(ts) // 2]
+        rows.append([f"{pb} ({pb * 128} KiB)", f"{w / values * 1e9:.1f}", f"{r / values * 1e9:.1f}"])
+    return rows
+
+
 # -- 2 and 3. the big run, in a child ----------------------------------------------------------------------
 def big_child(args) -> None:
     """The run and the summaries, in this (child) process; prints one JSON line."""
@@ -272,6 +316,14 @@ def main() -> None:
                 ["store", "form", "bytes/value", "Cassandra layout per 1M values", "write ns/value"],
             )
         )
+        if args.cassandra:
+            n, steps = 20_000, 1000
+            print(f"\n1b. Cassandra: one chunk of {n:,} × {steps} steps, blocks per partition (median of 3)")
+            print(
+                table(
+                    partition_sizes(args.cassandra, steps, n), ["blocks/partition", "write ns/value", "read ns/value"]
+                )
+            )
         if not args.skip_big:
             free = os.statvfs(folder)
             print(
