@@ -110,6 +110,24 @@ class StoredChunk:
     seconds: float = 0.0
     tallies: dict = field(default_factory=dict)  # output name -> ancho.stats.Tally
 
+    @classmethod
+    def of(cls, result: ChunkResult, tally: tuple | list | None = None) -> StoredChunk:
+        """What the driver gets of ``result`` once its writer stored it; ``tally``: the targets of the run's
+        precision goal (None: the run has none, no tallies)."""
+        from .stats import chunk_tallies
+
+        tallies = {} if tally is None else chunk_tallies(result.columns, list(tally))
+        return cls(
+            result.start,
+            result.stop,
+            len(result.sequences),
+            result.kinds(),
+            len(result.failures),
+            result.failures[:1],
+            result.seconds,
+            tallies,
+        )
+
     @property
     def size(self) -> int:
         return self.stop - self.start

@@ -40,12 +40,14 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..chunk import ChunkResult
+from ..chunk import ChunkResult, StoredChunk
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .messages import ChunkDone, Inspect, Inspected, RunChunk, SetTask, Shutdown, Summaries, SummariesDone, WorkerFailed
 
 if TYPE_CHECKING:
+    from ..stores.base import Store
+    from ..stores.chunk_writer import ChunkFolder  # noqa: F401 - (also imported at run time where used)
     from ..stores.results_sources import ResultsSource
 
 _Reply = TypeVar("_Reply")
@@ -220,7 +222,10 @@ class LocalExecutor(Executor):
         nice: int = 0,
         results: Callable[[ResultsSource], ResultsSource] | None = None,
         idle: bool = False,
+        writes: str = "auto",
     ):
+        if writes not in ("auto", "driver"):
+            raise ValueError(f"writes must be 'auto' or 'driver', got {writes!r}")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
             raise FieldError(Field.WORKERS, f"{{WORKERS}} must be a whole number ≥ 1, got {workers!r}")
         self.workers = workers or default_workers()
@@ -235,6 +240,9 @@ class LocalExecutor(Executor):
         self.idle = bool(idle) and hasattr(os, "SCHED_IDLE")
         #: turns a results source into one the workers can read (a sandbox without network cannot reach Cassandra)
         self.results = results
+        #: "auto": unsandboxed workers of the driver's own interpreter write an embedded store's chunk files
+        #: themselves (:meth:`results_sink`); "driver": the driver writes every chunk
+        self.writes = writes
         self._pool: list[_Worker] = []
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
@@ -274,6 +282,9 @@ class LocalExecutor(Executor):
             import numpy  # noqa: F401
             import threadpoolctl  # noqa: F401
 
+            if self.writes == "auto":  # (they may write Parquet chunk files: ~30 ms here once, not in each)
+                import pyarrow.parquet  # noqa: F401
+
             from .. import chunk, streams  # noqa: F401
 
             blas = None if any(v in os.environ or v in self.extra_env for v in _THREAD_VARS) else 1
@@ -298,7 +309,26 @@ class LocalExecutor(Executor):
         return self
 
     # -- work ---------------------------------------------------------------
-    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
+    def results_sink(self, store: Store, run_id: str) -> ChunkFolder | None:
+        """The run's chunk folder when the workers are to write their chunks there themselves, else None.
+
+        Measured (docs/benchmarks.md, "Batch models"): one driver thread writing Parquet and receiving every
+        column was most of a batch model's run. Workers write when the store is embedded (a local folder)
+        and they can: not sandboxed (a sandbox sees the folder read-only) and running the driver's own
+        interpreter (a model environment may lack pyarrow), and the store writes chunks as the embedded store does.
+        """
+        from ..stores.chunk_writer import ChunkFolder
+        from ..stores.embedded import EmbeddedStore
+
+        if self.writes == "driver" or self.wrap is not None or self.python != sys.executable:
+            return None
+        if not isinstance(store, EmbeddedStore):
+            return None
+        if type(store).write_chunk is not EmbeddedStore.write_chunk or "write_chunk" in vars(store):
+            return None  # a store whose writes do more than the embedded store's: every chunk goes through it
+        return ChunkFolder(store.results(run_id).folder, store.fsync, str(store.home))
+
+    def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
         self._cancelled.clear()
         self.start()
         try:
@@ -308,7 +338,7 @@ class LocalExecutor(Executor):
             self._kill_all()
             raise
 
-    def _loop(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | ChunkLost]:
+    def _loop(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
         exhausted = False
         # a source of many tiny chunks (a study's points) may ask for a deeper queue: its driver work per chunk
         # (a record and a file per point) then overlaps the workers' instead of idling them
@@ -350,8 +380,9 @@ class LocalExecutor(Executor):
                 if type(msg) is ChunkDone:
                     chunk = w.inflight.popleft()
                     if chunk.task is not None:  # a study's chunk: which point it is, and what summaries it asked for
-                        msg.result.chunk = chunk  # type: ignore[attr-defined]
-                        msg.result.custom = msg.custom  # type: ignore[attr-defined]
+                        # (a study's tasks have no sink: their chunks come back as columns, never stored by the worker)
+                        msg.result.chunk = chunk  # type: ignore[union-attr]
+                        msg.result.custom = msg.custom  # type: ignore[union-attr]
                     yield msg.result
                 else:
                     raise _failed(msg)
@@ -386,6 +417,11 @@ class LocalExecutor(Executor):
         """A worker died: replace it and hand its chunks back to the engine, which decides on retries."""
         reason = w.exit_reason()
         lost = list(w.inflight)
+        from ..stores.chunk_writer import ChunkFolder
+
+        sink = w.task.sink if w.task is not None else None
+        if isinstance(sink, ChunkFolder):  # the folder it wrote its chunks to: what it left half-written
+            sink.clear_partial(w.proc.pid)
         self._replace(w)
         if self._cancelled.is_set():
             raise RunCancelled("the run was cancelled")

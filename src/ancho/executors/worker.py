@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    from ..chunk import ChunkResult, StoredChunk
     from ..loading import ModelRef
     from ..model import Model
 
@@ -84,7 +85,7 @@ def _loop(conn: Connection) -> None:
                     raise RuntimeError("chunk before task")
                 result = runner.run(msg.start, msg.stop)
                 custom = _chunk_summaries(task, result, msg.summaries) if msg.summaries else None
-                conn.send(ChunkDone(result, custom))
+                conn.send(ChunkDone(_store(task, result), custom))
             elif isinstance(msg, SetTask):
                 task = msg.task
                 key = (task.run_id, task.seed, repr(task.ref), repr(task.params), repr(task.env))
@@ -117,6 +118,22 @@ def _loop(conn: Connection) -> None:
                 conn.send(WorkerFailed(None, "setup", f"model setup failed in a worker: {text}"))
             else:
                 conn.send(WorkerFailed(None, "worker", text))
+
+
+def _store(task: Any, result: ChunkResult) -> ChunkResult | StoredChunk:
+    """With a chunk folder as the task's sink, write the chunk file here and return what the driver counts.
+
+    A chunk with failures goes back whole: the driver records its failures with its file (docs/benchmarks.md,
+    "Batch models", measured why workers write)."""
+    if task is None or task.sink is None or result.failures:
+        return result
+    from ..chunk import StoredChunk
+    from ..stores.chunk_writer import ChunkFolder
+
+    if not isinstance(task.sink, ChunkFolder):
+        return result
+    task.sink.write(result)
+    return StoredChunk.of(result, task.tally)  # (its seconds: the compute time, as a ChunkResult's)
 
 
 def _chunk_summaries(task: Any, result: Any, names: tuple[str, ...]) -> dict[str, Any]:

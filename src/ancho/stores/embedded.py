@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
-from ..columns import release_memory, to_arrow, to_numpy
-from ..errors import InputError, NotFound, StoreError
+from ..columns import release_memory, to_numpy
+from ..errors import InputError, NotFound
 from ..files import private_dir
 from ..home import default_home
 from ..sqlite import Database
 from .base import RunRecord, Store, StudyRecord
-from .chunk_layout import chunk_files, chunk_name
+from .chunk_layout import chunk_files
+from .chunk_writer import write_chunk_file
 from .results_sources import ChunkFiles
 
 if TYPE_CHECKING:
@@ -216,39 +216,14 @@ class EmbeddedStore(Store):
 
     # -- results ----------------------------------------------------------------
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         folder = self._chunks_dir(run_id)
-        if not folder.is_dir():  # the run's first chunk (create_runs makes no folder)
-            private_dir(folder)
         if result.failures:
             with self.db.write() as db:
                 db.executemany(
                     "INSERT OR REPLACE INTO failures (run_id, sequence, error, traceback) VALUES (?, ?, ?, ?)",
                     [(run_id, f.sequence, f.error, f.traceback) for f in result.failures],
                 )
-        table = pa.table(
-            {name: to_arrow(col) for name, col in {"sequence": result.sequences, **result.columns}.items()}
-        )
-        final = folder / chunk_name(result.start, result.stop)
-        tmp = folder / f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-                pq.write_table(table, fh, **parquet_options(table.schema))
-                if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except OSError as exc:  # a full disk, a quota, a read-only home: the run fails with this, not a traceback
-            tmp.unlink(missing_ok=True)
-            raise StoreError(
-                f"could not store the results of sequences {result.start}..{result.stop - 1} under {self.home}: "
-                f"{exc.strerror or exc}; free some space there (or use another --store) and run again"
-            ) from None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_chunk_file(folder, result, self.fsync, self.home)  # (a local worker may write the file itself instead)
 
     def _chunk_files(self, run_id: str) -> list[tuple[int, int, Path]]:
         folder = self._chunks_dir(run_id)

@@ -1,0 +1,93 @@
+"""Writing one chunk file of a chunk folder: the one place that does, for the embedded store and for local workers.
+
+Why workers write: a batch model computes ~10 million sequences a second on
+two workers, and one driver thread writing every chunk as Parquet (~120 ns a
+row) plus receiving the columns over a pipe was most of a run's time
+(docs/benchmarks.md, "Batch models"). A local worker that shares the
+driver's machine and interpreter writes its chunk into the run's folder
+itself, and sends the driver only a :class:`~ancho.chunk.StoredChunk`; the
+driver then only counts it. Both write through :func:`write_chunk_file`, so
+a file is the same whoever wrote it.
+
+Atomicity, as the store promises: a temporary file named after the writing
+process (``.<chunk name>.<pid>.<thread>.tmp``), fsynced, then renamed to the
+chunk's name; the rename is the commit. A worker killed mid-write leaves
+only its temporary file, which :meth:`ChunkFolder.clear_partial` (the
+executor, when it sees the worker die) or the store's
+``completed_ranges`` (a dead pid) removes; its chunk is then run again and
+counted once, when its new file is committed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..columns import to_arrow
+from ..errors import StoreError
+from ..files import private_dir
+from .chunk_layout import chunk_name
+
+if TYPE_CHECKING:
+    from ..chunk import ChunkResult
+
+
+@dataclass(frozen=True)
+class ChunkFolder:
+    """Where a local worker writes a run's chunks itself (the embedded store's chunk folder): a :attr:`Task.sink`."""
+
+    folder: str
+    #: fsync each file before its rename (the store's own setting)
+    fsync: bool = True
+    #: the store's home, for the error a full disk gives
+    where: str = ""
+
+    def write(self, result: ChunkResult) -> None:
+        """Commit ``result``'s file (its failures are the driver's to record: a chunk with failures is not written here)."""
+        write_chunk_file(Path(self.folder), result, self.fsync, self.where or self.folder)
+
+    def clear_partial(self, pid: int) -> None:
+        """Remove what process ``pid`` (a worker that died) left half-written in the folder."""
+        for tmp in Path(self.folder).glob(f".*.{pid}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def temp_path(final: Path) -> Path:
+    """Where this process and thread write ``final`` before the rename (named so a dead writer's file is known)."""
+    return final.parent / f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+
+
+def write_chunk_file(folder: Path, result: ChunkResult, fsync: bool, where: str | os.PathLike[str]) -> None:
+    """Write sequences and columns of ``result`` as ``folder/<start>-<stop>.parquet``: temporary file, fsync, rename.
+
+    An OSError (a full disk, a quota, a read-only home) becomes a one-line :class:`StoreError`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .embedded import parquet_options
+
+    if not folder.is_dir():  # the run's first chunk (creating a run makes no folder)
+        private_dir(folder)
+    table = pa.table({name: to_arrow(col) for name, col in {"sequence": result.sequences, **result.columns}.items()})
+    final = folder / chunk_name(result.start, result.stop)
+    tmp = temp_path(final)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+            pq.write_table(table, fh, **parquet_options(table.schema))
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(
+            f"could not store the results of sequences {result.start}..{result.stop - 1} under {where}: "
+            f"{exc.strerror or exc}; free some space there (or use another --store) and run again"
+        ) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
