@@ -1,24 +1,19 @@
 """The engine: plans chunks, drives an executor, stores results, retries, stops.
 
-It is the only part that knows about chunks, seeds, retries, targets and
-precision goals. Executors run the chunks it hands out; stores persist what
-it gives them; the CLI, the Python API and the server call :func:`execute`.
+It is the only part that knows about chunks, seeds, retries, targets and precision goals. Executors run the
+chunks it hands out; stores persist what it gives them; the CLI, the Python API and the server call
+:func:`execute`.
 
-Chunk sizing (the heuristic, as in joblib's auto-batching): the first chunks
-are small (``INITIAL_CHUNK`` sequences) so that the time per sequence is
-measured within milliseconds; after that a chunk is sized to take about
-``TARGET_SECONDS`` (so per-chunk costs, a pickled batch and one Parquet
-file, stay far below 1% of the work and progress still updates several
-times a second), never more than ``MAX_CHUNK`` sequences (bounded worker
-memory), never growing more than ``GROWTH``-fold at once (one lucky fast
-chunk cannot produce a huge one), and no more than a ``1/(2·workers)`` share
-of what is left, so the last chunks spread over all workers instead of one
-worker finishing alone. benchmarks/bench_overhead.py and bench_parallel.py
-measure the result. An executor that schedules a fixed set of tasks (Spark)
-overrides this through its ``chunk_size`` hint: each batch is then cut into
-equal chunks of the size it asks for (still at most ``MAX_CHUNK``).
-A batch model's chunks start at one block, are whole blocks (no block is
-computed twice at a chunk edge) and may reach ``MAX_BATCH_CHUNK``.
+Chunk sizing (the heuristic, as in joblib's auto-batching): the first chunks are small (``INITIAL_CHUNK``
+sequences) so that the time per sequence is measured within milliseconds; after that a chunk is sized to take
+about ``TARGET_SECONDS`` (so per-chunk costs, a pickled batch and one Parquet file, stay far below 1% of the
+work and progress still updates several times a second), never more than ``MAX_CHUNK`` sequences (bounded worker
+memory), never growing more than ``GROWTH``-fold at once (one lucky fast chunk cannot produce a huge one), and
+no more than a ``1/(2·workers)`` share of what is left, so the last chunks spread over all workers instead of
+one worker finishing alone. benchmarks/bench_overhead.py and bench_parallel.py measure the result. An executor
+that schedules a fixed set of tasks (Spark) overrides this through its ``chunk_size`` hint: each batch is then
+cut into equal chunks of the size it asks for (still at most ``MAX_CHUNK``). A batch model's chunks start at one
+block, are whole blocks (no block is computed twice at a chunk edge) and may reach ``MAX_BATCH_CHUNK``.
 """
 
 from __future__ import annotations
@@ -42,6 +37,7 @@ from .inputs import MAX_SEQUENCES, RunSettings, run_settings
 from .loading import LoadedModel
 from .stats import Running, build_summary, chunk_tallies, clean
 from .stores.base import RunRecord, Store
+from .stores.landed import LandedColumn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -353,6 +349,8 @@ def execute(
     # no columns, but the tallies a precision goal needs
     sink = executor.results_sink(store, run_id)
     chunk_task = task if sink is None else replace(task, sink=sink, tally=tuple(tracked) if spec.until else None)
+    here = type(executor).summarize is Executor.summarize  # (LandedColumn: the summary's column, gathered as it lands)
+    landed = LandedColumn(total, sink, enabled=here and not done_ranges and not spec.until)
     last_write = 0.0
     if progress:
         progress(done, total)
@@ -382,6 +380,7 @@ def execute(
             if isinstance(result, ChunkResult):
                 store.write_chunk(run_id, result)
             # (a StoredChunk is in the store already: its task sent it once the chunk was marked done)
+            landed.add(result)
             done += result.size
             if result.failed:
                 failures += result.failed
@@ -417,7 +416,7 @@ def execute(
             summary = build_summary(
                 final.to_dict(),
                 schema,
-                lambda n: store.read_column(run_id, n),
+                landed.reader(lambda n: store.read_column(run_id, n)),
                 spec.targets,
                 custom,
                 goal_info,

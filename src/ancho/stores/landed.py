@@ -1,0 +1,99 @@
+"""The summary's first column, gathered while the run goes: the summary then does not read it back.
+
+Why: with workers writing their own chunk files, the driver waits while a
+batch model runs and then read every chunk back for the summary (10M
+sequences: ~0.55 s of Parquet decoding on an idle machine, after the run;
+docs/benchmarks.md, "Batch models"). Here each chunk's values of one output
+are put in place as the chunk lands — copied from the columns the driver
+was sent, or read from the one file the worker just committed — so the read
+overlaps the workers' work.
+
+Exactness: the values sit where reading the stored chunks in order would
+put them (sequence ``i`` at index ``i``), with the output's stored dtype, so
+the summary computed from this array is bit-identical to one computed from
+the store. It is used only when that is certain: a fresh run of a fixed
+length (no resumed chunks, no precision goal growing it), every chunk full
+(no failed sequence) and of one kind throughout, and every stored chunk in
+a chunk folder this process can read; otherwise :meth:`reader` falls back
+to the store for everything.
+
+Memory: one column (8 bytes a sequence for a float output), the same the
+summary holds when it reads that column at the end; the other outputs are
+still read one at a time after the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..chunk import ChunkResult, StoredChunk, kind_dtype, trajectory_steps
+from .chunk_layout import chunk_name
+from .chunk_writer import ChunkFolder
+
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class LandedColumn:
+    """One scalar output of a run of ``total`` sequences, filled chunk by chunk as they land."""
+
+    def __init__(self, total: int, sink: Any = None, enabled: bool = True):
+        self.total = total
+        self.folder = sink.folder if isinstance(sink, ChunkFolder) else None
+        self.stored_elsewhere = sink is not None and self.folder is None  # (tasks wrote to a store we do not read)
+        self.ok = enabled and total > 0 and not self.stored_elsewhere
+        self.name: str | None = None
+        self.kind = ""
+        self.values: np.ndarray | None = None
+        self.filled = 0
+
+    def add(self, result: ChunkResult | StoredChunk) -> None:
+        """Put ``result``'s values of the chosen output in place (the first scalar output of the first chunk)."""
+        if not self.ok:
+            return
+        kinds = result.kinds()
+        if self.name is None:
+            self.name = next((n for n, k in kinds.items() if trajectory_steps(k) is None), None)
+            if self.name is None:
+                self.ok = False
+                return
+            self.kind = kinds[self.name]
+            self.values = np.empty(self.total, dtype=kind_dtype(self.kind))
+        rows = result.rows if isinstance(result, StoredChunk) else len(result.sequences)
+        if kinds.get(self.name) != self.kind or rows != result.size or result.stop > self.total:
+            self.drop()  # a failed sequence, a kind that changed: the store's read is the exact one
+            return
+        assert self.values is not None
+        if isinstance(result, ChunkResult):
+            self.values[result.start : result.stop] = result.columns[self.name]
+        else:
+            self.values[result.start : result.stop] = self._read(result)
+        self.filled += result.size
+
+    def _read(self, stored: StoredChunk) -> np.ndarray:
+        import pyarrow.parquet as pq
+
+        from ..columns import to_numpy
+
+        assert self.folder is not None and self.name is not None
+        path = Path(self.folder) / chunk_name(stored.start, stored.stop)
+        return to_numpy(pq.ParquetFile(path).read(columns=[self.name], use_threads=False).column(0))
+
+    def drop(self) -> None:
+        self.ok, self.values = False, None
+
+    def reader(self, read_column: Callable[[str], np.ndarray]) -> Callable[[str], np.ndarray]:
+        """``read_column``, but for the gathered output (when every sequence landed) the gathered array, once."""
+
+        def read(name: str) -> np.ndarray:
+            if self.ok and name == self.name and self.filled == self.total and self.values is not None:
+                values, self.values = self.values, None  # (the summary frees the column once described)
+                self.ok = False
+                return values
+            return read_column(name)
+
+        return read
