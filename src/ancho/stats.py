@@ -109,14 +109,21 @@ def _describe(column: np.ndarray, kind: str) -> dict:
     lo, hi = values.min(), values.max()
     if kind == "bool":
         hits = int(np.count_nonzero(values))
-        return describe_moments(
-            kind, n, lo, hi, hits=hits, percentiles=np.percentile(values, PERCENTILES, overwrite_input=True)
-        )
+        return describe_moments(kind, n, lo, hi, hits=hits, percentiles=_percentiles(values))
     mean = float(np.mean(values, dtype=np.float64))
-    std = _std(values) if n > 1 else None
-    return describe_moments(
-        kind, n, lo, hi, mean=mean, std=std, percentiles=np.percentile(values, PERCENTILES, overwrite_input=True)
-    )
+    std = _std(values, mean) if n > 1 else None
+    return describe_moments(kind, n, lo, hi, mean=mean, std=std, percentiles=_percentiles(values))
+
+
+def _percentiles(values: np.ndarray) -> np.ndarray:
+    """``np.percentile(values, PERCENTILES)``, sorting ``values`` in place first (after every order-dependent sum).
+
+    The same numbers (order statistics do not depend on the arrangement, and np.percentile interpolates them the
+    same way), found faster: NumPy's vectorised sort and then a partition of sorted data took 0.13 s of CPU on 10M
+    values where the partition alone took 0.26 s, 0.72 s against 0.94 s on 50M (docs/benchmarks.md, "Batch models").
+    """
+    values.sort()
+    return np.percentile(values, PERCENTILES, overwrite_input=True)
 
 
 def describe_moments(
@@ -165,15 +172,20 @@ def describe_moments(
 _BLOCK = 1 << 20
 
 
-def _std(values: np.ndarray) -> float:
-    """Sample standard deviation in blocks: np.std makes a temporary as large as the column (80 MB per 10M values)."""
+def _std(values: np.ndarray, mean: float | None = None) -> float:
+    """Sample standard deviation in blocks: np.std makes a temporary as large as the column (80 MB per 10M values).
+
+    ``mean``: ``np.mean(values)`` when already computed; each block's deviations go into one reused buffer (the same
+    float64 subtraction as ``block.astype(float64) - mean``, without two new arrays a block)."""
     n = values.size
     if n <= _BLOCK:
         return float(np.std(values, ddof=1, dtype=np.float64))
-    mean = float(np.mean(values, dtype=np.float64))
+    if mean is None:
+        mean = float(np.mean(values, dtype=np.float64))
     ss = 0.0
+    buf = np.empty(_BLOCK, dtype=np.float64)
     for start in range(0, n, _BLOCK):
-        block = values[start : start + _BLOCK].astype(np.float64) - mean
+        block = np.subtract(values[start : start + _BLOCK], mean, out=buf[: min(_BLOCK, n - start)], dtype=np.float64)
         ss += float(np.dot(block, block))
     return math.sqrt(ss / (n - 1))
 

@@ -1,0 +1,212 @@
+"""Local workers writing their own chunk files, and the summary's column gathered while the run goes.
+
+Every run here is also run with the driver writing every chunk (``writes="driver"``, the path before), and the two
+must store the same rows and give the same summary, bit for bit."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import ancho
+from ancho.engine import RunSpec, create_record, execute
+from ancho.executors.local import INFLIGHT_PER_WORKER, LocalExecutor
+from ancho.loading import load_model
+from ancho.stats import PERCENTILES, build_summary, describe
+from ancho.stores.chunk_layout import chunk_files, chunk_name
+from ancho.stores.chunk_writer import ChunkFolder, temp_path
+from ancho.stores.embedded import EmbeddedStore, parquet_options
+
+
+class Outputs(ancho.Model):
+    """Three kinds of output, so the gathered column is checked against the store for each one first."""
+
+    block = 1024
+
+    def sequences(self, rng, n):
+        x = rng.standard_normal(n)
+        return {"x": x, "k": (x * 10).astype(np.int64), "hit": x > 1.0}
+
+
+class IntFirst(Outputs):
+    def sequences(self, rng, n):
+        out = super().sequences(rng, n)
+        return {"k": out["k"], "x": out["x"], "hit": out["hit"]}
+
+
+class BoolFirst(Outputs):
+    def sequences(self, rng, n):
+        out = super().sequences(rng, n)
+        return {"hit": out["hit"], "x": out["x"], "k": out["k"]}
+
+
+class SomeFail(ancho.Model):
+    """One sequence in 1,000 raises: its chunk comes back whole and the driver writes it with its failures."""
+
+    def sequence(self, rng):
+        x = rng.random()
+        if x < 0.001:
+            raise ValueError("rare")
+        return {"x": x}
+
+
+class Recording(ChunkFolder):
+    """The real chunk folder, noting which process wrote each chunk file (in a file beside the chunk folder)."""
+
+    def write(self, result):
+        super().write(result)
+        with open(os.path.join(self.folder, "..", "writers"), "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+
+class RecordingWriters(LocalExecutor):
+    def results_sink(self, store, run_id):
+        sink = super().results_sink(store, run_id)
+        return None if sink is None else Recording(sink.folder, sink.fsync, sink.where)
+
+
+def stored(store: EmbeddedStore, run_id: str) -> dict[str, np.ndarray]:
+    """The run's stored columns, read through the store (the rows a user gets)."""
+    return {name: store.read_column(run_id, name) for name in ["sequence", *store.get_run(run_id).schema]}
+
+
+def but_id(summary: dict) -> dict:
+    """A summary without its run's id (two runs of the same spec differ only in that)."""
+    return {k: v for k, v in summary.items() if k != "run"}
+
+
+def run_both(tmp_path, model, n, **kw):
+    """The run with workers writing and with the driver writing: (store, result) of each."""
+    out = []
+    for writes in ("auto", "driver"):
+        with LocalExecutor(2, writes=writes) as ex:
+            res = ancho.run(model, sequences=n, seed=11, executor=ex, store=str(tmp_path / writes), **kw)
+        out.append((EmbeddedStore(tmp_path / writes), res))
+    return out
+
+
+def test_workers_write_the_chunks_and_every_run_equals_the_driver_writing(tmp_path):
+    with RecordingWriters(2) as ex:
+        res = ancho.run(Outputs, sequences=200_000, seed=11, executor=ex, store=str(tmp_path / "recorded"))
+    writers = (tmp_path / "recorded" / "runs" / res.run_id / "writers").read_text().split()
+    files = chunk_files(tmp_path / "recorded" / "runs" / res.run_id / "chunks")
+    assert len(writers) == len(files) > 1 and str(os.getpid()) not in writers  # every chunk file: by a worker
+    (auto, a), (driver, d) = run_both(tmp_path, Outputs, 200_000)
+    assert but_id(a.summary) == but_id(d.summary) == but_id(res.summary)  # every statistic, bit for bit
+    mine, theirs = stored(auto, a.run_id), stored(driver, d.run_id)
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        assert np.array_equal(mine[name], theirs[name]), name
+    assert np.array_equal(mine["sequence"], np.arange(200_000))
+    assert not list((tmp_path / "auto" / "runs" / a.run_id / "chunks").glob(".*"))  # no temporary file left
+
+
+@pytest.mark.parametrize("model", [Outputs, IntFirst, BoolFirst], ids=["float", "int", "bool"])
+def test_the_gathered_column_gives_the_summary_the_store_gives_for_every_kind(tmp_path, model):
+    """The first output is the one gathered as chunks land (float, int, bool first): summarised again from the
+    store afterwards, with the same function, it must equal the run's summary exactly."""
+    store = EmbeddedStore(tmp_path / "s")
+    with LocalExecutor(2) as ex:
+        res = ancho.run(model, sequences=50_000, seed=3, executor=ex, store=store, targets=["x > 0.5"])
+    record = store.get_run(res.run_id)
+    targets = RunSpec.build(load_model(f"{__file__}:{model.__name__}"), sequences=1, targets=["x > 0.5"]).targets
+    again = build_summary(record.to_dict(), record.schema, lambda n: store.read_column(res.run_id, n), targets, {})
+    assert again == res.summary
+
+
+def test_a_chunk_with_failures_is_written_by_the_driver_with_its_failures(tmp_path):
+    (auto, a), (driver, d) = run_both(tmp_path, SomeFail, 20_000, max_failures=100)
+    assert but_id(a.summary) == but_id(d.summary)
+    assert a.summary["failures"] == d.summary["failures"] > 0
+    assert [f.sequence for f in auto.failures(a.run_id)] == [f.sequence for f in driver.failures(d.run_id)]
+    assert np.array_equal(stored(auto, a.run_id)["x"], stored(driver, d.run_id)["x"])
+
+
+class DiesMidWrite(ChunkFolder):
+    """The real chunk folder, but the first time chunk ``[4096, 8192)`` is written its worker dies half way through
+    the file: half the Parquet bytes are in the temporary file when the process is killed."""
+
+    def write(self, result):
+        marker = os.path.join(self.folder, "..", "died")
+        if result.start == 4096 and not os.path.exists(marker):
+            open(marker, "w").close()
+            buf = io.BytesIO()
+            table = pa.table({"sequence": result.sequences, **result.columns})
+            pq.write_table(table, buf, **parquet_options(table.schema))
+            data = buf.getvalue()
+            with open(temp_path(Path(self.folder) / chunk_name(result.start, result.stop)), "wb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        super().write(result)
+
+
+class WritesThenDies(LocalExecutor):
+    def results_sink(self, store, run_id):
+        sink = super().results_sink(store, run_id)
+        return DiesMidWrite(sink.folder, sink.fsync, sink.where)
+
+
+def test_a_worker_killed_mid_write_is_retried_and_its_chunk_counted_once(tmp_path):
+    model = load_model(f"{__file__}:Outputs")
+    store = EmbeddedStore(tmp_path / "s")
+    spec = RunSpec.build(model, sequences=100_000, seed=11)
+    record = create_record(model, spec, "local", 2)
+    store.create_run(record)
+    with WritesThenDies(2) as ex:
+        final = execute(model, spec, store, ex, record)
+    assert os.path.exists(tmp_path / "s" / "runs" / record.id / "died")  # the worker did die mid-write
+    # the dead worker's chunks in flight (the one it was writing and the one waiting) were run again, and counted once
+    assert final.status == "succeeded" and 1 <= final.retries <= INFLIGHT_PER_WORKER and final.done == 100_000
+    assert final.summary["outputs"]["x"]["count"] == 100_000
+    folder = tmp_path / "s" / "runs" / record.id / "chunks"
+    assert not list(folder.glob(".*.tmp"))  # the half-written file is gone
+    ranges = [(a, b) for a, b, _ in chunk_files(folder)]
+    assert sum(b - a for a, b in ranges) == 100_000 and all(b == c for (_, b), (c, _) in zip(ranges, ranges[1:]))
+    with LocalExecutor(2, writes="driver") as ex:
+        clean = ancho.run(Outputs, sequences=100_000, seed=11, executor=ex, store=str(tmp_path / "ref"))
+    assert final.summary["outputs"] == clean.summary["outputs"]
+    assert np.array_equal(
+        store.read_column(record.id, "x"), EmbeddedStore(tmp_path / "ref").read_column(clean.run_id, "x")
+    )
+
+
+def test_workers_write_only_where_they_can(tmp_path):
+    store = EmbeddedStore(tmp_path / "s")
+    model = load_model(f"{__file__}:Outputs")
+    record = create_record(model, RunSpec.build(model, sequences=10, seed=1), "local", 1)
+    store.create_run(record)
+    assert isinstance(LocalExecutor(1).results_sink(store, record.id), ChunkFolder)
+    assert LocalExecutor(1, writes="driver").results_sink(store, record.id) is None
+    assert LocalExecutor(1, wrap=lambda argv: argv).results_sink(store, record.id) is None  # a sandbox: read-only
+    assert LocalExecutor(1, python="/usr/bin/python3").results_sink(store, record.id) is None  # another environment
+    store.write_chunk = lambda run_id, result: None  # a store whose writes do more (or less): the driver's
+    assert LocalExecutor(1).results_sink(store, record.id) is None
+
+
+@pytest.mark.parametrize("kind", ["float", "int", "bool"])
+def test_describe_gives_numpys_percentiles_of_the_column_as_it_was(kind):
+    """The summary sorts the column before its percentiles: they must be np.percentile's of the unsorted column, and
+    the mean and std those of the column in its stored order (taken before the sort)."""
+    rng = np.random.default_rng(5)
+    column = {
+        "float": np.maximum(rng.standard_normal(3_000_001), 0.0),
+        "int": rng.integers(-50, 50, 2_000_003),
+        "bool": rng.random(1_000_001) < 0.3,
+    }[kind]
+    if kind == "float":
+        column[::1000] = np.nan  # left out of every statistic
+    kept = column[~np.isnan(column)] if kind == "float" else column.astype(np.float64)
+    expected = np.percentile(kept, PERCENTILES)
+    mean = float(np.mean(kept, dtype=np.float64))
+    out = describe(column.copy(), kind)
+    assert [out[f"p{q}"] for q in PERCENTILES] == expected.tolist()
+    if kind != "bool":
+        assert out["mean"] == mean
