@@ -6,30 +6,36 @@ import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .engine import RunHandle, RunSpec, create_record, execute
 from .executors import Executor, make_executor
 from .inputs import run_settings
 from .loading import loaded_from_class
 from .stores import Store, open_store
-from .stores.base import RunRecord
+from .stores.base import RunRecord, StudyRecord
+
+R = TypeVar("R", RunRecord, StudyRecord)
 
 
-class Results:
-    """A run's results: its id, summary, and every sequence's outputs (read lazily from the store)."""
+class _Stored(Generic[R]):
+    """What a run's :class:`Results` and a :class:`Study` share: the store they read from and their record."""
 
-    def __init__(self, store: Store, record: RunRecord):
+    def __init__(self, store: Store, record: R):
         self.store = store
-        self.record = record
-
-    @property
-    def run_id(self) -> str:
-        return self.record.id
+        self.record: R = record
 
     @property
     def status(self) -> str:
         return self.record.status
+
+
+class Results(_Stored[RunRecord]):
+    """A run's results: its id, summary, and every sequence's outputs (read lazily from the store)."""
+
+    @property
+    def run_id(self) -> str:
+        return self.record.id
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -291,20 +297,12 @@ def _sandboxed_executor(
 # -- studies and comparisons ----------------------------------------------------------------------------------
 
 
-class Study:
+class Study(_Stored[StudyRecord]):
     """A study: its id, summary, one :class:`Results` per point and the points table (read from the store)."""
-
-    def __init__(self, store: Store, record):
-        self.store = store
-        self.record = record
 
     @property
     def study_id(self) -> str:
         return self.record.id
-
-    @property
-    def status(self) -> str:
-        return self.record.status
 
     @property
     def summary(self) -> dict[str, Any]:
