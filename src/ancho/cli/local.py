@@ -165,13 +165,14 @@ def show(
 ) -> None:
     """Show a run's or a study's summary again (or why it failed)."""
     from ..stores import open_store
+    from ..stores.base import StudyRecord
     from .render import out_console, print_summary
-    from .studies import find_study, show_study
+    from .studies import find_record, show_study
 
     st = open_store(store)
-    if find_study(st, run_id) is not None:
-        return show_study(st, run_id, as_json)
-    record = st.get_run(run_id)
+    record = find_record(st, run_id)
+    if isinstance(record, StudyRecord):
+        return show_study(st, record.id, as_json)
     if failures:
         for f in st.failures(run_id):
             out_console.print(f"[bold]sequence {f.sequence}[/bold]: {f.error}")
@@ -208,21 +209,20 @@ def export(
     """Write every sequence's outputs as CSV or Parquet (of a study: its points table)."""
     from ..exports import trajectory_names, write_csv, write_parquet
     from ..stores import open_store
-    from .studies import export_study, find_study
+    from ..stores.base import StudyRecord
+    from .studies import export_study, find_record
 
     if format not in ("csv", "parquet"):
         raise InputError(f"--format '{format}' is not csv or parquet")
     st = open_store(store)
-    study = find_study(st, run_id)
-    if study is None:
-        st.get_run(run_id)
-    if trajectory is not None and (format != "csv" or study is not None):
+    study = isinstance(find_record(st, run_id), StudyRecord)
+    if trajectory is not None and (format != "csv" or study):
         raise InputError("--trajectory NAME writes a run's trajectory as CSV: use it with --format csv on a run")
     if format == "parquet" and output is None and sys.stdout.isatty():
         raise InputError("Parquet is binary: give --output FILE (or redirect stdout)")
     sink = open(output, "wb") if output else sys.stdout.buffer
     try:
-        if study is not None:
+        if study:
             export_study(st, run_id, format, sink)
         else:
             if format == "csv":

@@ -1,6 +1,7 @@
 """Commands for studies and comparisons on this machine: ``study``, ``studies``, ``compare``.
 
-``show``/``export`` (cli/local.py) call :func:`show_study` and :func:`export_study` when given a study id.
+``show``/``export`` (cli/local.py) find the run or study by :func:`find_record` and call :func:`show_study` and
+:func:`export_study` for a study.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,6 +18,9 @@ from ..errors import Field, FieldError, InputError, NotFound
 from . import app
 from .client import Token, Url, connect
 from .local import options, parse_params
+
+if TYPE_CHECKING:
+    from ..stores.base import RunRecord, Store, StudyRecord
 
 #: how this command line spells each design (errors on Field.DESIGN name the option)
 DESIGN_FLAGS = ("--grid", "--random", "--lhs", "--sobol", "--morris", "--points")
@@ -246,12 +250,16 @@ def compare(
         out_console.print(f"  p({t['expr']}): {t['difference']:+.4g} [{ci[0]:.4g}, {ci[1]:.4g}]", markup=False)
 
 
-def find_study(st, study_id: str):
-    """The study with this id, or None (then the id is a run's)."""
+def find_record(st: Store, record_id: str) -> RunRecord | StudyRecord:
+    """The study or the run with this id: the one lookup of the commands that take either (``show``, ``export``)."""
     try:
-        return st.get_study(study_id)
+        return st.get_study(record_id)
     except NotFound:
-        return None
+        pass
+    try:
+        return st.get_run(record_id)
+    except NotFound:
+        raise NotFound(f"no run or study '{record_id}': `ancho runs` and `ancho studies` list them") from None
 
 
 def show_study(st, study_id: str, as_json: bool) -> None:
@@ -271,4 +279,4 @@ def export_study(st, study_id: str, format: str, sink) -> None:
         frame.to_parquet(sink, index=False)
 
 
-__all__ = ["build_design", "export_study", "find_study", "show_study"]
+__all__ = ["build_design", "export_study", "find_record", "show_study"]
