@@ -152,8 +152,8 @@ def test_bad_models_are_one_line_errors_and_never_succeed(home, write_model, cod
 
 def test_missing_path_and_run(home):
     one_line_error(run_cli("run", "/nonexistent/model.py"), "model path '/nonexistent/model.py' does not exist")
-    one_line_error(run_cli("show", "nope"), "no run 'nope'")
-    one_line_error(run_cli("export", "../../etc", "--format", "csv"), "no run")
+    for args in (["show", "nope"], ["export", "nope"], ["export", "../../etc", "--format", "csv"]):
+        one_line_error(run_cli(*args), f"no run or study '{args[1]}'", "ancho runs", "ancho studies")
     one_line_error(run_cli("export", "x", "--format", "xml"), "--format 'xml'")
 
 
