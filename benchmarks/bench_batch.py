@@ -6,7 +6,8 @@
 2. End to end (``ancho.run``: workers, store, summary), 2 workers, a fresh
    store each time: the batch ``BSCall`` vs the one-at-a-time ``BSCallOne``
    (benchmarks/models/bscall.py, the same payoff) and vs the bare NumPy loop
-   over the same blocks in one process without Ancho.
+   over the same blocks in one process without Ancho; the batch run also
+   with the driver writing every chunk, and the CPU seconds of both.
 3. A large run in a fresh process (``--large N``): wall time, bytes stored
    per sequence (the run's folder / sequences) and the driver's peak RSS.
 """
@@ -65,16 +66,29 @@ def block_sweep(n: int, reps: int) -> list[dict]:
     return rows
 
 
-def end_to_end(model: str, n: int, reps: int) -> list[float]:
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the workers), user + system."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def end_to_end(model: str, n: int, reps: int, writes: str = "auto", cpu: list[float] | None = None) -> list[float]:
+    """Wall seconds of each run; ``cpu`` gets each run's CPU seconds, driver and workers (less load-sensitive).
+
+    ``writes="driver"``: the driver writes every chunk (what it did before workers wrote their own)."""
     import ancho
+    from ancho.executors.local import LocalExecutor
 
     times = []
     for _ in range(reps):
         home = C.scratch_home("batch")
         try:
-            t0 = time.perf_counter()
-            res = ancho.run(model, sequences=n, seed=1, workers=2, store=str(home))
-            times.append(time.perf_counter() - t0)
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            with LocalExecutor(2, writes=writes) as ex:
+                res = ancho.run(model, sequences=n, seed=1, executor=ex, store=str(home))
+                times.append(time.perf_counter() - t0)
+            if cpu is not None:
+                cpu.append(cpu_seconds() - c0)
             assert res.summary["outputs"]["payoff"]["count"] == n
         finally:
             C.cleanup(home)
@@ -133,21 +147,42 @@ def main() -> None:
         )
     )
 
-    batch = end_to_end(BATCH, a.batch, a.reps)
+    batch_cpu: list[float] = []
+    driver_cpu: list[float] = []
+    batch = end_to_end(BATCH, a.batch, a.reps, cpu=batch_cpu)
+    driver = end_to_end(BATCH, a.batch, a.reps, writes="driver", cpu=driver_cpu)
     one = end_to_end(ONE, a.one, a.reps)
     bare = [bare_numpy(a.batch, 4096)[0] for _ in range(a.reps)]
-    rate = {"batch": a.batch / min(batch), "one": a.one / min(one), "bare": a.batch / min(bare)}
-    out["end_to_end"] = {"batch_s": C.stat(batch), "one_s": C.stat(one), "bare_s": C.stat(bare), "per_second": rate}
+    rate = {
+        "batch": a.batch / min(batch),
+        "driver_writes": a.batch / min(driver),
+        "one": a.one / min(one),
+        "bare": a.batch / min(bare),
+    }
+    out["end_to_end"] = {
+        "batch_s": C.stat(batch),
+        "driver_writes_s": C.stat(driver),
+        "batch_cpu_s": C.stat(batch_cpu),
+        "driver_writes_cpu_s": C.stat(driver_cpu),
+        "one_s": C.stat(one),
+        "bare_s": C.stat(bare),
+        "per_second": rate,
+    }
     print(f"\n2. end to end (run + store + summary), 2 workers, sequences per second (best of {a.reps})")
     print(
         C.table(
             [
                 ["batch BSCall", a.batch, min(batch), rate["batch"]],
+                ["  the same, the driver writing every chunk", a.batch, min(driver), rate["driver_writes"]],
                 ["one-at-a-time BSCallOne", a.one, min(one), rate["one"]],
                 ["bare NumPy loop, 1 process", a.batch, min(bare), rate["bare"]],
             ],
             ["", "sequences", "seconds", "sequences/s"],
         )
+    )
+    print(
+        f"CPU seconds (driver + workers), min of {a.reps}: workers writing {min(batch_cpu):.2f}, "
+        f"driver writing {min(driver_cpu):.2f}"
     )
     print(C.goal_line("batch / one-at-a-time", rate["batch"] / rate["one"], 50, "×", lower_is_better=False))
     print(C.goal_line("batch / bare NumPy", rate["batch"] / rate["bare"], 0.5, "×", lower_is_better=False))
