@@ -47,7 +47,7 @@ def gather(store: Store, run_id: str, owner: str | None = None, failures: int = 
     if summary is None and record.schema and store.completed_ranges(run_id):
         summary, partial = partial_summary(store, record), True
     listed = store.failures(run_id, limit=failures) if record.failures else []
-    root = ((record.spec.get("ref") or {}).get("root") or "").rstrip("/") if isinstance(record.spec, dict) else ""
+    root = record.spec.submission.root.rstrip("/") if record.spec.submission else ""
     if root:  # a server's run: tracebacks relative to the model's source, not the server's folders (as GET …/failures)
         listed = [replace(f, traceback=f.traceback.replace(root + "/", "")) for f in listed]
     return ReportData(record, summary, partial, model_doc(record), listed)
@@ -70,9 +70,9 @@ def model_doc(record: RunRecord) -> str:
     syntax tree; a file changed since the run (its hash differs) may describe
     another model, so it is not used.
     """
-    info = record.spec.get("info") if isinstance(record.spec, dict) else None
-    if isinstance(info, dict) and info.get("doc"):
-        return str(info["doc"])
+    doc = record.spec.info.get("doc")
+    if doc:
+        return str(doc)
     file, _, class_name = record.entry.rpartition(":")
     source = Path(record.source) if record.source and ":" not in record.source.split("/")[0] else None
     if source is None or not class_name:

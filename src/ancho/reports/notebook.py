@@ -107,10 +107,17 @@ def build_notebook(
         )
     )
     cells.append(nbf.new_code_cell("frame.describe()"))
+    return new_notebook(cells, {"run": r.id, "data": data})
+
+
+def new_notebook(cells: list, ancho: dict):
+    """A Python 3 notebook of ``cells``, its ``metadata.ancho`` saying what it reports and where its data come from."""
+    import nbformat.v4 as nbf
+
     nb = nbf.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata["ancho"] = {"run": r.id, "data": data}
+    nb.metadata["ancho"] = ancho
     return nb
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 from xml.sax.saxutils import escape
 
@@ -361,12 +361,29 @@ def _space(height_mm: float):
     return Spacer(1, height_mm * mm)
 
 
-def _figures_section(data: ReportData, plots: dict, width: float) -> list:
-    """One block per output: a heading and its two plots, kept together on one page."""
+def image(png: bytes, width: float, size: tuple[float, float]):
+    """A PNG as a flowable ``width`` points wide, with the figure's aspect (``size`` in inches)."""
     import io
 
-    from reportlab.platypus import Image, KeepTogether
+    from reportlab.platypus import Image
 
+    return Image(io.BytesIO(png), width=width, height=width * size[1] / size[0])
+
+
+def figure_blocks(heading: list, pngs: Iterable[bytes], width: float, size: tuple[float, float]) -> list:
+    """One block per figure, each kept whole on a page, the section's ``heading`` with the first so it never
+    ends a page alone; the figures are drawn as the blocks are made (one figure's PNG in memory at a time)."""
+    from reportlab.platypus import KeepTogether
+
+    out: list = []
+    for png in pngs:
+        block = [_space(2), image(png, width, size)]
+        out.append(KeepTogether(heading + block if not out else block))
+    return out
+
+
+def _figures_section(data: ReportData, plots: dict, width: float) -> list:
+    """One block per output: a heading and its two plots, kept together on one page."""
     from . import figures
 
     if not plots:
@@ -380,22 +397,13 @@ def _figures_section(data: ReportData, plots: dict, width: float) -> list:
             st["body"],
         ),
     ]
-    height = width * figures.SIZE[1] / figures.SIZE[0]
     fig = figures.new_figure()
-    out: list = []
-    for name, p in plots.items():
-        png = figures.output_figure(name, p, fig=fig)
-        block = [_space(2), Image(io.BytesIO(png), width=width, height=height)]
-        out.append(KeepTogether(heading + block if not out else block))  # the heading never ends a page alone
-    return out
+    pngs = (figures.output_figure(name, p, fig=fig) for name, p in plots.items())
+    return figure_blocks(heading, pngs, width, figures.SIZE)
 
 
 def _trajectories_section(fans: list[Fan], width: float) -> list:
     """One block per trajectory output: its fan chart and its first sequences' paths, kept together on one page."""
-    import io
-
-    from reportlab.platypus import Image, KeepTogether
-
     from . import figures
 
     if not fans:
@@ -410,13 +418,8 @@ def _trajectories_section(fans: list[Fan], width: float) -> list:
             st["body"],
         ),
     ]
-    height = width * figures.SIZE[1] / figures.SIZE[0]
     fig = figures.new_figure()
-    out: list = []
-    for f in fans:
-        block = [_space(2), Image(io.BytesIO(figures.fan_figure(f, fig=fig)), width=width, height=height)]
-        out.append(KeepTogether(heading + block if not out else block))
-    return out
+    return figure_blocks(heading, (figures.fan_figure(f, fig=fig) for f in fans), width, figures.SIZE)
 
 
 def _failures_section(data: ReportData, width: float) -> list:

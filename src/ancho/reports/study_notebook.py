@@ -18,7 +18,7 @@ import pprint
 from pathlib import Path
 
 from ..stores.base import Store
-from .notebook import _md_escape, notebook_bytes
+from .notebook import _md_escape, new_notebook, notebook_bytes
 from .study_facts import StudyReportData, design_rows, gather_study, study_rows
 
 
@@ -59,11 +59,7 @@ def build_study_notebook(
     cells.append(nbf.new_code_cell(_load_point(data, str(home) if home else None, api_url)))
     cells.append(nbf.new_markdown_cell("## Your analysis\n\n`points` is the points table; `load_point(k)` any point."))
     cells.append(nbf.new_code_cell("points.describe()"))
-    nb = nbf.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata["ancho"] = {"study": r.id, "data": data}
-    return nb
+    return new_notebook(cells, {"study": r.id, "data": data})
 
 
 def write_study_notebook(store: Store, study_id: str, path: Path) -> list[Path]:

@@ -12,13 +12,12 @@ parameters. Pictures follow the number of parameters the design varies (see
 
 from __future__ import annotations
 
-import io
 from typing import BinaryIO
 
 from ..present import interval as ci
 from ..present import number as fmt
 from ..stores.base import Store
-from .pdf import _numbered_canvas, _p, _space, _styles, _table, document, fit_widths, mm
+from .pdf import _numbered_canvas, _p, _space, _styles, _table, document, figure_blocks, fit_widths, image, mm
 from .study_facts import StudyReportData, design_rows, gather_study, point_cells, study_rows
 
 #: scalar outputs and targets drawn against the parameters (the points table has them all)
@@ -138,16 +137,8 @@ def _plain_table(rows: list[list[str]], widths: list[float], numeric_from: int, 
     return t
 
 
-def _image(png: bytes, width: float, size: tuple[float, float]):
-    from reportlab.platypus import Image
-
-    return Image(io.BytesIO(png), width=width, height=width * size[1] / size[0])
-
-
 def _pictures_section(data: StudyReportData, width: float) -> list:
     """Each output and target against the design's parameters, then each trajectory's mean paths."""
-    from reportlab.platypus import KeepTogether
-
     from . import study_figures as sf
 
     st = _styles()
@@ -174,17 +165,19 @@ def _pictures_section(data: StudyReportData, width: float) -> list:
             )
             draw = lambda s: sf.parallel(done, params, s[0], s[3])  # noqa: E731
         heading = [_p("Pictures", st["h2"]), _p(intro, st["body"])]
-        for k, s in enumerate(series):
-            block = [_space(2), _image(draw(s), width, size)]
-            out.append(KeepTogether(heading + block if k == 0 else block))
+        out += figure_blocks(heading, (draw(s) for s in series), width, size)
     colour = None
     if params and data.frame[params[0]].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all():
         colour = {int(p): float(v) for p, v in zip(data.frame["point"], data.frame[params[0]])}
-    for k, (name, paths) in enumerate(data.paths.items()):
-        head = [_p("Mean paths", st["h2"]), _p("Each point's mean path of each trajectory output"
-                + (f", coloured by {params[0]}." if colour else "."), st["body"])] if k == 0 else []  # fmt: skip
-        out.append(KeepTogether(head + [_space(2), _image(sf.mean_paths(name, paths, colour), width, sf.WIDE)]))
-    return out
+    heading = [
+        _p("Mean paths", st["h2"]),
+        _p(
+            "Each point's mean path of each trajectory output" + (f", coloured by {params[0]}." if colour else "."),
+            st["body"],
+        ),
+    ]
+    pngs = (sf.mean_paths(name, paths, colour) for name, paths in data.paths.items())
+    return out + figure_blocks(heading, pngs, width, sf.WIDE)
 
 
 def _sensitivity_section(data: StudyReportData, width: float) -> list:
@@ -219,7 +212,7 @@ def _sensitivity_section(data: StudyReportData, width: float) -> list:
             rows.append(row)
         block = [
             _p(name, st["h3"]),
-            _image(sf.sensitivity_bars(name, entry), width, sf.WIDE),
+            image(sf.sensitivity_bars(name, entry), width, sf.WIDE),
             _table(rows, fit_widths(rows, width)),
         ]
         if entry.get("noise_share") is not None:
@@ -274,6 +267,6 @@ def _comparison_section(data: StudyReportData, width: float) -> list:
                 ]
             )
             drawn.append((c["point"], d.get("difference"), d.get("ci95") or [None, None]))
-        out.append(KeepTogether([_p(label, st["h3"]), _image(sf.differences(label, drawn), width, sf.WIDE)]))
+        out.append(KeepTogether([_p(label, st["h3"]), image(sf.differences(label, drawn), width, sf.WIDE)]))
         out.append(_table(rows, fit_widths(rows, width)))
     return out
