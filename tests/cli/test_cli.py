@@ -53,24 +53,8 @@ def test_run_prints_tables_and_runs_lists_it(home):
     assert records[0]["status"] == "succeeded" and records[0]["done"] == 500
 
 
-def test_run_a_folder_and_a_class(home, write_model, tmp_path):
-    folder = tmp_path / "pkg"
-    write_model(
-        """
-        from helper import draw
-
-        class A(ancho.Model):
-            def sequence(self, rng):
-                return {"a": draw(rng)}
-
-        class B(ancho.Model):
-            def sequence(self, rng):
-                return {"b": 1}
-    """,
-        name="model.py",
-        folder=folder,
-    )
-    (folder / "helper.py").write_text("def draw(rng):\n    return rng.random()\n")
+def test_run_a_folder_and_a_class(home, two_models):
+    folder = two_models
     p = run_cli("run", f"{folder}:A", "-n", "50", "--json")
     assert p.returncode == 0, p.stderr
     assert list(json.loads(p.stdout)["outputs"]) == ["a"]

@@ -247,27 +247,14 @@ def cli(server, tmp_path_factory) -> Cli:
     return Cli(url, alice, tmp_path_factory.mktemp("client-home"))
 
 
+#: the settings of the run ``finished`` submits, which a local run repeats to compare summaries
+FINISHED = ("-n", "2000", "--seed", "3", "-p", "stake=3", "-p", "goal=10", "-p", "p=0.45", "-t", "rounds>=30")
+
+
 @pytest.fixture(scope="module")
 def finished(cli):
     """A succeeded run of examples/gambler.py (2,000 sequences), submitted with --watch --json: (run id, summary)."""
-    p = cli(
-        "submit",
-        GAMBLER,
-        "-n",
-        "2000",
-        "--seed",
-        "3",
-        "-p",
-        "stake=3",
-        "-p",
-        "goal=10",
-        "-p",
-        "p=0.45",
-        "-t",
-        "rounds>=30",
-        "--watch",
-        "--json",
-    )
+    p = cli("submit", GAMBLER, *FINISHED, "--watch", "--json")
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("\n") == 1  # exactly the summary object
     summary = json.loads(p.stdout)
@@ -280,24 +267,7 @@ def test_submit_a_file_and_watch_gives_the_same_summary_as_a_local_run(finished,
     assert summary["status"] == "succeeded" and summary["sequences"] == 2000 and summary["seed"] == 3
     assert summary["params"] == {"stake": 3, "goal": 10, "p": 0.45}
     assert summary["targets"][0]["expr"] == "rounds>=30"
-    local = run_cli(
-        "run",
-        GAMBLER,
-        "-n",
-        "2000",
-        "--seed",
-        "3",
-        "-p",
-        "stake=3",
-        "-p",
-        "goal=10",
-        "-p",
-        "p=0.45",
-        "-t",
-        "rounds>=30",
-        "--json",
-        env={"ANCHO_HOME": str(tmp_path / "local")},
-    )
+    local = run_cli("run", GAMBLER, *FINISHED, "--json", env={"ANCHO_HOME": str(tmp_path / "local")})
     assert local.returncode == 0, local.stderr
     mine = json.loads(local.stdout)
     same_numbers(summary, {**mine, "run": run_id})
@@ -333,26 +303,8 @@ def test_submit_prints_the_run_id_and_watch_prints_tables(cli):
 
 
 @pytest.mark.slow
-def test_submit_a_folder_with_siblings_and_a_class(cli, write_model, tmp_path):
-    folder = tmp_path / "pkg"
-    write_model(
-        """
-        from helper import draw
-
-        class A(ancho.Model):
-            scale: float = 1.0
-
-            def sequence(self, rng):
-                return {"a": self.scale * draw(rng)}
-
-        class B(ancho.Model):
-            def sequence(self, rng):
-                return {"b": 1}
-    """,
-        name="model.py",
-        folder=folder,
-    )
-    (folder / "helper.py").write_text("def draw(rng):\n    return rng.random()\n")
+def test_submit_a_folder_with_siblings_and_a_class(cli, two_models):
+    folder = two_models
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "junk.pyc").write_bytes(b"\0not python")
     p = cli("submit", f"{folder}:A", "-n", "100", "-p", "scale=2", "--watch", "--json")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ANCHO, run_cli
+from tests.studies.test_study import SLOW
 
 GAMBLER = str(Path(__file__).resolve().parents[2] / "examples" / "gambler.py")
 
@@ -62,17 +63,9 @@ def test_compare_paired_and_unpaired_variance_reduction(home):
 
 
 def test_resume_after_sigkill_keeps_finished_points(home, write_model):
-    path = write_model(
-        """
-        import time
-        class Slow(ancho.Model):
-            x: float = 0.0
-            def sequence(self, rng):
-                time.sleep(0.002)
-                return {"y": rng.random() + self.x}
-        """
-    )
-    args = [ANCHO, "study", str(path), "--grid", "x=0,1,2,3,4,5", "-n", "300", "--seed", "2", "--workers", "1"]
+    path = write_model(SLOW)
+    args = [ANCHO, "study", str(path), "--grid", "x=0,1,2,3,4,5", "-p", "pause=0.002", "-n", "300", "--seed", "2"]
+    args += ["--workers", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
     study = None

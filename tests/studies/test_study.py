@@ -78,17 +78,20 @@ def test_a_failing_point_does_not_fail_the_others(store, write_model):
     assert "point 1" in study.record.error and "x too big" in study.record.error
 
 
+#: a model slow enough to cancel or kill a study midway (``pause`` seconds per sequence)
+SLOW = """
+import time
+class Slow(ancho.Model):
+    x: float = 0.0
+    pause: float = 0.01
+    def sequence(self, rng):
+        time.sleep(self.pause)
+        return {"y": rng.random() + self.x}
+"""
+
+
 def test_cancel_stops_the_study(store, write_model):
-    path = write_model(
-        """
-        import time
-        class Slow(ancho.Model):
-            x: float = 0.0
-            def sequence(self, rng):
-                time.sleep(0.01)
-                return {"y": rng.random()}
-        """
-    )
+    path = write_model(SLOW)
     handle = RunHandle()
     threading.Timer(1.0, handle.cancel).start()
     with pytest.raises(RunCancelled):
