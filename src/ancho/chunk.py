@@ -109,14 +109,19 @@ class StoredChunk:
     failures: list[Failure] = field(default_factory=list)  # the first failure only
     seconds: float = 0.0
     tallies: dict = field(default_factory=dict)  # output name -> ancho.stats.Tally
+    #: a local worker's chunk: its first scalar output's values (:func:`first_scalar`), which the driver gathers for
+    #: the summary as chunks land (ancho.stores.landed) instead of reading them back from the file; 8 bytes a row
+    #: through the pipe cost less than decoding them again (docs/benchmarks.md, "Batch models")
+    first: np.ndarray | None = None
 
     @classmethod
-    def of(cls, result: ChunkResult, tally: tuple | list | None = None) -> StoredChunk:
+    def of(cls, result: ChunkResult, tally: tuple | list | None = None, first: bool = False) -> StoredChunk:
         """What the driver gets of ``result`` once its writer stored it; ``tally``: the targets of the run's
-        precision goal (None: the run has none, no tallies)."""
+        precision goal (None: the run has none, no tallies); ``first``: send the first scalar output's values."""
         from .stats import chunk_tallies
 
         tallies = {} if tally is None else chunk_tallies(result.columns, list(tally))
+        name = first_scalar(result.kinds()) if first else None
         return cls(
             result.start,
             result.stop,
@@ -126,6 +131,7 @@ class StoredChunk:
             result.failures[:1],
             result.seconds,
             tallies,
+            None if name is None else result.columns[name],
         )
 
     @property
@@ -134,6 +140,11 @@ class StoredChunk:
 
     def kinds(self) -> dict[str, str]:
         return dict(self.column_kinds)
+
+
+def first_scalar(kinds: dict[str, str]) -> str | None:
+    """The first output that is not a trajectory: the one the summary's column gathering takes (None: none)."""
+    return next((name for name, kind in kinds.items() if trajectory_steps(kind) is None), None)
 
 
 def column_kind(column: np.ndarray) -> str:

@@ -350,7 +350,7 @@ def execute(
     sink = executor.results_sink(store, run_id)
     chunk_task = task if sink is None else replace(task, sink=sink, tally=tuple(tracked) if spec.until else None)
     here = type(executor).summarize is Executor.summarize  # (LandedColumn: the summary's column, gathered as it lands)
-    landed = LandedColumn(total, sink, enabled=here and not done_ranges and not spec.until)
+    landed = LandedColumn(total, enabled=here and not done_ranges and not spec.until)
     last_write = 0.0
     if progress:
         progress(done, total)

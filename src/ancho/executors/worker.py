@@ -133,7 +133,7 @@ def _store(task: Any, result: ChunkResult) -> ChunkResult | StoredChunk:
     if not isinstance(task.sink, ChunkFolder):
         return result
     task.sink.write(result)
-    return StoredChunk.of(result, task.tally)  # (its seconds: the compute time, as a ChunkResult's)
+    return StoredChunk.of(result, task.tally, first=True)  # (its seconds: the compute time, as a ChunkResult's)
 
 
 def _chunk_summaries(task: Any, result: Any, names: tuple[str, ...]) -> dict[str, Any]:

@@ -5,17 +5,18 @@ batch model runs and then read every chunk back for the summary (10M
 sequences: ~0.55 s of Parquet decoding on an idle machine, after the run;
 docs/benchmarks.md, "Batch models"). Here each chunk's values of one output
 are put in place as the chunk lands — copied from the columns the driver
-was sent, or read from the one file the worker just committed — so the read
-overlaps the workers' work.
+was sent, or, when a local worker wrote the chunk's file, from that output's
+values it sends with it (:attr:`~ancho.chunk.StoredChunk.first`: 8 bytes a
+row through the pipe cost less than decoding the file again) — so nothing is
+read back after the run.
 
 Exactness: the values sit where reading the stored chunks in order would
 put them (sequence ``i`` at index ``i``), with the output's stored dtype, so
 the summary computed from this array is bit-identical to one computed from
 the store. It is used only when that is certain: a fresh run of a fixed
 length (no resumed chunks, no precision goal growing it), every chunk full
-(no failed sequence) and of one kind throughout, and every stored chunk in
-a chunk folder this process can read; otherwise :meth:`reader` falls back
-to the store for everything.
+(no failed sequence) and of one kind throughout, with its values at hand;
+otherwise :meth:`reader` falls back to the store for everything.
 
 Memory: one column (8 bytes a sequence for a float output), the same the
 summary holds when it reads that column at the end; the other outputs are
@@ -25,27 +26,18 @@ still read one at a time after the run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..chunk import ChunkResult, StoredChunk, kind_dtype, trajectory_steps
-from .chunk_layout import chunk_name
-from .chunk_writer import ChunkFolder
-
-if TYPE_CHECKING:
-    from typing import Any
+from ..chunk import ChunkResult, StoredChunk, first_scalar, kind_dtype
 
 
 class LandedColumn:
     """One scalar output of a run of ``total`` sequences, filled chunk by chunk as they land."""
 
-    def __init__(self, total: int, sink: Any = None, enabled: bool = True):
+    def __init__(self, total: int, enabled: bool = True):
         self.total = total
-        self.folder = sink.folder if isinstance(sink, ChunkFolder) else None
-        self.stored_elsewhere = sink is not None and self.folder is None  # (tasks wrote to a store we do not read)
-        self.ok = enabled and total > 0 and not self.stored_elsewhere
+        self.ok = enabled and total > 0
         self.name: str | None = None
         self.kind = ""
         self.values: np.ndarray | None = None
@@ -57,7 +49,7 @@ class LandedColumn:
             return
         kinds = result.kinds()
         if self.name is None:
-            self.name = next((n for n, k in kinds.items() if trajectory_steps(k) is None), None)
+            self.name = first_scalar(kinds)
             if self.name is None:
                 self.ok = False
                 return
@@ -67,21 +59,16 @@ class LandedColumn:
         if kinds.get(self.name) != self.kind or rows != result.size or result.stop > self.total:
             self.drop()  # a failed sequence, a kind that changed: the store's read is the exact one
             return
+        if isinstance(result, StoredChunk) and (result.first is None or first_scalar(kinds) != self.name):
+            self.drop()  # stored by a task that sends no values (Spark on Cassandra), or another output's
+            return
         assert self.values is not None
-        if isinstance(result, ChunkResult):
-            self.values[result.start : result.stop] = result.columns[self.name]
+        if isinstance(result, StoredChunk):
+            self.values[result.start : result.stop] = result.first
+            result.first = None  # (its copy is here now)
         else:
-            self.values[result.start : result.stop] = self._read(result)
+            self.values[result.start : result.stop] = result.columns[self.name]
         self.filled += result.size
-
-    def _read(self, stored: StoredChunk) -> np.ndarray:
-        import pyarrow.parquet as pq
-
-        from ..columns import to_numpy
-
-        assert self.folder is not None and self.name is not None
-        path = Path(self.folder) / chunk_name(stored.start, stored.stop)
-        return to_numpy(pq.ParquetFile(path).read(columns=[self.name], use_threads=False).column(0))
 
     def drop(self) -> None:
         self.ok, self.values = False, None
