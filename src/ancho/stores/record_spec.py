@@ -10,7 +10,7 @@ those written before :class:`Submission` existed included.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, overload
 
 
@@ -37,7 +37,15 @@ class Submission:
     model_source: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # spelled out rather than asdict(): records are encoded on every write, and asdict deep-copies by recursion
+        return {
+            "root": self.root,
+            "file": self.file,
+            "class_name": self.class_name,
+            "params": dict(self.params),
+            "server": self.server,
+            "model_source": dict(self.model_source),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Submission:
