@@ -9,11 +9,13 @@ from ancho.web.studies import PAGE_ROWS, _sorted_page, study_data
 from ancho.web.study_charts import (
     MAX_LINES,
     MAX_MARKS,
+    MAX_PATHS,
     MAX_ROWS,
     band_svg,
     comparison_svg,
     heatmap_svg,
     parallel_svg,
+    paths_svg,
     sensitivity_svg,
 )
 
@@ -111,3 +113,12 @@ def test_many_points_are_marked_sparingly_so_the_page_stays_small():
     assert len(drawn) == MAX_ROWS and drawn == sorted(drawn)
     # the largest |difference| is 29 (k % 50 == 49); every drawn point's is at least any left out's
     assert min(abs(k % 50 - 20) for k in drawn) >= max(abs(k % 50 - 20) for k in range(n) if k not in drawn)
+
+
+def test_mean_paths_are_capped_and_shaded():
+    paths = [(f"point {k}", [float(k * t) for t in range(1000)], k / 199) for k in range(200)]
+    svg = str(paths_svg("walk", paths))
+    lines = re.findall(r'<polyline class="pc" points="([^"]+)" stroke-opacity="([\d.]+)"', svg)
+    assert len(lines) == MAX_PATHS and f"({MAX_PATHS} of 200 drawn)" in svg
+    assert all(len(points.split()) == MAX_LINES for points, _ in lines)
+    assert float(lines[0][1]) == 0.2 and float(lines[-1][1]) == 1.0

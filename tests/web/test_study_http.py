@@ -218,3 +218,41 @@ def test_two_parameters_give_a_heatmap_and_sobol_gives_sensitivity(site, page):
             low, high = (float(x.replace(",", "")) for x in ci.split(" – "))
             assert low <= float(value) <= high, (name, value, ci)
     assert "replication noise is" in sens and sens.count("<svg") >= 2 + 2  # two pictures, two sensitivity charts
+
+
+WALK = """
+import ancho
+import numpy as np
+
+
+class Walk(ancho.Model):
+    \"\"\"Standard normal noise around a straight line: the mean path at step t is drift * t.\"\"\"
+
+    drift: float = 0.0
+    steps: int = 10
+
+    def sequence(self, rng):
+        return {"walk": (self.drift * np.arange(self.steps) + rng.standard_normal(self.steps)).tolist()}
+"""
+
+
+def test_trajectory_outputs_draw_each_points_mean_path(site, page):
+    sequences = 400
+    with site.client(site.tokens["alice"]) as api:
+        upload = upload_id(api, tar_gz({"model.py": WALK}))
+        body = {
+            "model": {"upload": upload},
+            "design": {"grid": {"drift": [0, 1, 2]}},
+            "sequences": sequences,
+            "seed": 2,
+        }
+        r = api.post("/studies", json=body)
+        assert r.status_code == 201, r.text
+        assert wait_study(api, r.json()["id"])["status"] == "succeeded"
+    page.sign_in(site.tokens["alice"])
+    text = html.unescape(page.http.get(f"/studies/{r.json()['id']}").text)
+    assert "Mean path of walk at each point" in text
+    found = re.findall(r"<title>point (\d), drift = ([\d.]+): last mean (-?[\d.]+)</title>", text)
+    assert [(k, float(d)) for k, d, _ in found] == [("0", 0.0), ("1", 1.0), ("2", 2.0)]
+    for _, drift, last in found:  # the mean of 400 standard normals around 9 * drift: within 4 standard errors
+        assert abs(float(last) - 9 * float(drift)) < 4 / sequences**0.5, (drift, last)

@@ -28,11 +28,11 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from ..errors import AnchoError
 from ..server.schemas import study_view
 from ..stores.base import StudyRecord
-from ..studies.service import compare_points
+from ..studies.service import compare_points, point_runs
 from .newrun import handle, posted
 from .newstudy import DESIGN_KINDS, STUDY_FIELDS, new_study_form, submit
 from .site import Action, _duration, _to_signin, current_session, render, router, service
-from .study_charts import band_svg, comparison_svg, heatmap_svg, parallel_svg, sensitivity_svg
+from .study_charts import band_svg, comparison_svg, heatmap_svg, parallel_svg, paths_svg, sensitivity_svg
 
 #: rows of the points table per page (the pictures always show every point)
 PAGE_ROWS = 100
@@ -127,6 +127,33 @@ def _figures(data: StudyData) -> list[Figure]:
             caption = f"Each point as a line across the parameters to {'the probability of' if probability else 'the mean of'} {name}."
         if svg is not None:
             out.append(Figure(svg, caption))
+    return out
+
+
+def trajectory_figures(svc, user: str, record: StudyRecord, data: StudyData) -> list[Figure]:
+    """Each point's mean path per trajectory output, from the points' run summaries; nothing (and one read) when the
+    first point's run has no trajectory. Shaded by the varied parameter when there is one, else by point order."""
+    first = next((p["run"] for p in record.points if p.get("run")), None)
+    if first is None or not (svc.run(user, first).summary or {}).get("trajectories"):
+        return []
+    runs = point_runs(svc.store, record)
+    by = data.parameters[0] if len(data.parameters) == 1 else None
+    order = sorted(range(len(data.rows)), key=lambda k: (data.rows[k].get(by), k) if by else k)
+    rank = {k: i / max(len(order) - 1, 1) for i, k in enumerate(order)}
+    names = list(dict.fromkeys(n for r in runs if r and r.summary for n in (r.summary.get("trajectories") or {})))
+    out = []
+    for name in names:
+        paths = []
+        for k in order:
+            run, row = runs[k], data.rows[k]
+            fan = ((run.summary or {}).get("trajectories") or {}).get(name) if run else None
+            if fan:
+                label = f"point {row['point']}" + (f", {by} = {row[by]}" if by else "")
+                paths.append((label, fan.get("mean") or [], rank[k]))
+        svg = paths_svg(name, paths)
+        if svg is not None:
+            shade = f"darker for higher {by}" if by else "darker for later points"
+            out.append(Figure(svg, f"The mean path of {name} at each point ({shade})."))
     return out
 
 
@@ -242,7 +269,9 @@ def study_page(request: Request, study_id: str, sort: str = "point", order: str 
     view = _study_row(study_view(record))
 
     def make() -> StudyData:
-        return study_data(svc.study_summary(session.user, study_id))
+        data = study_data(svc.study_summary(session.user, study_id))
+        data.figures += trajectory_figures(svc, session.user, record, data)
+        return data
 
     data = cache.get((study_id, record.status, record.finished), make) if record.final else make()
     rows, pages = _sorted_page(data, sort, order if order in ("asc", "desc") else "asc", page)

@@ -221,3 +221,34 @@ def comparison_svg(name: str, rows: list[tuple[int, Any, Any, Any]], baseline: i
     some = f" (the {len(shown)} largest differences drawn)" if len(shown) < len(marks) else ""
     desc = f"Difference of {name} from point {baseline} at {len(marks)} points{some}; {count} differ significantly (95% interval leaves 0, filled)."  # fmt: skip
     return _rows_svg(f"{name}: each point minus point {baseline}", desc, shown, f"difference in {name}", zero=True)
+
+
+#: a trajectory picture draws at most this many points' mean paths (evenly spaced), each thinned to MAX_LINES steps
+MAX_PATHS = 60
+
+
+def paths_svg(name: str, paths: list[tuple[str, list, float]]) -> Markup | None:
+    """Each point's mean path of trajectory ``name``: (label, per-step means, shade 0..1), darker for a higher shade."""
+    paths = [(label, list(mean), shade) for label, mean, shade in paths if mean]
+    if not paths:
+        return None
+    drawn = _every(paths, MAX_PATHS)
+    steps = max(len(m) for _, m, _ in drawn)
+    values = [v for _, m, _ in drawn for v in m if _finite(v)]
+    if not values:
+        return None
+    lo, hi = min(values), max(values)
+    x = _Scale(0, max(steps - 1, 1), ML, W - MR)
+    y = _Scale(lo, hi, H - MB, MT)
+    body = _axes(x, y, [(v, fmt(v)) for v in ticks(0, steps - 1, 6)], [(v, fmt(v)) for v in ticks(lo, hi, 4)])
+    for label, mean, shade in drawn:
+        kept = _every([(k, v) for k, v in enumerate(mean) if _finite(v)], MAX_LINES)
+        pts = " ".join(f"{x(k)},{y(v)}" for k, v in kept)
+        last = kept[-1][1] if kept else None
+        body.append(
+            f'<polyline class="pc" points="{pts}" stroke-opacity="{0.2 + 0.8 * shade:.3f}">'
+            f"<title>{escape(label)}: last mean {fmt(last)}</title></polyline>"
+        )
+    some = f" ({len(drawn)} of {len(paths)} drawn)" if len(drawn) < len(paths) else ""
+    desc = f"The mean path of {name} over {steps} steps at {len(paths)} points{some}, from {fmt(lo)} to {fmt(hi)}."
+    return _frame(f"Mean path of {name} at each point", desc, body, "step", f"mean of {name}")
