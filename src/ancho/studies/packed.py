@@ -307,6 +307,7 @@ def _final(pt: Point, model: LoadedModel, spec: RunSpec, store: Store) -> dict[s
         read = _memory_reader(results, pt.schema)
         blocks = lambda n: (read(n),)  # one block: the point is small
     else:
+        store.update_run(pt.run.id, schema=dict(pt.schema))  # what a store reads the stored chunks as (Cassandra)
         read = lambda n: store.read_column(pt.run.id, n)
         blocks = lambda n: store.iter_column(pt.run.id, n)
     summary = build_summary(record.to_dict(), pt.schema, read, spec.targets, pt.custom or {}, None, read_blocks=blocks)
