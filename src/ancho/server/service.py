@@ -243,12 +243,7 @@ class Service:
         points = plan.points(described, max_points=cap)
         given = {k: v for k, v in request.params.items() if k not in plan.parameters}
         base = resolve_points(described, given, points)
-        file, _, class_name = found["entry"].partition(":")
-        ref = FileRef(found["root"], file, class_name)
-        model = LoadedModel(ref, found["source_hash"], found["origin"], found["model"])
-        submission = Submission(
-            ref.root, ref.file, ref.class_name, given, self.id, request.model.model_dump(exclude_none=True)
-        )
+        model, submission = self._submitted(found, request, given)
         spec = RecordSpec(found["model"], submission, source_hash=found["source_hash"], base_params=base).to_dict()
         workers = self.settings.workers if request.executor == "local" else None
         record = new_study(model, plan, points, given, checked, request.executor, workers, owner=user, spec=spec)
@@ -409,17 +404,20 @@ class Service:
             capped_by="this server",
         )
 
-    def submit(self, user: str, request: RunRequest) -> RunRecord:
-        checked = self.check_request(request)
-        found = self.inspect(user, request.model, request.params)
+    def _submitted(self, found: dict, request: RunRequest, params: dict) -> tuple[LoadedModel, Submission]:
+        """The model a worker found (``inspect``), and what the dispatcher needs to execute it later, typed
+        (``params`` as given: see Submission.params)."""
         file, _, class_name = found["entry"].partition(":")
         ref = FileRef(found["root"], file, class_name)
         model = LoadedModel(ref, found["source_hash"], found["origin"], found["model"])
+        source = request.model.model_dump(exclude_none=True)
+        return model, Submission(ref.root, ref.file, ref.class_name, params, self.id, source)
+
+    def submit(self, user: str, request: RunRequest) -> RunRecord:
+        checked = self.check_request(request)
+        found = self.inspect(user, request.model, request.params)
+        model, submission = self._submitted(found, request, request.params)
         spec = RunSpec.of(found["params"], checked)
-        # what the dispatcher needs to execute the run later, typed (the params as given: see Submission.params)
-        submission = Submission(
-            ref.root, ref.file, ref.class_name, request.params, self.id, request.model.model_dump(exclude_none=True)
-        )
         extra = RecordSpec(found["model"], submission).to_dict()
         workers = self.settings.workers if request.executor == "local" else None  # Spark: the cluster's cores
         record = create_record(model, spec, request.executor, workers, owner=user, extra=extra)
