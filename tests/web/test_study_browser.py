@@ -126,3 +126,41 @@ def test_study_page_at_phone_width(site, browser, artifacts):
         screenshot(browser, artifacts, "s07-study-phone")
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_study_page_by_keyboard_and_its_comparison(site, browser, artifacts):
+    from selenium.webdriver.common.keys import Keys
+
+    with site.client(site.tokens["alice"]) as api:
+        upload = upload_id(api, tar_gz({"model.py": GAMBLER}))
+        body = {"model": {"upload": upload}, "design": {"grid": {"p": [0.4, 0.5, 0.6]}}, "params": {"stake": 3, "goal": 10},
+                "sequences": 2000, "seed": 4}  # fmt: skip
+        r = api.post("/studies", json=body)
+        assert r.status_code == 201, r.text
+        study_id = r.json()["id"]
+        assert wait_study(api, study_id)["status"] == "succeeded"
+    sign_in(browser, site, site.tokens["alice"])
+    browser.get(f"{site.url}/studies/{study_id}")
+    # Tab from the top of the page to the first sortable heading after "Point": focus is visible, Enter sorts
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    for _ in range(60):
+        el = browser.switch_to.active_element
+        if "sort=p&" in (el.get_attribute("href") or ""):
+            break
+        el.send_keys(Keys.TAB)
+    else:
+        raise AssertionError("no sortable heading reached by Tab")
+    outline = browser.execute_script("return getComputedStyle(arguments[0]).outlineStyle", el)
+    assert outline != "none"
+    el.send_keys(Keys.ENTER)
+    wait_for(browser, lambda d: "sort=p" in d.current_url, message="the sorted page")
+    # the baseline form by keyboard: every point against point 1, p = 0.4 and 0.6 marked as differing
+    field = browser.find_element(By.ID, "baseline")
+    field.clear()
+    field.send_keys("1", Keys.ENTER)
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table.comparison"), message="the comparison")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.comparison tbody tr")
+    assert [r.find_element(By.TAG_NAME, "th").text for r in rows] == ["0", "2"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart circle.dot.significant")) >= 2
+    browser.execute_script("document.getElementById('compare-h').scrollIntoView()")
+    screenshot(browser, artifacts, "s08-study-comparison")
