@@ -207,6 +207,28 @@ def test_run_notebook_with_a_trajectory_executes_and_draws_its_fan(store, walk_r
     assert "PATHS" in paths
 
 
+@pytest.mark.slow
+def test_a_study_of_trajectories_draws_each_points_mean_path(store, write_model, tmp_path):
+    model = write_model(WALK)
+    drifts = [-0.1, 0.0, 0.1]
+    study = ancho.study(f"{model}:Walk", design=ancho.grid(drift=drifts), sequences=500, seed=4, store=store)
+    data = gather_study(store, study.study_id)
+    paths = data.paths["walk"]
+    assert [p.point for p in paths] == [0, 1, 2] and all(p.steps == list(range(30)) for p in paths)
+    for p, drift in zip(paths, drifts):
+        # a ±1 walk with P(+1) = 0.5 + drift: after k steps, mean k·2·drift and variance k·(1 - (2·drift)²)
+        mu = 2 * drift
+        for step in (0, 9, 29):
+            k = step + 1
+            assert abs(p.mean[step] - k * mu) <= 4 * math.sqrt(k * (1 - mu * mu) / 500)
+    path = tmp_path / "walks.pdf"
+    with path.open("wb") as sink:
+        write_study_pdf(store, study.study_id, sink)
+    flat = " ".join(pdf_text(path).split())
+    assert "Mean paths" in flat and "coloured by drift" in flat
+    assert render_pages(path, tmp_path)
+
+
 # -- the command ----------------------------------------------------------------------
 @pytest.mark.slow
 def test_cli_writes_a_studys_pdf_and_notebook(home, store, grid_study, tmp_path):
