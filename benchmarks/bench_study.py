@@ -1,15 +1,20 @@
 """A study costs its sequences, not its points? A study of P points × S sequences vs one run of P·S sequences.
 
 Both with the same executor and workers and the gambler model (loaded by
-path), the run measured first in the same process (the
-baseline), the study after; the ratio study/run is the figure (goal ≤ 1.5 at
-2,000 × 50). Usage: ``python benchmarks/bench_study.py [--points 2000]
-[--sequences 50] [--workers 2] [--executor local|spark://HOST:PORT]``.
+path), the run measured first in the same process (the baseline), the study
+after; the ratio study/run is the figure (goal ≤ 1.5 at 2,000 × 50), locally
+and on Spark (``--spark MASTER``: one Spark session, started before either is
+timed, so neither pays its start-up). ``--repeat N`` measures N pairs (the
+machine's load moves: each ratio is of a run and a study measured back to
+back). Usage: ``python benchmarks/bench_study.py [--points 2000]
+[--sequences 50] [--workers 2] [--spark spark://HOST:PORT] [--repeat 1]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,22 +29,36 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=2000)
     ap.add_argument("--sequences", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--executor", default="local", help="local, or a Spark master URL")
+    ap.add_argument("--spark", metavar="MASTER", help="a Spark master URL (default: the local executor)")
+    ap.add_argument("--executor", help="former spelling: local, or a Spark master URL")
+    ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
+    master = args.spark or (args.executor if args.executor not in (None, "local") else None)
     ps = [0.45 + 0.1 * k / max(1, args.points - 1) for k in range(args.points)]
-    where = {"workers": args.workers, "executor": args.executor}
-    with tempfile.TemporaryDirectory() as home:
-        t0 = time.perf_counter()
-        ancho.run(GAMBLER, {"stake": 3, "goal": 10}, args.points * args.sequences, seed=1, store=home, **where)
-        run_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), {"stake": 3, "goal": 10}, args.sequences,
-                            seed=1, store=home, **where)  # fmt: skip
-        study_s = time.perf_counter() - t0
-    print(f"executor {args.executor}, {args.workers} workers")
-    print(f"run   {args.points * args.sequences:>9,} sequences: {run_s:8.2f} s")
-    print(f"study {args.points:>5,} × {args.sequences:<4} sequences: {study_s:8.2f} s  ({study.status})")
-    print(f"ratio study/run: {study_s / run_s:.2f} (goal ≤ 1.5)")
+    if master:
+        from ancho.executors.spark import SparkExecutor
+
+        executor = SparkExecutor(master, args.workers).start()
+        where = {"executor": executor}
+    else:
+        where = {"workers": args.workers, "executor": "local"}
+    print(f"executor {master or 'local'}, {args.workers} workers, load average {os.getloadavg()[0]:.1f}")
+    ratios = []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as home:
+            t0 = time.perf_counter()
+            ancho.run(GAMBLER, {"stake": 3, "goal": 10}, args.points * args.sequences, seed=1, store=home, **where)
+            run_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), {"stake": 3, "goal": 10},
+                                args.sequences, seed=1, store=home, **where)  # fmt: skip
+            study_s = time.perf_counter() - t0
+        ratios.append(study_s / run_s)
+        print(f"run   {args.points * args.sequences:>9,} sequences: {run_s:8.2f} s")
+        print(f"study {args.points:>5,} × {args.sequences:<4} sequences: {study_s:8.2f} s  ({study.status})")
+        print(f"ratio study/run: {study_s / run_s:.2f} (goal ≤ 1.5), load average {os.getloadavg()[0]:.1f}")
+    if len(ratios) > 1:
+        print(f"ratios: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
