@@ -233,7 +233,7 @@ def _comparison_section(data: StudyReportData, width: float) -> list:
     if comp is None:
         return []
     st = _styles()
-    out: list = [
+    heading: list = [
         _p(f"Comparison with point {data.baseline}", st["h2"]),
         _p(
             "Each point minus the baseline point, on common random numbers (paired sequence by sequence): the "
@@ -242,7 +242,8 @@ def _comparison_section(data: StudyReportData, width: float) -> list:
         ),
     ]
     if not comp["comparisons"]:
-        return out + [_p("No other point has succeeded yet.", st["body"])]
+        return heading + [_p("No other point has succeeded yet.", st["body"])]
+    out: list = []
     names = list(dict.fromkeys(n for c in comp["comparisons"] for n in c["outputs"]))
     keyed = [(n, lambda c, n=n: c["outputs"].get(n)) for n in names]
     keyed += [
@@ -267,6 +268,7 @@ def _comparison_section(data: StudyReportData, width: float) -> list:
                 ]
             )
             drawn.append((c["point"], d.get("difference"), d.get("ci95") or [None, None]))
-        out.append(KeepTogether([_p(label, st["h3"]), image(sf.differences(label, drawn), width, sf.WIDE)]))
+        block = [_p(label, st["h3"]), image(sf.differences(label, drawn), width, sf.WIDE)]
+        out.append(KeepTogether(heading + block if not out else block))  # the heading never ends a page alone
         out.append(_table(rows, fit_widths(rows, width)))
     return out
