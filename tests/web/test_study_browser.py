@@ -60,7 +60,7 @@ def test_new_study_with_scripts_and_its_live_page(site, browser, models_dir, art
     wait_for(browser, lambda d: "/studies/s" in d.current_url, message="the study page")
     study_id = browser.current_url.split("/studies/")[1].split("?")[0]
     # the page follows the study and reloads itself with the points and pictures when it ends
-    wait_for(browser, lambda d: d.find_elements(By.ID, "pictures-h"), timeout=240, message="the pictures")
+    wait_for(browser, lambda d: d.find_elements(By.ID, "pictures-h"), timeout=600, message="the pictures")
     assert browser.find_element(By.CSS_SELECTOR, ".heading .badge").text == "succeeded"
     assert "5 of 5 points ended" in browser.find_element(By.CSS_SELECTOR, "[data-points]").text
     titles = {t.get_attribute("textContent") for t in browser.find_elements(By.CSS_SELECTOR, "svg.chart > title")}

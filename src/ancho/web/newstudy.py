@@ -27,11 +27,11 @@ from .newrun import NewRun, run_body, submitted
 
 #: the design kinds as the REST API names them, with the form's labels
 DESIGN_KINDS = {
-    "grid": "Grid: every combination of the values given",
-    "random": "Random: n points drawn uniformly",
-    "lhs": "Latin hypercube: n points, evenly spread",
-    "sobol": "Sobol (Saltelli): n × (parameters + 2) points, for Sobol indices",
-    "morris": "Morris: n trajectories × (parameters + 1) points, for elementary effects",
+    "grid": "Grid",
+    "random": "Random",
+    "lhs": "Latin hypercube",
+    "sobol": "Sobol (Saltelli)",
+    "morris": "Morris",
 }
 #: the new-study form's fields beyond the new-run form's
 STUDY_FIELDS = ("design_kind", "design_n", "levels", "baseline")
