@@ -197,6 +197,15 @@ class _Worker:
         return f"worker process {self.proc.pid} exited with code {code}"
 
 
+def _clear_partial(w: _Worker) -> None:
+    """Remove the chunk file a dead (or killed) worker left half-written in its run's folder, if it wrote there."""
+    from ..stores.chunk_writer import ChunkFolder
+
+    sink = w.task.sink if w.task is not None else None
+    if isinstance(sink, ChunkFolder):
+        sink.clear_partial(w.proc.pid)
+
+
 def _failed(msg: object) -> Exception:
     """The error to raise for a worker's reply that is not the one asked for (a :class:`WorkerFailed`)."""
     if isinstance(msg, WorkerFailed):
@@ -417,11 +426,7 @@ class LocalExecutor(Executor):
         """A worker died: replace it and hand its chunks back to the engine, which decides on retries."""
         reason = w.exit_reason()
         lost = list(w.inflight)
-        from ..stores.chunk_writer import ChunkFolder
-
-        sink = w.task.sink if w.task is not None else None
-        if isinstance(sink, ChunkFolder):  # the folder it wrote its chunks to: what it left half-written
-            sink.clear_partial(w.proc.pid)
+        _clear_partial(w)
         self._replace(w)
         if self._cancelled.is_set():
             raise RunCancelled("the run was cancelled")
@@ -441,6 +446,7 @@ class LocalExecutor(Executor):
             pool, self._pool = self._pool, []
         for w in pool:
             w.kill()
+            _clear_partial(w)
 
     def cancel(self) -> None:
         # Only signal here: the thread running map_chunks sees the workers' sockets close,
