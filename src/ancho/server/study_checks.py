@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Field, FieldError, ParameterError
@@ -84,6 +85,17 @@ def _build(node: ast.expr) -> Any:
     raise _Unknown(ast.dump(node))
 
 
+@dataclass(frozen=True)
+class _Described(Parameter):
+    """A parameter rebuilt from its description, named in errors as the model spells its type (``float | None``)."""
+
+    described: str = ""
+
+    @property
+    def type_name(self) -> str:
+        return self.described or super().type_name
+
+
 def described_model(info: dict) -> type[Model]:
     """A stand-in Model class with the parameters a worker described (``describe_model``), to check a design's points.
 
@@ -94,11 +106,12 @@ def described_model(info: dict) -> type[Model]:
     """
     declared = {}
     for p in info.get("parameters", []):
-        annotation = described_annotation(str(p.get("type") or "Any"))
+        described = str(p.get("type") or "Any")
+        annotation = described_annotation(described)
         declared[p["name"]] = (
-            Parameter(p["name"], annotation)
+            _Described(p["name"], annotation, described=described)
             if p.get("required")
-            else Parameter(p["name"], annotation, p.get("default"))
+            else _Described(p["name"], annotation, p.get("default"), described)
         )
     cls: type[Model] = type(str(info.get("name") or "Model"), (Model,), {"__module__": __name__})
     cls.__ancho_parameters__ = declared
