@@ -104,7 +104,7 @@ def described_model(info: dict) -> type[Model]:
     model (:func:`described_annotation`); a type naming the model's own classes takes the value as given and
     is checked by the worker that runs the point.
     """
-    declared = {}
+    declared: dict[str, Parameter] = {}
     for p in info.get("parameters", []):
         described = str(p.get("type") or "Any")
         annotation = described_annotation(described)
