@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ..server.conftest import GAMBLER, tar_gz, upload_id
+from ..server.conftest import GAMBLER, SLOW, tar_gz, upload_id
 from .test_site_http import field_error
 
 pytestmark = pytest.mark.slow
@@ -256,3 +256,46 @@ def test_trajectory_outputs_draw_each_points_mean_path(site, page):
     assert [(k, float(d)) for k, d, _ in found] == [("0", 0.0), ("1", 1.0), ("2", 2.0)]
     for _, drift, last in found:  # the mean of 400 standard normals around 9 * drift: within 4 standard errors
         assert abs(float(last) - 9 * float(drift)) < 4 / sequences**0.5, (drift, last)
+
+
+def test_a_running_study_is_followed_and_cancelled_from_its_page(site, page):
+    with site.client(site.tokens["alice"]) as api:
+        upload = upload_id(api, tar_gz({"model.py": SLOW}))
+        body = {
+            "model": {"upload": upload},
+            "design": {"grid": {"seconds": [0.05, 0.06]}},
+            "sequences": 20000,
+            "seed": 1,
+        }
+        r = api.post("/studies", json=body)
+        assert r.status_code == 201, r.text
+        study_id = r.json()["id"]
+    page.sign_in(site.tokens["alice"])
+    live = page.http.get(f"/studies/{study_id}", params={"baseline": "0"})
+    assert live.status_code == 200
+    assert f'data-study-live="{study_id}"' in live.text and "/static/studies.js" in live.text
+    assert "compared once the study has ended" in live.text
+    assert page.http.post(f"/site/studies/{study_id}/cancel", data={"csrf": "wrong"}).status_code == 403
+    r = page.http.post(f"/site/studies/{study_id}/cancel", data={"csrf": page.csrf})
+    assert r.status_code == 303 and r.headers["location"] == f"/studies/{study_id}"
+    with site.client(site.tokens["alice"]) as api:
+        assert wait_study(api, study_id)["status"] == "cancelled"
+    ended = page.http.get(f"/studies/{study_id}").text
+    assert "The study was cancelled" in ended and 'data-study-live=""' in ended and "Cancel study" not in ended
+
+
+def test_morris_sensitivity_is_shown_with_mu_star(site, page):
+    with site.client(site.tokens["alice"]) as api:
+        upload = upload_id(api, tar_gz({"model.py": GAMBLER}))
+        design = {"morris": {"trajectories": 6, "levels": 4, "ranges": {"p": [0.4, 0.6], "stake": [1, 9]}}}
+        body = {"model": {"upload": upload}, "design": design, "params": {"goal": 10}, "sequences": 300, "seed": 8}
+        r = api.post("/studies", json=body)
+        assert r.status_code == 201, r.text
+        assert wait_study(api, r.json()["id"])["status"] == "succeeded"
+    page.sign_in(site.tokens["alice"])
+    text = html.unescape(page.http.get(f"/studies/{r.json()['id']}").text)
+    table = re.search(r"<h3>won</h3>.*?<table class=\"sensitivity\">(.*?)</table>", text, re.S).group(1)
+    assert "mu*" in table and "sigma" in table
+    assert set(re.findall(r'<th scope="row">(\w+)</th>', table)) == {"p", "stake"}
+    # with three or more parameters it would be parallel coordinates; two sampled ones give a heatmap of dots
+    assert '<circle class="heat"' in text and "p mu_star:" in text
