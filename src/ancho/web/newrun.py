@@ -153,8 +153,9 @@ def _field_of(loc: list, message: str, state: NewRun, fallback: str) -> str:
         return part if part in ("url", "git", "ref", "entry") else "model"
     if head == "params":
         named = re.search(r"parameter '([^']+)'", message)
-        shown = named and state.model and any(p["name"] == named.group(1) for p in state.model["parameters"])
-        return f"param-{named.group(1)}" if shown else "params"
+        if named and state.model and any(p["name"] == named.group(1) for p in state.model["parameters"]):
+            return f"param-{named.group(1)}"
+        return "params"
     if head in ("targets", *RUN_FIELDS):
         return head
     if head == "design":  # the new-study form's: a parameter's values or range when one is named, else the design
@@ -172,8 +173,8 @@ def _place(state: NewRun, exc: Exception, fallback: str) -> None:
         found = [(e.get("loc", ()), str(e.get("msg", "")).removeprefix("Value error, ")) for e in exc.errors()]
     else:
         found = [(exc.loc if isinstance(exc, FieldError) else (), str(exc))]
-    for loc, message in found:
-        loc = [p for p in loc if p != "body"]
+    for given, message in found:
+        loc = [p for p in given if p != "body"]
         where = _field_of(loc, message, state, fallback)
         if where == "targets" and len(loc) > 1 and isinstance(loc[1], int):
             message = f"line {loc[1] + 1}: {message}"
