@@ -1,4 +1,4 @@
-"""The Python API: ``ancho.run(...) -> ancho.Results``."""
+"""The Python API: ``ancho.run(...) -> ancho.Results``, ``ancho.study(...) -> ancho.Study``, ``ancho.compare``."""
 
 from __future__ import annotations
 
