@@ -13,13 +13,18 @@ import os
 import re
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import OutputError
 from .model import batch_block
 from .streams import StreamFactory
+
+if TYPE_CHECKING:
+    from .expressions import Target
 
 #: column kinds and the NumPy dtype each is stored as
 KIND_DTYPES = {"bool": np.dtype(bool), "int": np.dtype(np.int64), "float": np.dtype(np.float64)}
@@ -115,7 +120,7 @@ class StoredChunk:
     first: np.ndarray | None = None
 
     @classmethod
-    def of(cls, result: ChunkResult, tally: tuple | list | None = None, first: bool = False) -> StoredChunk:
+    def of(cls, result: ChunkResult, tally: Sequence[Target] | None = None, first: bool = False) -> StoredChunk:
         """What the driver gets of ``result`` once its writer stored it; ``tally``: the targets of the run's
         precision goal (None: the run has none, no tallies); ``first``: send the first scalar output's values."""
         from .stats import chunk_tallies
