@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import ancho
+from ancho.chunk import ChunkResult, Failure, StoredChunk
 from ancho.engine import RunSpec, create_record, execute
 from ancho.executors.local import INFLIGHT_PER_WORKER, LocalExecutor
 from ancho.loading import load_model
@@ -23,6 +24,7 @@ from ancho.stats import PERCENTILES, build_summary, describe
 from ancho.stores.chunk_layout import chunk_files, chunk_name
 from ancho.stores.chunk_writer import ChunkFolder, temp_path
 from ancho.stores.embedded import EmbeddedStore, parquet_options
+from ancho.stores.landed import LandedColumn
 
 
 class Outputs(ancho.Model):
@@ -210,3 +212,39 @@ def test_describe_gives_numpys_percentiles_of_the_column_as_it_was(kind):
     assert [out[f"p{q}"] for q in PERCENTILES] == expected.tolist()
     if kind != "bool":
         assert out["mean"] == mean
+
+
+def test_the_landed_column_is_the_stored_order_whatever_order_chunks_land_in():
+    """Chunks landing out of order, from the driver's columns or a worker's StoredChunk, fill sequence i at index i;
+    the summary gets that array once, and anything it cannot be exact about falls back to the store's read."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(3000)
+
+    def columns(a, b):
+        return ChunkResult(a, b, np.arange(a, b), {"x": x[a:b], "k": np.arange(a, b)})
+
+    from_store = []
+
+    def read(name):
+        from_store.append(name)
+        return np.zeros(3)
+
+    landed = LandedColumn(3000)
+    landed.add(StoredChunk.of(columns(2000, 3000), first=True))
+    landed.add(columns(0, 1000))
+    landed.add(StoredChunk.of(columns(1000, 2000), first=True))
+    reader = landed.reader(read)
+    assert np.array_equal(reader("x"), x) and from_store == []
+    reader("x")  # given once: a second read goes to the store
+    reader("k")  # another output: the store
+    assert from_store == ["x", "k"]
+
+    failed = LandedColumn(3000)  # a chunk with a failed sequence: not exact here, so the store
+    failed.add(ChunkResult(0, 3000, np.arange(1, 3000), {"x": x[1:]}, [Failure(0, "ValueError: no")]))
+    assert failed.reader(read)("x").size == 3
+    elsewhere = LandedColumn(3000)  # stored by a task that sent no values (Spark on Cassandra)
+    elsewhere.add(StoredChunk.of(columns(0, 3000)))
+    assert elsewhere.reader(read)("x").size == 3
+    partial = LandedColumn(3000)  # a run that did not fill every sequence
+    partial.add(columns(0, 1000))
+    assert partial.reader(read)("x").size == 3
