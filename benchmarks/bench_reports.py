@@ -62,21 +62,25 @@ class Plane(ancho.Model):
 '''
 
 
+def ancho_json(home: Path, args: list[str]) -> dict:
+    """``ancho ARGS --json`` in the scratch home: its summary object (the benchmark stops if it fails)."""
+    done = subprocess.run(
+        [*C.ancho_cli(), *args, "--json"], env=C.child_env(home), capture_output=True, text=True, timeout=7200
+    )
+    if done.returncode != 0:
+        sys.exit(f"ancho {args[0]} failed: {done.stderr}")
+    return json.loads(done.stdout)
+
+
 def measure_study(home: Path, points: int, sequences: int, reps: int) -> dict:
     (home / "plane.py").write_text(STUDY_MODEL)
     made = time.perf_counter()
-    done = subprocess.run(
-        [*C.ancho_cli(), "study", str(home / "plane.py"), "--lhs", str(points), "--range", "a=0:1"]
-        + ["--range", "b=0:1", "-n", str(sequences), "--seed", "2", "--target", "y>=1", "--json"],
-        env=C.child_env(home),
-        capture_output=True,
-        text=True,
-        timeout=7200,
+    summary = ancho_json(
+        home,
+        ["study", str(home / "plane.py"), "--lhs", str(points), "--range", "a=0:1", "--range", "b=0:1"]
+        + ["-n", str(sequences), "--seed", "2", "--target", "y>=1"],
     )
-    if done.returncode != 0:
-        sys.exit(f"ancho study failed: {done.stderr}")
     made = time.perf_counter() - made
-    summary = json.loads(done.stdout)
     study_id, run_id = summary["study"], summary["points"][0]["run"]
 
     from ancho.reports import write_pdf
@@ -112,27 +116,9 @@ def measure_study(home: Path, points: int, sequences: int, reps: int) -> dict:
 
 
 def measure(home: Path, sequences: int, width: int, reps: int) -> dict:
-    done = subprocess.run(
-        [
-            *C.ancho_cli(),
-            "run",
-            str(home / "many.py"),
-            "--sequences",
-            str(sequences),
-            "--seed",
-            "1",
-            "--param",
-            f"width={width}",
-            "--json",
-        ],
-        env=C.child_env(home),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        sys.exit(f"ancho run failed: {done.stderr}")
-    run_id = json.loads(done.stdout)["run"]
+    run_id = ancho_json(
+        home, ["run", str(home / "many.py"), "--sequences", str(sequences), "--seed", "1", "--param", f"width={width}"]
+    )["run"]
 
     from ancho.plotdata import run_plots
     from ancho.reports import write_notebook, write_pdf

@@ -33,6 +33,8 @@ EMBED_MAX_VALUES = 200_000
 #: outputs plotted by the notebook's loop (the reader can change the list)
 PLOTTED_OUTPUTS = 24
 DTYPES = {"bool": "bool", "int": "int64", "float": "float64"}
+#: the first lines of a notebook's setup cell (run and study notebooks alike)
+IMPORTS = "import io\nimport os\n\nimport matplotlib.pyplot as plt\nimport numpy as np\nimport pandas as pd\n"
 
 
 def data_mode(record: RunRecord, large: str) -> str:
@@ -194,13 +196,7 @@ def _setup(report: ReportData) -> str:
     summary = pprint.pformat(report.summary, sort_dicts=False, width=110) if report.summary else "None"
     return "\n".join(
         [
-            "import io",
-            "import os",
-            "",
-            "import matplotlib.pyplot as plt",
-            "import numpy as np",
-            "import pandas as pd",
-            "",
+            IMPORTS,
             f"RUN = {r.id!r}",
             f"OUTPUTS = {[n for n in r.schema if n not in series]!r}",
             f"TRAJECTORIES = {series!r}",

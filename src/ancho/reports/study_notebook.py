@@ -18,7 +18,7 @@ import pprint
 from pathlib import Path
 
 from ..stores.base import Store
-from .notebook import _md_escape, new_notebook, notebook_bytes
+from .notebook import IMPORTS, _md_escape, new_notebook, notebook_bytes
 from .study_facts import StudyReportData, design_rows, gather_study, study_rows
 
 
@@ -97,13 +97,7 @@ def _setup(report: StudyReportData) -> str:
     sensitivity = report.summary.get("sensitivity")
     return "\n".join(
         [
-            "import io",
-            "import os",
-            "",
-            "import matplotlib.pyplot as plt",
-            "import numpy as np",
-            "import pandas as pd",
-            "",
+            IMPORTS,
             f"STUDY = {r.id!r}",
             f"PARAMETERS = {report.parameters!r}",
             f"OUTPUTS = {report.outputs!r}",
