@@ -159,6 +159,39 @@ def test_sobol_study_reports_sensitivity_and_comparisons_with_a_baseline(store, 
         gather_study(store, study.study_id, baseline=len(study.frame))
 
 
+FRAIL = '''
+class Frail(ancho.Model):
+    """Fails above x = 1.5; eight outputs, more than fit across a page with their intervals."""
+
+    x: float = 0.0
+
+    def sequence(self, rng):
+        if self.x > 1.5:
+            raise ValueError("x too large")
+        return {f"out{k}": self.x * k + rng.normal() for k in range(8)}
+'''
+
+
+def test_a_failed_study_and_a_wide_points_table(store, write_model, tmp_path):
+    model = write_model(FRAIL)
+    study = ancho.study(f"{model}:Frail", design=ancho.grid(x=[0, 1, 2]), sequences=30, seed=1, store=store)
+    assert study.status == "failed"
+    study_id = study.study_id
+    path = tmp_path / "frail.pdf"
+    with path.open("wb") as sink:
+        write_study_pdf(store, study_id, sink, baseline=0)
+    text = pdf_text(path)
+    flat = " ".join(text.split())
+    assert "The study failed" in flat and "x too large" in flat
+    groups = int(re.search(r"Points, table 1 of (\d+)", flat).group(1))
+    assert groups >= 2  # eight means with intervals do not fit across A4
+    heads = [x.split() for x in text.splitlines() if x.split()[:2] == ["point", "x"]]
+    assert len(heads) == groups  # each column group repeats the point and its parameters
+    assert {t for h in heads for t in h if t.startswith("out")} == {f"out{k}" for k in range(8)}
+    failed = [x.split() for x in text.splitlines() if x.split()[:2] == ["2", "2"]]
+    assert len(failed) == groups and all(set(row[2:]) == {"–"} for row in failed)  # no results: dashes, no numbers
+
+
 def test_a_run_id_is_not_a_study(store, grid_study):
     run_id = grid_study.runs[0].run_id
     with pytest.raises(NotFound, match="is a run, not a study"):

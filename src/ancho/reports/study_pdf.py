@@ -45,7 +45,7 @@ def render_study(data: StudyReportData, sink: BinaryIO) -> None:
     if data.doc:
         story.append(_p(data.doc, st["doc"]))
     if r.status != "succeeded":
-        story.append(_p(f"The study {r.status}" + (f": {r.error}" if r.error else ".") + " Points without results "
+        story.append(_p(f"The study {r.status}" + (f": {r.error.rstrip('.')}." if r.error else ".") + " Points without results "
                         "show – in the table and are left out of the pictures.", st["warn"]))  # fmt: skip
     story.append(_p("Study", st["h2"]))
     story.append(
