@@ -260,6 +260,11 @@ def test_a_study_of_trajectories_draws_each_points_mean_path(store, write_model,
     flat = " ".join(pdf_text(path).split())
     assert "Mean paths" in flat and "coloured by drift" in flat
     assert render_pages(path, tmp_path)
+    notebook = tmp_path / "walks.ipynb"
+    write_study_notebook(store, study.study_id, notebook)
+    nb = execute(notebook)
+    assert images(nb) == 2  # end against drift, and walk's mean paths
+    assert shows(outputs_text(nb), study.frame["end.mean"].iloc[2])
 
 
 # -- the command ----------------------------------------------------------------------

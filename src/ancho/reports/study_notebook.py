@@ -21,6 +21,9 @@ from ..stores.base import Store
 from .notebook import IMPORTS, _md_escape, new_notebook, notebook_bytes
 from .study_facts import StudyReportData, design_rows, gather_study, study_rows
 
+#: mean-path values a study notebook embeds per trajectory output (steps are thinned to fit)
+PATH_VALUES = 200_000
+
 
 def build_study_notebook(
     store: Store, study_id: str, data: str = "local", *, owner: str | None = None, api_url: str | None = None
@@ -47,6 +50,14 @@ def build_study_notebook(
         ),
         nbf.new_code_cell(PICTURES_CODE),
     ]
+    if report.paths:
+        cells.append(
+            nbf.new_markdown_cell(
+                "## Mean paths\n\nEach point's mean path of each trajectory output, from its run's summary "
+                "(`MEAN_PATHS[name][point]`, at the steps `STEPS[name]`)."
+            )
+        )
+        cells.append(nbf.new_code_cell(_mean_paths(report) + "\n\n" + MEAN_PATHS_CODE))
     if report.summary.get("sensitivity"):
         cells.append(nbf.new_markdown_cell("## Sensitivity\n\nThe indices with their bootstrap 95% intervals."))
         cells.append(nbf.new_code_cell(SENSITIVITY_CODE))
@@ -119,6 +130,19 @@ def _points(report: StudyReportData) -> str:
     )
 
 
+def _mean_paths(report: StudyReportData) -> str:
+    """The points' mean paths as literals, every k-th step so that each trajectory embeds at most
+    :data:`PATH_VALUES` numbers (2,000 points × 100 steps)."""
+    steps, means = {}, {}
+    for name, paths in report.paths.items():
+        every = max(1, -(-len(paths) * len(paths[0].steps) // PATH_VALUES))
+        keep = list(range(0, len(paths[0].steps), every))
+        steps[name] = [paths[0].steps[i] for i in keep]
+        means[name] = {p.point: [p.mean[i] for i in keep] for p in paths}
+    text = pprint.pformat(means, sort_dicts=False, width=110, compact=True)
+    return f"STEPS = {steps!r}\n# None: a step without a finite mean\nMEAN_PATHS = {text}"
+
+
 def _load_point(data: str, home: str | None, api_url: str | None) -> str:
     if data == "local":
         return "\n".join(
@@ -159,6 +183,20 @@ def _load_point(data: str, home: str | None, api_url: str | None) -> str:
         ]
     )
 
+
+MEAN_PATHS_CODE = """\
+for name, paths in MEAN_PATHS.items():
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    colour = points.set_index('point')[PARAMETERS[0]] if PARAMETERS else None
+    numeric = colour is not None and pd.api.types.is_numeric_dtype(colour)
+    scale = plt.Normalize(colour.min(), colour.max()) if numeric else None
+    for point, mean in paths.items():
+        ax.plot(STEPS[name], np.array(mean, dtype=float), linewidth=0.7, color=plt.cm.viridis(scale(colour[point])) if numeric else None)
+    if numeric:
+        fig.colorbar(plt.cm.ScalarMappable(norm=scale, cmap='viridis'), ax=ax, label=PARAMETERS[0])
+    ax.set_xlabel('step')
+    ax.set_title(f'{name}: mean path of each point', loc='left')
+    plt.show()"""
 
 PICTURES_CODE = """\
 series = [(f'{n}.mean', f'{n}.ci95_low', f'{n}.ci95_high', n) for n in OUTPUTS]
