@@ -104,7 +104,11 @@ def study_sensitivity(study: StudyRecord, summary: dict) -> dict:
 
 
 def _summary(store: Store, study: StudyRecord) -> dict:
-    """The study summary without ``sensitivity``."""
+    """The study summary without ``sensitivity``.
+
+    Each point's run summary is taken as the store gives it: it was made JSON-safe when it was built
+    (``stats.build_summary``), and cleaning 10,000 of them again took half of a summary read.
+    """
     rows = []
     for p, run in zip(study.points, point_runs(store, study)):
         s = (run.summary or {}) if run is not None else {}
@@ -112,7 +116,7 @@ def _summary(store: Store, study: StudyRecord) -> dict:
             {
                 "point": p["point"],
                 "run": p.get("run"),
-                "params": run.params if run is not None else {**study.params, **p["params"]},
+                "params": clean(run.params if run is not None else {**study.params, **p["params"]}),
                 "status": run.status if run is not None else p.get("status", "queued"),
                 "sequences": run.done - run.failures if run is not None else 0,
                 "outputs": s.get("outputs", {}),
@@ -122,7 +126,7 @@ def _summary(store: Store, study: StudyRecord) -> dict:
             }
         )
     d = study.design
-    return clean(
+    summary = clean(
         {
             "study": study.id,
             "status": study.status,
@@ -131,9 +135,10 @@ def _summary(store: Store, study: StudyRecord) -> dict:
             "sequences": study.sequences,
             "design": {"kind": d.get("kind"), "parameters": d.get("parameters", []), "points": d.get("points")},
             "params": study.params,
-            "points": rows,
         }
     )
+    summary["points"] = rows
+    return summary
 
 
 def points_frame(store: Store, study_id: str, owner: str | None = None):
