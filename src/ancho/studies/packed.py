@@ -177,17 +177,19 @@ def run_packed(
         fast = copy.copy(store)
         fast.fsync = False  # type: ignore[attr-defined]
     names = tuple(model.summaries or ())
+    sinks = executor.mixed_sinks  # still to be asked: whether the executor's tasks write this store themselves
 
     def create_sunk(batch: list[Point]) -> None:
         """Write the batch's run records; then, where the executor's tasks write the store, each point's sink."""
+        nonlocal sinks
         create(batch)
-        if not executor.mixed_sinks:
-            return
-        for pt in batch:
+        for pt in batch if sinks else ():
             sink = executor.results_sink(store, pt.run.id)
-            if sink is not None:
-                pt.task = replace(pt.task, sink=sink)
-                pt.results = None  # its columns stay where they were written: the summary reads them back
+            if sink is None:  # (the answer is the store's and the owner's, the same for every point: asked once)
+                sinks = False
+                break
+            pt.task = replace(pt.task, sink=sink)
+            pt.results = None  # its columns stay where they were written: the summary reads them back
         plan.index()
 
     plan = StudyPlan(points, executor.workers, model.info.get("block"), names, create_sunk)
