@@ -10,7 +10,7 @@ those written before :class:`Submission` existed included.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, overload
 
 
@@ -138,9 +138,6 @@ class RecordSpec(Mapping[str, Any]):
             base_params=dict(base) if isinstance(base, Mapping) else None,
             other=other,
         )
-
-    def with_submission(self, submission: Submission | None) -> RecordSpec:
-        return replace(self, submission=submission)
 
     # -- the read-only mapping view of the JSON form --------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
