@@ -199,3 +199,15 @@ def test_holm_adjusted_p_values():
     assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     assert holm([0.5, None, 0.9]) == [1.0, None, 1.0]
     assert holm([]) == []
+
+
+def test_a_constant_difference_has_no_variance_reduction_despite_rounding():
+    """b = a + 0.3 in floats differs from 0.3 by rounding only: an exact interval, no 1e32-fold 'reduction'."""
+    a = np.random.default_rng(3).normal(0.0, 1000.0, 4000)  # many binades: rounding varies
+    b = a + 0.3
+    assert np.var(b - a) > 0  # the rounding this test is about
+    seq = np.arange(a.size)
+    x = compare_frames("A", "B", 1, 1, {"sequence": seq, "x": a}, {"sequence": seq, "x": b}, [])["outputs"]["x"]
+    assert x["variance_reduction"] is None
+    assert x["ci95"] == [x["difference"], x["difference"]]
+    assert x["difference"] == pytest.approx(0.3, abs=1e-12) and x["p_value"] == 0.0

@@ -161,6 +161,11 @@ def paired_means(xa: np.ndarray, xb: np.ndarray) -> dict:
     if n < 2:
         return out
     var_d = float(d.var(ddof=1))
+    # differences that vary only by rounding (b = a + 0.3 computed in floats) are a constant difference: their
+    # variance is noise of order (eps·|x|)², and dividing by it would report a meaningless 1e32-fold reduction
+    scale = max(float(np.abs(xa).max()), float(np.abs(xb).max()))
+    if var_d <= (4 * np.finfo(float).eps * scale) ** 2:
+        var_d = 0.0
     se = math.sqrt(var_d / n)
     half = t975(n - 1) * se
     out["ci95"] = [diff - half, diff + half]
