@@ -108,6 +108,11 @@ def test_study_page_shows_every_point_against_the_closed_form(site, page, grid_s
     titles = set(re.findall(r'<svg class="chart"[^>]*><title>([^<]+)</title>', r.text))
     assert {"Mean of won against p", "Mean of rounds against p", "Probability of rounds&gt;=30 against p"} <= titles
     assert r.text.count('<polygon class="band"') == 3
+    # a finished study links its report and notebook, which the signed-in session downloads
+    for link in (f"/api/v1/studies/{grid_study}/report.pdf", f"/api/v1/studies/{grid_study}/notebook.ipynb"):
+        assert f'href="{link}"' in r.text
+        got = page.http.get(link)
+        assert got.status_code == 200 and got.content[:5] in (b"%PDF-", b'{\n "c')
 
 
 def test_points_table_sorts_on_the_server(site, page, grid_study):
