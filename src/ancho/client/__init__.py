@@ -216,17 +216,25 @@ class Client:
             n += len(block)
         return n
 
-    def report(self, run_id: str, kind: str, sink: BinaryIO) -> int:
+    def report(self, ident: str, kind: str, sink: BinaryIO, *, study: bool = False, baseline: int | None = None) -> int:
         """GET /runs/{id}/report.pdf (``kind="pdf"``) or …/notebook.ipynb (``"notebook"``), written to ``sink``; returns the bytes.
 
-        The server renders it on request (seconds for a model with many outputs), hence the long read timeout.
+        ``study=True``: the study ``ident``'s (its PDF compared with point ``baseline`` when given). The server
+        renders it on request (seconds for a model with many outputs, more for a large study), hence the long
+        read timeout.
         """
         name = {"pdf": "report.pdf", "notebook": "notebook.ipynb"}.get(kind)
         if name is None:
             raise InputError(f"report kind '{kind}' is not pdf or notebook")
+        what, path = ("study", "studies") if study else ("run", "runs")
+        params = {"baseline": baseline} if baseline is not None and kind == "pdf" else None
         n = 0
         with self._stream(
-            "GET", f"/runs/{_q(run_id)}/{name}", run=run_id, timeout=httpx.Timeout(600.0, connect=10.0)
+            "GET",
+            f"/{path}/{_q(ident)}/{name}",
+            run=None if study else ident,
+            params=params,
+            timeout=httpx.Timeout(600.0, connect=10.0),
         ) as response:
             try:
                 for block in response.iter_bytes(1 << 16):
@@ -234,7 +242,7 @@ class Client:
                     n += len(block)
             except httpx.TransportError as exc:
                 raise Unreachable(
-                    f"the server at {self.url} broke off sending the {name} of run '{run_id}': {_reason(exc)}"
+                    f"the server at {self.url} broke off sending the {name} of {what} '{ident}': {_reason(exc)}"
                 ) from None
         return n
 
