@@ -66,6 +66,9 @@ T = TypeVar("T")
 READ_AHEAD = 4
 #: ... but no more than this many bytes of them (a chunk of trajectories can be hundreds of MB)
 READ_AHEAD_BYTES = 64 << 20
+#: partitions of one column requested at once (a trajectory chunk has many: all at once, a 1 GiB-heap node
+#: answered 20,000 × 1,000 values at 6 µs a value; bench_trajectories.py)
+READ_WINDOW = 8
 #: requests in flight per write: 16 × 128 KiB = 2 MiB, within a socket's send buffer (at 32 × 256 KiB the
 #: driver failed writes with ConnectionBusy when the node fell behind; docs/cassandra.md)
 WRITE_CONCURRENCY = 16
@@ -230,7 +233,7 @@ class RunResults:
             n = block_count(kind, marker.rows)
             out[name] = [
                 self.session.execute_async(self._blocks, (run_id, marker.start, part, n))
-                for part in part_names(name, kind, marker.rows)
+                for part in part_names(name, kind, marker.rows)[:READ_WINDOW]
             ]
         return out
 
@@ -238,11 +241,17 @@ class RunResults:
         kind = marker.kind(name)
         n = block_count(kind, marker.rows)
         rows = []
-        for part, future in zip(part_names(name, kind, marker.rows), futures):
+        parts = part_names(name, kind, marker.rows)
+        window = deque(futures)
+        for i, part in enumerate(parts):
 
             def again(part: str = part) -> list[Any]:
                 return list(self.session.execute(self._blocks, (run_id, marker.start, part, n)))
 
+            future = window.popleft()
+            if i + len(window) + 1 < len(parts):  # keep READ_WINDOW partitions in flight, no more
+                later = parts[i + len(window) + 1]
+                window.append(self.session.execute_async(self._blocks, (run_id, marker.start, later, n)))
             try:
                 rows += list(future.result())
             except Exception:  # a transient failure of the prefetched request: ask again, with retries
