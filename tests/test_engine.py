@@ -326,3 +326,18 @@ def test_a_summary_phase_that_kills_its_worker_fails_the_run(store, write_model)
 def test_an_absurd_precision_goal_stops_at_the_cap(store):
     r = ancho.run(Trivial, sequences=10, seed=1, until="mean(x)+-1e-300%", max_sequences=2000, store=store)
     assert r.summary["sequences"] == 2000 and r.summary["until"]["met"] is False
+
+
+def test_stored_chunks_without_a_recorded_schema_fail_the_run_not_succeed_empty(store):
+    """A pass that stored every chunk but died before recording their outputs: resuming must not say succeeded."""
+    loaded = loaded_from_class(Trivial)
+    spec = RunSpec.build(loaded, {}, 500, 4)
+    rec = create_record(loaded, spec, "local", 1)
+    store.create_run(rec)
+    with LocalExecutor(1) as ex:
+        assert execute(loaded, spec, store, ex, rec).status == "succeeded"
+    store.update_run(rec.id, schema={}, status="running", summary=None)
+    with LocalExecutor(1) as ex, pytest.raises(RunFailed, match="never recorded"):
+        execute(loaded, spec, store, ex, store.get_run(rec.id))
+    after = store.get_run(rec.id)
+    assert after.status == "failed" and "never recorded" in after.error

@@ -11,13 +11,13 @@ work and progress still updates several times a second), never more than ``MAX_C
 memory), never growing more than ``GROWTH``-fold at once (one lucky fast chunk cannot produce a huge one), and
 no more than a ``1/(2·workers)`` share of what is left, so the last chunks spread over all workers instead of
 one worker finishing alone. benchmarks/bench_overhead.py and bench_parallel.py measure the result. An executor
-that schedules a fixed set of tasks (Spark) overrides this through its ``chunk_size`` hint: each batch is then
-cut into equal chunks of the size it asks for (still at most ``MAX_CHUNK``). A batch model's chunks start at one
-block, are whole blocks (no block is computed twice at a chunk edge) and may reach ``MAX_BATCH_CHUNK``.
+that schedules a fixed set of tasks (Spark) overrides this through its ``chunk_size`` hint: equal chunks of the
+size it asks for (at most ``MAX_CHUNK``). A batch model's chunks are whole blocks, up to ``MAX_BATCH_CHUNK``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 INITIAL_CHUNK = 8
 TARGET_SECONDS = 0.2
 MAX_CHUNK = 262_144
-#: a batch model's chunks may be larger: its per-sequence work is ~30 ns, so per-chunk costs weigh more (measured in
-#: docs/benchmarks.md "Batch models"); a chunk is still at least one block
+#: a batch model's chunks may be larger (~30 ns a sequence: per-chunk costs weigh more; docs/benchmarks.md "Batch
+#: models"), still whole blocks
 MAX_BATCH_CHUNK = 1_048_576
 GROWTH = 16
 MAX_RETRIES = 3  # attempts after the first, per chunk, when a worker dies
@@ -99,8 +99,8 @@ class RunSpec:
     @classmethod
     def of(cls, params: dict[str, Any], settings: RunSettings) -> RunSpec:
         """The spec of validated ``params`` and checked ``settings``."""
-        s = settings
-        return cls(params, s.sequences, s.seed, s.targets, s.until, s.max_sequences, s.max_failures)
+        st = settings
+        return cls(params, st.sequences, st.seed, st.targets, st.until, st.max_sequences, st.max_failures)
 
 
 def new_run_id() -> str:
@@ -400,6 +400,8 @@ def execute(
                 last_write = now
             if progress:
                 progress(done, total)
+        if done > failures and not schema:  # stored by a pass that died before recording what they hold
+            raise RunFailed(f"{done:,} sequences are stored but their outputs were never recorded; run it again")
         # the summary phase is part of the run: if it fails or is cancelled, so is the run
         store.update_run(run_id, done=done, total=total, failures=failures, retries=retries, schema=schema)
         final = store.get_run(run_id)
@@ -448,10 +450,8 @@ def execute(
 
 def _record_failure(store: Store, run_id: str, done: int, failures: int, error: str) -> None:
     """Mark the run failed; if the store cannot even take that (its disk is full), the run's own error still reaches the user."""
-    try:
+    with contextlib.suppress(Exception):  # else the record stays "running", its stored chunks intact: a rerun resumes
         store.update_run(run_id, status="failed", done=done, failures=failures, finished=time.time(), error=error)
-    except Exception:  # the record stays "running" with its stored chunks intact: a later run of it resumes them
-        pass
 
 
 def _failure_message(result: ChunkResult | StoredChunk, failures: int, allowed: int) -> str:
