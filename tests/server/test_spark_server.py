@@ -238,7 +238,7 @@ def test_a_spark_run_resumes_after_kill_9(spark_server, spark_url):
         spark_server.alice = client
         view = wait_run(client, run, timeout=600)
         assert view["status"] == "succeeded", spark_server.log()
-        assert "resuming it from its stored chunks" in spark_server.log(400)
+        assert "resuming it from its stored chunks" in spark_server.log(10**6)  # (its whole log: polls fill the tail)
         local = submit(client, {**body, "executor": "local"})
         assert wait_run(client, local, timeout=300)["status"] == "succeeded"
         assert csv_text(client, run) == csv_text(client, local)
