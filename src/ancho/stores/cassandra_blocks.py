@@ -16,7 +16,7 @@ from ..chunk import KIND_DTYPES, trajectory_steps
 #: values per block: 128 KiB for a number column (Cassandra's guidance: cells well under 1 MB)
 BLOCK = 16_384
 #: blocks per partition of a trajectory column: 16 × 128 KiB = 2 MiB (Cassandra's guidance: partitions of a few
-#: MB at most; the scalar columns' partitions are as large; bench_trajectories.py --cassandra times 4 and 64 too)
+#: MB at most): as fast as 4 with a quarter of the partitions, 64 slower (bench_trajectories.py, docs/benchmarks.md)
 PART_BLOCKS = 16
 
 _LE = {"int": np.dtype("<i8"), "float": np.dtype("<f8")}
