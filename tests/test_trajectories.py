@@ -315,20 +315,3 @@ def test_the_sir_example_returns_its_infected_curve(home):
     assert np.all(curves.max(axis=1) <= res.column("peak_infected"))  # a day's count never exceeds the peak
     assert res.summary["trajectories"]["infected"]["steps"] == 120
     assert res.summary["targets"][0]["probability"] == np.mean(curves.max(axis=1) >= 50)
-
-
-@pytest.mark.cassandra
-def test_cassandra_refuses_trajectories_and_the_run_fails(home):
-    """Until the Cassandra store keeps trajectories, it refuses them: the run fails naming the output, never truncated."""
-    import os
-
-    from .conftest import CASSANDRA_HINT, need_module, need_service
-
-    url = os.environ.get("ANCHO_TEST_CASSANDRA_URL", "")
-    if not url:
-        need_service("Cassandra", "ANCHO_TEST_CASSANDRA_URL is not set; run `scripts/services start cassandra`")
-    need_module("cassandra", CASSANDRA_HINT)
-    from ancho.errors import StoreError
-
-    with pytest.raises(StoreError, match="output 'walk' of run '.*' is a trajectory"):
-        ancho.run(Walk, sequences=50, seed=1, workers=1, store=url)
