@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..chunk import ChunkResult, StoredChunk
+from ..chunk import ChunkResult, StoredChunk, kind_dtype, trajectory_steps
 from ..engine import INITIAL_CHUNK, MAX_CHUNK, MAX_RETRIES, TARGET_SECONDS, _failure_message, merge_schema
 from ..errors import AnchoError, RunCancelled
 from ..executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task, chunk_of, custom_of
@@ -317,7 +317,11 @@ def _memory_reader(results: list[ChunkResult], schema: dict[str, str]) -> Callab
     """A column of a point's results kept in memory, as the store would read it back (ints widened where mixed)."""
 
     def read(name: str) -> Column:
-        parts = [r.columns[name] for r in results]
+        # a chunk whose every sequence failed has no output columns: it adds no rows, as in the store
+        parts = [r.columns[name] for r in results if name in r.columns]
+        if not parts:
+            steps = trajectory_steps(schema[name])
+            return np.empty((0,) if steps is None else (0, steps), dtype=kind_dtype(schema[name]))
         column = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if not column.flags.writeable:  # (a Spark task's columns are read-only views of its Arrow buffers)
             column = column.copy()  # the summary sorts it in place, as the store's fresh copy would be
