@@ -112,7 +112,7 @@ def test_precision_goals_on_reductions(home):
 
 
 def test_streamed_percentiles_over_many_step_blocks_equal_in_memory():
-    """A tiny memory budget forces one pass per step over the chunks: the same numbers as one array."""
+    """A tiny memory budget splits the steps into blocks spilled to disk: the same numbers as one array."""
     rng = np.random.default_rng(5)
     chunks = [rng.normal(size=(n, 7)) for n in (5, 40, 1, 33)]
     chunks[1][3, 2] = np.nan  # a NaN step is left out of that step's statistics
@@ -123,6 +123,29 @@ def test_streamed_percentiles_over_many_step_blocks_equal_in_memory():
     for q in (5, 50, 95):
         assert np.allclose(summ[f"p{q}"], np.nanpercentile(whole, q, axis=0))
     assert hits["max(x)>=1"] == (int(np.sum(np.fmax.reduce(whole, axis=1) >= 1)), 79)
+
+
+@pytest.mark.parametrize("budget", [8, 79 * 8 * 3, 79 * 8 * 7])  # a step a block; 3 steps a block; all at once
+def test_percentiles_read_the_values_at_most_twice_and_leave_no_files(budget, tmp_path, monkeypatch):
+    """Step blocks are spilled in one pass (not one pass per block); the numbers are exactly NumPy's."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    rng = np.random.default_rng(6)
+    chunks = [rng.normal(size=(n, 7)) for n in (5, 40, 1, 33)]
+    whole = np.concatenate(chunks)
+    passes = []
+
+    def blocks():
+        passes.append(1)
+        return iter(chunks)
+
+    summ, _ = trajectory_summary(blocks, [], budget=budget)
+    assert len(passes) == 2  # the mean's pass and the percentiles' pass, whatever the block count
+    for q in (5, 25, 50, 75, 95):
+        assert np.array_equal(summ[f"p{q}"], np.percentile(whole, q, axis=0))
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- bad input ------------------------------------------------------------------------------------------

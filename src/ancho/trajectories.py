@@ -11,9 +11,12 @@ steps is 8 GB, which must never be in the driver at once. So:
   exact, computed **step block by step block**: each further pass over the
   chunks copies the columns ``lo..hi`` of every sequence into one buffer of at
   most :data:`PERCENTILE_BUDGET` bytes and takes the percentiles of those
-  steps. A run that fits the budget takes one such pass; 1,000,000 × 1,000
-  takes 1,000 / 8 = 125 passes of one step-block each (slow, but bounded and
-  exact; no sketch error to explain).
+  steps. A run that fits the budget takes one pass. A larger one is read
+  **once** more and split by step block into temporary files (each block's
+  values contiguous, the whole trajectory on disk for a moment), then each
+  file is read back and summarised: 1,000,000 × 1,000 is 125 blocks of 8
+  steps, which would otherwise be 125 passes over 8 GB of stored values.
+  Exact either way; no sketch error to explain.
 
 NaN steps are left out of that step's statistics (its ``count`` is the
 number of sequences, as the summary's ``count`` is of those that succeeded).
@@ -125,28 +128,51 @@ def trajectory_summary(
 
 
 def _percentiles(blocks: Callable[[], Iterable[np.ndarray]], rows: int, steps: int, budget: int) -> dict:
-    """p5…p95 per step, exact, over step blocks of at most ``budget`` bytes (one pass over the chunks per block)."""
+    """p5…p95 per step, exact, over step blocks of at most ``budget`` bytes (one pass, or a pass and a spill)."""
     width = max(1, min(steps, budget // max(1, 8 * rows)))
     result = np.empty((len(PERCENTILES), steps))
-    buf = np.empty((rows, width))
-    for lo in range(0, steps, width):
-        hi = min(steps, lo + width)
-        part = buf[:, : hi - lo]
+    if width == steps:  # one block: the values fit the budget
+        buf = np.empty((rows, steps))
         pos = 0
-        for block in blocks():
-            block = np.asarray(block)
-            if block.ndim != 2 or not len(block):
-                continue
-            part[pos : pos + len(block)] = block[:, lo:hi]
+        for block in _rows_of(blocks()):
+            buf[pos : pos + len(block)] = block
             pos += len(block)
-        view = part[:pos]
-        with np.errstate(invalid="ignore"):
-            if np.isnan(view).any():
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step gives NaN, reported as null
-                    result[:, lo:hi] = np.nanpercentile(view, PERCENTILES, axis=0)
-            else:
-                result[:, lo:hi] = np.percentile(view, PERCENTILES, axis=0, overwrite_input=True)
+        _step_percentiles(buf[:pos], result, 0, steps)
+    else:
+        _spilled_percentiles(blocks, steps, width, result)
     return {f"p{q}": result[i] for i, q in enumerate(PERCENTILES)}
+
+
+def _rows_of(blocks: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+    for block in blocks:
+        block = np.asarray(block)
+        if block.ndim == 2 and len(block):
+            yield block
+
+
+def _spilled_percentiles(blocks: Callable[[], Iterable[np.ndarray]], steps: int, width: int, out: np.ndarray) -> None:
+    """One pass writing each step block's columns to its own file, then each file read back whole (≤ budget)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ancho-steps-") as folder:
+        los = range(0, steps, width)
+        files = [f"{folder}/{lo}" for lo in los]
+        for block in _rows_of(blocks()):
+            for lo, name in zip(los, files):
+                with open(name, "ab") as fh:
+                    np.ascontiguousarray(block[:, lo : lo + width], dtype=np.float64).tofile(fh)
+        for lo, name in zip(los, files):
+            hi = min(steps, lo + width)
+            _step_percentiles(np.fromfile(name, dtype=np.float64).reshape(-1, hi - lo), out, lo, hi)
+
+
+def _step_percentiles(view: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
+    with np.errstate(invalid="ignore"):
+        if np.isnan(view).any():
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step gives NaN, reported as null
+                out[:, lo:hi] = np.nanpercentile(view, PERCENTILES, axis=0)
+        else:
+            out[:, lo:hi] = np.percentile(view, PERCENTILES, axis=0, overwrite_input=True)
