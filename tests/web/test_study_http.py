@@ -153,7 +153,10 @@ def new_study_post(page, data: dict, files=None):
 def test_new_study_form_posts_without_javascript(site, page):
     """Upload and read the parameters, a bad design shown next to its field, then the study and its page."""
     page.sign_in(site.tokens["alice"])
-    assert page.http.get("/studies/new").status_code == 200
+    form = page.http.get("/studies/new")
+    assert form.status_code == 200 and "How much to run at each point" in form.text and ">Start study<" in form.text
+    run_form = page.http.get("/runs/new").text  # the same settings part, in the run's words
+    assert "3. How much to run<" in run_form and ">Start run<" in run_form and "Keep running until" in run_form
     archive = {"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))}
     read = new_study_post(page, {"kind": "upload", "action": "inspect", "sequences": "500"}, archive)
     assert read.status_code == 200 and 'id="design-p"' in read.text
