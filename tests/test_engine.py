@@ -270,6 +270,20 @@ def test_plan_sizes_grow_then_share_the_tail():
     assert sizes[-1] < max(sizes)  # the tail is split
 
 
+def test_plan_keeps_a_chunks_results_under_the_byte_cap():
+    """Fast sequences with 1,000-step trajectories: chunks stop at MAX_CHUNK_BYTES, not at MAX_CHUNK rows."""
+    from ancho.chunk import ChunkResult
+
+    p = Plan([(0, 1_000_000)], workers=2)
+    sizes = []
+    while (c := p.next()) is not None:
+        sizes.append(c.size)
+        walk = np.zeros((c.size, 1000))
+        p.measure(ChunkResult(c.start, c.stop, np.arange(c.start, c.stop), {"walk": walk}, [], c.size * 1e-7))
+    assert sum(sizes) == 1_000_000
+    assert max(sizes) * 1000 * 8 <= engine.MAX_CHUNK_BYTES < (max(sizes) + 1) * 1000 * 8
+
+
 def test_a_plain_run_imports_neither_pandas_nor_scipy(home):
     """Start-up budget: pandas and SciPy cost over a second to import; a run without custom summaries needs neither."""
     import subprocess

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
 import uuid
 from collections import deque
@@ -28,10 +27,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .chunk import ChunkResult, StoredChunk
+from .chunk import ChunkResult, StoredChunk, trajectory_steps
 from .columns import release_memory
 from .errors import AnchoError, InputError, OutputError, RunCancelled, RunFailed
 from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from .executors.base import RunHandle as RunHandle  # (where it has always been imported from)
 from .expressions import Goal, Target, check_outputs
 from .inputs import MAX_SEQUENCES, RunSettings, run_settings
 from .loading import LoadedModel
@@ -49,6 +49,9 @@ MAX_CHUNK = 262_144
 #: models"), still whole blocks
 MAX_BATCH_CHUNK = 1_048_576
 GROWTH = 16
+#: a chunk's results stay below this many bytes (wide or trajectory outputs: 1,000 steps are 8 KB a sequence), so a
+#: worker, the pipe and a summary reading a chunk back hold a bounded amount whatever the time per sequence
+MAX_CHUNK_BYTES = 16 << 20
 MAX_RETRIES = 3  # attempts after the first, per chunk, when a worker dies
 PROGRESS_EVERY = 0.2  # seconds between run-record progress writes
 
@@ -130,6 +133,7 @@ class Plan(ChunkSource):
         self.retry: deque[Chunk] = deque()
         self.workers = max(1, workers)
         self.per_sequence: float | None = None  # seconds, smoothed
+        self.row_bytes = 8  # of one sequence's outputs, from the first chunk's kinds
         self.block = block or 1
         self.last_size = self.block if block else INITIAL_CHUNK
         self.batch = bool(block)
@@ -161,6 +165,7 @@ class Plan(ChunkSource):
         if result.size and result.seconds > 0:
             t = result.seconds / result.size
             self.per_sequence = t if self.per_sequence is None else 0.5 * self.per_sequence + 0.5 * t
+        self.row_bytes = max(self.row_bytes, sum(8 * (trajectory_steps(k) or 1) for k in result.kinds().values()))
 
     def lost(self) -> None:
         self.inflight -= 1
@@ -172,7 +177,8 @@ class Plan(ChunkSource):
             return self.block if self.batch else INITIAL_CHUNK
         ideal = TARGET_SECONDS / max(self.per_sequence, 1e-9)
         share = math.ceil(self.remaining / (2 * self.workers))
-        return int(max(1, min(ideal, self._max(), self.last_size * GROWTH, share)))
+        most = max(self.block, MAX_CHUNK_BYTES // self.row_bytes)
+        return int(max(1, min(ideal, self._max(), most, self.last_size * GROWTH, share)))
 
     def next(self) -> Chunk | None:
         if self.retry:
@@ -240,33 +246,6 @@ def merge_schema(schema: dict[str, str], result: ChunkResult | StoredChunk) -> b
             f"output '{name}' changed type: {kind} in sequences {result.start}..{result.stop - 1}, {old} earlier; return the same type every time"
         )
     return changed
-
-
-class RunHandle:
-    """Lets another thread stop a run that :func:`execute` is driving.
-
-    ``cancel()`` ends it as ``cancelled``; ``interrupt()`` (a server shutting
-    down) puts it back to ``queued`` with its completed chunks kept, so the
-    next start resumes it.
-    """
-
-    def __init__(self) -> None:
-        self._cancelled = threading.Event()
-        self.interrupted = False
-        self.executor: Executor | None = None
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-        if self.executor is not None:
-            self.executor.cancel()
-
-    def interrupt(self) -> None:
-        self.interrupted = True
-        self.cancel()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
 
 
 def create_record(

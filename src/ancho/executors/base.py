@@ -8,6 +8,7 @@ identical whichever backend ran them.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -185,3 +186,30 @@ class Executor(ABC):
 
 
 ProgressCallback = Callable[[int, int], None]
+
+
+class RunHandle:
+    """Lets another thread stop a run that :func:`execute` is driving.
+
+    ``cancel()`` ends it as ``cancelled``; ``interrupt()`` (a server shutting
+    down) puts it back to ``queued`` with its completed chunks kept, so the
+    next start resumes it.
+    """
+
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+        self.interrupted = False
+        self.executor: Executor | None = None
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self.executor is not None:
+            self.executor.cancel()
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
