@@ -161,12 +161,14 @@ def run(
         if ex is not None and hasattr(ex, "start"):
             ex.start()  # type: ignore[attr-defined]
         if isinstance(model, str):
-            from .home import default_home
-            from .isolation import Environments, InstallPolicy
+            envs = None
+            if own_env:  # (isolation is imported only then: start-up)
+                from .home import default_home
+                from .isolation import Environments, InstallPolicy
 
-            # --sandbox: the model's requirements install as a server's would (isolation/environments.py)
-            install = InstallPolicy(sandboxed=True, hidden=_hidden(store)) if sandbox else None
-            envs = Environments(default_home() / "envs", announce=announce, install=install) if own_env else None
+                # --sandbox: the model's requirements install as a server's would (isolation/environments.py)
+                install = InstallPolicy(sandboxed=True, hidden=_hidden(store)) if sandbox else None
+                envs = Environments(default_home() / "envs", announce=announce, install=install)
             if sandbox:
                 prepared, readable = _prepare_sandboxed(model, params, envs, origin, store)
             else:

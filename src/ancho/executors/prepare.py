@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ParameterError
-from ..isolation import Environments, ancho_pythonpath
 from ..loading import FileRef, LoadedModel, load_model, split_spec
+
+if TYPE_CHECKING:  # (the isolation package is imported when a model brings requirements: start-up)
+    from ..isolation import Environments
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,11 @@ def prepare(
     from .local import LocalExecutor
 
     python = env.python if env is not None else None
-    pythonpath = ancho_pythonpath(environments.root) if env is not None else None  # type: ignore[union-attr]
+    pythonpath = None
+    if env is not None and environments is not None:
+        from ..isolation import ancho_pythonpath
+
+        pythonpath = ancho_pythonpath(environments.root)
     with LocalExecutor(1, wrap=wrap, **worker_options(python, pythonpath)) as worker:
         found = worker.inspect(target, params or {})
     if "error" in found:

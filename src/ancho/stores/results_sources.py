@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InputError
-from .cassandra_conn import Endpoint
 from .chunk_layout import chunk_files
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from .cassandra_conn import Endpoint  # (imported where used: a local run never needs it, start-up)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class CassandraResults:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CassandraResults:
+        from .cassandra_conn import Endpoint
+
         return cls(
             Endpoint.from_dict(data["endpoint"]), data["keyspace"], data["run_id"], dict(data.get("schema") or {})
         )
