@@ -27,3 +27,26 @@ def test_the_kept_sensitivity_reads_back_as_written_and_is_cleared(any_store):
     assert [r.sensitivity for r in any_store.list_studies() if r.id == sid] == [SENSITIVITY]
     any_store.update_study(sid, status="running", sensitivity=None)  # what a resume writes
     assert any_store.get_study(sid).sensitivity is None
+
+
+def test_concurrent_updates_of_different_fields_all_land(any_store):
+    """A summary read keeping the sensitivity while the runner writes progress: neither write undoes the other."""
+    import threading
+
+    sid = "s" + uuid.uuid4().hex[:11]
+    any_store.create_study(StudyRecord(id=sid, design={"kind": "grid"}, status="running"))
+    fields = ["started", "sensitivity_finished", "finished", "error"]
+    barrier = threading.Barrier(len(fields))
+
+    def write(field: str) -> None:
+        barrier.wait()
+        for i in range(15):
+            any_store.update_study(sid, **{field: f"{field}-{i}" if field == "error" else float(i)})
+
+    threads = [threading.Thread(target=write, args=(f,)) for f in fields]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = any_store.get_study(sid)
+    assert (got.started, got.sensitivity_finished, got.finished, got.error) == (14.0, 14.0, 14.0, "error-14")

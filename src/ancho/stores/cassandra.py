@@ -21,6 +21,7 @@ administrator's; Cassandra's authorizer then keeps it inside that keyspace.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..chunk import ChunkResult, Failure
-from ..errors import InputError, NotFound
+from ..errors import InputError, NotFound, StoreError
 from .base import NotAtHand, RunRecord, Store, StudyRecord, arrow_schema, record_version
 from .cassandra_conn import OPEN_PATIENCE, StoreURL, connect, redact, retrying
 from .cassandra_results import TABLES, RunResults
@@ -358,12 +359,20 @@ class CassandraStore(Store):
         return StudyRecord.from_dict(json.loads(row.data))
 
     def update_study(self, study_id: str, **changes: Any) -> None:
-        row = self._study_row(study_id)
-        if row is None:
-            raise NotFound(f"no study '{study_id}'")
-        data = {**json.loads(row.data), **changes}
-        cql = f"UPDATE {self.catalog}.studies SET data = %s WHERE id = %s"
-        self._retry("updating a study", lambda: self.session.execute(cql, (json.dumps(data), study_id)))
+        """Compare-and-set on the record (a lightweight transaction): two writers changing different fields at
+        once (a study's progress, its kept sensitivity, a resume) both land; neither undoes the other."""
+        cql = f"UPDATE {self.catalog}.studies SET data = %s WHERE id = %s IF data = %s"
+        for _ in range(100):
+            row = self._study_row(study_id)
+            if row is None:
+                raise NotFound(f"no study '{study_id}'")
+            data = json.dumps({**json.loads(row.data), **changes})
+            if self._retry("updating a study", functools.partial(self._set_if, cql, (data, study_id, row.data))):
+                return
+        raise StoreError(f"study '{study_id}' changed 100 times while it was being updated; try again")
+
+    def _set_if(self, cql: str, args: tuple[str, str, str]) -> bool:
+        return bool(self.session.execute(cql, args).was_applied)
 
     def list_studies(self, owner: str | None = None, limit: int | None = None) -> list[StudyRecord]:
         cql, args = f"SELECT data FROM {self.catalog}.studies", []
