@@ -268,7 +268,7 @@ def _run_custom(
     from ...chunk import KIND_DTYPES
 
     frame = frame.sort_values("sequence", kind="stable").reset_index(drop=True)[columns]
-    frame = frame.astype({"sequence": "int64", **{n: KIND_DTYPES[k] for n, k in kinds.items()}}, copy=False)  # type: ignore[call-arg]  # pandas 2 takes copy=; its stubs follow pandas 3
+    frame = frame.astype({"sequence": "int64", **{n: KIND_DTYPES[k] for n, k in kinds.items()}})
     try:
         instance = resolve()(**params)
     except Exception as exc:  # noqa: BLE001 - reported on the driver as one line
