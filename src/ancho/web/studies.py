@@ -25,7 +25,7 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from ..errors import AnchoError
+from ..errors import AnchoError, NotFound
 from ..server.schemas import study_view
 from ..stores.base import StudyRecord
 from ..studies.service import compare_points, point_runs
@@ -134,7 +134,10 @@ def trajectory_figures(svc, user: str, record: StudyRecord, data: StudyData) -> 
     """Each point's mean path per trajectory output, from the points' run summaries; nothing (and one read) when the
     first point's run has no trajectory. Shaded by the varied parameter when there is one, else by point order."""
     first = next((p["run"] for p in record.points if p.get("run")), None)
-    if first is None or not (svc.run(user, first).summary or {}).get("trajectories"):
+    try:
+        if first is None or not (svc.run(user, first).summary or {}).get("trajectories"):
+            return []
+    except NotFound:  # a starting study names its points' runs before their records are written
         return []
     runs = point_runs(svc.store, record)
     by = data.parameters[0] if len(data.parameters) == 1 else None
