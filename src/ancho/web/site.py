@@ -16,10 +16,11 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -282,26 +283,43 @@ class RunPictures:
     fans: list[FanChart]
 
 
-class _PlotCache:
-    """Rendered plots of finished runs (they never change), so reloading a big run's page does not reread it."""
+T = TypeVar("T")
 
-    def __init__(self, size: int = 32):
+
+class Kept:
+    """Computed parts of pages that never change (a finished run's plots, an ended study's page), the newest
+    ``size`` kept, so reloading a big run's or study's page does not reread it."""
+
+    def __init__(self, size: int):
         self.size = size
-        self.items: OrderedDict[str, RunPictures] = OrderedDict()
+        self.items: OrderedDict[Hashable, Any] = OrderedDict()
         self.lock = Lock()
 
-    def get(self, svc: Service, run_id: str) -> RunPictures:
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
         with self.lock:
-            if run_id in self.items:
-                self.items.move_to_end(run_id)
-                return self.items[run_id]
-        plots, fans = svc.results.plots(run_id)  # (behind the run page's own owner check)
-        pictures = RunPictures(run_charts(plots), fan_charts(fans))
+            if key in self.items:
+                self.items.move_to_end(key)
+                return cast(T, self.items[key])
+        value = make()
         with self.lock:
-            self.items[run_id] = pictures
+            self.items[key] = value
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
-        return pictures
+        return value
+
+
+class _PlotCache:
+    """Rendered plots of finished runs, the last 32."""
+
+    def __init__(self, size: int = 32):
+        self.kept = Kept(size)
+
+    def get(self, svc: Service, run_id: str) -> RunPictures:
+        def make() -> RunPictures:
+            plots, fans = svc.results.plots(run_id)  # (behind the run page's own owner check)
+            return RunPictures(run_charts(plots), fan_charts(fans))
+
+        return self.kept.get(run_id, make)
 
 
 plot_cache = _PlotCache()

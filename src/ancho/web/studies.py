@@ -14,9 +14,7 @@ page when the study ends.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from threading import Lock
 from typing import Any
 
 from fastapi import Request
@@ -31,7 +29,7 @@ from ..stores.base import StudyRecord
 from ..studies.service import compare_points, point_runs
 from .newrun import handle, posted
 from .newstudy import DESIGN_KINDS, STUDY_FIELDS, new_study_form, submit
-from .site import Action, _duration, _to_signin, current_session, render, router, service
+from .site import Action, Kept, _duration, _to_signin, current_session, render, router, service
 from .study_charts import band_svg, comparison_svg, heatmap_svg, parallel_svg, paths_svg, sensitivity_svg
 
 #: rows of the points table per page (the pictures always show every point)
@@ -160,26 +158,7 @@ def trajectory_figures(svc, user: str, record: StudyRecord, data: StudyData) -> 
     return out
 
 
-class _Cache:
-    """Computed pages of ended studies (they never change) and their comparisons, newest kept."""
-
-    def __init__(self, size: int = 16):
-        self.size, self.items, self.lock = size, OrderedDict[tuple, Any](), Lock()
-
-    def get(self, key: tuple, make):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        value = make()
-        with self.lock:
-            self.items[key] = value
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return value
-
-
-cache = _Cache()
+cache = Kept(16)  # ended studies' pages and their comparisons
 
 
 def _sorted_page(data: StudyData, sort: str, order: str, page: int) -> tuple[list[dict], int]:
