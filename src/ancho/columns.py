@@ -74,6 +74,17 @@ def arrow_type(kind: str) -> pa.DataType:
     return pa.from_numpy_dtype(KIND_DTYPES[kind])
 
 
+def arrow_kind(type_: pa.DataType) -> str:
+    """The schema kind of a stored Arrow column (the inverse of :func:`arrow_type`)."""
+    from .chunk import trajectory_kind
+
+    if pa.types.is_fixed_size_list(type_):
+        return trajectory_kind(type_.list_size)
+    if pa.types.is_boolean(type_):
+        return "bool"
+    return "int" if pa.types.is_integer(type_) else "float"
+
+
 def release_memory() -> None:
     """Hand memory that Arrow's allocator and glibc keep for reuse back to the system.
 

@@ -219,7 +219,11 @@ def merge_schema(schema: dict[str, str], result: ChunkResult | StoredChunk) -> b
     Names must match exactly; an int column meeting a float one becomes
     float (readers cast the stored int chunks); bool never mixes with numbers.
     """
-    kinds = result.kinds()
+    return merge_kinds(schema, result.kinds(), result.start, result.stop)
+
+
+def merge_kinds(schema: dict[str, str], kinds: dict[str, str], start: int, stop: int) -> bool:
+    """:func:`merge_schema` for the ``kinds`` of sequences ``start..stop-1`` (a result's, or a stored chunk's)."""
     if not kinds:
         return False
     if not schema:
@@ -229,9 +233,7 @@ def merge_schema(schema: dict[str, str], result: ChunkResult | StoredChunk) -> b
         new = sorted(set(kinds) - set(schema))
         missing = sorted(set(schema) - set(kinds))
         what = f"output '{new[0]}' is new" if new else f"output '{missing[0]}' is missing"
-        raise OutputError(
-            f"sequences {result.start}..{result.stop - 1} returned different outputs than earlier sequences: {what}"
-        )
+        raise OutputError(f"sequences {start}..{stop - 1} returned different outputs than earlier sequences: {what}")
     changed = False
     for name, kind in kinds.items():
         old = schema[name]
@@ -243,7 +245,7 @@ def merge_schema(schema: dict[str, str], result: ChunkResult | StoredChunk) -> b
                 changed = True
             continue
         raise OutputError(
-            f"output '{name}' changed type: {kind} in sequences {result.start}..{result.stop - 1}, {old} earlier; return the same type every time"
+            f"output '{name}' changed type: {kind} in sequences {start}..{stop - 1}, {old} earlier; return the same type every time"
         )
     return changed
 
@@ -306,6 +308,11 @@ def execute(
     total = record.total or spec.sequences
     done_ranges = store.completed_ranges(run_id)
     done = sum(b - a for a, b in done_ranges if b <= total)
+    if done and not schema:  # stored by a pass killed before it recorded what they hold: read it from the chunks
+        for start, stop, kinds in store.stored_kinds(run_id):
+            merge_kinds(schema, kinds, start, stop)
+        if schema:
+            store.update_run(run_id, schema=schema)
     failures = record.failures
     retries = record.retries
     stats: dict[str, Running] = {}
@@ -379,7 +386,7 @@ def execute(
                 last_write = now
             if progress:
                 progress(done, total)
-        if done > failures and not schema:  # stored by a pass that died before recording what they hold
+        if done > failures and not schema:  # (stored_kinds found none either: chunks written by something else)
             raise RunFailed(f"{done:,} sequences are stored but their outputs were never recorded; run it again")
         # the summary phase is part of the run: if it fails or is cancelled, so is the run
         store.update_run(run_id, done=done, total=total, failures=failures, retries=retries, schema=schema)

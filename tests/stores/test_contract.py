@@ -135,6 +135,22 @@ def test_a_chunk_where_every_sequence_failed(any_store):
     assert any_store.read_column("r1", "x").tolist() == [1.5, 2.0]
 
 
+def test_stored_chunks_name_their_kinds_without_a_recorded_schema(any_store):
+    """What a resume rebuilds a schema from when the pass that stored the chunks died before recording it."""
+    any_store.create_run(record())
+    any_store.write_chunk("r1", series_chunk(10, 14, 4))
+    any_store.write_chunk("r1", chunk(0, 4))
+    any_store.write_chunk("r1", ChunkResult(4, 6, np.array([4, 5]), {"k": np.array([0.5, 1.5])}))
+    any_store.write_chunk("r1", ChunkResult(6, 8, np.array([], dtype=np.int64), {}, [Failure(6, "E"), Failure(7, "E")]))
+    assert any_store.get_run("r1").schema == {}
+    assert any_store.stored_kinds("r1") == [
+        (0, 4, {"x": "float", "k": "int", "b": "bool"}),
+        (4, 6, {"k": "float"}),
+        (6, 8, {}),
+        (10, 14, {"walk": "float[4]", "end": "float"}),
+    ]
+
+
 def test_int_chunks_read_as_float_when_the_schema_widened(any_store):
     any_store.create_run(record())
     any_store.update_run("r1", schema={"k": "int"})

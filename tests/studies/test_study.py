@@ -114,6 +114,20 @@ def test_resume_skips_succeeded_points_and_keeps_chunks(store):
     assert again.runs[0].record.finished == study.runs[0].record.finished  # not run again
 
 
+def test_resume_of_a_packed_point_killed_before_its_record_named_its_outputs(store):
+    """Packed points write their chunks first and their records in batches: a kill -9 between the two leaves stored
+    chunks and a record with no schema. The resume reads the schema from the chunks and recomputes nothing."""
+    study = ancho.study(GAMBLER, ancho.grid(p=[0.45, 0.5]), sequences=300, seed=5, workers=1, store=store)
+    first = study.runs[1].record
+    store.update_study(study.study_id, status="running")
+    store.update_run(first.id, status="running", summary=None, schema={})
+    ranges = store.completed_ranges(first.id)
+    again = ancho.study(None, None, resume=study.study_id, workers=1, store=store)
+    assert again.status == "succeeded"
+    assert again.runs[1].record.schema == first.schema and store.completed_ranges(first.id) == ranges
+    assert again.runs[1].summary["outputs"] == study.runs[1].summary["outputs"]
+
+
 def test_bad_designs_are_one_line_errors(store):
     with pytest.raises(FieldError, match="not a power of two"):
         ancho.study(GAMBLER, ancho.sobol(100, p=(0.4, 0.6)), store=store)

@@ -237,6 +237,16 @@ class Store(ABC):
         """The ``(start, stop)`` of every stored chunk, ascending."""
 
     @abstractmethod
+    def stored_kinds(self, run_id: str) -> list[tuple[int, int, dict[str, str]]]:
+        """Each stored chunk's ``(start, stop, kinds)``, ascending, read from the chunks themselves.
+
+        A pass killed after its chunks were stored but before the run's record
+        named their outputs (a study's packed points; a cluster task that
+        writes the store) left chunks with no schema: a resume rebuilds the
+        schema from these instead of redoing the stored work.
+        """
+
+    @abstractmethod
     def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Results in sequence order, one Arrow batch at a time, cast to the run's schema."""
 

@@ -390,6 +390,10 @@ class CassandraStore(Store):
     def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:
         return self._results_for_run(run_id).completed_ranges(run_id)
 
+    def stored_kinds(self, run_id: str) -> list[tuple[int, int, dict[str, str]]]:
+        """Each chunk's marker names its columns' kinds (written with the chunk)."""
+        return [(m.start, m.stop, dict(m.kinds)) for m in self._results_for_run(run_id).markers(run_id)]
+
     def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         results = self._results_for_run(run_id)
         kinds = self.get_run(run_id).schema

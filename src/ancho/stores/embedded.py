@@ -242,6 +242,18 @@ class EmbeddedStore(Store):
                 tmp.unlink(missing_ok=True)
         return ranges
 
+    def stored_kinds(self, run_id: str) -> list[tuple[int, int, dict[str, str]]]:
+        """Read from each chunk file's Parquet footer (no data pages)."""
+        import pyarrow.parquet as pq
+
+        from ..columns import arrow_kind
+
+        out = []
+        for start, stop, path in self._chunk_files(run_id):
+            schema = pq.read_schema(path)
+            out.append((start, stop, {f.name: arrow_kind(f.type) for f in schema if f.name != "sequence"}))
+        return out
+
     def row_count(self, run_id: str) -> int:
         import pyarrow.parquet as pq
 
