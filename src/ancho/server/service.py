@@ -44,6 +44,7 @@ from .schemas import ModelSource, RunRequest, StudyRequest, failure_views, run_v
 from .settings import Settings, quoted_choices
 from .status import RenderedRuns
 from .study_checks import described_model, resolve_points
+from .study_results import StudyResults
 from .users import Users
 
 log = logging.getLogger("ancho.server")
@@ -162,6 +163,8 @@ class Service:
         self.statuses = RenderedRuns(self.store)
         #: runs' stored results (downloads, pages, trajectories, the site's plots), each read owner-checked
         self.results = RunResults(self.store)
+        #: studies' stored results (summaries, points tables, comparisons, mean paths, reports), each read owner-checked
+        self.study_results = StudyResults(self.store)
         #: set when the server is told to stop: long-lived responses (event streams) end early
         self.stopping = threading.Event()
 
@@ -258,17 +261,6 @@ class Service:
     def studies(self, user: str, limit: int | None = None) -> list[StudyRecord]:
         """The user's studies, newest first."""
         return self.store.list_studies(owner=user, limit=limit)
-
-    def study_summary(self, user: str, study_id: str) -> dict:
-        from ..studies.service import study_summary
-
-        return study_summary(self.store, study_id, owner=user)
-
-    def study_points(self, user: str, study_id: str):
-        """The points table (one row per point; pandas DataFrame), as ``Study.frame``."""
-        from ..studies.service import points_frame
-
-        return points_frame(self.store, study_id, owner=user)
 
     def cancel_study(self, user: str, study_id: str) -> StudyRecord:
         """Cancel the user's queued or running study (its running point stops at once); a finished one is unchanged."""
@@ -459,41 +451,4 @@ class Service:
                 )
 
         key = run_key(record, "notebook", api_url)
-        return render() if key is None else reports.get(key, render)
-
-    def study_report_pdf(self, user: str, study_id: str, baseline: int | None = None) -> bytes:
-        """The study's PDF report (NotFound for another user's study or a run id; InputError for a bad baseline)."""
-        from ..reports import rendering
-        from ..reports.cache import reports, study_key
-        from ..reports.study_facts import find_study
-        from ..reports.study_pdf import write_study_pdf
-
-        record = find_study(self.store, study_id, owner=user)
-
-        def render() -> bytes:
-            import io
-
-            with rendering():
-                buf = io.BytesIO()
-                write_study_pdf(self.store, study_id, buf, owner=user, baseline=baseline)
-                return buf.getvalue()
-
-        key = study_key(record, "pdf", baseline)
-        return render() if key is None else reports.get(key, render)
-
-    def study_report_notebook(self, user: str, study_id: str, api_url: str) -> bytes:
-        """The study's notebook: the points table embedded, a point's results fetched from ``api_url``."""
-        from ..reports import rendering
-        from ..reports.cache import reports, study_key
-        from ..reports.notebook import notebook_bytes
-        from ..reports.study_facts import find_study
-        from ..reports.study_notebook import build_study_notebook
-
-        record = find_study(self.store, study_id, owner=user)
-
-        def render() -> bytes:
-            with rendering():
-                return notebook_bytes(build_study_notebook(self.store, study_id, "api", owner=user, api_url=api_url))
-
-        key = study_key(record, "notebook", api_url)
         return render() if key is None else reports.get(key, render)

@@ -68,7 +68,7 @@ def get_study(study_id: str, user: User, svc: Svc) -> dict:
 @router.get("/studies/{study_id}/summary", response_model=StudySummary, responses=ERRORS, tags=["studies"])
 def get_study_summary(study_id: str, user: User, svc: Svc) -> dict:
     """The study summary object (same as `ancho study --json`): each point's run summary, as far as it has got."""
-    return svc.study_summary(user, study_id)
+    return svc.study_results.summary(user, study_id)
 
 
 @router.get(
@@ -85,7 +85,7 @@ def get_study_summary(study_id: str, user: User, svc: Svc) -> dict:
 )
 def get_study_points(study_id: str, user: User, svc: Svc, format: Literal["json", "csv", "parquet"] = "json"):
     """The points table (`Study.frame`): JSON `{"study", "columns", "points": [row, …]}`, CSV or Parquet."""
-    frame = svc.study_points(user, study_id)
+    frame = svc.study_results.points(user, study_id)
     if format == "csv":
         return Response(
             frame.to_csv(index=False),
@@ -171,7 +171,7 @@ def get_study_report(
 ) -> Response:
     """A PDF report: the study and its design, the points table, pictures against the parameters, mean paths of
     trajectories, sensitivity (sobol and morris designs) and, with `baseline`, every point against that point."""
-    pdf = svc.study_report_pdf(user, study_id, baseline)  # a sync handler: rendering runs in the thread pool
+    pdf = svc.study_results.report_pdf(user, study_id, baseline)  # a sync handler: rendering runs in the thread pool
     return Response(
         pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="ancho-{study_id}.pdf"'}
     )
@@ -189,7 +189,7 @@ def get_study_report(
 def get_study_notebook(study_id: str, request: Request, user: User, svc: Svc) -> Response:
     """A Jupyter notebook with the points table in pandas, its pictures, and `load_point(k)` fetching any point's
     results from this server with the token in `ANCHO_TOKEN` (no token is written in it)."""
-    notebook = svc.study_report_notebook(user, study_id, str(request.base_url).rstrip("/"))
+    notebook = svc.study_results.report_notebook(user, study_id, str(request.base_url).rstrip("/"))
     return Response(
         notebook,
         media_type="application/x-ipynb+json",

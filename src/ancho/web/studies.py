@@ -25,8 +25,8 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from ..errors import AnchoError, NotFound
 from ..server.schemas import study_view
+from ..server.service import Service
 from ..stores.base import StudyRecord
-from ..studies.service import compare_points, point_runs
 from .newrun import handle, posted
 from .newstudy import DESIGN_KINDS, STUDY_FIELDS, new_study_form, submit
 from .site import Action, Kept, _duration, _to_signin, current_session, render, router, service
@@ -128,7 +128,7 @@ def _figures(data: StudyData) -> list[Figure]:
     return out
 
 
-def trajectory_figures(svc, user: str, record: StudyRecord, data: StudyData) -> list[Figure]:
+def trajectory_figures(svc: Service, user: str, record: StudyRecord, data: StudyData) -> list[Figure]:
     """Each point's mean path per trajectory output, from the points' run summaries; nothing (and one read) when the
     first point's run has no trajectory. Shaded by the varied parameter when there is one, else by point order."""
     first = next((p["run"] for p in record.points if p.get("run")), None)
@@ -137,7 +137,7 @@ def trajectory_figures(svc, user: str, record: StudyRecord, data: StudyData) -> 
             return []
     except NotFound:  # a starting study names its points' runs before their records are written
         return []
-    runs = point_runs(svc.store, record)
+    runs = svc.study_results.point_runs(user, record.id)
     by = data.parameters[0] if len(data.parameters) == 1 else None
     order = sorted(range(len(data.rows)), key=lambda k: (data.rows[k].get(by), k) if by else k)
     rank = {k: i / max(len(order) - 1, 1) for i, k in enumerate(order)}
@@ -174,11 +174,11 @@ def _sorted_page(data: StudyData, sort: str, order: str, page: int) -> tuple[lis
     return ordered[(page - 1) * PAGE_ROWS : page * PAGE_ROWS], pages
 
 
-def _comparison(svc, user: str, record: StudyRecord, baseline: int) -> dict:
+def _comparison(svc: Service, user: str, record: StudyRecord, baseline: int) -> dict:
     """Every point against ``baseline`` (paired on common random numbers), with a picture per output; an error text
     instead when the study cannot be compared yet."""
     try:
-        found = compare_points(svc.store, record.id, baseline, owner=user)
+        found = svc.study_results.compare_points(user, record.id, baseline)
     except AnchoError as exc:
         return {"error": str(exc)}
     figures = []
@@ -251,7 +251,7 @@ def study_page(request: Request, study_id: str, sort: str = "point", order: str 
     view = _study_row(study_view(record))
 
     def make() -> StudyData:
-        data = study_data(svc.study_summary(session.user, study_id))
+        data = study_data(svc.study_results.summary(session.user, study_id))
         data.figures += trajectory_figures(svc, session.user, record, data)
         return data
 
