@@ -63,18 +63,44 @@ class _Scale:
         return round(self.a + (v - self.lo) / (self.hi - self.lo) * (self.b - self.a), 2)
 
 
-def _frame(title: str, desc: str, body: list[str], xlabel: str, ylabel: str, role: str = "img") -> Markup:
-    """The SVG around a plot; ``role="group"`` when it holds focusable parts (an image's parts are hidden)."""
+def _frame(
+    title: str, desc: str, body: list[str], xlabel: str, ylabel: str = "", role: str = "img", *, height: int = H, left: float = ML
+) -> Markup:  # fmt: skip
+    """The SVG around every picture of the site: its title and description (also its ``aria-label``), the axis labels.
+
+    ``role="group"`` when it holds focusable parts (an image's parts are hidden from screen readers); ``height``
+    and ``left`` for pictures of one row per item (:func:`_rows_layout`), whose height grows with the rows and
+    whose left margin fits their labels. An empty axis label is left out.
+    """
     label = f"{title}. {desc}"
     parts = [
-        f'<svg class="chart" viewBox="0 0 {W} {H}" role="{role}" aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet">',
+        f'<svg class="chart" viewBox="0 0 {W} {height}" role="{role}" aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet">',
         f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>",
         *body,
-        f'<text class="axis-label" x="{(ML + W - MR) / 2}" y="{H - 6}" text-anchor="middle">{escape(xlabel)}</text>',
-        f'<text class="axis-label" x="14" y="{(MT + H - MB) / 2}" text-anchor="middle" transform="rotate(-90 14 {(MT + H - MB) / 2})">{escape(ylabel)}</text>',
-        "</svg>",
     ]
+    if xlabel:
+        parts.append(f'<text class="axis-label" x="{(left + W - MR) / 2}" y="{height - 6}" text-anchor="middle">{escape(xlabel)}</text>')  # fmt: skip
+    if ylabel:
+        mid = (MT + height - MB) / 2
+        parts.append(f'<text class="axis-label" x="14" y="{mid}" text-anchor="middle" transform="rotate(-90 14 {mid})">{escape(ylabel)}</text>')  # fmt: skip
+    parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _rows_layout(labels: list[str], row_h: int, most: int = 220) -> tuple[int, int]:
+    """(height, left margin) of a picture with one row per label: room for the longest label (at phone text sizes
+    too), at least 60 and at most ``most`` pixels."""
+    left = min(max(max(len(label) for label in labels) * 8 + 16, 60), most)
+    return MT + row_h * len(labels) + MB, left
+
+
+def _columns_grid(x: _Scale, marks: list[tuple[float, str]], height: int) -> list[str]:
+    """Vertical grid lines with their values under the rows (a row picture's x axis)."""
+    out = []
+    for v, text in marks:
+        out.append(f'<line class="grid" x1="{x(v)}" x2="{x(v)}" y1="{MT}" y2="{height - MB}"/>')
+        out.append(f'<text class="tick" x="{x(v)}" y="{height - MB + 18}" text-anchor="middle">{escape(text)}</text>')
+    return out
 
 
 def _axes(x: _Scale, y: _Scale, xt: list[tuple[float, str]], yt: list[tuple[float, str]]) -> list[str]:
@@ -185,14 +211,9 @@ def targets_svg(targets: list[dict]) -> Markup | None:
     if not rows:
         return None
     row_h = 34
-    height = MT + row_h * len(rows) + MB
-    left = min(max(len(t["expr"]) for t in rows) * 9 + 16, 240)  # room for the labels at phone text sizes too
+    height, left = _rows_layout([t["expr"] for t in rows], row_h, most=240)
     x = _Scale(0, 1, left, W - MR)
-    body = []
-    for v in (0, 0.25, 0.5, 0.75, 1):
-        px = x(v)
-        body.append(f'<line class="grid" x1="{px}" x2="{px}" y1="{MT}" y2="{height - MB}"/>')
-        body.append(f'<text class="tick" x="{px}" y="{height - MB + 18}" text-anchor="middle">{v:.0%}</text>')
+    body = _columns_grid(x, [(v, f"{v:.0%}") for v in (0, 0.25, 0.5, 0.75, 1)], height)
     for i, t in enumerate(rows):
         top = MT + i * row_h + 6
         p = t["probability"]
@@ -209,14 +230,8 @@ def targets_svg(targets: list[dict]) -> Markup | None:
             for v in (lo, hi):
                 body.append(f'<line class="whisker" x1="{x(v)}" x2="{x(v)}" y1="{cy - 6}" y2="{cy + 6}"/>')
     names = "; ".join(f"{t['expr']}: {t['probability']:.2%}" for t in rows)
-    svg = [
-        f'<svg class="chart" viewBox="0 0 {W} {height}" role="img" aria-label="Target probabilities. {escape(names)}" preserveAspectRatio="xMidYMid meet">',
-        f"<title>Target probabilities</title><desc>{escape(names)}; whiskers show 95% intervals.</desc>",
-        *body,
-        f'<text class="axis-label" x="{(left + W - MR) / 2}" y="{height - 6}" text-anchor="middle">probability</text>',
-        "</svg>",
-    ]
-    return Markup("".join(svg))
+    desc = f"{names}; whiskers show 95% intervals."
+    return _frame("Target probabilities", desc, body, "probability", height=height, left=left)
 
 
 def run_charts(plots: dict) -> list[dict]:

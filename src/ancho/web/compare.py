@@ -29,7 +29,7 @@ from ..errors import InputError, NotFound
 from ..server.schemas import Comparison
 from ..server.service import Service
 from ..stores.base import RunRecord
-from .charts import MB, MR, MT, W, _Scale, fmt
+from .charts import MR, MT, W, _frame, _rows_layout, _Scale, fmt
 from .site import _row, _to_signin, current_session, render, router, service
 
 #: the most of a user's recent succeeded runs looked through for the picker
@@ -106,9 +106,9 @@ def differences_svg(rows: list[Difference]) -> Markup | None:
     if not rows:
         return None
     row_h = 44
-    height = MT + row_h * len(rows) + MB - 24
     labels = [f"P({r.name})" if r.target else r.name for r in rows]
-    left = min(max(max(len(label) for label in labels) * 8 + 16, 60), 220)
+    height, left = _rows_layout(labels, row_h)
+    height -= 24  # no shared axis under the rows: each row carries its own scale
     mid = (left + W - MR) / 2
     half_w = (W - MR - left) / 2 - 8
     body = []
@@ -142,17 +142,7 @@ def differences_svg(rows: list[Difference]) -> Markup | None:
         f"{len(rows)} differences (b − a), each on its own scale centred on no difference (the vertical line); "
         f"whiskers are 95% intervals; {count} significant (filled dots)."
     )
-    return Markup(
-        "".join(
-            [
-                f'<svg class="chart" viewBox="0 0 {W} {height}" role="group" aria-label="Differences. {escape(desc)}" '
-                'preserveAspectRatio="xMidYMid meet">',
-                f"<title>Differences between the runs</title><desc>{escape(desc)}</desc>",
-                *body,
-                "</svg>",
-            ]
-        )
-    )
+    return _frame("Differences between the runs", desc, body, "", role="group", height=height, left=left)
 
 
 def _targets(a: RunRecord, b: RunRecord, asked: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from .charts import MB, ML, MR, MT, H, W, _axes, _frame, _Scale, fmt, ticks
+from .charts import MB, ML, MR, MT, H, W, _axes, _columns_grid, _frame, _rows_layout, _Scale, fmt, ticks
 
 #: parallel coordinates draw at most this many points (evenly spaced); the caption says when some are left out
 MAX_LINES = 400
@@ -162,15 +162,11 @@ def _rows_svg(title: str, desc: str, rows: list[tuple[str, Any, Any, Any, str]],
     if not rows:
         return None
     row_h = 26
-    height = MT + row_h * len(rows) + MB
-    left = min(max(len(r[0]) for r in rows) * 8 + 16, 220)
+    height, left = _rows_layout([r[0] for r in rows], row_h)
     ends = [v for r in rows for v in r[1:4] if _finite(v)] + ([0.0] if zero else [])
     lo, hi = min(ends + [0.0]), max(ends)
     x = _Scale(lo, hi if hi > lo else lo + 1, left, W - MR)
-    body = []
-    for v in ticks(lo, hi, 5):
-        body.append(f'<line class="grid" x1="{x(v)}" x2="{x(v)}" y1="{MT}" y2="{height - MB}"/>')
-        body.append(f'<text class="tick" x="{x(v)}" y="{height - MB + 18}" text-anchor="middle">{fmt(v)}</text>')
+    body = _columns_grid(x, [(v, fmt(v)) for v in ticks(lo, hi, 5)], height)
     if zero:
         body.append(f'<line class="axis" x1="{x(0)}" x2="{x(0)}" y1="{MT}" y2="{height - MB}"/>')
     for i, (label, v, a, b, css) in enumerate(rows):
@@ -184,14 +180,7 @@ def _rows_svg(title: str, desc: str, rows: list[tuple[str, Any, Any, Any, str]],
         if ci:
             body.append(f'<line class="whisker" x1="{x(a)}" x2="{x(b)}" y1="{cy}" y2="{cy}"/>')
         body.append(f'<circle class="dot {css}" cx="{x(v)}" cy="{cy}" r="4"><title>{escape(label)}: {fmt(v)}{ci}</title></circle>')  # fmt: skip
-    svg = [
-        f'<svg class="chart" viewBox="0 0 {W} {height}" role="img" aria-label="{escape(title)}. {escape(desc)}" preserveAspectRatio="xMidYMid meet">',
-        f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>",
-        *body,
-        f'<text class="axis-label" x="{(left + W - MR) / 2}" y="{height - 6}" text-anchor="middle">{escape(xlabel)}</text>',
-        "</svg>",
-    ]
-    return Markup("".join(svg))
+    return _frame(title, desc, body, xlabel, height=height, left=left)
 
 
 def sensitivity_svg(name: str, entry: dict) -> Markup | None:
