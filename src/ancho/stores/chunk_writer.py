@@ -77,7 +77,7 @@ def write_chunk_file(folder: Path, result: ChunkResult, fsync: bool, where: str 
     tmp = temp_path(final)
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-            pq.write_table(table, fh, **parquet_options(table.schema))
+            pq.write_table(table, fh, **parquet_options(table.schema, table.num_rows))
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -1,0 +1,78 @@
+"""What makes a study's tiny points cheap on the driver keeps what the store and the study record promise.
+
+Each cut of per-point work (docs/benchmarks.md, "Studies") is checked against the slower form it replaced:
+the record's JSON text against ``to_dict``'s, an uncompressed small chunk file against the values written,
+the paced study-record writes against their bound.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from ancho.chunk import ChunkResult
+from ancho.stores.base import RecordSpec, RunRecord, Submission
+from ancho.stores.chunk_layout import chunk_files
+from ancho.stores.chunk_writer import write_chunk_file
+from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
+from ancho.studies.execute import WRITE_EVERY, WRITE_SHARE, Pacer
+
+
+def _record() -> RunRecord:
+    submission = Submission("/srv/m", "m.py", "M", {"p": 0.5}, "https://x", {"kind": "upload", "name": "m.py"})
+    spec = RecordSpec({"name": "M", "parameters": [{"name": "p", "default": 0.5}]}, submission, study="s1", point=3)
+    return RunRecord(
+        "r1",
+        params={"p": 0.5, "xs": [1, 2, (3, 4)]},
+        targets=["won"],
+        schema={"won": "bool", "path": "float[3]"},
+        spec=spec,
+        summary={"outputs": {"won": {"mean": 0.25, "ci95": [0.1, 0.4]}}, "custom": {"m": None}},
+    )
+
+
+def test_a_record_s_json_text_says_what_its_dict_says():
+    record = _record()
+    assert json.loads(record.to_json()) == json.loads(json.dumps(record.to_dict()))
+
+
+def test_records_created_together_read_back_as_they_were_given(tmp_path: Path):
+    store = EmbeddedStore(tmp_path)
+    records = [_record(), RunRecord("r2", params={"p": 0.1})]
+    store.create_runs(records)
+    for record in records:
+        assert store.get_run(record.id).to_dict() == json.loads(json.dumps(record.to_dict()))
+
+
+def _chunk(rows: int) -> ChunkResult:
+    rng = np.random.default_rng(rows)
+    columns = {"won": rng.random(rows) < 0.5, "rounds": rng.integers(0, 40, rows), "x": rng.random(rows)}
+    return ChunkResult(0, rows, np.arange(rows, dtype=np.int64), columns)
+
+
+def test_a_small_chunk_file_is_uncompressed_a_large_one_zstd_and_both_read_back_exactly(tmp_path: Path):
+    for rows, codec in ((50, "UNCOMPRESSED"), (UNCOMPRESSED_ROWS - 1, "UNCOMPRESSED"), (UNCOMPRESSED_ROWS, "ZSTD")):
+        folder = tmp_path / str(rows)
+        chunk = _chunk(rows)
+        write_chunk_file(folder, chunk, False, tmp_path)
+        ((_, _, path),) = chunk_files(folder)
+        meta = pq.read_metadata(path)
+        assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {codec}
+        table = pq.read_table(path)
+        assert np.array_equal(table["sequence"].to_numpy(), chunk.sequences)
+        for name, values in chunk.columns.items():
+            assert np.array_equal(table[name].to_numpy(zero_copy_only=False), values)
+
+
+def test_study_record_writes_keep_their_period_and_their_share():
+    pace = Pacer()
+    assert pace.due(0.0)  # the first write is always due
+    pace.wrote(10.0, 10.001)  # a cheap write: the period rules
+    assert not pace.due(10.0 + WRITE_EVERY - 1e-6)
+    assert pace.due(10.0 + WRITE_EVERY)
+    pace.wrote(20.0, 20.2)  # a 0.2 s write (a large study's record): not again before WRITE_SHARE × 0.2 s
+    assert not pace.due(20.0 + WRITE_SHARE * 0.2 - 1e-6)
+    assert pace.due(20.0 + WRITE_SHARE * 0.2)
