@@ -25,22 +25,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-ANCHO = str(Path(sys.executable).parent / "ancho")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
 MODEL = b"""
 import time
 import ancho
@@ -56,21 +53,6 @@ class Busy(ancho.Model):
             x += rng.random()
         return {"x": x}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tarball() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("model.py")
-        info.size = len(MODEL)
-        tar.addfile(info, io.BytesIO(MODEL))
-    return buf.getvalue()
 
 
 def wrk(url: str, headers: dict, clients: int, seconds: float) -> dict | None:
@@ -151,7 +133,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--store", help="a cassandra:// URL: the server's store (its keyspace is replaced by a fresh one)")
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="ancho-bench-server-"))
+    home = C.scratch_home("server")
     env = {
         **os.environ,
         "ANCHO_HOME": str(home),
@@ -167,28 +149,13 @@ def main() -> None:
             base = base.rsplit("/", 1)[0]
         env["ANCHO_STORE"] = f"{base.rstrip('/')}/bench{os.getpid()}" + (f"?{query}" if query else "")
         store = CassandraStore.from_url(env["ANCHO_STORE"])
-    token = subprocess.run(
-        [ANCHO, "users", "add", "bench"], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()[-1]
-    port = free_port()
-    server = subprocess.Popen(
-        [ANCHO, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}/api/v1"
+    token = C.add_user(home, env=env)
+    server = C.Served(home, env=env, wait=30).start()
+    base = f"{server.url}/api/v1"
     headers = {"Authorization": f"Bearer {token}"}
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
         with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
-            upload = c.post("/models", files={"file": ("m.tar.gz", tarball())}).json()["id"]
+            upload = c.post("/models", files={"file": ("m.tar.gz", C.tarball(MODEL))}).json()["id"]
             submit_ms = []
             for i in range(10):  # the first starts a sandboxed worker to read the model; the others find it kept
                 t = time.perf_counter()
@@ -217,14 +184,11 @@ def main() -> None:
             still_running = view["status"] == "running"
             c.post(f"/runs/{run_id}/cancel")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        server.stop()
         if store is not None:
             store.drop_catalog()
             store.close()
+        C.cleanup(home)
     rows = [
         ("GET /health (baseline)", health),
         ("GET /runs/{id} while the run executes", status),

@@ -24,9 +24,9 @@ Reported as medians (and minima) and as ratios to the baseline.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,16 +59,21 @@ class Paths(ancho.Model):
 
 
 def ancho_run(home: Path, model: Path, sequences: int, *extra: str) -> str:
-    done = subprocess.run(
-        [*C.ancho_cli(), "run", str(model), "--sequences", str(sequences), "--seed", "1", "--json", *extra],
-        env=C.child_env(home),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        sys.exit(f"ancho run failed: {done.stderr}")
-    return json.loads(done.stdout)["run"]
+    out = C.ancho(home, "run", str(model), "--sequences", str(sequences), "--seed", "1", "--json", *extra)
+    return json.loads(out)["run"]
+
+
+def measure(steps: dict[str, Callable[[], object]], reps: int, before: Callable[[], object] | None = None) -> dict[str, list[float]]:  # fmt: skip
+    """Seconds of each step, ``reps`` times in turn (``before`` each turn, untimed); the first step is the baseline."""
+    times: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(reps):
+        if before is not None:
+            before()
+        for label, fn in steps.items():
+            t = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t)
+    return times
 
 
 def table(times: dict[str, list[float]]) -> None:
@@ -89,8 +94,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     args = p.parse_args()
     C.header("web run page: plots", f"{args.sequences:,} sequences, 3 outputs; {args.reps} repetitions")
-    home = C.scratch_home("web")
-    try:
+    with C.scratch("web") as home:
         (home / "three.py").write_text(MODEL)
         run_id = ancho_run(home, home / "three.py", args.sequences)
         (home / "paths.py").write_text(PATHS)
@@ -120,28 +124,20 @@ def main() -> None:
             for name in names:
                 store.read_column(run_id, name)
 
-        times: dict[str, list[float]] = {
-            "read columns (baseline)": [],
-            "plot data": [],
-            "plot data + SVG (first view)": [],
-            "cached (later views)": [],
+        page: dict = {}
+
+        def first_view() -> None:  # a fresh plot cache, filled as the run page's first view fills it
+            page["cache"] = _PlotCache()
+            page["charts"] = page["cache"].get(svc, run_id).charts
+
+        steps = {
+            "read columns (baseline)": read_columns,
+            "plot data": lambda: run_plots(store, run_id),
+            "plot data + SVG (first view)": lambda: run_charts(run_plots(store, run_id)),
+            "cached (later views)": lambda: page["cache"].get(svc, run_id),
         }
-        size = 0
-        for _ in range(args.reps):
-            for label, fn in (
-                ("read columns (baseline)", read_columns),
-                ("plot data", lambda: run_plots(store, run_id)),
-                ("plot data + SVG (first view)", lambda: run_charts(run_plots(store, run_id))),
-            ):
-                t = time.perf_counter()
-                fn()
-                times[label].append(time.perf_counter() - t)
-            cache = _PlotCache()
-            charts = cache.get(svc, run_id).charts
-            size = sum(len(str(c["histogram"] or "")) + len(str(c["convergence"] or "")) for c in charts)
-            t = time.perf_counter()
-            cache.get(svc, run_id)
-            times["cached (later views)"].append(time.perf_counter() - t)
+        times = measure(steps, args.reps, before=first_view)
+        size = sum(len(str(c["histogram"] or "")) + len(str(c["convergence"] or "")) for c in page["charts"])
         table(times)
         print(f"\nSVG embedded in the page: {size / 1024:.0f} KiB for {len(names)} outputs")
 
@@ -151,22 +147,13 @@ def main() -> None:
             for _ in store.iter_column(walk_id, "walk"):
                 pass
 
-        fan_times: dict[str, list[float]] = {
-            "read trajectory (baseline)": [],
-            "fan data": [],
-            "fan data + SVG (first view)": [],
+        fan_steps = {
+            "read trajectory (baseline)": read_walk,
+            "fan data": lambda: run_fans(store, walk_id),
+            "fan data + SVG (first view)": lambda: fan_charts(run_fans(store, walk_id)),
         }
-        fan_size = 0
-        for _ in range(args.reps):
-            for label, fn in (
-                ("read trajectory (baseline)", read_walk),
-                ("fan data", lambda: run_fans(store, walk_id)),
-                ("fan data + SVG (first view)", lambda: fan_charts(run_fans(store, walk_id))),
-            ):
-                t = time.perf_counter()
-                fn()
-                fan_times[label].append(time.perf_counter() - t)
-            fan_size = sum(len(str(f["svg"] or "")) for f in fan_charts(run_fans(store, walk_id)))
+        fan_times = measure(fan_steps, args.reps)
+        fan_size = sum(len(str(f.svg or "")) for f in fan_charts(run_fans(store, walk_id)))
         table(fan_times)
         print(f"\nfan SVG embedded in the page: {fan_size / 1024:.0f} KiB")
         print(C.load_note())
@@ -185,8 +172,6 @@ def main() -> None:
                     indent=1,
                 )
             )
-    finally:
-        C.cleanup(home)
 
 
 if __name__ == "__main__":
