@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import time
 
 import pytest
 
@@ -24,20 +23,23 @@ from ancho.isolation import sandbox_problem
 
 from ..conftest import need_service
 from ..sandbox_environ_dump import DUMP, SECRETS, check_dump
-from .conftest import Server, add_user, is_json_error, submit, tar_gz, upload_id, wait_run
+from .conftest import GAMBLER, Server, add_user, is_json_error, submit, tar_gz, upload_id, wait_run
+from .test_spark_server import strip
+from .test_studies import ruin, submit_study, wait_study
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-FINAL = ("succeeded", "failed", "cancelled")
 WAIT = 900  # seconds: the cluster is shared with other test sessions, whose applications may hold its cores a while
 
-#: the gambler's ruin (examples/gambler.py) with its requirement used in every sequence and in a summary function,
-#: and an output saying whether the sequence ran under bubblewrap (the sandbox's PID 1)
-HUMANIZED_GAMBLER = '''
+#: the gambler's ruin of examples/gambler.py (uploaded beside it) with its requirement used in every sequence and in a
+#: summary function, and an output saying whether the sequence ran under bubblewrap (the sandbox's PID 1)
+HUMANIZED_GAMBLER = """
 import os
 
 import ancho
 import humanize  # not in Ancho's environment: only the model's own (requirements.txt) has it
+
+from gambler import Gambler
 
 
 def _in_sandbox() -> bool:
@@ -45,25 +47,15 @@ def _in_sandbox() -> bool:
         return os.path.basename(fh.read().split(b"\\0")[0]) == b"bwrap"
 
 
-class Gambler(ancho.Model):
-    """Gambler's ruin: bet 1 per round until broke or at the goal."""
-
-    stake: int = 3
-    goal: int = 6
-    p: float = 0.5
-
+class Humanized(Gambler):
     def sequence(self, rng):
-        x, rounds = self.stake, 0
-        while 0 < x < self.goal:
-            x += 1 if rng.random() < self.p else -1
-            rounds += 1
-        return {"won": x >= self.goal, "rounds": rounds, "digits": len(humanize.intcomma(10**rounds)),
-                "sandboxed": _in_sandbox()}
+        out = Gambler.sequence(self, rng)
+        return {**out, "digits": len(humanize.intcomma(10 ** out["rounds"])), "sandboxed": _in_sandbox()}
 
     @ancho.summary
     def humanized(self, results):
         return humanize.intcomma(len(results))
-'''
+"""
 
 #: one model, four attacks chosen by ``what``; every sequence fails with a JSON report of what it got
 HOSTILE = (
@@ -128,35 +120,6 @@ class Hostile(ancho.Model):
 )
 
 
-def submit_study(client, body: dict) -> str:
-    r = client.post("/studies", json=body)
-    assert r.status_code == 201, r.text
-    assert r.json()["status"] == "queued"
-    return r.json()["id"]
-
-
-def wait_study(client, study_id: str, timeout: float = WAIT) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        view = client.get(f"/studies/{study_id}").json()
-        if view["status"] in FINAL:
-            return view
-        assert time.monotonic() < deadline, f"study {study_id} still {view['status']} ({view['progress']})"
-        time.sleep(0.2)
-
-
-def ruin(stake: int, goal: int, p: float) -> float:
-    """The closed-form probability of going broke (examples/gambler.py)."""
-    if p == 0.5:
-        return 1 - stake / goal
-    r = (1 - p) / p
-    return 1 - (1 - r**stake) / (1 - r**goal)
-
-
-def strip(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k != "run"}
-
-
 def executors_hold_the_secrets() -> bool:
     """Whether a Spark executor on this machine was started with ``SECRETS`` (this server's session's executors)."""
     import psutil
@@ -205,10 +168,12 @@ def study(srv, spark_url) -> tuple[str, dict]:
     """Alice's grid study of the humanized gambler on Spark (p over two values, 2,000 sequences a point): its id and
     body."""
     model = upload_id(
-        srv.alice, tar_gz({"model.py": HUMANIZED_GAMBLER, "requirements.txt": "humanize==4.9.0\n"}), "gambler.tar.gz"
+        srv.alice,
+        tar_gz({"model.py": HUMANIZED_GAMBLER, "gambler.py": GAMBLER, "requirements.txt": "humanize==4.9.0\n"}),
+        "gambler.tar.gz",
     )
     body = {
-        "model": {"upload": model, "entry": "model.py:Gambler"},
+        "model": {"upload": model, "entry": "model.py:Humanized"},
         "design": {"grid": {"p": [0.45, 0.55]}},
         "params": {"stake": 3, "goal": 6},
         "sequences": 2000,
@@ -217,7 +182,7 @@ def study(srv, spark_url) -> tuple[str, dict]:
         "executor": spark_url,
     }
     study_id = submit_study(srv.alice, body)
-    view = wait_study(srv.alice, study_id)
+    view = wait_study(srv.alice, study_id, WAIT)
     assert view["status"] == "succeeded", (view, srv.log(200))
     return study_id, body
 
@@ -245,7 +210,7 @@ def test_a_sandboxed_study_on_spark_with_its_requirements_equals_its_points_run_
         exact = 1 - ruin(3, 6, point["params"]["p"])
         assert abs(won["mean"] - exact) < 4 * won["sem"], (point["params"], won, exact)
         assert point["outputs"]["sandboxed"]["mean"] == 1.0  # every sequence ran under bubblewrap on an executor
-        assert point["custom"] == {"humanized": "2,000"}  # the summary function imported humanize too
+        assert point["custom"]["humanized"] == "2,000"  # the summary function imported humanize too
         assert point["outputs"]["digits"]["min"] >= 1
         local_run = alone[point["run"]]
         assert wait_run(alice, local_run, timeout=WAIT)["status"] == "succeeded", srv.log(100)
@@ -315,7 +280,7 @@ def test_a_hostile_study_on_spark_gets_nothing_and_the_server_keeps_serving(srv,
             "executor": spark_url,
         },
     )
-    view = wait_study(alice, study_id)
+    view = wait_study(alice, study_id, WAIT)
     assert view["status"] == "failed", (view, srv.log(200))
     assert executors_hold_the_secrets()  # the attack was real: the processes that ran the tasks had them
     summary = alice.get(f"/studies/{study_id}/summary").json()
@@ -359,4 +324,4 @@ def test_a_hostile_study_on_spark_gets_nothing_and_the_server_keeps_serving(srv,
             "executor": spark_url,
         },
     )
-    assert wait_study(alice, after)["status"] == "succeeded", srv.log(100)
+    assert wait_study(alice, after, WAIT)["status"] == "succeeded", srv.log(100)
