@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -100,80 +97,6 @@ def ancho(home: Path, *args: str, env: dict[str, str] | None = None, timeout: fl
     if done.returncode != 0:
         sys.exit(f"ancho {' '.join(args)} failed: {done.stderr}")
     return done.stdout
-
-
-def add_user(home: Path, name: str = "bench", env: dict[str, str] | None = None) -> str:
-    """A new user of the server in ``home``; their token."""
-    return ancho(home, "users", "add", name, env=env).split()[-1]
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tarball(source: str | bytes, name: str = "model.py") -> bytes:
-    """A .tar.gz of one file, as a model upload."""
-    data = source.encode() if isinstance(source, str) else source
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-class Served:
-    """``ancho serve`` on 127.0.0.1 (a free port) over ``home`` (or ``env``), two workers; a context manager.
-
-    Started in a session of its own with its output discarded; ``start`` returns once its health answers,
-    ``stop`` ends it and its workers (SIGTERM to the session, SIGKILL after ``wait`` seconds).
-    """
-
-    def __init__(self, home: Path, env: dict[str, str] | None = None, wait: float = 60):
-        self.env = dict(env or {**child_env(home), "ANCHO_WORKERS": "2"})
-        self.env.pop("ANCHO_CONFIG", None)
-        self.wait = wait
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Served:
-        import httpx
-
-        self.proc = subprocess.Popen([*ancho_cli(), "serve", "--port", str(self.port)], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + self.wait
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the server did not start on {self.url}")
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(self.wait)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def __enter__(self) -> Served:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

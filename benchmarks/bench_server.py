@@ -38,6 +38,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
+sys.path.insert(0, str(C.REPO))
+from tests.server.conftest import Server, tar_gz  # noqa: E402  the tests' own server: one definition
+
 MODEL = b"""
 import time
 import ancho
@@ -133,7 +136,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--store", help="a cassandra:// URL: the server's store (its keyspace is replaced by a fresh one)")
     args = ap.parse_args()
-    home = C.scratch_home("server")
+    root = C.scratch_home("server")
+    home = root / "home"
+    home.mkdir()
     env = {
         **os.environ,
         "ANCHO_HOME": str(home),
@@ -149,13 +154,13 @@ def main() -> None:
             base = base.rsplit("/", 1)[0]
         env["ANCHO_STORE"] = f"{base.rstrip('/')}/bench{os.getpid()}" + (f"?{query}" if query else "")
         store = CassandraStore.from_url(env["ANCHO_STORE"])
-    token = C.add_user(home, env=env)
-    server = C.Served(home, env=env, wait=30).start()
+    token = C.ancho(home, "users", "add", "bench", env=env).split()[-1]
+    server = Server(home, env=env).start(timeout=30)
     base = f"{server.url}/api/v1"
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
-            upload = c.post("/models", files={"file": ("m.tar.gz", C.tarball(MODEL))}).json()["id"]
+            upload = c.post("/models", files={"file": ("m.tar.gz", tar_gz({"model.py": MODEL}))}).json()["id"]
             submit_ms = []
             for i in range(10):  # the first starts a sandboxed worker to read the model; the others find it kept
                 t = time.perf_counter()
@@ -184,11 +189,11 @@ def main() -> None:
             still_running = view["status"] == "running"
             c.post(f"/runs/{run_id}/cancel")
     finally:
-        server.stop()
+        server.stop(timeout=30)
         if store is not None:
             store.drop_catalog()
             store.close()
-        C.cleanup(home)
+        C.cleanup(root)
     rows = [
         ("GET /health (baseline)", health),
         ("GET /runs/{id} while the run executes", status),

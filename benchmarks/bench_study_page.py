@@ -27,6 +27,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
+sys.path.insert(0, str(C.REPO))
+from tests.server.conftest import Server, add_user, tar_gz  # noqa: E402  the tests' own server: one definition
+
 GAMBLER = Path(C.GAMBLER).read_text()
 
 
@@ -48,7 +51,7 @@ def timed(http: httpx.Client, path: str) -> tuple[float, int]:
 def run_study(url: str, token: str, points: int, sequences: int) -> str:
     """Submit the gambler over ``points`` values of ``p`` and wait for its end; the study's id."""
     api = httpx.Client(base_url=url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=600)
-    upload = api.post("/models", files={"file": ("g.tar.gz", C.tarball(GAMBLER))}).json()["id"]
+    upload = api.post("/models", files={"file": ("g.tar.gz", tar_gz({"model.py": GAMBLER}))}).json()["id"]
     values = [{"p": round(0.45 + 0.1 * k / max(1, points - 1), 6)} for k in range(points)]
     body = {"model": {"upload": upload}, "design": {"points": values}, "params": {"stake": 3, "goal": 10},
             "sequences": sequences, "seed": 1, "targets": ["rounds>=30"]}  # fmt: skip
@@ -70,9 +73,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     C.header("Web: study pages", f"{args.points:,} points × {args.sequences} sequences, {args.reps} cold starts")
-    with C.scratch("study-page") as home:
-        token = C.add_user(home)
-        with C.Served(home) as server:
+    C.use_pyc_here()  # the server and its workers too
+    with C.scratch("study-page") as root:
+        server = Server(root / "home", name="bench").start()
+        try:
+            token = add_user(server.home, "bench")
             study_id = run_study(server.url, token, args.points, args.sequences)
             runs, first, later, sizes = [], [], [], {}
             for rep in range(args.reps):
@@ -87,6 +92,8 @@ def main() -> None:
                 first.append(ms)
                 later.append(timed(http, f"/studies/{study_id}")[0])
                 http.close()
+        finally:
+            server.stop()
     base = C.med(runs)
     rows = [["runs list page (baseline)", C.fmt(base), C.fmt(min(runs)), f"{sizes['runs'] / 1024:.0f}", "1.00"]]
     for label, ms in (("study page, first view", first), ("study page, later views", later)):
