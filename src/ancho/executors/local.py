@@ -44,6 +44,7 @@ from ..chunk import ChunkResult, StoredChunk
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .messages import ChunkDone, Inspect, Inspected, RunChunk, SetTask, Shutdown, Summaries, SummariesDone, WorkerFailed
+from .wire import receive
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -382,7 +383,7 @@ class LocalExecutor(Executor):
                 if w.conn not in ready:
                     continue
                 try:
-                    msg = w.conn.recv()
+                    msg = receive(w.conn)
                 except (EOFError, OSError):
                     yield from self._lost(w)
                     continue
@@ -402,7 +403,7 @@ class LocalExecutor(Executor):
         w = self._pool[0]
         try:
             w.send(msg)
-            answer = w.conn.recv()
+            answer = receive(w.conn)
         except (EOFError, OSError):
             reason = w.exit_reason()
             self._replace(w)

@@ -6,7 +6,8 @@ NumPy, the model and what the model imports, so it starts fast, and it can
 run under another Python (a model's own environment) or inside a sandbox:
 all it needs from the parent is that descriptor.
 
-The messages, in and out, are the typed ones of :mod:`ancho.executors.messages`.
+The messages, in and out, are the typed ones of :mod:`ancho.executors.messages`;
+replies go through :func:`ancho.executors.wire.send` (a chunk's arrays beside the pickle, not in it).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def _loop(conn: Connection) -> None:
         SummariesDone,
         WorkerFailed,
     )
+    from .wire import send
 
     runner = None
     task = None
@@ -85,7 +87,7 @@ def _loop(conn: Connection) -> None:
                     raise RuntimeError("chunk before task")
                 result = runner.run(msg.start, msg.stop)
                 custom = _chunk_summaries(task, result, msg.summaries) if msg.summaries else None
-                conn.send(ChunkDone(_store(task, result), custom))
+                send(conn, ChunkDone(_store(task, result), custom))
             elif isinstance(msg, SetTask):
                 task = msg.task
                 key = (task.run_id, task.seed, repr(task.ref), repr(task.params), repr(task.env))
@@ -100,24 +102,25 @@ def _loop(conn: Connection) -> None:
             elif isinstance(msg, Summaries):
                 from ..custom import compute_summaries
 
-                conn.send(
-                    SummariesDone(compute_summaries(msg.task.ref.resolve(), msg.task.params, msg.source, msg.names))
+                send(
+                    conn,
+                    SummariesDone(compute_summaries(msg.task.ref.resolve(), msg.task.params, msg.source, msg.names)),
                 )
             elif isinstance(msg, Inspect):
-                conn.send(Inspected(inspect(msg.target, msg.params)))
+                send(conn, Inspected(inspect(msg.target, msg.params)))
             else:
                 raise RuntimeError(f"unknown request {type(msg).__name__}")
         except AnchoError as exc:
-            conn.send(WorkerFailed.of(exc))
+            send(conn, WorkerFailed.of(exc))
         except Exception as exc:
             import traceback
 
             tb = "".join(traceback.format_exception(exc)[-3:]).strip().splitlines()[-1]
             text = f"{type(exc).__name__}: {exc}" if str(exc) else tb
             if isinstance(msg, SetTask):
-                conn.send(WorkerFailed(None, "setup", f"model setup failed in a worker: {text}"))
+                send(conn, WorkerFailed(None, "setup", f"model setup failed in a worker: {text}"))
             else:
-                conn.send(WorkerFailed(None, "worker", text))
+                send(conn, WorkerFailed(None, "worker", text))
 
 
 def _store(task: Any, result: ChunkResult) -> ChunkResult | StoredChunk:
