@@ -123,6 +123,21 @@ def test_points_from_dataframe_and_csv(tmp_path):
     ]
 
 
+def test_none_and_empty_strings_in_given_rows_are_values_blank_table_cells_are_gaps(tmp_path):
+    class Tagged(ancho.Model):
+        tag: str = "x"
+        note: str | None = "y"
+
+        def sequence(self, rng):
+            return {"x": 1.0}
+
+    assert points([{"tag": "", "note": None}]).points(Tagged) == [{"tag": "", "note": None}]
+    gap = tmp_path / "blank.csv"
+    gap.write_text("tag,note\na,\n")
+    _design_error(lambda: points(gap), "point 0", "'note'")
+    _design_error(lambda: points(pd.DataFrame({"tag": ["a", None]})), "point 1", "'tag'")
+
+
 def test_bad_inputs_each_name_the_culprit(tmp_path):
     _design_error(lambda: grid(q=[1]).points(Shop), "'q'", "known parameters")
     _design_error(lambda: grid(goal=[10, 1.5]).points(Shop), "'goal'", "int")

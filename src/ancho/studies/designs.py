@@ -279,7 +279,7 @@ class Design:
             names = self.parameters
             out = []
             for i, row in enumerate(self.rows):
-                missing = [k for k in names if k not in row or _is_missing(row[k])]
+                missing = [k for k in names if k not in row]  # (None and "" are values: a str or optional one)
                 if missing:
                     raise _error(
                         f"design point {i} has no value for '{missing[0]}': every point needs every column", missing[0]
@@ -313,10 +313,13 @@ class Design:
         return salib_morris.sample(unit_problem, n, num_levels=self.levels, seed=seed)
 
 
-def _is_missing(v: Any) -> bool:
-    if v is None or (isinstance(v, str) and not v.strip()):
-        return True
-    return isinstance(v, float) and math.isnan(v)
+def _no_blanks(rows: list[dict]) -> list[dict]:
+    """Table rows (a CSV file's, a DataFrame's) whose blank cells are refused: there a blank is a gap, not a value."""
+    for i, row in enumerate(rows):
+        for k, v in row.items():
+            if v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v)):
+                raise _error(f"design point {i} has no value for '{k}': every point needs every column", k)
+    return rows
 
 
 # -- the user-facing constructors ----------------------------------------------------------
@@ -391,9 +394,9 @@ def morris(trajectories: Any, /, levels: Any = 4, *, seed: int | None = None, **
 def points(rows: Any) -> Design:
     """Given points: a list of dicts, a pandas DataFrame or the path of a CSV file (header: parameter names)."""
     if isinstance(rows, (str, os.PathLike)):
-        rows = _read_csv(os.fspath(rows))
+        rows = _no_blanks(_read_csv(os.fspath(rows)))
     elif hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a pandas DataFrame
-        rows = rows.to_dict(orient="records")
+        rows = _no_blanks(rows.to_dict(orient="records"))
     if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
         raise _error(
             f"design points must be a list of {{parameter: value}} objects, a DataFrame or a CSV path, got {type(rows).__name__}"
