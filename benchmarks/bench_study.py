@@ -6,20 +6,30 @@ after; the ratio study/run is the figure (goal ≤ 1.5 at 2,000 × 50), locally
 and on Spark (``--spark MASTER``: one Spark session, started before either is
 timed, so neither pays its start-up). ``--repeat N`` measures N pairs (the
 machine's load moves: each ratio is of a run and a study measured back to
-back). Usage: ``python benchmarks/bench_study.py [--points 2000]
-[--sequences 50] [--workers 2] [--spark spark://HOST:PORT] [--repeat 1]``.
+back). Each line also gives the CPU seconds of the driver and (locally) of the
+worker processes: on a shared machine they move far less with the load than
+the wall time, and they say which side a study's extra cost is on. Usage:
+``python benchmarks/bench_study.py [--points 2000] [--sequences 50]
+[--workers 2] [--spark spark://HOST:PORT] [--repeat 1]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 GAMBLER = str(Path(__file__).resolve().parents[1] / "examples" / "gambler.py")
+
+
+def cpu() -> tuple[float, float]:
+    """CPU seconds so far of this process (the driver) and of its ended children (a local executor's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -46,16 +56,18 @@ def main() -> None:
     ratios = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as home:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu()
             ancho.run(GAMBLER, {"stake": 3, "goal": 10}, args.points * args.sequences, seed=1, store=home, **where)
-            run_s = time.perf_counter() - t0
+            run_s, c1 = time.perf_counter() - t0, cpu()
             t0 = time.perf_counter()
             study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), {"stake": 3, "goal": 10},
                                 args.sequences, seed=1, store=home, **where)  # fmt: skip
-            study_s = time.perf_counter() - t0
+            study_s, c2 = time.perf_counter() - t0, cpu()
         ratios.append(study_s / run_s)
-        print(f"run   {args.points * args.sequences:>9,} sequences: {run_s:8.2f} s")
-        print(f"study {args.points:>5,} × {args.sequences:<4} sequences: {study_s:8.2f} s  ({study.status})")
+        used = [f"CPU driver {b[0] - a[0]:.2f} s" + ("" if master else f", workers {b[1] - a[1]:.2f} s")
+                for a, b in ((c0, c1), (c1, c2))]  # fmt: skip
+        print(f"run   {args.points * args.sequences:>9,} sequences: {run_s:8.2f} s  ({used[0]})")
+        print(f"study {args.points:>5,} × {args.sequences:<4} sequences: {study_s:8.2f} s  ({study.status}; {used[1]})")
         print(f"ratio study/run: {study_s / run_s:.2f} (goal ≤ 1.5), load average {os.getloadavg()[0]:.1f}")
     if len(ratios) > 1:
         print(f"ratios: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")

@@ -18,7 +18,7 @@ from ancho.stores.base import RecordSpec, RunRecord, Submission
 from ancho.stores.chunk_layout import chunk_files
 from ancho.stores.chunk_writer import write_chunk_file
 from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
-from ancho.studies.execute import WRITE_EVERY, WRITE_SHARE, Pacer
+from ancho.studies.packed import WRITE_EVERY, WRITE_SHARE, Pacer
 
 
 def _record() -> RunRecord:

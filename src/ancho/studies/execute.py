@@ -11,9 +11,8 @@ run holds per point unchanged (per-sequence reproducibility with the study's
 seed, stored chunks kept on resume, retries, ``until`` per point). A point
 that fails is recorded as failed and the study goes on; a cancel stops the
 whole study. The study record (points → runs, progress) is written at most
-every ``WRITE_EVERY`` seconds and at the end, not once per chunk; and no more
-often than every ``WRITE_SHARE`` times its last write took: a 2,000-point
-study's record took ~50 ms to rewrite, which every 0.5 s was a sixth of its time.
+every ``WRITE_EVERY`` seconds and at the end, not once per chunk, and no more
+often than ``WRITE_SHARE`` times its last write took (:class:`~.packed.Pacer`).
 
 Resume: a point whose run succeeded is skipped; any other point's run is
 executed again, which keeps its stored chunks (the engine resumes them).
@@ -21,7 +20,6 @@ executed again, which keeps its stored chunks (the engine resumes them).
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,25 +33,7 @@ from ..inputs import RunSettings
 from ..loading import LoadedModel
 from ..stores.base import Store, StudyRecord
 from ..stores.record_spec import RecordSpec
-from .packed import KEEP_IN_MEMORY, Point, run_packed
-
-WRITE_EVERY = 0.5  # seconds between study-record writes while points run
-WRITE_SHARE = 20  # ... and at least this many times the last write's duration (writes take ≤ 5% of the time)
-
-
-@dataclass
-class Pacer:
-    """When the study record is due again: ``WRITE_EVERY`` seconds after the last write began, and not before
-    ``WRITE_SHARE`` times that write's duration (a large study's record costs more to rewrite: writes stay ≤ 5%)."""
-
-    last: float = -math.inf
-    spent: float = 0.0
-
-    def due(self, now: float) -> bool:
-        return now - self.last >= max(WRITE_EVERY, WRITE_SHARE * self.spent)
-
-    def wrote(self, began: float, ended: float) -> None:
-        self.last, self.spent = began, ended - began
+from .packed import KEEP_IN_MEMORY, Pacer, Point, run_packed
 
 
 @dataclass
