@@ -1,0 +1,47 @@
+"""The summary's percentiles (ancho.stats._percentiles) are ``np.percentile``'s, bit for bit, for every kind of column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ancho.stats import PERCENTILES, _percentiles, describe
+
+
+def _columns():
+    rng = np.random.default_rng(20)
+    for n in [*range(1, 40), 97, 1000, 4096, 100_003]:
+        yield f"normal {n}", rng.standard_normal(n)
+        yield f"payoff {n}", np.maximum(rng.lognormal(0, 0.3, n) - 1.05, 0.0)  # many exact ties at 0
+        yield f"int {n}", rng.integers(-(2**62), 2**62, size=n)
+        yield f"small int {n}", rng.integers(0, 4, size=n)
+        yield f"bool {n}", (rng.random(n) < 0.3).view(np.uint8)  # how describe passes a bool column
+    yield "infinities", np.array([-np.inf, -1.0, 0.0, 2.5, np.inf, np.inf])
+    yield "all inf", np.full(7, np.inf)
+    yield "signed zeros", np.array([0.0, -0.0, 0.0, -0.0, 1e-300])
+    yield "huge", np.array([1.7e308, -1.7e308, 1.7e308, 3.0])
+    yield "subnormal", np.array([5e-324, 1e-323, 0.0, 2e-323])
+
+
+@pytest.mark.parametrize("name,column", list(_columns()), ids=lambda v: v if isinstance(v, str) else "")
+def test_percentiles_are_numpys_bit_for_bit(name, column):
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN in both, as describe reports it (null)
+        expected = np.percentile(column.copy(), PERCENTILES)
+        got = _percentiles(column.copy())
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.tobytes() == expected.tobytes(), (name, got, expected)
+
+
+def test_percentiles_of_a_known_sample():
+    """Closed form: of 0..100 (shuffled), the q-th percentile is q exactly; of 0..10, q/10."""
+    rng = np.random.default_rng(1)
+    assert _percentiles(rng.permutation(101).astype(float)).tolist() == [5.0, 25.0, 50.0, 75.0, 95.0]
+    assert _percentiles(rng.permutation(11)).tolist() == [0.5, 2.5, 5.0, 7.5, 9.5]
+
+
+def test_describe_leaves_nan_out_and_matches_numpy():
+    column = np.array([3.0, np.nan, 1.0, 2.0, np.nan, 10.0])
+    out = describe(column.copy(), "float")
+    expected = np.percentile([1.0, 2.0, 3.0, 10.0], PERCENTILES)
+    assert [out[f"p{q}"] for q in PERCENTILES] == expected.tolist()
+    assert out["count"] == 4 and out["min"] == 1.0 and out["max"] == 10.0
