@@ -32,6 +32,20 @@ import numpy as np
 from ..chunk import ChunkResult, StoredChunk, first_scalar, kind_dtype
 
 
+def ordinary_pages(n: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array of ``n`` values in its own anonymous mapping, on ordinary 4 KB pages.
+
+    Why not ``np.empty``: NumPy asks for transparent huge pages for arrays over 4 MB, and with the kernel's THP
+    defrag set to "madvise" (the default) a fault on such memory may stop to compact memory first; filling the
+    summary's 80 MB column (10M sequences) took 0.006 to 0.19 s of system time from run to run that way, against a
+    steady 0.03–0.05 s of ordinary page faults here (docs/benchmarks.md, "Batch models", third pass). The mapping
+    is released with the array.
+    """
+    import mmap
+
+    return np.frombuffer(mmap.mmap(-1, max(1, n * dtype.itemsize)), dtype=dtype, count=n)
+
+
 class LandedColumn:
     """One scalar output of a run of ``total`` sequences, filled chunk by chunk as they land."""
 
@@ -54,7 +68,7 @@ class LandedColumn:
                 self.ok = False
                 return
             self.kind = kinds[self.name]
-            self.values = np.empty(self.total, dtype=kind_dtype(self.kind))
+            self.values = ordinary_pages(self.total, kind_dtype(self.kind))
         rows = result.rows if isinstance(result, StoredChunk) else len(result.sequences)
         if kinds.get(self.name) != self.kind or rows != result.size or result.stop > self.total:
             self.drop()  # a failed sequence, a kind that changed: the store's read is the exact one
