@@ -45,3 +45,14 @@ def test_describe_leaves_nan_out_and_matches_numpy():
     expected = np.percentile([1.0, 2.0, 3.0, 10.0], PERCENTILES)
     assert [out[f"p{q}"] for q in PERCENTILES] == expected.tolist()
     assert out["count"] == 4 and out["min"] == 1.0 and out["max"] == 10.0
+
+
+def test_blocked_std_is_the_exact_one_to_rounding():
+    """Against the exactly rounded sum of squared deviations (math.fsum), from a mean known exactly: no BLAS sum."""
+    import math
+
+    from ancho import stats
+
+    x = np.random.default_rng(5).normal(0, 3, size=2 * stats._BLOCK + 5)
+    exact = math.sqrt(math.fsum(((x - 0.25) ** 2).tolist()) / (x.size - 1))
+    assert stats._std(x, 0.25) == pytest.approx(exact, rel=1e-14)

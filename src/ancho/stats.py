@@ -196,7 +196,11 @@ def _std(values: np.ndarray, mean: float | None = None) -> float:
     """Sample standard deviation in blocks: np.std makes a temporary as large as the column (80 MB per 10M values).
 
     ``mean``: ``np.mean(values)`` when already computed; each block's deviations go into one reused buffer (the same
-    float64 subtraction as ``block.astype(float64) - mean``, without two new arrays a block)."""
+    float64 subtraction as ``block.astype(float64) - mean``, without two new arrays a block), squared in place and
+    summed by NumPy's pairwise sum. Not ``np.dot``: that is BLAS, whose threads (the driver's are not limited to
+    one, as workers' are) spun for ~7% of a 10M batch run's CPU, and whose sum depends on how many there are; the
+    pairwise sum took 0.01 s of CPU against 0.04-0.07 s on 10M values and is as close to the exact sum or closer
+    (docs/benchmarks.md, "Batch models", third pass)."""
     n = values.size
     if n <= _BLOCK:
         return float(np.std(values, ddof=1, dtype=np.float64))
@@ -206,7 +210,7 @@ def _std(values: np.ndarray, mean: float | None = None) -> float:
     buf = np.empty(_BLOCK, dtype=np.float64)
     for start in range(0, n, _BLOCK):
         block = np.subtract(values[start : start + _BLOCK], mean, out=buf[: min(_BLOCK, n - start)], dtype=np.float64)
-        ss += float(np.dot(block, block))
+        ss += float(np.square(block, out=block).sum())
     return math.sqrt(ss / (n - 1))
 
 
