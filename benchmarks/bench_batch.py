@@ -127,7 +127,7 @@ def large(n: int, pyc: bool) -> dict:
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--sweep", type=int, default=2_097_152, help="sequences per block-size measurement")
+    p.add_argument("--sweep", type=int, default=2_097_152, help="sequences per block-size measurement (0: skip)")
     p.add_argument("--batch", type=int, default=10_000_000, help="sequences of the end-to-end batch runs")
     p.add_argument("--one", type=int, default=300_000, help="sequences of the end-to-end one-at-a-time runs")
     p.add_argument("--large", type=int, default=30_000_000, help="sequences of the large run (0: skip)")
@@ -137,15 +137,18 @@ def main() -> None:
     C.header("bench_batch: batch models (BSCall) end to end", f"2 workers, {a.reps} repetitions")
     out: dict = {}
 
-    sweep = block_sweep(a.sweep, a.reps)
-    out["block_sweep"] = sweep
-    print(f"1. block size, in process (ChunkRunner.run over {a.sweep:,} sequences, min of {a.reps}), ns per sequence")
-    print(
-        C.table(
-            [[r["block"], r["ancho_ns"], r["bare_ns"], r["ancho_ns"] / r["bare_ns"]] for r in sweep],
-            ["block", "ancho", "bare numpy", "ratio"],
+    if a.sweep:
+        sweep = block_sweep(a.sweep, a.reps)
+        out["block_sweep"] = sweep
+        print(
+            f"1. block size, in process (ChunkRunner.run over {a.sweep:,} sequences, min of {a.reps}), ns per sequence"
         )
-    )
+        print(
+            C.table(
+                [[r["block"], r["ancho_ns"], r["bare_ns"], r["ancho_ns"] / r["bare_ns"]] for r in sweep],
+                ["block", "ancho", "bare numpy", "ratio"],
+            )
+        )
 
     batch_cpu: list[float] = []
     driver_cpu: list[float] = []
