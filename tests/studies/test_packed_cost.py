@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ancho.chunk import ChunkResult
-from ancho.stores.base import RecordSpec, RunRecord, Submission
+from ancho.stores.base import RecordSpec, RunRecord, StudyRecord, Submission
 from ancho.stores.chunk_layout import chunk_files
 from ancho.stores.chunk_writer import write_chunk_file
 from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
@@ -37,6 +37,15 @@ def _record() -> RunRecord:
 def test_a_record_s_json_text_says_what_its_dict_says():
     record = _record()
     assert json.loads(record.to_json()) == json.loads(json.dumps(record.to_dict()))
+
+
+def test_a_study_record_s_json_text_says_what_its_dict_says_and_reads_back_so(tmp_path: Path):
+    points = [{"point": k, "params": {"p": k / 10}, "run": None, "status": "queued"} for k in range(3)]
+    study = StudyRecord("s1", design={"kind": "points", "n": 3}, points=points, spec=_record().spec, seed=7)
+    assert json.loads(study.to_json()) == json.loads(json.dumps(study.to_dict()))
+    store = EmbeddedStore(tmp_path)
+    store.create_study(study)
+    assert store.get_study("s1").to_dict() == json.loads(json.dumps(study.to_dict()))
 
 
 def test_records_created_together_read_back_as_they_were_given(tmp_path: Path):

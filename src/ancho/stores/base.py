@@ -74,9 +74,7 @@ class RunRecord:
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON text, without its deep copy: ``asdict`` recursing into the spec's model description
         took ~1 ms a record, more than creating a study's tiny point's run record cost otherwise."""
-        data = {name: getattr(self, name) for name in _RECORD_ORDER}
-        data["spec"] = self.spec.to_dict()
-        return json.dumps(data)
+        return _record_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
@@ -99,7 +97,13 @@ class RunRecord:
 
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
-_RECORD_ORDER = tuple(f.name for f in fields(RunRecord))
+
+
+def _record_json(record: RunRecord | StudyRecord) -> str:
+    """A record's ``to_dict()`` as JSON text, its fields read as they are (json.dumps copies nothing)."""
+    data = {f.name: getattr(record, f.name) for f in fields(record)}
+    data["spec"] = record.spec.to_dict()
+    return json.dumps(data)
 
 
 @dataclass
@@ -144,6 +148,10 @@ class StudyRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "spec": self.spec.to_dict()}
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text, without its deep copy (a 2,000-point study's took ~0.2 s)."""
+        return _record_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyRecord:

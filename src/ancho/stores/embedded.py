@@ -183,7 +183,7 @@ class EmbeddedStore(Store):
         with self.db.write() as db:
             db.execute(
                 "INSERT INTO studies (id, owner, created, data) VALUES (?, ?, ?, ?)",
-                (record.id, record.owner, record.created, json.dumps(record.to_dict())),
+                (record.id, record.owner, record.created, record.to_json()),
             )
 
     def get_study(self, study_id: str, owner: str | None = None) -> StudyRecord:
