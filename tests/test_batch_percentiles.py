@@ -56,3 +56,22 @@ def test_blocked_std_is_the_exact_one_to_rounding():
     x = np.random.default_rng(5).normal(0, 3, size=2 * stats._BLOCK + 5)
     exact = math.sqrt(math.fsum(((x - 0.25) ** 2).tolist()) / (x.size - 1))
     assert stats._std(x, 0.25) == pytest.approx(exact, rel=1e-14)
+
+
+@pytest.mark.parametrize("nans", [0, 1, 500, "all"])
+def test_describe_of_a_float_column_is_numpys_of_its_non_nan_values(nans):
+    """min, max, mean and percentiles of the values left once NaNs are dropped, exactly; count without them."""
+    x = np.random.default_rng(9).normal(1, 2, size=10_000)
+    if nans == "all":
+        x[:] = np.nan
+    elif nans:
+        x[np.random.default_rng(1).choice(x.size, nans, replace=False)] = np.nan
+    kept = x[~np.isnan(x)]
+    out = describe(x.copy(), "float")
+    assert out["count"] == kept.size
+    if kept.size == 0:
+        assert out["mean"] is None and out["min"] is None
+        return
+    assert out["min"] == kept.min() and out["max"] == kept.max()
+    assert out["mean"] == float(np.mean(kept))
+    assert [out[f"p{q}"] for q in PERCENTILES] == np.percentile(kept, PERCENTILES).tolist()

@@ -96,17 +96,21 @@ def describe(column: np.ndarray, kind: str) -> dict:
 
 
 def _describe(column: np.ndarray, kind: str) -> dict:
+    hi = None
     if kind == "bool":
         values = column.view(np.uint8) if column.dtype == np.bool_ else column.astype(np.uint8)
-    elif column.dtype.kind == "f":
-        nan = np.isnan(column)
-        values = column[~nan] if nan.any() else column
+    elif column.dtype.kind == "f" and column.size:
+        # the max propagates NaN, so the pass it needs anyway tells whether there is one: no NaN mask of the whole
+        # column (10 MB for 10M values) unless there is
+        hi = column.max()
+        values = column[~np.isnan(column)] if np.isnan(hi) else column
+        hi = None if values is not column else hi
     else:
         values = column
     n = int(values.size)
     if n == 0:
         return describe_moments(kind, 0, None, None)
-    lo, hi = values.min(), values.max()
+    lo, hi = values.min(), values.max() if hi is None else hi
     if kind == "bool":
         hits = int(np.count_nonzero(values))
         return describe_moments(kind, n, lo, hi, hits=hits, percentiles=_percentiles(values))
