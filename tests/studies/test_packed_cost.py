@@ -18,7 +18,7 @@ from ancho.stores.base import RecordSpec, RunRecord, StudyRecord, Submission
 from ancho.stores.chunk_layout import chunk_files
 from ancho.stores.chunk_writer import write_chunk_file
 from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
-from ancho.studies.packed import WRITE_EVERY, WRITE_SHARE, Pacer
+from ancho.studies.packed import WRITE_EVERY, WRITE_MOST, WRITE_SHARE, Pacer
 
 
 def _record() -> RunRecord:
@@ -85,3 +85,6 @@ def test_study_record_writes_keep_their_period_and_their_share():
     pace.wrote(20.0, 20.2)  # a 0.2 s write (a large study's record): not again before WRITE_SHARE × 0.2 s
     assert not pace.due(20.0 + WRITE_SHARE * 0.2 - 1e-6)
     assert pace.due(20.0 + WRITE_SHARE * 0.2)
+    pace.wrote(30.0, 32.0)  # a 2 s write (a syncfs on a saturated disk): still written within WRITE_MOST
+    assert not pace.due(30.0 + WRITE_MOST - 1e-6)
+    assert pace.due(30.0 + WRITE_MOST)

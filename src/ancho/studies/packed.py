@@ -56,20 +56,21 @@ Column = np.ndarray[Any, Any]
 KEEP_IN_MEMORY = 20_000
 WRITE_EVERY = 0.5  # seconds between batches of record writes
 WRITE_SHARE = 20  # ... and at least this many times the last batch's fixed cost (writes take ≤ 5% of the time)
+WRITE_MOST = 5.0  # ... but never more than this many seconds apart (records stay fresh, ended points few in memory)
 
 
 @dataclass
 class Pacer:
     """When a batch of writes is due again: ``WRITE_EVERY`` seconds after the last began, and not before
-    ``WRITE_SHARE`` times that write's duration. Why: a write whose cost grows with the study or the machine's
-    load (a 2,000-point study's record took ~50 ms to rewrite, a syncfs on a busy disk ~20 ms) then stays ≤ 5% of
-    the time, where every 0.5 s it was a sixth of it."""
+    ``WRITE_SHARE`` times that write's duration, up to ``WRITE_MOST`` seconds. Why: a write whose cost grows with
+    the study or the machine's load (a 2,000-point study's record took ~50 ms to rewrite, a syncfs on a busy disk
+    ~20 ms) then stays ≤ 5% of the time, where every 0.5 s it was a sixth of it."""
 
     last: float = -math.inf
     spent: float = 0.0
 
     def due(self, now: float) -> bool:
-        return now - self.last >= max(WRITE_EVERY, WRITE_SHARE * self.spent)
+        return now - self.last >= max(WRITE_EVERY, min(WRITE_MOST, WRITE_SHARE * self.spent))
 
     def wrote(self, began: float, ended: float) -> None:
         self.last, self.spent = began, ended - began
