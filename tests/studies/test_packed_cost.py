@@ -8,17 +8,22 @@ the paced study-record writes against their bound.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
+import ancho
 from ancho.chunk import ChunkResult
 from ancho.stores.base import RecordSpec, RunRecord, StudyRecord, Submission
 from ancho.stores.chunk_layout import chunk_files
 from ancho.stores.chunk_writer import write_chunk_file
 from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
 from ancho.studies.packed import WRITE_EVERY, WRITE_MOST, WRITE_SHARE, Pacer
+
+from ..conftest import CI
 
 
 def _record() -> RunRecord:
@@ -88,3 +93,35 @@ def test_study_record_writes_keep_their_period_and_their_share():
     pace.wrote(30.0, 32.0)  # a 2 s write (a syncfs on a saturated disk): still written within WRITE_MOST
     assert not pace.due(30.0 + WRITE_MOST - 1e-6)
     assert pace.due(30.0 + WRITE_MOST)
+
+
+GAMBLER = str(Path(__file__).resolve().parents[2] / "examples" / "gambler.py")
+
+
+@pytest.fixture
+def sealed_runs(store):
+    """The store's ``runs`` folder made immutable (ext4's ``i`` attribute, which binds root too): no run folder can
+    be made in it, as on a full disk, while SQLite beside it still works."""
+    runs = store.home / "runs"
+    sealed = subprocess.run(["chattr", "+i", str(runs)], capture_output=True, text=True)
+    if sealed.returncode != 0:
+        if CI:
+            pytest.fail(f"CI runs as root on ext4 and must be able to chattr +i: {sealed.stderr.strip()}")
+        pytest.skip(f"cannot make a folder immutable here: {sealed.stderr.strip()}")
+    try:
+        yield store
+    finally:
+        subprocess.run(["chattr", "-i", str(runs)], check=False)
+
+
+def test_points_whose_files_cannot_be_written_fail_with_the_store_s_one_line_reason(sealed_runs):
+    # the driver's writer threads meet the error; each point is recorded failed with it, the study goes on and ends
+    study = ancho.study(GAMBLER, ancho.points([{"p": 0.4}, {"p": 0.5}, {"p": 0.6}]), {"stake": 3, "goal": 10}, 50,
+                        seed=1, store=sealed_runs, workers=2)  # fmt: skip
+    assert study.status == "failed"
+    (record,) = sealed_runs.list_studies()
+    assert record.error.startswith("3 of 3 points failed; point 0: could not store the results of sequences ")
+    for p in record.points:
+        run = sealed_runs.get_run(p["run"])
+        assert run.status == "failed" and run.error.startswith("could not store the results of sequences ")
+        assert "\n" not in run.error and "free some space there" in run.error

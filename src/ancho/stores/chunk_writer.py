@@ -70,12 +70,12 @@ def write_chunk_file(folder: Path, result: ChunkResult, fsync: bool, where: str 
 
     from .embedded import parquet_options
 
-    if not folder.is_dir():  # the run's first chunk (creating a run makes no folder)
-        private_dir(folder)
     table = pa.table({name: to_arrow(col) for name, col in {"sequence": result.sequences, **result.columns}.items()})
     final = folder / chunk_name(result.start, result.stop)
     tmp = temp_path(final)
     try:
+        if not folder.is_dir():  # the run's first chunk (creating a run makes no folder; a full disk fails it too)
+            private_dir(folder)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # created private, then written by Arrow
         # Arrow's own file, not a Python one: no Python call and bytes copy per write (~3-5 ns a row of a 1M-row
         # chunk's ~45; docs/benchmarks.md, "Batch models", third pass)
