@@ -132,16 +132,19 @@ print(os.path.exists(os.environ["MARKER"]), r.store.get_run(r.run_id).retries >=
 def test_workers_use_one_blas_thread(tmp_path, how):
     out = in_fresh_python(
         """
-import ancho, os
+import ancho, os, numpy
+from threadpoolctl import threadpool_info
 from tests.executors.test_local_executor import BlasThreads
+driver = lambda: [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+before = driver()
 r = ancho.run(BlasThreads, sequences=4, seed=1, workers=2, store=os.environ["STORE"])
-print(sorted(set(r.frame.threads)))
+print(sorted(set(r.frame.threads)), min(driver()) == max(before))
 """,
         drop=("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"),
         ANCHO_WORKER_START=how,
         STORE=str(tmp_path / "home"),
     )
-    assert out == "[1]"
+    assert out == "[1] True"  # and the driver's own BLAS pool is as it was
 
 
 def _children(pid: int) -> list[int]:

@@ -77,9 +77,7 @@ def _fork_allowed(python: str, wrap: Callable[[list[str]], list[str]] | None) ->
     return threading.active_count() == 1
 
 
-def _forked_worker(
-    fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None, idle: bool = False
-) -> None:
+def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, idle: bool = False) -> None:
     """The body of a forked worker: become what ``python -m ancho.executors.worker FD`` would be."""
     for other in close:  # the driver's ends of the other workers' sockets
         try:
@@ -92,11 +90,6 @@ def _forked_worker(
         os.nice(nice)
     if idle:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    if blas_threads is not None:
-        # BLAS pools were sized in the driver before the fork; an exec'd worker reads the variables instead
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(blas_threads)
     from .worker import run
 
     run(fd)
@@ -105,14 +98,12 @@ def _forked_worker(
 class _ForkedProcess:
     """A forked worker with the part of ``subprocess.Popen``'s interface that ``_Worker`` uses."""
 
-    def __init__(
-        self, fd: int, env: dict[str, str], close: list[int], nice: int, blas_threads: int | None, idle: bool = False
-    ):
+    def __init__(self, fd: int, env: dict[str, str], close: list[int], nice: int, idle: bool = False):
         import gc
         import multiprocessing
 
         self._process = multiprocessing.get_context("fork").Process(
-            target=_forked_worker, args=(fd, env, close, nice, blas_threads, idle), daemon=True, name="ancho-worker"
+            target=_forked_worker, args=(fd, env, close, nice, idle), daemon=True, name="ancho-worker"
         )
         # Objects frozen before the fork are never visited by the child's garbage collector, so the child
         # does not write to (and copy) every page of the driver's heap on its first collection.
@@ -159,7 +150,6 @@ class _Worker:
                 env,
                 close=[parent.fileno(), *fork["close"]],
                 nice=fork["nice"],
-                blas_threads=fork["blas_threads"],
                 idle=fork["idle"],
             )
         child.close()
@@ -290,18 +280,24 @@ class LocalExecutor(Executor):
         if _fork_allowed(self.python, self.wrap):
             # what the forked workers share with the driver is what they need: import it once, here
             import numpy  # noqa: F401
-            import threadpoolctl  # noqa: F401
+            import threadpoolctl
 
             if self.writes == "auto":  # (they may write Parquet chunk files: ~30 ms here once, not in each)
                 import pyarrow.parquet  # noqa: F401
 
             from .. import chunk, streams  # noqa: F401
 
-            blas = None if any(v in os.environ or v in self.extra_env for v in _THREAD_VARS) else 1
             others = [w.conn.fileno() for w in self._pool if not w.conn.closed]  # the caller holds self._lock
-            return _Worker(
-                [], self._env(), fork={"close": others, "nice": self.nice, "blas_threads": blas, "idle": self.idle}
-            )
+            if any(v in os.environ or v in self.extra_env for v in _THREAD_VARS):
+                return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "idle": self.idle})
+            # one BLAS thread per worker, set in the driver for the moment of the fork: the child inherits it. Set in
+            # the child instead, OpenBLAS rebuilds its pool there and its threads spin (~0.05 CPU s a worker, even
+            # for a model that never calls BLAS: docs/benchmarks.md "Batch models"); an exec'd worker reads _THREAD_VARS
+            limits = threadpoolctl.threadpool_limits(1)
+            try:
+                return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "idle": self.idle})
+            finally:
+                limits.restore_original_limits()
         argv = [self.python, "-m", "ancho.executors.worker"]
         if self.wrap is not None:
             argv = self.wrap(argv)
