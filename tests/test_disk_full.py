@@ -49,3 +49,17 @@ def test_a_full_disk_fails_the_run_cleanly(tiny_home):
     assert ranges[0][0] == 0 and sum(b - a for a, b in ranges) == len(frame)
     assert sorted(frame.sequence.tolist()) == frame.sequence.tolist()
     assert not [f for f in os.listdir(tiny_home / "runs" / record.id / "chunks") if f.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_a_study_with_one_line_and_the_store_stays_readable(tiny_home):
+    """Thousands of points' run records fill the disk: SQLite's full disk is the store's one-line error."""
+    env = {"ANCHO_HOME": str(tiny_home)}
+    gambler = str(ROOT / "examples/gambler.py")
+    args = ("study", gambler, "--random", "3000", "--range", "p=0.4:0.6", "-n", "100", "--seed", "1", "--json")
+    out = run_cli(*args, env=env)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and out.stdout == ""
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("ancho: error: could not ") and "free some space" in line, out.stderr
+    listed = run_cli("studies", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr

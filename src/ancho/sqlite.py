@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import StoreError
 from .files import private_file
 
 
@@ -55,14 +56,24 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
+        """A transaction; a full disk is a one-line :class:`StoreError` (rolled back), not SQLite's bare error."""
         db = self.conn()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+                raise
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(
+                f"could not write {self.path}: the disk is full; free some space under {self.path.parent} and run again"
+            ) from None
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
