@@ -162,3 +162,49 @@ def test_two_hundred_tiny_points_run_together_each_equal_to_its_run_alone(store)
         assert mine["outputs"] == theirs["outputs"] and mine["targets"] == theirs["targets"]
         assert mine["custom"] == theirs["custom"]  # the summary function, run in the worker over the one chunk
         assert point.record.done == 20 and point.record.status == "succeeded"
+
+
+FRAME_SEEN = """
+import numpy as np
+
+class Seen(ancho.Model):
+    p: float = 0.5
+
+    def sequence(self, rng):
+        u = rng.random()
+        return {"hit": u < self.p, "k": int(u * 10), "u": u}
+
+    @ancho.summary
+    def frame_seen(self, results):
+        seen = {
+            "columns": list(results.columns),
+            "dtypes": [str(t) for t in results.dtypes],
+            "index": [type(results.index).__name__, int(results.index.start), int(results.index.stop)],
+            "sum": [int(results.hit.sum()), int(results.k.sum()), float(results.u.sum()), int(results.sequence.sum())],
+        }
+        results["u"] = -1.0  # the frame is the summary's own: what is stored never changes
+        results.loc[:, "k"] = 0
+        return seen
+"""
+
+
+def test_a_summary_function_sees_the_stores_frame_in_a_study_and_cannot_change_what_is_stored(store, write_model):
+    """A tiny point's summary runs in the worker over its one chunk (a frame made from its arrays): the same frame,
+    dtypes and index as the store gives a run alone, and a copy."""
+    path = write_model(FRAME_SEEN)
+    study = ancho.study(str(path), ancho.grid(p=[0.3, 0.7]), sequences=40, seed=9, workers=2, store=store)
+    assert study.status == "succeeded"
+    for k, p in enumerate((0.3, 0.7)):
+        point = study.runs[k]
+        alone = ancho.run(str(path), params={"p": p}, sequences=40, seed=9, workers=1, store=store)
+        seen = point.record.summary["custom"]["frame_seen"]
+        assert seen == alone.record.summary["custom"]["frame_seen"]
+        assert seen["columns"] == ["sequence", "hit", "k", "u"] and seen["dtypes"] == [
+            "int64",
+            "bool",
+            "int64",
+            "float64",
+        ]
+        assert seen["index"] == ["RangeIndex", 0, 40]
+        frame = point.frame
+        assert frame.equals(alone.frame) and (frame.u >= 0).all() and frame.k.sum() == seen["sum"][1]
