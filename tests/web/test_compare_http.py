@@ -108,7 +108,9 @@ def test_paired_comparison_shows_the_api_numbers(site, runs, alice_page):
     row = table["P(x>0)"]
     assert row[0] == f"{t['probability_a'] * 100:.2f}%" and row[2] == f"{t['difference'] * 100:+.2f} pts"
     # the picture: one focusable row per output and target, the significant ones marked in class and words
-    svg = re.search(r'<svg class="chart"[^>]*aria-label="Differences between the runs\..*?</svg>', r.text, re.S).group(0)
+    svg = re.search(r'<svg class="chart"[^>]*aria-label="Differences between the runs\..*?</svg>', r.text, re.S).group(
+        0
+    )
     labels = re.findall(r'<g class="probe" tabindex="0" role="img" aria-label="([^"]+)"', svg)
     assert len(labels) == 3
     assert sum("; significant" in html_text.unescape(a) for a in labels) == svg.count('class="diff significant"') == 2
