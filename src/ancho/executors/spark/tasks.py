@@ -209,9 +209,7 @@ class Prepared:
             return result, None
         from ..worker import _chunk_summaries  # the local worker's own: the frame a store would give back
 
-        return result, _chunk_summaries(
-            dataclasses.replace(task, ref=shipped_ref(task, self.archive)), result, order.summaries
-        )
+        return result, _chunk_summaries(type(runner.model), task.params, result, order.summaries)
 
     def close(self) -> None:
         if self.nested is not None:
