@@ -342,7 +342,7 @@ class CassandraStore(Store):
     # -- study records: one JSON document per study (written by its one driver) ------------------
     def create_study(self, record: StudyRecord) -> None:
         check_run_id(record.id)
-        row = (record.id, record.owner, float(record.created), json.dumps(record.to_dict()))
+        row = (record.id, record.owner, float(record.created), record.to_json())
         cql = f"INSERT INTO {self.catalog}.studies (id, owner, created, data) VALUES (%s, %s, %s, %s)"
         self._retry("creating a study", lambda: self.session.execute(cql, row))
 
