@@ -70,6 +70,11 @@ def mean_ci(mean: float, std: float, n: int) -> tuple[float, float] | None:
 
 def clean(x: Any) -> Any:
     """Make a value JSON-safe: NumPy scalars to Python, non-finite floats to None."""
+    t = type(x)  # the common exact types first: a study's 2,000 summaries made ~160,000 calls (a sixth of the driver)
+    if t is float:
+        return x if math.isfinite(x) else None
+    if t is str or t is int or t is bool or x is None:
+        return x
     if isinstance(x, dict):
         return {str(k): clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
