@@ -118,11 +118,17 @@ class StoredChunk:
     #: the summary as chunks land (ancho.stores.landed) instead of reading them back from the file; 8 bytes a row
     #: through the pipe cost less than decoding them again (docs/benchmarks.md, "Batch models")
     first: np.ndarray | None = None
+    #: the chunk itself, columns and all, when the driver asked to keep it (a study's tiny point, summarised from
+    #: memory: reading its file back cost more than its columns through the pipe; docs/benchmarks.md, "Studies")
+    kept: ChunkResult | None = None
 
     @classmethod
-    def of(cls, result: ChunkResult, tally: Sequence[Target] | None = None, first: bool = False) -> StoredChunk:
+    def of(
+        cls, result: ChunkResult, tally: Sequence[Target] | None = None, first: bool = False, keep: bool = False
+    ) -> StoredChunk:
         """What the driver gets of ``result`` once its writer stored it; ``tally``: the targets of the run's
-        precision goal (None: the run has none, no tallies); ``first``: send the first scalar output's values."""
+        precision goal (None: the run has none, no tallies); ``first``: send the first scalar output's values;
+        ``keep``: send the whole chunk back too (:attr:`kept`)."""
         from .stats import chunk_tallies
 
         tallies = {} if tally is None else chunk_tallies(result.columns, list(tally))
@@ -137,6 +143,7 @@ class StoredChunk:
             result.seconds,
             tallies,
             None if name is None else result.columns[name],
+            result if keep else None,
         )
 
     @property

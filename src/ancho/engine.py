@@ -306,7 +306,11 @@ def execute(
     run_id = record.id
     schema = dict(record.schema)
     total = record.total or spec.sequences
-    done_ranges = store.completed_ranges(run_id)
+    try:
+        done_ranges = store.completed_ranges(run_id)
+    except AnchoError as exc:  # (the store cannot even list them: a full disk as it moves packed chunks to files)
+        _record_failure(store, run_id, record.done, record.failures, str(exc))
+        raise
     done = sum(b - a for a, b in done_ranges if b <= total)
     if done and not schema:  # stored by a pass killed before it recorded what they hold: read it from the chunks
         for start, stop, kinds in store.stored_kinds(run_id):

@@ -21,7 +21,7 @@ from ancho.stores.base import RecordSpec, RunRecord, StudyRecord, Submission
 from ancho.stores.chunk_layout import chunk_files
 from ancho.stores.chunk_writer import write_chunk_file
 from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
-from ancho.studies.packed import WRITE_EVERY, WRITE_MOST, WRITE_SHARE, Pacer
+from ancho.studies.packed import PACK_SEQUENCES, WRITE_EVERY, WRITE_MOST, WRITE_SHARE, Pacer
 
 from ..conftest import CI
 
@@ -114,10 +114,13 @@ def sealed_runs(store):
         subprocess.run(["chattr", "-i", str(runs)], check=False)
 
 
-def test_points_whose_files_cannot_be_written_fail_with_the_store_s_one_line_reason(sealed_runs):
-    # the driver's writer threads meet the error; each point is recorded failed with it, the study goes on and ends
-    study = ancho.study(GAMBLER, ancho.points([{"p": 0.4}, {"p": 0.5}, {"p": 0.6}]), {"stake": 3, "goal": 10}, 50,
-                        seed=1, store=sealed_runs, workers=2)  # fmt: skip
+@pytest.mark.parametrize("sequences", [50, PACK_SEQUENCES + 100])
+def test_points_whose_files_cannot_be_written_fail_with_the_store_s_one_line_reason(sealed_runs, sequences):
+    # tiny points: their chunks are rows of the store's database, but the model's summary function reads files, and
+    # moving them there meets the error; larger points: their writers meet it. Each point is recorded failed with
+    # it, the study goes on and ends
+    study = ancho.study(GAMBLER, ancho.points([{"p": 0.4}, {"p": 0.5}, {"p": 0.6}]), {"stake": 3, "goal": 10},
+                        sequences, seed=1, store=sealed_runs, workers=2)  # fmt: skip
     assert study.status == "failed"
     (record,) = sealed_runs.list_studies()
     assert record.error.startswith("3 of 3 points failed; point 0: could not store the results of sequences ")

@@ -50,6 +50,8 @@ class Chunk:
     interleaves its points' chunks; only an executor whose :attr:`Executor.mixed_tasks` is True honours it).
     ``summaries``: the model's summary functions to run over this chunk's results, in the worker that has
     them (a chunk that is its run's whole range); its result then carries ``custom``.
+    ``keep``: where the task's sink is a chunk folder its worker writes, send the chunk's columns back too
+    (:attr:`~ancho.chunk.StoredChunk.kept`): a study's tiny point is summarised from them.
     """
 
     start: int
@@ -57,6 +59,7 @@ class Chunk:
     attempt: int = 0
     task: Task | None = field(default=None, compare=False, repr=False)
     summaries: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    keep: bool = field(default=False, compare=False, repr=False)
 
     @property
     def size(self) -> int:

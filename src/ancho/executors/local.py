@@ -212,6 +212,8 @@ class LocalExecutor(Executor):
     """
 
     mixed_tasks = True
+    #: and a study's points' chunks are written by the workers too, where :meth:`results_sink` says they can
+    mixed_sinks = True
 
     def __init__(
         self,
@@ -332,7 +334,7 @@ class LocalExecutor(Executor):
             return None
         if type(store).write_chunk is not EmbeddedStore.write_chunk or "write_chunk" in vars(store):
             return None  # a store whose writes do more than the embedded store's: every chunk goes through it
-        return ChunkFolder(store.results(run_id).folder, store.fsync, str(store.home))
+        return ChunkFolder(str(store.chunk_folder(run_id)), store.fsync, str(store.home))
 
     def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
         self._cancelled.clear()
@@ -365,7 +367,7 @@ class LocalExecutor(Executor):
                         if w.task is not t:  # the worker keeps a runner per task: switching back is cheap
                             w.send(SetTask(t))
                             w.task = t
-                        w.send(RunChunk(chunk.start, chunk.stop, chunk.summaries))
+                        w.send(RunChunk(chunk.start, chunk.stop, chunk.summaries, chunk.keep))
                     except OSError:  # it died before we noticed
                         yield from self._lost(w)
                         break
@@ -386,7 +388,6 @@ class LocalExecutor(Executor):
                 if type(msg) is ChunkDone:
                     chunk = w.inflight.popleft()
                     if chunk.task is not None:  # a study's chunk: which point it is, and what summaries it asked for
-                        # (a study's tasks have no sink: their chunks come back as columns, never stored by the worker)
                         msg.result.chunk = chunk  # type: ignore[union-attr]
                         msg.result.custom = msg.custom  # type: ignore[union-attr]
                     yield msg.result

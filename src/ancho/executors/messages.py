@@ -59,11 +59,13 @@ class SetTask:
 
 @dataclass(frozen=True, slots=True)
 class RunChunk:
-    """Run sequences ``start..stop-1`` of the current task, then its summary functions ``summaries`` over them."""
+    """Run sequences ``start..stop-1`` of the current task, then its summary functions ``summaries`` over them;
+    ``keep``: a chunk the worker writes to its task's chunk folder comes back with its columns too."""
 
     start: int
     stop: int
     summaries: tuple[str, ...] = ()
+    keep: bool = False
 
 
 @dataclass(frozen=True, slots=True)

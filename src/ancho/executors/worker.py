@@ -89,7 +89,7 @@ def _loop(conn: Connection) -> None:
                 custom = (
                     _chunk_summaries(type(runner.model), task.params, result, msg.summaries) if msg.summaries else None
                 )
-                send(conn, ChunkDone(_store(task, result), custom))
+                send(conn, ChunkDone(_store(task, result, msg.keep), custom))
             elif isinstance(msg, SetTask):
                 task = msg.task
                 key = (task.run_id, task.seed, repr(task.ref), repr(task.params), repr(task.env))
@@ -125,8 +125,9 @@ def _loop(conn: Connection) -> None:
                 send(conn, WorkerFailed(None, "worker", text))
 
 
-def _store(task: Any, result: ChunkResult) -> ChunkResult | StoredChunk:
-    """With a chunk folder as the task's sink, write the chunk file here and return what the driver counts.
+def _store(task: Any, result: ChunkResult, keep: bool = False) -> ChunkResult | StoredChunk:
+    """With a chunk folder as the task's sink, write the chunk file here and return what the driver counts
+    (``keep``: with the chunk's columns too).
 
     A chunk with failures goes back whole: the driver records its failures with its file (docs/benchmarks.md,
     "Batch models", measured why workers write)."""
@@ -137,9 +138,11 @@ def _store(task: Any, result: ChunkResult) -> ChunkResult | StoredChunk:
 
     if not isinstance(task.sink, ChunkFolder):
         return result
-    _hold_freed_memory()
+    if not keep:  # (a study's tiny chunks are no batch model's: they keep glibc's own policy)
+        _hold_freed_memory()
     task.sink.write(result)
-    return StoredChunk.of(result, task.tally, first=True)  # (its seconds: the compute time, as a ChunkResult's)
+    # (its seconds: the compute time, as a ChunkResult's)
+    return StoredChunk.of(result, task.tally, first=not keep, keep=keep)
 
 
 #: bytes of freed memory a writing worker keeps for its next chunk instead of giving it back to the kernel

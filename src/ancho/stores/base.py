@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -247,6 +247,14 @@ class Store(ABC):
     @abstractmethod
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
         """Store a chunk's outputs and failures atomically; writing the same chunk again replaces it."""
+
+    def write_chunks(self, chunks: Sequence[tuple[str, ChunkResult]]) -> None:
+        """Store many runs' chunks, each as :meth:`write_chunk` would (a study's tiny points, at a batch's end).
+
+        A store may keep small ones together (the embedded store: rows of one transaction instead of a folder and
+        a file each); readers see no difference. By default: one :meth:`write_chunk` each."""
+        for run_id, result in chunks:
+            self.write_chunk(run_id, result)
 
     @abstractmethod
     def completed_ranges(self, run_id: str) -> list[tuple[int, int]]:

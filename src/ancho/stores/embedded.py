@@ -14,6 +14,14 @@ into SQLite first (keyed by run and sequence, so a rewrite replaces them).
 A crash leaves either the whole chunk or none of it, and writing the same
 chunk again replaces the file: idempotent.
 
+Small chunks of many runs (a study's tiny points: ``write_chunks``) are kept
+as rows of ``packed_chunks`` instead — the chunk's table as an Arrow IPC
+stream, written in one transaction per batch: a folder and a file per point cost more than
+the point's sequences (docs/benchmarks.md, "Studies"). The first read of such
+a run moves its rows into its chunk folder as ordinary Parquet files (idempotent:
+files first, then the rows go), so every reader, a worker or a sandbox sees
+one layout.
+
 Privacy: the home's folders are made 0700 and its files 0600 (``ancho.files``),
 whatever the umask: results are their owner's only.
 """
@@ -24,7 +32,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +45,8 @@ from ..files import private_dir
 from ..home import default_home
 from ..sqlite import Database
 from .base import RunRecord, Store, StudyRecord
-from .chunk_layout import chunk_files
-from .chunk_writer import write_chunk_file
+from .chunk_layout import chunk_files, chunk_name
+from .chunk_writer import commit_file, pack_chunk, table_file, unpack_chunk, write_chunk_file
 from .results_sources import ChunkFiles
 
 if TYPE_CHECKING:
@@ -62,6 +70,13 @@ CREATE TABLE IF NOT EXISTS failures (
     error TEXT NOT NULL,
     traceback TEXT NOT NULL,
     PRIMARY KEY (run_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS packed_chunks (
+    run_id TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    stop INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, start)
 );
 CREATE TABLE IF NOT EXISTS studies (
     id TEXT PRIMARY KEY,
@@ -97,6 +112,11 @@ class EmbeddedStore(Store):
 
     def _chunks_dir(self, run_id: str) -> Path:
         return self.home / "runs" / check_run_id(run_id) / "chunks"
+
+    def chunk_folder(self, run_id: str) -> Path:
+        """Where the run's chunk files go, with no file-system call and no record read: its first writer makes it
+        (a study's 2,000 points' sinks through :meth:`results` cost a fifth of the driver's time)."""
+        return self._chunks_dir(run_id)
 
     # -- run records -----------------------------------------------------------
     def create_run(self, record: RunRecord) -> None:
@@ -175,6 +195,7 @@ class EmbeddedStore(Store):
         with self.db.write() as db:
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             db.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM packed_chunks WHERE run_id = ?", (run_id,))
         shutil.rmtree(self.home / "runs" / run_id, ignore_errors=True)
 
     # -- study records ------------------------------------------------------------
@@ -225,7 +246,46 @@ class EmbeddedStore(Store):
                 )
         write_chunk_file(folder, result, self.fsync, self.home)  # (a local worker may write the file itself instead)
 
+    def write_chunks(self, chunks: Sequence[tuple[str, ChunkResult]]) -> None:
+        """Chunks of under ``PACKED_BYTES`` of columns become rows of ``packed_chunks``, with their failures, in one
+        transaction (writing one again replaces it); larger ones are written as files, one by one."""
+        rows, failures = [], []
+        for run_id, result in chunks:
+            if _column_bytes(result) >= PACKED_BYTES:
+                self.write_chunk(run_id, result)
+                continue
+            rows.append((check_run_id(run_id), result.start, result.stop, pack_chunk(result)))
+            failures += [(run_id, f.sequence, f.error, f.traceback) for f in result.failures]
+        if not rows:
+            return
+        with self.db.write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO failures (run_id, sequence, error, traceback) VALUES (?, ?, ?, ?)", failures
+            )
+            db.executemany("INSERT OR REPLACE INTO packed_chunks (run_id, start, stop, data) VALUES (?, ?, ?, ?)", rows)
+
+    def _unpack(self, run_id: str) -> None:
+        """Move the run's packed chunks into its chunk folder as files (each committed as any chunk file), then drop
+        their rows. Killed in between, the next read writes the same files again and drops the rows: idempotent."""
+        packed = (
+            self.db.conn()
+            .execute("SELECT start, stop, data FROM packed_chunks WHERE run_id = ? ORDER BY start", (run_id,))
+            .fetchall()
+        )
+        if not packed:
+            return
+        folder = self._chunks_dir(run_id)
+        for start, stop, data in packed:
+            write = table_file(unpack_chunk(data))
+            commit_file(folder, chunk_name(start, stop), write, self.fsync, f"sequences {start}..{stop - 1}", self.home)
+        with self.db.write() as db:
+            db.executemany(
+                "DELETE FROM packed_chunks WHERE run_id = ? AND start = ? AND stop = ?",
+                [(run_id, start, stop) for start, stop, _ in packed],
+            )
+
     def _chunk_files(self, run_id: str) -> list[tuple[int, int, Path]]:
+        self._unpack(check_run_id(run_id))
         folder = self._chunks_dir(run_id)
         if not folder.is_dir():
             self.get_run(run_id)  # NotFound for a run that does not exist
@@ -298,6 +358,7 @@ class EmbeddedStore(Store):
 
         The folder is made here if no chunk made it yet: readers and binds expect it to exist."""
         schema = self.get_run(run_id).schema
+        self._unpack(run_id)
         return ChunkFiles.of_folder(private_dir(self._chunks_dir(run_id)), schema)
 
     def read_column(self, run_id: str, name: str) -> np.ndarray:
@@ -326,6 +387,15 @@ class EmbeddedStore(Store):
 
     def close(self) -> None:
         self.db.close()
+
+
+#: a chunk whose columns hold fewer bytes may be kept as a row of ``packed_chunks`` (``write_chunks``): a study's
+#: tiny points (50 sequences of two outputs: ~1 KB) go there, a point of long trajectories still gets its files
+PACKED_BYTES = 64 << 10
+
+
+def _column_bytes(result: ChunkResult) -> int:
+    return int(result.sequences.nbytes) + sum(int(col.nbytes) for col in result.columns.values())
 
 
 #: a chunk of fewer rows is written uncompressed: zstd's set-up per column cost ~0.5 ms a file, more than a study's

@@ -14,9 +14,14 @@ and its chunks come back stored (:class:`~ancho.chunk.StoredChunk`); its
 summary is then read back from the store.
 
 What a run promises still holds per point: its sequences are those of the same
-run made alone (same task, seed and sequence numbers); its chunks are stored
-as they come back (through a store copy that skips the per-file fsync, made
-durable by one ``syncfs`` before any record says the point is done); a point
+run made alone (same task, seed and sequence numbers). A tiny point's chunks
+(at most ``PACK_SEQUENCES``) are stored with the batch's others by one
+:meth:`~ancho.stores.base.Store.write_chunks` before the batch's records (the
+embedded store keeps them as rows of one transaction: a folder and a file a
+point cost more than its sequences); a larger point's chunks as they come back,
+by the local worker that ran them (its task's sink) or else the driver's
+writer threads, through a store copy that skips the per-file fsync, made
+durable by one ``syncfs`` before any record says the point is done. A point
 that fails (its failures over ``max_failures``, an output error, a chunk lost
 ``MAX_RETRIES`` times) is recorded failed and the others go on. Records are
 written once per point at its end, in batches; the study record at most every
@@ -41,11 +46,12 @@ import numpy as np
 
 from ..chunk import ChunkResult, StoredChunk, kind_dtype, trajectory_steps
 from ..engine import INITIAL_CHUNK, MAX_CHUNK, MAX_RETRIES, TARGET_SECONDS, _failure_message, merge_schema
-from ..errors import AnchoError, RunCancelled
+from ..errors import AnchoError, RunCancelled, StoreError
 from ..executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task, chunk_of, custom_of
 from ..expressions import check_outputs
 from ..stats import build_summary
 from ..stores.base import RunRecord, Store
+from ..stores.chunk_writer import ChunkFolder
 
 if TYPE_CHECKING:
     from ..engine import RunHandle, RunSpec
@@ -60,6 +66,10 @@ WRITERS = 3
 PENDING = 256
 #: a point of at most this many sequences keeps its results in memory until summarised (else: read back)
 KEEP_IN_MEMORY = 20_000
+#: ... and of at most this many, its chunks are stored together with the batch's others (``Store.write_chunks``):
+#: the embedded store keeps them as rows of one transaction, where a folder and a file a point cost ~1-3 ms of a
+#: worker's CPU on this machine's disk against ~0.6 ms for 50 sequences (docs/benchmarks.md, "Studies")
+PACK_SEQUENCES = 1024
 WRITE_EVERY = 0.5  # seconds between batches of record writes
 WRITE_SHARE = 20  # ... and at least this many times the last batch's fixed cost (writes take ≤ 5% of the time)
 WRITE_MOST = 5.0  # ... but never more than this many seconds apart (records stay fresh, ended points few in memory)
@@ -170,7 +180,8 @@ class StudyPlan(ChunkSource):
             whole = n == pt.total and (pt.results is not None or pt.task.sink is not None)
             pt.inflight += 1
             self.remaining -= n
-            return Chunk(start, start + n, task=pt.task, summaries=self.summaries if whole else ())
+            summaries = self.summaries if whole else ()
+            return Chunk(start, start + n, task=pt.task, summaries=summaries, keep=pt.results is not None)
         return None
 
     def _of(self, chunk: Chunk) -> Point:
@@ -203,18 +214,29 @@ def run_packed(
         fast.fsync = False  # type: ignore[attr-defined]
     names = tuple(model.summaries or ())
     sinks = executor.mixed_sinks  # still to be asked: whether the executor's tasks write this store themselves
+    folders = False  # whether they are chunk folders (then a point whose chunks the batch stores needs none)
 
     def create_sunk(batch: list[Point]) -> None:
         """Write the batch's run records; then, where the executor's tasks write the store, each point's sink."""
-        nonlocal sinks
+        nonlocal sinks, folders
         create(batch)
         for pt in batch if sinks else ():
+            if folders and packs(pt):
+                continue
             sink = executor.results_sink(store, pt.run.id)
             if sink is None:  # (the answer is the store's and the owner's, the same for every point: asked once)
                 sinks = False
                 break
+            if isinstance(sink, ChunkFolder):
+                folders = True
+                if packs(pt):
+                    continue  # its chunks come back as columns, for the store's batch of small chunks (encoding
+                    # them in the workers cost each a pyarrow import, 0.5 s of CPU, for 0.1 ms a point: measured)
+                # a local worker writes the point's files, its chunks come back whole
+                sink = replace(sink, fsync=False) if fast is not store else sink  # (made durable by the syncfs)
+            else:
+                pt.results = None  # its columns stay where they were written: the summary reads them back
             pt.task = replace(pt.task, sink=sink)
-            pt.results = None  # its columns stay where they were written: the summary reads them back
         plan.index()
 
     plan = StudyPlan(points, executor.workers, model.info.get("block"), names, create_sunk)
@@ -227,7 +249,17 @@ def run_packed(
     pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="ancho-chunks") if fast is not store else None
     writes: list[tuple[Point, Future[None]]] = []
 
+    def packs(pt: Point) -> bool:
+        """Whether the point's chunks go to the store in the batch's :meth:`Store.write_chunks` (a tiny point:
+        a folder and a file each cost more than its sequences) rather than each as it comes."""
+        return pt.results is not None and pt.total <= PACK_SEQUENCES
+
+    packed: list[tuple[Point, ChunkResult]] = []  # small chunks for the next flush's write_chunks
+
     def write(pt: Point, result: ChunkResult) -> None:
+        if packs(pt):
+            packed.append((pt, result))
+            return
         if pool is None:
             fast.write_chunk(pt.run.id, result)
             return
@@ -245,7 +277,17 @@ def run_packed(
                 raise exc
         writes.clear()
 
+    def store_packed() -> None:
+        """Write the small chunks taken since the last flush: one transaction (a full disk fails their points)."""
+        try:
+            store.write_chunks([(pt.run.id, result) for pt, result in packed])
+        except AnchoError as exc:
+            for pt, _ in packed:
+                fail(pt, str(exc))
+        packed.clear()
+
     def flush() -> None:
+        store_packed()  # (before the records that say their points are done)
         settle()  # every file of a point this flush ends is written before the syncfs that makes it durable
         began = time.monotonic()
         if fast is not store:
@@ -301,11 +343,21 @@ def run_packed(
     finally:
         if pool is not None:  # (an error of the executor call: the files begun are finished, for the next pass)
             pool.shutdown(wait=True)
+        if packed:  # and the small chunks taken are stored, so the next pass resumes them instead of redoing them
+            try:
+                store.write_chunks([(pt.run.id, result) for pt, result in packed])
+            except AnchoError:
+                pass  # (the store's own failure: the next pass runs them again)
     for pt in later:
         if handle.cancelled:
             raise RunCancelled("the study was cancelled")
         store.update_run(pt.run.id, schema=pt.schema)  # what the results source reads the chunks as
-        pt.custom = executor.summaries(pt.task, store.results(pt.run.id), names)
+        try:
+            source = store.results(pt.run.id)
+        except StoreError as exc:  # (its packed chunks could not become files: a full disk) this point fails
+            pt.error = str(exc)
+        else:
+            pt.custom = executor.summaries(pt.task, source, names)
         store.update_run(pt.run.id, **_final(pt, model, specs[pt.p["point"]], store))
         on_finished(pt)
 
@@ -333,8 +385,10 @@ def _take(
     custom = custom_of(result)
     if custom is not None:
         pt.custom = custom
-    if pt.results is not None and isinstance(result, ChunkResult):
-        pt.results.append(result)
+    if pt.results is not None:
+        kept = result if isinstance(result, ChunkResult) else result.kept
+        if kept is not None:
+            pt.results.append(kept)
     if result.failed:
         pt.failures += result.failed
         if pt.failures > spec.max_failures:

@@ -1,0 +1,83 @@
+"""A study's tiny points keep their chunks as rows of the embedded store's database (``Store.write_chunks``), and
+every promise of a run still holds for each: its results are those of the same run made alone, a resume after a
+kill recomputes nothing stored, and any reader sees ordinary chunk files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import ancho
+from ancho.studies.packed import PACK_SEQUENCES
+
+WALK = """
+import os
+
+
+class Walk(ancho.Model):
+    p: float = 0.5
+    steps: int = 20
+
+    def sequence(self, rng):
+        log = os.environ.get("WALK_LOG")
+        if log:  # (a line per sequence computed: what a resume must not redo)
+            with open(log, "a") as fh:
+                fh.write("x\\n")
+        x = rng.random(self.steps) < self.p
+        return {"up": int(x.sum()), "last": bool(x[-1]), "mean": float(x.mean())}
+"""
+
+
+def _rows(store) -> int:
+    return store.db.conn().execute("SELECT count(*) FROM packed_chunks").fetchone()[0]
+
+
+def test_tiny_points_are_stored_as_rows_and_each_reads_back_as_its_run_alone(store, write_model):
+    model = str(write_model(WALK))
+    ps = [0.2 + 0.6 * k / 39 for k in range(40)]
+    study = ancho.study(model, ancho.points([{"p": p} for p in ps]), sequences=30, seed=11, workers=2, store=store)
+    assert study.status == "succeeded" and study.record.done == 40 * 30
+    runs = [p["run"] for p in study.record.points]
+    assert not any((store.home / "runs" / run_id).exists() for run_id in runs)  # no folder, no file: rows
+    assert _rows(store) >= 40
+    for k in (0, 17, 39):
+        alone = ancho.run(model, {"p": ps[k]}, sequences=30, seed=11, workers=1, store=store)
+        point = study.runs[k]
+        assert point.summary["outputs"] == alone.summary["outputs"]
+        for name in ("sequence", "up", "last", "mean"):
+            assert np.array_equal(store.read_column(point.run_id, name), store.read_column(alone.run_id, name))
+        assert (store.home / "runs" / point.run_id / "chunks").is_dir()  # read once: now ordinary files
+    # the exact mean of a Binomial(20, p)/20 is p: every point within 4 standard errors
+    for k, point in enumerate(study.runs):
+        mean = point.summary["outputs"]["mean"]
+        assert abs(mean["mean"] - ps[k]) <= 4 * mean["sem"] + 1e-12
+
+
+def test_a_resume_of_points_whose_chunks_are_still_rows_recomputes_nothing(store, write_model, tmp_path: Path,
+                                                                            monkeypatch):  # fmt: skip
+    """Killed after the batch's rows were committed but before the records said so: the resume reads the rows."""
+    model = str(write_model(WALK))
+    log = tmp_path / "computed.log"
+    monkeypatch.setenv("WALK_LOG", str(log))
+    study = ancho.study(model, ancho.grid(p=[0.3, 0.5, 0.7]), sequences=40, seed=2, workers=1, store=store)
+    assert log.read_text().count("x") == 3 * 40
+    before = study.runs[1]
+    store.update_study(study.study_id, status="running")
+    store.update_run(before.run_id, status="running", summary=None, schema={})  # as a kill -9 left it
+    assert _rows(store) >= 3 and not (store.home / "runs" / before.run_id).exists()
+    again = ancho.study(None, None, resume=study.study_id, workers=1, store=store)
+    assert again.status == "succeeded"
+    assert log.read_text().count("x") == 3 * 40  # nothing computed again
+    assert again.runs[1].summary["outputs"] == before.summary["outputs"]
+    assert again.runs[1].record.schema == {"up": "int", "last": "bool", "mean": "float"}
+
+
+def test_points_over_the_packing_size_write_their_own_files(store, write_model):
+    model = str(write_model(WALK))
+    study = ancho.study(model, ancho.grid(p=[0.4, 0.6]), sequences=PACK_SEQUENCES + 1, seed=4, workers=2,
+                        store=store)  # fmt: skip
+    assert study.status == "succeeded" and _rows(store) == 0
+    for point in study.runs:
+        assert (store.home / "runs" / point.run_id / "chunks").is_dir()
+        assert len(store.read_column(point.run_id, "up")) == PACK_SEQUENCES + 1
