@@ -24,6 +24,7 @@ numbers never depend on which path ran.
 from __future__ import annotations
 
 import ctypes
+import functools
 import secrets
 
 import numpy as np
@@ -41,7 +42,14 @@ def new_seed() -> int:
 
 def run_key(seed: int) -> np.ndarray:
     """The Philox key of a run: SeedSequence-hashed so nearby seeds give unrelated keys."""
-    return np.random.SeedSequence(seed).generate_state(2, np.uint64)
+    return np.array(_run_key(int(seed)), dtype=np.uint64)
+
+
+@functools.lru_cache(maxsize=64)
+def _run_key(seed: int) -> tuple[int, int]:
+    # (a study's points share the seed: a worker hashes it once, not once per point)
+    k0, k1 = np.random.SeedSequence(seed).generate_state(2, np.uint64).tolist()
+    return k0, k1
 
 
 #: whether this process's Philox C layout passed :meth:`StreamFactory._try_fast_path`'s draws check (None: not yet
