@@ -10,7 +10,9 @@ back). Each line also gives the CPU seconds of the driver and (locally) of the
 worker processes: on a shared machine they move far less with the load than
 the wall time, and they say which side a study's extra cost is on. Usage:
 ``python benchmarks/bench_study.py [--points 2000] [--sequences 50]
-[--workers 2] [--spark spark://HOST:PORT] [--repeat 1]``.
+[--workers 2] [--spark spark://HOST:PORT] [--repeat 1] [--model PATH]``; ``--model
+benchmarks/models/gambler_plain.py`` is the gambler without its ``@ancho.summary`` function (what the points
+cost Ancho itself, apart from the model's own pandas code).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def main() -> None:
     ap.add_argument("--spark", metavar="MASTER", help="a Spark master URL (default: the local executor)")
     ap.add_argument("--executor", help="former spelling: local, or a Spark master URL")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--model", default=GAMBLER, help="a gambler-like model file (stake, goal, p; default: the example)")
     args = ap.parse_args()
     master = args.spark or (args.executor if args.executor not in (None, "local") else None)
     ps = [0.45 + 0.1 * k / max(1, args.points - 1) for k in range(args.points)]
@@ -57,10 +60,10 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as home:
             t0, c0 = time.perf_counter(), cpu()
-            ancho.run(GAMBLER, {"stake": 3, "goal": 10}, args.points * args.sequences, seed=1, store=home, **where)
+            ancho.run(args.model, {"stake": 3, "goal": 10}, args.points * args.sequences, seed=1, store=home, **where)
             run_s, c1 = time.perf_counter() - t0, cpu()
             t0 = time.perf_counter()
-            study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), {"stake": 3, "goal": 10},
+            study = ancho.study(args.model, ancho.points([{"p": p} for p in ps]), {"stake": 3, "goal": 10},
                                 args.sequences, seed=1, store=home, **where)  # fmt: skip
             study_s, c2 = time.perf_counter() - t0, cpu()
         ratios.append(study_s / run_s)
