@@ -41,7 +41,7 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
     at = streams.at
     parts: dict[str, list[np.ndarray]] = {}
     kinds: dict[str, str] = {}
-    ids: list[np.ndarray] = []
+    ids: list[tuple[int, int]] = []  # the ranges of the blocks that ran
     failures: list[Failure] = []
     keys = None
     t0 = time.perf_counter()
@@ -64,14 +64,19 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
         for key in keys:
             column = _checked(out[key], block, key, kinds, what, name)
             parts[key].append(column[lo:hi])
-        ids.append(np.arange(first + lo, first + hi, dtype=np.int64))
+        ids.append((first + lo, first + hi))
     seconds = time.perf_counter() - t0
     columns = {}
     for key, pieces in parts.items():
         dtype = _DTYPES.get(kinds[key], np.dtype(np.float64))  # a trajectory's kind is float[STEPS]
         # one piece: still copied, so the result never aliases an array the model may reuse
         columns[key] = np.concatenate(pieces, dtype=dtype) if len(pieces) > 1 else np.array(pieces[0], dtype=dtype)
-    sequences = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
+    if not failures:  # every block ran: the ids are start..stop-1, one arange (not one a block, then a copy of all)
+        sequences = np.arange(start, stop, dtype=np.int64)
+    elif ids:
+        sequences = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ids])
+    else:
+        sequences = np.empty(0, dtype=np.int64)
     return ChunkResult(start, stop, sequences, columns, failures, seconds)
 
 
