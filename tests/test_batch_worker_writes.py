@@ -248,3 +248,22 @@ def test_the_landed_column_is_the_stored_order_whatever_order_chunks_land_in():
     partial = LandedColumn(3000)  # a run that did not fill every sequence
     partial.add(columns(0, 1000))
     assert partial.reader(read)("x").size == 3
+
+
+def test_a_chunk_its_worker_cannot_write_goes_back_whole_for_the_driver(tmp_path):
+    """A worker whose write meets a full disk (here: a folder that cannot be made) does not fail the whole executor
+    call: the chunk goes back with its columns, the driver stores it and meets the error for that run alone."""
+    from types import SimpleNamespace
+
+    from ancho.executors.worker import _store
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    sink = ChunkFolder(str(blocked / "chunks"), False, str(tmp_path))
+    result = ChunkResult(0, 3, np.arange(3), {"x": np.array([0.5, 1.5, 2.5])})
+    for keep in (False, True):
+        assert _store(SimpleNamespace(sink=sink, tally=None), result, keep) is result
+    written = _store(SimpleNamespace(sink=ChunkFolder(str(tmp_path / "ok"), False, str(tmp_path)), tally=None), result)
+    assert isinstance(written, StoredChunk) and chunk_files(tmp_path / "ok") == [
+        (0, 3, tmp_path / "ok" / chunk_name(0, 3))
+    ]

@@ -22,6 +22,10 @@ class Spoiler(ancho.Model):
         return 0.5  # never reads its results
 
     @ancho.summary
+    def total(self, results):
+        return float(results.x.sum())
+
+    @ancho.summary
     def last(self, results):
         results.drop(columns=["x"], inplace=True)
         return list(results.columns)
@@ -38,9 +42,10 @@ def test_every_summary_function_sees_the_frame_as_stored_whatever_the_others_did
         made.append(_frame())
         return made[-1]
 
-    names = ("first", "closed_form", "last", "first")
+    # a name twice (not from a model, which lists each once): its first call must not get the frame uncopied
+    names = ("first", "total", "closed_form", "last", "total", "first", "total")
     out = apply_summaries(Spoiler(), fresh, names)
-    assert out == {"first": -3.0, "closed_form": 0.5, "last": ["sequence"]}
+    assert out == {"first": -3.0, "total": 6.0, "closed_form": 0.5, "last": ["sequence"]}
     assert len(made) == 1  # built once, whoever reads it
 
 
@@ -48,6 +53,12 @@ def test_a_frame_the_caller_owns_is_never_handed_out_itself():
     frame = _frame()
     apply_summaries(Spoiler(), frame, ("first", "last"))
     assert frame.equals(_frame())
+
+
+def test_each_call_sees_the_frame_as_stored_after_another_spoiled_its_copy():
+    for names in (("first", "total"), ("first", "total", "first"), ("total", "first", "total"), ("last", "total")):
+        out = apply_summaries(Spoiler(), _frame, names)
+        assert out["total"] == 6.0, names
 
 
 def test_whether_a_function_reads_its_results_is_known_per_function():

@@ -116,9 +116,11 @@ def sealed_runs(store):
 
 @pytest.mark.parametrize("sequences", [50, PACK_SEQUENCES + 100])
 def test_points_whose_files_cannot_be_written_fail_with_the_store_s_one_line_reason(sealed_runs, sequences):
-    # tiny points: their chunks are rows of the store's database, but the model's summary function reads files, and
-    # moving them there meets the error; larger points: their writers meet it. Each point is recorded failed with
-    # it, the study goes on and ends
+    # tiny points: their chunks are rows of the store's database, but these three are each cut into several chunks
+    # (the first chunks are small, before the model is measured), so the model's summary function reads their
+    # results as files, and moving the rows there meets the error; larger points: their writers meet it (a worker's
+    # chunk goes back to the driver, whose write fails that point alone). Each point is recorded failed with it,
+    # the study goes on and ends
     study = ancho.study(GAMBLER, ancho.points([{"p": 0.4}, {"p": 0.5}, {"p": 0.6}]), {"stake": 3, "goal": 10},
                         sequences, seed=1, store=sealed_runs, workers=2)  # fmt: skip
     assert study.status == "failed"

@@ -81,3 +81,42 @@ def test_points_over_the_packing_size_write_their_own_files(store, write_model):
     for point in study.runs:
         assert (store.home / "runs" / point.run_id / "chunks").is_dir()
         assert len(store.read_column(point.run_id, "up")) == PACK_SEQUENCES + 1
+
+
+def test_a_batch_the_store_cannot_take_fails_its_points_and_no_other(store, write_model, monkeypatch):
+    """The batch's rows are one transaction: when it fails (a full disk), every point in it is recorded failed with
+    the store's one line, and the points of the other batches succeed."""
+    from ancho.errors import StoreError
+    from ancho.stores.embedded import EmbeddedStore
+
+    model = str(write_model(WALK))
+    doomed: list[str] = []
+    real = EmbeddedStore.write_chunks
+
+    def write_chunks(self, chunks):
+        if doomed and any(run_id == doomed[0] for run_id, _ in chunks):
+            raise StoreError("could not store the results of sequences 0..29 under HOME: No space left on device")
+        return real(self, chunks)
+
+    monkeypatch.setattr(EmbeddedStore, "write_chunks", write_chunks)
+    real_create = EmbeddedStore.create_runs
+
+    def create_runs(self, records):
+        doomed.extend(r.id for r in records if r.params.get("p") == 0.5)
+        return real_create(self, records)
+
+    monkeypatch.setattr(EmbeddedStore, "create_runs", create_runs)
+    ps = [0.2 + 0.6 * k / 20 for k in range(21)]  # p = 0.5 is point 10
+    study = ancho.study(model, ancho.points([{"p": p} for p in ps]), sequences=30, seed=1, workers=2, store=store)
+    assert study.status == "failed" and doomed
+    statuses = {p["run"]: p["status"] for p in study.record.points}
+    assert statuses[doomed[0]] == "failed"
+    for p in study.record.points:
+        run = store.get_run(p["run"])
+        if p["status"] == "failed":
+            assert run.status == "failed" and run.error.startswith("could not store the results of sequences 0..29")
+        else:
+            assert run.status == "succeeded" and len(store.read_column(run.id, "up")) == 30
+    failed = sum(p["status"] == "failed" for p in study.record.points)
+    assert 1 <= failed < 21
+    assert study.record.error.startswith(f"{failed} of 21 points failed")

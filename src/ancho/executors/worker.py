@@ -144,7 +144,12 @@ def _store(task: Any, result: ChunkResult, keep: bool = False) -> ChunkResult | 
         return result
     if not keep:  # (a study's tiny chunks are no batch model's: they keep glibc's own policy)
         _hold_freed_memory()
-    task.sink.write(result)
+    from ..errors import StoreError
+
+    try:
+        task.sink.write(result)
+    except StoreError:  # (a full disk): the driver stores it instead, and meets the error for this chunk's run alone
+        return result
     # (its seconds: the compute time, as a ChunkResult's)
     return StoredChunk.of(result, task.tally, first=not keep, keep=keep)
 

@@ -141,11 +141,19 @@ def commit_file(
                 os.close(fd)
         os.replace(tmp, final)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise StoreError(
             f"could not store the results of {what} under {where}: "
             f"{exc.strerror or exc}; free some space there (or use another --store) and run again"
         ) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file if there is one (its folder may be what failed: not a folder, gone, read-only)."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass

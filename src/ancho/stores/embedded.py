@@ -278,6 +278,12 @@ class EmbeddedStore(Store):
         for start, stop, data in packed:
             write = table_file(unpack_chunk(data))
             commit_file(folder, chunk_name(start, stop), write, self.fsync, f"sequences {start}..{stop - 1}", self.home)
+        if self.fsync:  # the renames durable before the rows go (else a power loss could keep neither)
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         with self.db.write() as db:
             db.executemany(
                 "DELETE FROM packed_chunks WHERE run_id = ? AND start = ? AND stop = ?",

@@ -249,10 +249,13 @@ def run_packed(
     pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="ancho-chunks") if fast is not store else None
     writes: list[tuple[Point, Future[None]]] = []
 
+    # a store that keeps a batch's small chunks together (the embedded store); any other writes each as it comes
+    batches = type(store).write_chunks is not Store.write_chunks
+
     def packs(pt: Point) -> bool:
         """Whether the point's chunks go to the store in the batch's :meth:`Store.write_chunks` (a tiny point:
         a folder and a file each cost more than its sequences) rather than each as it comes."""
-        return pt.results is not None and pt.total <= PACK_SEQUENCES
+        return batches and pt.results is not None and pt.total <= PACK_SEQUENCES
 
     packed: list[tuple[Point, ChunkResult]] = []  # small chunks for the next flush's write_chunks
 
@@ -279,8 +282,8 @@ def run_packed(
 
     def store_packed() -> None:
         """Write the small chunks taken since the last flush: one transaction (a full disk fails their points)."""
-        try:
-            store.write_chunks([(pt.run.id, result) for pt, result in packed])
+        try:  # (through the copy without per-file fsyncs: a chunk too large for a row is a file the syncfs covers)
+            fast.write_chunks([(pt.run.id, result) for pt, result in packed])
         except AnchoError as exc:
             for pt, _ in packed:
                 fail(pt, str(exc))
@@ -312,6 +315,7 @@ def run_packed(
                 pt.ended = True
                 ended.append(pt)
 
+    ended_well = False  # (the last flush made everything durable; else the finally below does)
     try:
         for item in executor.map_chunks(points[0].task, plan):
             if handle.cancelled:
@@ -337,17 +341,21 @@ def run_packed(
             if pace.due(time.monotonic()):
                 flush()
         flush()
+        ended_well = True
     except RunCancelled:
         flush()
+        ended_well = True
         raise
     finally:
         if pool is not None:  # (an error of the executor call: the files begun are finished, for the next pass)
             pool.shutdown(wait=True)
         if packed:  # and the small chunks taken are stored, so the next pass resumes them instead of redoing them
             try:
-                store.write_chunks([(pt.run.id, result) for pt, result in packed])
+                fast.write_chunks([(pt.run.id, result) for pt, result in packed])
             except AnchoError:
                 pass  # (the store's own failure: the next pass runs them again)
+        if fast is not store and not ended_well:  # ... durable before the next pass records any of their points done
+            _durable(store)
     for pt in later:
         if handle.cancelled:
             raise RunCancelled("the study was cancelled")
