@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -66,6 +67,23 @@ def need_service(name: str, reason: str):
     if CI:
         pytest.fail(f"{name} is required under CI: {reason}")
     pytest.skip(f"{name} not available: {reason}")
+
+
+@contextlib.contextmanager
+def root_only(command: list[str], undo: list[str], needs: str):
+    """Run ``command`` (one only root can, such as a mount), then ``undo`` after the block. When ``command`` fails:
+    a skip locally, a failure under CI (which runs as root and must be able to; ``needs`` says what it needs)."""
+    import subprocess
+
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        if CI:
+            pytest.fail(f"CI runs as root and {needs}: {done.stderr.strip()}")
+        pytest.skip(f"cannot do this here ({needs}): {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(undo, check=False)
 
 
 def need_module(name: str, hint: str):

@@ -2,28 +2,19 @@
 and the chunks already stored are intact. The home is a small tmpfs (mounting one needs root, as CI runs)."""
 
 import os
-import subprocess
 
 import pytest
 
-from .conftest import CI, ROOT, run_cli
+from .conftest import ROOT, root_only, run_cli
 
 
 @pytest.fixture
 def tiny_home(tmp_path):
     home = tmp_path / "tiny"
     home.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(home)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        if CI:
-            pytest.fail(f"CI runs as root and must be able to mount a tmpfs: {mounted.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    mount = ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(home)]
+    with root_only(mount, ["umount", "-l", str(home)], "must be able to mount a tmpfs"):
         yield home
-    finally:
-        subprocess.run(["umount", "-l", str(home)], check=False)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ the paced study-record writes against their bound.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from ancho.stores.chunk_writer import write_chunk_file
 from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
 from ancho.studies.packed import PACK_SEQUENCES, WRITE_EVERY, WRITE_MOST, WRITE_SHARE, Pacer
 
-from ..conftest import CI
+from ..conftest import root_only
 
 
 def _record() -> RunRecord:
@@ -102,16 +101,9 @@ GAMBLER = str(Path(__file__).resolve().parents[2] / "examples" / "gambler.py")
 def sealed_runs(store):
     """The store's ``runs`` folder made immutable (ext4's ``i`` attribute, which binds root too): no run folder can
     be made in it, as on a full disk, while SQLite beside it still works."""
-    runs = store.home / "runs"
-    sealed = subprocess.run(["chattr", "+i", str(runs)], capture_output=True, text=True)
-    if sealed.returncode != 0:
-        if CI:
-            pytest.fail(f"CI runs as root on ext4 and must be able to chattr +i: {sealed.stderr.strip()}")
-        pytest.skip(f"cannot make a folder immutable here: {sealed.stderr.strip()}")
-    try:
+    runs = str(store.home / "runs")
+    with root_only(["chattr", "+i", runs], ["chattr", "-i", runs], "must be able to chattr +i on ext4"):
         yield store
-    finally:
-        subprocess.run(["chattr", "-i", str(runs)], check=False)
 
 
 @pytest.mark.parametrize("sequences", [50, PACK_SEQUENCES + 100])
