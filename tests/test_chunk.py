@@ -118,3 +118,24 @@ def test_setup_runs_once_per_runner():
     runner.run(0, 5)
     runner.run(5, 10)
     assert M.calls == [1]
+
+
+def test_runners_of_one_seed_share_streams_and_interleaved_give_what_each_gives_alone():
+    """A study's worker interleaves its points' chunks, and runners of one seed share one stream factory: each
+    sequence still gets its own stream, so interleaving changes nothing (nor does a substream drawn meanwhile)."""
+
+    class Walk(ancho.Model):
+        p: float = 0.5
+
+        def sequence(self, rng):
+            side = ancho.stream(rng, "side").random()
+            return {"x": float((rng.random(5) < self.p).sum()) + side}
+
+    a, b = ChunkRunner(Walk, {"p": 0.3}, 7), ChunkRunner(Walk, {"p": 0.7}, 7)
+    assert a.streams is b.streams
+    interleaved = [a.run(0, 10), b.run(0, 10), a.run(10, 20), b.run(10, 20)]
+    alone_a = ChunkRunner(Walk, {"p": 0.3}, 7).run(0, 20).columns["x"]
+    alone_b = ChunkRunner(Walk, {"p": 0.7}, 7).run(0, 20).columns["x"]
+    assert list(interleaved[0].columns["x"]) + list(interleaved[2].columns["x"]) == list(alone_a)
+    assert list(interleaved[1].columns["x"]) + list(interleaved[3].columns["x"]) == list(alone_b)
+    assert ChunkRunner(Walk, {"p": 0.3}, 8).streams is not a.streams
