@@ -166,3 +166,34 @@ def test_the_embedded_store_describes_its_results_typed(tmp_path):
     assert isinstance(results, ChunkFiles) and results.sequences == 4
     assert [p.rsplit("/", 1)[1] for p in results.paths] == ["000000000000-000000000004.parquet"]
     assert store.results_source("r1") == results.to_dict()
+
+
+class _Bundled(_Chunks):
+    """A study-like source: its chunks go several to a message (``RunChunks``), each with its own task."""
+
+    inflight_per_worker = 8
+    bundle = 4
+
+
+def _interleaved(ref, tasks: list[Task], sizes: int, n: int) -> list[Chunk]:
+    return [Chunk(k * sizes, (k + 1) * sizes, task=tasks[k % len(tasks)]) for k in range(n)]
+
+
+@pytest.mark.parametrize("how", ["auto", "exec"])
+def test_chunks_sent_several_to_a_message_come_back_as_sent_one_by_one(picky, how, monkeypatch):
+    monkeypatch.setenv("ANCHO_WORKER_START", how)
+    tasks = [Task(picky, {"n": n}, 5, f"r{n}") for n in (1, 2, 3)]
+    got = {}
+    for source in (_Chunks(*_interleaved(picky, tasks, 7, 30)), _Bundled(*_interleaved(picky, tasks, 7, 30))):
+        with LocalExecutor(2) as ex:
+            results = list(ex.map_chunks(tasks[0], source))
+        got[type(source)] = {(r.chunk.task.run_id, r.start): r.columns["x"].tolist() for r in results}
+        assert len(results) == 30
+    assert got[_Chunks] == got[_Bundled]
+
+
+def test_an_error_inside_a_bundle_is_raised_as_itself(picky):
+    good, bad = Task(picky, {"n": 1}, 5, "good"), Task(picky, {"nope": 3}, 5, "bad")
+    chunks = _interleaved(picky, [good, good, bad, good], 5, 8)
+    with LocalExecutor(1) as ex, pytest.raises(ParameterError, match="unknown parameter 'nope'"):
+        list(ex.map_chunks(good, _Bundled(*chunks)))

@@ -122,3 +122,34 @@ def test_a_batch_the_store_cannot_take_fails_its_points_and_no_other(store, writ
     failed = sum(p["status"] == "failed" for p in study.record.points)
     assert 1 <= failed < 21
     assert study.record.error.startswith(f"{failed} of 21 points failed")
+
+
+DIES_ONCE = """
+import os
+
+
+class DiesOnce(ancho.Model):
+    p: float = 0.5
+
+    def sequence(self, rng):
+        flag = os.environ["DIES_FLAG"]
+        if self.p == 0.5 and not os.path.exists(flag):  # the first worker to run point p=0.5 dies mid-bundle
+            open(flag, "w").close()
+            os._exit(9)
+        return {"x": float(rng.random() < self.p)}
+"""
+
+
+def test_a_worker_that_dies_mid_bundle_loses_its_chunks_and_they_run_again(store, write_model, tmp_path, monkeypatch):
+    """Chunks go several to a worker message: a worker that dies loses every chunk it held, each is retried and
+    counted once, and every point equals its run alone."""
+    model = str(write_model(DIES_ONCE))
+    monkeypatch.setenv("DIES_FLAG", str(tmp_path / "died"))
+    ps = [0.1 * k for k in range(1, 10)]
+    study = ancho.study(model, ancho.points([{"p": p} for p in ps]), sequences=20, seed=3, workers=2, store=store)
+    assert (tmp_path / "died").exists()
+    assert study.status == "succeeded" and study.record.done == 9 * 20
+    assert sum(store.get_run(p["run"]).retries for p in study.record.points) >= 1
+    for k in (0, 4, 8):
+        alone = ancho.run(model, {"p": ps[k]}, sequences=20, seed=3, workers=1, store=store)
+        assert np.array_equal(store.read_column(study.runs[k].run_id, "x"), store.read_column(alone.run_id, "x"))

@@ -28,6 +28,7 @@ workers' sockets, so a dead worker is still seen at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,7 +44,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..chunk import ChunkResult, StoredChunk
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
-from .messages import ChunkDone, Inspect, Inspected, RunChunk, SetTask, Shutdown, Summaries, SummariesDone, WorkerFailed
+from .messages import (
+    ChunkDone,
+    ChunksDone,
+    Inspect,
+    Inspected,
+    RunChunk,
+    RunChunks,
+    SetTask,
+    Shutdown,
+    Summaries,
+    SummariesDone,
+    WorkerFailed,
+)
 from .wire import receive
 
 if TYPE_CHECKING:
@@ -80,10 +93,8 @@ def _fork_allowed(python: str, wrap: Callable[[list[str]], list[str]] | None) ->
 def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, idle: bool = False) -> None:
     """The body of a forked worker: become what ``python -m ancho.executors.worker FD`` would be."""
     for other in close:  # the driver's ends of the other workers' sockets
-        try:
+        with contextlib.suppress(OSError):
             os.close(other)
-        except OSError:
-            pass
     os.environ.clear()
     os.environ.update(env)
     if nice:
@@ -162,10 +173,8 @@ class _Worker:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover
@@ -351,23 +360,33 @@ class LocalExecutor(Executor):
         # a source of many tiny chunks (a study's points) may ask for a deeper queue: its driver work per chunk
         # (a record and a file per point) then overlaps the workers' instead of idling them
         depth = max(INFLIGHT_PER_WORKER, int(getattr(source, "inflight_per_worker", INFLIGHT_PER_WORKER)))
+        # ... and for its chunks to go several to a message (RunChunks), up to half the queue: one bundle runs while
+        # the next waits in the pipe
+        size = max(1, min(depth // 2, int(getattr(source, "bundle", 1))))
         while True:
             if self._cancelled.is_set():
                 raise RunCancelled("the run was cancelled")
             exhausted = False
             for w in list(self._pool):
-                while len(w.inflight) < depth:
-                    chunk = source.next()
-                    if chunk is None:
-                        exhausted = True
-                        break
-                    w.inflight.append(chunk)
-                    t = chunk.task or task  # a study's chunks carry their point's task
-                    try:
+                while len(w.inflight) < depth and not exhausted:
+                    requests: list[SetTask | RunChunk] = []
+                    for _ in range(min(size, depth - len(w.inflight))):
+                        chunk = source.next()
+                        if chunk is None:
+                            exhausted = True
+                            break
+                        w.inflight.append(chunk)
+                        t = chunk.task or task  # a study's chunks carry their point's task
                         if w.task is not t:  # the worker keeps a runner per task: switching back is cheap
-                            w.send(SetTask(t))
+                            requests.append(SetTask(t))
                             w.task = t
-                        w.send(RunChunk(chunk.start, chunk.stop, chunk.summaries, chunk.keep))
+                        requests.append(RunChunk(chunk.start, chunk.stop, chunk.summaries, chunk.keep))
+                    try:
+                        if size > 1 and requests:
+                            w.send(RunChunks(tuple(requests)))
+                        else:
+                            for request in requests:
+                                w.send(request)
                     except OSError:  # it died before we noticed
                         yield from self._lost(w)
                         break
@@ -385,14 +404,14 @@ class LocalExecutor(Executor):
                 except (EOFError, OSError):
                     yield from self._lost(w)
                     continue
-                if type(msg) is ChunkDone:
+                for reply in msg.replies if type(msg) is ChunksDone else (msg,):
+                    if type(reply) is not ChunkDone:
+                        raise _failed(reply)
                     chunk = w.inflight.popleft()
                     if chunk.task is not None:  # a study's chunk: which point it is, and what summaries it asked for
-                        msg.result.chunk = chunk  # type: ignore[union-attr]
-                        msg.result.custom = msg.custom  # type: ignore[union-attr]
-                    yield msg.result
-                else:
-                    raise _failed(msg)
+                        reply.result.chunk = chunk  # type: ignore[union-attr]
+                        reply.result.custom = reply.custom  # type: ignore[union-attr]
+                    yield reply.result
 
     def _request(self, msg: object, reply: type[_Reply]) -> _Reply:
         """Send one request to a worker and wait for its ``reply`` (user code, so never in this process)."""
@@ -454,24 +473,18 @@ class LocalExecutor(Executor):
             pool = list(self._pool)
         for w in pool:
             if w.proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     w.proc.send_signal(signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, []
         for w in pool:
-            try:
+            with contextlib.suppress(OSError):
                 w.send(Shutdown())
-            except OSError:
-                pass
         for w in pool:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 w.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass
             w.kill()
 
     def __del__(self) -> None:  # pragma: no cover - best effort

@@ -5,8 +5,8 @@ Why types: the pipe between :mod:`~ancho.executors.local` and
 (``("chunk", start, stop)``, ``("error", kind, text)``), and errors crossed
 as class names, so a parameter error lost the field it was about. Each
 message is now one frozen dataclass: requests :class:`SetTask`,
-:class:`RunChunk`, :class:`Summaries`, :class:`Inspect`, :class:`Shutdown`;
-replies :class:`ChunkDone`, :class:`SummariesDone`, :class:`Inspected`,
+:class:`RunChunk` (or many of both in one :class:`RunChunks`), :class:`Summaries`, :class:`Inspect`,
+:class:`Shutdown`; replies :class:`ChunkDone` (:class:`ChunksDone`), :class:`SummariesDone`, :class:`Inspected`,
 :class:`WorkerFailed`. They are pickled as the tuples were (one message per
 chunk, never per sequence; a chunk's columns stay NumPy arrays inside its
 :class:`~ancho.chunk.ChunkResult`).
@@ -69,6 +69,16 @@ class RunChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class RunChunks:
+    """Several :class:`SetTask` and :class:`RunChunk` requests in one message, answered by one :class:`ChunksDone`.
+
+    Why: a study's tiny points are a chunk each, and a message each way per chunk (pickling, the pipe's system
+    calls, a wake-up) was ~18% of a worker's time on 2,000 points of 50 sequences (docs/benchmarks.md, "Studies")."""
+
+    requests: tuple[SetTask | RunChunk, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Summaries:
     """Run the model's ``@ancho.summary`` functions ``names`` over the results at ``source``."""
 
@@ -99,6 +109,13 @@ class ChunkDone:
     result: ChunkResult | StoredChunk
     #: the values of the summary functions :class:`RunChunk` asked for (None: none asked)
     custom: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunksDone:
+    """The replies to a :class:`RunChunks`' chunks, in order (a :class:`WorkerFailed` for one that failed)."""
+
+    replies: tuple[ChunkDone | WorkerFailed, ...]
 
 
 @dataclass(frozen=True, slots=True)

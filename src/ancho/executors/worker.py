@@ -56,25 +56,10 @@ def serve(fd: int) -> None:
 
 
 def _loop(conn: Connection) -> None:
-    from ..chunk import ChunkRunner
-    from ..errors import AnchoError
-    from .messages import (
-        ChunkDone,
-        Inspect,
-        Inspected,
-        RunChunk,
-        SetTask,
-        Shutdown,
-        Summaries,
-        SummariesDone,
-        WorkerFailed,
-    )
+    from .messages import ChunksDone, RunChunks, Shutdown
     from .wire import send
 
-    runner = None
-    task = None
-    runners: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # a study interleaves its points' tasks: one runner each
-    classes: dict[Any, Any] = {}  # model reference -> its class: a study's points share one (resolving it, 0.1 ms)
+    answer = _Answers()
     while True:
         try:
             msg = conn.recv()
@@ -82,51 +67,79 @@ def _loop(conn: Connection) -> None:
             return
         if isinstance(msg, Shutdown):
             return
-        try:
-            if isinstance(msg, RunChunk):
-                if runner is None or task is None:
-                    raise RuntimeError("chunk before task")
-                result = runner.run(msg.start, msg.stop)
-                custom = (
-                    _chunk_summaries(type(runner.model), task.params, result, msg.summaries) if msg.summaries else None
-                )
-                send(conn, ChunkDone(_store(task, result, msg.keep), custom))
-            elif isinstance(msg, SetTask):
-                task = msg.task
-                key = (task.run_id, task.seed, repr(task.ref), repr(task.params), repr(task.env))
-                os.environ.update(task.env)
-                runner = runners.pop(key, None)
-                if runner is None:
-                    cls = classes.get(task.ref)
-                    if cls is None:
-                        cls = classes[task.ref] = task.ref.resolve()
-                    runner = ChunkRunner(cls, task.params, task.seed)
-                    limit_sequence_time(runner.model)
-                runners[key] = runner  # the most recently used last
-                if len(runners) > RUNNERS_KEPT:
-                    runners.popitem(last=False)
-            elif isinstance(msg, Summaries):
-                from ..custom import compute_summaries
+        if isinstance(msg, RunChunks):  # one reply for them all, each request's answer in order
+            replies = (answer(request) for request in msg.requests)
+            send(conn, ChunksDone(tuple(reply for reply in replies if reply is not None)))
+            continue
+        reply = answer(msg)
+        if reply is not None:
+            send(conn, reply)
 
-                send(
-                    conn,
-                    SummariesDone(compute_summaries(msg.task.ref.resolve(), msg.task.params, msg.source, msg.names)),
-                )
-            elif isinstance(msg, Inspect):
-                send(conn, Inspected(inspect(msg.target, msg.params)))
-            else:
-                raise RuntimeError(f"unknown request {type(msg).__name__}")
+
+class _Answers:
+    """What a worker answers to each request (None: a :class:`SetTask` that went well), its errors included.
+
+    It keeps the current task and its runner, and a runner per task (a study interleaves its points' tasks).
+    """
+
+    def __init__(self) -> None:
+        self.runner: Any = None
+        self.task: Any = None
+        self.runners: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.classes: dict[Any, Any] = {}  # model reference -> its class: a study's points share one (0.1 ms each)
+
+    def __call__(self, msg: object) -> object | None:
+        from ..errors import AnchoError
+        from .messages import SetTask, WorkerFailed
+
+        try:
+            return self._answer(msg)
         except AnchoError as exc:
-            send(conn, WorkerFailed.of(exc))
+            return WorkerFailed.of(exc)
         except Exception as exc:
             import traceback
 
             tb = "".join(traceback.format_exception(exc)[-3:]).strip().splitlines()[-1]
             text = f"{type(exc).__name__}: {exc}" if str(exc) else tb
             if isinstance(msg, SetTask):
-                send(conn, WorkerFailed(None, "setup", f"model setup failed in a worker: {text}"))
-            else:
-                send(conn, WorkerFailed(None, "worker", text))
+                self.runner = self.task = None  # (no chunk runs on the task before it)
+                return WorkerFailed(None, "setup", f"model setup failed in a worker: {text}")
+            return WorkerFailed(None, "worker", text)
+
+    def _answer(self, msg: object) -> object | None:
+        from ..chunk import ChunkRunner
+        from .messages import ChunkDone, Inspect, Inspected, RunChunk, SetTask, Summaries, SummariesDone
+
+        if isinstance(msg, RunChunk):
+            runner, task = self.runner, self.task
+            if runner is None or task is None:
+                raise RuntimeError("chunk before task")
+            result = runner.run(msg.start, msg.stop)
+            custom = _chunk_summaries(type(runner.model), task.params, result, msg.summaries) if msg.summaries else None
+            return ChunkDone(_store(task, result, msg.keep), custom)
+        if isinstance(msg, SetTask):
+            self.runner, self.task = None, msg.task
+            task = msg.task
+            key = (task.run_id, task.seed, repr(task.ref), repr(task.params), repr(task.env))
+            os.environ.update(task.env)
+            runner = self.runners.pop(key, None)
+            if runner is None:
+                cls = self.classes.get(task.ref)
+                if cls is None:
+                    cls = self.classes[task.ref] = task.ref.resolve()
+                runner = ChunkRunner(cls, task.params, task.seed)
+                limit_sequence_time(runner.model)
+            self.runner = self.runners[key] = runner  # the most recently used last
+            if len(self.runners) > RUNNERS_KEPT:
+                self.runners.popitem(last=False)
+            return None
+        if isinstance(msg, Summaries):
+            from ..custom import compute_summaries
+
+            return SummariesDone(compute_summaries(msg.task.ref.resolve(), msg.task.params, msg.source, msg.names))
+        if isinstance(msg, Inspect):
+            return Inspected(inspect(msg.target, msg.params))
+        raise RuntimeError(f"unknown request {type(msg).__name__}")
 
 
 def _store(task: Any, result: ChunkResult, keep: bool = False) -> ChunkResult | StoredChunk:
