@@ -56,7 +56,7 @@ def serve(fd: int) -> None:
 
 
 def _loop(conn: Connection) -> None:
-    from .messages import ChunksDone, RunChunks, Shutdown
+    from .messages import ChunkDone, ChunksDone, RunChunks, Shutdown, WorkerFailed
     from .wire import send
 
     answer = _Answers()
@@ -68,8 +68,8 @@ def _loop(conn: Connection) -> None:
         if isinstance(msg, Shutdown):
             return
         if isinstance(msg, RunChunks):  # one reply for them all, each request's answer in order
-            replies = (answer(request) for request in msg.requests)
-            send(conn, ChunksDone(tuple(reply for reply in replies if reply is not None)))
+            replies = (answer(request) for request in msg.requests)  # (None: a task set)
+            send(conn, ChunksDone(tuple(r for r in replies if isinstance(r, (ChunkDone, WorkerFailed)))))
             continue
         reply = answer(msg)
         if reply is not None:
