@@ -19,6 +19,21 @@ from collections import OrderedDict
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..errors import AnchoError, StoreError
+from .messages import (
+    ChunkDone,
+    ChunksDone,
+    Inspect,
+    Inspected,
+    RunChunk,
+    RunChunks,
+    SetTask,
+    Shutdown,
+    Summaries,
+    SummariesDone,
+    WorkerFailed,
+)
+
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
@@ -56,7 +71,6 @@ def serve(fd: int) -> None:
 
 
 def _loop(conn: Connection) -> None:
-    from .messages import ChunkDone, ChunksDone, RunChunks, Shutdown, WorkerFailed
     from .wire import send
 
     answer = _Answers()
@@ -89,9 +103,6 @@ class _Answers:
         self.classes: dict[Any, Any] = {}  # model reference -> its class: a study's points share one (0.1 ms each)
 
     def __call__(self, msg: object) -> object | None:
-        from ..errors import AnchoError
-        from .messages import SetTask, WorkerFailed
-
         try:
             return self._answer(msg)
         except AnchoError as exc:
@@ -107,9 +118,6 @@ class _Answers:
             return WorkerFailed(None, "worker", text)
 
     def _answer(self, msg: object) -> object | None:
-        from ..chunk import ChunkRunner
-        from .messages import ChunkDone, Inspect, Inspected, RunChunk, SetTask, Summaries, SummariesDone
-
         if isinstance(msg, RunChunk):
             runner, task = self.runner, self.task
             if runner is None or task is None:
@@ -124,6 +132,8 @@ class _Answers:
             os.environ.update(task.env)
             runner = self.runners.pop(key, None)
             if runner is None:
+                from ..chunk import ChunkRunner
+
                 cls = self.classes.get(task.ref)
                 if cls is None:
                     cls = self.classes[task.ref] = task.ref.resolve()
@@ -157,8 +167,6 @@ def _store(task: Any, result: ChunkResult, keep: bool = False) -> ChunkResult | 
         return result
     if not keep:  # (a study's tiny chunks are no batch model's: they keep glibc's own policy)
         _hold_freed_memory()
-    from ..errors import StoreError
-
     try:
         task.sink.write(result)
     except StoreError:  # (a full disk): the driver stores it instead, and meets the error for this chunk's run alone

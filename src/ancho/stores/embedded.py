@@ -46,7 +46,7 @@ from ..home import default_home
 from ..sqlite import Database
 from .base import RunRecord, Store, StudyRecord
 from .chunk_layout import chunk_files, chunk_name
-from .chunk_writer import commit_file, pack_chunk, table_file, unpack_chunk, write_chunk_file
+from .chunk_writer import commit_file, fsync_path, pack_chunk, table_file, unpack_chunk, write_chunk_file
 from .results_sources import ChunkFiles
 
 if TYPE_CHECKING:
@@ -279,11 +279,7 @@ class EmbeddedStore(Store):
             write = table_file(unpack_chunk(data))
             commit_file(folder, chunk_name(start, stop), write, self.fsync, f"sequences {start}..{stop - 1}", self.home)
         if self.fsync:  # the renames durable before the rows go (else a power loss could keep neither)
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(folder)
         with self.db.write() as db:
             db.executemany(
                 "DELETE FROM packed_chunks WHERE run_id = ? AND start = ? AND stop = ?",

@@ -352,10 +352,7 @@ def run_packed(
         if pool is not None:  # (an error of the executor call: the files begun are finished, for the next pass)
             pool.shutdown(wait=True)
         if packed:  # and the small chunks taken are stored, so the next pass resumes them instead of redoing them
-            try:
-                fast.write_chunks([(pt.run.id, result) for pt, result in packed])
-            except AnchoError:
-                pass  # (the store's own failure: the next pass runs them again)
+            store_packed()  # (if the store fails, the points it fails are left to the next pass, which runs them again)
         if fast is not store and not ended_well:  # ... durable before the next pass records any of their points done
             _durable(store)
     for pt in later:
