@@ -36,6 +36,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "stats",
                 "trajectories",
                 "loading",
+                "pysource",
             }
         ),
     ),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import inspect
 import sys
 import traceback
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 from .errors import ModelError
 from .model import Model, describe_model, model_class
+from .pysource import class_source
 from .tree import source_files
 
 _MODULE_PREFIX = "ancho_model_"
@@ -182,10 +182,7 @@ def loaded_from_class(model: Any) -> LoadedModel:
     if module is not None and cls.__module__ != "__main__" and not getattr(module, "__file__", None):
         cloudpickle.register_pickle_by_value(module)
     payload = cloudpickle.dumps(cls)
-    try:
-        source_text = inspect.getsource(cls)
-    except (OSError, TypeError):
-        source_text = ""
+    source_text = class_source(cls)
     digest = hashlib.sha256(source_text.encode() or payload).hexdigest()
     return LoadedModel.of(
         cls, PickledRef(payload, cls.__name__, tuple(p for p in sys.path if p)), digest, cls.__qualname__

@@ -17,6 +17,7 @@ from ..chunk import Failure
 from ..present import number as fmt
 from ..present import run_duration
 from ..present import timestamp as when
+from ..pysource import parse_module
 from ..stores.base import RunRecord, Store
 
 #: failed sequences listed with their tracebacks (the count is always given)
@@ -83,7 +84,7 @@ def model_doc(record: RunRecord) -> str:
         path = source / file if source.is_dir() else source
         if not path.is_file() or hash_source(source) != record.source_hash:
             return ""
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parse_module(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return ""
     for node in ast.walk(tree):

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import Field, FieldError, ParameterError
 from ..model import Model, Parameter
+from ..pysource import parse_expression
 
 #: the names a worker's description of a parameter's type (``Parameter.type_name``) may use that the server rebuilds
 #: without importing anything: builtins and typing's generics, as ``str(annotation)`` spells them
@@ -62,7 +63,7 @@ def described_annotation(type_name: str) -> Any:
     if len(type_name) > _MAX_TYPE_NAME:
         return Any
     try:
-        return _build(ast.parse(type_name, mode="eval").body)
+        return _build(parse_expression(type_name).body)
     except (_Unknown, SyntaxError, TypeError, ValueError, RecursionError):
         return Any
 
