@@ -37,27 +37,24 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..chunk import ChunkResult, StoredChunk, kind_dtype, trajectory_steps
+from ..chunk import ChunkResult, StoredChunk
 from ..engine import INITIAL_CHUNK, MAX_CHUNK, MAX_RETRIES, TARGET_SECONDS, _failure_message, merge_schema
 from ..errors import AnchoError, RunCancelled, StoreError
 from ..executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task, chunk_of, custom_of
 from ..expressions import check_outputs
-from ..stats import build_summary
 from ..stores.base import RunRecord, Store
 from ..stores.chunk_writer import ChunkFolder
+from .finals import describe_points, final_changes
 
 if TYPE_CHECKING:
     from ..engine import RunHandle, RunSpec
     from ..loading import LoadedModel
 
-Column = np.ndarray[Any, Any]
 
 #: chunk files of the embedded store written at once by the driver's threads: a file's folders, create and rename
 #: wait on the file system (0.5-0.6 ms each on this busy disk, a third of a 2,000-point study's driver time)
@@ -304,7 +301,10 @@ def run_packed(
                 later.append(pt)
             else:
                 finished.append(pt)
-        store.update_runs([(pt.run.id, _final(pt, model, specs[pt.p["point"]], store)) for pt in finished])
+        described = describe_points(finished)  # (their outputs together: one NumPy call a statistic, not a point)
+        store.update_runs(
+            [(pt.run.id, final_changes(pt, specs[pt.p["point"]], store, described.get(id(pt)))) for pt in finished]
+        )
         for pt in finished:  # (one transaction for the batch: a record apiece cost more than a tiny point's sequences)
             on_finished(pt)
         ended.clear()
@@ -365,7 +365,7 @@ def run_packed(
             pt.error = str(exc)
         else:
             pt.custom = executor.summaries(pt.task, source, names)
-        store.update_run(pt.run.id, **_final(pt, model, specs[pt.p["point"]], store))
+        store.update_run(pt.run.id, **final_changes(pt, specs[pt.p["point"]], store))
         on_finished(pt)
 
 
@@ -400,53 +400,6 @@ def _take(
         pt.failures += result.failed
         if pt.failures > spec.max_failures:
             fail(pt, _failure_message(result, pt.failures, spec.max_failures))
-
-
-def _final(pt: Point, model: LoadedModel, spec: RunSpec, store: Store) -> dict[str, Any]:
-    """The changes that make the point's record final (its summary, or its error), for the caller to write."""
-    now = time.time()
-    counts = {"done": pt.done, "total": pt.total, "failures": pt.failures, "retries": pt.retries}
-    if pt.error is not None:
-        pt.p["status"], pt.p["error"] = "failed", pt.error
-        return dict(status="failed", finished=now, error=pt.error, schema=pt.schema, **counts)
-    # what build_summary reads of a run record (RunRecord.to_dict deep-copies all of it: ~1 ms a point)
-    run = pt.run
-    record = dict(id=run.id, status="succeeded", done=pt.done, seed=run.seed, params=dict(run.params))
-    record["failures"] = pt.failures
-    results = pt.results
-    read: Callable[[str], Column]
-    blocks: Callable[[str], Iterable[Column]]
-    if results is not None:
-        results.sort(key=lambda r: r.start)
-        read = _memory_reader(results, pt.schema)
-        blocks = lambda n: (read(n),)  # one block: the point is small
-    else:
-        store.update_run(pt.run.id, schema=dict(pt.schema))  # what a store reads the stored chunks as (Cassandra)
-        read = lambda n: store.read_column(pt.run.id, n)
-        blocks = lambda n: store.iter_column(pt.run.id, n)
-    summary = build_summary(record, pt.schema, read, spec.targets, pt.custom or {}, None, read_blocks=blocks)
-    pt.p["status"] = "succeeded"
-    pt.results = None
-    return dict(status="succeeded", finished=now, error=None, schema=pt.schema, summary=summary, **counts)
-
-
-def _memory_reader(results: list[ChunkResult], schema: dict[str, str]) -> Callable[[str], Column]:
-    """A column of a point's results kept in memory, as the store would read it back (ints widened where mixed)."""
-
-    def read(name: str) -> Column:
-        # a chunk whose every sequence failed has no output columns: it adds no rows, as in the store
-        parts = [r.columns[name] for r in results if name in r.columns]
-        if not parts:
-            steps = trajectory_steps(schema[name])
-            return np.empty((0,) if steps is None else (0, steps), dtype=kind_dtype(schema[name]))
-        column = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if not column.flags.writeable:  # (a Spark task's columns are read-only views of its Arrow buffers)
-            column = column.copy()  # the summary sorts it in place, as the store's fresh copy would be
-        if schema.get(name) == "float" and column.dtype.kind != "f":
-            column = column.astype(np.float64)
-        return column
-
-    return read
 
 
 def _durable(store: Store) -> None:
