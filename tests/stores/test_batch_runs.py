@@ -30,3 +30,27 @@ def test_the_default_batch_methods_loop_over_the_single_ones(any_store):
     Store.create_runs(any_store, [record("d0"), record("d1")])
     Store.update_runs(any_store, [("d0", {"status": "running"}), ("d1", {"done": 7})])
     assert (any_store.get_run("d0").status, any_store.get_run("d1").done) == ("running", 7)
+
+
+def test_replace_runs_writes_whole_records_and_a_missing_run_changes_none(any_store):
+    import dataclasses
+
+    import pytest
+
+    from ancho.errors import NotFound
+
+    any_store.create_runs([record(f"w{k}", created=2000.0 + k) for k in range(3)])
+    made = [any_store.get_run(f"w{k}") for k in range(3)]
+    final = [
+        dataclasses.replace(r, status="succeeded", done=10 + k, total=10 + k, schema={"x": "float"},
+                            summary={"run": r.id, "outputs": {"x": {"count": 10 + k}}}, finished=3000.0 + k)
+        for k, r in enumerate(made)
+    ]  # fmt: skip
+    any_store.replace_runs(final)
+    assert [any_store.get_run(f"w{k}") for k in range(3)] == final
+    assert [r.id for r in any_store.list_runs("alice", status="succeeded")] == ["w2", "w1", "w0"]
+    for replace_runs in (any_store.replace_runs, lambda records: Store.replace_runs(any_store, records)):
+        with pytest.raises(NotFound, match="nope"):
+            replace_runs([dataclasses.replace(final[0], status="failed"), record("nope")])
+        if replace_runs is any_store.replace_runs:  # one transaction: the run before the missing one is unchanged
+            assert any_store.get_run("w0") == final[0]

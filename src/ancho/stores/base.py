@@ -219,6 +219,11 @@ class Store(ABC):
         for run_id, change in changes:
             self.update_run(run_id, **change)
 
+    def replace_runs(self, records: list[RunRecord]) -> None:
+        """Write these whole records over the stored ones (a study's finished points: their records are in memory,
+        so a store that can writes them without reading each back). A run that does not exist raises NotFound."""
+        self.update_runs([(record.id, record.to_dict()) for record in records])
+
     @abstractmethod
     def list_runs(
         self, owner: str | None = None, status: str | None = None, limit: int | None = None

@@ -302,9 +302,10 @@ def run_packed(
             else:
                 finished.append(pt)
         described = describe_points(finished)  # (their outputs together: one NumPy call a statistic, not a point)
-        store.update_runs(
-            [(pt.run.id, final_changes(pt, specs[pt.p["point"]], store, described.get(id(pt)))) for pt in finished]
-        )
+        for pt in finished:  # their records, made final in memory and written whole (none is read back)
+            for key, value in final_changes(pt, specs[pt.p["point"]], store, described.get(id(pt))).items():
+                setattr(pt.run, key, value)
+        store.replace_runs([pt.run for pt in finished])
         for pt in finished:  # (one transaction for the batch: a record apiece cost more than a tiny point's sequences)
             on_finished(pt)
         ended.clear()
