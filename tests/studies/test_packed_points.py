@@ -73,6 +73,45 @@ def test_a_resume_of_points_whose_chunks_are_still_rows_recomputes_nothing(store
     assert again.runs[1].record.schema == {"up": "int", "last": "bool", "mean": "float"}
 
 
+def test_tiny_points_records_are_written_once_final_and_a_kill_before_them_loses_no_stored_chunk(
+    store, write_model, tmp_path: Path, monkeypatch
+):
+    """A tiny point's record is written once, when it ends, after its chunks' rows: killed between the two, the
+    resume finds the rows of a point without a record and recomputes nothing."""
+    from ancho.stores.embedded import EmbeddedStore
+
+    written: list[tuple[str, str]] = []
+    real_create, real_update = EmbeddedStore.create_runs, EmbeddedStore.update_runs
+
+    def create_runs(self, records):
+        written.extend((r.id, r.status) for r in records)
+        return real_create(self, records)
+
+    def update_runs(self, changes):
+        written.extend((run_id, "updated") for run_id, _ in changes)
+        return real_update(self, changes)
+
+    monkeypatch.setattr(EmbeddedStore, "create_runs", create_runs)
+    monkeypatch.setattr(EmbeddedStore, "update_runs", update_runs)
+    model = str(write_model(WALK))
+    log = tmp_path / "computed.log"
+    monkeypatch.setenv("WALK_LOG", str(log))
+    study = ancho.study(model, ancho.grid(p=[0.3, 0.5, 0.7]), sequences=40, seed=2, workers=1, store=store)
+    assert sorted(written) == sorted((p["run"], "succeeded") for p in study.record.points)  # once each, final
+    before = [point.summary["outputs"] for point in study.runs]
+    store.update_study(study.study_id, status="running")
+    with store.db.write() as db:  # as a kill -9 between the batch's rows and its records left it (two points:
+        for point in study.runs[1:]:  # a resume runs them together again)
+            db.execute("DELETE FROM runs WHERE id = ?", (point.run_id,))
+    assert _rows(store) >= 3
+    again = ancho.study(None, None, resume=study.study_id, workers=1, store=store)
+    assert again.status == "succeeded"
+    assert log.read_text().count("x") == 3 * 40  # nothing computed again
+    for k in (1, 2):
+        assert again.runs[k].summary["outputs"] == before[k]
+        assert again.runs[k].record.schema == {"up": "int", "last": "bool", "mean": "float"}
+
+
 def test_points_over_the_packing_size_write_their_own_files(store, write_model):
     model = str(write_model(WALK))
     study = ancho.study(model, ancho.grid(p=[0.4, 0.6]), sequences=PACK_SEQUENCES + 1, seed=4, workers=2,
@@ -99,13 +138,15 @@ def test_a_batch_the_store_cannot_take_fails_its_points_and_no_other(store, writ
         return real(self, chunks)
 
     monkeypatch.setattr(EmbeddedStore, "write_chunks", write_chunks)
-    real_create = EmbeddedStore.create_runs
+    real_update = EmbeddedStore.update_study
 
-    def create_runs(self, records):
-        doomed.extend(r.id for r in records if r.params.get("p") == 0.5)
-        return real_create(self, records)
+    def update_study(self, study_id, **changes):  # the study names each point's run before the run is written
+        for p in changes.get("points") or ():
+            if p["params"].get("p") == 0.5 and p.get("run") and not doomed:
+                doomed.append(p["run"])
+        return real_update(self, study_id, **changes)
 
-    monkeypatch.setattr(EmbeddedStore, "create_runs", create_runs)
+    monkeypatch.setattr(EmbeddedStore, "update_study", update_study)
     monkeypatch.setattr("ancho.studies.packed.WRITE_EVERY", 0.0)  # a batch a result: many batches in a short study
     monkeypatch.setattr("ancho.studies.packed.WRITE_SHARE", 0.0)
     ps = [0.2 + 0.6 * k / 20 for k in range(21)]  # p = 0.5 is point 10
@@ -153,3 +194,33 @@ def test_a_worker_that_dies_mid_bundle_loses_its_chunks_and_they_run_again(store
     for k in (0, 4, 8):
         alone = ancho.run(model, {"p": ps[k]}, sequences=20, seed=3, workers=1, store=store)
         assert np.array_equal(store.read_column(study.runs[k].run_id, "x"), store.read_column(alone.run_id, "x"))
+
+
+FLAKY = """
+import os
+
+
+class Flaky(ancho.Model):
+    p: float = 0.5
+
+    def sequence(self, rng):
+        if os.environ.get("FLAKY_FAIL") and self.p > 0.4:
+            raise ValueError("the environment was not ready")
+        return {"x": bool(rng.random() < self.p)}
+"""
+
+
+def test_a_resume_runs_the_failed_points_again(store, write_model, monkeypatch):
+    """DESIGN: a resume skips the points whose run succeeded and executes the others again, failed ones too."""
+    model = str(write_model(FLAKY))
+    monkeypatch.setenv("FLAKY_FAIL", "1")
+    study = ancho.study(model, ancho.grid(p=[0.3, 0.5, 0.7]), sequences=200, seed=3, workers=2, store=store)
+    assert [p["status"] for p in study.record.points] == ["succeeded", "failed", "failed"]
+    monkeypatch.delenv("FLAKY_FAIL")
+    again = ancho.study(None, None, resume=study.study_id, workers=2, store=store)
+    assert again.status == "succeeded" and again.record.error is None
+    assert [p["status"] for p in again.record.points] == ["succeeded"] * 3
+    assert not any("error" in p for p in again.record.points)
+    for k, p in enumerate((0.3, 0.5, 0.7)):  # a Bernoulli(p) mean within 4 standard errors
+        x = again.runs[k].summary["outputs"]["x"]
+        assert x["count"] == 200 and abs(x["mean"] - p) <= 4 * (p * (1 - p) / 200) ** 0.5

@@ -78,7 +78,14 @@ def run_points(
             tally.done += run.done
             tally.total += run.total
             p["status"] = "succeeded"
-        else:
+        else:  # it runs again, a point that failed too
+            if run is not None and run.status == "failed":
+                # from its first sequence: its stored chunks hold the sequences that failed it, which a resume would
+                # take as done (an interrupted point keeps its chunks: the engine resumes them)
+                store.delete_run(run.id)
+                run = None
+            p["status"] = "queued"
+            p.pop("error", None)
             pending.append(p)
             tally.total += (run.total if run is not None else 0) or settings.sequences
     started = study.started or time.time()
@@ -167,6 +174,7 @@ def _point_spec(model: LoadedModel, study: StudyRecord, p: dict) -> dict:
 def _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally, write,
               progress) -> None:  # fmt: skip
     """The fresh points of ``pending`` run together (:mod:`.packed`); what that leaves unfinished stays pending."""
+    named = {p["point"] for p in pending if p.get("run")}  # by an earlier pass: a resume
     for p in pending:
         if not p.get("run"):
             p["run"] = new_run_id()
@@ -175,6 +183,9 @@ def _together(model, study, settings, store, executor, executor_name, handle, ba
     for p in pending:
         if _run_of(store, p["run"]) is not None:
             continue  # a run begun before (a resume): the point-by-point pass resumes its stored chunks
+        if p["point"] in named and _has_chunks(store, p["run"]):
+            continue  # ... and a tiny point killed after its batch's chunks were stored but before its record was
+
         spec = specs[p["point"]] = RunSpec.of({**(base_params or study.params), **p["params"]}, settings)
         extra = _point_spec(model, study, p)
         run = create_record(model, spec, executor_name, executor.workers, study.owner, p["run"], "running", extra)
@@ -206,10 +217,11 @@ def _together(model, study, settings, store, executor, executor_name, handle, ba
         interrupted = isinstance(exc, RunCancelled) and handle.interrupted
         status = "queued" if interrupted else "cancelled"
         for pt in points:
-            if pt.created and pt.p["status"] == "running":
+            if pt.p["status"] == "running":
                 pt.p["status"] = status
-                store.update_run(pt.run.id, status=status, done=pt.done, failures=pt.failures,
-                                 finished=None if interrupted else time.time(), error=None if interrupted else "cancelled")  # fmt: skip
+                if pt.created:  # (a tiny point's record is written at its end: it has none yet)
+                    store.update_run(pt.run.id, status=status, done=pt.done, failures=pt.failures,
+                                     finished=None if interrupted else time.time(), error=None if interrupted else "cancelled")  # fmt: skip
         error = "cancelled" if isinstance(exc, RunCancelled) else "interrupted"
         write(force=True, status=status, finished=None if interrupted else time.time(), error=error)
         raise
@@ -219,6 +231,16 @@ def _together(model, study, settings, store, executor, executor_name, handle, ba
         if pt.p["status"] not in ("succeeded", "failed"):
             tally.done -= pt.done  # counted again by the point-by-point pass, which resumes the stored chunks
             pt.p["status"] = "queued"
+
+
+def _has_chunks(store: Store, run_id: str) -> bool:
+    """Whether chunks of ``run_id`` are stored though its record is not (see ``_together``)."""
+    from ..errors import NotFound
+
+    try:
+        return bool(store.completed_ranges(run_id))
+    except NotFound:  # (a store that lists a run's chunks through its record)
+        return False
 
 
 def _run_of(store: Store, run_id: str | None):

@@ -105,7 +105,8 @@ class Point:
     results: list[ChunkResult] | None = None
     custom: dict[str, Any] | None = None
     error: str | None = None
-    created: bool = True
+    created: bool = True  # its run record is in the store
+    deferred: bool = False  # ... or is written once, final, by the flush that ends the point (a tiny point)
     ended: bool = False
 
     @property
@@ -166,9 +167,13 @@ class StudyPlan(ChunkSource):
             if pt.error is not None or not pt.todo:
                 self.cursor += 1
                 continue
-            if not pt.created:  # this point's record, and the next points' in the same transaction
+            if not pt.created and not pt.deferred:  # this point's record, and the next points', in one transaction
                 self.create(
-                    [q for q in self.points[self.cursor : self.cursor + 64] if not q.created and q.error is None]
+                    [
+                        q
+                        for q in self.points[self.cursor : self.cursor + 64]
+                        if not q.created and not q.deferred and q.error is None
+                    ]
                 )
             start, stop = pt.todo.popleft()
             end = -(-(start + self.size()) // self.block) * self.block
@@ -186,8 +191,12 @@ class StudyPlan(ChunkSource):
     def _of(self, chunk: Chunk) -> Point:
         return self.by_task[id(chunk.task)]
 
-    def index(self) -> None:
-        self.by_task = {id(pt.task): pt for pt in self.points}
+    def index(self, points: list[Point] | None = None) -> None:
+        """Which point each task is (a point's task is replaced when it gets a sink): all, or ``points`` again."""
+        if points is None:
+            self.by_task = {id(pt.task): pt for pt in self.points}
+        else:
+            self.by_task.update((id(pt.task), pt) for pt in points)
 
 
 def run_packed(
@@ -216,9 +225,15 @@ def run_packed(
     folders = False  # whether they are chunk folders (then a point whose chunks the batch stores needs none)
 
     def create_sunk(batch: list[Point]) -> None:
-        """Write the batch's run records; then, where the executor's tasks write the store, each point's sink."""
+        """Write the batch's run records (a tiny point's is written at its end: :meth:`Point.deferred`); then, where
+        the executor's tasks write the store, each point's sink."""
         nonlocal sinks, folders
-        create(batch)
+        now = time.time()
+        for pt in batch:
+            if packs(pt):  # its record once, final, with the batch it ends in: a record created, then read back and
+                pt.deferred, pt.run.started, pt.p["status"] = True, now, "running"  # replaced, cost a tenth of it
+        if any(not pt.deferred for pt in batch):
+            create([pt for pt in batch if not pt.deferred])
         for pt in batch if sinks else ():
             if folders and packs(pt):
                 continue
@@ -236,7 +251,7 @@ def run_packed(
             else:
                 pt.results = None  # its columns stay where they were written: the summary reads them back
             pt.task = replace(pt.task, sink=sink)
-        plan.index()
+        plan.index(batch)
 
     plan = StudyPlan(points, executor.workers, model.info.get("block"), names, create_sunk)
     plan.index()
@@ -299,13 +314,19 @@ def run_packed(
         for pt in ended:
             if names and pt.custom is None and pt.error is None:
                 later.append(pt)
+                if pt.deferred:  # its summary functions read the store, which names the run by its record
+                    pt.deferred = False
+                    create([pt])
             else:
                 finished.append(pt)
         described = describe_points(finished)  # (their outputs together: one NumPy call a statistic, not a point)
         for pt in finished:  # their records, made final in memory and written whole (none is read back)
             for key, value in final_changes(pt, specs[pt.p["point"]], store, described.get(id(pt))).items():
                 setattr(pt.run, key, value)
-        store.replace_runs([pt.run for pt in finished])
+        if any(pt.deferred for pt in finished):
+            store.create_runs([pt.run for pt in finished if pt.deferred])
+        if any(not pt.deferred for pt in finished):
+            store.replace_runs([pt.run for pt in finished if not pt.deferred])
         for pt in finished:  # (one transaction for the batch: a record apiece cost more than a tiny point's sequences)
             on_finished(pt)
         ended.clear()
