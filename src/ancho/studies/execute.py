@@ -162,13 +162,13 @@ def run_points(
     return store.get_study(study.id)
 
 
-def _point_spec(model: LoadedModel, study: StudyRecord, p: dict) -> dict:
+def _point_spec(model: LoadedModel, study: StudyRecord, p: dict) -> RecordSpec:
     """A point run's spec: its study and point, and a server's submission of the study with the point's values
     (what failure views read to hide the server's folders from tracebacks, as for a run submitted alone)."""
     submission = study.spec.submission
     if submission is not None:
         submission = replace(submission, params={**submission.params, **p["params"]})
-    return RecordSpec(model.info, submission, study=study.id, point=p["point"]).to_dict()
+    return RecordSpec(model.info, submission, study=study.id, point=p["point"])
 
 
 def _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally, write,
@@ -181,10 +181,10 @@ def _together(model, study, settings, store, executor, executor_name, handle, ba
     write(force=True)  # the study names its runs before they exist: a resume never loses track of one
     points, specs = [], {}
     for p in pending:
-        if _run_of(store, p["run"]) is not None:
-            continue  # a run begun before (a resume): the point-by-point pass resumes its stored chunks
-        if p["point"] in named and _has_chunks(store, p["run"]):
-            continue  # ... and a tiny point killed after its batch's chunks were stored but before its record was
+        if p["point"] in named and (_run_of(store, p["run"]) is not None or _has_chunks(store, p["run"])):
+            # a run begun before (a resume): the point-by-point pass resumes its stored chunks, also those of a tiny
+            # point killed after its batch's chunks were stored but before its record was (a point named now: none)
+            continue
 
         spec = specs[p["point"]] = RunSpec.of({**(base_params or study.params), **p["params"]}, settings)
         extra = _point_spec(model, study, p)
