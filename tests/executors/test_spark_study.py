@@ -56,10 +56,17 @@ def same_study(a, b) -> None:
     assert a.frame.equals(b.frame) or "until" in a.runs[0].summary
 
 
-def test_a_study_packs_its_points_into_few_spark_tasks_each_point_as_alone_and_as_locally(spark, store):
+def test_a_study_packs_its_points_into_few_spark_tasks_each_point_as_alone_and_as_locally(spark, store,
+                                                                                          monkeypatch):  # fmt: skip
+    from ancho.studies import execute
+
+    one_by_one: list[str] = []  # points left to the point-by-point pass (a run, and a Spark job, each)
+    real = execute.execute
+    monkeypatch.setattr(execute, "execute", lambda *a, **k: one_by_one.append(a[4].id) or real(*a, **k))
     kw = dict(params={"stake": 4}, sequences=60, seed=31, targets=["won<1"], store=store)
     on_spark = ancho.study(GAMBLER, GRID, executor=spark, **kw)
     assert spark.mixed_tasks and jobs_of(spark) < 20  # fewer Spark tasks than points: points share tasks
+    assert one_by_one == []  # every point ran in the packed pass
     local = ancho.study(GAMBLER, GRID, workers=2, **kw)
     same_study(on_spark, local)
     assert all("median_rounds_when_won" in r.summary["custom"] for r in on_spark.runs)

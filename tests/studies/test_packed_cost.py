@@ -106,15 +106,35 @@ def sealed_runs(store):
         yield store
 
 
-@pytest.mark.parametrize("sequences", [50, PACK_SEQUENCES + 100])
-def test_points_whose_files_cannot_be_written_fail_with_the_store_s_one_line_reason(sealed_runs, sequences):
+#: a gambler slow enough (~2 ms a sequence) that a point of 200 sequences is more than one chunk of ~0.2 s of work
+SLOW_GAMBLER = """
+import time
+
+
+class SlowGambler(ancho.Model):
+    p: float = 0.5
+
+    def sequence(self, rng):
+        time.sleep(0.002)
+        return {"won": bool(rng.random() < self.p), "rounds": int(rng.integers(1, 10))}
+
+    @ancho.summary
+    def median_rounds_when_won(self, results):
+        return float(results.loc[results.won, "rounds"].median())
+"""
+
+
+@pytest.mark.parametrize("sequences", [200, PACK_SEQUENCES + 100])
+def test_points_whose_files_cannot_be_written_fail_with_the_store_s_one_line_reason(sealed_runs, write_model,
+                                                                                     sequences):  # fmt: skip
     # tiny points: their chunks are rows of the store's database, but these three are each cut into several chunks
-    # (the first chunks are small, before the model is measured), so the model's summary function reads their
-    # results as files, and moving the rows there meets the error; larger points: their writers meet it (a worker's
-    # chunk goes back to the driver, whose write fails that point alone). Each point is recorded failed with it,
-    # the study goes on and ends
-    study = ancho.study(GAMBLER, ancho.points([{"p": 0.4}, {"p": 0.5}, {"p": 0.6}]), {"stake": 3, "goal": 10},
-                        sequences, seed=1, store=sealed_runs, workers=2)  # fmt: skip
+    # (more than ~0.2 s of work each), so the model's summary function reads their results as files, and moving
+    # the rows there meets the error; larger points: their writers meet it (a worker's chunk goes back to the
+    # driver, whose write fails that point alone). Each point is recorded failed with it, the study goes on and ends
+    model = GAMBLER if sequences > PACK_SEQUENCES else str(write_model(SLOW_GAMBLER))
+    study = ancho.study(model, ancho.points([{"p": 0.4}, {"p": 0.5}, {"p": 0.6}]),
+                        {"stake": 3, "goal": 10} if model == GAMBLER else {}, sequences, seed=1, store=sealed_runs,
+                        workers=2)  # fmt: skip
     assert study.status == "failed"
     (record,) = sealed_runs.list_studies()
     assert record.error.startswith("3 of 3 points failed; point 0: could not store the results of sequences ")

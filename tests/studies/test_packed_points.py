@@ -224,3 +224,22 @@ def test_a_resume_runs_the_failed_points_again(store, write_model, monkeypatch):
     for k, p in enumerate((0.3, 0.5, 0.7)):  # a Bernoulli(p) mean within 4 standard errors
         x = again.runs[k].summary["outputs"]["x"]
         assert x["count"] == 200 and abs(x["mean"] - p) <= 4 * (p * (1 - p) / 200) ** 0.5
+
+
+def test_tiny_points_go_whole_so_their_summary_functions_run_with_their_chunk(store, monkeypatch):
+    """Neither the first points (before the model's speed is known) nor the last (the tail's balance) are cut: a
+    cut point's summary functions would run apart afterwards (on Spark a local worker started for each)."""
+    from ancho.executors.local import LocalExecutor
+
+    apart: list[str] = []
+    real = LocalExecutor.summaries
+    monkeypatch.setattr(
+        LocalExecutor, "summaries", lambda self, task, *a: apart.append(task.run_id) or real(self, task, *a)
+    )
+    ps = [0.3 + 0.4 * k / 59 for k in range(60)]
+    study = ancho.study(str(Path(__file__).resolve().parents[2] / "examples" / "gambler.py"),
+                        ancho.points([{"p": p} for p in ps]), {"stake": 3, "goal": 6}, 100, seed=5, workers=2,
+                        store=store)  # fmt: skip
+    assert study.status == "succeeded" and apart == []
+    for run in study.runs:
+        assert "median_rounds_when_won" in run.summary["custom"]

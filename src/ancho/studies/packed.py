@@ -43,8 +43,16 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..chunk import ChunkResult, StoredChunk
-from ..engine import INITIAL_CHUNK, MAX_CHUNK, MAX_RETRIES, TARGET_SECONDS, _failure_message, merge_schema
-from ..errors import AnchoError, RunCancelled, StoreError
+from ..engine import (
+    GROWTH,
+    INITIAL_CHUNK,
+    MAX_CHUNK,
+    MAX_RETRIES,
+    TARGET_SECONDS,
+    _failure_message,
+    merge_schema,
+)
+from ..errors import AnchoError, NotFound, RunCancelled, StoreError
 from ..executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task, chunk_of, custom_of
 from ..expressions import check_outputs
 from ..stores.base import RunRecord, Store
@@ -156,6 +164,15 @@ class StudyPlan(ChunkSource):
         share = math.ceil(self.remaining / (2 * self.workers))
         return int(max(1, min(ideal, MAX_CHUNK, share)))
 
+    def whole(self) -> int:
+        """The most sequences left of a point that go as one chunk, whatever the tail's balance asks: a split tiny
+        point's summary functions run apart afterwards (on Spark a local worker started for each, ~0.5 s a point:
+        the first points, cut small while the model's speed is unknown, and the last, cut for the balance). Up to
+        about ``TARGET_SECONDS`` of work, or what a run's second chunk would be before the speed is known."""
+        if self.per_sequence is None:
+            return INITIAL_CHUNK * GROWTH
+        return int(min(TARGET_SECONDS / max(self.per_sequence, 1e-9), MAX_CHUNK))
+
     def next(self) -> Chunk | None:
         if self.retry:
             chunk = self.retry.popleft()
@@ -176,7 +193,10 @@ class StudyPlan(ChunkSource):
                     ]
                 )
             start, stop = pt.todo.popleft()
-            end = -(-(start + self.size()) // self.block) * self.block
+            size = self.size()
+            if stop - start <= self.whole():
+                size = stop - start
+            end = -(-(start + size) // self.block) * self.block
             n = min(end, stop) - start
             if start + n < stop:
                 pt.todo.appendleft((start + n, stop))
@@ -237,7 +257,11 @@ def run_packed(
         for pt in batch if sinks else ():
             if folders and packs(pt):
                 continue
-            sink = executor.results_sink(store, pt.run.id)
+            try:
+                sink = executor.results_sink(store, pt.run.id)
+            except NotFound:  # a tiny point's run, its record not written yet: only a store keeping batches defers
+                sink = None  # records (the embedded store), and the executors whose tasks write one (local workers)
+                # name its chunk folder without it; one that looks the run up (Spark's) writes Cassandra alone
             if sink is None:  # (the answer is the store's and the owner's, the same for every point: asked once)
                 sinks = False
                 break
