@@ -8,7 +8,13 @@ timed, so neither pays its start-up). ``--repeat N`` measures N pairs (the
 machine's load moves: each ratio is of a run and a study measured back to
 back). Each line also gives the CPU seconds of the driver and (locally) of the
 worker processes: on a shared machine they move far less with the load than
-the wall time, and they say which side a study's extra cost is on. Usage:
+the wall time, and they say which side a study's extra cost is on. The study's
+sequences are not the run's: its points share their streams (common random
+numbers), so every point plays the same S streams, whose games may be longer or
+shorter than the run's P·S on average; the model's own work on each set is
+timed bare in this process first, and each ratio is also given per unit of it
+(the ratio divided by the study's work over the run's). A warm-up run first:
+a process's first run pays its imports, which the baseline must not. Usage:
 ``python benchmarks/bench_study.py [--points 2000] [--sequences 50]
 [--workers 2] [--spark spark://HOST:PORT] [--repeat 1] [--model PATH]``; ``--model
 benchmarks/models/gambler_plain.py`` is the gambler without its ``@ancho.summary`` function (what the points

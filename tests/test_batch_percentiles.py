@@ -32,6 +32,41 @@ def test_percentiles_are_numpys_bit_for_bit(name, column):
     assert got.tobytes() == expected.tobytes(), (name, got, expected)
 
 
+@pytest.mark.parametrize("name,column", list(_columns()), ids=lambda v: v if isinstance(v, str) else "")
+def test_percentiles_from_two_halves_sorted_apart_are_numpys(name, column, monkeypatch):
+    """A long column is sorted as two halves on two threads and its order statistics picked across them: every
+    column here goes that way (HALVES_FROM lowered), with the same numbers (bit for bit but for a zero's sign)."""
+    import ancho.stats
+
+    monkeypatch.setattr(ancho.stats, "HALVES_FROM", 2)
+    with np.errstate(invalid="ignore"):
+        expected = np.percentile(column.copy(), PERCENTILES)
+        got = _percentiles(column.copy())
+    if name == "signed zeros":  # -0.0 == 0.0: either may be picked at the tie
+        assert np.array_equal(got, expected)
+    else:
+        assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), (name, got, expected)
+
+
+def test_order_statistics_across_two_sorted_halves():
+    from ancho.stats import _kth
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        a = np.sort(rng.integers(0, 9, int(rng.integers(0, 30))))
+        b = np.sort(rng.integers(0, 9, int(rng.integers(1, 30))))
+        whole = np.sort(np.concatenate([a, b]))
+        assert [_kth(a, b, k) for k in range(whole.size)] == whole.tolist()
+        assert [_kth(b, a, k) for k in range(whole.size)] == whole.tolist()
+
+
+def test_a_long_column_sorted_in_halves_gives_numpys_percentiles():
+    rng = np.random.default_rng(4)
+    column = np.maximum(rng.lognormal(0, 0.3, (1 << 21) + 5) - 1.05, 0.0)  # above HALVES_FROM, many ties at 0
+    out = describe(column.copy(), "float")
+    assert [out[f"p{q}"] for q in PERCENTILES] == np.percentile(column, PERCENTILES).tolist()
+
+
 def test_percentiles_of_a_known_sample():
     """Closed form: of 0..100 (shuffled), the q-th percentile is q exactly; of 0..10, q/10."""
     rng = np.random.default_rng(1)
