@@ -168,9 +168,10 @@ class StudyPlan(ChunkSource):
         """The most sequences left of a point that go as one chunk, whatever the tail's balance asks: a split tiny
         point's summary functions run apart afterwards (on Spark a local worker started for each, ~0.5 s a point:
         the first points, cut small while the model's speed is unknown, and the last, cut for the balance). Up to
-        about ``TARGET_SECONDS`` of work, or what a run's second chunk would be before the speed is known."""
+        about ``TARGET_SECONDS`` of work; before the speed is known, what a run's second chunk would be when the
+        model has summary functions (else nothing: a slow model's first points are cut, to spread them)."""
         if self.per_sequence is None:
-            return INITIAL_CHUNK * GROWTH
+            return INITIAL_CHUNK * GROWTH if self.summaries else 0
         return int(min(TARGET_SECONDS / max(self.per_sequence, 1e-9), MAX_CHUNK))
 
     def next(self) -> Chunk | None:
