@@ -24,8 +24,13 @@ def test_a_full_disk_fails_the_run_cleanly(tiny_home):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     line = out.stderr.strip().splitlines()[-1]
-    assert (
-        line.startswith("ancho: error: could not store the results of sequences") and "No space left on device" in line
+    # whichever write meets the full disk first: a chunk file (most often), or the run record's progress in runs.db
+    # (seen on a loaded machine); then recording the failure may not fit either, and the record stays running (a
+    # rerun resumes it)
+    chunk_first = line.startswith("ancho: error: could not store the results of sequences")
+    assert (chunk_first and "No space left on device" in line) or (
+        line.startswith(f"ancho: error: could not write {tiny_home}/runs.db: the disk is full")
+        and "free some space" in line
     ), out.stderr
     assert out.stdout == ""
 
@@ -33,13 +38,17 @@ def test_a_full_disk_fails_the_run_cleanly(tiny_home):
 
     store = EmbeddedStore(tiny_home)
     (record,) = store.list_runs()
-    assert record.status == "failed" and "No space left" in record.error
+    if chunk_first:
+        assert record.status == "failed" and "No space left" in record.error
+    else:
+        assert record.status in ("failed", "running")
     frame = store.read_frame(record.id)  # what was stored reads back whole, in order, without gaps
     assert 0 < len(frame) < 3_000_000
     ranges = store.completed_ranges(record.id)
     assert ranges[0][0] == 0 and sum(b - a for a, b in ranges) == len(frame)
     assert sorted(frame.sequence.tolist()) == frame.sequence.tolist()
-    assert not [f for f in os.listdir(tiny_home / "runs" / record.id / "chunks") if f.endswith(".tmp")]
+    if chunk_first:  # (else a worker stopped mid-write may leave its temporary file, cleared by the next writer)
+        assert not [f for f in os.listdir(tiny_home / "runs" / record.id / "chunks") if f.endswith(".tmp")]
 
 
 @pytest.mark.slow

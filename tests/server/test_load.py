@@ -31,8 +31,21 @@ def held(server: Server) -> dict[str, int]:
         "threads": p.num_threads(),
         "open fds": p.num_fds(),
         "run workers": len(server.run_workers()),
-        "model readers": sum(1 for w in server.workers() if w.name().startswith("python")),
+        "model readers": sum(1 for name in _names(server.workers()) if name.startswith("python")),
     }
+
+
+def _names(processes) -> list[str]:
+    """The names of those still alive: one that ends between the listing and the look is no longer held."""
+    import psutil
+
+    names = []
+    for process in processes:
+        try:
+            names.append(process.name())
+        except psutil.NoSuchProcess:
+            continue
+    return names
 
 
 def settled(server: Server, timeout: float = 60) -> dict[str, int]:
