@@ -37,6 +37,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "trajectories",
                 "loading",
                 "pysource",
+                "recent",
             }
         ),
     ),

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import OutputError
 from .model import batch_block
+from .recent import kept
 from .streams import StreamFactory
 
 if TYPE_CHECKING:
@@ -349,14 +350,10 @@ _STREAMS_KEPT = 8
 
 
 def _shared_streams(seed: int) -> StreamFactory:
-    kept: OrderedDict[int, StreamFactory] | None = getattr(_STREAMS, "kept", None)
-    if kept is None:
-        kept = _STREAMS.kept = OrderedDict()
-    factory = kept.pop(seed, None) or StreamFactory(seed)
-    kept[seed] = factory  # the most recently used last
-    if len(kept) > _STREAMS_KEPT:
-        kept.popitem(last=False)
-    return factory
+    factories: OrderedDict[int, StreamFactory] | None = getattr(_STREAMS, "kept", None)
+    if factories is None:
+        factories = _STREAMS.kept = OrderedDict()
+    return kept(factories, seed, lambda: StreamFactory(seed), _STREAMS_KEPT)
 
 
 class ChunkRunner:

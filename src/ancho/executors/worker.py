@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AnchoError, StoreError
+from ..recent import kept
 from .messages import (
     ChunkDone,
     ChunksDone,
@@ -130,18 +131,7 @@ class _Answers:
             task = msg.task
             key = (task.run_id, task.seed, repr(task.ref), repr(task.params), repr(task.env))
             os.environ.update(task.env)
-            runner = self.runners.pop(key, None)
-            if runner is None:
-                from ..chunk import ChunkRunner
-
-                cls = self.classes.get(task.ref)
-                if cls is None:
-                    cls = self.classes[task.ref] = task.ref.resolve()
-                runner = ChunkRunner(cls, task.params, task.seed)
-                limit_sequence_time(runner.model)
-            self.runner = self.runners[key] = runner  # the most recently used last
-            if len(self.runners) > RUNNERS_KEPT:
-                self.runners.popitem(last=False)
+            self.runner = kept(self.runners, key, lambda: self._prepared(task), RUNNERS_KEPT)
             return None
         if isinstance(msg, Summaries):
             from ..custom import compute_summaries
@@ -150,6 +140,17 @@ class _Answers:
         if isinstance(msg, Inspect):
             return Inspected(inspect(msg.target, msg.params))
         raise RuntimeError(f"unknown request {type(msg).__name__}")
+
+    def _prepared(self, task: Any) -> Any:
+        """A new runner of ``task`` (its model class resolved once per reference)."""
+        from ..chunk import ChunkRunner
+
+        cls = self.classes.get(task.ref)
+        if cls is None:
+            cls = self.classes[task.ref] = task.ref.resolve()
+        runner = ChunkRunner(cls, task.params, task.seed)
+        limit_sequence_time(runner.model)
+        return runner
 
 
 def _store(task: Any, result: ChunkResult, keep: bool = False) -> ChunkResult | StoredChunk:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ...errors import AnchoError
 from ...loading import FileRef, ModelRef
+from ...recent import kept
 from ..base import Task
 from ..messages import WorkerFailed
 from .codec import encode, encode_error, encode_failed, encode_stored
@@ -181,16 +182,14 @@ class Prepared:
                 ref = shipped_ref(task, self.archive)
                 self.nested = NestedRunner(dataclasses.replace(task, ref=ref, sink=None), _root(ref), self.isolation)
             return self.nested
-        key = _task_key(task)
-        found = self.runners.pop(key, None)
-        if found is None:
-            from ...chunk import ChunkRunner
+        from ...chunk import ChunkRunner
 
-            found = ChunkRunner(self.model_class(task), task.params, task.seed)
-        self.runners[key] = found  # the most recently used last
-        while len(self.runners) > TASKS_KEPT:
-            self.runners.popitem(last=False)
-        return found
+        return kept(
+            self.runners,
+            _task_key(task),
+            lambda: ChunkRunner(self.model_class(task), task.params, task.seed),
+            TASKS_KEPT,
+        )
 
     def model_class(self, task: Task) -> type[Model]:
         cls = self.classes.get(task.ref)
