@@ -19,6 +19,7 @@ Definitions (the docs repeat them):
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -153,7 +154,7 @@ def describe_many(columns: list[np.ndarray], kind: str) -> list[dict]:
                 if nan.any():  # NaN is left out of a column's statistics: those columns have their own lengths
                     for i, r in zip(rows, nan.tolist()):
                         if r:
-                            out[i] = _describe(columns[i].copy(), kind)
+                            out[i] = describe(columns[i].copy(), kind)
                     keep = ~nan
                     matrix, rows = matrix[keep], [i for i, r in zip(rows, keep.tolist()) if r]
                     if not rows:
@@ -228,8 +229,6 @@ def _order_statistics(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     if values.ndim > 1 or values.size < HALVES_FROM:
         values.sort()
         return values[..., ranks]
-    import threading
-
     first, second = values[: values.size // 2], values[values.size // 2 :]
     helper = threading.Thread(target=first.sort, name="ancho-sort")
     helper.start()
@@ -458,15 +457,14 @@ def build_summary(
             continue
         mine = [t for t in targets if t.output == name]
         known = described.get(name) if described else None
-        if known is not None:
-            outputs[name] = known
-            if not mine:
-                continue
-        column = read_column(name)
-        for t in mine:
-            target_rows[t.expr] = target_summary(t, column)
-        outputs[name] = known if known is not None else describe(column, kind)
-        del column
+        if known is None or mine:  # (described already and no target on it: the column is not read)
+            column = read_column(name)
+            for t in mine:
+                target_rows[t.expr] = target_summary(t, column)
+            if known is None:
+                known = describe(column, kind)
+            del column
+        outputs[name] = known
     summary = {
         "run": clean(record["id"]),
         "status": clean(record["status"]),

@@ -253,8 +253,9 @@ def run_packed(
         for pt in batch:
             if packs(pt):  # its record once, final, with the batch it ends in: a record created, then read back and
                 pt.deferred, pt.run.started, pt.p["status"] = True, now, "running"  # replaced, cost a tenth of it
-        if any(not pt.deferred for pt in batch):
-            create([pt for pt in batch if not pt.deferred])
+        recorded = [pt for pt in batch if not pt.deferred]
+        if recorded:
+            create(recorded)
         for pt in batch if sinks else ():
             if folders and packs(pt):
                 continue
@@ -348,10 +349,12 @@ def run_packed(
         for pt in finished:  # their records, made final in memory and written whole (none is read back)
             for key, value in final_changes(pt, specs[pt.p["point"]], store, described.get(id(pt))).items():
                 setattr(pt.run, key, value)
-        if any(pt.deferred for pt in finished):
-            store.create_runs([pt.run for pt in finished if pt.deferred])
-        if any(not pt.deferred for pt in finished):
-            store.replace_runs([pt.run for pt in finished if not pt.deferred])
+        fresh = [pt.run for pt in finished if pt.deferred]
+        known = [pt.run for pt in finished if not pt.deferred]
+        if fresh:
+            store.create_runs(fresh)
+        if known:
+            store.replace_runs(known)
         for pt in finished:  # (one transaction for the batch: a record apiece cost more than a tiny point's sequences)
             on_finished(pt)
         ended.clear()
