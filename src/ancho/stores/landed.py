@@ -25,7 +25,9 @@ still read one at a time after the run.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -39,13 +41,43 @@ def ordinary_pages(n: int, dtype: np.dtype) -> np.ndarray:
     defrag set to "madvise" (the default) a fault on such memory may stop to compact memory first; filling the
     summary's 80 MB column (10M sequences) took 0.006 to 0.19 s of system time from run to run that way, against a
     steady 0.03–0.05 s of ordinary page faults here (docs/benchmarks.md, "Batch models", third pass), less again
-    with the pages mapped at once (``MAP_POPULATE``: 0.04 against 0.06 s for 80 MB; the column is filled whole
-    anyway). Private, like any array (``mmap``'s default is a shared mapping). Released with the array.
+    with the pages mapped at once (0.04 against 0.06 s for 80 MB; the column is filled whole anyway). A large
+    mapping's pages are mapped by a thread of their own (:func:`_populate`): mapped at once in the caller, 80 MB held
+    the driver ~35 ms right after the first chunk landed, while both workers waited for their next chunk (the sixth
+    pass). Private, like any array (``mmap``'s default is a shared mapping). Released with the array.
     """
     import mmap
 
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-    return np.frombuffer(mmap.mmap(-1, max(1, n * dtype.itemsize), flags=flags), dtype=dtype, count=n)
+    size = max(1, n * dtype.itemsize)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    if size < POPULATE_APART:
+        flags |= getattr(mmap, "MAP_POPULATE", 0)
+    buf = mmap.mmap(-1, size, flags=flags)
+    if size >= POPULATE_APART:
+        threading.Thread(target=_populate, args=(buf,), name="ancho-pages", daemon=True).start()
+    return np.frombuffer(buf, dtype=dtype, count=n)
+
+
+#: a mapping of at least this many bytes has its pages mapped by a thread (under it: at once, in the caller, ~1 ms)
+POPULATE_APART = 8 << 20
+_MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault the range in, writable, as MAP_POPULATE does at mmap
+
+
+def _populate(buf: Any) -> None:
+    """Map every page of ``buf`` now, without the GIL (a ctypes call lets go of it): the column's fills then find
+    their pages there. Where the kernel has no such advice, the fills fault the pages in as they come."""
+    import ctypes
+
+    try:
+        view = ctypes.c_char.from_buffer(buf)
+        try:
+            ctypes.CDLL(None, use_errno=True).madvise(
+                ctypes.c_void_p(ctypes.addressof(view)), ctypes.c_size_t(len(buf)), _MADV_POPULATE_WRITE
+            )
+        finally:
+            del view
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 class LandedColumn:
