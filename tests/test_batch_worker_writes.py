@@ -18,6 +18,7 @@ import pytest
 import ancho
 from ancho.chunk import ChunkResult, Failure, StoredChunk
 from ancho.engine import RunSpec, create_record, execute
+from ancho.errors import StoreError
 from ancho.executors.local import INFLIGHT_PER_WORKER, LocalExecutor
 from ancho.loading import load_model
 from ancho.stats import PERCENTILES, build_summary, describe
@@ -62,10 +63,11 @@ class SomeFail(ancho.Model):
 class Recording(ChunkFolder):
     """The real chunk folder, noting which process wrote each chunk file (in a file beside the chunk folder)."""
 
-    def write(self, result):
-        super().write(result)
+    def begin(self, result):
+        commit = super().begin(result)
         with open(os.path.join(self.folder, "..", "writers"), "a") as fh:
             fh.write(f"{os.getpid()}\n")
+        return commit
 
 
 class RecordingWriters(LocalExecutor):
@@ -135,7 +137,7 @@ class DiesMidWrite(ChunkFolder):
     """The real chunk folder, but the first time chunk ``[4096, 8192)`` is written its worker dies half way through
     the file: half the Parquet bytes are in the temporary file when the process is killed."""
 
-    def write(self, result):
+    def begin(self, result):
         marker = os.path.join(self.folder, "..", "died")
         if result.start == 4096 and not os.path.exists(marker):
             open(marker, "w").close()
@@ -147,7 +149,7 @@ class DiesMidWrite(ChunkFolder):
                 fh.write(data[: len(data) // 2])
                 fh.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
-        super().write(result)
+        return super().begin(result)
 
 
 class WritesThenDies(LocalExecutor):
@@ -255,15 +257,73 @@ def test_a_chunk_its_worker_cannot_write_goes_back_whole_for_the_driver(tmp_path
     call: the chunk goes back with its columns, the driver stores it and meets the error for that run alone."""
     from types import SimpleNamespace
 
-    from ancho.executors.worker import _store
+    from ancho.executors.outbox import Committing
+    from ancho.executors.worker import _reply
 
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     sink = ChunkFolder(str(blocked / "chunks"), False, str(tmp_path))
     result = ChunkResult(0, 3, np.arange(3), {"x": np.array([0.5, 1.5, 2.5])})
     for keep in (False, True):
-        assert _store(SimpleNamespace(sink=sink, tally=None), result, keep) is result
-    written = _store(SimpleNamespace(sink=ChunkFolder(str(tmp_path / "ok"), False, str(tmp_path)), tally=None), result)
-    assert isinstance(written, StoredChunk) and chunk_files(tmp_path / "ok") == [
+        assert _reply(SimpleNamespace(sink=sink, tally=None), result, keep, None).result is result
+    written = _reply(SimpleNamespace(sink=ChunkFolder(str(tmp_path / "ok"), False, str(tmp_path)), tally=None), result,
+                     False, None)  # fmt: skip
+    assert isinstance(written, Committing) and chunk_files(tmp_path / "ok") == []  # written, not yet committed
+    assert isinstance(written.settle().result, StoredChunk) and chunk_files(tmp_path / "ok") == [
         (0, 3, tmp_path / "ok" / chunk_name(0, 3))
     ]
+
+
+class CommitFails(ChunkFolder):
+    """The real chunk folder, but the commit of chunk ``[4096, 8192)`` fails (the disk filled between the write and
+    the fsync): its temporary file is removed and the store's one-line error raised, in the worker's outbox."""
+
+    def begin(self, result):
+        commit = super().begin(result)
+        if result.start != 4096:
+            return commit
+
+        def fails():
+            for tmp in Path(self.folder).glob(".*.tmp"):
+                tmp.unlink()
+            raise StoreError("could not store the results of sequences 4096..8191: No space left on device")
+
+        return fails
+
+
+class CommitsFail(LocalExecutor):
+    def results_sink(self, store, run_id):
+        sink = super().results_sink(store, run_id)
+        return CommitFails(sink.folder, sink.fsync, sink.where)
+
+
+def test_a_chunk_whose_commit_fails_goes_back_whole_and_the_run_loses_nothing(tmp_path):
+    """The worker commits a chunk file while it computes the next: a commit that fails sends the chunk's columns
+    instead (as a failed write does), the driver stores them, and the run equals one where the driver wrote all."""
+    with CommitsFail(2) as ex:
+        res = ancho.run(Outputs, sequences=100_000, seed=11, executor=ex, store=str(tmp_path / "s"))
+    _, (_, clean) = run_both(tmp_path, Outputs, 100_000)
+    assert res.status == "succeeded" and but_id(res.summary) == but_id(clean.summary)
+    folder = tmp_path / "s" / "runs" / res.run_id / "chunks"
+    assert any(a == 4096 for a, _, _ in chunk_files(folder)) and not list(folder.glob(".*.tmp"))
+    mine = stored(EmbeddedStore(tmp_path / "s"), res.run_id)
+    assert np.array_equal(mine["sequence"], np.arange(100_000))
+    assert np.array_equal(mine["x"], stored(EmbeddedStore(tmp_path / "driver"), clean.run_id)["x"])
+
+
+def test_a_large_gathered_column_has_its_pages_mapped_by_a_thread_and_keeps_what_is_written():
+    import threading
+
+    from ancho.stores.landed import POPULATE_APART, ordinary_pages
+
+    n = POPULATE_APART // 8 + 1_000
+    column = ordinary_pages(n, np.dtype(np.float64))
+    column[:] = np.arange(n)  # written while (or after) the thread maps the pages: nothing is lost either way
+    for thread in threading.enumerate():
+        if thread.name == "ancho-pages":
+            thread.join(30)
+    assert column.shape == (n,) and column.flags.writeable
+    assert np.array_equal(column, np.arange(n, dtype=np.float64))
+    small = ordinary_pages(1_000, np.dtype(np.int64))  # a small one: mapped at once, no thread
+    small[:] = 7
+    assert int(small.sum()) == 7_000

@@ -7,7 +7,7 @@ run under another Python (a model's own environment) or inside a sandbox:
 all it needs from the parent is that descriptor.
 
 The messages, in and out, are the typed ones of :mod:`ancho.executors.messages`;
-replies go through :func:`ancho.executors.wire.send` (a chunk's arrays beside the pickle, not in it).
+replies go through an :class:`~ancho.executors.outbox.Outbox` (after their chunk files are committed; arrays beside the pickle).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from ..errors import AnchoError, StoreError
 from ..recent import kept
 from .messages import (
     ChunkDone,
-    ChunksDone,
     Inspect,
     Inspected,
     RunChunk,
@@ -34,11 +33,12 @@ from .messages import (
     SummariesDone,
     WorkerFailed,
 )
+from .outbox import Committing, Outbox
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from ..chunk import ChunkResult, StoredChunk
+    from ..chunk import ChunkResult
     from ..loading import ModelRef
     from ..model import Model
 
@@ -72,8 +72,7 @@ def serve(fd: int) -> None:
 
 
 def _loop(conn: Connection) -> None:
-    from .wire import send
-
+    outbox = Outbox(conn)  # (replies whose chunk files are still committing leave after their commit, in order)
     answer = _Answers()
     while True:
         try:
@@ -81,14 +80,15 @@ def _loop(conn: Connection) -> None:
         except (EOFError, OSError):
             return
         if isinstance(msg, Shutdown):
+            outbox.close()
             return
         if isinstance(msg, RunChunks):  # one reply for them all, each request's answer in order
             replies = (answer(request) for request in msg.requests)  # (None: a task set)
-            send(conn, ChunksDone(tuple(r for r in replies if isinstance(r, (ChunkDone, WorkerFailed)))))
+            outbox.put([r for r in replies if isinstance(r, (ChunkDone, WorkerFailed, Committing))])
             continue
         reply = answer(msg)
         if reply is not None:
-            send(conn, reply)
+            outbox.put(reply)
 
 
 class _Answers:
@@ -125,7 +125,7 @@ class _Answers:
                 raise RuntimeError("chunk before task")
             result = runner.run(msg.start, msg.stop)
             custom = _chunk_summaries(type(runner.model), task.params, result, msg.summaries) if msg.summaries else None
-            return ChunkDone(_store(task, result, msg.keep), custom)
+            return _reply(task, result, msg.keep, custom)
         if isinstance(msg, SetTask):
             self.runner, self.task = None, msg.task
             task = msg.task
@@ -153,27 +153,27 @@ class _Answers:
         return runner
 
 
-def _store(task: Any, result: ChunkResult, keep: bool = False) -> ChunkResult | StoredChunk:
-    """With a chunk folder as the task's sink, write the chunk file here and return what the driver counts
-    (``keep``: with the chunk's columns too).
+def _reply(task: Any, result: ChunkResult, keep: bool, custom: dict[str, Any] | None) -> ChunkDone | Committing:
+    """The reply to a chunk: with a chunk folder as the task's sink, its file written here (committed by the
+    outbox, see ``outbox.py``) and what the driver counts (``keep``: with the chunk's columns too); else the chunk.
 
     A chunk with failures goes back whole: the driver records its failures with its file (docs/benchmarks.md,
     "Batch models", measured why workers write)."""
-    if task is None or task.sink is None or result.failures:
-        return result
-    from ..chunk import StoredChunk
     from ..stores.chunk_writer import ChunkFolder
 
-    if not isinstance(task.sink, ChunkFolder):
-        return result
+    if task is None or result.failures or not isinstance(task.sink, ChunkFolder):
+        return ChunkDone(result, custom)
+    from ..chunk import StoredChunk
+
     if not keep:  # (a study's tiny chunks are no batch model's: they keep glibc's own policy)
         _hold_freed_memory()
     try:
-        task.sink.write(result)
+        commit = task.sink.begin(result)
     except StoreError:  # (a full disk): the driver stores it instead, and meets the error for this chunk's run alone
-        return result
+        return ChunkDone(result, custom)
     # (its seconds: the compute time, as a ChunkResult's)
-    return StoredChunk.of(result, task.tally, first=not keep, keep=keep)
+    stored = StoredChunk.of(result, task.tally, first=not keep, keep=keep)
+    return Committing(ChunkDone(stored, custom), commit, ChunkDone(result, custom))
 
 
 #: bytes of freed memory a writing worker keeps for its next chunk instead of giving it back to the kernel

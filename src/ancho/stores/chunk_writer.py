@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +51,13 @@ class ChunkFolder:
 
     def write(self, result: ChunkResult) -> None:
         """Commit ``result``'s file (its failures are the driver's to record: a chunk with failures is not written here)."""
-        write_chunk_file(Path(self.folder), result, self.fsync, self.where or self.folder)
+        self.begin(result)()
+
+    def begin(self, result: ChunkResult) -> Callable[[], None]:
+        """Write ``result``'s temporary file; what it returns commits it (fsync as the store says, rename), once,
+        from any thread: a worker commits a chunk while it computes the next (see ``executors/outbox.py``)."""
+        finish = begin_chunk_file(Path(self.folder), result, self.where or self.folder)
+        return lambda: finish(self.fsync)
 
     def clear_partial(self, pid: int) -> None:
         """Remove what process ``pid`` (a worker that died) left half-written in the folder."""
@@ -96,8 +103,13 @@ def write_chunk_file(folder: Path, result: ChunkResult, fsync: bool, where: str 
 
     An OSError (a full disk, a quota, a read-only home) becomes a one-line :class:`StoreError`.
     """
-    commit_file(folder, chunk_name(result.start, result.stop), table_file(chunk_table(result)), fsync,
-                f"sequences {result.start}..{result.stop - 1}", where)  # fmt: skip
+    begin_chunk_file(folder, result, where)(fsync)
+
+
+def begin_chunk_file(folder: Path, result: ChunkResult, where: str | os.PathLike[str]) -> Callable[[bool], None]:
+    """:func:`write_chunk_file` up to the fsync (see :func:`begin_file`)."""
+    return begin_file(folder, chunk_name(result.start, result.stop), table_file(chunk_table(result)),
+                      f"sequences {result.start}..{result.stop - 1}", where)  # fmt: skip
 
 
 def table_file(table: pa.Table) -> Callable[[Path], None]:
@@ -126,16 +138,36 @@ def commit_file(
 ) -> None:
     """Commit ``folder/name`` as a chunk file is committed: ``write(tmp)`` fills a private temporary file, fsync
     (``fsync``), rename. An OSError becomes a one-line :class:`StoreError` about the results of ``what``."""
+    begin_file(folder, name, write, what, where)(fsync)
+
+
+def begin_file(
+    folder: Path, name: str, write: Callable[[Path], None], what: str, where: str | os.PathLike[str]
+) -> Callable[[bool], None]:
+    """:func:`commit_file` up to the fsync: the temporary file written. What it returns ends the commit (fsync if
+    told, rename), once, from any thread of this process; until then no reader sees the chunk."""
     final = folder / name
     tmp = temp_path(final)
-    try:
+    with _one_line(tmp, what, where):
         if not folder.is_dir():  # the run's first chunk (creating a run makes no folder; a full disk fails it too)
             private_dir(folder)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # created private, then written
         write(tmp)
-        if fsync:
-            fsync_path(tmp)
-        os.replace(tmp, final)
+
+    def finish(fsync: bool) -> None:
+        with _one_line(tmp, what, where):
+            if fsync:
+                fsync_path(tmp)
+            os.replace(tmp, final)
+
+    return finish
+
+
+@contextmanager
+def _one_line(tmp: Path, what: str, where: str | os.PathLike[str]) -> Iterator[None]:
+    """Any failure removes the temporary file; an OSError becomes the store's one-line error."""
+    try:
+        yield
     except OSError as exc:
         _discard(tmp)
         raise StoreError(
