@@ -66,3 +66,21 @@ def test_known_values():
     assert [a[f"p{q}"] for q in (5, 25, 50, 75, 95)] == [5.0, 25.0, 50.0, 75.0, 95.0]
     [c] = describe_many([np.array([True, False, True, True])], "bool")
     assert c["mean"] == 0.75 and c["count"] == 4
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[1.0, np.inf, 2.0], [-np.inf, 0.0, 1.0], [np.inf, np.inf], [1e308, 1e308, -1e308], [np.nan, 1.0, np.inf], [0.5]],
+    ids=["inf", "-inf", "all-inf", "overflowing", "nan-and-inf", "one"],
+)
+def test_a_description_is_json_safe_as_built(values):
+    """Every statistic is a finite number or null as describe_moments builds it (nothing cleans it afterwards)."""
+    from ancho.stats import clean
+
+    for kind in ("float", "int") if all(np.isfinite(values)) and max(map(abs, values)) < 2**62 else ("float",):
+        column = np.array(values, dtype=np.float64 if kind == "float" else np.int64)
+        out = describe(column.copy(), kind)
+        assert out == clean(out)
+        json.dumps(out, allow_nan=False)
+        for row in describe_many([column.copy(), column.copy()], kind):
+            assert row == out
