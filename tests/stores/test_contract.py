@@ -346,6 +346,30 @@ def test_studies_create_get_update_and_owner_isolation(any_store):
         any_store.update_study("nope" + sid, status="running")
 
 
+def test_a_study_update_keeps_every_value_exactly_non_finite_numbers_too(any_store):
+    """Numbers come back as written (17 digits, big ints, tiny floats), strings with quotes, nested lists; a point's
+    parameter of ±inf or NaN (JSON has none: the embedded store then rewrites the record whole) too."""
+    import math
+    import uuid
+
+    sid = "s" + uuid.uuid4().hex[:10]
+    any_store.create_study(_study(sid))
+    points = [
+        {"point": 0, "params": {"p": 0.45035017508754377, "n": 12345678901234567890, "tiny": 1e-300}, "run": "r1",
+         "status": "succeeded", "error": 'a "quoted" \\ name'},
+    ]  # fmt: skip
+    any_store.update_study(sid, points=points, done=7, total=9, finished=1733520000.1234567, error=None)
+    s = any_store.get_study(sid)
+    assert (s.points, s.done, s.total, s.finished, s.error, s.seed) == (points, 7, 9, 1733520000.1234567, None, 7)
+    odd = [{"point": 0, "params": {"p": math.inf, "q": -math.inf, "r": math.nan}, "run": "r1", "status": "queued"}]
+    any_store.update_study(sid, points=odd, done=8)
+    s = any_store.get_study(sid)
+    params = s.points[0]["params"]
+    assert s.done == 8 and params["p"] == math.inf and params["q"] == -math.inf and math.isnan(params["r"])
+    any_store.update_study(sid, status="failed")  # a record holding them takes an update as well
+    assert any_store.get_study(sid).status == "failed" and any_store.get_study(sid).points[0]["params"]["p"] == math.inf
+
+
 def test_studies_list_newest_first_by_owner(any_store):
     import uuid
 
