@@ -197,3 +197,37 @@ def test_an_error_inside_a_bundle_is_raised_as_itself(picky):
     chunks = _interleaved(picky, [good, good, bad, good], 5, 8)
     with LocalExecutor(1) as ex, pytest.raises(ParameterError, match="unknown parameter 'nope'"):
         list(ex.map_chunks(good, _Bundled(*chunks)))
+
+
+def test_every_message_pickles_to_an_equal_message_field_by_field(tmp_path):
+    """Messages pickle as their class and field values (not dataclasses' slotted state): each comes back equal."""
+    import dataclasses
+
+    from ancho.executors import messages
+
+    task = Task(FileRef(str(tmp_path / "m.py"), "M", 1.0), {"p": 0.5}, 3, "r1")
+    samples = {
+        "SetTask": messages.SetTask(task),
+        "RunChunk": messages.RunChunk(0, 50, ("f",), True),
+        "RunChunks": messages.RunChunks((messages.SetTask(task), messages.RunChunk(0, 5))),
+        "Summaries": messages.Summaries(task, ChunkFiles.of_folder(tmp_path, {"x": "float"}), ("f",)),
+        "Inspect": messages.Inspect("m.py", {"p": 1}),
+        "Shutdown": messages.Shutdown(),
+        "ChunkDone": messages.ChunkDone(None, {"f": 1.0}),  # type: ignore[arg-type]
+        "ChunksDone": messages.ChunksDone((messages.WorkerFailed(None, "setup", "no"),)),
+        "SummariesDone": messages.SummariesDone({"f": 2}),
+        "Inspected": messages.Inspected({"name": "M"}),
+        "WorkerFailed": messages.WorkerFailed(ParameterError("p must be > 0"), "ParameterError", "p", "tb"),
+    }
+    slotted = {
+        name
+        for name, cls in vars(messages).items()
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == messages.__name__
+    }
+    assert slotted == samples.keys()  # (a new message gets a sample here)
+    for name, msg in samples.items():
+        back = pickle.loads(pickle.dumps(msg, protocol=5))
+        assert type(back) is type(msg), name
+        for f in dataclasses.fields(msg):
+            mine, theirs = getattr(msg, f.name), getattr(back, f.name)
+            assert repr(mine) == repr(theirs), (name, f.name)

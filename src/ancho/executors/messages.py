@@ -25,9 +25,10 @@ This module imports only :mod:`ancho.errors`: a worker starts fast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import AnchoError, Field, FieldError, ModelError, OutputError, ParameterError, RunFailed
 
@@ -47,9 +48,29 @@ WORKER_ERRORS: MappingProxyType[str, type[AnchoError]] = MappingProxyType(
 )
 
 
+_T = TypeVar("_T")
+
+
+def _pickled_by_fields(cls: type[_T]) -> type[_T]:
+    """Pickle a slotted dataclass as its class and its field values, in order. Why: dataclasses' own pickling of
+    slotted classes calls ``fields()`` at every pickle and unpickle (~2 µs each); a study's tiny point took four of
+    them each way (messages 56 → 36 µs to pickle and unpickle four points' requests, measured)."""
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    get = operator.attrgetter(*names) if names else None
+
+    def __reduce__(self: Any) -> tuple[Any, tuple[Any, ...]]:
+        if get is None:
+            return cls, ()
+        return cls, (get(self),) if len(names) == 1 else get(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign]
+    return cls
+
+
 # -- requests (driver -> worker) ------------------------------------------------------------------------------
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SetTask:
     """The run the following :class:`RunChunk` requests belong to (the worker loads its model now)."""
@@ -57,6 +78,7 @@ class SetTask:
     task: Task
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RunChunk:
     """Run sequences ``start..stop-1`` of the current task, then its summary functions ``summaries`` over them;
@@ -68,6 +90,7 @@ class RunChunk:
     keep: bool = False
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RunChunks:
     """Several :class:`SetTask` and :class:`RunChunk` requests in one message, answered by one :class:`ChunksDone`.
@@ -78,6 +101,7 @@ class RunChunks:
     requests: tuple[SetTask | RunChunk, ...]
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Summaries:
     """Run the model's ``@ancho.summary`` functions ``names`` over the results at ``source``."""
@@ -87,6 +111,7 @@ class Summaries:
     names: tuple[str, ...]
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Inspect:
     """Describe a model (a model reference, or a ``PATH[:file][:Class]`` string) and validate ``params``."""
@@ -95,6 +120,7 @@ class Inspect:
     params: dict[str, Any] | None = None
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Shutdown:
     """Exit."""
@@ -103,6 +129,7 @@ class Shutdown:
 # -- replies (worker -> driver) -------------------------------------------------------------------------------
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ChunkDone:
     #: a StoredChunk when the worker wrote the chunk's file itself (a task with a chunk folder as its sink)
@@ -111,6 +138,7 @@ class ChunkDone:
     custom: dict[str, Any] | None = None
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ChunksDone:
     """The replies to a :class:`RunChunks`' chunks, in order (a :class:`WorkerFailed` for one that failed)."""
@@ -118,16 +146,19 @@ class ChunksDone:
     replies: tuple[ChunkDone | WorkerFailed, ...]
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SummariesDone:
     values: dict[str, Any]
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Inspected:
     info: dict[str, Any]
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class WorkerFailed:
     """A request failed: ``error`` when it is one of Ancho's errors, else ``kind`` (a class name, or where) and ``text``.
