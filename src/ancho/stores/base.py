@@ -100,10 +100,17 @@ _RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
 
 
 def _record_json(record: RunRecord | StudyRecord) -> str:
-    """A record's ``to_dict()`` as JSON text, its fields read as they are (json.dumps copies nothing)."""
-    data = {f.name: getattr(record, f.name) for f in fields(record)}
+    """A record's ``to_dict()`` as JSON text, its fields read as they are (json.dumps copies nothing; the field
+    names are looked up once a class: ``fields()`` was ~2 µs of a study's tiny point's ~30 µs record)."""
+    names = _NAMES.get(type(record))
+    if names is None:
+        names = _NAMES[type(record)] = tuple(f.name for f in fields(record))
+    data = {name: getattr(record, name) for name in names}
     data["spec"] = record.spec.to_dict()
     return json.dumps(data)
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 @dataclass
