@@ -170,11 +170,11 @@ def column_kind(column: np.ndarray) -> str:
 
 
 def dtype_kind(dtype: np.dtype) -> str:
-    if dtype == np.bool_:
-        return "bool"
-    if np.issubdtype(dtype, np.integer):
-        return "int"
-    return "float"
+    kind = _KINDS.get(dtype.kind)  # (by NumPy's one-letter kind: np.issubdtype took ~2 µs, per column of every chunk)
+    return "float" if kind is None else kind
+
+
+_KINDS = {"b": "bool", "i": "int", "u": "int"}
 
 
 def run_chunk(model, streams: StreamFactory, start: int, stop: int, name: str = "") -> ChunkResult:
