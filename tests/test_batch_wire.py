@@ -107,3 +107,37 @@ def test_a_worker_that_dies_mid_message_is_eof(where):
     cut = 10 if where == "in the frame" else 200 + big.nbytes // 2
     with pytest.raises((EOFError, OSError)):  # what Connection.recv raises too, and the executor catches
         _from_child([ChunkDone(ChunkResult(0, big.size, np.arange(big.size), {"x": big}))], cut=cut)
+
+
+def test_a_chunk_pickles_its_small_columns_as_bytes_and_comes_back_equal_and_writable():
+    """Small columns travel as bytes, large ones as arrays (beside the pickle on the wire); every kind, shape, a
+    failure and the timing come back as they were, and the driver may sort a column in place."""
+    import pickle
+
+    import numpy as np
+
+    from ancho.chunk import SMALL_COLUMN, ChunkResult, Failure
+
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal(SMALL_COLUMN // 8 + 1)
+    result = ChunkResult(
+        10,
+        16,
+        np.array([10, 11, 13, 14, 15]),
+        {"b": rng.random(5) < 0.5, "i": rng.integers(-9, 9, 5), "u": np.arange(5, dtype=np.uint8),
+         "f": np.array([0.5, np.nan, np.inf, -0.0, 1e-300]), "t": rng.standard_normal((5, 3)), "big": big},
+        [Failure(12, "ValueError: no", "tb")],
+        0.25,
+    )  # fmt: skip
+    back = pickle.loads(pickle.dumps(result, protocol=5))
+    assert (back.start, back.stop, back.failures, back.seconds) == (10, 16, result.failures, 0.25)
+    assert back.sequences.dtype == np.int64 and np.array_equal(back.sequences, result.sequences)
+    for name, column in result.columns.items():
+        mine = back.columns[name]
+        assert mine.dtype == column.dtype and mine.shape == column.shape, name
+        assert np.array_equal(mine, column, equal_nan=column.dtype.kind == "f"), name
+        assert mine.flags.writeable, name
+    back.columns["f"].sort()  # (describe sorts a column in place)
+    kept: list = []
+    assert len(pickle.dumps(result, protocol=5, buffer_callback=lambda b: kept.append(b) or False)) < big.nbytes
+    assert len(kept) == 1  # only the large column goes out of band

@@ -17,7 +17,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -95,6 +95,38 @@ class ChunkResult:
 
     def kinds(self) -> dict[str, str]:
         return {name: column_kind(col) for name, col in self.columns.items()}
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled with its small columns as bytes (large ones stay arrays: a worker's reply sends those beside the
+        pickle). Why: NumPy pickles an array through a Python-level protocol-5 buffer and rebuilds it through
+        another; a study's tiny point's three 50-row columns cost ~22 µs a chunk to pickle that way, ~10 as bytes
+        (``executors/wire.py``; measured on four-chunk replies, 87 → 41 µs)."""
+        columns = {name: _small(col) for name, col in self.columns.items()}
+        return _chunk_result, (self.start, self.stop, _small(self.sequences), columns, self.failures, self.seconds)
+
+
+#: columns under this many bytes are pickled as bytes (the wire's own line between in and out of band)
+SMALL_COLUMN = 64 << 10
+
+
+def _small(column: np.ndarray) -> Any:
+    if column.nbytes >= SMALL_COLUMN or column.dtype.kind not in "biuf":  # (numbers only: never an object's pointers)
+        return column
+    return column.dtype.str, column.shape, column.tobytes()
+
+
+def _column_of(packed: Any) -> np.ndarray:
+    if type(packed) is not tuple:
+        return cast(np.ndarray, packed)
+    dtype, shape, raw = packed
+    return np.frombuffer(bytearray(raw), dtype=dtype).reshape(shape)  # (a bytearray: writable, as an array is)
+
+
+def _chunk_result(
+    start: int, stop: int, sequences: Any, columns: dict[str, Any], failures: list[Failure], seconds: float
+) -> ChunkResult:
+    return ChunkResult(start, stop, _column_of(sequences), {n: _column_of(c) for n, c in columns.items()}, failures,
+                       seconds)  # fmt: skip
 
 
 @dataclass

@@ -26,11 +26,14 @@ import pickle
 import struct
 from typing import TYPE_CHECKING, Any
 
+from ..chunk import SMALL_COLUMN
+
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-#: arrays smaller than this stay inside the pickle (a one-at-a-time model's 8-row chunk: no extra writes)
-OUT_OF_BAND = 64 << 10
+#: arrays smaller than this stay inside the pickle (a one-at-a-time model's 8-row chunk: no extra writes); a chunk's
+#: columns under it are pickled as bytes (``ChunkResult.__reduce__``), the others sent beside the pickle here
+OUT_OF_BAND = SMALL_COLUMN
 
 
 def send(conn: Connection, msg: Any) -> None:
