@@ -20,9 +20,12 @@ executed again, which keeps its stored chunks (the engine resumes them).
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from ..chunk import ChunkResult
@@ -107,8 +110,9 @@ def run_points(
         write()
 
     if getattr(executor, "mixed_tasks", False) and settings.until is None and len(pending) > 1:
-        _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally, write,
-                  progress)  # fmt: skip
+        with fewer_collections():
+            _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally,
+                      write, progress)  # fmt: skip
         pending = [p for p in pending if p["status"] not in ("succeeded", "failed")]
     for p in pending:
         run = _run_of(store, p.get("run"))
@@ -169,6 +173,37 @@ def _point_spec(model: LoadedModel, study: StudyRecord, p: dict) -> RecordSpec:
     if submission is not None:
         submission = replace(submission, params={**submission.params, **p["params"]})
     return RecordSpec(model.info, submission, study=study.id, point=p["point"])
+
+
+#: the garbage collector's first threshold while points run together (Python's default: 700)
+YOUNG_THRESHOLD = 10_000
+_collections = threading.Lock()
+_together_now = 0
+_thresholds: tuple[int, ...] = ()
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect the young generation after 10,000 new objects instead of 700 while points run together.
+
+    Why: a 2,000-point study makes tens of thousands of small objects that live (records, summaries, the points'
+    state); at Python's defaults the driver ran ~130 young collections, ~11 middle ones and a full one (~35 ms:
+    every object of the process) a study, ~55 ms of its ~0.6 s of CPU, against 8–15 ms this way (measured with
+    ``gc.callbacks``). Objects still die by reference counting as before; only cycles wait a little longer. The
+    process-wide setting is restored when the last study running together in it ends."""
+    global _together_now, _thresholds
+    with _collections:
+        if _together_now == 0:
+            _thresholds = gc.get_threshold()
+            gc.set_threshold(max(_thresholds[0], YOUNG_THRESHOLD), *_thresholds[1:])
+        _together_now += 1
+    try:
+        yield
+    finally:
+        with _collections:
+            _together_now -= 1
+            if _together_now == 0:
+                gc.set_threshold(*_thresholds)
 
 
 def _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally, write,
