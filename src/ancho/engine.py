@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -108,7 +108,8 @@ class RunSpec:
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
+    """12 random hex digits (48 bits: what ``uuid4().hex[:12]`` gave, for a quarter of its cost)."""
+    return os.urandom(6).hex()
 
 
 class Plan(ChunkSource):
