@@ -346,7 +346,16 @@ def test_studies_create_get_update_and_owner_isolation(any_store):
         any_store.update_study("nope" + sid, status="running")
 
 
-def test_a_study_update_keeps_every_value_exactly_non_finite_numbers_too(any_store):
+@pytest.fixture(params=["json_set", "rewrite"])
+def update_way(request, monkeypatch):
+    """The embedded store's two ways to update a study: in place (SQLite 3.38 on) and read-change-write (older)."""
+    from ancho.stores import embedded
+
+    monkeypatch.setattr(embedded, "JSON_SET", request.param == "json_set" and embedded.JSON_SET)
+    return request.param
+
+
+def test_a_study_update_keeps_every_value_exactly_non_finite_numbers_too(any_store, update_way):
     """Numbers come back as written (17 digits, big ints, tiny floats), strings with quotes, nested lists; a point's
     parameter of ±inf or NaN (JSON has none: the embedded store then rewrites the record whole) too."""
     import math

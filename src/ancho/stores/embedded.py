@@ -96,6 +96,10 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+#: SQLite's JSON functions are built in (3.38 on): a study's record is updated in place
+JSON_SET = sqlite3.sqlite_version_info >= (3, 38)
+
+
 class EmbeddedStore(Store):
     """Runs under ``home`` (default ``$ANCHO_HOME`` or ``~/.ancho``); no server needed."""
 
@@ -232,9 +236,10 @@ class EmbeddedStore(Store):
         """The changes are set in the stored JSON by SQLite (``json_set``), the record neither decoded nor encoded
         again: a 2,000-point study's 250 KB record, rewritten with its points' statuses every half second while it
         runs, took ~9 ms a write that way against ~4.5 (measured). A value SQLite's JSON cannot read (NaN, ±inf,
-        which Python writes as NaN and Infinity) takes the read-change-write way."""
+        which Python writes as NaN and Infinity) takes the read-change-write way, as does every update where SQLite
+        is older than 3.38 (no JSON functions built in)."""
         with self.db.write() as db:
-            if changes:
+            if changes and JSON_SET:
                 sets = ", ".join("?, json(?)" for _ in changes)
                 args = [x for name, value in changes.items() for x in (f'$."{name}"', json.dumps(value))]
                 try:
@@ -243,7 +248,7 @@ class EmbeddedStore(Store):
                         raise NotFound(f"no study '{study_id}'")
                     return
                 except sqlite3.OperationalError as exc:
-                    if "JSON" not in str(exc):
+                    if "JSON" not in str(exc):  # (malformed JSON)
                         raise
             row = db.execute("SELECT data FROM studies WHERE id = ?", (study_id,)).fetchone()
             if row is None:
