@@ -6,8 +6,9 @@ row) plus receiving the columns over a pipe was most of a run's time
 (docs/benchmarks.md, "Batch models"). A local worker that shares the
 driver's machine and interpreter writes its chunk into the run's folder
 itself, and sends the driver only a :class:`~ancho.chunk.StoredChunk`; the
-driver then only counts it. Both write through :func:`write_chunk_file`, so
-a file is the same whoever wrote it.
+driver then only counts it. Both write through :func:`begin_chunk_file` (the
+store's :func:`write_chunk_file` commits at once), so a file is the same
+whoever wrote it.
 
 Atomicity, as the store promises: a temporary file named after the writing
 process (``.<chunk name>.<pid>.<thread>.tmp``), fsynced, then renamed to the
@@ -49,13 +50,10 @@ class ChunkFolder:
     #: the store's home, for the error a full disk gives
     where: str = ""
 
-    def write(self, result: ChunkResult) -> None:
-        """Commit ``result``'s file (its failures are the driver's to record: a chunk with failures is not written here)."""
-        self.begin(result)()
-
     def begin(self, result: ChunkResult) -> Callable[[], None]:
         """Write ``result``'s temporary file; what it returns commits it (fsync as the store says, rename), once,
-        from any thread: a worker commits a chunk while it computes the next (see ``executors/outbox.py``)."""
+        from any thread: a worker commits a chunk while it computes the next (see ``executors/outbox.py``). Its
+        failures are the driver's to record: a chunk with failures is not written here."""
         finish = begin_chunk_file(Path(self.folder), result, self.where or self.folder)
         return lambda: finish(self.fsync)
 
@@ -86,9 +84,9 @@ def pack_chunk(result: ChunkResult) -> bytes:
     bytes Arrow's stream writer writes, without a writer a chunk (27 → 21 µs a 50-row chunk, measured)."""
     import pyarrow as pa
 
-    arrays = [to_arrow(col) for col in (result.sequences, *result.columns.values())]
     if not len(result.sequences):
-        return _written(pa.table(dict(zip(("sequence", *result.columns), arrays))))
+        return _written(chunk_table(result))
+    arrays = [to_arrow(col) for col in (result.sequences, *result.columns.values())]
     key = (tuple(result.columns), tuple(a.type for a in arrays))
     known = _SCHEMAS.get(key)
     if known is None:
