@@ -92,9 +92,19 @@ def run_points(
             pending.append(p)
             tally.total += (run.total if run is not None else 0) or settings.sequences
     started = study.started or time.time()
-    # a sensitivity kept from an earlier end no longer describes the points once they run again
-    store.update_study(study.id, status="running", started=started, error=None, points=points, sensitivity=None)
+    together = getattr(executor, "mixed_tasks", False) and settings.until is None and len(pending) > 1
+    named = {p["point"] for p in pending if p.get("run")}  # by an earlier pass: a resume
+    if together:  # the study names its runs before they exist: a resume never loses track of one
+        for p in pending:
+            if not p.get("run"):
+                p["run"] = new_run_id()
+    done, total = tally.now()
     pace = Pacer()
+    began = time.monotonic()
+    # a sensitivity kept from an earlier end no longer describes the points once they run again
+    store.update_study(study.id, status="running", started=started, error=None, points=points, sensitivity=None,
+                       done=done, total=total)  # fmt: skip
+    pace.wrote(began, time.monotonic())
 
     def write(force: bool = False, **changes) -> None:
         now = time.monotonic()
@@ -109,10 +119,10 @@ def run_points(
             progress(*tally.now())
         write()
 
-    if getattr(executor, "mixed_tasks", False) and settings.until is None and len(pending) > 1:
+    if together:
         with fewer_collections():
-            _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally,
-                      write, progress)  # fmt: skip
+            _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, named,
+                      tally, write, progress)  # fmt: skip
         pending = [p for p in pending if p["status"] not in ("succeeded", "failed")]
     for p in pending:
         run = _run_of(store, p.get("run"))
@@ -206,14 +216,10 @@ def fewer_collections() -> Iterator[None]:
                 gc.set_threshold(*_thresholds)
 
 
-def _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, tally, write,
-              progress) -> None:  # fmt: skip
-    """The fresh points of ``pending`` run together (:mod:`.packed`); what that leaves unfinished stays pending."""
-    named = {p["point"] for p in pending if p.get("run")}  # by an earlier pass: a resume
-    for p in pending:
-        if not p.get("run"):
-            p["run"] = new_run_id()
-    write(force=True)  # the study names its runs before they exist: a resume never loses track of one
+def _together(model, study, settings, store, executor, executor_name, handle, base_params, pending, named, tally,
+              write, progress) -> None:  # fmt: skip
+    """The fresh points of ``pending`` (each named its run id in the study record already; ``named``: those named
+    by an earlier pass) run together (:mod:`.packed`); what that leaves unfinished stays pending."""
     points, specs = [], {}
     for p in pending:
         if p["point"] in named and (_run_of(store, p["run"]) is not None or _has_chunks(store, p["run"])):
