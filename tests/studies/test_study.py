@@ -76,6 +76,7 @@ def test_a_failing_point_does_not_fail_the_others(store, write_model):
     assert study.status == "failed"
     assert [p["status"] for p in study.summary["points"]] == ["succeeded", "failed", "succeeded"]
     assert "point 1" in study.record.error and "x too big" in study.record.error
+    assert study.record == store.get_study(study.study_id)  # the record returned is the one stored, as read back
 
 
 #: a model slow enough to cancel or kill a study midway (``pause`` seconds per sequence)
@@ -112,6 +113,7 @@ def test_resume_skips_succeeded_points_and_keeps_chunks(store):
     assert again.status == "succeeded"
     assert [r.run_id for r in again.runs] == first
     assert again.runs[0].record.finished == study.runs[0].record.finished  # not run again
+    assert again.record == store.get_study(again.study_id)  # the record returned is the one stored, as read back
 
 
 def test_resume_of_a_packed_point_killed_before_its_record_named_its_outputs(store):
@@ -152,6 +154,7 @@ def test_two_hundred_tiny_points_run_together_each_equal_to_its_run_alone(store)
                         targets=["won<1"], workers=2, store=store)  # fmt: skip
     assert study.status == "succeeded"
     assert study.record.done == study.record.total == 4000
+    assert study.record == store.get_study(study.study_id)  # the record returned is the one stored, as read back
     assert [p["status"] for p in study.summary["points"]] == ["succeeded"] * 200
     for k in (0, 57, 199):
         point = study.runs[k]

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..chunk import ChunkResult
 from ..engine import RunHandle, RunSpec, create_record, execute, new_run_id
@@ -98,19 +99,24 @@ def run_points(
         for p in pending:
             if not p.get("run"):
                 p["run"] = new_run_id()
+    written: dict[str, Any] = {}  # every field this function set in the stored record, last values
+
+    def update(**changes: Any) -> None:
+        store.update_study(study.id, **changes)
+        written.update(changes)
+
     done, total = tally.now()
     pace = Pacer()
     began = time.monotonic()
     # a sensitivity kept from an earlier end no longer describes the points once they run again
-    store.update_study(study.id, status="running", started=started, error=None, points=points, sensitivity=None,
-                       done=done, total=total)  # fmt: skip
+    update(status="running", started=started, error=None, points=points, sensitivity=None, done=done, total=total)
     pace.wrote(began, time.monotonic())
 
     def write(force: bool = False, **changes) -> None:
         now = time.monotonic()
         if force or pace.due(now):
             done, total = tally.now()
-            store.update_study(study.id, points=points, done=done, total=total, **changes)
+            update(points=points, done=done, total=total, **changes)
             pace.wrote(now, time.monotonic())
 
     def point_progress(done: int, total: int) -> None:
@@ -173,7 +179,8 @@ def run_points(
         write(force=True, status="failed", finished=time.time(), error=error)
     else:
         write(force=True, status="succeeded", finished=time.time(), error=None)
-    return store.get_study(study.id)
+    # the stored record as written, without reading back 2,000 points' JSON (6-15 ms, on one core, at the end)
+    return replace(study, **{**written, "points": [{**p, "params": dict(p["params"])} for p in points]})
 
 
 def _point_spec(model: LoadedModel, study: StudyRecord, p: dict) -> RecordSpec:
