@@ -142,3 +142,24 @@ def test_points_whose_files_cannot_be_written_fail_with_the_store_s_one_line_rea
         run = sealed_runs.get_run(p["run"])
         assert run.status == "failed" and run.error.startswith("could not store the results of sequences ")
         assert "\n" not in run.error and "free some space there" in run.error
+
+
+def test_points_ended_before_the_last_tenth_is_handed_out_are_written_before_the_last_result(store, monkeypatch):
+    """The last flush, after the last result, runs while the workers are idle: it holds only the points that ended
+    once a tenth of the study's sequences was left to hand out (and those in flight then), not half the study."""
+    batches: list[int] = []
+    create_runs = EmbeddedStore.create_runs
+
+    def counted(self, records):
+        batches.append(len(records))
+        return create_runs(self, records)
+
+    monkeypatch.setattr(EmbeddedStore, "create_runs", counted)
+    monkeypatch.setattr("ancho.studies.packed.WRITE_EVERY", 3600.0)  # no flush paced by time: only the two rules
+    ps = [0.45 + 0.1 * k / 399 for k in range(400)]
+    study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), params={"stake": 3}, sequences=20, seed=3,
+                        workers=2, store=store)  # fmt: skip
+    assert study.status == "succeeded" and sum(batches) == 400
+    assert len(batches) >= 2
+    # a tenth of the points, plus those in flight when it was reached (at most 8 chunks a worker: 16 points)
+    assert batches[-1] <= 40 + 16

@@ -367,6 +367,9 @@ def run_packed(
                 pt.ended = True
                 ended.append(pt)
 
+    # once a tenth of the sequences is left to hand out, the points ended so far are written: the last flush, after
+    # the last result, runs on one core while the workers are idle (~0.1 ms a point: ~100 ms for 1,000 points)
+    near_end: int | None = plan.remaining // 10
     ended_well = False  # (the last flush made everything durable; else the finally below does)
     try:
         for item in executor.map_chunks(points[0].task, plan):
@@ -390,7 +393,10 @@ def run_packed(
             if not pt.ended and (pt.complete or pt.error is not None and pt.inflight == 0):
                 pt.ended = True
                 ended.append(pt)
-            if pace.due(time.monotonic()):
+            if near_end is not None and plan.remaining <= near_end and ended:
+                near_end = None
+                flush()
+            elif pace.due(time.monotonic()):
                 flush()
         flush()
         ended_well = True
