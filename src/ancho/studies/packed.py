@@ -25,9 +25,11 @@ durable by one ``syncfs`` before any record says the point is done. A point
 that fails (its failures over ``max_failures``, an output error, a chunk lost
 ``MAX_RETRIES`` times) is recorded failed and the others go on. Records are
 written once per point at its end, in batches; the study record at most every
-``WRITE_EVERY`` seconds (both paced by :class:`Pacer`). Anything this pass cannot finish (an error of the
-whole executor call, a summary that needs the store) is left to the caller's
-point-by-point pass, which resumes the stored chunks.
+``WRITE_EVERY`` seconds (both paced by :class:`Pacer`); the points ended so far
+also once a tenth of the sequences is left to hand out (the last batch, after
+the last result, runs while no worker does). Anything this pass cannot finish
+(an error of the whole executor call, a summary that needs the store) is left
+to the caller's point-by-point pass, which resumes the stored chunks.
 """
 
 from __future__ import annotations
