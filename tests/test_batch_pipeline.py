@@ -66,14 +66,14 @@ def test_batch_plan_realigns_after_an_unaligned_start_and_rounds_fixed_sizes():
     assert plain[0] == (0, engine.INITIAL_CHUNK)
 
 
-def test_chunk_files_delta_encode_sequence_and_store_floats_without_a_dictionary(tmp_path):
+def test_full_chunk_files_leave_out_the_sequence_and_store_floats_without_a_dictionary(tmp_path):
     store = EmbeddedStore(tmp_path)
     res = ancho.run(Blocks, sequences=5500, seed=3, workers=1, store=store)
     files = sorted((tmp_path / "runs" / res.run_id / "chunks").glob("*.parquet"))
     assert files
     meta = pq.ParquetFile(files[-1]).metadata.row_group(0)
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
-    assert "DELTA_BINARY_PACKED" in encodings["sequence"]
+    assert "sequence" not in encodings  # every sequence of the file's range has its row: the name says which
     assert not any("DICTIONARY" in e for e in encodings["x"])
     assert any("DICTIONARY" in e for e in encodings["k"])  # small ints keep their dictionary
     # lossless: the stored columns are the computed ones

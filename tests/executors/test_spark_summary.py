@@ -145,7 +145,9 @@ def test_custom_summaries_in_spark(spark, store, write_model):
                 # what the function is handed: the same frame as locally
                 return {"columns": list(results.columns), "dtypes": [str(t) for t in results.dtypes],
                         "ordered": bool(results.sequence.is_monotonic_increasing), "index0": int(results.index[0]),
-                        "first_x": float(results.x.iloc[0]), "n": len(results)}
+                        "first_x": float(results.x.iloc[0]), "n": len(results),
+                        # (full chunks' files have no sequence column: Spark adds it from the name and row index)
+                        "sequences": results.sequence.tolist() == list(range(len(results)))}
 
             @ancho.summary
             def broken(self, results):
@@ -156,6 +158,7 @@ def test_custom_summaries_in_spark(spark, store, write_model):
     r, s, local = summaries(spark, store, str(path), 6_000, 3, ["won"], {"p": 0.4})
     assert s["custom"] == local["custom"]
     assert s["custom"]["layout"]["columns"] == ["sequence", "won", "rounds", "x"]
+    assert s["custom"]["layout"]["sequences"] is True and s["custom"]["layout"]["n"] == 6_000
     assert s["custom"]["layout"]["dtypes"] == ["int64", "bool", "int64", "float64"]
     assert s["custom"]["broken"] == {"error": "ZeroDivisionError: division by zero"}
     close(s, local)

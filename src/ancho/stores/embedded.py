@@ -46,7 +46,7 @@ from ..files import private_dir
 from ..home import default_home
 from ..sqlite import Database
 from .base import RunRecord, Store, StudyRecord
-from .chunk_layout import chunk_files, chunk_name
+from .chunk_layout import chunk_files, chunk_name, file_sequences
 from .chunk_writer import commit_file, fsync_path, pack_chunk, table_file, unpack_chunk, write_chunk_file
 from .results_sources import ChunkFiles
 
@@ -474,7 +474,11 @@ def iter_chunk_batches(paths: list[Path], schema: pa.Schema) -> Iterator[pa.Reco
         present = set(pf.schema_arrow.names)
         table = pf.read(columns=[c for c in schema.names if c in present], use_pandas_metadata=False)
         for f in schema:
-            if f.name not in table.column_names:  # defensive: a chunk written before the schema grew
+            if f.name in table.column_names:
+                continue
+            if f.name == "sequence":  # a file with a row for every sequence of its range (chunk_layout)
+                table = table.append_column(f, pa.array(file_sequences(path, table.num_rows)))
+            else:  # defensive: a chunk written before the schema grew
                 table = table.append_column(f, pa.nulls(table.num_rows, f.type))
         table = table.select(schema.names)
         if table.schema != schema:

@@ -109,7 +109,10 @@ def results_frame(
     for types, files in chunk_groups(source).items():
         ddl = ", ".join(f"`{name}` {_arrow_to_spark(t)}" for name, t in types)
         part = spark.read.schema(ddl).parquet(*files)
-        for name in ["sequence", *kinds]:
+        if "sequence" not in part.columns:  # files with a row for every sequence of their range (chunk_layout)
+            first = F.regexp_extract(F.col("_metadata.file_name"), r"^(\d+)-", 1).cast("bigint")
+            part = part.withColumn("sequence", first + F.col("_metadata.row_index"))
+        for name in kinds:
             if name not in part.columns:  # defensive: a chunk written before the schema grew
                 part = part.withColumn(name, F.lit(None))
         part = part.select(*columns)
