@@ -80,11 +80,10 @@ def file_table(result: ChunkResult) -> pa.Table:
     every sequence of its range (its file's name says them; see ``chunk_layout``). Why: delta-encoding ascending
     ids cost ~6 of the ~38 ns a row of a batch model's 1M-row chunk file, for ~0 bytes (docs/benchmarks.md, "Batch
     models", seventh pass)."""
+    table = chunk_table(result)
     if len(result.sequences) != result.stop - result.start:
-        return chunk_table(result)  # failed sequences have no row: the ids say which sequences the rows are
-    import pyarrow as pa
-
-    return pa.table({name: to_arrow(col) for name, col in result.columns.items()})
+        return table  # failed sequences have no row: the ids say which sequences the rows are
+    return table.drop_columns(["sequence"])
 
 
 def pack_chunk(result: ChunkResult) -> bytes:
