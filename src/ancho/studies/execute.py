@@ -100,24 +100,19 @@ def run_points(
             if not p.get("run"):
                 p["run"] = new_run_id()
     written: dict[str, Any] = {}  # every field this function set in the stored record, last values
-
-    def update(**changes: Any) -> None:
-        store.update_study(study.id, **changes)
-        written.update(changes)
-
-    done, total = tally.now()
     pace = Pacer()
-    began = time.monotonic()
-    # a sensitivity kept from an earlier end no longer describes the points once they run again
-    update(status="running", started=started, error=None, points=points, sensitivity=None, done=done, total=total)
-    pace.wrote(began, time.monotonic())
 
     def write(force: bool = False, **changes) -> None:
         now = time.monotonic()
         if force or pace.due(now):
             done, total = tally.now()
-            update(points=points, done=done, total=total, **changes)
+            changes.update(points=points, done=done, total=total)
+            store.update_study(study.id, **changes)
+            written.update(changes)
             pace.wrote(now, time.monotonic())
+
+    # a sensitivity kept from an earlier end no longer describes the points once they run again
+    write(force=True, status="running", started=started, error=None, sensitivity=None)
 
     def point_progress(done: int, total: int) -> None:
         tally.current_done, tally.current_total = done, total
