@@ -51,8 +51,8 @@ def chunk_files(folder: str | os.PathLike[str]) -> list[tuple[int, int, Path]]:
     folder = Path(folder)
     found = []
     for name in os.listdir(folder):
-        m = _CHUNK_NAME.match(name)
-        if m:
-            found.append((int(m.group(1)), int(m.group(2)), folder / name))
+        bounds = chunk_range(name)
+        if bounds is not None:
+            found.append((*bounds, folder / name))
     found.sort()
     return found
