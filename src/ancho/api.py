@@ -403,7 +403,7 @@ def study(
     finally:
         if owns_executor:
             ex.close()
-    return Study(st, final)  # (the record run_points read back at its end: a 2,000-point one takes ~6 ms to read)
+    return Study(st, final)  # (the record as run_points wrote it: a 2,000-point one takes ~6 ms to read back)
 
 
 def compare(a: Any, b: Any, targets: Iterable[str] = (), store: str | Store | None = None) -> dict[str, Any]:
