@@ -62,6 +62,17 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
     )
 
 
+def alive(proc) -> bool:
+    """Running and not a zombie (a container's PID 1 may never reap the orphans it inherits); a ``psutil.Process``
+    that ends while asked is not alive, so callers need no check-then-look race on its pid."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def need_service(name: str, reason: str):
     """Skip locally when a service is missing, but fail under CI (CI must start it)."""
     if CI:

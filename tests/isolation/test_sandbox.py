@@ -32,6 +32,7 @@ from ancho.loading import load_model
 from ancho.stores.embedded import EmbeddedStore
 
 from ..conftest import EXAMPLES, ROOT, need_service
+from ..conftest import alive as is_alive
 
 
 @pytest.fixture(scope="module")
@@ -609,14 +610,17 @@ def test_killed_driver_takes_busy_sandboxed_workers_along(env):
         while len(list(env.scratch.glob("started-*"))) < 2:  # both workers are inside a sequence
             assert driver.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        tree = []
+        # Process objects taken before the kill: a process that exits between a later pid check and its lookup is
+        # gone, not an error, and a pid reused meanwhile is not mistaken for one of the tree's.
+        tree: list[psutil.Process] = []
         for pid in info["workers"]:
-            tree += [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+            worker = psutil.Process(pid)
+            tree += [worker, *worker.children(recursive=True)]
         assert len(tree) >= 2 * 4  # setpriv'd shell, bwrap, bwrap's init, the worker — for each worker
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        gone, alive = psutil.wait_procs([psutil.Process(p) for p in tree if psutil.pid_exists(p)], timeout=30)
-        assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+        gone, alive = psutil.wait_procs(tree, timeout=30)
+        assert [p for p in alive if is_alive(p)] == []
         for c in info["cgroups"]:
             assert not Path(c).exists() or Path(c, "cgroup.procs").read_text().strip() == ""
             if Path(c).exists():

@@ -30,6 +30,8 @@ import httpx
 import psutil
 import pytest
 
+from ..conftest import alive
+
 ANCHO = str(Path(sys.executable).parent / "ancho")
 API = "/api/v1"
 
@@ -111,14 +113,6 @@ def add_user(home: Path, name: str) -> str:
     done = users_cli(home, "add", name)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
-
-
-def alive(proc: psutil.Process) -> bool:
-    """Running and not a zombie (a container's PID 1 may never reap the orphans it inherits)."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def wait_gone(procs, timeout: float = 20) -> list[psutil.Process]:

@@ -16,6 +16,7 @@ from ancho.server.schemas import ModelSource
 from ancho.server.service import FieldError, Service
 from ancho.server.settings import Settings
 
+from ..conftest import alive
 from .conftest import tar_gz
 
 TOKENED = """
@@ -54,8 +55,8 @@ def token(svc: Service, user: str, src: ModelSource, params=None) -> str:
     return svc.inspect(user, src, params)["model"]["doc"]
 
 
-def worker_pids(svc: Service) -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+def child_processes(svc: Service) -> set[psutil.Process]:
+    return set(psutil.Process().children(recursive=True))
 
 
 def test_the_same_users_next_submission_reuses_the_worker(svc):
@@ -74,21 +75,21 @@ def test_another_user_never_shares_a_worker(svc):
 
 def test_a_worker_that_failed_is_closed(svc):
     broken = source(svc, "carol", BROKEN)
-    before = worker_pids(svc)
+    before = child_processes(svc)
     for _ in range(2):
         with pytest.raises(FieldError, match="does not import"):
             svc.inspect("carol", broken, None)
     assert all(key[0] != "carol" for key in svc.inspectors._idle)
-    assert not any(psutil.pid_exists(p) for p in worker_pids(svc) - before)  # nothing of carol's left running
+    assert not any(alive(p) for p in child_processes(svc) - before)  # nothing of carol's left running
 
 
 def test_idle_workers_go_and_nothing_is_kept_at_zero(tmp_path):
     service = Service(Settings(home=tmp_path / "home", inspect_keep_seconds=0.5))
     try:
         src = source(service, "dora", TOKENED)
-        before = worker_pids(service)
+        before = child_processes(service)
         first = token(service, "dora", src)
-        kept = worker_pids(service) - before
+        kept = child_processes(service) - before
         assert kept and service.inspectors.idle() == 1
         time.sleep(0.5)
         service.inspectors.reap()
@@ -96,7 +97,7 @@ def test_idle_workers_go_and_nothing_is_kept_at_zero(tmp_path):
         assert token(service, "dora", src) != first  # a fresh worker
     finally:
         service.shutdown()
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in kept)
+    assert not any(alive(p) for p in kept)
     never = Service(Settings(home=tmp_path / "home2", inspect_keep_seconds=0))
     try:
         src = source(never, "erin", TOKENED)
