@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -696,3 +697,18 @@ def test_hidden_paths_come_from_the_given_home_not_ancho_home(env):
     assert row.parent and row.files == 0
     row = env.run(path, sequences=1, seed=1, params={"where": str(server_home)}, policy=bound).frame.iloc[0]
     assert row.files == 1  # the default hides $ANCHO_HOME only: what a server must not rely on
+
+
+def test_a_private_scratch_is_locked_outside_the_sandbox_and_removed_on_close(bwrap, tmp_path, monkeypatch):
+    """Without a scratch folder of its policy's a sandbox makes a private one, locked by a file beside it that the
+    sandboxed model cannot see (so it cannot free it for a sweep); closing removes both (isolation/scratch.py)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    sandbox = Sandbox(SandboxPolicy())
+    lock = Path(sandbox.scratch + ".lock")
+    assert Path(sandbox.scratch).parent == tmp_path and lock.is_file()
+    argv = sandbox.wrap([sys.executable, "-c", "import os; print(sorted(os.listdir('/scratch')), os.getcwd())"])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=Sandbox.launch_env())
+    assert out.returncode == 0, out.stderr
+    assert lock.name not in out.stdout
+    sandbox.close()
+    assert not Path(sandbox.scratch).exists() and not lock.exists()

@@ -60,7 +60,6 @@ import atexit
 import functools
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -80,6 +79,7 @@ from .command import (
     wrap_command,
 )
 from .policy import SandboxPolicy, SandboxUnavailable
+from .scratch import ScratchFolder
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,10 @@ def _etc_dir() -> str:
     return str(path)
 
 
-def _cleanup(cgroups: list[str], temp_dirs: list[str]) -> None:
+def _cleanup(cgroups: list[str], private: list[ScratchFolder]) -> None:
     remove_cgroups(cgroups, all_empty=True)
-    for d in temp_dirs:
-        shutil.rmtree(d, ignore_errors=True)
+    for folder in private:
+        folder.remove()
 
 
 class Sandbox:
@@ -137,11 +137,12 @@ class Sandbox:
         if problem:
             raise SandboxUnavailable(f"cannot sandbox model code: {problem}")
         self.policy = policy or SandboxPolicy()
-        self._temp: list[str] = []
+        self._temp: list[ScratchFolder] = []
         self._cgroups: list[str] = []
         if self.policy.scratch is None:
-            self.scratch = tempfile.mkdtemp(prefix="ancho-scratch-")
-            self._temp.append(self.scratch)
+            private = ScratchFolder()  # swept by a later one if this process is killed (isolation/scratch.py)
+            self.scratch = private.path
+            self._temp.append(private)
         else:
             self.scratch = os.fspath(self.policy.scratch)
             Path(self.scratch).mkdir(parents=True, exist_ok=True)
