@@ -38,6 +38,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "loading",
                 "pysource",
                 "recent",
+                "jsontext",
             }
         ),
     ),

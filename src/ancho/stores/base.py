@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import jsontext
 from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
 from ..errors import NotFound, StoreError
 from .record_spec import RecordSpec as RecordSpec  # (the typed spec and submission are re-exported here)
@@ -108,11 +109,11 @@ _RECORD_FIELDS = frozenset(_field_names(RunRecord))
 
 
 def _record_json(record: RunRecord | StudyRecord) -> str:
-    """A record's ``to_dict()`` as JSON text, its fields read as they are (json.dumps copies nothing)."""
+    """A record's ``to_dict()`` as JSON text, its fields read as they are (the encoder copies nothing)."""
     cls: type = type(record)
     data = {name: getattr(record, name) for name in _field_names(cls)}
     data["spec"] = record.spec.to_dict()
-    return json.dumps(data)
+    return jsontext.dumps(data)
 
 
 @dataclass

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import jsontext
 from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
 from ..columns import release_memory, to_numpy
 from ..errors import InputError, NotFound
@@ -175,7 +176,7 @@ class EmbeddedStore(Store):
                 data.update(change)
                 db.execute(
                     "UPDATE runs SET status = ?, data = ? WHERE id = ?",
-                    (data["status"], json.dumps(data), run_id),
+                    (data["status"], jsontext.dumps(data), run_id),
                 )
 
     def replace_runs(self, records: list[RunRecord]) -> None:
@@ -241,7 +242,7 @@ class EmbeddedStore(Store):
         with self.db.write() as db:
             if changes and JSON_SET:
                 sets = ", ".join("?, json(?)" for _ in changes)
-                args = [x for name, value in changes.items() for x in (f'$."{name}"', json.dumps(value))]
+                args = [x for name, value in changes.items() for x in (f'$."{name}"', jsontext.dumps(value))]
                 try:
                     sql = f"UPDATE studies SET data = json_set(data, {sets}) WHERE id = ?"
                     if db.execute(sql, (*args, study_id)).rowcount == 0:
@@ -255,7 +256,7 @@ class EmbeddedStore(Store):
                 raise NotFound(f"no study '{study_id}'")
             data = json.loads(row[0])
             data.update(changes)
-            db.execute("UPDATE studies SET data = ? WHERE id = ?", (json.dumps(data), study_id))
+            db.execute("UPDATE studies SET data = ? WHERE id = ?", (jsontext.dumps(data), study_id))
 
     def list_studies(self, owner: str | None = None, limit: int | None = None) -> list[StudyRecord]:
         sql, args = "SELECT data FROM studies", list[str | int]()

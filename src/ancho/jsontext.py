@@ -1,0 +1,34 @@
+"""JSON text of records, as the standard library reads it back, written ~3× faster.
+
+Why: a study writes a run record a point (2,000 for a 2,000-point study) and rewrites its own 250 KB record
+several times while it runs; ``json.dumps`` of one tiny point's record took ~26 µs of the driver's CPU (most of it
+the summary's floats printed shortest-round-trip), a tenth of the driver's time a point. orjson writes the same
+data in ~2 µs, but it writes NaN and ±inf as ``null`` where the standard library keeps them (as ``NaN`` and
+``Infinity``, which it reads back): a model's parameter default may well be ``inf``. So its text is read back
+(~3 µs) and used only if it says the same as the data; anything else (a non-finite float, a tuple, an integer
+over 64 bits, a type orjson does not take) is written by the standard library, as before. Floats are written
+shortest-round-trip either way, so a value reads back bit-identical whichever wrote it (tests/test_jsontext.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+try:
+    import orjson
+except ImportError:  # (a model's own environment holds the worker's packages only: it writes no record)
+    orjson = None  # type: ignore[assignment]
+
+
+def dumps(data: Any) -> str:
+    """``json.dumps(data)`` as it reads back: the same values, in a shorter text (no spaces)."""
+    if orjson is not None:
+        try:
+            text = orjson.dumps(data)
+        except TypeError:
+            pass
+        else:
+            if orjson.loads(text) == data:
+                return text.decode()
+    return json.dumps(data)
