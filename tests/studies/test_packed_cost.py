@@ -20,7 +20,8 @@ from ancho.stores.base import RecordSpec, RunRecord, StudyRecord, Submission
 from ancho.stores.chunk_layout import chunk_files
 from ancho.stores.chunk_writer import write_chunk_file
 from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
-from ancho.studies.packed import PACK_SEQUENCES, WRITE_EVERY, WRITE_MOST, WRITE_SHARE, Pacer
+from ancho.studies.pacing import WRITE_EVERY, WRITE_MOST, WRITE_SHARE, Pacer
+from ancho.studies.packed import PACK_SEQUENCES
 
 from ..conftest import root_only
 
@@ -155,7 +156,7 @@ def test_points_ended_before_the_last_tenth_is_handed_out_are_written_before_the
         return create_runs(self, records)
 
     monkeypatch.setattr(EmbeddedStore, "create_runs", counted)
-    monkeypatch.setattr("ancho.studies.packed.WRITE_EVERY", 3600.0)  # no flush paced by time: only the two rules
+    monkeypatch.setattr("ancho.studies.pacing.WRITE_EVERY", 3600.0)  # no flush paced by time: only the two rules
     ps = [0.45 + 0.1 * k / 399 for k in range(400)]
     study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), params={"stake": 3}, sequences=20, seed=3,
                         workers=2, store=store)  # fmt: skip
@@ -163,3 +164,67 @@ def test_points_ended_before_the_last_tenth_is_handed_out_are_written_before_the
     assert len(batches) >= 2
     # a tenth of the points, plus those in flight when it was reached (at most 8 chunks a worker: 16 points)
     assert batches[-1] <= 40 + 16
+
+
+def test_a_plan_deepens_the_workers_queue_for_a_flush_within_its_bounds():
+    """Enough chunks a worker to compute through the flush, no more than DEEPEST, nor than a worker's share."""
+    from collections import deque
+
+    from ancho.executors.base import Task
+    from ancho.stores.base import RunRecord
+    from ancho.studies.plan import Point, StudyPlan
+
+    def plan(points: int) -> StudyPlan:
+        pts = [Point({"point": k}, RunRecord(f"r{k}", total=50), Task(None, {}, 1, f"r{k}"), deque([(0, 50)]),
+                     created=True) for k in range(points)]  # fmt: skip
+        made = StudyPlan(pts, workers=2, block=None, summaries=(), create=lambda batch: None)
+        made.index()
+        return made
+
+    big = plan(4000)
+    base = StudyPlan.inflight_per_worker
+    assert big.deepen(1.0) == 0 and big.inflight_per_worker == base  # nothing measured yet: the usual queue
+    big.chunk = (50.0, 0.5e-3)  # a tiny point's chunk: 50 sequences in 0.5 ms
+    handed = big.deepen(0.1)
+    assert big.inflight_per_worker == base + 200  # 0.1 s of work at 0.5 ms a chunk
+    big.deepen(10.0)
+    assert big.inflight_per_worker == StudyPlan.DEEPEST
+    assert not big.ready(handed, waited=0)
+    big.next()
+    assert big.ready(handed, waited=0)  # a chunk went out since: the deeper queue is being sent
+    assert big.ready(handed, waited=4 * StudyPlan.bundle * 2 + 1)  # an executor that keeps no queue: go on anyway
+    big.shallow()
+    assert big.inflight_per_worker == base
+    small = plan(60)
+    small.chunk = (50.0, 0.5e-3)
+    small.deepen(10.0)
+    assert small.inflight_per_worker == 30  # 60 points' chunks left on 2 workers
+    while small.next() is not None:
+        pass
+    assert small.ready(small.handed, waited=0)  # nothing left to hand out: nothing to wait for
+
+
+def test_local_workers_have_the_deeper_queue_while_the_driver_writes_a_batch(store, monkeypatch):
+    """The flush's records are written while each worker has more than the usual chunks queued (it computes
+    through the flush instead of idling after its usual few)."""
+    from ancho.executors.local import LocalExecutor
+    from ancho.studies.plan import StudyPlan
+
+    queued: list[int] = []
+    create_runs = EmbeddedStore.create_runs
+    executor = LocalExecutor(2)
+
+    def watched(self, records):
+        queued.append(min(len(w.inflight) for w in executor._pool))
+        return create_runs(self, records)
+
+    monkeypatch.setattr(EmbeddedStore, "create_runs", watched)
+    monkeypatch.setattr("ancho.studies.pacing.WRITE_EVERY", 0.2)
+    ps = [0.45 + 0.1 * k / 1999 for k in range(2000)]
+    try:
+        study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), params={"stake": 3}, sequences=50, seed=3,
+                            executor=executor, store=store)  # fmt: skip
+    finally:
+        executor.close()
+    assert study.status == "succeeded"
+    assert len(queued) >= 2 and max(queued[:-1]) > StudyPlan.inflight_per_worker

@@ -147,8 +147,8 @@ def test_a_batch_the_store_cannot_take_fails_its_points_and_no_other(store, writ
         return real_update(self, study_id, **changes)
 
     monkeypatch.setattr(EmbeddedStore, "update_study", update_study)
-    monkeypatch.setattr("ancho.studies.packed.WRITE_EVERY", 0.0)  # a batch a result: many batches in a short study
-    monkeypatch.setattr("ancho.studies.packed.WRITE_SHARE", 0.0)
+    monkeypatch.setattr("ancho.studies.pacing.WRITE_EVERY", 0.0)  # a batch a result: many batches in a short study
+    monkeypatch.setattr("ancho.studies.pacing.WRITE_SHARE", 0.0)
     ps = [0.2 + 0.6 * k / 20 for k in range(21)]  # p = 0.5 is point 10
     study = ancho.study(model, ancho.points([{"p": p} for p in ps]), sequences=30, seed=1, workers=2, store=store)
     assert study.status == "failed" and doomed

@@ -104,6 +104,10 @@ class ChunkSource:
     a result may add work (a retry, the next batch of a precision goal).
     """
 
+    #: chunks an executor with a queue per worker (local) keeps queued for each; read again every round, so a
+    #: source about to make the driver busy for a while (a study's batch of record writes) can deepen it first
+    inflight_per_worker: int = 0
+
     def next(self) -> Chunk | None:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -57,7 +56,7 @@ from .messages import (
     SummariesDone,
     WorkerFailed,
 )
-from .wire import receive
+from .wire import receive, socket_pair
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -146,7 +145,7 @@ class _ForkedProcess:
 
 class _Worker:
     def __init__(self, argv: list[str], env: dict[str, str], fork: dict[str, Any] | None = None):
-        parent, child = socket.socketpair()
+        parent, child = socket_pair()
         self.proc: subprocess.Popen[bytes] | _ForkedProcess
         if fork is None:
             self.proc = subprocess.Popen(
@@ -357,20 +356,25 @@ class LocalExecutor(Executor):
 
     def _loop(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
         exhausted = False
+
         # a source of many tiny chunks (a study's points) may ask for a deeper queue: its driver work per chunk
-        # (a record and a file per point) then overlaps the workers' instead of idling them
-        depth = max(INFLIGHT_PER_WORKER, int(getattr(source, "inflight_per_worker", INFLIGHT_PER_WORKER)))
+        # (a record and a file per point) then overlaps the workers' instead of idling them; it may deepen it for a
+        # while (read every round), before its driver is busy writing a batch of them
+        def depth() -> int:
+            return max(INFLIGHT_PER_WORKER, int(getattr(source, "inflight_per_worker", 0)))
+
         # ... and for its chunks to go several to a message (RunChunks), up to half the queue: one bundle runs while
         # the next waits in the pipe
-        size = max(1, min(depth // 2, int(getattr(source, "bundle", 1))))
+        size = max(1, min(depth() // 2, int(getattr(source, "bundle", 1))))
         while True:
             if self._cancelled.is_set():
                 raise RunCancelled("the run was cancelled")
             exhausted = False
+            queue = depth()
             for w in list(self._pool):
-                while len(w.inflight) < depth and not exhausted:
+                while len(w.inflight) < queue and not exhausted:
                     requests: list[SetTask | RunChunk] = []
-                    for _ in range(min(size, depth - len(w.inflight))):
+                    for _ in range(min(size, queue - len(w.inflight))):
                         chunk = source.next()
                         if chunk is None:
                             exhausted = True

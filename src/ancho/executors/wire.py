@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,19 @@ if TYPE_CHECKING:
 #: arrays smaller than this stay inside the pickle (a one-at-a-time model's 8-row chunk: no extra writes); a chunk's
 #: columns under it are pickled as bytes (``ChunkResult.__reduce__``), the others sent beside the pickle here
 OUT_OF_BAND = SMALL_COLUMN
+
+
+#: bytes of replies a worker's socket holds before its sends wait: a study's driver writing a batch of records for
+#: ~0.1 s takes no reply meanwhile, while each worker computes the deeper queue it was given (~1 KB a tiny point's
+#: chunk, up to 512 chunks: studies/pacing.py); the kernel caps it at twice ``net.core.wmem_max`` (~416 KB by default)
+REPLY_BUFFER = 1 << 20
+
+
+def socket_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair for a worker: the driver's end, and the worker's, whose sends may buffer ``REPLY_BUFFER``."""
+    parent, child = socket.socketpair()
+    child.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, REPLY_BUFFER)
+    return parent, child
 
 
 def send(conn: Connection, msg: Any) -> None:

@@ -12,7 +12,7 @@ seed, stored chunks kept on resume, retries, ``until`` per point). A point
 that fails is recorded as failed and the study goes on; a cancel stops the
 whole study. The study record (points → runs, progress) is written at most
 every ``WRITE_EVERY`` seconds and at the end, not once per chunk, and no more
-often than ``WRITE_SHARE`` times its last write took (:class:`~.packed.Pacer`).
+often than ``WRITE_SHARE`` times its last write took (:class:`~.pacing.Pacer`).
 
 Resume: a point whose run succeeded is skipped; any other point's run is
 executed again, which keeps its stored chunks (the engine resumes them).
@@ -37,7 +37,9 @@ from ..inputs import RunSettings
 from ..loading import LoadedModel
 from ..stores.base import Store, StudyRecord
 from ..stores.record_spec import RecordSpec
-from .packed import KEEP_IN_MEMORY, Pacer, Point, run_packed
+from .pacing import Pacer
+from .packed import KEEP_IN_MEMORY, run_packed
+from .plan import Point
 
 
 @dataclass

@@ -21,7 +21,7 @@ from ..stores.base import Store
 
 if TYPE_CHECKING:
     from ..engine import RunSpec
-    from .packed import Point
+    from .plan import Point
 
 Column = np.ndarray[Any, Any]
 

@@ -27,7 +27,9 @@ that fails (its failures over ``max_failures``, an output error, a chunk lost
 written once per point at its end, in batches; the study record at most every
 ``WRITE_EVERY`` seconds (both paced by :class:`Pacer`); the points ended so far
 also once a tenth of the sequences is left to hand out (the last batch, after
-the last result, runs while no worker does). Anything this pass cannot finish
+the last result, runs while no worker does). Before a batch the plan deepens
+each local worker's queue to cover the batch's expected time (:mod:`.pacing`),
+so the workers compute through it. Anything this pass cannot finish
 (an error of the whole executor call, a summary that needs the store) is left
 to the caller's point-by-point pass, which resumes the stored chunks.
 """
@@ -35,31 +37,27 @@ to the caller's point-by-point pass, which resumes the stored chunks.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..chunk import ChunkResult, StoredChunk
 from ..engine import (
-    GROWTH,
-    INITIAL_CHUNK,
-    MAX_CHUNK,
     MAX_RETRIES,
-    TARGET_SECONDS,
     _failure_message,
     merge_schema,
 )
 from ..errors import AnchoError, NotFound, RunCancelled, StoreError
-from ..executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task, chunk_of, custom_of
+from ..executors.base import ChunkLost, Executor, chunk_of, custom_of
 from ..expressions import check_outputs
-from ..stores.base import RunRecord, Store
+from ..stores.base import Store
 from ..stores.chunk_writer import ChunkFolder
 from .finals import describe_points, final_changes
+from .pacing import FlushCost, Pacer
+from .plan import Point, StudyPlan
 
 if TYPE_CHECKING:
     from ..engine import RunHandle, RunSpec
@@ -77,149 +75,6 @@ KEEP_IN_MEMORY = 20_000
 #: the embedded store keeps them as rows of one transaction, where a folder and a file a point cost ~1-3 ms of a
 #: worker's CPU on this machine's disk against ~0.6 ms for 50 sequences (docs/benchmarks.md, "Studies")
 PACK_SEQUENCES = 1024
-WRITE_EVERY = 0.5  # seconds between batches of record writes
-WRITE_SHARE = 20  # ... and at least this many times the last batch's fixed cost (writes take ≤ 5% of the time)
-WRITE_MOST = 5.0  # ... but never more than this many seconds apart (records stay fresh, ended points few in memory)
-
-
-@dataclass
-class Pacer:
-    """When a batch of writes is due again: ``WRITE_EVERY`` seconds after the last began, and not before
-    ``WRITE_SHARE`` times that write's duration, up to ``WRITE_MOST`` seconds. Why: a write whose cost grows with
-    the study or the machine's load (a 2,000-point study's record took ~50 ms to rewrite, a syncfs on a busy disk
-    ~20 ms) then stays ≤ 5% of the time, where every 0.5 s it was a sixth of it."""
-
-    last: float = -math.inf
-    spent: float = 0.0
-
-    def due(self, now: float) -> bool:
-        return now - self.last >= max(WRITE_EVERY, min(WRITE_MOST, WRITE_SHARE * self.spent))
-
-    def wrote(self, began: float, ended: float) -> None:
-        self.last, self.spent = began, ended - began
-
-
-@dataclass
-class Point:
-    """One pending point: its study entry ``p``, run record, task and what came back so far."""
-
-    p: dict[str, Any]
-    run: RunRecord
-    task: Task
-    todo: deque[tuple[int, int]]
-    schema: dict[str, str] = field(default_factory=dict)
-    inflight: int = 0
-    done: int = 0
-    failures: int = 0
-    retries: int = 0
-    results: list[ChunkResult] | None = None
-    custom: dict[str, Any] | None = None
-    error: str | None = None
-    created: bool = True  # its run record is in the store
-    deferred: bool = False  # ... or is written once, final, by the flush that ends the point (a tiny point)
-    ended: bool = False
-
-    @property
-    def total(self) -> int:
-        return self.run.total
-
-    @property
-    def complete(self) -> bool:
-        return not self.todo and self.inflight == 0
-
-
-class StudyPlan(ChunkSource):
-    """Hands out the points' ranges in point order as chunks of about ``TARGET_SECONDS`` each."""
-
-    #: chunks queued per local worker: tiny points' chunks take ~1 ms each, less than the driver's work per point
-    inflight_per_worker = 8
-    #: ... sent four to a message (a message each way per chunk was ~18% of a worker's time)
-    bundle = 4
-
-    def __init__(
-        self,
-        points: list[Point],
-        workers: int,
-        block: int | None,
-        summaries: tuple[str, ...],
-        create: Callable[[list[Point]], None],
-    ):
-        self.points = points
-        self.cursor = 0
-        self.retry: deque[Chunk] = deque()
-        self.workers = max(1, workers)
-        self.block = block or 1
-        self.per_sequence: float | None = None
-        self.remaining = sum(b - a for pt in points for a, b in pt.todo)
-        self.summaries = summaries
-        self.create = create  # writes points' run records (one transaction) when the first of them is handed out
-
-    def measure(self, result: ChunkResult | StoredChunk) -> None:
-        if result.size and result.seconds > 0:
-            t = result.seconds / result.size
-            self.per_sequence = t if self.per_sequence is None else 0.8 * self.per_sequence + 0.2 * t
-
-    def size(self) -> int:
-        if self.per_sequence is None:
-            return max(INITIAL_CHUNK, self.block)
-        ideal = TARGET_SECONDS / max(self.per_sequence, 1e-9)
-        share = math.ceil(self.remaining / (2 * self.workers))
-        return int(max(1, min(ideal, MAX_CHUNK, share)))
-
-    def whole(self) -> int:
-        """The most sequences left of a point that go as one chunk, whatever the tail's balance asks: a split tiny
-        point's summary functions run apart afterwards (on Spark a local worker started for each, ~0.5 s a point:
-        the first points, cut small while the model's speed is unknown, and the last, cut for the balance). Up to
-        about ``TARGET_SECONDS`` of work; before the speed is known, what a run's second chunk would be when the
-        model has summary functions (else nothing: a slow model's first points are cut, to spread them)."""
-        if self.per_sequence is None:
-            return INITIAL_CHUNK * GROWTH if self.summaries else 0
-        return int(min(TARGET_SECONDS / max(self.per_sequence, 1e-9), MAX_CHUNK))
-
-    def next(self) -> Chunk | None:
-        if self.retry:
-            chunk = self.retry.popleft()
-            self._of(chunk).inflight += 1
-            self.remaining -= chunk.size
-            return chunk
-        while self.cursor < len(self.points):
-            pt = self.points[self.cursor]
-            if pt.error is not None or not pt.todo:
-                self.cursor += 1
-                continue
-            if not pt.created and not pt.deferred:  # this point's record, and the next points', in one transaction
-                self.create(
-                    [
-                        q
-                        for q in self.points[self.cursor : self.cursor + 64]
-                        if not q.created and not q.deferred and q.error is None
-                    ]
-                )
-            start, stop = pt.todo.popleft()
-            size = self.size()
-            if stop - start <= self.whole():
-                size = stop - start
-            end = -(-(start + size) // self.block) * self.block
-            n = min(end, stop) - start
-            if start + n < stop:
-                pt.todo.appendleft((start + n, stop))
-            # the point's only chunk: its summary functions run where it runs (unless its summary reads the store)
-            whole = n == pt.total and (pt.results is not None or pt.task.sink is not None)
-            pt.inflight += 1
-            self.remaining -= n
-            summaries = self.summaries if whole else ()
-            return Chunk(start, start + n, task=pt.task, summaries=summaries, keep=pt.results is not None)
-        return None
-
-    def _of(self, chunk: Chunk) -> Point:
-        return self.by_task[id(chunk.task)]
-
-    def index(self, points: list[Point] | None = None) -> None:
-        """Which point each task is (a point's task is replaced when it gets a sink): all, or ``points`` again."""
-        if points is None:
-            self.by_task = {id(pt.task): pt for pt in self.points}
-        else:
-            self.by_task.update((id(pt.task), pt) for pt in points)
 
 
 def run_packed(
@@ -372,6 +227,9 @@ def run_packed(
     # once a tenth of the sequences is left to hand out, the points ended so far are written: the last flush, after
     # the last result, runs on one core while the workers are idle (~0.1 ms a point: ~100 ms for 1,000 points)
     near_end: int | None = plan.remaining // 10
+    cost = FlushCost()
+    due: tuple[int, int] | None = None  # a flush fell due: (plan.handed then, results taken since); it runs once the
+    # workers have the deeper queue that lets them compute through it (pacing.py)
     ended_well = False  # (the last flush made everything durable; else the finally below does)
     try:
         for item in executor.map_chunks(points[0].task, plan):
@@ -395,11 +253,20 @@ def run_packed(
             if not pt.ended and (pt.complete or pt.error is not None and pt.inflight == 0):
                 pt.ended = True
                 ended.append(pt)
-            if near_end is not None and plan.remaining <= near_end and ended:
-                near_end = None
+            if due is None:
+                if near_end is not None and plan.remaining <= near_end and ended:
+                    near_end = None
+                    due = (plan.deepen(cost.seconds(len(ended) + len(packed))), 0)
+                elif pace.due(time.monotonic()):
+                    due = (plan.deepen(cost.seconds(len(ended) + len(packed))), 0)
+            if due is not None and plan.ready(*due):
+                began, count = time.monotonic(), len(ended)
                 flush()
-            elif pace.due(time.monotonic()):
-                flush()
+                cost.measured(time.monotonic() - began, count)
+                plan.shallow()
+                due = None
+            elif due is not None:
+                due = (due[0], due[1] + 1)
         flush()
         ended_well = True
     except RunCancelled:
