@@ -145,9 +145,10 @@ def test_points_whose_files_cannot_be_written_fail_with_the_store_s_one_line_rea
         assert "\n" not in run.error and "free some space there" in run.error
 
 
-def test_points_ended_before_the_last_tenth_is_handed_out_are_written_before_the_last_result(store, monkeypatch):
-    """The last flush, after the last result, runs while the workers are idle: it holds only the points that ended
-    once a tenth of the study's sequences was left to hand out (and those in flight then), not half the study."""
+def test_points_ended_near_the_end_are_written_before_the_last_result(store, monkeypatch):
+    """The last flush, after the last result, runs while the workers are idle: points are written once a tenth of
+    the study's sequences is left to come back, then again each time a quarter of what was left is, so the last
+    flush holds only the few points that ended after the one before, not half the study."""
     batches: list[int] = []
     create_runs = EmbeddedStore.create_runs
 
@@ -161,9 +162,10 @@ def test_points_ended_before_the_last_tenth_is_handed_out_are_written_before_the
     study = ancho.study(GAMBLER, ancho.points([{"p": p} for p in ps]), params={"stake": 3}, sequences=20, seed=3,
                         workers=2, store=store)  # fmt: skip
     assert study.status == "succeeded" and sum(batches) == 400
-    assert len(batches) >= 2
-    # a tenth of the points, plus those in flight when it was reached (at most 8 chunks a worker: 16 points)
-    assert batches[-1] <= 40 + 16
+    assert len(batches) >= 3  # at a tenth left, at a quarter of that, and the last
+    # a fortieth of the points (10), plus those in flight when it was reached (at most a worker's share of what was
+    # left to hand out, plus the usual 8 chunks a worker: 16 points)
+    assert batches[-1] <= 10 + 10 + 16
 
 
 def test_a_plan_deepens_the_workers_queue_for_a_flush_within_its_bounds():

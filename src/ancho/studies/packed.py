@@ -26,8 +26,9 @@ that fails (its failures over ``max_failures``, an output error, a chunk lost
 ``MAX_RETRIES`` times) is recorded failed and the others go on. Records are
 written once per point at its end, in batches; the study record at most every
 ``WRITE_EVERY`` seconds (both paced by :class:`Pacer`); the points ended so far
-also once a tenth of the sequences is left to hand out (the last batch, after
-the last result, runs while no worker does). Before a batch the plan deepens
+also once a tenth of the sequences is left to come back, and again at each
+quarter of what was left (the last batch, after the last result, runs while no
+worker does). Before a batch the plan deepens
 each local worker's queue to cover the batch's expected time (:mod:`.pacing`),
 so the workers compute through it. Anything this pass cannot finish
 (an error of the whole executor call, a summary that needs the store) is left
@@ -224,9 +225,11 @@ def run_packed(
                 pt.ended = True
                 ended.append(pt)
 
-    # once a tenth of the sequences is left to hand out, the points ended so far are written: the last flush, after
-    # the last result, runs on one core while the workers are idle (~0.1 ms a point: ~100 ms for 1,000 points)
-    near_end: int | None = plan.remaining // 10
+    # once a tenth of the sequences is left to come back, the points ended so far are written, and again once a
+    # quarter of what was left then is: the last flush, after the last result, runs on one core while the workers
+    # are idle (~0.1 ms a point) and holds only what ended since the one before
+    unfinished = plan.remaining
+    near_end: int | None = unfinished // 10
     cost = FlushCost()
     due: tuple[int, int] | None = None  # a flush fell due: (plan.handed then, results taken since); it runs once the
     # workers have the deeper queue that lets them compute through it (pacing.py)
@@ -248,14 +251,14 @@ def run_packed(
                 continue
             plan.measure(item)
             on_progress(item.size)
+            unfinished -= item.size
             if pt.error is None:
                 _take(pt, item, specs[pt.p["point"]], write, fail)
             if not pt.ended and (pt.complete or pt.error is not None and pt.inflight == 0):
                 pt.ended = True
                 ended.append(pt)
             if due is None:
-                if near_end is not None and plan.remaining <= near_end and ended:
-                    near_end = None
+                if near_end is not None and unfinished <= near_end and ended:
                     due = (plan.deepen(cost.seconds(len(ended) + len(packed))), 0)
                 elif pace.due(time.monotonic()):
                     due = (plan.deepen(cost.seconds(len(ended) + len(packed))), 0)
@@ -265,6 +268,8 @@ def run_packed(
                 cost.measured(time.monotonic() - began, count)
                 plan.shallow()
                 due = None
+                if near_end is not None and unfinished <= near_end:  # (a quarter of a few chunks: none)
+                    near_end = unfinished // 4 if unfinished >= 16 * max(1.0, plan.chunk[0]) else None
             elif due is not None:
                 due = (due[0], due[1] + 1)
         flush()
