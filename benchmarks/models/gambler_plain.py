@@ -1,19 +1,11 @@
 """The example gambler (examples/gambler.py) without its ``@ancho.summary`` function: what a study's points cost
 Ancho itself, apart from the model's own pandas code (``bench_study.py --model benchmarks/models/gambler_plain.py``).
 
-Its ``sequence`` is the example's own (a subclass would inherit the summary function too)."""
-
-import importlib.util
-from pathlib import Path
+Its ``sequence`` is the example's, written out: a model file is shipped to Spark's workers alone (with its own
+folder), so it cannot load the example from its path there, and a subclass would inherit the summary function.
+"""
 
 import ancho
-
-_spec = importlib.util.spec_from_file_location(
-    "ancho_bench_example_gambler", Path(__file__).resolve().parents[2] / "examples" / "gambler.py"
-)
-assert _spec is not None and _spec.loader is not None
-_example = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_example)
 
 
 class Gambler(ancho.Model):
@@ -23,4 +15,9 @@ class Gambler(ancho.Model):
     goal: int = 20
     p: float = 0.5
 
-    sequence = _example.Gambler.sequence
+    def sequence(self, rng):
+        x, rounds = self.stake, 0
+        while 0 < x < self.goal:
+            x += 1 if rng.random() < self.p else -1
+            rounds += 1
+        return {"won": x >= self.goal, "rounds": rounds}
