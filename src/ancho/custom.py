@@ -61,10 +61,36 @@ def apply_summaries(instance, frame, names: tuple[str, ...] | list[str]) -> dict
                 results = load() if fresh and i == len(names) - 1 else load().copy()
             else:
                 results = _Unread(load)
-            out[name] = clean(func(results))
+            value = clean(func(results))
+            if not _plain(value):  # (only plain values cross to the driver: wire.REPLY_GLOBALS)
+                raise TypeError(f"it returned a {_kind(value)}; return a number, string, bool, None, list or dict")
+            out[name] = value
         except Exception as exc:  # a broken summary function is reported in its slot; the others still count
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` (cleaned) is JSON's: None, bool, int, float, str, and lists and str-keyed dicts of them."""
+    t = type(value)
+    if value is None or t is bool or t is int or t is float or t is str:
+        return True
+    if t is list:
+        return all(_plain(v) for v in value)
+    if t is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    return False
+
+
+def _kind(value: Any) -> str:
+    """The type of the first value in ``value`` that is not plain (``datetime.date``, ``set``)."""
+    if type(value) in (list, dict):
+        inner = value.values() if isinstance(value, dict) else value
+        if all(_plain(v) for v in inner):
+            return "dict with a key that is not a string"
+        return next(_kind(v) for v in inner if not _plain(v))
+    module = type(value).__module__
+    return type(value).__qualname__ if module == "builtins" else f"{module}.{type(value).__qualname__}"
 
 
 #: names through which code can reach its arguments without naming them

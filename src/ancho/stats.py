@@ -89,6 +89,8 @@ def clean(x: Any) -> Any:
     if isinstance(x, (float, np.floating)):
         x = float(x)
         return x if math.isfinite(x) else None
+    if isinstance(x, str):  # (NumPy's str_, a str enum)
+        return str(x)
     return x
 
 

@@ -56,7 +56,7 @@ from .messages import (
     SummariesDone,
     WorkerFailed,
 )
-from .wire import receive, socket_pair
+from .wire import ForgedReply, receive, socket_pair
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -79,6 +79,10 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _depth(source: ChunkSource) -> int:
+    return max(INFLIGHT_PER_WORKER, int(getattr(source, "inflight_per_worker", 0)))
 
 
 def _fork_allowed(python: str, wrap: Callable[[list[str]], list[str]] | None) -> bool:
@@ -356,21 +360,15 @@ class LocalExecutor(Executor):
 
     def _loop(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
         exhausted = False
-
-        # a source of many tiny chunks (a study's points) may ask for a deeper queue: its driver work per chunk
-        # (a record and a file per point) then overlaps the workers' instead of idling them; it may deepen it for a
-        # while (read every round), before its driver is busy writing a batch of them
-        def depth() -> int:
-            return max(INFLIGHT_PER_WORKER, int(getattr(source, "inflight_per_worker", 0)))
-
-        # ... and for its chunks to go several to a message (RunChunks), up to half the queue: one bundle runs while
-        # the next waits in the pipe
-        size = max(1, min(depth() // 2, int(getattr(source, "bundle", 1))))
+        # a source of many tiny chunks (a study's points) may ask for a deeper queue, read every round (its driver work
+        # per chunk then overlaps the workers'; deeper while it writes a batch of records), and for its chunks to go
+        # several to a message (RunChunks), up to half the queue: one bundle runs while the next waits in the pipe
+        size = max(1, min(_depth(source) // 2, int(getattr(source, "bundle", 1))))
         while True:
             if self._cancelled.is_set():
                 raise RunCancelled("the run was cancelled")
             exhausted = False
-            queue = depth()
+            queue = _depth(source)
             for w in list(self._pool):
                 while len(w.inflight) < queue and not exhausted:
                     requests: list[SetTask | RunChunk] = []
@@ -424,6 +422,9 @@ class LocalExecutor(Executor):
         try:
             w.send(msg)
             answer = receive(w.conn)
+        except ForgedReply:
+            self._replace(w)  # (nothing more it says can be read: its connection is out of step)
+            raise
         except (EOFError, OSError):
             reason = w.exit_reason()
             self._replace(w)

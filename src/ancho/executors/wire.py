@@ -16,6 +16,14 @@ The frame: one ``Connection.send_bytes`` holding ``!I`` (the number of
 out-of-band buffers), ``!Q`` per buffer (its size in bytes) and the pickle;
 then each buffer's raw bytes, in order, with no framing of their own. Only
 replies (worker to driver) travel this way; requests stay ``Connection.send``.
+
+A reply is written by a process that runs the model's code: a sandboxed model
+can reach its worker's connection and write anything to it. So the driver
+unpickles a reply with :class:`ReplyUnpickler`, which names only Ancho's
+replies and what they hold (:data:`REPLY_GLOBALS`), never any other function
+or class; a frame that is not such a reply raises :class:`ForgedReply` (with
+a plain ``pickle.loads`` a model ran ``os.system`` in the driver, outside its
+sandbox: ``tests/isolation/test_forged_replies.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ..chunk import SMALL_COLUMN
+from ..errors import RunFailed
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -71,20 +80,62 @@ def send(conn: Connection, msg: Any) -> None:
         _write_all(fd, raw)
 
 
+#: the globals a reply's pickle may name (module, name): Ancho's replies, chunks, failures, tallies and errors, and
+#: what NumPy pickles an array, a dtype or a scalar as (under NumPy 2's module names and 1's). NumPy refuses to make
+#: an object array or scalar from raw bytes, so none of these reads memory or calls anything else.
+REPLY_GLOBALS = frozenset(
+    [("ancho.executors.messages", n) for n in ("ChunkDone", "ChunksDone", "SummariesDone", "Inspected", "WorkerFailed")]
+    + [("ancho.chunk", n) for n in ("_chunk_result", "StoredChunk", "Failure")]
+    + [("ancho.stats", "Tally")]
+    + [(core + ".multiarray", n) for core in ("numpy._core", "numpy.core") for n in ("_reconstruct", "scalar")]
+    + [(core + ".numeric", "_frombuffer") for core in ("numpy._core", "numpy.core")]
+    + [("numpy", "ndarray"), ("numpy", "dtype")]
+)
+
+
+class ForgedReply(RunFailed):
+    """What came on a worker's connection is not a reply of Ancho's worker (a model wrote to the connection)."""
+
+
+class ReplyUnpickler(pickle.Unpickler):
+    """Unpickles a reply naming only :data:`REPLY_GLOBALS` and Ancho's own error classes (:mod:`ancho.errors`)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in REPLY_GLOBALS or module == "ancho.errors" and _error_class(name):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which no reply of Ancho's holds")
+
+
+def _error_class(name: str) -> bool:
+    from .. import errors
+
+    value = getattr(errors, name, None)
+    return value is errors._rebuild or isinstance(value, type) and issubclass(value, (errors.AnchoError, errors.Field))
+
+
 def receive(conn: Connection) -> Any:
-    """The next message :func:`send` sent on ``conn``; EOFError or OSError (as ``Connection.recv``) when the worker is gone."""
+    """The next message :func:`send` sent on ``conn``; EOFError or OSError (as ``Connection.recv``) when the worker is
+    gone; :class:`ForgedReply` when what came is not a reply (the connection then says nothing more worth reading)."""
     import numpy as np
 
     frame = conn.recv_bytes()
-    (count,) = struct.unpack_from("!I", frame)
-    sizes = struct.unpack_from(f"!{count}Q", frame, 4)
-    fd = conn.fileno()
-    buffers = []
-    for size in sizes:
-        buffer = np.empty(size, dtype=np.uint8)  # the rebuilt array's memory: read into it directly
-        _read_all(fd, buffer.data)
-        buffers.append(buffer)
-    return pickle.loads(memoryview(frame)[4 + 8 * count :], buffers=buffers)
+    try:
+        (count,) = struct.unpack_from("!I", frame)
+        sizes = struct.unpack_from(f"!{count}Q", frame, 4)
+        fd = conn.fileno()
+        buffers = []
+        for size in sizes:
+            buffer = np.empty(size, dtype=np.uint8)  # the rebuilt array's memory: read into it directly
+            _read_all(fd, buffer.data)
+            buffers.append(buffer)
+        return ReplyUnpickler(io.BytesIO(memoryview(frame)[4 + 8 * count :]), buffers=buffers).load()
+    except (EOFError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a forged frame makes fail: the same refusal
+        raise ForgedReply(
+            f"a worker running the model's code sent something that is not a reply ({type(exc).__name__}: {exc}); "
+            "refused, and the worker stopped: model code must not write to its worker's connection"
+        ) from None
 
 
 def _write_all(fd: int, raw: memoryview) -> None:

@@ -24,6 +24,7 @@ needs to tell attempts apart.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
@@ -33,6 +34,7 @@ import numpy as np
 from ...chunk import ChunkResult, Failure, StoredChunk
 from ...columns import to_arrow, to_numpy
 from ..messages import WorkerFailed
+from ..wire import ReplyUnpickler
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -181,7 +183,10 @@ def _failed(pickled: bytes | None, meta: ErrorRecord) -> Exception:
     """The error an error record stands for, raised as the local executor raises its worker's (same reply type)."""
     failed = WorkerFailed(None, meta["error"], meta["message"])
     if pickled is not None:
-        reply = pickle.loads(pickled)
+        try:  # (a task's record: through the reply unpickler, as a local worker's, since model code made it)
+            reply = ReplyUnpickler(io.BytesIO(pickled)).load()
+        except Exception:  # noqa: BLE001 - not a reply of Ancho's: its plain text will do
+            reply = None
         if isinstance(reply, WorkerFailed):
             failed = reply
     error = failed.exception()

@@ -1,0 +1,221 @@
+"""A model that writes to its worker's connection cannot make the driver run anything.
+
+The driver reads a worker's replies as pickles; a sandboxed model runs in the worker process and can reach its
+connection. Before the reply unpickler (``executors/wire.py``), a model that sent ``os.system`` as a pickle ran a
+command in the driver, outside its sandbox: the first test fails on that code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ancho
+from ancho.chunk import ChunkResult, Failure, StoredChunk
+from ancho.errors import ModelError, ParameterError, RunFailed
+from ancho.executors.local import LocalExecutor
+from ancho.executors.messages import ChunkDone, ChunksDone, Inspected, SummariesDone, WorkerFailed
+from ancho.executors.wire import ForgedReply, ReplyUnpickler, receive, send
+from ancho.isolation import sandbox as sb
+from ancho.loading import FileRef
+from ancho.stats import Tally
+from ancho.stores.embedded import EmbeddedStore
+
+from ..conftest import need_service
+
+FORGER = '''
+import ancho
+
+
+def forge(payload: bytes) -> None:
+    """Write ``payload`` as a reply frame on every connection this process has (the worker's)."""
+    import gc
+    import struct
+    from multiprocessing.connection import Connection
+
+    for conn in [o for o in gc.get_objects() if isinstance(o, Connection)]:
+        try:
+            conn.send_bytes(struct.pack("!I", 0) + payload)
+        except Exception:
+            pass
+
+
+def command(target: str) -> bytes:
+    return b"cos\\nsystem\\n(S'touch " + target.encode() + b"'\\ntR."
+
+
+class Forger(ancho.Model):
+    """Sends a pickle that calls os.system with a command, in place of its chunk's reply."""
+
+    target: str = ""
+
+    def sequence(self, rng):
+        forge(command(self.target))
+        return {"x": 1.0}
+'''
+
+
+def forged_frame(payload: bytes) -> bytes:
+    return struct.pack("!I", 0) + payload
+
+
+def command_pickle(target: Path) -> bytes:
+    return b"cos\nsystem\n(S'touch " + str(target).encode() + b"'\ntR."
+
+
+def pair() -> tuple[Connection, Connection]:
+    a, b = socket.socketpair()
+    return Connection(a.detach()), Connection(b.detach())
+
+
+def test_a_sandboxed_model_cannot_run_a_command_in_the_driver(tmp_path, home):
+    problem = sb.sandbox_problem()
+    if problem:
+        need_service("bubblewrap", problem)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "forger.py").write_text(FORGER)
+    target = tmp_path / "pwned"  # on the host, outside anything the sandbox may write
+    sandbox = sb.Sandbox(sb.SandboxPolicy(read_only=(str(models),)))
+    try:
+        with LocalExecutor(1, wrap=sandbox.wrap) as executor, pytest.raises(ForgedReply, match="os.system"):
+            ancho.run(str(models / "forger.py"), {"target": str(target)}, sequences=1, seed=1, store=str(home),
+                      executor=executor)  # fmt: skip
+    finally:
+        sandbox.close()
+    assert not target.exists()
+    run = EmbeddedStore(home).list_runs(limit=1)[0]
+    assert run.status == "failed" and "not a reply" in run.error
+
+
+def test_nor_can_an_unsandboxed_one_or_one_inspected_at_submission(tmp_path, home):
+    """The refusal is the driver's, whatever runs the worker: a plain local worker, and the worker a server asks
+    to describe a model (``inspect``: the model's module runs there at import), which is replaced after it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "forger.py").write_text(FORGER)
+    target = tmp_path / "pwned"
+    (models / "at_import.py").write_text(
+        FORGER.replace("class Forger", "forge(command(" + repr(str(target)) + "))\n\n\nclass Forger")
+    )
+    with LocalExecutor(1) as executor:
+        with pytest.raises(ForgedReply):
+            ancho.run(str(models / "forger.py"), {"target": str(target)}, sequences=3, seed=1, store=str(home),
+                      executor=executor)  # fmt: skip
+        with pytest.raises(ForgedReply):
+            executor.inspect(FileRef(str(models), "at_import.py", "Forger"))
+        assert executor.inspect(FileRef(str(models), "forger.py", "Forger"))["model"]["name"] == "Forger"
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"cos\nsystem\n(S'true'\ntR.", id="os.system"),
+        pytest.param(pickle.dumps(eval), id="builtins.eval"),
+        pytest.param(pickle.dumps(subprocess.Popen), id="subprocess.Popen"),
+        pytest.param(pickle.dumps(np.load), id="numpy.load"),
+        pytest.param(pickle.dumps(ancho.run), id="ancho.run"),
+        pytest.param(pickle.dumps(textwrap.dedent), id="a module function"),
+        pytest.param(b"\x80\x05garbage", id="not a pickle"),
+    ],
+)
+def test_anything_but_a_reply_is_refused_and_named(payload):
+    driver, worker = pair()
+    worker.send_bytes(forged_frame(payload))
+    with pytest.raises(ForgedReply, match="not a reply"):
+        receive(driver)
+
+
+def test_a_frame_asking_for_an_absurd_buffer_is_refused():
+    driver, worker = pair()
+    worker.send_bytes(struct.pack("!IQ", 1, 1 << 62) + pickle.dumps(None))
+    with pytest.raises(ForgedReply):
+        receive(driver)
+
+
+def test_every_reply_a_worker_sends_reads_back():
+    rows = 100_000  # large columns go beside the pickle, small ones inside it
+    big = ChunkResult(0, rows, np.arange(rows), {"x": np.random.default_rng(1).random(rows)}, [], 0.5)
+    small = ChunkResult(0, 3, np.arange(3), {"won": np.array([True, False, True]), "path": np.ones((3, 4))},
+                        [Failure(1, "ValueError: no", "Traceback ...")], 0.1)  # fmt: skip
+    stored = StoredChunk(0, 10, 10, {"x": "float"}, 0, [], 0.1, {"x": Tally()}, np.ones(10))
+    replies = [
+        ChunksDone((ChunkDone(small, {"m": 1.5, "l": [1, None, "s"]}), WorkerFailed.of(ModelError("bad model")))),
+        ChunkDone(big),
+        ChunkDone(stored),
+        WorkerFailed.of(ParameterError("{PARAMS} says no", name="p")),
+        WorkerFailed(None, "ValueError", "text", "Traceback ..."),
+        SummariesDone({"x": [1, 2.5, None, "s", {"k": True}]}),
+        Inspected({"name": "M", "parameters": [{"name": "p", "default": float("inf")}]}),
+    ]
+    for reply in replies:
+        assert type(back_of(reply)) is type(reply)
+    assert np.array_equal(back_of(ChunkDone(big)).result.columns["x"], big.columns["x"])
+    error = back_of(WorkerFailed.of(ParameterError("{PARAMS} says no", name="p"))).exception()
+    assert isinstance(error, ParameterError) and error.name == "p"
+
+
+def back_of(reply):
+    """``reply`` sent by a worker and received by the driver (sent by a thread: a large one fills the socket)."""
+    driver, worker = pair()
+    sending = threading.Thread(target=send, args=(worker, reply))
+    sending.start()
+    try:
+        return receive(driver)
+    finally:
+        sending.join()
+
+
+def test_the_unpickler_takes_ancho_errors_but_not_their_module(tmp_path):
+    assert ReplyUnpickler.find_class(ReplyUnpickler(open(os.devnull, "rb")), "ancho.errors", "RunFailed") is RunFailed
+    with pytest.raises(pickle.UnpicklingError):
+        ReplyUnpickler(open(os.devnull, "rb")).find_class("ancho.errors", "re")  # a module the errors module imports
+
+
+def test_a_summary_function_returning_an_object_says_so_in_its_slot(tmp_path, home):
+    """Only plain values cross to the driver: a summary function returning anything else fails in its slot, with
+    what it returned named, instead of a class of the user's being unpickled in the driver."""
+    path = tmp_path / "odd.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import datetime
+            import ancho
+
+            class Odd(ancho.Model):
+                def sequence(self, rng):
+                    return {"x": rng.random()}
+
+                @ancho.summary
+                def when(self, results):
+                    return datetime.date(2026, 12, 7)
+
+                @ancho.summary
+                def nested(self, results):
+                    return {"fine": 1, "odd": [1, object()]}
+
+                @ancho.summary
+                def fine(self, results):
+                    return {"mean": results.x.mean(), "tag": results.x.dtype.name}
+            """
+        )
+    )
+    results = ancho.run(str(path), sequences=20, seed=1, store=str(home), workers=1)
+    custom = results.summary["custom"]
+    assert custom["when"] == {"error": "TypeError: it returned a datetime.date; return a number, string, bool, None, "
+                                       "list or dict"}  # fmt: skip
+    assert custom["nested"]["error"].startswith("TypeError: it returned a object;")
+    assert custom["fine"]["tag"] == "float64" and 0 < custom["fine"]["mean"] < 1
+    assert sys.modules.get("odd") is None  # (the user's module never imported in the driver)
