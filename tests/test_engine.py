@@ -358,3 +358,13 @@ def test_stored_chunks_without_a_recorded_schema_are_resumed_not_redone(store):
     assert again.status == "succeeded" and again.schema == first.schema
     assert again.summary["outputs"] == first.summary["outputs"] and again.summary["sequences"] == 500
     assert sorted(p.stat().st_mtime_ns for p in (store.home / "runs" / rec.id).rglob("*.parquet")) == chunks
+
+
+def test_a_store_given_as_a_path_or_a_folder_string_is_the_same_store(tmp_path):
+    """``store=`` takes a path object as it takes the folder's name; anything else is a one-line error."""
+    from .conftest import EXAMPLES
+
+    results = ancho.run(f"{EXAMPLES}/gambler.py", {"stake": 2, "goal": 4}, sequences=20, seed=1, store=tmp_path)
+    assert ancho.stores.open_store(str(tmp_path)).get_run(results.run_id).status == "succeeded"
+    with pytest.raises(InputError, match="store must be a URL or folder, got 3"):
+        ancho.stores.open_store(3)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
@@ -77,7 +78,7 @@ _SHARED: dict[str, Store] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def _shared_store(store: str | Store | None) -> Store:
+def _shared_store(store: str | os.PathLike[str] | Store | None) -> Store:
     """The store of a run; a Cassandra URL opens one session per process, shared by every run that names it.
 
     ``Results`` read their frame from the store later, so ``run`` cannot close
@@ -98,7 +99,7 @@ def run(
     seed: int | None = None,
     workers: int | None = None,
     executor: str | Executor = "local",
-    store: str | Store | None = None,
+    store: str | os.PathLike[str] | Store | None = None,
     targets: Iterable[str] = (),
     until: str | None = None,
     max_sequences: int | None = None,
@@ -227,7 +228,7 @@ def _worker_count(workers: int | None) -> int:
     return LocalExecutor(workers).workers  # validated as an executor would (no process is started)
 
 
-def _hidden(store: str | Store | None) -> tuple[str, ...]:
+def _hidden(store: str | os.PathLike[str] | Store | None) -> tuple[str, ...]:
     """What sandboxed workers must not see: ANCHO_HOME and the development services (the default), and an
     embedded store's folder given with ``--store``."""
     from .isolation import default_hidden
@@ -345,7 +346,7 @@ def study(
     seed: int | None = None,
     workers: int | None = None,
     executor: str | Executor = "local",
-    store: str | Store | None = None,
+    store: str | os.PathLike[str] | Store | None = None,
     targets: Iterable[str] = (),
     until: str | None = None,
     max_sequences: int | None = None,
@@ -406,7 +407,9 @@ def study(
     return Study(st, final)  # (the record as run_points wrote it: a 2,000-point one takes ~6 ms to read back)
 
 
-def compare(a: Any, b: Any, targets: Iterable[str] = (), store: str | Store | None = None) -> dict[str, Any]:
+def compare(
+    a: Any, b: Any, targets: Iterable[str] = (), store: str | os.PathLike[str] | Store | None = None
+) -> dict[str, Any]:
     """Compare run ``b`` with run ``a`` (:class:`Results` or run ids): differences b − a with 95% intervals,
     paired on common random numbers when both runs have the same seed (DESIGN.md §2 Comparisons)."""
     from .studies.service import compare_runs

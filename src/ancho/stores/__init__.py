@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
@@ -57,10 +58,12 @@ def export_results(store: Store, run_id: str, folder: str | PathLike[str]) -> Ch
     return ChunkFiles.of_folder(folder, store.get_run(run_id).schema)
 
 
-def open_store(url: str | Store | None = None) -> Store:
-    """A store from ``--store``: None (the embedded store under ANCHO_HOME), a folder, or ``cassandra://…``."""
+def open_store(url: str | os.PathLike[str] | Store | None = None) -> Store:
+    """A store from ``--store``: None (the embedded store under ANCHO_HOME), a folder (a path), or ``cassandra://…``."""
     if isinstance(url, Store):
         return url
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
     if url is None or url == "" or url == "embedded":
         from .embedded import EmbeddedStore
 
