@@ -81,8 +81,9 @@ def test_arrays_arrive_bit_identical_whatever_their_layout():
         np.arange(5.0),  # small: in band
         np.empty(0),
     ]
-    (got,) = _from_child([tuple(arrays)])
-    for sent, back in zip(arrays, got):
+    columns = {f"c{i}": a for i, a in enumerate(arrays)}  # (a reply carries arrays only as a chunk's columns)
+    (got,) = _from_child([ChunkDone(ChunkResult(0, 3, np.arange(3), columns))])
+    for sent, back in zip(arrays, got.result.columns.values()):
         assert back.dtype == sent.dtype and back.shape == sent.shape
         assert back.tobytes() == sent.tobytes()  # bit-identical, NaNs included
         assert back.flags.writeable  # the summary sorts the gathered column in place

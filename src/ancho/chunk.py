@@ -10,6 +10,7 @@ chunk, with NumPy.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import threading
 import time
@@ -17,7 +18,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +48,11 @@ def trajectory_steps(kind: str) -> int | None:
     """The number of steps of a trajectory kind (``float[120]`` → 120); None for a scalar kind."""
     m = _SERIES_KIND.match(kind)
     return int(m.group(1)) if m else None
+
+
+def known_kind(kind: object) -> bool:
+    """Whether ``kind`` is a column kind: bool, int, float or a trajectory's ``float[N]``."""
+    return type(kind) is str and (kind in KIND_DTYPES or trajectory_steps(kind) is not None)
 
 
 def kind_dtype(kind: str) -> np.dtype:
@@ -97,29 +103,43 @@ class ChunkResult:
         return {name: column_kind(col) for name, col in self.columns.items()}
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickled with its small columns as bytes (large ones stay arrays: a worker's reply sends those beside the
-        pickle). Why: NumPy pickles an array through a Python-level protocol-5 buffer and rebuilds it through
-        another; a study's tiny point's three 50-row columns cost ~22 µs a chunk to pickle that way, ~10 as bytes
-        (``executors/wire.py``; measured on four-chunk replies, 87 → 41 µs)."""
-        columns = {name: _small(col) for name, col in self.columns.items()}
-        return _chunk_result, (self.start, self.stop, _small(self.sequences), columns, self.failures, self.seconds)
+        """Pickled with its columns as (dtype, shape, bytes) (:func:`_packed`): small ones copied into the pickle,
+        large ones as buffers a worker's reply sends beside it. Why not as arrays: the driver unpickles a reply naming
+        no NumPy constructor (a forged dtype made an object array of raw pointers; ``executors/wire.py``); and a
+        study's tiny point's three 50-row columns cost ~22 µs a chunk to pickle as arrays, ~10 as bytes (four-chunk
+        replies, 87 → 41 µs)."""
+        columns = {name: _packed(col) for name, col in self.columns.items()}
+        return _chunk_result, (self.start, self.stop, _packed(self.sequences), columns, self.failures, self.seconds)
 
 
 #: columns under this many bytes are pickled as bytes (the wire's own line between in and out of band)
 SMALL_COLUMN = 64 << 10
 
 
-def _small(column: np.ndarray) -> Any:
-    if column.nbytes >= SMALL_COLUMN or column.dtype.kind not in "biuf":  # (numbers only: never an object's pointers)
-        return column
-    return column.dtype.str, column.shape, column.tobytes()
+def _packed(column: np.ndarray) -> tuple[str, tuple[int, ...], Any]:
+    """A column as its dtype's string, its shape and its bytes (a buffer when large: out of band on the wire)."""
+    if column.dtype.kind not in "biuf":  # (numbers and bools only: never an object's pointers)
+        raise TypeError(f"a column of dtype {column.dtype} does not cross between processes: numbers and bools do")
+    if column.nbytes < SMALL_COLUMN:
+        return column.dtype.str, column.shape, column.tobytes()
+    return column.dtype.str, column.shape, pickle.PickleBuffer(np.ascontiguousarray(column).data)
 
 
 def _column_of(packed: Any) -> np.ndarray:
-    if type(packed) is not tuple:
-        return cast(np.ndarray, packed)
-    dtype, shape, raw = packed
-    return np.frombuffer(bytearray(raw), dtype=dtype).reshape(shape)  # (a bytearray: writable, as an array is)
+    """The column :func:`_packed` packed, writable; ValueError for anything else (a reply is written by a process
+    that runs model code: only a number or bool dtype, whole dimensions, and bytes that fill them exactly)."""
+    if type(packed) is not tuple or len(packed) != 3 or type(packed[0]) is not str or type(packed[1]) is not tuple:
+        raise ValueError("a column is not (dtype, shape, bytes)")
+    dtype, shape, raw = np.dtype(packed[0]), packed[1], packed[2]
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"a column of dtype {dtype} does not cross between processes")
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError(f"a column's shape {shape!r} is not whole dimensions")
+    if type(raw) is bytes:  # (in the pickle: copied, so writable as an array is)
+        raw = bytearray(raw)
+    elif not isinstance(raw, bytearray | np.ndarray):  # (an out-of-band buffer: the driver's own array)
+        raise ValueError(f"a column's bytes are a {type(raw).__name__}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 def _chunk_result(
@@ -156,6 +176,13 @@ class StoredChunk:
     #: the chunk itself, columns and all, when the driver asked to keep it (a study's tiny point, summarised from
     #: memory: reading its file back cost more than its columns through the pipe; docs/benchmarks.md, "Studies")
     kept: ChunkResult | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # ``first`` as a column crosses (see ChunkResult.__reduce__)
+        return {**self.__dict__, "first": None if self.first is None else _packed(self.first)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        first = state.get("first")
+        self.__dict__.update({**state, "first": None if first is None else _column_of(first)})
 
     @classmethod
     def of(

@@ -23,7 +23,7 @@ import pytest
 
 import ancho
 from ancho.chunk import ChunkResult, Failure, StoredChunk
-from ancho.errors import ModelError, ParameterError, RunFailed
+from ancho.errors import ModelError, OutputError, ParameterError, RunFailed
 from ancho.executors.local import LocalExecutor
 from ancho.executors.messages import ChunkDone, ChunksDone, Inspected, SummariesDone, WorkerFailed
 from ancho.executors.wire import ForgedReply, ReplyUnpickler, receive, send
@@ -219,3 +219,96 @@ def test_a_summary_function_returning_an_object_says_so_in_its_slot(tmp_path, ho
     assert custom["nested"]["error"].startswith("TypeError: it returned a object;")
     assert custom["fine"]["tag"] == "float64" and 0 < custom["fine"]["mean"] < 1
     assert sys.modules.get("odd") is None  # (the user's module never imported in the driver)
+
+
+def _forged_object_array() -> bytes:
+    """An array whose dtype's flags come from the pickle, with an object field filled from the sender's bytes: a
+    pointer of the sender's choosing in the driver (NULL here, so that a regression fails instead of crashing)."""
+    import io
+
+    dtype, array = object(), object()
+    state = (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 61)
+
+    class Forger(pickle.Pickler):
+        def reducer_override(self, obj):
+            if obj is dtype:
+                return (np.dtype, ("V8", False, True), state)
+            if obj is array:
+                return (np._core.multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                        (1, (1,), dtype, False, struct.pack("<Q", 0)))  # fmt: skip
+            return NotImplemented
+
+    body = io.BytesIO()
+    Forger(body, protocol=4).dump(array)
+    return body.getvalue()
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pytest.param(("|O", (1,), b"\0" * 8), id="an object dtype"),
+        pytest.param(("V8,O", (1,), b"\0" * 16), id="an object field"),
+        pytest.param(("<f8", (2,), b"\0" * 8), id="too few bytes"),
+        pytest.param(("<f8", (-1,), b"\0" * 8), id="a negative dimension"),
+        pytest.param(("<f8", (1,), 10**12), id="a count for bytes"),
+        pytest.param(np.zeros(1), id="no column at all"),
+    ],
+)
+def test_a_chunk_column_that_is_not_numbers_filling_its_shape_is_refused(column):
+    from ancho.chunk import _chunk_result
+
+    class Forger(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, ChunkResult):
+                return (_chunk_result, (0, 1, ("<i8", (1,), b"\0" * 8), {"x": column}, [], 0.0))
+            return NotImplemented
+
+    import io
+
+    body = io.BytesIO()
+    Forger(body, protocol=5).dump(ChunkDone(ChunkResult(0, 1, np.arange(1), {})))
+    driver, worker = pair()
+    worker.send_bytes(forged_frame(body.getvalue()))
+    with pytest.raises(ForgedReply):
+        receive(driver)
+
+
+def test_numpy_s_own_constructors_are_not_taken():
+    """NumPy's dtype took its flags from the pickle (an object array of raw pointers); no NumPy global is named."""
+    driver, worker = pair()
+    worker.send_bytes(forged_frame(_forged_object_array()))
+    with pytest.raises(ForgedReply, match="numpy"):
+        receive(driver)
+
+
+def test_output_names_are_checked_again_where_the_results_land(tmp_path, home):
+    """A model that sends its own reply (Ancho's classes, so the unpickler takes it) cannot get a name out that
+    breaks a CSV or a notebook's string (a report notebook embeds the results as text): the driver checks the first
+    chunk's names and kinds itself, as the worker does."""
+    path = tmp_path / "names.py"
+    path.write_text(
+        textwrap.dedent(
+            '''
+            import gc
+            from multiprocessing.connection import Connection
+
+            import numpy as np
+
+            import ancho
+            from ancho.chunk import ChunkResult
+            from ancho.executors.messages import ChunkDone
+            from ancho.executors.wire import send
+
+            class Names(ancho.Model):
+                def sequence(self, rng):
+                    bad = ChunkResult(0, 5, np.arange(5), {'x"""\\nimport os\\n"""': np.zeros(5)})
+                    for conn in [o for o in gc.get_objects() if isinstance(o, Connection)]:
+                        send(conn, ChunkDone(bad))
+                    return {"x": 1.0}
+            '''
+        )
+    )
+    with LocalExecutor(1) as executor, pytest.raises(OutputError, match="output names are identifiers"):
+        ancho.run(str(path), sequences=5, seed=1, store=str(home), executor=executor)
+    run = EmbeddedStore(home).list_runs(limit=1)[0]
+    assert run.status == "failed" and run.schema == {}

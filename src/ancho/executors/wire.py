@@ -80,16 +80,14 @@ def send(conn: Connection, msg: Any) -> None:
         _write_all(fd, raw)
 
 
-#: the globals a reply's pickle may name (module, name): Ancho's replies, chunks, failures, tallies and errors, and
-#: what NumPy pickles an array, a dtype or a scalar as (under NumPy 2's module names and 1's). NumPy refuses to make
-#: an object array or scalar from raw bytes, so none of these reads memory or calls anything else.
+#: the globals a reply's pickle may name (module, name): Ancho's replies, chunks, failures, tallies and errors.
+#: No NumPy constructor: a chunk's columns cross as (dtype string, shape, bytes), checked as they are rebuilt
+#: (``chunk._column_of``: numbers and bools only); NumPy's own ``dtype`` took its flags from the pickle and made an
+#: object array of raw pointers, which crashed the driver.
 REPLY_GLOBALS = frozenset(
     [("ancho.executors.messages", n) for n in ("ChunkDone", "ChunksDone", "SummariesDone", "Inspected", "WorkerFailed")]
     + [("ancho.chunk", n) for n in ("_chunk_result", "StoredChunk", "Failure")]
     + [("ancho.stats", "Tally")]
-    + [(core + ".multiarray", n) for core in ("numpy._core", "numpy.core") for n in ("_reconstruct", "scalar")]
-    + [(core + ".numeric", "_frombuffer") for core in ("numpy._core", "numpy.core")]
-    + [("numpy", "ndarray"), ("numpy", "dtype")]
 )
 
 

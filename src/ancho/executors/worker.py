@@ -138,7 +138,7 @@ class _Answers:
 
             return SummariesDone(compute_summaries(msg.task.ref.resolve(), msg.task.params, msg.source, msg.names))
         if isinstance(msg, Inspect):
-            return Inspected(inspect(msg.target, msg.params))
+            return Inspected(_python(inspect(msg.target, msg.params)))
         raise RuntimeError(f"unknown request {type(msg).__name__}")
 
     def _prepared(self, task: Any) -> Any:
@@ -235,6 +235,15 @@ def _chunk_summaries(cls: Any, params: dict[str, Any], result: Any, names: tuple
         return table.cast(arrow_schema(kinds)).to_pandas()
 
     return apply_summaries(cls(**params), frame, names)
+
+
+def _python(value: Any) -> Any:
+    """``value`` with NumPy scalars as Python's (a model's default may be one): a reply names no NumPy global."""
+    if isinstance(value, dict):
+        return {k: _python(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_python(v) for v in value)
+    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
 
 
 def inspect(target: str | ModelRef, params: dict[str, Any] | None) -> dict[str, Any]:
