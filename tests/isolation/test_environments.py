@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import textwrap
 
 import pytest
@@ -227,3 +228,31 @@ def test_cli_reports_install_failure_on_one_line(home, req_model):
     assert p.returncode == 2
     error_lines = [line for line in p.stderr.splitlines() if line.startswith("ancho: error:")]
     assert len(error_lines) == 1 and "no-such-package-for-ancho-tests" in error_lines[0]
+
+
+def test_an_environment_s_interpreter_never_runs_its_packages_outside_the_sandbox(tmp_path):
+    """A requirement's wheel may hold a ``.pth`` file (Python runs its ``import`` lines at start-up): the server,
+    building a sandboxed worker's command line, must not start the environment's interpreter with its site. A venv of
+    this process's own base is not run at all; any other only without site (``-S``)."""
+    import subprocess
+    import sys
+
+    from ancho.isolation.command import interpreter_paths
+
+    marker = tmp_path / "ran-outside"
+    for name, home in (("ours", None), ("other", str(tmp_path))):
+        venv = tmp_path / name
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        (site,) = venv.glob("lib/python*/site-packages")
+        (site / "zz_helper.pth").write_text(f"import pathlib; pathlib.Path({str(marker)!r}).write_text('ran')\n")
+        assert subprocess.run([str(venv / "bin/python"), "-c", "pass"]).returncode == 0
+        assert marker.exists()  # (the .pth does run when the interpreter starts with its site)
+        marker.unlink()
+        if home is not None:  # a venv whose pyvenv.cfg names another base: run, without site
+            cfg = venv / "pyvenv.cfg"
+            cfg.write_text("".join(f"home = {home}\n" if line.startswith("home") else line
+                                   for line in cfg.read_text().splitlines(keepends=True)))  # fmt: skip
+        interpreter_paths.cache_clear()
+        paths = interpreter_paths(str(venv / "bin/python"))
+        assert not marker.exists(), name
+        assert str(venv) in paths and os.path.realpath(sys.base_prefix) in {os.path.realpath(p) for p in paths}

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -227,19 +228,39 @@ def interpreter_paths(python: str) -> tuple[str, ...]:
         and not (Path(python).parent.parent / "pyvenv.cfg").exists()
     ):
         return ()
-    code = "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]))"
-    try:
-        out = subprocess.run(
-            [python, "-I", "-c", code], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
-        )
-        prefixes = json.loads(out.stdout)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise InputError(f"cannot run the worker interpreter '{python}': {exc}") from None
-    paths = {os.path.realpath(p) for p in prefixes} | set(prefixes)
     venv = Path(python).absolute().parent.parent
+    if _venv_of_ours(venv):  # (every model environment): nothing of it runs outside the sandbox
+        prefixes = [str(venv), sys.base_prefix, str(venv), sys.base_exec_prefix]
+    else:  # a worker interpreter the deployment named: run without site (no .pth, no sitecustomize), no environment
+        code = (
+            "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]))"
+        )
+        try:
+            out = subprocess.run([python, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                                 stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+            prefixes = json.loads(out.stdout)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            raise InputError(f"cannot run the worker interpreter '{python}': {exc}") from None
+    paths = {os.path.realpath(p) for p in prefixes} | set(prefixes)
     if (venv / "pyvenv.cfg").is_file():  # a venv's bin/python is a link: the venv itself is needed too
         paths.add(str(venv))
     return tuple(sorted(paths))
+
+
+def _venv_of_ours(venv: Path) -> bool:
+    """Whether ``venv`` is a virtual environment of this process's own base interpreter (``home`` in its
+    ``pyvenv.cfg``), as every model environment is (``environments.py``). Its prefixes are then known without
+    running it: a model's requirements install into it, and one wheel's ``.pth`` file ran code in the server when
+    its interpreter was started here (before ``-S``; the sandbox only wraps the worker itself)."""
+    try:
+        config = (venv / "pyvenv.cfg").read_text()
+    except OSError:
+        return False
+    home = next(
+        (line.split("=", 1)[1].strip() for line in config.splitlines() if line.split("=")[0].strip() == "home"), ""
+    )
+    base = os.path.dirname(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    return bool(home) and os.path.realpath(home) == base
 
 
 def _under(path: str, parent: str) -> bool:
