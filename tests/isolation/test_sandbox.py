@@ -712,3 +712,15 @@ def test_a_private_scratch_is_locked_outside_the_sandbox_and_removed_on_close(bw
     assert lock.name not in out.stdout
     sandbox.close()
     assert not Path(sandbox.scratch).exists() and not lock.exists()
+
+
+def test_a_scratch_folder_is_its_owner_s_alone(bwrap, tmp_path):
+    """A model may leave a setuid file of the server's user in its scratch folder (bubblewrap lets it chmod): no
+    other user of the host may reach into the folder."""
+    given = tmp_path / "runs-scratch" / "r1"
+    given.parent.mkdir()
+    given.mkdir(mode=0o755)  # (made earlier, more open)
+    with Sandbox(SandboxPolicy(scratch=given)) as sandbox:
+        assert os.stat(sandbox.scratch).st_mode & 0o777 == 0o700
+    with Sandbox(SandboxPolicy()) as private:
+        assert os.stat(private.scratch).st_mode & 0o777 == 0o700

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -167,6 +168,10 @@ def test_hostile_models_fail_and_the_server_keeps_serving(srv, dora):
         assert view["status"] == "failed" and any(e in view["error"] for e in errors), view
     assert not (srv.home / "pwned").exists()
     assert wait_run(dora, scratch)["status"] == "succeeded"
+    deadline = time.monotonic() + 30  # (the record says succeeded a moment before the run's executor is closed)
+    while (srv.home / "scratch" / scratch).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (srv.home / "scratch" / scratch).exists()  # (gone with the run: nothing reads it, it has no quota)
     assert dora.get("/health").status_code == 200
     later = submit(dora, {"model": {"upload": u, "entry": "model.py:Scratch"}, "sequences": 20, "seed": 2})
     assert wait_run(dora, later)["status"] == "succeeded"

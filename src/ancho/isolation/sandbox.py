@@ -143,9 +143,10 @@ class Sandbox:
             private = ScratchFolder()  # swept by a later one if this process is killed (isolation/scratch.py)
             self.scratch = private.path
             self._temp.append(private)
-        else:
+        else:  # the owner's alone: a model may leave a setuid file of the server's user there (bwrap lets it chmod)
             self.scratch = os.fspath(self.policy.scratch)
-            Path(self.scratch).mkdir(parents=True, exist_ok=True)
+            Path(self.scratch).mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.scratch, 0o700)
         self.etc_dir = _etc_dir()
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _cleanup, self._cgroups, self._temp)

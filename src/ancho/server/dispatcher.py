@@ -292,7 +292,8 @@ class Dispatcher:
                 yield executor
         finally:
             if sandbox is not None:
-                sandbox.close()
+                sandbox.close()  # and the run's scratch folder goes: nothing reads it after, and it has no quota
+                shutil.rmtree(sandbox.scratch, ignore_errors=True)
             if export is not None:
                 shutil.rmtree(export, ignore_errors=True)
 
