@@ -35,6 +35,7 @@ from .executors.base import RunHandle as RunHandle  # (where it has always been 
 from .expressions import Goal, Target, check_outputs
 from .inputs import MAX_SEQUENCES, RunSettings, run_settings
 from .loading import LoadedModel
+from .model import checked_block
 from .stats import Running, build_summary, chunk_tallies, clean
 from .stores.base import RunRecord, Store
 from .stores.landed import LandedColumn
@@ -136,7 +137,7 @@ class Plan(ChunkSource):
         self.workers = max(1, workers)
         self.per_sequence: float | None = None  # seconds, smoothed
         self.row_bytes = 8  # of one sequence's outputs, from the first chunk's kinds
-        self.block = block or 1
+        self.block = 1 if block is None else checked_block(block, "being run")
         self.last_size = self.block if block else INITIAL_CHUNK
         self.batch = bool(block)
         self.inflight = 0

@@ -335,9 +335,14 @@ def batch_block(cls: type[Model]) -> int | None:
         )
     if not batch:
         return None
-    block = cls.block
+    return checked_block(cls.block, cls.__name__)
+
+
+def checked_block(block: object, name: str) -> int:
+    """``block`` if it is a whole number from 1 to ``MAX_BLOCK``, else a one-line ModelError naming model ``name``.
+    Checked where the model is read and again where chunks are planned (a worker's description may be forged)."""
     if isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= MAX_BLOCK:
-        raise ModelError(f"model {cls.__name__}: block = {block!r}; it must be a whole number from 1 to {MAX_BLOCK:,}")
+        raise ModelError(f"model {name}: block = {block!r}; it must be a whole number from 1 to {MAX_BLOCK:,}")
     return block
 
 

@@ -312,3 +312,16 @@ def test_output_names_are_checked_again_where_the_results_land(tmp_path, home):
         ancho.run(str(path), sequences=5, seed=1, store=str(home), executor=executor)
     run = EmbeddedStore(home).list_runs(limit=1)[0]
     assert run.status == "failed" and run.schema == {}
+
+
+@pytest.mark.parametrize("block", [-1, 0, True, 2.5, "8", 10**12])
+def test_a_block_size_from_a_worker_s_description_is_checked_where_chunks_are_planned(block):
+    """A batch model's description comes from its worker (a model can rewrite it); a block of -1 had the plan hand
+    out chunks (0, -1), (-1, -2)… without end."""
+    from ancho.engine import Plan
+    from ancho.studies.plan import StudyPlan
+
+    with pytest.raises(ModelError, match="block"):
+        Plan([(0, 100)], 2, None, block)
+    with pytest.raises(ModelError, match="block"):
+        StudyPlan([], 2, block, (), lambda batch: None)

@@ -16,6 +16,7 @@ from typing import Any
 from ..chunk import ChunkResult, StoredChunk
 from ..engine import GROWTH, INITIAL_CHUNK, MAX_CHUNK, TARGET_SECONDS
 from ..executors.base import Chunk, ChunkSource, Task
+from ..model import checked_block
 from ..stores.base import RunRecord
 
 
@@ -70,7 +71,7 @@ class StudyPlan(ChunkSource):
         self.cursor = 0
         self.retry: deque[Chunk] = deque()
         self.workers = max(1, workers)
-        self.block = block or 1
+        self.block = 1 if block is None else checked_block(block, "being run")
         self.per_sequence: float | None = None
         self.remaining = sum(b - a for pt in points for a, b in pt.todo)
         self.summaries = summaries
