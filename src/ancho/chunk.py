@@ -50,6 +50,11 @@ def trajectory_steps(kind: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def output_name(name: object) -> bool:
+    """Whether ``name`` may name an output: an identifier, not ``sequence`` (the results' own column)."""
+    return isinstance(name, str) and name.isidentifier() and name != "sequence"
+
+
 def known_kind(kind: object) -> bool:
     """Whether ``kind`` is a column kind: bool, int, float or a trajectory's ``float[N]``."""
     return type(kind) is str and (kind in KIND_DTYPES or trajectory_steps(kind) is not None)
@@ -289,7 +294,7 @@ def check_names(out, what: str, name: str):
     if not out:
         raise OutputError(f"{what} of {name} returned an empty dict; return at least one output")
     for k in out:
-        if not isinstance(k, str) or not k.isidentifier() or k == "sequence":
+        if not output_name(k):
             raise OutputError(
                 f"{what} of {name} returned the output name {k!r}; output names must be identifiers and not 'sequence'"
             )
