@@ -257,11 +257,10 @@ def run_packed(
             if not pt.ended and (pt.complete or pt.error is not None and pt.inflight == 0):
                 pt.ended = True
                 ended.append(pt)
-            if due is None:
-                if near_end is not None and unfinished <= near_end and ended:
-                    due = (plan.deepen(cost.seconds(len(ended) + len(packed))), 0)
-                elif pace.due(time.monotonic()):
-                    due = (plan.deepen(cost.seconds(len(ended) + len(packed))), 0)
+            if due is None and (
+                near_end is not None and unfinished <= near_end and ended or pace.due(time.monotonic())
+            ):
+                due = (plan.deepen(cost.seconds(len(ended) + len(packed))), 0)
             if due is not None and plan.ready(*due):
                 began, count = time.monotonic(), len(ended)
                 flush()
