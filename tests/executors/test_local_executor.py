@@ -43,9 +43,10 @@ def in_fresh_python(code: str, drop: tuple[str, ...] = (), **env: str) -> str:
 
 PRELUDE = """
 import os, sys, threading
-from ancho.executors.local import LocalExecutor, _ForkedProcess
+from ancho.executors.forked import ForkedProcess
+from ancho.executors.local import LocalExecutor
 def how(ex):
-    return sorted({"fork" if isinstance(w.proc, _ForkedProcess) else "exec" for w in ex._pool})
+    return sorted({"fork" if isinstance(w.proc, ForkedProcess) else "exec" for w in ex._pool})
 """
 
 
@@ -97,7 +98,7 @@ seen = []
 spawn = local.LocalExecutor._spawn
 def spy(self):
     w = spawn(self)
-    seen.append("fork" if isinstance(w.proc, _ForkedProcess) else "exec")
+    seen.append("fork" if isinstance(w.proc, ForkedProcess) else "exec")
     return w
 local.LocalExecutor._spawn = spy
 forked = ancho.run(Mixed, sequences=2000, seed=7, workers=2, store=os.environ["STORE"])
@@ -231,7 +232,8 @@ def test_sandboxed_workers_and_their_launchers_get_nothing_of_the_drivers_enviro
     import psutil
 
     from ancho import isolation as sb
-    from ancho.executors.local import LocalExecutor, _ForkedProcess
+    from ancho.executors.forked import ForkedProcess
+    from ancho.executors.local import LocalExecutor
 
     from ..conftest import need_service
 
@@ -244,7 +246,7 @@ def test_sandboxed_workers_and_their_launchers_get_nothing_of_the_drivers_enviro
         assert ex._env() == sb.LAUNCHER_ENV == sandbox.launch_env()
         with ex.start():
             launcher = ex._pool[0].proc
-            assert not isinstance(launcher, _ForkedProcess)
+            assert not isinstance(launcher, ForkedProcess)
             deadline = time.monotonic() + 30
             while True:
                 chain = [psutil.Process(launcher.pid), *psutil.Process(launcher.pid).children(recursive=True)]

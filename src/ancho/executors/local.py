@@ -6,9 +6,8 @@ the same worker runs unchanged under another interpreter (a model's own
 environment) or wrapped in a sandbox command, which a Pool cannot do, and a
 worker that dies is seen at once (its socket closes) and replaced.
 
-Each worker gets two chunks at a time: one computing and one waiting in its
-pipe, so it never idles while the driver stores the previous result
-(measured in benchmarks/bench_parallel.py).
+Each worker gets two chunks at a time (a study's plan asks for more), so it
+never idles while the driver stores a result (benchmarks/bench_parallel.py).
 
 How a worker starts. A fresh interpreter importing NumPy costs ~0.15 s
 before its first result; forking the driver, which has NumPy imported
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..chunk import ChunkResult, StoredChunk
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from .forked import ForkedProcess, fork_allowed
 from .messages import (
     ChunkDone,
     ChunksDone,
@@ -81,76 +81,18 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _sandbox(wrap: Callable[[list[str]], list[str]] | None) -> Any:
+    return getattr(wrap, "__self__", None)  # (a Sandbox's bound ``wrap``: its launch_env and policy)
+
+
 def _depth(source: ChunkSource) -> int:
     return max(INFLIGHT_PER_WORKER, int(getattr(source, "inflight_per_worker", 0)))
-
-
-def _fork_allowed(python: str, wrap: Callable[[list[str]], list[str]] | None) -> bool:
-    """Whether a worker may be forked from this process instead of started afresh (see the module's docstring)."""
-    how = os.environ.get("ANCHO_WORKER_START", "auto")
-    if how == "exec" or wrap is not None or python != sys.executable or not sys.platform.startswith("linux"):
-        return False
-    return threading.active_count() == 1
-
-
-def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, idle: bool = False) -> None:
-    """The body of a forked worker: become what ``python -m ancho.executors.worker FD`` would be."""
-    for other in close:  # the driver's ends of the other workers' sockets
-        with contextlib.suppress(OSError):
-            os.close(other)
-    os.environ.clear()
-    os.environ.update(env)
-    if nice:
-        os.nice(nice)
-    if idle:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    from .worker import run
-
-    run(fd)
-
-
-class _ForkedProcess:
-    """A forked worker with the part of ``subprocess.Popen``'s interface that ``_Worker`` uses."""
-
-    def __init__(self, fd: int, env: dict[str, str], close: list[int], nice: int, idle: bool = False):
-        import gc
-        import multiprocessing
-
-        self._process = multiprocessing.get_context("fork").Process(
-            target=_forked_worker, args=(fd, env, close, nice, idle), daemon=True, name="ancho-worker"
-        )
-        # Objects frozen before the fork are never visited by the child's garbage collector, so the child
-        # does not write to (and copy) every page of the driver's heap on its first collection.
-        gc.freeze()
-        try:
-            self._process.start()
-        finally:
-            gc.unfreeze()
-        assert self._process.pid is not None  # started
-        self.pid: int = self._process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.exitcode
-
-    def poll(self) -> int | None:
-        return self._process.exitcode
-
-    def wait(self, timeout: float | None = None) -> int:
-        self._process.join(timeout)
-        if self._process.exitcode is None:
-            raise subprocess.TimeoutExpired("ancho-worker", timeout or 0)
-        return self._process.exitcode
-
-    def send_signal(self, sig: int) -> None:
-        if self._process.exitcode is None:
-            os.kill(self.pid, sig)
 
 
 class _Worker:
     def __init__(self, argv: list[str], env: dict[str, str], fork: dict[str, Any] | None = None):
         parent, child = socket_pair()
-        self.proc: subprocess.Popen[bytes] | _ForkedProcess
+        self.proc: subprocess.Popen[bytes] | ForkedProcess
         if fork is None:
             self.proc = subprocess.Popen(
                 argv + [str(child.fileno())],
@@ -159,7 +101,7 @@ class _Worker:
                 stdin=subprocess.DEVNULL,
             )
         else:
-            self.proc = _ForkedProcess(
+            self.proc = ForkedProcess(
                 child.fileno(),
                 env,
                 close=[parent.fileno(), *fork["close"]],
@@ -273,7 +215,7 @@ class LocalExecutor(Executor):
         a worker needs. Unwrapped workers are this process's own kind: its
         environment.
         """
-        sandboxed = getattr(getattr(self.wrap, "__self__", None), "launch_env", None)
+        sandboxed = getattr(_sandbox(self.wrap), "launch_env", None)
         if sandboxed is not None:
             launch: dict[str, str] = sandboxed()
             return launch
@@ -291,7 +233,7 @@ class LocalExecutor(Executor):
         return env
 
     def _spawn(self) -> _Worker:
-        if _fork_allowed(self.python, self.wrap):
+        if fork_allowed(self.python, self.wrap):
             # what the forked workers share with the driver is what they need: import it once, here
             import numpy  # noqa: F401
             import threadpoolctl
