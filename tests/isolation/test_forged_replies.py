@@ -7,6 +7,7 @@ command in the driver, outside its sandbox: the first test fails on that code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -143,6 +144,66 @@ def test_a_frame_asking_for_an_absurd_buffer_is_refused():
     worker.send_bytes(struct.pack("!IQ", 1, 1 << 62) + pickle.dumps(None))
     with pytest.raises(ForgedReply):
         receive(driver)
+
+
+def test_a_reply_over_the_limit_is_refused_before_anything_of_it_is_allocated():
+    """A sandboxed worker's replies are bounded by its address space: a forged frame may not make the driver
+    allocate (and then fill, as the worker sends) more than a reply the worker built could hold."""
+    driver, worker = pair()
+    worker.send_bytes(struct.pack("!IQ", 1, 6 << 30) + pickle.dumps(None))  # 6 GiB: NumPy would allocate it lazily
+    with pytest.raises(ForgedReply, match="over the worker's 4,294,967,296"):
+        receive(driver, 4 << 30)
+    driver, worker = pair()
+    worker.send_bytes(b"x" * 5000)
+    with pytest.raises(ForgedReply, match="frame is longer than the worker's 4,096 bytes"):
+        receive(driver, 4096)
+
+
+def test_a_real_reply_exactly_at_the_limit_reads_back_and_one_byte_less_is_refused():
+    rows = 100_000  # (its columns go beside the pickle: the limit counts them with the frame)
+    reply = ChunkDone(ChunkResult(0, rows, np.arange(rows), {"x": np.linspace(0, 1, rows)}, [], 0.5))
+
+    def sent() -> Connection:
+        driver, worker = pair()
+
+        def sender() -> None:
+            with contextlib.suppress(OSError), worker:  # (a refused reply's reader closes its end)
+                send(worker, reply)
+
+        threading.Thread(target=sender, daemon=True).start()
+        return driver
+
+    raw, on_the_wire = sent(), b""
+    while piece := os.read(raw.fileno(), 1 << 20):  # (to the sender's close)
+        on_the_wire += piece
+    size = len(on_the_wire) - 4  # (less the connection's own length prefix)
+    assert np.array_equal(receive(sent(), size).result.columns["x"], reply.result.columns["x"])
+    refused = sent()
+    with pytest.raises(ForgedReply, match="over the worker's"):
+        receive(refused, size - 1)
+    refused.close()
+
+
+def test_a_sandboxed_model_claiming_a_huge_reply_fails_its_run_at_once(tmp_path, home):
+    problem = sb.sandbox_problem()
+    if problem:
+        need_service("bubblewrap", problem)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "huge.py").write_text(
+        FORGER.replace('struct.pack("!I", 0) + payload', 'struct.pack("!IQ", 1, 6 << 30) + payload').replace(
+            "forge(command(self.target))", "forge(b'N.')"
+        )
+    )
+    sandbox = sb.Sandbox(sb.SandboxPolicy(read_only=(str(models),)))
+    try:
+        with LocalExecutor(1, wrap=sandbox.wrap) as executor:
+            assert executor.reply_limit == sb.SandboxPolicy().address_space
+            with pytest.raises(ForgedReply, match="over the worker's"):
+                ancho.run(str(models / "huge.py"), sequences=1, seed=1, store=str(home), executor=executor)
+    finally:
+        sandbox.close()
+    assert LocalExecutor(1).reply_limit is None  # (a worker that is not sandboxed runs the user's own code)
 
 
 def test_every_reply_a_worker_sends_reads_back():

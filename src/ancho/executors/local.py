@@ -199,6 +199,9 @@ class LocalExecutor(Executor):
         #: "auto": unsandboxed workers of the driver's own interpreter write an embedded store's chunk files
         #: themselves (:meth:`results_sink`); "driver": the driver writes every chunk
         self.writes = writes
+        #: the most bytes one reply may hold (:func:`~.wire.receive`): a sandboxed worker's address space, which no
+        #: reply it built could exceed; None (unbounded) for workers that run the user's own code unsandboxed
+        self.reply_limit: int | None = getattr(getattr(_sandbox(wrap), "policy", None), "address_space", None)
         self._pool: list[_Worker] = []
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
@@ -344,7 +347,7 @@ class LocalExecutor(Executor):
                 if w.conn not in ready:
                     continue
                 try:
-                    msg = receive(w.conn)
+                    msg = receive(w.conn, self.reply_limit)
                 except (EOFError, OSError):
                     yield from self._lost(w)
                     continue
@@ -363,7 +366,7 @@ class LocalExecutor(Executor):
         w = self._pool[0]
         try:
             w.send(msg)
-            answer = receive(w.conn)
+            answer = receive(w.conn, self.reply_limit)
         except ForgedReply:
             self._replace(w)  # (nothing more it says can be read: its connection is out of step)
             raise

@@ -111,15 +111,21 @@ def _error_class(name: str) -> bool:
     return value is errors._rebuild or isinstance(value, type) and issubclass(value, (errors.AnchoError, errors.Field))
 
 
-def receive(conn: Connection) -> Any:
+def receive(conn: Connection, limit: int | None = None) -> Any:
     """The next message :func:`send` sent on ``conn``; EOFError or OSError (as ``Connection.recv``) when the worker is
-    gone; :class:`ForgedReply` when what came is not a reply (the connection then says nothing more worth reading)."""
+    gone; :class:`ForgedReply` when what came is not a reply (the connection then says nothing more worth reading).
+
+    ``limit``: the most bytes the message may hold, its frame and out-of-band buffers together, checked before any
+    of it is allocated. A sandboxed worker's is its address space (a reply it built could not be larger): without
+    it, a forged frame made the driver allocate and fill whatever it asked, as long as the allocation succeeded."""
     import numpy as np
 
-    frame = conn.recv_bytes()
+    frame = _frame(conn, limit)
     try:
         (count,) = struct.unpack_from("!I", frame)
         sizes = struct.unpack_from(f"!{count}Q", frame, 4)
+        if limit is not None and len(frame) + sum(sizes) > limit:
+            raise ValueError(f"it holds {len(frame) + sum(sizes):,} bytes, over the worker's {limit:,}")
         fd = conn.fileno()
         buffers = []
         for size in sizes:
@@ -130,10 +136,24 @@ def receive(conn: Connection) -> Any:
     except (EOFError, OSError):
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a forged frame makes fail: the same refusal
-        raise ForgedReply(
-            f"a worker running the model's code sent something that is not a reply ({type(exc).__name__}: {exc}); "
-            "refused, and the worker stopped: model code must not write to its worker's connection"
-        ) from None
+        raise _forged(exc) from None
+
+
+def _frame(conn: Connection, limit: int | None) -> bytes:
+    """The frame's bytes, refused unread past ``limit`` (``Connection.recv_bytes`` reads only the length then)."""
+    try:
+        return conn.recv_bytes(limit)
+    except OSError as exc:
+        if limit is None or str(exc) != "bad message length":  # (CPython's words for a message past maxlength)
+            raise
+        raise _forged(ValueError(f"its frame is longer than the worker's {limit:,} bytes")) from None
+
+
+def _forged(exc: Exception) -> ForgedReply:
+    return ForgedReply(
+        f"a worker running the model's code sent something that is not a reply ({type(exc).__name__}: {exc}); "
+        "refused, and the worker stopped: model code must not write to its worker's connection"
+    )
 
 
 def _write_all(fd: int, raw: memoryview) -> None:
