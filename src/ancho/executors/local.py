@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..chunk import ChunkResult, StoredChunk
 from ..errors import Field, FieldError, RunCancelled, RunFailed
+from . import worker_output
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .forked import ForkedProcess, fork_allowed
 from .messages import (
@@ -90,7 +91,9 @@ def _depth(source: ChunkSource) -> int:
 
 
 class _Worker:
-    def __init__(self, argv: list[str], env: dict[str, str], fork: dict[str, Any] | None = None):
+    def __init__(self, argv: list[str], env: dict[str, str], fork: dict[str, Any] | None = None, forward: bool = False):
+        """``forward``: the worker's stderr goes through :mod:`.worker_output` (a wrapped worker's: model code
+        must not write the driver's log), else it is the driver's own."""
         parent, child = socket_pair()
         self.proc: subprocess.Popen[bytes] | ForkedProcess
         if fork is None:
@@ -99,6 +102,7 @@ class _Worker:
                 pass_fds=(child.fileno(),),
                 env=env,
                 stdin=subprocess.DEVNULL,
+                stderr=subprocess.PIPE if forward else None,
             )
         else:
             self.proc = ForkedProcess(
@@ -108,6 +112,8 @@ class _Worker:
                 nice=fork["nice"],
                 idle=fork["idle"],
             )
+        stderr = getattr(self.proc, "stderr", None)
+        self.output = None if stderr is None else worker_output.forward(stderr, self.proc.pid)
         child.close()
         self.conn = Connection(parent.detach())
         self.inflight: deque[Chunk] = deque()
@@ -125,6 +131,8 @@ class _Worker:
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
         self.conn.close()
+        if self.output is not None:  # its last lines (a crash's traceback) forwarded before the executor closes
+            self.output.join(1)
 
     def exit_reason(self) -> str:
         code: int | None
@@ -264,7 +272,7 @@ class LocalExecutor(Executor):
             argv = ["nice", "-n", str(self.nice), *argv]
         if self.idle:
             argv = ["chrt", "--idle", "0", *argv]  # util-linux; the policy is inherited through bwrap's exec
-        return _Worker(argv, self._env())
+        return _Worker(argv, self._env(), forward=self.wrap is not None)
 
     def start(self) -> LocalExecutor:
         """Start the worker processes now, so their start-up overlaps the driver's own."""
