@@ -375,6 +375,64 @@ def test_output_names_are_checked_again_where_the_results_land(tmp_path, home):
     assert run.status == "failed" and run.schema == {}
 
 
+def test_a_reply_naming_another_chunk_s_range_is_refused(tmp_path, home):
+    """A model that sends its own reply for sequences it was not asked for (another worker's chunk, or past the
+    run's end) fails the run: the driver checks each reply against the request it answers."""
+    path = tmp_path / "ranges.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import gc
+            from multiprocessing.connection import Connection
+
+            import numpy as np
+
+            import ancho
+            from ancho.chunk import ChunkResult
+            from ancho.executors.messages import ChunkDone
+            from ancho.executors.wire import send
+
+            class Ranges(ancho.Model):
+                def sequence(self, rng):
+                    other = ChunkResult(1000, 1008, np.arange(1000, 1008), {"x": np.full(8, 99.0)})
+                    for conn in [o for o in gc.get_objects() if isinstance(o, Connection)]:
+                        send(conn, ChunkDone(other))
+                    return {"x": 1.0}
+            """
+        )
+    )
+    with LocalExecutor(1) as executor, pytest.raises(ForgedReply, match="not the 0..8 .exclusive. asked for"):
+        ancho.run(str(path), sequences=2000, seed=1, store=str(home), executor=executor)
+    run = EmbeddedStore(home).list_runs(limit=1)[0]
+    assert run.status == "failed" and run.done == 0
+
+
+def _stored(start: int, stop: int, rows: int, first: np.ndarray | None = None) -> StoredChunk:
+    return StoredChunk(start, stop, rows, {"x": "float"}, 0, [], 0.1, {}, first)
+
+
+@pytest.mark.parametrize(
+    ("result", "problem"),
+    [
+        pytest.param(ChunkResult(8, 16, np.arange(8, 16), {"x": np.zeros(8)}), "names sequences 8..16", id="range"),
+        pytest.param(ChunkResult(0, 8, np.arange(9), {"x": np.zeros(9)}), "not within 0..8", id="too many rows"),
+        pytest.param(ChunkResult(0, 8, np.arange(5, 13), {"x": np.zeros(8)}), "not within", id="rows past the end"),
+        pytest.param(ChunkResult(0, 8, np.arange(-1, 7), {"x": np.zeros(8)}), "not within", id="rows before"),
+        pytest.param(ChunkResult(0, 8, np.arange(8), {"x": np.zeros(3)}), "output 'x' has (3,) rows", id="short"),
+        pytest.param(ChunkResult(0, 8, np.arange(8.0), {"x": np.zeros(8)}), "not within", id="float numbers"),
+        pytest.param(_stored(0, 8, 9), "claims 9 rows", id="stored: rows"),
+        pytest.param(_stored(0, 8, 8, np.zeros(2)), "claims 8 rows", id="stored: first values"),
+        pytest.param(_stored(0, 16, 8), "names sequences 0..16", id="stored: range"),
+    ],
+)
+def test_what_a_reply_may_claim_of_its_range(result, problem):
+    from ancho.chunk import misfit
+
+    assert problem in misfit(result, 0, 8)
+    assert misfit(ChunkResult(0, 8, np.arange(1, 8), {"x": np.zeros(7)}, [Failure(0, "E", "")]), 0, 8) is None
+    assert misfit(_stored(0, 8, 8, np.zeros(8)), 0, 8) is None
+
+
 @pytest.mark.parametrize("block", [-1, 0, True, 2.5, "8", 10**12])
 def test_a_block_size_from_a_worker_s_description_is_checked_where_chunks_are_planned(block):
     """A batch model's description comes from its worker (a model can rewrite it); a block of -1 had the plan hand

@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..chunk import ChunkResult, StoredChunk
+from ..chunk import ChunkResult, StoredChunk, misfit
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from . import worker_output
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
@@ -362,7 +362,11 @@ class LocalExecutor(Executor):
                 for reply in msg.replies if type(msg) is ChunksDone else (msg,):
                     if type(reply) is not ChunkDone:
                         raise _failed(reply)
+                    if not w.inflight:
+                        raise ForgedReply("a worker answered more chunks than it was asked for; refused")
                     chunk = w.inflight.popleft()
+                    if (problem := misfit(reply.result, chunk.start, chunk.stop)) is not None:
+                        raise ForgedReply(f"a worker's reply does not answer its request: {problem}; refused")
                     if chunk.task is not None:  # a study's chunk: which point it is, and what summaries it asked for
                         reply.result.chunk = chunk  # type: ignore[union-attr]
                         reply.result.custom = reply.custom  # type: ignore[union-attr]

@@ -34,11 +34,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ...chunk import ChunkResult, StoredChunk
+from ...chunk import ChunkResult, StoredChunk, misfit
 from ...errors import AnchoError, RunCancelled, RunFailed
 from ...loading import ModelRef
 from ...stores.results_sources import CassandraResults, ChunkFiles, ResultsSource
 from ..base import Chunk, ChunkLost, ChunkSource, Executor, Task, tag_result
+from ..wire import ForgedReply
 from . import cost
 from .codec import decode_custom
 from .isolation import Isolation
@@ -333,6 +334,8 @@ class SparkExecutor(Executor):
                 for chunk, data in zip(chunks, value):  # one record per chunk, in the job's order
                     self.last_received += len(data)
                     result, custom = decode_custom(data)
+                    if (problem := misfit(result, chunk.start, chunk.stop)) is not None:
+                        raise ForgedReply(f"a Spark task's record does not answer its chunk: {problem}; refused")
                     if chunk.task is None:
                         cost.COSTS.learn(cost_key, result)
                     else:  # a study's chunk: which point it is, and its summary values
