@@ -33,7 +33,7 @@ from ancho.loading import FileRef
 from ancho.stats import Tally
 from ancho.stores.embedded import EmbeddedStore
 
-from ..conftest import need_service
+from .conftest import sandboxed, write_model
 
 FORGER = '''
 import ancho
@@ -67,6 +67,30 @@ class Forger(ancho.Model):
 '''
 
 
+def reply_sender(result: str) -> str:
+    """A model that sends ``result`` (a ChunkResult expression) as its worker's reply, made of Ancho's own classes
+    (so the reply unpickler takes it), then returns as usual."""
+    return textwrap.dedent(
+        """
+        import gc
+        from multiprocessing.connection import Connection
+
+        import numpy as np
+
+        import ancho
+        from ancho.chunk import ChunkResult
+        from ancho.executors.messages import ChunkDone
+        from ancho.executors.wire import send
+
+        class Sender(ancho.Model):
+            def sequence(self, rng):
+                for conn in [o for o in gc.get_objects() if isinstance(o, Connection)]:
+                    send(conn, ChunkDone(RESULT))
+                return {"x": 1.0}
+        """
+    ).replace("RESULT", result)
+
+
 def forged_frame(payload: bytes) -> bytes:
     return struct.pack("!I", 0) + payload
 
@@ -81,20 +105,10 @@ def pair() -> tuple[Connection, Connection]:
 
 
 def test_a_sandboxed_model_cannot_run_a_command_in_the_driver(tmp_path, home):
-    problem = sb.sandbox_problem()
-    if problem:
-        need_service("bubblewrap", problem)
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "forger.py").write_text(FORGER)
+    forger = write_model(tmp_path / "models", "forger.py", FORGER)
     target = tmp_path / "pwned"  # on the host, outside anything the sandbox may write
-    sandbox = sb.Sandbox(sb.SandboxPolicy(read_only=(str(models),)))
-    try:
-        with LocalExecutor(1, wrap=sandbox.wrap) as executor, pytest.raises(ForgedReply, match="os.system"):
-            ancho.run(str(models / "forger.py"), {"target": str(target)}, sequences=1, seed=1, store=str(home),
-                      executor=executor)  # fmt: skip
-    finally:
-        sandbox.close()
+    with sandboxed(forger.parent) as executor, pytest.raises(ForgedReply, match="os.system"):
+        ancho.run(str(forger), {"target": str(target)}, sequences=1, seed=1, store=str(home), executor=executor)
     assert not target.exists()
     run = EmbeddedStore(home).list_runs(limit=1)[0]
     assert run.status == "failed" and "not a reply" in run.error
@@ -185,24 +199,12 @@ def test_a_real_reply_exactly_at_the_limit_reads_back_and_one_byte_less_is_refus
 
 
 def test_a_sandboxed_model_claiming_a_huge_reply_fails_its_run_at_once(tmp_path, home):
-    problem = sb.sandbox_problem()
-    if problem:
-        need_service("bubblewrap", problem)
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "huge.py").write_text(
-        FORGER.replace('struct.pack("!I", 0) + payload', 'struct.pack("!IQ", 1, 6 << 30) + payload').replace(
-            "forge(command(self.target))", "forge(b'N.')"
-        )
-    )
-    sandbox = sb.Sandbox(sb.SandboxPolicy(read_only=(str(models),)))
-    try:
-        with LocalExecutor(1, wrap=sandbox.wrap) as executor:
-            assert executor.reply_limit == sb.SandboxPolicy().address_space
-            with pytest.raises(ForgedReply, match="over the worker's"):
-                ancho.run(str(models / "huge.py"), sequences=1, seed=1, store=str(home), executor=executor)
-    finally:
-        sandbox.close()
+    huge = FORGER.replace('struct.pack("!I", 0) + payload', 'struct.pack("!IQ", 1, 6 << 30) + payload')
+    path = write_model(tmp_path / "models", "huge.py", huge.replace("forge(command(self.target))", "forge(b'N.')"))
+    with sandboxed(path.parent) as executor:
+        assert executor.reply_limit == sb.SandboxPolicy().address_space
+        with pytest.raises(ForgedReply, match="over the worker's"):
+            ancho.run(str(path), sequences=1, seed=1, store=str(home), executor=executor)
     assert LocalExecutor(1).reply_limit is None  # (a worker that is not sandboxed runs the user's own code)
 
 
@@ -346,28 +348,10 @@ def test_output_names_are_checked_again_where_the_results_land(tmp_path, home):
     """A model that sends its own reply (Ancho's classes, so the unpickler takes it) cannot get a name out that
     breaks a CSV or a notebook's string (a report notebook embeds the results as text): the driver checks the first
     chunk's names and kinds itself, as the worker does."""
-    path = tmp_path / "names.py"
-    path.write_text(
-        textwrap.dedent(
-            '''
-            import gc
-            from multiprocessing.connection import Connection
-
-            import numpy as np
-
-            import ancho
-            from ancho.chunk import ChunkResult
-            from ancho.executors.messages import ChunkDone
-            from ancho.executors.wire import send
-
-            class Names(ancho.Model):
-                def sequence(self, rng):
-                    bad = ChunkResult(0, 5, np.arange(5), {'x"""\\nimport os\\n"""': np.zeros(5)})
-                    for conn in [o for o in gc.get_objects() if isinstance(o, Connection)]:
-                        send(conn, ChunkDone(bad))
-                    return {"x": 1.0}
-            '''
-        )
+    path = write_model(
+        tmp_path,
+        "names.py",
+        reply_sender("""ChunkResult(0, 5, np.arange(5), {'x\"\"\"\\nimport os\\n\"\"\"': np.zeros(5)})"""),
     )
     with LocalExecutor(1) as executor, pytest.raises(OutputError, match="output names are identifiers"):
         ancho.run(str(path), sequences=5, seed=1, store=str(home), executor=executor)
@@ -378,28 +362,8 @@ def test_output_names_are_checked_again_where_the_results_land(tmp_path, home):
 def test_a_reply_naming_another_chunk_s_range_is_refused(tmp_path, home):
     """A model that sends its own reply for sequences it was not asked for (another worker's chunk, or past the
     run's end) fails the run: the driver checks each reply against the request it answers."""
-    path = tmp_path / "ranges.py"
-    path.write_text(
-        textwrap.dedent(
-            """
-            import gc
-            from multiprocessing.connection import Connection
-
-            import numpy as np
-
-            import ancho
-            from ancho.chunk import ChunkResult
-            from ancho.executors.messages import ChunkDone
-            from ancho.executors.wire import send
-
-            class Ranges(ancho.Model):
-                def sequence(self, rng):
-                    other = ChunkResult(1000, 1008, np.arange(1000, 1008), {"x": np.full(8, 99.0)})
-                    for conn in [o for o in gc.get_objects() if isinstance(o, Connection)]:
-                        send(conn, ChunkDone(other))
-                    return {"x": 1.0}
-            """
-        )
+    path = write_model(
+        tmp_path, "ranges.py", reply_sender('ChunkResult(1000, 1008, np.arange(1000, 1008), {"x": np.full(8, 99.0)})')
     )
     with LocalExecutor(1) as executor, pytest.raises(ForgedReply, match="not the 0..8 .exclusive. asked for"):
         ancho.run(str(path), sequences=2000, seed=1, store=str(home), executor=executor)

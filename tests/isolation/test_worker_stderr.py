@@ -15,10 +15,8 @@ import sys
 
 import ancho
 from ancho.executors import worker_output
-from ancho.executors.local import LocalExecutor
-from ancho.isolation import sandbox as sb
 
-from ..conftest import need_service
+from .conftest import sandboxed, write_model
 
 LOUD = r'''
 import sys
@@ -86,19 +84,10 @@ def test_a_writer_that_outruns_the_bound_never_blocks():
 
 
 def test_a_sandboxed_model_s_stderr_reaches_the_log_marked_and_escaped(tmp_path, home, capfd):
-    problem = sb.sandbox_problem()
-    if problem:
-        need_service("bubblewrap", problem)
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "loud.py").write_text(LOUD)
-    sandbox = sb.Sandbox(sb.SandboxPolicy(read_only=(str(models),)))
-    try:
-        with LocalExecutor(1, wrap=sandbox.wrap) as executor:
-            run = ancho.run(str(models / "loud.py"), sequences=2, seed=1, store=str(home), executor=executor)
-            pid = executor._pool[0].proc.pid
-    finally:
-        sandbox.close()
+    loud = write_model(tmp_path / "models", "loud.py", LOUD)
+    with sandboxed(loud.parent) as executor:
+        run = ancho.run(str(loud), sequences=2, seed=1, store=str(home), executor=executor)
+        pid = executor._pool[0].proc.pid
     assert run.status == "succeeded"
     err = capfd.readouterr().err
     worker_lines = [line for line in err.splitlines() if "forged" in line or "red" in line or "flood" in line]
