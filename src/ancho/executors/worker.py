@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AnchoError, StoreError
 from ..recent import kept
+from . import syscall_filter
 from .messages import (
     ChunkDone,
     Inspect,
@@ -458,6 +459,7 @@ def run(fd: int) -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     apply_limits()
+    syscall_filter.apply()  # (a sandboxed worker's: before anything of the model is imported)
     _guard_forks(fd)
     serve(fd)
 

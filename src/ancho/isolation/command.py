@@ -344,6 +344,10 @@ def wrap_command(
     limits = policy.limits()
     if limits:
         env["ANCHO_LIMITS"] = json.dumps(limits)
+    if policy.seccomp:
+        from .seccomp import program_env
+
+        env["ANCHO_SECCOMP"] = program_env()  # (the worker loads it: executors/syscall_filter.py)
     env.update(policy.env)
 
     cmd = [bwrap, *_namespace_args(policy.network, _check(bwrap)[2]), "--clearenv"]

@@ -61,6 +61,9 @@ class SandboxPolicy:
     env: dict[str, str] = field(default_factory=dict)
     #: extra PYTHONPATH entries (bound read-only); Ancho itself is always there
     pythonpath: tuple[str, ...] = ()
+    #: the worker loads a system-call filter into itself: io_uring, bpf, ptrace, keyctl, new namespaces and the
+    #: like answer EPERM (:mod:`ancho.isolation.seccomp`)
+    seccomp: bool = True
 
     def __post_init__(self) -> None:
         for name in ("address_space", "cpu_seconds", "open_files", "file_size", "max_processes"):
@@ -127,6 +130,7 @@ def describe(policy: SandboxPolicy) -> dict:
         "scratch": os.fspath(policy.scratch) if policy.scratch is not None else None,
         "read_only": list(policy.read_only),
         "limits": policy.limits() | ({"processes": policy.max_processes} if policy.max_processes else {}),
+        "seccomp": policy.seccomp,
     }
 
 
