@@ -160,6 +160,52 @@ def test_the_inspector_reading_a_model_sends_back_no_server_variable(secret_serv
     check_dump(str(r.json()["detail"]), complete=False)
 
 
+SYSCALLS = """
+import ctypes
+import sys
+
+import ancho
+
+
+class Calls(ancho.Model):
+    \"\"\"Writes a forged log line to stderr, then calls unshare(0) and keyctl(-1): their errno (0: it worked).\"\"\"
+
+    unshare: int = 0
+    keyctl: int = 0
+
+    def sequence(self, rng):
+        sys.stderr.write("INFO: FORGED-LOG-LINE user=admin\\n")
+        sys.stderr.flush()
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = {}
+        for name, number, args in (("unshare", self.unshare, (0,)), ("keyctl", self.keyctl, (-1, 0, 0, 0, 0))):
+            ctypes.set_errno(0)
+            out[name] = ctypes.get_errno() if libc.syscall(number, *(ctypes.c_long(a) for a in args)) == -1 else 0
+        return out
+"""
+
+
+def test_a_server_run_s_worker_is_filtered_and_cannot_write_the_server_s_log(secret_server):
+    """Through the whole server: the worker's system calls are filtered (docs/sandbox.md), and what its model writes
+    on stderr reaches the server's log only as marked, escaped lines."""
+    import errno
+
+    import pyseccomp
+
+    arch = pyseccomp.system_arch()
+    eve = secret_server.eve
+    u = upload_id(eve, tar_gz({"model.py": SYSCALLS}))
+    params = {name: pyseccomp.resolve_syscall(arch, name) for name in ("unshare", "keyctl")}
+    run_id = submit(eve, {"model": {"upload": u, "entry": "model.py:Calls"}, "params": params, "sequences": 2})
+    view = wait_run(eve, run_id)
+    assert view["status"] == "succeeded", (view, secret_server.log())
+    outputs = eve.get(f"/runs/{run_id}/summary").json()["outputs"]
+    assert outputs["unshare"]["mean"] == errno.EPERM and outputs["keyctl"]["mean"] == errno.EPERM, outputs
+    log = secret_server.log(tail=100_000)
+    assert "FORGED-LOG-LINE" in log, log[-3000:]
+    assert all(line.startswith("ancho worker ") for line in log.splitlines() if "FORGED-LOG-LINE" in line)
+
+
 class ConfiguredServer(Server):
     """``ancho serve --config FILE`` with ANCHO_HOME and ANCHO_CONFIG unset: its home comes from the file only."""
 
@@ -229,3 +275,16 @@ def test_the_settings_home_is_hidden_without_ancho_home(sandboxed, tmp_path):
         if srv is not None:
             srv.kill()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_filter_follows_the_sandbox_seccomp_setting(tmp_path):
+    """``sandbox_seccomp`` (on by default) reaches every policy the server builds for its workers."""
+    from types import SimpleNamespace
+
+    from ancho.server.service import Service
+    from ancho.server.settings import Settings
+
+    for setting in (True, False):
+        server = SimpleNamespace(settings=Settings(home=tmp_path / "home", sandbox_seccomp=setting))
+        assert Service.policy(server, (), None).seccomp is setting  # type: ignore[arg-type]
+    assert Settings(home=tmp_path / "home").sandbox_seccomp is True

@@ -351,6 +351,7 @@ class Service:
             max_processes=st.sandbox_max_processes,
             sequence_timeout=st.sequence_timeout,
             hidden=hidden_paths(st.home),
+            seccomp=st.sandbox_seccomp,
         )
 
     def worker_setup(self, root: Path, run_id: str | None = None, read_only: tuple[str, ...] = ()):

@@ -74,6 +74,9 @@ class Settings(BaseModel):
     sandbox_max_processes: int = Field(128, ge=8)
     #: wall-clock seconds one sequence may take before it fails with TimeoutError
     sequence_timeout: float | None = Field(600.0, gt=0)
+    #: workers load a system-call filter (io_uring, bpf, ptrace, keyctl, namespaces… answer EPERM); off only for
+    #: trusted models whose libraries need one of those calls
+    sandbox_seccomp: bool = True
     # -- where model code may come from --
     #: folders a file:// model URL may point into (none: file:// is refused)
     source_file_roots: list[Path] = Field(default_factory=list)
