@@ -17,6 +17,7 @@ sends every other name to PyPI with a redirect, so Ancho's worker packages
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import http.server
 import io
@@ -51,6 +52,9 @@ for name, path in (("marker", %(marker)r), ("home_write", %(home_write)r)):
         found[name] = "written"
     except Exception as exc:
         found[name + "_error"] = repr(exc)
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+found["unshare"] = ctypes.get_errno() if libc.syscall(int(%(unshare)r), 0) == -1 else 0  # (0: it worked)
 os.makedirs("evilpkg", exist_ok=True)
 with open(os.path.join("evilpkg", "__init__.py"), "w") as fh:
     fh.write("FOUND = " + repr(json.dumps(found)) + "\\n")
@@ -88,9 +92,16 @@ class Plain(ancho.Model):
 """
 
 
+def _syscall_number(name: str) -> int:
+    import pyseccomp
+
+    return int(pyseccomp.resolve_syscall(pyseccomp.system_arch(), name))
+
+
 # -- packages and a package index, built here -------------------------------------------------
 def evil_sdist(paths: dict[str, str]) -> bytes:
     """``evilpkg-0.1.tar.gz``: a setup.py that reports what it can read and tries to write ``paths['marker']``."""
+    paths = {"unshare": str(_syscall_number("unshare")), **paths}
     buf = io.BytesIO()
     files = {
         "evilpkg-0.1/setup.py": SETUP_PY % paths,
@@ -344,6 +355,7 @@ def test_a_source_build_runs_inside_the_sandbox_and_sees_none_of_the_servers_sec
         exec(built[0].read_text(), namespace)
         found = json.loads(namespace["FOUND"])
         assert found["uid"] == 65534  # the sandbox's user, not the server's
+        assert found["unshare"] == errno.EPERM  # the build runs under the sandbox's system-call filter
         assert "db" not in found and "db_error" in found, found
         assert "token" not in found and "token_error" in found, found
         assert "marker" not in found and not world["marker"].exists(), found

@@ -51,6 +51,7 @@ from pathlib import Path
 import ancho
 
 from ..errors import InputError
+from .command import INSIDE_ANCHO
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,16 @@ ALLOWED = (
     "(e.g. 'numpy>=1.26,<3' or 'requests[socks]; python_version >= \"3.11\"'), and comments after '#'"
 )
 _COMMENT = re.compile(r"(^|\s)#.*$")
-#: runs a program (uv, a venv's pip) in the sandbox, whose command line must start with a Python interpreter
-_EXEC = "import os, sys; os.execv(sys.argv[1], sys.argv[1:])"
+#: runs a program (uv, a venv's pip) in the sandbox, whose command line must start with a Python interpreter; first
+#: it loads the sandbox's system-call filter as a worker does (the module by its path: ``-I`` leaves Ancho off
+#: ``sys.path``, and the interpreter may have none of Ancho's dependencies), which the installer and any source build
+#: it starts inherit
+_EXEC = (
+    "import os, sys, importlib.util as u; "
+    f"s = u.spec_from_file_location('f', '{INSIDE_ANCHO}/ancho/executors/syscall_filter.py'); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); m.apply(); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 class EnvironmentFailed(InputError):
