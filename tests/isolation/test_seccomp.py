@@ -17,7 +17,7 @@ import os
 import pytest
 
 import ancho
-from ancho.executors import syscall_filter
+from ancho import syscall_filter
 from ancho.isolation import seccomp
 from ancho.isolation.policy import describe
 from ancho.isolation.sandbox import SandboxPolicy

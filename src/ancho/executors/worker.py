@@ -19,9 +19,9 @@ from collections import OrderedDict
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from .. import syscall_filter
 from ..errors import AnchoError, StoreError
 from ..recent import kept
-from . import syscall_filter
 from .messages import (
     ChunkDone,
     Inspect,

@@ -347,7 +347,7 @@ def wrap_command(
     if policy.seccomp:
         from .seccomp import program_env
 
-        env["ANCHO_SECCOMP"] = program_env()  # (the worker loads it: executors/syscall_filter.py)
+        env["ANCHO_SECCOMP"] = program_env()  # (the worker loads it: ancho/syscall_filter.py)
     env.update(policy.env)
 
     cmd = [bwrap, *_namespace_args(policy.network, _check(bwrap)[2]), "--clearenv"]

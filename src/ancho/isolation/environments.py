@@ -84,7 +84,7 @@ _COMMENT = re.compile(r"(^|\s)#.*$")
 #: it starts inherit
 _EXEC = (
     "import os, sys, importlib.util as u; "
-    f"s = u.spec_from_file_location('f', '{INSIDE_ANCHO}/ancho/executors/syscall_filter.py'); "
+    f"s = u.spec_from_file_location('f', '{INSIDE_ANCHO}/ancho/syscall_filter.py'); "
     "m = u.module_from_spec(s); s.loader.exec_module(m); m.apply(); "
     "os.execv(sys.argv[1], sys.argv[1:])"
 )

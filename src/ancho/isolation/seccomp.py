@@ -8,7 +8,7 @@ PyArrow, threads, ``fork`` and ``subprocess`` work as before.
 
 The driver compiles the filter once per process with libseccomp (through ``pyseccomp``) into a classic BPF program
 for this machine's architecture (a syscall of another architecture kills the caller: libseccomp's default); the
-worker loads it itself (:func:`ancho.executors.syscall_filter.load`) from ``ANCHO_SECCOMP`` before anything of the
+worker loads it itself (:func:`ancho.syscall_filter.load`) from ``ANCHO_SECCOMP`` before anything of the
 model is imported, as it applies its rlimits, for all its threads, and stops if it cannot.
 """
 
