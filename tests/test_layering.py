@@ -39,6 +39,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "pysource",
                 "recent",
                 "jsontext",
+                "syscall_filter",
             }
         ),
     ),
