@@ -34,6 +34,7 @@ from ancho.stores.embedded import EmbeddedStore
 
 from ..conftest import EXAMPLES, ROOT, need_service
 from ..conftest import alive as is_alive
+from .conftest import write_model
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +53,9 @@ def process_limit(bwrap):
 
 
 def model_file(folder: Path, code: str, name: str = "model.py") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text("import os, socket, time\nimport ancho\nimport numpy as np\n\n" + textwrap.dedent(code))
-    return path
+    return write_model(
+        folder, name, "import os, socket, time\nimport ancho\nimport numpy as np\n\n" + textwrap.dedent(code)
+    )
 
 
 class Env:
