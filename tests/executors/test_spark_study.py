@@ -127,3 +127,33 @@ def test_a_parameter_error_in_a_spark_task_is_the_local_one_field_and_all(spark,
     assert spark_err.name == local_err.name == "n" and spark_err.loc == local_err.loc
     assert str(spark_err) == str(local_err) == "parameter 'n' must be at most 3 for this model"
     assert any("setup" in note for note in getattr(spark_err, "__notes__", []))  # the task's traceback came along
+
+
+#: a model slow enough (~1 ms a sequence) that a run's chunks measure its cost (a chunk under 0.05 s does not)
+SLEEPER = """
+import time
+
+
+class Sleeper(ancho.Model):
+    p: float = 0.5
+
+    def sequence(self, rng):
+        time.sleep(0.001)
+        return {"won": bool(rng.random() < self.p)}
+"""
+
+
+def test_a_study_of_a_model_run_before_needs_no_jobs_to_measure_it(spark, store, write_model):
+    """An unknown model's study first runs a small chunk a core, each a Spark job, to learn what a sequence costs;
+    once a run of the model has measured it in this process, the study's points go into one task a core from the
+    start. The points are the same either way, and the same as locally."""
+    model = str(write_model(SLEEPER, "sleeper.py"))
+    design = ancho.points([{"p": 0.04 * k} for k in range(1, 21)])
+    kw = dict(sequences=10, seed=8, store=store)
+    unknown = ancho.study(model, design, executor=spark, **kw)
+    assert jobs_of(spark) > spark.workers  # the measuring jobs, then the rest
+    ancho.run(model, sequences=1000, seed=1, executor=spark, store=store)
+    known = ancho.study(model, design, executor=spark, **kw)
+    assert jobs_of(spark) == spark.workers  # one task a core, nothing before them
+    same_study(known, unknown)
+    same_study(known, ancho.study(model, design, workers=2, **kw))

@@ -96,6 +96,8 @@ def test_study_record_writes_keep_their_period_and_their_share():
 
 
 GAMBLER = str(Path(__file__).resolve().parents[2] / "examples" / "gambler.py")
+#: ... without its summary function (so a point needs nothing but its chunk)
+GAMBLER_PLAIN = str(Path(__file__).resolve().parents[2] / "benchmarks" / "models" / "gambler_plain.py")
 
 
 @pytest.fixture
@@ -230,3 +232,29 @@ def test_local_workers_have_the_deeper_queue_while_the_driver_writes_a_batch(sto
         executor.close()
     assert study.status == "succeeded"
     assert len(queued) >= 2 and max(queued[:-1]) > StudyPlan.inflight_per_worker
+
+
+def test_a_study_s_plan_starts_from_the_executor_s_guess_of_the_model_s_cost():
+    """Told what a sequence cost (Spark's driver remembers the model's last run), the plan hands out tiny points
+    whole from the first chunk instead of first cutting 8-sequence chunks to measure (a Spark job each)."""
+    from collections import deque
+
+    from ancho.executors.base import Task
+    from ancho.studies.plan import Point, StudyPlan
+
+    def plan() -> StudyPlan:
+        pts = [Point({"point": k}, RunRecord(f"r{k}", total=50), Task(None, {}, 1, f"r{k}"), deque([(0, 50)]),
+                     created=True) for k in range(3)]  # fmt: skip
+        made = StudyPlan(pts, workers=2, block=None, summaries=(), create=lambda batch: None)
+        made.index()
+        return made
+
+    unknown = plan()
+    assert unknown.next().size == 8  # type: ignore[union-attr]
+    guessed = plan()
+    guessed.expect(1e-5)
+    assert [guessed.next().size for _ in range(3)] == [50, 50, 50]  # type: ignore[union-attr]
+    guessed.measure(ChunkResult(0, 50, np.arange(50), {}, [], 50 * 3e-5))
+    assert guessed.per_sequence == pytest.approx(0.8e-5 + 0.2 * 3e-5)  # what comes back corrects it
+    guessed.expect(1.0)
+    assert guessed.per_sequence == pytest.approx(1.4e-5)  # (a guess never replaces a measurement)

@@ -111,6 +111,11 @@ class ChunkSource:
     def next(self) -> Chunk | None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def expect(self, per_sequence: float) -> None:
+        """The executor's remembered seconds a sequence of this model (from an earlier call in this process), given
+        before it pulls a chunk: a source that sizes its chunks by measurement may start from it instead of first
+        handing out small chunks to measure (on Spark each is a job of its own, ~0.1 s). The default ignores it."""
+
 
 class Executor(ABC):
     """Base class of execution backends."""

@@ -87,6 +87,10 @@ class StudyPlan(ChunkSource):
             self.chunk = (0.8 * size + 0.2 * result.size, 0.8 * seconds + 0.2 * result.seconds) if size else (
                 result.size, result.seconds)  # fmt: skip
 
+    def expect(self, per_sequence: float) -> None:
+        if self.per_sequence is None:  # (a first guess: what comes back measures the points themselves)
+            self.per_sequence = per_sequence
+
     def deepen(self, seconds: float) -> int:
         """Queue enough chunks per worker to compute through ``seconds`` of the driver's own work (a flush, while it
         hands out nothing), but no more than a worker's share of what is left (the tail stays balanced); return

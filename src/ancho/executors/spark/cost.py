@@ -57,6 +57,12 @@ def cost_key(task: Task) -> str:
     return hashlib.sha1(f"{task.ref!r}|{sorted(task.params.items())!r}".encode()).hexdigest()
 
 
+def model_key(task: Task) -> str:
+    """The model alone, as a short key: its cost at the parameters last run, a study's first guess at its points'
+    (a study's points each have parameters of their own, which no run has measured)."""
+    return hashlib.sha1(f"{task.ref!r}".encode()).hexdigest()
+
+
 class CostModel:
     """Measured seconds per sequence by cost key, for the ``size`` most recently used keys (an LRU).
 

@@ -273,15 +273,17 @@ class SparkExecutor(Executor):
         futures: list[Future[None]] = []
         pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.workers + 2), thread_name_prefix="ancho-spark")
         next_id = 0
-        cost_key = cost.cost_key(task)
+        cost_key, model_key = cost.cost_key(task), cost.model_key(task)
+        if (guess := cost.COSTS.per_sequence(model_key)) is not None:  # (a study's points: its last run's cost)
+            source.expect(guess)
         archives: dict[ModelRef, str | None] = {}
         mixed = False  # the source hands out chunks with their own tasks (a study's plan)
         seconds, sequences = 0.0, 0  # what this call's chunks cost so far
 
         def wanted() -> bool:
-            """Pull more chunks now? A study's plan sizes its chunks from what came back (a first one is 8
-            sequences): until one came back, one chunk per core; then all it has, packed into tasks."""
-            return not mixed or sequences > 0 or len(pending) + len(inflight) < self.workers
+            """Pull more chunks now? A study's plan sizes its chunks from what came back (a first one is 8 sequences):
+            until one came back, one chunk per core, then all it has; all at once if a run measured the model."""
+            return not mixed or sequences > 0 or guess is not None or len(pending) + len(inflight) < self.workers
 
         def job(key: int, chunks: list[Chunk]) -> None:
             try:
@@ -306,9 +308,9 @@ class SparkExecutor(Executor):
                     mixed = mixed or chunk.task is not None
                 # until a first chunk has measured the model's cost, one chunk per task and one task per core
                 per_sequence = cost.COSTS.per_sequence(cost_key)
-                if per_sequence is None and mixed and sequences:
+                if per_sequence is None and mixed and (sequences or guess is not None):
                     # a study's tiny chunks are each shorter than a cost sample: their sum measures a chunk's cost
-                    per_sequence = seconds / sequences
+                    per_sequence = seconds / sequences if sequences else guess
                 n = cost.tasks_chunks(per_sequence, pending[0].size, len(pending), self.workers) if pending else 0
                 while pending and (per_sequence is not None or len(inflight) < self.workers):
                     # (n is decided for all that is pending, so the tasks of one round are equal)
@@ -337,7 +339,8 @@ class SparkExecutor(Executor):
                     if (problem := misfit(result, chunk.start, chunk.stop)) is not None:
                         raise ForgedReply(f"a Spark task's record does not answer its chunk: {problem}; refused")
                     if chunk.task is None:
-                        cost.COSTS.learn(cost_key, result)
+                        for learnt in (cost_key, model_key):
+                            cost.COSTS.learn(learnt, result)
                     else:  # a study's chunk: which point it is, and its summary values
                         tag_result(result, chunk, custom)
                         seconds, sequences = seconds + result.seconds, sequences + result.size
