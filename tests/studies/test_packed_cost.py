@@ -16,6 +16,7 @@ import pytest
 
 import ancho
 from ancho.chunk import ChunkResult
+from ancho.executors.base import Executor
 from ancho.stores.base import RecordSpec, RunRecord, StudyRecord, Submission
 from ancho.stores.chunk_layout import chunk_files
 from ancho.stores.chunk_writer import write_chunk_file
@@ -232,6 +233,57 @@ def test_local_workers_have_the_deeper_queue_while_the_driver_writes_a_batch(sto
         executor.close()
     assert study.status == "succeeded"
     assert len(queued) >= 2 and max(queued[:-1]) > StudyPlan.inflight_per_worker
+
+
+class Bursts(Executor):
+    """An executor whose results come back in two bursts, as a Spark study's two tasks' do (each task's results when
+    it ends): it runs every chunk in this process, hands back the first half, saying :meth:`ChunkSource.lull` before
+    the last of them when ``lull`` (Spark's driver does when another task still runs), and notes how many points'
+    records were final in the store when the second burst began."""
+
+    workers = 2
+    mixed_tasks = True
+
+    def __init__(self, store: EmbeddedStore, lull: bool):
+        self.store, self.lull = store, lull
+        self.final_before_second: int | None = None
+
+    def map_chunks(self, task, source):
+        from ancho.chunk import ChunkRunner
+        from ancho.executors.base import tag_result
+
+        chunks = []
+        while (c := source.next()) is not None:
+            chunks.append(c)
+        results = []
+        for c in chunks:
+            result = ChunkRunner(c.task.ref.resolve(), c.task.params, c.task.seed).run(c.start, c.stop)
+            tag_result(result, c, None)
+            results.append(result)
+        half = len(results) // 2
+        for i, result in enumerate(results[:half]):
+            if self.lull and i == half - 1:
+                source.lull()
+            yield result
+        self.final_before_second = len(self.store.list_runs(status="succeeded"))
+        yield from results[half:]
+
+
+@pytest.mark.parametrize("lull", [True, False])
+def test_points_whose_results_came_are_written_while_the_executor_waits_for_the_next_burst(store, monkeypatch, lull):
+    """On Spark a task's ~1,000 points come back when it ends; written only with the last task's, after it, their
+    records were the driver's work while no task ran (docs/benchmarks.md, "On Spark"). When the executor says it
+    waits (``lull``), the points ended so far are written then."""
+    monkeypatch.setattr("ancho.studies.pacing.WRITE_EVERY", 3600.0)  # (no flush paced by time but the first)
+    executor = Bursts(store, lull)
+    ps = [0.45 + 0.1 * k / 199 for k in range(200)]
+    study = ancho.study(GAMBLER_PLAIN, ancho.points([{"p": p} for p in ps]), params={"stake": 3}, sequences=20,
+                        seed=3, executor=executor, store=store)  # fmt: skip
+    assert study.status == "succeeded" and len(study.runs) == 200
+    if lull:
+        assert executor.final_before_second == 100  # the first burst's points, all of them
+    else:
+        assert executor.final_before_second is not None and executor.final_before_second < 10  # (the first flush's)
 
 
 def test_a_study_s_plan_starts_from_the_executor_s_guess_of_the_model_s_cost():

@@ -116,6 +116,11 @@ class ChunkSource:
         before it pulls a chunk: a source that sizes its chunks by measurement may start from it instead of first
         handing out small chunks to measure (on Spark each is a job of its own, ~0.1 s). The default ignores it."""
 
+    def lull(self) -> None:
+        """The result about to be handed back is the last one ready, and the next will be a while (a Spark task's
+        results come back when it ends, and another task is still running): a source with work of its own to do
+        (a study's batch of record writes) can do it now, while it would otherwise wait. The default ignores it."""
+
 
 class Executor(ABC):
     """Base class of execution backends."""

@@ -28,7 +28,10 @@ written once per point at its end, in batches; the study record at most every
 ``WRITE_EVERY`` seconds (both paced by :class:`Pacer`); the points ended so far
 also once a tenth of the sequences is left to come back, and again at each
 quarter of what was left (the last batch, after the last result, runs while no
-worker does). Before a batch the plan deepens
+worker does), and whenever the executor says its next result will be a while
+(:meth:`~ancho.executors.base.ChunkSource.lull`: a Spark task's results come
+back together when it ends, and the driver would otherwise wait for the next
+task's with them unwritten). Before a batch the plan deepens
 each local worker's queue to cover the batch's expected time (:mod:`.pacing`),
 so the workers compute through it. Anything this pass cannot finish
 (an error of the whole executor call, a summary that needs the store) is left
@@ -257,8 +260,10 @@ def run_packed(
             if not pt.ended and (pt.complete or pt.error is not None and pt.inflight == 0):
                 pt.ended = True
                 ended.append(pt)
+            lull, plan.lulled = plan.lulled, False  # (the executor waits for its next result: the points ended so far
+            # are written now, while they would be waiting, instead of after the last result with the others)
             if due is None and (
-                near_end is not None and unfinished <= near_end and ended or pace.due(time.monotonic())
+                (lull or near_end is not None and unfinished <= near_end) and ended or pace.due(time.monotonic())
             ):
                 due = (plan.deepen(cost.seconds(len(ended) + len(packed))), 0)
             if due is not None and plan.ready(*due):

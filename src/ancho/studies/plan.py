@@ -77,6 +77,7 @@ class StudyPlan(ChunkSource):
         self.summaries = summaries
         self.create = create  # writes points' run records (one transaction) when the first of them is handed out
         self.handed = 0  # chunks handed out so far
+        self.lulled = False  # the executor said its next result will be a while (:meth:`lull`): a flush's moment
         self.chunk = (0.0, 0.0)  # a chunk's sequences and compute seconds lately (moving averages)
 
     def measure(self, result: ChunkResult | StoredChunk) -> None:
@@ -90,6 +91,9 @@ class StudyPlan(ChunkSource):
     def expect(self, per_sequence: float) -> None:
         if self.per_sequence is None:  # (a first guess: what comes back measures the points themselves)
             self.per_sequence = per_sequence
+
+    def lull(self) -> None:
+        self.lulled = True
 
     def deepen(self, seconds: float) -> int:
         """Queue enough chunks per worker to compute through ``seconds`` of the driver's own work (a flush, while it

@@ -333,7 +333,9 @@ class SparkExecutor(Executor):
                     for chunk in chunks:
                         yield ChunkLost(chunk, _reason(value))
                     continue
-                for chunk, data in zip(chunks, value):  # one record per chunk, in the job's order
+                for i, (chunk, data) in enumerate(zip(chunks, value)):  # one record per chunk, in the job's order
+                    if i == len(value) - 1 and inflight and done.empty():
+                        source.lull()  # (the next result comes when another task ends)
                     self.last_received += len(data)
                     result, custom = decode_custom(data)
                     if (problem := misfit(result, chunk.start, chunk.stop)) is not None:
