@@ -41,7 +41,7 @@ from ...stores.results_sources import CassandraResults, ChunkFiles, ResultsSourc
 from ..base import Chunk, ChunkLost, ChunkSource, Executor, Task, tag_result
 from ..wire import ForgedReply
 from . import cost
-from .codec import decode_custom
+from .codec import paired
 from .isolation import Isolation
 from .options import SparkOptions
 from .session import SESSION, WAIT_EXECUTORS, on_this_machine
@@ -333,11 +333,10 @@ class SparkExecutor(Executor):
                     for chunk in chunks:
                         yield ChunkLost(chunk, _reason(value))
                     continue
-                for i, (chunk, data) in enumerate(zip(chunks, value)):  # one record per chunk, in the job's order
-                    if i == len(value) - 1 and inflight and done.empty():
+                for chunk, (result, custom), size, last in paired(chunks, value):  # (record by record, as they came)
+                    self.last_received += size
+                    if last and inflight and done.empty():
                         source.lull()  # (the next result comes when another task ends)
-                    self.last_received += len(data)
-                    result, custom = decode_custom(data)
                     if (problem := misfit(result, chunk.start, chunk.stop)) is not None:
                         raise ForgedReply(f"a Spark task's record does not answer its chunk: {problem}; refused")
                     if chunk.task is None:

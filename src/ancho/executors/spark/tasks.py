@@ -9,7 +9,8 @@ chunks as :class:`Order` values naming their task by index. It resolves the
 model (from the shipped archive of its folder when there is one), runs each
 chunk, runs the model's summary functions over a chunk that asks for them
 (a study's one-chunk point: where its columns are, as a local worker does)
-and yields one :mod:`~ancho.executors.spark.codec` record per chunk.
+and yields :mod:`~ancho.executors.spark.codec` records: one per chunk, or a
+record for several small chunks in a row (a study's tiny points).
 
 PySpark reuses a Python worker across tasks, so two small LRUs keep what is
 dear to rebuild:
@@ -41,7 +42,7 @@ from ...loading import FileRef, ModelRef
 from ...recent import kept
 from ..base import Task
 from ..messages import WorkerFailed
-from .codec import encode, encode_error, encode_failed, encode_stored
+from .codec import Grouper, encode_error, encode_failed, encode_stored
 from .isolation import Isolation, WorkerLost
 
 if TYPE_CHECKING:
@@ -309,16 +310,18 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
     sends: list[Future[None]] = []
     out: list[bytes] = []  # with writes: sent once every chunk is marked done
     writers: dict[int, Future[RunResults]] = {}
+    grouper = Grouper()  # (small chunks several to a record; the records go in the job's order, as its chunks)
     try:
         for order in job.orders:
             task = job.tasks[order.task]
             try:
                 runner = prepared.runner(task)
             except AnchoError as exc:
-                yield failed(exc)
+                yield from [*grouper.end(), failed(exc)]
                 return
             except Exception as exc:  # noqa: BLE001 - reported as one line, as a local worker does
-                yield encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}")
+                error = encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}")
+                yield from [*grouper.end(), error]
                 return
             try:
                 result, custom = prepared.run(runner, task, order)
@@ -326,19 +329,20 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
                 RUNNERS.drop(job.group)
                 raise
             except AnchoError as exc:
-                yield failed(exc)
+                yield from [*grouper.end(), failed(exc)]
                 return
             except Exception as exc:  # noqa: BLE001 - reported as one line, as a local worker does
                 what = f"sequences {order.start}..{order.stop - 1} could not be run: {type(exc).__name__}: {exc}"
-                yield encode_error("worker", what)
+                yield from [*grouper.end(), encode_error("worker", what)]
                 return
             sink = task.sink
             if sink is None:
                 if writing:  # (the records go in the job's order: the driver pairs them with its chunks so)
-                    out.append(encode(result, custom))
+                    out.extend(grouper.add(result, custom))
                 else:
-                    yield encode(result, custom)
+                    yield from grouper.add(result, custom)
                 continue
+            out.extend(grouper.end())
             if sender is None:
                 # a thread connects (a Spark task mostly runs in a fresh Python worker: ~0.2-0.7 s here, hidden
                 # behind the first chunk's work) and then sends each chunk's requests while the next chunk runs
@@ -349,6 +353,7 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
             sends.append(sender.submit(_write, writer, sink.run_id, result))  # sent now, marked done once acknowledged
             out.append(encode_stored(result, task.tally, custom))
         if writing:
+            out.extend(grouper.end())
             try:
                 for sent in sends:
                     sent.result()
@@ -361,6 +366,8 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
                     yield encode_error(type(exc).__name__, f"writing to Cassandra failed: {type(exc).__name__}: {exc}")
                 return
             yield from out
+        else:
+            yield from grouper.end()
     finally:
         if sender is not None:  # (also when a chunk failed or the task was interrupted: the thread ends with it)
             sender.shutdown(wait=False)
