@@ -148,6 +148,31 @@ print(sorted(set(r.frame.threads)), min(driver()) == max(before))
     assert out == "[1] True"  # and the driver's own BLAS pool is as it was
 
 
+def test_the_driver_s_blas_limit_is_held_while_an_executor_is_open_and_restored_when_the_last_closes(tmp_path):
+    """Forked workers inherit one BLAS thread from the driver, which holds that limit while an executor is open:
+    restored after each fork, OpenBLAS (whose pool each fork shuts down) started a thread that spun ~0.1 CPU s
+    during the run (docs/benchmarks.md, "Batch models", ninth pass). Two executors open at once: the original
+    limit comes back when the last closes, whichever order they close in."""
+    out = in_fresh_python(
+        """
+import numpy
+from threadpoolctl import threadpool_info
+from ancho.executors.local import LocalExecutor
+driver = lambda: max(p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas")
+before = driver()
+for first, second in ((0, 1), (1, 0)):
+    pair = [LocalExecutor(1).start(), LocalExecutor(1).start()]
+    held = driver()
+    pair[first].close()
+    still = driver()
+    pair[second].close()
+    print(held, still, driver() == before, end="; ")
+""",
+        drop=("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"),
+    )
+    assert out == "1 1 True; 1 1 True;"
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 
 def fork_allowed(python: str, wrap: Callable[[list[str]], list[str]] | None) -> bool:
@@ -20,6 +21,42 @@ def fork_allowed(python: str, wrap: Callable[[list[str]], list[str]] | None) -> 
     if how == "exec" or wrap is not None or python != sys.executable or not sys.platform.startswith("linux"):
         return False
     return threading.active_count() == 1
+
+
+class _OneBlasThread:
+    """BLAS limited to one thread in this process while any local executor that forks workers is open (the workers
+    inherit the limit), the original limits restored when the last closes.
+
+    Why held, not set for the moment of each fork as before: OpenBLAS shuts its thread pool down before every fork
+    (an atfork handler of its own), and restoring the limit right after the fork made it start a thread again, which
+    spins ~0.1 CPU s before it sleeps. In a 10M-sequence batch run that was ~10% of all the CPU, taken from the
+    workers (``perf``: ``blas_thread_server`` in a new driver thread each run; docs/benchmarks.md, "Batch models",
+    ninth pass). Held, the pool is rebuilt once, when the executor closes. Set in the child instead, OpenBLAS
+    rebuilds its pool there, with the same spin in every worker (the third pass)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holders = 0
+        self.limits: Any = None
+
+    def hold(self) -> None:
+        import threadpoolctl
+
+        with self.lock:
+            if self.holders == 0:
+                self.limits = threadpoolctl.threadpool_limits(1)
+            self.holders += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.holders = max(0, self.holders - 1)
+            if self.holders == 0 and self.limits is not None:
+                limits, self.limits = self.limits, None
+                limits.restore_original_limits()
+
+
+#: the process's one-thread BLAS limit, held by each open local executor that forks (``LocalExecutor._spawn``)
+ONE_BLAS_THREAD = _OneBlasThread()
 
 
 def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, idle: bool = False) -> None:

@@ -43,7 +43,7 @@ from ..chunk import ChunkResult, StoredChunk, misfit
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from . import worker_output
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
-from .forked import ForkedProcess, fork_allowed
+from .forked import ONE_BLAS_THREAD, ForkedProcess, fork_allowed
 from .messages import (
     ChunkDone,
     ChunksDone,
@@ -210,6 +210,7 @@ class LocalExecutor(Executor):
         #: the most bytes one reply may hold (:func:`~.wire.receive`): a sandboxed worker's address space, which no
         #: reply it built could exceed; None (unbounded) for workers that run the user's own code unsandboxed
         self.reply_limit: int | None = getattr(getattr(_sandbox(wrap), "policy", None), "address_space", None)
+        self._blas_held = False  # (ONE_BLAS_THREAD, while workers are forked from here)
         self._pool: list[_Worker] = []
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
@@ -247,7 +248,6 @@ class LocalExecutor(Executor):
         if fork_allowed(self.python, self.wrap):
             # what the forked workers share with the driver is what they need: import it once, here
             import numpy  # noqa: F401
-            import threadpoolctl
 
             if self.writes == "auto":  # (they may write Parquet chunk files: ~30 ms here once, not in each)
                 import pyarrow.parquet  # noqa: F401
@@ -257,14 +257,13 @@ class LocalExecutor(Executor):
             others = [w.conn.fileno() for w in self._pool if not w.conn.closed]  # the caller holds self._lock
             if any(v in os.environ or v in self.extra_env for v in _THREAD_VARS):
                 return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "idle": self.idle})
-            # one BLAS thread per worker, set in the driver for the moment of the fork: the child inherits it. Set in
-            # the child instead, OpenBLAS rebuilds its pool there and its threads spin (~0.05 CPU s a worker, even
-            # for a model that never calls BLAS: docs/benchmarks.md "Batch models"); an exec'd worker reads _THREAD_VARS
-            limits = threadpoolctl.threadpool_limits(1)
-            try:
-                return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "idle": self.idle})
-            finally:
-                limits.restore_original_limits()
+            # one BLAS thread per worker, set in the driver while this executor is open: the child inherits it
+            # (forked.ONE_BLAS_THREAD says why not in the child, nor only for the fork); an exec'd worker reads
+            # _THREAD_VARS
+            if not self._blas_held:
+                ONE_BLAS_THREAD.hold()
+                self._blas_held = True
+            return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "idle": self.idle})
         argv = [self.python, "-m", "ancho.executors.worker"]
         if self.wrap is not None:
             argv = self.wrap(argv)
@@ -448,9 +447,16 @@ class LocalExecutor(Executor):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 w.proc.wait(timeout=2)
             w.kill()
+        self._let_go_of_blas()
+
+    def _let_go_of_blas(self) -> None:
+        if self._blas_held:
+            self._blas_held = False
+            ONE_BLAS_THREAD.release()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:
             self._kill_all()
+            self._let_go_of_blas()
         except Exception:
             pass
