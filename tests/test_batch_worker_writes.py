@@ -23,8 +23,8 @@ from ancho.executors.local import INFLIGHT_PER_WORKER, LocalExecutor
 from ancho.loading import load_model
 from ancho.stats import PERCENTILES, build_summary, describe
 from ancho.stores.chunk_layout import chunk_files, chunk_name
-from ancho.stores.chunk_writer import ChunkFolder, temp_path
-from ancho.stores.embedded import EmbeddedStore, parquet_options
+from ancho.stores.chunk_writer import ChunkFolder, parquet_options, temp_path
+from ancho.stores.embedded import EmbeddedStore
 from ancho.stores.landed import LandedColumn
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from ancho.errors import StoreError
 from ancho.stores.chunk_layout import chunk_files, chunk_name, chunk_range
-from ancho.stores.embedded import EmbeddedStore, parquet_options
+from ancho.stores.chunk_writer import parquet_options
+from ancho.stores.embedded import EmbeddedStore
 from ancho.stores.results_sources import ChunkFiles
 
 from .test_contract import chunk, record

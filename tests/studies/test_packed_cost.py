@@ -19,8 +19,8 @@ from ancho.chunk import ChunkResult
 from ancho.executors.base import Executor
 from ancho.stores.base import RecordSpec, RunRecord, StudyRecord, Submission
 from ancho.stores.chunk_layout import chunk_files
-from ancho.stores.chunk_writer import write_chunk_file
-from ancho.stores.embedded import UNCOMPRESSED_ROWS, EmbeddedStore
+from ancho.stores.chunk_writer import UNCOMPRESSED_ROWS, write_chunk_file
+from ancho.stores.embedded import EmbeddedStore
 from ancho.studies.pacing import WRITE_EVERY, WRITE_MOST, WRITE_SHARE, Pacer
 from ancho.studies.packed import PACK_SEQUENCES
 

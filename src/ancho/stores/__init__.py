@@ -43,7 +43,7 @@ def export_results(store: Store, run_id: str, folder: str | PathLike[str]) -> Ch
     import pyarrow.parquet as pq
 
     from .chunk_layout import chunk_name
-    from .embedded import parquet_options
+    from .chunk_writer import parquet_options
     from .results_sources import ChunkFiles
 
     folder = Path(folder)
