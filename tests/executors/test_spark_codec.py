@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ancho.chunk import ChunkResult, Failure
+from ancho.chunk import ChunkResult, Failure, misfit
 from ancho.executors.base import Chunk
 from ancho.executors.spark.codec import (
     RECORD_ROWS,
@@ -145,3 +145,78 @@ def test_the_driver_refuses_a_task_s_results_for_more_chunks_than_it_was_given()
         (0, 0, True, False),
         (10, 10, False, True),
     ]
+
+
+def _job(tmp_path, orders, sink_for=()):
+    """A Spark task's Job over a gambler whose ``goal`` of 0 raises in ``setup``: tasks 0 (fine), 1 (fine, with a
+    sink when 1 is in ``sink_for``) and 2 (fails)."""
+    from ancho.executors.base import Task
+    from ancho.executors.spark.isolation import Isolation
+    from ancho.executors.spark.tasks import Job, Order
+    from ancho.loading import FileRef
+
+    model = tmp_path / "m.py"
+    model.write_text(
+        "import ancho\n"
+        "from ancho.errors import ParameterError\n"
+        "class M(ancho.Model):\n"
+        "    goal: int = 3\n"
+        "    def setup(self):\n"
+        "        if self.goal == 0:\n"
+        "            raise ParameterError('goal must be positive', 'goal')\n"
+        "    def sequence(self, rng):\n"
+        "        return {'x': float(rng.random()) * self.goal}\n"
+    )
+    ref = FileRef(str(tmp_path), "m.py", "M")
+    from types import SimpleNamespace
+
+    sink = SimpleNamespace(run_id="r1") if 1 in sink_for else None
+    tasks = (
+        Task(ref, {"goal": 3}, 1, "r0"),
+        Task(ref, {"goal": 4}, 1, "r1", sink=sink),
+        Task(ref, {"goal": 0}, 1, "r2"),
+    )
+    return Job(f"test-{tmp_path.name}", tasks, None, Isolation(), tuple(Order(t, a, b) for t, a, b in orders))
+
+
+def test_a_task_s_small_chunks_come_in_one_record_and_those_before_an_error_first(tmp_path):
+    from ancho.errors import ParameterError
+    from ancho.executors.spark.tasks import run_partition
+
+    orders = [(0, 0, 20), (1, 0, 20), (0, 20, 40), (2, 0, 20), (0, 40, 60)]
+    records = list(run_partition(_job(tmp_path, orders), iter(())))
+    assert len(records) == 2  # the three chunks before the error, together; then the error
+    asked = [Chunk(a, b) for _, a, b in orders]
+    taken = []
+    with pytest.raises(ParameterError, match="goal must be positive"):  # the model's error, not a forged reply
+        for c, (result, _), _, _ in paired(asked, records):
+            assert misfit(result, c.start, c.stop) is None
+            taken.append((c.start, result.start, len(result.sequences)))
+    assert taken == [(0, 0, 20), (0, 0, 20), (20, 20, 20)]
+
+
+def test_a_writing_task_that_fails_sends_only_its_error(tmp_path, monkeypatch):
+    """A task that writes some chunks itself sends no record until all are marked done: when it fails, the chunks it
+    ran are not sent, not even the small ones held together, so the driver pairs no record with the wrong chunk."""
+    from ancho.errors import ParameterError
+    from ancho.executors.spark import tasks
+
+    class Writer:
+        def write_chunk(self, run_id, result):
+            pass
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(tasks, "results_writer", lambda sink: Writer())
+    orders = [(0, 0, 20), (1, 0, 20), (0, 20, 40), (2, 0, 20)]
+    records = list(tasks.run_partition(_job(tmp_path, orders, sink_for=(1,)), iter(())))
+    fits = []
+    with pytest.raises(ParameterError, match="goal must be positive"):
+        for c, (result, _), _, _ in paired([Chunk(a, b) for _, a, b in orders], records):
+            fits.append(misfit(result, c.start, c.stop) is None)  # (what the driver checks of each)
+    assert fits == [] and len(records) == 1
+    fine = [(0, 0, 20), (1, 0, 20), (0, 20, 40), (0, 40, 60)]
+    records = list(tasks.run_partition(_job(tmp_path, fine, sink_for=(1,)), iter(())))
+    got = [(c.start, type(r).__name__) for c, (r, _), _, _ in paired([Chunk(a, b) for _, a, b in fine], records)]
+    assert got == [(0, "ChunkResult"), (0, "StoredChunk"), (20, "ChunkResult"), (40, "ChunkResult")]

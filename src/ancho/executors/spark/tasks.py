@@ -311,17 +311,22 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
     out: list[bytes] = []  # with writes: sent once every chunk is marked done
     writers: dict[int, Future[RunResults]] = {}
     grouper = Grouper()  # (small chunks several to a record; the records go in the job's order, as its chunks)
+
+    def then(error: bytes) -> list[bytes]:
+        """The records a task that failed sends: the chunks it ran before, unless it writes (then only the error,
+        as none of its records is sent until every chunk is marked done), and the error."""
+        return [error] if writing else [*grouper.end(), error]
+
     try:
         for order in job.orders:
             task = job.tasks[order.task]
             try:
                 runner = prepared.runner(task)
             except AnchoError as exc:
-                yield from [*grouper.end(), failed(exc)]
+                yield from then(failed(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - reported as one line, as a local worker does
-                error = encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}")
-                yield from [*grouper.end(), error]
+                yield from then(encode_error("setup", f"model setup failed in a worker: {type(exc).__name__}: {exc}"))
                 return
             try:
                 result, custom = prepared.run(runner, task, order)
@@ -329,11 +334,11 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
                 RUNNERS.drop(job.group)
                 raise
             except AnchoError as exc:
-                yield from [*grouper.end(), failed(exc)]
+                yield from then(failed(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - reported as one line, as a local worker does
                 what = f"sequences {order.start}..{order.stop - 1} could not be run: {type(exc).__name__}: {exc}"
-                yield from [*grouper.end(), encode_error("worker", what)]
+                yield from then(encode_error("worker", what))
                 return
             sink = task.sink
             if sink is None:
