@@ -301,3 +301,27 @@ def test_other_wrappers_do_not_pass_the_drivers_environment_on(monkeypatch, tmp_
     with LocalExecutor(1) as ex:  # unwrapped workers are the driver's own kind: its environment
         r = ancho.run(model, sequences=4, seed=1, executor=ex, store=str(tmp_path / "store"))
     assert r.frame.secret.all()
+
+
+def test_a_sandboxed_worker_s_reply_is_overdue_after_its_chunks_sequences_and_set_up_at_the_time_limit_each():
+    """The driver's own deadline for a sandboxed worker (the backstop for a model that starves the worker's
+    watchdog): every sequence in flight and each chunk's set-up at ``sequence_timeout``, plus twice the grace."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from ancho.executors.base import Chunk
+    from ancho.executors.local import LocalExecutor
+
+    executor = LocalExecutor(1)
+    assert executor.deadline is None  # unsandboxed: the user's own code, no limit
+    executor.deadline = (0.5, 1.0)
+    w = SimpleNamespace(
+        inflight=deque([Chunk(0, 3), Chunk(3, 10)]), since=time.monotonic(), proc=SimpleNamespace(pid=7)
+    )
+    assert executor._overdue(w) is None  # (10 + 2) × 0.5 + 2 × 1.0 = 8 s from now
+    w.since -= 8.5
+    why = executor._overdue(w)
+    assert why == (
+        "worker process 7 gave no answer within 8 s (10 sequences and their set-up at the sandbox's sequence_timeout "
+        "of 0.5 s each, plus twice its timeout_grace): killed by the driver"
+    )

@@ -418,6 +418,29 @@ def test_ignored_alarm_signal_gets_the_worker_killed(env):
 
 
 @pytest.mark.slow
+def test_a_sequence_holding_the_gil_is_stopped_by_the_driver(env):
+    """C code that holds the GIL and never returns (here the regular expression engine backtracking) starves the
+    worker's own watchdog thread and its alarm handler; the driver, outside the sandbox, kills a worker whose reply
+    is overdue by the per-sequence limit (each chunk's sequences, and its set-up, at ``sequence_timeout`` each)."""
+    path = model_file(
+        env.models,
+        """
+        import re
+
+        class Backtrack(ancho.Model):
+            def sequence(self, rng):
+                re.match(r"(a+)+$", "a" * 64 + "b")
+                return {"x": 1}
+    """,
+    )
+    began = time.monotonic()
+    error, _ = failed_run(env, path, sequences=1, seed=1, policy={"sequence_timeout": 0.5, "timeout_grace": 0.5})
+    assert "were lost 4 times" in error
+    assert "gave no answer within 2 s (1 sequence and its set-up at the sandbox's sequence_timeout of 0.5 s" in error
+    assert time.monotonic() - began < 60  # (four workers, each stopped after ~2 s)
+
+
+@pytest.mark.slow
 def test_cpu_limit_kills_the_worker_with_sigxcpu(env):
     path = model_file(
         env.models,

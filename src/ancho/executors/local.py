@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
@@ -118,6 +119,7 @@ class _Worker:
         self.conn = Connection(parent.detach())
         self.inflight: deque[Chunk] = deque()
         self.task: Task | None = None
+        self.since = 0.0  # when its last reply came, or its first request went to it idle (time.monotonic)
 
     def send(self, msg: object) -> None:
         self.conn.send(msg)
@@ -209,7 +211,14 @@ class LocalExecutor(Executor):
         self.writes = writes
         #: the most bytes one reply may hold (:func:`~.wire.receive`): a sandboxed worker's address space, which no
         #: reply it built could exceed; None (unbounded) for workers that run the user's own code unsandboxed
-        self.reply_limit: int | None = getattr(getattr(_sandbox(wrap), "policy", None), "address_space", None)
+        policy = getattr(_sandbox(wrap), "policy", None)
+        self.reply_limit: int | None = getattr(policy, "address_space", None)
+        #: a sandbox's (sequence_timeout, timeout_grace): how overdue a worker's next reply may be (:meth:`_overdue`)
+        self.deadline: tuple[float, float] | None = (
+            None
+            if policy is None or policy.sequence_timeout is None
+            else (policy.sequence_timeout, policy.timeout_grace)
+        )
         self._blas_held = False  # (ONE_BLAS_THREAD, while workers are forked from here)
         self._pool: list[_Worker] = []
         self._cancelled = threading.Event()
@@ -323,6 +332,8 @@ class LocalExecutor(Executor):
             queue = _depth(source)
             for w in list(self._pool):
                 while len(w.inflight) < queue and not exhausted:
+                    if not w.inflight:
+                        w.since = time.monotonic()
                     requests: list[SetTask | RunChunk] = []
                     for _ in range(min(size, queue - len(w.inflight))):
                         chunk = source.next()
@@ -352,12 +363,15 @@ class LocalExecutor(Executor):
             ready = wait([w.conn for w in busy], timeout=0.25)
             for w in busy:
                 if w.conn not in ready:
+                    if (overdue := self._overdue(w)) is not None:
+                        yield from self._lost(w, overdue)
                     continue
                 try:
                     msg = receive(w.conn, self.reply_limit)
                 except (EOFError, OSError):
                     yield from self._lost(w)
                     continue
+                w.since = time.monotonic()
                 for reply in msg.replies if type(msg) is ChunksDone else (msg,):
                     if type(reply) is not ChunkDone:
                         raise _failed(reply)
@@ -400,9 +414,29 @@ class LocalExecutor(Executor):
         """The model's description and, given ``params``, their validated values or the error (see worker.inspect)."""
         return self._request(Inspect(ref, params), Inspected).info
 
-    def _lost(self, w: _Worker) -> Iterator[ChunkLost]:
-        """A worker died: replace it and hand its chunks back to the engine, which decides on retries."""
-        reason = w.exit_reason()
+    def _overdue(self, w: _Worker) -> str | None:
+        """Why a sandboxed worker is killed, if its next reply is later than its chunks' sequences and set-up could
+        take at the sandbox's ``sequence_timeout`` each (plus twice the grace). Why here, outside the sandbox: the
+        worker's own watchdog is a thread of the model's process, and C code holding the GIL starves it (and the
+        alarm's handler) for ever (docs/sandbox.md, "Limits of the sandbox")."""
+        if self.deadline is None:
+            return None
+        timeout, grace = self.deadline
+        n = sum(chunk.size for chunk in w.inflight)
+        limit = (n + len(w.inflight)) * timeout + 2 * grace
+        if time.monotonic() - w.since <= limit:
+            return None
+        setup = "its set-up" if len(w.inflight) == 1 else "their set-up"
+        return (
+            f"worker process {w.proc.pid} gave no answer within {limit:g} s ({n:,} sequence{'s' * (n != 1)} and "
+            f"{setup} at the sandbox's sequence_timeout of {timeout:g} s each, plus twice its timeout_grace): "
+            "killed by the driver"
+        )
+
+    def _lost(self, w: _Worker, why: str | None = None) -> Iterator[ChunkLost]:
+        """A worker died (or is killed, ``why``): replace it and hand its chunks back to the engine, which decides on
+        retries."""
+        reason = why if why is not None else w.exit_reason()
         lost = list(w.inflight)
         _clear_partial(w)
         self._replace(w)
