@@ -125,6 +125,9 @@ def test_policy_validation_names_the_setting():
         SandboxPolicy(address_space=0)
     with pytest.raises(InputError, match="sequence_timeout"):
         SandboxPolicy(sequence_timeout=-1)
+    for bad in (0, -1, True, "60"):
+        with pytest.raises(InputError, match="'summary_timeout' must be a number of seconds > 0 or None"):
+            SandboxPolicy(summary_timeout=bad)
     with pytest.raises(InputError, match="open_files"):
         SandboxPolicy(open_files=3)
     assert (
@@ -438,6 +441,54 @@ def test_a_sequence_holding_the_gil_is_stopped_by_the_driver(env):
     assert "were lost 4 times" in error
     assert "gave no answer within 2 s (1 sequence and its set-up at the sandbox's sequence_timeout of 0.5 s" in error
     assert time.monotonic() - began < 60  # (four workers, each stopped after ~2 s)
+
+
+def test_summary_functions_that_never_end_are_stopped_by_the_driver(env):
+    """A summary function runs once a run in the sandbox, with no per-sequence limit; one that never returns (here
+    holding the GIL, so nothing in its own process could stop it) is stopped by the driver at ``summary_timeout``."""
+    path = model_file(
+        env.models,
+        """
+        import re
+
+        class Endless(ancho.Model):
+            def sequence(self, rng):
+                return {"x": rng.random()}
+
+            @ancho.summary
+            def forever(self, results):
+                re.match(r"(a+)+$", "a" * 64 + "b")
+                return 1.0
+    """,
+    )
+    began = time.monotonic()
+    error, _ = failed_run(env, path, sequences=20, seed=1, policy={"summary_timeout": 1})
+    assert error == (
+        "the model's summary functions ran longer than 1 s (the sandbox's summary_timeout) and were stopped; "
+        "make them quicker, or raise the limit"
+    )
+    assert time.monotonic() - began < 30
+
+
+def test_summary_functions_within_their_time_give_their_values(env):
+    path = model_file(
+        env.models,
+        """
+        class Quick(ancho.Model):
+            def sequence(self, rng):
+                return {"x": rng.random()}
+
+            @ancho.summary
+            def mean_x(self, results):
+                return float(results.x.mean())
+    """,
+    )
+    runs = env.home / "runs"  # (what a summary function reads: the run's results, bound read-only as a server does)
+    runs.mkdir(parents=True, exist_ok=True)
+    res = env.run(
+        path, sequences=200, seed=4, policy={"summary_timeout": 30, "read_only": (str(env.models), str(runs))}
+    )
+    assert res.summary["custom"]["mean_x"] == pytest.approx(float(res.frame.x.mean()), rel=1e-12)
 
 
 @pytest.mark.slow

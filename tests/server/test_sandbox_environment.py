@@ -288,3 +288,16 @@ def test_the_filter_follows_the_sandbox_seccomp_setting(tmp_path):
         server = SimpleNamespace(settings=Settings(home=tmp_path / "home", sandbox_seccomp=setting))
         assert Service.policy(server, (), None).seccomp is setting  # type: ignore[arg-type]
     assert Settings(home=tmp_path / "home").sandbox_seccomp is True
+
+
+def test_the_summary_functions_time_limit_follows_the_summary_timeout_setting(tmp_path):
+    """``summary_timeout`` (600 s by default) reaches every policy the server builds for its workers."""
+    from types import SimpleNamespace
+
+    from ancho.server.service import Service
+    from ancho.server.settings import Settings
+
+    for setting, expected in ((None, 600.0), (5.0, 5.0)):
+        given = {} if setting is None else {"summary_timeout": setting}
+        server = SimpleNamespace(settings=Settings(home=tmp_path / "home", **given))
+        assert Service.policy(server, (), None).summary_timeout == expected  # type: ignore[arg-type]

@@ -211,14 +211,12 @@ class LocalExecutor(Executor):
         self.writes = writes
         #: the most bytes one reply may hold (:func:`~.wire.receive`): a sandboxed worker's address space, which no
         #: reply it built could exceed; None (unbounded) for workers that run the user's own code unsandboxed
-        policy = getattr(_sandbox(wrap), "policy", None)
+        policy: Any = getattr(_sandbox(wrap), "policy", None)
         self.reply_limit: int | None = getattr(policy, "address_space", None)
-        #: a sandbox's (sequence_timeout, timeout_grace): how overdue a worker's next reply may be (:meth:`_overdue`)
-        self.deadline: tuple[float, float] | None = (
-            None
-            if policy is None or policy.sequence_timeout is None
-            else (policy.sequence_timeout, policy.timeout_grace)
-        )
+        timeout = getattr(policy, "sequence_timeout", None)  # (how overdue a reply may be: :meth:`_overdue`)
+        self.deadline: tuple[float, float] | None = None if timeout is None else (timeout, policy.timeout_grace)
+        #: ... and how long its summary functions may take, all together (:meth:`summaries`)
+        self.summary_timeout: float | None = getattr(policy, "summary_timeout", None)
         self._blas_held = False  # (ONE_BLAS_THREAD, while workers are forked from here)
         self._pool: list[_Worker] = []
         self._cancelled = threading.Event()
@@ -385,12 +383,19 @@ class LocalExecutor(Executor):
                         reply.result.custom = reply.custom  # type: ignore[union-attr]
                     yield reply.result
 
-    def _request(self, msg: object, reply: type[_Reply]) -> _Reply:
-        """Send one request to a worker and wait for its ``reply`` (user code, so never in this process)."""
+    def _request(self, msg: object, reply: type[_Reply], timeout: float | None = None) -> _Reply:
+        """Send one request to a worker and wait for its ``reply`` (user code, so never in this process), at most
+        ``timeout`` seconds: then the worker is killed (a sandbox's limit, which its own process cannot be trusted)."""
         self.start()
         w = self._pool[0]
         try:
             w.send(msg)
+            if timeout is not None and not w.conn.poll(timeout):
+                self._replace(w)
+                raise RunFailed(
+                    f"the model's summary functions ran longer than {timeout:g} s (the sandbox's summary_timeout) "
+                    "and were stopped; make them quicker, or raise the limit"
+                )
             answer = receive(w.conn, self.reply_limit)
         except ForgedReply:
             self._replace(w)  # (nothing more it says can be read: its connection is out of step)
@@ -408,7 +413,7 @@ class LocalExecutor(Executor):
     def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict[str, Any]:
         if self.results is not None:
             source = self.results(source)
-        return self._request(Summaries(task, source, tuple(names)), SummariesDone).values
+        return self._request(Summaries(task, source, tuple(names)), SummariesDone, self.summary_timeout).values
 
     def inspect(self, ref: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The model's description and, given ``params``, their validated values or the error (see worker.inspect)."""
@@ -416,9 +421,8 @@ class LocalExecutor(Executor):
 
     def _overdue(self, w: _Worker) -> str | None:
         """Why a sandboxed worker is killed, if its next reply is later than its chunks' sequences and set-up could
-        take at the sandbox's ``sequence_timeout`` each (plus twice the grace). Why here, outside the sandbox: the
-        worker's own watchdog is a thread of the model's process, and C code holding the GIL starves it (and the
-        alarm's handler) for ever (docs/sandbox.md, "Limits of the sandbox")."""
+        take at ``sequence_timeout`` each (plus twice the grace). Here, outside the sandbox: the worker's own watchdog
+        is a thread of the model's process, which C code holding the GIL starves for ever (docs/sandbox.md)."""
         if self.deadline is None:
             return None
         timeout, grace = self.deadline
@@ -434,8 +438,7 @@ class LocalExecutor(Executor):
         )
 
     def _lost(self, w: _Worker, why: str | None = None) -> Iterator[ChunkLost]:
-        """A worker died (or is killed, ``why``): replace it and hand its chunks back to the engine, which decides on
-        retries."""
+        """A worker died (or is killed, ``why``): replace it, hand its chunks back to the engine (it decides retries)."""
         reason = why if why is not None else w.exit_reason()
         lost = list(w.inflight)
         _clear_partial(w)

@@ -58,6 +58,9 @@ class SandboxPolicy:
     sequence_timeout: float | None = 600.0  # seconds of wall-clock time per sequence
     #: seconds a sequence that swallowed its TimeoutError may go on before its worker is killed (SIGALRM)
     timeout_grace: float = 5.0
+    #: seconds of wall-clock time the model's summary functions may take for one run, all together (enforced by the
+    #: driver, which kills the worker: ``LocalExecutor.summaries``)
+    summary_timeout: float | None = 600.0
     env: dict[str, str] = field(default_factory=dict)
     #: extra PYTHONPATH entries (bound read-only); Ancho itself is always there
     pythonpath: tuple[str, ...] = ()
@@ -72,9 +75,10 @@ class SandboxPolicy:
                 raise InputError(
                     f"sandbox setting '{name}' must be a whole number ≥ 1 or None (no limit), got {value!r}"
                 )
-        t = self.sequence_timeout
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0):
-            raise InputError(f"sandbox setting 'sequence_timeout' must be a number of seconds > 0 or None, got {t!r}")
+        for name in ("sequence_timeout", "summary_timeout"):
+            t = getattr(self, name)
+            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0):
+                raise InputError(f"sandbox setting '{name}' must be a number of seconds > 0 or None, got {t!r}")
         g = self.timeout_grace
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not g > 0:
             raise InputError(f"sandbox setting 'timeout_grace' must be a number of seconds > 0, got {g!r}")

@@ -350,6 +350,7 @@ class Service:
             open_files=st.sandbox_open_files,
             max_processes=st.sandbox_max_processes,
             sequence_timeout=st.sequence_timeout,
+            summary_timeout=st.summary_timeout,
             hidden=hidden_paths(st.home),
             seccomp=st.sandbox_seccomp,
         )

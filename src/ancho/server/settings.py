@@ -74,6 +74,8 @@ class Settings(BaseModel):
     sandbox_max_processes: int = Field(128, ge=8)
     #: wall-clock seconds one sequence may take before it fails with TimeoutError
     sequence_timeout: float | None = Field(600.0, gt=0)
+    #: wall-clock seconds a run's @ancho.summary functions may take, all together, before its worker is killed
+    summary_timeout: float | None = Field(600.0, gt=0)
     #: workers load a system-call filter (io_uring, bpf, ptrace, keyctl, namespaces… answer EPERM); off only for
     #: trusted models whose libraries need one of those calls
     sandbox_seccomp: bool = True
