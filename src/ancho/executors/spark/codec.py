@@ -268,15 +268,13 @@ def decode_chunks(data: bytes) -> list[tuple[ChunkResult | StoredChunk, dict[str
             sequences = np.ascontiguousarray(col, dtype=np.int64)
         else:
             columns[name] = np.ascontiguousarray(col)
-    if "chunks" not in meta:
-        return [(ChunkResult(meta["start"], meta["stop"], sequences, columns, _failures(meta), meta["seconds"]),
-                 meta.get("custom"))]  # fmt: skip
-    rows = [m.get("rows") for m in meta["chunks"]]
+    chunks: list[Any] = meta["chunks"] if "chunks" in meta else [{**meta, "rows": len(sequences)}]  # (one: all rows)
+    rows = [m.get("rows") for m in chunks]
     if not all(type(n) is int and n >= 0 for n in rows) or sum(rows) != len(sequences):
         raise ForgedReply(f"a Spark task's record of {len(rows)} chunks does not add up to its {len(sequences)} rows")
     out: list[tuple[ChunkResult | StoredChunk, dict[str, Any] | None]] = []
     at = 0
-    for m, n in zip(meta["chunks"], rows):
+    for m, n in zip(chunks, rows):
         part = {name: col[at : at + n] for name, col in columns.items()}  # (views of the record's columns)
         result = ChunkResult(m["start"], m["stop"], sequences[at : at + n], part, _failures(m), m["seconds"])
         out.append((result, m.get("custom")))
