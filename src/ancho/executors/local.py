@@ -264,9 +264,8 @@ class LocalExecutor(Executor):
             others = [w.conn.fileno() for w in self._pool if not w.conn.closed]  # the caller holds self._lock
             if any(v in os.environ or v in self.extra_env for v in _THREAD_VARS):
                 return _Worker([], self._env(), fork={"close": others, "nice": self.nice, "idle": self.idle})
-            # one BLAS thread per worker, set in the driver while this executor is open: the child inherits it
-            # (forked.ONE_BLAS_THREAD says why not in the child, nor only for the fork); an exec'd worker reads
-            # _THREAD_VARS
+            # one BLAS thread per worker, held by the driver while this executor is open: the child inherits it
+            # (forked.ONE_BLAS_THREAD says why not in the child, nor only for the fork); exec'd ones read _THREAD_VARS
             if not self._blas_held:
                 ONE_BLAS_THREAD.hold()
                 self._blas_held = True
@@ -383,19 +382,16 @@ class LocalExecutor(Executor):
                         reply.result.custom = reply.custom  # type: ignore[union-attr]
                     yield reply.result
 
-    def _request(self, msg: object, reply: type[_Reply], timeout: float | None = None) -> _Reply:
-        """Send one request to a worker and wait for its ``reply`` (user code, so never in this process), at most
-        ``timeout`` seconds: then the worker is killed (a sandbox's limit, which its own process cannot be trusted)."""
+    def _request(self, msg: object, reply: type[_Reply], late: tuple[float, str] | None = None) -> _Reply:
+        """Send one request to a worker and wait for its ``reply`` (user code, so never in this process); ``late``:
+        (seconds, why) after which the worker is killed and the run fails saying why (a limit its process can't keep)."""
         self.start()
         w = self._pool[0]
         try:
             w.send(msg)
-            if timeout is not None and not w.conn.poll(timeout):
+            if late is not None and not w.conn.poll(late[0]):
                 self._replace(w)
-                raise RunFailed(
-                    f"the model's summary functions ran longer than {timeout:g} s (the sandbox's summary_timeout) "
-                    "and were stopped; make them quicker, or raise the limit"
-                )
+                raise RunFailed(late[1])
             answer = receive(w.conn, self.reply_limit)
         except ForgedReply:
             self._replace(w)  # (nothing more it says can be read: its connection is out of step)
@@ -413,7 +409,11 @@ class LocalExecutor(Executor):
     def summaries(self, task: Task, source: ResultsSource, names: tuple[str, ...]) -> dict[str, Any]:
         if self.results is not None:
             source = self.results(source)
-        return self._request(Summaries(task, source, tuple(names)), SummariesDone, self.summary_timeout).values
+        t, late = self.summary_timeout, None
+        if t is not None:
+            late = (t, f"the model's summary functions ran longer than {t:g} s (the sandbox's summary_timeout) and were "
+                    "stopped; make them quicker, or raise the limit")  # fmt: skip
+        return self._request(Summaries(task, source, tuple(names)), SummariesDone, late).values
 
     def inspect(self, ref: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The model's description and, given ``params``, their validated values or the error (see worker.inspect)."""
