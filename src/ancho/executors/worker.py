@@ -224,11 +224,13 @@ def _chunk_summaries(cls: Any, params: dict[str, Any], result: Any, names: tuple
         kinds = result.kinds()
         if all(trajectory_steps(k) is None for k in kinds.values()):
             # numbers and bools: the same frame as Arrow's to_pandas (tested), at under half its cost on a
-            # 50-row point (0.17 against 0.4 ms, paid once per point of a study)
+            # 50-row point (0.17 against 0.4 ms, paid once per point of a study). Each column copied here, the
+            # frame takes them as they are: pandas' own copy=True also merges same-dtype columns into one block,
+            # which no summary needs (36 against 78 µs a 50-row point, docs/benchmarks.md "Studies")
             import pandas as pd
 
-            columns = {n: result.columns[n].astype(kind_dtype(k), copy=False) for n, k in kinds.items()}
-            return pd.DataFrame({"sequence": result.sequences.astype("int64", copy=False), **columns}, copy=True)
+            columns = {n: result.columns[n].astype(kind_dtype(k)) for n, k in kinds.items()}
+            return pd.DataFrame({"sequence": result.sequences.astype("int64"), **columns}, copy=False)
         import pyarrow as pa
 
         columns = {"sequence": result.sequences, **result.columns}
