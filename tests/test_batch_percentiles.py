@@ -1,11 +1,12 @@
-"""The summary's percentiles (ancho.stats._percentiles) are ``np.percentile``'s, bit for bit, for every kind of column."""
+"""The summary's percentiles (ancho.percentiles.percentiles) are ``np.percentile``'s, bit for bit, for every kind of column."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ancho.stats import PERCENTILES, _percentiles, describe
+from ancho.percentiles import PERCENTILES, percentiles
+from ancho.stats import describe
 
 
 def _columns():
@@ -27,51 +28,87 @@ def _columns():
 def test_percentiles_are_numpys_bit_for_bit(name, column):
     with np.errstate(invalid="ignore"):  # inf - inf: NaN in both, as describe reports it (null)
         expected = np.percentile(column.copy(), PERCENTILES)
-        got = _percentiles(column.copy())
+        got = percentiles(column.copy())
     assert got.dtype == expected.dtype and got.shape == expected.shape
     assert got.tobytes() == expected.tobytes(), (name, got, expected)
 
 
+@pytest.mark.parametrize("sample", [1 << 16, 400, 8])
 @pytest.mark.parametrize("name,column", list(_columns()), ids=lambda v: v if isinstance(v, str) else "")
-def test_percentiles_from_two_halves_sorted_apart_are_numpys(name, column, monkeypatch):
-    """A long column is sorted as two halves on two threads and its order statistics picked across them: every
-    column here goes that way (HALVES_FROM lowered), with the same numbers (bit for bit but for a zero's sign)."""
-    import ancho.stats
+def test_percentiles_selected_without_sorting_are_numpys(name, column, sample, monkeypatch):
+    """A long column has its order statistics selected between brackets from a sorted sample: every column here
+    goes that way (SELECT_FROM lowered; a sample of 400 makes brackets open
+    at the ends, one of 8 brackets that miss, so the fallback runs too), with the same numbers (bit for bit but for a zero's sign)."""
+    import ancho.percentiles
 
-    monkeypatch.setattr(ancho.stats, "HALVES_FROM", 2)
+    monkeypatch.setattr(ancho.percentiles, "SELECT_FROM", 2)
+    monkeypatch.setattr(ancho.percentiles, "SAMPLE", sample)
     with np.errstate(invalid="ignore"):
         expected = np.percentile(column.copy(), PERCENTILES)
-        got = _percentiles(column.copy())
+        got = percentiles(column.copy())
     if name == "signed zeros":  # -0.0 == 0.0: either may be picked at the tie
         assert np.array_equal(got, expected)
     else:
         assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), (name, got, expected)
 
 
-def test_order_statistics_across_two_sorted_halves():
-    from ancho.stats import _kth
+@pytest.mark.parametrize(
+    "column",
+    [
+        np.tile(np.arange(64.0), 4096),  # every 64th value the same: a sample of one value, brackets that miss
+        np.repeat(np.arange(8.0), 32768)[::-1].copy(),  # sorted descending, long runs of ties
+        np.r_[np.zeros(200_000), np.ones(62_144)],  # nearly all tied at the low end
+    ],
+    ids=["periodic", "descending runs", "tied low"],
+)
+def test_selection_is_exact_where_the_sample_misleads(column, monkeypatch):
+    import ancho.percentiles
 
-    rng = np.random.default_rng(3)
-    for _ in range(500):
-        a = np.sort(rng.integers(0, 9, int(rng.integers(0, 30))))
-        b = np.sort(rng.integers(0, 9, int(rng.integers(1, 30))))
-        whole = np.sort(np.concatenate([a, b]))
-        assert [_kth(a, b, k) for k in range(whole.size)] == whole.tolist()
-        assert [_kth(b, a, k) for k in range(whole.size)] == whole.tolist()
+    monkeypatch.setattr(ancho.percentiles, "SELECT_FROM", 2)
+    monkeypatch.setattr(ancho.percentiles, "SAMPLE", 4096)
+    expected = np.percentile(column, PERCENTILES)
+    assert percentiles(column.copy()).tobytes() == expected.tobytes()
 
 
-def test_a_long_column_sorted_in_halves_gives_numpys_percentiles():
+def test_the_rows_of_a_matrix_are_selected_each_as_a_column(monkeypatch):
+    """describe_many stacks equal-length columns as rows: long rows are selected one by one, the same numbers."""
+    import ancho.percentiles
+
+    monkeypatch.setattr(ancho.percentiles, "SELECT_FROM", 100)
+    rng = np.random.default_rng(8)
+    matrix = np.stack([rng.standard_normal(5000), np.maximum(rng.standard_normal(5000), 0), rng.random(5000)])
+    expected = np.percentile(matrix, PERCENTILES, axis=1).T
+    assert percentiles(matrix.copy()).tobytes() == np.ascontiguousarray(expected).tobytes()
+
+
+def test_an_error_on_the_helper_thread_is_raised_in_the_caller():
+    from ancho.percentiles import _on_halves
+
+    def fail(half):
+        if half[0] == 0:
+            raise MemoryError("no room for the first half")
+        return half.size
+
+    with pytest.raises(MemoryError, match="first half"):
+        _on_halves(fail, np.arange(10))
+    assert _on_halves(len, np.arange(11)) == (5, 6)
+
+
+def test_a_long_column_selected_gives_numpys_percentiles():
     rng = np.random.default_rng(4)
-    column = np.maximum(rng.lognormal(0, 0.3, (1 << 21) + 5) - 1.05, 0.0)  # above HALVES_FROM, many ties at 0
+    column = np.maximum(rng.lognormal(0, 0.3, (1 << 21) + 5) - 1.05, 0.0)  # above SELECT_FROM, many ties at 0
     out = describe(column.copy(), "float")
     assert [out[f"p{q}"] for q in PERCENTILES] == np.percentile(column, PERCENTILES).tolist()
+    flags = column > 0.1  # a long bool column: its percentiles are 0 or 1
+    out = describe(flags.copy(), "bool")
+    assert [out[f"p{q}"] for q in PERCENTILES] == np.percentile(flags.view(np.uint8), PERCENTILES).tolist()
 
 
 def test_percentiles_of_a_known_sample():
     """Closed form: of 0..100 (shuffled), the q-th percentile is q exactly; of 0..10, q/10."""
     rng = np.random.default_rng(1)
-    assert _percentiles(rng.permutation(101).astype(float)).tolist() == [5.0, 25.0, 50.0, 75.0, 95.0]
-    assert _percentiles(rng.permutation(11)).tolist() == [0.5, 2.5, 5.0, 7.5, 9.5]
+    assert percentiles(rng.permutation(101).astype(float)).tolist() == [5.0, 25.0, 50.0, 75.0, 95.0]
+    assert percentiles(rng.permutation(11)).tolist() == [0.5, 2.5, 5.0, 7.5, 9.5]
 
 
 def test_describe_leaves_nan_out_and_matches_numpy():

@@ -19,7 +19,6 @@ Definitions (the docs repeat them):
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -27,9 +26,9 @@ from typing import Any, cast
 import numpy as np
 
 from .expressions import Goal, Target, reduced_columns
+from .percentiles import PERCENTILES, percentiles
 
 Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
-PERCENTILES = (5, 25, 50, 75, 95)
 
 
 def t975(df: float) -> float:
@@ -121,10 +120,10 @@ def _describe(column: np.ndarray, kind: str) -> dict:
     lo, hi = values.min(), values.max() if hi is None else hi
     if kind == "bool":
         hits = int(np.count_nonzero(values))
-        return describe_moments(kind, n, lo, hi, hits=hits, percentiles=_percentiles(values))
+        return describe_moments(kind, n, lo, hi, hits=hits, percentiles=percentiles(values))
     mean = float(np.mean(values, dtype=np.float64))
     std = _std(values, mean) if n > 1 else None
-    return describe_moments(kind, n, lo, hi, mean=mean, std=std, percentiles=_percentiles(values))
+    return describe_moments(kind, n, lo, hi, mean=mean, std=std, percentiles=percentiles(values))
 
 
 #: columns longer than this are described one at a time (their NumPy calls no longer cost more than their values)
@@ -176,81 +175,15 @@ def _describe_rows(matrix: np.ndarray, kind: str) -> list[dict]:
     lo, hi = values.min(axis=1).tolist(), values.max(axis=1).tolist()
     if kind == "bool":
         hits = np.count_nonzero(values, axis=1).tolist()
-        tiles = _percentiles(values).tolist()
+        tiles = percentiles(values).tolist()
         return [describe_moments(kind, n, a, b, hits=h, percentiles=p) for a, b, h, p in zip(lo, hi, hits, tiles)]
     means = np.asarray(np.mean(values, axis=1, dtype=np.float64)).tolist()
     stds = np.asarray(np.std(values, axis=1, ddof=1, dtype=np.float64)).tolist()
-    tiles = _percentiles(values).tolist()
+    tiles = percentiles(values).tolist()
     return [
         describe_moments(kind, n, a, b, mean=m, std=s, percentiles=p)
         for a, b, m, s, p in zip(lo, hi, means, stds, tiles)
     ]
-
-
-#: the percentiles as fractions, as ``np.percentile`` makes them (``np.true_divide(q, 100)``)
-_QUANTILES = np.true_divide(PERCENTILES, 100)
-
-
-def _percentiles(values: np.ndarray) -> np.ndarray:
-    """``np.percentile(values, PERCENTILES)``, bit for bit, by sorting ``values`` in place (after every order-dependent sum).
-
-    Why: NumPy's vectorised sort is cheaper than the partition ``np.percentile`` does (10M Black–Scholes payoffs:
-    0.13 s of CPU against 0.26 s), and once the column is sorted the order statistics are simply at their indexes;
-    ``np.percentile`` would still partition the sorted column again (0.05 s on 10M) and, the first time, import
-    ``numpy.ma`` (docs/benchmarks.md, "Batch models"). So the interpolation is NumPy's own "linear" method, step
-    for step (``_quantile``, ``_get_indexes``, ``_lerp`` of NumPy 2): the same indexes, weights and roundings,
-    checked against ``np.percentile`` bit for bit in tests/test_batch_percentiles.py. ``values`` holds no NaN.
-    """
-    n = values.shape[-1]
-    virtual = (n - 1) * _QUANTILES
-    previous = np.floor(virtual)
-    following = previous + 1
-    top = virtual >= n - 1  # past the last index: the largest value
-    previous[top] = -1
-    following[top] = -1
-    previous_i, following_i = previous.astype(np.intp), following.astype(np.intp)
-    gamma = np.asanyarray(virtual - previous_i)
-    ranked = _order_statistics(values, np.concatenate([previous_i, following_i]))
-    a, b = ranked[..., : len(previous_i)], ranked[..., len(previous_i) :]
-    diff = b - a
-    result = np.add(a, diff * gamma)
-    np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe", dtype=type(result.dtype))
-    return result
-
-
-#: a column at least this long is sorted as two halves on two threads (NumPy's sort lets go of the GIL), its order
-#: statistics then picked across the halves: the sort was 0.08 s of a 10M batch run's 0.13 s summary, on one core
-#: after the workers had ended (docs/benchmarks.md, "Batch models")
-HALVES_FROM = 1 << 21
-
-
-def _order_statistics(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """The ``ranks``-th smallest of ``values`` (from 0; −1 the largest), sorting ``values`` in place (along the last
-    axis: the rows of a 2-D ``values`` are columns, see describe_many). The same numbers as a whole sort's; where
-    −0.0 and 0.0 both occur, the one picked at a tie may differ (they are equal)."""
-    if values.ndim > 1 or values.size < HALVES_FROM:
-        values.sort()
-        return values[..., ranks]
-    first, second = values[: values.size // 2], values[values.size // 2 :]
-    helper = threading.Thread(target=first.sort, name="ancho-sort")
-    helper.start()
-    second.sort()
-    helper.join()
-    picked = [_kth(first, second, k % values.size) for k in ranks.tolist()]
-    return np.array(picked, dtype=values.dtype)
-
-
-def _kth(a: np.ndarray, b: np.ndarray, k: int) -> Any:
-    """The ``k``-th smallest (from 0) of the sorted ``a`` and ``b`` together: the count ``i`` taken from ``a`` among
-    the k+1 smallest, found by bisection (a[i] is not below b[k-i] for the first right ``i``)."""
-    lo, hi = max(0, k + 1 - b.size), min(k + 1, a.size)
-    while lo < hi:
-        i = (lo + hi) // 2
-        if a[i] < b[k - i]:
-            lo = i + 1
-        else:
-            hi = i
-    return max(([a[lo - 1]] if lo > 0 else []) + ([b[k - lo]] if k - lo >= 0 else []))
 
 
 def describe_moments(
