@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -82,10 +83,12 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     halves on two threads took 0.15–0.31 s on Zen 4 (docs/benchmarks.md, "Batch models", tenth pass).
 
     How: a strided sample of ~:data:`SAMPLE` values, sorted, brackets each rank between two sample values, five
-    standard deviations of a sample rank either side; one pass over each half of ``values`` (two threads: NumPy's
-    comparisons let go of the GIL) counts the values below a bracket and gathers those inside it, and the rank is
-    selected among the gathered few. A bracket that misses (a sample unlike the column: periodic data) falls back
-    to partitioning the whole column in place, so the answer is exact whatever the data.
+    standard deviations of a sample rank either side; a pass over each half of ``values`` (two threads: NumPy's
+    comparisons let go of the GIL) counts the values below, at and above a bracket's ends and gathers those
+    strictly inside it, and the rank is selected among the gathered few. Values tied at an end are counted, never
+    gathered: half of a Black–Scholes column is exactly 0. A bracket
+    that misses (a sample unlike the column: periodic data) falls back to partitioning the whole column in place,
+    so the answer is exact whatever the data.
     """
     n = values.size
     sample = np.sort(values[:: max(1, n // SAMPLE)])
@@ -104,38 +107,70 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     for low, high, within in brackets:
         if low is None and high is None:
             break
-        if low is not None and low == high:  # (all of them tied: counted, not gathered)
-            (below_first, tied_first), (below_second, tied_second) = _on_halves(partial(_tied, value=low), values)
-            below, tied = below_first + below_second, tied_first + tied_second
-            if not all(below <= r < below + tied for r in within):
-                break
-            picked.update((r, low) for r in within)
-            continue
-        (below_first, first), (below_second, second) = _on_halves(partial(_bracketed, low=low, high=high), values)
-        below, gathered = below_first + below_second, np.concatenate([first, second])
-        if not all(below <= r < below + gathered.size for r in within):
+        first, second = _on_halves(partial(_bracketed, low=low, high=high), values)
+        to_low, to_high = first.to_low + second.to_low, first.to_high + second.to_high
+        below, to_top = 0, n  # the ends' own ties, counted only when a rank falls among them (or past them)
+        if any(r < to_low for r in within) or any(r >= to_high for r in within):
+            ends = _on_halves(partial(_ends, low=low, high=high), values)
+            below, to_top = ends[0][0] + ends[1][0], ends[0][1] + ends[1][1]
+        if not all(below <= r < to_top for r in within):
             break
-        gathered.partition([r - below for r in within])
-        picked.update((r, gathered[r - below]) for r in within)
+        inside = np.concatenate([first.inside, second.inside])
+        inner = [r - to_low for r in within if to_low <= r < to_high]
+        if inner:
+            inside.partition(inner)
+        for r in within:
+            picked[r] = low if r < to_low else inside[r - to_low] if r < to_high else high
     else:
         return np.array([picked[r] for r in ranks], dtype=values.dtype)
     values.partition(sorted(set(ranks)))
     return values[ranks]
 
 
-def _tied(a: np.ndarray, value: Any) -> tuple[int, int]:
-    """How many of ``a`` are below ``value``, and how many equal it."""
-    return int(np.count_nonzero(a < value)), int(np.count_nonzero(a == value))
+@dataclass
+class _Bracketed:
+    """Of some values and a bracket's ends: how many are up to ``low`` and below ``high`` (an end that is None
+    bounds nothing), and the values strictly between them."""
+
+    to_low: int
+    to_high: int
+    inside: np.ndarray
 
 
-def _bracketed(a: np.ndarray, low: Any, high: Any) -> tuple[int, np.ndarray]:
-    """How many of ``a`` are below ``low`` (None: no bound), and those from ``low`` to ``high`` inclusive."""
-    below = 0 if low is None else int(np.count_nonzero(a < low))
-    if low is None:
-        return below, a[a <= high]
-    if high is None:
-        return below, a[a >= low]
-    return below, a[(a >= low) & (a <= high)]
+#: values a pass over a column takes at a time: its masks are a block's, not the column's (100M values: 200 MB)
+BLOCK = 1 << 20
+
+
+def _bracketed(a: np.ndarray, low: Any, high: Any) -> _Bracketed:
+    to_low = to_high = 0
+    inside = []
+    for start in range(0, a.size, BLOCK):
+        block = a[start : start + BLOCK]
+        mask = None
+        if low is not None:
+            up_to_low = block <= low
+            to_low += int(np.count_nonzero(up_to_low))
+            mask = np.logical_not(up_to_low, out=up_to_low)
+        if high is not None:
+            below_high = block < high
+            to_high += int(np.count_nonzero(below_high))
+            mask = below_high if mask is None else np.logical_and(mask, below_high, out=mask)
+        else:
+            to_high += block.size
+        inside.append(block[mask])
+    return _Bracketed(to_low, to_high, np.concatenate(inside) if inside else a[:0])
+
+
+def _ends(a: np.ndarray, low: Any, high: Any) -> tuple[int, int]:
+    """How many of ``a`` are below ``low`` and up to ``high`` (an end that is None bounds nothing)."""
+    below, to_top = 0, a.size
+    for start in range(0, a.size, BLOCK):
+        block = a[start : start + BLOCK]
+        if low is not None:
+            below += int(np.count_nonzero(block < low))
+        if high is not None:
+            to_top -= int(np.count_nonzero(block > high))
+    return below, to_top
 
 
 def _on_halves(fn: Callable[[np.ndarray], T], values: np.ndarray) -> tuple[T, T]:
