@@ -30,8 +30,8 @@ def percentiles(values: np.ndarray) -> np.ndarray:
     """``np.percentile(values, PERCENTILES)``, bit for bit; ``values`` (no NaN) may be reordered in place.
 
     Why not ``np.percentile``: it partitions the column once per call and, the first time, imports ``numpy.ma``;
-    here a short column is sorted (NumPy's vectorised sort was cheaper than that partition: 10M Black–Scholes
-    payoffs, 0.13 s of CPU against 0.26 s) and a long one has its few order statistics selected
+    here a short column is sorted (NumPy's vectorised sort was cheaper than that partition where it is fast: 10M
+    Black–Scholes payoffs, 0.13 s of CPU against 0.26 s) and a long one has its few order statistics selected
     (:func:`_select`). The interpolation is NumPy's own "linear" method, step for step (``_quantile``,
     ``_get_indexes``, ``_lerp`` of NumPy 2): the same indexes, weights and roundings, checked against
     ``np.percentile`` bit for bit in tests/test_batch_percentiles.py.
@@ -79,16 +79,16 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
 
     Why: a whole sort is more work than ten order statistics need, and NumPy's sort, vectorised with AVX-512, is
     slow on AMD Zen 4 (its memory-destination compress stores are microcoded there: 62 ns a value, against 10 with
-    NumPy's AVX2 sort; numpy/x86-simd-sort#6). 10M values here: 0.06–0.09 s on either path, where sorting two
-    halves on two threads took 0.15–0.31 s on Zen 4 (docs/benchmarks.md, "Batch models", tenth pass).
+    NumPy's AVX2 sort; numpy/x86-simd-sort#6). 10M values: 0.04–0.08 s either way, where sorting two halves on two
+    threads took 0.15–0.31 s on Zen 4 (docs/benchmarks.md, "Batch models", tenth pass).
 
     How: a strided sample of ~:data:`SAMPLE` values, sorted, brackets each rank between two sample values, five
     standard deviations of a sample rank either side; a pass over each half of ``values`` (two threads: NumPy's
-    comparisons let go of the GIL) counts the values below, at and above a bracket's ends and gathers those
-    strictly inside it, and the rank is selected among the gathered few. Values tied at an end are counted, never
-    gathered: half of a Black–Scholes column is exactly 0. A bracket
-    that misses (a sample unlike the column: periodic data) falls back to partitioning the whole column in place,
-    so the answer is exact whatever the data.
+    comparisons let go of the GIL) counts the values up to a bracket's low end and below its high end and gathers
+    those strictly between, and the rank is selected among the gathered few. Values tied at an end are counted
+    (again, only when a rank falls among them), never gathered: half of a Black–Scholes column is exactly 0. A
+    bracket that misses (a sample unlike the column: periodic data) falls back to partitioning the whole column in
+    place, so the answer is exact whatever the data.
     """
     n = values.size
     sample = np.sort(values[:: max(1, n // SAMPLE)])
