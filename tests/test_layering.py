@@ -13,7 +13,7 @@ import pytest
 
 from .server.test_layering import PACKAGE, imported
 
-#: bottom to top. ``stats`` is pure arithmetic over columns (it imports only ``expressions``) that workers and
+#: bottom to top. ``stats`` is pure arithmetic over columns (it imports only ``expressions`` and ``percentiles``) that workers and
 #: Spark tasks use for their summaries, so it sits on the ground floor; ``custom`` runs a model's @summary
 #: functions where its sequences run (a worker), beside the executors.
 FLOORS: list[tuple[str, frozenset[str]]] = [
@@ -34,6 +34,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "columns",
                 "expressions",
                 "stats",
+                "percentiles",
                 "trajectories",
                 "loading",
                 "pysource",
