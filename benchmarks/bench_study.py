@@ -19,9 +19,10 @@ the run's over seeds 1–8 (seed 1 the longest), so each repetition takes the
 next seed instead of repeating seed 1. A warm-up run first:
 a process's first run pays its imports, which the baseline must not. Usage:
 ``python benchmarks/bench_study.py [--points 2000] [--sequences 50]
-[--workers 2] [--spark spark://HOST:PORT] [--repeat 1] [--seed 1] [--model PATH]``; ``--model
-benchmarks/models/gambler_plain.py`` is the gambler without its ``@ancho.summary`` function (what the points
-cost Ancho itself, apart from the model's own pandas code).
+[--workers 2] [--spark spark://HOST:PORT] [--repeat 1] [--seed 1] [--model PATH ...]``. By default two models,
+one after the other: ``benchmarks/models/gambler_plain.py``, the gambler without its ``@ancho.summary`` function
+(what the points cost Ancho itself: the goal's figure), then the example itself, whose pandas summary function runs
+once a point in the study and once in the run (the model's own per-point code, reported beside it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 
 GAMBLER = str(Path(__file__).resolve().parents[1] / "examples" / "gambler.py")
+PLAIN = str(Path(__file__).resolve().parent / "models" / "gambler_plain.py")
 
 
 def cpu() -> tuple[float, float]:
@@ -80,7 +82,8 @@ def main() -> None:
     ap.add_argument("--executor", help="former spelling: local, or a Spark master URL")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1, help="the first repetition's seed (each next one's is one more)")
-    ap.add_argument("--model", default=GAMBLER, help="a gambler-like model file (stake, goal, p; default: the example)")
+    ap.add_argument("--model", action="append", help="a gambler-like model file (stake, goal, p), once or more "
+                    "(default: the gambler without its summary function, then the example)")  # fmt: skip
     args = ap.parse_args()
     master = args.spark or (args.executor if args.executor not in (None, "local") else None)
     ps = [0.45 + 0.1 * k / max(1, args.points - 1) for k in range(args.points)]
@@ -92,35 +95,41 @@ def main() -> None:
     else:
         where = {"workers": args.workers, "executor": "local"}
     print(f"executor {master or 'local'}, {args.workers} workers, load average {os.getloadavg()[0]:.1f}")
-    with tempfile.TemporaryDirectory() as home:  # (the first run of a process pays its imports: not the baseline's)
-        ancho.run(args.model, {"stake": 3, "goal": 10}, 1000, seed=1000, store=home, **where)
-    ratios, per_work = [], []
-    for seed in range(args.seed, args.seed + args.repeat):
-        works = [model_work(args.model, ps, args.sequences, seed) for _ in range(3)]  # (a process's first is slow)
-        study_work, run_work = min(w[0] for w in works), min(w[1] for w in works)
-        work = study_work / run_work
-        print(f"seed {seed}: model work alone (one process): study's sequences {study_work:.2f} s, "
-              f"run's {run_work:.2f} s: ×{work:.2f}")  # fmt: skip
-        with tempfile.TemporaryDirectory() as home:
-            t0, c0 = time.perf_counter(), cpu()
-            ancho.run(args.model, {"stake": 3, "goal": 10}, args.points * args.sequences, seed=seed, store=home,
-                      **where)  # fmt: skip
-            run_s, c1 = time.perf_counter() - t0, cpu()
-            t0 = time.perf_counter()
-            study = ancho.study(args.model, ancho.points([{"p": p} for p in ps]), {"stake": 3, "goal": 10},
-                                args.sequences, seed=seed, store=home, **where)  # fmt: skip
-            study_s, c2 = time.perf_counter() - t0, cpu()
-        ratios.append(study_s / run_s)
-        per_work.append(study_s / run_s / work)
-        used = [f"CPU driver {b[0] - a[0]:.2f} s" + ("" if master else f", workers {b[1] - a[1]:.2f} s")
-                for a, b in ((c0, c1), (c1, c2))]  # fmt: skip
-        print(f"run   {args.points * args.sequences:>9,} sequences: {run_s:8.2f} s  ({used[0]})")
-        print(f"study {args.points:>5,} × {args.sequences:<4} sequences: {study_s:8.2f} s  ({study.status}; {used[1]})")
-        print(f"ratio study/run: {study_s / run_s:.2f}, per unit of model work {study_s / run_s / work:.2f} "
-              f"(goal ≤ 1.5), load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    if len(ratios) > 1:
-        print(f"ratios: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}, "
-              f"per unit of model work {statistics.median(per_work):.2f}")  # fmt: skip
+    for model in args.model or [PLAIN, GAMBLER]:
+        own = "" if model != GAMBLER else " (with its pandas summary function: the model's own code, once a point)"
+        print(f"model {Path(model).name}{own}")
+        with tempfile.TemporaryDirectory() as home:  # (the first run of a process pays its imports: not the baseline's)
+            ancho.run(model, {"stake": 3, "goal": 10}, 1000, seed=1000, store=home, **where)
+        ratios, per_work = [], []
+        for seed in range(args.seed, args.seed + args.repeat):
+            works = [model_work(model, ps, args.sequences, seed) for _ in range(3)]  # (a process's first is slow)
+            study_work, run_work = min(w[0] for w in works), min(w[1] for w in works)
+            work = study_work / run_work
+            print(f"seed {seed}: model work alone (one process): study's sequences {study_work:.2f} s, "
+                  f"run's {run_work:.2f} s: ×{work:.2f}")  # fmt: skip
+            with tempfile.TemporaryDirectory() as home:
+                t0, c0 = time.perf_counter(), cpu()
+                ancho.run(model, {"stake": 3, "goal": 10}, args.points * args.sequences, seed=seed, store=home,
+                          **where)  # fmt: skip
+                run_s, c1 = time.perf_counter() - t0, cpu()
+                t0 = time.perf_counter()
+                study = ancho.study(model, ancho.points([{"p": p} for p in ps]), {"stake": 3, "goal": 10},
+                                    args.sequences, seed=seed, store=home, **where)  # fmt: skip
+                study_s, c2 = time.perf_counter() - t0, cpu()
+            ratios.append(study_s / run_s)
+            per_work.append(study_s / run_s / work)
+            used = [f"CPU driver {b[0] - a[0]:.2f} s" + ("" if master else f", workers {b[1] - a[1]:.2f} s")
+                    for a, b in ((c0, c1), (c1, c2))]  # fmt: skip
+            print(f"run   {args.points * args.sequences:>9,} sequences: {run_s:8.2f} s  ({used[0]})")
+            print(
+                f"study {args.points:>5,} × {args.sequences:<4} sequences: {study_s:8.2f} s  ({study.status}; {used[1]})"
+            )
+            print(f"ratio study/run: {study_s / run_s:.2f}, per unit of model work {study_s / run_s / work:.2f} "
+                  f"(goal ≤ 1.5), load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        if len(ratios) > 1:
+            print(f"{Path(model).name} ratios: {', '.join(f'{r:.2f}' for r in ratios)}; "
+                  f"median {statistics.median(ratios):.2f}, "
+                  f"per unit of model work {statistics.median(per_work):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
