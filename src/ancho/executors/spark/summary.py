@@ -247,8 +247,12 @@ def custom_summaries(
     from pyspark.sql import functions as F
 
     columns = ["sequence", *kinds]
-    fn = functools.partial(_run_custom, resolve, params, tuple(names), columns, dict(kinds))
-    out = frame.groupBy(F.lit(0).alias("_all")).applyInPandas(fn, "name string, value string").collect()
+    names, kinds = tuple(names), dict(kinds)
+
+    def run(results: Any) -> Any:  # (a function, not a partial: pyspark reads its signature for type hints)
+        return _run_custom(resolve, params, names, columns, kinds, results)
+
+    out = frame.groupBy(F.lit(0).alias("_all")).applyInPandas(run, "name string, value string").collect()
     values = {row["name"]: json.loads(row["value"]) for row in out}
     if "\0error" in values:
         from ...errors import ModelError
