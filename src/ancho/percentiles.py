@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -93,72 +93,88 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     n = values.size
     sample = np.sort(values[:: max(1, n // SAMPLE)])
     m = sample.size
-    brackets: list[tuple[Any, Any, list[int]]] = []  # (low or None, high or None, ranks): merged where they overlap
+    brackets: list[_Bracket] = []  # merged where they overlap
     for r in sorted(set(ranks)):
         at = r * m / n
         spread = 5 * math.sqrt(at * (m - at) / m) + 2
         low = sample[int(at - spread)] if at - spread >= 0 else None
         high = sample[int(math.ceil(at + spread))] if at + spread < m - 1 else None
-        if brackets and (low is None or brackets[-1][1] is None or low <= brackets[-1][1]):
-            brackets[-1] = (brackets[-1][0], high, [*brackets[-1][2], r])
+        if brackets and (low is None or brackets[-1].high is None or low <= brackets[-1].high):
+            brackets[-1] = _Bracket(brackets[-1].low, high, [*brackets[-1].ranks, r])
         else:
-            brackets.append((low, high, [r]))
+            brackets.append(_Bracket(low, high, [r]))
+    if any(b.low is None and b.high is None for b in brackets):
+        return _partitioned(values, ranks)
+    halves = _on_halves(partial(_bracketed, brackets=brackets), values)
     picked: dict[int, Any] = {}
-    for low, high, within in brackets:
-        if low is None and high is None:
-            break
-        first, second = _on_halves(partial(_bracketed, low=low, high=high), values)
+    for k, (low, high, within) in enumerate(brackets):
+        first, second = halves[0][k], halves[1][k]
         to_low, to_high = first.to_low + second.to_low, first.to_high + second.to_high
         below, to_top = 0, n  # the ends' own ties, counted only when a rank falls among them (or past them)
-        if any(r < to_low for r in within) or any(r >= to_high for r in within):
+        if low is not None and low == high:  # (all tied: below the value is below ``high``, up to it is up to ``low``)
+            below, to_top = to_high, to_low
+        elif any(r < to_low for r in within) or any(r >= to_high for r in within):
             ends = _on_halves(partial(_ends, low=low, high=high), values)
             below, to_top = ends[0][0] + ends[1][0], ends[0][1] + ends[1][1]
         if not all(below <= r < to_top for r in within):
-            break
-        inside = np.concatenate([first.inside, second.inside])
+            return _partitioned(values, ranks)
+        inside = np.concatenate([*first.inside, *second.inside])
         inner = [r - to_low for r in within if to_low <= r < to_high]
         if inner:
             inside.partition(inner)
         for r in within:
             picked[r] = low if r < to_low else inside[r - to_low] if r < to_high else high
-    else:
-        return np.array([picked[r] for r in ranks], dtype=values.dtype)
+    return np.array([picked[r] for r in ranks], dtype=values.dtype)
+
+
+def _partitioned(values: np.ndarray, ranks: list[int]) -> np.ndarray:
+    """The ranks by partitioning the whole column in place: exact whatever the data, at a full select's cost."""
     values.partition(sorted(set(ranks)))
     return values[ranks]
 
 
+class _Bracket(NamedTuple):
+    """Two sample values (None: no bound) between which the ``ranks`` should lie."""
+
+    low: Any
+    high: Any
+    ranks: list[int]
+
+
 @dataclass
 class _Bracketed:
-    """Of some values and a bracket's ends: how many are up to ``low`` and below ``high`` (an end that is None
+    """Of some values and a bracket: how many are up to its ``low`` and below its ``high`` (an end that is None
     bounds nothing), and the values strictly between them."""
 
-    to_low: int
-    to_high: int
-    inside: np.ndarray
+    to_low: int = 0
+    to_high: int = 0
+    inside: list[np.ndarray] = field(default_factory=list)
 
 
-#: values a pass over a column takes at a time: its masks are a block's, not the column's (100M values: 200 MB)
-BLOCK = 1 << 20
+#: values a pass over a column takes at a time, every bracket at once: a block stays in the core's cache while
+#: each bracket compares it (10M values: 24 against 36 ms with a pass a bracket over 1M at a time, and 1M-value
+#: blocks were 20% slower than 256k ones; docs/benchmarks.md, "Batch models", tenth pass); its masks are a block's
+BLOCK = 1 << 18
 
 
-def _bracketed(a: np.ndarray, low: Any, high: Any) -> _Bracketed:
-    to_low = to_high = 0
-    inside = []
+def _bracketed(a: np.ndarray, brackets: list[_Bracket]) -> list[_Bracketed]:
+    out = [_Bracketed() for _ in brackets]
     for start in range(0, a.size, BLOCK):
         block = a[start : start + BLOCK]
-        mask = None
-        if low is not None:
-            up_to_low = block <= low
-            to_low += int(np.count_nonzero(up_to_low))
-            mask = np.logical_not(up_to_low, out=up_to_low)
-        if high is not None:
-            below_high = block < high
-            to_high += int(np.count_nonzero(below_high))
-            mask = below_high if mask is None else np.logical_and(mask, below_high, out=mask)
-        else:
-            to_high += block.size
-        inside.append(block[mask])
-    return _Bracketed(to_low, to_high, np.concatenate(inside) if inside else a[:0])
+        for (low, high, _), got in zip(brackets, out):
+            mask = None
+            if low is not None:
+                up_to_low = block <= low
+                got.to_low += int(np.count_nonzero(up_to_low))
+                mask = np.logical_not(up_to_low, out=up_to_low)
+            if high is not None:
+                below_high = block < high
+                got.to_high += int(np.count_nonzero(below_high))
+                mask = below_high if mask is None else np.logical_and(mask, below_high, out=mask)
+            else:
+                got.to_high += block.size
+            got.inside.append(block[mask])
+    return out
 
 
 def _ends(a: np.ndarray, low: Any, high: Any) -> tuple[int, int]:
