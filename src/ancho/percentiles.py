@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
@@ -105,7 +105,8 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
             brackets.append(_Bracket(low, high, [r]))
     if any(b.low is None and b.high is None for b in brackets):
         return _partitioned(values, ranks)
-    halves = _on_halves(partial(_bracketed, brackets=brackets), values)
+    masks = iter(np.empty((2, 2, min(BLOCK, n)), dtype=bool))  # (each thread's two masks, made here: see BLOCK)
+    halves = _on_halves(partial(_bracketed, brackets=brackets, masks=masks), values)
     picked: dict[int, Any] = {}
     for k, (low, high, within) in enumerate(brackets):
         first, second = halves[0][k], halves[1][k]
@@ -153,26 +154,30 @@ class _Bracketed:
 
 #: values a pass over a column takes at a time, every bracket at once: a block stays in the core's cache while
 #: each bracket compares it (10M values: 24 against 36 ms with a pass a bracket over 1M at a time, and 1M-value
-#: blocks were 20% slower than 256k ones; docs/benchmarks.md, "Batch models", tenth pass); its masks are a block's
+#: blocks were 20% slower than 256k ones; docs/benchmarks.md, "Batch models", tenth pass). Its two masks a thread
+#: are a block's, reused for every block and made by the calling thread: a helper thread's own allocations come from
+#: its own malloc arena, which can hand out new pages again after each trim
 BLOCK = 1 << 18
 
 
-def _bracketed(a: np.ndarray, brackets: list[_Bracket]) -> list[_Bracketed]:
+def _bracketed(a: np.ndarray, brackets: list[_Bracket], masks: Iterator[np.ndarray]) -> list[_Bracketed]:
     out = [_Bracketed() for _ in brackets]
+    up_to_low, below_high = next(masks)
     for start in range(0, a.size, BLOCK):
         block = a[start : start + BLOCK]
+        size = block.size
         for (low, high, _), got in zip(brackets, out):
             mask = None
             if low is not None:
-                up_to_low = block <= low
-                got.to_low += int(np.count_nonzero(up_to_low))
-                mask = np.logical_not(up_to_low, out=up_to_low)
+                mask = np.less_equal(block, low, out=up_to_low[:size])
+                got.to_low += int(np.count_nonzero(mask))
+                np.logical_not(mask, out=mask)
             if high is not None:
-                below_high = block < high
-                got.to_high += int(np.count_nonzero(below_high))
-                mask = below_high if mask is None else np.logical_and(mask, below_high, out=mask)
+                below = np.less(block, high, out=below_high[:size])
+                got.to_high += int(np.count_nonzero(below))
+                mask = below if mask is None else np.logical_and(mask, below, out=mask)
             else:
-                got.to_high += block.size
+                got.to_high += size
             got.inside.append(block[mask])
     return out
 
