@@ -79,13 +79,13 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
 
     Why: a whole sort is more work than ten order statistics need, and NumPy's sort, vectorised with AVX-512, is
     slow on AMD Zen 4 (its memory-destination compress stores are microcoded there: 62 ns a value, against 10 with
-    NumPy's AVX2 sort; numpy/x86-simd-sort#6). 10M values: 0.04–0.08 s either way, where sorting two halves on two
-    threads took 0.15–0.31 s on Zen 4 (docs/benchmarks.md, "Batch models", tenth pass).
+    NumPy's AVX2 sort; numpy/x86-simd-sort#6). 10M values: 0.02–0.03 s, where sorting two halves on two threads
+    took 0.15–0.31 s on Zen 4 (docs/benchmarks.md, "Batch models", tenth pass).
 
     How: a strided sample of ~:data:`SAMPLE` values, sorted, brackets each rank between two sample values, five
-    standard deviations of a sample rank either side; a pass over each half of ``values`` (two threads: NumPy's
-    comparisons let go of the GIL) counts the values up to a bracket's low end and below its high end and gathers
-    those strictly between, and the rank is selected among the gathered few. Values tied at an end are counted
+    standard deviations of a sample rank either side; one pass over each half of ``values`` (two threads: NumPy's
+    comparisons let go of the GIL), every bracket on each :data:`BLOCK`, counts the values up to a bracket's low end
+    and below its high end and gathers those strictly between, and the rank is selected among the gathered few. Values tied at an end are counted
     (again, only when a rank falls among them), never gathered: half of a Black–Scholes column is exactly 0. A
     bracket that misses (a sample unlike the column: periodic data) falls back to partitioning the whole column in
     place, so the answer is exact whatever the data.
