@@ -84,11 +84,11 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
 
     How: a strided sample of ~:data:`SAMPLE` values, sorted, brackets each rank between two sample values, five
     standard deviations of a sample rank either side; one pass over each half of ``values`` (two threads: NumPy's
-    comparisons let go of the GIL), every bracket on each :data:`BLOCK`, counts the values up to a bracket's low end
-    and below its high end and gathers those strictly between, and the rank is selected among the gathered few. Values tied at an end are counted
-    (again, only when a rank falls among them), never gathered: half of a Black–Scholes column is exactly 0. A
-    bracket that misses (a sample unlike the column: periodic data) falls back to partitioning the whole column in
-    place, so the answer is exact whatever the data.
+    comparisons let go of the GIL), every bracket on each :data:`BLOCK`, counts the values up to a bracket's low
+    end and below its high end and gathers those strictly between, and the rank is selected among the gathered
+    few. Values tied at an end are counted (again, only when a rank falls among them), never gathered: half of a
+    Black–Scholes column is exactly 0. A bracket that misses (a sample unlike the column: periodic data) falls back
+    to partitioning the whole column in place, so the answer is exact whatever the data.
     """
     n = values.size
     sample = np.sort(values[:: max(1, n // SAMPLE)])
