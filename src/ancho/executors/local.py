@@ -253,8 +253,8 @@ class LocalExecutor(Executor):
 
     def _spawn(self) -> _Worker:
         if fork_allowed(self.python, self.wrap):
-            # what the forked workers share with the driver is what they need: import it once, here
-            import numpy  # noqa: F401
+            # what forked workers need, imported once here (numpy.random too: NumPy 2 loads it lazily, ~12 ms a worker)
+            import numpy.random  # noqa: F401
 
             if self.writes == "auto":  # (they may write Parquet chunk files: ~30 ms here once, not in each)
                 import pyarrow.parquet  # noqa: F401
