@@ -106,6 +106,38 @@ def test_nan_inf_and_widened_columns(spark, store):
     assert s["outputs"]["one"]["std"] == 0.0 and s["outputs"]["one"]["mean"] == 1.0
 
 
+class ThreeCodecs(ancho.Model):
+    """Float outputs whose chunk columns are stored uncompressed, with LZ4 and with zstd (``stores/codecs.py``)."""
+
+    block = 65_536
+
+    def sequences(self, rng, n):
+        z = rng.standard_normal(n)
+        return {
+            "u": rng.random(n),
+            "payoff": np.maximum(100 * np.exp(0.2 * z) - 100, 0.0),
+            "walk": np.cumsum(np.where(z > 0, 1.0, -1.0)),
+        }
+
+
+def test_spark_reads_every_codec_a_chunk_file_may_have(spark, store):
+    import pyarrow.parquet as pq
+
+    r, s, local = summaries(spark, store, ThreeCodecs, 400_000, 2)
+    folder = store.results_source(r.run_id)["path"]
+    seen = set()
+    for f in os.listdir(folder):
+        if f.endswith(".parquet"):
+            meta = pq.ParquetFile(os.path.join(folder, f)).metadata.row_group(0)
+            seen |= {meta.column(i).compression for i in range(meta.num_columns)}
+    assert {"UNCOMPRESSED", "LZ4", "ZSTD"} <= seen
+    for name in ("u", "payoff", "walk"):  # (percentiles of this many are approximate in Spark: the test below)
+        for key in EXACT:
+            assert s["outputs"][name][key] == local["outputs"][name][key]
+        close(s["outputs"][name]["mean"], local["outputs"][name]["mean"])
+        close(s["outputs"][name]["std"], local["outputs"][name]["std"])
+
+
 def test_approximate_percentiles_within_bound(spark, store, monkeypatch):
     from ancho.executors import spark_summary
 

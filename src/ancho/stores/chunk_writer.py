@@ -33,6 +33,7 @@ from ..columns import to_arrow
 from ..errors import StoreError
 from ..files import private_dir
 from .chunk_layout import chunk_name
+from .codecs import ZSTD_LEVEL, column_codecs
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -155,7 +156,7 @@ def table_file(table: pa.Table) -> Callable[[Path], None]:
         # Arrow's own file, not a Python one: no Python call and bytes copy per write (~3-5 ns a row of a 1M-row
         # chunk's ~45; docs/benchmarks.md, "Batch models", third pass)
         with pa.OSFile(str(tmp), "wb") as fh:
-            pq.write_table(table, fh, **parquet_options(table.schema, table.num_rows))
+            pq.write_table(table, fh, **parquet_options(table.schema, table.num_rows, column_codecs(table)))
 
     return write
 
@@ -233,12 +234,13 @@ def _discard(tmp: Path) -> None:
 UNCOMPRESSED_ROWS = 1024
 
 
-def parquet_options(schema: pa.Schema, rows: int | None = None) -> dict[str, Any]:
+def parquet_options(schema: pa.Schema, rows: int | None = None, codecs: dict[str, str] | None = None) -> dict[str, Any]:
     """How a chunk file is written (by the store, its workers and ``export_results``): zstd at level −1 (none under
-    ``UNCOMPRESSED_ROWS`` rows, when ``rows`` is given); dictionary encoding
+    ``UNCOMPRESSED_ROWS`` rows, when ``rows`` is given), or each leaf's codec from ``codecs`` (``codecs.py``
+    chooses them from the values); dictionary encoding
     only for bool and int columns (floats rarely repeat, so a dictionary is built and thrown away: 4x slower writes);
     ``sequence`` delta-encoded (ascending ids pack to a few bits). On a 262,144-row batch chunk: 3.9 instead of 6.8
-    bytes and about a quarter of the write time per row, lossless; lz4 is ~15% faster and ~13% larger
+    bytes and about a quarter of the write time per row, lossless
     (benchmarks/bench_store_formats.py --batch-rows, docs/benchmarks.md "Batch models"). Level −1 rather than the
     default: ~20% less CPU to write and ~25% less to read back for ~3% more bytes (the third pass there)."""
     import pyarrow as pa
@@ -246,12 +248,12 @@ def parquet_options(schema: pa.Schema, rows: int | None = None) -> dict[str, Any
     dictionary = [
         f.name for f in schema if f.name != "sequence" and (pa.types.is_integer(f.type) or pa.types.is_boolean(f.type))
     ]
-    compression = "none" if rows is not None and rows < UNCOMPRESSED_ROWS else "zstd"
-    encoding = {"sequence": "DELTA_BINARY_PACKED"}
-    level = -1 if compression == "zstd" else None
-    return {
-        "compression": compression,
-        "compression_level": level,
-        "use_dictionary": dictionary,
-        "column_encoding": encoding,
-    }
+    options: dict[str, Any] = {"use_dictionary": dictionary, "column_encoding": {"sequence": "DELTA_BINARY_PACKED"}}
+    if codecs is not None:
+        options["compression"] = codecs
+        options["compression_level"] = {path: ZSTD_LEVEL for path, codec in codecs.items() if codec == "zstd"}
+    elif rows is not None and rows < UNCOMPRESSED_ROWS:
+        options["compression"] = "none"
+    else:
+        options["compression"], options["compression_level"] = "zstd", ZSTD_LEVEL
+    return options
