@@ -121,17 +121,6 @@ def test_describe_leaves_nan_out_and_matches_numpy():
     assert out["count"] == 4 and out["min"] == 1.0 and out["max"] == 10.0
 
 
-def test_blocked_std_is_the_exact_one_to_rounding():
-    """Against the exactly rounded sum of squared deviations (math.fsum), from a mean known exactly: no BLAS sum."""
-    import math
-
-    from ancho import stats
-
-    x = np.random.default_rng(5).normal(0, 3, size=2 * stats._BLOCK + 5)
-    exact = math.sqrt(math.fsum(((x - 0.25) ** 2).tolist()) / (x.size - 1))
-    assert stats._std(x, 0.25) == pytest.approx(exact, rel=1e-14)
-
-
 @pytest.mark.parametrize("nans", [0, 1, 500, "all"])
 def test_describe_of_a_float_column_is_numpys_of_its_non_nan_values(nans):
     """min, max, mean and percentiles of the values left once NaNs are dropped, exactly; count without them."""

@@ -35,6 +35,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "expressions",
                 "stats",
                 "percentiles",
+                "moments",
                 "trajectories",
                 "loading",
                 "pysource",

@@ -26,6 +26,7 @@ from typing import Any, cast
 import numpy as np
 
 from .expressions import Goal, Target, reduced_columns
+from .moments import BLOCK, moments
 from .percentiles import PERCENTILES, percentiles
 
 Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
@@ -103,6 +104,8 @@ def describe(column: np.ndarray, kind: str) -> dict:
 
 
 def _describe(column: np.ndarray, kind: str) -> dict:
+    if kind != "bool" and column.ndim == 1 and column.size > BLOCK:
+        return _describe_long(column, kind)
     hi = None
     if kind == "bool":
         values = column.view(np.uint8) if column.dtype == np.bool_ else column.astype(np.uint8)
@@ -122,8 +125,18 @@ def _describe(column: np.ndarray, kind: str) -> dict:
         hits = int(np.count_nonzero(values))
         return describe_moments(kind, n, lo, hi, hits=hits, percentiles=percentiles(values))
     mean = float(np.mean(values, dtype=np.float64))
-    std = _std(values, mean) if n > 1 else None
+    std = float(np.std(values, ddof=1, dtype=np.float64)) if n > 1 else None
     return describe_moments(kind, n, lo, hi, mean=mean, std=std, percentiles=percentiles(values))
+
+
+def _describe_long(column: np.ndarray, kind: str) -> dict:
+    """:func:`_describe` of a column longer than a block: its moments in fixed blocks on two threads
+    (:mod:`ancho.moments`), its percentiles from its non-NaN values."""
+    m = moments(column)
+    if m is None:
+        return describe_moments(kind, 0, None, None)
+    values = column if m.n == column.size else column[~np.isnan(column)]
+    return describe_moments(kind, m.n, m.lo, m.hi, mean=m.mean, std=m.std, percentiles=percentiles(values))
 
 
 #: columns longer than this are described one at a time (their NumPy calls no longer cost more than their values)
@@ -233,31 +246,6 @@ def describe_moments(
 
 def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
-
-
-_BLOCK = 1 << 20
-
-
-def _std(values: np.ndarray, mean: float | None = None) -> float:
-    """Sample standard deviation in blocks: np.std makes a temporary as large as the column (80 MB per 10M values).
-
-    ``mean``: ``np.mean(values)`` when already computed; each block's deviations go into one reused buffer (the same
-    float64 subtraction as ``block.astype(float64) - mean``, without two new arrays a block), squared in place and
-    summed by NumPy's pairwise sum. Not ``np.dot``: that is BLAS, whose threads (the driver's are not limited to
-    one, as workers' are) spun for ~7% of a 10M batch run's CPU, and whose sum depends on how many there are; the
-    pairwise sum took 0.01 s of CPU against 0.04-0.07 s on 10M values and is as close to the exact sum or closer
-    (docs/benchmarks.md, "Batch models", third pass)."""
-    n = values.size
-    if n <= _BLOCK:
-        return float(np.std(values, ddof=1, dtype=np.float64))
-    if mean is None:
-        mean = float(np.mean(values, dtype=np.float64))
-    ss = 0.0
-    buf = np.empty(_BLOCK, dtype=np.float64)
-    for start in range(0, n, _BLOCK):
-        block = np.subtract(values[start : start + _BLOCK], mean, out=buf[: min(_BLOCK, n - start)], dtype=np.float64)
-        ss += float(np.square(block, out=block).sum())
-    return math.sqrt(ss / (n - 1))
 
 
 def target_summary(target: Target, column: np.ndarray) -> dict:
