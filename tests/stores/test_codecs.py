@@ -120,3 +120,9 @@ def test_choosing_never_loads_pandas(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_pyarrow_without_lz4_keeps_zstd(monkeypatch):
+    monkeypatch.setattr(codecs, "_has_lz4", lambda: False)
+    payoff = _columns()["payoff"][: codecs.SAMPLE]
+    assert codecs.choose(payoff) == "zstd"

@@ -83,8 +83,17 @@ def choose(values: np.ndarray) -> str:
     small = pa.Codec("zstd", ZSTD_LEVEL).compress(data).size
     if small > PLAIN_ABOVE * raw:
         return "none"
+    if not _has_lz4():
+        return "zstd"
     fast = pa.Codec("lz4").compress(data).size
     return "lz4" if fast <= LZ4_WITHIN * small else "zstd"
+
+
+def _has_lz4() -> bool:
+    """Whether this pyarrow compresses LZ4 (a build may leave it out)."""
+    import pyarrow as pa
+
+    return bool(pa.Codec.is_available("lz4"))
 
 
 def column_codecs(table: pa.Table) -> dict[str, str] | None:
