@@ -4,8 +4,8 @@ Why: describing a batch model's 10M values is the driver's work after the last c
 idle; the extremes, sum and squared deviations were ~15 ms of it on one thread (docs/benchmarks.md, "Batch models",
 eleventh pass). Here the column is cut into fixed blocks of :data:`BLOCK` values, each block described on its own
 (count, extremes, its pairwise sum, its squared deviations from its own mean) and the blocks combined in order
-(Chan, Golub and LeVeque's pairwise update): the same numbers whichever thread took a block, so half the blocks go to
-a helper thread. The blocks are positions in the column, never chunks, so the result does not depend on how a run
+(the squares within blocks plus those between their means and the whole's, as Chan, Golub and LeVeque combine
+partial results): the same numbers whichever thread took a block, so half the blocks go to a helper thread. The blocks are positions in the column, never chunks, so the result does not depend on how a run
 was split; it equals the exact moments to rounding (tests/test_moments.py, against ``math.fsum``).
 
 NaN values are left out, block by block; the caller learns how many were kept.
