@@ -13,9 +13,9 @@ import pytest
 
 from .server.test_layering import PACKAGE, imported
 
-#: bottom to top. ``stats`` is pure arithmetic over columns (it imports only ``expressions`` and ``percentiles``)
-#: that workers and Spark tasks use for their summaries, so it sits on the ground floor; ``custom`` runs a model's
-#: @summary functions where its sequences run (a worker), beside the executors.
+#: bottom to top. ``stats`` is pure arithmetic over columns (it imports only ``expressions``, ``percentiles`` and
+#: ``moments``) that workers and Spark tasks use for their summaries, so it sits on the ground floor; ``custom``
+#: runs a model's @summary functions where its sequences run (a worker), beside the executors.
 FLOORS: list[tuple[str, frozenset[str]]] = [
     (
         "the ground floor",
@@ -36,6 +36,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "stats",
                 "percentiles",
                 "moments",
+                "threads",
                 "trajectories",
                 "loading",
                 "pysource",

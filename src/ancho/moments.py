@@ -14,10 +14,11 @@ NaN values are left out, block by block; the caller learns how many were kept.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from .threads import on_two_threads
 
 #: values a block holds (2 MB of float64): small enough that a block's six passes (extremes, sum, deviations,
 #: squares, their sum) read it from the core's caches after the first, so two threads are not held up by one memory
@@ -51,26 +52,16 @@ def moments(column: np.ndarray) -> Moments | None:
     Infinite values give infinite or NaN moments, as NumPy's would (the summary reports them as null)."""
     starts = list(range(0, column.size, BLOCK))
     half = (len(starts) + 1) // 2
-    buffers = [np.empty(BLOCK, dtype=np.float64) for _ in range(2)]  # (made here: see percentiles._on_halves)
-    out: list[list[_Part | None] | BaseException] = []
+    buffers = [np.empty(BLOCK, dtype=np.float64) for _ in range(2)]  # (made here: see ancho.threads)
 
-    def first() -> None:
-        try:
-            with np.errstate(invalid="ignore", over="ignore"):  # (NumPy's error state is per thread)
-                out.append([_part(column[s : s + BLOCK], buffers[0]) for s in starts[:half]])
-        except BaseException as exc:  # (raised again below, in the caller's thread)
-            out.append(exc)
+    def parts(which: list[int], buffer: np.ndarray) -> list[_Part | None]:
+        with np.errstate(invalid="ignore", over="ignore"):  # (NumPy's error state is per thread)
+            return [_part(column[s : s + BLOCK], buffer) for s in which]
 
-    helper = threading.Thread(target=first, name="ancho-moments")
-    helper.start()
-    try:
-        with np.errstate(invalid="ignore", over="ignore"):
-            second = [_part(column[s : s + BLOCK], buffers[1]) for s in starts[half:]]
-    finally:
-        helper.join()
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return combine([p for p in [*out[0], *second] if p is not None])
+    first, second = on_two_threads(
+        lambda: parts(starts[:half], buffers[0]), lambda: parts(starts[half:], buffers[1]), "ancho-moments"
+    )
+    return combine([p for p in [*first, *second] if p is not None])
 
 
 def _part(block: np.ndarray, buffer: np.ndarray) -> _Part | None:

@@ -8,13 +8,14 @@ selection, is chosen by measurement here (docs/benchmarks.md, "Batch models").
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+
+from .threads import on_two_threads
 
 T = TypeVar("T")
 
@@ -197,20 +198,4 @@ def _ends(a: np.ndarray, low: Any, high: Any) -> tuple[int, int]:
 def _on_halves(fn: Callable[[np.ndarray], T], values: np.ndarray) -> tuple[T, T]:
     """``fn`` of each half of ``values``, the first half's on a helper thread."""
     half = values.size // 2
-    out: list = []
-
-    def first() -> None:
-        try:
-            out.append(fn(values[:half]))
-        except BaseException as exc:  # (raised again below, in the caller's thread)
-            out.append(exc)
-
-    helper = threading.Thread(target=first, name="ancho-select")
-    helper.start()
-    try:
-        second = fn(values[half:])
-    finally:
-        helper.join()
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0], second
+    return on_two_threads(lambda: fn(values[:half]), lambda: fn(values[half:]), "ancho-select")

@@ -1,0 +1,38 @@
+"""Two pieces of work at once: one on a helper thread, one on the caller's.
+
+Why: the summary's long passes over a column (its percentile selection, its moments) are NumPy calls that let go of
+the GIL, and at the end of a run the workers' cores are idle; each such pass cuts the column in two and runs the
+halves side by side. Buffers the work needs are best made by the caller: a helper thread's own allocations come
+from its own malloc arena, which can hand out new pages again after each trim (docs/benchmarks.md, "Batch models",
+tenth pass).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def on_two_threads(first: Callable[[], T], second: Callable[[], T], name: str = "ancho-helper") -> tuple[T, T]:
+    """``(first(), second())``, ``first`` on a helper thread named ``name``; its error is raised in the caller."""
+    out: list[T | BaseException] = []
+
+    def helper_work() -> None:
+        try:
+            out.append(first())
+        except BaseException as exc:  # (raised again below, in the caller's thread)
+            out.append(exc)
+
+    helper = threading.Thread(target=helper_work, name=name)
+    helper.start()
+    try:
+        mine = second()
+    finally:
+        helper.join()
+    theirs = out[0]
+    if isinstance(theirs, BaseException):
+        raise theirs
+    return theirs, mine
