@@ -1,4 +1,5 @@
-"""How local workers start: forked from the driver when that is safe, fresh interpreters otherwise; same results either way."""
+"""How local workers start: forked from the driver when that is safe, from a zygote while the driver has other threads,
+fresh interpreters otherwise; the same results every way."""
 
 import os
 import signal
@@ -45,8 +46,11 @@ PRELUDE = """
 import os, sys, threading
 from ancho.executors.forked import ForkedProcess
 from ancho.executors.local import LocalExecutor
+from ancho.executors.zygote import ZygoteChild
+def kind(proc):
+    return "fork" if isinstance(proc, ForkedProcess) else "zygote" if isinstance(proc, ZygoteChild) else "exec"
 def how(ex):
-    return sorted({"fork" if isinstance(w.proc, ForkedProcess) else "exec" for w in ex._pool})
+    return sorted({kind(w.proc) for w in ex._pool})
 """
 
 
@@ -61,7 +65,7 @@ with LocalExecutor(2).start() as ex:
     assert out == "['fork']"
 
 
-def test_workers_start_afresh_when_asked_or_while_other_threads_run():
+def test_workers_come_from_a_zygote_while_other_threads_run_and_start_afresh_when_asked():
     out = in_fresh_python(
         PRELUDE
         + """
@@ -74,17 +78,26 @@ del os.environ["ANCHO_WORKER_START"]
 stop = threading.Event()
 other = threading.Thread(target=stop.wait)
 other.start()
-with LocalExecutor(1).start() as ex:  # a fork could copy a lock that thread holds
+with LocalExecutor(1).start() as ex:  # a fork could copy a lock that thread holds: the zygote has one thread
+    print(how(ex))
+os.environ["ANCHO_WORKER_START"] = "exec"
+with LocalExecutor(1).start() as ex:  # asked: afresh, threads or not
+    print(how(ex))
+os.environ["ANCHO_WORKER_START"] = "zygote"
+with LocalExecutor(1, wrap=lambda argv: ["nice", "-n", "1", *argv]).start() as ex:  # wrapped: never forked
     print(how(ex))
 stop.set()
 other.join()
+with LocalExecutor(1).start() as ex:  # asked: from a zygote, even without threads
+    print(how(ex))
+del os.environ["ANCHO_WORKER_START"]
 other_python = os.path.realpath(sys.executable)  # the same binary by another name stands for a model's environment
 assert other_python != sys.executable
 with LocalExecutor(1, python=other_python).start() as ex:  # another interpreter: never forked
     print(how(ex))
 """
     )
-    assert out.splitlines() == ["['fork']", "['exec']", "['exec']", "['exec']"]
+    assert out.splitlines() == ["['fork']", "['exec']", "['zygote']", "['exec']", "['exec']", "['zygote']", "['exec']"]
 
 
 def test_forked_and_fresh_workers_give_the_same_outputs(tmp_path):
@@ -98,21 +111,24 @@ seen = []
 spawn = local.LocalExecutor._spawn
 def spy(self):
     w = spawn(self)
-    seen.append("fork" if isinstance(w.proc, ForkedProcess) else "exec")
+    seen.append(kind(w.proc))
     return w
 local.LocalExecutor._spawn = spy
 forked = ancho.run(Mixed, sequences=2000, seed=7, workers=2, store=os.environ["STORE"])
 os.environ["ANCHO_WORKER_START"] = "exec"
 fresh = ancho.run(Mixed, sequences=2000, seed=7, workers=1, store=os.environ["STORE"])
-print(sorted(set(seen[:2])), sorted(set(seen[2:])), forked.frame.equals(fresh.frame))
+os.environ["ANCHO_WORKER_START"] = "zygote"
+zygote = ancho.run(Mixed, sequences=2000, seed=7, workers=3, store=os.environ["STORE"])
+print(sorted(set(seen[:2])), sorted(set(seen[2:3])), sorted(set(seen[3:])))
+print(forked.frame.equals(fresh.frame), forked.frame.equals(zygote.frame))
 """,
         STORE=str(tmp_path / "home"),
     )
-    assert out == "['fork'] ['exec'] True"
+    assert out.splitlines() == ["['fork'] ['exec'] ['zygote']", "True True"]
 
 
-@pytest.mark.parametrize("how", ["auto", "exec"])
-def test_a_killed_worker_is_replaced_either_way(tmp_path, how):
+@pytest.mark.parametrize("how", ["auto", "exec", "zygote"])
+def test_a_killed_worker_is_replaced_every_way(tmp_path, how):
     out = in_fresh_python(
         PRELUDE
         + """
@@ -129,7 +145,7 @@ print(os.path.exists(os.environ["MARKER"]), r.store.get_run(r.run_id).retries >=
     assert out == "True True True"
 
 
-@pytest.mark.parametrize("how", ["auto", "exec"])
+@pytest.mark.parametrize("how", ["auto", "exec", "zygote"])
 def test_workers_use_one_blas_thread(tmp_path, how):
     out = in_fresh_python(
         """
@@ -173,14 +189,20 @@ for first, second in ((0, 1), (1, 0)):
     assert out == "1 1 True; 1 1 True;"
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+def _descendants(pid: int) -> tuple[list[int], list[int]]:
+    """The driver's worker processes (its children, or its zygote's), and all its descendants."""
+    import psutil
+
+    every = psutil.Process(pid).children(recursive=True)
+    zygotes = [p for p in every if p.ppid() == pid and "ancho.executors.zygote" in p.cmdline()]
+    return [p.pid for p in every if p not in zygotes], [p.pid for p in every]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["auto", "exec"])
+@pytest.mark.parametrize("how", ["auto", "exec", "zygote"])
 def test_workers_die_with_a_killed_driver(home, how):
+    """Fresh and forked workers die with their driver (``PDEATHSIG``); a zygote sees its socket close, kills the
+    workers it forked and exits."""
     code = (
         "import ancho\n"
         "from tests.models import Slow\n"
@@ -189,16 +211,17 @@ def test_workers_die_with_a_killed_driver(home, how):
     driver = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "ANCHO_WORKER_START": how})
     try:
         deadline = time.monotonic() + 60
-        while len(_children(driver.pid)) < 2 and time.monotonic() < deadline:
+        while len(_descendants(driver.pid)[0]) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        workers = _children(driver.pid)
+        workers, every = _descendants(driver.pid)
         assert len(workers) >= 2
+        assert len(every) == (3 if how == "zygote" else 2)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in workers):
-        assert time.monotonic() < deadline, "a worker outlived its driver"
+    while any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in every):
+        assert time.monotonic() < deadline, "a worker (or the zygote) outlived its driver"
         time.sleep(0.05)
 
 
@@ -209,9 +232,9 @@ class Policy(ancho.Model):
         return {"idle": os.sched_getscheduler(0) == os.SCHED_IDLE, "x": rng.random()}
 
 
-@pytest.mark.parametrize("start", ["fork", "exec"])
+@pytest.mark.parametrize("start", ["fork", "exec", "zygote"])
 def test_idle_workers_run_under_sched_idle(start):
-    """``idle=True`` (a server's ``worker_idle``) puts forked and fresh workers alike under SCHED_IDLE; the results
+    """``idle=True`` (a server's ``worker_idle``) puts forked, zygote's and fresh workers alike under SCHED_IDLE; the results
     are those of a normal run."""
     out = in_fresh_python(
         PRELUDE
@@ -257,7 +280,6 @@ def test_sandboxed_workers_and_their_launchers_get_nothing_of_the_drivers_enviro
     import psutil
 
     from ancho import isolation as sb
-    from ancho.executors.forked import ForkedProcess
     from ancho.executors.local import LocalExecutor
 
     from ..conftest import need_service
@@ -271,7 +293,7 @@ def test_sandboxed_workers_and_their_launchers_get_nothing_of_the_drivers_enviro
         assert ex._env() == sb.LAUNCHER_ENV == sandbox.launch_env()
         with ex.start():
             launcher = ex._pool[0].proc
-            assert not isinstance(launcher, ForkedProcess)
+            assert isinstance(launcher, subprocess.Popen)  # (never forked, from the driver or a zygote)
             deadline = time.monotonic() + 30
             while True:
                 chain = [psutil.Process(launcher.pid), *psutil.Process(launcher.pid).children(recursive=True)]

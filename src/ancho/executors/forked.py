@@ -1,4 +1,5 @@
-"""Workers forked from the driver instead of started afresh: when that is allowed, and the process object for one.
+"""How a local worker's process starts: forked from the driver when that is allowed, else forked from a zygote
+(:mod:`.zygote`) or started afresh; and the process object for a worker forked from the driver.
 
 Why: a fresh interpreter importing NumPy costs ~0.15 s before its first result, a fork of the driver ~0.01 s (see
 :mod:`.local`'s docstring for when forking means the same thing as starting the worker command).
@@ -12,15 +13,43 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .zygote import ZygoteChild
 
 
-def fork_allowed(python: str, wrap: Callable[[list[str]], list[str]] | None) -> bool:
-    """Whether a worker may be forked from this process instead of started afresh (see :mod:`.local`'s docstring)."""
+def start_mode(python: str, wrap: Callable[[list[str]], list[str]] | None) -> str:
+    """How a worker for ``python``, wrapped by ``wrap``, starts: ``"fork"`` (from this process), ``"zygote"`` (from
+    :mod:`.zygote`, when other threads are alive here) or ``"exec"`` (see :mod:`.local`'s docstring)."""
     how = os.environ.get("ANCHO_WORKER_START", "auto")
     if how == "exec" or wrap is not None or python != sys.executable or not sys.platform.startswith("linux"):
-        return False
-    return threading.active_count() == 1
+        return "exec"
+    return "zygote" if how == "zygote" or threading.active_count() > 1 else "fork"
+
+
+def start_process(
+    argv: list[str], fd: int, env: dict[str, str], fork: dict[str, Any] | None, forward: bool
+) -> subprocess.Popen[bytes] | ForkedProcess | ZygoteChild:
+    """The process of a worker given ``fd``, its end of its socket pair: forked as ``fork`` says (its ``"mode"``,
+    ``"python"``, ``"close"``, ``"nice"`` and ``"idle"``), else the command ``argv`` with that descriptor (also when
+    no zygote would start); ``forward``: its stderr is a pipe (:mod:`.worker_output`)."""
+    if fork is not None and fork["mode"] == "fork":
+        return ForkedProcess(fd, env, close=fork["close"], nice=fork["nice"], idle=fork["idle"])
+    if fork is not None:
+        from . import zygote
+
+        request = zygote.Request(env=env, cwd=os.getcwd(), nice=fork["nice"], idle=fork["idle"])
+        child = zygote.start_worker(fork["python"], fd, request)
+        if child is not None:
+            return child
+    return subprocess.Popen(
+        argv + [str(fd)],
+        pass_fds=(fd,),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE if forward else None,
+    )
 
 
 class _OneBlasThread:
@@ -60,10 +89,15 @@ ONE_BLAS_THREAD = _OneBlasThread()
 
 
 def _forked_worker(fd: int, env: dict[str, str], close: list[int], nice: int, idle: bool = False) -> None:
-    """The body of a forked worker: become what ``python -m ancho.executors.worker FD`` would be."""
+    """The body of a worker forked from the driver."""
     for other in close:  # the driver's ends of the other workers' sockets
         with contextlib.suppress(OSError):
             os.close(other)
+    become_worker(fd, env, nice, idle)
+
+
+def become_worker(fd: int, env: dict[str, str], nice: int, idle: bool) -> None:
+    """In a forked process: become what ``python -m ancho.executors.worker FD`` with ``env`` would be."""
     os.environ.clear()
     os.environ.update(env)
     if nice:
