@@ -268,8 +268,8 @@ def test_a_chunk_its_worker_cannot_write_goes_back_whole_for_the_driver(tmp_path
     sink = ChunkFolder(str(blocked / "chunks"), False, str(tmp_path))
     result = ChunkResult(0, 3, np.arange(3), {"x": np.array([0.5, 1.5, 2.5])})
     for keep in (False, True):
-        assert _reply(SimpleNamespace(sink=sink, tally=None), result, keep, None).result is result
-    written = _reply(SimpleNamespace(sink=ChunkFolder(str(tmp_path / "ok"), False, str(tmp_path)), tally=None), result,
+        assert _reply(SimpleNamespace(sink=sink, tally=None, gather=True), result, keep, None).result is result
+    written = _reply(SimpleNamespace(sink=ChunkFolder(str(tmp_path / "ok"), False, str(tmp_path)), tally=None, gather=True), result,
                      False, None)  # fmt: skip
     assert isinstance(written, Committing) and chunk_files(tmp_path / "ok") == []  # written, not yet committed
     assert isinstance(written.settle().result, StoredChunk) and chunk_files(tmp_path / "ok") == [

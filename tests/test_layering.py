@@ -36,6 +36,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "stats",
                 "percentiles",
                 "moments",
+                "streamed",
                 "threads",
                 "trajectories",
                 "loading",

@@ -44,3 +44,21 @@ def test_convergence_skips_nan_and_has_no_band_for_one_value():
     assert c["n"] == [1, 2, 3]
     assert c["mean"][0] is None and c["mean"][1] == 2.0 and c["mean"][2] == 3.0
     assert c["low"][1] is None and math.isfinite(c["low"][2])
+
+
+@pytest.mark.parametrize("kind", ["float", "int", "bool"])
+def test_plots_do_not_depend_on_how_the_column_is_cut(kind):
+    """The histogram and the running sums go block by block (a run too long to hold is read so): the same numbers
+    as the whole column's, bit for bit, the sums carried from block to block in the same order of additions."""
+    from ancho.plotdata import column_plots
+
+    rng = np.random.default_rng(8)
+    column = {
+        "float": np.where(rng.random(300_001) < 0.01, np.nan, rng.standard_normal(300_001) * 1e3 + 1e6),
+        "int": rng.integers(-5, 40, 300_001),
+        "bool": rng.random(300_001) < 0.3,
+    }[kind]
+    whole = {"histogram": histogram(column, kind), "convergence": convergence(column, kind)}
+    for size in (7_777, 65_536, 100_003):
+        cut = column_plots(lambda s=size: (column[i : i + s] for i in range(0, column.size, s)), kind)
+        assert repr(cut) == repr(whole)

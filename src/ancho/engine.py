@@ -338,18 +338,19 @@ def execute(
 
     if done and spec.until:
         for name in schema:
-            track(name, store.read_column(run_id, name))
+            for block in store.iter_column(run_id, name):  # (a block at a time: the column may be too long to hold)
+                track(name, block)
     plan = Plan(
         gaps(done_ranges, total), executor.workers, getattr(executor, "chunk_size", None), model.info.get("block")
     )
     store.update_run(run_id, status="running", started=record.started or time.time(), error=None, total=total)
     task = Task(model.ref, spec.params, spec.seed, run_id)  # (summary functions get no sink: user code, no password)
-    # a backend whose tasks write their chunks to the store themselves (Spark on Cassandra) sends back StoredChunks:
-    # no columns, but the tallies a precision goal needs
+    # tasks that store their chunks themselves (Spark on Cassandra) send StoredChunks: a precision goal's tallies
     sink = executor.results_sink(store, run_id)
-    chunk_task = task if sink is None else replace(task, sink=sink, tally=tuple(tracked) if spec.until else None)
     here = type(executor).summarize is Executor.summarize  # (LandedColumn: the summary's column, gathered as it lands)
     landed = LandedColumn(total, enabled=here and not done_ranges and not spec.until)
+    tallied = tuple(tracked) if spec.until else None
+    chunk_task = task if sink is None else replace(task, sink=sink, tally=tallied, gather=landed.ok)
     last_write = 0.0
     if progress:
         progress(done, total)

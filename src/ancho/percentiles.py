@@ -37,7 +37,13 @@ def percentiles(values: np.ndarray) -> np.ndarray:
     ``_get_indexes``, ``_lerp`` of NumPy 2): the same indexes, weights and roundings, checked against
     ``np.percentile`` bit for bit in tests/test_batch_percentiles.py.
     """
-    n = values.shape[-1]
+    return interpolated(values.shape[-1], partial(_order_statistics, values))
+
+
+def interpolated(n: int, order_statistics: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The percentiles of ``n`` values from ``order_statistics(ranks)``, their ``ranks``-th smallest (from 0; −1
+    the largest) along the last axis: :func:`percentiles`' interpolation, shared with a column read in blocks
+    (:func:`select_streamed`)."""
     virtual = (n - 1) * _QUANTILES
     previous = np.floor(virtual)
     following = previous + 1
@@ -46,7 +52,7 @@ def percentiles(values: np.ndarray) -> np.ndarray:
     following[top] = -1
     previous_i, following_i = previous.astype(np.intp), following.astype(np.intp)
     gamma = np.asanyarray(virtual - previous_i)
-    ranked = _order_statistics(values, np.concatenate([previous_i, following_i]))
+    ranked = order_statistics(np.concatenate([previous_i, following_i]))
     a, b = ranked[..., : len(previous_i)], ranked[..., len(previous_i) :]
     diff = b - a
     result = np.add(a, diff * gamma)

@@ -12,17 +12,28 @@ JSON-able numbers, however many sequences the run has.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import numpy as np
 
 from .chunk import trajectory_steps
 from .stats import Z95, clean, t975
+from .streamed import too_long
 
 #: the most points a convergence curve carries: enough for a smooth line on a page or a screen
 CURVE_POINTS = 200
 #: integer outputs with at most this many distinct values get one bar per value
 MAX_INTEGER_BARS = 60
+
+
+#: values the plots take from a column at a time: their temporaries (a running count, two running sums) stay a few
+#: MB whatever the run's length, instead of four times the column
+PLOT_BLOCK = 1 << 20
+
+Blocks = Callable[[], Iterable[np.ndarray]]
 
 
 def histogram(column: np.ndarray, kind: str, bins: int = 40) -> dict:
@@ -31,24 +42,7 @@ def histogram(column: np.ndarray, kind: str, bins: int = 40) -> dict:
     Bools get two bars (false, true); integers with a narrow range one bar per
     value, centred on it, so a count of rounds never straddles two bars.
     """
-    values = np.asarray(column)
-    if kind == "bool" or values.dtype == np.bool_:
-        trues = int(np.count_nonzero(values))
-        return {"kind": "bool", "edges": [-0.5, 0.5, 1.5], "counts": [int(values.size) - trues, trues], "nonfinite": 0}
-    finite = np.isfinite(values) if values.dtype.kind == "f" else np.ones(values.shape, dtype=bool)
-    nonfinite = int(values.size - np.count_nonzero(finite))
-    values = values[finite] if nonfinite else values
-    if values.size == 0:
-        return {"kind": kind, "edges": [], "counts": [], "nonfinite": nonfinite}
-    lo, hi = values.min(), values.max()
-    if kind == "int" and int(hi) - int(lo) < MAX_INTEGER_BARS:
-        edges = np.arange(int(lo), int(hi) + 2, dtype=np.float64) - 0.5
-    elif lo == hi:
-        edges = np.array([float(lo) - 0.5, float(lo) + 0.5])
-    else:
-        edges = np.histogram_bin_edges(values, bins=bins, range=(float(lo), float(hi)))
-    counts, edges = np.histogram(values, bins=edges)
-    return {"kind": kind, "edges": clean(edges), "counts": counts.tolist(), "nonfinite": nonfinite}
+    return column_plots(_in_blocks(np.asarray(column)), kind, bins=bins)["histogram"]
 
 
 def convergence(column: np.ndarray, kind: str, points: int = CURVE_POINTS) -> dict:
@@ -61,62 +55,154 @@ def convergence(column: np.ndarray, kind: str, points: int = CURVE_POINTS) -> di
     spaced evenly on a log scale, where the band narrows, and always end at
     the whole run.
     """
-    values = np.asarray(column)
-    total = int(values.size)
-    if total == 0:
-        return {"n": [], "mean": [], "low": [], "high": []}
-    x = values.astype(np.float64)
-    ok = np.isfinite(x)
-    x = np.where(ok, x, 0.0)
-    # cumulative sums around a shift: the variance of large, tightly spread values keeps its digits
-    shift = float(x[ok][0]) if ok.any() else 0.0
-    d = np.where(ok, x - shift, 0.0)
-    count = np.cumsum(ok, dtype=np.int64)
-    s1 = np.cumsum(d)
-    s2 = np.cumsum(d * d)
-    if total <= points:
-        at = np.arange(total)
-    else:
-        at = np.unique(np.geomspace(1, total, num=points).round().astype(np.int64)) - 1
-        at[-1] = total - 1
-    n_ok, a, b = count[at], s1[at], s2[at]
-    mean = np.full(at.size, np.nan)
-    low = np.full(at.size, np.nan)
-    high = np.full(at.size, np.nan)
-    some = n_ok > 0
-    mean[some] = shift + a[some] / n_ok[some]
-    if kind == "bool" or values.dtype == np.bool_:
-        for j in np.flatnonzero(some):
-            n = int(n_ok[j])
-            p = mean[j]
-            centre = (p + Z95 * Z95 / (2 * n)) / (1 + Z95 * Z95 / n)
-            half = Z95 * math.sqrt(p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) / (1 + Z95 * Z95 / n)
-            low[j], high[j] = max(0.0, centre - half), min(1.0, centre + half)
-    else:
-        two = n_ok > 1
-        with np.errstate(invalid="ignore"):
-            var = np.maximum(b[two] - a[two] * a[two] / n_ok[two], 0.0) / (n_ok[two] - 1)
-        half = np.array([t975(int(n) - 1) for n in n_ok[two]]) * np.sqrt(var / n_ok[two])
-        low[two] = mean[two] - half
-        high[two] = mean[two] + half
-    return clean({"n": (at + 1).tolist(), "mean": mean, "low": low, "high": high})
+    return column_plots(_in_blocks(np.asarray(column)), kind, points=points)["convergence"]
+
+
+def _in_blocks(column: np.ndarray) -> Blocks:
+    return lambda: (column[i : i + PLOT_BLOCK] for i in range(0, column.size, PLOT_BLOCK))
+
+
+def column_plots(blocks: Blocks, kind: str, bins: int = 40, points: int = CURVE_POINTS) -> dict:
+    """:func:`histogram` and :func:`convergence` of the column ``blocks()`` yields in order (each call a new pass):
+    two passes, a block in memory, so a run too long to hold in memory still gets its plots. The numbers do not
+    depend on how the column is cut: the running sums carry from block to block in the same order of additions."""
+    scan = _Scan()
+    for block in blocks():
+        scan.add(block)
+    bars = scan.bars(kind, bins)
+    curve = _Curve(scan, points)
+    for block in blocks():
+        if "_edges" in bars:
+            finite = block[np.isfinite(block)] if scan.nonfinite else block
+            bars["_counts"] += np.histogram(finite, bins=bars["_edges"])[0]
+        curve.add(block)
+    if "_edges" in bars:
+        edges, counts = bars.pop("_edges"), bars.pop("_counts")
+        bars.update(edges=clean(edges), counts=counts.tolist())
+    bars["nonfinite"] = scan.nonfinite
+    return {"histogram": bars, "convergence": curve.result()}
+
+
+class _Scan:
+    """The first pass: how many values, how many not finite, the finite extremes and first value, the trues."""
+
+    def __init__(self) -> None:
+        self.total = self.nonfinite = self.trues = 0
+        self.lo: Any = None
+        self.hi: Any = None
+        self.first: float | None = None
+        self.is_bool = False
+
+    def add(self, values: np.ndarray) -> None:
+        if values.dtype == np.bool_:
+            self.is_bool = True
+            self.trues += int(np.count_nonzero(values))
+        self.total += int(values.size)
+        finite = np.isfinite(values) if values.dtype.kind == "f" else None
+        if finite is not None and not finite.all():
+            self.nonfinite += int(values.size - np.count_nonzero(finite))
+            values = values[finite]
+        if values.size:
+            lo, hi = values.min(), values.max()
+            self.lo = lo if self.lo is None else min(self.lo, lo)
+            self.hi = hi if self.hi is None else max(self.hi, hi)
+            if self.first is None:
+                self.first = float(values[0])
+
+    def bars(self, kind: str, bins: int) -> dict[str, Any]:
+        """The histogram, or its edges and zero counts for the second pass to fill (``_edges``, ``_counts``)."""
+        if kind == "bool" or self.is_bool:
+            self.nonfinite = 0
+            return {"kind": "bool", "edges": [-0.5, 0.5, 1.5], "counts": [self.total - self.trues, self.trues]}
+        if self.lo is None:
+            return {"kind": kind, "edges": [], "counts": []}
+        lo, hi = self.lo, self.hi
+        if kind == "int" and int(hi) - int(lo) < MAX_INTEGER_BARS:
+            edges = np.arange(int(lo), int(hi) + 2, dtype=np.float64) - 0.5
+        elif lo == hi:
+            edges = np.array([float(lo) - 0.5, float(lo) + 0.5])
+        else:
+            edges = np.histogram_bin_edges(np.empty(0, np.asarray(lo).dtype), bins=bins, range=(float(lo), float(hi)))
+        return {"kind": kind, "_edges": edges, "_counts": np.zeros(len(edges) - 1, dtype=np.int64)}
+
+
+class _Curve:
+    """The second pass of :func:`convergence`: a running count and running sums about a shift, kept at the sizes."""
+
+    def __init__(self, scan: _Scan, points: int):
+        total = scan.total
+        self.is_bool = scan.is_bool
+        # cumulative sums around a shift: the variance of large, tightly spread values keeps its digits
+        self.shift = scan.first if scan.first is not None else 0.0
+        if total <= points:
+            self.at = np.arange(total)
+        else:
+            self.at = np.unique(np.geomspace(1, total, num=points).round().astype(np.int64)) - 1
+            self.at[-1] = total - 1
+        self.n_ok = np.zeros(self.at.size, dtype=np.int64)
+        self.a = np.zeros(self.at.size)
+        self.b = np.zeros(self.at.size)
+        self.start = 0
+        self.carry = (0, 0.0, 0.0)
+
+    def add(self, values: np.ndarray) -> None:
+        if not values.size:
+            return
+        x = values.astype(np.float64)
+        ok = np.isfinite(x)
+        d = np.where(ok, x - self.shift, 0.0)
+        squares = d * d
+        count = np.cumsum(ok, dtype=np.int64)
+        count += self.carry[0]
+        d[0] += self.carry[1]  # (the running sums go on from the last block's, addition after addition)
+        squares[0] += self.carry[2]
+        s1, s2 = np.cumsum(d), np.cumsum(squares)
+        here = (self.at >= self.start) & (self.at < self.start + x.size)
+        local = self.at[here] - self.start
+        self.n_ok[here], self.a[here], self.b[here] = count[local], s1[local], s2[local]
+        self.carry = (int(count[-1]), float(s1[-1]), float(s2[-1]))
+        self.start += x.size
+
+    def result(self) -> dict:
+        at, n_ok, a, b = self.at, self.n_ok, self.a, self.b
+        if at.size == 0:
+            return {"n": [], "mean": [], "low": [], "high": []}
+        mean = np.full(at.size, np.nan)
+        low = np.full(at.size, np.nan)
+        high = np.full(at.size, np.nan)
+        some = n_ok > 0
+        mean[some] = self.shift + a[some] / n_ok[some]
+        if self.is_bool:
+            for j in np.flatnonzero(some):
+                n = int(n_ok[j])
+                p = mean[j]
+                centre = (p + Z95 * Z95 / (2 * n)) / (1 + Z95 * Z95 / n)
+                half = Z95 * math.sqrt(p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) / (1 + Z95 * Z95 / n)
+                low[j], high[j] = max(0.0, centre - half), min(1.0, centre + half)
+        else:
+            two = n_ok > 1
+            with np.errstate(invalid="ignore"):
+                var = np.maximum(b[two] - a[two] * a[two] / n_ok[two], 0.0) / (n_ok[two] - 1)
+            halves = np.array([t975(int(n) - 1) for n in n_ok[two]]) * np.sqrt(var / n_ok[two])
+            low[two] = mean[two] - halves
+            high[two] = mean[two] + halves
+        return clean({"n": (at + 1).tolist(), "mean": mean, "low": low, "high": high})
 
 
 def run_plots(store, run_id: str, outputs: list[str] | None = None, bins: int = 40, points: int = CURVE_POINTS) -> dict:
-    """Histogram and convergence data for each output of a stored run (one column in memory at a time)."""
+    """Histogram and convergence data for each output of a stored run: one column in memory at a time, or for a run
+    too long to hold (:func:`ancho.streamed.too_long`) one stored chunk at a time."""
     record = store.get_run(run_id)
     names = list(record.schema) if outputs is None else [n for n in outputs if n in record.schema]
     names = [n for n in names if trajectory_steps(record.schema[n]) is None]  # trajectories: see run_fans
     plots = {}
     for name in names:
-        kind = record.schema[name]
-        column = store.read_column(run_id, name)
-        plots[name] = {
-            "kind": kind,
-            "histogram": histogram(column, kind, bins),
-            "convergence": convergence(column, kind, points),
-        }
-        del column
+        if too_long(int(record.done or 0)):
+            blocks: Blocks = partial(store.iter_column, run_id, name)
+        else:
+            blocks = _in_blocks(store.read_column(run_id, name))
+        plots[name] = {"kind": record.schema[name], **column_plots(blocks, record.schema[name], bins, points)}
+        del blocks
     return plots
 
 

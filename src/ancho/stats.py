@@ -248,8 +248,18 @@ def _finite(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
+def _too_long(rows: int) -> bool:
+    from .streamed import too_long
+
+    return too_long(rows)
+
+
 def target_summary(target: Target, column: np.ndarray) -> dict:
-    hits, n = target.hits(column)
+    return target_row(target, *target.hits(column))
+
+
+def target_row(target: Target, hits: int, n: int) -> dict:
+    """A target's row of the summary from its hits among ``n`` values."""
     ci = wilson(hits, n)
     return {"expr": target.expr, "probability": hits / n if n else None, "ci95": list(ci) if ci else None}
 
@@ -364,6 +374,7 @@ def build_summary(
 
     A trajectory (kind ``float[STEPS]``) is summarised step by step from ``read_blocks(name)`` (its chunks,
     streamed: :func:`ancho.trajectories.trajectory_summary`); without it, from ``read_column(name)`` in one block.
+    So is a column too long to hold (:func:`ancho.streamed.too_long`), in passes over ``read_blocks(name)``.
     ``described``: outputs already described (by :func:`describe_many`, with other runs'), read only for targets.
     """
     outputs = {}
@@ -386,7 +397,14 @@ def build_summary(
             continue
         mine = [t for t in targets if t.output == name]
         known = described.get(name) if described else None
-        if known is None or mine:  # (described already and no target on it: the column is not read)
+        if (known is None or mine) and read_blocks is not None and _too_long(int(record.get("done") or 0)):
+            from .streamed import describe_blocks, target_blocks
+
+            blocks = lambda n=name: read_blocks(n)  # noqa: E731  (a pass over the column, a block at a time)
+            for t in mine:
+                target_rows[t.expr] = target_blocks(t, blocks)
+            known = describe_blocks(blocks, kind) if known is None else known
+        elif known is None or mine:  # (described already and no target on it: the column is not read)
             column = read_column(name)
             for t in mine:
                 target_rows[t.expr] = target_summary(t, column)

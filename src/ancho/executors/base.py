@@ -40,6 +40,9 @@ class Task:
     sink: Any = None
     #: with a sink: the targets whose hits a stored chunk's tallies count (None: the run needs no tallies)
     tally: tuple[Target, ...] | None = None
+    #: with a sink: a stored chunk sends its first scalar output's values too, which the driver gathers for the
+    #: summary (not when the column is too long to hold: :mod:`ancho.streamed`)
+    gather: bool = True
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ def _reply(task: Any, result: ChunkResult, keep: bool, custom: dict[str, Any] | 
     except StoreError:  # (a full disk): the driver stores it instead, and meets the error for this chunk's run alone
         return ChunkDone(result, custom)
     # (its seconds: the compute time, as a ChunkResult's)
-    stored = StoredChunk.of(result, task.tally, first=not keep, keep=keep)
+    stored = StoredChunk.of(result, task.tally, first=task.gather and not keep, keep=keep)
     return Committing(ChunkDone(stored, custom), commit, ChunkDone(result, custom))
 
 

@@ -60,7 +60,13 @@ def partial_summary(store: Store, record: RunRecord) -> dict:
     from ..stats import build_summary
 
     targets = [Target.parse(t) for t in record.targets]
-    return build_summary(record.to_dict(), record.schema, lambda name: store.read_column(record.id, name), targets)
+    return build_summary(
+        record.to_dict(),
+        record.schema,
+        lambda name: store.read_column(record.id, name),
+        targets,
+        read_blocks=lambda name: store.iter_column(record.id, name),
+    )
 
 
 def model_doc(record: RunRecord) -> str:

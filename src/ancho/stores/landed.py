@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..chunk import ChunkResult, StoredChunk, first_scalar, kind_dtype
+from ..streamed import too_long
 
 
 def ordinary_pages(n: int, dtype: np.dtype) -> np.ndarray:
@@ -85,7 +86,8 @@ class LandedColumn:
 
     def __init__(self, total: int, enabled: bool = True):
         self.total = total
-        self.ok = enabled and total > 0
+        # (a column too long to hold is summarised from the store in passes: ancho.streamed)
+        self.ok = enabled and total > 0 and not too_long(total)
         self.name: str | None = None
         self.kind = ""
         self.values: np.ndarray | None = None

@@ -1,0 +1,258 @@
+"""The summary of an output column too long to hold in memory, from its stored blocks: the same numbers, bit for bit.
+
+Why: a run's summary held one output column in memory (8 bytes a sequence). A batch model runs a billion sequences
+in about half a minute, and that column would be 8 GB in the driver, or in a server, where anyone's run would then
+take the memory of everyone's. Above :data:`BUDGET` a column is read in blocks instead (``Store.iter_column``),
+a pass at a time, holding a block and a few bounded samples:
+
+1. one pass gives the moments, over the same fixed blocks of positions :func:`ancho.moments.moments` uses, so the
+   same numbers, and a strided sample of the values;
+2. each further pass counts, for a bracket around each wanted rank, the values below, at and above its ends, and
+   gathers those strictly inside: all of them when there are few (:data:`GATHER`), else a strided sample to narrow
+   the bracket on the next pass. A rank found at an end or among gathered values is exact; a bracket the sample
+   misplaced only costs a pass. A billion values take three passes (docs/summary.md).
+
+The percentiles are interpolated as :func:`ancho.percentiles.percentiles` does, from the same order statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .expressions import Target
+from .moments import BLOCK, _Part, _part, combine
+from .percentiles import interpolated
+from .stats import describe_moments, target_row
+
+#: the most bytes of one output column the summary holds in memory; a longer column is read in blocks
+#: (``ANCHO_COLUMN_MEMORY``, bytes; the default keeps a 100M-sequence run's summary in memory)
+BUDGET = int(os.environ.get("ANCHO_COLUMN_MEMORY", 1 << 30))
+#: a bracket's values are gathered when they are at most this many (8 MB of float64), else sampled; a pass holds at
+#: most twice this a bracket, whatever the data (its sample thins when a bracket holds more than foreseen)
+GATHER = 1 << 20
+#: about how many values a pass samples of a region too large to gather
+SAMPLE = 1 << 16
+#: more passes than any column needs (each narrows a bracket ~50-fold or ends it): a guard, never reached in tests
+MAX_PASSES = 16
+
+Blocks = Callable[[], Iterable[np.ndarray]]
+
+
+def too_long(rows: int, itemsize: int = 8) -> bool:
+    """Whether a column of ``rows`` values is described from its blocks rather than in memory."""
+    return rows * itemsize > BUDGET
+
+
+def describe_blocks(blocks: Blocks, kind: str) -> dict:
+    """:func:`ancho.stats.describe` of the column ``blocks()`` yields (each call a new pass over it, in order)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        first = _FirstPass()
+        for block in blocks():
+            first.add(block)
+        if kind == "bool":
+            n, hits = first.rows, first.hits
+            if n == 0:
+                return describe_moments(kind, 0, None, None)
+            ranks = lambda wanted: np.array([r % n >= n - hits for r in wanted.tolist()], dtype=np.uint8)  # noqa: E731
+            lo, hi = np.uint8(hits == n), np.uint8(hits > 0)
+            return describe_moments(kind, n, lo, hi, hits=hits, percentiles=interpolated(n, ranks))
+        m = combine(first.finish())
+        if m is None:
+            return describe_moments(kind, 0, None, None)
+        dtype = first.dtype
+        picked = lambda wanted: _order_statistics(blocks, m.n, [r % m.n for r in wanted.tolist()], first, dtype)  # noqa: E731
+        return describe_moments(kind, m.n, m.lo, m.hi, mean=m.mean, std=m.std, percentiles=interpolated(m.n, picked))
+
+
+def target_blocks(target: Target, blocks: Blocks) -> dict:
+    """:func:`ancho.stats.target_summary` of the column ``blocks()`` yields."""
+    hits = n = 0
+    for block in blocks():
+        got, of = target.hits(block)
+        hits, n = hits + got, n + of
+    return target_row(target, hits, n)
+
+
+class _FirstPass:
+    """The moments' parts over fixed blocks of positions, a strided sample of the values, and for bools the trues."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.hits = 0
+        self.parts: list[_Part] = []
+        self.carry: list[np.ndarray] = []  # values of the block of positions still being filled
+        self.carried = 0
+        self.buffer = np.empty(BLOCK, dtype=np.float64)
+        self.sample: list[np.ndarray] = []  # the values at every ``step``-th position
+        self.step = 1
+        self.dtype: np.dtype[Any] = np.dtype(np.float64)
+
+    def add(self, block: np.ndarray) -> None:
+        self.dtype = block.dtype
+        if block.dtype == np.bool_:
+            self.rows += block.size
+            self.hits += int(np.count_nonzero(block))
+            return
+        # (a copy: a strided view would keep the whole block, and every block of the pass, alive)
+        self.sample.append(block[(-self.rows) % self.step :: self.step].copy())
+        self.rows += block.size
+        if sum(s.size for s in self.sample) > 2 * SAMPLE:  # every other one: positions stay multiples of the step
+            self.sample, self.step = [np.concatenate(self.sample)[::2]], 2 * self.step
+        at = 0
+        while at < block.size:
+            take = min(BLOCK - self.carried, block.size - at)
+            self.carry.append(block[at : at + take])
+            self.carried += take
+            at += take
+            if self.carried == BLOCK:
+                self._close()
+
+    def _close(self) -> None:
+        block = self.carry[0] if len(self.carry) == 1 else np.concatenate(self.carry)
+        part = _part(block, self.buffer)
+        if part is not None:
+            self.parts.append(part)
+        self.carry, self.carried = [], 0
+
+    def finish(self) -> list[_Part]:
+        if self.carried:
+            self._close()
+        return self.parts
+
+    def sorted_sample(self) -> np.ndarray:
+        values = np.concatenate(self.sample) if self.sample else np.empty(0, dtype=self.dtype)
+        if values.dtype.kind == "f":
+            values = values[~np.isnan(values)]
+        return np.sort(values)
+
+
+@dataclass
+class _Region:
+    """Where one rank's value lies: strictly between ``lo`` and ``hi`` (None: unbounded), with ``below`` values up to
+    ``lo`` and ``inside`` strictly between; ``sample`` of the inside values (sorted), ``whole`` when it is all."""
+
+    lo: Any
+    hi: Any
+    below: int
+    inside: int
+    sample: np.ndarray | None = None
+    whole: bool = False
+
+
+@dataclass
+class _Pass:
+    """One bracket's counts over a pass, and its inside values kept at every ``stride``-th position."""
+
+    lo: Any
+    hi: Any
+    lt_lo: int = 0
+    le_lo: int = 0
+    lt_hi: int = 0
+    le_hi: int = 0
+    seen: int = 0
+    stride: int = 1
+    kept: list[np.ndarray] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, block: np.ndarray) -> None:
+        inside = np.ones(block.size, dtype=bool)
+        if self.lo is not None:
+            self.lt_lo += int(np.count_nonzero(block < self.lo))
+            at_or_below = block <= self.lo
+            self.le_lo += int(np.count_nonzero(at_or_below))
+            np.logical_not(at_or_below, out=inside)
+        if self.hi is not None:
+            below = block < self.hi
+            self.lt_hi += int(np.count_nonzero(below))
+            self.le_hi += int(np.count_nonzero(block <= self.hi))
+            np.logical_and(inside, below, out=inside)
+        else:
+            self.lt_hi += block.size
+            self.le_hi += block.size
+        values = block[inside]
+        kept = values if self.stride == 1 else values[(-self.seen) % self.stride :: self.stride].copy()
+        self.seen += values.size
+        self.kept.append(kept)
+        self.count += kept.size
+        if self.count > 2 * GATHER:  # more than the sample foresaw: keep every other one, at twice the stride
+            thinned = np.concatenate(self.kept)[::2]
+            self.kept, self.count, self.stride = [thinned], thinned.size, 2 * self.stride
+
+
+def _order_statistics(blocks: Blocks, n: int, wanted: list[int], first: _FirstPass, dtype: np.dtype) -> np.ndarray:
+    """The ``wanted``-th smallest (from 0) of the ``n`` non-NaN values ``blocks()`` yields, a pass per round."""
+    start = _Region(None, None, 0, n, first.sorted_sample())
+    regions = {r: start for r in set(wanted)}
+    found: dict[int, Any] = {}
+    for _round in range(MAX_PASSES):
+        for r, region in list(regions.items()):
+            if region.whole:  # every value of the region is at hand
+                assert region.sample is not None
+                found[r] = region.sample[r - region.below]
+                del regions[r]
+        if not regions:
+            return np.array([found[r] for r in wanted], dtype=dtype)
+        brackets: dict[tuple[int, Any, Any], _Pass] = {}  # (ranks of one region with the same bracket share it)
+        chosen: dict[int, _Pass] = {}
+        for r, region in regions.items():
+            lo, hi, expected = _narrowed(r, region)
+            stride = max(1, math.ceil(expected / SAMPLE)) if expected > GATHER else 1
+            chosen[r] = brackets.setdefault((id(region), lo, hi), _Pass(lo, hi, stride=stride))
+        for block in blocks():
+            if block.dtype.kind == "f":
+                block = block[~np.isnan(block)]
+            for bracket in brackets.values():
+                bracket.add(block)
+        made: dict[tuple[int, str], _Region] = {}  # (ranks that land in the same part of a bracket share a region)
+        after = {r: _after(r, region, chosen[r], found, made) for r, region in regions.items()}
+        regions = {r: region for r, region in after.items() if region is not None}
+    raise RuntimeError(f"the percentiles of {n:,} values were not found in {MAX_PASSES} passes over them")
+
+
+def _narrowed(r: int, region: _Region) -> tuple[Any, Any, int]:
+    """A bracket for rank ``r`` inside ``region``, from its sample, five standard deviations of a sample rank either
+    side (as :func:`ancho.percentiles._select` brackets), and about how many values it holds."""
+    sample = region.sample
+    if sample is None or sample.size < 2:
+        return region.lo, region.hi, region.inside
+    m = sample.size
+    at = (r - region.below) * m / max(1, region.inside)
+    spread = 5 * math.sqrt(max(0.0, at * (m - at)) / m) + 2
+    i, j = int(at - spread), int(math.ceil(at + spread))
+    lo = sample[i] if i >= 0 else region.lo
+    hi = sample[j] if j < m else region.hi
+    share = (min(j, m) - max(i, 0)) / m
+    return lo, hi, math.ceil(share * region.inside) + 1
+
+
+def _after(
+    r: int, region: _Region, b: _Pass, found: dict[int, Any], made: dict[tuple[int, str], _Region]
+) -> _Region | None:
+    """Rank ``r``'s region after a pass over bracket ``b`` (None: its value is found, and in ``found``)."""
+    if b.lt_lo <= r < b.le_lo:
+        found[r] = b.lo
+        return None
+    if b.lt_hi <= r < b.le_hi:
+        found[r] = b.hi
+        return None
+    if r < b.lt_lo:  # below the bracket: between the region's low end and the bracket's
+        part = "below"
+        new = lambda: _Region(region.lo, b.lo, region.below, b.lt_lo - region.below)  # noqa: E731
+    elif r >= b.le_hi:  # above it
+        part = "above"
+        new = lambda: _Region(b.hi, region.hi, b.le_hi, region.below + region.inside - b.le_hi)  # noqa: E731
+    else:
+        part = "inside"
+        new = lambda: _Region(  # noqa: E731
+            b.lo, b.hi, b.le_lo, b.lt_hi - b.le_lo, np.sort(np.concatenate(b.kept)), whole=b.stride == 1
+        )
+    key = (id(b), part)
+    if key not in made:
+        made[key] = new()
+    return made[key]
