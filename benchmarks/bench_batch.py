@@ -102,19 +102,33 @@ t0 = time.perf_counter()
 res = ancho.run(sys.argv[1], sequences=int(sys.argv[2]), seed=1, workers=2, store=sys.argv[3])
 wall = time.perf_counter() - t0
 du = int(subprocess.run(["du", "-sb", sys.argv[3] + "/runs/" + res.run_id], capture_output=True, text=True).stdout.split()[0])
-print(json.dumps({"wall": wall, "bytes": du, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "count": res.summary["outputs"]["payoff"]["count"]}))
+out = {"wall": wall, "bytes": du, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+       "count": res.summary["outputs"]["payoff"]["count"], "p95": res.summary["outputs"]["payoff"]["p95"]}
+if sys.argv[4] == "plots":  # the run page's and PDF's plot data, its own peak (VmHWM reset first)
+    from ancho.plotdata import run_plots
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    t0 = time.perf_counter()
+    run_plots(res.store, res.run_id)
+    out["plots_s"] = time.perf_counter() - t0
+    out["plots_peak_mb"] = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM"))) / 1024
+print(json.dumps(out))
 """
 
 
-def large(n: int, pyc: bool) -> dict:
+def large(n: int, pyc: bool, held: bool = False, plots: bool = True) -> dict:
+    """A run of ``n`` sequences in a fresh process; ``held``: with every column held in memory for the summary
+    (``ANCHO_COLUMN_MEMORY`` above its size, the baseline of a run too long to hold)."""
     home = C.scratch_home("batch-large")
+    env = C.child_env(home, pyc)
+    if held:
+        env["ANCHO_COLUMN_MEMORY"] = str(1 << 62)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", LARGE, BATCH, str(n), str(home)],
+            [sys.executable, "-c", LARGE, BATCH, str(n), str(home), "plots" if plots else "-"],
             capture_output=True,
             text=True,
-            env=C.child_env(home, pyc),
+            env=env,
             timeout=3600,
         )
         if proc.returncode:
@@ -131,6 +145,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=10_000_000, help="sequences of the end-to-end batch runs")
     p.add_argument("--one", type=int, default=300_000, help="sequences of the end-to-end one-at-a-time runs")
     p.add_argument("--large", type=int, default=30_000_000, help="sequences of the large run (0: skip)")
+    p.add_argument("--held", action="store_true", help="also run the large run with its column held in memory")
     p.add_argument("--no-pyc", action="store_true")
     a = p.parse_args()
     C.use_pyc_here(not a.no_pyc)
@@ -196,8 +211,17 @@ def main() -> None:
         print(f"\n3. large run: {a.large:,} sequences, 2 workers, fresh process")
         print(
             f"wall {big['wall']:.1f} s ({a.large / big['wall'] / 1e6:.2f} M sequences/s), "
-            f"{big['bytes'] / a.large:.2f} bytes stored per sequence, driver peak RSS {big['peak_rss_mb']:.0f} MB"
+            f"{big['bytes'] / a.large:.2f} bytes stored per sequence, driver peak RSS {big['peak_rss_mb']:.0f} MB; "
+            f"its plots (run page, PDF) {big['plots_s']:.1f} s, peak {big['plots_peak_mb']:.0f} MB"
         )
+        if a.held:  # the baseline: every column held in memory (what a run under ANCHO_COLUMN_MEMORY gets)
+            kept = large(a.large, not a.no_pyc, held=True, plots=a.large <= 200_000_000)
+            out["large_held"] = kept
+            print(
+                f"  the same with its columns held: wall {kept['wall']:.1f} s, driver peak {kept['peak_rss_mb']:.0f} MB"
+                + (f"; plots {kept['plots_s']:.1f} s, peak {kept['plots_peak_mb']:.0f} MB" if "plots_s" in kept else "")
+                + f" (same p95: {kept['p95'] == big['p95']}); peak ratio {big['peak_rss_mb'] / kept['peak_rss_mb']:.2f}"
+            )
         print(
             f"extrapolated to 100,000,000 sequences (linear, NOT measured): {big['wall'] * 1e8 / a.large:.0f} s, "
             f"{big['bytes'] * 1e8 / a.large / 1e9:.2f} GB"

@@ -66,7 +66,7 @@ def column_plots(blocks: Blocks, kind: str, bins: int = 40, points: int = CURVE_
     """:func:`histogram` and :func:`convergence` of the column ``blocks()`` yields in order (each call a new pass):
     two passes, a block in memory, so a run too long to hold in memory still gets its plots. The numbers do not
     depend on how the column is cut: the running sums carry from block to block in the same order of additions."""
-    scan = _Scan()
+    scan = _Scan(kind)
     for block in blocks():
         scan.add(block)
     bars = scan.bars(kind, bins)
@@ -86,16 +86,17 @@ def column_plots(blocks: Blocks, kind: str, bins: int = 40, points: int = CURVE_
 class _Scan:
     """The first pass: how many values, how many not finite, the finite extremes and first value, the trues."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
         self.total = self.nonfinite = self.trues = 0
         self.lo: Any = None
         self.hi: Any = None
         self.first: float | None = None
-        self.is_bool = False
+        self.is_bool = kind == "bool"
 
     def add(self, values: np.ndarray) -> None:
         if values.dtype == np.bool_:
             self.is_bool = True
+        if self.is_bool:
             self.trues += int(np.count_nonzero(values))
         self.total += int(values.size)
         finite = np.isfinite(values) if values.dtype.kind == "f" else None
@@ -111,7 +112,7 @@ class _Scan:
 
     def bars(self, kind: str, bins: int) -> dict[str, Any]:
         """The histogram, or its edges and zero counts for the second pass to fill (``_edges``, ``_counts``)."""
-        if kind == "bool" or self.is_bool:
+        if self.is_bool:
             self.nonfinite = 0
             return {"kind": "bool", "edges": [-0.5, 0.5, 1.5], "counts": [self.total - self.trues, self.trues]}
         if self.lo is None:

@@ -52,7 +52,7 @@ def too_long(rows: int, itemsize: int = 8) -> bool:
 def describe_blocks(blocks: Blocks, kind: str) -> dict:
     """:func:`ancho.stats.describe` of the column ``blocks()`` yields (each call a new pass over it, in order)."""
     with np.errstate(invalid="ignore", over="ignore"):
-        first = _FirstPass()
+        first = _FirstPass(kind == "bool")
         for block in blocks():
             first.add(block)
         if kind == "bool":
@@ -82,7 +82,8 @@ def target_blocks(target: Target, blocks: Blocks) -> dict:
 class _FirstPass:
     """The moments' parts over fixed blocks of positions, a strided sample of the values, and for bools the trues."""
 
-    def __init__(self) -> None:
+    def __init__(self, bools: bool) -> None:
+        self.bools = bools  # (a bool output: only its trues are counted)
         self.rows = 0
         self.hits = 0
         self.parts: list[_Part] = []
@@ -95,7 +96,7 @@ class _FirstPass:
 
     def add(self, block: np.ndarray) -> None:
         self.dtype = block.dtype
-        if block.dtype == np.bool_:
+        if self.bools:
             self.rows += block.size
             self.hits += int(np.count_nonzero(block))
             return
