@@ -124,3 +124,16 @@ def test_a_run_too_long_to_hold_summarises_from_the_store_as_a_short_one_does(mo
     assert not read
     monkeypatch.undo()
     assert repr(from_blocks) == repr(run_plots(held.store, held.run_id))
+
+
+def test_the_memory_a_column_may_take_is_set_in_bytes_or_binary_multiples(monkeypatch):
+    from ancho.errors import InputError
+
+    for text, value in (("", streamed.BUDGET), ("4096", 4096), ("64K", 65536), ("512m", 512 << 20), (" 2G ", 2 << 30)):
+        monkeypatch.setenv("ANCHO_COLUMN_MEMORY", text)
+        assert streamed.budget() == value
+    assert streamed.too_long((2 << 27) + 1) and not streamed.too_long(2 << 27)  # (8 bytes a value: 2 GiB)
+    for bad in ("1.5G", "-1", "lots", "G"):
+        monkeypatch.setenv("ANCHO_COLUMN_MEMORY", bad)
+        with pytest.raises(InputError, match="ANCHO_COLUMN_MEMORY must be a whole number of bytes"):
+            streamed.budget()

@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .expressions import Target
 from .moments import BLOCK, _Part, _part, combine
 from .percentiles import interpolated
 from .stats import describe_moments, target_row
 
-#: the most bytes of one output column the summary holds in memory; a longer column is read in blocks
-#: (``ANCHO_COLUMN_MEMORY``, bytes; the default keeps a 100M-sequence run's summary in memory)
-BUDGET = int(os.environ.get("ANCHO_COLUMN_MEMORY", 1 << 30))
+#: the most bytes of one output column the summary holds in memory, unless ``ANCHO_COLUMN_MEMORY`` says; a longer
+#: column is read in blocks (1 GiB: a 100M-sequence run's summary stays in memory, as quick as before)
+BUDGET = 1 << 30
 #: a bracket's values are gathered when they are at most this many (8 MB of float64), else sampled; a pass holds at
 #: most twice this a bracket, whatever the data (its sample thins when a bracket holds more than foreseen)
 GATHER = 1 << 20
@@ -46,7 +47,22 @@ Blocks = Callable[[], Iterable[np.ndarray]]
 
 def too_long(rows: int, itemsize: int = 8) -> bool:
     """Whether a column of ``rows`` values is described from its blocks rather than in memory."""
-    return rows * itemsize > BUDGET
+    return rows * itemsize > budget()
+
+
+def budget() -> int:
+    """``ANCHO_COLUMN_MEMORY`` (bytes, a whole number; ``K``, ``M`` or ``G`` for binary multiples) or :data:`BUDGET`."""
+    text = os.environ.get("ANCHO_COLUMN_MEMORY", "").strip()
+    if not text:
+        return BUDGET
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1].upper(), 1)
+    number = text[:-1] if scale > 1 else text
+    if not number.isdigit():
+        raise InputError(
+            f"ANCHO_COLUMN_MEMORY must be a whole number of bytes, such as 1073741824 or 1G, got {text!r}: "
+            "set it so, or unset it for the default (1G)"
+        )
+    return int(number) * scale
 
 
 def describe_blocks(blocks: Blocks, kind: str) -> dict:
