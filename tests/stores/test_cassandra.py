@@ -340,3 +340,23 @@ def test_runs_of_one_process_share_one_session_per_store_url(cassandra_catalog):
     second = ancho.run("examples/gambler.py", sequences=50, seed=2, store=url)
     assert first.store is second.store
     assert first.frame.sequence.tolist() == list(range(50)) and len(second.frame) == 50
+
+
+@pytest.mark.cassandra
+def test_a_run_too_long_to_hold_is_summarised_from_cassandra_as_when_held(cassandra_catalog, monkeypatch):  # noqa: F811
+    """The passes of ancho.streamed read Cassandra's blocks as they read chunk files: the same summary and plots."""
+    from ancho import streamed
+    from ancho.plotdata import run_plots
+
+    from ..test_streamed import Wide
+
+    url = cassandra_url(cassandra_catalog.catalog)
+    held = ancho.run(Wide, sequences=50_000, seed=5, workers=2, store=url, targets=["payoff>1"])
+    plots = run_plots(held.store, held.run_id)
+    monkeypatch.setattr(streamed, "BUDGET", 8)
+    passed = ancho.run(Wide, sequences=50_000, seed=5, workers=2, store=url, targets=["payoff>1"])
+    assert repr(passed.summary["outputs"]) == repr(held.summary["outputs"])
+    assert passed.summary["targets"] == held.summary["targets"]
+    assert repr(run_plots(passed.store, passed.run_id)) == repr(plots)
+    held.store.close()
+    passed.store.close()
