@@ -152,7 +152,7 @@ class Zygote:
         return self.process.poll() is None
 
     def close(self) -> None:
-        """Let the zygote go: it exits once its workers have."""
+        """Let the zygote go: it kills the workers it forked and exits (a dead one's are gone already)."""
         self.sock.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=0)  # (reaped now if it is gone already; otherwise by Popen's own bookkeeping)
@@ -238,10 +238,12 @@ def _serve(sock: socket.socket) -> None:
     children: dict[int, tuple[int, int]] = {}  # pidfd → (pid, status pipe)
     start_dir = os.getcwd()
     listening = True
+    waiting = select.poll()  # (not select.select: a zygote of many workers may hold over 1,024 descriptors)
+    waiting.register(sock, select.POLLIN)
     while listening or children:
-        ready = select.select(([sock] if listening else []) + list(children), [], [])[0]
-        for fd in ready:
+        for fd, _event in waiting.poll():
             if fd in children:  # a worker exited: its code to the driver
+                waiting.unregister(fd)
                 pid, status = children.pop(fd)
                 code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
                 with contextlib.suppress(OSError):
@@ -251,9 +253,10 @@ def _serve(sock: socket.socket) -> None:
                 continue
             msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
             if not msg or len(fds) != 2:  # the driver is gone (or let go): its workers go too, as PDEATHSIG does
-                for got in fds:  # for a fresh worker
+                for got in fds:  # (a request cut short)
                     os.close(got)
                 listening = False
+                waiting.unregister(sock)
                 for pidfd in children:
                     with contextlib.suppress(OSError):
                         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
@@ -285,6 +288,7 @@ def _serve(sock: socket.socket) -> None:
             os.close(worker_fd)
             pidfd = os.pidfd_open(pid)
             children[pidfd] = (pid, status)
+            waiting.register(pidfd, select.POLLIN)
             socket.send_fds(sock, [_PID.pack(pid)], [pidfd])
 
 
