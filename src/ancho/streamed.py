@@ -119,7 +119,7 @@ class _FirstPass:
         # (a copy: a strided view would keep the whole block, and every block of the pass, alive)
         self.sample.append(block[(-self.rows) % self.step :: self.step].copy())
         self.rows += block.size
-        if sum(s.size for s in self.sample) > 2 * SAMPLE:  # every other one: positions stay multiples of the step
+        while sum(s.size for s in self.sample) > 2 * SAMPLE:  # every other one: positions stay multiples of the step
             self.sample, self.step = [np.concatenate(self.sample)[::2]], 2 * self.step
         at = 0
         while at < block.size:
