@@ -467,3 +467,10 @@ class ChunkRunner:
 
             return run_batch_chunk(self.model, self.streams, start, stop, self.block, self.name)
         return run_chunk(self.model, self.streams, start, stop, self.name)
+
+
+def failure_message(result: ChunkResult | StoredChunk, failures: int, allowed: int) -> str:
+    """The error of a run whose failed sequences are more than ``allowed``, naming the first in ``result``."""
+    first = result.failures[0]
+    allowance = f"--max-failures allows {allowed}" if allowed else "allow some with --max-failures N"
+    return f"sequence {first.sequence} failed: {first.error} ({failures} failure{'s' if failures != 1 else ''}; {allowance})"

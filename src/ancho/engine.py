@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .chunk import ChunkResult, StoredChunk, known_kind, output_name, trajectory_steps
+from .chunk import ChunkResult, StoredChunk, failure_message, known_kind, output_name, trajectory_steps
 from .columns import release_memory
 from .errors import AnchoError, InputError, OutputError, RunCancelled, RunFailed
 from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
@@ -40,6 +40,7 @@ from .stats import Running, build_summary, chunk_tallies, clean
 from .stores.base import RunRecord, Store
 from .stores.landed import LandedColumn
 from .stores.record_spec import RecordSpec
+from .writes import ChunkWrites
 
 if TYPE_CHECKING:
     import numpy as np
@@ -352,6 +353,7 @@ def execute(
     tallied = tuple(tracked) if spec.until else None
     chunk_task = task if sink is None else replace(task, sink=sink, tally=tallied, gather=landed.ok)
     last_write = 0.0
+    writes = ChunkWrites(store, run_id)  # (large chunks on a thread of their own while the next arrives)
     if progress:
         progress(done, total)
     try:
@@ -378,14 +380,14 @@ def execute(
                 if first_schema:
                     check_outputs(schema, spec.targets, spec.until)
             if isinstance(result, ChunkResult):
-                store.write_chunk(run_id, result)
+                writes.put(result)
             # (a StoredChunk is in the store already: its task sent it once the chunk was marked done)
             landed.add(result)
             done += result.size
             if result.failed:
                 failures += result.failed
                 if failures > spec.max_failures:
-                    raise RunFailed(_failure_message(result, failures, spec.max_failures))
+                    raise RunFailed(failure_message(result, failures, spec.max_failures))
             if spec.until:
                 tallies = result.tallies if isinstance(result, StoredChunk) else chunk_tallies(result.columns, tracked)
                 for name, tally in tallies.items():
@@ -400,6 +402,7 @@ def execute(
                 last_write = now
             if progress:
                 progress(done, total)
+        writes.wait()  # (every chunk the driver wrote is in the store before the summary reads it)
         if done > failures and not schema:  # (stored_kinds found none either: chunks written by something else)
             raise RunFailed(f"{done:,} sequences are stored but their outputs were never recorded; run it again")
         # the summary phase is part of the run: if it fails or is cancelled, so is the run
@@ -444,6 +447,8 @@ def execute(
     except Exception as exc:
         _record_failure(store, run_id, done, failures, f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        writes.wait(raise_errors=False)  # (no write of this run goes on after it returns)
     store.update_run(run_id, status="succeeded", finished=time.time(), summary=summary)
     return store.get_run(run_id)
 
@@ -452,12 +457,6 @@ def _record_failure(store: Store, run_id: str, done: int, failures: int, error: 
     """Mark the run failed; if the store cannot even take that (its disk is full), the run's own error still reaches the user."""
     with contextlib.suppress(Exception):  # else the record stays "running", its stored chunks intact: a rerun resumes
         store.update_run(run_id, status="failed", done=done, failures=failures, finished=time.time(), error=error)
-
-
-def _failure_message(result: ChunkResult | StoredChunk, failures: int, allowed: int) -> str:
-    first = result.failures[0]
-    allowance = f"--max-failures allows {allowed}" if allowed else "allow some with --max-failures N"
-    return f"sequence {first.sequence} failed: {first.error} ({failures} failure{'s' if failures != 1 else ''}; {allowance})"
 
 
 def _next_total(spec: RunSpec, stats: dict[str, Running], total: int) -> int:

@@ -48,10 +48,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..chunk import ChunkResult, StoredChunk
+from ..chunk import ChunkResult, StoredChunk, failure_message
 from ..engine import (
     MAX_RETRIES,
-    _failure_message,
     merge_schema,
 )
 from ..errors import AnchoError, NotFound, RunCancelled, StoreError
@@ -333,7 +332,7 @@ def _take(
     if result.failed:
         pt.failures += result.failed
         if pt.failures > spec.max_failures:
-            fail(pt, _failure_message(result, pt.failures, spec.max_failures))
+            fail(pt, failure_message(result, pt.failures, spec.max_failures))
 
 
 def _durable(store: Store) -> None:
