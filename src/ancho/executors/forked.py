@@ -13,7 +13,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .zygote import ZygoteChild
@@ -28,19 +29,32 @@ def start_mode(python: str, wrap: Callable[[list[str]], list[str]] | None) -> st
     return "zygote" if how == "zygote" or threading.active_count() > 1 else "fork"
 
 
+@dataclass(frozen=True)
+class Fork:
+    """A worker to fork rather than start: from this process (``mode`` "fork"), closing its descriptors ``close`` in
+    the child, or from the zygote of interpreter ``python`` ("zygote"); at niceness ``nice``, under SCHED_IDLE if
+    ``idle``."""
+
+    mode: Literal["fork", "zygote"]
+    python: str
+    nice: int = 0
+    idle: bool = False
+    close: tuple[int, ...] = ()
+
+
 def start_process(
-    argv: list[str], fd: int, env: dict[str, str], fork: dict[str, Any] | None, forward: bool
+    argv: list[str], fd: int, env: dict[str, str], fork: Fork | None, forward: bool
 ) -> subprocess.Popen[bytes] | ForkedProcess | ZygoteChild:
-    """The process of a worker given ``fd``, its end of its socket pair: forked as ``fork`` says (its ``"mode"``,
-    ``"python"``, ``"close"``, ``"nice"`` and ``"idle"``), else the command ``argv`` with that descriptor (also when
-    no zygote would start); ``forward``: its stderr is a pipe (:mod:`.worker_output`)."""
-    if fork is not None and fork["mode"] == "fork":
-        return ForkedProcess(fd, env, close=fork["close"], nice=fork["nice"], idle=fork["idle"])
+    """The process of a worker given ``fd``, its end of its socket pair: forked as ``fork`` says, else the command
+    ``argv`` with that descriptor (also when no zygote would start); ``forward``: its stderr is a pipe
+    (:mod:`.worker_output`)."""
+    if fork is not None and fork.mode == "fork":
+        return ForkedProcess(fd, env, close=list(fork.close), nice=fork.nice, idle=fork.idle)
     if fork is not None:
         from . import zygote
 
-        request = zygote.Request(env=env, cwd=os.getcwd(), nice=fork["nice"], idle=fork["idle"])
-        child = zygote.start_worker(fork["python"], fd, request)
+        request = zygote.Request(env=env, cwd=os.getcwd(), nice=fork.nice, idle=fork.idle)
+        child = zygote.start_worker(fork.python, fd, request)
         if child is not None:
             return child
     return subprocess.Popen(

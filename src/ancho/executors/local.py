@@ -38,6 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,7 +47,7 @@ from ..chunk import ChunkResult, StoredChunk, misfit
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from . import worker_output
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
-from .forked import ONE_BLAS_THREAD, ForkedProcess, start_mode, start_process
+from .forked import ONE_BLAS_THREAD, Fork, ForkedProcess, start_mode, start_process
 from .messages import (
     ChunkDone,
     ChunksDone,
@@ -95,12 +96,12 @@ def _depth(source: ChunkSource) -> int:
 
 
 class _Worker:
-    def __init__(self, argv: list[str], env: dict[str, str], fork: dict[str, Any] | None = None, forward: bool = False):
+    def __init__(self, argv: list[str], env: dict[str, str], fork: Fork | None = None, forward: bool = False):
         """``forward``: the worker's stderr goes through :mod:`.worker_output` (a wrapped worker's: model code
         must not write the driver's log), else it is the driver's own."""
         parent, child = socket_pair()
         if fork is not None:  # (a worker forked from the driver closes the driver's end of its own socket too)
-            fork = {**fork, "close": [parent.fileno(), *fork["close"]]}
+            fork = replace(fork, close=(parent.fileno(), *fork.close))
         self.proc: subprocess.Popen[bytes] | ForkedProcess | ZygoteChild = start_process(
             argv, child.fileno(), env, fork, forward
         )
@@ -253,7 +254,7 @@ class LocalExecutor(Executor):
         mode = start_mode(self.python, self.wrap)
         if mode == "exec":
             return _Worker(argv, self._env(), forward=self.wrap is not None)
-        fork = {"mode": mode, "python": self.python, "close": [], "nice": self.nice, "idle": self.idle}
+        fork = Fork("fork" if mode == "fork" else "zygote", self.python, self.nice, self.idle)
         if mode == "fork":
             # what forked workers need, imported once here (numpy.random too: NumPy 2 loads it lazily, ~12 ms a worker)
             import numpy.random  # noqa: F401
@@ -263,7 +264,8 @@ class LocalExecutor(Executor):
 
             from .. import chunk, streams  # noqa: F401
 
-            fork["close"] = [w.conn.fileno() for w in self._pool if not w.conn.closed]  # (the caller holds self._lock)
+            others = tuple(w.conn.fileno() for w in self._pool if not w.conn.closed)  # (the caller holds self._lock)
+            fork = replace(fork, close=others)
             # one BLAS thread per worker, held by the driver while this executor is open: the child inherits it
             # (forked.ONE_BLAS_THREAD says why not in the child, nor only for the fork); exec'd ones read _THREAD_VARS
             if not self._blas_held and not any(v in os.environ or v in self.extra_env for v in _THREAD_VARS):
