@@ -120,6 +120,34 @@ with LocalExecutor(2) as ex:
     assert out == "['exec'] 0 300"
 
 
+def test_zygotes_that_cannot_fork_are_tried_twice_then_workers_start_afresh(tmp_path):
+    """A kernel without pidfds, say: the zygote dies at its first fork; after two, none is started again."""
+    out = in_fresh_python(
+        PRELUDE
+        + """
+import ancho
+from ancho.executors import zygote
+from tests.models import Mixed
+started = []
+init = zygote.Zygote.__init__
+def counted(self, *a, **k):
+    started.append(1)
+    init(self, *a, **k)
+def refuse(self, fd, request):
+    raise zygote.ZygoteGone("no pidfds here")
+zygote.Zygote.__init__, zygote.Zygote.fork = counted, refuse
+for _ in range(2):
+    with LocalExecutor(2) as ex:
+        r = ancho.run(Mixed, sequences=300, seed=5, executor=ex, store=os.environ["STORE"])
+        print(how(ex), len(r.frame), end="; ")
+print(len(started))
+""",
+        ANCHO_WORKER_START="zygote",
+        STORE=str(tmp_path / "home"),
+    )
+    assert out == "['exec'] 300; ['exec'] 300; 2"
+
+
 def test_the_zygote_exits_with_its_driver():
     out = in_fresh_python(
         """

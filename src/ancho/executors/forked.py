@@ -26,7 +26,9 @@ def start_mode(python: str, wrap: Callable[[list[str]], list[str]] | None) -> st
     how = os.environ.get("ANCHO_WORKER_START", "auto")
     if how == "exec" or wrap is not None or python != sys.executable or not sys.platform.startswith("linux"):
         return "exec"
-    return "zygote" if how == "zygote" or threading.active_count() > 1 else "fork"
+    if how != "zygote" and threading.active_count() == 1:
+        return "fork"
+    return "zygote" if hasattr(os, "pidfd_open") else "exec"  # (pidfds: Linux 5.3 and Python 3.9 on)
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,7 @@ def start_worker(python: str, fd: int, request: Request) -> ZygoteChild | None:
                 continue
             _zygotes[key] = zygote
             return child
+        _failed.add(key)  # (two zygotes in turn could not fork: this process's workers start afresh from now on)
         return None
 
 
