@@ -137,3 +137,19 @@ def test_the_memory_a_column_may_take_is_set_in_bytes_or_binary_multiples(monkey
         monkeypatch.setenv("ANCHO_COLUMN_MEMORY", bad)
         with pytest.raises(InputError, match="ANCHO_COLUMN_MEMORY must be a whole number of bytes"):
             streamed.budget()
+
+
+def test_reading_ahead_gives_the_same_blocks_in_order_and_leaves_no_thread():
+    import threading
+
+    column = COLUMNS["normal"]
+    count: list[int] = []
+    alive = threading.active_count()
+    read = streamed.ahead(passes_over(column, 100_000, count))
+    for _ in range(2):
+        assert np.array_equal(np.concatenate(list(read())), column)
+    assert len(count) == 2 and threading.active_count() == alive
+    assert list(streamed.ahead(lambda: iter([]))()) == []
+    first = next(iter(read()))  # (a pass left early: its thread ends too)
+    assert first.size == 100_000
+    assert repr(streamed.describe_blocks(read, "float")) == repr(stats.describe(column.copy(), "float"))

@@ -21,7 +21,7 @@ import numpy as np
 
 from .chunk import trajectory_steps
 from .stats import Z95, clean, t975
-from .streamed import too_long
+from .streamed import ahead, too_long
 
 #: the most points a convergence curve carries: enough for a smooth line on a page or a screen
 CURVE_POINTS = 200
@@ -199,7 +199,7 @@ def run_plots(store, run_id: str, outputs: list[str] | None = None, bins: int = 
     plots = {}
     for name in names:
         if too_long(int(record.done or 0)):
-            blocks: Blocks = partial(store.iter_column, run_id, name)
+            blocks: Blocks = ahead(partial(store.iter_column, run_id, name))
         else:
             blocks = _in_blocks(store.read_column(run_id, name))
         plots[name] = {"kind": record.schema[name], **column_plots(blocks, record.schema[name], bins, points)}

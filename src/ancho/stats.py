@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -398,12 +399,12 @@ def build_summary(
         mine = [t for t in targets if t.output == name]
         known = described.get(name) if described else None
         if (known is None or mine) and read_blocks is not None and _too_long(int(record.get("done") or 0)):
-            from .streamed import describe_blocks, target_blocks
+            from .streamed import ahead, describe_blocks, target_blocks
 
-            blocks = lambda n=name: read_blocks(n)  # noqa: E731  (a pass over the column, a block at a time)
+            passes = ahead(partial(read_blocks, name))  # (a pass over the column, a block at a time)
             for t in mine:
-                target_rows[t.expr] = target_blocks(t, blocks)
-            known = describe_blocks(blocks, kind) if known is None else known
+                target_rows[t.expr] = target_blocks(t, passes)
+            known = describe_blocks(passes, kind) if known is None else known
         elif known is None or mine:  # (described already and no target on it: the column is not read)
             column = read_column(name)
             for t in mine:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,26 @@ def describe_blocks(blocks: Blocks, kind: str) -> dict:
         dtype = first.dtype
         picked = lambda wanted: _order_statistics(blocks, m.n, [r % m.n for r in wanted.tolist()], first, dtype)  # noqa: E731
         return describe_moments(kind, m.n, m.lo, m.hi, mean=m.mean, std=m.std, percentiles=interpolated(m.n, picked))
+
+
+def ahead(blocks: Blocks) -> Blocks:
+    """``blocks`` with each pass reading its next block on a helper thread while the caller works on this one.
+
+    Why: reading a stored chunk (Parquet decoding) and comparing its values both let go of the GIL, and a pass was
+    the two in turn (docs/benchmarks.md, "Runs too long to hold a column"). Two blocks in memory at most; the
+    thread ends with its pass."""
+
+    def passes() -> Iterator[np.ndarray]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        it = iter(blocks())
+        with ThreadPoolExecutor(1, thread_name_prefix="ancho-read-ahead") as pool:
+            coming = pool.submit(next, it, None)
+            while (block := coming.result()) is not None:
+                coming = pool.submit(next, it, None)
+                yield block
+
+    return passes
 
 
 def target_blocks(target: Target, blocks: Blocks) -> dict:
