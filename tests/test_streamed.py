@@ -58,12 +58,17 @@ def test_bools_are_described_from_their_counts():
         assert len(count) == 1
 
 
-def test_targets_count_their_hits_block_by_block():
+def test_targets_count_their_hits_block_by_block_in_the_descriptions_first_pass():
     column = COLUMNS["a tenth NaN"]
-    for expr in ("x>0.5", "x<=0.25", "x==0"):
-        target = Target.parse(expr)
-        got = streamed.target_blocks(target, passes_over(column, 100_000, []))
-        assert got == stats.target_summary(target, column)
+    targets = [Target.parse(expr) for expr in ("x>0.5", "x<=0.25", "x==0")]
+    for describe in (True, False):
+        count: list[int] = []
+        described, rows = streamed.summarise_blocks(passes_over(column, 100_000, count), "float", targets, describe)
+        assert rows == [stats.target_summary(target, column) for target in targets]
+        if describe:
+            assert repr(described) == repr(stats.describe(column.copy(), "float"))
+        else:
+            assert described is None and len(count) == 1  # (the targets alone: one pass for all three)
 
 
 def test_a_long_column_takes_three_passes_or_fewer():
@@ -100,10 +105,12 @@ def test_a_run_too_long_to_hold_summarises_from_the_store_as_a_short_one_does(mo
     targets = ["payoff>1.5", "k<=-2", "hit==1"]
     held = ancho.run(Wide, sequences=600_000, seed=3, workers=2, targets=targets, store=str(tmp_path / "a"))
     calls: list[str] = []
-    describe_blocks = streamed.describe_blocks
+    summarise_blocks = streamed.summarise_blocks
     monkeypatch.setattr(streamed, "BUDGET", 8)
     monkeypatch.setattr(
-        streamed, "describe_blocks", lambda blocks, kind: calls.append(kind) or describe_blocks(blocks, kind)
+        streamed,
+        "summarise_blocks",
+        lambda blocks, kind, *a, **k: calls.append(kind) or summarise_blocks(blocks, kind, *a, **k),
     )
     from ancho.stores.landed import LandedColumn
 

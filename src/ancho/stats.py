@@ -399,12 +399,12 @@ def build_summary(
         mine = [t for t in targets if t.output == name]
         known = described.get(name) if described else None
         if (known is None or mine) and read_blocks is not None and _too_long(int(record.get("done") or 0)):
-            from .streamed import ahead, describe_blocks, target_blocks
+            from .streamed import ahead, summarise_blocks
 
             passes = ahead(partial(read_blocks, name))  # (a pass over the column, a block at a time)
-            for t in mine:
-                target_rows[t.expr] = target_blocks(t, passes)
-            known = describe_blocks(passes, kind) if known is None else known
+            described, rows = summarise_blocks(passes, kind, mine, describe=known is None)
+            target_rows.update((t.expr, row) for t, row in zip(mine, rows))
+            known = described if known is None else known
         elif known is None or mine:  # (described already and no target on it: the column is not read)
             column = read_column(name)
             for t in mine:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,23 +67,46 @@ def budget() -> int:
 
 def describe_blocks(blocks: Blocks, kind: str) -> dict:
     """:func:`ancho.stats.describe` of the column ``blocks()`` yields (each call a new pass over it, in order)."""
+    described, _ = summarise_blocks(blocks, kind)
+    assert described is not None
+    return described
+
+
+def summarise_blocks(
+    blocks: Blocks, kind: str, targets: Sequence[Target] = (), describe: bool = True
+) -> tuple[dict | None, list[dict]]:
+    """The column's description (as :func:`describe_blocks`; None unless ``describe``) and each target's row (as
+    :func:`ancho.stats.target_summary`): the targets' hits are counted in the description's first pass, not a pass
+    each."""
+    hits = [[0, 0] for _ in targets]
     with np.errstate(invalid="ignore", over="ignore"):
-        first = _FirstPass(kind == "bool")
+        first = _FirstPass(kind == "bool") if describe else None
         for block in blocks():
-            first.add(block)
-        if kind == "bool":
-            n, hits = first.rows, first.hits
-            if n == 0:
-                return describe_moments(kind, 0, None, None)
-            ranks = lambda wanted: np.array([r % n >= n - hits for r in wanted.tolist()], dtype=np.uint8)  # noqa: E731
-            lo, hi = np.uint8(hits == n), np.uint8(hits > 0)
-            return describe_moments(kind, n, lo, hi, hits=hits, percentiles=interpolated(n, ranks))
-        m = combine(first.finish())
-        if m is None:
+            for target, tally in zip(targets, hits):
+                got, of = target.hits(block)
+                tally[0] += got
+                tally[1] += of
+            if first is not None:
+                first.add(block)
+        rows = [target_row(t, got, of) for t, (got, of) in zip(targets, hits)]
+        return (None if first is None else _described(blocks, kind, first)), rows
+
+
+def _described(blocks: Blocks, kind: str, first: _FirstPass) -> dict:
+    """The description from the first pass, and the further passes the percentiles need."""
+    if kind == "bool":
+        n, hits = first.rows, first.hits
+        if n == 0:
             return describe_moments(kind, 0, None, None)
-        dtype = first.dtype
-        picked = lambda wanted: _order_statistics(blocks, m.n, [r % m.n for r in wanted.tolist()], first, dtype)  # noqa: E731
-        return describe_moments(kind, m.n, m.lo, m.hi, mean=m.mean, std=m.std, percentiles=interpolated(m.n, picked))
+        ranks = lambda wanted: np.array([r % n >= n - hits for r in wanted.tolist()], dtype=np.uint8)  # noqa: E731
+        lo, hi = np.uint8(hits == n), np.uint8(hits > 0)
+        return describe_moments(kind, n, lo, hi, hits=hits, percentiles=interpolated(n, ranks))
+    m = combine(first.finish())
+    if m is None:
+        return describe_moments(kind, 0, None, None)
+    dtype = first.dtype
+    picked = lambda wanted: _order_statistics(blocks, m.n, [r % m.n for r in wanted.tolist()], first, dtype)  # noqa: E731
+    return describe_moments(kind, m.n, m.lo, m.hi, mean=m.mean, std=m.std, percentiles=interpolated(m.n, picked))
 
 
 def ahead(blocks: Blocks) -> Blocks:
@@ -104,15 +127,6 @@ def ahead(blocks: Blocks) -> Blocks:
                 yield block
 
     return passes
-
-
-def target_blocks(target: Target, blocks: Blocks) -> dict:
-    """:func:`ancho.stats.target_summary` of the column ``blocks()`` yields."""
-    hits = n = 0
-    for block in blocks():
-        got, of = target.hits(block)
-        hits, n = hits + got, n + of
-    return target_row(target, hits, n)
 
 
 class _FirstPass:
