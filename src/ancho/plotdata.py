@@ -12,7 +12,6 @@ JSON-able numbers, however many sequences the run has.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 
 from .chunk import trajectory_steps
 from .stats import Z95, clean, t975
-from .streamed import ahead, too_long
+from .streamed import Blocks, ahead, too_long
 
 #: the most points a convergence curve carries: enough for a smooth line on a page or a screen
 CURVE_POINTS = 200
@@ -32,8 +31,6 @@ MAX_INTEGER_BARS = 60
 #: values the plots take from a column at a time: their temporaries (a running count, two running sums) stay a few
 #: MB whatever the run's length, instead of four times the column
 PLOT_BLOCK = 1 << 20
-
-Blocks = Callable[[], Iterable[np.ndarray]]
 
 
 def histogram(column: np.ndarray, kind: str, bins: int = 40) -> dict:
@@ -69,17 +66,15 @@ def column_plots(blocks: Blocks, kind: str, bins: int = 40, points: int = CURVE_
     scan = _Scan(kind)
     for block in blocks():
         scan.add(block)
-    bars = scan.bars(kind, bins)
+    bars, edges = scan.bars(kind, bins)
+    counts = np.zeros(0 if edges is None else len(edges) - 1, dtype=np.int64)
     curve = _Curve(scan, points)
     for block in blocks():
-        if "_edges" in bars:
-            finite = block[np.isfinite(block)] if scan.nonfinite else block
-            bars["_counts"] += np.histogram(finite, bins=bars["_edges"])[0]
+        if edges is not None:
+            counts += np.histogram(block[np.isfinite(block)] if scan.nonfinite else block, bins=edges)[0]
         curve.add(block)
-    if "_edges" in bars:
-        edges, counts = bars.pop("_edges"), bars.pop("_counts")
-        bars.update(edges=clean(edges), counts=counts.tolist())
-    bars["nonfinite"] = scan.nonfinite
+    if edges is not None:
+        bars.update(edges=clean(edges), counts=counts.tolist(), nonfinite=scan.nonfinite)
     return {"histogram": bars, "convergence": curve.result()}
 
 
@@ -110,13 +105,13 @@ class _Scan:
             if self.first is None:
                 self.first = float(values[0])
 
-    def bars(self, kind: str, bins: int) -> dict[str, Any]:
-        """The histogram, or its edges and zero counts for the second pass to fill (``_edges``, ``_counts``)."""
+    def bars(self, kind: str, bins: int) -> tuple[dict[str, Any], np.ndarray | None]:
+        """The histogram, whole (and None), or its start and the edges whose counts the second pass makes."""
         if self.is_bool:
-            self.nonfinite = 0
-            return {"kind": "bool", "edges": [-0.5, 0.5, 1.5], "counts": [self.total - self.trues, self.trues]}
+            trues = [self.total - self.trues, self.trues]
+            return {"kind": "bool", "edges": [-0.5, 0.5, 1.5], "counts": trues, "nonfinite": 0}, None
         if self.lo is None:
-            return {"kind": kind, "edges": [], "counts": []}
+            return {"kind": kind, "edges": [], "counts": [], "nonfinite": self.nonfinite}, None
         lo, hi = self.lo, self.hi
         if kind == "int" and int(hi) - int(lo) < MAX_INTEGER_BARS:
             edges = np.arange(int(lo), int(hi) + 2, dtype=np.float64) - 0.5
@@ -124,7 +119,7 @@ class _Scan:
             edges = np.array([float(lo) - 0.5, float(lo) + 0.5])
         else:
             edges = np.histogram_bin_edges(np.empty(0, np.asarray(lo).dtype), bins=bins, range=(float(lo), float(hi)))
-        return {"kind": kind, "_edges": edges, "_counts": np.zeros(len(edges) - 1, dtype=np.int64)}
+        return {"kind": kind}, edges
 
 
 class _Curve:
