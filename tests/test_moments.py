@@ -93,3 +93,16 @@ def test_an_error_on_the_helper_thread_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(M, "_part", failing)
     with pytest.raises(MemoryError, match="helper"):
         M.moments(np.zeros(2 * B + 1))
+
+
+def test_a_column_given_in_pieces_has_the_moments_of_the_whole():
+    """The same fixed blocks of positions however the pieces are cut (a store's chunks): the same numbers."""
+    rng = np.random.default_rng(4)
+    column = np.where(rng.random(3 * B + 5) < 0.01, np.nan, rng.standard_normal(3 * B + 5))
+    for values, sizes in ((column, (4_097, B, B + 1, 300_001)), (column[: B + 3000], (1_000, 1))):
+        whole = M.moments(values)
+        for size in sizes:
+            pieces = M.Accumulated()
+            for start in range(0, values.size, size):
+                pieces.add(values[start : start + size])
+            assert pieces.result() == whole

@@ -64,6 +64,39 @@ def moments(column: np.ndarray) -> Moments | None:
     return combine([p for p in [*first, *second] if p is not None])
 
 
+class Accumulated:
+    """The moments of a column given in pieces, in order (a store's chunks, of any sizes): the same fixed blocks of
+    positions as :func:`moments`, so the same numbers, with one block of values held at a time."""
+
+    def __init__(self) -> None:
+        self.parts: list[_Part] = []
+        self.carry: list[np.ndarray] = []  # values of the block of positions still being filled
+        self.carried = 0
+        self.buffer = np.empty(BLOCK, dtype=np.float64)
+
+    def add(self, values: np.ndarray) -> None:
+        at = 0
+        while at < values.size:
+            take = min(BLOCK - self.carried, values.size - at)
+            self.carry.append(values[at : at + take])
+            self.carried += take
+            at += take
+            if self.carried == BLOCK:
+                self._close()
+
+    def result(self) -> Moments | None:
+        if self.carried:
+            self._close()
+        return combine(self.parts)
+
+    def _close(self) -> None:
+        block = self.carry[0] if len(self.carry) == 1 else np.concatenate(self.carry)
+        part = _part(block, self.buffer)
+        if part is not None:
+            self.parts.append(part)
+        self.carry, self.carried = [], 0
+
+
 def _part(block: np.ndarray, buffer: np.ndarray) -> _Part | None:
     """One block's count, extremes, pairwise sum and squared deviations from its own mean (NaN left out)."""
     if block.dtype.kind == "f":

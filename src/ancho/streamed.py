@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import InputError
 from .expressions import Target
-from .moments import BLOCK, _Part, _part, combine
+from .moments import Accumulated
 from .percentiles import interpolated
 from .stats import describe_moments, target_row
 
@@ -101,7 +101,7 @@ def _described(blocks: Blocks, kind: str, first: _FirstPass) -> dict:
         ranks = lambda wanted: np.array([r % n >= n - hits for r in wanted.tolist()], dtype=np.uint8)  # noqa: E731
         lo, hi = np.uint8(hits == n), np.uint8(hits > 0)
         return describe_moments(kind, n, lo, hi, hits=hits, percentiles=interpolated(n, ranks))
-    m = combine(first.finish())
+    m = first.moments.result()
     if m is None:
         return describe_moments(kind, 0, None, None)
     dtype = first.dtype
@@ -130,16 +130,13 @@ def ahead(blocks: Blocks) -> Blocks:
 
 
 class _FirstPass:
-    """The moments' parts over fixed blocks of positions, a strided sample of the values, and for bools the trues."""
+    """The moments over fixed blocks of positions, a strided sample of the values, and for bools the trues."""
 
     def __init__(self, bools: bool) -> None:
         self.bools = bools  # (a bool output: only its trues are counted)
         self.rows = 0
         self.hits = 0
-        self.parts: list[_Part] = []
-        self.carry: list[np.ndarray] = []  # values of the block of positions still being filled
-        self.carried = 0
-        self.buffer = np.empty(BLOCK, dtype=np.float64)
+        self.moments = Accumulated()
         self.sample: list[np.ndarray] = []  # the values at every ``step``-th position
         self.step = 1
         self.dtype: np.dtype[Any] = np.dtype(np.float64)
@@ -155,26 +152,7 @@ class _FirstPass:
         self.rows += block.size
         while sum(s.size for s in self.sample) > 2 * SAMPLE:  # every other one: positions stay multiples of the step
             self.sample, self.step = [np.concatenate(self.sample)[::2]], 2 * self.step
-        at = 0
-        while at < block.size:
-            take = min(BLOCK - self.carried, block.size - at)
-            self.carry.append(block[at : at + take])
-            self.carried += take
-            at += take
-            if self.carried == BLOCK:
-                self._close()
-
-    def _close(self) -> None:
-        block = self.carry[0] if len(self.carry) == 1 else np.concatenate(self.carry)
-        part = _part(block, self.buffer)
-        if part is not None:
-            self.parts.append(part)
-        self.carry, self.carried = [], 0
-
-    def finish(self) -> list[_Part]:
-        if self.carried:
-            self._close()
-        return self.parts
+        self.moments.add(block)
 
     def sorted_sample(self) -> np.ndarray:
         values = np.concatenate(self.sample) if self.sample else np.empty(0, dtype=self.dtype)
