@@ -43,7 +43,7 @@ def percentiles(values: np.ndarray) -> np.ndarray:
 def interpolated(n: int, order_statistics: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """The percentiles of ``n`` values from ``order_statistics(ranks)``, their ``ranks``-th smallest (from 0; −1
     the largest) along the last axis: :func:`percentiles`' interpolation, shared with a column read in blocks
-    (:func:`select_streamed`)."""
+    (:func:`ancho.streamed.describe_blocks`)."""
     virtual = (n - 1) * _QUANTILES
     previous = np.floor(virtual)
     following = previous + 1
@@ -102,10 +102,9 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     m = sample.size
     brackets: list[_Bracket] = []  # merged where they overlap
     for r in sorted(set(ranks)):
-        at = r * m / n
-        spread = 5 * math.sqrt(at * (m - at) / m) + 2
-        low = sample[int(at - spread)] if at - spread >= 0 else None
-        high = sample[int(math.ceil(at + spread))] if at + spread < m - 1 else None
+        i, j = sample_bracket(r * m / n, m)
+        low = None if i is None else sample[i]
+        high = None if j is None else sample[j]
         if brackets and (low is None or brackets[-1].high is None or low <= brackets[-1].high):
             brackets[-1] = _Bracket(brackets[-1].low, high, [*brackets[-1].ranks, r])
         else:
@@ -133,6 +132,16 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
         for r in within:
             picked[r] = low if r < to_low else inside[r - to_low] if r < to_high else high
     return np.array([picked[r] for r in ranks], dtype=values.dtype)
+
+
+def sample_bracket(at: float, m: int) -> tuple[int | None, int | None]:
+    """Positions in a sorted sample of ``m`` values five standard deviations of a sample rank either side of
+    position ``at`` (where a rank of the whole falls in the sample), None past an end: the values between them
+    bracket that rank but for a sample far unlike the whole (shared with :mod:`ancho.streamed`)."""
+    spread = 5 * math.sqrt(at * (m - at) / m) + 2
+    low = int(at - spread) if at - spread >= 0 else None
+    high = int(math.ceil(at + spread)) if at + spread < m - 1 else None
+    return low, high
 
 
 def _partitioned(values: np.ndarray, ranks: list[int]) -> np.ndarray:

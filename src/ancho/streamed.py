@@ -28,7 +28,7 @@ import numpy as np
 from .errors import InputError
 from .expressions import Target
 from .moments import Accumulated
-from .percentiles import interpolated
+from .percentiles import interpolated, sample_bracket
 from .stats import describe_moments, target_row
 
 #: the most bytes of one output column the summary holds in memory, unless ``ANCHO_COLUMN_MEMORY`` says; a longer
@@ -246,17 +246,15 @@ def _order_statistics(blocks: Blocks, n: int, wanted: list[int], first: _FirstPa
 
 def _narrowed(r: int, region: _Region) -> tuple[Any, Any, int]:
     """A bracket for rank ``r`` inside ``region``, from its sample, five standard deviations of a sample rank either
-    side (as :func:`ancho.percentiles._select` brackets), and about how many values it holds."""
+    side (:func:`ancho.percentiles.sample_bracket`), and about how many values it holds."""
     sample = region.sample
     if sample is None or sample.size < 2:
         return region.lo, region.hi, region.inside
     m = sample.size
-    at = (r - region.below) * m / max(1, region.inside)
-    spread = 5 * math.sqrt(max(0.0, at * (m - at)) / m) + 2
-    i, j = int(at - spread), int(math.ceil(at + spread))
-    lo = sample[i] if i >= 0 else region.lo
-    hi = sample[j] if j < m else region.hi
-    share = (min(j, m) - max(i, 0)) / m
+    i, j = sample_bracket((r - region.below) * m / max(1, region.inside), m)
+    lo = region.lo if i is None else sample[i]
+    hi = region.hi if j is None else sample[j]
+    share = ((m if j is None else j) - (i or 0)) / m
     return lo, hi, math.ceil(share * region.inside) + 1
 
 
