@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .zygote import ZygoteChild
 
 
-def start_mode(python: str, wrap: Callable[[list[str]], list[str]] | None) -> str:
+def start_mode(python: str, wrap: Callable[[list[str]], list[str]] | None) -> Literal["fork", "zygote", "exec"]:
     """How a worker for ``python``, wrapped by ``wrap``, starts: ``"fork"`` (from this process), ``"zygote"`` (from
     :mod:`.zygote`, when other threads are alive here) or ``"exec"`` (see :mod:`.local`'s docstring)."""
     how = os.environ.get("ANCHO_WORKER_START", "auto")

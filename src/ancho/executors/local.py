@@ -254,7 +254,7 @@ class LocalExecutor(Executor):
         mode = start_mode(self.python, self.wrap)
         if mode == "exec":
             return _Worker(argv, self._env(), forward=self.wrap is not None)
-        fork = Fork("fork" if mode == "fork" else "zygote", self.python, self.nice, self.idle)
+        fork = Fork(mode, self.python, self.nice, self.idle)
         if mode == "fork":
             # what forked workers need, imported once here (numpy.random too: NumPy 2 loads it lazily, ~12 ms a worker)
             import numpy.random  # noqa: F401
