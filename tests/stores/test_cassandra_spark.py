@@ -65,3 +65,21 @@ def test_spark_tasks_write_chunks_and_read_them_back_directly(spark_url, cassand
     assert np.array_equal(frame.sequence.to_numpy(), expected.sequence.to_numpy())
     assert np.array_equal(frame.x.to_numpy(), expected.x.to_numpy())
     assert np.array_equal(frame.k.to_numpy(), expected.k.to_numpy())
+
+
+def test_a_batch_model_on_spark_writing_to_cassandra_equals_a_local_run(spark_url, cassandra_catalog, tmp_path):  # noqa: F811
+    """The batch example run by Spark tasks that write their chunks to Cassandra with the owner's role: every
+    sequence and the summary as a local run into the embedded store gives them."""
+    import ancho
+
+    from ..conftest import EXAMPLES
+    from .conftest import cassandra_url
+
+    model = f"{EXAMPLES / 'option.py'}:BSCall"
+    kw = {"sequences": 60_000, "seed": 9, "targets": ["payoff>0"], "params": {"k": 100.0}}
+    local = ancho.run(model, workers=2, store=str(tmp_path / "store"), **kw)
+    remote = ancho.run(model, executor=spark_url, store=cassandra_url(cassandra_catalog.catalog), **kw)
+    assert remote.frame.reset_index(drop=True).equals(local.frame.reset_index(drop=True))
+    assert repr(remote.summary["outputs"]) == repr(local.summary["outputs"])
+    assert remote.summary["targets"] == local.summary["targets"]
+    remote.store.close()

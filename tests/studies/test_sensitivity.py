@@ -192,3 +192,31 @@ def test_the_sensitivity_is_kept_once_read_and_computed_again_after_a_resume(sto
     # a value kept for an earlier end (a read racing the resume) is never read back
     store.update_study(study.study_id, sensitivity=marker, sensitivity_finished=kept.finished)
     assert resumed.summary["sensitivity"] == first
+
+
+BATCH_LINEAR = """
+class BatchLinear(ancho.Model):
+    a: float = 0.0
+    b: float = 0.0
+    block = 64
+
+    def sequences(self, rng, n):
+        return {"y": 2 * self.a + 0.2 * self.b + rng.normal(0, 0.1, n)}
+"""
+
+
+def test_a_sobol_study_of_a_batch_model_holds_the_exact_indices(store, write_model):
+    """y = 2a + 0.2b + noise with a, b uniform on [0, 1]: the means vary as 4/12 from a and 0.04/12 from b, so
+    S1 = ST = 4/4.04 for a and 0.04/4.04 for b, whichever kind of model computes them."""
+    path = write_model(BATCH_LINEAR)
+    design = ancho.sobol(256, seed=4, a=(0.0, 1.0), b=(0.0, 1.0))
+    study = ancho.study(str(path), design, sequences=100, seed=3, workers=2, store=store)
+    assert study.status == "succeeded"
+    y = study.summary["sensitivity"]["y"]
+    # each point's mean carries noise of sd 0.01 (0.1 over 100 sequences): Jansen's total index gains ~2·sd²/V
+    tol = 2 * 0.01**2 / (4.04 / 12)
+    for name, exact in (("a", 4 / 4.04), ("b", 0.04 / 4.04)):
+        for key in ("S1", "ST"):
+            low, high = y[key][name]["ci95"]
+            assert low - tol <= exact <= high + tol, (key, name, exact, y[key][name])
+    assert y["noise_share"] < 0.01
