@@ -22,7 +22,7 @@ from ancho.executors.local import LocalExecutor
 from ancho.model import describe_model
 from ancho.streams import StreamFactory, reference_generator
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, run_cli
 
 sys.path.insert(0, str(EXAMPLES))
 from option import BSCall, EuropeanOption, black_scholes  # noqa: E402
@@ -76,6 +76,7 @@ def test_describe_records_kind_and_block(tmp_path):
     assert describe_model(EuropeanOption)["kind"] == "sequence" and describe_model(EuropeanOption)["block"] is None
     res = run(SmallBlock, tmp_path, sequences=2000)
     assert res.record.spec["info"]["block"] == 1000  # reproducible after the class changes its default
+    assert res.record.block == 1000 and run(EuropeanOption, tmp_path, sequences=10).record.block is None
 
 
 # -- reproducibility -------------------------------------------------------------------------------
@@ -244,6 +245,15 @@ def test_model_kind_errors(tmp_path, attrs, message):
     assert message in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(ModelError, match="Both"):
         run(cls, tmp_path, sequences=10)
+
+
+def test_the_cli_shows_the_block_a_batch_run_ran_with(tmp_path):
+    env = {"ANCHO_HOME": str(tmp_path / "home")}
+    done = run_cli("run", f"{EXAMPLES / 'option.py'}:BSCall", "-n", "10000", "--seed", "3", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "block 4,096" in done.stdout.splitlines()[0]
+    one = run_cli("run", str(EXAMPLES / "option.py"), "-n", "100", "--seed", "3", env=env)
+    assert one.returncode == 0 and "block" not in one.stdout.splitlines()[0]
 
 
 # -- Spark ---------------------------------------------------------------------------------------------

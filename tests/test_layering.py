@@ -28,6 +28,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "present",
                 "tree",
                 "model",
+                "descriptions",
                 "streams",
                 "batch",
                 "chunk",

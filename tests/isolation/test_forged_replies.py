@@ -33,6 +33,7 @@ from ancho.loading import FileRef
 from ancho.stats import Tally
 from ancho.stores.embedded import EmbeddedStore
 
+from ..conftest import EXAMPLES
 from .conftest import sandboxed, write_model
 
 FORGER = '''
@@ -408,3 +409,113 @@ def test_a_block_size_from_a_worker_s_description_is_checked_where_chunks_are_pl
         Plan([(0, 100)], 2, None, block)
     with pytest.raises(ModelError, match="block"):
         StudyPlan([], 2, block, (), lambda batch: None)
+
+
+# -- a model's description, as its worker reports it (ancho.descriptions) ------------------------------------------
+
+
+def _described(**changes):
+    from ancho.model import describe_model
+
+    sys.path.insert(0, str(EXAMPLES))
+    from option import BSCall
+
+    return {**describe_model(BSCall), **changes}
+
+
+DEEP: list = []
+for _ in range(200):
+    DEEP = [DEEP]
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        pytest.param(None, id="not a dict"),
+        pytest.param({"name": "X"}, id="fields missing"),
+        pytest.param(_described(extra=1), id="a field too many"),
+        pytest.param(_described(name=5), id="name a number"),
+        pytest.param(_described(name="os.system"), id="name not a class name"),
+        pytest.param(_described(doc=None), id="doc not text"),
+        pytest.param(_described(parameters="x"), id="parameters not a list"),
+        pytest.param(_described(parameters=[{"name": "a"}]), id="parameter fields missing"),
+        pytest.param(
+            _described(parameters=[{"name": "a", "type": "float", "default": 1.0, "required": "no"}]),
+            id="required not a bool",
+        ),  # fmt: skip
+        pytest.param(
+            _described(parameters=[{"name": "a", "type": "float", "default": DEEP, "required": False}]),
+            id="default nested without end",
+        ),  # fmt: skip
+        pytest.param(
+            _described(parameters=[{"name": "a", "type": "float", "default": {1: 2}, "required": False}]),
+            id="default with a number as key",
+        ),  # fmt: skip
+        pytest.param(
+            _described(parameters=[{"name": "a", "type": "int", "default": 1, "required": False}] * 2),
+            id="a parameter twice",
+        ),  # fmt: skip
+        pytest.param(_described(summaries=7), id="summaries not a list"),
+        pytest.param(_described(kind="evil"), id="kind unknown"),
+        pytest.param(_described(kind="sequence", block=8), id="one-at-a-time with a block"),
+        pytest.param(_described(block=None), id="batch without a block"),
+        pytest.param(_described(block=True), id="block a bool"),
+        pytest.param(_described(block=-1), id="block negative"),
+        pytest.param(_described(block="8"), id="block text"),
+    ],
+)
+def test_a_forged_model_description_is_a_one_line_model_error(info):
+    from ancho.descriptions import checked_description, checked_inspection
+
+    with pytest.raises(ModelError, match="model option.py:BSCall") as err:
+        checked_description(info, "option.py:BSCall")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelError, match="option.py:BSCall"):
+        checked_inspection({"entry": "option.py:BSCall", "source_hash": "0" * 64, "model": info}, "option.py:BSCall")
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        pytest.param([], id="not a dict"),
+        pytest.param({"entry": 1, "source_hash": "h", "model": _described()}, id="entry a number"),
+        pytest.param({"entry": "m.py:X", "source_hash": None, "model": _described()}, id="hash missing"),
+        pytest.param({"entry": "m.py:X", "source_hash": "h", "model": _described(), "params": [1]}, id="params a list"),
+        pytest.param({"entry": "m.py:X", "source_hash": "h", "model": _described(), "error": 3}, id="error a number"),
+    ],
+)
+def test_a_forged_inspection_is_a_model_error(found):
+    from ancho.descriptions import checked_inspection
+
+    with pytest.raises(ModelError, match="model m.py:X"):
+        checked_inspection(found, "m.py:X")
+
+
+def test_every_real_description_is_taken_as_it_is():
+    """What describe_model gives for every example model and a model with every kind of parameter passes unchanged."""
+    from ancho.descriptions import checked_description, checked_inspection
+    from ancho.model import describe_model
+
+    sys.path.insert(0, str(EXAMPLES))
+    import gambler
+    import option
+    import sir
+
+    class Kinds(ancho.Model):
+        a: int = 1
+        b: float
+        c: tuple[int, int] = (1, 2)
+        d: list[float] = [0.5]
+        e: dict[str, float] = {"x": 1.0}
+        f: str | None = None
+
+        def sequence(self, rng):
+            return {}
+
+    for cls in (gambler.Gambler, option.EuropeanOption, option.BSCall, sir.SIR, Kinds):
+        info = describe_model(cls)
+        assert checked_description(info, cls.__name__) is info
+    with LocalExecutor(1) as executor:
+        found = executor.inspect(FileRef(str(EXAMPLES), "option.py", "BSCall"), {"k": 90})
+    assert found["model"]["kind"] == "batch" and found["model"]["block"] == 4096 and found["params"]["k"] == 90.0
+    assert checked_inspection(found, "option.py:BSCall") is found

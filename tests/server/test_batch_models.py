@@ -59,6 +59,20 @@ def test_a_sandboxed_batch_run_prices_the_call(alice, batch_run):
     assert view["progress"] == {"done": N, "total": N}
 
 
+def test_the_block_a_batch_run_ran_with_is_shown(alice, batch_run, finished_run, option):
+    """Its results depend on it (docs/reproducibility.md): the run view, the listing, the model's description and
+    the reports say it; a one-at-a-time run has none."""
+    assert alice.get(f"/runs/{batch_run}").json()["block"] == 4096
+    assert alice.get(f"/runs/{finished_run}").json()["block"] is None
+    listed = {r["id"]: r["block"] for r in alice.get("/runs", params={"limit": 1000}).json()}
+    assert listed[batch_run] == 4096 and listed[finished_run] is None
+    model = alice.post("/inspect", json={"model": option}).json()
+    assert (model["name"], model["kind"], model["block"]) == ("BSCall", "batch", 4096)
+    notebook = alice.get(f"/runs/{batch_run}/notebook.ipynb").text
+    assert "| Block | 4,096 sequences a call" in notebook
+    assert "| Block |" not in alice.get(f"/runs/{finished_run}/notebook.ipynb").text
+
+
 def test_the_server_stores_what_a_local_run_stores(alice, batch_run, tmp_path):
     """Sandboxed on the server or unsandboxed here, chunked however each executor chose: the same sequences."""
     local = ancho.run(BSCall, params=PARAMS, sequences=N, seed=SEED, workers=2, store=str(tmp_path / "store"))
@@ -155,3 +169,32 @@ def test_bad_batch_models_are_one_line_errors_naming_the_model(alice, case):
     assert r.status_code == 201, r.text
     view = wait_run(alice, r.json()["id"])
     assert view["status"] == "failed" and says in view["error"] and "\n" not in view["error"].strip(), view
+
+
+FORGED = """
+import ancho
+import ancho.loading
+
+
+def forged(cls):
+    return {"name": 5, "doc": None, "parameters": "x", "summaries": 7, "kind": "evil", "block": "8"}
+
+
+ancho.loading.describe_model = forged
+
+
+class Forged(ancho.Model):
+    def sequences(self, rng, n):
+        return {"x": rng.random(n)}
+"""
+
+
+def test_a_forged_model_description_is_a_422_not_a_5xx(alice):
+    """The description of a model comes from the worker that read it, where the model's code ran first: whatever it
+    claims, the request is refused with a 422 naming the model, and nothing is queued."""
+    upload = upload_id(alice, tar_gz({"model.py": FORGED}), "forged.tar.gz")
+    model = {"upload": upload, "entry": "model.py:Forged"}
+    before = len(alice.get("/runs", params={"limit": 1000}).json())
+    for r in (alice.post("/inspect", json={"model": model}), alice.post("/runs", json={"model": model})):
+        assert r.status_code == 422 and is_json_error(r), (r.status_code, r.text)
+    assert len(alice.get("/runs", params={"limit": 1000}).json()) == before

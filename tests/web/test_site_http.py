@@ -396,3 +396,23 @@ def test_starting_without_reading_the_parameters(site, page):
     with site.client(site.tokens["alice"]) as api:
         assert wait_run(api, run_id)["status"] == "succeeded"
         assert api.get(f"/runs/{run_id}/summary").json()["params"] == {"rate": 0.5, "size": 3}
+
+
+def test_run_page_of_a_batch_model(site, page):
+    """The example's batch model from the site: its settings name the block its results depend on, and the page
+    draws its output's plots like any run's."""
+    from ..conftest import EXAMPLES
+
+    with site.client(site.tokens["alice"]) as alice:
+        model = upload_id(alice, tar_gz({"option.py": (EXAMPLES / "option.py").read_text()}))
+        run_id = submit(
+            alice, {"model": {"upload": model, "entry": "option.py:BSCall"}, "sequences": 50_000, "seed": 2}
+        )
+        assert wait_run(alice, run_id)["status"] == "succeeded"
+        gambler = submit(alice, {"model": {"upload": upload_id(alice, tar_gz({"model.py": GAMBLER}))}, "sequences": 50})
+        wait_run(alice, gambler)
+    page.sign_in(site.tokens["alice"])
+    html = page.http.get(f"/runs/{run_id}").text
+    assert "<dt>Block</dt><dd>4,096 sequences a call" in html
+    assert 'id="summary-h"' in html and "<svg" in html and "could not be drawn" not in html
+    assert "<dt>Block</dt>" not in page.http.get(f"/runs/{gambler}").text

@@ -406,6 +406,7 @@ def describe_run(run: dict) -> None:
         f"run {r.id}  ·  {r.model}  ·  {r.status}  ·  {r.done:,}/{r.total:,} sequences{pct}",
         f"created {when(r.created)}  ·  started {when(r.started)}  ·  finished {when(r.finished)}  ·  {duration(r)}",
         f"seed {r.seed}  ·  entry {r.entry}"
+        + (f"  ·  block {r.block:,}" if getattr(r, "block", None) else "")
         + (f"  ·  params: {', '.join(f'{k}={v!r}' for k, v in r.params.items())}" if r.params else ""),
     ]
     if r.targets:

@@ -33,6 +33,8 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     """
     parts: list = []
     head = f"run {summary['run']}  ·  {summary['status']}  ·  {summary['sequences']:,} sequences  ·  seed {summary['seed']}"
+    if record is not None and getattr(record, "block", None):
+        head += f"  ·  block {record.block:,}"
     if record is not None and record.started and record.finished:
         head += f"  ·  {record.finished - record.started:.2f} s"
     parts.append(head)

@@ -410,8 +410,11 @@ class LocalExecutor(Executor):
         return self._request(Summaries(task, source, tuple(names)), SummariesDone, late).values
 
     def inspect(self, ref: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The model's description and, given ``params``, their validated values or the error (see worker.inspect)."""
-        return self._request(Inspect(ref, params), Inspected).info
+        """The model's description and, given ``params``, their validated values or the error (see worker.inspect),
+        each checked: the model's code ran in the worker first (ancho.descriptions)."""
+        from ..descriptions import checked_inspection
+
+        return checked_inspection(self._request(Inspect(ref, params), Inspected).info, getattr(ref, "entry", str(ref)))
 
     def _overdue(self, w: _Worker) -> str | None:
         """Why a sandboxed worker is killed, if its next reply is later than its chunks' sequences and set-up could

@@ -118,6 +118,8 @@ def run_rows(record: RunRecord) -> list[tuple[str, str]]:
     """The run's identity, provenance, settings and timings as (label, text) pairs."""
     r = record
     rows = [("Run", r.id), ("Status", r.status), ("Model", f"{r.model} ({r.entry})" if r.entry else r.model)]
+    if r.block:
+        rows.append(("Block", f"{fmt(r.block)} sequences a call (a batch model: its results depend on the block)"))
     rows += source_rows(r)
     rows.append(("Source hash", r.source_hash or "–"))
     rows.append(("Ancho version", r.ancho_version + (f" (NumPy {r.numpy_version})" if r.numpy_version else "")))

@@ -134,6 +134,11 @@ class RunView(RecordView):
     source_hash: str
     failures: int
     retries: int
+    block: int | None = Field(
+        None,
+        description="A batch model's block: the sequences each sequences() call computed, which its results depend "
+        "on (docs/reproducibility.md); null for a model that runs one sequence at a time.",
+    )
 
 
 class Created(BaseModel):
@@ -255,12 +260,16 @@ class ModelView(BaseModel):
     entry: str
     parameters: list[ParameterView]
     summaries: list[str]
+    kind: Literal["sequence", "batch"] = Field(
+        "sequence", description="batch: the model defines sequences(rng, n) and computes a block at a time"
+    )
+    block: int | None = Field(None, description="A batch model's block (sequences a call); null otherwise.")
 
 
 def run_view(record) -> dict:
     """A run as :class:`RunView` describes it."""
     view = _record_view(record)
-    view.update(source_hash=record.source_hash, failures=record.failures, retries=record.retries)
+    view.update(source_hash=record.source_hash, failures=record.failures, retries=record.retries, block=record.block)
     return view
 
 

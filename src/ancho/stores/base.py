@@ -97,6 +97,12 @@ class RunRecord:
         """The model's description recorded with the run (docstring, parameters, outputs), or {}."""
         return self.spec.info
 
+    @property
+    def block(self) -> int | None:
+        """A batch model's block as it ran (its results depend on it: docs/reproducibility.md), else None."""
+        block = self.spec.info.get("block")
+        return block if isinstance(block, int) and not isinstance(block, bool) else None
+
 
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
