@@ -32,6 +32,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
                 "streams",
                 "batch",
                 "chunk",
+                "claims",
                 "columns",
                 "expressions",
                 "stats",

@@ -221,32 +221,6 @@ class StoredChunk:
         return dict(self.column_kinds)
 
 
-def misfit(result: ChunkResult | StoredChunk, start: int, stop: int) -> str | None:
-    """Why ``result`` cannot answer a request for sequences ``start..stop-1`` (None: it can). A reply is written by
-    a process that runs model code: a forged one could name another chunk's range (another worker's results), or
-    rows its range has not. Checked in O(1): its range, its row counts, its first and last sequence numbers."""
-    if (type(result.start), type(result.stop)) != (int, int) or (result.start, result.stop) != (start, stop):
-        return f"it names sequences {result.start!r}..{result.stop!r}, not the {start}..{stop} (exclusive) asked for"
-    if isinstance(result, StoredChunk):
-        rows, first = result.rows, result.first
-        if type(rows) is not int or not 0 <= rows <= stop - start or first is not None and len(first) != rows:
-            return f"it claims {rows!r} rows for {stop - start} sequences"
-        return None if result.kept is None else misfit(result.kept, start, stop)
-    seqs, n = result.sequences, len(result.sequences)
-    if (
-        seqs.ndim != 1
-        or seqs.dtype.kind not in "iu"
-        or n > stop - start
-        or n
-        and not start <= seqs[0] <= seqs[-1] < stop
-    ):
-        return f"its {n} sequence numbers are not within {start}..{stop} (exclusive)"
-    for name, column in result.columns.items():
-        if column.ndim == 0 or len(column) != n:
-            return f"its output {name!r} has {column.shape[:1]} rows for {n} sequences"
-    return None
-
-
 def first_scalar(kinds: dict[str, str]) -> str | None:
     """The first output that is not a trajectory: the one the summary's column gathering takes (None: none)."""
     return next((name for name, kind in kinds.items() if trajectory_steps(kind) is None), None)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ancho.chunk import ChunkResult, Failure, misfit
+from ancho.chunk import ChunkResult, Failure
+from ancho.claims import misfit
 from ancho.executors.base import Chunk
 from ancho.executors.spark.codec import (
     RECORD_ROWS,

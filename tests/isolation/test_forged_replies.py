@@ -376,6 +376,11 @@ def _stored(start: int, stop: int, rows: int, first: np.ndarray | None = None) -
     return StoredChunk(start, stop, rows, {"x": "float"}, 0, [], 0.1, {}, first)
 
 
+def _failed(failures) -> ChunkResult:
+    """A chunk of 0..7 with rows for 1..7 and ``failures``."""
+    return ChunkResult(0, 8, np.arange(1, 8), {"x": np.zeros(7)}, failures)
+
+
 @pytest.mark.parametrize(
     ("result", "problem"),
     [
@@ -388,14 +393,54 @@ def _stored(start: int, stop: int, rows: int, first: np.ndarray | None = None) -
         pytest.param(_stored(0, 8, 9), "claims 9 rows", id="stored: rows"),
         pytest.param(_stored(0, 8, 8, np.zeros(2)), "claims 8 rows", id="stored: first values"),
         pytest.param(_stored(0, 16, 8), "names sequences 0..16", id="stored: range"),
+        pytest.param(_failed([Failure(0, 5, None)]), "a failure that is not", id="failure of other types"),
+        pytest.param(_failed([Failure(99, "E", "")]), "a failure that is not a sequence of 0..8", id="failure outside"),
+        pytest.param(_failed([Failure(3, "E", "")]), "claim some of its 8 sequences twice", id="failure and row"),
+        pytest.param(_failed([Failure(0, "E", "")] * 2), "twice", id="a failure twice"),
+        pytest.param(_failed([Failure(0, "E", ""), Failure(1, "E", "")]), "twice", id="failures and rows too many"),
+        pytest.param(_failed(7), "not a list but 'int'", id="failures not a list"),
+        pytest.param(_failed([(0, "E", "")]), "a failure that is not", id="failure not a Failure"),
+        pytest.param(
+            ChunkResult(0, 8, np.array([1, 3, 2, 4, 5, 6, 7]), {"x": np.zeros(7)}, [Failure(0, "E", "")]),
+            "do not ascend",
+            id="stored ids out of order",
+        ),  # fmt: skip
+        pytest.param(ChunkResult(0, 8, np.arange(8), {"x": np.zeros(8)}, [], "slow"), "compute time", id="seconds"),
+        pytest.param(ChunkResult(0, 8, np.arange(8), {"x": np.zeros(8)}, [], float("nan")), "compute", id="nan s"),
+        pytest.param(ChunkResult(0, 8, np.arange(8), {"x": np.zeros(8)}, [], -1.0), "compute", id="negative s"),
+        pytest.param(StoredChunk(0, 8, 6, {"x": "float"}, 3), "claims 3 failed sequences", id="stored: failed"),
+        pytest.param(StoredChunk(0, 8, 8, {"x": "float"}, 0, 7), "not a list", id="stored: failures"),
+        pytest.param(StoredChunk(0, 8, 8, {"x": "float"}, 0, [], 0.1, {"x": Tally(9)}), "tallies", id="tally n"),
+        pytest.param(StoredChunk(0, 8, 8, {"x": "float"}, 0, [], 0.1, {"x": Tally(8, "m")}), "tallies", id="mean"),
+        pytest.param(
+            StoredChunk(0, 8, 8, {"x": "float"}, 0, [], 0.1, {"x": Tally(8, 0.0, 0.0, {"x>1": 9})}),
+            "tallies",
+            id="hits",
+        ),  # fmt: skip
+        pytest.param(StoredChunk(0, 8, 8, {"x": "float"}, 0, [], 0.1, {"x": (8, 0.0)}), "tallies", id="not a tally"),
     ],
 )
 def test_what_a_reply_may_claim_of_its_range(result, problem):
-    from ancho.chunk import misfit
+    from ancho.claims import misfit
 
     assert problem in misfit(result, 0, 8)
     assert misfit(ChunkResult(0, 8, np.arange(1, 8), {"x": np.zeros(7)}, [Failure(0, "E", "")]), 0, 8) is None
+    assert misfit(ChunkResult(0, 8, np.array([0, 2, 5]), {"x": np.zeros(3)}, [Failure(1, "E", "")], 2), 0, 8) is None
     assert misfit(_stored(0, 8, 8, np.zeros(8)), 0, 8) is None
+    tally = {"x": Tally(6, 0.5, 2.0, {"x>1": 3}), "walk": Tally(6, 0.0, 0.0, {})}
+    assert misfit(StoredChunk(0, 8, 6, {"x": "float"}, 2, [Failure(4, "E", "tb")], 0.1, tally), 0, 8) is None
+
+
+def test_a_sandboxed_model_forging_its_failures_fails_its_run_and_stores_none(tmp_path, home):
+    """Failures of sequences the chunk did not run, or with numbers for text, were stored as claimed or failed deep
+    in the store (a NOT NULL constraint); now the run fails with a one-line ForgedReply and keeps no such failure."""
+    sender = reply_sender("ChunkResult(0, 5, np.arange(1, 5), {'x': np.zeros(4)}, [Failure(99, 5, None)])")
+    path = write_model(tmp_path, "failures.py", sender.replace("import ChunkResult", "import ChunkResult, Failure"))
+    with sandboxed(path.parent) as executor, pytest.raises(ForgedReply, match="a failure that is not a sequence"):
+        ancho.run(str(path), sequences=5, seed=1, store=str(home), executor=executor, max_failures=10)
+    store = EmbeddedStore(home)
+    run = store.list_runs(limit=1)[0]
+    assert run.status == "failed" and run.done == 0 and run.failures == 0 and store.failures(run.id) == []
 
 
 @pytest.mark.parametrize("block", [-1, 0, True, 2.5, "8", 10**12])

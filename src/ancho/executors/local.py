@@ -43,7 +43,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..chunk import ChunkResult, StoredChunk, misfit
+from ..chunk import ChunkResult, StoredChunk
+from ..claims import misfit
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from . import worker_output
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task

@@ -34,7 +34,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ...chunk import ChunkResult, StoredChunk, misfit
+from ...chunk import ChunkResult, StoredChunk
+from ...claims import misfit
 from ...errors import AnchoError, RunCancelled, RunFailed
 from ...loading import ModelRef
 from ...stores.results_sources import CassandraResults, ChunkFiles, ResultsSource

@@ -1,0 +1,101 @@
+"""What a chunk's reply may claim, checked where it lands, before the engine or a store reads any of it.
+
+A reply is written by a process that runs model code, so a forged one may
+say anything Ancho's reply classes can hold (the reply unpickler,
+``executors/wire.py``, already refuses anything else). :func:`misfit` says
+why a reply cannot answer its request, in one line for a
+:class:`~ancho.executors.wire.ForgedReply`: another chunk's range (another
+worker's sequences), rows its range has not, sequence numbers out of order
+where the store keeps them, failures of sequences it did not run or of the
+wrong types, a compute time that is not a number. Before, the last three
+reached the store or the engine's arithmetic and failed there, deep and
+unnamed (a ``NOT NULL`` constraint, ``'int' object is not iterable``), or
+were stored as claimed (a failure of sequence 99 in a chunk of 0..4).
+
+What it costs: O(1) for a chunk without failures (its range, row counts,
+first and last sequence numbers; ~0.7 µs), O(rows) only when some of its
+sequences failed (then the ids are stored, and must ascend).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .chunk import ChunkResult, Failure, StoredChunk
+from .stats import Tally
+
+
+def misfit(result: ChunkResult | StoredChunk, start: int, stop: int) -> str | None:
+    """Why ``result`` cannot answer a request for sequences ``start..stop-1`` (None: it can)."""
+    if (type(result.start), type(result.stop)) != (int, int) or (result.start, result.stop) != (start, stop):
+        return f"it names sequences {result.start!r}..{result.stop!r}, not the {start}..{stop} (exclusive) asked for"
+    if not _number(result.seconds) or not math.isfinite(result.seconds) or result.seconds < 0:
+        return f"its compute time {result.seconds!r} is not a number of seconds"
+    if isinstance(result, StoredChunk):
+        rows, first, failed = result.rows, result.first, result.failed
+        if type(rows) is not int or not 0 <= rows <= stop - start or first is not None and len(first) != rows:
+            return f"it claims {rows!r} rows for {stop - start} sequences"
+        if type(failed) is not int or not 0 <= failed <= stop - start - rows:
+            return f"it claims {failed!r} failed sequences beside {rows} rows of {stop - start}"
+        if type(result.tallies) is not dict or not all(
+            type(name) is str and _tally(t, rows) for name, t in result.tallies.items()
+        ):
+            return f"it claims tallies that are not counts, means and sums of squares of its {rows} rows"
+        problem = _failures(result.failures, start, stop)
+        return problem or (None if result.kept is None else misfit(result.kept, start, stop))
+    seqs, n = result.sequences, len(result.sequences)
+    if (
+        seqs.ndim != 1
+        or seqs.dtype.kind not in "iu"
+        or n > stop - start
+        or n
+        and not start <= seqs[0] <= seqs[-1] < stop
+    ):
+        return f"its {n} sequence numbers are not within {start}..{stop} (exclusive)"
+    for name, column in result.columns.items():
+        if column.ndim == 0 or len(column) != n:
+            return f"its output {name!r} has {column.shape[:1]} rows for {n} sequences"
+    problem = _failures(result.failures, start, stop)
+    if problem or not result.failures and n == stop - start:
+        return problem  # a chunk with a row for every sequence stores no ids: they are its range
+    if n > 1 and not bool(np.all(seqs[1:] > seqs[:-1])):
+        return f"its {n} sequence numbers do not ascend"
+    ids = np.fromiter((f.sequence for f in result.failures), np.int64, len(result.failures))
+    if n + len(ids) > stop - start or len(np.unique(ids)) != len(ids) or np.isin(ids, seqs).any():
+        return f"its {len(ids)} failures and {n} rows claim some of its {stop - start} sequences twice"
+    return None
+
+
+def _number(x: object) -> bool:
+    return type(x) in (int, float)
+
+
+def _tally(t: object, rows: int) -> bool:
+    """Whether ``t`` is a :class:`Tally` of at most ``rows`` values (a precision goal adds them up)."""
+    return (
+        type(t) is Tally
+        and type(t.n) is int
+        and 0 <= t.n <= rows
+        and _number(t.mean)
+        and _number(t.m2)
+        and type(t.hits) is dict
+        and all(type(k) is str and type(h) is int and 0 <= h <= rows for k, h in t.hits.items())
+    )
+
+
+def _failures(failures: object, start: int, stop: int) -> str | None:
+    """Why ``failures`` are not a list of :class:`Failure` of sequences in ``start..stop-1`` with text (None: they are)."""
+    if type(failures) is not list:
+        return f"its failures are not a list but {type(failures).__name__!r}"
+    for f in failures:
+        if (
+            type(f) is not Failure
+            or type(f.sequence) is not int
+            or not start <= f.sequence < stop
+            or type(f.error) is not str
+            or type(f.traceback) is not str
+        ):
+            return f"it claims a failure that is not a sequence of {start}..{stop} (exclusive) with its error as text"
+    return None
