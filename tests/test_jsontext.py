@@ -62,3 +62,18 @@ def test_a_record_with_an_infinite_parameter_reads_back_whole():
 def test_unwritable_data_fails_as_the_standard_library_fails():
     with pytest.raises(TypeError):
         jsontext.dumps({"x": object()})
+
+
+def test_plain_values_are_json_s_and_nested_at_most_max_depth():
+    from ancho.jsontext import MAX_DEPTH, plain
+
+    def nested(depth):  # ``depth`` lists, one in the other
+        value: object = 0
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    assert plain({"a": [1, 2.5, None, True, "x", {"b": []}]})
+    assert plain(nested(MAX_DEPTH)) and not plain(nested(MAX_DEPTH + 1))
+    assert not plain((1, 2)) and plain((1, [2, (3,)]), tuples=True)
+    assert not plain({1: "a"}) and not plain({"a": {2.0}}) and not plain(b"x") and not plain(float)

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from .chunk import ChunkResult, Failure, StoredChunk
+from .jsontext import MAX_DEPTH, plain
 from .stats import Tally
 
 
@@ -98,4 +99,14 @@ def _failures(failures: object, start: int, stop: int) -> str | None:
             or type(f.traceback) is not str
         ):
             return f"it claims a failure that is not a sequence of {start}..{stop} (exclusive) with its error as text"
+    return None
+
+
+def summaries_misfit(values: object, names: tuple[str, ...]) -> str | None:
+    """Why ``values`` cannot answer a request for the summary functions ``names`` (None: they can): a value for each
+    name, each plain JSON (a forged one nested 200,000 deep made the driver's run fail with a RecursionError)."""
+    if type(values) is not dict or set(values) != set(names):
+        return f"it answers for {sorted(map(str, values)) if isinstance(values, dict) else values!r}, not {list(names)}"
+    if not plain(values):
+        return f"its values are not plain JSON (numbers, text, lists and dicts of them, at most {MAX_DEPTH} deep)"
     return None

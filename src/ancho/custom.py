@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .jsontext import MAX_DEPTH, plain
 from .stats import clean
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def apply_summaries(instance, frame, names: tuple[str, ...] | list[str]) -> dict
             else:
                 results = _Unread(load)
             value = clean(func(results))
-            if not _plain(value):  # (only plain values cross to the driver: wire.REPLY_GLOBALS)
+            if not plain(value):  # (only plain values cross to the driver: wire.REPLY_GLOBALS)
                 raise TypeError(f"it returned a {_kind(value)}; return a number, string, bool, None, list or dict")
             out[name] = value
         except Exception as exc:  # a broken summary function is reported in its slot; the others still count
@@ -70,25 +71,14 @@ def apply_summaries(instance, frame, names: tuple[str, ...] | list[str]) -> dict
     return out
 
 
-def _plain(value: Any) -> bool:
-    """Whether ``value`` (cleaned) is JSON's: None, bool, int, float, str, and lists and str-keyed dicts of them."""
-    t = type(value)
-    if value is None or t is bool or t is int or t is float or t is str:
-        return True
-    if t is list:
-        return all(_plain(v) for v in value)
-    if t is dict:
-        return all(type(k) is str and _plain(v) for k, v in value.items())
-    return False
-
-
-def _kind(value: Any) -> str:
+def _kind(value: Any, depth: int = 0) -> str:
     """The type of the first value in ``value`` that is not plain (``datetime.date``, ``set``)."""
     if type(value) in (list, dict):
+        if depth >= MAX_DEPTH:
+            return f"list or dict nested more than {MAX_DEPTH} deep"
         inner = value.values() if isinstance(value, dict) else value
-        if all(_plain(v) for v in inner):
-            return "dict with a key that is not a string"
-        return next(_kind(v) for v in inner if not _plain(v))
+        bad = [v for v in inner if not plain(v, depth=depth + 1)]
+        return _kind(bad[0], depth + 1) if bad else "dict with a key that is not a string"
     module = type(value).__module__
     return type(value).__qualname__ if module == "builtins" else f"{module}.{type(value).__qualname__}"
 

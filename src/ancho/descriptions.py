@@ -15,26 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ModelError
+from .jsontext import plain
 from .model import checked_block
 
 #: the fields of describe_model()'s dict and of a parameter's describe()
 MODEL_FIELDS = frozenset({"name", "doc", "parameters", "summaries", "kind", "block"})
 PARAMETER_FIELDS = frozenset({"name", "type", "default", "required"})
-#: nesting of a parameter's default (a list of lists…): deeper than any real default, shallow enough to walk
-MAX_DEPTH = 32
-
-
-def is_json(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` is a JSON value (None, bool, int, float, str, lists (or tuples) and str-keyed dicts of them)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if depth >= MAX_DEPTH:
-        return False
-    if isinstance(value, (list, tuple)):
-        return all(is_json(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and is_json(v, depth + 1) for k, v in value.items())
-    return False
 
 
 def _names(value: Any) -> bool:
@@ -49,7 +35,7 @@ def _parameter(p: Any) -> bool:
         and p["name"].isidentifier()
         and isinstance(p["type"], str)
         and isinstance(p["required"], bool)
-        and is_json(p["default"])
+        and plain(p["default"], tuples=True)
     )
 
 
@@ -89,7 +75,7 @@ def checked_inspection(found: Any, where: str) -> dict[str, Any]:
     if not isinstance(found["entry"], str) or not isinstance(found["source_hash"], str):
         raise ModelError(f"model {where}: its worker named its entry or source hash with something other than text")
     checked_description(found["model"], where)
-    if "params" in found and not (isinstance(found["params"], dict) and is_json(found["params"])):
+    if "params" in found and not (isinstance(found["params"], dict) and plain(found["params"], tuples=True)):
         raise ModelError(f"model {where}: its worker sent parameter values that are not JSON")
     if "error" in found and not isinstance(found["error"], str):
         raise ModelError(f"model {where}: its worker sent a parameter error that is not text")

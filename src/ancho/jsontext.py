@@ -32,3 +32,27 @@ def dumps(data: Any) -> str:
             if orjson.loads(text) == data:
                 return text.decode()
     return json.dumps(data)
+
+
+#: nesting of a plain value (lists in lists…) taken from a worker: deeper than any summary or default, shallow
+#: enough that checking it, and JSON writers after, never exhaust the stack (a forged reply can nest without end)
+MAX_DEPTH = 100
+
+
+def plain(value: Any, tuples: bool = False, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON's: None, bool, int, float, str, and lists (tuples too, given ``tuples``) and
+    str-keyed dicts of them, nested at most :data:`MAX_DEPTH` deep.
+
+    What crosses from a worker to the driver as data (summary values, a model's description) is checked with it
+    on both sides: in the worker, to name what a summary function returned; in the driver, because a model's code
+    ran in the worker and could have sent anything the reply unpickler takes."""
+    t = type(value)
+    if value is None or t is bool or t is int or t is float or t is str:
+        return True
+    if depth >= MAX_DEPTH:
+        return False
+    if t is list or tuples and t is tuple:
+        return all(plain(v, tuples, depth + 1) for v in value)
+    if t is dict:
+        return all(type(k) is str and plain(v, tuples, depth + 1) for k, v in value.items())
+    return False

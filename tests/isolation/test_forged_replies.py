@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import socket
 import struct
 import subprocess
@@ -271,6 +272,13 @@ def test_a_summary_function_returning_an_object_says_so_in_its_slot(tmp_path, ho
                     return {"fine": 1, "odd": [1, object()]}
 
                 @ancho.summary
+                def deep(self, results):
+                    value = []
+                    for _ in range(150):
+                        value = [value]
+                    return value
+
+                @ancho.summary
                 def fine(self, results):
                     return {"mean": results.x.mean(), "tag": results.x.dtype.name}
             """
@@ -278,6 +286,10 @@ def test_a_summary_function_returning_an_object_says_so_in_its_slot(tmp_path, ho
     )
     results = ancho.run(str(path), sequences=20, seed=1, store=str(home), workers=1)
     custom = results.summary["custom"]
+    assert custom["deep"]["error"] == (
+        "TypeError: it returned a list or dict nested more than 100 deep; return a number, string, bool, None, list or "
+        "dict"
+    )
     assert custom["when"] == {"error": "TypeError: it returned a datetime.date; return a number, string, bool, None, "
                                        "list or dict"}  # fmt: skip
     assert custom["nested"]["error"].startswith("TypeError: it returned a object;")
@@ -564,3 +576,49 @@ def test_every_real_description_is_taken_as_it_is():
         found = executor.inspect(FileRef(str(EXAMPLES), "option.py", "BSCall"), {"k": 90})
     assert found["model"]["kind"] == "batch" and found["model"]["block"] == 4096 and found["params"]["k"] == 90.0
     assert checked_inspection(found, "option.py:BSCall") is found
+
+
+DEEP_SUMMARY = """
+import gc, pickle, struct
+from multiprocessing.connection import Connection
+import ancho
+from ancho.executors.messages import SummariesDone
+
+
+def reply(values):
+    \"\"\"A SummariesDone frame of ``values``, its "MARK" string replaced by a list nested 200,000 deep (written as
+    opcodes: pickling such a list would exhaust the sender's own stack).\"\"\"
+    raw = pickle.dumps(SummariesDone(values), protocol=4)
+    return struct.pack("!I", 0) + raw.replace(b"\\x8c\\x04MARK\\x94", b"]" * 200_000 + b"a" * 199_999)
+
+
+class Sender(ancho.Model):
+    def sequence(self, rng):
+        return {"x": 1.0}
+
+    @ancho.summary
+    def s(self, results):
+        for conn in [o for o in gc.get_objects() if isinstance(o, Connection)]:
+            conn.send_bytes(reply(VALUES))
+        return 1.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        pytest.param({"s": "MARK"}, "not plain JSON", id="nested 200,000 deep"),
+        pytest.param({"s": 1.0, "other": 2.0}, "not ['s']", id="another summary's value"),
+        pytest.param({5: 1.0}, "not ['s']", id="a number for a name"),
+        pytest.param([1.0], "not ['s']", id="not a dict"),
+    ],
+)
+def test_forged_summary_values_fail_the_run_with_one_line(tmp_path, home, values, problem):
+    """A model's summary function writing its own SummariesDone: the run fails with a one-line ForgedReply (before,
+    a RecursionError in the driver for the deep one, and another summary's value kept as given)."""
+    path = write_model(tmp_path, "deep.py", DEEP_SUMMARY.replace("VALUES", repr(values)))
+    with sandboxed(path.parent) as executor, pytest.raises(ForgedReply, match=re.escape(problem)) as err:
+        ancho.run(str(path), sequences=5, seed=1, store=str(home), executor=executor)
+    assert "\n" not in str(err.value)
+    run = EmbeddedStore(home).list_runs(limit=1)[0]
+    assert run.status == "failed" and "summary values" in run.error and run.summary is None

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..chunk import ChunkResult, StoredChunk
-from ..claims import misfit
+from ..claims import misfit, summaries_misfit
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from . import worker_output
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
@@ -408,11 +408,13 @@ class LocalExecutor(Executor):
         if t is not None:
             late = (t, f"the model's summary functions ran longer than {t:g} s (the sandbox's summary_timeout) and were "
                     "stopped; make them quicker, or raise the limit")  # fmt: skip
-        return self._request(Summaries(task, source, tuple(names)), SummariesDone, late).values
+        values = self._request(Summaries(task, source, tuple(names)), SummariesDone, late).values
+        if (problem := summaries_misfit(values, tuple(names))) is not None:
+            raise ForgedReply(f"a worker's summary values do not answer their request: {problem}; refused")
+        return values
 
     def inspect(self, ref: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The model's description and, given ``params``, their validated values or the error (see worker.inspect),
-        each checked: the model's code ran in the worker first (ancho.descriptions)."""
+        """The model's description, and ``params`` validated or their error (worker.inspect; ancho.descriptions)."""
         from ..descriptions import checked_inspection
 
         return checked_inspection(self._request(Inspect(ref, params), Inspected).info, getattr(ref, "entry", str(ref)))
