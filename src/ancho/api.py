@@ -178,7 +178,7 @@ def run(
             loaded = loaded_from_class(model)
             if isinstance(model, Model):
                 params = {**model.params, **(params or {})}
-            prepared = Prepared(loaded, loaded.cls.resolve_params(params))  # type: ignore[union-attr]
+            prepared = Prepared(loaded, loaded.cls.recorded_params(params))  # type: ignore[union-attr]
         if ex is None and not sandbox:
             ex = make_executor(executor, workers, **prepared.executor_options())
         spec = RunSpec.of(prepared.params, checked)
@@ -387,7 +387,7 @@ def study(
         loaded = loaded_from_class(model)
         if isinstance(model, Model):
             params = {**model.params, **(params or {})}
-        prepared = Prepared(loaded, loaded.cls.resolve_params(params))  # type: ignore[union-attr]
+        prepared = Prepared(loaded, loaded.cls.recorded_params(params))  # type: ignore[union-attr]
     cls = prepared.model.cls
     plan = Design.from_dict(design).seeded(checked.seed)
     pts = plan.points(cls)

@@ -96,7 +96,7 @@ class RunSpec:
         elif model.cls is None:
             raise InputError(f"model {model.name} is not loaded here; validate its parameters in a worker")
         else:
-            resolved_params = model.cls.resolve_params(params)
+            resolved_params = model.cls.recorded_params(params)
         return cls.of(
             resolved_params,
             run_settings(sequences, seed, targets, until, max_sequences, max_failures, cap=cap, capped_by=capped_by),

@@ -58,9 +58,37 @@ class Parameter:
         return {
             "name": self.name,
             "type": self.type_name,
-            "default": None if self.required else _jsonable(self.default),
+            "default": None if self.required else self.jsonable(self.default),
             "required": self.required,
         }
+
+    def jsonable(self, value: Any) -> Any:
+        """``value`` (as :meth:`convert` gives it) as JSON that :meth:`convert` turns back into it: what a run's
+        record and the model's description keep. Numbers and text as they are; anything else (a tuple, a set, a
+        ``pathlib.Path``, a date, an Enum…) as pydantic writes it for the annotation; ±inf and NaN as text, which
+        converts back. A value with no JSON form is
+        a ParameterError naming the parameter: its run could not be recorded (nor reproduced from its record)."""
+        from .jsontext import plain
+
+        if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # a NumPy scalar or array given as Any
+            value = value.tolist()
+        if type(value) is float and not math.isfinite(value):
+            return str(
+                value
+            )  # "inf", "-inf", "nan": JSON has no such number (REST answered null, and a record kept it)
+        if plain(value):
+            return value
+        try:
+            from pydantic import TypeAdapter
+
+            return TypeAdapter(Any if self.annotation is object else self.annotation).dump_python(value, mode="json")
+        except Exception as exc:  # noqa: BLE001 - whatever pydantic says: it is the message
+            shown = " ".join(str(exc).split())[:200]
+            raise ParameterError(
+                f"{{PARAMS}} = {value!r} has no JSON form to keep with the run ({shown}); give it a type that has "
+                "one (numbers, text, lists, dicts, pathlib.Path, dates, Enum…)",
+                self.name,
+            ) from None
 
     def convert(self, value: Any) -> Any:
         """Convert ``value`` (a Python value, a JSON value or a command-line string) to the annotation.
@@ -176,12 +204,6 @@ def _convert_with_pydantic(annotation: Any, value: Any) -> Any:
         raise ValueError(first.get("msg", str(exc))) from None
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return list(v)
-    return v
-
-
 class Model:
     """Base class of every Ancho model.
 
@@ -246,6 +268,14 @@ class Model:
             else:
                 resolved[name] = p.default
         return resolved
+
+    @classmethod
+    def recorded_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
+        """:meth:`resolve_params` as a run's record keeps them: JSON (:meth:`Parameter.jsonable`), which the model's
+        instance in each worker converts back. Why: a ``pathlib.Path`` or a date parameter made the record's JSON
+        fail with a traceback, after the run had been set up."""
+        declared = cls.__ancho_parameters__
+        return {name: declared[name].jsonable(value) for name, value in cls.resolve_params(params).items()}
 
     @property
     def params(self) -> dict[str, Any]:
@@ -359,8 +389,16 @@ def describe_model(cls: type[Model]) -> dict:
     return {
         "name": cls.__name__,
         "doc": inspect.getdoc(cls) if cls.__doc__ else "",
-        "parameters": [p.describe() for p in cls.__ancho_parameters__.values()],
+        "parameters": [_described(p, cls.__name__) for p in cls.__ancho_parameters__.values()],
         "summaries": list(cls.__ancho_summaries__),
         "kind": "batch" if block else "sequence",
         "block": block,
     }
+
+
+def _described(p: Parameter, model: str) -> dict:
+    """``p.describe()``, or a ModelError naming the model when its default has no JSON form."""
+    try:
+        return p.describe()
+    except ParameterError as exc:
+        raise ModelError(f"model {model}: the default of parameter '{p.name}' {str(exc).split(' = ', 1)[-1]}") from None

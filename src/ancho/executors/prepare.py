@@ -69,7 +69,7 @@ def prepare(
         loaded = load_model(target)
         if origin:
             loaded = LoadedModel(loaded.ref, loaded.source_hash, origin, loaded.info, loaded.cls)
-        return Prepared(loaded, loaded.cls.resolve_params(params))  # type: ignore[union-attr]
+        return Prepared(loaded, loaded.cls.recorded_params(params))  # type: ignore[union-attr]
     from .local import LocalExecutor
 
     python = env.python if env is not None else None

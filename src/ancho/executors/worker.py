@@ -259,7 +259,6 @@ def inspect(target: str | ModelRef, params: dict[str, Any] | None) -> dict[str, 
     """
     from ..errors import ParameterError
     from ..loading import load_model
-    from ..stats import clean
 
     if isinstance(target, str):
         loaded = load_model(target)
@@ -272,7 +271,7 @@ def inspect(target: str | ModelRef, params: dict[str, Any] | None) -> dict[str, 
     out: dict[str, Any] = {"entry": loaded.ref.entry, "source_hash": loaded.source_hash, "model": loaded.info}
     if params is not None:
         try:
-            out["params"] = clean(cls.resolve_params(params))
+            out["params"] = cls.recorded_params(params)
         except ParameterError as exc:
             out["error"] = str(exc)
     return out

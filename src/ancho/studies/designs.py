@@ -119,8 +119,9 @@ def _is_number(v: Any) -> bool:
 
 
 def _convert(p: Parameter, value: Any, name: str, where: str = "") -> Any:
+    """``value`` converted by ``p``'s annotation, in the JSON form a study's record keeps (Parameter.jsonable)."""
     try:
-        return p.convert(value)
+        return p.jsonable(p.convert(value))
     except ParameterError as exc:
         raise _error(f"design value for '{name}'{where}: {exc}", name) from None
 
