@@ -285,10 +285,10 @@ class CommitFails(ChunkFolder):
         commit = super().begin(result)
         if result.start != 4096:
             return commit
+        own = temp_path(Path(self.folder) / chunk_name(result.start, result.stop))  # (named by the writing thread)
 
         def fails():
-            for tmp in Path(self.folder).glob(".*.tmp"):
-                tmp.unlink()
+            own.unlink()  # its own only: globbing the folder took the other worker's, committing at the same time
             raise StoreError("could not store the results of sequences 4096..8191: No space left on device")
 
         return fails

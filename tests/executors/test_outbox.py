@@ -53,6 +53,20 @@ def test_replies_leave_in_order_each_after_its_commit():
     assert out.thread is None
 
 
+def test_a_commit_failing_in_any_way_sends_the_columns_so_no_reply_is_left_unsent():
+    """A commit that raised something other than the store's error (a file gone from under it) left its reply
+    unsent: the worker waited for its next request and the driver for that reply, for ever."""
+    here, there = Pipe()
+    out = Outbox(there)
+
+    def gone() -> None:
+        raise FileNotFoundError("the temporary file is gone")
+
+    out.put(Committing(ChunkDone(chunk(0), {"stored": True}), gone, ChunkDone(chunk(0), {"stored": False})))
+    assert here.poll(30) and receive(here).custom == {"stored": False}
+    out.close()
+
+
 def test_the_worker_computes_while_a_commit_waits():
     """``put`` returns while the commit is still waiting on the disk (here: a sleep)."""
     here, there = Pipe()
