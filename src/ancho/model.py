@@ -66,16 +66,14 @@ class Parameter:
         """``value`` (as :meth:`convert` gives it) as JSON that :meth:`convert` turns back into it: what a run's
         record and the model's description keep. Numbers and text as they are; anything else (a tuple, a set, a
         ``pathlib.Path``, a date, an Enum…) as pydantic writes it for the annotation; ±inf and NaN as text, which
-        converts back. A value with no JSON form is
-        a ParameterError naming the parameter: its run could not be recorded (nor reproduced from its record)."""
+        converts back (JSON has no such number: REST answered null for them, and records kept null). A value with
+        no JSON form is a ParameterError naming the parameter: its run could be neither recorded nor reproduced."""
         from .jsontext import plain
 
         if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # a NumPy scalar or array given as Any
             value = value.tolist()
         if type(value) is float and not math.isfinite(value):
-            return str(
-                value
-            )  # "inf", "-inf", "nan": JSON has no such number (REST answered null, and a record kept it)
+            return str(value)  # "inf", "-inf", "nan"
         if plain(value):
             return value
         try:
