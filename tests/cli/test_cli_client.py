@@ -336,6 +336,18 @@ def test_status_of_one_run_and_the_table(finished, cli):
 
 
 @pytest.mark.slow
+def test_status_and_watch_of_a_batch_run_name_its_block(cli):
+    """A batch model's results depend on its block: the server's run says it, and so do the client's headings."""
+    p = cli("submit", f"{EXAMPLES / 'option.py'}:BSCall", "-n", "20000", "--seed", "4", "--watch")
+    assert p.returncode == 0, p.stderr
+    heading = next(line for line in p.stdout.splitlines() if line.startswith("run "))
+    assert "block 4,096" in heading, p.stdout
+    run_id = heading.split()[1]
+    assert "block 4,096" in cli("status", run_id).stdout
+    assert json.loads(cli("status", run_id, "--json").stdout)["block"] == 4096
+
+
+@pytest.mark.slow
 def test_results_in_every_format(finished, cli, tmp_path):
     run_id, summary = finished
     p = cli("results", run_id)
