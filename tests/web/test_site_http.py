@@ -412,6 +412,10 @@ def test_run_page_of_a_batch_model(site, page):
         gambler = submit(alice, {"model": {"upload": upload_id(alice, tar_gz({"model.py": GAMBLER}))}, "sequences": 50})
         wait_run(alice, gambler)
     page.sign_in(site.tokens["alice"])
+    form = {"csrf": page.csrf, "kind": "previous", "upload": model, "action": "inspect"}
+    batch = page.http.post("/runs/new", data={**form, "entry": "option.py:BSCall"}).text
+    assert 'id="model-kind">A batch model: each call computes 4,096 sequences' in batch
+    assert 'id="model-kind"' not in page.http.post("/runs/new", data=form).text  # its default: one at a time
     html = page.http.get(f"/runs/{run_id}").text
     assert "<dt>Block</dt><dd>4,096 sequences a call" in html
     assert 'id="summary-h"' in html and "<svg" in html and "could not be drawn" not in html
