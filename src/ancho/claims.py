@@ -31,8 +31,22 @@ from .jsontext import MAX_DEPTH, plain
 from .stats import Tally
 
 
-def misfit(result: ChunkResult | StoredChunk, start: int, stop: int) -> str | None:
-    """Why ``result`` cannot answer a request for sequences ``start..stop-1`` (None: it can)."""
+def misfit(
+    result: ChunkResult | StoredChunk,
+    start: int,
+    stop: int,
+    custom: object = None,
+    summaries: tuple[str, ...] = (),
+) -> str | None:
+    """Why ``result`` cannot answer a request for sequences ``start..stop-1`` (None: it can), nor ``custom`` the
+    summary functions ``summaries`` asked to run with it (a study's tiny point: :func:`summaries_misfit`)."""
+    problem = _result_misfit(result, start, stop)
+    if problem is None and (custom is not None or summaries):
+        problem = summaries_misfit(custom, summaries)
+    return problem
+
+
+def _result_misfit(result: ChunkResult | StoredChunk, start: int, stop: int) -> str | None:
     if (type(result.start), type(result.stop)) != (int, int) or (result.start, result.stop) != (start, stop):
         return f"it names sequences {result.start!r}..{result.stop!r}, not the {start}..{stop} (exclusive) asked for"
     if not _number(result.seconds) or not math.isfinite(result.seconds) or result.seconds < 0:
@@ -48,7 +62,7 @@ def misfit(result: ChunkResult | StoredChunk, start: int, stop: int) -> str | No
         ):
             return f"it claims tallies that are not counts, means and sums of squares of its {rows} rows"
         problem = _failures(result.failures, start, stop)
-        return problem or (None if result.kept is None else misfit(result.kept, start, stop))
+        return problem or (None if result.kept is None else _result_misfit(result.kept, start, stop))
     seqs, n = result.sequences, len(result.sequences)
     if (
         seqs.ndim != 1

@@ -622,3 +622,16 @@ def test_forged_summary_values_fail_the_run_with_one_line(tmp_path, home, values
     assert "\n" not in str(err.value)
     run = EmbeddedStore(home).list_runs(limit=1)[0]
     assert run.status == "failed" and "summary values" in run.error and run.summary is None
+
+
+def test_a_study_chunk_s_summary_values_are_checked_with_it():
+    """A study's tiny point runs its summary functions with its chunk; a forged reply's values for them are refused
+    as the run's summary values are (they reached the study's record unchecked)."""
+    from ancho.claims import misfit
+
+    ok = ChunkResult(0, 8, np.arange(8), {"x": np.zeros(8)})
+    assert misfit(ok, 0, 8) is None and misfit(ok, 0, 8, {"s": {"error": "E"}}, ("s",)) is None
+    assert "not ['s']" in misfit(ok, 0, 8, None, ("s",))
+    assert "not []" in misfit(ok, 0, 8, {"s": 1.0})
+    assert "not plain JSON" in misfit(ok, 0, 8, {"s": DEEP}, ("s",))
+    assert "names sequences" in misfit(ChunkResult(8, 16, np.arange(8, 16), {}), 0, 8, {"s": 1.0}, ("s",))

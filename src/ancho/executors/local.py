@@ -1,9 +1,8 @@
 """The local executor: worker processes on this machine.
 
-Each worker is a child process (``python -m ancho.executors.worker``) talking
-over a socket pair with pickled messages (:mod:`~ancho.executors.messages`), not a ``multiprocessing.Pool``:
-the same worker runs unchanged under another interpreter (a model's own
-environment) or wrapped in a sandbox command, which a Pool cannot do, and a
+Each worker is a child process (``python -m ancho.executors.worker``) talking over a socket pair with pickled
+messages (:mod:`~ancho.executors.messages`), not a ``multiprocessing.Pool``: the same worker runs unchanged under
+another interpreter (a model's own environment) or wrapped in a sandbox command, which a Pool cannot do, and a
 worker that dies is seen at once (its socket closes) and replaced.
 
 Each worker gets two chunks at a time (a study's plan asks for more), so it
@@ -370,7 +369,8 @@ class LocalExecutor(Executor):
                     if not w.inflight:
                         raise ForgedReply("a worker answered more chunks than it was asked for; refused")
                     chunk = w.inflight.popleft()
-                    if (problem := misfit(reply.result, chunk.start, chunk.stop)) is not None:
+                    problem = misfit(reply.result, chunk.start, chunk.stop, reply.custom, chunk.summaries)
+                    if problem is not None:
                         raise ForgedReply(f"a worker's reply does not answer its request: {problem}; refused")
                     if chunk.task is not None:  # a study's chunk: which point it is, and what summaries it asked for
                         reply.result.chunk = chunk  # type: ignore[union-attr]

@@ -338,7 +338,7 @@ class SparkExecutor(Executor):
                     self.last_received += size
                     if last and inflight and done.empty():
                         source.lull()  # (the next result comes when another task ends)
-                    if (problem := misfit(result, chunk.start, chunk.stop)) is not None:
+                    if (problem := misfit(result, chunk.start, chunk.stop, custom, chunk.summaries)) is not None:
                         raise ForgedReply(f"a Spark task's record does not answer its chunk: {problem}; refused")
                     if chunk.task is None:
                         for learnt in (cost_key, model_key):
