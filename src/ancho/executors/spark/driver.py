@@ -1,13 +1,11 @@
 """The Spark executor's driver side: :class:`SparkExecutor`, the loop that turns the engine's chunks into Spark jobs.
 
-The engine still owns chunks, seeds and retries. It asks this backend for a
-fixed chunk size (:meth:`SparkExecutor.chunk_size`: about
-``TASKS_PER_CORE`` chunks per core, since Spark schedules a fixed set of
-tasks rather than pulling work as it goes). Each Spark task is a
-single-partition Spark job submitted from a thread pool and runs one chunk,
-or several when the model's sequences are cheap
-(:func:`~ancho.executors.spark.cost.tasks_chunks`), so results reach the
-engine (store, progress) chunk by chunk as tasks finish.
+The engine still owns chunks, seeds and retries. It asks this backend for a fixed chunk size
+(:meth:`SparkExecutor.chunk_size`: about ``TASKS_PER_CORE`` chunks per core, since Spark schedules a fixed set of
+tasks rather than pulling work as it goes). Each Spark task is a single-partition Spark job submitted from a thread
+pool and runs one chunk, or several when the model's sequences are cheap
+(:func:`~ancho.executors.spark.cost.tasks_chunks`), so results reach the engine (store, progress) chunk by chunk as
+tasks finish.
 
 What runs in the tasks is :mod:`~ancho.executors.spark.tasks`; what they
 send back is :mod:`~ancho.executors.spark.codec`; the session they run in is
