@@ -644,6 +644,27 @@ def test_sandboxed_results_equal_unsandboxed(env, example):
     }
 
 
+def test_a_sandboxed_worker_imports_no_pyarrow_or_pandas(env):
+    """A server starts fresh sandboxed workers for every run, so what they import is a fixed cost of each run:
+    pyarrow was ~40 ms of it, imported only to ask whether a worker writes chunk files (a sandboxed one never
+    does). Neither it nor pandas is imported by a worker whose model needs neither (docs/benchmarks.md, "Batch
+    models", sandboxed start-up)."""
+    path = model_file(
+        env.models,
+        """
+        import sys
+
+        class Imports(ancho.Model):
+            def sequences(self, rng, n):
+                loaded = [float(name in sys.modules) for name in ("pyarrow", "pandas")]
+                return {"pyarrow": np.full(n, loaded[0]), "pandas": np.full(n, loaded[1])}
+        """,
+    )
+    res = env.run(path, sequences=20_000, seed=1)  # (the first chunk is one block of 4,096: later ones follow replies)
+    for name in ("pyarrow", "pandas"):
+        assert res.summary["outputs"][name]["max"] == 0.0, name
+
+
 # plumbing: the socket reaches the worker; a killed driver takes its sandboxed workers along -----
 
 DRIVER = """

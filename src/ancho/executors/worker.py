@@ -160,9 +160,11 @@ def _reply(task: Any, result: ChunkResult, keep: bool, custom: dict[str, Any] | 
 
     A chunk with failures goes back whole: the driver records its failures with its file (docs/benchmarks.md,
     "Batch models", measured why workers write)."""
+    if task is None or task.sink is None or result.failures:  # (so a worker that never writes imports no pyarrow)
+        return ChunkDone(result, custom)
     from ..stores.chunk_writer import ChunkFolder
 
-    if task is None or result.failures or not isinstance(task.sink, ChunkFolder):
+    if not isinstance(task.sink, ChunkFolder):
         return ChunkDone(result, custom)
     from ..chunk import StoredChunk
 
