@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ancho.present import MISSING, duration, interval, number, run_duration, timestamp
+from ancho.present import MISSING, duration, interval, number, run_duration, sparkline, timestamp
 
 
 def test_numbers_read_the_same_everywhere():
@@ -37,3 +37,15 @@ def test_durations():
     assert run_duration(None, None) == MISSING
     assert run_duration(100.0, 101.5) == "1.50 s"
     assert run_duration(100.0, None, running=False) == MISSING
+
+
+def test_sparklines_draw_a_series_lowest_to_highest():
+    assert sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([3.0, 1.0, 2.0]) == "█▁▅"  # (2 is half way up: 3.5 of the 7 steps, rounded to the fifth bar)
+    assert sparkline([5, 5, 5]) == "▄▄▄"  # flat: mid height
+    assert sparkline([None, 1.0, math.nan, 2.0]) == " ▁ █"  # no value at a step: a gap
+    assert sparkline([None, None]) == "  " and sparkline([]) == ""
+    # longer than the width: each character the mean of a run of steps (8 steps into 4: 0.5, 2.5, 4.5, 6.5)
+    assert sparkline(list(range(8)), width=4) == "▁▃▆█"
+    assert len(sparkline([math.sin(i / 10) for i in range(120)], width=24)) == 24
+    assert sparkline([0.0, math.inf, 1.0]) == "▁ █"  # (±inf is no height: drawn as a gap, as null is)

@@ -78,3 +78,33 @@ def run_duration(started: float | None, finished: float | None, running: bool = 
 
 
 __all__ = ["MISSING", "duration", "interval", "number", "run_duration", "timestamp"]
+
+
+#: the eight heights of a sparkline, lowest first
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None], width: int = 24) -> str:
+    """A series as one line of block characters, at most ``width`` wide, lowest value ``▁`` and highest ``█``.
+
+    Why: a terminal shows a trajectory's shape at a glance where 120 numbers would not. Longer series are cut into
+    ``width`` runs of consecutive steps, each drawn at the mean of its finite values; a run with none (steps no
+    sequence gave a number for, ``null`` in a summary) is a space; a flat series is drawn at mid height.
+    """
+    if not values or width < 1:
+        return ""
+    n = len(values)
+    cells = min(width, n)
+    edges = [round(i * n / cells) for i in range(cells + 1)]
+    heights: list[float | None] = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        finite = [float(v) for v in values[a:b] if v is not None and math.isfinite(v)]
+        heights.append(math.fsum(finite) / len(finite) if finite else None)
+    known = [h for h in heights if h is not None]
+    if not known:
+        return " " * cells
+    lo, hi = min(known), max(known)
+    top = len(BARS) - 1
+    return "".join(
+        " " if h is None else BARS[top // 2 if hi == lo else round((h - lo) / (hi - lo) * top)] for h in heights
+    )

@@ -62,6 +62,25 @@ def test_run_a_folder_and_a_class(home, two_models):
     assert p.returncode == 2 and "several models" in p.stderr and ":ClassName" in p.stderr
 
 
+def test_run_and_show_draw_each_trajectory(home, write_model):
+    """A batch model whose every sequence's path is its step number, doubled on odd sequences: the mean path is
+    1.5 × the step exactly (a rising line), first 0, last 1.5 × 9, highest at the last step."""
+    path = write_model(
+        """
+        class Ramp(ancho.Model):
+            def sequences(self, rng, n):
+                return {"path": np.outer(np.resize([1.0, 2.0], n), np.arange(10.0))}
+        """
+    )
+    p = run_cli("run", str(path), "-n", "1000")
+    assert p.returncode == 0, p.stderr
+    row = next(line for line in p.stdout.splitlines() if line.startswith("path"))
+    assert row.split() == ["path", "10", "▁▂▃▃▄▅▆▆▇█", "0", "13.5", "13.5", "9", "1,000"], p.stdout
+    assert "outputs" not in p.stdout  # (no number outputs: no empty table)
+    run_id = json.loads(run_cli("runs", "--json").stdout)[0]["id"]
+    assert row in run_cli("show", run_id).stdout
+
+
 def test_export_csv_and_parquet(home, tmp_path):
     summary = json.loads(run_cli("run", GAMBLER, "-n", "300", "--seed", "2", "--json").stdout)
     run_id = summary["run"]

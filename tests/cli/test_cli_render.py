@@ -58,3 +58,35 @@ def test_summary_fits_80_columns():
     for line in text.splitlines():
         assert line.count("[") == line.count("]"), f"an interval wrapped: {line!r}"
     assert "[16.598, 17.069]" in text and "[0.15484, 0.16499]" in text and "…" not in text
+
+
+def _trajectory(means):
+    return {"steps": len(means), "count": 200, "mean": means, "ci95_low": means, "ci95_high": means}
+
+
+def test_trajectories_show_their_shape_and_fit_80_columns():
+    summary = _summary()
+    infected = [1.0, 4.0, 20.0, 62.5, 40.0, 10.0, 2.0, 0.5]
+    summary["trajectories"] = {"infected": _trajectory(infected), "a_long_trajectory_name": _trajectory([0.0] * 365)}
+    console = Console(width=80, record=True, color_system=None)
+    for part in summary_tables(summary):
+        console.print(part)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    row = next(line for line in text.splitlines() if line.startswith("infected"))
+    # steps, shape, first, last, highest and the step it is at (from 0), count
+    assert row.split() == ["infected", "8", "▁▁▃█▅▂▁▁", "1", "0.5", "62.5", "3", "200"], row
+    assert "▄" * 20 in text  # a flat trajectory, drawn at mid height, 365 steps in 20 characters
+
+
+def test_a_run_of_trajectories_alone_has_no_empty_outputs_table():
+    summary = _summary()
+    summary["outputs"], summary["targets"], summary["custom"] = {}, [], {}
+    summary["trajectories"] = {"walk": _trajectory([None, 0.5, 1.0])}
+    console = Console(width=80, record=True, color_system=None)
+    for part in summary_tables(summary):
+        console.print(part)
+    text = console.export_text()
+    assert "outputs" not in text and "walk" in text
+    row = next(line for line in text.splitlines() if line.startswith("walk"))
+    assert row.split() == ["walk", "3", "▁█", "–", "1", "1", "2", "200"], row

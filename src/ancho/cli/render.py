@@ -19,7 +19,7 @@ from rich.table import Table
 
 from ..present import interval as ci
 from ..present import number as fmt
-from ..present import run_duration
+from ..present import run_duration, sparkline
 from ..present import timestamp as when
 
 err_console = Console(stderr=True)
@@ -42,23 +42,27 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
         parts.append("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items()))
     # Fits an 80-column terminal: no vertical rules, intervals never wrapped, 5 significant digits
     # (the summary JSON has them all); outputs wider than that are the terminal's to fold.
-    t = _table("outputs")
-    for col in ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count"):
-        t.add_column(col, justify="left" if col == "output" else "right", no_wrap=col == "95% CI")
-    for name, s in summary["outputs"].items():
-        t.add_row(
-            name,
-            fmt(s["mean"], 5),
-            ci(s["ci95"], 5),
-            fmt(s["std"], 4),
-            fmt(s["min"], 5),
-            fmt(s["p5"], 5),
-            fmt(s["p50"], 5),
-            fmt(s["p95"], 5),
-            fmt(s["max"], 5),
-            fmt(s["count"]),
-        )
-    parts.append(t)
+    trajectories = summary.get("trajectories") or {}
+    if summary["outputs"] or not trajectories:  # (a run of trajectories alone has no empty table above theirs)
+        t = _table("outputs")
+        for col in ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count"):
+            t.add_column(col, justify="left" if col == "output" else "right", no_wrap=col == "95% CI")
+        for name, s in summary["outputs"].items():
+            t.add_row(
+                name,
+                fmt(s["mean"], 5),
+                ci(s["ci95"], 5),
+                fmt(s["std"], 4),
+                fmt(s["min"], 5),
+                fmt(s["p5"], 5),
+                fmt(s["p50"], 5),
+                fmt(s["p95"], 5),
+                fmt(s["max"], 5),
+                fmt(s["count"]),
+            )
+        parts.append(t)
+    if trajectories:
+        parts.append(trajectories_table(trajectories))
     if summary.get("targets"):
         tt = _table("targets")
         for col in ("target", "probability", "95% CI"):
@@ -82,6 +86,31 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
             f"[yellow]{summary['failures']:,} sequences failed[/yellow] ({failures_command.format(run=summary['run'])})"
         )
     return parts
+
+
+def trajectories_table(trajectories: dict) -> Table:
+    """One row per trajectory output: the shape of its mean step by step, its first, last and highest mean.
+
+    The summary JSON has every step's mean, interval and percentiles; a terminal shows the shape (steps from 0, as
+    in ``ancho export --trajectory``), and the run page, report and notebook draw the bands."""
+    t = _table("trajectories (mean of each step)")
+    for col in ("trajectory", "steps", "shape", "first", "last", "highest", "at step", "count"):
+        t.add_column(col, justify="left" if col in ("trajectory", "shape") else "right", no_wrap=col == "shape")
+    for name, s in trajectories.items():
+        means = s["mean"]
+        finite = [(v, i) for i, v in enumerate(means) if v is not None]
+        top = max(finite, key=lambda pair: pair[0]) if finite else (None, None)
+        t.add_row(
+            name,
+            fmt(s["steps"]),
+            sparkline(means, 20),
+            fmt(means[0] if means else None, 5),
+            fmt(means[-1] if means else None, 5),
+            fmt(top[0], 5),
+            fmt(top[1]),
+            fmt(s["count"]),
+        )
+    return t
 
 
 def _table(title: str) -> Table:
