@@ -90,3 +90,26 @@ def test_a_run_of_trajectories_alone_has_no_empty_outputs_table():
     assert "outputs" not in text and "walk" in text
     row = next(line for line in text.splitlines() if line.startswith("walk"))
     assert row.split() == ["walk", "3", "▁█", "–", "1", "1", "2", "200"], row
+
+
+def _render(summary, width):
+    console = Console(width=width, record=True, color_system=None)
+    for part in summary_tables(summary):
+        console.print(part)
+    return console.export_text()
+
+
+def test_a_narrow_terminal_leaves_columns_out_rather_than_cut_names_or_numbers():
+    """Long names and numbers made the table ~100 columns wide, and an 80-column terminal showed ``fina…`` and
+    ``44.1…``: now the tails go first, then the spread, then the extremes, and the caption says which went."""
+    summary = _summary()
+    wide = dict(summary["outputs"]["rounds"], mean=44.11712, std=41.1098, min=0.0374791, p5=0.3383512, max=124.7412)
+    summary["outputs"] = {"peak_infected_count": wide, "won": summary["outputs"]["won"]}
+    full = _render(summary, 200)
+    assert "p5" in full and "std" in full and "left out" not in full
+    for width, gone in ((100, "p5 and p95"), (80, "p5, p95 and std"), (64, "p5, p95, std, min and max")):
+        text = _render(summary, width)
+        assert max(len(line) for line in text.splitlines()) <= width, text
+        assert "…" not in text, text
+        assert "peak_infected_count" in text and "44.117" in text and "[16.598, 17.069]" in text, text
+        assert f"{gone} left out to fit the terminal (--json has them)" in " ".join(text.split()), text

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,27 +41,9 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     parts.append(head)
     if summary.get("params"):
         parts.append("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items()))
-    # Fits an 80-column terminal: no vertical rules, intervals never wrapped, 5 significant digits
-    # (the summary JSON has them all); outputs wider than that are the terminal's to fold.
     trajectories = summary.get("trajectories") or {}
     if summary["outputs"] or not trajectories:  # (a run of trajectories alone has no empty table above theirs)
-        t = _table("outputs")
-        for col in ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count"):
-            t.add_column(col, justify="left" if col == "output" else "right", no_wrap=col == "95% CI")
-        for name, s in summary["outputs"].items():
-            t.add_row(
-                name,
-                fmt(s["mean"], 5),
-                ci(s["ci95"], 5),
-                fmt(s["std"], 4),
-                fmt(s["min"], 5),
-                fmt(s["p5"], 5),
-                fmt(s["p50"], 5),
-                fmt(s["p95"], 5),
-                fmt(s["max"], 5),
-                fmt(s["count"]),
-            )
-        parts.append(t)
+        parts.append(OutputsTable(summary["outputs"]))
     if trajectories:
         parts.append(trajectories_table(trajectories))
     if summary.get("targets"):
@@ -86,6 +69,57 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
             f"[yellow]{summary['failures']:,} sequences failed[/yellow] ({failures_command.format(run=summary['run'])})"
         )
     return parts
+
+
+#: the outputs table's columns, and the order in which a narrow terminal leaves them out (tails first, then the
+#: spread, then the extremes: the mean, its interval, the median and the count are what a run is read by)
+OUTPUT_COLUMNS = ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count")
+LEFT_OUT_FIRST = (("p5", "p95"), ("std",), ("min", "max"))
+
+
+class OutputsTable:
+    """The outputs table, with as many columns as the terminal has room for.
+
+    Why: with every column, a run of long output names or long numbers is ~100 characters wide, and Rich squeezed it
+    into 80 by cutting names and numbers short (``fina…``, ``44.1…``): a number cut short reads as another number.
+    So the least needed columns go first, named under the table; names, numbers and intervals are never cut (the
+    summary JSON, ``--json``, has every value, with all its digits).
+    """
+
+    def __init__(self, outputs: dict):
+        self.outputs = outputs
+
+    def table(self, left_out: tuple[str, ...] = ()) -> Table:
+        t = _table("outputs")
+        shown = [c for c in OUTPUT_COLUMNS if c not in left_out]
+        for col in shown:
+            t.add_column(col, justify="left" if col == "output" else "right", no_wrap=True)
+        for name, s in self.outputs.items():
+            cells = {
+                "output": name,
+                "mean": fmt(s["mean"], 5),
+                "95% CI": ci(s["ci95"], 5),
+                "std": fmt(s["std"], 4),
+                "min": fmt(s["min"], 5),
+                "p5": fmt(s["p5"], 5),
+                "p50": fmt(s["p50"], 5),
+                "p95": fmt(s["p95"], 5),
+                "max": fmt(s["max"], 5),
+                "count": fmt(s["count"]),
+            }
+            t.add_row(*(cells[c] for c in shown))
+        if left_out:
+            t.caption = f"{', '.join(left_out[:-1])} and {left_out[-1]} left out to fit the terminal (--json has them)"
+            t.caption_justify = "left"
+        return t
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        unbounded = options.update_width(1 << 20)  # (a measurement is clamped to the width it is given)
+        for cut in range(len(LEFT_OUT_FIRST) + 1):
+            table = self.table(tuple(c for group in LEFT_OUT_FIRST[:cut] for c in group))
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+        yield table  # (still too wide, as few columns as it can: the terminal folds it)
 
 
 def trajectories_table(trajectories: dict) -> Table:
