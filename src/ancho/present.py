@@ -77,9 +77,6 @@ def run_duration(started: float | None, finished: float | None, running: bool = 
     return MISSING if end is None else duration(end - started)
 
 
-__all__ = ["MISSING", "duration", "interval", "number", "run_duration", "timestamp"]
-
-
 #: the eight heights of a sparkline, lowest first
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -108,3 +105,6 @@ def sparkline(values: Sequence[float | None], width: int = 24) -> str:
     return "".join(
         " " if h is None else BARS[top // 2 if hi == lo else round((h - lo) / (hi - lo) * top)] for h in heights
     )
+
+
+__all__ = ["BARS", "MISSING", "duration", "interval", "number", "run_duration", "sparkline", "timestamp"]

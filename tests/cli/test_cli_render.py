@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from rich.console import Console
 
-from ancho.cli.render import summary_tables
+from ancho.cli.render import runs_table, summary_tables
 
 
 def _summary():
@@ -113,3 +115,36 @@ def test_a_narrow_terminal_leaves_columns_out_rather_than_cut_names_or_numbers()
         assert "…" not in text, text
         assert "peak_infected_count" in text and "44.117" in text and "[16.598, 17.069]" in text, text
         assert f"{gone} left out to fit the terminal (--json has them)" in " ".join(text.split()), text
+
+
+def test_the_runs_table_fits_80_columns_whole():
+    """Before, ``100,000/100,…`` and timestamps folded onto two lines: ids, counts and times are never cut now."""
+    runs = [
+        SimpleNamespace(
+            id="301a3365da42",
+            model="BSCall",
+            status="succeeded",
+            done=100_000_000,
+            total=100_000_000,
+            created=1_700_000_000,
+            started=1_700_000_000.5,
+            finished=1_700_000_003.25,
+        ),
+        SimpleNamespace(
+            id="bc7da349e1ea",
+            model="SIR",
+            status="failed",
+            done=0,
+            total=10_000,
+            created=1_700_000_100,
+            started=1_700_000_100.5,
+            finished=1_700_000_100.52,
+        ),
+    ]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(runs_table(runs))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text, text
+    first, second = (line.split() for line in text.splitlines()[2:4])
+    assert first == ["301a3365da42", "BSCall", "succeeded", "100,000,000", "2023-11-14", "22:13:20", "UTC", "2.75", "s"]
+    assert second[:4] == ["bc7da349e1ea", "SIR", "failed", "0/10,000"]  # (done/total only while they differ)

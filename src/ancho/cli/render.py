@@ -164,11 +164,14 @@ def duration(record) -> str:
 
 
 def runs_table(records) -> Table:
-    t = Table()
+    """One line per run, in the summary tables' style. Only a model name may be cut short (ids, counts and times
+    never are); a run's sequences read ``done/total`` only while they differ (running, failed or interrupted)."""
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for col in ("run", "model", "status", "sequences", "created", "duration"):
-        t.add_column(col, justify="right" if col in ("sequences", "duration") else "left")
+        t.add_column(col, justify="right" if col in ("sequences", "duration") else "left", no_wrap=col != "model")
     for r in records:
-        t.add_row(r.id, r.model, r.status, f"{r.done:,}/{r.total:,}", when(r.created), duration(r))
+        sequences = f"{r.done:,}" if r.done == r.total else f"{r.done:,}/{r.total:,}"
+        t.add_row(r.id, r.model, r.status, sequences, when(r.created), duration(r))
     return t
 
 
