@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from ancho.cli.render import runs_table, summary_tables
+from ancho.cli.render import POINTS_SHOWN, runs_table, study_tables, summary_tables
 
 
 def _summary():
@@ -148,3 +148,68 @@ def test_the_runs_table_fits_80_columns_whole():
     first, second = (line.split() for line in text.splitlines()[2:4])
     assert first == ["301a3365da42", "BSCall", "succeeded", "100,000,000", "2023-11-14", "22:13:20", "UTC", "2.75", "s"]
     assert second[:4] == ["bc7da349e1ea", "SIR", "failed", "0/10,000"]  # (done/total only while they differ)
+
+
+def _study(points: int, outputs: int = 1) -> dict:
+    names = ["payoff", *(f"output_with_a_long_name_{i}" for i in range(1, outputs))]
+    return {
+        "study": "s48ed2c023cf",
+        "status": "succeeded",
+        "model": "BSCall",
+        "seed": 7,
+        "sequences": 2000,
+        "design": {"kind": "sobol", "parameters": ["k", "sigma"], "points": points},
+        "params": {},
+        "points": [
+            {
+                "point": i,
+                "run": f"{i:012x}",
+                "params": {"s0": 100.0, "k": 90.0 + i, "sigma": 0.2, "t": 1.0},
+                "status": "succeeded",
+                "outputs": {name: {"mean": 10.0 + i / 3} for name in names},
+                "targets": [{"expr": "payoff>0", "probability": 0.5}],
+            }
+            for i in range(points)
+        ],
+        "sensitivity": {
+            "payoff": {
+                "method": "sobol",
+                "ST": {"k": {"value": 0.9, "ci95": [0.85, 0.95]}, "sigma": {"value": 0.1, "ci95": [0.05, 0.15]}},
+                "S1": {"k": {"value": 0.88, "ci95": [0.8, 0.96]}, "sigma": {"value": 0.09, "ci95": [0.0, 0.18]}},
+                "noise_share": 0.0123,
+                "warning": "intervals too wide to rank the parameters",
+            }
+        },
+    }
+
+
+def test_a_study_reads_as_tables_that_fit_80_columns():
+    """Before, each point was a line holding every parameter's value (a wall of dictionaries)."""
+    text = _render_study(_study(45), 80)
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text, text
+    assert "params every point shares: s0=100.0, t=1.0" in text  # (k and sigma vary: they are columns)
+    row = next(line for line in text.splitlines() if line.split()[:1] == ["2"])
+    assert row.split() == ["2", "92", "0.2", "succeeded", "10.667", "0.5", "000000000002"], row
+    assert f"{45 - POINTS_SHOWN:,} more points not shown" in " ".join(text.split())
+    st = next(line for line in text.splitlines() if line.startswith("k "))
+    assert st.split() == ["k", "0.9", "[0.85,", "0.95]", "0.88", "[0.8,", "0.96]"], st
+    assert "noise_share 0.0123" in text and "intervals too wide to rank the parameters" in " ".join(text.split())
+
+
+def test_a_study_of_many_outputs_leaves_columns_out_and_says_which():
+    text = _render_study(_study(3, outputs=4), 80)
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text, text
+    header = next(line for line in text.splitlines() if line.split()[:1] == ["point"])
+    # the run ids go first, then the targets, then outputs from the last: point, parameters and status stay
+    assert header.split() == ["point", "k", "sigma", "status", "payoff", "output_with_a_long_name_1"], header
+    assert (
+        "run, p(payoff>0), output_with_a_long_name_3 and output_with_a_long_name_2 left out to fit the terminal "
+        "(--json has them)" in " ".join(text.split())
+    ), text
+
+
+def _render_study(summary, width):
+    console = Console(width=width, record=True, color_system=None)
+    for part in study_tables(summary):
+        console.print(part)
+    return console.export_text()

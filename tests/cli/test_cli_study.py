@@ -24,6 +24,16 @@ def test_study_json_is_the_summary_and_export_gives_the_points(home):
     csv = run_cli("export", summary["study"]).stdout.splitlines()
     assert csv[0].startswith("point,p,won.mean,") and len(csv) == 3
     assert summary["study"] in run_cli("studies").stdout
+    # and as tables: a row per point, its varied parameter, status and each output's mean (as ``ancho show RUN``)
+    text = run_cli("show", summary["study"]).stdout
+    header = next(line.split() for line in text.splitlines() if line.split()[:1] == ["point"])
+    assert header[:3] == ["point", "p", "status"], text
+    for point in summary["points"]:
+        row = next(line.split() for line in text.splitlines() if line.split()[:1] == [str(point["point"])])
+        cells = dict(zip(header, row, strict=False))
+        assert cells["p"] == f"{point['params']['p']:g}" and cells["status"] == "succeeded", text
+        assert cells["won"] == f"{point['outputs']['won']['mean']:.5g}", text
+    assert "params every point shares: stake=3" in text
 
 
 def test_bad_input_is_one_line_naming_the_option(home, tmp_path):

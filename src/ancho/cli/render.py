@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 
 from rich import box
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -43,7 +44,7 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
         parts.append("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items()))
     trajectories = summary.get("trajectories") or {}
     if summary["outputs"] or not trajectories:  # (a run of trajectories alone has no empty table above theirs)
-        parts.append(OutputsTable(summary["outputs"]))
+        parts.append(outputs_table(summary["outputs"]))
     if trajectories:
         parts.append(trajectories_table(trajectories))
     if summary.get("targets"):
@@ -71,30 +72,49 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     return parts
 
 
+class Fitted:
+    """A table with as many of its columns as the terminal has room for.
+
+    Why: a table wider than the terminal was squeezed by Rich, which cut names and numbers short (``fina…``,
+    ``44.1…``): a number cut short reads as another number. ``build(left_out)`` makes the table without the columns
+    named; the groups in ``left_out_first`` go in turn, least needed first, until it fits (or none is left to go).
+    """
+
+    def __init__(self, build: Callable[[tuple[str, ...]], Table], left_out_first: Sequence[tuple[str, ...]]):
+        self.build = build
+        self.left_out_first = left_out_first
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        unbounded = options.update_width(1 << 20)  # (a measurement is clamped to the width it is given)
+        for cut in range(len(self.left_out_first) + 1):
+            table = self.build(tuple(c for group in self.left_out_first[:cut] for c in group))
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+        yield table  # (still too wide with every group left out: the terminal folds it)
+
+
+def _left_out_caption(table: Table, left_out: Sequence[str]) -> None:
+    if left_out:
+        names = f"{', '.join(left_out[:-1])} and {left_out[-1]}" if len(left_out) > 1 else left_out[0]
+        table.caption = f"{names} left out to fit the terminal (--json has them)"
+        table.caption_justify = "left"
+
+
 #: the outputs table's columns, and the order in which a narrow terminal leaves them out (tails first, then the
 #: spread, then the extremes: the mean, its interval, the median and the count are what a run is read by)
 OUTPUT_COLUMNS = ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count")
 LEFT_OUT_FIRST = (("p5", "p95"), ("std",), ("min", "max"))
 
 
-class OutputsTable:
-    """The outputs table, with as many columns as the terminal has room for.
+def outputs_table(outputs: dict) -> Fitted:
+    """The outputs table: names, numbers and intervals never cut (``--json`` has every value with all its digits)."""
 
-    Why: with every column, a run of long output names or long numbers is ~100 characters wide, and Rich squeezed it
-    into 80 by cutting names and numbers short (``fina…``, ``44.1…``): a number cut short reads as another number.
-    So the least needed columns go first, named under the table; names, numbers and intervals are never cut (the
-    summary JSON, ``--json``, has every value, with all its digits).
-    """
-
-    def __init__(self, outputs: dict):
-        self.outputs = outputs
-
-    def table(self, left_out: tuple[str, ...] = ()) -> Table:
+    def build(left_out: tuple[str, ...]) -> Table:
         t = _table("outputs")
         shown = [c for c in OUTPUT_COLUMNS if c not in left_out]
         for col in shown:
             t.add_column(col, justify="left" if col == "output" else "right", no_wrap=True)
-        for name, s in self.outputs.items():
+        for name, s in outputs.items():
             cells = {
                 "output": name,
                 "mean": fmt(s["mean"], 5),
@@ -108,18 +128,10 @@ class OutputsTable:
                 "count": fmt(s["count"]),
             }
             t.add_row(*(cells[c] for c in shown))
-        if left_out:
-            t.caption = f"{', '.join(left_out[:-1])} and {left_out[-1]} left out to fit the terminal (--json has them)"
-            t.caption_justify = "left"
+        _left_out_caption(t, left_out)
         return t
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        unbounded = options.update_width(1 << 20)  # (a measurement is clamped to the width it is given)
-        for cut in range(len(LEFT_OUT_FIRST) + 1):
-            table = self.table(tuple(c for group in LEFT_OUT_FIRST[:cut] for c in group))
-            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
-                break
-        yield table  # (still too wide, as few columns as it can: the terminal folds it)
+    return Fitted(build, LEFT_OUT_FIRST)
 
 
 def trajectories_table(trajectories: dict) -> Table:
@@ -214,3 +226,92 @@ class RunProgress:
     def __exit__(self, *exc):
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+
+#: a study's points shown in a terminal; more are counted under the table (``--json`` and ``ancho export`` have all)
+POINTS_SHOWN = 40
+
+
+def study_tables(summary: dict) -> list:
+    """Rich renderables for a study's summary: a heading, the parameters every point shares, a table of its points
+    (the varied parameters, and each output's mean and target's probability), the sensitivity of each output.
+
+    Before, each point was a line holding every parameter's value and the means at four digits, so a study read as
+    a wall of dictionaries; it now reads as the run summaries do (five digits, columns that fit the terminal)."""
+    design = summary["design"]
+    varied = list(design["parameters"])
+    points = summary["points"]
+    head = (
+        f"study {summary['study']}  ·  {summary['status']}  ·  model {summary['model']}  ·  seed {summary['seed']}  ·  "
+        f"{design['kind']} design over {', '.join(varied)}  ·  {design['points']:,} points of "
+        f"{summary['sequences']:,} sequences"
+    )
+    parts: list = [head]
+    shared = {k: v for k, v in (points[0]["params"] if points else {}).items() if k not in varied}
+    shared = {k: v for k, v in shared.items() if all(p["params"].get(k) == v for p in points)}
+    if shared:
+        parts.append("params every point shares: " + ", ".join(f"{k}={v!r}" for k, v in shared.items()))
+    if points:
+        parts.append(_points_table(points, varied))
+    for name, entry in summary.get("sensitivity", {}).items():
+        parts.append(_sensitivity_table(name, entry))
+        if entry.get("noise_share") is not None:
+            parts.append(
+                f"noise_share {fmt(entry['noise_share'], 3)}: the share of the variance of {name}'s point means that "
+                "is replication noise"
+            )
+        if entry.get("warning"):
+            parts.append(f"[yellow]{entry['warning']}[/yellow]")
+    return parts
+
+
+def _points_table(points: list[dict], varied: list[str]) -> Fitted:
+    outputs = list(dict.fromkeys(name for p in points for name in p["outputs"]))
+    targets = list(dict.fromkeys(t["expr"] for p in points for t in p["targets"]))
+    shown_points = points[:POINTS_SHOWN]
+
+    def build(left_out: tuple[str, ...]) -> Table:
+        t = _table("points (each output's mean, each target's probability)")
+        columns = ["point", *varied, "status", *outputs, *(f"p({e})" for e in targets), "run"]
+        columns = [c for c in columns if c not in left_out]
+        for col in columns:
+            t.add_column(col, justify="right" if col not in ("status", "run") else "left", no_wrap=True)
+        for p in shown_points:
+            cells = {"point": fmt(p["point"]), "status": p["status"], "run": p["run"] or "–"}
+            cells.update({k: fmt(p["params"].get(k), 5) for k in varied})
+            cells.update({k: fmt(p["outputs"].get(k, {}).get("mean"), 5) for k in outputs})
+            cells.update({f"p({t['expr']})": fmt(t.get("probability"), 5) for t in p["targets"]})
+            t.add_row(*(cells.get(c, "–") for c in columns))
+        _left_out_caption(t, left_out)
+        if len(points) > len(shown_points):
+            more = f"{len(points) - len(shown_points):,} more points not shown (--json or ancho export have them)"
+            t.caption = f"{t.caption}; {more}" if t.caption else more
+            t.caption_justify = "left"
+        return t
+
+    # the run ids go first, then targets and outputs from the last: the point, its parameters and status stay
+    optional = [("run",), *((f"p({e})",) for e in reversed(targets)), *((o,) for o in reversed(outputs[1:]))]
+    return Fitted(build, optional)
+
+
+def _sensitivity_table(name: str, entry: dict) -> Table:
+    """Sobol: each parameter's total (ST) and first-order (S1) index; Morris: mu_star and sigma; with their 95%
+    intervals where the summary has them (bootstrap; Morris's sigma has none)."""
+    sobol = entry.get("method") == "sobol"
+    columns = ("ST", "S1") if sobol else ("mu_star", "sigma")
+    t = _table(f"sensitivity of {name} ({'Sobol' if sobol else 'Morris'})")
+    t.add_column("parameter")
+    with_ci = {c: any(isinstance(v, dict) for v in entry.get(c, {}).values()) for c in columns}
+    for col in columns:
+        t.add_column(col, justify="right")
+        if with_ci[col]:
+            t.add_column("95% CI", justify="right", no_wrap=True)
+    for param in entry.get(columns[0], {}):
+        row = [param]
+        for col in columns:
+            v = entry.get(col, {}).get(param)
+            row.append(fmt(v.get("value") if isinstance(v, dict) else v, 3))
+            if with_ci[col]:
+                row.append(ci(v.get("ci95") if isinstance(v, dict) else None, 3))
+        t.add_row(*row)
+    return t

@@ -154,35 +154,13 @@ def _design_errors(flag: str) -> Iterator[None]:
 
 
 def _print(summary: dict, as_json: bool) -> None:
-    from ..present import interval, number
-    from .render import out_console
+    from .render import out_console, study_tables
 
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
         return
-    out_console.print(
-        f"study {summary['study']}: {summary['status']}, model {summary['model']}, seed {summary['seed']}, "
-        f"{summary['design']['kind']} design over {', '.join(summary['design']['parameters'])}",
-        markup=False,
-    )
-    for p in summary["points"]:
-        means = ", ".join(f"{k}={v.get('mean'):.4g}" for k, v in p["outputs"].items() if v.get("mean") is not None)
-        hits = ", ".join(
-            f"p({t['expr']})={t['probability']:.4g}" for t in p["targets"] if t.get("probability") is not None
-        )
-        out_console.print(
-            f"  point {p['point']} {p['params']} run {p['run']} {p['status']}: {means}{'; ' + hits if hits else ''}",
-            markup=False,
-            soft_wrap=True,
-        )
-    for name, entry in summary.get("sensitivity", {}).items():
-        index = "ST" if entry.get("method") == "sobol" else "mu_star"
-        parts = ", ".join(
-            f"{param} {number(v['value'], 3)} {interval(v.get('ci95'), 3)}" for param, v in entry.get(index, {}).items()
-        )
-        out_console.print(f"  sensitivity of {name} ({index}): {parts}", markup=False, soft_wrap=True)
-        if entry.get("warning"):
-            out_console.print(f"    {entry['warning']}", markup=False, soft_wrap=True)
+    for part in study_tables(summary):
+        out_console.print(part)
 
 
 @app.command()
