@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from ancho.cli.render import POINTS_SHOWN, runs_table, study_tables, summary_tables
+from ancho.cli.render import POINTS_SHOWN, runs_table, studies_table, study_tables, summary_tables
 
 
 def _summary():
@@ -213,3 +213,20 @@ def _render_study(summary, width):
     for part in study_tables(summary):
         console.print(part)
     return console.export_text()
+
+
+def test_the_studies_table_fits_80_columns_whole():
+    """Before, a study was a line of its own that folded; now a table, which loses its duration before anything is
+    cut short."""
+    study = SimpleNamespace(
+        id="s48ed2c023cf", model="BSCall", status="succeeded", design={"kind": "sobol"}, points=[{}] * 32,
+        done=64_000, total=64_000, created=1_700_000_000, started=1_700_000_000.5, finished=1_700_000_100.5,
+    )  # fmt: skip
+    for width, left_out in ((120, False), (80, True)):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(studies_table([study]))
+        text = console.export_text()
+        assert max(len(line) for line in text.splitlines()) <= width and "…" not in text, text
+        row = next(line.split() for line in text.splitlines() if line.startswith("s48ed2c023cf"))
+        assert row[:7] == ["s48ed2c023cf", "BSCall", "succeeded", "sobol", "×", "32", "64,000"], row
+        assert ("duration left out to fit the terminal" in text) == left_out and ("1m 40s" in text) != left_out

@@ -175,16 +175,42 @@ def duration(record) -> str:
     return run_duration(record.started, record.finished, record.status == "running")
 
 
-def runs_table(records) -> Table:
+def runs_table(records) -> Fitted:
     """One line per run, in the summary tables' style. Only a model name may be cut short (ids, counts and times
-    never are); a run's sequences read ``done/total`` only while they differ (running, failed or interrupted)."""
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for col in ("run", "model", "status", "sequences", "created", "duration"):
-        t.add_column(col, justify="right" if col in ("sequences", "duration") else "left", no_wrap=col != "model")
-    for r in records:
-        sequences = f"{r.done:,}" if r.done == r.total else f"{r.done:,}/{r.total:,}"
-        t.add_row(r.id, r.model, r.status, sequences, when(r.created), duration(r))
-    return t
+    never are; a narrow terminal loses the duration, then the creation time); a run's sequences read ``done/total``
+    only while they differ (running, failed or interrupted)."""
+    return _records_table(records, "run")
+
+
+def studies_table(records) -> Fitted:
+    """One line per study, as :func:`runs_table`, with its design (kind × points) and sequences over every point."""
+    return _records_table(records, "study")
+
+
+def _records_table(records, kind: str) -> Fitted:
+    def build(left_out: tuple[str, ...]) -> Table:
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        design = ("design",) if kind == "study" else ()
+        columns = [
+            c for c in (kind, "model", "status", *design, "sequences", "created", "duration") if c not in left_out
+        ]
+        for col in columns:
+            t.add_column(col, justify="right" if col in ("sequences", "duration") else "left", no_wrap=col != "model")
+        for r in records:
+            cells = {
+                kind: r.id,
+                "model": r.model,
+                "status": r.status,
+                "design": f"{r.design.get('kind')} × {len(r.points):,}" if kind == "study" else "",
+                "sequences": f"{r.done:,}" if r.done == r.total else f"{r.done:,}/{r.total:,}",
+                "created": when(r.created),
+                "duration": duration(r),
+            }
+            t.add_row(*(cells[c] for c in columns))
+        _left_out_caption(t, left_out)
+        return t
+
+    return Fitted(build, (("duration",), ("created",)))
 
 
 class RunProgress:

@@ -171,7 +171,7 @@ def studies(
 ) -> None:
     """List the studies in a store, newest first."""
     from ..stores import open_store
-    from .render import out_console
+    from .render import out_console, studies_table
 
     records = open_store(store).list_studies(limit=limit)
     if as_json:
@@ -179,12 +179,8 @@ def studies(
         return
     if not records:
         out_console.print("no studies yet: try `ancho study examples/gambler.py --grid p=0.45,0.5`")
-    for r in records:
-        out_console.print(
-            f"{r.id}  {r.status:<9}  {r.model}  {r.design.get('kind')} × {len(r.points)} points  "
-            f"{r.done:,}/{r.total:,} sequences  seed {r.seed}",
-            markup=False,
-        )
+        return
+    out_console.print(studies_table(records))
 
 
 @app.command()
