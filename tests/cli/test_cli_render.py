@@ -6,7 +6,14 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from ancho.cli.render import POINTS_SHOWN, runs_table, studies_table, study_tables, summary_tables
+from ancho.cli.render import (
+    POINTS_SHOWN,
+    comparison_tables,
+    runs_table,
+    studies_table,
+    study_tables,
+    summary_tables,
+)
 
 
 def _summary():
@@ -230,3 +237,44 @@ def test_the_studies_table_fits_80_columns_whole():
         row = next(line.split() for line in text.splitlines() if line.startswith("s48ed2c023cf"))
         assert row[:7] == ["s48ed2c023cf", "BSCall", "succeeded", "sobol", "×", "32", "64,000"], row
         assert ("duration left out to fit the terminal" in text) == left_out and ("1m 40s" in text) != left_out
+
+
+def _comparison(paired: bool) -> dict:
+    return {
+        "a": "1ae7644404ea",
+        "b": "8eb565690da4",
+        "paired": paired,
+        "sequences": 5000,
+        "sequences_a": 20000 if not paired else 5000,
+        "sequences_b": 5000,
+        "outputs": {
+            "rounds": {
+                "mean_a": 75.7806, "mean_b": 99.8904, "difference": 24.1098, "ci95": [22.7931994, 25.4264006],
+                "variance_reduction": 1.0941 if paired else None, "p_value": 1.75e-273, "count": 5000,
+            },
+            "all_nan": {
+                "mean_a": None, "mean_b": None, "difference": None, "ci95": None, "variance_reduction": None,
+                "p_value": None, "count": 0,
+            },
+        },
+        "targets": [
+            {"expr": "rounds>=30", "probability_a": 0.8261, "probability_b": 0.8754, "difference": -0.0493,
+             "ci95": [-0.0543, -0.0443], "p_value": 4.66e-83},
+        ],
+    }  # fmt: skip
+
+
+def test_a_comparison_reads_as_tables():
+    """Before, a line per output at four digits without the two means; a difference of null failed the command."""
+    for paired, heading in ((True, "paired (same seed)  ·  5,000 sequences"), (False, "20,000 and 5,000 sequences")):
+        console = Console(width=120, record=True, color_system=None)
+        for part in comparison_tables(_comparison(paired)):
+            console.print(part)
+        text = console.export_text()
+        assert text.splitlines()[0].startswith("8eb565690da4 − 1ae7644404ea  ·  ") and heading in text, text
+        rounds = next(line.split() for line in text.splitlines() if line.startswith("rounds "))
+        want = ["rounds", "75.781", "99.89", "+24.11", "[22.793,", "25.426]", "1.75e-273"]
+        assert rounds == want + (["1.09×"] if paired else []), text
+        assert next(line.split() for line in text.splitlines() if line.startswith("all_nan"))[1:4] == ["–"] * 3
+        target = next(line.split() for line in text.splitlines() if line.startswith("rounds>=30"))
+        assert target == ["rounds>=30", "0.8261", "0.8754", "-0.0493", "[-0.0543,", "-0.0443]", "4.66e-83"], text

@@ -70,6 +70,12 @@ def test_compare_paired_and_unpaired_variance_reduction(home):
     # the paired interval is narrower for the same difference
     width = lambda r: r["outputs"]["won"]["ci95"][1] - r["outputs"]["won"]["ci95"][0]  # noqa: E731
     assert width(paired) < width(unpaired)
+    # and as tables: the heading, each output's two means and difference as the JSON has them
+    text = run_cli("compare", a, b, "--target", "rounds>=30").stdout
+    assert text.startswith(f"{b} − {a}  ·  paired (same seed)  ·  4,000 sequences"), text
+    won = next(line.split() for line in text.splitlines() if line.startswith("won "))
+    o = paired["outputs"]["won"]
+    assert won[1:4] == [f"{o['mean_a']:.5g}", f"{o['mean_b']:.5g}", f"{o['difference']:+.5g}"], text
 
 
 def test_resume_after_sigkill_keeps_finished_points(home, write_model):

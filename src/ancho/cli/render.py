@@ -341,3 +341,64 @@ def _sensitivity_table(name: str, entry: dict) -> Table:
                 row.append(ci(v.get("ci95") if isinstance(v, dict) else None, 3))
         t.add_row(*row)
     return t
+
+
+def comparison_tables(result: dict) -> list:
+    """Rich renderables for a comparison (b − a): a heading, then each output's and target's two values, their
+    difference, its 95% interval and p-value (and a paired comparison's variance reduction), five digits as in a
+    run's summary. Before, a line per output at four digits, without the two means."""
+    how = "paired (same seed)" if result["paired"] else "unpaired (Welch)"
+    n_a, n_b = result.get("sequences_a"), result.get("sequences_b")
+    counts = (
+        f"{n_a:,} and {n_b:,} sequences"
+        if isinstance(n_a, int) and isinstance(n_b, int) and n_a != n_b and not result["paired"]
+        else f"{result['sequences']:,} sequences"
+    )
+    parts: list = [f"{result['b']} − {result['a']}  ·  {how}  ·  {counts}"]
+    if result["outputs"]:
+        parts.append(_comparison_table("output", result["outputs"].items(), "mean", result["paired"]))
+    if result["targets"]:
+        rows = [(t["expr"], t) for t in result["targets"]]
+        parts.append(_comparison_table("target", rows, "probability", False))
+    return parts
+
+
+def _comparison_table(kind: str, rows, value: str, paired: bool) -> Fitted:
+    short = "mean" if value == "mean" else "p"
+    columns = (
+        kind,
+        f"{short} a",
+        f"{short} b",
+        "b − a",
+        "95% CI",
+        "p-value",
+        *(("variance reduction",) if paired else ()),
+    )
+
+    def build(left_out: tuple[str, ...]) -> Table:
+        t = _table(f"{kind}s: b − a")
+        shown = [c for c in columns if c not in left_out]
+        for col in shown:
+            t.add_column(col, justify="left" if col == kind else "right", no_wrap=True)
+        for name, o in rows:
+            vr = o.get("variance_reduction")
+            cells = {
+                kind: name,
+                f"{short} a": fmt(o.get(f"{value}_a"), 5),
+                f"{short} b": fmt(o.get(f"{value}_b"), 5),
+                "b − a": _signed(o.get("difference")),
+                "95% CI": ci(o.get("ci95"), 5),
+                "p-value": fmt(o.get("p_value"), 3),
+                "variance reduction": f"{fmt(vr, 3)}×" if vr is not None else fmt(None),
+            }
+            t.add_row(*(cells[c] for c in shown))
+        _left_out_caption(t, left_out)
+        return t
+
+    return Fitted(build, (("p-value",), ("variance reduction",)))
+
+
+def _signed(x) -> str:
+    """A difference with its sign (``+0.049``; a negative one has its own)."""
+    text = fmt(x, 5)
+    return f"+{text}" if isinstance(x, (int, float)) and x > 0 else text

@@ -199,7 +199,7 @@ def compare(
     """
     from ..stores import open_store
     from ..studies.service import compare_runs
-    from .render import out_console
+    from .render import comparison_tables, out_console
 
     if url and store is None:
         with connect(url, token) as server:
@@ -210,18 +210,8 @@ def compare(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    how = "paired (same seed)" if result["paired"] else "unpaired (Welch)"
-    out_console.print(f"{run_b} − {run_a}: {how}, {result['sequences']:,} sequences", markup=False)
-    for name, o in result["outputs"].items():
-        vr = o.get("variance_reduction")
-        out_console.print(
-            f"  {name}: {o['difference']:+.4g} [{o['ci95'][0]:.4g}, {o['ci95'][1]:.4g}]"
-            + (f", variance reduction {vr:.3g}×" if vr else ""),
-            markup=False,
-        )
-    for t in result["targets"]:
-        ci = t.get("ci95") or [float("nan")] * 2
-        out_console.print(f"  p({t['expr']}): {t['difference']:+.4g} [{ci[0]:.4g}, {ci[1]:.4g}]", markup=False)
+    for part in comparison_tables(result):
+        out_console.print(part)
 
 
 def find_record(st: Store, record_id: str) -> RunRecord | StudyRecord:
