@@ -72,6 +72,10 @@ def test_the_cost_model_keeps_a_bounded_number_of_models():
     quick = ChunkResult(0, 20, np.arange(20), {}, seconds=0.001)
     costs.learn("f", quick)  # a chunk's own fixed cost says nothing about the model's
     assert costs.per_sequence("f") is None
+    # ... but a batch model's quick chunk of many sequences measures them: learnt, so its chunks share tasks
+    batch = ChunkResult(0, 1 << 20, np.arange(1 << 20), {}, seconds=0.02)
+    costs.learn("g", batch)
+    assert costs.per_sequence("g") == 0.02 / (1 << 20)
 
 
 def test_the_cost_of_a_model_decays_as_before():

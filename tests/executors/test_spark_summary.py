@@ -228,6 +228,8 @@ def test_cheap_sequences_go_in_fewer_bigger_tasks():
     assert tasks_chunks(1e-6, 125_000, 40, 2) == int(TASK_SECONDS // 0.125)  # capped at TASK_SECONDS of work
     assert tasks_chunks(1e-3, 12_500, 8, 2) == 1  # 12.5 s chunks: one per task, for balance
     assert tasks_chunks(1e-6, 100, 1, 2) == 1 and tasks_chunks(1e-6, 100, 0, 2) == 0
+    # a batch model's 1M chunks of ~20 ms: as many as hold MAX_TASK_SEQUENCES (4M), not TASK_SECONDS' 100
+    assert tasks_chunks(2e-8, 1 << 20, 40, 2) == 4 and tasks_chunks(2e-8, 1 << 20, 6, 2) == 3
 
 
 @pytest.mark.cassandra

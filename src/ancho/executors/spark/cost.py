@@ -26,8 +26,14 @@ from ..base import Task
 TASKS_PER_CORE = 4
 #: seconds of work a Spark task is filled with when sequences are cheap (see tasks_chunks)
 TASK_SECONDS = 2.0
+#: sequences one Spark task runs at most: a task's records come back whole, held in the executor's and the driver's
+#: JVM (8 bytes a sequence and output, 32 MB an output here); 2 s of a batch model's work would be ~100M sequences
+MAX_TASK_SEQUENCES = 4_194_304
 #: chunks quicker than this do not inform that estimate (a 20-sequence chunk of a trivial model measures its overhead)
 MIN_SAMPLE_SECONDS = 0.05
+#: ... unless they ran this many sequences: a batch model's chunk of 1,048,576 takes ~20 ms, nearly all of it its
+#: sequences' own work; left out, its cost stayed unknown and every chunk went in a Spark task of its own
+MIN_SAMPLE_SEQUENCES = 65_536
 #: (model, parameters) pairs whose cost is remembered, most recently run first
 COST_ENTRIES = 256
 
@@ -44,11 +50,13 @@ def tasks_chunks(per_sequence: float | None, chunk_size: int, pending: int, work
     ``TASK_SECONDS`` of work (each Spark task costs a fixed 0.3-1 s of
     scheduling and a job of its own, so cheap sequences go in fewer, bigger
     tasks), but never so many that fewer tasks than cores are left to run
-    what remains (expensive sequences keep one chunk per task, for balance).
+    what remains (expensive sequences keep one chunk per task, for balance), nor more than
+    ``MAX_TASK_SEQUENCES`` sequences (a batch model's cheap sequences would fill a task with gigabytes).
     """
     if per_sequence is None or pending <= 0:
         return min(1, pending)
     fill = int(TASK_SECONDS // max(per_sequence * chunk_size, 1e-9))
+    fill = min(fill, MAX_TASK_SEQUENCES // max(1, chunk_size))
     return max(1, min(fill, math.ceil(pending / max(1, workers)), pending))
 
 
@@ -89,8 +97,9 @@ class CostModel:
     def learn(self, key: str, result: ChunkResult | StoredChunk) -> None:
         """Fold a chunk's measured time into the key's seconds per sequence: weighted by sequences (a chunk of 20
         sequences says little against one of 100,000), older chunks' weight halving at each new one. Chunks shorter
-        than ``MIN_SAMPLE_SECONDS`` are left out: their time is mostly the chunk's own fixed cost, not the sequences'."""
-        if not (result.size and result.seconds >= MIN_SAMPLE_SECONDS):
+        than ``MIN_SAMPLE_SECONDS`` of fewer than ``MIN_SAMPLE_SEQUENCES`` sequences are left out: their time is mostly
+        the chunk's own fixed cost, not the sequences'."""
+        if not (result.size and (result.seconds >= MIN_SAMPLE_SECONDS or result.size >= MIN_SAMPLE_SEQUENCES)):
             return
         with self._lock:
             seconds, sequences = self._samples.pop(key, (0.0, 0.0))
