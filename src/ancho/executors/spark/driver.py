@@ -56,9 +56,10 @@ if TYPE_CHECKING:
 #: what a probe's answer is kept by: (application, Cassandra nodes, port, keyspace, role)
 ProbeKey = tuple[str, tuple[str, ...], int, str, str | None]
 
-#: runs of at least this many sequences are summarised by Spark (summary="auto"): below, the driver's one-column-at-a-time
-#: summary of the embedded store is quicker (1M sequences: ~1 s in the driver, 12-30 s in Spark on the 2-core test
-#: cluster, docs/spark.md)
+#: runs of at least this many sequences are summarised by Spark (summary="auto") on a cluster of other machines:
+#: below, the driver's one-column-at-a-time summary is quicker (1M sequences: ~1 s in the driver, 12-30 s in Spark
+#: on the 2-core test cluster; 30M: ~1 s against 24 s, docs/spark.md); a cluster on this machine never gains (the
+#: same cores and files), and its summary is then the driver's at any size (streamed past ANCHO_COLUMN_MEMORY)
 SPARK_SUMMARY_MIN = 20_000_000
 #: (session, Cassandra nodes, keyspace, role) whose probe answer is remembered
 PROBE_ENTRIES = 64
@@ -107,7 +108,7 @@ class SparkExecutor(Executor):
     session. ``summary``: where the run's summary is computed — ``"spark"``
     (Spark SQL, and user summary functions in a pandas UDF), ``"driver"``
     (as for a local run), or ``"auto"`` (Spark from ``SPARK_SUMMARY_MIN``
-    sequences on). Spark needs to read the stored results:
+    sequences on, on a cluster of other machines). Spark needs to read the stored results:
     ``shared_storage`` says whether the executors see the driver's store
     folder at the same path (default: only when the master runs on this
     machine); when they cannot, the driver summarises and the log says so.
@@ -382,6 +383,8 @@ class SparkExecutor(Executor):
             return None, "driver: asked for" if kinds else "driver: no outputs"
         if self.summary_mode == "auto" and int(record.get("done") or 0) < SPARK_SUMMARY_MIN:
             return None, f"driver: fewer than {SPARK_SUMMARY_MIN:,} sequences"
+        if self.summary_mode == "auto" and on_this_machine(self.master):
+            return None, "driver: the executors run on this machine (no more cores than the driver's, the same files)"
         if not isinstance(source, (ChunkFiles, CassandraResults)):
             why = f"driver: Spark cannot read a {getattr(source, 'kind', type(source).__name__)} results source"
         elif isinstance(source, ChunkFiles) and not self.shared_storage:
