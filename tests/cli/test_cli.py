@@ -171,6 +171,29 @@ def test_failed_run_is_shown_with_its_reason(home, write_model):
     assert "chunk.py" not in p.stdout  # the traceback starts in the user's code
 
 
+def test_text_that_looks_like_markup_is_printed_as_written(home, write_model):
+    """``-p 'label=[/]'`` ended ``ancho run`` in Rich's MarkupError traceback, and so did ``ancho show --failures`` of
+    a sequence whose error said ``[/]``."""
+    path = write_model(
+        """
+        class Labelled(ancho.Model):
+            label: str = "x"
+
+            def sequence(self, rng):
+                if rng.random() < 0.05:
+                    raise ValueError("[/] is not a [bold]tag")
+                return {"y": 1.0}
+        """
+    )
+    p = run_cli("run", str(path), "-n", "200", "--seed", "1", "-p", "label=[/]", "--max-failures", "200")
+    assert p.returncode == 0, p.stderr
+    assert "label='[/]'" in p.stdout and "sequences failed" in p.stdout, p.stdout
+    run_id = json.loads(run_cli("runs", "--json").stdout)[0]["id"]
+    p = run_cli("show", run_id, "--failures")
+    assert p.returncode == 0, p.stderr
+    assert ": ValueError: [/] is not a [bold]tag" in p.stdout, p.stdout
+
+
 def test_max_failures_allows_some(home, write_model):
     path = write_model(
         "class M(ancho.Model):\n    def sequence(self, rng):\n        if rng.random() < 0.1:\n            raise ValueError('x')\n        return {'x': 1.0}\n"

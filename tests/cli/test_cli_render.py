@@ -278,3 +278,27 @@ def test_a_comparison_reads_as_tables():
         assert next(line.split() for line in text.splitlines() if line.startswith("all_nan"))[1:4] == ["–"] * 3
         target = next(line.split() for line in text.splitlines() if line.startswith("rounds>=30"))
         assert target == ["rounds>=30", "0.8261", "0.8754", "-0.0493", "[-0.0543,", "-0.0443]", "4.66e-83"], text
+
+
+def test_text_from_models_is_shown_as_written_never_as_markup():
+    """A parameter value ``[/]`` raised Rich's MarkupError in ``ancho run`` and ``ancho show``; ``[red]x`` was shown
+    as a red ``x``. Names, values, expressions and errors are plain text wherever they are shown."""
+    summary = _summary()
+    summary["params"] = {"label": "[/]", "colour": "[red]x"}
+    summary["custom"] = {"note": "[bold]not bold[/bold]", "broken": "[/]"}
+    text = "\n".join(_render(summary, 120).splitlines())
+    assert "label='[/]'" in text and "colour='[red]x'" in text, text
+    assert "[bold]not bold[/bold]" in text and "[/]" in text
+    study = _study(2)
+    for p in study["points"]:
+        p["params"]["k"] = "[/]"
+    study["sensitivity"]["payoff"]["warning"] = "[/] stays"
+    text = _render_study(study, 120)
+    assert text.count("[/]") >= 3 and "[/] stays" in text, text
+    comparison = _comparison(True)
+    comparison["outputs"] = {"x": dict(comparison["outputs"]["rounds"])}
+    comparison["a"] = "[/]"
+    console = Console(width=120, record=True, color_system=None)
+    for part in comparison_tables(comparison):
+        console.print(part)
+    assert "− [/]" in console.export_text()

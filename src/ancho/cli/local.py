@@ -164,6 +164,8 @@ def show(
     failures: bool = typer.Option(False, "--failures", help="List the sequences that failed, with tracebacks."),
 ) -> None:
     """Show a run's or a study's summary again (or why it failed)."""
+    from rich.text import Text
+
     from ..stores import open_store
     from ..stores.base import StudyRecord
     from .render import out_console, print_summary
@@ -175,7 +177,7 @@ def show(
         return show_study(st, record.id, as_json)
     if failures:
         for f in st.failures(run_id):
-            out_console.print(f"[bold]sequence {f.sequence}[/bold]: {f.error}")
+            out_console.print(Text.assemble((f"sequence {f.sequence}", "bold"), f": {f.error}"))  # (the error: plain)
             out_console.print(f.traceback, markup=False, highlight=False)
         return
     if record.summary is None:

@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ..present import interval as ci
 from ..present import number as fmt
@@ -39,9 +40,9 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
         head += f"  ·  block {record.block:,}"
     if record is not None and record.started and record.finished:
         head += f"  ·  {record.finished - record.started:.2f} s"
-    parts.append(head)
+    parts.append(Text(head))
     if summary.get("params"):
-        parts.append("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items()))
+        parts.append(Text("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items())))
     trajectories = summary.get("trajectories") or {}
     if summary["outputs"] or not trajectories:  # (a run of trajectories alone has no empty table above theirs)
         parts.append(outputs_table(summary["outputs"]))
@@ -52,22 +53,27 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
         for col in ("target", "probability", "95% CI"):
             tt.add_column(col, justify="left" if col == "target" else "right", no_wrap=col == "95% CI")
         for row in summary["targets"]:
-            tt.add_row(row["expr"], fmt(row["probability"], 5), ci(row["ci95"], 5))
+            _add(tt, row["expr"], fmt(row["probability"], 5), ci(row["ci95"], 5))
         parts.append(tt)
     if summary.get("until"):
         u = summary["until"]
         state = "met" if u["met"] else f"NOT met (stopped at max_sequences={u['max_sequences']:,})"
-        parts.append(f"precision goal {u['expr']}: half-width {fmt(u['half_width'])} (goal {fmt(u['goal'])}), {state}")
+        parts.append(
+            Text(f"precision goal {u['expr']}: half-width {fmt(u['half_width'])} (goal {fmt(u['goal'])}), {state}")
+        )
     if summary.get("custom"):
         ct = _table("custom summaries")
         ct.add_column("summary")
         ct.add_column("value", justify="right")
         for k, v in summary["custom"].items():
-            ct.add_row(k, fmt(v))
+            _add(ct, k, fmt(v))
         parts.append(ct)
     if summary.get("failures"):
         parts.append(
-            f"[yellow]{summary['failures']:,} sequences failed[/yellow] ({failures_command.format(run=summary['run'])})"
+            Text.assemble(
+                (f"{summary['failures']:,} sequences failed", "yellow"),
+                f" ({failures_command.format(run=summary['run'])})",
+            )
         )
     return parts
 
@@ -96,7 +102,7 @@ class Fitted:
 def _left_out_caption(table: Table, left_out: Sequence[str]) -> None:
     if left_out:
         names = f"{', '.join(left_out[:-1])} and {left_out[-1]}" if len(left_out) > 1 else left_out[0]
-        table.caption = f"{names} left out to fit the terminal (--json has them)"
+        table.caption = Text(f"{names} left out to fit the terminal (--json has them)")
         table.caption_justify = "left"
 
 
@@ -127,7 +133,7 @@ def outputs_table(outputs: dict) -> Fitted:
                 "max": fmt(s["max"], 5),
                 "count": fmt(s["count"]),
             }
-            t.add_row(*(cells[c] for c in shown))
+            _add(t, *(cells[c] for c in shown))
         _left_out_caption(t, left_out)
         return t
 
@@ -146,7 +152,8 @@ def trajectories_table(trajectories: dict) -> Table:
         means = s["mean"]
         finite = [(v, i) for i, v in enumerate(means) if v is not None]
         top = max(finite, key=lambda pair: pair[0]) if finite else (None, None)
-        t.add_row(
+        _add(
+            t,
             name,
             fmt(s["steps"]),
             sparkline(means, 20),
@@ -157,6 +164,13 @@ def trajectories_table(trajectories: dict) -> Table:
             fmt(s["count"]),
         )
     return t
+
+
+def _add(table: Table, *cells: str) -> None:
+    """A row of plain text. Why: names, values, expressions and errors come from models and servers, and Rich reads
+    ``[…]`` in a string as markup (a parameter value ``[/]`` raised ``MarkupError`` and ``[red]x`` was shown as a red
+    ``x``)."""
+    table.add_row(*(Text(c) for c in cells))
 
 
 def _table(title: str) -> Table:
@@ -206,7 +220,7 @@ def _records_table(records, kind: str) -> Fitted:
                 "created": when(r.created),
                 "duration": duration(r),
             }
-            t.add_row(*(cells[c] for c in columns))
+            _add(t, *(cells[c] for c in columns))
         _left_out_caption(t, left_out)
         return t
 
@@ -272,22 +286,24 @@ def study_tables(summary: dict) -> list:
         f"{design['kind']} design over {', '.join(varied)}  ·  {design['points']:,} points of "
         f"{summary['sequences']:,} sequences"
     )
-    parts: list = [head]
+    parts: list = [Text(head)]
     shared = {k: v for k, v in (points[0]["params"] if points else {}).items() if k not in varied}
     shared = {k: v for k, v in shared.items() if all(p["params"].get(k) == v for p in points)}
     if shared:
-        parts.append("params every point shares: " + ", ".join(f"{k}={v!r}" for k, v in shared.items()))
+        parts.append(Text("params every point shares: " + ", ".join(f"{k}={v!r}" for k, v in shared.items())))
     if points:
         parts.append(_points_table(points, varied))
     for name, entry in summary.get("sensitivity", {}).items():
         parts.append(_sensitivity_table(name, entry))
         if entry.get("noise_share") is not None:
             parts.append(
-                f"noise_share {fmt(entry['noise_share'], 3)}: the share of the variance of {name}'s point means that "
-                "is replication noise"
+                Text(
+                    f"noise_share {fmt(entry['noise_share'], 3)}: the share of the variance of {name}'s point means "
+                    "that is replication noise"
+                )
             )
         if entry.get("warning"):
-            parts.append(f"[yellow]{entry['warning']}[/yellow]")
+            parts.append(Text(entry["warning"], style="yellow"))
     return parts
 
 
@@ -307,11 +323,11 @@ def _points_table(points: list[dict], varied: list[str]) -> Fitted:
             cells.update({k: fmt(p["params"].get(k), 5) for k in varied})
             cells.update({k: fmt(p["outputs"].get(k, {}).get("mean"), 5) for k in outputs})
             cells.update({f"p({t['expr']})": fmt(t.get("probability"), 5) for t in p["targets"]})
-            t.add_row(*(cells.get(c, "–") for c in columns))
+            _add(t, *(cells.get(c, "–") for c in columns))
         _left_out_caption(t, left_out)
         if len(points) > len(shown_points):
             more = f"{len(points) - len(shown_points):,} more points not shown (--json or ancho export have them)"
-            t.caption = f"{t.caption}; {more}" if t.caption else more
+            t.caption = Text(f"{t.caption}; {more}" if t.caption else more)
             t.caption_justify = "left"
         return t
 
@@ -339,7 +355,7 @@ def _sensitivity_table(name: str, entry: dict) -> Table:
             row.append(fmt(v.get("value") if isinstance(v, dict) else v, 3))
             if with_ci[col]:
                 row.append(ci(v.get("ci95") if isinstance(v, dict) else None, 3))
-        t.add_row(*row)
+        _add(t, *row)
     return t
 
 
@@ -354,7 +370,7 @@ def comparison_tables(result: dict) -> list:
         if isinstance(n_a, int) and isinstance(n_b, int) and n_a != n_b and not result["paired"]
         else f"{result['sequences']:,} sequences"
     )
-    parts: list = [f"{result['b']} − {result['a']}  ·  {how}  ·  {counts}"]
+    parts: list = [Text(f"{result['b']} − {result['a']}  ·  {how}  ·  {counts}")]
     if result["outputs"]:
         parts.append(_comparison_table("output", result["outputs"].items(), "mean", result["paired"]))
     if result["targets"]:
@@ -391,7 +407,7 @@ def _comparison_table(kind: str, rows, value: str, paired: bool) -> Fitted:
                 "p-value": fmt(o.get("p_value"), 3),
                 "variance reduction": f"{fmt(vr, 3)}×" if vr is not None else fmt(None),
             }
-            t.add_row(*(cells[c] for c in shown))
+            _add(t, *(cells[c] for c in shown))
         _left_out_caption(t, left_out)
         return t
 
