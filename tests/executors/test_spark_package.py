@@ -73,9 +73,14 @@ def test_the_cost_model_keeps_a_bounded_number_of_models():
     costs.learn("f", quick)  # a chunk's own fixed cost says nothing about the model's
     assert costs.per_sequence("f") is None
     # ... but a batch model's quick chunk of many sequences measures them: learnt, so its chunks share tasks
-    batch = ChunkResult(0, 1 << 20, np.arange(1 << 20), {}, seconds=0.02)
+    batch = ChunkResult(0, 1 << 20, np.arange(1 << 20), {"x": np.zeros(1 << 20)}, seconds=0.02)
     costs.learn("g", batch)
     assert costs.per_sequence("g") == 0.02 / (1 << 20)
+    # and what a chunk's results weigh, for any chunk: 8 bytes of id and 8 of each float output a sequence
+    assert costs.bytes_per_sequence("h") is None
+    costs.learn_bytes("h", quick)
+    costs.learn_bytes("h", batch)
+    assert costs.bytes_per_sequence("h") == 16.0
 
 
 def test_the_cost_of_a_model_decays_as_before():

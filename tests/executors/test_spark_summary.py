@@ -250,8 +250,27 @@ def test_cheap_sequences_go_in_fewer_bigger_tasks():
     assert tasks_chunks(1e-6, 125_000, 40, 2) == int(TASK_SECONDS // 0.125)  # capped at TASK_SECONDS of work
     assert tasks_chunks(1e-3, 12_500, 8, 2) == 1  # 12.5 s chunks: one per task, for balance
     assert tasks_chunks(1e-6, 100, 1, 2) == 1 and tasks_chunks(1e-6, 100, 0, 2) == 0
-    # a batch model's 1M chunks of ~20 ms: as many as hold MAX_TASK_SEQUENCES (4M), not TASK_SECONDS' 100
-    assert tasks_chunks(2e-8, 1 << 20, 40, 2) == 4 and tasks_chunks(2e-8, 1 << 20, 6, 2) == 3
+
+
+def test_a_task_holds_at_most_so_many_sequences_and_bytes_of_results():
+    """A batch model's 1M chunks of ~20 ms would fill TASK_SECONDS with ~100 of them: a task holds at most
+    MAX_TASK_SEQUENCES sequences, fewer when their results would pass MAX_TASK_BYTES, counted over chunks of any size
+    (a study's differ)."""
+    need_module("pyspark", PYSPARK_HINT)
+    from collections import deque
+    from types import SimpleNamespace
+
+    from ancho.executors.spark.cost import MAX_TASK_BYTES, MAX_TASK_SEQUENCES, take, task_sequences
+
+    assert MAX_TASK_SEQUENCES == 1 << 22 and MAX_TASK_BYTES == 1 << 28
+    assert task_sequences(None) == task_sequences(0) == 1 << 22 and task_sequences(8.0) == 1 << 22
+    assert task_sequences(256.0) == 1 << 20 and task_sequences(1e12) == 1  # 32 float outputs; a huge trajectory
+    chunks = lambda *sizes: deque(SimpleNamespace(size=n) for n in sizes)  # noqa: E731
+    assert [c.size for c in take(chunks(*[1 << 20] * 10), 95, 1 << 22)] == [1 << 20] * 4
+    mixed = take(chunks(37_856, *[262_144] * 40), 100, 1 << 22)  # a study's tail, then whole chunks
+    assert sum(c.size for c in mixed) <= 1 << 22 and len(mixed) == 16
+    assert [c.size for c in take(chunks(5 << 22, 8), 10, 1 << 22)] == [5 << 22]  # (one chunk always goes)
+    assert len(take(chunks(8, 8, 8), 2, 1 << 22)) == 2
 
 
 @pytest.mark.cassandra

@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from typing import Any
 
 from ...chunk import ChunkResult, StoredChunk
 from ..base import Task
@@ -26,9 +27,11 @@ from ..base import Task
 TASKS_PER_CORE = 4
 #: seconds of work a Spark task is filled with when sequences are cheap (see tasks_chunks)
 TASK_SECONDS = 2.0
-#: sequences one Spark task runs at most: a task's records come back whole, held in the executor's and the driver's
-#: JVM (8 bytes a sequence and output, 32 MB an output here); 2 s of a batch model's work would be ~100M sequences
+#: sequences one Spark task runs at most (2 s of a batch model's work would be ~100M sequences) ...
 MAX_TASK_SEQUENCES = 4_194_304
+#: ... and bytes of results it sends back at most: a task's records come back whole, held in the executor's and the
+#: driver's JVM (Spark's own ``spark.driver.maxResultSize`` is 1 GiB); 4M sequences of 32 float outputs were 1 GiB
+MAX_TASK_BYTES = 256 << 20
 #: chunks quicker than this do not inform that estimate (a 20-sequence chunk of a trivial model measures its overhead)
 MIN_SAMPLE_SECONDS = 0.05
 #: ... unless they ran this many sequences: a batch model's chunk of 1,048,576 takes ~20 ms, nearly all of it its
@@ -50,14 +53,40 @@ def tasks_chunks(per_sequence: float | None, chunk_size: int, pending: int, work
     ``TASK_SECONDS`` of work (each Spark task costs a fixed 0.3-1 s of
     scheduling and a job of its own, so cheap sequences go in fewer, bigger
     tasks), but never so many that fewer tasks than cores are left to run
-    what remains (expensive sequences keep one chunk per task, for balance), nor more than
-    ``MAX_TASK_SEQUENCES`` sequences (a batch model's cheap sequences would fill a task with gigabytes).
+    what remains (expensive sequences keep one chunk per task, for balance).
+    :func:`take` then bounds what they hold.
     """
     if per_sequence is None or pending <= 0:
         return min(1, pending)
     fill = int(TASK_SECONDS // max(per_sequence * chunk_size, 1e-9))
-    fill = min(fill, MAX_TASK_SEQUENCES // max(1, chunk_size))
     return max(1, min(fill, math.ceil(pending / max(1, workers)), pending))
+
+
+def task_sequences(bytes_per_sequence: float | None) -> int:
+    """The most sequences one task runs: ``MAX_TASK_SEQUENCES``, fewer when their results would pass
+    ``MAX_TASK_BYTES`` (``bytes_per_sequence``: what a chunk's records carried back; 0 or None: nothing, or not known)."""
+    if not bytes_per_sequence:
+        return MAX_TASK_SEQUENCES
+    return max(1, min(MAX_TASK_SEQUENCES, int(MAX_TASK_BYTES // bytes_per_sequence)))
+
+
+def take(pending: deque[Any], n: int, most: int) -> list[Any]:
+    """The next task's chunks from ``pending``: the first, then more, up to ``n`` in all, while their sequences
+    add up to at most ``most`` (a study's chunks differ in size: counting chunks alone would not bound a task)."""
+    chunks = [pending.popleft()]
+    size = chunks[0].size
+    while pending and len(chunks) < n and size + pending[0].size <= most:
+        size += pending[0].size
+        chunks.append(pending.popleft())
+    return chunks
+
+
+def result_bytes(result: ChunkResult | StoredChunk) -> int:
+    """Bytes of a chunk's results as its records carry them back: ids and columns (none for a chunk its task
+    stored itself)."""
+    if isinstance(result, StoredChunk):
+        return 0
+    return int(result.sequences.nbytes) + sum(int(getattr(c, "nbytes", 8 * len(c))) for c in result.columns.values())
 
 
 def cost_key(task: Task) -> str:
@@ -81,9 +110,15 @@ class CostModel:
         self.size = size
         self._lock = threading.Lock()
         self._samples: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (seconds, sequences), decayed
+        self._bytes: OrderedDict[str, float] = OrderedDict()  # key -> bytes of results per sequence, the last chunk's
 
     def __len__(self) -> int:
         return len(self._samples)
+
+    def bytes_per_sequence(self, key: str) -> float | None:
+        """The key's bytes of results per sequence, as its last chunk carried them back, or None while none came."""
+        with self._lock:
+            return self._bytes.get(key)
 
     def per_sequence(self, key: str) -> float | None:
         """The key's seconds per sequence, or None while no chunk has measured it."""
@@ -93,6 +128,16 @@ class CostModel:
                 return None
             self._samples.move_to_end(key)
             return sample[0] / sample[1]
+
+    def learn_bytes(self, key: str, result: ChunkResult | StoredChunk) -> None:
+        """Keep the bytes of results per sequence ``result`` carried back (any chunk, a study's too: what bounds
+        a task's results is their size, not their time)."""
+        if result.size:
+            with self._lock:
+                self._bytes[key] = result_bytes(result) / result.size
+                self._bytes.move_to_end(key)
+                while len(self._bytes) > self.size:
+                    self._bytes.popitem(last=False)
 
     def learn(self, key: str, result: ChunkResult | StoredChunk) -> None:
         """Fold a chunk's measured time into the key's seconds per sequence: weighted by sequences (a chunk of 20

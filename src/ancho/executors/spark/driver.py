@@ -56,10 +56,9 @@ if TYPE_CHECKING:
 #: what a probe's answer is kept by: (application, Cassandra nodes, port, keyspace, role)
 ProbeKey = tuple[str, tuple[str, ...], int, str, str | None]
 
-#: runs of at least this many sequences are summarised by Spark (summary="auto") on a cluster of other machines:
-#: below, the driver's one-column-at-a-time summary is quicker (1M sequences: ~1 s in the driver, 12-30 s in Spark
-#: on the 2-core test cluster; 30M: ~1 s against 24 s, docs/spark.md); a cluster on this machine never gains (the
-#: same cores and files), and its summary is then the driver's at any size (streamed past ANCHO_COLUMN_MEMORY)
+#: runs of at least this many sequences are summarised by Spark (summary="auto") on a cluster of other machines: below,
+#: the driver is quicker (1M sequences: ~1 s against 12-30 s; 30M: ~1 s against 24 s on the 2-core test cluster), and
+#: on this machine at any size (the same cores and files; docs/spark.md)
 SPARK_SUMMARY_MIN = 20_000_000
 #: (session, Cassandra nodes, keyspace, role) whose probe answer is remembered
 PROBE_ENTRIES = 64
@@ -152,15 +151,12 @@ class SparkExecutor(Executor):
         policy = options.policy
         self.isolation = Isolation(sandbox=policy)
         wrap = options.wrap
-        self._local_options: dict[str, Any] = (
-            {"wrap": wrap} if wrap is not None else {}
-        )  # how the driver runs user code itself
+        # how the driver runs user code itself
+        self._local_options: dict[str, Any] = {"wrap": wrap} if wrap is not None else {}
         if options.results is not None:  # a results source the sandboxed summary worker can read
             self._local_options["results"] = options.results
         python = options.python
-        if python is not None and os.path.abspath(python) != os.path.abspath(
-            sys.executable
-        ):  # (a venv's python links to the base one)
+        if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):  # (venv: links to base)
             # a model environment: executors build the same one, or use the driver's folder when they share its storage
             self._local_options.update(python=python, env=dict(options.env))
             self.extra_env.pop("PYTHONPATH", None)  # the driver's path to Ancho: executors have their own
@@ -312,9 +308,10 @@ class SparkExecutor(Executor):
                     # a study's tiny chunks are each shorter than a cost sample: their sum measures a chunk's cost
                     per_sequence = seconds / sequences if sequences else guess
                 n = cost.tasks_chunks(per_sequence, pending[0].size, len(pending), self.workers) if pending else 0
+                most = cost.task_sequences(cost.COSTS.bytes_per_sequence(cost_key))
                 while pending and (per_sequence is not None or len(inflight) < self.workers):
                     # (n is decided for all that is pending, so the tasks of one round are equal)
-                    inflight[next_id] = chunks = [pending.popleft() for _ in range(min(n, len(pending)))]
+                    inflight[next_id] = chunks = cost.take(pending, n, most)
                     futures.append(pool.submit(job, next_id, chunks))
                     next_id += 1
                 if not inflight:
@@ -339,6 +336,7 @@ class SparkExecutor(Executor):
                         source.lull()  # (the next result comes when another task ends)
                     if (problem := misfit(result, chunk.start, chunk.stop, custom, chunk.summaries)) is not None:
                         raise ForgedReply(f"a Spark task's record does not answer its chunk: {problem}; refused")
+                    cost.COSTS.learn_bytes(cost_key, result)
                     if chunk.task is None:
                         for learnt in (cost_key, model_key):
                             cost.COSTS.learn(learnt, result)
