@@ -302,3 +302,37 @@ def test_text_from_models_is_shown_as_written_never_as_markup():
     for part in comparison_tables(comparison):
         console.print(part)
     assert "− [/]" in console.export_text()
+
+
+def test_a_points_table_keeps_columns_apart_that_share_a_name():
+    """Cells were looked up by header: an output named ``status``, or named as a varied parameter, took their cells."""
+    study = _study(1)
+    study["design"]["parameters"] = ["a"]
+    point = study["points"][0]
+    point["params"] = {"a": 0.0}
+    point["outputs"] = {"status": {"mean": 7.0}, "a": {"mean": 3.0}}
+    point["targets"] = []
+    text = _render_study(study, 120)
+    header = next(line for line in text.splitlines() if line.split()[:1] == ["point"])
+    row = next(line.split() for line in text.splitlines() if line.split()[:1] == ["0"])
+    assert header.split() == ["point", "a", "status", "status", "(mean)", "a", "(mean)", "run"], header
+    assert row == ["0", "0", "succeeded", "7", "3", "000000000000"], text
+
+
+def test_a_terminal_too_narrow_for_the_fewest_columns_wraps_names_and_never_cuts_numbers():
+    summary = _summary()
+    wide = dict(summary["outputs"]["rounds"], mean=12345.678, ci95=[12300.25, 12391.5])
+    summary["outputs"] = {"final_wealth_of_the_player": wide}
+    text = _render(summary, 60)
+    assert "…" not in text and "12,346" in text and "[12,300, 12,392]" in text and "20,000" in text, text
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("final_wealth"))
+    assert lines[first].split()[0] + lines[first + 1].split()[0] == "final_wealth_of_the_player", text  # (wrapped)
+
+
+def test_titles_and_headers_from_models_are_plain_text():
+    study = _study(2)
+    study["points"][0]["targets"] = [{"expr": "y>[i]", "probability": 0.5}]
+    study["sensitivity"]["p(y>[/])"] = study["sensitivity"]["payoff"]
+    text = _render_study(study, 200)
+    assert "p(y>[i])" in text and "sensitivity of p(y>[/])" in text, text

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich import box
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, JustifyMethod, RenderResult
 from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
@@ -51,7 +53,7 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     if summary.get("targets"):
         tt = _table("targets")
         for col in ("target", "probability", "95% CI"):
-            tt.add_column(col, justify="left" if col == "target" else "right", no_wrap=col == "95% CI")
+            _column(tt, col, "left" if col == "target" else "right", fold=col == "target")
         for row in summary["targets"]:
             _add(tt, row["expr"], fmt(row["probability"], 5), ci(row["ci95"], 5))
         parts.append(tt)
@@ -63,8 +65,8 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
         )
     if summary.get("custom"):
         ct = _table("custom summaries")
-        ct.add_column("summary")
-        ct.add_column("value", justify="right")
+        _column(ct, "summary", "left", fold=True)
+        _column(ct, "value", "right", fold=True)  # (a structure a summary function returned may be long)
         for k, v in summary["custom"].items():
             _add(ct, k, fmt(v))
         parts.append(ct)
@@ -83,10 +85,11 @@ class Fitted:
 
     Why: a table wider than the terminal was squeezed by Rich, which cut names and numbers short (``fina…``,
     ``44.1…``): a number cut short reads as another number. ``build(left_out)`` makes the table without the columns
-    named; the groups in ``left_out_first`` go in turn, least needed first, until it fits (or none is left to go).
+    whose keys it is given; the groups in ``left_out_first`` go in turn, least needed first, until it fits (with
+    none left to go, its column of names wraps: see :func:`_column`).
     """
 
-    def __init__(self, build: Callable[[tuple[str, ...]], Table], left_out_first: Sequence[tuple[str, ...]]):
+    def __init__(self, build: Callable[[tuple[Any, ...]], Table], left_out_first: Sequence[tuple[Any, ...]]):
         self.build = build
         self.left_out_first = left_out_first
 
@@ -96,7 +99,7 @@ class Fitted:
             table = self.build(tuple(c for group in self.left_out_first[:cut] for c in group))
             if Measurement.get(console, unbounded, table).maximum <= options.max_width:
                 break
-        yield table  # (still too wide with every group left out: the terminal folds it)
+        yield table  # (still too wide with every group left out: its column of names wraps)
 
 
 def _left_out_caption(table: Table, left_out: Sequence[str]) -> None:
@@ -119,7 +122,7 @@ def outputs_table(outputs: dict) -> Fitted:
         t = _table("outputs")
         shown = [c for c in OUTPUT_COLUMNS if c not in left_out]
         for col in shown:
-            t.add_column(col, justify="left" if col == "output" else "right", no_wrap=True)
+            _column(t, col, "left" if col == "output" else "right", fold=col == "output")
         for name, s in outputs.items():
             cells = {
                 "output": name,
@@ -147,10 +150,10 @@ def trajectories_table(trajectories: dict) -> Table:
     in ``ancho export --trajectory``), and the run page, report and notebook draw the bands."""
     t = _table("trajectories (mean of each step)")
     for col in ("trajectory", "steps", "shape", "first", "last", "highest", "at step", "count"):
-        t.add_column(col, justify="left" if col in ("trajectory", "shape") else "right", no_wrap=col == "shape")
+        _column(t, col, "left" if col in ("trajectory", "shape") else "right", fold=col == "trajectory")
     for name, s in trajectories.items():
         means = s["mean"]
-        finite = [(v, i) for i, v in enumerate(means) if v is not None]
+        finite = [(v, i) for i, v in enumerate(means) if v is not None and math.isfinite(v)]
         top = max(finite, key=lambda pair: pair[0]) if finite else (None, None)
         _add(
             t,
@@ -173,9 +176,23 @@ def _add(table: Table, *cells: str) -> None:
     table.add_row(*(Text(c) for c in cells))
 
 
+def _column(table: Table, header: str, justify: JustifyMethod, fold: bool = False) -> None:
+    """A column whose header is plain text (it may hold an output's name or a target's expression, see :func:`_add`).
+
+    Its cells are never cut: the column of names (``fold``) wraps them onto more lines when the terminal is too
+    narrow for the table (Rich narrows that column first, as the only one that may wrap), the others keep their
+    numbers on one line; :class:`Fitted` leaves whole columns out before that."""
+    table.add_column(Text(header), justify=justify, no_wrap=not fold, overflow="fold" if fold else "ellipsis")
+
+
 def _table(title: str) -> Table:
     return Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
+        title=Text(title),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
 
 
@@ -209,7 +226,7 @@ def _records_table(records, kind: str) -> Fitted:
             c for c in (kind, "model", "status", *design, "sequences", "created", "duration") if c not in left_out
         ]
         for col in columns:
-            t.add_column(col, justify="right" if col in ("sequences", "duration") else "left", no_wrap=col != "model")
+            _column(t, col, "right" if col in ("sequences", "duration") else "left", fold=col == "model")
         for r in records:
             cells = {
                 kind: r.id,
@@ -283,7 +300,7 @@ def study_tables(summary: dict) -> list:
     points = summary["points"]
     head = (
         f"study {summary['study']}  ·  {summary['status']}  ·  model {summary['model']}  ·  seed {summary['seed']}  ·  "
-        f"{design['kind']} design over {', '.join(varied)}  ·  {design['points']:,} points of "
+        f"{design['kind']} design over {', '.join(varied)}  ·  {design['points']:,} point{'' if design['points'] == 1 else 's'} of "
         f"{summary['sequences']:,} sequences"
     )
     parts: list = [Text(head)]
@@ -308,23 +325,31 @@ def study_tables(summary: dict) -> list:
 
 
 def _points_table(points: list[dict], varied: list[str]) -> Fitted:
+    """A row per point. Columns are keyed by what they hold (a parameter, an output, a target), not by their header:
+    an output may share its name with a varied parameter or with ``status`` (its header then says ``(mean)``)."""
     outputs = list(dict.fromkeys(name for p in points for name in p["outputs"]))
     targets = list(dict.fromkeys(t["expr"] for p in points for t in p["targets"]))
     shown_points = points[:POINTS_SHOWN]
+    taken = {"point", "status", "run", *varied}
+    keys: list[tuple[str, str]] = [("point", ""), *(("param", k) for k in varied), ("status", "")]
+    keys += [*(("output", o) for o in outputs), *(("target", e) for e in targets), ("run", "")]
+    headers = {key: key[0] for key in keys}
+    headers.update({("param", k): k for k in varied})
+    headers.update({("output", o): f"{o} (mean)" if o in taken else o for o in outputs})
+    headers.update({("target", e): f"p({e})" for e in targets})
 
-    def build(left_out: tuple[str, ...]) -> Table:
+    def build(left_out: tuple[tuple[str, str], ...]) -> Table:
         t = _table("points (each output's mean, each target's probability)")
-        columns = ["point", *varied, "status", *outputs, *(f"p({e})" for e in targets), "run"]
-        columns = [c for c in columns if c not in left_out]
-        for col in columns:
-            t.add_column(col, justify="right" if col not in ("status", "run") else "left", no_wrap=True)
+        columns = [key for key in keys if key not in left_out]
+        for key in columns:
+            _column(t, headers[key], "left" if key[0] in ("status", "run") else "right")
         for p in shown_points:
-            cells = {"point": fmt(p["point"]), "status": p["status"], "run": p["run"] or "–"}
-            cells.update({k: fmt(p["params"].get(k), 5) for k in varied})
-            cells.update({k: fmt(p["outputs"].get(k, {}).get("mean"), 5) for k in outputs})
-            cells.update({f"p({t['expr']})": fmt(t.get("probability"), 5) for t in p["targets"]})
-            _add(t, *(cells.get(c, "–") for c in columns))
-        _left_out_caption(t, left_out)
+            cells = {("point", ""): fmt(p["point"]), ("status", ""): p["status"], ("run", ""): p["run"] or "–"}
+            cells.update({("param", k): fmt(p["params"].get(k), 5) for k in varied})
+            cells.update({("output", k): fmt(p["outputs"].get(k, {}).get("mean"), 5) for k in outputs})
+            cells.update({("target", t["expr"]): fmt(t.get("probability"), 5) for t in p["targets"]})
+            _add(t, *(cells.get(key, "–") for key in columns))
+        _left_out_caption(t, [headers[key] for key in left_out])
         if len(points) > len(shown_points):
             more = f"{len(points) - len(shown_points):,} more points not shown (--json or ancho export have them)"
             t.caption = Text(f"{t.caption}; {more}" if t.caption else more)
@@ -332,7 +357,8 @@ def _points_table(points: list[dict], varied: list[str]) -> Fitted:
         return t
 
     # the run ids go first, then targets and outputs from the last: the point, its parameters and status stay
-    optional = [("run",), *((f"p({e})",) for e in reversed(targets)), *((o,) for o in reversed(outputs[1:]))]
+    optional = [(("run", ""),), *((("target", e),) for e in reversed(targets))]
+    optional += [(("output", o),) for o in reversed(outputs[1:])]
     return Fitted(build, optional)
 
 
@@ -342,12 +368,12 @@ def _sensitivity_table(name: str, entry: dict) -> Table:
     sobol = entry.get("method") == "sobol"
     columns = ("ST", "S1") if sobol else ("mu_star", "sigma")
     t = _table(f"sensitivity of {name} ({'Sobol' if sobol else 'Morris'})")
-    t.add_column("parameter")
+    _column(t, "parameter", "left", fold=True)
     with_ci = {c: any(isinstance(v, dict) for v in entry.get(c, {}).values()) for c in columns}
     for col in columns:
-        t.add_column(col, justify="right")
+        _column(t, col, "right")
         if with_ci[col]:
-            t.add_column("95% CI", justify="right", no_wrap=True)
+            _column(t, "95% CI", "right")
     for param in entry.get(columns[0], {}):
         row = [param]
         for col in columns:
@@ -395,7 +421,7 @@ def _comparison_table(kind: str, rows, value: str, paired: bool) -> Fitted:
         t = _table(f"{kind}s: b − a")
         shown = [c for c in columns if c not in left_out]
         for col in shown:
-            t.add_column(col, justify="left" if col == kind else "right", no_wrap=True)
+            _column(t, col, "left" if col == kind else "right", fold=col == kind)
         for name, o in rows:
             vr = o.get("variance_reduction")
             cells = {
