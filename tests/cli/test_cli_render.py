@@ -59,10 +59,7 @@ def _summary():
 
 
 def test_summary_fits_80_columns():
-    console = Console(width=80, record=True, color_system=None)
-    for part in summary_tables(_summary()):
-        console.print(part)
-    text = console.export_text()
+    text = _text(summary_tables(_summary()), 80)
     assert max(len(line) for line in text.splitlines()) <= 80, text
     for line in text.splitlines():
         assert line.count("[") == line.count("]"), f"an interval wrapped: {line!r}"
@@ -77,10 +74,7 @@ def test_trajectories_show_their_shape_and_fit_80_columns():
     summary = _summary()
     infected = [1.0, 4.0, 20.0, 62.5, 40.0, 10.0, 2.0, 0.5]
     summary["trajectories"] = {"infected": _trajectory(infected), "a_long_trajectory_name": _trajectory([0.0] * 365)}
-    console = Console(width=80, record=True, color_system=None)
-    for part in summary_tables(summary):
-        console.print(part)
-    text = console.export_text()
+    text = _text(summary_tables(summary), 80)
     assert max(len(line) for line in text.splitlines()) <= 80, text
     row = next(line for line in text.splitlines() if line.startswith("infected"))
     # steps, shape, first, last, highest and the step it is at (from 0), count
@@ -92,20 +86,22 @@ def test_a_run_of_trajectories_alone_has_no_empty_outputs_table():
     summary = _summary()
     summary["outputs"], summary["targets"], summary["custom"] = {}, [], {}
     summary["trajectories"] = {"walk": _trajectory([None, 0.5, 1.0])}
-    console = Console(width=80, record=True, color_system=None)
-    for part in summary_tables(summary):
-        console.print(part)
-    text = console.export_text()
+    text = _text(summary_tables(summary), 80)
     assert "outputs" not in text and "walk" in text
     row = next(line for line in text.splitlines() if line.startswith("walk"))
     assert row.split() == ["walk", "3", "▁█", "–", "1", "1", "2", "200"], row
 
 
-def _render(summary, width):
+def _text(parts, width: int) -> str:
+    """What a terminal ``width`` columns wide shows of ``parts`` (a list of renderables), without colours."""
     console = Console(width=width, record=True, color_system=None)
-    for part in summary_tables(summary):
+    for part in parts:
         console.print(part)
     return console.export_text()
+
+
+def _render(summary, width):
+    return _text(summary_tables(summary), width)
 
 
 def test_a_narrow_terminal_leaves_columns_out_rather_than_cut_names_or_numbers():
@@ -126,31 +122,16 @@ def test_a_narrow_terminal_leaves_columns_out_rather_than_cut_names_or_numbers()
 
 def test_the_runs_table_fits_80_columns_whole():
     """Before, ``100,000/100,…`` and timestamps folded onto two lines: ids, counts and times are never cut now."""
+
+    def run(id, model, status, done, total, created, seconds):
+        return SimpleNamespace(id=id, model=model, status=status, done=done, total=total, created=created,
+                               started=created + 0.5, finished=created + 0.5 + seconds)  # fmt: skip
+
     runs = [
-        SimpleNamespace(
-            id="301a3365da42",
-            model="BSCall",
-            status="succeeded",
-            done=100_000_000,
-            total=100_000_000,
-            created=1_700_000_000,
-            started=1_700_000_000.5,
-            finished=1_700_000_003.25,
-        ),
-        SimpleNamespace(
-            id="bc7da349e1ea",
-            model="SIR",
-            status="failed",
-            done=0,
-            total=10_000,
-            created=1_700_000_100,
-            started=1_700_000_100.5,
-            finished=1_700_000_100.52,
-        ),
+        run("301a3365da42", "BSCall", "succeeded", 100_000_000, 100_000_000, 1_700_000_000, 2.75),
+        run("bc7da349e1ea", "SIR", "failed", 0, 10_000, 1_700_000_100, 0.02),
     ]
-    console = Console(width=80, record=True, color_system=None)
-    console.print(runs_table(runs))
-    text = console.export_text()
+    text = _text([runs_table(runs)], 80)
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text, text
     first, second = (line.split() for line in text.splitlines()[2:4])
     assert first == ["301a3365da42", "BSCall", "succeeded", "100,000,000", "2023-11-14", "22:13:20", "UTC", "2.75", "s"]
@@ -216,10 +197,7 @@ def test_a_study_of_many_outputs_leaves_columns_out_and_says_which():
 
 
 def _render_study(summary, width):
-    console = Console(width=width, record=True, color_system=None)
-    for part in study_tables(summary):
-        console.print(part)
-    return console.export_text()
+    return _text(study_tables(summary), width)
 
 
 def test_the_studies_table_fits_80_columns_whole():
@@ -230,9 +208,7 @@ def test_the_studies_table_fits_80_columns_whole():
         done=64_000, total=64_000, created=1_700_000_000, started=1_700_000_000.5, finished=1_700_000_100.5,
     )  # fmt: skip
     for width, left_out in ((120, False), (80, True)):
-        console = Console(width=width, record=True, color_system=None)
-        console.print(studies_table([study]))
-        text = console.export_text()
+        text = _text([studies_table([study])], width)
         assert max(len(line) for line in text.splitlines()) <= width and "…" not in text, text
         row = next(line.split() for line in text.splitlines() if line.startswith("s48ed2c023cf"))
         assert row[:7] == ["s48ed2c023cf", "BSCall", "succeeded", "sobol", "×", "32", "64,000"], row
@@ -267,10 +243,7 @@ def _comparison(paired: bool) -> dict:
 def test_a_comparison_reads_as_tables():
     """Before, a line per output at four digits without the two means; a difference of null failed the command."""
     for paired, heading in ((True, "paired (same seed)  ·  5,000 sequences"), (False, "20,000 and 5,000 sequences")):
-        console = Console(width=120, record=True, color_system=None)
-        for part in comparison_tables(_comparison(paired)):
-            console.print(part)
-        text = console.export_text()
+        text = _text(comparison_tables(_comparison(paired)), 120)
         assert text.splitlines()[0].startswith("8eb565690da4 − 1ae7644404ea  ·  ") and heading in text, text
         rounds = next(line.split() for line in text.splitlines() if line.startswith("rounds "))
         want = ["rounds", "75.781", "99.89", "+24.11", "[22.793,", "25.426]", "1.75e-273"]
@@ -298,10 +271,7 @@ def test_text_from_models_is_shown_as_written_never_as_markup():
     comparison = _comparison(True)
     comparison["outputs"] = {"x": dict(comparison["outputs"]["rounds"])}
     comparison["a"] = "[/]"
-    console = Console(width=120, record=True, color_system=None)
-    for part in comparison_tables(comparison):
-        console.print(part)
-    assert "− [/]" in console.export_text()
+    assert "− [/]" in _text(comparison_tables(comparison), 120)
 
 
 def test_a_points_table_keeps_columns_apart_that_share_a_name():
