@@ -417,4 +417,5 @@ def _described(p: Parameter, model: str) -> dict:
     try:
         return p.describe()
     except ParameterError as exc:
-        raise ModelError(f"model {model}: the default of parameter '{p.name}' {str(exc).split(' = ', 1)[-1]}") from None
+        default = exc.spelled(lambda field, name, index: f"the default of parameter '{name}'")  # (its own spelling)
+        raise ModelError(f"model {model}: {default}") from None
