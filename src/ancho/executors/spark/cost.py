@@ -21,6 +21,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from ...chunk import ChunkResult, StoredChunk
+from ...recent import kept
 from ..base import Task
 
 #: chunks per core in a batch: enough for the last wave to spread (and a lost task to cost little)
@@ -86,7 +87,7 @@ def result_bytes(result: ChunkResult | StoredChunk) -> int:
     stored itself)."""
     if isinstance(result, StoredChunk):
         return 0
-    return int(result.sequences.nbytes) + sum(int(getattr(c, "nbytes", 8 * len(c))) for c in result.columns.values())
+    return int(result.sequences.nbytes) + sum(int(c.nbytes) for c in result.columns.values())
 
 
 def cost_key(task: Task) -> str:
@@ -134,10 +135,8 @@ class CostModel:
         a task's results is their size, not their time)."""
         if result.size:
             with self._lock:
-                self._bytes[key] = result_bytes(result) / result.size
-                self._bytes.move_to_end(key)
-                while len(self._bytes) > self.size:
-                    self._bytes.popitem(last=False)
+                self._bytes.pop(key, None)  # (this chunk's weight replaces the last one's)
+                kept(self._bytes, key, lambda: result_bytes(result) / result.size, self.size)
 
     def learn(self, key: str, result: ChunkResult | StoredChunk) -> None:
         """Fold a chunk's measured time into the key's seconds per sequence: weighted by sequences (a chunk of 20
@@ -148,9 +147,8 @@ class CostModel:
             return
         with self._lock:
             seconds, sequences = self._samples.pop(key, (0.0, 0.0))
-            self._samples[key] = (0.5 * seconds + result.seconds, 0.5 * sequences + result.size)
-            while len(self._samples) > self.size:
-                self._samples.popitem(last=False)
+            sample = (0.5 * seconds + result.seconds, 0.5 * sequences + result.size)
+            kept(self._samples, key, lambda: sample, self.size)
 
 
 #: the process's measured costs (sizes every SparkExecutor's tasks: a model's cost does not depend on the executor)
