@@ -185,9 +185,9 @@ def _column(table: Table, header: str, justify: JustifyMethod, fold: bool = Fals
     table.add_column(Text(header), justify=justify, no_wrap=not fold, overflow="fold" if fold else "ellipsis")
 
 
-def _table(title: str) -> Table:
+def _table(title: str | None = None) -> Table:
     return Table(
-        title=Text(title),
+        title=None if title is None else Text(title),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
@@ -197,7 +197,12 @@ def _table(title: str) -> Table:
 
 
 def print_summary(summary: dict, record=None, failures_command: str = "ancho show {run} --failures") -> None:
-    for part in summary_tables(summary, record, failures_command):
+    print_parts(summary_tables(summary, record, failures_command))
+
+
+def print_parts(parts: list) -> None:
+    """Print renderables (:func:`summary_tables`, :func:`study_tables`, :func:`comparison_tables`) on stdout."""
+    for part in parts:
         out_console.print(part)
 
 
@@ -220,7 +225,7 @@ def studies_table(records) -> Fitted:
 
 def _records_table(records, kind: str) -> Fitted:
     def build(left_out: tuple[str, ...]) -> Table:
-        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        t = _table()
         design = ("design",) if kind == "study" else ()
         columns = [
             c for c in (kind, "model", "status", *design, "sequences", "created", "duration") if c not in left_out

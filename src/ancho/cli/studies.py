@@ -154,13 +154,12 @@ def _design_errors(flag: str) -> Iterator[None]:
 
 
 def _print(summary: dict, as_json: bool) -> None:
-    from .render import out_console, study_tables
+    from .render import print_parts, study_tables
 
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
         return
-    for part in study_tables(summary):
-        out_console.print(part)
+    print_parts(study_tables(summary))
 
 
 @app.command()
@@ -199,7 +198,7 @@ def compare(
     """
     from ..stores import open_store
     from ..studies.service import compare_runs
-    from .render import comparison_tables, out_console
+    from .render import comparison_tables, print_parts
 
     if url and store is None:
         with connect(url, token) as server:
@@ -210,8 +209,7 @@ def compare(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    for part in comparison_tables(result):
-        out_console.print(part)
+    print_parts(comparison_tables(result))
 
 
 def find_record(st: Store, record_id: str) -> RunRecord | StudyRecord:
