@@ -15,8 +15,8 @@ from ancho.errors import InputError, ModelError, ParameterError, RunFailed
 from ancho.executors.messages import WORKER_ERRORS, WorkerFailed
 from ancho.executors.spark import SparkExecutor, SparkOptions, decode, encode, encode_error
 from ancho.executors.spark.cost import CostModel, cost_key
-from ancho.executors.spark.driver import Probes
 from ancho.executors.spark.session import Session
+from ancho.executors.spark.sinks import Probes
 from ancho.isolation import Sandbox, SandboxPolicy
 
 

@@ -289,16 +289,11 @@ class LocalExecutor(Executor):
         and they can: not sandboxed (a sandbox sees the folder read-only) and running the driver's own
         interpreter (a model environment may lack pyarrow), and the store writes chunks as the embedded store does.
         """
-        from ..stores.chunk_writer import ChunkFolder
         from ..stores.embedded import EmbeddedStore
 
         if self.writes == "driver" or self.wrap is not None or self.python != sys.executable:
             return None
-        if not isinstance(store, EmbeddedStore):
-            return None
-        if type(store).write_chunk is not EmbeddedStore.write_chunk or "write_chunk" in vars(store):
-            return None  # a store whose writes do more than the embedded store's: every chunk goes through it
-        return ChunkFolder(str(store.chunk_folder(run_id)), store.fsync, str(store.home))
+        return store.writers_folder(run_id) if isinstance(store, EmbeddedStore) else None
 
     def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
         self._cancelled.clear()

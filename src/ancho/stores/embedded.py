@@ -48,7 +48,7 @@ from ..home import default_home
 from ..sqlite import Database
 from .base import RunRecord, Store, StudyRecord
 from .chunk_layout import chunk_files, chunk_name, file_sequences
-from .chunk_writer import commit_file, fsync_path, pack_chunk, table_file, unpack_chunk, write_chunk_file
+from .chunk_writer import ChunkFolder, commit_file, fsync_path, pack_chunk, table_file, unpack_chunk, write_chunk_file
 from .results_sources import ChunkFiles
 
 if TYPE_CHECKING:
@@ -123,6 +123,14 @@ class EmbeddedStore(Store):
         """Where the run's chunk files go, with no file-system call and no record read: its first writer makes it
         (a study's 2,000 points' sinks through :meth:`results` cost a fifth of the driver's time)."""
         return self._chunks_dir(run_id)
+
+    def writers_folder(self, run_id: str) -> ChunkFolder | None:
+        """The run's chunk folder for other processes to write its chunk files in themselves (local workers, Spark
+        tasks on this machine), or None when this store's writes do more than the embedded store's (a subclass's or
+        an instance's own ``write_chunk``): every chunk then goes through it."""
+        if type(self).write_chunk is not EmbeddedStore.write_chunk or "write_chunk" in vars(self):
+            return None
+        return ChunkFolder(str(self.chunk_folder(run_id)), self.fsync, str(self.home))
 
     # -- run records -----------------------------------------------------------
     def create_run(self, record: RunRecord) -> None:

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -39,12 +39,12 @@ from ...loading import ModelRef
 from ...stores.results_sources import CassandraResults, ChunkFiles, ResultsSource
 from ..base import Chunk, ChunkLost, ChunkSource, Executor, Task, tag_result
 from ..wire import ForgedReply
-from . import cost
+from . import cost, sinks
 from .codec import paired
 from .isolation import Isolation
 from .options import SparkOptions
 from .session import SESSION, WAIT_EXECUTORS, on_this_machine
-from .tasks import Job, Order, model_class, probe_task, run_partition
+from .tasks import Job, Order, model_class, run_partition
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -52,47 +52,15 @@ if TYPE_CHECKING:
 
     from ...expressions import Target
     from ...stores.base import Store
-
-#: what a probe's answer is kept by: (application, Cassandra nodes, port, keyspace, role)
-ProbeKey = tuple[str, tuple[str, ...], int, str, str | None]
+    from ...stores.chunk_writer import ChunkFolder
 
 #: runs of at least this many sequences are summarised by Spark (summary="auto") on a cluster of other machines: below,
 #: the driver is quicker (1M sequences: ~1 s against 12-30 s; 30M: ~1 s against 24 s on the 2-core test cluster), and
 #: on this machine at any size (the same cores and files; docs/spark.md)
 SPARK_SUMMARY_MIN = 20_000_000
-#: (session, Cassandra nodes, keyspace, role) whose probe answer is remembered
-PROBE_ENTRIES = 64
 _LOG = logging.getLogger("ancho.spark")
 
 
-class Probes:
-    """Whether Spark tasks reach a Cassandra store with a role: asked once per session, nodes, keyspace and role.
-
-    Why kept: the answer (a task run on the cluster, up to ``PROBE_PATIENCE`` s) holds for the session, and a server
-    starts many runs of the same owners. At most ``size`` answers, the least recently asked going first (a server's
-    owners are many over its life; a forgotten one is asked again)."""
-
-    def __init__(self, size: int = PROBE_ENTRIES):
-        self.size = size
-        self._lock = threading.Lock()
-        self._answers: OrderedDict[ProbeKey, str | None] = OrderedDict()  # key -> None (reached) or why not
-
-    def get(self, key: ProbeKey) -> tuple[bool, str | None]:
-        with self._lock:
-            if key not in self._answers:
-                return False, None
-            self._answers.move_to_end(key)
-            return True, self._answers[key]
-
-    def put(self, key: ProbeKey, why: str | None) -> None:
-        with self._lock:
-            self._answers[key] = why
-            self._answers.move_to_end(key)
-            while len(self._answers) > self.size:
-                self._answers.popitem(last=False)
-
-
-PROBES = Probes()
 _T = TypeVar("_T")
 
 
@@ -219,39 +187,24 @@ class SparkExecutor(Executor):
         return task, SESSION.ship(self.context, task.ref)
 
     # -- where results are written ----------------------------------------------
-    def results_sink(self, store: Store, run_id: str) -> CassandraResults | None:
-        """The store's results source when Spark tasks are to write this run's chunks themselves (see ``writes``)."""
+    def results_sink(self, store: Store, run_id: str) -> CassandraResults | ChunkFolder | None:
+        """Where Spark tasks are to write this run's chunks themselves (see ``writes`` and :mod:`.sinks`), or None."""
         self.last_writes, sink = "driver: asked for (writes='driver')", None
         if self.writes != "driver":
-            source = store.results(run_id)
-            if not isinstance(source, CassandraResults):
-                self.last_writes = f"driver: tasks write to a Cassandra store only, not to a {source.kind} one"
-            else:
-                why = self._probe(source) if self.writes == "auto" else None
-                if why is None:
-                    self.last_writes, sink = "tasks", source
-                else:
-                    self.last_writes = f"driver: {why}"
-                    _LOG.warning(
-                        "the driver writes the results of this Spark run (%s); set writes='driver' "
-                        "(ANCHO_SPARK_WRITES=driver) to skip the check",
-                        why,
-                    )
+            sink, self.last_writes = sinks.tasks_sink(
+                store, run_id, self.writes == "tasks", self._probe, self._probe_folder
+            )
         _LOG.info("Spark run %s: results written by the %s", run_id, self.last_writes)
         return sink
 
     def _probe(self, source: CassandraResults) -> str | None:
         """None if a Spark task reaches the source's Cassandra with its role, else why not (once per session and keyspace)."""
-        ep = source.endpoint
-        key = (self.context.applicationId, tuple(ep.hosts), ep.port, source.keyspace, ep.username)
-        known, why = PROBES.get(key)
-        if not known:
-            try:
-                why = self.context.parallelize([0], 1).mapPartitions(functools.partial(probe_task, source)).collect()[0]
-            except Exception as exc:  # the job itself failed: say so, and let the driver write
-                return f"the probe task failed: {_reason(exc)}"
-            PROBES.put(key, why)
-        return why
+        return sinks.probe_cassandra(self.context, source, _reason)
+
+    def _probe_folder(self, home: Path) -> str | None:
+        """None if Spark tasks see the embedded store's folder ``home`` at the driver's path, else why not (once per
+        session and folder)."""
+        return sinks.probe_folder(self.context, home, _reason)
 
     # -- work -----------------------------------------------------------------
     def map_chunks(self, task: Task, source: ChunkSource) -> Iterator[ChunkResult | StoredChunk | ChunkLost]:
@@ -363,7 +316,7 @@ class SparkExecutor(Executor):
             if i is None:
                 i = index[id(t)] = len(tasks)
                 tasks.append(dataclasses.replace(t, env={**self.extra_env, **t.env}))
-            orders.append(Order(i, chunk.start, chunk.stop, chunk.summaries))
+            orders.append(Order(i, chunk.start, chunk.stop, chunk.summaries, chunk.keep))
         refs = {t.ref for t in tasks}
         if len(refs) > 1:
             raise RunFailed("one Spark call runs one model: its chunks' tasks name different models")

@@ -35,11 +35,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...errors import AnchoError
 from ...loading import FileRef, ModelRef
 from ...recent import kept
+from ...stores.results_sources import CassandraResults
 from ..base import Task
 from ..messages import WorkerFailed
 from .codec import Grouper, encode_error, encode_failed, encode_stored
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
     from ...chunk import ChunkResult
     from ...model import Model
     from ...stores.cassandra_results import RemoteResults, RunResults
-    from ...stores.results_sources import CassandraResults
+    from ...stores.chunk_writer import ChunkFolder
 
 #: seconds the probe task tries to reach Cassandra before the driver writes instead (writes="auto")
 PROBE_PATIENCE = 10.0
@@ -115,6 +117,8 @@ class Order:
     start: int
     stop: int
     summaries: tuple[str, ...] = ()
+    #: its columns come back even where its task writes a chunk folder (a study's point summarised from them)
+    keep: bool = False
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,26 @@ def probe_task(source: CassandraResults, _rows: Iterable[object]) -> Iterator[st
     yield None
 
 
+def probe_folder_task(path: str, token: str, _rows: Iterable[object]) -> Iterator[str | None]:
+    """In a Spark task: None if the file at ``path`` holds ``token`` (the driver just wrote it: this executor sees
+    the store's folder at the driver's path) and its folder takes a new file, else why not."""
+    drain(_rows)
+    import socket
+
+    where = f"a Spark task on {socket.gethostname()}"
+    try:
+        if Path(path).read_text() != token:
+            yield f"{where} reads another file at {path}: the executors do not share the store's folder"
+            return
+        mine = Path(f"{path}.{os.getpid()}")
+        mine.write_text(token)
+        mine.unlink()
+    except OSError as exc:
+        yield f"{where} cannot use the store's folder {Path(path).parent}: {exc.strerror or exc}"[:500]
+        return
+    yield None
+
+
 def failed(exc: AnchoError) -> bytes:
     """An AnchoError raised in the task, as the local worker pipe sends it (the object: its field too) and where."""
     return encode_failed(WorkerFailed.of(exc, "".join(traceback.format_exception(exc)[-8:])))
@@ -293,10 +317,12 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
     in the model reaches the user as one line instead of a Java stack trace after Spark's retries). Only a lost
     local worker (:class:`WorkerLost`) fails the task, so that Spark retries it.
 
-    A chunk whose task has a ``sink`` is written to that run's Cassandra store here, in the task's own Python
-    process (a sandboxed model's worker has no network and never sees the store); the task waits until every such
-    chunk is marked done, and returns only :func:`encode_stored` records for them: no columns. A retried task
-    writes the same bytes under the same keys, so nothing is duplicated."""
+    A chunk whose task has a ``sink`` is written to that run's Cassandra store, or as a file in its embedded store's
+    chunk folder, here, in the task's own Python process (a sandboxed model's worker has no network and never sees
+    the store); the task waits until every such chunk is marked done, and returns only :func:`encode_stored` records
+    for them: no columns. A retried task writes the same bytes under the same keys (the same file), so nothing is
+    duplicated. A chunk with failures, or one whose columns the driver keeps (``Order.keep``), comes back whole to
+    a chunk folder's run, as from a local worker: the driver records it."""
     drain(_rows)
     try:
         for task in job.tasks:
@@ -341,6 +367,8 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
                 yield from then(encode_error("worker", what))
                 return
             sink = task.sink
+            if sink is not None and (order.keep or result.failures) and not isinstance(sink, CassandraResults):
+                sink = None  # (a chunk folder's: the driver records a chunk's failures, and keeps it, with the file)
             if sink is None:
                 if writing:  # (the records go in the job's order: the driver pairs them with its chunks so)
                     out.extend(grouper.add(result, custom))
@@ -352,10 +380,13 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
                 # a thread connects (a Spark task mostly runs in a fresh Python worker: ~0.2-0.7 s here, hidden
                 # behind the first chunk's work) and then sends each chunk's requests while the next chunk runs
                 sender = ThreadPoolExecutor(1, thread_name_prefix="ancho-send")
-            writer = writers.get(id(sink))
-            if writer is None:
-                writer = writers[id(sink)] = sender.submit(results_writer, sink)
-            sends.append(sender.submit(_write, writer, sink.run_id, result))  # sent now, marked done once acknowledged
+            if isinstance(sink, CassandraResults):
+                writer = writers.get(id(sink))
+                if writer is None:
+                    writer = writers[id(sink)] = sender.submit(results_writer, sink)
+                sends.append(sender.submit(_write, writer, sink.run_id, result))  # sent now, done once acknowledged
+            else:  # a chunk folder: the file written (compressed while the next chunk runs), fsynced and renamed
+                sends.append(sender.submit(_write_file, sink, result))
             out.append(encode_stored(result, task.tally, custom))
         if writing:
             out.extend(grouper.end())
@@ -368,7 +399,7 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
                 if isinstance(exc, AnchoError):
                     yield failed(exc)
                 else:
-                    yield encode_error(type(exc).__name__, f"writing to Cassandra failed: {type(exc).__name__}: {exc}")
+                    yield encode_error(type(exc).__name__, f"writing the results failed: {type(exc).__name__}: {exc}")
                 return
             yield from out
         else:
@@ -380,3 +411,7 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
 
 def _write(writer: Future[RunResults], run_id: str, result: ChunkResult) -> None:
     writer.result().write_chunk(run_id, result)
+
+
+def _write_file(sink: ChunkFolder, result: ChunkResult) -> None:
+    sink.begin(result)()
