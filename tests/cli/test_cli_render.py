@@ -13,6 +13,7 @@ from ancho.cli.render import (
     studies_table,
     study_tables,
     summary_tables,
+    trajectories_table,
 )
 
 
@@ -74,12 +75,29 @@ def test_trajectories_show_their_shape_and_fit_80_columns():
     summary = _summary()
     infected = [1.0, 4.0, 20.0, 62.5, 40.0, 10.0, 2.0, 0.5]
     summary["trajectories"] = {"infected": _trajectory(infected), "a_long_trajectory_name": _trajectory([0.0] * 365)}
-    text = _text(summary_tables(summary), 80)
-    assert max(len(line) for line in text.splitlines()) <= 80, text
+    text = _text(summary_tables(summary), 100)
     row = next(line for line in text.splitlines() if line.startswith("infected"))
     # steps, shape, first, last, highest and the step it is at (from 0), count
     assert row.split() == ["infected", "8", "▁▁▃█▅▂▁▁", "1", "0.5", "62.5", "3", "200"], row
+    text = _text(summary_tables(summary), 80)  # (the long name stays whole: the highest mean and its step go)
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "a_long_trajectory_name" in text and "highest and at step left out to fit the terminal" in text
     assert "▄" * 20 in text  # a flat trajectory, drawn at mid height, 365 steps in 20 characters
+
+
+def test_trajectories_with_long_numbers_leave_columns_out_rather_than_fold_their_names():
+    """A run's walk at 80 columns was shown as ``wal``/``k`` under a header ``tra``/``jec``/``tor``/``y``."""
+    walk = [-0.0062706, 0.012672, 0.05618, -0.0191130, 0.0086568] * 10
+    summary = _summary()
+    summary["trajectories"] = {"walk": {**_trajectory(walk), "count": 20_000}}
+    for width, kept in [(100, 8), (80, 6), (60, 5)]:
+        text = _text([trajectories_table(summary["trajectories"])], width)
+        assert max(len(line) for line in text.splitlines()) <= width, text
+        header = next(line for line in text.splitlines() if line.startswith("trajectory"))
+        row = next(line for line in text.splitlines() if line.startswith("walk"))
+        assert header.split()[0] == "trajectory" and len(row.split()) == kept, text
+        assert ("left out to fit the terminal" in text) == (kept < 8)
+    assert "highest and at step left out" in _text([trajectories_table(summary["trajectories"])], 80)
 
 
 def test_a_run_of_trajectories_alone_has_no_empty_outputs_table():

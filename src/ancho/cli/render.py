@@ -143,30 +143,41 @@ def outputs_table(outputs: dict) -> Fitted:
     return Fitted(build, LEFT_OUT_FIRST)
 
 
-def trajectories_table(trajectories: dict) -> Table:
+#: the trajectories table's columns, and the order in which a narrow terminal leaves them out
+TRAJECTORY_COLUMNS = ("trajectory", "steps", "shape", "first", "last", "highest", "at step", "count")
+TRAJECTORY_LEFT_OUT_FIRST = (("highest", "at step"), ("first",), ("count",))
+
+
+def trajectories_table(trajectories: dict) -> Fitted:
     """One row per trajectory output: the shape of its mean step by step, its first, last and highest mean.
 
     The summary JSON has every step's mean, interval and percentiles; a terminal shows the shape (steps from 0, as
     in ``ancho export --trajectory``), and the run page, report and notebook draw the bands."""
-    t = _table("trajectories (mean of each step)")
-    for col in ("trajectory", "steps", "shape", "first", "last", "highest", "at step", "count"):
-        _column(t, col, "left" if col in ("trajectory", "shape") else "right", fold=col == "trajectory")
-    for name, s in trajectories.items():
-        means = s["mean"]
-        finite = [(v, i) for i, v in enumerate(means) if v is not None and math.isfinite(v)]
-        top = max(finite, key=lambda pair: pair[0]) if finite else (None, None)
-        _add(
-            t,
-            name,
-            fmt(s["steps"]),
-            sparkline(means, 20),
-            fmt(means[0] if means else None, 5),
-            fmt(means[-1] if means else None, 5),
-            fmt(top[0], 5),
-            fmt(top[1]),
-            fmt(s["count"]),
-        )
-    return t
+
+    def build(left_out: tuple[str, ...]) -> Table:
+        t = _table("trajectories (mean of each step)")
+        shown = [c for c in TRAJECTORY_COLUMNS if c not in left_out]
+        for col in shown:
+            _column(t, col, "left" if col in ("trajectory", "shape") else "right", fold=col == "trajectory")
+        for name, s in trajectories.items():
+            means = s["mean"]
+            finite = [(v, i) for i, v in enumerate(means) if v is not None and math.isfinite(v)]
+            top = max(finite, key=lambda pair: pair[0]) if finite else (None, None)
+            cells = {
+                "trajectory": name,
+                "steps": fmt(s["steps"]),
+                "shape": sparkline(means, 20),
+                "first": fmt(means[0] if means else None, 5),
+                "last": fmt(means[-1] if means else None, 5),
+                "highest": fmt(top[0], 5),
+                "at step": fmt(top[1]),
+                "count": fmt(s["count"]),
+            }
+            _add(t, *(cells[c] for c in shown))
+        _left_out_caption(t, left_out)
+        return t
+
+    return Fitted(build, TRAJECTORY_LEFT_OUT_FIRST)
 
 
 def _add(table: Table, *cells: str) -> None:
