@@ -82,8 +82,8 @@ def test_resume_after_sigkill_keeps_finished_points(home, write_model):
     """Killed once two points have succeeded: ten points, so that eight (~5 s) are still to run while a loaded
     machine's ``ancho studies`` polls (with six, ~2.4 s were left: it failed once on a 2-core machine under load)."""
     path = write_model(SLOW)
-    args = [ANCHO, "study", str(path), "--grid", "x=0,1,2,3,4,5,6,7,8,9", "-p", "pause=0.002", "-n", "300", "--seed", "2"]
-    args += ["--workers", "1"]
+    args = [ANCHO, "study", str(path), "--grid", "x=0,1,2,3,4,5,6,7,8,9", "-p", "pause=0.002"]
+    args += ["-n", "300", "--seed", "2", "--workers", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
     study = None
