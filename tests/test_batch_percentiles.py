@@ -106,6 +106,28 @@ def test_a_long_column_selected_gives_numpys_percentiles():
     assert [out[f"p{q}"] for q in PERCENTILES] == np.percentile(flags.view(np.uint8), PERCENTILES).tolist()
 
 
+def test_a_partitioned_column_holds_the_same_floats_after():
+    """The order keys are made and undone in place: the column is reordered, never changed (negative values,
+    infinities and subnormals included), and the rows of a matrix each keep their own values."""
+    rng = np.random.default_rng(7)
+    column = np.concatenate([rng.standard_normal(5_000) * 1e-300, [-np.inf, np.inf, -5e-324, 5e-324, 0.0]])
+    before = np.sort(column)
+    percentiles(column)
+    assert np.sort(column).tobytes() == before.tobytes() and not np.array_equal(column, before)
+    matrix = rng.standard_normal((3, 1_000))
+    rows = np.sort(matrix, axis=1)
+    assert percentiles(matrix).tobytes() == np.percentile(rows, PERCENTILES, axis=1).T.tobytes()
+    assert np.sort(matrix, axis=1).tobytes() == rows.tobytes()
+
+
+def test_a_column_of_signed_zeros_reports_numpys_values():
+    """Order keys put −0.0 below 0.0: at a tie the zero reported may differ in sign (documented), never in value."""
+    rng = np.random.default_rng(3)
+    column = np.where(rng.random(10_003) < 0.5, -0.0, 0.0)  # (p25, p75: weight 0.5, the upper zero reported)
+    column[rng.random(column.size) < 0.1] = 1.0
+    assert percentiles(column.copy()).tolist() == np.percentile(column, PERCENTILES).tolist()
+
+
 def test_percentiles_of_a_known_sample():
     """Closed form: of 0..100 (shuffled), the q-th percentile is q exactly; of 0..10, q/10."""
     rng = np.random.default_rng(1)
