@@ -51,6 +51,17 @@ def interval(pair: Sequence[Any] | None, digits: int = 6) -> str:
     return MISSING if not pair else f"[{number(pair[0], digits)}, {number(pair[1], digits)}]"
 
 
+#: an output's summary columns as ``ancho show`` and the PDF report print them, with the significant digits of each
+#: (a count is a whole number: its digits do not matter), so a number reads the same in the terminal and the report
+SUMMARY_COLUMNS = {"mean": 5, "95% CI": 5, "std": 4, "min": 5, "p5": 5, "p50": 5, "p95": 5, "max": 5, "count": 6}
+
+
+def summary_cell(stats: dict[str, Any], column: str) -> str:
+    """One output's ``column`` (a key of :data:`SUMMARY_COLUMNS`) from its summary ``stats``, as printed."""
+    digits = SUMMARY_COLUMNS[column]
+    return interval(stats["ci95"], digits) if column == "95% CI" else number(stats[column], digits)
+
+
 def timestamp(ts: float | None) -> str:
     """A moment in UTC, labelled: runs are made on servers and read elsewhere, so local time would mislead."""
     return MISSING if not ts else datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

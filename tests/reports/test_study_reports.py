@@ -12,6 +12,7 @@ import ancho
 from ancho.errors import InputError, NotFound
 from ancho.reports import write_notebook, write_pdf, write_study_notebook, write_study_pdf
 from ancho.reports.study_facts import gather_study
+from ancho.reports.study_notebook import build_study_notebook
 
 from ..conftest import EXAMPLES, run_cli
 from .test_reports import CI, POPPLER, execute, images, outputs_text, page_count, pdf_text, render_pages, shows
@@ -265,6 +266,43 @@ def test_a_study_of_trajectories_draws_each_points_mean_path(store, write_model,
     nb = execute(notebook)
     assert images(nb) == 2  # end against drift, and walk's mean paths
     assert shows(outputs_text(nb), study.frame["end.mean"].iloc[2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lengths", [(20, 10), (10, 20)])
+def test_study_notebook_keeps_each_points_trajectory_length(store, write_model, tmp_path, lengths):
+    """A parameter may set a trajectory's length: point 1's path was cut to point 0's, or the notebook crashed."""
+    import nbformat
+
+    model = write_model(WALK)
+    study = ancho.study(
+        f"{model}:Walk",
+        design=ancho.grid(steps=list(lengths)),
+        params={"drift": 0.1},
+        sequences=500,
+        seed=3,
+        store=store,
+    )
+    assert build_study_notebook(store, study.study_id, "api", api_url="http://127.0.0.1:1")  # the server's too
+    path = tmp_path / "walks.ipynb"
+    write_study_notebook(store, study.study_id, path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "print('LENGTHS', json.dumps({p: [STEPS['walk'][p], MEAN_PATHS['walk'][p]] for p in MEAN_PATHS['walk']}))"
+        )
+    )
+    nb.cells[-1].source = "import json\n" + nb.cells[-1].source
+    nbformat.write(nb, path)
+    nb = execute(path)
+    assert images(nb) == 2  # end against steps, and walk's mean paths
+    line = next(x for x in outputs_text(nb).splitlines() if x.startswith("LENGTHS "))
+    drawn = json.loads(line.removeprefix("LENGTHS "))
+    for point, n in enumerate(lengths):
+        steps, mean = drawn[str(point)]
+        assert steps == list(range(n)) and len(mean) == n
+        # a ±1 walk with P(+1) = 0.6: after k steps, mean 0.2·k and variance 0.96·k
+        assert abs(mean[-1] - 0.2 * n) <= 4 * math.sqrt(0.96 * n / 500)
 
 
 # -- the command ----------------------------------------------------------------------

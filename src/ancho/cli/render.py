@@ -22,9 +22,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ..present import SUMMARY_COLUMNS, run_duration, sparkline, summary_cell
 from ..present import interval as ci
 from ..present import number as fmt
-from ..present import run_duration, sparkline
 from ..present import timestamp as when
 
 err_console = Console(stderr=True)
@@ -111,7 +111,7 @@ def _left_out_caption(table: Table, left_out: Sequence[str]) -> None:
 
 #: the outputs table's columns, and the order in which a narrow terminal leaves them out (tails first, then the
 #: spread, then the extremes: the mean, its interval, the median and the count are what a run is read by)
-OUTPUT_COLUMNS = ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count")
+OUTPUT_COLUMNS = ("output", *SUMMARY_COLUMNS)
 LEFT_OUT_FIRST = (("p5", "p95"), ("std",), ("min", "max"))
 
 
@@ -124,19 +124,7 @@ def outputs_table(outputs: dict) -> Fitted:
         for col in shown:
             _column(t, col, "left" if col == "output" else "right", fold=col == "output")
         for name, s in outputs.items():
-            cells = {
-                "output": name,
-                "mean": fmt(s["mean"], 5),
-                "95% CI": ci(s["ci95"], 5),
-                "std": fmt(s["std"], 4),
-                "min": fmt(s["min"], 5),
-                "p5": fmt(s["p5"], 5),
-                "p50": fmt(s["p50"], 5),
-                "p95": fmt(s["p95"], 5),
-                "max": fmt(s["max"], 5),
-                "count": fmt(s["count"]),
-            }
-            _add(t, *(cells[c] for c in shown))
+            _add(t, *(name if c == "output" else summary_cell(s, c) for c in shown))
         _left_out_caption(t, left_out)
         return t
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 #: figure size in inches (width, height): two panels side by side across an A4 page
 SIZE = (7.0, 2.5)
@@ -19,6 +20,11 @@ BAR = "#4c72b0"
 LINE = "#c44e52"
 #: the convergence plot's y axis is scaled to the curve from this many sequences on
 SETTLE = 20
+#: a panel title's type size (points) and the most lines it wraps to before its name is shortened in the middle
+TITLE_SIZE = 9
+TITLE_LINES = 3
+#: where a title may break a line: after a space or a punctuation mark common in output names
+BREAKS = re.compile(r"[^ _\-.:/]*[ _\-.:/]?")
 
 
 def new_figure(dpi: int = DPI, size: tuple[float, float] = SIZE):
@@ -46,6 +52,57 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
+def fit_title(ax, name: str, suffix: str) -> None:
+    """Title ``ax`` with ``name`` + ``suffix``, wrapped to the room it has (a long output name ran into the next
+    panel's title); past :data:`TITLE_LINES` lines the name loses its middle to an ellipsis (the summary table
+    has it whole). Lay the axes out before calling: the room is measured from their position."""
+    fig = ax.figure
+    axes = [a for a in fig.axes if a is not ax and a.get_position().x0 > ax.get_position().x0]
+    end = min((a.get_position().x0 for a in axes), default=1.0)
+    room = (end - ax.get_position().x0) * fig.get_figwidth() * 72 - 8  # points, with a gap before the next title
+    lines = _wrap(name + suffix, room)
+    kept = len(name)
+    while len(lines) > TITLE_LINES and kept > 2:
+        kept = max(2, kept * 3 // 4)
+        lines = _wrap(name[: (kept + 1) // 2] + "…" + name[len(name) - kept // 2 :] + suffix, room)
+    # a name's $ is a dollar, not the start of mathtext
+    ax.set_title("\n".join(lines).replace("$", r"\$"), fontsize=TITLE_SIZE, loc="left")
+
+
+def _wrap(text: str, room: float) -> list[str]:
+    """``text`` in lines at most ``room`` points wide in the title's type, broken after spaces and punctuation
+    where it can be, else anywhere."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    measure, font = TextToPath(), FontProperties(size=TITLE_SIZE)
+
+    def width(s: str) -> float:
+        return measure.get_text_width_height_descent(s, font, ismath=False)[0]
+
+    lines: list[str] = []
+    line = ""
+    for token in (t for t in BREAKS.findall(text) if t):
+        while token:
+            if width(line + token) <= room:
+                line, token = line + token, ""
+            elif line:
+                lines.append(line.rstrip())
+                line = ""
+            else:  # a token wider than the room on its own: as many characters as fit
+                cut = max(1, next((k for k in range(len(token), 0, -1) if width(token[:k]) <= room), 1))
+                lines.append(token[:cut])
+                token = token[cut:]
+    return lines + ([line.rstrip()] if line.strip() else [])
+
+
+def make_room_for_titles(fig, axes) -> None:
+    """Lower the plots' top so the tallest (wrapped) title stays inside the figure."""
+    lines = max(len(a.get_title(loc="left").splitlines()) for a in axes)
+    if lines > 1:
+        fig.subplots_adjust(top=1 - (8 + 11 * lines) / (fig.get_figheight() * 72))
+
+
 def _num(values) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
@@ -53,10 +110,10 @@ def _num(values) -> list[float]:
 def draw_histogram(ax, hist: dict, name: str) -> None:
     """Bars over plotdata's edges; bools labelled false/true; NaN/inf counted in the title."""
     edges, counts = _num(hist["edges"]), hist["counts"]
-    title = f"{name}: distribution"
+    suffix = ": distribution"
     if hist.get("nonfinite"):
-        title += f" ({hist['nonfinite']:,} NaN/inf not shown)"
-    ax.set_title(title, fontsize=9, loc="left")
+        suffix += f" ({hist['nonfinite']:,} NaN/inf not shown)"
+    fit_title(ax, name, suffix)
     ax.set_ylabel("sequences", fontsize=8)
     if not counts:
         ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes, fontsize=8)
@@ -77,7 +134,7 @@ def draw_histogram(ax, hist: dict, name: str) -> None:
 
 def draw_convergence(ax, conv: dict, name: str) -> None:
     """The running mean against the number of sequences (log scale), with its 95% band."""
-    ax.set_title(f"{name}: running mean and 95% band", fontsize=9, loc="left")
+    fit_title(ax, name, ": running mean and 95% band")
     ax.set_xlabel("sequences", fontsize=8)
     n = conv["n"]
     if not n:
@@ -106,12 +163,13 @@ def output_figure(name: str, plots: dict, dpi: int = DPI, fig=None) -> bytes:
     fig = fig if fig is not None else new_figure(dpi)
     fig.clear()
     left, right = fig.subplots(1, 2)
+    # fixed margins rather than tight_layout, which measured every tick label again and took half the time
+    fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9, wspace=0.22)
     draw_histogram(left, plots["histogram"], name)
     draw_convergence(right, plots["convergence"], name)
     for ax in (left, right):
         style_axes(ax)
-    # fixed margins rather than tight_layout, which measured every tick label again and took half the time
-    fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9, wspace=0.22)
+    make_room_for_titles(fig, (left, right))
     return png(fig)
 
 
@@ -119,7 +177,7 @@ def draw_fan(ax, fan, paths: bool = True) -> None:
     """A trajectory's fan chart from a :class:`ancho.plotdata.Fan`: the 90% and 50% bands, the median,
     the mean with its 95% band and (``paths``) the first sequences' own paths."""
     x = fan.steps
-    ax.set_title(f"{fan.name}: fan chart over {fan.count:,} sequences", fontsize=9, loc="left")
+    fit_title(ax, fan.name, f": fan chart over {fan.count:,} sequences")
     ax.set_xlabel("step", fontsize=8)
     if not x:
         ax.text(0.5, 0.5, "no steps", ha="center", va="center", transform=ax.transAxes, fontsize=8)
@@ -140,8 +198,9 @@ def fan_figure(fan, dpi: int = DPI, fig=None) -> bytes:
     fig = fig if fig is not None else new_figure(dpi)
     fig.clear()
     left, right = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9, wspace=0.22)
     draw_fan(left, fan, paths=False)
-    right.set_title(f"{fan.name}: sequences {', '.join(map(str, fan.path_sequences)) or '–'}", fontsize=9, loc="left")
+    fit_title(right, fan.name, f": sequences {', '.join(map(str, fan.path_sequences)) or '–'}")
     right.set_xlabel("step", fontsize=8)
     for number, row in zip(fan.path_sequences, fan.paths):
         right.plot(fan.steps, _num(row), linewidth=0.8, label=f"sequence {number}")
@@ -149,5 +208,5 @@ def fan_figure(fan, dpi: int = DPI, fig=None) -> bytes:
     right.legend(fontsize=6, frameon=False, loc="best")
     for ax in (left, right):
         style_axes(ax)
-    fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9, wspace=0.22)
+    make_room_for_titles(fig, (left, right))
     return png(fig)

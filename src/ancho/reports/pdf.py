@@ -18,10 +18,13 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 from xml.sax.saxutils import escape
 
+from ..present import SUMMARY_COLUMNS, summary_cell
 from ..present import interval as ci
 from ..present import number as fmt
 from ..stores.base import Store
 from .facts import ReportData, gather, run_rows
+from .tables import number_tables
+from .tables import table as _table
 
 if TYPE_CHECKING:
     from reportlab.platypus import Paragraph
@@ -30,7 +33,6 @@ if TYPE_CHECKING:
 
 #: a millimetre in PDF points (what reportlab.lib.units.mm holds)
 mm = 72 / 25.4
-SUMMARY_COLUMNS = ("output", "mean", "95% CI", "std", "min", "p5", "p50", "p95", "max", "count")
 #: traceback lines kept per traceback shown (the last ones: where it raised)
 TRACEBACK_LINES = 12
 #: tracebacks shown: the first failure of each distinct exception type, up to this many
@@ -99,14 +101,6 @@ def _styles():
         "doc": ParagraphStyle(
             "doc", parent=base["Normal"], fontName="DejaVu-Oblique", fontSize=9.5, leading=13, spaceAfter=6
         ),
-        "cell": ParagraphStyle("cell", parent=base["Normal"], fontName="DejaVu", fontSize=7.5, leading=9.5),
-        "cellr": ParagraphStyle(
-            "cellr", parent=base["Normal"], fontName="DejaVu", fontSize=7.5, leading=9.5, alignment=2
-        ),
-        "head": ParagraphStyle("head", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=7.5, leading=9.5),
-        "headr": ParagraphStyle(
-            "headr", parent=base["Normal"], fontName="DejaVu-Bold", fontSize=7.5, leading=9.5, alignment=2
-        ),
         "code": ParagraphStyle(
             "code", parent=base["Code"], fontName="DejaVuMono", fontSize=6.5, leading=8, leftIndent=6
         ),
@@ -121,64 +115,6 @@ def _p(text, style) -> Paragraph:
     from reportlab.platypus import Paragraph
 
     return Paragraph(escape(str(text)).replace("\n", "<br/>"), style)
-
-
-def _table(rows: list[list], widths: list[float], numeric_from: int = 1, header: bool = True):
-    """A LongTable of text cells (wrapped in Paragraphs) that repeats its header row on every page."""
-    from reportlab.lib import colors
-    from reportlab.platypus import LongTable, TableStyle
-
-    st = _styles()
-    cells = []
-    for i, row in enumerate(rows):
-        head = header and i == 0
-        cells.append(
-            [
-                _p(
-                    v,
-                    st["head" if j < numeric_from else "headr"]
-                    if head
-                    else st["cell" if j < numeric_from else "cellr"],
-                )
-                for j, v in enumerate(row)
-            ]
-        )
-    t = LongTable(cells, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
-    style = [
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("TOPPADDING", (0, 0), (-1, -1), 2),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-        ("LEFTPADDING", (0, 0), (-1, -1), 3),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
-        ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.HexColor("#999999")),
-    ]
-    if header:
-        style += [
-            ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor("#333333")),
-            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5")),
-        ]
-    style += [
-        ("BACKGROUND", (0, r), (-1, r), colors.HexColor("#f7f7f7")) for r in range(2 if header else 1, len(rows), 2)
-    ]
-    t.setStyle(TableStyle(style))
-    return t
-
-
-def fit_widths(rows: list[list], width: float, first_min: float = 60.0) -> list[float]:
-    """Column widths for a table whose first column is a name: every other column as wide as its widest
-    text (numbers never wrap), the name column the rest, but at least ``first_min`` points; if the
-    numbers need more than that leaves, they share what is left in proportion (and wrap at spaces)."""
-    from reportlab.pdfbase.pdfmetrics import stringWidth
-
-    pad = 7.0
-    need = [
-        max(stringWidth(str(row[j]), "DejaVu-Bold" if i == 0 else "DejaVu", 7.5) for i, row in enumerate(rows)) + pad
-        for j in range(1, len(rows[0]))
-    ]
-    room = width - first_min
-    if sum(need) > room:
-        need = [w * room / sum(need) for w in need]
-    return [width - sum(need)] + need
 
 
 def _numbered_canvas(label: str):
@@ -303,23 +239,10 @@ def _summary_section(data: ReportData, width: float) -> list:
         )
     )
     out.append(_space(2))
-    rows = [list(SUMMARY_COLUMNS)]
+    rows = [["output", *SUMMARY_COLUMNS]]
     for name, s in summary["outputs"].items():
-        rows.append(
-            [
-                name,
-                fmt(s["mean"]),
-                ci(s["ci95"]),
-                fmt(s["std"], 4),
-                fmt(s["min"]),
-                fmt(s["p5"]),
-                fmt(s["p50"]),
-                fmt(s["p95"]),
-                fmt(s["max"]),
-                fmt(s["count"]),
-            ]
-        )
-    out.append(_table(rows, fit_widths(rows, width)))
+        rows.append([name] + [summary_cell(s, column) for column in SUMMARY_COLUMNS])
+    out += number_tables(rows, width)
     if summary.get("targets"):
         out.append(_p("Targets", st["h3"]))
         out.append(
@@ -330,9 +253,9 @@ def _summary_section(data: ReportData, width: float) -> list:
         )
         out.append(_space(2))
         rows = [["target", "probability", "95% CI"]] + [
-            [t["expr"], fmt(t["probability"]), ci(t["ci95"])] for t in summary["targets"]
+            [t["expr"], fmt(t["probability"], 5), ci(t["ci95"], 5)] for t in summary["targets"]
         ]
-        out.append(_table(rows, fit_widths(rows, width)))
+        out += number_tables(rows, width)
     if summary.get("until"):
         u = summary["until"]
         state = "met" if u["met"] else f"NOT met: the run stopped at its cap of {u['max_sequences']:,} sequences"

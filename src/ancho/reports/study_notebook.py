@@ -54,7 +54,8 @@ def build_study_notebook(
         cells.append(
             nbf.new_markdown_cell(
                 "## Mean paths\n\nEach point's mean path of each trajectory output, from its run's summary "
-                "(`MEAN_PATHS[name][point]`, at the steps `STEPS[name]`)."
+                "(`MEAN_PATHS[name][point]`, at the steps `STEPS[name][point]`: a point's parameters may "
+                "set a trajectory's length)."
             )
         )
         cells.append(nbf.new_code_cell(_mean_paths(report) + "\n\n" + MEAN_PATHS_CODE))
@@ -131,16 +132,24 @@ def _points(report: StudyReportData) -> str:
 
 
 def _mean_paths(report: StudyReportData) -> str:
-    """The points' mean paths as literals, every k-th step so that each trajectory embeds at most
-    :data:`PATH_VALUES` numbers (2,000 points × 100 steps)."""
-    steps, means = {}, {}
+    """The points' mean paths as literals, each at its own steps (a point's parameters may set a trajectory's
+    length), every k-th step so that each trajectory embeds at most about :data:`PATH_VALUES` numbers."""
+    steps: dict[str, dict[int, list[int]]] = {}
+    means: dict[str, dict[int, list[float | None]]] = {}
     for name, paths in report.paths.items():
-        every = max(1, -(-len(paths) * len(paths[0].steps) // PATH_VALUES))
-        keep = list(range(0, len(paths[0].steps), every))
-        steps[name] = [paths[0].steps[i] for i in keep]
-        means[name] = {p.point: [p.mean[i] for i in keep] for p in paths}
-    text = pprint.pformat(means, sort_dicts=False, width=110, compact=True)
-    return f"STEPS = {steps!r}\n# None: a step without a finite mean\nMEAN_PATHS = {text}"
+        every = max(1, -(-sum(len(p.steps) for p in paths) // PATH_VALUES))
+        steps[name], means[name] = {}, {}
+        for p in paths:
+            keep = range(0, len(p.steps), every)
+            steps[name][p.point] = [p.steps[i] for i in keep]
+            means[name][p.point] = [p.mean[i] for i in keep]
+    return "\n".join(
+        [
+            "# per trajectory output and point: the steps drawn, and the mean at each (None: no finite mean)",
+            f"STEPS = {pprint.pformat(steps, sort_dicts=False, width=110, compact=True)}",
+            f"MEAN_PATHS = {pprint.pformat(means, sort_dicts=False, width=110, compact=True)}",
+        ]
+    )
 
 
 def _load_point(data: str, home: str | None, api_url: str | None) -> str:
@@ -191,7 +200,7 @@ for name, paths in MEAN_PATHS.items():
     numeric = colour is not None and pd.api.types.is_numeric_dtype(colour)
     scale = plt.Normalize(colour.min(), colour.max()) if numeric else None
     for point, mean in paths.items():
-        ax.plot(STEPS[name], np.array(mean, dtype=float), linewidth=0.7, color=plt.cm.viridis(scale(colour[point])) if numeric else None)
+        ax.plot(STEPS[name][point], np.array(mean, dtype=float), linewidth=0.7, color=plt.cm.viridis(scale(colour[point])) if numeric else None)
     if numeric:
         fig.colorbar(plt.cm.ScalarMappable(norm=scale, cmap='viridis'), ax=ax, label=PARAMETERS[0])
     ax.set_xlabel('step')

@@ -17,8 +17,9 @@ from typing import BinaryIO
 from ..present import interval as ci
 from ..present import number as fmt
 from ..stores.base import Store
-from .pdf import _numbered_canvas, _p, _space, _styles, _table, document, figure_blocks, fit_widths, image, mm
+from .pdf import _numbered_canvas, _p, _space, _styles, _table, document, figure_blocks, image, mm
 from .study_facts import StudyReportData, design_rows, gather_study, point_cells, study_rows
+from .tables import number_tables
 
 #: scalar outputs and targets drawn against the parameters (the points table has them all)
 PICTURED = 24
@@ -213,7 +214,7 @@ def _sensitivity_section(data: StudyReportData, width: float) -> list:
         block = [
             _p(name, st["h3"]),
             image(sf.sensitivity_bars(name, entry), width, sf.WIDE),
-            _table(rows, fit_widths(rows, width)),
+            *number_tables(rows, width),
         ]
         if entry.get("noise_share") is not None:
             block.append(_p(f"Noise share: {fmt(entry['noise_share'], 3)}", st["body"]))
@@ -270,5 +271,5 @@ def _comparison_section(data: StudyReportData, width: float) -> list:
             drawn.append((c["point"], d.get("difference"), d.get("ci95") or [None, None]))
         block = [_p(label, st["h3"]), image(sf.differences(label, drawn), width, sf.WIDE)]
         out.append(KeepTogether(heading + block if not out else block))  # the heading never ends a page alone
-        out.append(_table(rows, fit_widths(rows, width)))
+        out += number_tables(rows, width)
     return out
