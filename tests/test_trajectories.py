@@ -338,3 +338,18 @@ def test_the_sir_example_returns_its_infected_curve(home):
     assert np.all(curves.max(axis=1) <= res.column("peak_infected"))  # a day's count never exceeds the peak
     assert res.summary["trajectories"]["infected"]["steps"] == 120
     assert res.summary["targets"][0]["probability"] == np.mean(curves.max(axis=1) >= 50)
+
+
+@pytest.mark.parametrize("budget", [79 * 8 * 3, 79 * 8 * 7])
+def test_steps_on_two_threads_give_numpys_percentiles_bit_for_bit(budget, monkeypatch):
+    """Half the steps' percentiles on a helper thread (threshold lowered): np.percentile's numbers, to the bit."""
+    import ancho.trajectories as tr
+
+    monkeypatch.setattr(tr, "TWO_THREADS_FROM", 1)
+    rng = np.random.default_rng(8)
+    chunks = [np.cumsum(rng.normal(size=(n, 7)), axis=1) for n in (5, 40, 1, 33)]
+    whole = np.concatenate(chunks)
+    summ, _ = trajectory_summary(lambda: iter(chunks), [], budget=budget)
+    expected = np.percentile(whole, (5, 25, 50, 75, 95), axis=0)
+    got = np.array([summ[f"p{q}"] for q in (5, 25, 50, 75, 95)])
+    assert got.tobytes() == expected.tobytes()
