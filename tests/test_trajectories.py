@@ -353,3 +353,29 @@ def test_steps_on_two_threads_give_numpys_percentiles_bit_for_bit(budget, monkey
     expected = np.percentile(whole, (5, 25, 50, 75, 95), axis=0)
     got = np.array([summ[f"p{q}"] for q in (5, 25, 50, 75, 95)])
     assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("budget", [8, 79 * 8 * 3, 79 * 8 * 7])
+def test_rows_known_ahead_are_read_once_and_a_wrong_count_reads_again(budget, tmp_path, monkeypatch):
+    """With the run's row count the mean's pass gathers the percentiles' values too: one pass, the same numbers, no
+    file left; a count that is not the column's (too few, too many) falls back to a pass of their own."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    rng = np.random.default_rng(9)
+    chunks = [rng.normal(size=(n, 7)) for n in (5, 40, 1, 33)]
+    chunks[2][0, 4] = np.nan
+    whole = np.concatenate(chunks)
+    for expected, reads in [(79, 1), (78, 2), (80, 2), (None, 2)]:
+        passes: list[int] = []
+
+        def blocks(passes=passes):
+            passes.append(1)
+            return iter(chunks)
+
+        summ, _ = trajectory_summary(blocks, [], budget=budget, expected_rows=expected)
+        assert len(passes) == reads, expected
+        for q in (5, 25, 50, 75, 95):
+            assert np.array_equal(summ[f"p{q}"], np.nanpercentile(whole, q, axis=0))
+        assert list(tmp_path.iterdir()) == []

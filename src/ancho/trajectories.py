@@ -8,15 +8,15 @@ steps is 8 GB, which must never be in the driver at once. So:
   (Chan et al.'s parallel update, vectorised over steps): exact, memory
   ``O(steps)`` plus one chunk;
 * **percentiles** (p5…p95, linear interpolation as for scalar outputs):
-  exact, computed **step block by step block**: each further pass over the
-  chunks copies the columns ``lo..hi`` of every sequence into one buffer of at
-  most :data:`PERCENTILE_BUDGET` bytes and takes the percentiles of those
-  steps. A run that fits the budget takes one pass. A larger one is read
-  **once** more and split by step block into temporary files (each block's
+  exact, computed **step block by step block** (:class:`StepBlocks`): a run
+  that fits :data:`PERCENTILE_BUDGET` bytes is gathered into one buffer; a
+  larger one is split by step block into temporary files (each block's
   values contiguous, the whole trajectory on disk for a moment), then each
   file is read back and summarised: 1,000,000 × 1,000 is 125 blocks of 8
   steps, which would otherwise be 125 passes over 8 GB of stored values.
-  Exact either way; no sketch error to explain.
+  The gathering rides on the mean's pass when the number of rows is known
+  (a run's: its sequences less its failures), so the column is read once;
+  else it takes one more pass. Exact either way; no sketch error to explain.
 
 NaN steps are left out of that step's statistics (its ``count`` is the
 number of sequences, as the summary's ``count`` is of those that succeeded).
@@ -24,6 +24,8 @@ number of sequences, as the summary's ``count`` is of those that succeeded).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -68,17 +70,39 @@ def _reblock(blocks: Iterable[np.ndarray], block_bytes: int = MERGE_BLOCK_BYTES)
 
 
 def trajectory_summary(
-    blocks: Callable[[], Iterable[np.ndarray]], targets: list[Target], budget: int = PERCENTILE_BUDGET
+    blocks: Callable[[], Iterable[np.ndarray]],
+    targets: list[Target],
+    budget: int = PERCENTILE_BUDGET,
+    expected_rows: int | None = None,
 ) -> tuple[dict, dict[str, tuple[int, int]]]:
     """The ``trajectories`` entry of one output and its targets' ``(hits, count)``.
 
     ``blocks()`` yields the column's chunks (2-D arrays, sequences × steps) in order, afresh on every call.
+    ``expected_rows``: how many rows the column has (the run's sequences less its failures), when known: the mean's
+    pass then also gathers the values for the percentiles, and the column is read once (100,000 sequences × 800
+    steps: ~1 s less, docs/benchmarks.md "Trajectories"); a column of another length is read again.
     """
+    with contextlib.ExitStack() as cleanup:
+        return _summary(blocks, targets, budget, expected_rows, cleanup)
+
+
+def _summary(
+    blocks: Callable[[], Iterable[np.ndarray]],
+    targets: list[Target],
+    budget: int,
+    expected_rows: int | None,
+    cleanup: contextlib.ExitStack,
+) -> tuple[dict, dict[str, tuple[int, int]]]:
     n = None
     mean = m2 = None
     rows = 0
     hits = {t.expr: [0, 0] for t in targets}
+    gathered: StepBlocks | None = None
     for block in _reblock(blocks()):
+        if gathered is None and expected_rows:
+            gathered = cleanup.enter_context(StepBlocks(expected_rows, block.shape[1], budget))
+        if gathered is not None:
+            gathered.add(block)
         rows += len(block)
         for t in targets:
             h, c = t.hits(block)
@@ -124,48 +148,78 @@ def trajectory_summary(
         "mean": mean,
         "ci95_low": mean - half,
         "ci95_high": mean + half,
-        **_percentiles(blocks, rows, steps, budget),
+        **(gathered.percentiles() if gathered and gathered.whole(rows) else _percentiles(blocks, rows, steps, budget)),
     }
     return summary, out_hits
 
 
 def _percentiles(blocks: Callable[[], Iterable[np.ndarray]], rows: int, steps: int, budget: int) -> dict:
-    """p5…p95 per step, exact, over step blocks of at most ``budget`` bytes (one pass, or a pass and a spill)."""
-    width = max(1, min(steps, budget // max(1, 8 * rows)))
-    result = np.empty((len(PERCENTILES), steps))
-    if width == steps:  # one block: the values fit the budget
-        buf = np.empty((rows, steps))
-        pos = 0
-        for block in _rows_of(blocks()):
-            buf[pos : pos + len(block)] = block
-            pos += len(block)
-        _step_percentiles(buf[:pos], result, 0, steps)
-    else:
-        _spilled_percentiles(blocks, steps, width, result)
-    return {f"p{q}": result[i] for i, q in enumerate(PERCENTILES)}
+    """p5…p95 per step, exact, from a pass of their own over the column (see :class:`StepBlocks`)."""
+    with StepBlocks(rows, steps, budget) as gathered:
+        for block in blocks():
+            block = np.asarray(block)
+            if block.ndim == 2 and len(block):
+                gathered.add(block)
+        return gathered.percentiles()
 
 
-def _rows_of(blocks: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-    for block in blocks:
-        block = np.asarray(block)
-        if block.ndim == 2 and len(block):
-            yield block
+class StepBlocks:
+    """A trajectory's rows gathered for its percentiles, step block by step block of at most ``budget`` bytes.
 
+    The values fit the budget: one array. Else each block's columns ``lo..lo+width`` go to a temporary file of their
+    own as the rows come, and each file is read back whole: one pass over the column (not one a step block), the
+    whole trajectory on disk for a moment. Made for ``rows`` rows; :meth:`whole` says whether it got them all."""
 
-def _spilled_percentiles(blocks: Callable[[], Iterable[np.ndarray]], steps: int, width: int, out: np.ndarray) -> None:
-    """One pass writing each step block's columns to its own file, then each file read back whole (≤ budget)."""
-    import tempfile
+    def __init__(self, rows: int, steps: int, budget: int):
+        self.rows, self.steps, self.seen = rows, steps, 0
+        self.width = max(1, min(steps, budget // max(1, 8 * rows)))
+        self.buf = np.empty((rows, steps)) if self.width == steps else None
+        self.folder: str | None = None
+        if self.buf is None:
+            import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="ancho-steps-") as folder:
-        los = range(0, steps, width)
-        files = [f"{folder}/{lo}" for lo in los]
-        for block in _rows_of(blocks()):
-            for lo, name in zip(los, files):
-                with open(name, "ab") as fh:
-                    np.ascontiguousarray(block[:, lo : lo + width], dtype=np.float64).tofile(fh)
-        for lo, name in zip(los, files):
-            hi = min(steps, lo + width)
-            _step_percentiles(np.fromfile(name, dtype=np.float64).reshape(-1, hi - lo), out, lo, hi)
+            self.folder = tempfile.mkdtemp(prefix="ancho-steps-")
+        self.los = range(0, steps, self.width)
+
+    def __enter__(self) -> StepBlocks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.folder is not None:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def add(self, block: np.ndarray) -> None:
+        """Gather ``block`` (sequences × steps); one past the rows or of other steps is counted, not kept."""
+        n, at = len(block), self.seen
+        self.seen += n
+        if at + n > self.rows or block.shape[1] != self.steps:
+            self.seen = self.rows + 1  # (never whole)
+            return
+        if self.buf is not None:
+            self.buf[at : at + n] = block
+            return
+        for lo in self.los:
+            with open(f"{self.folder}/{lo}", "ab") as fh:
+                np.ascontiguousarray(block[:, lo : lo + self.width], dtype=np.float64).tofile(fh)
+
+    def whole(self, rows: int) -> bool:
+        """Whether the column's ``rows`` rows were gathered, and no other."""
+        return self.seen == self.rows == rows
+
+    def percentiles(self) -> dict:
+        """p5…p95 of each step of the rows gathered."""
+        out = np.empty((len(PERCENTILES), self.steps))
+        if self.buf is not None:
+            _step_percentiles(self.buf[: self.seen], out, 0, self.steps)
+        else:
+            for lo in self.los:
+                hi = min(self.steps, lo + self.width)
+                path = f"{self.folder}/{lo}"
+                values = np.fromfile(path, dtype=np.float64) if os.path.exists(path) else np.empty(0)
+                _step_percentiles(values.reshape(-1, hi - lo), out, lo, hi)
+        return {f"p{q}": out[i] for i, q in enumerate(PERCENTILES)}
 
 
 def _step_percentiles(view: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
