@@ -20,6 +20,29 @@ def test_histogram_of_narrow_integers_has_one_bar_per_value():
     assert h["counts"] == [2, 1, 0, 0, 1]
 
 
+def test_histogram_of_wide_integers_puts_as_many_integers_in_every_bar():
+    # 0..119 five times each: 120 integers in 40 bars is 3 integers, 15 values, a bar; fractional edges (119/40
+    # wide) held 2 or 3 integers by turns, a comb over a flat distribution
+    h = histogram(np.repeat(np.arange(120), 5), "int", bins=40)
+    assert h["edges"] == [-0.5 + 3 * k for k in range(41)]
+    assert h["counts"] == [15] * 40
+
+
+def test_histogram_of_wide_integers_ends_past_the_largest_value_when_it_must():
+    # 61..161 (101 integers) in at most 40 bars: 3 a bar, 34 bars, the last holding 160, 161 (and 162, never seen)
+    column = np.concatenate([np.arange(61, 162), np.array([61, 100, 161, 161])])
+    h = histogram(column, "int", bins=40)
+    edges = np.array(h["edges"])
+    assert edges[0] == 60.5 and edges[-1] == 162.5 and len(h["counts"]) == 34
+    assert set(np.diff(edges)) == {3.0}
+    expected = [3] * 34
+    expected[0] += 1  # 61
+    expected[(100 - 61) // 3] += 1
+    expected[-1] = 2 + 2  # 160, 161 and 161 twice more
+    assert h["counts"] == expected
+    assert sum(h["counts"]) == column.size
+
+
 def test_histogram_of_bools_and_constants():
     assert histogram(np.array([True, False, True]), "bool")["counts"] == [1, 2]
     assert histogram(np.array([2.0, 2.0]), "float")["counts"] == [2]

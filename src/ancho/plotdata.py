@@ -113,13 +113,26 @@ class _Scan:
         if self.lo is None:
             return {"kind": kind, "edges": [], "counts": [], "nonfinite": self.nonfinite}, None
         lo, hi = self.lo, self.hi
-        if kind == "int" and int(hi) - int(lo) < MAX_INTEGER_BARS:
-            edges = np.arange(int(lo), int(hi) + 2, dtype=np.float64) - 0.5
-        elif lo == hi:
+        if kind == "int":
+            return {"kind": kind}, integer_edges(int(lo), int(hi), bins)
+        if lo == hi:
             edges = np.array([float(lo) - 0.5, float(lo) + 0.5])
         else:
             edges = np.histogram_bin_edges(np.empty(0, np.asarray(lo).dtype), bins=bins, range=(float(lo), float(hi)))
         return {"kind": kind}, edges
+
+
+def integer_edges(lo: int, hi: int, bins: int) -> np.ndarray:
+    """Edges for integers ``lo``..``hi`` on half-integers, every bar holding the same number of integers.
+
+    Bars of a fractional width would hold 3 or 4 integers by turns and draw a false comb over a smooth
+    distribution; so a narrow range gets a bar per value and a wide one ``ceil(values / bins)`` values a bar
+    (the last bar may reach past ``hi``).
+    """
+    values = hi - lo + 1
+    width = 1 if values <= MAX_INTEGER_BARS else -(-values // bins)
+    count = -(-values // width)
+    return lo - 0.5 + width * np.arange(count + 1, dtype=np.float64)
 
 
 class _Curve:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 
 from ancho.web.charts import MB, ML, MR, MT, H, W
 from ancho.web.studies import PAGE_ROWS, _sorted_page, study_data
@@ -18,6 +19,12 @@ from ancho.web.study_charts import (
     paths_svg,
     sensitivity_svg,
 )
+
+NS = "{http://www.w3.org/2000/svg}"
+
+
+def parse(markup) -> ET.Element:
+    return ET.fromstring(str(markup).replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1))
 
 
 def point(k: int, params: dict, mean: float | None, low=None, high=None, prob: float | None = None) -> dict:
@@ -40,11 +47,24 @@ def test_one_parameter_draws_mean_band_and_probability_in_parameter_order():
     # sorted by a: the smallest at the left edge, the largest at the right; y grows downwards as the mean grows
     assert [x for x, _ in dots] == [ML, (ML + W - MR) / 2, W - MR]
     assert dots[0][1] > dots[1][1] > dots[2][1]
-    span = H - MB - MT  # the y range is the intervals' ends, 9 to 31: the means 10 and 30 sit 1/22 inside it
-    assert dots[0][1] == round(H - MB - span / 22, 2) and dots[2][1] == round(MT + span / 22, 2)
+    span = H - MB - MT  # the intervals run 9 to 31; the y range is theirs widened to round numbers, 5 to 35
+    assert dots[0][1] == round(H - MB - span * 5 / 30, 2) and dots[2][1] == round(H - MB - span * 25 / 30, 2)
     assert "at 3 values of a, from 10 to 30" in svg
     prob = str(data.figures[1].svg)
     assert "Probability of x&gt;1 against a" in prob and ">100%<" in prob  # a probability's axis is 0 to 1
+
+
+def test_one_parameter_axis_holds_the_intervals_inside_the_plot():
+    # k does not move with mu (the review's "mean of k against mu"): the means are one value, the intervals wide;
+    # the axis ran exactly from the lowest interval end to the highest, so whiskers and band filled the plot
+    svg = parse(band_svg("mu", "k", [0, 0.5, 1], [2.9755] * 3, [2.9008686] * 3, [3.0501314] * 3))
+    whiskers = [e for e in svg.iter(f"{NS}line") if e.get("class") == "whisker"]
+    assert len(whiskers) == 3
+    for w in whiskers:
+        top, bottom = sorted((float(w.get("y1")), float(w.get("y2"))))
+        assert MT < top and bottom < H - MB
+    band = [tuple(map(float, p.split(","))) for p in svg.find(f"{NS}polygon").get("points").split()]
+    assert all(MT < py < H - MB for _, py in band)
 
 
 def test_choices_are_placed_in_order_of_appearance():

@@ -19,6 +19,7 @@ from markupsafe import Markup, escape
 
 from ..plotdata import Fan
 from ..present import number
+from .labels import TITLE_PX, compact, fit_ticks, label, left_margin, text_width
 
 W, H = 560, 280
 #: plot area margins: left (y labels), right, top, bottom (x labels)
@@ -70,19 +71,25 @@ def _frame(
 
     ``role="group"`` when it holds focusable parts (an image's parts are hidden from screen readers); ``height``
     and ``left`` for pictures of one row per item (:func:`_rows_layout`), whose height grows with the rows and
-    whose left margin fits their labels. An empty axis label is left out.
+    whose left margin fits their labels (and for plots whose margin fits their y tick labels). An empty axis label
+    is left out; a long one is cut to the picture, its whole text in its tooltip.
     """
-    label = f"{title}. {desc}"
+    words = f"{title}. {desc}"
     parts = [
-        f'<svg class="chart" viewBox="0 0 {W} {height}" role="{role}" aria-label="{escape(label)}" preserveAspectRatio="xMidYMid meet">',
+        f'<svg class="chart" viewBox="0 0 {W} {height}" role="{role}" aria-label="{escape(words)}" preserveAspectRatio="xMidYMid meet">',
         f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>",
         *body,
     ]
     if xlabel:
-        parts.append(f'<text class="axis-label" x="{(left + W - MR) / 2}" y="{height - 6}" text-anchor="middle">{escape(xlabel)}</text>')  # fmt: skip
+        half = min(text_width(xlabel, TITLE_PX), W - 8) / 2
+        centre = round(min(max((left + W - MR) / 2, half + 4), W - 4 - half), 2)
+        parts.append(label(xlabel, W - 8, TITLE_PX, class_="axis-label", x=centre, y=height - 6, text_anchor="middle"))
     if ylabel:
         mid = (MT + height - MB) / 2
-        parts.append(f'<text class="axis-label" x="14" y="{mid}" text-anchor="middle" transform="rotate(-90 14 {mid})">{escape(ylabel)}</text>')  # fmt: skip
+        parts.append(
+            label(ylabel, height - MB - MT, TITLE_PX, class_="axis-label", x=16, y=mid, text_anchor="middle",
+                  transform=f"rotate(-90 16 {mid})")
+        )  # fmt: skip
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -96,25 +103,34 @@ def _rows_layout(labels: list[str], row_h: int, most: int = 220) -> tuple[int, i
 
 def _columns_grid(x: _Scale, marks: list[tuple[float, str]], height: int) -> list[str]:
     """Vertical grid lines with their values under the rows (a row picture's x axis)."""
-    out = []
-    for v, text in marks:
-        out.append(f'<line class="grid" x1="{x(v)}" x2="{x(v)}" y1="{MT}" y2="{height - MB}"/>')
-        out.append(f'<text class="tick" x="{x(v)}" y="{height - MB + 18}" text-anchor="middle">{escape(text)}</text>')
+    out = [f'<line class="grid" x1="{x(v)}" x2="{x(v)}" y1="{MT}" y2="{height - MB}"/>' for v, _ in marks]
+    for _, cx, text in fit_ticks([(x(v), text) for v, text in marks], 2, W - 2):
+        out.append(f'<text class="tick" x="{cx}" y="{height - MB + 18}" text-anchor="middle">{escape(text)}</text>')
     return out
 
 
+def _left(yt: list[tuple[float, str]]) -> float:
+    """The left margin of a plot whose y tick labels are ``yt``."""
+    return left_margin([text for _, text in yt], ML)
+
+
 def _axes(x: _Scale, y: _Scale, xt: list[tuple[float, str]], yt: list[tuple[float, str]]) -> list[str]:
+    """Grid, ticks and axis lines of a plot spanning ``x``'s pixels (its left margin from :func:`_left`).
+
+    Every x tick gets its mark; its labels are thinned until none overlaps the next, and kept inside the picture.
+    """
+    left, right = x.a, x.b
     out = []
     for v, text in yt:
         py = y(v)
-        out.append(f'<line class="grid" x1="{ML}" x2="{W - MR}" y1="{py}" y2="{py}"/>')
-        out.append(f'<text class="tick" x="{ML - 6}" y="{py + 4}" text-anchor="end">{escape(text)}</text>')
-    for v, text in xt:
-        px = x(v)
-        out.append(f'<line class="tick-mark" x1="{px}" x2="{px}" y1="{H - MB}" y2="{H - MB + 5}"/>')
-        out.append(f'<text class="tick" x="{px}" y="{H - MB + 18}" text-anchor="middle">{escape(text)}</text>')
-    out.append(f'<line class="axis" x1="{ML}" x2="{W - MR}" y1="{H - MB}" y2="{H - MB}"/>')
-    out.append(f'<line class="axis" x1="{ML}" x2="{ML}" y1="{MT}" y2="{H - MB}"/>')
+        out.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{py}" y2="{py}"/>')
+        out.append(label(text, left - 34, class_="tick", x=left - 6, y=py + 4, text_anchor="end"))
+    for v, _ in xt:
+        out.append(f'<line class="tick-mark" x1="{x(v)}" x2="{x(v)}" y1="{H - MB}" y2="{H - MB + 5}"/>')
+    for _, cx, text in fit_ticks([(x(v), text) for v, text in xt], 2, W - 2):
+        out.append(f'<text class="tick" x="{cx}" y="{H - MB + 18}" text-anchor="middle">{escape(text)}</text>')
+    out.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{H - MB}" y2="{H - MB}"/>')
+    out.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{MT}" y2="{H - MB}"/>')
     return out
 
 
@@ -125,11 +141,14 @@ def histogram_svg(name: str, hist: dict) -> Markup | None:
         return None
     total = sum(counts)
     top = max(counts) or 1
-    x = _Scale(edges[0], edges[-1], ML, W - MR)
+    yt = [(v, compact(v)) for v in ticks(0, top, 4)]
+    x = _Scale(edges[0], edges[-1], _left(yt), W - MR)
     y = _Scale(0, top * 1.05, H - MB, MT)
     body: list[str] = []
     boolean = hist.get("kind") == "bool"
     integer = hist.get("kind") == "int" and all(float(e + 0.5).is_integer() for e in edges)
+    wide = integer and any(b - a != 1 for a, b in zip(edges, edges[1:]))  # bars of several integers each
+    integer = integer and not wide
     if boolean:
         xt = [(0.0, "false"), (1.0, "true")]
     elif integer and len(counts) <= 25:
@@ -138,7 +157,6 @@ def histogram_svg(name: str, hist: dict) -> Markup | None:
         xt = xt[::step]
     else:
         xt = [(v, fmt(v)) for v in ticks(edges[0], edges[-1], 6)]
-    yt = [(v, fmt(v)) for v in ticks(0, top, 4)]
     body += _axes(x, y, xt, yt)
     for i, c in enumerate(counts):
         x0, x1 = x(edges[i]), x(edges[i + 1])
@@ -147,6 +165,8 @@ def histogram_svg(name: str, hist: dict) -> Markup | None:
             where = "false" if i == 0 else "true"
         elif integer:
             where = fmt(int(edges[i] + 0.5))
+        elif wide:
+            where = f"{fmt(int(edges[i] + 0.5))} to {fmt(int(edges[i + 1] - 0.5))}"
         else:
             where = f"{fmt(edges[i])} to {fmt(edges[i + 1])}"
         share = c / total if total else 0
@@ -156,7 +176,7 @@ def histogram_svg(name: str, hist: dict) -> Markup | None:
         )
     extra = f"; {hist['nonfinite']:,} NaN or infinite values not shown" if hist.get("nonfinite") else ""
     desc = f"Histogram of {total:,} sequences from {fmt(edges[0])} to {fmt(edges[-1])}; tallest bar {top:,}{extra}."
-    return _frame(f"Distribution of {name}", desc, body, name, "sequences")
+    return _frame(f"Distribution of {name}", desc, body, name, "sequences", left=x.a)
 
 
 def convergence_svg(name: str, conv: dict) -> Markup | None:
@@ -178,11 +198,12 @@ def convergence_svg(name: str, conv: dict) -> Markup | None:
     pad = max(span, last_half * 8, abs(means[-1]) * 1e-9, 1e-12)
     ylo, yhi = max(ylo, min(means) - pad), min(yhi, max(means) + pad)
     n_last = pts[-1][0]
-    x = _Scale(1, max(n_last, 2), ML, W - MR, log=True)
+    yt = [(v, fmt(v)) for v in ticks(ylo, yhi, 4)]
+    left = _left(yt)
+    x = _Scale(1, max(n_last, 2), left, W - MR, log=True)
     y = _Scale(ylo, yhi, H - MB, MT)
     clamp = lambda v: min(max(v, ylo), yhi)  # noqa: E731
-    xt = [(10.0**k, fmt(10**k)) for k in range(0, int(math.log10(max(n_last, 1))) + 1)]
-    yt = [(v, fmt(v)) for v in ticks(ylo, yhi, 4)]
+    xt = [(10.0**k, compact(10**k)) for k in range(0, int(math.log10(max(n_last, 1)) + 1e-9) + 1)]
     body = _axes(x, y, xt, yt)
     if band:
         upper = " ".join(f"{x(n)},{y(clamp(hi))}" for n, _, hi in band)
@@ -193,7 +214,7 @@ def convergence_svg(name: str, conv: dict) -> Markup | None:
     line = " ".join(f"{x(n)},{y(clamp(m))}" for n, m, _, _ in pts)
     body.append(f'<polyline class="line" points="{line}"/>')
     final = pts[-1][1]
-    body.append(f'<line class="final" x1="{ML}" x2="{W - MR}" y1="{y(final)}" y2="{y(final)}"/>')
+    body.append(f'<line class="final" x1="{left}" x2="{W - MR}" y1="{y(final)}" y2="{y(final)}"/>')
     for n, m, lo, hi in pts[:: max(1, len(pts) // 40)] + [pts[-1]]:
         ci = f", 95% CI {fmt(lo)} to {fmt(hi)}" if lo is not None and hi is not None else ""
         body.append(
@@ -202,7 +223,7 @@ def convergence_svg(name: str, conv: dict) -> Markup | None:
     last = pts[-1]
     ci = f" (95% CI {fmt(last[2])} to {fmt(last[3])})" if last[2] is not None and last[3] is not None else ""
     desc = f"Running mean of {name} over {n_last:,} sequences, ending at {fmt(final)}{ci}; the shaded band is the 95% interval."
-    return _frame(f"Running mean of {name}", desc, body, "sequences (log scale)", f"mean of {name}")
+    return _frame(f"Running mean of {name}", desc, body, "sequences (log scale)", f"mean of {name}", left=left)
 
 
 def targets_svg(targets: list[dict]) -> Markup | None:
@@ -300,7 +321,8 @@ def fan_svg(f: Fan) -> Markup | None:
     if not f.steps or not values:
         return None
     last = f.steps[-1]
-    x = _Scale(f.steps[0], max(last, f.steps[0] + 1), ML, W - MR)
+    yt = [(v, fmt(v)) for v in ticks(min(values), max(values), 4)]
+    x = _Scale(f.steps[0], max(last, f.steps[0] + 1), _left(yt), W - MR)
     y = _Scale(min(values), max(values), H - MB, MT)
     xs = [x(s) for s in f.steps]
 
@@ -308,7 +330,6 @@ def fan_svg(f: Fan) -> Markup | None:
         return [None if v is None else y(v) for v in vals]
 
     xt = [(v, fmt(v)) for v in ticks(f.steps[0], last, 6) if float(v).is_integer()]
-    yt = [(v, fmt(v)) for v in ticks(min(values), max(values), 4)]
     body = _axes(x, y, xt, yt)
     body.append(
         f'<polygon class="fan90" points="{_band(xs, ys(f.p5), ys(f.p95))}"><title>90% of paths (p5 to p95)</title></polygon>'
@@ -340,7 +361,7 @@ def fan_svg(f: Fan) -> Markup | None:
         f"solid line: the median, ending at {fmt(f.median[-1])}; dashed line: the mean with its 95% band, "
         f"ending at {fmt(f.mean[-1])}{shown}."
     )
-    return _frame(f"Fan chart of {f.name}", desc, body, "step", f.name, role="group")
+    return _frame(f"Fan chart of {f.name}", desc, body, "step", f.name, role="group", left=x.a)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,10 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from .charts import MB, ML, MR, MT, H, W, _axes, _columns_grid, _frame, _rows_layout, _Scale, fmt, ticks
+from ..present import number
+from .charts import MB, ML, MR, MT, H, W, _axes, _columns_grid, _frame, _left, _rows_layout, _Scale, fmt, ticks
+from .labels import GAP, placed, slots, text_width
+from .labels import label as text_label
 
 #: parallel coordinates draw at most this many points (evenly spaced); the caption says when some are left out
 MAX_LINES = 400
@@ -54,6 +57,17 @@ def _positions(xs: Sequence) -> tuple[list[float], list[tuple[float, str]], floa
     )
 
 
+def _outward(lo: float, hi: float) -> tuple[float, float]:
+    """[lo, hi] a little wider, out to the round ticks around it: the intervals' ends sit inside the plot, below
+    its top tick and above its bottom one, rather than on (or past) its edges."""
+    pad = (hi - lo) * 0.02 or abs(hi) * 0.02 or 1.0
+    t = ticks(lo - pad, hi + pad, 8)  # (finer than the labelled ticks: little room is spent)
+    if len(t) < 2:
+        return lo - pad, hi + pad
+    step = t[1] - t[0]
+    return math.floor((lo - pad) / step + 1e-9) * step, math.ceil((hi + pad) / step - 1e-9) * step
+
+
 def band_svg(param: str, name: str, xs: Sequence, mean: Sequence, low: Sequence, high: Sequence, probability: bool = False) -> Markup | None:  # fmt: skip
     """``name``'s mean (or probability) at each point against ``param``, with its 95% interval as a band and whiskers."""
     rows = sorted(
@@ -63,11 +77,12 @@ def band_svg(param: str, name: str, xs: Sequence, mean: Sequence, low: Sequence,
     if not rows:
         return None
     px, xt, xlo, xhi = _positions([r[0] for r in rows])
-    ys = [v for r in rows for v in r[1:] if _finite(v)]
-    ylo, yhi = (0.0, 1.0) if probability else (min(ys), max(ys))
-    x = _Scale(xlo, xhi, ML, W - MR)
+    ys = [v for r in rows for v in r[1:] if _finite(v)]  # the means and their intervals' ends
+    ylo, yhi = (0.0, 1.0) if probability else _outward(min(ys), max(ys))
+    yt = [(v, f"{v:.0%}" if probability else fmt(v)) for v in ticks(ylo, yhi, 4)]
+    x = _Scale(xlo, xhi, _left(yt), W - MR)
     y = _Scale(ylo, yhi, H - MB, MT)
-    body = _axes(x, y, xt, [(v, f"{v:.0%}" if probability else fmt(v)) for v in ticks(ylo, yhi, 4)])
+    body = _axes(x, y, xt, yt)
     band = _every([(p, r[2], r[3]) for p, r in zip(px, rows) if _finite(r[2]) and _finite(r[3])], MAX_LINES)
     if len(band) > 1 and all(_finite(r[0]) for r in rows):
         upper = " ".join(f"{x(p)},{y(hi)}" for p, _, hi in band)
@@ -87,7 +102,8 @@ def band_svg(param: str, name: str, xs: Sequence, mean: Sequence, low: Sequence,
     what = f"Probability of {name}" if probability else f"Mean of {name}"
     some = f" ({len(marked)} of them marked)" if len(marked) < len(rows) else ""
     desc = f"{what} at {len(rows)} values of {param}{some}, from {fmt(min(r[1] for r in rows))} to {fmt(max(r[1] for r in rows))}; bands and whiskers are 95% intervals."
-    return _frame(f"{what} against {param}", desc, body, param, "probability" if probability else f"mean of {name}")
+    ylabel = "probability" if probability else f"mean of {name}"
+    return _frame(f"{what} against {param}", desc, body, param, ylabel, left=x.a)
 
 
 def heatmap_svg(px: str, py: str, name: str, xs: Sequence, ys: Sequence, values: Sequence) -> Markup | None:
@@ -104,7 +120,7 @@ def heatmap_svg(px: str, py: str, name: str, xs: Sequence, ys: Sequence, values:
         sx = (ux[-1] - ux[0]) / (len(ux) - 1) if len(ux) > 1 else 1.0
         sy = (uy[-1] - uy[0]) / (len(uy) - 1) if len(uy) > 1 else 1.0
         xlo, xhi, ylo, yhi = ux[0] - sx / 2, ux[-1] + sx / 2, uy[0] - sy / 2, uy[-1] + sy / 2
-    x = _Scale(xlo, xhi, ML, W - MR)
+    x = _Scale(xlo, xhi, _left(yt), W - MR)
     y = _Scale(ylo, yhi, H - MB, MT)
     body = _axes(x, y, xt, yt)
     marked = list(zip(ax, ay, rows)) if grid else _every(list(zip(ax, ay, rows)), MAX_LINES)
@@ -120,7 +136,7 @@ def heatmap_svg(px: str, py: str, name: str, xs: Sequence, ys: Sequence, values:
             body.append(f'<circle class="heat" cx="{x(a)}" cy="{y(b)}" r="5" fill-opacity="{shade:.3f}">{tip}</circle>')
     some = f" ({len(marked)} drawn)" if len(marked) < len(rows) else ""
     desc = f"Mean of {name} over {px} and {py} at {len(rows)} points{some}: from {fmt(lo)} (lightest) to {fmt(hi)} (darkest)."
-    return _frame(f"Mean of {name} over {px} and {py}", desc, body, px, py)
+    return _frame(f"Mean of {name} over {px} and {py}", desc, body, px, py, left=x.a)
 
 
 def parallel_svg(params: list[str], name: str, columns: dict[str, Sequence], values: Sequence) -> Markup | None:
@@ -131,29 +147,54 @@ def parallel_svg(params: list[str], name: str, columns: dict[str, Sequence], val
     shown = keep[:: max(1, math.ceil(len(keep) / MAX_LINES))]
     axes = [*params, f"mean of {name}"]
     data = [*(list(columns[p]) for p in params), list(values)]
-    step = (W - ML - MR) / (len(axes) - 1)
-    scales = []
+    ranges = [_positions([col[i] for i in keep]) for col in data]
+    ends = [(lo, hi) for _, _, lo, hi in ranges]
+    # the last axis's lowest and highest values are written right of it: the margin holds them
+    right = max(MR, GAP + max(text_width(fmt(v)) for v in ends[-1]) + 2)
+    step = (W - ML - right) / (len(axes) - 1)
+    xs = [round(ML + k * step, 2) for k in range(len(axes))]
+    scales = [(dict(zip(keep, pos)), _Scale(lo, hi, H - MB, MT)) for pos, _, lo, hi in ranges]
     body: list[str] = []
-    for k, (label, col) in enumerate(zip(axes, data)):
-        pos, _, lo, hi = _positions([col[i] for i in keep])
-        scales.append((dict(zip(keep, pos)), _Scale(lo, hi, H - MB, MT)))
-        ax = round(ML + k * step, 2)
+    for ax in xs:
         body.append(f'<line class="axis" x1="{ax}" x2="{ax}" y1="{MT}" y2="{H - MB}"/>')
-        anchor = "start" if k == 0 else "end" if k == len(axes) - 1 else "middle"
-        body.append(f'<text class="tick" x="{ax}" y="{H - MB + 18}" text-anchor="{anchor}">{escape(label)}</text>')
-        for v, end in ((lo, "low"), (hi, "high")):
-            body.append(
-                f'<text class="tick" x="{ax + 4}" y="{scales[-1][1](v) + (12 if end == "high" else -4)}">{escape(fmt(v))}</text>'
-            )
+    body += _axis_names(axes, xs)
+    for ax, (lo, hi), (_, s) in zip(xs, ends, scales):
+        for v, dy in ((lo, -4), (hi, 12)):
+            body.append(_axis_value(v, ax, s(v) + dy, step - 4 - GAP))
     vlo, vhi = min(values[i] for i in keep), max(values[i] for i in keep)
     for i in shown:
-        pts = " ".join(f"{round(ML + k * step, 2)},{s(pos[i])}" for k, (pos, s) in enumerate(scales))
+        pts = " ".join(f"{xs[k]},{s(pos[i])}" for k, (pos, s) in enumerate(scales))
         shade = 0.15 + 0.85 * ((values[i] - vlo) / (vhi - vlo) if vhi > vlo else 1.0)
         tip = ", ".join(f"{p} = {fmt(columns[p][i]) if _finite(columns[p][i]) else columns[p][i]}" for p in params)
         body.append(f'<polyline class="pc" points="{pts}" stroke-opacity="{shade:.3f}"><title>{escape(tip)}: mean {fmt(values[i])}</title></polyline>')  # fmt: skip
     more = f" ({len(shown)} of {len(keep)} drawn)" if len(shown) < len(keep) else ""
     desc = f"One line per point{more} across {', '.join(params)} to the mean of {name} ({fmt(vlo)} to {fmt(vhi)}); darker lines have higher means."
     return _frame(f"Parallel coordinates of {name}", desc, body, "", "")
+
+
+def _axis_names(names: list[str], xs: list[float]) -> list[str]:
+    """Parallel coordinates' axis names under their axes, never over a neighbour's: in one row when all fit, else
+    in two staggered rows (twice the room); a name still too long is cut, whole in its tooltip."""
+    rows = [list(range(len(names)))]
+    if any(text_width(t) > room for t, (_, room) in zip(names, slots(xs, 2, W - 2))):
+        rows = [list(range(0, len(names), 2)), list(range(1, len(names), 2))]
+    out = []
+    for r, row in enumerate(rows):
+        for k, slot in zip(row, slots([xs[k] for k in row], 2, W - 2)):
+            _, cx = placed(names[k], xs[k], slot)
+            out.append(text_label(names[k], slot[1], class_="tick", x=cx, y=H - MB + 18 + 20 * r, text_anchor="middle"))
+    return out
+
+
+def _axis_value(v: Any, ax: float, y: float, room: float) -> str:
+    """A parallel axis's lowest or highest value right of it, with fewer digits when the next axis is close."""
+    text = fmt(v)
+    for digits in (3, 2):
+        if text_width(text) <= room or not _finite(v):
+            break
+        text = number(v, digits)
+    tip = f"<title>{escape(fmt(v))}</title>" if text != fmt(v) else ""
+    return f'<text class="tick" x="{round(ax + 4, 2)}" y="{y}">{tip}{escape(text)}</text>'
 
 
 def _rows_svg(title: str, desc: str, rows: list[tuple[str, Any, Any, Any, str]], xlabel: str, zero: bool = False) -> Markup | None:  # fmt: skip
@@ -227,9 +268,10 @@ def paths_svg(name: str, paths: list[tuple[str, list, float]]) -> Markup | None:
     if not values:
         return None
     lo, hi = min(values), max(values)
-    x = _Scale(0, max(steps - 1, 1), ML, W - MR)
+    yt = [(v, fmt(v)) for v in ticks(lo, hi, 4)]
+    x = _Scale(0, max(steps - 1, 1), _left(yt), W - MR)
     y = _Scale(lo, hi, H - MB, MT)
-    body = _axes(x, y, [(v, fmt(v)) for v in ticks(0, steps - 1, 6)], [(v, fmt(v)) for v in ticks(lo, hi, 4)])
+    body = _axes(x, y, [(v, fmt(v)) for v in ticks(0, steps - 1, 6)], yt)
     for label, mean, shade in drawn:
         kept = _every([(k, v) for k, v in enumerate(mean) if _finite(v)], MAX_LINES)
         pts = " ".join(f"{x(k)},{y(v)}" for k, v in kept)
@@ -240,4 +282,4 @@ def paths_svg(name: str, paths: list[tuple[str, list, float]]) -> Markup | None:
         )
     some = f" ({len(drawn)} of {len(paths)} drawn)" if len(drawn) < len(paths) else ""
     desc = f"The mean path of {name} over {steps} steps at {len(paths)} points{some}, from {fmt(lo)} to {fmt(hi)}."
-    return _frame(f"Mean path of {name} at each point", desc, body, "step", f"mean of {name}")
+    return _frame(f"Mean path of {name} at each point", desc, body, "step", f"mean of {name}", left=x.a)
