@@ -387,8 +387,8 @@ def build_summary(
 
             mine = [t for t in targets if t.output == name]
             blocks = (lambda n=name: read_blocks(n)) if read_blocks else (lambda n=name: [read_column(n)])
-            rows = int(record.get("done") or 0) - int(record.get("failures") or 0)  # (a failed sequence has no row)
-            trajectories[name], hits = trajectory_summary(blocks, mine, expected_rows=rows)
+            stored = int(record.get("done") or 0) - int(record.get("failures") or 0)  # (a failed sequence: no row)
+            trajectories[name], hits = trajectory_summary(blocks, mine, expected_rows=stored)
             for t in mine:
                 ci = wilson(*hits[t.expr])
                 target_rows[t.expr] = {
