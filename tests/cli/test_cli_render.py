@@ -324,3 +324,18 @@ def test_titles_and_headers_from_models_are_plain_text():
     study["sensitivity"]["p(y>[/])"] = study["sensitivity"]["payoff"]
     text = _render_study(study, 200)
     assert "p(y>[i])" in text and "sensitivity of p(y>[/])" in text, text
+
+
+def test_the_progress_bar_says_summarising_once_every_sequence_is_done(monkeypatch):
+    from rich.console import Console
+
+    import ancho.cli.render as render
+
+    monkeypatch.setattr(render, "err_console", Console(force_terminal=True, record=True, width=120))
+    with render.RunProgress(True) as bar:
+        bar(5, 10)
+        assert bar._progress.tasks[0].fields["phase"] == "running"
+        bar(10, 10)
+        assert bar._progress.tasks[0].fields["phase"] == "summarising"
+        bar(10, 20)  # (a precision goal asked for more)
+        assert bar._progress.tasks[0].fields["phase"] == "running"

@@ -420,3 +420,35 @@ def test_run_page_of_a_batch_model(site, page):
     assert "<dt>Block</dt><dd>4,096 sequences a call" in html
     assert 'id="summary-h"' in html and "<svg" in html and "could not be drawn" not in html
     assert "<dt>Block</dt>" not in page.http.get(f"/runs/{gambler}").text
+
+
+SLOW_SUMMARY = """
+import time
+import ancho
+
+
+class SlowSummary(ancho.Model):
+    def sequence(self, rng):
+        return {"x": float(rng.random())}
+
+    @ancho.summary
+    def slow(self, results):
+        time.sleep(6)
+        return len(results)
+"""
+
+
+def test_a_run_whose_sequences_are_done_says_it_is_summarising(site, page):
+    """Every sequence done, the run still running (its summary, here a summary function, takes seconds): the page
+    says so instead of a full bar and nothing else (a long trajectory's summary took as long as its sequences)."""
+    page.sign_in(site.tokens["alice"])
+    with site.client(site.tokens["alice"]) as alice:
+        model = upload_id(alice, tar_gz({"model.py": SLOW_SUMMARY}))
+        run_id = submit(alice, {"model": {"upload": model}, "sequences": 500, "seed": 1})
+        wait_run(alice, run_id, until=lambda v: v["status"] == "running" and v["progress"]["done"] == 500)
+        text = page.http.get(f"/runs/{run_id}").text
+        view = alice.get(f"/runs/{run_id}").json()
+        assert view["status"] == "running", "the summary ended before the page was read"
+        assert "every sequence is done; summarising the results…" in text
+        assert wait_run(alice, run_id)["status"] == "succeeded"
+    assert "summarising" not in page.http.get(f"/runs/{run_id}").text

@@ -265,7 +265,7 @@ class RunProgress:
         local workers are forked only while the driver has no other thread (executors/local.py)."""
         if self.enabled and self._progress is None:
             self._progress = Progress(
-                TextColumn("[bold]running"),
+                TextColumn("[bold]{task.fields[phase]}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"),
@@ -276,13 +276,16 @@ class RunProgress:
                 transient=True,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task("run", total=None, rate="")
+            self._task = self._progress.add_task("run", total=None, rate="", phase="running")
 
     def __call__(self, done: int, total: int) -> None:
         self._start()
         if self._progress is not None and self._task is not None:
             elapsed = max(time.monotonic() - self._t0, 1e-9)
-            self._progress.update(self._task, completed=done, total=total, rate=f"{done / elapsed:,.0f} seq/s")
+            # every sequence done: the summary is read from the store (a long trajectory's takes seconds)
+            phase = "summarising" if total and done >= total else "running"
+            rate = f"{done / elapsed:,.0f} seq/s"
+            self._progress.update(self._task, completed=done, total=total, rate=rate, phase=phase)
 
     def __exit__(self, *exc):
         if self._progress is not None:

@@ -84,6 +84,7 @@
   }
 
   // -- a run's page: follow its event stream --------------------------------------------
+  const SUMMARISING = "every sequence is done; summarising the results…";
   function liveRun(section) {
     const id = section.dataset.runLive;
     const count = section.querySelector("[data-count]");
@@ -108,6 +109,7 @@
       count.textContent = `${fmtNum(s.done)} of ${fmtNum(s.total)} sequences`;
       failures.textContent = s.failures ? `${fmtNum(s.failures)} failed` : "";
       if (s.status !== "running") { rate.textContent = ""; eta.textContent = ""; first = null; return; }
+      if (s.total && s.done >= s.total) { eta.textContent = SUMMARISING; return; } // (the run ends with its summary)
       if (!first || s.done < first.done) { first = { t: now, done: s.done }; return; }
       const dt = now - first.t;
       if (dt > 0.5 && s.done > first.done) {
