@@ -345,7 +345,8 @@ def execute(
         gaps(done_ranges, total), executor.workers, getattr(executor, "chunk_size", None), model.info.get("block")
     )
     store.update_run(run_id, status="running", started=record.started or time.time(), error=None, total=total)
-    task = Task(model.ref, spec.params, spec.seed, run_id)  # (summary functions get no sink: user code, no password)
+    # (summary functions get no sink: user code, no password)
+    task = Task(model.ref, spec.params, spec.seed, run_id, block=model.info.get("block") or 1)
     # tasks that store their chunks themselves (Spark on Cassandra) send StoredChunks: a precision goal's tallies
     sink = executor.results_sink(store, run_id)
     here = type(executor).summarize is Executor.summarize  # (LandedColumn: the summary's column, gathered as it lands)

@@ -338,12 +338,35 @@ def test_a_sandboxed_worker_s_reply_is_overdue_after_its_chunks_sequences_and_se
     assert executor.deadline is None  # unsandboxed: the user's own code, no limit
     executor.deadline = (0.5, 1.0)
     w = SimpleNamespace(
-        inflight=deque([Chunk(0, 3), Chunk(3, 10)]), since=time.monotonic(), proc=SimpleNamespace(pid=7)
+        inflight=deque([Chunk(0, 3), Chunk(3, 10)]), since=time.monotonic(), proc=SimpleNamespace(pid=7), task=None
     )
     assert executor._overdue(w) is None  # (10 + 2) × 0.5 + 2 × 1.0 = 8 s from now
     w.since -= 8.5
     why = executor._overdue(w)
     assert why == (
         "worker process 7 gave no answer within 8 s (10 sequences and their set-up at the sandbox's sequence_timeout "
+        "of 0.5 s each, plus twice its timeout_grace): killed by the driver"
+    )
+
+
+def test_a_batch_models_worker_is_overdue_after_its_chunks_blocks_at_the_time_limit_each():
+    """A batch model's call runs a block: the deadline counts the blocks a chunk reaches, not its sequences (with
+    4,096-sequence blocks a model looping outside its call was waited for 4,096 times too long: for ever)."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from ancho.executors.base import Chunk, Task
+    from ancho.executors.local import LocalExecutor
+
+    executor = LocalExecutor(1)
+    executor.deadline = (0.5, 1.0)
+    task = Task("ref", {}, 1, block=4096)
+    # blocks 0, 1 and 2; block 2 again; blocks 0, 1 and 2 of a study's point whose own task runs 100 a call: 3 + 1 + 3
+    chunks = [Chunk(0, 10_000), Chunk(10_000, 12_288), Chunk(50, 250, task=Task("ref", {}, 1, block=100))]
+    w = SimpleNamespace(inflight=deque(chunks), since=time.monotonic(), proc=SimpleNamespace(pid=7), task=task)
+    assert executor._overdue(w) is None  # (7 + 3) × 0.5 + 2 × 1.0 = 7 s from now
+    w.since -= 7.1
+    assert executor._overdue(w) == (
+        "worker process 7 gave no answer within 7 s (7 blocks and their set-up at the sandbox's sequence_timeout "
         "of 0.5 s each, plus twice its timeout_grace): killed by the driver"
     )

@@ -443,6 +443,32 @@ def test_a_sequence_holding_the_gil_is_stopped_by_the_driver(env):
     assert time.monotonic() - began < 60  # (four workers, each stopped after ~2 s)
 
 
+@pytest.mark.slow
+def test_a_batch_model_looping_outside_its_call_is_stopped_after_its_block(env):
+    """The worker's watchdog times each call of ``sequences``; a dict of outputs whose iteration never ends loops
+    in the worker's checks, after the call. The driver's deadline counts a batch model's blocks, not its sequences
+    (it waited 1,000 × the limit here: for ever with 4,096-sequence blocks and the default limit)."""
+    path = model_file(
+        env.models,
+        """
+        import itertools
+
+        class Endless(dict):
+            def __iter__(self):
+                return (f"k{i}" for i in itertools.count())
+
+        class Looping(ancho.Model):
+            block = 1000
+
+            def sequences(self, rng, n):
+                return Endless(x=np.zeros(n))
+    """,
+    )
+    error, _ = failed_run(env, path, sequences=1000, seed=1, policy={"sequence_timeout": 0.5, "timeout_grace": 0.5})
+    assert "were lost 4 times" in error
+    assert "gave no answer within 2 s (1 block and its set-up at the sandbox's sequence_timeout of 0.5 s" in error
+
+
 def test_summary_functions_that_never_end_are_stopped_by_the_driver(env):
     """A summary function runs once a run in the sandbox, with no per-sequence limit; one that never returns (here
     holding the GIL, so nothing in its own process could stop it) is stopped by the driver at ``summary_timeout``."""

@@ -43,6 +43,9 @@ class Task:
     #: with a sink: a stored chunk sends its first scalar output's values too, which the driver gathers for the
     #: summary (not when the column is too long to hold: :mod:`ancho.streamed`)
     gather: bool = True
+    #: sequences one call of the model runs (a batch model's block; 1 for ``sequence``): a sandbox's time limit is
+    #: per call, and so is how long a driver waits for a sandboxed worker's reply
+    block: int = 1
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from ..claims import misfit, summaries_misfit
 from ..errors import Field, FieldError, RunCancelled, RunFailed
 from . import worker_output
 from .base import Chunk, ChunkLost, ChunkSource, Executor, Task
+from .deadline import overdue
 from .forked import ONE_BLAS_THREAD, Fork, ForkedProcess, start_mode, start_process
 from .messages import (
     ChunkDone,
@@ -415,22 +416,8 @@ class LocalExecutor(Executor):
         return checked_inspection(self._request(Inspect(ref, params), Inspected).info, getattr(ref, "entry", str(ref)))
 
     def _overdue(self, w: _Worker) -> str | None:
-        """Why a sandboxed worker is killed, if its next reply is later than its chunks' sequences and set-up could
-        take at ``sequence_timeout`` each (plus twice the grace). Here, outside the sandbox: the worker's own watchdog
-        is a thread of the model's process, which C code holding the GIL starves for ever (docs/sandbox.md)."""
-        if self.deadline is None:
-            return None
-        timeout, grace = self.deadline
-        n = sum(chunk.size for chunk in w.inflight)
-        limit = (n + len(w.inflight)) * timeout + 2 * grace
-        if time.monotonic() - w.since <= limit:
-            return None
-        setup = "its set-up" if len(w.inflight) == 1 else "their set-up"
-        return (
-            f"worker process {w.proc.pid} gave no answer within {limit:g} s ({n:,} sequence{'s' * (n != 1)} and "
-            f"{setup} at the sandbox's sequence_timeout of {timeout:g} s each, plus twice its timeout_grace): "
-            "killed by the driver"
-        )
+        """Why a sandboxed worker is killed by the driver, if it is (see :mod:`.deadline`)."""
+        return None if self.deadline is None else overdue(w.inflight, w.task, w.since, self.deadline, w.proc.pid)
 
     def _lost(self, w: _Worker, why: str | None = None) -> Iterator[ChunkLost]:
         """A worker died (or is killed, ``why``): replace it, hand its chunks back to the engine (it decides retries)."""

@@ -234,7 +234,7 @@ def _together(model, study, settings, store, executor, executor_name, handle, ba
         spec = specs[p["point"]] = RunSpec.of({**(base_params or study.params), **p["params"]}, settings)
         extra = _point_spec(model, study, p)
         run = create_record(model, spec, executor_name, executor.workers, study.owner, p["run"], "running", extra)
-        task = Task(model.ref, spec.params, spec.seed, run.id)
+        task = Task(model.ref, spec.params, spec.seed, run.id, block=model.info.get("block") or 1)
         results: list[ChunkResult] | None = [] if spec.sequences <= KEEP_IN_MEMORY else None
         points.append(Point(p, run, task, deque([(0, spec.sequences)]), results=results, created=False))
     if len(points) < 2:
