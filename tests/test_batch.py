@@ -215,6 +215,86 @@ def test_bad_outputs_are_one_line_errors(body, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+class FakeDims(np.ndarray):
+    """An array that says it is 1-D whatever its shape."""
+
+    @property
+    def ndim(self):
+        return 1
+
+
+class Boom(np.ndarray):
+    def __getitem__(self, key):
+        raise RuntimeError("boom")
+
+
+class HostileArray:
+    def __array__(self, dtype=None, copy=None):
+        raise ValueError("hostile __array__")
+
+    def __len__(self):
+        return 10
+
+
+class Huge:
+    def __len__(self):
+        return 10**12
+
+    def __getitem__(self, i):
+        return 0.0
+
+
+class MissingKeys(dict):
+    def __getitem__(self, key):
+        raise KeyError(key)
+
+
+HOSTILE = [
+    # a subclass is read as the array it holds, never through its own methods: a 3-step trajectory; no boom
+    (lambda self, rng, n: {"x": np.zeros((n, 3)).view(FakeDims)}, None),
+    (lambda self, rng, n: {"x": np.zeros(n).view(Boom)}, None),
+    (lambda self, rng, n: {"x": HostileArray()}, "the outputs of Bad, block 0 (sequences 0–9), could not be read: "
+     "ValueError: hostile __array__"),
+    (lambda self, rng, n: {"x": Huge()}, "the outputs of Bad, block 0 (sequences 0–9), could not be read:"),
+    (lambda self, rng, n: MissingKeys(x=rng.random(n)), "the outputs of Bad, block 0 (sequences 0–9), could not be "
+     "read: KeyError: 'x'"),
+    (lambda self, rng, n: {"x": np.ma.masked_all(n)}, "output 'x' of Bad, block 0 (sequences 0–9), is a masked array"),
+    (lambda self, rng, n: {f"o{i}": rng.random(n) for i in range(1_001)}, "block 0 (sequences 0–9) of Bad returned "
+     "1,001 outputs; at most 1,000 are kept"),
+    (lambda self, rng, n: {"a" * 101: rng.random(n)}, "returned the output name 'aaaa"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    HOSTILE,
+    ids=["fake-ndim", "subclass-getitem", "array-raises", "huge-len", "dict-getitem", "masked", "many", "long-name"],
+)
+def test_hostile_outputs_are_one_line_errors_naming_the_model_and_block(body, message):
+    model = batch_model(body, block=10)()
+    if message is None:
+        result = run_batch_chunk(model, StreamFactory(3), 0, 20, 10, "Bad")
+        assert type(result.columns["x"]) is np.ndarray and len(result.columns["x"]) == 20
+        return
+    with pytest.raises(OutputError) as err:
+        run_batch_chunk(model, StreamFactory(3), 0, 20, 10, "Bad")
+    assert message in str(err.value) and "\n" not in str(err.value) and len(str(err.value)) < 600, str(err.value)
+
+
+def test_a_model_calling_sys_exit_records_failures_instead_of_ending_its_worker(tmp_path):
+    import sys
+
+    def body(self, rng, n):
+        if rng.random() < 0.3:
+            sys.exit(0)
+        return {"x": rng.random(n)}
+
+    res = run(batch_model(body, block=100), tmp_path, sequences=2_000, max_failures=2_000)
+    assert res.summary["failures"] > 0 and res.record.retries == 0
+    assert {f.error for f in res.failures} == {"SystemExit: 0"}
+    assert len(frame(res)) + res.summary["failures"] == 2_000
+
+
 def test_bad_output_fails_the_run_with_that_error(tmp_path):
     with pytest.raises(OutputError, match="output 'x' of Bad.*is a scalar"):
         run(batch_model(lambda self, rng, n: {"x": 0.0}), tmp_path, sequences=100)

@@ -91,6 +91,19 @@ def test_failures_are_recorded_not_raised():
     assert set(f.sequence for f in r.failures).isdisjoint(r.sequences.tolist())
 
 
+def test_a_sequence_calling_sys_exit_is_a_failure_not_the_end_of_its_worker():
+    import sys
+
+    def fn(s, rng):
+        if rng.random() < 0.3:
+            sys.exit(3)
+        return {"x": 1.0}
+
+    r = chunk(fn, 0, 200)
+    assert r.failures and {f.error for f in r.failures} == {"SystemExit: 3"}
+    assert len(r.failures) + len(r.sequences) == 200
+
+
 def test_same_outputs_for_any_split():
     class M(ancho.Model):
         def sequence(self, rng):

@@ -50,20 +50,28 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
         lo, hi = max(start, first) - first, min(stop, first + block) - first
         try:
             out = call(at(first), block)
-        except Exception as exc:  # a failing block is data: each of its sequences here is a recorded failure
+        except (Exception, SystemExit) as exc:  # a failing block is data: each of its sequences here is a failure
+            # (SystemExit too: a model's sys.exit() ended its worker, and the chunk was retried for nothing)
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__ and exc.__traceback__.tb_next))
             error = f"{type(exc).__name__}: {exc}"
             failures.extend(Failure(i, error, tb) for i in range(first + lo, first + hi))
             continue
         what = f"block {k} (sequences {first}–{first + block - 1})"
-        if keys is None:
-            keys = check_names(out, what, name)
-            parts = {key: [] for key in keys}
-        elif out.keys() != keys:
-            raise_changed_names(out, keys, what, name)
-        for key in keys:
-            column = _checked(out[key], block, key, kinds, what, name)
-            parts[key].append(column[lo:hi])
+        try:
+            if keys is None:
+                keys = check_names(out, what, name)
+                parts = {key: [] for key in keys}
+            elif out.keys() != keys:
+                raise_changed_names(out, keys, what, name)
+            for key in keys:
+                column = _checked(out[key], block, key, kinds, what, name)
+                parts[key].append(column[lo:hi])
+        except OutputError:
+            raise
+        except Exception as exc:  # (what the model returned raised when read: a hostile mapping or array-like)
+            raise OutputError(
+                f"the outputs of {name}, {what}, could not be read: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from None
         ids.append((first + lo, first + hi))
     seconds = time.perf_counter() - t0
     columns = {}
@@ -83,7 +91,14 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
 def _checked(value, n: int, key: str, kinds: dict[str, str], what: str, name: str) -> np.ndarray:
     """``value`` as a 1-D numeric array of length ``n``, or a one-line OutputError naming the model and output."""
     where = f"output '{key}' of {name}, {what},"
-    if not isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray) and type(value) is not np.ndarray:  # a subclass: its own data, its methods not
+        if type(value).__module__.startswith("numpy.ma"):
+            raise OutputError(
+                f"{where} is a masked array, whose masked values hold whatever was in memory; return a plain array "
+                "(np.ma.filled(x, np.nan) for floats)"
+            )
+        value = np.asarray(value)
+    elif not isinstance(value, np.ndarray):
         if np.ndim(value) == 0:
             raise OutputError(
                 f"{where} is a scalar ({type(value).__name__}); sequences(rng, n) must return an array of length n for each output"

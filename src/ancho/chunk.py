@@ -36,6 +36,11 @@ KIND_DTYPES = {"bool": np.dtype(bool), "int": np.dtype(np.int64), "float": np.dt
 #: the longest trajectory a sequence may return, unless ``ANCHO_MAX_STEPS`` says otherwise: a runaway loop appending
 #: to a list would otherwise fill the store (a million steps × a million sequences is 8 TB)
 MAX_STEPS = 100_000
+#: the most outputs a model may return, and the longest name one may have: a page, a table or a report has a column
+#: and a label for each (a model returning 10,000 outputs, or a name 100,000 characters long, is a bug, or an attack on
+#: a server's summaries and reports); a trajectory holds many values under one name
+MAX_OUTPUTS = 1_000
+MAX_NAME_LENGTH = 100
 _SERIES_KIND = re.compile(r"^float\[(\d+)\]$")
 
 
@@ -51,8 +56,23 @@ def trajectory_steps(kind: str) -> int | None:
 
 
 def output_name(name: object) -> bool:
-    """Whether ``name`` may name an output: an identifier, not ``sequence`` (the results' own column)."""
-    return isinstance(name, str) and name.isidentifier() and name != "sequence"
+    """Whether ``name`` may name an output: an identifier of at most :data:`MAX_NAME_LENGTH` characters, not
+    ``sequence`` (the results' own column)."""
+    return isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and name.isidentifier() and name != "sequence"
+
+
+def odd_outputs(kinds: dict[str, str]) -> str | None:
+    """What is wrong with the outputs ``kinds`` (name → kind) a worker reported, or None: too many, a name that is
+    no output's, a kind that is no column's (a worker's own check ran where model code runs, which may replace it)."""
+    if len(kinds) > MAX_OUTPUTS:
+        return f"{len(kinds):,} outputs; at most {MAX_OUTPUTS:,} are kept"
+    for name, kind in kinds.items():
+        if type(name) is not str or not output_name(name) or not known_kind(kind):
+            return (
+                f"an output {str(name)[:120]!r} of kind {str(kind)[:40]!r}: output names are identifiers of at most "
+                f"{MAX_NAME_LENGTH} characters (not 'sequence'), kinds bool, int, float or float[N]"
+            )
+    return None
 
 
 def known_kind(kind: object) -> bool:
@@ -261,7 +281,7 @@ def run_chunk(model, streams: StreamFactory, start: int, stop: int, name: str = 
     for i in range(start, stop):
         try:
             out = seq(at(i))
-        except Exception as exc:  # a failing replication is data, not a crash
+        except (Exception, SystemExit) as exc:  # a failing replication is data, not a crash (nor a worker's exit)
             # the traceback starts in the user's code: this loop's own frame is left out
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__ and exc.__traceback__.tb_next))
             failures.append(Failure(i, f"{type(exc).__name__}: {exc}", tb))
@@ -293,10 +313,21 @@ def check_names(out, what: str, name: str):
         )
     if not out:
         raise OutputError(f"{what} of {name} returned an empty dict; return at least one output")
+    if len(out) > MAX_OUTPUTS:
+        raise OutputError(
+            f"{what} of {name} returned {len(out):,} outputs; at most {MAX_OUTPUTS:,} are kept (return a trajectory, "
+            "an n × steps array, for many values of one kind)"
+        )
     for k in out:
         if not output_name(k):
+            shown = (
+                repr(k)
+                if not isinstance(k, str) or len(k) <= MAX_NAME_LENGTH
+                else f"{k[:40]!r}… ({len(k):,} characters)"
+            )
             raise OutputError(
-                f"{what} of {name} returned the output name {k!r}; output names must be identifiers and not 'sequence'"
+                f"{what} of {name} returned the output name {shown}; output names must be identifiers of at most "
+                f"{MAX_NAME_LENGTH} characters, and not 'sequence'"
             )
     return out.keys()
 
