@@ -152,3 +152,18 @@ def test_runners_of_one_seed_share_streams_and_interleaved_give_what_each_gives_
     assert list(interleaved[0].columns["x"]) + list(interleaved[2].columns["x"]) == list(alone_a)
     assert list(interleaved[1].columns["x"]) + list(interleaved[3].columns["x"]) == list(alone_b)
     assert ChunkRunner(Walk, {"p": 0.3}, 8).streams is not a.streams
+
+
+def test_the_driver_refuses_outputs_a_worker_could_not_have_checked():
+    """What a worker reports is checked again in the driver (model code runs where the worker's check did)."""
+    from ancho.engine import merge_kinds
+
+    assert merge_kinds({}, {"x": "float", "walk": "float[3]"}, 0, 10)
+    for kinds, needle in [
+        ({f"o{i}": "float" for i in range(1_001)}, "came back with 1,001 outputs; at most 1,000 are kept"),
+        ({"a" * 101: "float"}, "identifiers of at most 100 characters"),
+        ({"sequence": "int"}, "an output 'sequence'"),
+        ({"x": "complex"}, "of kind 'complex'"),
+    ]:
+        with pytest.raises(OutputError, match=needle):
+            merge_kinds({}, kinds, 0, 10)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .chunk import ChunkResult, StoredChunk, failure_message, known_kind, output_name, trajectory_steps
+from .chunk import ChunkResult, StoredChunk, failure_message, odd_outputs, trajectory_steps
 from .columns import release_memory
 from .errors import AnchoError, InputError, OutputError, RunCancelled, RunFailed
 from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
@@ -231,10 +231,8 @@ def merge_kinds(schema: dict[str, str], kinds: dict[str, str], start: int, stop:
     if not kinds:
         return False
     if not schema:  # (checked here too: a worker's check ran where model code runs, which may have replaced it)
-        for name, kind in kinds.items():
-            if type(name) is not str or not output_name(name) or not known_kind(kind):
-                raise OutputError(f"sequences {start}..{stop - 1} came back with an output {name!r} of kind {kind!r}: "
-                                  "output names are identifiers (not 'sequence'), kinds bool, int, float or float[N]")  # fmt: skip
+        if (odd := odd_outputs(kinds)) is not None:
+            raise OutputError(f"sequences {start}..{stop - 1} came back with {odd}")
         schema.update(kinds)
         return True
     if kinds.keys() != schema.keys():
