@@ -327,6 +327,16 @@ def test_model_kind_errors(tmp_path, attrs, message):
         run(cls, tmp_path, sequences=10)
 
 
+def test_a_numpy_whole_number_is_a_block(tmp_path):
+    cls = type("Np", (ancho.Model,), {"sequences": lambda self, rng, n: {"x": rng.random(n)}, "block": np.int64(100)})
+    info = describe_model(cls)
+    assert info["block"] == 100 and type(info["block"]) is int
+    res = run(cls, tmp_path, sequences=250)
+    assert res.record.block == 100 and len(frame(res)) == 250
+    with pytest.raises(ModelError, match="block = np.True_|block = True"):
+        describe_model(type("B", (ancho.Model,), {"sequences": lambda self, rng, n: {}, "block": np.bool_(True)}))
+
+
 def test_the_cli_shows_the_block_a_batch_run_ran_with(tmp_path):
     env = {"ANCHO_HOME": str(tmp_path / "home")}
     done = run_cli("run", f"{EXAMPLES / 'option.py'}:BSCall", "-n", "10000", "--seed", "3", env=env)

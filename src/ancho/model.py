@@ -14,6 +14,7 @@ import difflib
 import functools
 import json
 import math
+import numbers
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -387,6 +388,8 @@ def batch_block(cls: type[Model]) -> int | None:
 def checked_block(block: object, name: str) -> int:
     """``block`` if it is a whole number from 1 to ``MAX_BLOCK``, else a one-line ModelError naming model ``name``.
     Checked where the model is read and again where chunks are planned (a worker's description may be forged)."""
+    if isinstance(block, numbers.Integral) and not isinstance(block, bool) and type(block) is not int:
+        block = int(block)  # (np.int64(100): a whole number too)
     if isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= MAX_BLOCK:
         raise ModelError(f"model {name}: block = {block!r}; it must be a whole number from 1 to {MAX_BLOCK:,}")
     return block
