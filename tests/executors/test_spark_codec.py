@@ -8,6 +8,8 @@ row counts do not add up is refused rather than read across chunks.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -210,6 +212,7 @@ def test_a_writing_task_that_fails_sends_only_its_error(tmp_path, monkeypatch):
             pass
 
     monkeypatch.setattr(tasks, "results_writer", lambda sink: Writer())
+    monkeypatch.setattr(tasks, "CassandraResults", SimpleNamespace)  # (the job's sink stands for a Cassandra store's)
     orders = [(0, 0, 20), (1, 0, 20), (0, 20, 40), (2, 0, 20)]
     records = list(tasks.run_partition(_job(tmp_path, orders, sink_for=(1,)), iter(())))
     fits = []
@@ -221,3 +224,37 @@ def test_a_writing_task_that_fails_sends_only_its_error(tmp_path, monkeypatch):
     records = list(tasks.run_partition(_job(tmp_path, fine, sink_for=(1,)), iter(())))
     got = [(c.start, type(r).__name__) for c, (r, _), _, _ in paired([Chunk(a, b) for _, a, b in fine], records)]
     assert got == [(0, "ChunkResult"), (0, "StoredChunk"), (20, "ChunkResult"), (40, "ChunkResult")]
+
+
+def test_a_task_writes_a_chunk_folders_files_and_sends_only_what_the_driver_counts(tmp_path):
+    """An embedded store's chunk folder as the sink (what the driver gives when the executors see its folder): the
+    task writes each chunk's file and sends a StoredChunk; a chunk the driver keeps (``Order.keep``) and a chunk
+    with failures come back whole, for the driver to write, as from a local worker."""
+    from ancho.executors.base import Task
+    from ancho.executors.spark.isolation import Isolation
+    from ancho.executors.spark.tasks import Job, Order, run_partition
+    from ancho.loading import FileRef
+    from ancho.stores.chunk_layout import chunk_files
+    from ancho.stores.chunk_writer import ChunkFolder
+
+    (tmp_path / "m.py").write_text(
+        "import ancho\n"
+        "class M(ancho.Model):\n"
+        "    def sequence(self, rng):\n"
+        "        x = float(rng.random())\n"
+        "        if x < 0.02:\n"
+        "            raise ValueError('unlucky')\n"
+        "        return {'x': x}\n"
+    )
+    folder = tmp_path / "runs" / "r1" / "chunks"
+    task = Task(FileRef(str(tmp_path), "m.py", "M"), {}, 7, "r1", sink=ChunkFolder(str(folder), fsync=False))
+    from ancho.streams import reference_generator
+
+    unlucky = [i for i in range(2_020) if reference_generator(7, i).random() < 0.02]
+    assert unlucky[0] == 7 and not set(unlucky) & set(range(8, 60))  # (seed 7: 8..59 all succeed, 0..7 does not)
+    orders = (Order(0, 8, 60), Order(0, 0, 8), Order(0, 2_010, 2_020, keep=True))
+    records = list(run_partition(Job(f"test-{tmp_path.name}", (task,), None, Isolation(), orders), iter(())))
+    got = [(c.start, type(r).__name__) for c, (r, _), _, _ in paired([Chunk(o.start, o.stop) for o in orders], records)]
+    assert got == [(8, "StoredChunk"), (0, "ChunkResult"), (2_010, "ChunkResult")]
+    assert [(a, b) for a, b, _ in chunk_files(folder)] == [(8, 60)]  # only the first chunk's file, written whole
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
