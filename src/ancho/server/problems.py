@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import AnchoError, Conflict, InputError, NotFound, RunFailed
 from .auth import CHALLENGE, AuthError, Forbidden
+from .run_results import PageTooWide
 from .service import FieldError
 
 
@@ -54,6 +55,8 @@ def of_error(exc: AnchoError) -> Problem:
         return Problem(403, text)
     if isinstance(exc, NotFound):
         return Problem(404, text)
+    if isinstance(exc, PageTooWide):  # a query parameter, spelled as FastAPI's own validation names one
+        return Problem(422, [{"loc": ["query", exc.param], "msg": text, "type": "value_error"}])
     if isinstance(exc, FieldError):
         return Problem(422, [{"loc": list(exc.loc), "msg": text, "type": "value_error"}])
     if isinstance(exc, InputError):

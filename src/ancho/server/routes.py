@@ -185,9 +185,17 @@ def get_run_results(
     svc: Svc,
     format: Literal["json", "csv", "parquet"] = "json",
     offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=100_000,
+            description="Rows of a JSON page. A page holds at most 1,000,000 values (a trajectory counts its "
+            "steps): a larger limit is cut to what fits, the answer's `limit` says how many, and `next` leads on.",
+        ),
+    ] = 1000,
 ):
-    """Every sequence's outputs. CSV and Parquet stream the whole run; JSON comes in pages."""
+    """Every sequence's outputs. CSV and Parquet stream the whole run; JSON comes in pages bounded in values."""
     if format == "csv":
         return StreamingResponse(
             svc.results.csv(user, run_id),
@@ -196,7 +204,8 @@ def get_run_results(
         )
     if format == "parquet":
         return parquet_response(svc, lambda fh: svc.results.write_parquet(user, run_id, fh), f"{run_id}.parquet")
-    return svc.results.page(user, run_id, offset, limit)
+    # rendered here: FastAPI's generic encoder would first walk each of up to a million values again in Python
+    return JSONResponse(svc.results.page(user, run_id, offset, limit))
 
 
 def parquet_response(svc: Service, write, filename: str) -> StreamingResponse:

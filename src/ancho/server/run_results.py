@@ -13,11 +13,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import NotFound
+from ..chunk import trajectory_steps
+from ..errors import InputError, NotFound
 
 if TYPE_CHECKING:
     from ..plotdata import Fan
     from ..stores.base import RunRecord, Store
+
+#: the most values one JSON page holds, rows × values per row (the sequence number counts one, a trajectory each of
+#: its steps): ~10–20 MB of JSON however wide a run's rows are. Counting rows alone, a page of 200 sequences of a
+#: 100,000-step trajectory was 80 MB, took 40 s and took the server from 0.6 to 1.9 GB.
+MAX_PAGE_VALUES = 1_000_000
+
+
+class PageTooWide(InputError):
+    """A JSON page would hold more than :data:`MAX_PAGE_VALUES`: a 422 naming the query parameter ``param``."""
+
+    def __init__(self, param: str, message: str):
+        self.param = param
+        super().__init__(message)
+
+
+def page_rows(values_per_row: int) -> int:
+    """How many rows of ``values_per_row`` values a page holds (0: not even one)."""
+    return MAX_PAGE_VALUES // values_per_row
+
+
+def row_values(schema: dict[str, str]) -> int:
+    """Values in one row of a run's results: the sequence number, one per scalar output, the steps of a trajectory."""
+    return 1 + sum(trajectory_steps(kind) or 1 for kind in schema.values())
 
 
 @dataclass(frozen=True)
@@ -50,10 +74,25 @@ class RunResults:
         self._parquet(run_id, None, sink)
 
     def page(self, user: str, run_id: str, offset: int, limit: int) -> dict[str, Any]:
-        """Rows ``offset``… of the run as :class:`~ancho.server.schemas.ResultsPage` describes them."""
+        """Rows ``offset``… of the run as :class:`~ancho.server.schemas.ResultsPage` describes them.
+
+        A ``limit`` of more rows than :data:`MAX_PAGE_VALUES` allows for this run's rows is cut to what fits (the
+        answer's ``limit`` says so, and ``next`` leads on), so a client that follows ``next`` reads every row
+        whatever it asked; a run whose single row is wider than a page is a PageTooWide (use Parquet).
+        """
         from ..stats import clean
 
         record = self._record(user, run_id)
+        width = row_values(record.schema)
+        fits = page_rows(width)
+        if fits == 0:
+            raise PageTooWide(
+                "format",
+                f"a row of run {run_id} holds {width:,} values, more than the {MAX_PAGE_VALUES:,} a JSON page may "
+                f"hold: download the run with format=parquet (or format=csv for its scalar outputs), and each "
+                f"trajectory with GET /api/v1/runs/{run_id}/trajectories/NAME?format=parquet",
+            )
+        limit = min(limit, fits)
         rows, seen = self.store.results_page(record.id, offset, limit)
         nxt = offset + len(rows)
         return {
@@ -88,9 +127,28 @@ class RunResults:
         self._parquet(t.run_id, ["sequence", t.name], sink)
 
     def trajectory_page(self, t: Trajectory, offset: int, limit: int) -> dict[str, Any]:
-        """Sequences ``offset``… with their series (NaN as null), one chunk in memory at a time."""
+        """Sequences ``offset``… with their series (NaN and ±inf as null), one chunk in memory at a time.
+
+        These pages have no ``next``: a client may take a short page for the end, so a ``limit`` of more rows than
+        :data:`MAX_PAGE_VALUES` allows is refused (PageTooWide, naming ``limit`` and the largest that fits), never cut.
+        """
+        import numpy as np
+
         from ..columns import to_numpy
 
+        fits = page_rows(t.steps + 1)
+        if limit > fits:
+            room = (
+                f"ask limit={fits} or less (and page on with offset)"
+                if fits
+                else "not even one row fits, so get it with format=parquet or format=csv"
+            )
+            raise PageTooWide(
+                "limit",
+                f"limit {limit} is more rows than a JSON page of trajectory '{t.name}' may hold: each row is "
+                f"{t.steps:,} steps and a page holds at most {MAX_PAGE_VALUES:,} values; {room}"
+                + (", or get the whole trajectory with format=parquet or format=csv" if fits else ""),
+            )
         sequences: list[int] = []
         values: list[list[float | None]] = []
         seen = 0
@@ -103,7 +161,10 @@ class RunResults:
             seqs = to_numpy(take.column(0))
             rows = to_numpy(take.column(1)).reshape(len(seqs), t.steps)
             sequences.extend(int(s) for s in seqs)
-            values.extend([None if v != v else float(v) for v in row] for row in rows)  # NaN → null (JSON)
+            page = rows.tolist()
+            for i, j in zip(*np.nonzero(~np.isfinite(rows))):  # NaN and ±inf → null, as clean() does (JSON)
+                page[i][j] = None
+            values.extend(page)
             seen += n
             if len(sequences) >= limit:
                 break

@@ -14,11 +14,11 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from .routes import ERRORS, Svc, User, parquet_response, router
 
-#: rows of one JSON page at most: a page of 1,000-step series is then ~8 MB of numbers
+#: rows of one JSON page at most; the values in it are bounded too (run_results.MAX_PAGE_VALUES)
 MAX_PAGE = 10_000
 
 
@@ -40,7 +40,15 @@ def get_run_trajectory(
     svc: Svc,
     format: Literal["json", "csv", "parquet"] = "json",
     offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=MAX_PAGE,
+            description="Sequences of a JSON page. A page holds at most 1,000,000 values (steps × sequences): "
+            "a larger limit is a 422 that says the largest this trajectory allows.",
+        ),
+    ] = 100,
 ) -> Any:
     """One trajectory output of every sequence. CSV and Parquet stream the whole run; JSON comes in pages."""
     trajectory = svc.results.trajectory(user, run_id, name)  # 404: another user's run, or no such trajectory
@@ -53,4 +61,4 @@ def get_run_trajectory(
     if format == "parquet":
         write = partial(svc.results.write_trajectory_parquet, trajectory)
         return parquet_response(svc, write, f"{run_id}-{name}.parquet")
-    return svc.results.trajectory_page(trajectory, offset, limit)
+    return JSONResponse(svc.results.trajectory_page(trajectory, offset, limit))  # rendered at once, as results
