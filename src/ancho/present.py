@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -119,3 +120,25 @@ def sparkline(values: Sequence[float | None], width: int = 24) -> str:
 
 
 __all__ = ["BARS", "MISSING", "duration", "interval", "number", "run_duration", "sparkline", "timestamp"]
+
+
+#: a traceback frame's absolute file path
+_FRAME_PATH = re.compile(r'File "(/[^"\n]*)"')
+#: where a library's own file starts in a path: an environment's packages, or Python's standard library
+_LIBRARY = re.compile(r"/(site-packages|dist-packages|lib/python\d+\.\d+)/")
+
+
+def client_traceback(tb: str, root: str | None) -> str:
+    """A server run's traceback as its owner sees it (the API, the web site, reports): the model's files relative
+    to its source ``root``, a library's from ``<python>/lib/…`` on, any other absolute path by its file name alone.
+    Why: numpy's frames in a model's error are the user's business; the server's folders, its interpreter's and
+    the model environments' paths are not."""
+    if root:
+        tb = tb.replace(root.rstrip("/") + "/", "")
+    return _FRAME_PATH.sub(_frame_path, tb)
+
+
+def _frame_path(m: re.Match[str]) -> str:
+    path = m.group(1)
+    lib = _LIBRARY.search(path)
+    return f'File "<python>/{path[lib.start() + 1 :]}"' if lib else f'File "…/{path.rsplit("/", 1)[-1]}"'

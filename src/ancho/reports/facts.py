@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..chunk import Failure
+from ..present import client_traceback, run_duration
 from ..present import number as fmt
-from ..present import run_duration
 from ..present import timestamp as when
 from ..pysource import parse_module
 from ..stores.base import RunRecord, Store
@@ -48,9 +48,9 @@ def gather(store: Store, run_id: str, owner: str | None = None, failures: int = 
     if summary is None and record.schema and store.completed_ranges(run_id):
         summary, partial = partial_summary(store, record), True
     listed = store.failures(run_id, limit=failures) if record.failures else []
-    root = record.spec.submission.root.rstrip("/") if record.spec.submission else ""
-    if root:  # a server's run: tracebacks relative to the model's source, not the server's folders (as GET …/failures)
-        listed = [replace(f, traceback=f.traceback.replace(root + "/", "")) for f in listed]
+    root = record.spec.submission.root if record.spec.submission else ""
+    if root:  # a server's run: no server folder in its tracebacks (as GET …/failures)
+        listed = [replace(f, traceback=client_traceback(f.traceback, root)) for f in listed]
     return ReportData(record, summary, partial, model_doc(record), listed)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..present import client_traceback
 from ..streams import MAX_SEED
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -283,25 +283,9 @@ def failure_views(record, failures) -> list[dict]:
     out = []
     for f in failures:
         item = f.to_dict()
-        if root:
-            item["traceback"] = item["traceback"].replace(root.rstrip("/") + "/", "")
-        item["traceback"] = _FRAME_PATH.sub(_frame_path, item["traceback"])
+        item["traceback"] = client_traceback(item["traceback"], root)
         out.append(item)
     return out
-
-
-#: a traceback frame's absolute file path, not the model's (those are relative to its source by then)
-_FRAME_PATH = re.compile(r'File "(/[^"\n]*)"')
-#: where a library's own file starts in a path: an environment's packages, or Python's standard library
-_LIBRARY = re.compile(r"/(site-packages|dist-packages|lib/python\d+\.\d+)/")
-
-
-def _frame_path(m: re.Match[str]) -> str:
-    """A library frame from ``<python>/…`` on (numpy in a model's error is the user's business, where the server's
-    interpreter or a model environment lives is not), any other absolute path as its file name alone."""
-    path = m.group(1)
-    lib = _LIBRARY.search(path)
-    return f'File "<python>/{path[lib.start() + 1 :]}"' if lib else f'File "…/{path.rsplit("/", 1)[-1]}"'
 
 
 # -- studies ----------------------------------------------------------------------------------------------------------
