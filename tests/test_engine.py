@@ -249,6 +249,33 @@ def test_cancel_from_another_thread(store, monkeypatch):
     assert not alive, f"workers {alive} outlived the cancel"
 
 
+def test_a_cancel_during_the_summary_stops_it_within_one_output(store, monkeypatch):
+    """The summary phase of a run with many outputs took minutes; a cancel then (a server's POST .../cancel) was
+    answered but the run went on describing every output and ended "succeeded". Cancelled from the summary's first
+    output, it describes no other and ends "cancelled"."""
+    from ancho import stats
+
+    loaded = loaded_from_class(Mixed)  # (four outputs)
+    spec = RunSpec.build(loaded, {}, 200, 1)
+    rec = create_record(loaded, spec, "local", 1)
+    store.create_run(rec)
+    handle = RunHandle()
+    described = []
+    original = stats.describe
+
+    def describe_then_cancel(column, kind):
+        described.append(kind)
+        handle.cancel()
+        return original(column, kind)
+
+    monkeypatch.setattr(stats, "describe", describe_then_cancel)
+    with LocalExecutor(1) as ex, pytest.raises(RunCancelled):
+        execute(loaded, spec, store, ex, rec, handle=handle)
+    assert len(described) == 1, described
+    final = store.get_run(rec.id)
+    assert final.status == "cancelled" and final.summary is None and final.done == 200
+
+
 def test_gaps():
     assert gaps([], 10) == [(0, 10)]
     assert gaps([(0, 3), (5, 7)], 10) == [(3, 5), (7, 10)]

@@ -417,14 +417,16 @@ def execute(
         summary = executor.summarize(task, results, final.to_dict(), schema, spec.targets, custom, goal_info)
         if summary is None:
             release_memory()  # what streaming the results left behind, before the summary reads whole columns
+            columns = store.summary_columns(run_id, lambda: handle.cancelled)  # (outputs read in groups)
             summary = build_summary(
                 final.to_dict(),
                 schema,
-                landed.reader(lambda n: store.read_column(run_id, n)),
+                landed.reader(columns.read),
                 spec.targets,
                 custom,
                 goal_info,
-                read_blocks=lambda n: store.iter_column(run_id, n),  # trajectories: streamed, chunk by chunk
+                read_blocks=columns.blocks,  # trajectories, columns too long to hold: streamed, chunk by chunk
+                cancelled=columns.cancelled,  # (asked between outputs: a cancel stops the summary, RunCancelled)
             )
     except RunCancelled:
         if handle.interrupted:

@@ -370,6 +370,7 @@ def build_summary(
     goal: dict | None = None,
     read_blocks: Callable[[str], Iterable[np.ndarray]] | None = None,
     described: dict[str, dict] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> dict:
     """The summary object: one column in memory at a time.
 
@@ -377,11 +378,17 @@ def build_summary(
     streamed: :func:`ancho.trajectories.trajectory_summary`); without it, from ``read_column(name)`` in one block.
     So is a column too long to hold (:func:`ancho.streamed.too_long`), in passes over ``read_blocks(name)``.
     ``described``: outputs already described (by :func:`describe_many`, with other runs'), read only for targets.
+    ``cancelled`` is asked before each output: a cancelled run's summary (1,000 outputs can take minutes) stops
+    within one output's work, raising :class:`~ancho.errors.RunCancelled`.
     """
     outputs = {}
     trajectories = {}
     target_rows: dict[str, dict] = {}
     for name, kind in kinds.items():
+        if cancelled is not None and cancelled():
+            from .errors import RunCancelled
+
+            raise RunCancelled("the run was cancelled")
         if kind.endswith("]"):
             from .trajectories import trajectory_summary
 

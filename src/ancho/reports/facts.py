@@ -60,13 +60,8 @@ def partial_summary(store: Store, record: RunRecord) -> dict:
     from ..stats import build_summary
 
     targets = [Target.parse(t) for t in record.targets]
-    return build_summary(
-        record.to_dict(),
-        record.schema,
-        lambda name: store.read_column(record.id, name),
-        targets,
-        read_blocks=lambda name: store.iter_column(record.id, name),
-    )
+    columns = store.summary_columns(record.id)  # (outputs read in groups: each chunk file opened once a group)
+    return build_summary(record.to_dict(), record.schema, columns.read, targets, read_blocks=columns.blocks)
 
 
 def model_doc(record: RunRecord) -> str:

@@ -65,8 +65,8 @@ def final_changes(pt: Point, spec: RunSpec, store: Store, described: dict[str, d
         blocks = lambda n: (read(n),)  # one block: the point is small
     else:
         store.update_run(pt.run.id, schema=dict(pt.schema))  # what a store reads the stored chunks as (Cassandra)
-        read = lambda n: store.read_column(pt.run.id, n)
-        blocks = lambda n: store.iter_column(pt.run.id, n)
+        columns = store.summary_columns(pt.run.id)  # (outputs read in groups: each chunk file opened once a group)
+        read, blocks = columns.read, columns.blocks
     summary = build_summary(
         record, pt.schema, read, spec.targets, pt.custom or {}, None, read_blocks=blocks, described=described
     )
