@@ -72,6 +72,50 @@ def test_a_store_whose_writes_do_more_gets_no_writers_folder(store):
         audited.close()
 
 
+def test_tasks_write_an_embedded_store_only_where_they_share_it_at_its_absolute_path(tmp_path, monkeypatch):
+    """The chunk folder the tasks get is absolute, links resolved, as probed (an executor's working folder is its
+    own); executors said not to share the driver's storage get no folder, and the driver's own failure to write
+    the probe's file names the folder."""
+    from ancho.executors.spark.sinks import probe_folder, tasks_sink
+    from ancho.stores.embedded import EmbeddedStore
+
+    monkeypatch.chdir(tmp_path)
+    store = EmbeddedStore("relative-home")
+    try:
+        probed = []
+        sink, who = tasks_sink(store, "r1", False, True, None, lambda home: probed.append(home))
+        assert who == "tasks" and sink.folder == str((tmp_path / "relative-home/runs/r1/chunks").resolve())
+        assert probed == [store.home]
+        assert tasks_sink(store, "r1", True, False, None, probed.append) == (
+            None,
+            "driver: the executors do not share the driver's storage (shared_storage=False)",
+        )
+        context = type("Context", (), {"applicationId": "app-test"})()
+        why = probe_folder(context, tmp_path / "missing-home", str)
+        assert why.startswith(f"the driver cannot write in the store's folder {tmp_path / 'missing-home'}")
+    finally:
+        store.close()
+
+
+def test_a_chunk_the_driver_would_refuse_is_never_written_by_a_task():
+    """A sandboxed model may replace its worker's checks: outputs over the caps come back whole (the driver refuses
+    them), so no file of them is committed to the store; so do a chunk's failures and a kept chunk."""
+    import numpy as np
+
+    from ancho.chunk import ChunkResult, Failure
+    from ancho.executors.spark.tasks import Order, _back_whole
+
+    def result(columns, failures=()):
+        return ChunkResult(0, 4, np.arange(4), columns, list(failures), 0.0)
+
+    fine = {"x": np.zeros(4)}
+    assert not _back_whole(Order(0, 0, 4), result(fine))
+    assert _back_whole(Order(0, 0, 4, keep=True), result(fine))
+    assert _back_whole(Order(0, 0, 4), result(fine, [Failure(3, "E", "tb")]))
+    assert _back_whole(Order(0, 0, 4), result({f"o{i}": np.zeros(4) for i in range(1_001)}))
+    assert _back_whole(Order(0, 0, 4), result({"a" * 101: np.zeros(4)}))
+
+
 # -- the cluster -------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "model, params, n, max_failures",

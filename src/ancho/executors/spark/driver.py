@@ -93,12 +93,13 @@ class SparkExecutor(Executor):
     through it.
 
     ``writes`` (default ``$ANCHO_SPARK_WRITES``, else ``"auto"``): who writes
-    the results to a Cassandra store — ``"tasks"`` (each Spark task writes
-    its chunks with the owner's role and returns only their range, kinds,
-    failure count and tallies), ``"driver"`` (tasks return the columns, the
-    engine writes them), or ``"auto"``: tasks, once a probe task has reached
-    Cassandra from an executor (once per session), else the driver, with a
-    warning saying why. Other stores are always written by the driver.
+    the results — ``"tasks"`` (each Spark task writes its chunks, to a
+    Cassandra store with the owner's role, to an embedded store's folder as
+    its chunk files, and returns only their range, kinds, failure count and
+    tallies), ``"driver"`` (tasks return the columns, the engine writes them),
+    or ``"auto"``: tasks, once a probe task has reached Cassandra, or seen the
+    embedded store's folder, from an executor (once per session), else the
+    driver, with a warning saying why (:mod:`.sinks`).
     """
 
     mixed_tasks = True  # a study's points' chunks share Spark tasks (studies.packed)
@@ -192,7 +193,7 @@ class SparkExecutor(Executor):
         self.last_writes, sink = "driver: asked for (writes='driver')", None
         if self.writes != "driver":
             sink, self.last_writes = sinks.tasks_sink(
-                store, run_id, self.writes == "tasks", self._probe, self._probe_folder
+                store, run_id, self.writes == "tasks", self.shared_storage, self._probe, self._probe_folder
             )
         _LOG.info("Spark run %s: results written by the %s", run_id, self.last_writes)
         return sink

@@ -48,7 +48,7 @@ class SparkOptions:
     environments: str | None = None
     #: as the local executor's option: turns a results source into one a sandboxed summary worker can read
     results: Callable[[ResultsSource], ResultsSource] | None = None
-    #: who writes a Cassandra store's results: "auto", "tasks", "driver" (None: $ANCHO_SPARK_WRITES, else "auto")
+    #: who writes a run's results: "auto", "tasks", "driver" (None: $ANCHO_SPARK_WRITES, else "auto"; see sinks.py)
     writes: str | None = None
 
     def __post_init__(self) -> None:
@@ -79,7 +79,7 @@ class SparkOptions:
         return cls(workers, dict(conf or {}), env=dict(env or {}), sandbox=_sandbox(sandbox, wrap), **options)
 
     def writes_mode(self) -> str:
-        """Who writes a Cassandra store's results, with ``$ANCHO_SPARK_WRITES`` read now."""
+        """Who writes a run's results, with ``$ANCHO_SPARK_WRITES`` read now."""
         writes = self.writes or os.environ.get("ANCHO_SPARK_WRITES") or "auto"
         if writes not in WRITE_MODES:
             raise InputError(f"writes (or ANCHO_SPARK_WRITES) must be one of {', '.join(WRITE_MODES)}, got {writes!r}")

@@ -101,9 +101,12 @@ def probe_folder(context: SparkContext, home: Path, reason: Callable[[BaseExcept
     def ask() -> str | None:
         token = secrets.token_hex(16)
         probe = home / f".spark-probe-{token}"
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(token)
+        except OSError as exc:
+            return f"the driver cannot write in the store's folder {home}: {exc.strerror or exc}"
         try:
             job = functools.partial(probe_folder_task, str(probe), token)
             return context.parallelize([0], 1).mapPartitions(job).collect()[0]
@@ -117,20 +120,28 @@ def tasks_sink(
     store: Store,
     run_id: str,
     forced: bool,
+    shared_storage: bool,
     cassandra: Callable[[CassandraResults], str | None],
     folder: Callable[[Path], str | None],
 ) -> tuple[CassandraResults | ChunkFolder | None, str]:
     """Where the run's tasks write its chunks (None: the driver writes them), and who writes, said for
     ``last_writes``: ``"tasks"`` or ``"driver: why"``. ``forced`` (writes="tasks"): no Cassandra probe; an embedded
-    store's folder is always probed (a task writing a folder the driver cannot see would lose the results unseen).
-    ``cassandra`` and ``folder`` are the probes."""
+    store's folder is always probed (a task writing a folder the driver cannot see would lose the results unseen),
+    and only when the executors are said to share the driver's storage (``shared_storage``). ``cassandra`` and
+    ``folder`` are the probes."""
+    import dataclasses
+
     from ...stores.embedded import EmbeddedStore
 
     sink: CassandraResults | ChunkFolder | None
     if isinstance(store, EmbeddedStore):
+        if not shared_storage:
+            return None, "driver: the executors do not share the driver's storage (shared_storage=False)"
         sink = store.writers_folder(run_id)
         if sink is None:
             return None, "driver: the store's own writes do more than write its chunk files"
+        # the folder as an absolute path, its links resolved, as probed: an executor's working folder is its own
+        sink = dataclasses.replace(sink, folder=str(Path(sink.folder).resolve()))
         why = folder(store.home)
     else:
         source = store.results(run_id)

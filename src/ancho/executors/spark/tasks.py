@@ -367,7 +367,7 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
                 yield from then(encode_error("worker", what))
                 return
             sink = task.sink
-            if sink is not None and (order.keep or result.failures) and not isinstance(sink, CassandraResults):
+            if sink is not None and not isinstance(sink, CassandraResults) and _back_whole(order, result):
                 sink = None  # (a chunk folder's: the driver records a chunk's failures, and keeps it, with the file)
             if sink is None:
                 if writing:  # (the records go in the job's order: the driver pairs them with its chunks so)
@@ -405,8 +405,10 @@ def run_partition(job: Job, _rows: Iterable[object]) -> Iterator[bytes]:
         else:
             yield from grouper.end()
     finally:
-        if sender is not None:  # (also when a chunk failed or the task was interrupted: the thread ends with it)
-            sender.shutdown(wait=False)
+        if sender is not None:  # (also when a chunk failed or the task was interrupted): no write starts after the
+            # task's answer, and the one under way ends first (a chunk file committed after the driver heard of the
+            # failure would be a file no record knows of)
+            sender.shutdown(wait=True, cancel_futures=True)
 
 
 def _write(writer: Future[RunResults], run_id: str, result: ChunkResult) -> None:
@@ -415,3 +417,12 @@ def _write(writer: Future[RunResults], run_id: str, result: ChunkResult) -> None
 
 def _write_file(sink: ChunkFolder, result: ChunkResult) -> None:
     sink.begin(result)()
+
+
+def _back_whole(order: Order, result: ChunkResult) -> bool:
+    """Whether a chunk of a chunk folder's run goes back to the driver whole instead of into a file here: its
+    failures (the driver records them with the file), kept for a study's point, or outputs the driver would refuse
+    (a sandboxed model may have replaced its worker's checks: no file of them is committed to the store)."""
+    from ...chunk import odd_outputs
+
+    return order.keep or bool(result.failures) or odd_outputs(result.kinds()) is not None
