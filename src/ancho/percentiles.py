@@ -98,8 +98,10 @@ def _partitioned_in_place(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         return values[..., ranks]
     keys = values.view(np.int64)
     keys ^= (keys >> 63) & _BELOW_SIGN  # (NaN never reaches here: its key would order it among the numbers)
-    keys.partition(wanted, axis=-1)
-    keys ^= (keys >> 63) & _BELOW_SIGN
+    try:
+        keys.partition(wanted, axis=-1)
+    finally:  # (the floats back, whatever happened: the caller's column never holds keys)
+        keys ^= (keys >> 63) & _BELOW_SIGN
     return values[..., ranks]
 
 
