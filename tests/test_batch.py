@@ -249,6 +249,21 @@ class MissingKeys(dict):
         raise KeyError(key)
 
 
+class ExitingKeys(dict):
+    def __getitem__(self, key):
+        raise SystemExit(0)
+
+
+class Unsayable(Exception):
+    def __str__(self):
+        raise RuntimeError("no")
+
+
+class UnsayableKeys(dict):
+    def __getitem__(self, key):
+        raise Unsayable()
+
+
 HOSTILE = [
     # a subclass is read as the array it holds, never through its own methods: a 3-step trajectory; no boom
     (lambda self, rng, n: {"x": np.zeros((n, 3)).view(FakeDims)}, None),
@@ -258,6 +273,9 @@ HOSTILE = [
     (lambda self, rng, n: {"x": Huge()}, "the outputs of Bad, block 0 (sequences 0–9), could not be read:"),
     (lambda self, rng, n: MissingKeys(x=rng.random(n)), "the outputs of Bad, block 0 (sequences 0–9), could not be "
      "read: KeyError: 'x'"),
+    (lambda self, rng, n: ExitingKeys(x=rng.random(n)), "could not be read: SystemExit: 0"),
+    (lambda self, rng, n: UnsayableKeys(x=rng.random(n)), "could not be read: Unsayable: (its message could not be "
+     "read)"),
     (lambda self, rng, n: {"x": np.ma.masked_all(n)}, "output 'x' of Bad, block 0 (sequences 0–9), is a masked array"),
     (lambda self, rng, n: {f"o{i}": rng.random(n) for i in range(1_001)}, "block 0 (sequences 0–9) of Bad returned "
      "1,001 outputs; at most 1,000 are kept"),
@@ -268,7 +286,18 @@ HOSTILE = [
 @pytest.mark.parametrize(
     "body, message",
     HOSTILE,
-    ids=["fake-ndim", "subclass-getitem", "array-raises", "huge-len", "dict-getitem", "masked", "many", "long-name"],
+    ids=[
+        "fake-ndim",
+        "subclass-getitem",
+        "array-raises",
+        "huge-len",
+        "dict-getitem",
+        "dict-exits",
+        "unsayable",
+        "masked",
+        "many",
+        "long-name",
+    ],
 )
 def test_hostile_outputs_are_one_line_errors_naming_the_model_and_block(body, message):
     model = batch_model(body, block=10)()

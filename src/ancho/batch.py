@@ -68,10 +68,8 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
                 parts[key].append(column[lo:hi])
         except OutputError:
             raise
-        except Exception as exc:  # (what the model returned raised when read: a hostile mapping or array-like)
-            raise OutputError(
-                f"the outputs of {name}, {what}, could not be read: {type(exc).__name__}: {str(exc)[:300]}"
-            ) from None
+        except (Exception, SystemExit) as exc:  # (what the model returned raised when read: hostile mapping or array)
+            raise OutputError(f"the outputs of {name}, {what}, could not be read: {_said(exc)}") from None
         ids.append((first + lo, first + hi))
     seconds = time.perf_counter() - t0
     columns = {}
@@ -86,6 +84,16 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
     else:
         sequences = np.empty(0, dtype=np.int64)
     return ChunkResult(start, stop, sequences, columns, failures, seconds)
+
+
+def _said(exc: BaseException) -> str:
+    """``Type: message`` of an exception the model raised, at most 300 characters of it (its ``__str__`` is model
+    code too, and may raise)."""
+    try:
+        text = str(exc)[:300]
+    except Exception:  # noqa: BLE001 - a message that cannot be read is left out
+        text = "(its message could not be read)"
+    return f"{type(exc).__name__}: {text}"
 
 
 def _checked(value, n: int, key: str, kinds: dict[str, str], what: str, name: str) -> np.ndarray:
