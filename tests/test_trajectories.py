@@ -379,3 +379,25 @@ def test_rows_known_ahead_are_read_once_and_a_wrong_count_reads_again(budget, tm
         for q in (5, 25, 50, 75, 95):
             assert np.array_equal(summ[f"p{q}"], np.nanpercentile(whole, q, axis=0))
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_row_count_lets_go_of_what_was_gathered_before_reading_again(tmp_path, monkeypatch):
+    """The fallback pass gathers anew: the first gathering's spill files are gone by then (one budget at a time)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    import ancho.trajectories as tr
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    chunks = [np.arange(70.0).reshape(10, 7), np.arange(70.0, 140.0).reshape(10, 7)]
+    seen = []
+    real = tr._percentiles
+
+    def spying(*args):
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        return real(*args)
+
+    monkeypatch.setattr(tr, "_percentiles", spying)
+    summ, _ = trajectory_summary(lambda: iter(chunks), [], budget=8 * 20 * 2, expected_rows=21)
+    assert seen == [[]]  # (the expected 21 rows' spill folder was removed before the second pass)
+    assert np.array_equal(summ["p50"], np.percentile(np.concatenate(chunks), 50, axis=0))

@@ -148,9 +148,21 @@ def _summary(
         "mean": mean,
         "ci95_low": mean - half,
         "ci95_high": mean + half,
-        **(gathered.percentiles() if gathered and gathered.whole(rows) else _percentiles(blocks, rows, steps, budget)),
+        **_gathered_percentiles(gathered, blocks, rows, steps, budget),
     }
     return summary, out_hits
+
+
+def _gathered_percentiles(
+    gathered: StepBlocks | None, blocks: Callable[[], Iterable[np.ndarray]], rows: int, steps: int, budget: int
+) -> dict:
+    """The percentiles the mean's pass gathered, or (another number of rows than expected) from a pass of their own,
+    what was gathered let go of first (the budget holds for one gathering at a time)."""
+    if gathered is not None and gathered.whole(rows):
+        return gathered.percentiles()
+    if gathered is not None:
+        gathered.close()
+    return _percentiles(blocks, rows, steps, budget)
 
 
 def _percentiles(blocks: Callable[[], Iterable[np.ndarray]], rows: int, steps: int, budget: int) -> dict:
@@ -168,7 +180,8 @@ class StepBlocks:
 
     The values fit the budget: one array. Else each block's columns ``lo..lo+width`` go to a temporary file of their
     own as the rows come, and each file is read back whole: one pass over the column (not one a step block), the
-    whole trajectory on disk for a moment. Made for ``rows`` rows; :meth:`whole` says whether it got them all."""
+    whole trajectory on disk for a moment. Made for ``rows`` rows; :meth:`whole` says whether it got them all.
+    Taking a step block's percentiles copies it (each step's values made contiguous): the peak is twice the budget."""
 
     def __init__(self, rows: int, steps: int, budget: int):
         self.rows, self.steps, self.seen = rows, steps, 0
@@ -185,10 +198,16 @@ class StepBlocks:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let go of what was gathered: the buffer, the spill files."""
+        self.buf = None
         if self.folder is not None:
             import shutil
 
             shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
     def add(self, block: np.ndarray) -> None:
         """Gather ``block`` (sequences × steps); one past the rows or of other steps is counted, not kept."""
