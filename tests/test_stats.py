@@ -88,3 +88,27 @@ def test_mean_of_a_constant_column_stays_within_min_and_max():
     x = np.full(10, 4.877057549928611)
     s = describe(x.copy(), "float")
     assert s["min"] <= s["mean"] <= s["max"]
+
+
+def test_outputs_described_beforehand_stay_theirs_after_a_streamed_one(monkeypatch):
+    """A column too long to hold, with a target on it, is streamed; the outputs described beforehand (a study's,
+    together) are still looked up in the caller's dict afterwards, not in the streamed output's statistics (an output
+    named ``count`` got that column's count, a bare number, as its summary)."""
+    import ancho.stats as stats_module
+    from ancho.expressions import Target
+    from ancho.stats import build_summary, describe
+
+    monkeypatch.setattr(stats_module, "_too_long", lambda n: True)
+    x, count = np.arange(10.0), np.arange(10.0) * 2
+    described = {"x": describe(x.copy(), "float"), "count": describe(count.copy(), "float")}
+    record = {"id": "r1", "status": "succeeded", "done": 10, "seed": 1, "params": {}}
+    summary = build_summary(
+        record,
+        {"x": "float", "count": "float"},
+        {"x": x, "count": count}.__getitem__,
+        [Target.parse("x>4")],
+        read_blocks=lambda name: iter([{"x": x, "count": count}[name]]),
+        described=described,
+    )
+    assert summary["outputs"]["count"] == described["count"] and summary["outputs"]["x"] == described["x"]
+    assert summary["targets"][0]["probability"] == 0.5

@@ -410,9 +410,9 @@ def build_summary(
             from .streamed import ahead, summarise_blocks
 
             passes = ahead(partial(read_blocks, name))  # (a pass over the column, a block at a time)
-            described, rows = summarise_blocks(passes, kind, mine, describe=known is None)
+            streamed, rows = summarise_blocks(passes, kind, mine, describe=known is None)
             target_rows.update((t.expr, row) for t, row in zip(mine, rows))
-            known = described if known is None else known
+            known = streamed if known is None else known  # (``described`` is the caller's: never replaced)
         elif known is None or mine:  # (described already and no target on it: the column is not read)
             column = read_column(name)
             for t in mine:
