@@ -457,7 +457,11 @@ class GroupedColumns(SummaryColumns):
             self.check()
             n = batch.num_rows
             if pos + n > self.rows:
-                raise StoreError(f"run '{self.run_id}' holds more rows than its chunks' names say ({pos + n:,})")
+                raise StoreError(
+                    f"run '{self.run_id}' holds more rows ({pos + n:,}) than its chunk files' names say "
+                    f"({self.rows:,}): a chunk file of the run was changed or added by something else; "
+                    "run it again as a new run"
+                )
             for column, field_name in zip(batch.columns, batch.schema.names):
                 out[field_name][pos : pos + n] = to_numpy(column)
             pos += n
