@@ -13,7 +13,7 @@ import pytest
 from ancho.client import Client
 from ancho.server.run_results import MAX_PAGE_VALUES
 
-from .conftest import submit, tar_gz, upload_id, wait_run
+from .conftest import Server, add_user, submit, tar_gz, upload_id, wait_run
 
 STEPS = 100_000
 SEQUENCES = 30
@@ -63,8 +63,40 @@ def _run(client, source: str, sequences: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def wide_run(alice) -> str:
-    return _run(alice, WIDE, SEQUENCES)
+def wide_server(tmp_path_factory):
+    """A server of its own, for runs whose records are wide (a 100,000-step trajectory's per-step summary: ~0.5 s to
+    read each): on the session server they made every later listing of alice's runs slow, and its schemathesis tests
+    ran for minutes."""
+    home = tmp_path_factory.mktemp("wide-server") / "home"
+    home.mkdir()
+    tokens = {name: add_user(home, name) for name in ("alice", "bob")}
+    srv = Server(home, {"ANCHO_CONCURRENCY": "2"}, name="wide-server").start()
+    srv.tokens = tokens
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture(scope="module")
+def owner(wide_server):
+    with wide_server.client(wide_server.tokens["alice"]) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def other(wide_server):
+    with wide_server.client(wide_server.tokens["bob"]) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def nobody(wide_server):
+    with wide_server.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def wide_run(owner) -> str:
+    return _run(owner, WIDE, SEQUENCES)
 
 
 def _loc(r) -> list:
@@ -72,9 +104,9 @@ def _loc(r) -> list:
     return r.json()["detail"][0]["loc"]
 
 
-def test_a_results_page_is_cut_to_a_million_values_and_next_leads_on(alice, server, wide_run):
+def test_a_results_page_is_cut_to_a_million_values_and_next_leads_on(owner, wide_server, wide_run):
     for limit in (200, 100_000):
-        r = alice.get(f"/runs/{wide_run}/results", params={"limit": limit})
+        r = owner.get(f"/runs/{wide_run}/results", params={"limit": limit})
         assert r.status_code == 200, r.text
         assert len(r.content) < 8 * MAX_PAGE_VALUES  # 80 MB before, for 200 rows
         body = r.json()
@@ -84,57 +116,57 @@ def test_a_results_page_is_cut_to_a_million_values_and_next_leads_on(alice, serv
         )
     rows, offset = [], 0
     while offset is not None:  # following next reads every row once, in order
-        body = alice.get(f"/runs/{wide_run}/results", params={"offset": offset, "limit": 100_000}).json()
+        body = owner.get(f"/runs/{wide_run}/results", params={"offset": offset, "limit": 100_000}).json()
         rows += body["results"]
         offset = body["next"]
     assert [row["sequence"] for row in rows] == list(range(SEQUENCES))
     assert all(len(row["path"]) == STEPS and row["path"][0] == row["path"][-1] == 0.5 for row in rows)
     # the library's client pages by next, asking 10,000 rows: it reads the whole run unchanged
-    with Client(server.url, server.tokens["alice"]) as client:
+    with Client(wide_server.url, wide_server.tokens["alice"]) as client:
         assert [row["sequence"] for row in client.rows(wide_run)] == list(range(SEQUENCES))
-    assert alice.get("/health").status_code == 200 and alice.get(f"/runs/{wide_run}").status_code == 200
+    assert owner.get("/health").status_code == 200 and owner.get(f"/runs/{wide_run}").status_code == 200
 
 
-def test_a_trajectory_page_over_a_million_values_is_a_422_naming_limit(alice, wide_run):
+def test_a_trajectory_page_over_a_million_values_is_a_422_naming_limit(owner, wide_run):
     for params in ({"limit": 200}, {}, {"limit": FITS + 1}):  # the default, 100 rows, is 10 million values here
-        r = alice.get(f"/runs/{wide_run}/trajectories/path", params=params)
+        r = owner.get(f"/runs/{wide_run}/trajectories/path", params=params)
         assert _loc(r) == ["query", "limit"]
         msg = r.json()["detail"][0]["msg"]
         assert f"limit={FITS} or less" in msg and "format=parquet" in msg and "format=csv" in msg, msg
-    r = alice.get(f"/runs/{wide_run}/trajectories/path", params={"limit": FITS, "offset": SEQUENCES - 4})
+    r = owner.get(f"/runs/{wide_run}/trajectories/path", params={"limit": FITS, "offset": SEQUENCES - 4})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["steps"] == STEPS and body["sequences"] == list(range(SEQUENCES - 4, SEQUENCES))
     assert all(len(v) == STEPS and set(v) == {0.5} for v in body["values"])
     # the whole trajectory is still there as Parquet, streamed from a file
-    r = alice.get(f"/runs/{wide_run}/trajectories/path", params={"format": "parquet"})
+    r = owner.get(f"/runs/{wide_run}/trajectories/path", params={"format": "parquet"})
     assert r.status_code == 200
     table = pq.read_table(io.BytesIO(r.content))
     assert table.num_rows == SEQUENCES and table.column("sequence").to_pylist() == list(range(SEQUENCES))
 
 
-def test_a_row_wider_than_a_page_is_a_422_naming_format(alice):
-    run_id = _run(alice, WIDER, 2)
-    r = alice.get(f"/runs/{run_id}/results", params={"limit": 1})
+def test_a_row_wider_than_a_page_is_a_422_naming_format(owner):
+    run_id = _run(owner, WIDER, 2)
+    r = owner.get(f"/runs/{run_id}/results", params={"limit": 1})
     assert _loc(r) == ["query", "format"]
     msg = r.json()["detail"][0]["msg"]
     assert "1,000,001 values" in msg and "format=parquet" in msg and f"/runs/{run_id}/trajectories/" in msg, msg
-    page = alice.get(f"/runs/{run_id}/trajectories/p3", params={"limit": 2}).json()
+    page = owner.get(f"/runs/{run_id}/trajectories/p3", params={"limit": 2}).json()
     assert page["sequences"] == [0, 1] and set(page["values"][1]) == {3.0}
-    r = alice.get(f"/runs/{run_id}/results", params={"format": "parquet"})
+    r = owner.get(f"/runs/{run_id}/results", params={"format": "parquet"})
     assert r.status_code == 200 and pq.read_table(io.BytesIO(r.content)).num_rows == 2
 
 
-def test_another_users_run_is_still_404_whatever_the_limit(bob, anonymous, wide_run):
+def test_another_users_run_is_still_404_whatever_the_limit(other, nobody, wide_run):
     for path, params in (
         ("results", {"limit": 100_000}),
         ("results", {"limit": 1}),
         ("trajectories/path", {"limit": 10_000}),
         ("trajectories/path", {"limit": 1}),
     ):
-        r = bob.get(f"/runs/{wide_run}/{path}", params=params)
+        r = other.get(f"/runs/{wide_run}/{path}", params=params)
         assert r.status_code == 404, r.text
-        assert anonymous.get(f"/runs/{wide_run}/{path}", params=params).status_code == 401
+        assert nobody.get(f"/runs/{wide_run}/{path}", params=params).status_code == 401
 
 
 def test_an_ordinary_runs_pages_are_unchanged(alice, finished_run):
@@ -151,10 +183,10 @@ def test_an_ordinary_runs_pages_are_unchanged(alice, finished_run):
     assert _loc(alice.get(f"/runs/{finished_run}/results", params={"limit": 100_001})) == ["query", "limit"]
 
 
-def test_non_finite_steps_are_null_in_a_trajectory_page(alice):
-    run_id = _run(alice, ODD, 3)
-    page = alice.get(f"/runs/{run_id}/trajectories/path", params={"limit": 10_000})
+def test_non_finite_steps_are_null_in_a_trajectory_page(owner):
+    run_id = _run(owner, ODD, 3)
+    page = owner.get(f"/runs/{run_id}/trajectories/path", params={"limit": 10_000})
     assert page.status_code == 200, page.text
     assert page.json()["values"] == [[None, None, 1.0]] * 3
-    rows = alice.get(f"/runs/{run_id}/results").json()["results"]
+    rows = owner.get(f"/runs/{run_id}/results").json()["results"]
     assert [row["path"] for row in rows] == [[None, None, 1.0]] * 3
