@@ -102,6 +102,31 @@ class Fitted:
         yield table  # (still too wide with every group left out: its column of names wraps)
 
 
+def _fitted(
+    title: str | None,
+    columns: Sequence[str],
+    rows: list[dict[str, str]],
+    left_out_first: Sequence[tuple[str, ...]],
+    left: Sequence[str],
+    fold: str,
+) -> Fitted:
+    """A table of ``rows`` (each its cells by column) under ``columns``, as many as fit (:class:`Fitted`): the
+    columns in ``left`` justified left, the others right, the column ``fold`` (of names) the one that may wrap. The
+    cells are made once, whatever the number of widths tried."""
+
+    def build(left_out: tuple[str, ...]) -> Table:
+        t = _table(title)
+        shown = [c for c in columns if c not in left_out]
+        for col in shown:
+            _column(t, col, "left" if col in left else "right", fold=col == fold)
+        for cells in rows:
+            _add(t, *(cells[c] for c in shown))
+        _left_out_caption(t, left_out)
+        return t
+
+    return Fitted(build, left_out_first)
+
+
 def _left_out_caption(table: Table, left_out: Sequence[str]) -> None:
     if left_out:
         names = f"{', '.join(left_out[:-1])} and {left_out[-1]}" if len(left_out) > 1 else left_out[0]
@@ -118,17 +143,8 @@ LEFT_OUT_FIRST = (("p5", "p95"), ("std",), ("min", "max"))
 def outputs_table(outputs: dict) -> Fitted:
     """The outputs table: names, numbers and intervals never cut (``--json`` has every value with all its digits)."""
 
-    def build(left_out: tuple[str, ...]) -> Table:
-        t = _table("outputs")
-        shown = [c for c in OUTPUT_COLUMNS if c not in left_out]
-        for col in shown:
-            _column(t, col, "left" if col == "output" else "right", fold=col == "output")
-        for name, s in outputs.items():
-            _add(t, *(name if c == "output" else summary_cell(s, c) for c in shown))
-        _left_out_caption(t, left_out)
-        return t
-
-    return Fitted(build, LEFT_OUT_FIRST)
+    rows = [{"output": name, **{c: summary_cell(s, c) for c in SUMMARY_COLUMNS}} for name, s in outputs.items()]
+    return _fitted("outputs", OUTPUT_COLUMNS, rows, LEFT_OUT_FIRST, ("output",), "output")
 
 
 #: the trajectories table's columns, and the order in which a narrow terminal leaves them out
@@ -142,16 +158,13 @@ def trajectories_table(trajectories: dict) -> Fitted:
     The summary JSON has every step's mean, interval and percentiles; a terminal shows the shape (steps from 0, as
     in ``ancho export --trajectory``), and the run page, report and notebook draw the bands."""
 
-    def build(left_out: tuple[str, ...]) -> Table:
-        t = _table("trajectories (mean of each step)")
-        shown = [c for c in TRAJECTORY_COLUMNS if c not in left_out]
-        for col in shown:
-            _column(t, col, "left" if col in ("trajectory", "shape") else "right", fold=col == "trajectory")
-        for name, s in trajectories.items():
-            means = s["mean"]
-            finite = [(v, i) for i, v in enumerate(means) if v is not None and math.isfinite(v)]
-            top = max(finite, key=lambda pair: pair[0]) if finite else (None, None)
-            cells = {
+    rows = []
+    for name, s in trajectories.items():
+        means = s["mean"]
+        finite = [(v, i) for i, v in enumerate(means) if v is not None and math.isfinite(v)]
+        top = max(finite, key=lambda pair: pair[0]) if finite else (None, None)
+        rows.append(
+            {
                 "trajectory": name,
                 "steps": fmt(s["steps"]),
                 "shape": sparkline(means, 20),
@@ -161,11 +174,9 @@ def trajectories_table(trajectories: dict) -> Fitted:
                 "at step": fmt(top[1]),
                 "count": fmt(s["count"]),
             }
-            _add(t, *(cells[c] for c in shown))
-        _left_out_caption(t, left_out)
-        return t
-
-    return Fitted(build, TRAJECTORY_LEFT_OUT_FIRST)
+        )
+    title = "trajectories (mean of each step)"
+    return _fitted(title, TRAJECTORY_COLUMNS, rows, TRAJECTORY_LEFT_OUT_FIRST, ("trajectory", "shape"), "trajectory")
 
 
 def _add(table: Table, *cells: str) -> None:
@@ -223,29 +234,22 @@ def studies_table(records) -> Fitted:
 
 
 def _records_table(records, kind: str) -> Fitted:
-    def build(left_out: tuple[str, ...]) -> Table:
-        t = _table()
-        design = ("design",) if kind == "study" else ()
-        columns = [
-            c for c in (kind, "model", "status", *design, "sequences", "created", "duration") if c not in left_out
-        ]
-        for col in columns:
-            _column(t, col, "right" if col in ("sequences", "duration") else "left", fold=col == "model")
-        for r in records:
-            cells = {
-                kind: r.id,
-                "model": r.model,
-                "status": r.status,
-                "design": f"{r.design.get('kind')} × {len(r.points):,}" if kind == "study" else "",
-                "sequences": f"{r.done:,}" if r.done == r.total else f"{r.done:,}/{r.total:,}",
-                "created": when(r.created),
-                "duration": duration(r),
-            }
-            _add(t, *(cells[c] for c in columns))
-        _left_out_caption(t, left_out)
-        return t
-
-    return Fitted(build, (("duration",), ("created",)))
+    design = ("design",) if kind == "study" else ()
+    columns = (kind, "model", "status", *design, "sequences", "created", "duration")
+    rows = [
+        {
+            kind: r.id,
+            "model": r.model,
+            "status": r.status,
+            "design": f"{r.design.get('kind')} × {len(r.points):,}" if kind == "study" else "",
+            "sequences": f"{r.done:,}" if r.done == r.total else f"{r.done:,}/{r.total:,}",
+            "created": when(r.created),
+            "duration": duration(r),
+        }
+        for r in records
+    ]
+    left = [c for c in columns if c not in ("sequences", "duration")]
+    return _fitted(None, columns, rows, (("duration",), ("created",)), left, "model")
 
 
 class RunProgress:
@@ -424,14 +428,11 @@ def _comparison_table(kind: str, rows, value: str, paired: bool) -> Fitted:
         *(("variance reduction",) if paired else ()),
     )
 
-    def build(left_out: tuple[str, ...]) -> Table:
-        t = _table(f"{kind}s: b − a")
-        shown = [c for c in columns if c not in left_out]
-        for col in shown:
-            _column(t, col, "left" if col == kind else "right", fold=col == kind)
-        for name, o in rows:
-            vr = o.get("variance_reduction")
-            cells = {
+    cells = []
+    for name, o in rows:
+        vr = o.get("variance_reduction")
+        cells.append(
+            {
                 kind: name,
                 f"{short} a": fmt(o.get(f"{value}_a"), 5),
                 f"{short} b": fmt(o.get(f"{value}_b"), 5),
@@ -440,11 +441,8 @@ def _comparison_table(kind: str, rows, value: str, paired: bool) -> Fitted:
                 "p-value": fmt(o.get("p_value"), 3),
                 "variance reduction": f"{fmt(vr, 3)}×" if vr is not None else fmt(None),
             }
-            _add(t, *(cells[c] for c in shown))
-        _left_out_caption(t, left_out)
-        return t
-
-    return Fitted(build, (("p-value",), ("variance reduction",)))
+        )
+    return _fitted(f"{kind}s: b − a", columns, cells, (("p-value",), ("variance reduction",)), (kind,), kind)
 
 
 def _signed(x) -> str:
