@@ -156,9 +156,9 @@ def test_runners_of_one_seed_share_streams_and_interleaved_give_what_each_gives_
 
 def test_the_driver_refuses_outputs_a_worker_could_not_have_checked():
     """What a worker reports is checked again in the driver (model code runs where the worker's check did)."""
-    from ancho.engine import merge_kinds
+    from ancho.kinds import merge_kinds
 
-    assert merge_kinds({}, {"x": "float", "walk": "float[3]"}, 0, 10)
+    assert merge_kinds({}, {"x": "float", "walk": "float[3]"}, 0, 10, "M")
     for kinds, needle in [
         ({f"o{i}": "float" for i in range(1_001)}, "came back with 1,001 outputs; at most 1,000 are kept"),
         ({"a" * 101: "float"}, "identifiers of at most 100 characters"),
@@ -166,4 +166,29 @@ def test_the_driver_refuses_outputs_a_worker_could_not_have_checked():
         ({"x": "complex"}, "of kind 'complex'"),
     ]:
         with pytest.raises(OutputError, match=needle):
-            merge_kinds({}, kinds, 0, 10)
+            merge_kinds({}, kinds, 0, 10, "M")
+
+
+def test_chunks_that_disagree_are_refused_naming_the_model_and_sequences():
+    """Two workers' chunks can disagree where neither worker's own check could see it: the driver's error says
+    which model and which sequences, in one line."""
+    from ancho.kinds import merge_kinds
+
+    schema = {"x": "int", "walk": "float[3]"}
+    assert merge_kinds(schema, {"x": "float", "walk": "float[3]"}, 10, 20, "Walk")  # int meets float: float
+    assert schema == {"x": "float", "walk": "float[3]"}
+    for kinds, message in [
+        (
+            {"x": "float", "walk": "float[3]", "y": "int"},
+            "sequences 20..29 of Walk returned different outputs than earlier sequences: output 'y' is new",
+        ),
+        ({"x": "float"}, "sequences 20..29 of Walk returned different outputs than earlier sequences: output 'walk'"),
+        (
+            {"x": "bool", "walk": "float[3]"},
+            "output 'x' of Walk changed type: bool in sequences 20..29, float earlier; return the same type every time",
+        ),
+        ({"x": "float", "walk": "float[4]"}, "output 'walk' of Walk changed type: float[4] in sequences 20..29"),
+    ]:
+        with pytest.raises(OutputError) as caught:
+            merge_kinds(dict(schema), kinds, 20, 30, "Walk")
+        assert message in str(caught.value) and "\n" not in str(caught.value)

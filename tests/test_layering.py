@@ -51,7 +51,7 @@ FLOORS: list[tuple[str, frozenset[str]]] = [
     ),
     ("model code: fetching it, isolating it", frozenset({"sources", "isolation"})),
     ("persistence and execution", frozenset({"stores", "executors", "custom"})),
-    ("the engine", frozenset({"engine", "inputs", "exports", "plotdata", "writes"})),
+    ("the engine", frozenset({"engine", "inputs", "kinds", "exports", "plotdata", "writes"})),
     ("studies", frozenset({"studies"})),
     ("the Python API and client", frozenset({"api", "client"})),
     ("front ends", frozenset({"cli", "server", "web", "reports"})),

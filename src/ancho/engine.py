@@ -27,13 +27,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .chunk import ChunkResult, StoredChunk, failure_message, odd_outputs, trajectory_steps
+from .chunk import ChunkResult, StoredChunk, failure_message, trajectory_steps
 from .columns import release_memory
-from .errors import AnchoError, InputError, OutputError, RunCancelled, RunFailed
+from .errors import AnchoError, InputError, RunCancelled, RunFailed
 from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .executors.base import RunHandle as RunHandle  # (where it has always been imported from)
 from .expressions import Goal, Target, check_outputs
 from .inputs import MAX_SEQUENCES, RunSettings, run_settings
+from .kinds import merge_kinds, merge_schema
 from .loading import LoadedModel
 from .model import checked_block
 from .stats import Running, build_summary, chunk_tallies, clean
@@ -217,45 +218,6 @@ def gaps(done: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out if b > a]
 
 
-def merge_schema(schema: dict[str, str], result: ChunkResult | StoredChunk) -> bool:
-    """Fold a chunk's column kinds into the run's schema; True if the schema changed.
-
-    Names must match exactly; an int column meeting a float one becomes
-    float (readers cast the stored int chunks); bool never mixes with numbers.
-    """
-    return merge_kinds(schema, result.kinds(), result.start, result.stop)
-
-
-def merge_kinds(schema: dict[str, str], kinds: dict[str, str], start: int, stop: int) -> bool:
-    """:func:`merge_schema` for the ``kinds`` of sequences ``start..stop-1`` (a result's, or a stored chunk's)."""
-    if not kinds:
-        return False
-    if not schema:  # (checked here too: a worker's check ran where model code runs, which may have replaced it)
-        if (odd := odd_outputs(kinds)) is not None:
-            raise OutputError(f"sequences {start}..{stop - 1} came back with {odd}")
-        schema.update(kinds)
-        return True
-    if kinds.keys() != schema.keys():
-        new = sorted(set(kinds) - set(schema))
-        missing = sorted(set(schema) - set(kinds))
-        what = f"output '{new[0]}' is new" if new else f"output '{missing[0]}' is missing"
-        raise OutputError(f"sequences {start}..{stop - 1} returned different outputs than earlier sequences: {what}")
-    changed = False
-    for name, kind in kinds.items():
-        old = schema[name]
-        if kind == old:
-            continue
-        if {kind, old} == {"int", "float"}:
-            if old == "int":
-                schema[name] = "float"
-                changed = True
-            continue
-        raise OutputError(
-            f"output '{name}' changed type: {kind} in sequences {start}..{stop - 1}, {old} earlier; return the same type every time"
-        )
-    return changed
-
-
 def create_record(
     model: LoadedModel,
     spec: RunSpec,
@@ -322,7 +284,7 @@ def execute(
     done = sum(b - a for a, b in done_ranges if b <= total)
     if done and not schema:  # stored by a pass killed before it recorded what they hold: read it from the chunks
         for start, stop, kinds in store.stored_kinds(run_id):
-            merge_kinds(schema, kinds, start, stop)
+            merge_kinds(schema, kinds, start, stop, model.name)
         if schema:
             store.update_run(run_id, schema=schema)
     failures = record.failures
@@ -374,7 +336,7 @@ def execute(
             result: ChunkResult | StoredChunk = item
             plan.measure(result)
             first_schema = not schema
-            if merge_schema(schema, result):
+            if merge_schema(schema, result, model.name):
                 store.update_run(run_id, schema=schema)
                 if first_schema:
                     check_outputs(schema, spec.targets, spec.until)

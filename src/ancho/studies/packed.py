@@ -49,13 +49,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..chunk import ChunkResult, StoredChunk, failure_message
-from ..engine import (
-    MAX_RETRIES,
-    merge_schema,
-)
+from ..engine import MAX_RETRIES
 from ..errors import AnchoError, NotFound, RunCancelled, StoreError
 from ..executors.base import ChunkLost, Executor, chunk_of, custom_of
 from ..expressions import check_outputs
+from ..kinds import merge_schema
 from ..stores.base import Store
 from ..stores.chunk_writer import ChunkFolder
 from .finals import describe_points, final_changes
@@ -313,7 +311,7 @@ def _take(
     it into the point's state (an error fails the point, not the study)."""
     try:
         first = not pt.schema
-        merge_schema(pt.schema, result)
+        merge_schema(pt.schema, result, pt.run.model)
         if first:
             check_outputs(pt.schema, spec.targets, spec.until)
         if isinstance(result, ChunkResult):  # (a StoredChunk is in the store already: its task wrote it)
