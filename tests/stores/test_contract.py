@@ -196,14 +196,39 @@ def test_leftovers_of_a_dead_writer_are_cleared(any_store):
 
     if not isinstance(any_store, EmbeddedStore):
         pytest.skip("temporary files are the embedded store's")
+    from ancho.stores.chunk_writer import temp_path
+
     any_store.create_run(record())
     folder = any_store._chunks_dir("r1")
-    dead = folder / ".000000000000-000000000010.parquet.999999999.1.tmp"
-    live = folder / f".000000000010-000000000020.parquet.{os.getpid()}.1.tmp"
-    dead.write_bytes(b"x")
-    live.write_bytes(b"x")
+    dead = folder / ".000000000000-000000000010.parquet.999999999.1.0a1b2c3d4e5f.tmp"
+    older = folder / ".000000000020-000000000030.parquet.999999999.1.tmp"  # (named before the token)
+    live = temp_path(folder / "000000000010-000000000020.parquet")
+    assert live.name.startswith(f".000000000010-000000000020.parquet.{os.getpid()}.")
+    for path in (dead, older, live):
+        path.write_bytes(b"x")
     assert any_store.completed_ranges("r1") == []
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and not older.exists() and live.exists()
+
+
+def test_two_writers_with_the_same_ids_get_different_temporary_files(tmp_path):
+    """On a shared file system two containers' writers can have the same pid and thread id: a random token a
+    process (a forked child makes its own) keeps their temporary files apart."""
+    import os
+
+    from ancho.stores.chunk_writer import temp_path
+
+    final = tmp_path / "000000000000-000000000010.parquet"
+    here = temp_path(final)
+    assert temp_path(final) == here  # one name a process and thread: a dead writer's leftovers are known by pid
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own pid, its own token
+        os.write(write, temp_path(final).name.encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 200).decode()
+    os.close(read), os.close(write)
+    assert child.split(".")[-2] != here.name.split(".")[-2] and len(here.name.split(".")[-2]) == 12
 
 
 def test_large_chunks_with_failures_round_trip(any_store):

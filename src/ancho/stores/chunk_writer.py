@@ -11,7 +11,7 @@ store's :func:`write_chunk_file` commits at once), so a file is the same
 whoever wrote it.
 
 Atomicity, as the store promises: a temporary file named after the writing
-process (``.<chunk name>.<pid>.<thread>.tmp``), fsynced, then renamed to the
+process (``.<chunk name>.<pid>.<thread>.<token>.tmp``), fsynced, then renamed to the
 chunk's name; the rename is the commit. A worker killed mid-write leaves
 only its temporary file, which :meth:`ChunkFolder.clear_partial` (the
 executor, when it sees the worker die) or the store's
@@ -22,6 +22,7 @@ counted once, when its new file is committed.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,8 +66,22 @@ class ChunkFolder:
 
 
 def temp_path(final: Path) -> Path:
-    """Where this process and thread write ``final`` before the rename (named so a dead writer's file is known)."""
-    return final.parent / f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    """Where this process and thread write ``final`` before the rename: ``.<name>.<pid>.<thread>.<token>.tmp``,
+    the pid first so a dead writer's file is known. The token, random once a process, tells apart two writers with
+    the same ids: processes of two containers (or machines) writing one folder on a shared file system."""
+    return final.parent / f".{final.name}.{os.getpid()}.{threading.get_ident()}.{_process_token()}.tmp"
+
+
+_TOKEN: tuple[int, str] = (0, "")
+
+
+def _process_token() -> str:
+    """This process's random token (a forked child makes its own: it has a pid of its own)."""
+    global _TOKEN
+    pid = os.getpid()
+    if _TOKEN[0] != pid:
+        _TOKEN = (pid, secrets.token_hex(6))
+    return _TOKEN[1]
 
 
 def chunk_table(result: ChunkResult) -> pa.Table:

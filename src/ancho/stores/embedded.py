@@ -346,7 +346,7 @@ class EmbeddedStore(Store):
         ranges = [(a, b) for a, b, _ in self._chunk_files(run_id)]
         folder = self._chunks_dir(run_id)
         for tmp in folder.glob(".*.tmp"):
-            pid = tmp.name.rsplit(".", 3)[-3] if tmp.name.count(".") >= 4 else ""
+            pid = tmp.name.rsplit(".", 4)[-4] if tmp.name.count(".") >= 5 else ""  # (chunk_writer.temp_path)
             if not (pid.isdigit() and _alive(int(pid))):
                 tmp.unlink(missing_ok=True)
         return ranges
