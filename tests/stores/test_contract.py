@@ -1,4 +1,5 @@
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -88,6 +89,25 @@ def test_list_newest_first_by_owner_and_status(any_store):
     assert [r.id for r in any_store.list_runs(owner="alice")] == ["r2", "r0"]
     assert [r.id for r in any_store.list_runs(owner="alice", status="queued")] == ["r0"]
     assert [r.id for r in any_store.list_runs(limit=1)] == ["r2"]
+
+
+def test_listings_can_leave_the_summaries_out(any_store):
+    """What lists show holds no summary, and one of long trajectories is megabytes to decode: ``summaries=False``
+    leaves it out (None), the rest of each record as it is — a record with a NaN or infinite parameter too."""
+    steps = {"mean": [0.5] * 1000, "p50": [0.25] * 1000}
+    summary = {"sequences": 10, "outputs": {"x": {"mean": 1.5}}, "trajectories": {"w": steps}}
+    odd = {"a": float("inf"), "b": float("nan")}
+    for i, params in enumerate([{"a": 1}, odd]):
+        any_store.create_run(replace(record(f"r{i}", created=time.time() + i), params=params))
+        any_store.update_run(f"r{i}", status="succeeded", done=10, summary=summary)
+    whole = {r.id: r for r in any_store.list_runs(owner="alice")}
+    light = {r.id: r for r in any_store.list_runs(owner="alice", summaries=False)}
+    assert list(light) == list(whole) == ["r1", "r0"]
+    for run_id, r in light.items():
+        assert r.summary is None and whole[run_id].summary == summary
+        assert (r.status, r.done, r.model, r.seed) == ("succeeded", 10, "M", 3)
+    assert light["r1"].params["a"] == float("inf") and light["r1"].params["b"] != light["r1"].params["b"]
+    assert any_store.get_run("r1").summary == summary  # nothing stored changed
 
 
 def test_chunks_round_trip_in_sequence_order(any_store):

@@ -147,7 +147,7 @@ def runs(
 
     if status is not None and status not in STATUSES:
         raise InputError(f"--status '{status}' is not one of {', '.join(STATUSES)}")
-    records = open_store(store).list_runs(status=status, limit=limit)
+    records = open_store(store).list_runs(status=status, limit=limit, summaries=as_json)
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in records]) + "\n")
     elif not records:

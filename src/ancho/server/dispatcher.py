@@ -130,7 +130,7 @@ class Dispatcher:
 
     # -- life cycle -----------------------------------------------------------
     def start(self) -> None:
-        for rec in self.store.list_runs(status="running"):
+        for rec in self.store.list_runs(status="running", summaries=False):
             if not submitted_here(rec, self.server):
                 continue
             log.info("run %s was running when the server stopped: resuming it from its stored chunks", rec.id)
@@ -176,7 +176,7 @@ class Dispatcher:
             if len(self._running) >= self.concurrency:
                 return False
             queued: list[RunRecord | StudyRecord] = [
-                r for r in self.store.list_runs(status="queued") if submitted_here(r, self.server)
+                r for r in self.store.list_runs(status="queued", summaries=False) if submitted_here(r, self.server)
             ]
             queued += [s for s in self.store.list_studies() if s.status == "queued" and submitted_here(s, self.server)]
             if not queued:

@@ -196,8 +196,9 @@ class Service:
         return self.store.get_run(run_id, owner=user)
 
     def runs(self, user: str, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
-        """The user's runs, newest first."""
-        return self.store.list_runs(owner=user, status=status, limit=limit)
+        """The user's runs, newest first, without their summaries (None: what lists show holds none of it, and a
+        summary of long trajectories is megabytes to decode a run; ``run`` reads one whole)."""
+        return self.store.list_runs(owner=user, status=status, limit=limit, summaries=False)
 
     def failures(self, user: str, run_id: str, limit: int | None = None) -> list[dict]:
         """The run's failed sequences as the API and the site show them (FailureView); NotFound for another user's run."""

@@ -242,9 +242,10 @@ class Store(ABC):
 
     @abstractmethod
     def list_runs(
-        self, owner: str | None = None, status: str | None = None, limit: int | None = None
+        self, owner: str | None = None, status: str | None = None, limit: int | None = None, *, summaries: bool = True
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first. ``summaries=False``: the records' ``summary`` is None whatever their status — for listings,
+        which show none: a summary of long trajectories is megabytes of per-step numbers to decode a record."""
 
     @abstractmethod
     def delete_run(self, run_id: str) -> None: ...

@@ -241,8 +241,9 @@ class CassandraStore(Store):
         self._run_owner[record.id] = record.owner
         self._wrote(record.id)
 
-    def _record(self, row: Any) -> RunRecord:
-        data: dict[str, Any] = {k: json.loads(v) for k, v in (row.fields or {}).items()}
+    def _record(self, row: Any, summary: bool = True) -> RunRecord:
+        """``summary=False``: the summary's field is not decoded (see ``Store.list_runs``)."""
+        data: dict[str, Any] = {k: json.loads(v) for k, v in (row.fields or {}).items() if summary or k != "summary"}
         data.update(id=row.id, owner=row.owner, status=row.status, created=row.created)
         return RunRecord.from_dict(data)
 
@@ -313,7 +314,7 @@ class CassandraStore(Store):
         self._wrote(run_id)
 
     def list_runs(
-        self, owner: str | None = None, status: str | None = None, limit: int | None = None
+        self, owner: str | None = None, status: str | None = None, limit: int | None = None, *, summaries: bool = True
     ) -> list[RunRecord]:
         where, args = [], []
         if owner is not None:
@@ -326,7 +327,7 @@ class CassandraStore(Store):
         if where:
             cql += " WHERE " + " AND ".join(where)
         rows = self._retry("listing runs", lambda: list(self.session.execute(cql, args)))
-        records = sorted((self._record(r) for r in rows), key=lambda r: r.created, reverse=True)
+        records = sorted((self._record(r, summaries) for r in rows), key=lambda r: r.created, reverse=True)
         return records[: int(limit)] if limit is not None else records
 
     def delete_run(self, run_id: str) -> None:
