@@ -324,6 +324,56 @@ def test_a_model_calling_sys_exit_records_failures_instead_of_ending_its_worker(
     assert len(frame(res)) + res.summary["failures"] == 2_000
 
 
+def test_a_block_out_of_memory_says_that_a_smaller_block_needs_less():
+    def body(self, rng, n):
+        raise MemoryError(f"Unable to allocate 3.05 GiB for an array with shape ({n}, 100000)")
+
+    res = run_batch_chunk(batch_model(body, block=4096)(), StreamFactory(1), 0, 10, 4096, "Walk")
+    assert len(res.failures) == 10
+    assert res.failures[0].error == (
+        "MemoryError: Unable to allocate 3.05 GiB for an array with shape (4096, 100000); "
+        "a block is 4,096 sequences at once: a smaller `block` on Walk needs less memory"
+    )
+
+
+def test_a_run_whose_blocks_weigh_too_much_says_which_block_to_set():
+    """A 100,000-step trajectory at the default block: 4,096 × 100,000 × 8 bytes = 3.1 GiB a block; a power-of-two
+    block of at most 32 MiB: 32 sequences (24.4 MiB)."""
+    from ancho.kinds import block_advice
+
+    advice = block_advice({"path": "float[100000]"}, 4096, "Walk")
+    assert advice == (
+        "model Walk: one block of 4,096 sequences is 3.1 GB of outputs; every sequences() call computes a whole "
+        "block, even for a shorter run. Set `block = 32` on the class (24.4 MB a block; a run's results depend on "
+        "its block: docs/models.md)"
+    )
+    assert block_advice({"x": "float", "w": "float[1000]"}, 4096, "W") is None  # 31.3 MiB: nothing to say
+    assert block_advice({"w": "float[1000]"}, 65_536, "W").startswith("model W: one block of 65,536 sequences is 500")
+    assert "Set `block = 1` " in block_advice({"w": "float[16777216]"}, 4096, "W")  # (never 0)
+    assert block_advice({"path": "float[100000]"}, None, "OneAtATime") is None
+
+
+def test_the_warning_reaches_the_user_once_a_run(tmp_path, monkeypatch, caplog):
+    import ancho.kinds
+
+    # a sequence is 200 steps + 1 value = 1,608 bytes: a block of 64 is 102,912 bytes (100.5 KiB), past 100,000;
+    # 32 MiB / 1,608 = 20,867 sequences, whose power of two below is 16,384 (26,345,472 bytes, 25.1 MiB)
+    monkeypatch.setattr(ancho.kinds, "BIG_BLOCK_BYTES", 100_000)
+
+    def body(self, rng, n):
+        return {"path": rng.random((n, 200)), "x": rng.random(n)}
+
+    with caplog.at_level("WARNING", logger="ancho.engine"):
+        res = run(batch_model(body, block=64), tmp_path, sequences=1_000)
+    said = [r.getMessage() for r in caplog.records if r.name == "ancho.engine"]
+    assert res.record.status == "succeeded"
+    assert said == [
+        "model Bad: one block of 64 sequences is 100.5 KB of outputs; every sequences() call computes a whole block, "
+        "even for a shorter run. Set `block = 16,384` on the class (25.1 MB a block; a run's results depend on its "
+        "block: docs/models.md)"
+    ]
+
+
 def test_bad_output_fails_the_run_with_that_error(tmp_path):
     with pytest.raises(OutputError, match="output 'x' of Bad.*is a scalar"):
         run(batch_model(lambda self, rng, n: {"x": 0.0}), tmp_path, sequences=100)

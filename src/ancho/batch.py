@@ -54,6 +54,8 @@ def run_batch_chunk(model, streams: StreamFactory, start: int, stop: int, block:
             # (SystemExit too: a model's sys.exit() ended its worker, and the chunk was retried for nothing)
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__ and exc.__traceback__.tb_next))
             error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, MemoryError):  # (a block's arrays: what the user can change is the block)
+                error += f"; a block is {block:,} sequences at once: a smaller `block` on {name} needs less memory"
             failures.extend(Failure(i, error, tb) for i in range(first + lo, first + hi))
             continue
         what = f"block {k} (sequences {first}–{first + block - 1})"

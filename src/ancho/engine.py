@@ -18,6 +18,7 @@ size it asks for (at most ``MAX_CHUNK``). A batch model's chunks are whole block
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -34,7 +35,7 @@ from .executors.base import Chunk, ChunkLost, ChunkSource, Executor, Task
 from .executors.base import RunHandle as RunHandle  # (where it has always been imported from)
 from .expressions import Goal, Target, check_outputs
 from .inputs import MAX_SEQUENCES, RunSettings, run_settings
-from .kinds import merge_kinds, merge_schema
+from .kinds import block_advice, merge_kinds, merge_schema
 from .loading import LoadedModel
 from .model import checked_block
 from .stats import Running, build_summary, chunk_tallies, clean
@@ -45,6 +46,8 @@ from .writes import ChunkWrites
 
 if TYPE_CHECKING:
     import numpy as np
+
+_LOG = logging.getLogger(__name__)
 
 INITIAL_CHUNK = 8
 TARGET_SECONDS = 0.2
@@ -340,6 +343,8 @@ def execute(
                 store.update_run(run_id, schema=schema)
                 if first_schema:
                     check_outputs(schema, spec.targets, spec.until)
+                    if advice := block_advice(schema, model.info.get("block"), model.name):
+                        _LOG.warning(advice)
             if isinstance(result, ChunkResult):
                 writes.put(result)
             # (a StoredChunk is in the store already: its task sent it once the chunk was marked done)

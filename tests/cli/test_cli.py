@@ -81,6 +81,28 @@ def test_run_and_show_draw_each_trajectory(home, write_model):
     assert row in run_cli("show", run_id).stdout
 
 
+def test_a_batch_model_with_heavy_blocks_is_told_which_block_to_set(home, write_model):
+    """16,384 sequences × 2,100 steps × 8 bytes = 262.5 MiB a block, past 256 MiB: the advice is a power of two
+    under 32 MiB a block (1,024: 16.4 MiB), on stderr in the terminal's own words; stdout stays the summary."""
+    path = write_model(
+        """
+        class Heavy(ancho.Model):
+            block = 16_384
+
+            def sequences(self, rng, n):
+                return {"path": np.zeros((n, 2_100))}
+        """
+    )
+    p = run_cli("run", str(path), "-n", "10", "-w", "1", "--json")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines() == [
+        "ancho: warning: model Heavy: one block of 16,384 sequences is 262.5 MB of outputs; every sequences() call "
+        "computes a whole block, even for a shorter run. Set `block = 1,024` on the class (16.4 MB a block; a run's "
+        "results depend on its block: docs/models.md)"
+    ]
+    assert json.loads(p.stdout)["trajectories"]["path"]["count"] == 10
+
+
 def test_export_csv_and_parquet(home, tmp_path):
     summary = json.loads(run_cli("run", GAMBLER, "-n", "300", "--seed", "2", "--json").stdout)
     run_id = summary["run"]

@@ -6,6 +6,7 @@ reason on stderr and a non-zero exit; tracebacks are for bugs only.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -37,6 +38,19 @@ def _options(
     ),
 ) -> None:
     """Run stochastic simulation models: on this machine or a Spark cluster, every result kept and summarised."""
+    logging.lastResort = _Said(logging.WARNING)
+
+
+class _Said(logging.Handler):
+    """Ancho's warnings (a block too heavy, Spark summarising in the driver) as the terminal's other lines say
+    things, ``ancho: warning: …``: the handler Python uses when nothing configured logging (``ancho serve`` does,
+    and its log lines keep their own format). It finds stderr when it writes: under a progress bar, Rich's."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"ancho: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - as logging's own handlers: a message that cannot be said is not an error
+            self.handleError(record)
 
 
 from . import local, studies, server, client, report, shell  # noqa: E402,F401,I001  (register their commands; this order is --help's order)
