@@ -112,3 +112,34 @@ def test_outputs_described_beforehand_stay_theirs_after_a_streamed_one(monkeypat
     )
     assert summary["outputs"]["count"] == described["count"] and summary["outputs"]["x"] == described["x"]
     assert summary["targets"][0]["probability"] == 0.5
+
+
+def test_clean_makes_arrays_json_safe_as_value_by_value():
+    """Arrays (a trajectory's per-step statistics) are cleaned by NumPy: the same Python values, in the same nesting,
+    as cleaning them value by value; NaN and ±inf become None."""
+    import json
+
+    from ancho.stats import clean
+
+    def by_value(x):
+        if isinstance(x, list):
+            return [by_value(v) for v in x]
+        return x if not isinstance(x, float) or np.isfinite(x) else None
+
+    cases = [
+        np.array([0.5, np.nan, np.inf, -np.inf, -0.0, 1e308]),
+        np.array([[1.0, np.nan], [2.0, 3.0]]),
+        np.arange(5.0),
+        np.array([1, -2, 2**62], dtype=np.int64),
+        np.array([7], dtype=np.uint8),
+        np.array([True, False]),
+        np.array([0.1, np.nan], dtype=np.float32),
+        np.empty(0),
+    ]
+    for x in cases:
+        got = clean(x)
+        assert got == by_value(x.tolist()) and [type(v) for v in np.ravel(got)] == [
+            type(v) for v in np.ravel(by_value(x.tolist()))
+        ]
+        json.dumps(got, allow_nan=False)
+    assert clean({"mean": np.array([np.nan, 2.0])}) == {"mean": [None, 2.0]}

@@ -70,6 +70,21 @@ def mean_ci(mean: float, std: float, n: int) -> tuple[float, float] | None:
     return (mean - half, mean + half)
 
 
+def _clean_array(x: np.ndarray) -> Any:
+    """:func:`clean` of an array, NumPy doing the work: a trajectory's summary is ten arrays a step (a 100,000-step
+    one: 1M values, ~1.2 s of the driver value by value, ~40 ms so)."""
+    if x.dtype.kind == "f":
+        finite = np.isfinite(x)
+        if finite.all():
+            return x.tolist()
+        out = x.astype(object)
+        out[~finite] = None
+        return out.tolist()
+    if x.dtype.kind in "iub":
+        return x.tolist()
+    return clean(x.tolist())
+
+
 def clean(x: Any) -> Any:
     """Make a value JSON-safe: NumPy scalars to Python, non-finite floats to None."""
     t = type(x)  # the common exact types first: a study's 2,000 summaries made ~160,000 calls (a sixth of the driver)
@@ -82,7 +97,7 @@ def clean(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [clean(v) for v in x]
     if isinstance(x, np.ndarray):
-        return clean(x.tolist())
+        return _clean_array(x)
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, (int, np.integer)):
