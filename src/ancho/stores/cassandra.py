@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-import json
 import re
 import secrets
 import threading
@@ -32,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import jsontext
 from ..chunk import ChunkResult, Failure
 from ..errors import InputError, NotFound, StoreError
 from .base import NotAtHand, RunRecord, Store, StudyRecord, arrow_schema, record_version
@@ -235,7 +235,7 @@ class CassandraStore(Store):
         check_run_id(record.id)
         self._owner(record.owner)
         data = record.to_dict()
-        fields = {k: json.dumps(v) for k, v in data.items() if k not in _COLUMNS}
+        fields = {k: jsontext.dumps(v) for k, v in data.items() if k not in _COLUMNS}
         row = (record.id, record.owner, record.status, float(record.created), fields)
         self._retry("creating a run", lambda: self.session.execute(self._insert, row))
         self._run_owner[record.id] = record.owner
@@ -243,7 +243,9 @@ class CassandraStore(Store):
 
     def _record(self, row: Any, summary: bool = True) -> RunRecord:
         """``summary=False``: the summary's field is not decoded (see ``Store.list_runs``)."""
-        data: dict[str, Any] = {k: json.loads(v) for k, v in (row.fields or {}).items() if summary or k != "summary"}
+        data: dict[str, Any] = {
+            k: jsontext.loads(v) for k, v in (row.fields or {}).items() if summary or k != "summary"
+        }
         data.update(id=row.id, owner=row.owner, status=row.status, created=row.created)
         return RunRecord.from_dict(data)
 
@@ -303,7 +305,7 @@ class CassandraStore(Store):
             if name in changes:
                 sets.append(f"{name} = %s")
                 args.append(changes[name])
-        fields = {k: json.dumps(v) for k, v in changes.items() if k not in _COLUMNS}
+        fields = {k: jsontext.dumps(v) for k, v in changes.items() if k not in _COLUMNS}
         if fields:
             sets.append("fields = fields + %s")
             args.append(fields)
@@ -357,7 +359,7 @@ class CassandraStore(Store):
         row = self._study_row(study_id)
         if row is None or (owner is not None and row.owner != owner):
             raise NotFound(f"no study '{study_id}'")
-        return StudyRecord.from_dict(json.loads(row.data))
+        return StudyRecord.from_dict(jsontext.loads(row.data))
 
     def update_study(self, study_id: str, **changes: Any) -> None:
         """Compare-and-set on the record (a lightweight transaction): two writers changing different fields at
@@ -367,7 +369,7 @@ class CassandraStore(Store):
             row = self._study_row(study_id)
             if row is None:
                 raise NotFound(f"no study '{study_id}'")
-            data = json.dumps({**json.loads(row.data), **changes})
+            data = jsontext.dumps({**jsontext.loads(row.data), **changes})
             if self._retry("updating a study", functools.partial(self._set_if, cql, (data, study_id, row.data))):
                 return
         raise StoreError(f"study '{study_id}' changed 100 times while it was being updated; try again")
@@ -381,7 +383,7 @@ class CassandraStore(Store):
             cql += " WHERE owner = %s"
             args.append(owner)
         rows = self._retry("listing studies", lambda: list(self.session.execute(cql, args)))
-        records = sorted((StudyRecord.from_dict(json.loads(r.data)) for r in rows), key=lambda r: -r.created)
+        records = sorted((StudyRecord.from_dict(jsontext.loads(r.data)) for r in rows), key=lambda r: -r.created)
         return records[: int(limit)] if limit is not None else records
 
     # -- results -----------------------------------------------------------------

@@ -28,7 +28,6 @@ whatever the umask: results are their owner's only.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -154,7 +153,7 @@ class EmbeddedStore(Store):
             )
 
     def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
-        return RunRecord.from_dict(json.loads(self._run_data(run_id, owner)))
+        return RunRecord.from_dict(jsontext.loads(self._run_data(run_id, owner)))
 
     def _run_data(self, run_id: str, owner: str | None) -> str:
         check_run_id(run_id)
@@ -173,7 +172,7 @@ class EmbeddedStore(Store):
 
     def versioned_run(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> tuple[int, RunRecord]:
         data = self._run_data(run_id, owner)
-        return hash(data), RunRecord.from_dict(json.loads(data))
+        return hash(data), RunRecord.from_dict(jsontext.loads(data))
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         self.update_runs([(run_id, changes)])
@@ -185,7 +184,7 @@ class EmbeddedStore(Store):
                 row = db.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
                 if row is None:
                     raise NotFound(f"no run '{run_id}'")
-                data = json.loads(row[0])
+                data = jsontext.loads(row[0])
                 data.update(change)
                 db.execute(
                     "UPDATE runs SET status = ?, data = ? WHERE id = ?",
@@ -221,7 +220,7 @@ class EmbeddedStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        datas = [json.loads(r[0]) for r in self.db.conn().execute(sql, args).fetchall()]
+        datas = [jsontext.loads(r[0]) for r in self.db.conn().execute(sql, args).fetchall()]
         return [RunRecord.from_dict(d if summaries else {**d, "summary": None}) for d in datas]
 
     def delete_run(self, run_id: str) -> None:
@@ -247,7 +246,7 @@ class EmbeddedStore(Store):
         row = self.db.conn().execute("SELECT owner, data FROM studies WHERE id = ?", (study_id,)).fetchone()
         if row is None or (owner is not None and row[0] != owner):
             raise NotFound(f"no study '{study_id}'")
-        return StudyRecord.from_dict(json.loads(row[1]))
+        return StudyRecord.from_dict(jsontext.loads(row[1]))
 
     def update_study(self, study_id: str, **changes: Any) -> None:
         """The changes are set in the stored JSON by SQLite (``json_set``), the record neither decoded nor encoded
@@ -270,7 +269,7 @@ class EmbeddedStore(Store):
             row = db.execute("SELECT data FROM studies WHERE id = ?", (study_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no study '{study_id}'")
-            data = json.loads(row[0])
+            data = jsontext.loads(row[0])
             data.update(changes)
             db.execute("UPDATE studies SET data = ? WHERE id = ?", (jsontext.dumps(data), study_id))
 
@@ -283,7 +282,7 @@ class EmbeddedStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        return [StudyRecord.from_dict(json.loads(r[0])) for r in self.db.conn().execute(sql, args).fetchall()]
+        return [StudyRecord.from_dict(jsontext.loads(r[0])) for r in self.db.conn().execute(sql, args).fetchall()]
 
     # -- results ----------------------------------------------------------------
     def write_chunk(self, run_id: str, result: ChunkResult) -> None:
