@@ -133,3 +133,20 @@ def test_a_cancelled_summary_reads_no_further(tmp_path):
         columns.read("b")
     with pytest.raises(RunCancelled):
         next(iter(columns.blocks("a")))
+
+
+def test_a_chunk_file_holding_more_rows_than_its_name_says_is_a_store_error(tmp_path):
+    """Something else rewrote a chunk file with more rows: the summary's grouped read (its arrays sized from the
+    files' names) says so in one line naming the run, instead of a NumPy broadcast error deep in the summary."""
+    import pyarrow as pa
+
+    from ancho.errors import StoreError
+
+    store = EmbeddedStore(tmp_path / "home", fsync=False)
+    store.create_run(RunRecord(id="r", schema={"a": "float", "b": "float"}, status="running"))
+    write(store, "r", 0, 10, {"a": np.arange(10.0), "b": np.arange(10.0)})
+    (path,) = store.chunk_folder("r").glob("*.parquet")
+    pq.write_table(pa.table({"a": np.arange(25.0), "b": np.arange(25.0)}), path)
+    message = "run 'r' holds more rows (25) than its chunk files' names say (10)"
+    with pytest.raises(StoreError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        store.summary_columns("r").read("a")

@@ -40,15 +40,15 @@ import numpy as np
 
 from .. import jsontext
 from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
-from ..columns import release_memory, to_numpy
 from ..errors import InputError, NotFound
 from ..files import private_dir
 from ..home import default_home
 from ..sqlite import Database
-from .base import GroupedColumns, RunRecord, Store, StudyRecord, arrow_schema
+from .base import RunRecord, Store, StudyRecord, arrow_schema
 from .chunk_layout import chunk_files, chunk_name, file_sequences
 from .chunk_writer import ChunkFolder, commit_file, fsync_path, pack_chunk, table_file, unpack_chunk, write_chunk_file
 from .results_sources import ChunkFiles
+from .summary_columns import GroupedColumns, fill_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -420,13 +420,7 @@ class EmbeddedStore(Store):
         dtype = np.dtype(np.int64) if kind == "sequence" else kind_dtype(kind)
         steps = None if kind == "sequence" else trajectory_steps(kind)  # a trajectory: rows × steps
         out = np.empty((self.row_count(run_id),) + ((steps,) if steps else ()), dtype=dtype)
-        pos = 0
-        for batch in self.iter_batches(run_id, [name]):
-            col = to_numpy(batch.column(0))
-            out[pos : pos + len(col)] = col
-            pos += len(col)
-        release_memory()
-        return out[:pos]
+        return out[: fill_columns(self.iter_batches(run_id, [name]), {name: out}, run_id)]
 
     def summary_columns(self, run_id: str, cancelled: Callable[[], bool] | None = None) -> GroupedColumns:
         """Outputs read in groups, each chunk file opened once a group (its footer describes every output), from the
