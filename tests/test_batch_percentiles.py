@@ -84,7 +84,7 @@ def test_the_rows_of_a_matrix_are_selected_each_as_a_column(monkeypatch):
 
 
 def test_an_error_on_the_helper_thread_is_raised_in_the_caller():
-    from ancho.percentiles import _on_halves
+    from ancho.threads import on_halves
 
     def fail(half):
         if half[0] == 0:
@@ -92,8 +92,11 @@ def test_an_error_on_the_helper_thread_is_raised_in_the_caller():
         return half.size
 
     with pytest.raises(MemoryError, match="first half"):
-        _on_halves(fail, np.arange(10))
-    assert _on_halves(len, np.arange(11)) == (5, 6)
+        on_halves(fail, np.arange(10), "test")
+    assert on_halves(len, np.arange(11), "test") == (5, 6)
+    steps = np.arange(12).reshape(2, 6)  # (a step block: the halves are its first and last steps)
+    first, second = on_halves(lambda part: part.tolist(), steps, "test", axis=1)
+    assert first == [[0, 1, 2], [6, 7, 8]] and second == [[3, 4, 5], [9, 10, 11]]
 
 
 def test_a_long_column_selected_gives_numpys_percentiles():

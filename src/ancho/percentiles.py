@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from .threads import on_two_threads
+from .threads import on_halves
 
 T = TypeVar("T")
 
@@ -136,7 +136,7 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
     if any(b.low is None and b.high is None for b in brackets):
         return _partitioned(values, ranks)
     masks = iter(np.empty((2, 2, min(BLOCK, n)), dtype=bool))  # (each thread's two masks, made here: see BLOCK)
-    halves = _on_halves(partial(_bracketed, brackets=brackets, masks=masks), values)
+    halves = on_halves(partial(_bracketed, brackets=brackets, masks=masks), values, "ancho-select")
     picked: dict[int, Any] = {}
     for k, (low, high, within) in enumerate(brackets):
         first, second = halves[0][k], halves[1][k]
@@ -145,7 +145,7 @@ def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
         if low is not None and low == high:  # (all tied: below the value is below ``high``, up to it is up to ``low``)
             below, to_top = to_high, to_low
         elif any(r < to_low for r in within) or any(r >= to_high for r in within):
-            ends = _on_halves(partial(_ends, low=low, high=high), values)
+            ends = on_halves(partial(_ends, low=low, high=high), values, "ancho-select")
             below, to_top = ends[0][0] + ends[1][0], ends[0][1] + ends[1][1]
         if not all(below <= r < to_top for r in within):
             return _partitioned(values, ranks)
@@ -232,9 +232,3 @@ def _ends(a: np.ndarray, low: Any, high: Any) -> tuple[int, int]:
         if high is not None:
             to_top -= int(np.count_nonzero(block > high))
     return below, to_top
-
-
-def _on_halves(fn: Callable[[np.ndarray], T], values: np.ndarray) -> tuple[T, T]:
-    """``fn`` of each half of ``values``, the first half's on a helper thread."""
-    half = values.size // 2
-    return on_two_threads(lambda: fn(values[:half]), lambda: fn(values[half:]), "ancho-select")

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import numpy as np
 
 T = TypeVar("T")
 
@@ -36,3 +39,13 @@ def on_two_threads(first: Callable[[], T], second: Callable[[], T], name: str = 
     if isinstance(theirs, BaseException):
         raise theirs
     return theirs, mine
+
+
+def on_halves(fn: Callable[[np.ndarray], T], values: np.ndarray, name: str, axis: int = 0) -> tuple[T, T]:
+    """``fn`` of each half of ``values`` cut along ``axis`` (a column's first and last halves; a step block's first
+    and last steps), the first half's on a helper thread."""
+    half = values.shape[axis] // 2
+    cut = (slice(None),) * axis
+    return on_two_threads(
+        lambda: fn(values[(*cut, slice(None, half))]), lambda: fn(values[(*cut, slice(half, None))]), name
+    )

@@ -33,7 +33,7 @@ import numpy as np
 from .expressions import Target
 from .percentiles import percentiles
 from .stats import PERCENTILES, t975
-from .threads import on_two_threads
+from .threads import on_halves
 
 #: bytes of trajectory values held at once for the percentiles (per step block)
 PERCENTILE_BUDGET = 64 << 20
@@ -262,13 +262,7 @@ def _percentiles_of_steps(view: np.ndarray) -> np.ndarray:
     once at all the ranks (:func:`ancho.percentiles.percentiles`), half the steps on a helper thread (NumPy lets go of
     the GIL to partition). Why: at the end of a run the workers are idle, and a partition along the first axis of
     the rows as stored went through every step's values strided (docs/benchmarks.md, "Trajectories")."""
-    steps = view.shape[1]
-    half = steps // 2
-    if view.size < TWO_THREADS_FROM or not half:
+    if view.size < TWO_THREADS_FROM or view.shape[1] < 2:
         return percentiles(np.ascontiguousarray(view.T)).T
-    first, second = on_two_threads(
-        lambda: percentiles(np.ascontiguousarray(view[:, :half].T)),
-        lambda: percentiles(np.ascontiguousarray(view[:, half:].T)),
-        "ancho-steps",
-    )
+    first, second = on_halves(lambda part: percentiles(np.ascontiguousarray(part.T)), view, "ancho-steps", axis=1)
     return np.concatenate([first, second]).T
