@@ -48,6 +48,7 @@ from .base import RunRecord, Store, StudyRecord, arrow_schema
 from .chunk_layout import chunk_files, chunk_name, file_sequences
 from .chunk_writer import ChunkFolder, commit_file, fsync_path, pack_chunk, table_file, unpack_chunk, write_chunk_file
 from .results_sources import ChunkFiles
+from .run_rows import RunRows, record_of
 from .summary_columns import GroupedColumns, fill_columns
 
 if TYPE_CHECKING:
@@ -57,14 +58,6 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _JSON_FIELDS = ("params", "targets", "schema", "spec", "summary")
 
 _SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_owner_created ON runs(owner, created);
 CREATE TABLE IF NOT EXISTS failures (
     run_id TEXT NOT NULL,
     sequence INTEGER NOT NULL,
@@ -119,6 +112,7 @@ class EmbeddedStore(Store):
         self.url = str(self.home)
         self.fsync = fsync
         self.db = Database(self.home / "runs.db", _SCHEMA_SQL)
+        self.rows = RunRows(self.db)
 
     def _chunks_dir(self, run_id: str) -> Path:
         return self.home / "runs" / check_run_id(run_id) / "chunks"
@@ -146,87 +140,44 @@ class EmbeddedStore(Store):
         a study's tiny points paid more for a folder and a commit each than for their sequences."""
         for record in records:
             check_run_id(record.id)
-        with self.db.write() as db:
-            db.executemany(
-                "INSERT INTO runs (id, owner, status, created, data) VALUES (?, ?, ?, ?, ?)",
-                [(r.id, r.owner, r.status, r.created, r.to_json()) for r in records],
-            )
+        self.rows.create(records)
 
     def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
-        return RunRecord.from_dict(jsontext.loads(self._run_data(run_id, owner)))
-
-    def _run_data(self, run_id: str, owner: str | None) -> str:
-        check_run_id(run_id)
-        row = self.db.conn().execute("SELECT owner, data FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None or (owner is not None and row[0] != owner):
-            raise NotFound(f"no run '{run_id}'")
-        return str(row[1])
+        return record_of(*self.rows.texts(check_run_id(run_id), owner))
 
     def run_version(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> int | None:
-        """The hash of the record's stored JSON text: hashing the text costs far less than decoding it, and only
-        a change of the record changes it (a status read at 1,000/s then decodes the record only after each change)."""
+        """The hash of the record's stored texts: hashing them costs far less than decoding them, and only a change
+        of the record changes it (a status read at 1,000/s then decodes the record only after each change)."""
         try:
-            return hash(self._run_data(run_id, owner))
+            return hash(self.rows.texts(check_run_id(run_id), owner))
         except NotFound:
             return None
 
     def versioned_run(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> tuple[int, RunRecord]:
-        data = self._run_data(run_id, owner)
-        return hash(data), RunRecord.from_dict(jsontext.loads(data))
+        texts = self.rows.texts(check_run_id(run_id), owner)
+        return hash(texts), record_of(*texts)
 
     def update_run(self, run_id: str, **changes: Any) -> None:
         self.update_runs([(run_id, changes)])
 
     def update_runs(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
         """One transaction for them all: a run that does not exist raises NotFound and none is changed."""
-        with self.db.write() as db:
-            for run_id, change in changes:
-                row = db.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
-                if row is None:
-                    raise NotFound(f"no run '{run_id}'")
-                data = jsontext.loads(row[0])
-                data.update(change)
-                db.execute(
-                    "UPDATE runs SET status = ?, data = ? WHERE id = ?",
-                    (data["status"], jsontext.dumps(data), run_id),
-                )
+        self.rows.update(changes)
 
     def replace_runs(self, records: list[RunRecord]) -> None:
         """One transaction, no record read back (a read and a JSON decode a point were a tenth of a tiny point's
         driver time); a run that does not exist raises NotFound and none is changed."""
-        with self.db.write() as db:
-            written = db.executemany(
-                "UPDATE runs SET status = ?, data = ? WHERE id = ?", [(r.status, r.to_json(), r.id) for r in records]
-            ).rowcount
-            if written != len(records):
-                for r in records:
-                    if db.execute("SELECT 1 FROM runs WHERE id = ?", (r.id,)).fetchone() is None:
-                        raise NotFound(f"no run '{r.id}'")
+        self.rows.replace(records)
 
     def list_runs(
         self, owner: str | None = None, status: str | None = None, limit: int | None = None, *, summaries: bool = True
     ) -> list[RunRecord]:
-        # SQLite drops the summary in C (a 100,000-step trajectory's 15 MB record lists in ~60 ms, not ~400): from
-        # standard JSON only, as a record with a NaN or infinite parameter is read whole (SQLite takes no NaN)
-        column = "data" if summaries else "CASE WHEN json_valid(data) THEN json_remove(data, '$.summary') ELSE data END"
-        sql, args = f"SELECT {column} FROM runs WHERE 1=1", list[str | int]()
-        if owner is not None:
-            sql += " AND owner = ?"
-            args.append(owner)
-        if status is not None:
-            sql += " AND status = ?"
-            args.append(status)
-        sql += " ORDER BY created DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(int(limit))
-        datas = [jsontext.loads(r[0]) for r in self.db.conn().execute(sql, args).fetchall()]
-        return [RunRecord.from_dict(d if summaries else {**d, "summary": None}) for d in datas]
+        return self.rows.list(owner, status, limit, summaries)
 
     def delete_run(self, run_id: str) -> None:
         check_run_id(run_id)
         with self.db.write() as db:
-            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            self.rows.delete(db, run_id)
             db.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM packed_chunks WHERE run_id = ?", (run_id,))
         shutil.rmtree(self.home / "runs" / run_id, ignore_errors=True)
