@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -29,6 +30,29 @@ def home(tmp_path, monkeypatch) -> Path:
     h = tmp_path / "home"
     monkeypatch.setenv("ANCHO_HOME", str(h))
     return h
+
+
+def discard_if_passed(request: pytest.FixtureRequest, path: Path) -> None:
+    """Delete ``path`` when the fixture of ``request`` is torn down (after the rest of its teardown), unless a test
+    failed meanwhile: for fixtures whose folders hold hundreds of megabytes (a model's environment, with numpy, pandas
+    and pyarrow, is ~570 MB), which pytest would otherwise keep for its last three sessions. A failure's folder, its
+    server's log included, is kept as pytest keeps any other."""
+    failed = request.session.testsfailed
+
+    def discard() -> None:
+        if request.session.testsfailed == failed:
+            shutil.rmtree(path, ignore_errors=True)
+
+    request.addfinalizer(discard)
+
+
+@pytest.fixture
+def discard_tmp_path(request, tmp_path):
+    """The test's ``tmp_path``, deleted when the test has passed (:func:`discard_if_passed`). Name it before the
+    fixtures that write there (``pytestmark = pytest.mark.usefixtures("discard_tmp_path")``): it is torn down after
+    them."""
+    discard_if_passed(request, tmp_path)
+    return tmp_path
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from ancho.engine import RunSpec, create_record, execute
 from ..conftest import PYSPARK_HINT, need_module, need_service
 from ..isolation.test_environments import req_model  # noqa: F401, F811 - the model folder that needs humanize (a fixture)
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.usefixtures("discard_tmp_path")]  # environments
 
 
 def test_runs_in_its_environment_on_spark(spark_url, store, req_model):  # noqa: F811 - the fixture

@@ -12,6 +12,8 @@ from ancho.isolation import EnvironmentFailed, Environments, InstallPolicy, pars
 from ..conftest import run_cli
 from ..server.test_requirements_security import PackageServer, evil_sdist, tiny_wheel
 
+pytestmark = pytest.mark.usefixtures("discard_tmp_path")  # an environment built is ~570 MB
+
 MODEL = textwrap.dedent(
     """
     import ancho

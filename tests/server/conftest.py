@@ -2,7 +2,9 @@
 
 The session server (``server``) is shared by most modules, so the suite
 starts Uvicorn once; modules that need other settings (small limits) or
-that kill the server (durability) start their own with :class:`Server`.
+that kill the server (durability) start their own with :class:`Server`;
+those that need one of their own with the same settings (runs too wide to
+share it) start it as the session server is, with :func:`server_with_users`.
 Every server is started in its own session and killed at the end, workers
 included.
 
@@ -24,6 +26,7 @@ import tarfile
 import textwrap
 import time
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -252,6 +255,19 @@ class Server:
         return httpx.Client(base_url=self.url + API, headers=headers, timeout=kw.pop("timeout", 60), **kw)
 
 
+def server_with_users(root: Path, users: Iterable[str], name: str, revoked: Iterable[str] = ()) -> Server:
+    """A started :class:`Server` (two runs at a time) whose home is ``root/home``, with ``users`` added before it
+    starts (their tokens in ``srv.tokens``, by name) and the tokens of ``revoked`` (some of them) revoked."""
+    home = root / "home"
+    home.mkdir()
+    tokens = {user: add_user(home, user) for user in users}
+    for user in revoked:
+        assert users_cli(home, "revoke", user).returncode == 0
+    srv = Server(home, {"ANCHO_CONCURRENCY": "2"}, name=name).start()
+    srv.tokens = tokens
+    return srv
+
+
 # -- API helpers ----------------------------------------------------------------------
 def upload(client: httpx.Client, data: bytes, filename: str = "model.tar.gz") -> httpx.Response:
     return client.post("/models", files={"file": (filename, data, "application/octet-stream")})
@@ -299,35 +315,31 @@ def detail_text(r: httpx.Response) -> str:
 
 
 # -- fixtures -------------------------------------------------------------------------
+def client_of(server_fixture: str, user: str | None = None, scope: str = "session"):
+    """A fixture: an API client of the server that the fixture named ``server_fixture`` gives, signed in as ``user``
+    (a name in its ``tokens``) or anonymous; ``scope`` is that fixture's (or a narrower one)."""
+
+    @pytest.fixture(scope=scope)
+    def client(request):
+        srv = request.getfixturevalue(server_fixture)
+        with srv.client(srv.tokens[user] if user else None) as c:
+            yield c
+
+    return client
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("server")
-    home = root / "home"
-    home.mkdir()
-    tokens = {name: add_user(home, name) for name in ("alice", "bob", "carol")}
-    assert users_cli(home, "revoke", "carol").returncode == 0
-    srv = Server(home, {"ANCHO_CONCURRENCY": "2"}, name="session-server").start()
-    srv.tokens = tokens
+    srv = server_with_users(
+        tmp_path_factory.mktemp("server"), ("alice", "bob", "carol"), "session-server", revoked=("carol",)
+    )
     yield srv
     srv.kill()
 
 
-@pytest.fixture(scope="session")
-def alice(server):
-    with server.client(server.tokens["alice"]) as c:
-        yield c
-
-
-@pytest.fixture(scope="session")
-def bob(server):
-    with server.client(server.tokens["bob"]) as c:
-        yield c
-
-
-@pytest.fixture(scope="session")
-def anonymous(server):
-    with server.client() as c:
-        yield c
+alice = client_of("server", "alice")
+bob = client_of("server", "bob")
+anonymous = client_of("server")
 
 
 @pytest.fixture(scope="session")

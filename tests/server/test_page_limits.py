@@ -13,7 +13,8 @@ import pytest
 from ancho.client import Client
 from ancho.server.run_results import MAX_PAGE_VALUES
 
-from .conftest import Server, add_user, submit, tar_gz, upload_id, wait_run
+from ..conftest import discard_if_passed
+from .conftest import client_of, server_with_users, submit, tar_gz, upload_id, wait_run
 
 STEPS = 100_000
 SEQUENCES = 30
@@ -63,35 +64,20 @@ def _run(client, source: str, sequences: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def wide_server(tmp_path_factory):
+def wide_server(request, tmp_path_factory):
     """A server of its own, for runs whose records are wide (a 100,000-step trajectory's per-step summary: ~0.5 s to
     read each): on the session server they made every later listing of alice's runs slow, and its schemathesis tests
     ran for minutes."""
-    home = tmp_path_factory.mktemp("wide-server") / "home"
-    home.mkdir()
-    tokens = {name: add_user(home, name) for name in ("alice", "bob")}
-    srv = Server(home, {"ANCHO_CONCURRENCY": "2"}, name="wide-server").start()
-    srv.tokens = tokens
+    root = tmp_path_factory.mktemp("wide-server")
+    discard_if_passed(request, root)  # its runs' trajectories and records: ~110 MB
+    srv = server_with_users(root, ("alice", "bob"), "wide-server")
     yield srv
     srv.kill()
 
 
-@pytest.fixture(scope="module")
-def owner(wide_server):
-    with wide_server.client(wide_server.tokens["alice"]) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def other(wide_server):
-    with wide_server.client(wide_server.tokens["bob"]) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def nobody(wide_server):
-    with wide_server.client() as c:
-        yield c
+owner = client_of("wide_server", "alice", scope="module")
+other = client_of("wide_server", "bob", scope="module")
+nobody = client_of("wide_server", scope="module")
 
 
 @pytest.fixture(scope="module")

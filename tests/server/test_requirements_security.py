@@ -28,7 +28,7 @@ import zipfile
 
 import pytest
 
-from ..conftest import need_service
+from ..conftest import discard_if_passed, need_service
 from .conftest import Server, add_user, detail_text, tar_gz, upload_id, wait_run
 
 pytestmark = pytest.mark.slow
@@ -201,9 +201,10 @@ class PackageServer:
 
 # -- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(request, tmp_path_factory):
     """Folders, the evil package and the index that serves it (and tinypkg, as a wheel)."""
     root = tmp_path_factory.mktemp("reqsec")
+    discard_if_passed(request, root)  # the servers' environments and uv's cache: ~1.2 GB
     outside = root / "outside"
     outside.mkdir()
     token_file = outside / "token.txt"

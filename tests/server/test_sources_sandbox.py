@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from ..conftest import discard_if_passed
 from .conftest import GAMBLER, Server, add_user, submit, tar_gz, upload_id, wait_run
 
 pytestmark = pytest.mark.slow
@@ -93,8 +94,9 @@ def tarball_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory, repo):
+def srv(request, tmp_path_factory, repo):
     home = tmp_path_factory.mktemp("srv-sources") / "home"
+    discard_if_passed(request, home.parent)  # a model's environment: ~570 MB
     home.mkdir()
     token = add_user(home, "dora")
     env = {

@@ -21,7 +21,7 @@ import pytest
 import ancho
 from ancho.isolation import sandbox_problem
 
-from ..conftest import need_service
+from ..conftest import discard_if_passed, need_service
 from ..sandbox_environ_dump import DUMP, SECRETS, check_dump
 from .conftest import GAMBLER, Server, add_user, is_json_error, submit, tar_gz, upload_id, wait_run
 from .test_spark_server import strip
@@ -141,7 +141,7 @@ def report(error: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def srv(spark_url, tmp_path_factory):
+def srv(request, spark_url, tmp_path_factory):
     """A server with the test cluster as its Spark master, its sandbox on, secrets in its environment; users alice
     and bob."""
     if sandbox_problem():
@@ -150,6 +150,7 @@ def srv(spark_url, tmp_path_factory):
 
     stop_session()  # this process's own session would hold the cluster's cores
     home = tmp_path_factory.mktemp("spark-study-server") / "home"
+    discard_if_passed(request, home.parent)  # the model's environment: ~570 MB
     home.mkdir()
     tokens = {name: add_user(home, name) for name in ("alice", "bob")}
     executor_env = json.dumps({f"spark.executorEnv.{k}": v for k, v in SECRETS.items()})  # the executors' too

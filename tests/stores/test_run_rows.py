@@ -59,7 +59,8 @@ def test_a_home_from_before_the_summary_column_reads_and_updates_as_before(tmp_p
         for run_id in ("old", "older"):
             record = RunRecord(id=run_id, model="M", status="succeeded", params={"cap": float("inf")}, summary=SUMMARY)
             db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?)", (run_id, "local", "succeeded", 1.0, json.dumps(record.to_dict()))
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?)",
+                (run_id, "local", "succeeded", 1.0, json.dumps(record.to_dict())),
             )
     store = EmbeddedStore(tmp_path, fsync=False)
     EmbeddedStore(tmp_path, fsync=False)  # (a second opening finds the column there)

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from ..conftest import need_service
-from ..server.conftest import GAMBLER, Server, add_user, tar_gz
+from ..server.conftest import GAMBLER, Server, server_with_users, tar_gz
 
 CHROMIUM = os.environ.get("ANCHO_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ANCHO_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -30,12 +30,7 @@ ARTIFACTS = Path(os.environ.get("ANCHO_TEST_ARTIFACTS") or Path(tempfile.gettemp
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("site")
-    home = root / "home"
-    home.mkdir()
-    tokens = {name: add_user(home, name) for name in ("alice", "bob")}
-    srv = Server(home, {"ANCHO_CONCURRENCY": "2"}, name="web-server").start()
-    srv.tokens = tokens
+    srv = server_with_users(tmp_path_factory.mktemp("site"), ("alice", "bob"), "web-server")
     yield srv
     srv.kill()
 
