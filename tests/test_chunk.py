@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -159,13 +161,19 @@ def test_the_driver_refuses_outputs_a_worker_could_not_have_checked():
     from ancho.kinds import merge_kinds
 
     assert merge_kinds({}, {"x": "float", "walk": "float[3]"}, 0, 10, "M")
+    assert merge_kinds({}, {"a": "float[60000]", "b": "float[40000]"}, 0, 10, "M")  # 100,000 together: kept
     for kinds, needle in [
         ({f"o{i}": "float" for i in range(1_001)}, "came back with 1,001 outputs; at most 1,000 are kept"),
         ({"a" * 101: "float"}, "identifiers of at most 100 characters"),
         ({"sequence": "int"}, "an output 'sequence'"),
         ({"x": "complex"}, "of kind 'complex'"),
+        (
+            {"a": "float[60000]", "b": "float[40001]", "x": "float"},
+            "2 trajectories of 100,001 steps together; a run's trajectories may hold at most 100,000 steps together "
+            "(ANCHO_MAX_STEPS): return fewer or shorter trajectories",
+        ),
     ]:
-        with pytest.raises(OutputError, match=needle):
+        with pytest.raises(OutputError, match=re.escape(needle)):
             merge_kinds({}, kinds, 0, 10, "M")
 
 

@@ -208,6 +208,29 @@ def test_the_step_cap_is_configurable(monkeypatch):
         run_batch_chunk(model, StreamFactory(1), 0, 64, 64, "BatchWalk")
 
 
+def test_a_runs_trajectories_together_are_capped_too(monkeypatch, home):
+    """Each under the cap, together over it: the run fails at its first chunk, before any summary (eight numbers a
+    step: a thousand long trajectories would make a summary no driver or server can hold), naming the model."""
+    monkeypatch.setenv("ANCHO_MAX_STEPS", "50")
+
+    class Two(ancho.Model):
+        block = 8
+
+        def sequences(self, rng, n):
+            return {"a": rng.random((n, 30)), "b": rng.random((n, 21)), "x": rng.random(n)}
+
+    with pytest.raises(
+        OutputError,
+        match=r"^sequences 0\.\.\d+ of Two came back with 2 trajectories of 51 steps together; a run's trajectories "
+        r"may hold at most 50 steps together \(ANCHO_MAX_STEPS\)",
+    ):
+        ancho.run(Two, sequences=100, seed=2, workers=1, store=str(home))
+    (record,) = ancho.stores.open_store(str(home)).list_runs()
+    assert record.status == "failed" and record.summary is None and "51 steps together" in record.error
+    monkeypatch.setenv("ANCHO_MAX_STEPS", "51")
+    assert ancho.run(Two, sequences=100, seed=2, workers=1, store=str(home)).summary["trajectories"]["b"]["steps"] == 21
+
+
 def test_batch_models_return_n_by_steps():
     res = run_batch_chunk(BatchWalk(), StreamFactory(1), 10, 100, 64, "BatchWalk")
     assert res.columns["walk"].shape == (90, 20) and res.kinds() == {"walk": "float[20]"}

@@ -72,6 +72,14 @@ def odd_outputs(kinds: dict[str, str]) -> str | None:
                 f"an output {str(name)[:120]!r} of kind {str(kind)[:40]!r}: output names are identifiers of at most "
                 f"{MAX_NAME_LENGTH} characters (not 'sequence'), kinds bool, int, float or float[N]"
             )
+    lengths = [steps for kind in kinds.values() if (steps := trajectory_steps(kind))]
+    if sum(lengths) > (cap := max_steps()):
+        # (the summary holds eight numbers a step: 1,000 trajectories of 100,000 steps would be 800M numbers, a
+        # record of ~15 GB that no driver, and no server, can hold)
+        return (
+            f"{len(lengths):,} trajectories of {sum(lengths):,} steps together; a run's trajectories may hold at most "
+            f"{cap:,} steps together (ANCHO_MAX_STEPS): return fewer or shorter trajectories"
+        )
     return None
 
 

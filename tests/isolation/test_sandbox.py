@@ -149,6 +149,20 @@ def test_command_line(bwrap, tmp_path):
         wrap_command(argv, SandboxPolicy(scratch=tmp_path / "s", read_only=("/nonexistent/model",)))
 
 
+def test_the_trajectory_cap_reaches_sandboxed_workers(bwrap, tmp_path, monkeypatch):
+    """``ANCHO_MAX_STEPS`` is a server's setting that its workers check where sequences run: passed in (a number
+    only), while the rest of the server's environment stays out."""
+    argv = [sys.executable, "-m", "ancho.executors.worker"]
+
+    def setenv(cmd):
+        return {cmd[i + 1]: cmd[i + 2] for i, arg in enumerate(cmd) if arg == "--setenv"}
+
+    monkeypatch.setenv("ANCHO_MAX_STEPS", "250000")
+    assert setenv(wrap_command(argv, SandboxPolicy(scratch=tmp_path / "s")))["ANCHO_MAX_STEPS"] == "250000"
+    monkeypatch.setenv("ANCHO_MAX_STEPS", "1; echo")
+    assert "ANCHO_MAX_STEPS" not in setenv(wrap_command(argv, SandboxPolicy(scratch=tmp_path / "s")))
+
+
 # -- what a sandboxed worker sees ------------------------------------------------------------
 
 

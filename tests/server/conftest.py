@@ -255,15 +255,18 @@ class Server:
         return httpx.Client(base_url=self.url + API, headers=headers, timeout=kw.pop("timeout", 60), **kw)
 
 
-def server_with_users(root: Path, users: Iterable[str], name: str, revoked: Iterable[str] = ()) -> Server:
+def server_with_users(
+    root: Path, users: Iterable[str], name: str, revoked: Iterable[str] = (), env: dict[str, str] | None = None
+) -> Server:
     """A started :class:`Server` (two runs at a time) whose home is ``root/home``, with ``users`` added before it
-    starts (their tokens in ``srv.tokens``, by name) and the tokens of ``revoked`` (some of them) revoked."""
+    starts (their tokens in ``srv.tokens``, by name) and the tokens of ``revoked`` (some of them) revoked; ``env``:
+    more of its environment."""
     home = root / "home"
     home.mkdir()
     tokens = {user: add_user(home, user) for user in users}
     for user in revoked:
         assert users_cli(home, "revoke", user).returncode == 0
-    srv = Server(home, {"ANCHO_CONCURRENCY": "2"}, name=name).start()
+    srv = Server(home, {"ANCHO_CONCURRENCY": "2", **(env or {})}, name=name).start()
     srv.tokens = tokens
     return srv
 

@@ -70,7 +70,8 @@ def wide_server(request, tmp_path_factory):
     ran for minutes."""
     root = tmp_path_factory.mktemp("wide-server")
     discard_if_passed(request, root)  # its runs' trajectories and records: ~110 MB
-    srv = server_with_users(root, ("alice", "bob"), "wide-server")
+    # (ten 100,000-step trajectories a run: over the default cap of a run's steps together, raised as a server can)
+    srv = server_with_users(root, ("alice", "bob"), "wide-server", env={"ANCHO_MAX_STEPS": "1000000"})
     yield srv
     srv.kill()
 

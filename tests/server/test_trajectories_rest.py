@@ -64,3 +64,29 @@ def test_not_a_trajectory_and_other_users_are_404(alice, bob, anonymous, walk_ru
     assert anonymous.get(f"/runs/{walk_run}/trajectories/walk").status_code == 401
     assert alice.get(f"/runs/{walk_run}/trajectories/walk?format=xml").status_code == 422
     assert alice.get(f"/runs/{walk_run}/trajectories/walk?limit=0").status_code == 422
+
+
+MANY_LONG = """
+import ancho
+import numpy as np
+
+
+class ManyLong(ancho.Model):
+    block = 2
+
+    def sequences(self, rng, n):
+        return {f"t{k}": np.zeros((n, 60_000)) for k in range(40)}
+"""
+
+
+def test_trajectories_too_long_together_fail_the_run_not_the_server(alice):
+    """Forty trajectories of 60,000 steps, each under the cap: their summary would be 19M numbers (a record of
+    ~350 MB in the server's memory). The run fails at its first chunk, saying how many steps there were and what
+    the cap is; the server answers as before."""
+    upload = upload_id(alice, tar_gz({"model.py": MANY_LONG}), "many.tar.gz")
+    run_id = submit(alice, {"model": {"upload": upload}, "sequences": 4, "seed": 4})
+    view = wait_run(alice, run_id)
+    assert view["status"] == "failed", view
+    assert "40 trajectories of 2,400,000 steps together" in view["error"] and "at most 100,000" in view["error"]
+    assert alice.get(f"/runs/{run_id}/summary").status_code == 409
+    assert alice.get("/runs", params={"limit": 5}).status_code == 200

@@ -341,6 +341,9 @@ def wrap_command(
     }
     for var in THREAD_VARS:
         env[var] = os.environ.get(var, "1")
+    steps = os.environ.get("ANCHO_MAX_STEPS", "").strip()
+    if steps.isdigit():  # (the trajectory cap: the server's setting, checked where sequences run as in its driver)
+        env["ANCHO_MAX_STEPS"] = steps
     limits = policy.limits()
     if limits:
         env["ANCHO_LIMITS"] = json.dumps(limits)
