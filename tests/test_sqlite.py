@@ -35,3 +35,16 @@ def test_connections_of_ended_threads_are_closed(tmp_path):
     finally:
         gc.enable()
     assert db.conn().execute("SELECT COUNT(*) FROM t").fetchone()[0] == 20
+
+
+def test_newest_first_narrows_by_the_columns_given_and_orders_by_creation():
+    from ancho.sqlite import newest_first
+
+    assert newest_first("SELECT data FROM runs", {"owner": None, "status": None}, None) == (
+        "SELECT data FROM runs ORDER BY created DESC",
+        [],
+    )
+    assert newest_first("SELECT data FROM runs", {"owner": "alice'; --", "status": "queued"}, 5) == (
+        "SELECT data FROM runs WHERE owner = ? AND status = ? ORDER BY created DESC LIMIT ?",
+        ["alice'; --", "queued", 5],
+    )

@@ -82,3 +82,16 @@ class Database:
             self._local.db = None
             with self._lock:
                 self._open.pop(threading.current_thread(), None)
+
+
+def newest_first(select: str, where: dict[str, object], limit: int | None) -> tuple[str, list[object]]:
+    """``select`` (``SELECT … FROM table``) narrowed to the rows whose columns equal ``where``'s values (those not
+    None), newest ``created`` first, at most ``limit`` of them: the SQL and its arguments, values never in the text."""
+    shown = {column: value for column, value in where.items() if value is not None}
+    sql = select + "".join(f" {'AND' if i else 'WHERE'} {column} = ?" for i, column in enumerate(shown))
+    args = list(shown.values())
+    sql += " ORDER BY created DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    return sql, args

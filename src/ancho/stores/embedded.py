@@ -43,7 +43,7 @@ from ..chunk import ChunkResult, Failure, kind_dtype, trajectory_steps
 from ..errors import InputError, NotFound
 from ..files import private_dir
 from ..home import default_home
-from ..sqlite import Database
+from ..sqlite import Database, newest_first
 from .base import RunRecord, Store, StudyRecord, arrow_schema
 from .chunk_layout import chunk_files, chunk_name, file_sequences
 from .chunk_writer import ChunkFolder, commit_file, fsync_path, pack_chunk, table_file, unpack_chunk, write_chunk_file
@@ -225,14 +225,7 @@ class EmbeddedStore(Store):
             db.execute("UPDATE studies SET data = ? WHERE id = ?", (jsontext.dumps(data), study_id))
 
     def list_studies(self, owner: str | None = None, limit: int | None = None) -> list[StudyRecord]:
-        sql, args = "SELECT data FROM studies", list[str | int]()
-        if owner is not None:
-            sql += " WHERE owner = ?"
-            args.append(owner)
-        sql += " ORDER BY created DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(int(limit))
+        sql, args = newest_first("SELECT data FROM studies", {"owner": owner}, limit)
         return [StudyRecord.from_dict(jsontext.loads(r[0])) for r in self.db.conn().execute(sql, args).fetchall()]
 
     # -- results ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import jsontext
 from ..errors import NotFound
-from ..sqlite import Database
+from ..sqlite import Database, newest_first
 from .base import RunRecord
 
 SCHEMA = """
@@ -96,17 +96,8 @@ class RunRows:
 
     def list(self, owner: str | None, status: str | None, limit: int | None, summaries: bool) -> list[RunRecord]:
         """Newest first; ``summaries=False``: their summary column unread, and None (see ``Store.list_runs``)."""
-        sql, args = f"SELECT data{', summary' if summaries else ''} FROM runs WHERE 1=1", list[str | int]()
-        if owner is not None:
-            sql += " AND owner = ?"
-            args.append(owner)
-        if status is not None:
-            sql += " AND status = ?"
-            args.append(status)
-        sql += " ORDER BY created DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(int(limit))
+        select = f"SELECT data{', summary' if summaries else ''} FROM runs"
+        sql, args = newest_first(select, {"owner": owner, "status": status}, limit)
         rows = self.db.conn().execute(sql, args).fetchall()
         if summaries:
             return [record_of(data, summary) for data, summary in rows]
