@@ -50,6 +50,13 @@ def test_wilson_at_the_edges():
     lo, hi = wilson(20, 20)
     assert hi == 1.0 and 0.8 < lo < 1
     assert wilson(0, 0) is None
+    for n in (1, 7, 100, 10_000, 1_000_000, 123_457):  # (100 gave 3.5e-18; big n a high end of 0.9999999999999999)
+        ref = scipy.stats.binomtest(0, n).proportion_ci(0.95, method="wilson")
+        lo, hi = wilson(0, n)
+        assert lo == 0.0 and hi == pytest.approx(ref.high, rel=1e-12)
+        ref = scipy.stats.binomtest(n, n).proportion_ci(0.95, method="wilson")
+        lo, hi = wilson(n, n)
+        assert hi == 1.0 and lo == pytest.approx(ref.low, rel=1e-12)
 
 
 def test_nan_is_left_out_and_inf_becomes_null():

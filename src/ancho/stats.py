@@ -60,7 +60,11 @@ def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # at 0 and n hits an end is exactly 0 or 1 (centre and half are equal there, but not in floating point: 0 hits
+    # gave a low end of 3.5e-18, and n hits a high end of 0.9999999999999999, excluding the estimate itself)
+    low = 0.0 if hits <= 0 else max(0.0, centre - half)
+    high = 1.0 if hits >= n else min(1.0, centre + half)
+    return (low, high)
 
 
 def mean_ci(mean: float, std: float, n: int) -> tuple[float, float] | None:
