@@ -85,7 +85,7 @@ class Target:
     def values(self, column: np.ndarray) -> np.ndarray:
         """The column this target compares: a trajectory reduced to one value per sequence, a scalar column as is."""
         if (column.ndim == 2) != (self.reduce is not None):
-            raise ExpressionError(_shape_error(self.expr, self.output, self.reduce, column.ndim == 2))
+            raise ExpressionError(shape_error(self.expr, self.output, self.reduce, column.ndim == 2))
         return REDUCERS[self.reduce](column) if self.reduce else column
 
     def hits(self, column: np.ndarray) -> tuple[int, int]:
@@ -159,7 +159,7 @@ def reduced_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {f"{r}({name})": f(col) for name, col in columns.items() if col.ndim == 2 for r, f in REDUCERS.items()}
 
 
-def _shape_error(expr: str, output: str, reduce: str | None, is_trajectory: bool) -> str:
+def shape_error(expr: str, output: str, reduce: str | None, is_trajectory: bool) -> str:
     if is_trajectory:
         return (
             f"'{expr}': output '{output}' is a trajectory; use max({output}), min({output}) or last({output}) "
@@ -178,7 +178,7 @@ def check_outputs(kinds: dict[str, str], targets: list[Target], goal: Goal | Non
             )
         if kinds[t.output].endswith("]") != (t.reduce is not None):
             raise ExpressionError(
-                "target " + _shape_error(t.expr, t.output, t.reduce, kinds[t.output].endswith("]")), index=i
+                "target " + shape_error(t.expr, t.output, t.reduce, kinds[t.output].endswith("]")), index=i
             )
     if goal is None:
         return
@@ -189,6 +189,6 @@ def check_outputs(kinds: dict[str, str], targets: list[Target], goal: Goal | Non
     reduce = goal.target.reduce if goal.target is not None else goal.reduce
     if kinds[goal.source].endswith("]") != (reduce is not None):
         raise ExpressionError(
-            "precision goal " + _shape_error(goal.expr, goal.source, reduce, kinds[goal.source].endswith("]")),
+            "precision goal " + shape_error(goal.expr, goal.source, reduce, kinds[goal.source].endswith("]")),
             Field.UNTIL,
         )

@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ANCHO, run_cli
 from tests.studies.test_study import SLOW
 
@@ -107,3 +109,36 @@ def test_resume_after_sigkill_keeps_finished_points(home, write_model):
     for point, run in kept.items():
         assert summary["points"][point]["run"] == run
         assert json.loads(run_cli("show", run, "--json").stdout)["sequences"] == 300
+
+
+def test_compare_targets_on_a_trajectory(home, write_model):
+    """Two runs of a batch walk (a drift of 0 and of 0.3, the same seed): ``max(path)>=10`` is compared paired, each
+    probability the share of stored paths reaching 10 (checked against the runs' own stored paths); a bare
+    trajectory target is a one-line error saying how to reduce it."""
+    from ancho.stores import open_store
+
+    path = write_model(
+        """
+        class Walk(ancho.Model):
+            drift: float = 0.0
+            block = 64
+
+            def sequences(self, rng, n):
+                path = np.cumsum(rng.standard_normal((n, 50)) + self.drift, axis=1)
+                return {"path": path, "final": path[:, -1]}
+        """
+    )
+    ids = []
+    for drift in ("0", "0.3"):
+        out = run_cli("run", str(path), "-n", "500", "--seed", "3", "-p", f"drift={drift}", "--json")
+        assert out.returncode == 0, out.stderr
+        ids.append(json.loads(out.stdout)["run"])
+    got = json.loads(run_cli("compare", *ids, "--target", "max(path)>=10", "--json").stdout)
+    (row,) = got["targets"]
+    store = open_store(str(home))
+    reach = [(store.read_column(i, "path").max(axis=1) >= 10).mean() for i in ids]
+    assert got["paired"] and row["expr"] == "max(path)>=10" and [row["probability_a"], row["probability_b"]] == reach
+    assert reach[1] > reach[0] and row["difference"] == pytest.approx(reach[1] - reach[0])
+    bad = run_cli("compare", *ids, "--target", "path>5")
+    assert bad.returncode == 2 and "use max(path), min(path) or last(path)" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -211,3 +211,70 @@ def test_a_constant_difference_has_no_variance_reduction_despite_rounding():
     assert x["variance_reduction"] is None
     assert x["ci95"] == [x["difference"], x["difference"]]
     assert x["difference"] == pytest.approx(0.3, abs=1e-12) and x["p_value"] == 0.0
+
+
+def test_a_shifted_long_walk_is_a_constant_difference():
+    """A 100,000-step walk and the same walk with a drift, each summed step by step (as a model does): the final
+    values differ by 0.5 × 100,000 up to the walks' own accumulated rounding (~1e-13 of their size), which once
+    read as a 1e24-fold variance reduction."""
+    z = np.random.default_rng(5).standard_normal((200, 100_000))
+    a = np.cumsum(z, axis=1)[:, -1]
+    b = np.cumsum(z + 0.5, axis=1)[:, -1]
+    assert np.var(b - a) > 0
+    seq = np.arange(a.size)
+    x = compare_frames("A", "B", 1, 1, {"sequence": seq, "x": a}, {"sequence": seq, "x": b}, [])["outputs"]["x"]
+    assert x["variance_reduction"] is None and x["difference"] == pytest.approx(50_000, rel=1e-12)
+
+
+def walks(seed: int, drift: float, n: int = 400, steps: int = 30) -> dict:
+    z = np.random.default_rng(seed).standard_normal((n, steps))
+    path = np.cumsum(z + drift, axis=1)
+    return {"sequence": np.arange(n), "path": path, "final": path[:, -1]}
+
+
+def test_targets_on_trajectories_reduce_them_as_runs_do():
+    """``max(path)>=10`` compared paired: each run's probability is the share of its paths that reach 10, the
+    difference b − a the paired one; ``last(path)`` is ``final``."""
+    a, b = walks(1, 0.0), walks(1, 0.3)
+    out = compare_frames("A", "B", 1, 1, a, b, ["max(path)>=10", "last(path)>2", "final>2"])
+    rows = {row["expr"]: row for row in out["targets"]}
+    assert list(rows) == ["max(path)>=10", "last(path)>2", "final>2"] and list(out["outputs"]) == ["final"]
+    ha, hb = a["path"].max(axis=1) >= 10, b["path"].max(axis=1) >= 10
+    assert rows["max(path)>=10"]["probability_a"] == ha.mean() and rows["max(path)>=10"]["probability_b"] == hb.mean()
+    assert rows["max(path)>=10"]["difference"] == pytest.approx(hb.mean() - ha.mean())
+    assert {k: v for k, v in rows["last(path)>2"].items() if k != "expr"} == {
+        k: v for k, v in rows["final>2"].items() if k != "expr"
+    }
+
+
+def test_trajectory_targets_of_the_wrong_shape_are_errors_naming_the_target():
+    a, b = walks(1, 0.0), walks(1, 0.3)
+    for targets, index, needle in [
+        (["final>0", "path>5"], 1, "output 'path' is a trajectory; use max(path), min(path) or last(path)"),
+        (["max(final)>5"], 0, "max() takes a trajectory, but output 'final' is a single number per sequence"),
+    ]:
+        for columns in (a, b), (lazy(a), lazy(b)):
+            with pytest.raises(ExpressionError, match=needle.replace("(", r"\(").replace(")", r"\)")) as caught:
+                compare_frames("A", "B", 1, 1, *columns, targets)
+            assert caught.value.index == index and str(caught.value).startswith("target '")
+
+
+def lazy(columns: dict, read: list | None = None) -> LazyColumns:
+    def reading(name):
+        if read is not None:
+            read.append(name)
+        return columns[name]
+
+    kinds = {"path": f"float[{columns['path'].shape[1]}]", "final": "float"}
+    blocks = lambda name: (columns[name][i : i + 64] for i in range(0, len(columns[name]), 64))  # noqa: E731
+    return LazyColumns(columns["sequence"], list(kinds), reading, kinds, blocks)
+
+
+def test_trajectories_are_never_read_whole_when_their_kinds_are_known():
+    """Comparing two runs of long trajectories reads their scalar outputs only; a target on a trajectory reduces
+    it chunk by chunk: the same numbers as from whole columns."""
+    a, b = walks(1, 0.0), walks(1, 0.3)
+    read: list[str] = []
+    got = compare_frames("A", "B", 1, 1, lazy(a, read), lazy(b, read), ["max(path)>=10", "final>2"])
+    assert sorted(read) == ["final", "final"]
+    assert got == compare_frames("A", "B", 1, 1, a, b, ["max(path)>=10", "final>2"])

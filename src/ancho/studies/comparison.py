@@ -24,7 +24,9 @@ scenarios have in common. Statistics (the docs repeat them):
 Bool outputs count as 0/1; NaN values are left out (pairwise when paired).
 Extra keys beside the fixed ones: ``p_value`` (paired t, Welch, McNemar or
 the two-proportion z test), ``count``, ``sequences_a``, ``sequences_b``.
-Outputs only one run has, and trajectory outputs, are not compared.
+Outputs only one run has, and trajectory outputs, are not compared (nor read,
+when the runs' kinds are known); targets on a trajectory reduce it as
+``ancho run`` does (``max(path)>=10``), chunk by chunk when the store can.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExpressionError
-from ..expressions import _OPS, Target
+from ..expressions import _OPS, Target, shape_error
 from ..stats import Z95, clean, t975, wilson
+
+#: the spread of paired differences, relative to the values' magnitude, below which it is rounding (see paired_means)
+ROUNDING = 1e-9
 
 
 class LazyColumns(Mapping):
@@ -47,10 +52,33 @@ class LazyColumns(Mapping):
     ``sequence`` columns and one output's two columns, never the whole run.
     """
 
-    def __init__(self, sequence: np.ndarray, names: Sequence[str], read: Callable[[str], np.ndarray]):
+    def __init__(
+        self,
+        sequence: np.ndarray,
+        names: Sequence[str],
+        read: Callable[[str], np.ndarray],
+        kinds: Mapping[str, str] | None = None,
+        blocks: Callable[[str], Iterable[np.ndarray]] | None = None,
+    ):
+        """``kinds``: each output's kind (a run's schema), so trajectories are known without reading them;
+        ``blocks``: an output's values chunk by chunk in sequence order, so a trajectory is reduced a chunk at a time."""
         self._sequence = np.asarray(sequence)
         self._names = ["sequence", *[n for n in names if n != "sequence"]]
         self._read = read
+        self.kinds = dict(kinds or {})
+        self._blocks = blocks
+
+    def trajectory(self, name: str) -> bool | None:
+        """Whether output ``name`` is a trajectory, None when the kinds are not known."""
+        kind = self.kinds.get(name)
+        return None if kind is None else kind.endswith("]")
+
+    def reduced(self, target: Target) -> np.ndarray:
+        """``target.values`` of its output: a trajectory reduced a chunk at a time when blocks are given."""
+        if self._blocks is None or target.reduce is None:
+            return target.values(self[target.output])
+        parts = [target.values(np.asarray(block)) for block in self._blocks(target.output)]
+        return np.concatenate(parts) if parts else np.empty(0)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name == "sequence":
@@ -58,6 +86,9 @@ class LazyColumns(Mapping):
         if name not in self._names:
             raise KeyError(name)
         return np.asarray(self._read(name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names  # (Mapping's own reads the column to find out: every output, trajectories too)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -87,6 +118,7 @@ def compare_frames(
         _, ia, ib = np.intersect1d(seq_a, seq_b, assume_unique=True, return_indices=True)
         paired = ia.size >= 2
     names = [k for k in a if k != "sequence" and k in b]
+    trajectories = {n for n in names if _trajectory(a, n) or _trajectory(b, n)}  # (known without reading them)
     for i, t in enumerate(parsed):
         if t.output not in names:
             raise ExpressionError(
@@ -94,26 +126,47 @@ def compare_frames(
                 f"(common outputs: {', '.join(names) or '(none)'})",
                 index=i,
             )
-    outputs: dict[str, dict] = {}
-    target_rows: dict[int, dict] = {}
-    for name in names:
-        xa, xb = _numbers(a[name]), _numbers(b[name])
-        if xa.ndim != 1 or xb.ndim != 1:
-            continue  # a trajectory: compared through its own statistics, not here
+        if (t.output in trajectories) != (t.reduce is not None) and _trajectory(a, t.output) is not None:
+            raise ExpressionError(
+                "target " + shape_error(t.expr, t.output, t.reduce, t.output in trajectories), index=i
+            )
+
+    def align(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Paired: the aligned sequences where neither is NaN; else each run's non-NaN values."""
         if paired:
             xa, xb = xa[ia], xb[ib]
             keep = ~(np.isnan(xa) | np.isnan(xb))
-            xa, xb = xa[keep], xb[keep]
-            outputs[name] = paired_means(xa, xb)
-        else:
-            xa, xb = xa[~np.isnan(xa)], xb[~np.isnan(xb)]
-            outputs[name] = welch(xa, xb)
+            return xa[keep], xb[keep]
+        return xa[~np.isnan(xa)], xb[~np.isnan(xb)]
+
+    def target_row(t: Target, xa: np.ndarray, xb: np.ndarray) -> dict:
+        op = _OPS[t.op]
+        ha, hb = op(xa, t.value), op(xb, t.value)
+        return {"expr": t.expr, **(paired_proportions(ha, hb) if paired else independent_proportions(ha, hb))}
+
+    outputs: dict[str, dict] = {}
+    target_rows: dict[int, dict] = {}
+    for name in names:
+        if name in trajectories:
+            continue  # a trajectory: compared through its own statistics (and its targets, below), not read here
+        xa, xb = _numbers(a[name]), _numbers(b[name])
+        if xa.ndim != 1 or xb.ndim != 1:
+            trajectories.add(name)  # (columns given without their kinds)
+            continue
+        xa, xb = align(xa, xb)
+        outputs[name] = paired_means(xa, xb) if paired else welch(xa, xb)
         for i, t in enumerate(parsed):
             if t.output == name:
-                op = _OPS[t.op]
-                ha, hb = op(xa, t.value), op(xb, t.value)
-                row = paired_proportions(ha, hb) if paired else independent_proportions(ha, hb)
-                target_rows[i] = {"expr": t.expr, **row}
+                if t.reduce is not None:
+                    raise ExpressionError("target " + shape_error(t.expr, t.output, t.reduce, False), index=i)
+                target_rows[i] = target_row(t, xa, xb)
+    for i, t in enumerate(parsed):
+        if t.output in trajectories:
+            try:
+                xa, xb = _reduced(a, t), _reduced(b, t)
+            except ExpressionError as exc:
+                raise ExpressionError(f"target {exc}", index=i) from None
+            target_rows[i] = target_row(t, *align(_numbers(xa), _numbers(xb)))
     return clean(
         {
             "a": a_id,
@@ -125,6 +178,20 @@ def compare_frames(
             "outputs": outputs,
             "targets": [target_rows[i] for i in range(len(parsed)) if i in target_rows],
         }
+    )
+
+
+def _trajectory(columns: Mapping[str, np.ndarray], name: str) -> bool | None:
+    """Whether ``name`` is a trajectory in ``columns``, known without reading it (None: not known)."""
+    return columns.trajectory(name) if isinstance(columns, LazyColumns) else None
+
+
+def _reduced(columns: Mapping[str, np.ndarray], target: Target) -> np.ndarray:
+    """The values ``target`` compares, one a sequence (a trajectory reduced, chunk by chunk where it can be)."""
+    return (
+        columns.reduced(target)
+        if isinstance(columns, LazyColumns)
+        else target.values(np.asarray(columns[target.output]))
     )
 
 
@@ -161,10 +228,12 @@ def paired_means(xa: np.ndarray, xb: np.ndarray) -> dict:
     if n < 2:
         return out
     var_d = float(d.var(ddof=1))
-    # differences that vary only by rounding (b = a + 0.3 computed in floats) are a constant difference: their
-    # variance is noise of order (eps·|x|)², and dividing by it would report a meaningless 1e32-fold reduction
+    # differences that vary only by rounding are a constant difference: b = a + 0.3 computed in floats varies by
+    # ~eps·|x|, and a 100,000-step walk shifted by a drift, summed step by step in each run, by ~1e-13·|x| (the
+    # model's own rounding, accumulated); dividing by that reported a 1e24-fold reduction. So differences whose
+    # spread is under ROUNDING of the values' magnitude count as constant (a real reduction that large is 1e18-fold)
     scale = max(float(np.abs(xa).max()), float(np.abs(xb).max()))
-    if var_d <= (4 * np.finfo(float).eps * scale) ** 2:
+    if math.sqrt(var_d) <= ROUNDING * scale:
         var_d = 0.0
     se = math.sqrt(var_d / n)
     half = t975(n - 1) * se

@@ -189,7 +189,13 @@ def _table(summary: dict, targets: list[str], counts: bool = False):
 
 
 def _columns(store: Store, run: RunRecord) -> LazyColumns:
-    return LazyColumns(store.read_column(run.id, "sequence"), list(run.schema), lambda n: store.read_column(run.id, n))
+    return LazyColumns(
+        store.read_column(run.id, "sequence"),
+        list(run.schema),
+        lambda n: store.read_column(run.id, n),
+        run.schema,
+        lambda n: store.iter_column(run.id, n),
+    )
 
 
 def compare_runs(store: Store, a: str, b: str, targets=(), owner: str | None = None) -> dict:
