@@ -51,6 +51,7 @@ def test_run_prints_tables_and_runs_lists_it(home):
     assert "Gambler" in listed.stdout and "succeeded" in listed.stdout
     records = json.loads(run_cli("runs", "--json").stdout)
     assert records[0]["status"] == "succeeded" and records[0]["done"] == 500
+    assert "summary" not in records[0]  # (a listing: `ancho show RUN --json` has it)
 
 
 def test_run_a_folder_and_a_class(home, two_models):

@@ -139,7 +139,9 @@ def runs(
     store: str | None = typer.Option(None, "--store", metavar="URL", help="Where the runs are (default: $ANCHO_HOME)."),
     status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
     limit: int = typer.Option(50, "--limit", help="At most this many (newest first)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run records as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the run records as JSON, without their summaries (`ancho show RUN --json`)."
+    ),
 ) -> None:
     """List the runs in a store, newest first."""
     from ..stores import STATUSES, open_store
@@ -147,9 +149,9 @@ def runs(
 
     if status is not None and status not in STATUSES:
         raise InputError(f"--status '{status}' is not one of {', '.join(STATUSES)}")
-    records = open_store(store).list_runs(status=status, limit=limit, summaries=as_json)
-    if as_json:
-        sys.stdout.write(json.dumps([r.to_dict() for r in records]) + "\n")
+    records = open_store(store).list_runs(status=status, limit=limit, summaries=False)
+    if as_json:  # (as GET /runs: a summary of long trajectories is megabytes a run; `ancho show RUN --json` has it)
+        sys.stdout.write(json.dumps([{k: v for k, v in r.to_dict().items() if k != "summary"} for r in records]) + "\n")
     elif not records:
         out_console.print("no runs yet: try `ancho run examples/gambler.py`")
     else:
