@@ -264,8 +264,17 @@ def test_expressions_must_reduce_trajectories_and_only_them(home, target, messag
 
 
 def test_goals_on_a_bare_trajectory_or_a_reduced_scalar_are_errors(home):
-    with pytest.raises(ExpressionError, match="output 'walk' is a trajectory"):
-        walk_run(home, n=50, until="mean(walk)+-1", max_sequences=100)
+    """Errors of the precision goal's field (not the targets', as when a worker's tally met it first), each with an
+    example of its own kind."""
+    from ancho.errors import Field
+
+    for until, example in [
+        ("mean(walk)+-1", "e.g. 'mean(last(walk))+-0.1'"),
+        ("p(walk>3)+-0.01", "e.g. 'p(max(walk)>=100)+-0.01'"),
+    ]:
+        with pytest.raises(ExpressionError, match="output 'walk' is a trajectory") as caught:
+            walk_run(home, n=50, until=until, max_sequences=100)
+        assert caught.value.field is Field.UNTIL and str(caught.value).endswith(example), str(caught.value)
     with pytest.raises(ExpressionError, match="last\\(\\) takes a trajectory, but output 'end'"):
         walk_run(home, n=50, until="mean(last(end))+-1", max_sequences=100)
 

@@ -159,11 +159,14 @@ def reduced_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {f"{r}({name})": f(col) for name, col in columns.items() if col.ndim == 2 for r, f in REDUCERS.items()}
 
 
-def shape_error(expr: str, output: str, reduce: str | None, is_trajectory: bool) -> str:
+def shape_error(expr: str, output: str, reduce: str | None, is_trajectory: bool, example: str = "") -> str:
+    """Why ``expr`` does not fit output ``output``; ``example``: how to write it instead ({output} filled in), by
+    default a target's."""
     if is_trajectory:
+        example = (example or "max({output})>=100").format(output=output)
         return (
             f"'{expr}': output '{output}' is a trajectory; use max({output}), min({output}) or last({output}) "
-            f"to reduce it to one value per sequence, e.g. 'max({output})>=100'"
+            f"to reduce it to one value per sequence, e.g. '{example}'"
         )
     return f"'{expr}': {reduce}() takes a trajectory, but output '{output}' is a single number per sequence; write '{output}' alone"
 
@@ -188,7 +191,8 @@ def check_outputs(kinds: dict[str, str], targets: list[Target], goal: Goal | Non
         )
     reduce = goal.target.reduce if goal.target is not None else goal.reduce
     if kinds[goal.source].endswith("]") != (reduce is not None):
+        example = "mean(last({output}))+-0.1" if goal.target is None else "p(max({output})>=100)+-0.01"
         raise ExpressionError(
-            "precision goal " + shape_error(goal.expr, goal.source, reduce, kinds[goal.source].endswith("]")),
+            "precision goal " + shape_error(goal.expr, goal.source, reduce, kinds[goal.source].endswith("]"), example),
             Field.UNTIL,
         )

@@ -321,7 +321,12 @@ class Tally:
 
 def chunk_tallies(columns: dict[str, np.ndarray], targets: list[Target]) -> dict[str, Tally]:
     """A :class:`Tally` per output column of a chunk, with the hits of the ``targets`` on that output."""
-    tallies = {name: Tally.of(col, [t for t in targets if t.output == name]) for name, col in columns.items()}
+    # (a target of the wrong shape, a trajectory unreduced, is left out here: the driver refuses it at the first
+    # chunk, naming the option it came from, --target or --until, where a worker's error could not say which)
+    tallies = {
+        name: Tally.of(col, [t for t in targets if t.output == name and (col.ndim == 2) == (t.reduce is not None)])
+        for name, col in columns.items()
+    }
     # max(NAME), min(NAME), last(NAME) of each trajectory, the keys of mean(last(NAME)) goals (three cheap reductions)
     tallies.update((key, Tally.of(col, [])) for key, col in reduced_columns(columns).items())
     return tallies
