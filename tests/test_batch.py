@@ -9,6 +9,7 @@ one of those, through the real engine and real worker processes.
 from __future__ import annotations
 
 import math
+import re
 import sys
 
 import numpy as np
@@ -334,6 +335,24 @@ def test_a_block_out_of_memory_says_that_a_smaller_block_needs_less():
         "MemoryError: Unable to allocate 3.05 GiB for an array with shape (4096, 100000); "
         "a block is 4,096 sequences at once: a smaller `block` on Walk needs less memory"
     )
+
+
+def test_a_run_whose_every_sequence_fails_says_what_failed_not_to_allow_failures(tmp_path):
+    """Every block out of memory: allowing failures cannot help, so the run's error says every sequence failed and
+    keeps the block's advice (it said '(100 failures; allow some with --max-failures N)')."""
+
+    def body(self, rng, n):
+        raise MemoryError(f"Unable to allocate 3.05 GiB for an array with shape ({n}, 100000)")
+
+    with pytest.raises(RunFailed) as caught:
+        run(batch_model(body, block=100), tmp_path, sequences=1_000, workers=1)
+    message = str(caught.value)
+    assert re.fullmatch(
+        r"sequence \d+ failed: MemoryError: Unable to allocate 3\.05 GiB for an array with shape \(100, 100000\); "
+        r"a block is 100 sequences at once: a smaller `block` on Bad needs less memory "
+        r"\(every sequence so far failed: [\d,]+\)",
+        message,
+    ), message
 
 
 def test_a_run_whose_blocks_weigh_too_much_says_which_block_to_set():

@@ -482,8 +482,12 @@ class ChunkRunner:
         return run_chunk(self.model, self.streams, start, stop, self.name)
 
 
-def failure_message(result: ChunkResult | StoredChunk, failures: int, allowed: int) -> str:
-    """The error of a run whose failed sequences are more than ``allowed``, naming the first in ``result``."""
+def failure_message(result: ChunkResult | StoredChunk, failures: int, allowed: int, done: int) -> str:
+    """The error of a run whose failed sequences are more than ``allowed`` of the ``done`` so far, naming the first
+    in ``result`` (when every one failed, allowing failures would not help: the error is what to fix)."""
     first = result.failures[0]
+    if failures >= done:
+        count = f"every sequence so far failed: {failures:,}" if failures > 1 else "the first sequence"
+        return f"sequence {first.sequence} failed: {first.error} ({count})"
     allowance = f"--max-failures allows {allowed}" if allowed else "allow some with --max-failures N"
     return f"sequence {first.sequence} failed: {first.error} ({failures} failure{'s' if failures != 1 else ''}; {allowance})"

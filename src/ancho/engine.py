@@ -353,7 +353,7 @@ def execute(
             if result.failed:
                 failures += result.failed
                 if failures > spec.max_failures:
-                    raise RunFailed(failure_message(result, failures, spec.max_failures))
+                    raise RunFailed(failure_message(result, failures, spec.max_failures, done))
             if spec.until:
                 tallies = result.tallies if isinstance(result, StoredChunk) else chunk_tallies(result.columns, tracked)
                 for name, tally in tallies.items():

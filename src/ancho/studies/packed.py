@@ -330,7 +330,7 @@ def _take(
     if result.failed:
         pt.failures += result.failed
         if pt.failures > spec.max_failures:
-            fail(pt, failure_message(result, pt.failures, spec.max_failures))
+            fail(pt, failure_message(result, pt.failures, spec.max_failures, pt.done))
 
 
 def _durable(store: Store) -> None:
