@@ -324,6 +324,8 @@ def test_exports(home, tmp_path):
     assert (int(seq), int(step), float(value)) == (7, 5, paths[7, 5])
     bad = run_cli("export", res.run_id, "--trajectory", "end", env=env)
     assert bad.returncode != 0 and "no trajectory output 'end'" in bad.stderr
+    bad = run_cli("export", res.run_id, "--trajectory", "walk", "--format", "parquet", env=env)
+    assert bad.returncode == 2 and "--format parquet without --trajectory writes every output" in bad.stderr
     out = tmp_path / "r.parquet"
     pq_run = run_cli("export", res.run_id, "--format", "parquet", "-o", str(out), env=env)
     assert pq_run.returncode == 0, pq_run.stderr

@@ -221,7 +221,11 @@ def export(
     st = open_store(store)
     study = isinstance(find_record(st, run_id), StudyRecord)
     if trajectory is not None and (format != "csv" or study):
-        raise InputError("--trajectory NAME writes a run's trajectory as CSV: use it with --format csv on a run")
+        raise InputError(
+            "--trajectory NAME writes one of a run's trajectories as long CSV (sequence,step,value), with --format "
+            "csv; for Parquet, --format parquet without --trajectory writes every output, each trajectory as a "
+            "list column (a row a sequence)"
+        )
     if format == "parquet" and output is None and sys.stdout.isatty():
         raise InputError("Parquet is binary: give --output FILE (or redirect stdout)")
     sink = open(output, "wb") if output else sys.stdout.buffer
