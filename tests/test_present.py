@@ -49,3 +49,12 @@ def test_sparklines_draw_a_series_lowest_to_highest():
     assert sparkline(list(range(8)), width=4) == "▁▃▆█"
     assert len(sparkline([math.sin(i / 10) for i in range(120)], width=24)) == 24
     assert sparkline([0.0, math.inf, 1.0]) == "▁ █"  # (±inf is no height: drawn as a gap, as null is)
+
+
+def test_a_sparkline_does_not_stretch_differences_smaller_than_its_span():
+    """Means that vary by less than their intervals' width (a flat walk's noise) stay near mid height; a trend wider
+    than the span is drawn in full, as without one."""
+    noise = [0.004, 0.02, -0.03, 0.01, -0.079]
+    assert sparkline(noise) == "▇█▄▇▁"  # (stretched to the full height: looks like a fall)
+    assert set(sparkline(noise, span=1.0)) <= set("▃▄▅")
+    assert sparkline([1, 2, 3, 4, 5, 6, 7, 8], span=2.0) == "▁▂▃▄▅▆▇█"

@@ -93,12 +93,14 @@ def run_duration(started: float | None, finished: float | None, running: bool = 
 BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: Sequence[float | None], width: int = 24) -> str:
+def sparkline(values: Sequence[float | None], width: int = 24, span: float = 0.0) -> str:
     """A series as one line of block characters, at most ``width`` wide, lowest value ``▁`` and highest ``█``.
 
     Why: a terminal shows a trajectory's shape at a glance where 120 numbers would not. Longer series are cut into
     ``width`` runs of consecutive steps, each drawn at the mean of its finite values; a run with none (steps no
-    sequence gave a number for, ``null`` in a summary) is a space; a flat series is drawn at mid height.
+    sequence gave a number for, ``null`` in a summary) is a space; a flat series is drawn at mid height. ``span``:
+    the least range the bars stand for (a trajectory's means: their intervals' width), so that a series varying less
+    than that, noise about a flat mean, is drawn near mid height and not stretched into a false trend.
     """
     if not values or width < 1:
         return ""
@@ -113,6 +115,9 @@ def sparkline(values: Sequence[float | None], width: int = 24) -> str:
     if not known:
         return " " * cells
     lo, hi = min(known), max(known)
+    if hi - lo < span:
+        middle = (hi + lo) / 2
+        lo, hi = middle - span / 2, middle + span / 2
     top = len(BARS) - 1
     return "".join(
         " " if h is None else BARS[top // 2 if hi == lo else round((h - lo) / (hi - lo) * top)] for h in heights

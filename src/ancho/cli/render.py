@@ -167,7 +167,7 @@ def trajectories_table(trajectories: dict) -> Fitted:
             {
                 "trajectory": name,
                 "steps": fmt(s["steps"]),
-                "shape": sparkline(means, 20),
+                "shape": sparkline(means, 20, _interval_width(s)),
                 "first": fmt(means[0] if means else None, 5),
                 "last": fmt(means[-1] if means else None, 5),
                 "highest": fmt(top[0], 5),
@@ -177,6 +177,14 @@ def trajectories_table(trajectories: dict) -> Fitted:
         )
     title = "trajectories (mean of each step)"
     return _fitted(title, TRAJECTORY_COLUMNS, rows, TRAJECTORY_LEFT_OUT_FIRST, ("trajectory", "shape"), "trajectory")
+
+
+def _interval_width(trajectory: dict) -> float:
+    """The median width of a trajectory's steps' 95% intervals of the mean (0 without them): what its mean can be
+    told apart from, so its sparkline does not draw differences smaller than that as a shape."""
+    lows, highs = trajectory.get("ci95_low") or [], trajectory.get("ci95_high") or []
+    widths = sorted(h - lo for lo, h in zip(lows, highs) if lo is not None and h is not None and math.isfinite(h - lo))
+    return widths[len(widths) // 2] if widths else 0.0
 
 
 def _add(table: Table, *cells: str) -> None:
