@@ -339,3 +339,29 @@ def test_the_progress_bar_says_summarising_once_every_sequence_is_done(monkeypat
         assert bar._progress.tasks[0].fields["phase"] == "summarising"
         bar(10, 20)  # (a precision goal asked for more)
         assert bar._progress.tasks[0].fields["phase"] == "running"
+
+
+def test_a_heading_wraps_between_its_parts_and_notes_use_the_terminals_width():
+    """At 80 columns a run's heading wrapped after a dangling '·' and split its parts; a note under a narrow table
+    wrapped at the table's width (leaving 'them)' alone on a line), and said 'them' of one column."""
+    from ancho.cli.render import Dotted
+
+    parts = ["run b75d4144cdfc", "succeeded", "100 sequences", "seed 4351283694628778", "block 4,096", "5.19 s"]
+    lines = _text([Dotted(parts)], 80).splitlines()
+    assert lines == [
+        "run b75d4144cdfc  ·  succeeded  ·  100 sequences  ·  seed 4351283694628778",
+        "block 4,096  ·  5.19 s",
+    ]
+    assert _text([Dotted(parts)], 200).splitlines() == ["  ·  ".join(parts)]
+    trajectory = {
+        "steps": 3, "count": 10, "mean": [0.0, 1.0, 2.0], "ci95_low": [0.0, 0.9, 1.9], "ci95_high": [0.0, 1.1, 2.1],
+    }  # fmt: skip
+    text = _text([trajectories_table({"a_long_trajectory_name": trajectory})], 70)  # (the table: 56 wide)
+    note = [line for line in text.splitlines() if "left out" in line]
+    assert note == ["highest and at step left out to fit the terminal (--json has them)"], text
+    study = SimpleNamespace(
+        id="s48ed2c023cf", model="BSCall", status="succeeded", design={"kind": "sobol"}, points=[{}] * 32,
+        done=64_000, total=64_000, created=1_700_000_000, started=1_700_000_000.5, finished=1_700_000_100.5,
+    )  # fmt: skip
+    text = _text([studies_table([study])], 80)
+    assert "duration left out to fit the terminal (--json has it)" in text, text

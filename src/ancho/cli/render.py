@@ -37,12 +37,17 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     ``failures_command`` is the command that lists failed sequences (it differs for a server's runs).
     """
     parts: list = []
-    head = f"run {summary['run']}  ·  {summary['status']}  ·  {summary['sequences']:,} sequences  ·  seed {summary['seed']}"
+    head = [
+        f"run {summary['run']}",
+        summary["status"],
+        f"{summary['sequences']:,} sequences",
+        f"seed {summary['seed']}",
+    ]
     if record is not None and getattr(record, "block", None):
-        head += f"  ·  block {record.block:,}"
+        head.append(f"block {record.block:,}")
     if record is not None and record.started and record.finished:
-        head += f"  ·  {record.finished - record.started:.2f} s"
-    parts.append(Text(head))
+        head.append(f"{record.finished - record.started:.2f} s")
+    parts.append(Dotted(head))
     if summary.get("params"):
         parts.append(Text("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items())))
     trajectories = summary.get("trajectories") or {}
@@ -80,6 +85,27 @@ def summary_tables(summary: dict, record=None, failures_command: str = "ancho sh
     return parts
 
 
+class Dotted:
+    """Parts of a heading joined by ``  ·  ``, as many a line as the terminal has room for: a line never ends on the
+    dot nor breaks inside a part (``seed 4351…`` stays whole) unless a part alone is wider than the terminal."""
+
+    SEPARATOR = "  ·  "
+
+    def __init__(self, parts: Sequence[str]):
+        self.parts = list(parts)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        line = ""
+        for part in self.parts:
+            if line and len(line) + len(self.SEPARATOR) + len(part) > options.max_width:
+                yield Text(line)
+                line = part
+            else:
+                line = f"{line}{self.SEPARATOR}{part}" if line else part
+        if line:
+            yield Text(line)
+
+
 class Fitted:
     """A table with as many of its columns as the terminal has room for.
 
@@ -99,7 +125,10 @@ class Fitted:
             table = self.build(tuple(c for group in self.left_out_first[:cut] for c in group))
             if Measurement.get(console, unbounded, table).maximum <= options.max_width:
                 break
+        note, table.caption = table.caption, None  # (said below the table at the terminal's width, not the table's)
         yield table  # (still too wide with every group left out: its column of names wraps)
+        if note:
+            yield note if isinstance(note, Text) else Text(str(note))
 
 
 def _fitted(
@@ -130,7 +159,9 @@ def _fitted(
 def _left_out_caption(table: Table, left_out: Sequence[str]) -> None:
     if left_out:
         names = f"{', '.join(left_out[:-1])} and {left_out[-1]}" if len(left_out) > 1 else left_out[0]
-        table.caption = Text(f"{names} left out to fit the terminal (--json has them)")
+        table.caption = Text(
+            f"{names} left out to fit the terminal (--json has {'them' if len(left_out) > 1 else 'it'})"
+        )
         table.caption_justify = "left"
 
 
