@@ -11,10 +11,21 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from ancho.plotdata import histogram
-from ancho.web.charts import H, W, convergence_svg, histogram_svg
-from ancho.web.labels import TICK_PX, TITLE_PX, compact, fit_ticks, text_width
-from ancho.web.study_charts import band_svg, parallel_svg
+from ancho.plotdata import Fan, histogram
+from ancho.web.charts import H, W, _axes, _left, _Scale, convergence_svg, fan_svg, histogram_svg
+from ancho.web.labels import (
+    TICK_PX,
+    TITLE_PX,
+    compact,
+    fit_ticks,
+    fits,
+    label,
+    left_margin,
+    shorten,
+    text_width,
+    tick_room,
+)
+from ancho.web.study_charts import band_svg, parallel_svg, paths_svg
 
 NS = "{http://www.w3.org/2000/svg}"
 LONG = "a_rather_long_output_name_for_label_testing_purposes"
@@ -122,3 +133,92 @@ def test_fit_ticks_thins_and_keeps_inside():
     assert kept[0][0] == 10.0 and len(kept) < len(marks)
     half = text_width("1,000,000") / 2
     assert all(2 + half <= cx <= W - 2 - half for _, cx, _ in kept)
+
+
+# -- a label its margin was sized for is drawn whole ------------------------------------------------------------------
+def y_labels(markup) -> list[tuple[str, bool]]:
+    """(shown text, cut) of a chart's y tick labels (right-aligned ticks): cut when it ends in … or has a tooltip."""
+    svg = parse(markup)
+    found = [t for t in svg.iter(f"{NS}text") if t.get("class") == "tick" and t.get("text-anchor") == "end"]
+    return [(shown(t), t.find(f"{NS}title") is not None or shown(t).endswith("…")) for t in found]
+
+
+def fan_of(lo: float, hi: float, steps: int = 20) -> Fan:
+    line = np.linspace(lo, hi, steps).tolist()
+    return Fan("wealth", steps, 100, list(range(steps)), *[line] * 8)
+
+
+def conv_of(lo: float, hi: float) -> dict:
+    n = list(range(1, 201))
+    mean = np.linspace(lo, hi, 200).tolist()
+    return {"n": n, "mean": mean, "low": mean, "high": mean}
+
+
+def hist_of(top: int) -> dict:
+    return {"kind": "float", "edges": [0.0, 0.5, 1.0], "counts": [top // 2, top], "nonfinite": 0}
+
+
+def path_of(lo: float, hi: float) -> list:
+    return [("point 0", np.linspace(lo, hi, 30).tolist(), 1.0)]
+
+
+#: a chart and its widest y tick label: six-character labels were cut one hundredth of a unit short (97.24 − 34 is
+#: 63.2399…, under their width of 63.24; a run page's fan chart read "40,00…", its running mean "50,50…"); every
+#: width of label the site writes is here
+LINE = [-1_000.0, -500.0, -200.0]
+TINY = [0.0, 1e-4, 3e-4]
+AXES = [
+    pytest.param(lambda: fan_svg(fan_of(0, 40_000)), "40,000", id="fan 40,000"),
+    pytest.param(lambda: fan_svg(fan_of(-1_000, -200)), "-1,000", id="fan -1,000"),
+    pytest.param(lambda: fan_svg(fan_of(0, 100_000)), "100,000", id="fan 100,000"),
+    pytest.param(lambda: convergence_svg("x", conv_of(50_400, 50_600)), "50,500", id="mean 50,500"),
+    pytest.param(lambda: convergence_svg("x", conv_of(-0.0004, 0.0001)), "-0.0004", id="mean -0.0004"),
+    pytest.param(lambda: band_svg("mu", "x", [0, 1, 2], LINE, LINE, LINE), "-1,000", id="band -1,000"),
+    pytest.param(lambda: band_svg("mu", "x", [0, 1, 2], TINY, TINY, TINY), "0.0001", id="band 0.0001"),
+    pytest.param(lambda: paths_svg("x", path_of(0, 3e-4)), "0.0001", id="paths 0.0001"),
+    pytest.param(lambda: paths_svg("x", path_of(0, 1.5e-5)), "1.500e-05", id="paths 1.5e-05"),
+    pytest.param(lambda: histogram_svg("x", hist_of(20_000_000)), "20M", id="counts 20M"),
+    pytest.param(lambda: histogram_svg("x", hist_of(400_000)), "400k", id="counts 400k"),
+    pytest.param(lambda: histogram_svg("x", hist_of(8_000)), "8,000", id="counts 8,000"),
+]
+
+
+@pytest.mark.parametrize(("chart", "widest"), AXES)
+def test_the_widest_y_label_of_an_axis_is_drawn_whole(chart, widest):
+    markup = chart()
+    found = y_labels(markup)
+    assert (widest, False) in found, found
+    assert not any(cut for _, cut in found), found
+    assert max(text_width(t) for t, _ in found) == text_width(widest)
+    assert_readable(markup)
+
+
+@pytest.mark.parametrize("widest", ["0", "-5", "200", "20M", "40,000", "-1,000", "0.0001", "1.5e-05", "-1.500e-05"])
+def test_a_margin_sized_for_labels_holds_every_one_of_them(widest):
+    yt = [(0.0, "0"), (1.0, widest)]
+    left = _left(yt)
+    assert fits(text_width(widest), tick_room(left)) and shorten(widest, tick_room(left)) == widest
+    ticks = [t for t in _axes(_Scale(0, 1, left, W - 16), _Scale(0, 1, 236, 16), [], yt) if t.startswith("<text")]
+    assert ticks[-1].endswith(f">{widest}</text>") and "<title>" not in ticks[-1]
+
+
+def test_a_label_genuinely_too_wide_is_still_cut_whole_in_its_tooltip():
+    # a hundredth of a unit short of a six-character label's 63.24 is too little room
+    assert shorten("40,000", 63.23) == "40,0…" and shorten("40,000", 63.24) == "40,000"
+    assert not fits(63.25, 63.24) and fits(63.24, 63.24) and fits(63.24, 97.24 - 34)
+    # what is cut is cut to the room it has: five characters and the ellipsis fill a six-character room
+    assert shorten("100,000", 97.24 - 34) == "100,0…"
+    assert label("100,000", 63.24, class_="tick") == '<text class="tick"><title>100,000</title>100,0…</text>'
+    # a margin is capped at 200 units: a tick label wider than that leaves is cut, its whole text in its tooltip
+    name = "a tick label far too long for any margin"
+    left = left_margin([name], 64)
+    assert left == 200 and not fits(text_width(name), tick_room(left))
+    text = [t for t in _axes(_Scale(0, 1, left, W - 16), _Scale(0, 1, 236, 16), [], [(0.0, name)]) if "<text" in t]
+    assert f"<title>{name}</title>" in text[0] and "…</text>" in text[0]
+
+
+def test_ticks_exactly_a_gap_apart_are_all_kept():
+    # 129.26 − 31.62 is 97.63999…, a hair under the first label's end plus the gap (97.64): both kept, not thinned
+    marks = [(60.02, "0.0001"), (129.26, "0.0001")]
+    assert [p for p, _, _ in fit_ticks(marks, 2, W - 2)] == [60.02, 129.26]
+    assert len(fit_ticks([(60.02, "0.0001"), (129.25, "0.0001")], 2, W - 2)) == 1  # a hundredth closer: thinned

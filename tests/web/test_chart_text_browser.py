@@ -11,8 +11,9 @@ import pytest
 from ..conftest import need_module
 
 need_module("selenium", "pip install selenium (the test extra)")  # skips the module here, fails under CI
-from ancho.web.charts import convergence_svg, histogram_svg  # noqa: E402
-from ancho.web.study_charts import parallel_svg  # noqa: E402
+from ancho.plotdata import Fan  # noqa: E402
+from ancho.web.charts import convergence_svg, fan_svg, histogram_svg  # noqa: E402
+from ancho.web.study_charts import parallel_svg, paths_svg  # noqa: E402
 
 from ..server.conftest import submit, tar_gz, upload_id, wait_run  # noqa: E402
 from .conftest import screenshot, sign_in  # noqa: E402
@@ -61,8 +62,19 @@ def settled(browser, name: str) -> None:
     raise AssertionError((name, clashes))
 
 
+def wide_ticks() -> list:
+    """A fan chart up to 40,000 (its six-character y labels were cut once) and a study's mean paths up to 200 with
+    their key, plainly named and with long names."""
+    line = np.linspace(0, 40_000, 50).tolist()
+    fan = fan_svg(Fan("wealth", 50, 100, list(range(50)), *[line] * 8))
+    t = np.arange(101)
+    walks = [(f"point {k}, drift = {d}", (d * t).tolist(), k / 2) for k, d in enumerate((0, 1, 2))]
+    return [fan, paths_svg("walk", walks, ("drift = 0", "drift = 2")), paths_svg(LONG, walks, (f"{LONG} = 0", f"{LONG} = 2"))]  # fmt: skip
+
+
 def big_charts() -> str:
-    """Charts of a billion sequences and a long name, with a study's parallel coordinates, as one page's HTML."""
+    """Charts of a billion sequences and a long name, with a study's parallel coordinates and mean paths and a fan
+    chart, as one page's HTML."""
     n = np.unique(np.geomspace(1, 10**9, 200).round().astype(np.int64)).tolist()
     mean = [2.5e6 + 1e5 / (k + 1) for k in range(len(n))]
     conv = {"n": n, "mean": mean, "low": [m - 3e3 for m in mean], "high": [m + 3e3 for m in mean]}
@@ -70,7 +82,8 @@ def big_charts() -> str:
     rng = np.random.default_rng(1)
     cols = {p: rng.uniform(-0.123456, 4.56789, 20).tolist() for p in ("mu", "lam", "steps")}
     pc = parallel_svg(["mu", "lam", "steps"], LONG, cols, rng.normal(0, 3, 20).tolist())
-    return "".join(f'<figure class="chart-box">{svg}</figure>' for svg in (histogram_svg(LONG, hist), convergence_svg(LONG, conv), pc))  # fmt: skip
+    svgs = (histogram_svg(LONG, hist), convergence_svg(LONG, conv), pc, *wide_ticks())
+    return "".join(f'<figure class="chart-box">{svg}</figure>' for svg in svgs)
 
 
 def test_long_names_and_large_counts_read_on_a_desktop_and_a_phone(site, browser, artifacts):

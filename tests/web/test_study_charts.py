@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+import numpy as np
+import pytest
+
 from ancho.web.charts import MB, ML, MR, MT, H, W
 from ancho.web.studies import PAGE_ROWS, _sorted_page, study_data
 from ancho.web.study_charts import (
@@ -12,6 +15,7 @@ from ancho.web.study_charts import (
     MAX_MARKS,
     MAX_PATHS,
     MAX_ROWS,
+    PATHS_TOP,
     band_svg,
     comparison_svg,
     heatmap_svg,
@@ -19,6 +23,8 @@ from ancho.web.study_charts import (
     paths_svg,
     sensitivity_svg,
 )
+
+from .test_chart_labels import assert_readable
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -138,7 +144,77 @@ def test_many_points_are_marked_sparingly_so_the_page_stays_small():
 def test_mean_paths_are_capped_and_shaded():
     paths = [(f"point {k}", [float(k * t) for t in range(1000)], k / 199) for k in range(200)]
     svg = str(paths_svg("walk", paths))
-    lines = re.findall(r'<polyline class="pc" points="([^"]+)" stroke-opacity="([\d.]+)"', svg)
+    lines = re.findall(
+        r'<polyline class="mpath" points="([^"]+)" stroke-opacity="([\d.]+)" stroke-width="([\d.]+)"', svg
+    )
     assert len(lines) == MAX_PATHS and f"({MAX_PATHS} of 200 drawn)" in svg
-    assert all(len(points.split()) == MAX_LINES for points, _ in lines)
-    assert float(lines[0][1]) == 0.2 and float(lines[-1][1]) == 1.0
+    assert all(len(points.split()) == MAX_LINES for points, _, _ in lines)
+    # the faintest line is still plain, the strongest solid and thicker; drawn faintest first (the strongest on top)
+    assert (float(lines[0][1]), float(lines[-1][1])) == (0.4, 1.0) and float(lines[0][2]) < float(lines[-1][2])
+    assert [float(o) for _, o, _ in lines] == sorted(float(o) for _, o, _ in lines)
+
+
+def ticks_and_lines(markup) -> tuple[dict[str, float], list[list[float]]]:
+    """A mean-path picture's y tick labels (text: y) and its lines' y coordinates."""
+    svg = parse(markup)
+    yt = {t.text: float(t.get("y")) - 4 for t in svg.iter(f"{NS}text") if t.get("text-anchor") == "end"}
+    lines = [p for p in svg.iter(f"{NS}polyline") if p.get("class") == "mpath"]
+    return yt, [[float(xy.split(",")[1]) for xy in p.get("points").split()] for p in lines]
+
+
+def drifts(top: float, noise: float = 0.3) -> list[tuple[str, list[float], float]]:
+    """Mean paths drift * t over 101 steps for drift 0, 1 and 2 (the last ending at ``top``), a little noisy."""
+    t = np.arange(101)
+    noisy = np.random.default_rng(3).normal(0, noise, (3, 101))
+    return [(f"point {k}, drift = {d}", (top / 200 * d * t + noisy[k]).tolist(), k / 2) for k, d in enumerate((0, 1, 2))]  # fmt: skip
+
+
+@pytest.mark.parametrize("top", [200.0, 198.0, 201.0])
+def test_mean_path_ticks_cover_the_lines_up_to_a_round_top(top):
+    # lines reaching 200 (or 198, or a hair past it) end level with a 200 tick at the top of the plot, not above 150
+    yt, lines = ticks_and_lines(paths_svg("walk", drifts(top)))
+    assert list(yt) == ["0", "50", "100", "150", "200"]
+    ys = [y for line in lines for y in line]
+    # the outermost ticks at the plot's edges, or a few pixels inside when a noisy line passes them by that much
+    assert PATHS_TOP <= yt["200"] <= PATHS_TOP + 3 and H - MB - 3 <= yt["0"] <= H - MB
+    assert PATHS_TOP <= min(ys) and max(ys) <= H - MB  # every line inside the plot, its highest and lowest values
+    assert abs(min(ys) - yt["200"]) <= 3 and abs(max(ys) - yt["0"]) <= 3  # level with the outermost ticks
+
+
+def test_mean_path_ticks_cover_a_range_between_round_values():
+    # 37 to 161: the ticks run from the round value at or below the lowest to the one at or above the highest
+    yt, lines = ticks_and_lines(paths_svg("walk", [("p", [37.0, 80.0, 161.0], 1.0)]))
+    assert list(yt) == ["0", "50", "100", "150", "200"]
+    assert yt["0"] == H - MB and yt["200"] == PATHS_TOP and yt["0"] > max(lines[0]) and yt["200"] < min(lines[0])
+
+
+def test_mean_paths_have_a_key_naming_the_faintest_and_strongest_line():
+    markup = str(paths_svg("walk", drifts(200.0), ("drift = 0", "drift = 2")))
+    svg = parse(markup)
+    lines = [p for p in svg.iter(f"{NS}polyline") if p.get("class") == "mpath"]
+    keys = [line for line in svg.iter(f"{NS}line") if line.get("class") == "mpath"]
+    texts = [t for t in svg.iter(f"{NS}text") if t.get("class") == "tick key"]
+    assert [t.text for t in texts] == ["drift = 0", "drift = 2"]
+    assert [k.find(f"{NS}title").text for k in keys] == ["faintest line: drift = 0", "strongest line: drift = 2"]
+    style = [(p.get("stroke-opacity"), p.get("stroke-width")) for p in (*keys, lines[0], lines[-1])]
+    assert style[0] == style[2] and style[1] == style[3]  # each sample is drawn as its line is
+    assert float(style[0][0]) >= 0.4 and float(style[0][1]) < float(style[1][1])  # plain, and thinner
+    # above the plot, left to right from its left edge, apart; the description names both ends for screen readers
+    assert all(float(t.get("y")) < PATHS_TOP - 8 for t in texts)
+    assert "the faintest, thinnest line is drift = 0, the strongest, thickest drift = 2" in svg.find(f"{NS}desc").text
+    assert_readable(markup)
+    # without names for its ends, the key shows the faintest and strongest paths' labels
+    default = [
+        t.text for t in parse(paths_svg("walk", drifts(200.0))).iter(f"{NS}text") if t.get("class") == "tick key"
+    ]
+    assert default == ["point 0, drift = 0", "point 2, drift = 2"]
+
+
+def test_a_long_key_is_cut_whole_in_its_tooltip():
+    name = "a_rather_long_parameter_name_for_label_testing"
+    markup = paths_svg("walk", drifts(200.0), (f"{name} = 0.001234", f"{name} = 1,234"))
+    svg = parse(markup)
+    texts = [t for t in svg.iter(f"{NS}text") if t.get("class") == "tick key"]
+    assert [t.find(f"{NS}title").text for t in texts] == [f"{name} = 0.001234", f"{name} = 1,234"]
+    assert all(t.find(f"{NS}title").tail.endswith("…") for t in texts)
+    assert_readable(markup)

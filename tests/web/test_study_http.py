@@ -259,7 +259,8 @@ def test_trajectory_outputs_draw_each_points_mean_path(site, page):
         assert wait_study(api, r.json()["id"])["status"] == "succeeded"
     page.sign_in(site.tokens["alice"])
     text = html.unescape(page.http.get(f"/studies/{r.json()['id']}").text)
-    assert "Mean path of walk at each point" in text
+    assert "Mean path of walk at each point" in text and "(stronger lines for higher drift)" in text
+    assert re.findall(r'<text class="tick key"[^>]*>([^<]+)</text>', text) == ["drift = 0", "drift = 2"]
     found = re.findall(r"<title>point (\d), drift = ([\d.]+): last mean (-?[\d.]+)</title>", text)
     assert [(k, float(d)) for k, d, _ in found] == [("0", 0.0), ("1", 1.0), ("2", 2.0)]
     for _, drift, last in found:  # the mean of 400 standard normals around 9 * drift: within 4 standard errors

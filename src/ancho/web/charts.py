@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 
 from ..plotdata import Fan
 from ..present import number
-from .labels import TITLE_PX, compact, fit_ticks, label, left_margin, text_width
+from .labels import TICK_PAD, TITLE_PX, compact, fit_ticks, label, left_margin, text_width, tick_room
 
 W, H = 560, 280
 #: plot area margins: left (y labels), right, top, bottom (x labels)
@@ -31,15 +31,20 @@ def fmt(v: float | None) -> str:
     return number(v, 4)
 
 
+def tick_step(lo: float, hi: float, count: int = 5) -> float:
+    """The round step (1, 2 or 5 times a power of ten) between about ``count`` ticks over [lo, hi] (``lo < hi``)."""
+    raw = (hi - lo) / max(count, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
 def ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round-numbered ticks covering [lo, hi] (1, 2 or 5 times a power of ten apart)."""
+    """Round-numbered ticks inside [lo, hi] (1, 2 or 5 times a power of ten apart)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
     if hi <= lo:
         return [lo]
-    raw = (hi - lo) / max(count, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = tick_step(lo, hi, count)
     first = math.ceil(lo / step - 1e-9) * step
     out = []
     v = first
@@ -124,13 +129,15 @@ def _axes(x: _Scale, y: _Scale, xt: list[tuple[float, str]], yt: list[tuple[floa
     for v, text in yt:
         py = y(v)
         out.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{py}" y2="{py}"/>')
-        out.append(label(text, left - 34, class_="tick", x=left - 6, y=py + 4, text_anchor="end"))
+        out.append(
+            label(text, tick_room(left), class_="tick", x=round(left - TICK_PAD, 2), y=py + 4, text_anchor="end")
+        )
     for v, _ in xt:
         out.append(f'<line class="tick-mark" x1="{x(v)}" x2="{x(v)}" y1="{H - MB}" y2="{H - MB + 5}"/>')
     for _, cx, text in fit_ticks([(x(v), text) for v, text in xt], 2, W - 2):
         out.append(f'<text class="tick" x="{cx}" y="{H - MB + 18}" text-anchor="middle">{escape(text)}</text>')
     out.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{H - MB}" y2="{H - MB}"/>')
-    out.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{MT}" y2="{H - MB}"/>')
+    out.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{y.b}" y2="{H - MB}"/>')
     return out
 
 

@@ -7,6 +7,12 @@ down, site.css sets 17px ticks and 18px axis titles). What fits at that size
 fits on a desktop too. Margins follow the labels' widths, tick labels are
 thinned until they stop overlapping, and a name too long for its room is cut
 with an ellipsis, the whole name kept in its tooltip (``<title>``).
+
+Widths and positions are hundredths of a unit, and rooms are worked out from
+them (a margin less what stands beside the labels): every comparison of a
+width with its room goes through :func:`fits`, which allows :data:`SLACK` for
+the floating-point error of that arithmetic (97.24 − 34 is 63.2399…, a
+hair under the 63.24 of a six-character label the margin was sized for).
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ TICK_PX, TITLE_PX = 17, 18
 EM = 0.62
 #: the least space between two labels
 GAP = 6
+#: a y tick label ends this far left of the plot, and the rotated y axis title needs this much room left of the labels
+TICK_PAD, Y_TITLE_ROOM = 6, 28
+#: how much a width may exceed its room and still fit: less than the hundredth of a unit widths are rounded to,
+#: more than any floating-point error of adding and subtracting them
+SLACK = 0.005
 
 
 def text_width(text: str, px: float = TICK_PX) -> float:
@@ -26,11 +37,16 @@ def text_width(text: str, px: float = TICK_PX) -> float:
     return round(len(text) * px * EM, 2)
 
 
+def fits(width: float, room: float) -> bool:
+    """Whether something ``width`` wide fits in ``room`` (to within :data:`SLACK`): the one comparison of widths."""
+    return width <= room + SLACK
+
+
 def shorten(text: str, room: float, px: float = TICK_PX) -> str:
     """``text``, or as much of it as fits in ``room`` followed by an ellipsis."""
-    if text_width(text, px) <= room:
+    if fits(text_width(text, px), room):
         return text
-    keep = max(int(room / (px * EM)) - 1, 1)
+    keep = max(int((room + SLACK) / (px * EM)) - 1, 1)
     return text[:keep].rstrip() + "…"
 
 
@@ -53,9 +69,15 @@ def compact(v: float) -> str:
 
 
 def left_margin(texts: list[str], least: float, most: float = 200) -> float:
-    """Room left of the plot for y tick labels (``texts``) and the rotated axis title beside them."""
+    """Room left of the plot for y tick labels (``texts``) and the rotated axis title beside them: every label fits
+    :func:`tick_room` of it unless the widest is wider than ``most`` allows."""
     widest = max((text_width(t) for t in texts), default=0)
-    return round(min(max(least, widest + 6 + 28), most), 2)
+    return round(min(max(least, widest + TICK_PAD + Y_TITLE_ROOM), most), 2)
+
+
+def tick_room(left: float) -> float:
+    """The room of a y tick label in a plot whose left margin is ``left`` (see :func:`left_margin`)."""
+    return round(left - TICK_PAD - Y_TITLE_ROOM, 2)
 
 
 def fit_ticks(marks: list[tuple[float, str]], lo: float, hi: float) -> list[tuple[float, float, str]]:
@@ -69,7 +91,7 @@ def fit_ticks(marks: list[tuple[float, str]], lo: float, hi: float) -> list[tupl
             c = round(min(max(p, lo + half), hi - half), 2)
             kept.append((p, c, text))
             ends.append((c - half, c + half))
-        if all(a[1] + GAP <= b[0] for a, b in zip(ends, ends[1:])):
+        if all(fits(a[1] + GAP, b[0]) for a, b in zip(ends, ends[1:])):
             return kept
     return kept[:1]
 

@@ -27,6 +27,7 @@ from ..errors import AnchoError, NotFound
 from ..server.schemas import study_view
 from ..server.service import Service
 from ..stores.base import StudyRecord
+from .charts import fmt
 from .newrun import handle, posted
 from .newstudy import DESIGN_KINDS, STUDY_FIELDS, new_study_form, submit
 from .site import Action, Kept, _duration, _to_signin, current_session, render, router, service
@@ -128,9 +129,16 @@ def _figures(data: StudyData) -> list[Figure]:
     return out
 
 
+def _value(v: Any) -> str:
+    """A parameter's value in a picture's key: numbers (and true, false) as the site writes them (0.3, not
+    0.30000000000000004), anything else as it is."""
+    return fmt(v) if isinstance(v, (int, float)) else str(v)
+
+
 def trajectory_figures(svc: Service, user: str, record: StudyRecord, data: StudyData) -> list[Figure]:
     """Each point's mean path per trajectory output, from the points' run summaries; nothing (and one read) when the
-    first point's run has no trajectory. Shaded by the varied parameter when there is one, else by point order."""
+    first point's run has no trajectory. Shaded by the varied parameter when there is one, else by point order; the
+    picture's key names the faintest line's and the strongest's value (or point)."""
     first = next((p["run"] for p in record.points if p.get("run")), None)
     try:
         if first is None or not (svc.run(user, first).summary or {}).get("trajectories"):
@@ -144,17 +152,18 @@ def trajectory_figures(svc: Service, user: str, record: StudyRecord, data: Study
     names = list(dict.fromkeys(n for r in runs if r and r.summary for n in (r.summary.get("trajectories") or {})))
     out = []
     for name in names:
-        paths = []
+        paths, keys = [], []
         for k in order:
             run, row = runs[k], data.rows[k]
             fan = ((run.summary or {}).get("trajectories") or {}).get(name) if run else None
-            if fan:
+            if fan and fan.get("mean"):
                 label = f"point {row['point']}" + (f", {by} = {row[by]}" if by else "")
-                paths.append((label, fan.get("mean") or [], rank[k]))
-        svg = paths_svg(name, paths)
+                paths.append((label, fan["mean"], rank[k]))
+                keys.append(f"{by} = {_value(row[by])}" if by else f"point {row['point']}")
+        svg = paths_svg(name, paths, (keys[0], keys[-1]) if keys else None)
         if svg is not None:
-            shade = f"darker for higher {by}" if by else "darker for later points"
-            out.append(Figure(svg, f"The mean path of {name} at each point ({shade})."))
+            shade = f"higher {by}" if by else "later points"
+            out.append(Figure(svg, f"The mean path of {name} at each point (stronger lines for {shade})."))
     return out
 
 

@@ -18,8 +18,24 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from ..present import number
-from .charts import MB, ML, MR, MT, H, W, _axes, _columns_grid, _frame, _left, _rows_layout, _Scale, fmt, ticks
-from .labels import GAP, placed, slots, text_width
+from .charts import (
+    MB,
+    ML,
+    MR,
+    MT,
+    H,
+    W,
+    _axes,
+    _columns_grid,
+    _frame,
+    _left,
+    _rows_layout,
+    _Scale,
+    fmt,
+    tick_step,
+    ticks,
+)
+from .labels import GAP, fits, placed, shorten, slots, text_width
 from .labels import label as text_label
 
 #: parallel coordinates draw at most this many points (evenly spaced); the caption says when some are left out
@@ -176,7 +192,7 @@ def _axis_names(names: list[str], xs: list[float]) -> list[str]:
     """Parallel coordinates' axis names under their axes, never over a neighbour's: in one row when all fit, else
     in two staggered rows (twice the room); a name still too long is cut, whole in its tooltip."""
     rows = [list(range(len(names)))]
-    if any(text_width(t) > room for t, (_, room) in zip(names, slots(xs, 2, W - 2))):
+    if not all(fits(text_width(t), room) for t, (_, room) in zip(names, slots(xs, 2, W - 2))):
         rows = [list(range(0, len(names), 2)), list(range(1, len(names), 2))]
     out = []
     for r, row in enumerate(rows):
@@ -190,7 +206,7 @@ def _axis_value(v: Any, ax: float, y: float, room: float) -> str:
     """A parallel axis's lowest or highest value right of it, with fewer digits when the next axis is close."""
     text = fmt(v)
     for digits in (3, 2):
-        if text_width(text) <= room or not _finite(v):
+        if fits(text_width(text), room) or not _finite(v):
             break
         text = number(v, digits)
     tip = f"<title>{escape(fmt(v))}</title>" if text != fmt(v) else ""
@@ -255,10 +271,57 @@ def comparison_svg(name: str, rows: list[tuple[int, Any, Any, Any]], baseline: i
 
 #: a trajectory picture draws at most this many points' mean paths (evenly spaced), each thinned to MAX_LINES steps
 MAX_PATHS = 60
+#: a mean-path picture's key sits above the plot (its text's baseline at KEY_Y), which starts PATHS_TOP down
+KEY_Y, PATHS_TOP = MT + 4, MT + 22
+#: the key's sample line: its length and the space between it and its text
+SWATCH, SWATCH_GAP = 18, 4
+#: a line may pass its axis's outermost tick by this much of a step (a few pixels) rather than add a step of room
+OVERSHOOT = 0.05
 
 
-def paths_svg(name: str, paths: list[tuple[str, list, float]]) -> Markup | None:
-    """Each point's mean path of trajectory ``name``: (label, per-step means, shade 0..1), darker for a higher shade."""
+def _covering(lo: float, hi: float, count: int) -> tuple[float, float, list[float]]:
+    """About ``count`` + 1 round ticks from the one at or below ``lo`` to the one at or above ``hi`` (to within
+    :data:`OVERSHOOT` of a step), and the range to plot: the ticks' and the data's together. The top tick is level
+    with a line reaching a round value (200, not 150 below it); of the round steps that cover the data, the one
+    wasting least room wins, then the one nearest ``count`` intervals."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return lo, hi, ticks(lo, hi, count)
+    options = []
+    for c in (count - 1, count, count + 1):
+        step = tick_step(lo, hi, c)
+        first, last = math.floor(lo / step + OVERSHOOT), math.ceil(hi / step - OVERSHOOT)
+        options.append((round((last - first) * step / (hi - lo), 6), abs(last - first - count), first, last, step))
+    *_, first, last, step = min(options)
+    marks = [k * step for k in range(first, last + 1)]
+    return min(lo, marks[0]), max(hi, marks[-1]), marks
+
+
+def _stroke(shade: float) -> str:
+    """A mean path's opacity and width for its shade (0..1): both grow with it, and the faintest is still plain."""
+    return f'stroke-opacity="{0.4 + 0.6 * shade:.3f}" stroke-width="{1.5 + shade:.2f}"'
+
+
+def _key(ends: tuple[str, str], shades: tuple[float, float], left: float, right: float) -> list[str]:
+    """The key above a mean-path plot: a sample of the faintest line and of the strongest, each followed by what it
+    stands for (cut to half the width, whole in its tooltip)."""
+    out, x0 = [], left
+    room = round((right - left - GAP) / 2 - SWATCH - SWATCH_GAP, 2)
+    for text, shade, which in zip(ends, shades, ("faintest", "strongest")):
+        tip = f"<title>{which} line: {escape(text)}</title>"
+        out.append(
+            f'<line class="mpath" x1="{x0}" x2="{x0 + SWATCH}" y1="{KEY_Y - 4}" y2="{KEY_Y - 4}" {_stroke(shade)}>{tip}</line>'
+        )
+        out.append(text_label(text, room, class_="tick key", x=x0 + SWATCH + SWATCH_GAP, y=KEY_Y))
+        x0 = round(x0 + SWATCH + SWATCH_GAP + text_width(shorten(text, room)) + 2 * GAP, 2)
+    return out
+
+
+def paths_svg(name: str, paths: list[tuple[str, list, float]], ends: tuple[str, str] | None = None) -> Markup | None:
+    """Each point's mean path of trajectory ``name``: (label, per-step means, shade 0..1), stronger for a higher shade.
+
+    A key above the plot shows the faintest and the strongest line with ``ends`` (what they stand for: "drift = 0",
+    "drift = 2"), by default the labels of the faintest and strongest paths drawn.
+    """
     paths = [(label, list(mean), shade) for label, mean, shade in paths if mean]
     if not paths:
         return None
@@ -267,19 +330,26 @@ def paths_svg(name: str, paths: list[tuple[str, list, float]]) -> Markup | None:
     values = [v for _, m, _ in drawn for v in m if _finite(v)]
     if not values:
         return None
-    lo, hi = min(values), max(values)
-    yt = [(v, fmt(v)) for v in ticks(lo, hi, 4)]
+    lo, hi, marks = _covering(min(values), max(values), 4)
+    yt = [(v, fmt(v)) for v in marks]
     x = _Scale(0, max(steps - 1, 1), _left(yt), W - MR)
-    y = _Scale(lo, hi, H - MB, MT)
+    y = _Scale(lo, hi, H - MB, PATHS_TOP)
     body = _axes(x, y, [(v, fmt(v)) for v in ticks(0, steps - 1, 6)], yt)
-    for label, mean, shade in drawn:
+    faint, strong = min(drawn, key=lambda p: p[2]), max(drawn, key=lambda p: p[2])
+    ends = ends or (faint[0], strong[0])
+    body += _key(ends, (faint[2], strong[2]), x.a, x.b)
+    for label, mean, shade in sorted(drawn, key=lambda p: p[2]):  # the strongest on top
         kept = _every([(k, v) for k, v in enumerate(mean) if _finite(v)], MAX_LINES)
         pts = " ".join(f"{x(k)},{y(v)}" for k, v in kept)
         last = kept[-1][1] if kept else None
         body.append(
-            f'<polyline class="pc" points="{pts}" stroke-opacity="{0.2 + 0.8 * shade:.3f}">'
+            f'<polyline class="mpath" points="{pts}" {_stroke(shade)}>'
             f"<title>{escape(label)}: last mean {fmt(last)}</title></polyline>"
         )
+    lowest, highest = min(values), max(values)
     some = f" ({len(drawn)} of {len(paths)} drawn)" if len(drawn) < len(paths) else ""
-    desc = f"The mean path of {name} over {steps} steps at {len(paths)} points{some}, from {fmt(lo)} to {fmt(hi)}."
+    desc = (
+        f"The mean path of {name} over {steps} steps at {len(paths)} points{some}, from {fmt(lowest)} to "
+        f"{fmt(highest)}; the faintest, thinnest line is {ends[0]}, the strongest, thickest {ends[1]}."
+    )
     return _frame(f"Mean path of {name} at each point", desc, body, "step", f"mean of {name}", left=x.a)
