@@ -436,3 +436,14 @@ def test_studies_list_newest_first_by_owner(any_store):
     assert [s.id for s in any_store.list_studies(owner=f"bob{tag}")] == [ids[1]]
     assert [s.id for s in any_store.list_studies(owner=f"alice{tag}", limit=1)] == [ids[2]]
     assert ids[1] in [s.id for s in any_store.list_studies()]
+
+
+def test_the_schema_alone_is_read_as_the_record_holds_it(any_store):
+    """``run_schema`` (what every reader of results asks first) reads no summary, and says what the record says."""
+    any_store.create_run(record())
+    assert any_store.run_schema("r1") == {}
+    schema = {"x": "float", "k": "int", "b": "bool", "w": "float[3]"}
+    any_store.update_run("r1", schema=schema, status="succeeded", summary={"trajectories": {"w": {"mean": [1.0] * 3}}})
+    assert any_store.run_schema("r1") == any_store.get_run("r1").schema == schema
+    with pytest.raises(NotFound):
+        any_store.run_schema("nope")

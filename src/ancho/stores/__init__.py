@@ -55,7 +55,7 @@ def export_results(store: Store, run_id: str, folder: str | PathLike[str]) -> Ch
         start, stop = seqs[0].as_py(), seqs[batch.num_rows - 1].as_py() + 1
         table = pa.Table.from_batches([batch])
         pq.write_table(table, folder / chunk_name(start, stop), **parquet_options(table.schema))
-    return ChunkFiles.of_folder(folder, store.get_run(run_id).schema)
+    return ChunkFiles.of_folder(folder, store.run_schema(run_id))
 
 
 def open_store(url: str | os.PathLike[str] | Store | None = None) -> Store:

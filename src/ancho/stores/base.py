@@ -325,7 +325,7 @@ class Store(ABC):
 
         parts = [to_numpy(b.column(0)) for b in self.iter_batches(run_id, [name])]
         if not parts:
-            kind = self.get_run(run_id).schema.get(name, "float")
+            kind = self.run_schema(run_id).get(name, "float")
             steps = trajectory_steps(kind)
             shape = (0,) if steps is None or name == "sequence" else (0, steps)
             return np.empty(shape, dtype=np.int64 if name == "sequence" else kind_dtype(kind))
@@ -356,7 +356,12 @@ class Store(ABC):
         return frame
 
     def arrow_schema(self, run_id: str, columns: list[str] | None = None) -> pa.Schema:
-        return arrow_schema(self.get_run(run_id).schema, columns)
+        return arrow_schema(self.run_schema(run_id), columns)
+
+    def run_schema(self, run_id: str) -> dict[str, str]:
+        """The run's outputs and their kinds (``RunRecord.schema``); a store overrides it to read no summary (one of
+        long trajectories is megabytes, and every reader of results asks for the schema first)."""
+        return self.get_run(run_id).schema
 
     def close(self) -> None:
         """Release connections."""

@@ -103,6 +103,7 @@ class CassandraStore(Store):
         self._insert = p(f"INSERT INTO {ks}.runs (id, owner, status, created, fields) VALUES (?, ?, ?, ?, ?)")
         self._get = p(f"SELECT id, owner, status, created, fields FROM {ks}.runs WHERE id = ?")
         self._owner_of = p(f"SELECT owner FROM {ks}.runs WHERE id = ?")
+        self._schema_of = p(f"SELECT fields['schema'] AS kinds FROM {ks}.runs WHERE id = ?")
         self._delete = p(f"DELETE FROM {ks}.runs WHERE id = ?")
         self._owner_row = p(f"SELECT ks, role, password, ready FROM {ks}.owners WHERE owner = ?")
         self._claim_owner = p(
@@ -256,6 +257,14 @@ class CassandraStore(Store):
             raise NotFound(f"no run '{run_id}'")
         return self._record(row)
 
+    def run_schema(self, run_id: str) -> dict[str, str]:
+        """The record's ``schema`` entry alone (not its summary's megabytes, nor their way over the network)."""
+        check_run_id(run_id)
+        row = self._retry("reading a run", lambda: self.session.execute(self._schema_of, (run_id,)).one())
+        if row is None:
+            raise NotFound(f"no run '{run_id}'")
+        return dict(jsontext.loads(row.kinds)) if row.kinds else {}
+
     def versioned_run(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> tuple[int, RunRecord]:
         """Reads Cassandra at most once per STATUS_FRESH_SECONDS per run: the record read is kept that long (and
         forgotten at once when this object writes the run). Past that, ``wait=False`` answers the kept record
@@ -399,7 +408,7 @@ class CassandraStore(Store):
 
     def iter_batches(self, run_id: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         results = self._results_for_run(run_id)
-        kinds = self.get_run(run_id).schema
+        kinds = self.run_schema(run_id)
         schema = arrow_schema(kinds, columns)
         if columns is not None:
             unknown = [c for c in columns if c not in schema.names]

@@ -145,6 +145,9 @@ class EmbeddedStore(Store):
     def get_run(self, run_id: str, owner: str | None = None) -> RunRecord:
         return record_of(*self.rows.texts(check_run_id(run_id), owner))
 
+    def run_schema(self, run_id: str) -> dict[str, str]:
+        return record_of(self.rows.fields(check_run_id(run_id)), None).schema  # (its summary column unread)
+
     def run_version(self, run_id: str, owner: str | None = None, *, wait: bool = True) -> int | None:
         """The hash of the record's stored texts: hashing them costs far less than decoding them, and only a change
         of the record changes it (a status read at 1,000/s then decodes the record only after each change)."""
@@ -352,13 +355,13 @@ class EmbeddedStore(Store):
         """The run's chunk folder and the chunks committed in it now (a sandbox binds the folder read-only).
 
         The folder is made here if no chunk made it yet: readers and binds expect it to exist."""
-        schema = self.get_run(run_id).schema
+        schema = self.run_schema(run_id)
         self._unpack(run_id)
         return ChunkFiles.of_folder(private_dir(self._chunks_dir(run_id)), schema)
 
     def read_column(self, run_id: str, name: str) -> np.ndarray:
         """Filled into one preallocated array, so peak memory is one column plus one chunk."""
-        kind = "sequence" if name == "sequence" else self.get_run(run_id).schema.get(name)
+        kind = "sequence" if name == "sequence" else self.run_schema(run_id).get(name)
         if kind is None:
             return super().read_column(run_id, name)  # raises the unknown-output error
         dtype = np.dtype(np.int64) if kind == "sequence" else kind_dtype(kind)
@@ -372,7 +375,7 @@ class EmbeddedStore(Store):
         read alone, as before: the driver's peak stays one column's) and ``ANCHO_COLUMN_MEMORY``."""
         from ..streamed import budget
 
-        files, schema = self._chunk_files(run_id), self.get_run(run_id).schema
+        files, schema = self._chunk_files(run_id), self.run_schema(run_id)
         paths = [p for _, _, p in files]
         batches = lambda names: iter_chunk_batches(paths, arrow_schema(schema, names))  # noqa: E731
         rows = sum(b - a for a, b, _ in files)  # (at least the rows: a chunk with failures has fewer)

@@ -61,6 +61,13 @@ class RunRows:
             raise NotFound(f"no run '{run_id}'")
         return str(row[1]), row[2]
 
+    def fields(self, run_id: str) -> str:
+        """The run's ``data`` text alone (its summary column unread); NotFound if there is no such run."""
+        row = self.db.conn().execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no run '{run_id}'")
+        return str(row[0])
+
     def update(self, changes: list[tuple[str, dict[str, Any]]]) -> None:
         """Merge each change into its run's fields, in one transaction; a missing run raises NotFound, none changed."""
         with self.db.write() as db:

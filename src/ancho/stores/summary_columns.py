@@ -14,6 +14,7 @@ import numpy as np
 
 from ..chunk import kind_dtype, trajectory_steps
 from ..errors import RunCancelled, StoreError
+from ..threads import ahead
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,7 +90,7 @@ class GroupedColumns(SummaryColumns):
         if name not in self.kinds:
             yield from super().blocks(name)  # (the unknown-output error)
             return
-        for batch in self.batches([name]):
+        for batch in ahead(self.batches([name]), "ancho-read"):  # (the next chunk read while this one is summarised)
             self.check()
             yield to_numpy(batch.column(0))
 
