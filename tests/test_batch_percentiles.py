@@ -163,3 +163,33 @@ def test_describe_of_a_float_column_is_numpys_of_its_non_nan_values(nans):
     assert out["min"] == kept.min() and out["max"] == kept.max()
     assert out["mean"] == float(np.mean(kept))
     assert [out[f"p{q}"] for q in PERCENTILES] == np.percentile(kept, PERCENTILES).tolist()
+
+
+def test_ahead_gives_every_item_in_order_and_raises_errors_in_the_caller():
+    import threading
+
+    from ancho.threads import ahead
+
+    made_on: list[str] = []
+
+    def items():
+        for i in range(5):
+            made_on.append(threading.current_thread().name)
+            yield i
+
+    assert list(ahead(items(), "test-ahead")) == [0, 1, 2, 3, 4]
+    assert all(name.startswith("test-ahead") for name in made_on)
+
+    def failing():
+        yield 1
+        raise OSError("chunk file gone")
+
+    got = []
+    with pytest.raises(OSError, match="chunk file gone"):
+        for item in ahead(failing(), "test-ahead"):
+            got.append(item)
+    assert got == [1]
+    early = ahead(items(), "test-ahead")
+    assert next(early) == 0
+    early.close()  # (a caller that stops: the helper's one item more is made, then the helper ends)
+    assert list(ahead(iter([]), "test-ahead")) == []

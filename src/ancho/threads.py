@@ -10,7 +10,8 @@ tenth pass).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -49,3 +50,21 @@ def on_halves(fn: Callable[[np.ndarray], T], values: np.ndarray, name: str, axis
     return on_two_threads(
         lambda: fn(values[(*cut, slice(None, half))]), lambda: fn(values[(*cut, slice(half, None))]), name
     )
+
+
+_END = object()
+
+
+def ahead(items: Iterable[T], name: str) -> Iterator[T]:
+    """``items``, each next one made on a helper thread while the caller works on the one it has.
+
+    Why: a summary's pass over a long column reads chunk files (Arrow lets go of the GIL) and then does NumPy work on
+    each; reading the next chunk beside that work hides most of the reading (a 1M × 100-step trajectory: ~1.3 s of
+    its ~5.8 s summary). Holds one item more than the caller. ``items`` is advanced on the helper thread, one step at
+    a time, never at once from two threads; its errors are raised in the caller."""
+    source = iter(items)
+    with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
+        coming = pool.submit(next, source, _END)
+        while (item := coming.result()) is not _END:
+            coming = pool.submit(next, source, _END)
+            yield item  # type: ignore[misc]
