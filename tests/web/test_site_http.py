@@ -221,7 +221,11 @@ def test_run_page_shows_failures_with_tracebacks(site, page):
     html = page.http.get(f"/runs/{run_id}").text
     assert 'id="failures-h"' in html and "ZeroDivisionError" in html and "unlucky draw" in html
     assert "Traceback" in html and str(site.home) not in html  # paths relative to the model, not the server's folders
-    assert html.count('class="failure"') == 20  # the first 20, and a link to all of them
+    # the first 20, failures in a row with the same exception shown once, and a link to all of them
+    groups = re.findall(r"<summary>Sequences? (\d+)(?:–(\d+) \((\d+), the same exception\))?:", html)
+    assert html.count('class="failure"') == len(groups) <= 20
+    assert sum(int(n or 1) for _, _, n in groups) == 20
+    assert all(not last or int(last) - int(first) + 1 == int(n) for first, last, n in groups)
     assert f"/api/v1/runs/{run_id}/failures?limit=10000" in html
     html = page.http.get(f"/runs/{failed}").text
     assert "The run failed" in html and 'class="alert"' in html and 'id="summary-h"' not in html

@@ -343,7 +343,7 @@ def run_page(request: Request, run_id: str):
             log.exception("plots of run %s", run_id)
             chart_error = f"The plots could not be drawn ({type(exc).__name__})."
         targets_chart = targets_svg(summary.get("targets") or [])
-    failures = svc.failures(session.user, run_id, limit=20) if record.failures else []
+    failures = failure_groups(svc.failures(session.user, run_id, limit=20)) if record.failures else []
     rate = eta = None
     if record.status == "running" and record.started and record.done:
         elapsed = max(time.time() - record.started, 1e-6)
@@ -400,3 +400,22 @@ def cancel_run(request: Request, run_id: str, session: Action) -> Response:
 
 
 from . import studies as _studies  # noqa: E402,F401 - the study pages register on this router
+
+
+def failure_groups(failures: list[dict]) -> list[dict]:
+    """Failed sequences in a row with the same error and traceback, as one entry: ``first``, ``last``, ``count``,
+    ``error``, ``traceback``. Why: a batch model's failing block fails its every sequence with one exception, and
+    the page showed the same traceback twenty times."""
+    groups: list[dict] = []
+    for f in failures:
+        last = groups[-1] if groups else None
+        if (
+            last
+            and (f["error"], f["traceback"]) == (last["error"], last["traceback"])
+            and f["sequence"] == last["last"] + 1
+        ):
+            last["last"], last["count"] = f["sequence"], last["count"] + 1
+        else:
+            groups.append({"first": f["sequence"], "last": f["sequence"], "count": 1, "error": f["error"],
+                           "traceback": f["traceback"]})  # fmt: skip
+    return groups
